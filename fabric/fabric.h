@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fabric: one set of one-sided transport semantics over several backends
+ * (verbs over RDMA, and tcp over TCP or AF_UNIX byte streams).
+ *
+ * The caller owns the event loop: the fabric has no threads of its own.
+ * A wf_ctx is one completion context (one per reactor).  Endpoints created
+ * on it report every completion and event through wf_poll() on that ctx.
+ *
+ * Every function returns 0 (or a count) on success and -errno on failure;
+ * errors from the backends (verbs' positive errno, librdmacm's -1/errno,
+ * socket calls) are converted in one place per backend.
+ *
+ * Addresses are strings:
+ *   "tcp:HOST:PORT"    TCP (tcp backend)
+ *   "unix:/PATH"       AF_UNIX stream socket (tcp backend)
+ *   "rdma:HOST:PORT"   librdmacm over an RDMA device (verbs backend)
+ */
+#ifndef WEFT_FABRIC_FABRIC_H
+#define WEFT_FABRIC_FABRIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum wf_backend {
+	WF_BACKEND_TCP   = 1,   /* tcp: and unix: addresses */
+	WF_BACKEND_VERBS = 2,   /* rdma: addresses */
+};
+
+struct wf_ctx;          /* completion context, one per event loop */
+struct wf_listener;     /* passive endpoint */
+struct wf_ep;           /* connected endpoint (an RC queue pair or a socket) */
+struct wf_mr;           /* registered memory region */
+
+/* Options structs grow at the end only; callers set .size = sizeof(*o). */
+struct wf_ctx_opts {
+	size_t   size;
+	uint32_t backend;       /* enum wf_backend */
+	uint32_t cq_depth;      /* completion credits shared by all endpoints of
+	                         * the ctx; creating an endpoint whose
+	                         * send_depth + recv_depth would overrun them
+	                         * fails with -ENOSPC (0: default 4096) */
+};
+
+struct wf_ep_opts {
+	size_t   size;
+	uint32_t send_depth;    /* outstanding write_imm + read + send per
+	                         * endpoint; more gives -EAGAIN (0: default 64) */
+	uint32_t recv_depth;    /* receive credits: incoming messages and
+	                         * write-with-immediate notifications that may
+	                         * be pending at once (0: default 64) */
+	uint32_t msg_size;      /* largest two-sided message (0: default 512) */
+	int      timeout_ms;    /* connect timeout (0: default 5000) */
+	void    *user;          /* returned in wf_ep_user() */
+};
+
+/* Access rights of a region for remote peers. */
+enum {
+	WF_ACCESS_REMOTE_WRITE = 1u << 0,
+	WF_ACCESS_REMOTE_READ  = 1u << 1,
+};
+
+/*
+ * What a peer needs to address part of a region: sent to it in a message.
+ * Opaque values: verbs puts the virtual address and rkey here; tcp a region
+ * id and base offset.  Little-endian on the wire (it is sent in messages).
+ */
+struct wf_rkey {
+	uint64_t addr;
+	uint32_t key;
+	uint32_t len;           /* bytes addressable from addr */
+};
+
+/* Completion kinds. */
+enum wf_cqe_op {
+	WF_CQE_WRITE_IMM = 1,   /* our wf_write_imm finished (wr_id set) */
+	WF_CQE_READ,            /* our wf_read finished; data in the local mr */
+	WF_CQE_SEND,            /* our wf_send finished */
+	WF_CQE_RECV_IMM,        /* a peer's write with immediate landed: imm and
+	                         * len are set; the bytes are already in our mr */
+	WF_CQE_RECV_MSG,        /* a peer's message: msg and len are set */
+	WF_CQE_ACCEPT,          /* a listener has an endpoint for wf_accept */
+	WF_CQE_DISCONNECT,      /* the endpoint is gone: every outstanding
+	                         * operation has already completed with an
+	                         * error; the caller now calls wf_ep_destroy */
+};
+
+struct wf_cqe {
+	uint64_t     wr_id;     /* caller's id for local operations */
+	struct wf_ep *ep;       /* endpoint (NULL for WF_CQE_ACCEPT) */
+	struct wf_listener *listener; /* WF_CQE_ACCEPT only */
+	int32_t      status;    /* 0 or -errno (-ECONNRESET when the peer went away) */
+	uint32_t     op;        /* enum wf_cqe_op */
+	uint32_t     imm;       /* WF_CQE_RECV_IMM */
+	uint32_t     len;       /* bytes received (RECV_IMM, RECV_MSG) */
+	const void  *msg;       /* WF_CQE_RECV_MSG: valid until the next
+	                         * wf_poll() on the same ctx */
+};
+
+/* Contexts */
+int  wf_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out);
+void wf_ctx_destroy(struct wf_ctx *ctx);   /* all eps, listeners, mrs first */
+/*
+ * An fd that becomes readable when wf_poll() may return something.  To sleep:
+ * call wf_ctx_arm(); if it returns 0, poll again once (events may have raced
+ * in), then sleep on the fd (poll/epoll/io_uring).  Busy-poll first if you
+ * like: wf_poll() alone makes no blocking call.
+ */
+int  wf_ctx_fd(const struct wf_ctx *ctx);
+int  wf_ctx_arm(struct wf_ctx *ctx);
+/*
+ * Reap up to max completions into cqes.  Returns the number (0 if none) or
+ * -errno.  Also drives progress of the tcp backend (it reads and writes the
+ * sockets here), so a tcp peer must poll for one-sided operations aimed at
+ * it to complete; a verbs peer need not.
+ */
+int  wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
+
+/* Connections */
+int  wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
+	       struct wf_listener **out);
+/* Local address actually bound (port 0 picks a free port), as a string. */
+int  wf_listener_addr(const struct wf_listener *l, char *buf, size_t len);
+/* Take one connected endpoint, or -EAGAIN when none is pending. */
+int  wf_accept(struct wf_listener *l, void *user, struct wf_ep **out);
+void wf_listener_destroy(struct wf_listener *l);
+/* Connect; blocks up to o->timeout_ms (control path only). */
+int  wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
+		struct wf_ep **out);
+/* Start disconnecting; a WF_CQE_DISCONNECT follows once all is drained. */
+int  wf_ep_close(struct wf_ep *ep);
+/* Free the endpoint (after WF_CQE_DISCONNECT, or at any time on teardown:
+ * drains before destroying). */
+void wf_ep_destroy(struct wf_ep *ep);
+void *wf_ep_user(const struct wf_ep *ep);
+
+/* Memory regions: registered once, addressed by handle + offset. */
+int  wf_mr_reg(struct wf_ctx *ctx, void *addr, size_t len, unsigned access,
+	       struct wf_mr **out);
+void wf_mr_dereg(struct wf_mr *mr);
+void *wf_mr_addr(const struct wf_mr *mr);
+/* Describe [off, off + len) of mr for the peer of ep (rkeys may differ per
+ * device, hence the ep). */
+int  wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
+		uint32_t len, struct wf_rkey *out);
+
+/*
+ * Data operations.  Each consumes one send credit of ep until its completion
+ * is reaped; with none left they return -EAGAIN and post nothing.
+ */
+/* Write mr[loff, loff+len) to the peer's region at rkey + roff, then raise
+ * WF_CQE_RECV_IMM with imm at the peer (consuming one of its receive
+ * credits; a peer with none left applies backpressure, nothing is dropped). */
+int  wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+		  uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		  uint32_t imm, uint64_t wr_id);
+/* Read the peer's region rkey + roff into mr[loff, loff+len). */
+int  wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+	     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+	     uint64_t wr_id);
+/* Send a small message (copied; len <= msg_size). */
+int  wf_send(struct wf_ep *ep, const void *msg, uint32_t len, uint64_t wr_id);
+
+/* Readable name of a cqe op, for logs. */
+const char *wf_cqe_op_name(uint32_t op);
+
+#endif

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The cluster map in memory: what the libconfig loader (map.c) produces and
+ * what placement (placement.c) consumes.  Pure data: no I/O, no threads.
+ *
+ * Every array is owned by the map and freed by wf_map_free().  Indices, not
+ * pointers, link the pieces so a map can be copied or compared with memcmp
+ * on the arrays.
+ */
+#ifndef WEFT_PLACEMENT_MAP_H
+#define WEFT_PLACEMENT_MAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WF_NAME_MAX     64      /* names, hosts, addresses, incl. NUL */
+#define WF_PATH_MAX     256     /* device paths, incl. NUL */
+#define WF_MAX_REPLICAS 8
+#define WF_WEIGHT_ONE   0x10000u /* weights are 16.16 fixed point */
+
+/* Node types of the hierarchy, leaf first; also the failure domain types. */
+enum wf_node_type {
+	WF_NODE_DEVICE = 0,
+	WF_NODE_HOST   = 1,
+	WF_NODE_RACK   = 2,
+	WF_NODE_ROOT   = 3,
+};
+
+struct wf_target {
+	uint32_t id;                    /* unique, as written in the map */
+	char     host[WF_NAME_MAX];     /* name of the hierarchy host holding it */
+	char     addr[WF_NAME_MAX];     /* address it listens on (IPv4/IPv6 literal or name) */
+	uint16_t port;
+	char     device[WF_PATH_MAX];   /* block device or file backing the store */
+	uint32_t weight;                /* 16.16; 0 means it takes no data */
+	bool     up;                    /* process answers (state "up"/"down") */
+	bool     in;                    /* takes data (state "in"/"out") */
+	uint32_t node;                  /* index into wf_map.nodes of its device node */
+};
+
+/*
+ * One node of the weighted hierarchy.  nodes[0] is the root.  Children of a
+ * node are nodes[child[first_child]] .. nodes[child[first_child + nchild - 1]].
+ */
+struct wf_node {
+	char     name[WF_NAME_MAX];
+	uint8_t  type;                  /* enum wf_node_type */
+	int32_t  parent;                /* node index, -1 for the root */
+	uint32_t hash_id;               /* stable id fed to placement hashes:
+	                                 * target id for devices, XXH32(name, 0)
+	                                 * for buckets; independent of file order */
+	uint32_t first_child, nchild;   /* range in wf_map.child[] */
+	uint32_t target;                /* devices only: index into wf_map.targets */
+	uint64_t weight;                /* 16.16 sum of the configured device
+	                                 * weights below (state not applied) */
+};
+
+struct wf_pool {
+	char     name[WF_NAME_MAX];
+	uint32_t id;                    /* unique pool id */
+	uint8_t  replicas;              /* 1 .. WF_MAX_REPLICAS */
+	uint8_t  min_size;              /* 1 .. replicas */
+	uint8_t  failure_domain;        /* enum wf_node_type */
+	uint32_t pg_num;                /* power of two */
+};
+
+struct wf_volume {
+	char     name[WF_NAME_MAX];
+	uint64_t id;                    /* unique volume id, hashed for placement */
+	uint64_t size;                  /* bytes, multiple of the extent size */
+	uint32_t pool;                  /* index into wf_map.pools */
+};
+
+/*
+ * An explicit acting set for one PG (written by `weftctl balance`, versioned
+ * with the epoch).  Placement ignores an override that no longer fits the
+ * map (a target out, a failure domain violated) and falls back to the
+ * computed set for that PG.
+ */
+struct wf_override {
+	uint32_t pool;                  /* index into wf_map.pools */
+	uint32_t pg;
+	uint8_t  n;                     /* == pool replicas */
+	uint32_t target[WF_MAX_REPLICAS]; /* target ids, primary first */
+};
+
+struct wf_map {
+	uint64_t epoch;
+	uint64_t cluster_id;
+	uint32_t extent_size;           /* bytes, power of two, >= 4096 */
+
+	struct wf_target   *targets;   uint32_t ntargets;
+	struct wf_node     *nodes;     uint32_t nnodes;
+	uint32_t           *child;     uint32_t nchild;
+	struct wf_pool     *pools;     uint32_t npools;
+	struct wf_volume   *volumes;   uint32_t nvolumes;
+	struct wf_override *overrides; uint32_t noverrides;
+};
+
+/* Error detail from the loader: names file, line and field. */
+struct wf_map_err {
+	char msg[512];
+};
+
+/*
+ * Load and validate a map file.  Returns 0 and fills *map, or -errno
+ * (-ENOENT, -EINVAL for any content error, -ENOMEM) with a message
+ * "FILE:LINE: FIELD: what is wrong" in *err.  Never crashes on any input.
+ */
+int  wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err);
+/* The same from a buffer; name is used in messages. */
+int  wf_map_load_buf(const char *buf, size_t len, const char *name,
+		     struct wf_map *map, struct wf_map_err *err);
+/* Write a map back as libconfig (used by weftctl for epoch+1 maps). */
+int  wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err);
+void wf_map_free(struct wf_map *map);
+
+/* Lookups; return an index or -ENOENT. */
+int  wf_map_target_by_id(const struct wf_map *map, uint32_t id);
+int  wf_map_pool_by_name(const struct wf_map *map, const char *name);
+int  wf_map_volume_by_name(const struct wf_map *map, const char *name);
+
+#endif
