@@ -3,9 +3,22 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/bench.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} cmds[] = {
+	{ "placement", bench_placement, "placement -c MAP [--json]" },
+	{ "fabric",    bench_fabric,    "fabric --transport tcp|unix|verbs --size N [--json]" },
+};
+
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: weft-bench placement|fabric|io [OPTIONS]\n");
+	fprintf(f, "usage: weft-bench BENCHMARK [OPTIONS]\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %s\n", cmds[i].help);
 	return f == stdout ? 0 : 2;
 }
 
@@ -15,6 +28,9 @@ int main(int argc, char **argv)
 		return usage(stderr);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
 		return usage(stdout);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "weft-bench: unknown benchmark '%s'\n", argv[1]);
 	return usage(stderr);
 }

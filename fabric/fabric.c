@@ -1,5 +1,218 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "fabric/fabric.h"
+/*
+ * Public entry points: fill in option defaults, check arguments common to
+ * every backend, and dispatch through the ctx's ops table.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "fabric/fabric_int.h"
+
+#define OPT(o, field, def) \
+	(((o) && (o)->size >= offsetof(__typeof__(*(o)), field) + sizeof((o)->field) && \
+	  (o)->field) ? (o)->field : (def))
+
+static void ep_defaults(const struct wf_ep_opts *o, struct wf_ep_opts *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	out->send_depth = OPT(o, send_depth, WF_DEFAULT_SEND_DEPTH);
+	out->recv_depth = OPT(o, recv_depth, WF_DEFAULT_RECV_DEPTH);
+	out->msg_size = OPT(o, msg_size, WF_DEFAULT_MSG_SIZE);
+	out->timeout_ms = OPT(o, timeout_ms, WF_DEFAULT_TIMEOUT_MS);
+	out->user = OPT(o, user, NULL);
+}
+
+static const struct wf_ops *backend_ops(uint32_t backend)
+{
+	switch (backend) {
+	case WF_BACKEND_TCP:   return &wf_tcp_ops;
+	case WF_BACKEND_VERBS: return &wf_verbs_ops;
+	default:               return NULL;
+	}
+}
+
+int wf_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
+{
+	struct wf_ctx_opts d = { .size = sizeof(d) };
+	const struct wf_ops *ops;
+	int ret;
+
+	if (!o || !out)
+		return -EINVAL;
+	d.backend = OPT(o, backend, 0);
+	d.cq_depth = OPT(o, cq_depth, WF_DEFAULT_CQ_DEPTH);
+	ops = backend_ops(d.backend);
+	if (!ops || !ops->ctx_create)
+		return -EPROTONOSUPPORT;
+	ret = ops->ctx_create(&d, out);
+	if (ret)
+		return ret;
+	(*out)->ops = ops;
+	(*out)->opts = d;
+	return 0;
+}
+
+void wf_ctx_destroy(struct wf_ctx *ctx)
+{
+	if (ctx)
+		ctx->ops->ctx_destroy(ctx);
+}
+
+int wf_ctx_fd(const struct wf_ctx *ctx)
+{
+	return ctx->ops->ctx_fd(ctx);
+}
+
+int wf_ctx_arm(struct wf_ctx *ctx)
+{
+	return ctx->ops->ctx_arm(ctx);
+}
+
+int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
+{
+	if (max <= 0)
+		return -EINVAL;
+	return ctx->ops->poll(ctx, cqes, max);
+}
+
+int wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
+	      struct wf_listener **out)
+{
+	struct wf_ep_opts d;
+	int ret;
+
+	if (!ctx || !addr || !out)
+		return -EINVAL;
+	ep_defaults(o, &d);
+	ret = ctx->ops->listen(ctx, addr, &d, out);
+	if (ret)
+		return ret;
+	(*out)->ctx = ctx;
+	(*out)->opts = d;
+	return 0;
+}
+
+int wf_listener_addr(const struct wf_listener *l, char *buf, size_t len)
+{
+	return l->ctx->ops->listener_addr(l, buf, len);
+}
+
+int wf_accept(struct wf_listener *l, void *user, struct wf_ep **out)
+{
+	int ret = l->ctx->ops->accept(l, out);
+
+	if (ret)
+		return ret;
+	(*out)->ctx = l->ctx;
+	(*out)->user = user;
+	return 0;
+}
+
+void wf_listener_destroy(struct wf_listener *l)
+{
+	if (l)
+		l->ctx->ops->listener_destroy(l);
+}
+
+int wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
+	       struct wf_ep **out)
+{
+	struct wf_ep_opts d;
+	int ret;
+
+	if (!ctx || !addr || !out)
+		return -EINVAL;
+	ep_defaults(o, &d);
+	ret = ctx->ops->connect(ctx, addr, &d, out);
+	if (ret)
+		return ret;
+	(*out)->ctx = ctx;
+	(*out)->user = d.user;
+	return 0;
+}
+
+int wf_ep_close(struct wf_ep *ep)
+{
+	return ep->ctx->ops->ep_close(ep);
+}
+
+void wf_ep_destroy(struct wf_ep *ep)
+{
+	if (ep)
+		ep->ctx->ops->ep_destroy(ep);
+}
+
+void *wf_ep_user(const struct wf_ep *ep)
+{
+	return ep->user;
+}
+
+int wf_mr_reg(struct wf_ctx *ctx, void *addr, size_t len, unsigned access,
+	      struct wf_mr **out)
+{
+	int ret;
+
+	if (!ctx || !addr || !len || !out ||
+	    (access & ~(unsigned)(WF_ACCESS_REMOTE_WRITE | WF_ACCESS_REMOTE_READ)))
+		return -EINVAL;
+	ret = ctx->ops->mr_reg(ctx, addr, len, access, out);
+	if (ret)
+		return ret;
+	(*out)->ctx = ctx;
+	(*out)->addr = addr;
+	(*out)->len = len;
+	(*out)->access = access;
+	return 0;
+}
+
+void wf_mr_dereg(struct wf_mr *mr)
+{
+	if (mr)
+		mr->ctx->ops->mr_dereg(mr);
+}
+
+void *wf_mr_addr(const struct wf_mr *mr)
+{
+	return mr->addr;
+}
+
+int wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
+	       uint32_t len, struct wf_rkey *out)
+{
+	if (off > mr->len || len > mr->len - off)
+		return -ERANGE;
+	return mr->ctx->ops->mr_rkey(mr, ep, off, len, out);
+}
+
+/* Local bounds are checked here once for every backend. */
+static int local_ok(const struct wf_mr *mr, uint64_t loff, uint32_t len)
+{
+	return loff <= mr->len && len <= mr->len - loff;
+}
+
+int wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+		 uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		 uint32_t imm, uint64_t wr_id)
+{
+	if (!local_ok(mr, loff, len))
+		return -ERANGE;
+	return ep->ctx->ops->write_imm(ep, mr, loff, len, rkey, roff, imm, wr_id);
+}
+
+int wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+	    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+	    uint64_t wr_id)
+{
+	if (!local_ok(mr, loff, len))
+		return -ERANGE;
+	return ep->ctx->ops->read(ep, mr, loff, len, rkey, roff, wr_id);
+}
+
+int wf_send(struct wf_ep *ep, const void *msg, uint32_t len, uint64_t wr_id)
+{
+	return ep->ctx->ops->send(ep, msg, len, wr_id);
+}
 
 const char *wf_cqe_op_name(uint32_t op)
 {

@@ -2,12 +2,25 @@
 /* weftctl: the admin command line. */
 #include <stdio.h>
 #include <string.h>
-#include "placement/map.h"
+
+#include "initiator/ctl.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} cmds[] = {
+	{ "check",   ctl_check,   "check -c MAP                 validate a cluster map" },
+	{ "locate",  ctl_locate,  "locate -c MAP VOLUME OFFSET  extent, PG and acting set of a byte" },
+	{ "map",     ctl_map,     "map show -c MAP              hierarchy, weights, PGs per device" },
+	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
+};
 
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl COMMAND [ARGS]\n"
-		   "  check -c MAP                 validate a cluster map\n");
+	fprintf(f, "usage: weftctl COMMAND [ARGS]\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %s\n", cmds[i].help);
 	return f == stdout ? 0 : 2;
 }
 
@@ -17,6 +30,9 @@ int main(int argc, char **argv)
 		return usage(stderr);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
 		return usage(stdout);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "weftctl: unknown command '%s'\n", argv[1]);
 	return usage(stderr);
 }

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to fabric/: the backend ops table and the base structs every
+ * backend embeds as its first member.  Nothing outside fabric/ includes this.
+ */
+#ifndef WEFT_FABRIC_INT_H
+#define WEFT_FABRIC_INT_H
+
+#include "fabric/fabric.h"
+
+struct wf_ops {
+	const char *name;
+	int   (*ctx_create)(const struct wf_ctx_opts *o, struct wf_ctx **out);
+	void  (*ctx_destroy)(struct wf_ctx *ctx);
+	int   (*ctx_fd)(const struct wf_ctx *ctx);
+	int   (*ctx_arm)(struct wf_ctx *ctx);
+	int   (*poll)(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
+
+	int   (*listen)(struct wf_ctx *ctx, const char *addr,
+			const struct wf_ep_opts *o, struct wf_listener **out);
+	int   (*listener_addr)(const struct wf_listener *l, char *buf, size_t len);
+	int   (*accept)(struct wf_listener *l, struct wf_ep **out);
+	void  (*listener_destroy)(struct wf_listener *l);
+	int   (*connect)(struct wf_ctx *ctx, const char *addr,
+			 const struct wf_ep_opts *o, struct wf_ep **out);
+	int   (*ep_close)(struct wf_ep *ep);
+	void  (*ep_destroy)(struct wf_ep *ep);
+
+	int   (*mr_reg)(struct wf_ctx *ctx, void *addr, size_t len,
+			unsigned access, struct wf_mr **out);
+	void  (*mr_dereg)(struct wf_mr *mr);
+	int   (*mr_rkey)(const struct wf_mr *mr, const struct wf_ep *ep,
+			 uint64_t off, uint32_t len, struct wf_rkey *out);
+
+	int   (*write_imm)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+			   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+			   uint32_t imm, uint64_t wr_id);
+	int   (*read)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+		      uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		      uint64_t wr_id);
+	int   (*send)(struct wf_ep *ep, const void *msg, uint32_t len,
+		      uint64_t wr_id);
+};
+
+/* Base structs: each backend's struct starts with one of these. */
+struct wf_ctx {
+	const struct wf_ops *ops;
+	struct wf_ctx_opts   opts;      /* defaults filled in */
+};
+
+struct wf_listener {
+	struct wf_ctx     *ctx;
+	struct wf_ep_opts  opts;        /* defaults filled in */
+};
+
+struct wf_ep {
+	struct wf_ctx *ctx;
+	void          *user;
+};
+
+struct wf_mr {
+	struct wf_ctx *ctx;
+	void          *addr;
+	size_t         len;
+	unsigned       access;
+};
+
+extern const struct wf_ops wf_tcp_ops;
+extern const struct wf_ops wf_verbs_ops;
+
+/* Option defaults, applied once in fabric.c before a backend sees them. */
+#define WF_DEFAULT_CQ_DEPTH   4096u
+#define WF_DEFAULT_SEND_DEPTH 64u
+#define WF_DEFAULT_RECV_DEPTH 64u
+#define WF_DEFAULT_MSG_SIZE   512u
+#define WF_DEFAULT_TIMEOUT_MS 5000
+
+#endif
