@@ -5,5 +5,6 @@
 
 int bench_placement(int argc, char **argv);  /* placement.c */
 int bench_fabric(int argc, char **argv);     /* fabric.c */
+int bench_floor(int argc, char **argv);      /* io_floor.c */
 
 #endif

@@ -12,6 +12,7 @@ static const struct {
 } cmds[] = {
 	{ "placement", bench_placement, "placement -c MAP [--json]" },
 	{ "fabric",    bench_fabric,    "fabric --transport tcp|unix|verbs --size N [--json]" },
+	{ "floor",     bench_floor,     "floor --file PATH --rw randread|randwrite|randrw --bs 4k --qd N --runtime S [--size BYTES] [--json] [--plot DIR]" },
 };
 
 static int usage(FILE *f)
