@@ -1,18 +1,1802 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder until the loader lands. */
+/*
+ * Cluster map loader and writer.
+ *
+ * libconfig parses the text; everything here checks it field by field so
+ * that a bad map is refused with "FILE:LINE: FIELD: what is wrong" and a
+ * good one becomes a struct wf_map whose layout does not depend on the
+ * order of entries in the file: targets are sorted by id, the node tree is
+ * sorted by (hash_id, name) at every level, overrides by (pool, pg).
+ * The writer prints the canonical text back; loading it gives a map equal
+ * to the original (wf_map_equal), which is what epoch+1 maps rely on.
+ *
+ * The reference for the format is docs/configuration.md.
+ */
+#define _GNU_SOURCE             /* qsort_r */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+#include <xxhash.h>
+
 #include "placement/map.h"
+
+#define MAP_MAX_BYTES   (64u << 20)     /* refuse bigger files outright */
+#define EXTENT_DEFAULT  (1u << 20)
+#define EXTENT_MIN      4096u
+#define EXTENT_MAX      (1u << 30)
+#define PG_NUM_MAX      (1u << 20)
+#define WEIGHT_MAX      65535.0
+#define FIELD_MAX       96
+
+/* Loader state; everything but map is scratch freed at the end. */
+struct ld {
+	const char *name;               /* file name used in messages */
+	struct wf_map_err *err;
+	struct wf_map *map;
+	config_t cfg;
+
+	/* targets in file order, before sorting by id */
+	struct wf_target *ft;
+	config_setting_t **tel;         /* their list elements (for lines) */
+	uint32_t *thost;                /* host index of each */
+	uint32_t nt;
+
+	struct rack {
+		char name[WF_NAME_MAX];
+		config_setting_t *el;
+		uint32_t hash, node;
+	} *racks;
+	uint32_t nracks;
+
+	struct host {
+		const char *name;       /* in cfg or in ft[] */
+		config_setting_t *el;   /* hierarchy string, or first target */
+		uint32_t rack, hash, node;
+	} *hosts;
+	uint32_t nhosts;
+	uint32_t *hsorted;              /* host indices sorted by name */
+
+	config_setting_t **pel;         /* pool elements */
+	config_setting_t **oel;         /* override elements */
+};
+
+__attribute__((format(printf, 4, 5)))
+static int fail(struct ld *ld, int line, const char *field, const char *fmt, ...)
+{
+	char *m = ld->err->msg;
+	size_t sz = sizeof(ld->err->msg);
+	va_list ap;
+	int n;
+
+	n = snprintf(m, sz, "%s:%d: %s: ", ld->name, line < 1 ? 1 : line, field);
+	if (n < 0 || (size_t)n >= sz)
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(m + n, sz - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int line_of(const config_setting_t *s)
+{
+	return s ? config_setting_source_line(s) : 1;
+}
+
+/* "targets[3]" + "weight" -> "targets[3].weight"; top level has no prefix. */
+static const char *field(char *buf, const char *path, const char *key)
+{
+	if (path[0])
+		snprintf(buf, FIELD_MAX, "%.48s.%.40s", path, key);
+	else
+		snprintf(buf, FIELD_MAX, "%.40s", key);
+	return buf;
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP:  return "a group { }";
+	case CONFIG_TYPE_INT:    return "an integer";
+	case CONFIG_TYPE_INT64:  return "an integer";
+	case CONFIG_TYPE_FLOAT:  return "a float";
+	case CONFIG_TYPE_STRING: return "a string";
+	case CONFIG_TYPE_BOOL:   return "a boolean";
+	case CONFIG_TYPE_ARRAY:  return "an array [ ]";
+	case CONFIG_TYPE_LIST:   return "a list ( )";
+	default:                 return "nothing";
+	}
+}
+
+/*
+ * libconfig 1.5 silently truncates an integer literal too big for its type
+ * (1099511627776 without the L suffix reads as 0; 2147483648 as a negative
+ * number), and it would follow @include to any file.  One lexical pass that
+ * mirrors libconfig's comments, strings and numbers rejects both before
+ * libconfig sees the text.
+ */
+static int prescan(struct ld *ld, const char *s, size_t len)
+{
+	const char *key = "(top)";
+	size_t keylen = 5;
+	int line = 1;
+	size_t i = 0;
+
+#define AT(k) ((k) < len ? s[k] : '\0')
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\n') {
+			line++;
+			i++;
+		} else if (c == '"') {
+			for (i++; i < len && s[i] != '"'; i++) {
+				if (s[i] == '\\' && i + 1 < len)
+					i++;
+				if (s[i] == '\n')
+					line++;
+			}
+			i++;
+		} else if (c == '#' || (c == '/' && AT(i + 1) == '/')) {
+			while (i < len && s[i] != '\n')
+				i++;
+		} else if (c == '/' && AT(i + 1) == '*') {
+			for (i += 2; i < len && !(s[i] == '*' && AT(i + 1) == '/'); i++)
+				if (s[i] == '\n')
+					line++;
+			i += 2;
+		} else if (c == '@') {
+			return fail(ld, line, "@include",
+				    "directives are not allowed in a cluster map");
+		} else if (isalpha(c) || c == '*') {
+			size_t st = i;
+
+			while (i < len && (isalnum((unsigned char)s[i]) ||
+					   s[i] == '_' || s[i] == '-' || s[i] == '*'))
+				i++;
+			key = s + st;
+			keylen = i - st;
+		} else if (c == '.' && isdigit((unsigned char)AT(i + 1))) {
+			while (i < len && (isdigit((unsigned char)s[i]) ||
+					   strchr(".eE+-", s[i])))
+				i++;
+		} else if (isdigit(c) ||
+			   ((c == '-' || c == '+') && isdigit((unsigned char)AT(i + 1)))) {
+			size_t st = i;
+			bool neg = c == '-', ovf = false, wide = false;
+			uint64_t v = 0, lim;
+
+			if (c == '-' || c == '+')
+				i++;
+			if (s[i] == '0' && (AT(i + 1) == 'x' || AT(i + 1) == 'X')) {
+				for (i += 2; i < len && isxdigit((unsigned char)s[i]); i++) {
+					unsigned d = isdigit((unsigned char)s[i]) ? s[i] - '0' :
+						     (tolower((unsigned char)s[i]) - 'a' + 10);
+					ovf |= v > (UINT64_MAX >> 4);
+					v = v << 4 | d;
+				}
+			} else {
+				for (; i < len && isdigit((unsigned char)s[i]); i++) {
+					unsigned d = s[i] - '0';
+					ovf |= v > (UINT64_MAX - d) / 10;
+					v = v * 10 + d;
+				}
+				if (i < len && strchr(".eE", s[i])) {
+					/* a float: libconfig reads it with strtod */
+					while (i < len && (isdigit((unsigned char)s[i]) ||
+							   strchr(".eE+-", s[i])))
+						i++;
+					continue;
+				}
+			}
+			if (AT(i) == 'L') {
+				wide = true;
+				i += AT(i + 1) == 'L' ? 2 : 1;
+			}
+			lim = wide ? INT64_MAX : INT32_MAX;
+			if (ovf || v > lim + neg) {
+				char f[FIELD_MAX];
+
+				snprintf(f, sizeof(f), "%.*s", (int)(keylen < 64 ? keylen : 64), key);
+				return fail(ld, line, f,
+					    "integer %.*s does not fit in %d bits%s",
+					    (int)((i - st) < 40 ? i - st : 40), s + st,
+					    wide ? 64 : 32,
+					    wide ? "" : " (append L for a 64-bit integer)");
+			}
+		} else {
+			i++;
+		}
+	}
+#undef AT
+	return 0;
+}
+
+enum {
+	T_INT = 1, T_FLOAT = 2, T_STR = 4, T_GROUP = 8, T_SEQ = 16,
+	T_NUM = T_INT | T_FLOAT,
+};
+
+static bool type_ok(int type, unsigned want)
+{
+	switch (type) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:  return want & T_INT;
+	case CONFIG_TYPE_FLOAT:  return want & T_FLOAT;
+	case CONFIG_TYPE_STRING: return want & T_STR;
+	case CONFIG_TYPE_GROUP:  return want & T_GROUP;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:   return want & T_SEQ;
+	default:                 return false;
+	}
+}
+
+static const char *want_name(unsigned want)
+{
+	if (want == T_NUM)
+		return "a number";
+	if (want & T_INT)
+		return "an integer";
+	if (want & T_FLOAT)
+		return "a float";
+	if (want & T_STR)
+		return "a string";
+	if (want & T_GROUP)
+		return "a group { }";
+	return "a list ( )";
+}
+
+/* Every key of group g must be in keys[] (NULL-terminated). */
+static int check_keys(struct ld *ld, const config_setting_t *g, const char *path,
+		      const char *const *keys)
+{
+	int n = config_setting_length(g);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const char *const *k;
+		char f[FIELD_MAX];
+
+		if (!name)
+			name = "?";
+		for (k = keys; *k; k++)
+			if (!strcmp(*k, name))
+				break;
+		if (!*k)
+			return fail(ld, line_of(s), field(f, path, name), "unknown key");
+	}
+	return 0;
+}
+
+/*
+ * Finds g.key and checks its type.  *out is NULL when an optional key is
+ * absent.  *f receives the field name for further messages.
+ */
+static int member(struct ld *ld, const config_setting_t *g, const char *path,
+		  const char *key, unsigned want, bool required,
+		  config_setting_t **out, char *f)
+{
+	config_setting_t *s = config_setting_get_member(g, key);
+
+	field(f, path, key);
+	*out = s;
+	if (!s)
+		return required ? fail(ld, line_of(g), f, "missing") : 0;
+	if (!type_ok(config_setting_type(s), want))
+		return fail(ld, line_of(s), f, "expected %s, not %s",
+			    want_name(want), type_name(config_setting_type(s)));
+	return 0;
+}
+
+static int get_int(struct ld *ld, const config_setting_t *g, const char *path,
+		   const char *key, bool required, int64_t def, int64_t min,
+		   int64_t max, int64_t *out)
+{
+	config_setting_t *s;
+	char f[FIELD_MAX];
+	int64_t v;
+	int r;
+
+	r = member(ld, g, path, key, T_INT, required, &s, f);
+	if (r)
+		return r;
+	v = s ? config_setting_get_int64(s) : def;
+	if (v < min || v > max)
+		return fail(ld, line_of(s), f, "%" PRId64 " is out of range %" PRId64
+			    "..%" PRId64, v, min, max);
+	*out = v;
+	return 0;
+}
+
+enum str_kind { STR_NAME, STR_ADDR, STR_PATH, STR_ANY };
+
+static bool is_name(const char *v)
+{
+	for (; *v; v++)
+		if (!isalnum((unsigned char)*v) && !strchr("_.-", *v))
+			return false;
+	return true;
+}
+
+/* Printable ASCII without the characters the writer would have to escape. */
+static bool is_plain(const char *v)
+{
+	for (; *v; v++)
+		if (*v < 0x20 || *v > 0x7e || *v == '"' || *v == '\\')
+			return false;
+	return true;
+}
+
+/* A DNS name (letters, digits, '-', dots) whose last label is not numeric. */
+static bool is_hostname(const char *v)
+{
+	const char *label = v;
+	bool numeric = true;
+	size_t n = 0;
+
+	for (;; v++) {
+		if (*v == '.' || !*v) {
+			if (n == 0 || label[0] == '-' || label[n - 1] == '-')
+				return false;
+			if (!*v)
+				return !numeric;
+			label = v + 1;
+			n = 0;
+			numeric = true;
+			continue;
+		}
+		if (!isalnum((unsigned char)*v) && *v != '-')
+			return false;
+		if (!isdigit((unsigned char)*v))
+			numeric = false;
+		n++;
+	}
+}
+
+static int check_str(struct ld *ld, const config_setting_t *s, const char *f,
+		     const char *v, size_t cap, enum str_kind kind)
+{
+	unsigned char a[16];
+	size_t n = strlen(v);
+
+	if (n == 0)
+		return fail(ld, line_of(s), f, "empty");
+	if (n >= cap)
+		return fail(ld, line_of(s), f, "longer than %zu bytes", cap - 1);
+	switch (kind) {
+	case STR_NAME:
+		if (!is_name(v))
+			return fail(ld, line_of(s), f, "\"%s\": names use only letters, "
+				    "digits, '_', '.' and '-'", v);
+		break;
+	case STR_ADDR:
+		if (inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1 &&
+		    !is_hostname(v))
+			return fail(ld, line_of(s), f, "\"%s\" is neither an IPv4 or IPv6 "
+				    "address nor a host name", v);
+		break;
+	case STR_PATH:
+	case STR_ANY:
+		if (!is_plain(v))
+			return fail(ld, line_of(s), f, "only printable ASCII without "
+				    "quotes or backslashes");
+		break;
+	}
+	return 0;
+}
+
+/* Reads a string into out[cap]; def (if not required) when absent. */
+static int get_str(struct ld *ld, const config_setting_t *g, const char *path,
+		   const char *key, bool required, const char *def, char *out,
+		   size_t cap, enum str_kind kind, config_setting_t **sp)
+{
+	config_setting_t *s;
+	char f[FIELD_MAX];
+	const char *v;
+	int r;
+
+	r = member(ld, g, path, key, T_STR, required, &s, f);
+	if (r)
+		return r;
+	v = s ? config_setting_get_string(s) : def;
+	r = check_str(ld, s ? s : g, f, v, cap, kind);
+	if (r)
+		return r;
+	memcpy(out, v, strlen(v) + 1);
+	if (sp)
+		*sp = s;
+	return 0;
+}
+
+/* ---- duplicate detection: sort keys, report the earliest repeat ---- */
+
+struct key {
+	uint64_t n;
+	const char *s, *s2;
+	uint32_t idx;
+};
+
+static int strcmp0(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) : (a != NULL) - (b != NULL);
+}
+
+static int key_cmp_val(const struct key *a, const struct key *b)
+{
+	int c;
+
+	if (a->n != b->n)
+		return a->n < b->n ? -1 : 1;
+	c = strcmp0(a->s, b->s);
+	return c ? c : strcmp0(a->s2, b->s2);
+}
+
+static int key_cmp(const void *pa, const void *pb)
+{
+	const struct key *a = pa, *b = pb;
+	int c = key_cmp_val(a, b);
+
+	return c ? c : (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/*
+ * Sorts k[] and returns true when two keys are equal; *first and *dup are
+ * then the file indices of the pair whose second entry comes first in the
+ * file, so the message points at the first repeat a reader meets.
+ */
+static bool find_dup(struct key *k, uint32_t n, uint32_t *first, uint32_t *dup)
+{
+	bool found = false;
+
+	qsort(k, n, sizeof(*k), key_cmp);
+	for (uint32_t i = 1; i < n; i++) {
+		if (key_cmp_val(&k[i - 1], &k[i]))
+			continue;
+		/* k[i-1] is the first of its run only if not preceded by equal */
+		if (i >= 2 && !key_cmp_val(&k[i - 2], &k[i - 1]))
+			continue;
+		if (!found || k[i].idx < *dup) {
+			*first = k[i - 1].idx;
+			*dup = k[i].idx;
+			found = true;
+		}
+	}
+	return found;
+}
+
+/* ---- targets ---- */
+
+static int parse_state(struct ld *ld, const config_setting_t *s, const char *f,
+		       const char *v, bool *up, bool *in)
+{
+	int seen_up = 0, seen_in = 0;
+	const char *p = v;
+
+	*up = *in = true;
+	for (;;) {
+		const char *e;
+		size_t n;
+
+		while (*p == ' ')
+			p++;
+		e = p;
+		while (*e && *e != ',' && *e != ' ')
+			e++;
+		n = (size_t)(e - p);
+		if (n == 2 && !strncmp(p, "up", 2)) {
+			seen_up++;
+		} else if (n == 4 && !strncmp(p, "down", 4)) {
+			seen_up++;
+			*up = false;
+		} else if (n == 2 && !strncmp(p, "in", 2)) {
+			seen_in++;
+		} else if (n == 3 && !strncmp(p, "out", 3)) {
+			seen_in++;
+			*in = false;
+		} else {
+			return fail(ld, line_of(s), f, "unknown state \"%.*s\" in \"%s\" "
+				    "(use up|down and in|out, e.g. \"up,in\")",
+				    (int)(n > 32 ? 32 : n), p, v);
+		}
+		if (seen_up > 1 || seen_in > 1)
+			return fail(ld, line_of(s), f, "\"%s\" gives %s twice", v,
+				    seen_up > 1 ? "up/down" : "in/out");
+		while (*e == ' ')
+			e++;
+		if (!*e)
+			return 0;
+		if (*e != ',')
+			return fail(ld, line_of(s), f, "separate states with ',' in \"%s\"", v);
+		p = e + 1;
+	}
+}
+
+static const char *const target_keys[] = {
+	"id", "host", "addr", "port", "device", "weight", "state", NULL
+};
+
+static int parse_target(struct ld *ld, uint32_t i, config_setting_t *el)
+{
+	struct wf_target *t = &ld->ft[i];
+	char path[FIELD_MAX], f[FIELD_MAX], state[WF_NAME_MAX];
+	config_setting_t *s;
+	int64_t v;
+	double w;
+	int r;
+
+	snprintf(path, sizeof(path), "targets[%u]", i);
+	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+		return fail(ld, line_of(el), path, "expected a group { id = ...; }, not %s",
+			    type_name(config_setting_type(el)));
+	r = check_keys(ld, el, path, target_keys);
+	if (!r)
+		r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
+	if (r)
+		return r;
+	t->id = (uint32_t)v;
+	r = get_str(ld, el, path, "host", true, NULL, t->host, sizeof(t->host), STR_NAME, NULL);
+	if (!r)
+		r = get_str(ld, el, path, "addr", true, NULL, t->addr, sizeof(t->addr), STR_ADDR, NULL);
+	if (!r)
+		r = get_int(ld, el, path, "port", true, 0, 1, 65535, &v);
+	if (r)
+		return r;
+	t->port = (uint16_t)v;
+	r = get_str(ld, el, path, "device", true, NULL, t->device, sizeof(t->device),
+		    STR_PATH, NULL);
+	if (!r)
+		r = member(ld, el, path, "weight", T_NUM, false, &s, f);
+	if (r)
+		return r;
+	w = s ? config_setting_get_float(s) : 1.0;
+	if (s && config_setting_type(s) != CONFIG_TYPE_FLOAT)
+		w = (double)config_setting_get_int64(s);
+	if (!(w >= 0.0 && w <= WEIGHT_MAX))
+		return fail(ld, line_of(s), f, "%g is out of range 0..65535", w);
+	t->weight = (uint32_t)lround(w * WF_WEIGHT_ONE);
+	if (w > 0.0 && t->weight == 0)
+		return fail(ld, line_of(s), f, "%g is below the resolution 1/65536 "
+			    "(write 0 for no data)", w);
+	r = get_str(ld, el, path, "state", false, "up,in", state, sizeof(state),
+		    STR_ANY, &s);
+	if (r)
+		return r;
+	return parse_state(ld, s ? s : el, field(f, path, "state"), state, &t->up, &t->in);
+}
+
+/* Canonical text of an address so "::1" and "0::1" count as the same. */
+static void addr_norm(const char *a, char *out, size_t cap)
+{
+	unsigned char b[16];
+
+	if (inet_pton(AF_INET, a, b) == 1 && inet_ntop(AF_INET, b, out, (socklen_t)cap))
+		return;
+	if (inet_pton(AF_INET6, a, b) == 1 && inet_ntop(AF_INET6, b, out, (socklen_t)cap))
+		return;
+	snprintf(out, cap, "%s", a);
+	for (; *out; out++)
+		*out = (char)tolower((unsigned char)*out);
+}
+
+static int targets_unique(struct ld *ld)
+{
+	uint32_t n = ld->nt, a, b;
+	char (*norm)[WF_NAME_MAX];
+	struct key *k;
+	char f[FIELD_MAX];
+	int r = 0;
+
+	k = calloc(n, sizeof(*k));
+	norm = calloc(n, sizeof(*norm));
+	if (!k || !norm) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		k[i] = (struct key){ .n = ld->ft[i].id, .idx = i };
+	if (find_dup(k, n, &a, &b)) {
+		snprintf(f, sizeof(f), "targets[%u].id", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "id")), f,
+			 "duplicate id %u (also targets[%u], line %d)", ld->ft[b].id, a,
+			 line_of(ld->tel[a]));
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		addr_norm(ld->ft[i].addr, norm[i], sizeof(norm[i]));
+		k[i] = (struct key){ .n = ld->ft[i].port, .s = norm[i], .idx = i };
+	}
+	if (find_dup(k, n, &a, &b)) {
+		bool v6 = strchr(ld->ft[b].addr, ':') != NULL;
+
+		snprintf(f, sizeof(f), "targets[%u].port", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "port")), f,
+			 "%s%s%s:%u is already used by targets[%u] (line %d)",
+			 v6 ? "[" : "", ld->ft[b].addr, v6 ? "]" : "", ld->ft[b].port, a,
+			 line_of(ld->tel[a]));
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		k[i] = (struct key){ .s = ld->ft[i].host, .s2 = ld->ft[i].device, .idx = i };
+	if (find_dup(k, n, &a, &b)) {
+		snprintf(f, sizeof(f), "targets[%u].device", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "device")), f,
+			 "%s on host %s is already used by targets[%u] (line %d)",
+			 ld->ft[b].device, ld->ft[b].host, a, line_of(ld->tel[a]));
+	}
+out:
+	free(norm);
+	free(k);
+	return r;
+}
+
+static int parse_targets(struct ld *ld, const config_setting_t *root)
+{
+	config_setting_t *list;
+	char f[FIELD_MAX];
+	int r, n;
+
+	r = member(ld, root, "", "targets", T_SEQ, true, &list, f);
+	if (r)
+		return r;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
+			    type_name(config_setting_type(list)));
+	n = config_setting_length(list);
+	if (n <= 0)
+		return fail(ld, line_of(list), f, "empty: a map needs at least one target");
+	ld->nt = (uint32_t)n;
+	ld->ft = calloc(ld->nt, sizeof(*ld->ft));
+	ld->tel = calloc(ld->nt, sizeof(*ld->tel));
+	ld->thost = calloc(ld->nt, sizeof(*ld->thost));
+	if (!ld->ft || !ld->tel || !ld->thost)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < ld->nt; i++) {
+		ld->tel[i] = config_setting_get_elem(list, i);
+		r = parse_target(ld, i, ld->tel[i]);
+		if (r)
+			return r;
+	}
+	return targets_unique(ld);
+}
+
+/* ---- hierarchy ---- */
+
+static int host_by_name(const struct ld *ld, const char *name)
+{
+	uint32_t lo = 0, hi = ld->nhosts;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, ld->hosts[ld->hsorted[mid]].name);
+
+		if (!c)
+			return (int)ld->hsorted[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -ENOENT;
+}
+
+static int index_hosts(struct ld *ld)
+{
+	struct key *k = calloc(ld->nhosts ? ld->nhosts : 1, sizeof(*k));
+
+	ld->hsorted = calloc(ld->nhosts ? ld->nhosts : 1, sizeof(*ld->hsorted));
+	if (!k || !ld->hsorted) {
+		free(k);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < ld->nhosts; i++)
+		k[i] = (struct key){ .s = ld->hosts[i].name, .idx = i };
+	qsort(k, ld->nhosts, sizeof(*k), key_cmp);
+	for (uint32_t i = 0; i < ld->nhosts; i++)
+		ld->hsorted[i] = k[i].idx;
+	free(k);
+	return 0;
+}
+
+/* No hierarchy in the file: one rack "default" holding every host. */
+static int implicit_hierarchy(struct ld *ld)
+{
+	struct key *k;
+	uint32_t n = 0;
+
+	ld->racks = calloc(1, sizeof(*ld->racks));
+	ld->hosts = calloc(ld->nt, sizeof(*ld->hosts));
+	k = calloc(ld->nt, sizeof(*k));
+	if (!ld->racks || !ld->hosts || !k) {
+		free(k);
+		return -ENOMEM;
+	}
+	ld->nracks = 1;
+	strcpy(ld->racks[0].name, "default");
+	ld->racks[0].el = config_root_setting(&ld->cfg);
+	for (uint32_t i = 0; i < ld->nt; i++)
+		k[i] = (struct key){ .s = ld->ft[i].host, .idx = i };
+	qsort(k, ld->nt, sizeof(*k), key_cmp);
+	for (uint32_t i = 0; i < ld->nt; i++) {
+		if (i && !strcmp(k[i].s, k[i - 1].s))
+			continue;
+		ld->hosts[n].name = k[i].s;
+		ld->hosts[n].el = ld->tel[k[i].idx];
+		ld->hosts[n].rack = 0;
+		n++;
+	}
+	ld->nhosts = n;
+	free(k);
+	return index_hosts(ld);
+}
+
+static const char *const rack_keys[] = { "rack", "hosts", NULL };
+
+static int parse_hierarchy(struct ld *ld, config_setting_t *list, const char *lf)
+{
+	uint32_t nr, nh = 0, a, b;
+	char path[FIELD_MAX], f[FIELD_MAX];
+	config_setting_t *hs;
+	struct key *k;
+	int r;
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), lf, "expected a list ( { rack = ...; }, ... ), "
+			    "not %s", type_name(config_setting_type(list)));
+	nr = (uint32_t)config_setting_length(list);
+	ld->racks = calloc(nr ? nr : 1, sizeof(*ld->racks));
+	if (!ld->racks)
+		return -ENOMEM;
+	ld->nracks = nr;
+	/* first pass: shape, names, and how many hosts in all */
+	for (uint32_t i = 0; i < nr; i++) {
+		config_setting_t *el = config_setting_get_elem(list, i);
+
+		snprintf(path, sizeof(path), "hierarchy[%u]", i);
+		ld->racks[i].el = el;
+		if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+			return fail(ld, line_of(el), path, "expected a group { rack = ...; "
+				    "hosts = (...); }, not %s", type_name(config_setting_type(el)));
+		r = check_keys(ld, el, path, rack_keys);
+		if (!r)
+			r = get_str(ld, el, path, "rack", true, NULL, ld->racks[i].name,
+				    WF_NAME_MAX, STR_NAME, NULL);
+		if (!r)
+			r = member(ld, el, path, "hosts", T_SEQ, true, &hs, f);
+		if (r)
+			return r;
+		for (int j = 0; j < config_setting_length(hs); j++) {
+			config_setting_t *h = config_setting_get_elem(hs, (unsigned)j);
+			char hf[FIELD_MAX];
+
+			snprintf(hf, sizeof(hf), "%.48s.hosts[%d]", path, j);
+			if (config_setting_type(h) != CONFIG_TYPE_STRING)
+				return fail(ld, line_of(h), hf, "expected a host name string, "
+					    "not %s", type_name(config_setting_type(h)));
+			r = check_str(ld, h, hf, config_setting_get_string(h), WF_NAME_MAX,
+				      STR_NAME);
+			if (r)
+				return r;
+			nh++;
+		}
+	}
+	k = calloc(nr > nh ? nr + 1 : nh + 1, sizeof(*k));
+	ld->hosts = calloc(nh ? nh : 1, sizeof(*ld->hosts));
+	if (!k || !ld->hosts) {
+		free(k);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < nr; i++)
+		k[i] = (struct key){ .s = ld->racks[i].name, .idx = i };
+	if (find_dup(k, nr, &a, &b)) {
+		snprintf(f, sizeof(f), "hierarchy[%u].rack", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->racks[b].el, "rack")), f,
+			 "duplicate rack \"%s\" (also hierarchy[%u], line %d)",
+			 ld->racks[b].name, a, line_of(ld->racks[a].el));
+		free(k);
+		return r;
+	}
+	for (uint32_t i = 0; i < nr; i++) {
+		hs = config_setting_get_member(ld->racks[i].el, "hosts");
+		for (int j = 0; j < config_setting_length(hs); j++) {
+			struct host *h = &ld->hosts[ld->nhosts];
+
+			h->el = config_setting_get_elem(hs, (unsigned)j);
+			h->name = config_setting_get_string(h->el);
+			h->rack = i;
+			k[ld->nhosts] = (struct key){ .s = h->name, .idx = ld->nhosts };
+			ld->nhosts++;
+		}
+	}
+	if (find_dup(k, nh, &a, &b)) {
+		const struct host *ha = &ld->hosts[a], *hb = &ld->hosts[b];
+
+		snprintf(f, sizeof(f), "hierarchy[%u].hosts", hb->rack);
+		if (ha->rack == hb->rack)
+			r = fail(ld, line_of(hb->el), f, "host \"%s\" is listed twice",
+				 hb->name);
+		else
+			r = fail(ld, line_of(hb->el), f, "host \"%s\" is in two racks: "
+				 "\"%s\" (line %d) and \"%s\"", hb->name,
+				 ld->racks[ha->rack].name, line_of(ha->el),
+				 ld->racks[hb->rack].name);
+		free(k);
+		return r;
+	}
+	free(k);
+	return index_hosts(ld);
+}
+
+static int parse_hosts(struct ld *ld, const config_setting_t *root)
+{
+	config_setting_t *list;
+	char f[FIELD_MAX];
+	int r;
+
+	r = member(ld, root, "", "hierarchy", T_SEQ, false, &list, f);
+	if (r)
+		return r;
+	r = list ? parse_hierarchy(ld, list, f) : implicit_hierarchy(ld);
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < ld->nt; i++) {
+		int h = host_by_name(ld, ld->ft[i].host);
+
+		if (h < 0) {
+			snprintf(f, sizeof(f), "targets[%u].host", i);
+			return fail(ld, line_of(config_setting_get_member(ld->tel[i], "host")),
+				    f, "host \"%s\" is in no rack of the hierarchy",
+				    ld->ft[i].host);
+		}
+		ld->thost[i] = (uint32_t)h;
+	}
+	return 0;
+}
+
+/* ---- the node tree ---- */
+
+static int cmp_rack(const void *pa, const void *pb, void *arg)
+{
+	const struct ld *ld = arg;
+	const struct rack *a = &ld->racks[*(const uint32_t *)pa];
+	const struct rack *b = &ld->racks[*(const uint32_t *)pb];
+
+	if (a->hash != b->hash)
+		return a->hash < b->hash ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+static int cmp_host(const void *pa, const void *pb, void *arg)
+{
+	const struct ld *ld = arg;
+	const struct host *a = &ld->hosts[*(const uint32_t *)pa];
+	const struct host *b = &ld->hosts[*(const uint32_t *)pb];
+	uint32_t ra = ld->racks[a->rack].node, rb = ld->racks[b->rack].node;
+
+	if (ra != rb)
+		return ra < rb ? -1 : 1;
+	if (a->hash != b->hash)
+		return a->hash < b->hash ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+/* Sorted targets: by host node, then id. */
+static int cmp_dev(const void *pa, const void *pb, void *arg)
+{
+	const struct ld *ld = arg;
+	uint32_t ia = *(const uint32_t *)pa, ib = *(const uint32_t *)pb;
+	uint32_t ha = ld->hosts[ld->thost[ia]].node, hb = ld->hosts[ld->thost[ib]].node;
+
+	if (ha != hb)
+		return ha < hb ? -1 : 1;
+	return (ld->ft[ia].id > ld->ft[ib].id) - (ld->ft[ia].id < ld->ft[ib].id);
+}
+
+static int cmp_tid(const void *pa, const void *pb, void *arg)
+{
+	const struct ld *ld = arg;
+	uint32_t a = ld->ft[*(const uint32_t *)pa].id, b = ld->ft[*(const uint32_t *)pb].id;
+
+	return (a > b) - (a < b);
+}
+
+static uint32_t name_hash(const char *name)
+{
+	return XXH32(name, strlen(name), 0);
+}
+
+static void set_node(struct wf_node *n, const char *name, uint8_t type, int32_t parent,
+		     uint32_t hash)
+{
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->type = type;
+	n->parent = parent;
+	n->hash_id = hash;
+}
+
+/*
+ * Lays the tree out breadth first: root, racks, hosts, devices, each level
+ * grouped by parent and sorted by (hash_id, name), so every node's
+ * children are one contiguous run and the layout ignores file order.
+ */
+static int build_tree(struct ld *ld)
+{
+	struct wf_map *m = ld->map;
+	uint32_t R = ld->nracks, H = ld->nhosts, T = ld->nt;
+	uint32_t nn = 1 + R + H + T, maxn = R > H ? R : H;
+	uint32_t *ord, *byid;
+	int r = 0;
+
+	maxn = maxn > T ? maxn : T;
+	ord = calloc(maxn, sizeof(*ord));
+	byid = calloc(T, sizeof(*byid));
+	m->nodes = calloc(nn, sizeof(*m->nodes));
+	m->child = calloc(nn, sizeof(*m->child));
+	m->targets = calloc(T, sizeof(*m->targets));
+	if (!ord || !byid || !m->nodes || !m->child || !m->targets) {
+		r = -ENOMEM;
+		goto out;
+	}
+	m->nnodes = nn;
+	m->nchild = nn - 1;
+	m->ntargets = T;
+
+	/* targets sorted by id: wf_map_target_by_id bisects */
+	for (uint32_t i = 0; i < T; i++)
+		byid[i] = i;
+	qsort_r(byid, T, sizeof(*byid), cmp_tid, ld);
+
+	set_node(&m->nodes[0], "root", WF_NODE_ROOT, -1, name_hash("root"));
+	for (uint32_t i = 0; i < R; i++) {
+		ld->racks[i].hash = name_hash(ld->racks[i].name);
+		ord[i] = i;
+	}
+	qsort_r(ord, R, sizeof(*ord), cmp_rack, ld);
+	for (uint32_t p = 0; p < R; p++) {
+		struct rack *rk = &ld->racks[ord[p]];
+
+		rk->node = 1 + p;
+		set_node(&m->nodes[rk->node], rk->name, WF_NODE_RACK, 0, rk->hash);
+	}
+	for (uint32_t i = 0; i < H; i++) {
+		ld->hosts[i].hash = name_hash(ld->hosts[i].name);
+		ord[i] = i;
+	}
+	qsort_r(ord, H, sizeof(*ord), cmp_host, ld);
+	for (uint32_t p = 0; p < H; p++) {
+		struct host *h = &ld->hosts[ord[p]];
+
+		h->node = 1 + R + p;
+		set_node(&m->nodes[h->node], h->name, WF_NODE_HOST,
+			 (int32_t)ld->racks[h->rack].node, h->hash);
+	}
+	for (uint32_t i = 0; i < T; i++) {
+		/* file index -> sorted index, through byid */
+		memcpy(&m->targets[i], &ld->ft[byid[i]], sizeof(m->targets[i]));
+		ord[i] = byid[i];
+	}
+	qsort_r(ord, T, sizeof(*ord), cmp_dev, ld);
+	for (uint32_t p = 0; p < T; p++) {
+		uint32_t fi = ord[p], ti = (uint32_t)wf_map_target_by_id(m, ld->ft[fi].id);
+		struct wf_node *n = &m->nodes[1 + R + H + p];
+		char name[WF_NAME_MAX];
+
+		snprintf(name, sizeof(name), "target.%u", ld->ft[fi].id);
+		set_node(n, name, WF_NODE_DEVICE, (int32_t)ld->hosts[ld->thost[fi]].node,
+			 ld->ft[fi].id);
+		n->target = ti;
+		n->weight = m->targets[ti].weight;
+		m->targets[ti].node = 1 + R + H + p;
+	}
+	/* parents come in nondecreasing order, so child[] is just 1..nn-1 */
+	for (uint32_t i = 1; i < nn; i++) {
+		struct wf_node *p = &m->nodes[m->nodes[i].parent];
+
+		m->child[i - 1] = i;
+		if (!p->nchild)
+			p->first_child = i - 1;
+		p->nchild++;
+	}
+	for (uint32_t i = nn - 1; i >= 1; i--)
+		m->nodes[m->nodes[i].parent].weight += m->nodes[i].weight;
+	/*
+	 * Rendezvous draws hash the sibling's hash_id: two buckets with the
+	 * same one would draw the same numbers.  Rare (XXH32), so refuse.
+	 */
+	for (uint32_t i = 2; i < 1 + R + H; i++) {
+		const struct wf_node *a = &m->nodes[i - 1], *b = &m->nodes[i];
+
+		if (a->parent == b->parent && a->type == b->type && a->hash_id == b->hash_id) {
+			r = fail(ld, 1, "hierarchy", "\"%s\" and \"%s\" have the same "
+				 "XXH32 hash %08x; rename one", a->name, b->name, a->hash_id);
+			goto out;
+		}
+	}
+out:
+	free(byid);
+	free(ord);
+	return r;
+}
+
+/* ---- pools, volumes, overrides ---- */
+
+static const char *const fd_names[] = {
+	[WF_NODE_DEVICE] = "device", [WF_NODE_HOST] = "host", [WF_NODE_RACK] = "rack",
+};
+
+static const char *const pool_keys[] = {
+	"name", "id", "replicas", "min_size", "failure_domain", "pg_num", NULL
+};
+
+static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el)
+{
+	struct wf_pool *p = &ld->map->pools[i];
+	char path[FIELD_MAX], f[FIELD_MAX], fd[WF_NAME_MAX];
+	config_setting_t *s;
+	uint32_t domains = 0;
+	int64_t v;
+	int r;
+
+	snprintf(path, sizeof(path), "pools[%u]", i);
+	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+		return fail(ld, line_of(el), path, "expected a group { name = ...; }, not %s",
+			    type_name(config_setting_type(el)));
+	r = check_keys(ld, el, path, pool_keys);
+	if (!r)
+		r = get_str(ld, el, path, "name", true, NULL, p->name, sizeof(p->name),
+			    STR_NAME, NULL);
+	if (!r)
+		r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
+	if (r)
+		return r;
+	p->id = (uint32_t)v;
+	r = get_int(ld, el, path, "replicas", true, 0, 1, WF_MAX_REPLICAS, &v);
+	if (r)
+		return r;
+	p->replicas = (uint8_t)v;
+	r = get_int(ld, el, path, "min_size", false, p->replicas - p->replicas / 2, 1,
+		    p->replicas, &v);
+	if (r)
+		return r;
+	p->min_size = (uint8_t)v;
+	r = get_int(ld, el, path, "pg_num", true, 0, 1, PG_NUM_MAX, &v);
+	if (r)
+		return r;
+	if (v & (v - 1))
+		return fail(ld, line_of(config_setting_get_member(el, "pg_num")),
+			    field(f, path, "pg_num"), "%" PRId64 " is not a power of two", v);
+	p->pg_num = (uint32_t)v;
+	r = get_str(ld, el, path, "failure_domain", false, "host", fd, sizeof(fd),
+		    STR_NAME, &s);
+	if (r)
+		return r;
+	field(f, path, "failure_domain");
+	for (p->failure_domain = 0; p->failure_domain < 3; p->failure_domain++)
+		if (!strcmp(fd, fd_names[p->failure_domain]))
+			break;
+	if (p->failure_domain == 3)
+		return fail(ld, line_of(s), f, "unknown type \"%s\" (device, host or rack)", fd);
+	for (uint32_t n = 0; n < ld->map->nnodes; n++)
+		if (ld->map->nodes[n].type == p->failure_domain && ld->map->nodes[n].weight)
+			domains++;
+	if (domains < p->replicas)
+		return fail(ld, line_of(s ? s : el), f, "pool \"%s\" needs %u %ss with "
+			    "nonzero weight for %u replicas; the map has %u", p->name,
+			    p->replicas, fd, p->replicas, domains);
+	return 0;
+}
+
+static int parse_pools(struct ld *ld, const config_setting_t *root)
+{
+	struct wf_map *m = ld->map;
+	config_setting_t *list;
+	char f[FIELD_MAX];
+	uint32_t a, b;
+	struct key *k;
+	int r;
+
+	r = member(ld, root, "", "pools", T_SEQ, false, &list, f);
+	if (r || !list)
+		return r;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
+			    type_name(config_setting_type(list)));
+	m->npools = (uint32_t)config_setting_length(list);
+	if (!m->npools)
+		return 0;
+	m->pools = calloc(m->npools, sizeof(*m->pools));
+	ld->pel = calloc(m->npools, sizeof(*ld->pel));
+	if (!m->pools || !ld->pel)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->npools; i++) {
+		ld->pel[i] = config_setting_get_elem(list, i);
+		r = parse_pool(ld, i, ld->pel[i]);
+		if (r)
+			return r;
+	}
+	k = calloc(m->npools, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->npools; i++)
+		k[i] = (struct key){ .s = m->pools[i].name, .idx = i };
+	if (find_dup(k, m->npools, &a, &b)) {
+		snprintf(f, sizeof(f), "pools[%u].name", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->pel[b], "name")), f,
+			 "duplicate pool \"%s\" (also pools[%u], line %d)", m->pools[b].name,
+			 a, line_of(ld->pel[a]));
+		goto out;
+	}
+	for (uint32_t i = 0; i < m->npools; i++)
+		k[i] = (struct key){ .n = m->pools[i].id, .idx = i };
+	if (find_dup(k, m->npools, &a, &b)) {
+		snprintf(f, sizeof(f), "pools[%u].id", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->pel[b], "id")), f,
+			 "duplicate id %u (also pools[%u], line %d)", m->pools[b].id, a,
+			 line_of(ld->pel[a]));
+	}
+out:
+	free(k);
+	return r;
+}
+
+/* "1G", "512MiB", "4096": bytes, binary units. */
+static bool parse_size(const char *v, uint64_t *out)
+{
+	static const char units[] = "KMGTP";
+	uint64_t n = 0;
+	const char *u;
+	unsigned shift = 0;
+
+	if (!isdigit((unsigned char)*v))
+		return false;
+	for (; isdigit((unsigned char)*v); v++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return false;
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	if (*v) {
+		u = strchr(units, toupper((unsigned char)*v));
+		if (!u)
+			return false;
+		shift = 10 * (unsigned)(u - units + 1);
+		v++;
+		if (!strcmp(v, "iB") || !strcmp(v, "B"))
+			v += strlen(v);
+		if (*v)
+			return false;
+	}
+	if (n > (UINT64_MAX >> shift))
+		return false;
+	*out = n << shift;
+	return true;
+}
+
+static const char *const volume_keys[] = { "name", "id", "size", "pool", NULL };
+
+static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el)
+{
+	struct wf_volume *vol = &ld->map->volumes[i];
+	char path[FIELD_MAX], f[FIELD_MAX], pool[WF_NAME_MAX];
+	config_setting_t *s;
+	int64_t v;
+	int r;
+
+	snprintf(path, sizeof(path), "volumes[%u]", i);
+	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+		return fail(ld, line_of(el), path, "expected a group { name = ...; }, not %s",
+			    type_name(config_setting_type(el)));
+	r = check_keys(ld, el, path, volume_keys);
+	if (!r)
+		r = get_str(ld, el, path, "name", true, NULL, vol->name, sizeof(vol->name),
+			    STR_NAME, NULL);
+	if (!r)
+		r = get_int(ld, el, path, "id", true, 0, 0, INT64_MAX, &v);
+	if (r)
+		return r;
+	vol->id = (uint64_t)v;
+	r = member(ld, el, path, "size", T_INT | T_STR, true, &s, f);
+	if (r)
+		return r;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (!parse_size(config_setting_get_string(s), &vol->size))
+			return fail(ld, line_of(s), f, "\"%.32s\" is not a size (bytes, or a "
+				    "number with K, M, G, T or P)", config_setting_get_string(s));
+	} else {
+		v = config_setting_get_int64(s);
+		if (v < 0)
+			return fail(ld, line_of(s), f, "negative");
+		vol->size = (uint64_t)v;
+	}
+	if (vol->size == 0)
+		return fail(ld, line_of(s), f, "zero");
+	if (vol->size > INT64_MAX)
+		return fail(ld, line_of(s), f, "larger than 2^63 - 1 bytes");
+	if (vol->size % ld->map->extent_size)
+		return fail(ld, line_of(s), f, "%" PRIu64 " is not a multiple of the extent "
+			    "size %u", vol->size, ld->map->extent_size);
+	r = get_str(ld, el, path, "pool", true, NULL, pool, sizeof(pool), STR_NAME, &s);
+	if (r)
+		return r;
+	r = wf_map_pool_by_name(ld->map, pool);
+	if (r < 0)
+		return fail(ld, line_of(s), field(f, path, "pool"), "unknown pool \"%s\"", pool);
+	vol->pool = (uint32_t)r;
+	return 0;
+}
+
+static int parse_volumes(struct ld *ld, const config_setting_t *root)
+{
+	struct wf_map *m = ld->map;
+	config_setting_t *list, **el;
+	char f[FIELD_MAX];
+	uint32_t a, b;
+	struct key *k;
+	int r;
+
+	r = member(ld, root, "", "volumes", T_SEQ, false, &list, f);
+	if (r || !list)
+		return r;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
+			    type_name(config_setting_type(list)));
+	m->nvolumes = (uint32_t)config_setting_length(list);
+	if (!m->nvolumes)
+		return 0;
+	m->volumes = calloc(m->nvolumes, sizeof(*m->volumes));
+	k = calloc(m->nvolumes, sizeof(*k));
+	el = calloc(m->nvolumes, sizeof(*el));
+	if (!m->volumes || !k || !el) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < m->nvolumes; i++) {
+		el[i] = config_setting_get_elem(list, i);
+		r = parse_volume(ld, i, el[i]);
+		if (r)
+			goto out;
+	}
+	for (uint32_t i = 0; i < m->nvolumes; i++)
+		k[i] = (struct key){ .s = m->volumes[i].name, .idx = i };
+	if (find_dup(k, m->nvolumes, &a, &b)) {
+		snprintf(f, sizeof(f), "volumes[%u].name", b);
+		r = fail(ld, line_of(config_setting_get_member(el[b], "name")), f,
+			 "duplicate volume \"%s\" (also volumes[%u], line %d)",
+			 m->volumes[b].name, a, line_of(el[a]));
+		goto out;
+	}
+	for (uint32_t i = 0; i < m->nvolumes; i++)
+		k[i] = (struct key){ .n = m->volumes[i].id, .idx = i };
+	if (find_dup(k, m->nvolumes, &a, &b)) {
+		snprintf(f, sizeof(f), "volumes[%u].id", b);
+		r = fail(ld, line_of(config_setting_get_member(el[b], "id")), f,
+			 "duplicate id %" PRIu64 " (also volumes[%u], line %d)",
+			 m->volumes[b].id, a, line_of(el[a]));
+	}
+out:
+	free(el);
+	free(k);
+	return r;
+}
+
+static const char *const override_keys[] = { "pool", "pg", "acting", NULL };
+
+static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el)
+{
+	struct wf_override *o = &ld->map->overrides[i];
+	char path[FIELD_MAX], f[FIELD_MAX], pool[WF_NAME_MAX];
+	const struct wf_pool *p;
+	config_setting_t *s;
+	int64_t v;
+	int r, n;
+
+	snprintf(path, sizeof(path), "overrides[%u]", i);
+	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+		return fail(ld, line_of(el), path, "expected a group { pool = ...; }, not %s",
+			    type_name(config_setting_type(el)));
+	r = check_keys(ld, el, path, override_keys);
+	if (!r)
+		r = get_str(ld, el, path, "pool", true, NULL, pool, sizeof(pool), STR_NAME, &s);
+	if (r)
+		return r;
+	r = wf_map_pool_by_name(ld->map, pool);
+	if (r < 0)
+		return fail(ld, line_of(s), field(f, path, "pool"), "unknown pool \"%s\"", pool);
+	o->pool = (uint32_t)r;
+	p = &ld->map->pools[o->pool];
+	r = get_int(ld, el, path, "pg", true, 0, 0, INT32_MAX, &v);
+	if (r)
+		return r;
+	if (v >= p->pg_num)
+		return fail(ld, line_of(config_setting_get_member(el, "pg")),
+			    field(f, path, "pg"), "%" PRId64 " is not below pg_num %u of "
+			    "pool \"%s\"", v, p->pg_num, p->name);
+	o->pg = (uint32_t)v;
+	r = member(ld, el, path, "acting", T_SEQ, true, &s, f);
+	if (r)
+		return r;
+	n = config_setting_length(s);
+	if (n != p->replicas)
+		return fail(ld, line_of(s), f, "%d targets for pool \"%s\" of %u replicas",
+			    n, p->name, p->replicas);
+	o->n = (uint8_t)n;
+	for (int j = 0; j < n; j++) {
+		const config_setting_t *t = config_setting_get_elem(s, (unsigned)j);
+		char tf[FIELD_MAX];
+
+		snprintf(tf, sizeof(tf), "%.80s[%d]", f, j);
+		if (!type_ok(config_setting_type(t), T_INT))
+			return fail(ld, line_of(t), tf, "expected a target id, not %s",
+				    type_name(config_setting_type(t)));
+		v = config_setting_get_int64(t);
+		if (v < 0 || v > INT32_MAX || wf_map_target_by_id(ld->map, (uint32_t)v) < 0)
+			return fail(ld, line_of(t), tf, "unknown target %" PRId64, v);
+		o->target[j] = (uint32_t)v;
+		for (int q = 0; q < j; q++)
+			if (o->target[q] == o->target[j])
+				return fail(ld, line_of(t), tf, "target %u appears twice",
+					    o->target[j]);
+	}
+	return 0;
+}
+
+static int cmp_override(const void *pa, const void *pb)
+{
+	const struct wf_override *a = pa, *b = pb;
+
+	if (a->pool != b->pool)
+		return a->pool < b->pool ? -1 : 1;
+	return (a->pg > b->pg) - (a->pg < b->pg);
+}
+
+static int parse_overrides(struct ld *ld, const config_setting_t *root)
+{
+	struct wf_map *m = ld->map;
+	config_setting_t *list;
+	char f[FIELD_MAX];
+	uint32_t a, b;
+	struct key *k;
+	int r;
+
+	r = member(ld, root, "", "overrides", T_SEQ, false, &list, f);
+	if (r || !list)
+		return r;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
+			    type_name(config_setting_type(list)));
+	m->noverrides = (uint32_t)config_setting_length(list);
+	if (!m->noverrides)
+		return 0;
+	m->overrides = calloc(m->noverrides, sizeof(*m->overrides));
+	ld->oel = calloc(m->noverrides, sizeof(*ld->oel));
+	if (!m->overrides || !ld->oel)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->noverrides; i++) {
+		ld->oel[i] = config_setting_get_elem(list, i);
+		r = parse_override(ld, i, ld->oel[i]);
+		if (r)
+			return r;
+	}
+	k = calloc(m->noverrides, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->noverrides; i++)
+		k[i] = (struct key){ .n = (uint64_t)m->overrides[i].pool << 32 |
+					  m->overrides[i].pg, .idx = i };
+	if (find_dup(k, m->noverrides, &a, &b)) {
+		snprintf(f, sizeof(f), "overrides[%u].pg", b);
+		r = fail(ld, line_of(config_setting_get_member(ld->oel[b], "pg")), f,
+			 "pool \"%s\" pg %u already has an override (overrides[%u], line %d)",
+			 m->pools[m->overrides[b].pool].name, m->overrides[b].pg, a,
+			 line_of(ld->oel[a]));
+	}
+	free(k);
+	if (!r)
+		qsort(m->overrides, m->noverrides, sizeof(*m->overrides), cmp_override);
+	return r;
+}
+
+/* ---- entry points ---- */
+
+static const char *const top_keys[] = {
+	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
+	"volumes", "overrides", NULL
+};
+
+static int parse(struct ld *ld, const char *text)
+{
+	const config_setting_t *root;
+	struct wf_map *m = ld->map;
+	int64_t v;
+	int r;
+
+	if (config_read_string(&ld->cfg, text) != CONFIG_TRUE)
+		return fail(ld, config_error_line(&ld->cfg), "syntax", "%s",
+			    config_error_text(&ld->cfg) ? config_error_text(&ld->cfg) :
+			    "parse error");
+	root = config_root_setting(&ld->cfg);
+	r = check_keys(ld, root, "", top_keys);
+	if (!r)
+		r = get_int(ld, root, "", "epoch", true, 0, 1, INT64_MAX, &v);
+	if (r)
+		return r;
+	m->epoch = (uint64_t)v;
+	r = get_int(ld, root, "", "cluster_id", true, 0, 0, INT64_MAX, &v);
+	if (r)
+		return r;
+	m->cluster_id = (uint64_t)v;
+	r = get_int(ld, root, "", "extent_size", false, EXTENT_DEFAULT, EXTENT_MIN,
+		    EXTENT_MAX, &v);
+	if (r)
+		return r;
+	if (v & (v - 1))
+		return fail(ld, line_of(config_setting_get_member(root, "extent_size")),
+			    "extent_size", "%" PRId64 " is not a power of two", v);
+	m->extent_size = (uint32_t)v;
+	r = parse_targets(ld, root);
+	if (!r)
+		r = parse_hosts(ld, root);
+	if (!r)
+		r = build_tree(ld);
+	if (!r)
+		r = parse_pools(ld, root);
+	if (!r)
+		r = parse_volumes(ld, root);
+	if (!r)
+		r = parse_overrides(ld, root);
+	return r;
+}
+
+int wf_map_load_buf(const char *buf, size_t len, const char *name,
+		    struct wf_map *map, struct wf_map_err *err)
+{
+	struct ld ld = { .name = name ? name : "(map)", .err = err, .map = map };
+	const char *nul;
+	char *text;
+	int r;
+
+	memset(map, 0, sizeof(*map));
+	err->msg[0] = '\0';
+	if (len > MAP_MAX_BYTES) {
+		snprintf(err->msg, sizeof(err->msg), "%s: larger than %u MiB", ld.name,
+			 MAP_MAX_BYTES >> 20);
+		return -EINVAL;
+	}
+	nul = memchr(buf, '\0', len);
+	if (nul) {
+		int line = 1;
+
+		for (const char *p = buf; p < nul; p++)
+			line += *p == '\n';
+		return fail(&ld, line, "text", "NUL byte in the file");
+	}
+	r = prescan(&ld, buf, len);
+	if (r)
+		return r;
+	/* libconfig wants a C string */
+	text = malloc(len + 1);
+	if (!text)
+		return -ENOMEM;
+	memcpy(text, buf, len);
+	text[len] = '\0';
+
+	config_init(&ld.cfg);
+	r = parse(&ld, text);
+	config_destroy(&ld.cfg);
+	free(text);
+	free(ld.oel);
+	free(ld.pel);
+	free(ld.hsorted);
+	free(ld.hosts);
+	free(ld.racks);
+	free(ld.thost);
+	free(ld.tel);
+	free(ld.ft);
+	if (r) {
+		if (r == -ENOMEM)
+			snprintf(err->msg, sizeof(err->msg), "%s: out of memory", ld.name);
+		wf_map_free(map);
+	}
+	return r;
+}
 
 int wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err)
 {
-	(void)path;
+	size_t len = 0, cap = 1 << 16;
+	char *buf, *nb;
+	ssize_t n;
+	int fd, r;
+
 	memset(map, 0, sizeof(*map));
-	strcpy(err->msg, "map loader not built yet");
-	return -ENOSYS;
+	err->msg[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path, strerror(-r));
+		return r;
+	}
+	/* read whole, growing: a pipe (weftctl check -c /dev/stdin) has no size */
+	buf = malloc(cap);
+	r = buf ? 0 : -ENOMEM;
+	while (!r) {
+		if (len == cap) {
+			if (cap > MAP_MAX_BYTES) {
+				r = -EFBIG;
+				break;
+			}
+			nb = realloc(buf, cap * 2);
+			if (!nb) {
+				r = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		else if (n == 0)
+			break;
+		else
+			len += (size_t)n;
+	}
+	close(fd);
+	if (r == -EFBIG) {
+		snprintf(err->msg, sizeof(err->msg), "%s: larger than %u MiB", path,
+			 MAP_MAX_BYTES >> 20);
+		r = -EINVAL;
+	} else if (r) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-r));
+	}
+	if (!r)
+		r = wf_map_load_buf(buf, len, path, map, err);
+	free(buf);
+	return r;
 }
 
 void wf_map_free(struct wf_map *map)
 {
+	free(map->targets);
+	free(map->nodes);
+	free(map->child);
+	free(map->pools);
+	free(map->volumes);
+	free(map->overrides);
 	memset(map, 0, sizeof(*map));
+}
+
+/* ---- writer ---- */
+
+/* 16.16 -> exact decimal: 65536 divides 10^16, so 16 digits are enough. */
+static void fmt_weight(char *out, size_t cap, uint32_t w)
+{
+	uint64_t frac = (uint64_t)(w & 0xffff) * 152587890625ull; /* 10^16 / 2^16 */
+	char digits[17];
+	int n;
+
+	snprintf(digits, sizeof(digits), "%016" PRIu64, frac);
+	for (n = 16; n > 1 && digits[n - 1] == '0'; n--)
+		;
+	snprintf(out, cap, "%u.%.*s", w >> 16, n, digits);
+}
+
+static void fmt_size(char *out, size_t cap, uint64_t size)
+{
+	static const char units[] = "PTGMK";
+	unsigned shift = 50;
+
+	for (const char *u = units; *u; u++, shift -= 10) {
+		if (!(size & ((1ull << shift) - 1))) {
+			snprintf(out, cap, "\"%" PRIu64 "%c\"", size >> shift, *u);
+			return;
+		}
+	}
+	snprintf(out, cap, "%" PRIu64 "L", size);
+}
+
+/* libconfig integer literal: L only where 32 bits do not hold the value. */
+static const char *int_sfx(uint64_t v)
+{
+	return v > INT32_MAX ? "L" : "";
+}
+
+int wf_map_write(const struct wf_map *m, FILE *f)
+{
+	char a[64], b[64];
+
+	fprintf(f, "# weft cluster map, epoch %" PRIu64 " (see docs/configuration.md)\n",
+		m->epoch);
+	fprintf(f, "epoch = %" PRIu64 "%s;\n", m->epoch, int_sfx(m->epoch));
+	fprintf(f, "cluster_id = %" PRIu64 "%s;\n", m->cluster_id, int_sfx(m->cluster_id));
+	fprintf(f, "extent_size = %u;\n\ntargets = (\n", m->extent_size);
+	for (uint32_t i = 0; i < m->ntargets; i++) {
+		const struct wf_target *t = &m->targets[i];
+
+		fmt_weight(a, sizeof(a), t->weight);
+		fprintf(f, "\t{ id = %u; host = \"%s\"; addr = \"%s\"; port = %u;\n"
+			"\t  device = \"%s\"; weight = %s; state = \"%s,%s\"; }%s\n",
+			t->id, t->host, t->addr, t->port, t->device, a,
+			t->up ? "up" : "down", t->in ? "in" : "out",
+			i + 1 < m->ntargets ? "," : "");
+	}
+	fprintf(f, ");\n\nhierarchy = (\n");
+	if (m->nnodes) {
+		const struct wf_node *root = &m->nodes[0];
+
+		for (uint32_t i = 0; i < root->nchild; i++) {
+			const struct wf_node *rk = &m->nodes[m->child[root->first_child + i]];
+
+			fprintf(f, "\t{ rack = \"%s\"; hosts = (", rk->name);
+			for (uint32_t j = 0; j < rk->nchild; j++)
+				fprintf(f, "%s\"%s\"", j ? ", " : " ",
+					m->nodes[m->child[rk->first_child + j]].name);
+			fprintf(f, "%s); }%s\n", rk->nchild ? " " : "",
+				i + 1 < root->nchild ? "," : "");
+		}
+	}
+	fprintf(f, ");\n\npools = (\n");
+	for (uint32_t i = 0; i < m->npools; i++) {
+		const struct wf_pool *p = &m->pools[i];
+
+		fprintf(f, "\t{ name = \"%s\"; id = %u; replicas = %u; min_size = %u;\n"
+			"\t  failure_domain = \"%s\"; pg_num = %u; }%s\n", p->name, p->id,
+			p->replicas, p->min_size,
+			p->failure_domain < 3 ? fd_names[p->failure_domain] : "?",
+			p->pg_num, i + 1 < m->npools ? "," : "");
+	}
+	fprintf(f, ");\n\nvolumes = (\n");
+	for (uint32_t i = 0; i < m->nvolumes; i++) {
+		const struct wf_volume *v = &m->volumes[i];
+
+		fmt_size(b, sizeof(b), v->size);
+		fprintf(f, "\t{ name = \"%s\"; id = %" PRIu64 "%s; size = %s; pool = \"%s\"; }%s\n",
+			v->name, v->id, int_sfx(v->id), b,
+			v->pool < m->npools ? m->pools[v->pool].name : "?",
+			i + 1 < m->nvolumes ? "," : "");
+	}
+	fprintf(f, ");\n\noverrides = (\n");
+	for (uint32_t i = 0; i < m->noverrides; i++) {
+		const struct wf_override *o = &m->overrides[i];
+
+		fprintf(f, "\t{ pool = \"%s\"; pg = %u; acting = [",
+			o->pool < m->npools ? m->pools[o->pool].name : "?", o->pg);
+		for (uint32_t j = 0; j < o->n && j < WF_MAX_REPLICAS; j++)
+			fprintf(f, "%s%u", j ? ", " : " ", o->target[j]);
+		fprintf(f, " ]; }%s\n", i + 1 < m->noverrides ? "," : "");
+	}
+	fprintf(f, ");\n");
+	return ferror(f) ? -EIO : 0;
+}
+
+int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err)
+{
+	char tmp[WF_PATH_MAX + 16];
+	FILE *f;
+	int r;
+
+	err->msg[0] = '\0';
+	/* write aside and rename, so a reader never sees half a map */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		snprintf(err->msg, sizeof(err->msg), "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	f = fopen(tmp, "we");
+	if (!f) {
+		r = -errno;
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot create: %s", tmp, strerror(-r));
+		return r;
+	}
+	r = wf_map_write(map, f);
+	if (!r && fflush(f))
+		r = -errno;
+	if (!r && fsync(fileno(f)))
+		r = -errno;
+	if (fclose(f) && !r)
+		r = -errno;
+	if (!r && rename(tmp, path))
+		r = -errno;
+	if (r) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot write: %s", path, strerror(-r));
+		unlink(tmp);
+	}
+	return r;
+}
+
+/* ---- lookups ---- */
+
+int wf_map_target_by_id(const struct wf_map *map, uint32_t id)
+{
+	uint32_t lo = 0, hi = map->ntargets;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (map->targets[mid].id == id)
+			return (int)mid;
+		if (map->targets[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+int wf_map_pool_by_name(const struct wf_map *map, const char *name)
+{
+	for (uint32_t i = 0; i < map->npools; i++)
+		if (!strcmp(map->pools[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
+
+int wf_map_pool_by_id(const struct wf_map *map, uint32_t id)
+{
+	for (uint32_t i = 0; i < map->npools; i++)
+		if (map->pools[i].id == id)
+			return (int)i;
+	return -ENOENT;
+}
+
+int wf_map_volume_by_name(const struct wf_map *map, const char *name)
+{
+	for (uint32_t i = 0; i < map->nvolumes; i++)
+		if (!strcmp(map->volumes[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
+
+int wf_map_volume_by_id(const struct wf_map *map, uint64_t id)
+{
+	for (uint32_t i = 0; i < map->nvolumes; i++)
+		if (map->volumes[i].id == id)
+			return (int)i;
+	return -ENOENT;
+}
+
+int wf_map_override_find(const struct wf_map *map, uint32_t pool, uint32_t pg)
+{
+	uint32_t lo = 0, hi = map->noverrides;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct wf_override *o = &map->overrides[mid];
+
+		if (o->pool == pool && o->pg == pg)
+			return (int)mid;
+		if (o->pool < pool || (o->pool == pool && o->pg < pg))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+static bool same(const void *a, const void *b, size_t n)
+{
+	return !n || !memcmp(a, b, n);
+}
+
+bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
+{
+	return a->epoch == b->epoch && a->cluster_id == b->cluster_id &&
+	       a->extent_size == b->extent_size &&
+	       a->ntargets == b->ntargets && a->nnodes == b->nnodes &&
+	       a->nchild == b->nchild && a->npools == b->npools &&
+	       a->nvolumes == b->nvolumes && a->noverrides == b->noverrides &&
+	       same(a->targets, b->targets, a->ntargets * sizeof(*a->targets)) &&
+	       same(a->nodes, b->nodes, a->nnodes * sizeof(*a->nodes)) &&
+	       same(a->child, b->child, a->nchild * sizeof(*a->child)) &&
+	       same(a->pools, b->pools, a->npools * sizeof(*a->pools)) &&
+	       same(a->volumes, b->volumes, a->nvolumes * sizeof(*a->volumes)) &&
+	       same(a->overrides, b->overrides, a->noverrides * sizeof(*a->overrides));
 }

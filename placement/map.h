@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define WF_NAME_MAX     64      /* names, hosts, addresses, incl. NUL */
 #define WF_PATH_MAX     256     /* device paths, incl. NUL */
@@ -85,6 +86,13 @@ struct wf_override {
 	uint32_t target[WF_MAX_REPLICAS]; /* target ids, primary first */
 };
 
+/*
+ * Order of the arrays (independent of the order of entries in the file):
+ * targets sorted by id; nodes breadth first (root, racks, hosts, devices),
+ * siblings sorted by (hash_id, name), devices of a host by target id, so
+ * child[] is 1..nnodes-1; pools and volumes as written; overrides sorted
+ * by (pool, pg).  Device nodes are named "target.<id>".
+ */
 struct wf_map {
 	uint64_t epoch;
 	uint64_t cluster_id;
@@ -115,10 +123,18 @@ int  wf_map_load_buf(const char *buf, size_t len, const char *name,
 /* Write a map back as libconfig (used by weftctl for epoch+1 maps). */
 int  wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err);
 void wf_map_free(struct wf_map *map);
+/* The canonical text of a map to f (what wf_map_save writes); 0 or -EIO. */
+int  wf_map_write(const struct wf_map *map, FILE *f);
+/* Same content: scalars and every array byte for byte. */
+bool wf_map_equal(const struct wf_map *a, const struct wf_map *b);
 
 /* Lookups; return an index or -ENOENT. */
 int  wf_map_target_by_id(const struct wf_map *map, uint32_t id);
 int  wf_map_pool_by_name(const struct wf_map *map, const char *name);
 int  wf_map_volume_by_name(const struct wf_map *map, const char *name);
+int  wf_map_pool_by_id(const struct wf_map *map, uint32_t id);
+int  wf_map_volume_by_id(const struct wf_map *map, uint64_t id);
+/* Index into map->overrides of (pool index, pg), bisecting; or -ENOENT. */
+int  wf_map_override_find(const struct wf_map *map, uint32_t pool, uint32_t pg);
 
 #endif
