@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The target store: fixed-size extents on a file or block device, opened
+ * O_DIRECT and driven by the store's own io_uring (registered file, optional
+ * registered buffers).  Format, durability rules and memory sizing are in
+ * docs/store.md; this header states the contracts.
+ *
+ * Threading: a store belongs to one reactor thread.  Nothing here takes a
+ * lock; nothing on the data path allocates.  Requests are caller-owned
+ * structs (struct wf_store_req) that stay untouched by the caller from the
+ * submitting call until their done callback runs.
+ *
+ * The reactor loop is, liburing style:
+ *
+ *	wf_store_write(s, req, ...);      queue any number of requests
+ *	wf_store_submit(s);               one io_uring_enter per loop turn
+ *	... sleep on wf_store_ring_fd() or wf_store_event_fd() ...
+ *	wf_store_poll(s, 64);             reap, run done callbacks
+ *
+ * Done callbacks only ever run inside wf_store_poll() (never inside the
+ * submitting call, also for requests answered without device I/O), so a
+ * callback may submit new requests.  Completions may queue internal work
+ * (index writes, next phases of a discard): call wf_store_submit() after
+ * wf_store_poll() in every loop turn.
+ *
+ * Every function returns 0 (or a count) on success and -errno on failure.
+ */
+#ifndef WEFT_TARGET_STORE_H
+#define WEFT_TARGET_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define WF_STORE_BLOCK          4096u   /* alignment of offsets, lengths,
+                                         * buffers, and the index block size */
+#define WF_STORE_EXTENT_MIN     4096u
+#define WF_STORE_EXTENT_MAX     (1u << 30)
+#define WF_STORE_EXTENT_NONE    UINT32_MAX /* largest extent index + 1 */
+
+struct wf_store;
+
+/* Error detail for format and open: says which check failed. */
+struct wf_store_err {
+	char msg[256];
+};
+
+/*
+ * Format path (an existing regular file or a block device) as an empty store.
+ * Refuses (-EEXIST) a device whose first block already holds a weft
+ * superblock magic unless force is set.  The data area is zeroed (a regular
+ * file is truncated and re-extended, so it becomes sparse; a block device
+ * gets fallocate(ZERO_RANGE) or BLKZEROOUT), then both copies of every index
+ * block and finally the superblock are written and fdatasync'ed.
+ * extent_size: power of two in [WF_STORE_EXTENT_MIN, WF_STORE_EXTENT_MAX].
+ * -EINVAL for bad arguments or a device too small for one extent.
+ */
+int wf_store_format(const char *path, uint64_t cluster_id, uint32_t target_id,
+		    uint32_t extent_size, bool force, struct wf_store_err *err);
+
+/* Volatile write cache handling (see docs/store.md, durability). */
+enum wf_store_cache {
+	WF_STORE_CACHE_AUTO = 0,   /* block device: queue/write_cache in sysfs;
+	                            * regular file: volatile (file system) */
+	WF_STORE_CACHE_VOLATILE,   /* always flush index updates */
+	WF_STORE_CACHE_NONE,       /* trust completion as durable: only for a
+	                            * device with power-loss protection, or for
+	                            * tests that only survive process crashes */
+};
+
+enum {
+	WF_STORE_EXPECT_CLUSTER = 1u << 0, /* check opts.cluster_id */
+	WF_STORE_EXPECT_TARGET  = 1u << 1, /* check opts.target_id */
+};
+
+/* Options grow at the end only; callers set .size = sizeof(opts). */
+struct wf_store_opts {
+	size_t   size;
+	uint32_t flags;         /* WF_STORE_EXPECT_* */
+	uint32_t target_id;     /* expected target id */
+	uint64_t cluster_id;    /* expected cluster id */
+	uint32_t ring_entries;  /* io_uring SQ size (0: 256); the CQ is 4x */
+	uint32_t cache;         /* enum wf_store_cache */
+	uint32_t lock_wait_ms;  /* wait this long for the device lock held by
+	                         * another (e.g. a dying) process (0: 5000) */
+};
+
+/*
+ * Open a formatted store: validates the superblock and rebuilds the
+ * in-RAM index from the index blocks.  Errors (with err->msg):
+ *   -EMEDIUMTYPE      no weft superblock (wrong magic)
+ *   -EPROTONOSUPPORT  unknown format version
+ *   -EBADMSG          superblock checksum mismatch
+ *   -ESTALE           cluster or target id differs from the expected one
+ *   -EUCLEAN          geometry does not fit the device, both copies of an
+ *                     index block are corrupt, or the index is inconsistent
+ *   -EBUSY            another process holds the device (flock) past
+ *                     lock_wait_ms
+ *   other -errno from open, io_uring setup, allocation.
+ * An index block with one torn or corrupt copy is not an error: the other
+ * copy is used and wf_store_stat() counts it in torn_blocks.
+ */
+int  wf_store_open(const char *path, const struct wf_store_opts *opts,
+		   struct wf_store **out, struct wf_store_err *err);
+/* Wait for every request in flight (their callbacks run), then free. */
+void wf_store_close(struct wf_store *s);
+
+struct wf_store_stat {
+	uint64_t cluster_id;
+	uint32_t target_id;
+	uint32_t extent_size;
+	uint64_t extents;       /* data extents on the device */
+	uint64_t used;          /* allocated (including allocations in flight) */
+	uint64_t free;          /* extents - used */
+	uint64_t index_bytes;   /* RAM held by the index (shared + private) */
+	uint32_t torn_blocks;   /* index block copies found corrupt at open */
+	bool     volatile_cache; /* index updates are flushed before acks */
+};
+void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st);
+
+/* Requests */
+
+enum wf_store_op {
+	WF_STORE_OP_READ = 1,
+	WF_STORE_OP_WRITE,
+	WF_STORE_OP_DISCARD,
+	WF_STORE_OP_FLUSH,
+};
+
+enum {
+	WF_STORE_FUA = 1u << 0,        /* write: durable when acknowledged */
+};
+
+/*
+ * A request.  The caller sets done (and user if it likes, or embeds the
+ * struct and uses container_of), then passes it to one of the calls below.
+ * The other fields belong to the store until done runs.
+ */
+struct wf_store_req {
+	void (*done)(struct wf_store_req *req, int res); /* res: 0 or -errno */
+	void *user;
+
+	/* private to the store */
+	struct wf_store_req *next;
+	void     *buf;
+	uint64_t volume;
+	uint64_t offset;
+	uint32_t len;
+	uint32_t phys;
+	int32_t  res;
+	int32_t  buf_index;
+	uint32_t chunk;
+	uint8_t  op;
+	uint8_t  phase;
+	uint8_t  parts;
+	uint8_t  flags;
+};
+
+static inline void wf_store_req_init(struct wf_store_req *req,
+				     void (*done)(struct wf_store_req *, int),
+				     void *user)
+{
+	req->done = done;
+	req->user = user;
+}
+
+/*
+ * Data operations.  offset and len: multiples of WF_STORE_BLOCK, len > 0,
+ * the range inside one extent (offset / extent_size is the extent index,
+ * below WF_STORE_EXTENT_NONE); the caller splits at extent boundaries.
+ * buf: WF_STORE_BLOCK aligned.  buf_index: -1 for a plain buffer, or the
+ * index of a buffer registered with wf_store_register_buffers() that holds
+ * [buf, buf + len) (then the I/O is READ_FIXED/WRITE_FIXED).
+ *
+ * Return 0 when the request is accepted: done runs exactly once, later,
+ * from wf_store_poll(), with 0 or -errno (-ENOSPC: no free extent for a
+ * write into an unallocated extent; -EIO: device error, or the store has
+ * failed an index write and refuses everything since).  Return -EINVAL
+ * (bad alignment, range, buffer) without queuing anything: done never runs.
+ *
+ * Completion semantics (details in docs/store.md):
+ *   read     the bytes are in buf; never written extents read as zeros
+ *            without device I/O.
+ *   write    the data is on the device (O_DIRECT completion) and, for a
+ *            write that allocated its extent, the index entry is persisted
+ *            (flushed too when the cache is volatile).  With WF_STORE_FUA
+ *            the data is durable across power loss.
+ *   discard  a whole extent: zeroed, its index entry persisted as free
+ *            (flushed when the cache is volatile), reusable.  Part of an
+ *            extent: the range is zeroed (like a write of zeros, not
+ *            durable before a flush).  An unallocated extent: nothing to do.
+ *   flush    every write and discard completed before the flush was
+ *            submitted is durable across power loss.
+ * Concurrent requests on overlapping ranges complete in any order (as on a
+ * disk); a write or discard aimed at an extent being discarded waits for
+ * that discard, and a write to an extent whose allocation is in flight
+ * uses that allocation (no extent is ever allocated twice).
+ */
+int wf_store_read(struct wf_store *s, struct wf_store_req *req,
+		  uint64_t volume, uint64_t offset, uint32_t len,
+		  void *buf, int buf_index);
+int wf_store_write(struct wf_store *s, struct wf_store_req *req,
+		   uint64_t volume, uint64_t offset, uint32_t len,
+		   const void *buf, int buf_index, unsigned flags);
+int wf_store_discard(struct wf_store *s, struct wf_store_req *req,
+		     uint64_t volume, uint64_t offset, uint32_t len);
+int wf_store_flush(struct wf_store *s, struct wf_store_req *req);
+
+/* Reactor hooks */
+
+/* Submit every queued SQE (one io_uring_enter).  Returns the count. */
+int  wf_store_submit(struct wf_store *s);
+/* Submit, then block until at least one completion is ready (tests, drain;
+ * never on a busy reactor). */
+int  wf_store_submit_and_wait(struct wf_store *s);
+/* Reap up to max CQEs and run the callbacks they finish.  Returns the
+ * number of CQEs reaped (0 if none). */
+int  wf_store_poll(struct wf_store *s, unsigned max);
+/* The io_uring fd: pollable (POLLIN) when completions are ready. */
+int  wf_store_ring_fd(const struct wf_store *s);
+/* An eventfd signalled on completions (created and registered on first
+ * call); for reactors that prefer an eventfd to the ring fd. */
+int  wf_store_event_fd(struct wf_store *s);
+/* Requests accepted and not yet completed. */
+unsigned wf_store_inflight(const struct wf_store *s);
+
+/*
+ * Register buffers with the ring (the reactor's staging slots).  Replaces
+ * any earlier registration; only call with no fixed-buffer I/O in flight.
+ * Buffers must be WF_STORE_BLOCK aligned.  Pinned memory counts against
+ * RLIMIT_MEMLOCK for unprivileged processes.
+ */
+int  wf_store_register_buffers(struct wf_store *s, const struct iovec *iov,
+			       unsigned n);
+int  wf_store_unregister_buffers(struct wf_store *s);
+
+/*
+ * Read-only shared view of the index, for the short-circuit read path.
+ *
+ * wf_store_index_fd() is a memfd (sealed against resizing) holding a
+ * struct wf_store_view_hdr, the per-physical-extent table and the hash
+ * table.  Another process maps it read-only (wf_store_view_open) together
+ * with the device fd (wf_store_dev_fd) and reads the device itself:
+ *
+ *	r = wf_store_view_lookup(&v, vol, ext, &phys, &seq);
+ *	r == 0:       not mapped: the extent reads as zeros
+ *	r == -EAGAIN: the entry is changing (allocation or discard in
+ *	              flight): retry later or go through the target
+ *	r == 1:       read the device at wf_store_view_dev_offset(&v, phys, off),
+ *	              then keep the data only if wf_store_view_check(&v, phys,
+ *	              seq) still holds; else look up again.
+ *
+ * The sequence number of a physical extent changes (becoming odd) before
+ * the store starts changing what it holds (allocation, discard zeroing), so
+ * a read that passes the check after its I/O completed never returns data
+ * of an extent that was discarded or reassigned meanwhile.
+ */
+struct wf_store_view_hdr {
+	uint32_t magic;         /* WF_STORE_VIEW_MAGIC */
+	uint32_t version;       /* WF_STORE_VIEW_VERSION */
+	uint64_t extents;       /* entries in the extent table */
+	uint64_t buckets;       /* entries in the hash table */
+	uint64_t pe_off;        /* byte offset of the extent table */
+	uint64_t ht_off;        /* byte offset of the hash table */
+	uint64_t data_off;      /* device byte offset of physical extent 0 */
+	uint32_t extent_size;
+	uint32_t table_seq;     /* odd while the hash table is rebuilt */
+	uint64_t cluster_id;
+	uint32_t target_id;
+	uint32_t pad;
+};
+
+/* One physical extent: which (volume, extent) it holds. */
+struct wf_store_pe {
+	uint64_t volume;
+	uint32_t extent;        /* WF_STORE_EXTENT_NONE when free */
+	uint32_t seq;           /* seqlock: odd while changing */
+};
+
+#define WF_STORE_VIEW_MAGIC     0x56494657u     /* "WFIV" */
+#define WF_STORE_VIEW_VERSION   1u
+
+struct wf_store_view {
+	const struct wf_store_view_hdr *hdr;
+	const struct wf_store_pe *pe;
+	const uint32_t *ht;
+	size_t map_len;
+};
+
+int  wf_store_index_fd(const struct wf_store *s);
+int  wf_store_dev_fd(const struct wf_store *s);
+
+int  wf_store_view_open(int fd, struct wf_store_view *v);
+void wf_store_view_close(struct wf_store_view *v);
+int  wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
+			  uint32_t extent, uint32_t *phys, uint32_t *seq);
+bool wf_store_view_check(const struct wf_store_view *v, uint32_t phys,
+			 uint32_t seq);
+static inline uint64_t wf_store_view_dev_offset(const struct wf_store_view *v,
+						uint32_t phys, uint64_t off)
+{
+	return v->hdr->data_off + (uint64_t)phys * v->hdr->extent_size + off;
+}
+
+/* The hash both the store and view readers use: bucket of (volume, extent)
+ * among n buckets.  Part of the view format (WF_STORE_VIEW_VERSION). */
+static inline uint64_t wf_store_hash(uint64_t volume, uint32_t extent,
+				     uint64_t n)
+{
+	uint64_t h = volume * 0x9e3779b97f4a7c15ull ^ extent;
+
+	/* splitmix64 finaliser, then map onto [0, n) without a division */
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	h ^= h >> 31;
+	return (uint64_t)(((unsigned __int128)h * n) >> 64);
+}
+
+#endif

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to the store (target/store_*.c): on-disk layout and the store
+ * object.  The byte layout is documented in docs/store.md; the pack/unpack
+ * helpers in store_format.c are the only code that touches raw blocks.
+ */
+#ifndef WEFT_TARGET_STORE_INT_H
+#define WEFT_TARGET_STORE_INT_H
+
+#include <liburing.h>
+
+#include "target/store.h"
+
+#define WF_SB_MAGIC             "WEFTSTOR"      /* 8 bytes, no NUL */
+#define WF_SB_VERSION           1u
+#define WF_IX_MAGIC             0x58494657u     /* "WFIX" little-endian */
+#define WF_IX_HDR               32u
+#define WF_IX_SLOT              16u
+#define WF_IX_SLOTS             ((WF_STORE_BLOCK - WF_IX_HDR) / WF_IX_SLOT)
+#define WF_IX_OFF               WF_STORE_BLOCK  /* index follows the superblock */
+/* Highest physical extent count: phys + 1 must fit the hash table's u32
+ * with 0 (empty) and UINT32_MAX (tombstone) reserved. */
+#define WF_MAX_EXTENTS          (UINT32_MAX - 2u)
+#define WF_IBUF_MAX             64u     /* index block writes in flight */
+
+/* Slot states on disk. */
+enum { WF_SLOT_FREE = 0, WF_SLOT_MAPPED = 1 };
+
+/* Superblock fields, host order (wf_sb_pack/wf_sb_unpack convert). */
+struct wf_sb {
+	uint32_t version;
+	uint64_t cluster_id;
+	uint32_t target_id;
+	uint32_t extent_size;
+	uint64_t device_size;
+	uint64_t extents;
+	uint64_t index_off;
+	uint32_t index_blocks;  /* per copy */
+	uint32_t slots_per_block;
+	uint64_t data_off;
+	uint64_t nonce;         /* random per format: stamps every index block */
+	uint64_t format_time;
+};
+
+/* Geometry for a device of dev_size bytes; -EINVAL if no extent fits. */
+int  wf_sb_geometry(uint64_t dev_size, uint32_t extent_size, struct wf_sb *sb);
+void wf_sb_pack(const struct wf_sb *sb, uint8_t *blk);
+/* Parse and check a superblock block against the device size: 0 or the
+ * -errno documented for wf_store_open, with a message. */
+int  wf_sb_unpack(const uint8_t *blk, uint64_t dev_size, struct wf_sb *sb,
+		  struct wf_store_err *err);
+uint32_t wf_crc32c(const void *buf, size_t len);
+
+/* In-RAM extent state (low 3 bits of ram[]; the rest counts device I/Os in
+ * flight on the extent, which a whole-extent discard waits to drain). */
+enum wf_ext_state {
+	WF_EXT_FREE = 0,
+	WF_EXT_ALLOCATING,      /* mapped in RAM, index write not yet done */
+	WF_EXT_MAPPED,          /* mapped and persisted */
+	WF_EXT_DISCARDING,      /* draining I/O, then zeroing; still mapped on disk */
+	WF_EXT_FREEING,         /* zeroed; index write marking it free in flight */
+};
+#define WF_EXT_STATE(v)         ((v) & 7u)
+#define WF_EXT_IO_ONE           8u
+
+/* One index block: at most one write in flight, later changes batch up. */
+struct wf_iblk {
+	uint64_t seq;                   /* seq of the last write that landed */
+	struct wf_store_req *inflight;  /* requests the write in flight covers */
+	struct wf_store_req *pending;   /* requests waiting for the next write */
+	uint32_t wait_next;             /* next block waiting for a buffer */
+	uint16_t buf;                   /* index buffer of the write in flight */
+	uint8_t  next_copy;             /* copy (0/1) the next write goes to */
+	uint8_t  busy;                  /* write in flight */
+	uint8_t  waiting;               /* queued for an index buffer */
+};
+
+struct wf_store {
+	struct io_uring ring;
+	int      fd;
+	int      memfd;
+	int      efd;
+	bool     volatile_cache;
+	bool     is_blkdev;
+	bool     zero_by_write;         /* fallocate refused: write zeros */
+	int      zero_mode;             /* fallocate mode that zeroes a range */
+	int      failed;                /* -errno once an index write failed */
+
+	struct wf_sb sb;
+	uint32_t extent_shift;
+	uint64_t nblocks;               /* index blocks per copy */
+
+	/* shared view (memfd mapping) */
+	void    *map;
+	size_t   map_len;
+	struct wf_store_view_hdr *hdr;
+	struct wf_store_pe *pe;
+	uint32_t *ht;
+	uint64_t buckets;
+	uint64_t live;                  /* keys in the hash table */
+	uint64_t tombs;                 /* tombstones in the hash table */
+
+	/* private */
+	uint32_t *ram;                  /* per extent: state | io count */
+	uint32_t *freel;                /* free extents, a stack */
+	uint64_t nfree;
+	struct wf_iblk *blk;
+	uint8_t  *ibuf;                 /* WF_IBUF_MAX index block buffers */
+	uint16_t ibuf_free[WF_IBUF_MAX];
+	unsigned nibuf_free;
+	uint32_t wait_head, wait_tail;  /* blocks waiting for an index buffer */
+	struct wf_store_req *defer_head, *defer_tail; /* wait for a state change */
+	struct wf_store_req *drain;     /* discards waiting for I/O to drain */
+	struct wf_store_req *ready_head, *ready_tail; /* answered, no SQE */
+	void    *zbuf;                  /* zeros, for the zeroing fallback */
+	uint32_t zbuf_len;
+	struct iovec *bufs;             /* registered buffers */
+	unsigned nbufs;
+	unsigned inflight;              /* accepted, not completed requests */
+	uint32_t torn;
+	size_t   ram_bytes;
+};
+
+/* store_io.c: index table helpers used by open */
+void wf_ht_insert(struct wf_store *s, uint32_t phys);
+int  wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
+		uint64_t *bucket);
+
+/* store_format.c: index blocks, device open */
+void wf_ix_build(const struct wf_store *s, uint64_t b, uint8_t copy,
+		 uint64_t seq, uint8_t *blk);
+int  wf_ix_load(struct wf_store *s, uint64_t b, const uint8_t *pair,
+		struct wf_store_err *err);
+void wf_store_seterr(struct wf_store_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Returns the fd or -errno; *size in bytes. */
+int  wf_store_dev_open(const char *path, unsigned wait_ms, uint64_t *size,
+		       bool *blkdev, struct wf_store_err *err);
+
+#endif

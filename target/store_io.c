@@ -1,0 +1,889 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The store's data path: request state machines over the io_uring, the
+ * index hash table, index block writes.  Single-threaded (the owning
+ * reactor), no locks, no allocation: every request is caller-owned, every
+ * index write uses one of WF_IBUF_MAX preallocated buffers.
+ *
+ * Request state machines (req->phase):
+ *   read      IO -> done                  (or zeros without I/O)
+ *   write     IO -> done                  extent mapped
+ *             ALLOC: IO || index -> done  extent allocated by this write
+ *             WAIT:  IO || index -> done  allocation in flight by another
+ *   discard   whole extent: DRAIN -> ZERO -> [FSYNC] -> FREE (index) -> done
+ *             part of one:  ZERO -> done
+ *   flush     IO -> done
+ * req->parts counts what is still outstanding; the last part to finish
+ * runs the callback.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "target/store_int.h"
+
+/* user_data tags: requests are 8-byte aligned, blocks are numbers. */
+#define TAG_REQ         0ull    /* a request's device I/O */
+#define TAG_SOFT        1ull    /* a request answered without device I/O */
+#define TAG_BLK         2ull    /* an index block write: block << 2 */
+#define TAG_MASK        3ull
+
+#define HT_EMPTY        0u
+#define HT_TOMB         UINT32_MAX
+
+enum {
+	PH_IO = 1,
+	PH_ALLOC,
+	PH_WAIT,
+	PH_DRAIN,
+	PH_ZERO,
+	PH_ZERO_WRITE,
+	PH_FSYNC,
+	PH_FREE,
+};
+
+#define RF_WHOLE        0x80u   /* req->flags: discard of a whole extent */
+
+static void redispatch(struct wf_store *s);
+
+/* Hash table (shared view).  Buckets hold phys + 1; readers in other
+ * processes probe concurrently, so entries never move except in a rebuild
+ * announced through hdr->table_seq. */
+
+int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
+	       uint64_t *bucket)
+{
+	uint64_t i = wf_store_hash(volume, extent, s->buckets);
+
+	for (;;) {
+		uint32_t v = s->ht[i];
+
+		if (v == HT_EMPTY)
+			return -1;
+		if (v != HT_TOMB) {
+			const struct wf_store_pe *pe = &s->pe[v - 1];
+
+			if (pe->volume == volume && pe->extent == extent) {
+				*bucket = i;
+				return (int)(v - 1);
+			}
+		}
+		if (++i == s->buckets)
+			i = 0;
+	}
+}
+
+static void ht_put(struct wf_store *s, uint32_t phys)
+{
+	uint64_t i = wf_store_hash(s->pe[phys].volume, s->pe[phys].extent,
+				   s->buckets);
+
+	while (s->ht[i] != HT_EMPTY && s->ht[i] != HT_TOMB)
+		if (++i == s->buckets)
+			i = 0;
+	if (s->ht[i] == HT_TOMB)
+		s->tombs--;
+	__atomic_store_n(&s->ht[i], phys + 1, __ATOMIC_RELEASE);
+	s->live++;
+}
+
+/* Rebuild without tombstones.  Readers see table_seq odd and retry. */
+static void ht_rebuild(struct wf_store *s)
+{
+	uint32_t seq = s->hdr->table_seq;
+
+	__atomic_store_n(&s->hdr->table_seq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memset(s->ht, 0, s->buckets * sizeof(*s->ht));
+	s->live = s->tombs = 0;
+	for (uint64_t p = 0; p < s->sb.extents; p++)
+		if (s->pe[p].extent != WF_STORE_EXTENT_NONE)
+			ht_put(s, (uint32_t)p);
+	__atomic_store_n(&s->hdr->table_seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+void wf_ht_insert(struct wf_store *s, uint32_t phys)
+{
+	ht_put(s, phys);
+	/* Keep >= 1/8 of the buckets empty so probes stay short and end. */
+	if (s->live + s->tombs > s->buckets - s->buckets / 8)
+		ht_rebuild(s);
+}
+
+static void ht_remove(struct wf_store *s, uint64_t bucket)
+{
+	uint64_t next = bucket + 1 == s->buckets ? 0 : bucket + 1;
+
+	/* An empty successor ends every probe chain through this bucket,
+	 * so it may become empty rather than a tombstone. */
+	if (s->ht[next] == HT_EMPTY) {
+		__atomic_store_n(&s->ht[bucket], HT_EMPTY, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&s->ht[bucket], HT_TOMB, __ATOMIC_RELEASE);
+		s->tombs++;
+	}
+	s->live--;
+	if (s->live + s->tombs > s->buckets - s->buckets / 8)
+		ht_rebuild(s);
+}
+
+/* Seqlock on a physical extent (see store.h, shared view). */
+static void seq_begin(struct wf_store *s, uint32_t p)
+{
+	__atomic_store_n(&s->pe[p].seq, s->pe[p].seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void seq_end(struct wf_store *s, uint32_t p)
+{
+	__atomic_store_n(&s->pe[p].seq, s->pe[p].seq + 1, __ATOMIC_RELEASE);
+}
+
+static uint32_t ext_state(const struct wf_store *s, uint32_t p)
+{
+	return WF_EXT_STATE(s->ram[p]);
+}
+
+static void set_state(struct wf_store *s, uint32_t p, uint32_t st)
+{
+	s->ram[p] = (s->ram[p] & ~7u) | st;
+}
+
+static int lookup(const struct wf_store *s, const struct wf_store_req *req,
+		  uint64_t *bucket)
+{
+	return wf_ht_find(s, req->volume, (uint32_t)(req->offset >> s->extent_shift),
+			  bucket);
+}
+
+static uint64_t dev_off(const struct wf_store *s, uint32_t p, uint64_t in_ext)
+{
+	return s->sb.data_off + ((uint64_t)p << s->extent_shift) + in_ext;
+}
+
+static struct io_uring_sqe *sqe_get(struct wf_store *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+
+	if (!sqe) {
+		/* SQ full: hand it to the kernel now rather than fail. */
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+static void req_finish(struct wf_store *s, struct wf_store_req *req)
+{
+	s->inflight--;
+	req->done(req, req->res);
+}
+
+static void part_done(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	if (res < 0 && req->res == 0)
+		req->res = res;
+	if (--req->parts == 0)
+		req_finish(s, req);
+}
+
+/* Answers that could not get an SQE wait here for wf_store_poll (never
+ * seen with a working ring: sqe_get flushes a full SQ first). */
+static void ready_push(struct wf_store *s, struct wf_store_req *req)
+{
+	req->next = NULL;
+	if (s->ready_tail)
+		s->ready_tail->next = req;
+	else
+		s->ready_head = req;
+	s->ready_tail = req;
+}
+
+/* A part failed outside wf_store_poll: never run the callback from the
+ * submitting call. */
+static void part_fail_soft(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	if (req->res == 0)
+		req->res = res;
+	if (--req->parts == 0)
+		ready_push(s, req);
+}
+
+/* Answer a request through the CQ (a NOP), so callbacks only ever run in
+ * wf_store_poll and the ring fd wakes a sleeping reactor. */
+static void complete_soft(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	req->res = res;
+	req->parts = 1;
+	if (!sqe)
+		return ready_push(s, req);
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_SOFT);
+}
+
+static void defer(struct wf_store *s, struct wf_store_req *req)
+{
+	req->next = NULL;
+	if (s->defer_tail)
+		s->defer_tail->next = req;
+	else
+		s->defer_head = req;
+	s->defer_tail = req;
+}
+
+/* Device I/O accounting per extent: a whole-extent discard waits for it. */
+static void io_get(struct wf_store *s, uint32_t p)
+{
+	s->ram[p] += WF_EXT_IO_ONE;
+}
+
+static void disc_zero(struct wf_store *s, struct wf_store_req *req);
+
+static void io_put(struct wf_store *s, uint32_t p)
+{
+	struct wf_store_req **pp;
+
+	s->ram[p] -= WF_EXT_IO_ONE;
+	if (ext_state(s, p) != WF_EXT_DISCARDING || s->ram[p] >= WF_EXT_IO_ONE)
+		return;
+	for (pp = &s->drain; *pp; pp = &(*pp)->next) {
+		struct wf_store_req *req = *pp;
+
+		if (req->phys == p) {
+			*pp = req->next;
+			disc_zero(s, req);
+			return;
+		}
+	}
+}
+
+static void prep_rw(struct wf_store *s, struct wf_store_req *req,
+		    struct io_uring_sqe *sqe, bool write)
+{
+	uint64_t off = dev_off(s, req->phys,
+			       req->offset & (s->sb.extent_size - 1));
+
+	if (req->buf_index >= 0) {
+		if (write)
+			io_uring_prep_write_fixed(sqe, 0, req->buf, req->len, off,
+						  req->buf_index);
+		else
+			io_uring_prep_read_fixed(sqe, 0, req->buf, req->len, off,
+						 req->buf_index);
+	} else {
+		if (write)
+			io_uring_prep_write(sqe, 0, req->buf, req->len, off);
+		else
+			io_uring_prep_read(sqe, 0, req->buf, req->len, off);
+	}
+	sqe->flags |= IOSQE_FIXED_FILE;
+	if (write && (req->flags & WF_STORE_FUA))
+		sqe->rw_flags = RWF_DSYNC;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
+}
+
+/* Index blocks: one write in flight per block; changes made meanwhile go
+ * out together in the next write (to the other copy). */
+
+static void blk_kick(struct wf_store *s, uint64_t b)
+{
+	struct wf_iblk *blk = &s->blk[b];
+	struct io_uring_sqe *sqe;
+	uint8_t *img;
+	uint16_t buf;
+
+	if (blk->busy || blk->waiting || !blk->pending)
+		return;
+	if (!s->nibuf_free) {
+		blk->waiting = 1;
+		blk->wait_next = UINT32_MAX;
+		if (s->wait_tail != UINT32_MAX)
+			s->blk[s->wait_tail].wait_next = (uint32_t)b;
+		else
+			s->wait_head = (uint32_t)b;
+		s->wait_tail = (uint32_t)b;
+		return;
+	}
+	sqe = sqe_get(s);
+	if (!sqe) {
+		/* A ring that takes no more work: nothing can be persisted. */
+		struct wf_store_req *req = blk->pending;
+
+		blk->pending = NULL;
+		s->failed = -EIO;
+		while (req) {
+			struct wf_store_req *next = req->next;
+
+			part_fail_soft(s, req, -EIO);
+			req = next;
+		}
+		return;
+	}
+	buf = s->ibuf_free[--s->nibuf_free];
+	img = s->ibuf + (size_t)buf * WF_STORE_BLOCK;
+	wf_ix_build(s, b, blk->next_copy, blk->seq + 1, img);
+	io_uring_prep_write(sqe, 0, img, WF_STORE_BLOCK,
+			    s->sb.index_off + (2 * b + blk->next_copy) * WF_STORE_BLOCK);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	/* With a volatile cache the entry must be on stable media before the
+	 * write that needed it is acknowledged: FUA this block. */
+	if (s->volatile_cache)
+		sqe->rw_flags = RWF_DSYNC;
+	io_uring_sqe_set_data64(sqe, (b << 2) | TAG_BLK);
+	blk->buf = buf;
+	blk->busy = 1;
+	blk->inflight = blk->pending;
+	blk->pending = NULL;
+}
+
+/* req changed block b's image (allocation or free): persist it. */
+static void blk_change(struct wf_store *s, struct wf_store_req *req)
+{
+	struct wf_iblk *blk = &s->blk[req->phys / WF_IX_SLOTS];
+
+	req->next = blk->pending;
+	blk->pending = req;
+	blk_kick(s, req->phys / WF_IX_SLOTS);
+}
+
+/* req writes into an extent whose allocation is in flight: finish only
+ * when the index write carrying that allocation has landed. */
+static void blk_wait(struct wf_store *s, struct wf_store_req *req)
+{
+	struct wf_iblk *blk = &s->blk[req->phys / WF_IX_SLOTS];
+
+	/* The allocation is in the pending batch if there is one (pending
+	 * always holds the newest changes), else in the write in flight. */
+	if (blk->pending || !blk->busy) {
+		req->next = blk->pending;
+		blk->pending = req;
+		blk_kick(s, req->phys / WF_IX_SLOTS);
+	} else {
+		req->next = blk->inflight;
+		blk->inflight = req;
+	}
+}
+
+static void free_extent(struct wf_store *s, uint32_t p)
+{
+	uint64_t bucket;
+
+	if (wf_ht_find(s, s->pe[p].volume, s->pe[p].extent, &bucket) >= 0)
+		ht_remove(s, bucket);
+	__atomic_store_n(&s->pe[p].extent, WF_STORE_EXTENT_NONE, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->pe[p].volume, 0, __ATOMIC_RELAXED);
+	seq_end(s, p);
+	set_state(s, p, WF_EXT_FREE);
+	s->freel[s->nfree++] = p;
+}
+
+static void blk_done(struct wf_store *s, uint64_t b, int res)
+{
+	struct wf_iblk *blk = &s->blk[b];
+	struct wf_store_req *req = blk->inflight;
+	int err = 0;
+
+	blk->busy = 0;
+	blk->inflight = NULL;
+	s->ibuf_free[s->nibuf_free++] = blk->buf;
+	if (res == (int)WF_STORE_BLOCK) {
+		blk->seq++;
+		blk->next_copy ^= 1;
+	} else {
+		/* The index on disk is now unknown: refuse everything rather
+		 * than risk acknowledging writes a restart would not find. */
+		err = res < 0 ? res : -EIO;
+		s->failed = err;
+	}
+	while (req) {
+		struct wf_store_req *next = req->next;
+
+		if (!err && req->phase == PH_ALLOC) {
+			set_state(s, req->phys, WF_EXT_MAPPED);
+			seq_end(s, req->phys);
+		} else if (!err && req->phase == PH_FREE) {
+			free_extent(s, req->phys);
+		}
+		part_done(s, req, err);
+		req = next;
+	}
+	/* A buffer came back: start a block that waited for one. */
+	while (s->nibuf_free && s->wait_head != UINT32_MAX) {
+		uint32_t w = s->wait_head;
+
+		s->wait_head = s->blk[w].wait_next;
+		if (s->wait_head == UINT32_MAX)
+			s->wait_tail = UINT32_MAX;
+		s->blk[w].waiting = 0;
+		blk_kick(s, w);
+	}
+	blk_kick(s, b);
+	redispatch(s);
+}
+
+/* Dispatch: a request enters (again, after a deferral) here. */
+
+static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
+{
+	struct io_uring_sqe *sqe;
+	uint64_t bucket;
+	int p;
+
+	if (s->failed)
+		return complete_soft(s, req, s->failed);
+	p = lookup(s, req, &bucket);
+	if (p < 0 || ext_state(s, (uint32_t)p) >= WF_EXT_DISCARDING) {
+		/* Thin provisioning: never written (or being discarded, which
+		 * may finish first) reads as zeros, no device I/O. */
+		memset(req->buf, 0, req->len);
+		return complete_soft(s, req, 0);
+	}
+	sqe = sqe_get(s);
+	if (!sqe)
+		return complete_soft(s, req, -EBUSY);
+	req->phys = (uint32_t)p;
+	req->phase = PH_IO;
+	req->parts = 1;
+	io_get(s, req->phys);
+	prep_rw(s, req, sqe, false);
+}
+
+static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
+{
+	uint32_t ext = (uint32_t)(req->offset >> s->extent_shift);
+	struct io_uring_sqe *sqe;
+	uint64_t bucket;
+	uint32_t p;
+	int f;
+
+	if (s->failed)
+		return complete_soft(s, req, s->failed);
+	f = lookup(s, req, &bucket);
+	if (f >= 0 && ext_state(s, (uint32_t)f) >= WF_EXT_DISCARDING)
+		return defer(s, req);   /* a new allocation after the discard */
+	if (f < 0 && !s->nfree)
+		return complete_soft(s, req, -ENOSPC);
+	sqe = sqe_get(s);
+	if (!sqe)
+		return complete_soft(s, req, -EBUSY);
+	req->parts = 1;
+	if (f < 0) {
+		p = s->freel[--s->nfree];
+		/* Odd seq from here until the entry is persisted: view
+		 * readers must not trust it yet. */
+		seq_begin(s, p);
+		__atomic_store_n(&s->pe[p].volume, req->volume, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->pe[p].extent, ext, __ATOMIC_RELAXED);
+		wf_ht_insert(s, p);
+		set_state(s, p, WF_EXT_ALLOCATING);
+		req->phys = p;
+		req->phase = PH_ALLOC;
+		req->parts = 2;
+		io_get(s, p);
+		prep_rw(s, req, sqe, true);
+		blk_change(s, req);
+		return;
+	}
+	req->phys = (uint32_t)f;
+	io_get(s, req->phys);
+	prep_rw(s, req, sqe, true);
+	if (ext_state(s, req->phys) == WF_EXT_ALLOCATING) {
+		req->phase = PH_WAIT;
+		req->parts = 2;
+		blk_wait(s, req);
+	} else {
+		req->phase = PH_IO;
+	}
+}
+
+/* Zero the request's range: fallocate, or write zeros where that is
+ * refused (req->chunk counts the bytes written). */
+static void zero_range(struct wf_store *s, struct wf_store_req *req, bool whole,
+		       uint64_t *off, uint32_t *len)
+{
+	*off = dev_off(s, req->phys,
+		       whole ? 0 : req->offset & (s->sb.extent_size - 1));
+	*len = whole ? s->sb.extent_size : req->len;
+}
+
+static int zero_step(struct wf_store *s, struct wf_store_req *req)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+	uint64_t off;
+	uint32_t len;
+
+	if (!sqe)
+		return -EBUSY;
+	zero_range(s, req, req->flags & RF_WHOLE, &off, &len);
+	if (!s->zero_by_write) {
+		req->phase = PH_ZERO;
+		io_uring_prep_fallocate(sqe, 0, s->zero_mode, (off_t)off, (off_t)len);
+	} else {
+		uint32_t n = len - req->chunk;
+
+		if (n > s->zbuf_len)
+			n = s->zbuf_len;
+		req->phase = PH_ZERO_WRITE;
+		io_uring_prep_write(sqe, 0, s->zbuf, n, off + req->chunk);
+	}
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
+	return 0;
+}
+
+static void disc_zero(struct wf_store *s, struct wf_store_req *req)
+{
+	int ret;
+
+	req->chunk = 0;
+	ret = zero_step(s, req);
+	if (!ret)
+		return;
+	/* Undo what the dispatch took, answer through the ready list. */
+	if (req->flags & RF_WHOLE) {
+		set_state(s, req->phys, WF_EXT_MAPPED);
+		seq_end(s, req->phys);
+	} else {
+		s->ram[req->phys] -= WF_EXT_IO_ONE;
+	}
+	req->parts = 1;
+	part_fail_soft(s, req, ret);
+}
+
+static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
+{
+	uint64_t bucket;
+	uint32_t p, st;
+	int f;
+
+	if (s->failed)
+		return complete_soft(s, req, s->failed);
+	f = lookup(s, req, &bucket);
+	if (f < 0)
+		return complete_soft(s, req, 0);        /* nothing there */
+	p = (uint32_t)f;
+	st = ext_state(s, p);
+	if (st != WF_EXT_MAPPED)
+		return defer(s, req);   /* let the allocation or discard finish */
+	req->phys = p;
+	req->parts = 1;
+	req->res = 0;
+	if (req->len < s->sb.extent_size) {
+		/* Part of an extent: zero it in place, the mapping stays. */
+		req->flags &= (uint8_t)~RF_WHOLE;
+		io_get(s, p);
+		return disc_zero(s, req);
+	}
+	req->flags |= RF_WHOLE;
+	set_state(s, p, WF_EXT_DISCARDING);
+	seq_begin(s, p);
+	if (s->ram[p] >= WF_EXT_IO_ONE) {
+		req->phase = PH_DRAIN;
+		req->next = s->drain;
+		s->drain = req;
+		return;
+	}
+	disc_zero(s, req);
+}
+
+/* A whole-extent discard failed midway: the extent stays mapped. */
+static void disc_abort(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	set_state(s, req->phys, WF_EXT_MAPPED);
+	seq_end(s, req->phys);
+	req->res = res;
+	req->parts = 1;
+	part_done(s, req, res);
+	redispatch(s);
+}
+
+static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	bool whole = req->flags & RF_WHOLE;
+	struct io_uring_sqe *sqe;
+	uint64_t off;
+	uint32_t len;
+
+	switch (req->phase) {
+	case PH_ZERO:
+		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENODEV) {
+			/* No fallocate zeroing here: write zeros from now on. */
+			s->zero_by_write = true;
+			req->chunk = 0;
+			res = zero_step(s, req);
+			if (!res)
+				return;
+		}
+		break;
+	case PH_ZERO_WRITE:
+		if (res > 0) {
+			zero_range(s, req, whole, &off, &len);
+			req->chunk += (uint32_t)res;
+			if (req->chunk < len) {
+				res = zero_step(s, req);
+				if (!res)
+					return;
+				break;
+			}
+			res = 0;
+		} else if (res == 0) {
+			res = -EIO;
+		}
+		break;
+	case PH_FSYNC:
+		if (res >= 0) {
+			req->phase = PH_FREE;
+			set_state(s, req->phys, WF_EXT_FREEING);
+			blk_change(s, req);
+			return;
+		}
+		break;
+	}
+	if (!whole) {
+		io_put(s, req->phys);
+		return part_done(s, req, res < 0 ? res : 0);
+	}
+	if (res < 0)
+		return disc_abort(s, req, res);
+	/* Zeroed.  The zeros must be stable before the index says free:
+	 * a free extent reads as zeros after any crash (docs/store.md). */
+	if (s->volatile_cache) {
+		sqe = sqe_get(s);
+		if (!sqe)
+			return disc_abort(s, req, -EBUSY);
+		req->phase = PH_FSYNC;
+		io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
+		return;
+	}
+	req->phase = PH_FREE;
+	set_state(s, req->phys, WF_EXT_FREEING);
+	blk_change(s, req);
+}
+
+static void flush_dispatch(struct wf_store *s, struct wf_store_req *req)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->failed)
+		return complete_soft(s, req, s->failed);
+	sqe = sqe_get(s);
+	if (!sqe)
+		return complete_soft(s, req, -EBUSY);
+	req->phase = PH_IO;
+	req->parts = 1;
+	io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
+}
+
+static void dispatch(struct wf_store *s, struct wf_store_req *req)
+{
+	switch (req->op) {
+	case WF_STORE_OP_READ:    read_dispatch(s, req); break;
+	case WF_STORE_OP_WRITE:   write_dispatch(s, req); break;
+	case WF_STORE_OP_DISCARD: discard_dispatch(s, req); break;
+	default:                  flush_dispatch(s, req); break;
+	}
+}
+
+/* Retry every deferred request once; those still blocked defer again. */
+static void redispatch(struct wf_store *s)
+{
+	struct wf_store_req *req = s->defer_head;
+
+	s->defer_head = s->defer_tail = NULL;
+	while (req) {
+		struct wf_store_req *next = req->next;
+
+		dispatch(s, req);
+		req = next;
+	}
+}
+
+static int validate(const struct wf_store *s, uint64_t offset, uint32_t len,
+		    const void *buf, int buf_index)
+{
+	uint64_t in_ext = offset & (s->sb.extent_size - 1);
+
+	if (!len || len % WF_STORE_BLOCK || offset % WF_STORE_BLOCK ||
+	    in_ext + len > s->sb.extent_size ||
+	    (offset >> s->extent_shift) >= WF_STORE_EXTENT_NONE)
+		return -EINVAL;
+	if (!buf)
+		return 0;
+	if ((uintptr_t)buf % WF_STORE_BLOCK)
+		return -EINVAL;
+	if (buf_index >= 0) {
+		const struct iovec *iov;
+
+		if ((unsigned)buf_index >= s->nbufs)
+			return -EINVAL;
+		iov = &s->bufs[buf_index];
+		if ((const uint8_t *)buf < (const uint8_t *)iov->iov_base ||
+		    (size_t)((const uint8_t *)buf - (const uint8_t *)iov->iov_base) +
+		    len > iov->iov_len)
+			return -EINVAL;
+	} else if (buf_index != -1) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void req_setup(struct wf_store_req *req, uint8_t op, uint64_t volume,
+		      uint64_t offset, uint32_t len, void *buf, int buf_index,
+		      unsigned flags)
+{
+	req->next = NULL;
+	req->op = op;
+	req->volume = volume;
+	req->offset = offset;
+	req->len = len;
+	req->buf = buf;
+	req->buf_index = buf_index;
+	req->flags = (uint8_t)flags;
+	req->res = 0;
+	req->phase = 0;
+	req->parts = 0;
+	req->chunk = 0;
+	req->phys = UINT32_MAX;
+}
+
+int wf_store_read(struct wf_store *s, struct wf_store_req *req,
+		  uint64_t volume, uint64_t offset, uint32_t len,
+		  void *buf, int buf_index)
+{
+	int ret = validate(s, offset, len, buf, buf_index);
+
+	if (ret || !buf || !req->done)
+		return ret ? ret : -EINVAL;
+	req_setup(req, WF_STORE_OP_READ, volume, offset, len, buf, buf_index, 0);
+	s->inflight++;
+	read_dispatch(s, req);
+	return 0;
+}
+
+int wf_store_write(struct wf_store *s, struct wf_store_req *req,
+		   uint64_t volume, uint64_t offset, uint32_t len,
+		   const void *buf, int buf_index, unsigned flags)
+{
+	int ret = validate(s, offset, len, buf, buf_index);
+
+	if (ret || !buf || !req->done || (flags & ~WF_STORE_FUA))
+		return ret ? ret : -EINVAL;
+	req_setup(req, WF_STORE_OP_WRITE, volume, offset, len, (void *)buf,
+		  buf_index, flags);
+	s->inflight++;
+	write_dispatch(s, req);
+	return 0;
+}
+
+int wf_store_discard(struct wf_store *s, struct wf_store_req *req,
+		     uint64_t volume, uint64_t offset, uint32_t len)
+{
+	int ret = validate(s, offset, len, NULL, -1);
+
+	if (ret || !req->done)
+		return ret ? ret : -EINVAL;
+	req_setup(req, WF_STORE_OP_DISCARD, volume, offset, len, NULL, -1, 0);
+	s->inflight++;
+	discard_dispatch(s, req);
+	return 0;
+}
+
+int wf_store_flush(struct wf_store *s, struct wf_store_req *req)
+{
+	if (!req->done)
+		return -EINVAL;
+	req_setup(req, WF_STORE_OP_FLUSH, 0, 0, 0, NULL, -1, 0);
+	s->inflight++;
+	flush_dispatch(s, req);
+	return 0;
+}
+
+static void req_cqe(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	switch (req->op) {
+	case WF_STORE_OP_READ:
+	case WF_STORE_OP_WRITE:
+		/* O_DIRECT inside the device never comes back short unless
+		 * something is wrong with it. */
+		if (res >= 0)
+			res = (uint32_t)res == req->len ? 0 : -EIO;
+		io_put(s, req->phys);
+		part_done(s, req, res);
+		break;
+	case WF_STORE_OP_DISCARD:
+		disc_cqe(s, req, res);
+		break;
+	default:
+		part_done(s, req, res < 0 ? res : 0);
+		break;
+	}
+}
+
+int wf_store_submit(struct wf_store *s)
+{
+	return io_uring_submit(&s->ring);
+}
+
+int wf_store_submit_and_wait(struct wf_store *s)
+{
+	return io_uring_submit_and_wait(&s->ring, 1);
+}
+
+int wf_store_poll(struct wf_store *s, unsigned max)
+{
+	struct { uint64_t data; int res; } done[32];
+	struct io_uring_cqe *cqes[32];
+	unsigned total = 0;
+
+	while (s->ready_head && total < max) {
+		struct wf_store_req *req = s->ready_head;
+
+		s->ready_head = req->next;
+		if (!s->ready_head)
+			s->ready_tail = NULL;
+		req_finish(s, req);
+		total++;
+	}
+	while (total < max) {
+		unsigned want = max - total < 32 ? max - total : 32;
+		unsigned n = io_uring_peek_batch_cqe(&s->ring, cqes, want);
+
+		if (!n)
+			break;
+		/* Copy and release the CQ slots before running callbacks:
+		 * they may queue work that completes into the same CQ. */
+		for (unsigned i = 0; i < n; i++) {
+			done[i].data = io_uring_cqe_get_data64(cqes[i]);
+			done[i].res = cqes[i]->res;
+		}
+		io_uring_cq_advance(&s->ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t d = done[i].data;
+
+			switch (d & TAG_MASK) {
+			case TAG_REQ:
+				req_cqe(s, (struct wf_store_req *)(uintptr_t)d,
+					done[i].res);
+				break;
+			case TAG_SOFT: {
+				struct wf_store_req *req =
+					(struct wf_store_req *)(uintptr_t)(d & ~TAG_MASK);
+
+				req_finish(s, req);
+				break;
+			}
+			default:
+				blk_done(s, d >> 2, done[i].res);
+				break;
+			}
+		}
+		total += n;
+	}
+	return (int)total;
+}
