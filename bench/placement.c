@@ -1,10 +1,689 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weft-bench placement: cost, balance and movement of the placement
+ * function on a map (docs/placement.md explains every figure).
+ *
+ *   weft-bench placement -c conf/rack128.conf [--pool NAME] [--json]
+ *   weft-bench placement --synth 4x8x4 [--json]       (map built in code)
+ *
+ * Movement is measured the way an operator would change the cluster: the
+ * deployed epoch is the map balanced by `weftctl balance`; the change (add
+ * a host, take a device out, take a host out) is applied, the balancer is
+ * run again against the deployed epoch, and the replicas that differ
+ * between the two tables are counted against the ideal minimum.
+ */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "bench/bench.h"
+#include "placement/placement.h"
+
+#define EXTENTS_1M (1u << 20)
+
+/* One deployed epoch: a map (owned copy), its placer and table. */
+struct epoch {
+	struct wf_map map;
+	struct wf_placer pl;
+	struct wf_pg_table t;
+	bool live;
+};
+
+struct fig {
+	double max_over_mean, cov;
+};
+
+struct result {
+	uint32_t targets, pg_num, replicas, overrides, balance_moves;
+	uint64_t mappings;
+	double ns_per_mapping, table_build_ms, table_lookup_ns, place_extent_ns;
+	struct fig pg_base, pg_bal, prim_bal, ext_base, ext_bal;
+	double mv[3], mv_base[3];               /* add_host, device_out, host_out */
+	uint32_t mv_overrides[3];
+	uint64_t fd_violations;
+	double heavy, heavy_base;
+};
+
+static const char *const mv_name[3] = { "add_host", "device_out", "host_out" };
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), dbl_cmp);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void epoch_free(struct epoch *e)
+{
+	if (!e->live)
+		return;
+	wf_pg_table_free(&e->t);
+	wf_placer_free(&e->pl);
+	wf_map_edit_free(&e->map);
+	e->live = false;
+}
+
+/* Compile and tabulate e->map (already filled). */
+static int epoch_build(struct epoch *e)
+{
+	int ret = wf_placer_init(&e->pl, &e->map);
+
+	if (ret)
+		return ret;
+	ret = wf_pg_table_build(&e->t, &e->pl);
+	if (ret) {
+		wf_placer_free(&e->pl);
+		return ret;
+	}
+	e->live = true;
+	return 0;
+}
+
+/*
+ * Run the balancer on e (against prev when given) and rebuild e with the
+ * overrides it computed, as `weftctl balance` would write them.
+ */
+static int epoch_balance(struct epoch *e, const struct epoch *prev, uint32_t *moves)
+{
+	struct wf_override *ov;
+	uint32_t nov;
+	int ret;
+
+	ret = wf_balance(&e->pl, prev ? &prev->map : NULL, prev ? &prev->t : NULL,
+			 NULL, &ov, &nov, moves);
+	if (ret)
+		return ret;
+	wf_pg_table_free(&e->t);
+	wf_placer_free(&e->pl);
+	free(e->map.overrides);
+	e->map.overrides = ov;
+	e->map.noverrides = nov;
+	e->map.epoch++;
+	e->live = false;
+	return epoch_build(e);
+}
+
+static int epoch_from(struct epoch *e, const struct wf_map *src, bool keep_overrides)
+{
+	int ret = wf_map_copy(&e->map, src);
+
+	if (ret)
+		return ret;
+	if (!keep_overrides)
+		e->map.noverrides = 0;
+	return 0;
+}
+
+static uint64_t fd_violations(const struct epoch *e)
+{
+	const struct wf_map *map = &e->map;
+	uint64_t bad = 0;
+
+	for (uint32_t p = 0; p < e->t.npools; p++) {
+		const uint32_t *fdn = &e->pl.fd_node[(size_t)p * map->ntargets];
+
+		for (uint32_t pg = 0; pg < e->t.pools[p].pg_num; pg++) {
+			const uint32_t *a;
+			unsigned n = wf_pg_acting(&e->t, p, pg, &a);
+
+			for (unsigned i = 0; i < n; i++)
+				for (unsigned j = 0; j < i; j++)
+					bad += fdn[a[i]] == WF_TARGET_NONE ||
+					       fdn[a[i]] == fdn[a[j]];
+		}
+	}
+	return bad;
+}
+
+/* Replica-count balance at pg_num (all members, or primaries). */
+static int pg_fig(const struct epoch *e, uint32_t pool, bool primaries, struct fig *f)
+{
+	uint32_t n = e->map.ntargets;
+	uint32_t *cnt = calloc(n, sizeof(*cnt));
+	double *load = calloc(n, sizeof(*load)), *share = calloc(n, sizeof(*share));
+	int ret = -ENOMEM;
+
+	if (!cnt || !load || !share)
+		goto out;
+	ret = wf_pool_shares(&e->pl, pool, share);
+	if (ret)
+		goto out;
+	wf_pg_counts(&e->t, pool, n, primaries ? NULL : cnt, primaries ? cnt : NULL);
+	for (uint32_t i = 0; i < n; i++)
+		load[i] = cnt[i];
+	wf_load_stats(load, share, n, &f->max_over_mean, &f->cov);
+out:
+	free(cnt);
+	free(load);
+	free(share);
+	return ret;
+}
+
+/*
+ * 1M extents (16 volumes of 64Ki extents) through the table: per-target
+ * replica load vs share; optionally the share of load landing on targets
+ * flagged in heavy[] divided by their share.
+ */
+static int extent_fig(const struct epoch *e, uint32_t pool, struct fig *f,
+		      const bool *heavy, double *heavy_ratio)
+{
+	uint32_t n = e->map.ntargets, pg_num = e->t.pools[pool].pg_num;
+	double *load = calloc(n, sizeof(*load)), *share = calloc(n, sizeof(*share));
+	double hl = 0, hs = 0, tot = 0;
+	int ret = -ENOMEM;
+
+	if (!load || !share)
+		goto out;
+	ret = wf_pool_shares(&e->pl, pool, share);
+	if (ret)
+		goto out;
+	for (uint32_t i = 0; i < EXTENTS_1M; i++) {
+		const uint32_t *a;
+		unsigned m = wf_pg_acting(&e->t, pool, wf_pg_of(1000 + (i >> 16), i & 0xffff, pg_num), &a);
+
+		for (unsigned k = 0; k < m; k++)
+			load[a[k]] += 1;
+	}
+	wf_load_stats(load, share, n, &f->max_over_mean, &f->cov);
+	if (heavy) {
+		for (uint32_t i = 0; i < n; i++) {
+			tot += load[i];
+			if (heavy[i]) {
+				hl += load[i];
+				hs += share[i];
+			}
+		}
+		*heavy_ratio = hs > 0 && tot > 0 ? (hl / tot) / hs : 0;
+	}
+out:
+	free(load);
+	free(share);
+	return ret;
+}
+
+/* Replicas of the pool that are in b's set but not in a's (by target id). */
+static uint64_t moved(const struct epoch *a, const struct epoch *b, uint32_t pool)
+{
+	uint64_t m = 0;
+
+	for (uint32_t pg = 0; pg < b->t.pools[pool].pg_num; pg++) {
+		const uint32_t *sa, *sb;
+		unsigned na = wf_pg_acting(&a->t, pool, pg, &sa);
+		unsigned nb = wf_pg_acting(&b->t, pool, pg, &sb);
+
+		for (unsigned i = 0; i < nb; i++) {
+			bool found = false;
+
+			for (unsigned j = 0; j < na && !found; j++)
+				found = a->map.targets[sa[j]].id == b->map.targets[sb[i]].id;
+			m += !found;
+		}
+	}
+	return m;
+}
+
+static uint64_t pool_replicas(const struct epoch *e, uint32_t pool)
+{
+	uint64_t r = 0;
+
+	for (uint32_t pg = 0; pg < e->t.pools[pool].pg_num; pg++)
+		r += e->t.pools[pool].n[pg];
+	return r;
+}
+
+/* Share (of the pool's replicas) held by targets with ids in [lo, hi]
+ * in e: from its table when use_table, else from its ideal shares. */
+static double id_share(const struct epoch *e, uint32_t pool, uint32_t lo, uint32_t hi,
+		       bool use_table)
+{
+	uint32_t n = e->map.ntargets;
+	double s = 0;
+
+	if (use_table) {
+		uint32_t *cnt = calloc(n, sizeof(*cnt));
+
+		if (!cnt)
+			return 0;
+		wf_pg_counts(&e->t, pool, n, cnt, NULL);
+		for (uint32_t i = 0; i < n; i++)
+			if (e->map.targets[i].id >= lo && e->map.targets[i].id <= hi)
+				s += cnt[i];
+		free(cnt);
+		return s / (double)pool_replicas(e, pool);
+	}
+	double *share = calloc(n, sizeof(*share));
+
+	if (!share || wf_pool_shares(&e->pl, pool, share)) {
+		free(share);
+		return 0;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (e->map.targets[i].id >= lo && e->map.targets[i].id <= hi)
+			s += share[i];
+	free(share);
+	return s;
+}
+
+enum change { ADD_HOST, DEVICE_OUT, HOST_OUT };
+
+/* First bucket of type rack under the root (or the root itself). */
+static uint32_t first_rack(const struct wf_map *map)
+{
+	for (uint32_t n = 0; n < map->nnodes; n++)
+		if (map->nodes[n].type == WF_NODE_RACK)
+			return n;
+	return 0;
+}
+
+/* The host holding target index t, and the id range of its devices. */
+static uint32_t host_of(const struct wf_map *map, uint32_t t)
+{
+	return (uint32_t)map->nodes[map->targets[t].node].parent;
+}
+
+static int apply_change(struct wf_map *m, enum change c, uint32_t *lo, uint32_t *hi)
+{
+	uint32_t victim = m->ntargets / 3;      /* a device in the middle */
+	uint32_t h = host_of(m, victim);
+	int ret;
+
+	switch (c) {
+	case ADD_HOST: {
+		uint32_t ndev = m->nodes[h].nchild, w = m->targets[victim].weight;
+
+		ret = wf_map_add_host(m, first_rack(m), "bench-new-host", ndev, w);
+		if (ret < 0)
+			return ret;
+		*lo = m->targets[m->ntargets - ndev].id;
+		*hi = m->targets[m->ntargets - 1].id;
+		return 0;
+	}
+	case DEVICE_OUT:
+		m->targets[victim].in = false;
+		*lo = *hi = m->targets[victim].id;
+		return 0;
+	case HOST_OUT:
+		*lo = UINT32_MAX;
+		*hi = 0;
+		for (uint32_t t = 0; t < m->ntargets; t++) {
+			if (host_of(m, t) != h)
+				continue;
+			m->targets[t].in = false;
+			*lo = m->targets[t].id < *lo ? m->targets[t].id : *lo;
+			*hi = m->targets[t].id > *hi ? m->targets[t].id : *hi;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * Movement of one change divided by its ideal: for capacity added, the
+ * share the new devices should hold; for capacity removed, the share the
+ * removed devices held.  (Devices are numbered so that the changed ones
+ * form one id range.)
+ */
+static int movement(const struct epoch *dep, uint32_t pool, enum change c,
+		    bool balance, double *ratio, uint32_t *nov)
+{
+	struct epoch e = { 0 };
+	uint32_t lo = 0, hi = 0;
+	double ideal;
+	int ret;
+
+	ret = epoch_from(&e, &dep->map, balance);
+	if (ret)
+		return ret;
+	ret = apply_change(&e.map, c, &lo, &hi);
+	if (!ret)
+		ret = epoch_build(&e);
+	if (!ret && balance)
+		ret = epoch_balance(&e, dep, NULL);
+	if (!ret) {
+		ideal = c == ADD_HOST ? id_share(&e, pool, lo, hi, false)
+				      : id_share(dep, pool, lo, hi, true);
+		*ratio = (double)moved(dep, &e, pool) / (double)pool_replicas(&e, pool) / ideal;
+		*nov = e.map.noverrides;
+	}
+	epoch_free(&e);
+	if (!e.live)
+		wf_map_edit_free(&e.map);
+	return ret;
+}
+
+static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
+{
+	uint32_t pg_num = e->t.pools[pool].pg_num, out[WF_MAX_REPLICAS];
+	double v[7], sink = 0;
+
+	for (int rep = 0; rep < 7; rep++) {
+		double t0 = now_ns();
+
+		for (uint32_t pg = 0; pg < pg_num; pg++)
+			sink += wf_place_pg(&e->pl, pool, pg, out) + out[0];
+		v[rep] = (now_ns() - t0) / pg_num;
+	}
+	r->mappings = 7ull * pg_num;
+	r->ns_per_mapping = median(v, 7) + sink * 0;
+
+	for (int rep = 0; rep < 5; rep++) {
+		struct wf_pg_table t;
+		double t0 = now_ns();
+
+		if (wf_pg_table_build(&t, &e->pl))
+			break;
+		v[rep] = (now_ns() - t0) / 1e6;
+		wf_pg_table_free(&t);
+	}
+	r->table_build_ms = median(v, 5);
+
+	/* Lookups of pseudo-random PGs, dependent on each other so the loop
+	 * cannot be vectorised away. */
+	for (int rep = 0; rep < 7; rep++) {
+		const uint32_t n = 1u << 22;
+		uint64_t x = 0x9e3779b97f4a7c15ull, acc = 0;
+		double t0 = now_ns();
+
+		for (uint32_t i = 0; i < n; i++) {
+			const uint32_t *a;
+
+			x = x * 6364136223846793005ull + 1442695040888963407ull + acc;
+			acc += wf_pg_acting(&e->t, pool, (uint32_t)(x >> 40), &a) + a[0];
+		}
+		v[rep] = (now_ns() - t0) / n;
+		sink += (double)(acc & 1);
+	}
+	r->table_lookup_ns = median(v, 7) + sink * 0;
+
+	for (int rep = 0; rep < 5; rep++) {
+		const uint32_t n = 1u << 20;
+		const struct wf_map *map = &e->map;
+		struct wf_extent_loc loc = { 0 };
+		uint32_t vol = UINT32_MAX;
+		double t0;
+
+		for (uint32_t i = 0; i < map->nvolumes && vol == UINT32_MAX; i++)
+			if (map->volumes[i].pool == pool && map->volumes[i].size)
+				vol = i;
+		if (vol == UINT32_MAX) {
+			v[rep] = 0;
+			continue;
+		}
+		t0 = now_ns();
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t off = ((uint64_t)i * 0x9e3779b1u * map->extent_size) %
+				       map->volumes[vol].size;
+
+			wf_place_extent(&e->t, map, vol, off, &loc);
+			sink += loc.acting[0];
+		}
+		v[rep] = (now_ns() - t0) / n;
+	}
+	r->place_extent_ns = median(v, 5) + sink * 0;
+}
+
+static int heavy_share(const struct epoch *dep, uint32_t pool, bool balance, double *ratio)
+{
+	struct epoch e = { 0 };
+	bool *heavy = NULL;
+	uint32_t rack = UINT32_MAX;
+	struct fig f;
+	int ret;
+
+	ret = epoch_from(&e, &dep->map, false);
+	if (ret)
+		return ret;
+	/* The last rack weighs 1.25x: all its devices' weights scaled. */
+	for (uint32_t n = 0; n < e.map.nnodes; n++)
+		if (e.map.nodes[n].type == WF_NODE_RACK)
+			rack = n;
+	heavy = calloc(e.map.ntargets, sizeof(*heavy));
+	ret = -ENOMEM;
+	if (!heavy)
+		goto out;
+	for (uint32_t t = 0; t < e.map.ntargets; t++) {
+		int32_t n = (int32_t)e.map.targets[t].node;
+
+		while (n >= 0 && (uint32_t)n != rack)
+			n = e.map.nodes[n].parent;
+		if (rack != UINT32_MAX && n >= 0) {
+			heavy[t] = true;
+			e.map.targets[t].weight = e.map.targets[t].weight / 4 * 5;
+		}
+	}
+	wf_map_reweigh(&e.map);
+	ret = epoch_build(&e);
+	if (!ret && balance)
+		ret = epoch_balance(&e, NULL, NULL);
+	if (!ret)
+		ret = extent_fig(&e, pool, &f, heavy, ratio);
+out:
+	free(heavy);
+	epoch_free(&e);
+	if (!e.live)
+		wf_map_edit_free(&e.map);
+	return ret;
+}
+
+static void print_fig(FILE *f, const char *name, const struct fig *x, bool comma)
+{
+	fprintf(f, "\"%s\": {\"max_over_mean\": %.4f, \"cov\": %.4f}%s", name,
+		x->max_over_mean, x->cov, comma ? ", " : "");
+}
+
+static void print_json(const struct result *r)
+{
+	printf("{\"targets\": %u, \"pg_num\": %u, \"replicas\": %u, \"mappings\": %llu, "
+	       "\"ns_per_mapping\": %.1f, \"table_build_ms\": %.2f, "
+	       "\"table_lookup_ns\": %.2f, \"place_extent_ns\": %.1f, ",
+	       r->targets, r->pg_num, r->replicas, (unsigned long long)r->mappings,
+	       r->ns_per_mapping, r->table_build_ms, r->table_lookup_ns, r->place_extent_ns);
+	printf("\"max_over_mean\": %.4f, \"cov\": %.4f, ", r->pg_bal.max_over_mean, r->pg_bal.cov);
+	printf("\"extents_1m\": {\"max_over_mean\": %.4f, \"cov\": %.4f}, ",
+	       r->ext_bal.max_over_mean, r->ext_bal.cov);
+	printf("\"pg_num_balance\": {\"max_over_mean\": %.4f, \"cov\": %.4f}, ",
+	       r->pg_bal.max_over_mean, r->pg_bal.cov);
+	print_fig(stdout, "primary_balance", &r->prim_bal, true);
+	printf("\"overrides\": %u, \"balance_moves\": %u, ", r->overrides, r->balance_moves);
+	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f}, ",
+	       r->mv[0], r->mv[1], r->mv[2]);
+	printf("\"fd_violations\": %llu, \"heavy_domain_share\": %.4f, ",
+	       (unsigned long long)r->fd_violations, r->heavy);
+	printf("\"unbalanced\": {");
+	print_fig(stdout, "pg_num", &r->pg_base, true);
+	print_fig(stdout, "extents_1m", &r->ext_base, true);
+	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f}, ",
+	       r->mv_base[0], r->mv_base[1], r->mv_base[2]);
+	printf("\"heavy_domain_share\": %.4f}}\n", r->heavy_base);
+}
+
+static void print_table(const struct result *r)
+{
+	printf("placement: %u targets, pg_num %u, %u replicas\n\n",
+	       r->targets, r->pg_num, r->replicas);
+	printf("  %-34s %12.1f   (%llu mappings)\n", "ns per mapping (from scratch)",
+	       r->ns_per_mapping, (unsigned long long)r->mappings);
+	printf("  %-34s %12.2f\n", "table build, ms", r->table_build_ms);
+	printf("  %-34s %12.2f\n", "table lookup, ns", r->table_lookup_ns);
+	printf("  %-34s %12.1f\n", "place_extent (hash + lookup), ns", r->place_extent_ns);
+	printf("\n  %-34s %12s %12s\n", "", "balanced", "rendezvous");
+	printf("  %-34s %12.4f %12.4f\n", "max/mean at pg_num", r->pg_bal.max_over_mean,
+	       r->pg_base.max_over_mean);
+	printf("  %-34s %12.4f %12.4f\n", "cov at pg_num", r->pg_bal.cov, r->pg_base.cov);
+	printf("  %-34s %12.4f %12.4f\n", "max/mean, 1M extents", r->ext_bal.max_over_mean,
+	       r->ext_base.max_over_mean);
+	printf("  %-34s %12.4f %12.4f\n", "cov, 1M extents", r->ext_bal.cov, r->ext_base.cov);
+	printf("  %-34s %12.4f %12s\n", "primaries max/mean at pg_num",
+	       r->prim_bal.max_over_mean, "");
+	printf("  %-34s %12.4f %12s\n", "primaries cov at pg_num", r->prim_bal.cov, "");
+	for (int i = 0; i < 3; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "movement/ideal, %s", mv_name[i]);
+		printf("  %-34s %12.4f %12.4f\n", name, r->mv[i], r->mv_base[i]);
+	}
+	printf("  %-34s %12.4f %12.4f\n", "heavy_domain_share", r->heavy, r->heavy_base);
+	printf("  %-34s %12llu\n", "fd_violations", (unsigned long long)r->fd_violations);
+	printf("  %-34s %12u   (%u replica moves)\n", "overrides", r->overrides,
+	       r->balance_moves);
+}
+
+/* Only the from-scratch mappings: what callgrind should look at. */
+static int run_mapping_only(const struct wf_map *src, uint32_t pool)
+{
+	struct epoch e = { 0 };
+	uint32_t out[WF_MAX_REPLICAS], sink = 0;
+	int ret = epoch_from(&e, src, false);
+
+	if (!ret)
+		ret = epoch_build(&e);
+	if (ret)
+		return 1;
+	for (uint32_t pg = 0; pg < e.t.pools[pool].pg_num; pg++)
+		sink += wf_place_pg(&e.pl, pool, pg, out);
+	printf("mappings %u (members %u)\n", e.t.pools[pool].pg_num, sink);
+	epoch_free(&e);
+	return 0;
+}
+
+static int run(const struct wf_map *src, uint32_t pool, bool json)
+{
+	struct epoch base = { 0 }, bal = { 0 };
+	struct result r = { 0 };
+	uint32_t nov;
+	int ret;
+
+	ret = epoch_from(&base, src, false);
+	if (!ret)
+		ret = epoch_build(&base);
+	if (!ret)
+		ret = epoch_from(&bal, src, true);
+	if (!ret)
+		ret = epoch_build(&bal);
+	if (!ret)
+		ret = epoch_balance(&bal, NULL, &r.balance_moves);
+	if (ret)
+		goto out;
+	r.targets = src->ntargets;
+	r.pg_num = src->pools[pool].pg_num;
+	r.replicas = src->pools[pool].replicas;
+	r.overrides = bal.map.noverrides;
+
+	time_mapping(&base, pool, &r);
+	if ((ret = pg_fig(&base, pool, false, &r.pg_base)) ||
+	    (ret = pg_fig(&bal, pool, false, &r.pg_bal)) ||
+	    (ret = pg_fig(&bal, pool, true, &r.prim_bal)) ||
+	    (ret = extent_fig(&base, pool, &r.ext_base, NULL, NULL)) ||
+	    (ret = extent_fig(&bal, pool, &r.ext_bal, NULL, NULL)))
+		goto out;
+	r.fd_violations = fd_violations(&base) + fd_violations(&bal);
+	for (int c = 0; c < 3; c++) {
+		if ((ret = movement(&bal, pool, c, true, &r.mv[c], &r.mv_overrides[c])) ||
+		    (ret = movement(&base, pool, c, false, &r.mv_base[c], &nov)))
+			goto out;
+	}
+	if ((ret = heavy_share(&base, pool, true, &r.heavy)) ||
+	    (ret = heavy_share(&base, pool, false, &r.heavy_base)))
+		goto out;
+	if (json)
+		print_json(&r);
+	else
+		print_table(&r);
+out:
+	epoch_free(&base);
+	epoch_free(&bal);
+	if (ret)
+		fprintf(stderr, "weft-bench placement: %s\n", strerror(-ret));
+	return ret ? 1 : 0;
+}
 
 int bench_placement(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "weft-bench placement: not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "pool",   required_argument, NULL, 'p' },
+		{ "synth",  required_argument, NULL, 's' },
+		{ "json",   no_argument,       NULL, 'j' },
+		{ "mapping-only", no_argument, NULL, 'm' },
+		{ "help",   no_argument,       NULL, 'h' },
+		{ 0 },
+	};
+	const char *conf = NULL, *pool_name = NULL, *synth = NULL;
+	struct wf_map map;
+	struct wf_map_err err = { { 0 } };
+	bool json = false, loaded = false, mapping_only = false;
+	int opt, ret, pool = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:p:s:jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': conf = optarg; break;
+		case 'p': pool_name = optarg; break;
+		case 's': synth = optarg; break;
+		case 'j': json = true; break;
+		case 'm': mapping_only = true; break;
+		case 'h':
+			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--json] [--mapping-only]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!conf == !synth) {
+		fprintf(stderr, "weft-bench placement: need -c MAP or --synth RxHxD\n");
+		return 2;
+	}
+	if (conf) {
+		ret = wf_map_load(conf, &map, &err);
+		if (ret) {
+			fprintf(stderr, "weft-bench placement: %s\n", err.msg);
+			return 1;
+		}
+		loaded = true;
+	} else {
+		struct wf_synth s = { .weight = WF_WEIGHT_ONE, .replicas = 3,
+				      .failure_domain = WF_NODE_HOST, .pg_num = 4096 };
+
+		if (sscanf(synth, "%ux%ux%u", &s.racks, &s.hosts_per_rack,
+			   &s.devs_per_host) != 3 || wf_map_synth(&map, &s)) {
+			fprintf(stderr, "weft-bench placement: bad --synth '%s'\n", synth);
+			return 2;
+		}
+	}
+	if (pool_name) {
+		pool = -1;
+		for (uint32_t p = 0; p < map.npools; p++)
+			if (!strcmp(map.pools[p].name, pool_name))
+				pool = (int)p;
+	}
+	if (pool < 0 || (uint32_t)pool >= map.npools) {
+		fprintf(stderr, "weft-bench placement: no such pool\n");
+		ret = 2;
+	} else if (mapping_only) {
+		ret = run_mapping_only(&map, (uint32_t)pool);
+	} else {
+		ret = run(&map, (uint32_t)pool, json);
+	}
+	if (loaded)
+		wf_map_free(&map);
+	else
+		wf_map_edit_free(&map);
+	return ret;
 }

@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The balancer behind `weftctl balance`: a short list of explicit acting
+ * sets (wf_map.overrides) that brings every device's PG count within a band
+ * around its weight share, on top of the pure rendezvous mapping.
+ *
+ * It starts from what the map already says (valid overrides kept, invalid
+ * ones repaired by replacing only their unusable members) and moves one
+ * replica at a time from an over-full device to an under-full one,
+ * respecting failure domains.  Every move is scored by what it costs in
+ * copied data against the epoch currently deployed: moving a replica that
+ * has not been copied yet (it only arrived with this map change) is free,
+ * moving it back where it came from is a saving.  Free moves that improve
+ * the balance are always taken; paid ones only while a device is out of
+ * its band.  So after a map change the balancer mostly redirects the
+ * replicas that must move anyway, and the overall movement stays near the
+ * ideal minimum (docs/placement.md has the figures).
+ *
+ * Not on the data path: plain doubles and O(pg_num * replicas) scans per
+ * move are fine here.  Deterministic: ties go to the lower index.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "placement/placement.h"
+
+struct bal {
+	const struct wf_placer *pl;
+	uint32_t pool, R, P, N;
+	const uint32_t *fd;             /* fd node per target, NONE if ineligible */
+	uint32_t *cur;                  /* [pg * R + i] */
+	uint32_t *base;
+	uint32_t *prev;                 /* deployed members, NONE padded */
+	double *dev;                    /* count - target per target */
+	double *band;                   /* allowed |dev| per target */
+	uint32_t moves, max_moves;
+};
+
+static bool in_set(const uint32_t *set, uint32_t R, uint32_t t)
+{
+	for (uint32_t i = 0; i < R; i++)
+		if (set[i] == t)
+			return true;
+	return false;
+}
+
+/* May slot k of pg hold target y? */
+static bool fits(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
+{
+	const uint32_t *set = &b->cur[(size_t)pg * b->R];
+
+	if (b->fd[y] == WF_TARGET_NONE)
+		return false;
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (set[i] == y)
+			return false;
+		if (i != k && set[i] != WF_TARGET_NONE && b->fd[set[i]] == b->fd[y])
+			return false;
+	}
+	return true;
+}
+
+/* Extra replicas copied if slot k of pg changes to y. */
+static int cost(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
+{
+	const uint32_t *pv = &b->prev[(size_t)pg * b->R];
+	uint32_t x = b->cur[(size_t)pg * b->R + k];
+	int c = in_set(pv, b->R, y) ? 0 : 1;
+
+	if (x != WF_TARGET_NONE && !in_set(pv, b->R, x))
+		c--;
+	return c;
+}
+
+static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
+{
+	uint32_t *slot = &b->cur[(size_t)pg * b->R + k];
+
+	if (*slot != WF_TARGET_NONE)
+		b->dev[*slot] -= 1;
+	b->dev[y] += 1;
+	*slot = y;
+	b->moves++;
+}
+
+struct move {
+	uint32_t pg, k, y;
+	int cost;
+	double gain;                    /* dev[x] - dev[y] */
+	bool ok;
+};
+
+/* Is m better than best?  Lower cost, then larger gain, then lower ids. */
+static bool move_better(const struct move *m, const struct move *best)
+{
+	if (!best->ok)
+		return true;
+	if (m->cost != best->cost)
+		return m->cost < best->cost;
+	if (m->gain != best->gain)
+		return m->gain > best->gain + 1e-9;
+	return false;
+}
+
+/* Fill the empty slots left by repaired overrides: the neediest device. */
+static void fill_holes(struct bal *b)
+{
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		for (uint32_t k = 0; k < b->R; k++) {
+			struct move best = { .ok = false };
+
+			if (b->cur[(size_t)pg * b->R + k] != WF_TARGET_NONE)
+				continue;
+			for (uint32_t y = 0; y < b->N; y++) {
+				struct move m = { pg, k, y, 0, -b->dev[y], true };
+
+				if (!fits(b, pg, k, y))
+					continue;
+				m.cost = cost(b, pg, k, y);
+				if (move_better(&m, &best))
+					best = m;
+			}
+			if (best.ok)
+				apply(b, pg, k, best.y);
+		}
+	}
+}
+
+/*
+ * Best improving move out of (pg, slot k) holding x: to the device that
+ * costs least, then is neediest.  Only moves with gain > 1 lower the sum of
+ * squared deviations, which is what guarantees termination.
+ */
+static void best_from(const struct bal *b, uint32_t pg, uint32_t k, int max_cost,
+		      struct move *best)
+{
+	uint32_t x = b->cur[(size_t)pg * b->R + k];
+
+	for (uint32_t y = 0; y < b->N; y++) {
+		struct move m = { pg, k, y, 0, b->dev[x] - b->dev[y], true };
+
+		if (m.gain <= 1 + 1e-9 || !fits(b, pg, k, y))
+			continue;
+		m.cost = cost(b, pg, k, y);
+		if (m.cost <= max_cost && move_better(&m, best))
+			*best = m;
+	}
+}
+
+/* One free move (cost <= 0) that improves balance, anywhere. */
+static bool free_move(struct bal *b)
+{
+	struct move best = { .ok = false };
+
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		const uint32_t *set = &b->cur[(size_t)pg * b->R];
+		const uint32_t *pv = &b->prev[(size_t)pg * b->R];
+
+		for (uint32_t k = 0; k < b->R; k++) {
+			/* Only a member not yet copied, or a PG that lost a
+			 * deployed member, can move for free. */
+			if (in_set(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0)
+				continue;
+			if (b->dev[set[k]] <= 0)
+				continue;
+			best_from(b, pg, k, 0, &best);
+		}
+	}
+	if (!best.ok)
+		return false;
+	apply(b, best.pg, best.k, best.y);
+	return true;
+}
+
+/* One paid move for the device furthest out of its band. */
+static bool paid_move(struct bal *b, bool *stuck)
+{
+	double worst = 0;
+	uint32_t w = UINT32_MAX;
+	struct move best = { .ok = false };
+
+	for (uint32_t t = 0; t < b->N; t++) {
+		double v = fabs(b->dev[t]) - b->band[t];
+
+		if (b->fd[t] == WF_TARGET_NONE || stuck[t] || v <= 1e-9)
+			continue;
+		if (v > worst) {
+			worst = v;
+			w = t;
+		}
+	}
+	if (w == UINT32_MAX)
+		return false;
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		const uint32_t *set = &b->cur[(size_t)pg * b->R];
+
+		for (uint32_t k = 0; k < b->R; k++) {
+			if (b->dev[w] > 0) {
+				if (set[k] == w)
+					best_from(b, pg, k, 1, &best);
+				continue;
+			}
+			/* Under-full: pull the most over-full member that w may replace. */
+			if (set[k] == WF_TARGET_NONE || !fits(b, pg, k, w))
+				continue;
+			struct move m = { pg, k, w, cost(b, pg, k, w),
+					  b->dev[set[k]] - b->dev[w], true };
+			if (m.gain > 1 + 1e-9 && move_better(&m, &best))
+				best = m;
+		}
+	}
+	if (!best.ok) {
+		stuck[w] = true;
+		return true;
+	}
+	apply(b, best.pg, best.k, best.y);
+	return true;
+}
+
+/* Deployed acting sets of this pool, as target indices of the new map. */
+static void load_prev(struct bal *b, const struct wf_map *prev,
+		      const struct wf_pg_table *pt)
+{
+	const struct wf_pg_pool_table *pp;
+
+	if (!prev || !pt || b->pool >= pt->npools || b->pool >= prev->npools ||
+	    prev->pools[b->pool].id != b->pl->pools[b->pool].pool_id ||
+	    pt->pools[b->pool].pg_num != b->P || pt->pools[b->pool].stride != b->R) {
+		memcpy(b->prev, b->cur, (size_t)b->P * b->R * sizeof(*b->prev));
+		return;
+	}
+	pp = &pt->pools[b->pool];
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		for (uint32_t i = 0; i < b->R; i++) {
+			uint32_t t = pp->acting[(size_t)pg * b->R + i];
+			int nt = -1;
+
+			if (i < pp->n[pg] && t < prev->ntargets)
+				nt = wf_placer_target(b->pl, prev->targets[t].id);
+			b->prev[(size_t)pg * b->R + i] = nt < 0 ? WF_TARGET_NONE : (uint32_t)nt;
+		}
+	}
+}
+
+/* Current sets: valid overrides, repaired invalid ones, else rendezvous. */
+static void load_cur(struct bal *b)
+{
+	const struct wf_map *map = b->pl->map;
+	uint32_t R = b->R;
+
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		uint32_t *base = &b->base[(size_t)pg * R];
+		unsigned n = wf_place_pg(b->pl, b->pool, pg, base);
+
+		for (uint32_t i = n; i < R; i++)
+			base[i] = WF_TARGET_NONE;
+		memcpy(&b->cur[(size_t)pg * R], base, R * sizeof(*base));
+	}
+	/* Walk backwards so the first override of a PG is the one kept. */
+	for (uint32_t i = map->noverrides; i-- > 0;) {
+		const struct wf_override *ov = &map->overrides[i];
+		uint32_t set[WF_MAX_REPLICAS], *cur, n = 0;
+
+		if (ov->pool != b->pool || ov->pg >= b->P)
+			continue;
+		cur = &b->cur[(size_t)ov->pg * R];
+		if (wf_override_resolve(b->pl, ov, set)) {
+			memcpy(cur, set, R * sizeof(*cur));
+			continue;
+		}
+		/* Keep the members still usable, in order; the rest are holes. */
+		for (uint32_t k = 0; k < ov->n && k < WF_MAX_REPLICAS && n < R; k++) {
+			int t = wf_placer_target(b->pl, ov->target[k]);
+			bool clash = false;
+
+			if (t < 0 || b->fd[t] == WF_TARGET_NONE)
+				continue;
+			for (uint32_t j = 0; j < n; j++)
+				clash |= b->fd[set[j]] == b->fd[t];
+			if (!clash)
+				set[n++] = (uint32_t)t;
+		}
+		for (uint32_t k = 0; k < R; k++)
+			cur[k] = k < n ? set[k] : WF_TARGET_NONE;
+	}
+}
+
+static int balance_pool(struct bal *b, const struct wf_map *prev,
+			const struct wf_pg_table *prev_table, double max_dev)
+{
+	uint32_t N = b->N, R = b->R;
+	double *share = calloc(N ? N : 1, sizeof(*share));
+	bool *stuck = calloc(N ? N : 1, sizeof(*stuck));
+	double total = 0;
+	int ret = -ENOMEM;
+
+	if (!share || !stuck)
+		goto out;
+	ret = wf_pool_shares(b->pl, b->pool, share);
+	if (ret)
+		goto out;
+	load_cur(b);
+	load_prev(b, prev, prev_table);
+
+	for (uint32_t t = 0; t < N; t++)
+		b->dev[t] = 0;
+	for (size_t i = 0; i < (size_t)b->P * R; i++) {
+		if (b->cur[i] != WF_TARGET_NONE)
+			b->dev[b->cur[i]] += 1;
+		if (b->base[i] != WF_TARGET_NONE)
+			total += 1;     /* what a full placement holds */
+	}
+	for (uint32_t t = 0; t < N; t++) {
+		double tgt = share[t] * total;
+
+		b->dev[t] -= tgt;
+		b->band[t] = fmax(1.0, max_dev * tgt);
+	}
+
+	fill_holes(b);
+	while (b->moves < b->max_moves) {
+		if (free_move(b))
+			continue;
+		if (!paid_move(b, stuck))
+			break;
+	}
+	ret = 0;
+out:
+	free(share);
+	free(stuck);
+	return ret;
+}
+
+static int ov_cmp(const void *a, const void *b)
+{
+	const struct wf_override *x = a, *y = b;
+
+	if (x->pool != y->pool)
+		return x->pool < y->pool ? -1 : 1;
+	return x->pg < y->pg ? -1 : x->pg > y->pg;
+}
+
+int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
+	       const struct wf_pg_table *prev_table, const struct wf_balance_opts *opts,
+	       struct wf_override **out, uint32_t *nout, uint32_t *moves)
+{
+	const struct wf_map *map = pl->map;
+	struct wf_override *ovs = NULL;
+	uint32_t nov = 0, cap = 0, total_moves = 0;
+	double max_dev = opts && opts->max_dev > 0 ? opts->max_dev : 0.01;
+	int ret = 0;
+
+	*out = NULL;
+	*nout = 0;
+	for (uint32_t p = 0; p < pl->npools; p++) {
+		const struct wf_pl_pool *pp = &pl->pools[p];
+		size_t cells = (size_t)pp->pg_num * pp->replicas;
+		struct bal b = {
+			.pl = pl, .pool = p, .R = pp->replicas, .P = pp->pg_num,
+			.N = map->ntargets,
+			.fd = &pl->fd_node[(size_t)p * map->ntargets],
+			.max_moves = opts && opts->max_moves ? opts->max_moves : (uint32_t)cells,
+		};
+
+		b.cur = malloc(cells * sizeof(*b.cur));
+		b.base = malloc(cells * sizeof(*b.base));
+		b.prev = malloc(cells * sizeof(*b.prev));
+		b.dev = calloc(b.N + 1, sizeof(*b.dev));
+		b.band = calloc(b.N + 1, sizeof(*b.band));
+		ret = -ENOMEM;
+		if (b.cur && b.base && b.prev && b.dev && b.band)
+			ret = balance_pool(&b, prev, prev_table, max_dev);
+		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
+			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
+			struct wf_override *ov;
+
+			if (!memcmp(cur, &b.base[(size_t)pg * b.R], b.R * sizeof(*cur)) ||
+			    in_set(cur, b.R, WF_TARGET_NONE))
+				continue;
+			if (nov == cap) {
+				struct wf_override *n;
+
+				cap = cap ? 2 * cap : 64;
+				n = realloc(ovs, cap * sizeof(*ovs));
+				if (!n) {
+					ret = -ENOMEM;
+					break;
+				}
+				ovs = n;
+			}
+			ov = &ovs[nov++];
+			memset(ov, 0, sizeof(*ov));
+			ov->pool = p;
+			ov->pg = pg;
+			ov->n = (uint8_t)b.R;
+			for (uint32_t i = 0; i < b.R; i++)
+				ov->target[i] = map->targets[cur[i]].id;
+		}
+		total_moves += b.moves;
+		free(b.cur);
+		free(b.base);
+		free(b.prev);
+		free(b.dev);
+		free(b.band);
+		if (ret)
+			break;
+	}
+	if (ret) {
+		free(ovs);
+		return ret;
+	}
+	if (nov)
+		qsort(ovs, nov, sizeof(*ovs), ov_cmp);
+	*out = ovs;
+	*nout = nov;
+	if (moves)
+		*moves = total_moves;
+	return 0;
+}
