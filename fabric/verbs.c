@@ -1,5 +1,1551 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder: the verbs backend lands in its own change. */
+/*
+ * verbs backend: the fabric's semantics on RDMA RC queue pairs, connection
+ * setup with librdmacm.  Runs on real NICs and on soft-RoCE (rdma_rxe, see
+ * tests/rig/).  Works with rdma-core 44: no ibv_wr_* API, no ibv_wr_flush.
+ *
+ * Per wf_ctx, and per RDMA device the ctx has seen (normally one): a PD, a
+ * completion channel and one CQ shared by every QP on that device.  The ctx
+ * fd is an epoll set over the completion channels, the ctx's rdma_cm event
+ * channel (non-blocking; listeners and established endpoints report there)
+ * and an eventfd that stays readable while completions wait in the ctx's
+ * ring.  wf_ctx_arm() is ibv_req_notify_cq() on every CQ.
+ *
+ * Every completion and event passes through one ring per ctx, in the order
+ * it was seen, so an endpoint's DISCONNECT is always behind its flushed
+ * operations.  The ring never overflows because of the credits:
+ *  - completion queue: an endpoint reserves send_depth + recv_depth + 1 (its
+ *    DISCONNECT) entries of cq_depth, a listener 1 (its ACCEPT); the ring
+ *    has cq_depth entries and every CQ has room for cq_depth + drain slack.
+ *  - send: each endpoint owns send_depth send slots (its QP's send queue is
+ *    that deep).  wf_write_imm/wf_read/wf_send take one, its completion
+ *    gives it back: the queue cannot overflow and a full one is -EAGAIN.
+ *  - receive: recv_depth receive buffers per endpoint (msg_size each),
+ *    registered and posted at connect time.  A buffer is posted again at the
+ *    wf_poll() after the one that returned its completion, so a message stays
+ *    readable until then.  A peer that finds no posted receive gets an RNR
+ *    NAK and retries for ever (rnr_retry 7): backpressure, nothing dropped.
+ *
+ * Memory regions are registered with every PD of the ctx (a device seen
+ * later gets the existing regions registered when its first endpoint comes);
+ * wf_mr_rkey() gives the rkey of the endpoint's device.
+ *
+ * A peer that goes away (rdma_cm DISCONNECTED, or any failed completion)
+ * moves the QP to the error state: everything outstanding completes with
+ * -ECONNRESET, then WF_CQE_DISCONNECT is raised.  wf_ep_destroy() drains
+ * the QP before destroying it; should the device never flush some receives
+ * (older rxe), the endpoint's bookkeeping is kept until the ctx goes, so a
+ * late completion never touches freed memory.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
 #include "fabric/fabric_int.h"
 
-const struct wf_ops wf_verbs_ops = { .name = "verbs" };
+#define VDEV_MAX        8       /* RDMA devices one ctx may use */
+#define RD_ATOM_MAX     16      /* RDMA READs in flight per QP, each way */
+#define POLL_BATCH      32      /* work completions per ibv_poll_cq */
+#define DRAIN_SEND_MS   2000    /* sends always flush; bound it anyway */
+#define DRAIN_RECV_MS   100     /* receives may not flush on older rxe */
+#define PRIV_MAGIC      0x56465756u     /* "VWFV" little-endian */
+#define PRIV_VERSION    1u
+
+/* Sent with rdma_connect/rdma_accept: what the sender can receive. */
+struct vpriv {
+	uint32_t magic;         /* PRIV_MAGIC */
+	uint16_t version;       /* PRIV_VERSION */
+	uint16_t reserved;      /* 0 */
+	uint32_t msg_size;      /* largest message the sender accepts */
+	uint32_t recv_depth;    /* informational */
+};
+_Static_assert(sizeof(struct vpriv) == 16, "private data is 16 bytes");
+
+/* A doubly linked ring (the ctx's lists of endpoints, regions, ...). */
+struct vlink {
+	struct vlink *prev, *next;
+};
+
+static void vlist_init(struct vlink *h) { h->prev = h->next = h; }
+static bool vlist_empty(const struct vlink *h) { return h->next == h; }
+
+static void vlist_add_tail(struct vlink *h, struct vlink *n)
+{
+	n->prev = h->prev;
+	n->next = h;
+	h->prev->next = n;
+	h->prev = n;
+}
+
+static void vlist_del(struct vlink *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	vlist_init(n);
+}
+
+#define container_of(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+struct vdev {
+	struct ibv_context      *verbs;
+	struct ibv_pd           *pd;
+	struct ibv_comp_channel *ch;
+	struct ibv_cq           *cq;
+	int                      idx;
+	int                      rd_atom;       /* responder resources */
+	int                      init_rd_atom;  /* initiator depth */
+};
+
+/* A completion waiting in the ctx ring; rs: receive buffer to repost once
+ * the completion has been returned. */
+struct vcqe {
+	struct wf_cqe  cqe;
+	struct vrecv  *rs;
+};
+
+struct vctx {
+	struct wf_ctx               base;
+	int                         epfd;
+	int                         evfd;
+	struct rdma_event_channel  *cm;
+	struct vdev                 devs[VDEV_MAX];
+	int                         ndev;
+	uint32_t                    cq_cap;      /* cq_depth */
+	uint32_t                    cq_reserved; /* promised to eps/listeners */
+	struct vcqe                *ring;        /* cq_cap entries */
+	uint32_t                    head, count;
+	struct vrecv              **repost;      /* cq_cap entries */
+	uint32_t                    nrepost;
+	struct vlink                eps;         /* every ep, zombies too */
+	struct vlink                mrs;
+	struct vlink                listeners;
+	bool                        kicked;      /* evfd written, not read */
+	bool                        armed;       /* CQ notifications asked */
+	int64_t                     cm_checked;  /* ms, coarse clock */
+};
+
+struct vmr {
+	struct wf_mr   base;
+	struct vlink   link;
+	int            ibv_access;
+	struct ibv_mr *mr[VDEV_MAX];    /* per device of the ctx */
+};
+
+struct vlistener {
+	struct wf_listener  base;
+	struct vctx        *ctx;
+	struct rdma_cm_id  *id;
+	struct vlink        link;
+	struct vlink        pending;    /* passive eps not yet taken */
+	bool                accept_queued;
+};
+
+/* Work request contexts: wr_id points at one of these; kind says which. */
+enum { SLOT_SEND = 1, SLOT_RECV = 2 };
+
+struct vsend {
+	uint8_t      kind;      /* SLOT_SEND */
+	uint8_t      op;        /* enum wf_cqe_op it completes as */
+	struct vep  *ep;
+	uint64_t     wr_id;     /* the caller's */
+};
+
+struct vrecv {
+	uint8_t      kind;      /* SLOT_RECV */
+	struct vep  *ep;
+	uint32_t     idx;       /* buffer index */
+};
+
+enum vep_state {
+	EP_ACCEPTING,   /* passive: rdma_accept sent, not established yet */
+	EP_WAITING,     /* passive: established, waiting for wf_accept */
+	EP_LIVE,        /* the caller's: data operations allowed */
+	EP_CLOSING,     /* QP in error: outstanding operations flushing */
+	EP_CLOSED,      /* DISCONNECT raised; waiting for wf_ep_destroy */
+	EP_DESTROYING,  /* wf_ep_destroy draining: completions are dropped */
+	EP_ZOMBIE,      /* destroyed, QP gone; kept as late CQEs may name it */
+};
+
+struct vep {
+	struct wf_ep       base;
+	struct vctx       *ctx;
+	struct vlink       link;        /* ctx->eps */
+	struct vlink       plink;       /* listener->pending */
+	struct vlistener  *listener;    /* while passive and not yet taken */
+	struct rdma_cm_id *id;
+	struct ibv_qp     *qp;
+	struct vdev       *dev;
+	enum vep_state     state;
+	bool               reserved;    /* counted in ctx->cq_reserved */
+	uint32_t           send_depth, recv_depth, msg_size, peer_msg_size;
+	uint32_t           send_busy;   /* send slots in flight */
+	uint32_t           recv_posted; /* receives owned by the QP */
+	struct vsend      *sends;
+	uint32_t          *free_sends;  /* stack of free send slot indices */
+	uint32_t           nfree;
+	struct vrecv      *recvs;
+	struct vcqe       *early;       /* receives completed before wf_accept */
+	uint32_t           nearly;
+	uint8_t           *buf;         /* recv_depth + send_depth buffers */
+	size_t             buf_len;
+	struct ibv_mr     *buf_mr;
+};
+
+/*
+ * The one place where rdma-core's error conventions become -errno: verbs
+ * calls return a positive errno (a few return -1 and set errno), librdmacm
+ * calls and every constructor that returns NULL set errno (pass -1).
+ */
+static int verr(int ret)
+{
+	if (ret == 0)
+		return 0;
+	if (ret == -1)
+		return errno > 0 ? -errno : -EIO;
+	return ret > 0 ? -ret : ret;
+}
+
+/* A failed work completion as -errno. */
+static int wc_err(enum ibv_wc_status s)
+{
+	switch (s) {
+	case IBV_WC_SUCCESS:            return 0;
+	case IBV_WC_WR_FLUSH_ERR:
+	case IBV_WC_RETRY_EXC_ERR:
+	case IBV_WC_RNR_RETRY_EXC_ERR:  return -ECONNRESET;
+	case IBV_WC_REM_ACCESS_ERR:
+	case IBV_WC_LOC_ACCESS_ERR:     return -EACCES;
+	case IBV_WC_LOC_LEN_ERR:
+	case IBV_WC_REM_INV_REQ_ERR:    return -EMSGSIZE;
+	case IBV_WC_LOC_PROT_ERR:       return -EFAULT;
+	default:                        return -EIO;
+	}
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t ep_budget(uint32_t send_depth, uint32_t recv_depth)
+{
+	return send_depth + recv_depth + 1;
+}
+
+static int reserve(struct vctx *c, uint32_t n)
+{
+	if (n > c->cq_cap || c->cq_reserved > c->cq_cap - n)
+		return -ENOSPC;
+	c->cq_reserved += n;
+	return 0;
+}
+
+/* ---- the completion ring ------------------------------------------------ */
+
+static void ring_kick(struct vctx *c)
+{
+	uint64_t one = 1;
+
+	if (c->kicked)
+		return;
+	c->kicked = true;
+	(void)!write(c->evfd, &one, sizeof(one));
+}
+
+/* Cheap (no syscall, a few ms resolution): paces the cm channel checks. */
+static int64_t coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct vcqe *ring_push(struct vctx *c, uint32_t op, struct vep *ep)
+{
+	struct vcqe *v;
+
+	/* Cannot happen with the credits above; never write past the ring. */
+	if (c->count == c->cq_cap)
+		return NULL;
+	v = &c->ring[(c->head + c->count++) % c->cq_cap];
+	memset(v, 0, sizeof(*v));
+	v->cqe.op = op;
+	v->cqe.ep = ep ? &ep->base : NULL;
+	return v;
+}
+
+/* Forget everything queued for an endpoint or a listener going away. */
+static void ring_purge(struct vctx *c, struct vep *ep, struct vlistener *l)
+{
+	for (uint32_t i = 0; i < c->count; i++) {
+		struct vcqe *v = &c->ring[(c->head + i) % c->cq_cap];
+
+		if ((ep && v->cqe.ep == &ep->base) ||
+		    (l && v->cqe.listener == &l->base)) {
+			v->cqe.op = 0;
+			v->rs = NULL;
+		}
+	}
+	for (uint32_t i = 0; ep && i < c->nrepost; i++)
+		if (c->repost[i] && c->repost[i]->ep == ep)
+			c->repost[i] = NULL;
+}
+
+/* ---- devices -------------------------------------------------------------- */
+
+static void mr_undo_dev(struct vctx *c, int idx)
+{
+	struct vlink *p;
+
+	for (p = c->mrs.next; p != &c->mrs; p = p->next) {
+		struct vmr *m = container_of(p, struct vmr, link);
+
+		if (m->mr[idx]) {
+			ibv_dereg_mr(m->mr[idx]);
+			m->mr[idx] = NULL;
+		}
+	}
+}
+
+static void dev_teardown(struct vdev *d)
+{
+	if (d->cq)
+		ibv_destroy_cq(d->cq);
+	if (d->ch)
+		ibv_destroy_comp_channel(d->ch);
+	if (d->pd)
+		ibv_dealloc_pd(d->pd);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The ctx's state for the device of a new endpoint, set up on first use. */
+static int ctx_dev(struct vctx *c, struct ibv_context *verbs, struct vdev **out)
+{
+	struct ibv_device_attr attr;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct vdev *d;
+	struct vlink *p;
+	int ret, cqe, flags;
+
+	if (!verbs)
+		return -ENODEV;
+	for (int i = 0; i < c->ndev; i++) {
+		if (c->devs[i].verbs == verbs) {
+			*out = &c->devs[i];
+			return 0;
+		}
+	}
+	if (c->ndev == VDEV_MAX)
+		return -ENOSPC;
+	d = &c->devs[c->ndev];
+	d->idx = c->ndev;
+	d->verbs = verbs;
+	ret = verr(ibv_query_device(verbs, &attr));
+	if (ret)
+		goto out_clear;
+	d->rd_atom = attr.max_qp_rd_atom < RD_ATOM_MAX ? attr.max_qp_rd_atom : RD_ATOM_MAX;
+	d->init_rd_atom = attr.max_qp_init_rd_atom < RD_ATOM_MAX ?
+			  attr.max_qp_init_rd_atom : RD_ATOM_MAX;
+	d->pd = ibv_alloc_pd(verbs);
+	if (!d->pd) {
+		ret = verr(-1);
+		goto out_clear;
+	}
+	d->ch = ibv_create_comp_channel(verbs);
+	if (!d->ch) {
+		ret = verr(-1);
+		goto out_teardown;
+	}
+	flags = fcntl(d->ch->fd, F_GETFL);
+	if (flags < 0 || fcntl(d->ch->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		ret = verr(-1);
+		goto out_teardown;
+	}
+	/* Every reservation fits, plus the flushes of endpoints being torn
+	 * down whose entries may still sit in the CQ. */
+	cqe = (int)(c->cq_cap * 2 < (uint32_t)attr.max_cqe ? c->cq_cap * 2 :
+		    (uint32_t)attr.max_cqe);
+	d->cq = ibv_create_cq(verbs, cqe, NULL, d->ch, 0);
+	if (!d->cq) {
+		ret = verr(-1);
+		goto out_teardown;
+	}
+	ret = verr(ibv_req_notify_cq(d->cq, 0));
+	if (ret)
+		goto out_teardown;
+	ev.data.ptr = d;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, d->ch->fd, &ev)) {
+		ret = verr(-1);
+		goto out_teardown;
+	}
+	/* Regions registered before this device showed up. */
+	for (p = c->mrs.next; p != &c->mrs; p = p->next) {
+		struct vmr *m = container_of(p, struct vmr, link);
+
+		m->mr[d->idx] = ibv_reg_mr(d->pd, m->base.addr, m->base.len,
+					   m->ibv_access);
+		if (!m->mr[d->idx]) {
+			ret = verr(-1);
+			goto out_undo_mrs;
+		}
+	}
+	c->ndev++;
+	*out = d;
+	return 0;
+
+out_undo_mrs:
+	mr_undo_dev(c, d->idx);
+	epoll_ctl(c->epfd, EPOLL_CTL_DEL, d->ch->fd, NULL);
+out_teardown:
+	dev_teardown(d);
+	return ret;
+out_clear:
+	memset(d, 0, sizeof(*d));
+	return ret;
+}
+
+/* ---- endpoints ------------------------------------------------------------ */
+
+static int post_recv(struct vep *ep, uint32_t idx)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)(ep->buf + (size_t)idx * ep->msg_size),
+		.length = ep->msg_size,
+		.lkey = ep->buf_mr->lkey,
+	};
+	struct ibv_recv_wr wr = {
+		.wr_id = (uintptr_t)&ep->recvs[idx],
+		.sg_list = &sge,
+		.num_sge = 1,
+	}, *bad;
+	int ret = verr(ibv_post_recv(ep->qp, &wr, &bad));
+
+	if (!ret)
+		ep->recv_posted++;
+	return ret;
+}
+
+static void ep_free_mem(struct vep *ep)
+{
+	free(ep->sends);
+	free(ep->free_sends);
+	free(ep->recvs);
+	free(ep->early);
+	free(ep->buf);
+	free(ep);
+}
+
+/*
+ * A new endpoint on cm id `id` (address and route resolved): its QP on the
+ * ctx's CQ for the id's device, its buffers registered, every receive
+ * posted.  Reserves its completion credits.
+ */
+static int ep_create(struct vctx *c, struct rdma_cm_id *id,
+		     const struct wf_ep_opts *o, struct vep **out)
+{
+	struct ibv_qp_init_attr qa = { 0 };
+	struct vep *ep;
+	size_t nbuf;
+	int ret;
+
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->ctx = c;
+	ep->base.ctx = &c->base;
+	ep->base.user = o->user;
+	ep->id = id;
+	ep->send_depth = o->send_depth;
+	ep->recv_depth = o->recv_depth;
+	ep->msg_size = o->msg_size;
+	ep->peer_msg_size = o->msg_size;
+	vlist_init(&ep->link);
+	vlist_init(&ep->plink);
+
+	ret = ctx_dev(c, id->verbs, &ep->dev);
+	if (ret)
+		goto out_free;
+	ret = reserve(c, ep_budget(ep->send_depth, ep->recv_depth));
+	if (ret)
+		goto out_free;
+	ep->reserved = true;
+
+	ep->sends = calloc(ep->send_depth, sizeof(*ep->sends));
+	ep->free_sends = calloc(ep->send_depth, sizeof(*ep->free_sends));
+	ep->recvs = calloc(ep->recv_depth, sizeof(*ep->recvs));
+	ep->early = calloc(ep->recv_depth, sizeof(*ep->early));
+	nbuf = (size_t)(ep->recv_depth + ep->send_depth) * ep->msg_size;
+	ep->buf_len = (nbuf + 4095) & ~(size_t)4095;
+	ep->buf = aligned_alloc(4096, ep->buf_len);
+	if (!ep->sends || !ep->free_sends || !ep->recvs || !ep->early || !ep->buf) {
+		ret = -ENOMEM;
+		goto out_unreserve;
+	}
+	for (uint32_t i = 0; i < ep->send_depth; i++) {
+		ep->sends[i].kind = SLOT_SEND;
+		ep->sends[i].ep = ep;
+		ep->free_sends[ep->nfree++] = ep->send_depth - 1 - i;
+	}
+	for (uint32_t i = 0; i < ep->recv_depth; i++) {
+		ep->recvs[i].kind = SLOT_RECV;
+		ep->recvs[i].ep = ep;
+		ep->recvs[i].idx = i;
+	}
+	ep->buf_mr = ibv_reg_mr(ep->dev->pd, ep->buf, ep->buf_len,
+				IBV_ACCESS_LOCAL_WRITE);
+	if (!ep->buf_mr) {
+		ret = verr(-1);
+		goto out_unreserve;
+	}
+
+	qa.send_cq = ep->dev->cq;
+	qa.recv_cq = ep->dev->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.sq_sig_all = 1;
+	qa.cap.max_send_wr = ep->send_depth;
+	qa.cap.max_recv_wr = ep->recv_depth;
+	qa.cap.max_send_sge = 1;
+	qa.cap.max_recv_sge = 1;
+	ret = verr(rdma_create_qp(id, ep->dev->pd, &qa));
+	if (ret)
+		goto out_dereg;
+	ep->qp = id->qp;
+	/* Posted before the peer can send: no RNR at the start. */
+	for (uint32_t i = 0; i < ep->recv_depth; i++) {
+		ret = post_recv(ep, i);
+		if (ret)
+			goto out_destroy_qp;
+	}
+	id->context = ep;
+	vlist_add_tail(&c->eps, &ep->link);
+	*out = ep;
+	return 0;
+
+out_destroy_qp:
+	/* Nothing completed yet: the receives die with the QP. */
+	rdma_destroy_qp(id);
+	ep->qp = NULL;
+out_dereg:
+	ibv_dereg_mr(ep->buf_mr);
+out_unreserve:
+	c->cq_reserved -= ep_budget(ep->send_depth, ep->recv_depth);
+out_free:
+	ep_free_mem(ep);
+	return ret;
+}
+
+static void ep_maybe_closed(struct vep *ep)
+{
+	if (ep->state != EP_CLOSING || ep->send_busy)
+		return;
+	ep->state = EP_CLOSED;
+	ring_push(ep->ctx, WF_CQE_DISCONNECT, ep);
+}
+
+/* Move the QP to error: everything posted flushes. */
+static void qp_error(struct vep *ep)
+{
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+
+	/* rdma_disconnect also tells the peer; on a QP that never got
+	 * connected it fails, and the modify below does the local part. */
+	(void)rdma_disconnect(ep->id);
+	if (ep->qp)
+		(void)ibv_modify_qp(ep->qp, &a, IBV_QP_STATE);
+}
+
+static void ep_begin_close(struct vep *ep)
+{
+	if (ep->state != EP_LIVE)
+		return;
+	ep->state = EP_CLOSING;
+	qp_error(ep);
+	ep_maybe_closed(ep);
+}
+
+/* Unlink from the listener while passive and not yet taken. */
+static void ep_unlisten(struct vep *ep)
+{
+	if (ep->listener) {
+		vlist_del(&ep->plink);
+		ep->listener = NULL;
+	}
+}
+
+/* One work completion into the ring (or dropped, for an endpoint going). */
+static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
+{
+	uint8_t kind = *(const uint8_t *)(uintptr_t)wc->wr_id;
+	struct vcqe *v;
+	struct vep *ep;
+
+	if (kind == SLOT_SEND) {
+		struct vsend *s = (struct vsend *)(uintptr_t)wc->wr_id;
+
+		ep = s->ep;
+		ep->send_busy--;
+		ep->free_sends[ep->nfree++] = (uint32_t)(s - ep->sends);
+		if (ep->state == EP_DESTROYING || ep->state == EP_ZOMBIE)
+			return;
+		v = ring_push(c, s->op, ep);
+		if (v) {
+			v->cqe.wr_id = s->wr_id;
+			v->cqe.status = wc_err(wc->status);
+		}
+		if (wc->status != IBV_WC_SUCCESS)
+			ep_begin_close(ep);
+		ep_maybe_closed(ep);
+		return;
+	}
+
+	struct vrecv *r = (struct vrecv *)(uintptr_t)wc->wr_id;
+
+	ep = r->ep;
+	ep->recv_posted--;
+	if (ep->state == EP_DESTROYING || ep->state == EP_ZOMBIE)
+		return;
+	if (wc->status != IBV_WC_SUCCESS) {
+		/* A receive is not the caller's operation: a flush says
+		 * nothing new, anything else means the connection broke. */
+		if (ep->state == EP_LIVE)
+			ep_begin_close(ep);
+		return;
+	}
+	/* After a close, data no longer counts: the caller may be freeing
+	 * the endpoint on the DISCONNECT in the same batch. */
+	if (ep->state == EP_CLOSING || ep->state == EP_CLOSED)
+		return;
+	if (ep->state == EP_ACCEPTING || ep->state == EP_WAITING) {
+		/* The peer may send as soon as its side is up, before the
+		 * caller has taken this endpoint: hold it until then (at
+		 * most recv_depth, as each holds a receive buffer). */
+		v = &ep->early[ep->nearly++];
+		memset(v, 0, sizeof(*v));
+		v->cqe.ep = &ep->base;
+	} else {
+		v = ring_push(c, 0, ep);
+		if (!v)
+			return;
+	}
+	if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+		v->cqe.op = WF_CQE_RECV_IMM;
+		v->cqe.imm = be32toh(wc->imm_data);
+	} else {
+		v->cqe.op = WF_CQE_RECV_MSG;
+		v->cqe.msg = ep->buf + (size_t)r->idx * ep->msg_size;
+	}
+	v->cqe.len = wc->byte_len;
+	v->rs = r;
+}
+
+/* Reap one CQ; returns how many work completions were seen. */
+static int cq_reap(struct vctx *c, struct vdev *d)
+{
+	struct ibv_wc wc[POLL_BATCH];
+	int n, total = 0;
+
+	do {
+		n = ibv_poll_cq(d->cq, POLL_BATCH, wc);
+		for (int i = 0; i < n; i++)
+			wc_handle(c, &wc[i]);
+		if (n > 0)
+			total += n;
+	} while (n == POLL_BATCH);
+	return total;
+}
+
+/*
+ * Drain before destroying: with the QP in error every posted request
+ * completes (flushed).  Completions of other endpoints seen meanwhile go to
+ * the ring as usual.  Returns true when the QP owns nothing any more.
+ */
+static bool ep_drain(struct vep *ep)
+{
+	int64_t start = now_ms();
+	struct vctx *c = ep->ctx;
+
+	while (ep->send_busy || ep->recv_posted) {
+		int64_t waited = now_ms() - start;
+		int seen = 0;
+
+		if (waited > DRAIN_SEND_MS ||
+		    (!ep->send_busy && waited > DRAIN_RECV_MS))
+			return false;
+		for (int i = 0; i < c->ndev; i++)
+			seen += cq_reap(c, &c->devs[i]);
+		if (!seen)
+			usleep(200);
+	}
+	return true;
+}
+
+static void ep_teardown(struct vep *ep)
+{
+	struct vctx *c = ep->ctx;
+	bool drained;
+
+	ep_unlisten(ep);
+	if (ep->state != EP_CLOSED)
+		qp_error(ep);
+	ep->state = EP_DESTROYING;
+	ring_purge(c, ep, NULL);
+	drained = ep_drain(ep);
+	rdma_destroy_qp(ep->id);
+	ep->qp = NULL;
+	rdma_destroy_id(ep->id);
+	ep->id = NULL;
+	ibv_dereg_mr(ep->buf_mr);
+	ep->buf_mr = NULL;
+	if (ep->reserved)
+		c->cq_reserved -= ep_budget(ep->send_depth, ep->recv_depth);
+	ep->reserved = false;
+	if (drained) {
+		vlist_del(&ep->link);
+		ep_free_mem(ep);
+		return;
+	}
+	/* Late completions may still name its slots: keep those, free the
+	 * buffers (the QP is gone, nothing writes them any more). */
+	free(ep->buf);
+	ep->buf = NULL;
+	ep->state = EP_ZOMBIE;
+}
+
+/* ---- rdma_cm events on the ctx channel -------------------------------------- */
+
+static void priv_fill(struct vpriv *p, const struct vep *ep)
+{
+	memset(p, 0, sizeof(*p));
+	p->magic = htole32(PRIV_MAGIC);
+	p->version = htole16(PRIV_VERSION);
+	p->msg_size = htole32(ep->msg_size);
+	p->recv_depth = htole32(ep->recv_depth);
+}
+
+/* The peer's private data; 0 or -EPROTO. */
+static int priv_parse(const void *data, uint8_t len, struct vep *ep)
+{
+	struct vpriv p;
+
+	if (!data || len < sizeof(p))
+		return -EPROTO;
+	memcpy(&p, data, sizeof(p));
+	if (le32toh(p.magic) != PRIV_MAGIC || le16toh(p.version) != PRIV_VERSION ||
+	    !le32toh(p.msg_size))
+		return -EPROTO;
+	ep->peer_msg_size = le32toh(p.msg_size);
+	return 0;
+}
+
+static int clamp_rd(uint8_t peer, int ours)
+{
+	return peer < ours ? peer : ours;
+}
+
+/*
+ * A connect request on a listener: set the endpoint up and accept it.  On
+ * failure the request is rejected, and the id (*reject) or the half-built
+ * endpoint (*doomed) is destroyed once the event is acked.
+ */
+static void on_connect_request(struct vlistener *l, struct rdma_cm_event *e,
+			       struct rdma_cm_id **reject, struct vep **doomed)
+{
+	struct rdma_conn_param p = { 0 };
+	struct vpriv priv;
+	struct vep *ep;
+	int ret;
+
+	if (ep_create(l->ctx, e->id, &l->base.opts, &ep)) {
+		rdma_reject(e->id, NULL, 0);
+		*reject = e->id;
+		return;
+	}
+	ep->base.user = NULL;
+	ep->state = EP_ACCEPTING;
+	ep->listener = l;
+	vlist_add_tail(&l->pending, &ep->plink);
+	ret = priv_parse(e->param.conn.private_data,
+			 e->param.conn.private_data_len, ep);
+	if (ret)
+		goto out_reject;
+	priv_fill(&priv, ep);
+	p.private_data = &priv;
+	p.private_data_len = sizeof(priv);
+	p.responder_resources = (uint8_t)clamp_rd(e->param.conn.initiator_depth,
+						  ep->dev->rd_atom);
+	p.initiator_depth = (uint8_t)clamp_rd(e->param.conn.responder_resources,
+					      ep->dev->init_rd_atom);
+	p.retry_count = 7;
+	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
+	if (!rdma_accept(e->id, &p))
+		return;
+out_reject:
+	rdma_reject(e->id, NULL, 0);
+	*doomed = ep;
+}
+
+/* Handle one event; returns an endpoint to destroy once it is acked. */
+static struct vep *cm_event(struct vctx *c, struct rdma_cm_event *e,
+			    struct rdma_cm_id **reject)
+{
+	struct vep *ep = e->id ? e->id->context : NULL;
+
+	switch (e->event) {
+	case RDMA_CM_EVENT_CONNECT_REQUEST: {
+		struct vep *doomed = NULL;
+
+		on_connect_request(e->listen_id->context, e, reject, &doomed);
+		return doomed;
+	}
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (ep && ep->state == EP_ACCEPTING) {
+			struct vlistener *l = ep->listener;
+
+			ep->state = EP_WAITING;
+			if (!l->accept_queued) {
+				struct vcqe *v = ring_push(c, WF_CQE_ACCEPT, NULL);
+
+				l->accept_queued = true;
+				if (v)
+					v->cqe.listener = &l->base;
+			}
+		}
+		return NULL;
+	case RDMA_CM_EVENT_DISCONNECTED:
+	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+	case RDMA_CM_EVENT_CONNECT_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:
+	case RDMA_CM_EVENT_REJECTED:
+	case RDMA_CM_EVENT_ADDR_CHANGE:
+		if (!ep)
+			return NULL;
+		if (ep->listener)
+			return ep;      /* never handed out: nobody knows it */
+		ep_begin_close(ep);
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+static int cm_drain(struct vctx *c)
+{
+	struct rdma_cm_event *e;
+	struct rdma_cm_id *reject;
+	struct vep *doomed;
+
+	for (;;) {
+		if (rdma_get_cm_event(c->cm, &e)) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return verr(-1);
+		}
+		reject = NULL;
+		doomed = cm_event(c, e, &reject);
+		rdma_ack_cm_event(e);
+		if (reject)
+			rdma_destroy_id(reject);
+		if (doomed)
+			ep_teardown(doomed);
+	}
+}
+
+/* ---- ctx ------------------------------------------------------------------- */
+
+static void v_ctx_destroy(struct wf_ctx *wc);
+
+static int v_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct vctx *c;
+	int ret, flags;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->epfd = -1;
+	c->evfd = -1;
+	vlist_init(&c->eps);
+	vlist_init(&c->mrs);
+	vlist_init(&c->listeners);
+	c->cq_cap = o->cq_depth;
+	c->ring = calloc(c->cq_cap, sizeof(*c->ring));
+	c->repost = calloc(c->cq_cap, sizeof(*c->repost));
+	if (!c->ring || !c->repost) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	c->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->epfd < 0 || c->evfd < 0) {
+		ret = verr(-1);
+		goto out;
+	}
+	c->cm = rdma_create_event_channel();
+	if (!c->cm) {
+		ret = verr(-1);
+		goto out;
+	}
+	flags = fcntl(c->cm->fd, F_GETFL);
+	if (flags < 0 || fcntl(c->cm->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		ret = verr(-1);
+		goto out;
+	}
+	ev.data.ptr = c->cm;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->cm->fd, &ev)) {
+		ret = verr(-1);
+		goto out;
+	}
+	ev.data.ptr = &c->evfd;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->evfd, &ev)) {
+		ret = verr(-1);
+		goto out;
+	}
+	*out = &c->base;
+	return 0;
+out:
+	v_ctx_destroy(&c->base);
+	return ret;
+}
+
+static void v_listener_destroy(struct wf_listener *lb);
+static void v_mr_dereg(struct wf_mr *mb);
+
+static void v_ctx_destroy(struct wf_ctx *wc)
+{
+	struct vctx *c = (struct vctx *)wc;
+
+	/* The caller should have destroyed everything; be safe if not. */
+	while (!vlist_empty(&c->listeners))
+		v_listener_destroy(&container_of(c->listeners.next,
+						 struct vlistener, link)->base);
+	for (struct vlink *p = c->eps.next, *n; p != &c->eps; p = n) {
+		struct vep *ep = container_of(p, struct vep, link);
+
+		n = p->next;
+		if (ep->state != EP_ZOMBIE)
+			ep_teardown(ep);
+	}
+	while (!vlist_empty(&c->mrs))
+		v_mr_dereg(&container_of(c->mrs.next, struct vmr, link)->base);
+	for (int i = 0; i < c->ndev; i++)
+		dev_teardown(&c->devs[i]);
+	/* Zombies last: the CQs that could name them are gone. */
+	while (!vlist_empty(&c->eps)) {
+		struct vep *ep = container_of(c->eps.next, struct vep, link);
+
+		vlist_del(&ep->link);
+		ep_free_mem(ep);
+	}
+	if (c->cm)
+		rdma_destroy_event_channel(c->cm);
+	if (c->evfd >= 0)
+		close(c->evfd);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	free(c->repost);
+	free(c->ring);
+	free(c);
+}
+
+static int v_ctx_fd(const struct wf_ctx *wc)
+{
+	return ((const struct vctx *)wc)->epfd;
+}
+
+static int v_ctx_arm(struct wf_ctx *wc)
+{
+	struct vctx *c = (struct vctx *)wc;
+
+	for (int i = 0; i < c->ndev; i++) {
+		int ret = verr(ibv_req_notify_cq(c->devs[i].cq, 0));
+
+		if (ret)
+			return ret;
+	}
+	c->armed = true;
+	if (c->count)
+		ring_kick(c);
+	return 0;
+}
+
+static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
+{
+	struct vctx *c = (struct vctx *)wc;
+	uint64_t junk;
+	int n = 0, ret;
+
+	/*
+	 * The busy-poll path makes no system call besides reposting: the
+	 * eventfd is read only if it was written, completion events are
+	 * consumed only after an arm, and the cm channel (connects,
+	 * disconnects) is looked at once per coarse clock tick or after an
+	 * arm.  Syscalls per poll would cost more than the round trip under
+	 * emulation, and they compete with the device for the CPU.
+	 */
+	if (c->kicked) {
+		(void)!read(c->evfd, &junk, sizeof(junk));
+		c->kicked = false;
+	}
+	/* Buffers whose completions the caller has had since the last call. */
+	for (uint32_t i = 0; i < c->nrepost; i++) {
+		struct vrecv *r = c->repost[i];
+
+		if (r && r->ep->state == EP_LIVE && post_recv(r->ep, r->idx))
+			ep_begin_close(r->ep);
+	}
+	c->nrepost = 0;
+	if (c->armed || coarse_ms() != c->cm_checked) {
+		c->cm_checked = coarse_ms();
+		ret = cm_drain(c);
+		if (ret)
+			return ret;
+	}
+	for (int i = 0; i < c->ndev; i++) {
+		struct ibv_cq *cq;
+		void *cq_ctx;
+
+		/* Consume wake-ups; the CQ is read below in any case. */
+		while (c->armed && !ibv_get_cq_event(c->devs[i].ch, &cq, &cq_ctx))
+			ibv_ack_cq_events(cq, 1);
+		cq_reap(c, &c->devs[i]);
+	}
+	c->armed = false;
+	while (c->count && n < max) {
+		struct vcqe *v = &c->ring[c->head];
+
+		c->head = (c->head + 1) % c->cq_cap;
+		c->count--;
+		if (!v->cqe.op)
+			continue;       /* purged */
+		if (v->cqe.op == WF_CQE_ACCEPT)
+			((struct vlistener *)v->cqe.listener)->accept_queued = false;
+		if (v->rs)
+			c->repost[c->nrepost++] = v->rs;
+		cqes[n++] = v->cqe;
+	}
+	if (c->count)
+		ring_kick(c);
+	return n;
+}
+
+/* ---- addresses ---------------------------------------------------------------- */
+
+/* "rdma:HOST:PORT" (HOST may be [v6]) into a sockaddr. */
+static int parse_addr(const char *addr, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	char host[256];
+	const char *h, *colon;
+	size_t hl;
+
+	if (strncmp(addr, "rdma:", 5))
+		return -EPROTONOSUPPORT;
+	h = addr + 5;
+	colon = strrchr(h, ':');
+	if (!colon || !colon[1])
+		return -EINVAL;
+	hl = (size_t)(colon - h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (!hl || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	if (getaddrinfo(host, colon + 1, &hints, &ai))
+		return -EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* ---- listeners ------------------------------------------------------------------ */
+
+static int v_listen(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
+		    struct wf_listener **out)
+{
+	struct vctx *c = (struct vctx *)wc;
+	struct sockaddr_storage ss;
+	struct vlistener *l;
+	int ret;
+
+	(void)o;
+	ret = parse_addr(addr, &ss);
+	if (ret)
+		return ret;
+	ret = reserve(c, 1);
+	if (ret)
+		return ret;
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		ret = -ENOMEM;
+		goto out_unreserve;
+	}
+	l->ctx = c;
+	vlist_init(&l->pending);
+	ret = verr(rdma_create_id(c->cm, &l->id, l, RDMA_PS_TCP));
+	if (ret)
+		goto out_free;
+	ret = verr(rdma_bind_addr(l->id, (struct sockaddr *)&ss));
+	if (ret)
+		goto out_destroy_id;
+	ret = verr(rdma_listen(l->id, 128));
+	if (ret)
+		goto out_destroy_id;
+	vlist_add_tail(&c->listeners, &l->link);
+	*out = &l->base;
+	return 0;
+
+out_destroy_id:
+	rdma_destroy_id(l->id);
+out_free:
+	free(l);
+out_unreserve:
+	c->cq_reserved--;
+	return ret;
+}
+
+static int v_listener_addr(const struct wf_listener *lb, char *buf, size_t len)
+{
+	const struct vlistener *l = (const struct vlistener *)lb;
+	struct sockaddr *sa = rdma_get_local_addr(l->id);
+	char host[INET6_ADDRSTRLEN];
+	int n;
+
+	if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		n = snprintf(buf, len, "rdma:[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		n = snprintf(buf, len, "rdma:%s:%u", host, ntohs(s4->sin_port));
+	}
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	return 0;
+}
+
+static int v_accept(struct wf_listener *lb, struct wf_ep **out)
+{
+	struct vlistener *l = (struct vlistener *)lb;
+	struct vctx *c = l->ctx;
+	struct vlink *p;
+
+	for (p = l->pending.next; p != &l->pending; p = p->next) {
+		struct vep *ep = container_of(p, struct vep, plink);
+
+		if (ep->state != EP_WAITING)
+			continue;
+		ep_unlisten(ep);
+		ep->state = EP_LIVE;
+		/* What came before the caller took it, in order. */
+		for (uint32_t i = 0; i < ep->nearly; i++) {
+			struct vcqe *v = ring_push(c, ep->early[i].cqe.op, ep);
+
+			if (v)
+				*v = ep->early[i];
+		}
+		ep->nearly = 0;
+		/* One ACCEPT stands for every waiting endpoint: if more
+		 * wait and the caller does not loop, tell it again. */
+		for (p = l->pending.next; p != &l->pending; p = p->next) {
+			if (container_of(p, struct vep, plink)->state == EP_WAITING &&
+			    !l->accept_queued) {
+				struct vcqe *v = ring_push(c, WF_CQE_ACCEPT, NULL);
+
+				l->accept_queued = true;
+				if (v)
+					v->cqe.listener = &l->base;
+			}
+		}
+		if (c->count)
+			ring_kick(c);
+		*out = &ep->base;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+static void v_listener_destroy(struct wf_listener *lb)
+{
+	struct vlistener *l = (struct vlistener *)lb;
+	struct vctx *c = l->ctx;
+
+	while (!vlist_empty(&l->pending))
+		ep_teardown(container_of(l->pending.next, struct vep, plink));
+	rdma_destroy_id(l->id);
+	ring_purge(c, NULL, l);
+	vlist_del(&l->link);
+	c->cq_reserved--;
+	free(l);
+}
+
+/* ---- connect ------------------------------------------------------------------------ */
+
+/* Wait for the next event on a private channel; -ETIMEDOUT past deadline. */
+static int wait_event(struct rdma_event_channel *ch, int64_t deadline,
+		      enum rdma_cm_event_type want, struct rdma_cm_event **out)
+{
+	struct pollfd pfd = { .fd = ch->fd, .events = POLLIN };
+	struct rdma_cm_event *e;
+	int ret, left;
+
+	do {
+		left = (int)(deadline - now_ms());
+		if (left <= 0)
+			return -ETIMEDOUT;
+		ret = poll(&pfd, 1, left);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return verr(-1);
+	if (ret == 0)
+		return -ETIMEDOUT;
+	ret = verr(rdma_get_cm_event(ch, &e));
+	if (ret)
+		return ret;
+	if (e->event == want && !e->status) {
+		*out = e;
+		return 0;
+	}
+	switch (e->event) {
+	case RDMA_CM_EVENT_REJECTED:       ret = -ECONNREFUSED; break;
+	case RDMA_CM_EVENT_ADDR_ERROR:
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:    ret = -EHOSTUNREACH; break;
+	case RDMA_CM_EVENT_CONNECT_ERROR:  ret = -ECONNABORTED; break;
+	default:
+		ret = e->status < 0 ? e->status : -EIO;
+		break;
+	}
+	rdma_ack_cm_event(e);
+	return ret;
+}
+
+static int v_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
+		     struct wf_ep **out)
+{
+	struct vctx *c = (struct vctx *)wc;
+	int64_t deadline = now_ms() + o->timeout_ms;
+	struct rdma_event_channel *ch;
+	struct rdma_conn_param p = { 0 };
+	struct sockaddr_storage ss;
+	struct rdma_cm_event *e;
+	struct rdma_cm_id *id;
+	struct vpriv priv;
+	struct vep *ep;
+	int ret;
+
+	ret = parse_addr(addr, &ss);
+	if (ret)
+		return ret;
+	/* A private channel, so the blocking wait sees only this id; the id
+	 * moves to the ctx channel once connected. */
+	ch = rdma_create_event_channel();
+	if (!ch)
+		return verr(-1);
+	ret = verr(rdma_create_id(ch, &id, NULL, RDMA_PS_TCP));
+	if (ret)
+		goto out_channel;
+	ret = verr(rdma_resolve_addr(id, NULL, (struct sockaddr *)&ss, o->timeout_ms));
+	if (ret)
+		goto out_id;
+	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ADDR_RESOLVED, &e);
+	if (ret)
+		goto out_id;
+	rdma_ack_cm_event(e);
+	ret = verr(rdma_resolve_route(id, o->timeout_ms));
+	if (ret)
+		goto out_id;
+	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, &e);
+	if (ret)
+		goto out_id;
+	rdma_ack_cm_event(e);
+
+	ret = ep_create(c, id, o, &ep);
+	if (ret)
+		goto out_id;
+	priv_fill(&priv, ep);
+	p.private_data = &priv;
+	p.private_data_len = sizeof(priv);
+	p.responder_resources = (uint8_t)ep->dev->rd_atom;
+	p.initiator_depth = (uint8_t)ep->dev->init_rd_atom;
+	p.retry_count = 7;
+	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
+	ret = verr(rdma_connect(id, &p));
+	if (ret)
+		goto out_ep;
+	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ESTABLISHED, &e);
+	if (ret)
+		goto out_ep;
+	ret = priv_parse(e->param.conn.private_data, e->param.conn.private_data_len, ep);
+	rdma_ack_cm_event(e);
+	if (ret)
+		goto out_ep;
+	ret = verr(rdma_migrate_id(id, c->cm));
+	if (ret)
+		goto out_ep;
+	rdma_destroy_event_channel(ch);
+	ep->state = EP_LIVE;
+	*out = &ep->base;
+	return 0;
+
+out_ep:
+	/* ep_teardown destroys the id too. */
+	ep->state = EP_LIVE;
+	ep_teardown(ep);
+	rdma_destroy_event_channel(ch);
+	return ret;
+out_id:
+	rdma_destroy_id(id);
+out_channel:
+	rdma_destroy_event_channel(ch);
+	return ret;
+}
+
+static int v_ep_close(struct wf_ep *eb)
+{
+	struct vep *ep = (struct vep *)eb;
+
+	if (ep->state != EP_LIVE)
+		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ? 0 : -EINVAL;
+	ep_begin_close(ep);
+	ring_kick(ep->ctx);
+	return 0;
+}
+
+static void v_ep_destroy(struct wf_ep *eb)
+{
+	ep_teardown((struct vep *)eb);
+}
+
+/* ---- memory regions ------------------------------------------------------------------- */
+
+static int v_mr_reg(struct wf_ctx *wc, void *addr, size_t len, unsigned access,
+		    struct wf_mr **out)
+{
+	struct vctx *c = (struct vctx *)wc;
+	struct vmr *m;
+	int ret, i;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->base.addr = addr;
+	m->base.len = len;
+	/* Local write always: reads land in local regions. */
+	m->ibv_access = IBV_ACCESS_LOCAL_WRITE;
+	if (access & WF_ACCESS_REMOTE_WRITE)
+		m->ibv_access |= IBV_ACCESS_REMOTE_WRITE;
+	if (access & WF_ACCESS_REMOTE_READ)
+		m->ibv_access |= IBV_ACCESS_REMOTE_READ;
+	for (i = 0; i < c->ndev; i++) {
+		m->mr[i] = ibv_reg_mr(c->devs[i].pd, addr, len, m->ibv_access);
+		if (!m->mr[i]) {
+			ret = verr(-1);
+			goto out_dereg;
+		}
+	}
+	vlist_add_tail(&c->mrs, &m->link);
+	*out = &m->base;
+	return 0;
+
+out_dereg:
+	while (i-- > 0)
+		ibv_dereg_mr(m->mr[i]);
+	free(m);
+	return ret;
+}
+
+static void v_mr_dereg(struct wf_mr *mb)
+{
+	struct vmr *m = (struct vmr *)mb;
+
+	for (int i = 0; i < VDEV_MAX; i++)
+		if (m->mr[i])
+			ibv_dereg_mr(m->mr[i]);
+	vlist_del(&m->link);
+	free(m);
+}
+
+static int v_mr_rkey(const struct wf_mr *mb, const struct wf_ep *eb, uint64_t off,
+		     uint32_t len, struct wf_rkey *out)
+{
+	const struct vmr *m = (const struct vmr *)mb;
+	const struct vctx *c = (const struct vctx *)mb->ctx;
+	const struct ibv_mr *im;
+	int idx;
+
+	if (eb)
+		idx = ((const struct vep *)eb)->dev->idx;
+	else if (c->ndev == 1)
+		idx = 0;
+	else
+		return -EINVAL;     /* which device's key? */
+	im = m->mr[idx];
+	if (!im)
+		return -ENODEV;
+	out->addr = (uintptr_t)m->base.addr + off;
+	out->key = im->rkey;
+	out->len = len;
+	return 0;
+}
+
+/* ---- data operations -------------------------------------------------------------------- */
+
+static int post_send(struct vep *ep, struct ibv_send_wr *wr, uint8_t op, uint64_t wr_id)
+{
+	struct ibv_send_wr *bad;
+	struct vsend *s;
+	uint32_t idx;
+	int ret;
+
+	idx = ep->free_sends[--ep->nfree];
+	s = &ep->sends[idx];
+	s->op = op;
+	s->wr_id = wr_id;
+	wr->wr_id = (uintptr_t)s;
+	wr->send_flags = IBV_SEND_SIGNALED;
+	ret = verr(ibv_post_send(ep->qp, wr, &bad));
+	if (ret) {
+		ep->nfree++;
+		return ret;
+	}
+	ep->send_busy++;
+	return 0;
+}
+
+static int op_check(const struct vep *ep)
+{
+	if (ep->state != EP_LIVE)
+		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ?
+		       -ECONNRESET : -ENOTCONN;
+	return ep->nfree ? 0 : -EAGAIN;
+}
+
+static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		       uint32_t imm, uint64_t wr_id)
+{
+	struct vep *ep = (struct vep *)eb;
+	const struct vmr *m = (const struct vmr *)mb;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr = { 0 };
+	int ret = op_check(ep);
+
+	if (ret)
+		return ret;
+	if (roff > rkey->len || len > rkey->len - roff)
+		return -ERANGE;
+	if (!m->mr[ep->dev->idx])
+		return -ENODEV;
+	sge.addr = (uintptr_t)m->base.addr + loff;
+	sge.length = len;
+	sge.lkey = m->mr[ep->dev->idx]->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = len ? 1 : 0;
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.imm_data = htobe32(imm);
+	wr.wr.rdma.remote_addr = rkey->addr + roff;
+	wr.wr.rdma.rkey = rkey->key;
+	return post_send(ep, &wr, WF_CQE_WRITE_IMM, wr_id);
+}
+
+static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		  uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		  uint64_t wr_id)
+{
+	struct vep *ep = (struct vep *)eb;
+	const struct vmr *m = (const struct vmr *)mb;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr = { 0 };
+	int ret = op_check(ep);
+
+	if (ret)
+		return ret;
+	if (roff > rkey->len || len > rkey->len - roff)
+		return -ERANGE;
+	if (!m->mr[ep->dev->idx])
+		return -ENODEV;
+	sge.addr = (uintptr_t)m->base.addr + loff;
+	sge.length = len;
+	sge.lkey = m->mr[ep->dev->idx]->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = len ? 1 : 0;
+	wr.opcode = IBV_WR_RDMA_READ;
+	wr.wr.rdma.remote_addr = rkey->addr + roff;
+	wr.wr.rdma.rkey = rkey->key;
+	return post_send(ep, &wr, WF_CQE_READ, wr_id);
+}
+
+static int v_send(struct wf_ep *eb, const void *msg, uint32_t len, uint64_t wr_id)
+{
+	struct vep *ep = (struct vep *)eb;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr = { 0 };
+	uint8_t *slot;
+	int ret = op_check(ep);
+
+	if (ret)
+		return ret;
+	if (len > ep->msg_size || len > ep->peer_msg_size)
+		return -EMSGSIZE;
+	/* Copied into the send slot's registered buffer: the caller's
+	 * memory is free again on return. */
+	slot = ep->buf + (size_t)(ep->recv_depth + ep->free_sends[ep->nfree - 1]) *
+	       ep->msg_size;
+	memcpy(slot, msg, len);
+	sge.addr = (uintptr_t)slot;
+	sge.length = len;
+	sge.lkey = ep->buf_mr->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = len ? 1 : 0;
+	wr.opcode = IBV_WR_SEND;
+	return post_send(ep, &wr, WF_CQE_SEND, wr_id);
+}
+
+const struct wf_ops wf_verbs_ops = {
+	.name             = "verbs",
+	.ctx_create       = v_ctx_create,
+	.ctx_destroy      = v_ctx_destroy,
+	.ctx_fd           = v_ctx_fd,
+	.ctx_arm          = v_ctx_arm,
+	.poll             = v_poll,
+	.listen           = v_listen,
+	.listener_addr    = v_listener_addr,
+	.accept           = v_accept,
+	.listener_destroy = v_listener_destroy,
+	.connect          = v_connect,
+	.ep_close         = v_ep_close,
+	.ep_destroy       = v_ep_destroy,
+	.mr_reg           = v_mr_reg,
+	.mr_dereg         = v_mr_dereg,
+	.mr_rkey          = v_mr_rkey,
+	.write_imm        = v_write_imm,
+	.read             = v_read,
+	.send             = v_send,
+};
