@@ -23,6 +23,16 @@ static void ep_defaults(const struct wf_ep_opts *o, struct wf_ep_opts *out)
 	out->user = OPT(o, user, NULL);
 }
 
+/* An endpoint needs send_depth + recv_depth + 1 (its DISCONNECT) entries
+ * of its ctx's completion queue; one that could never fit is refused here,
+ * the sum over all endpoints is the backend's to keep. */
+static int fits(const struct wf_ctx *ctx, const struct wf_ep_opts *d)
+{
+	uint64_t need = (uint64_t)d->send_depth + d->recv_depth + 1;
+
+	return need <= ctx->opts.cq_depth;
+}
+
 static const struct wf_ops *backend_ops(uint32_t backend)
 {
 	switch (backend) {
@@ -85,6 +95,8 @@ int wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	if (!ctx || !addr || !out)
 		return -EINVAL;
 	ep_defaults(o, &d);
+	if (!fits(ctx, &d))
+		return -ENOSPC;
 	ret = ctx->ops->listen(ctx, addr, &d, out);
 	if (ret)
 		return ret;
@@ -124,6 +136,8 @@ int wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	if (!ctx || !addr || !out)
 		return -EINVAL;
 	ep_defaults(o, &d);
+	if (!fits(ctx, &d))
+		return -ENOSPC;
 	ret = ctx->ops->connect(ctx, addr, &d, out);
 	if (ret)
 		return ret;
@@ -185,17 +199,24 @@ int wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
 	return mr->ctx->ops->mr_rkey(mr, ep, off, len, out);
 }
 
-/* Local bounds are checked here once for every backend. */
+/* Bounds are checked here once for every backend: the local range against
+ * the local region, the remote one against what the rkey describes (the
+ * peer checks again against its region: an rkey is only a claim). */
 static int local_ok(const struct wf_mr *mr, uint64_t loff, uint32_t len)
 {
 	return loff <= mr->len && len <= mr->len - loff;
+}
+
+static int remote_ok(const struct wf_rkey *rkey, uint64_t roff, uint32_t len)
+{
+	return rkey && roff <= rkey->len && len <= rkey->len - roff;
 }
 
 int wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 		 uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		 uint32_t imm, uint64_t wr_id)
 {
-	if (!local_ok(mr, loff, len))
+	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
 		return -ERANGE;
 	return ep->ctx->ops->write_imm(ep, mr, loff, len, rkey, roff, imm, wr_id);
 }
@@ -204,7 +225,7 @@ int wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 	    uint64_t wr_id)
 {
-	if (!local_ok(mr, loff, len))
+	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
 		return -ERANGE;
 	return ep->ctx->ops->read(ep, mr, loff, len, rkey, roff, wr_id);
 }

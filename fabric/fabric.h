@@ -15,6 +15,13 @@
  *   "tcp:HOST:PORT"    TCP (tcp backend)
  *   "unix:/PATH"       AF_UNIX stream socket (tcp backend)
  *   "rdma:HOST:PORT"   librdmacm over an RDMA device (verbs backend)
+ *
+ * Changes since the skeleton (additive, behaviour only; the declarations
+ * are unchanged): wf_write_imm/wf_read also return -ERANGE when
+ * [roff, roff + len) is outside what the rkey describes; wf_connect and
+ * wf_listen return -ENOSPC at once when one endpoint's
+ * send_depth + recv_depth + 1 exceeds the ctx's cq_depth.  Wire headers for
+ * the upper layers are in fabric/wire.h; semantics in docs/fabric.md.
  */
 #ifndef WEFT_FABRIC_FABRIC_H
 #define WEFT_FABRIC_FABRIC_H

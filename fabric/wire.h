@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weft's wire protocol: the headers the initiator and the targets exchange
+ * over any fabric backend (see docs/fabric.md, "Wire headers").
+ *
+ * Every struct here is the exact wire image: fixed size (_Static_assert),
+ * all integers little-endian.  Never read a field of a received header
+ * directly: run the matching wf_*_decode() first, which converts to host
+ * order into a separate host struct and checks every field; it returns 0,
+ * -EPROTO (not a weft header at all, or a version/reserved-field violation:
+ * the peer is broken, close the connection if it persists) or -EINVAL
+ * (well-formed, but not acceptable here: answer with an error reply), and
+ * sets *reason to a WF_WR_* code saying which check failed.
+ *
+ * Versioning: each header starts with magic, version, opcode.  A receiver
+ * accepts exactly WF_WIRE_VERSION; a new version bumps it and both sides
+ * negotiate in HELLO/GRANT.
+ */
+#ifndef WEFT_FABRIC_WIRE_H
+#define WEFT_FABRIC_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fabric/fabric.h"
+
+#define WF_WIRE_MAGIC   0x5746u         /* "FW" on the wire: 46 57 */
+#define WF_WIRE_VERSION 1u
+
+enum wf_wire_op {
+	WF_OP_READ    = 1,      /* read length bytes into the initiator's buf */
+	WF_OP_WRITE   = 2,      /* payload follows the header in the slot */
+	WF_OP_FLUSH   = 3,      /* make every acknowledged write durable */
+	WF_OP_DISCARD = 4,      /* free the range; reads return zeros */
+	WF_OP_HELLO   = 5,      /* initiator -> target at connect */
+	WF_OP_GRANT   = 6,      /* target -> initiator: connect grant with
+	                         * the staging ring (struct wf_grant_hdr) */
+	WF_OP_REPLY   = 7,      /* answer to any request (struct wf_reply_hdr) */
+	WF_OP_MAX
+};
+
+/* Request flags. */
+enum {
+	WF_REQ_FUA  = 1u << 0,  /* write (or discard): durable before the reply,
+	                         * even with a volatile device cache */
+	WF_REQ_CRC  = 1u << 1,  /* data_crc holds the CRC32C of the payload
+	                         * (write) or is asked for in the reply (read) */
+	WF_REQ_REPL = 1u << 2,  /* target-to-target: a replica write forwarded
+	                         * by the primary (do not forward again) */
+	WF_REQ_FLAGS_ALL = WF_REQ_FUA | WF_REQ_CRC | WF_REQ_REPL,
+};
+
+/* A peer's buffer, as the fabric names it (struct wf_rkey on the wire). */
+struct wf_wire_rkey {
+	uint64_t addr;
+	uint32_t key;
+	uint32_t len;
+};
+_Static_assert(sizeof(struct wf_wire_rkey) == 16, "wire rkey is 16 bytes");
+
+/*
+ * Request header: every READ, WRITE, FLUSH, DISCARD.  For a WRITE the
+ * initiator places [header | payload] in a staging slot with one
+ * write-with-immediate (imm = slot index); the payload starts at
+ * WF_REQ_HDR_LEN in the slot.  For a READ, buf names the initiator's
+ * registered buffer that the target writes the data into.
+ */
+struct wf_req_hdr {
+	uint16_t magic;         /* WF_WIRE_MAGIC */
+	uint8_t  version;       /* WF_WIRE_VERSION */
+	uint8_t  opcode;        /* enum wf_wire_op: READ..DISCARD */
+	uint16_t flags;         /* WF_REQ_* */
+	uint16_t reserved0;     /* 0 */
+	uint64_t tag;           /* initiator's request id, echoed in the reply */
+	uint64_t volume;        /* volume id (nonzero) */
+	uint64_t offset;        /* bytes into the volume */
+	uint64_t epoch;         /* sender's cluster map epoch (nonzero) */
+	uint32_t length;        /* bytes (FLUSH: 0) */
+	uint32_t slot;          /* WRITE: staging slot it occupies; else 0 */
+	uint32_t data_crc;      /* CRC32C of the payload if WF_REQ_CRC */
+	uint32_t buf_key;       /* READ: initiator buffer's key; else 0 */
+	uint64_t buf_addr;      /* READ: initiator buffer's address; else 0 */
+};
+_Static_assert(sizeof(struct wf_req_hdr) == 64, "request header is 64 bytes");
+#define WF_REQ_HDR_LEN 64u
+
+/* Wire status: separate from errno, stable across platforms. */
+enum wf_wire_status {
+	WF_WS_OK       = 0,
+	WF_WS_INVALID  = 1,     /* malformed or unacceptable request */
+	WF_WS_NOVOL    = 2,     /* unknown volume */
+	WF_WS_RANGE    = 3,     /* beyond the end of the volume */
+	WF_WS_STALE    = 4,     /* sender's epoch is older: fetch the map
+	                         * (reply.epoch says which) and retry */
+	WF_WS_NOTPRIM  = 5,     /* not the primary of that PG in this epoch */
+	WF_WS_IO       = 6,     /* device error */
+	WF_WS_NOSPC    = 7,     /* out of space */
+	WF_WS_BUSY     = 8,     /* transient: retry later */
+	WF_WS_CRC      = 9,     /* payload CRC mismatch: resend */
+	WF_WS_DEGRADED = 10,    /* fewer than min_size replicas up */
+	WF_WS_ACCESS   = 11,    /* not allowed */
+	WF_WS_MAX,
+	/* Do-not-retry bit: set when retrying the same request cannot succeed
+	 * (nvmet's DNR); the initiator then fails it at once. */
+	WF_WS_DNR      = 0x8000,
+};
+
+/* Reply header: the answer to a request; the staging slot's credit returns
+ * with it. */
+struct wf_reply_hdr {
+	uint16_t magic;         /* WF_WIRE_MAGIC */
+	uint8_t  version;       /* WF_WIRE_VERSION */
+	uint8_t  opcode;        /* WF_OP_REPLY */
+	uint16_t status;        /* enum wf_wire_status, maybe | WF_WS_DNR */
+	uint16_t reserved0;     /* 0 */
+	uint64_t tag;           /* the request's tag */
+	uint64_t epoch;         /* replier's map epoch */
+	uint32_t length;        /* bytes done (READ: written into buf) */
+	uint32_t data_crc;      /* READ with WF_REQ_CRC: CRC32C of the data */
+	uint32_t slot;          /* WRITE: the slot now free again */
+	uint32_t reserved1;     /* 0 */
+};
+_Static_assert(sizeof(struct wf_reply_hdr) == 40, "reply header is 40 bytes");
+
+/* Initiator -> target at connect: who I am, what I want. */
+struct wf_hello_hdr {
+	uint16_t magic;
+	uint8_t  version;
+	uint8_t  opcode;        /* WF_OP_HELLO */
+	uint16_t flags;         /* 0 */
+	uint16_t reserved0;     /* 0 */
+	uint64_t client_id;     /* nonzero */
+	uint64_t epoch;         /* sender's map epoch (nonzero) */
+	uint32_t want_slots;    /* staging slots asked for (>= 1) */
+	uint32_t max_io;        /* largest request payload it will send */
+};
+_Static_assert(sizeof(struct wf_hello_hdr) == 32, "hello header is 32 bytes");
+
+/* Target -> initiator: the connect grant, describing the staging ring the
+ * initiator may write requests into (its credits). */
+struct wf_grant_hdr {
+	uint16_t magic;
+	uint8_t  version;
+	uint8_t  opcode;        /* WF_OP_GRANT */
+	uint16_t status;        /* WF_WS_OK, or why the connection is refused */
+	uint16_t reserved0;     /* 0 */
+	uint64_t epoch;         /* target's map epoch */
+	uint32_t target_id;
+	uint32_t slot_count;    /* credits: slots 0..slot_count-1 */
+	uint32_t slot_size;     /* bytes per slot, header included */
+	uint32_t reserved1;     /* 0 */
+	struct wf_wire_rkey ring; /* the ring: slot i at ring.addr + i*slot_size */
+};
+_Static_assert(sizeof(struct wf_grant_hdr) == 48, "grant header is 48 bytes");
+
+/* Why a decode failed (for logs and tests). */
+enum wf_wire_reason {
+	WF_WR_OK = 0,
+	WF_WR_SHORT,            /* fewer bytes than the header */
+	WF_WR_MAGIC,
+	WF_WR_VERSION,
+	WF_WR_OPCODE,           /* unknown, or not allowed in this header */
+	WF_WR_FLAGS,            /* unknown bit, or not allowed with this op */
+	WF_WR_RESERVED,         /* a reserved field is not 0 */
+	WF_WR_VOLUME,
+	WF_WR_EPOCH,
+	WF_WR_LENGTH,           /* zero where data is needed, or too long */
+	WF_WR_ALIGN,            /* offset or length not block-aligned */
+	WF_WR_OVERFLOW,         /* offset + length wraps */
+	WF_WR_SLOT,             /* slot index out of the ring */
+	WF_WR_SLOT_SIZE,        /* header + payload larger than a slot */
+	WF_WR_BUF,              /* READ without a buffer, or one too small */
+	WF_WR_FIELD,            /* a field that must be 0 for this op is not */
+	WF_WR_STATUS,           /* unknown status code */
+	WF_WR_GEOMETRY,         /* ring size != slot_count * slot_size, ... */
+	WF_WR_MAX
+};
+
+/* What a receiver accepts; callers fill it from their configuration. */
+struct wf_req_limits {
+	uint32_t block_size;    /* offsets and lengths are multiples (power of 2) */
+	uint32_t max_io;        /* largest length of one request */
+	uint32_t slot_count;    /* staging ring of this connection */
+	uint32_t slot_size;     /* bytes per slot, header included */
+};
+
+/* Host-order views (what the decoders produce and the encoders take). */
+struct wf_req {
+	uint8_t  opcode;
+	uint16_t flags;
+	uint64_t tag, volume, offset, epoch;
+	uint32_t length, slot, data_crc;
+	struct wf_rkey buf;     /* READ: addr, key, len = length */
+};
+
+struct wf_reply {
+	uint16_t status;
+	uint64_t tag, epoch;
+	uint32_t length, data_crc, slot;
+};
+
+struct wf_hello {
+	uint64_t client_id, epoch;
+	uint32_t want_slots, max_io;
+};
+
+struct wf_grant {
+	uint16_t status;
+	uint64_t epoch;
+	uint32_t target_id, slot_count, slot_size;
+	struct wf_rkey ring;
+};
+
+/* Encoders fill the wire image (no checks: senders build valid ones). */
+void wf_req_encode(const struct wf_req *r, struct wf_req_hdr *h);
+void wf_reply_encode(const struct wf_reply *r, struct wf_reply_hdr *h);
+void wf_hello_encode(const struct wf_hello *r, struct wf_hello_hdr *h);
+void wf_grant_encode(const struct wf_grant *r, struct wf_grant_hdr *h);
+void wf_rkey_encode(const struct wf_rkey *k, struct wf_wire_rkey *w);
+void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k);
+
+/*
+ * Decoders: buf holds len received bytes (any alignment).  They check
+ * every field and return 0, -EPROTO or -EINVAL (see top), with *reason set
+ * (reason may be NULL).  wf_req_decode checks against lim; a WRITE's slot
+ * must be < slot_count and WF_REQ_HDR_LEN + length <= slot_size.
+ */
+int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
+		  struct wf_req *out, uint32_t *reason);
+int wf_reply_decode(const void *buf, size_t len, struct wf_reply *out,
+		    uint32_t *reason);
+int wf_hello_decode(const void *buf, size_t len, struct wf_hello *out,
+		    uint32_t *reason);
+int wf_grant_decode(const void *buf, size_t len, struct wf_grant *out,
+		    uint32_t *reason);
+
+/* The opcode of a received header, after checking magic and version only
+ * (to pick the decoder); -EPROTO if it is not a weft header. */
+int wf_wire_peek(const void *buf, size_t len, uint32_t *reason);
+
+/* Wire status <-> errno, and names for logs. */
+int         wf_wire_status_errno(uint16_t status);   /* 0 or -errno */
+uint16_t    wf_wire_status_from_errno(int err);      /* err: 0 or -errno */
+const char *wf_wire_status_name(uint16_t status);
+const char *wf_wire_reason_name(uint32_t reason);
+
+/* CRC32C (Castagnoli, as iSCSI/NVMe use), chainable: pass the previous
+ * result as crc, 0 to start. */
+uint32_t wf_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
