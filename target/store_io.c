@@ -8,8 +8,9 @@
  * Request state machines (req->phase):
  *   read      IO -> done                  (or zeros without I/O)
  *   write     IO -> done                  extent mapped
- *             ALLOC: IO || index -> done  extent allocated by this write
- *             WAIT:  IO || index -> done  allocation in flight by another
+ *             ALLOC -> IO -> done         allocated by this write: the
+ *                                         index write, then the data
+ *             WAIT -> IO -> done          allocation in flight by another
  *   discard   whole extent: DRAIN -> ZERO -> [FSYNC] -> FREE (index) -> done
  *             part of one:  ZERO -> done
  *   flush     IO -> done
@@ -379,6 +380,25 @@ static void free_extent(struct wf_store *s, uint32_t p)
 	s->freel[s->nfree++] = p;
 }
 
+/*
+ * The index now says the extent is mapped: only now may data land in it.
+ * Were data written first, a crash before the index write would leave a
+ * free extent that is not zero, and its next owner would read the old
+ * data (docs/store.md, "free extents read as zeros").
+ */
+static void data_after_index(struct wf_store *s, struct wf_store_req *req,
+			     int err)
+{
+	struct io_uring_sqe *sqe = err ? NULL : sqe_get(s);
+
+	if (!sqe) {
+		io_put(s, req->phys);
+		return part_done(s, req, err ? err : -EBUSY);
+	}
+	req->phase = PH_IO;
+	prep_rw(s, req, sqe, true);
+}
+
 static void blk_done(struct wf_store *s, uint64_t b, int res)
 {
 	struct wf_iblk *blk = &s->blk[b];
@@ -400,13 +420,17 @@ static void blk_done(struct wf_store *s, uint64_t b, int res)
 	while (req) {
 		struct wf_store_req *next = req->next;
 
-		if (!err && req->phase == PH_ALLOC) {
-			set_state(s, req->phys, WF_EXT_MAPPED);
-			seq_end(s, req->phys);
-		} else if (!err && req->phase == PH_FREE) {
-			free_extent(s, req->phys);
+		if (req->phase == PH_ALLOC || req->phase == PH_WAIT) {
+			if (!err && req->phase == PH_ALLOC) {
+				set_state(s, req->phys, WF_EXT_MAPPED);
+				seq_end(s, req->phys);
+			}
+			data_after_index(s, req, err);
+		} else {
+			if (!err && req->phase == PH_FREE)
+				free_extent(s, req->phys);
+			part_done(s, req, err);
 		}
-		part_done(s, req, err);
 		req = next;
 	}
 	/* A buffer came back: start a block that waited for one. */
@@ -465,9 +489,6 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		return defer(s, req);   /* a new allocation after the discard */
 	if (f < 0 && !s->nfree)
 		return complete_soft(s, req, -ENOSPC);
-	sqe = sqe_get(s);
-	if (!sqe)
-		return complete_soft(s, req, -EBUSY);
 	req->parts = 1;
 	if (f < 0) {
 		p = s->freel[--s->nfree];
@@ -480,22 +501,24 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		set_state(s, p, WF_EXT_ALLOCATING);
 		req->phys = p;
 		req->phase = PH_ALLOC;
-		req->parts = 2;
 		io_get(s, p);
-		prep_rw(s, req, sqe, true);
-		blk_change(s, req);
+		blk_change(s, req);     /* the data write follows the index */
 		return;
 	}
 	req->phys = (uint32_t)f;
 	io_get(s, req->phys);
-	prep_rw(s, req, sqe, true);
 	if (ext_state(s, req->phys) == WF_EXT_ALLOCATING) {
 		req->phase = PH_WAIT;
-		req->parts = 2;
 		blk_wait(s, req);
-	} else {
-		req->phase = PH_IO;
+		return;
 	}
+	sqe = sqe_get(s);
+	if (!sqe) {
+		io_put(s, req->phys);
+		return complete_soft(s, req, -EBUSY);
+	}
+	req->phase = PH_IO;
+	prep_rw(s, req, sqe, true);
 }
 
 /* Zero the request's range: fallocate, or write zeros where that is

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Format, superblock validation, index block corruption. */
+#define _GNU_SOURCE
 #include <isa-l/crc.h>
 
 #include "tests/store/helpers.h"
