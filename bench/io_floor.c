@@ -209,8 +209,26 @@ static int setup_ring(struct floor_ctx *c)
 	int err;
 
 	/* Ring entries >= slots in flight, so a get_sqe never fails and the
-	 * completion queue (twice the entries) never overflows. */
-	err = io_uring_queue_init(c->nslots, &c->ring, 0);
+	 * completion queue (twice the entries) never overflows.  The flags are
+	 * the ones fio's io_uring engine asks for, with the same fallbacks, so
+	 * that the floor and fio measure the same kernel path: completion work
+	 * deferred to the single issuing task and run when it waits
+	 * (DEFER_TASKRUN), instead of interrupting it on every completion. */
+	static const unsigned tries[] = {
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+			IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+
+	err = -EINVAL;
+	for (size_t k = 0; k < sizeof(tries) / sizeof(tries[0]) && err == -EINVAL; k++) {
+		struct io_uring_params p = { .flags = tries[k] };
+
+		err = io_uring_queue_init_params(c->nslots, &c->ring, &p);
+		if (!err)
+			c->r->ring_flags = tries[k];
+	}
 	if (err < 0) {
 		fprintf(stderr, "floor: io_uring_queue_init: %s\n", strerror(-err));
 		return err;
@@ -565,6 +583,7 @@ void wf_floor_json(struct wf_json *j, const char *key,
 	wf_json_dbl(j, "cpu_us_per_io", r->cpu_us_per_io);
 	wf_json_dbl(j, "cpu_user_s", (double)r->cpu_user_ns / 1e9);
 	wf_json_dbl(j, "cpu_sys_s", (double)r->cpu_sys_ns / 1e9);
+	wf_json_u64(j, "ring_flags", r->ring_flags);
 	if (o->rw == WF_RW_RW) {
 		wf_json_obj_begin(j, "read");
 		wf_hist_summary(&r->read_lat, &s);

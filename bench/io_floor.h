@@ -50,6 +50,7 @@ struct wf_floor_result {
 	double cpu_us_per_io;
 	uint64_t size;		/* bytes addressed */
 	bool laid_out;		/* the file was (re)written before the run */
+	uint32_t ring_flags;	/* IORING_SETUP_* the kernel accepted */
 	uint64_t pattern_seed;	/* what the written blocks hold */
 	/* Verify pass (writes only): blocks re-read, mismatches, first bad. */
 	uint64_t verified, verify_errors, first_bad_offset;
