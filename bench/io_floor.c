@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +111,7 @@ static inline uint8_t *slot_buf(struct floor_ctx *c, uint32_t i)
 static int open_target(struct floor_ctx *c, struct stat *st)
 {
 	const struct wf_floor_opts *o = c->o;
+	struct statfs sfs;
 	int fd;
 
 	fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC);
@@ -130,6 +133,12 @@ static int open_target(struct floor_ctx *c, struct stat *st)
 	c->fd = fd;
 	if (fstat(fd, st) < 0)
 		return -errno;
+	/* tmpfs takes O_DIRECT on recent kernels: the run then measures
+	 * memory copies, not a device.  Allowed (tests), but said. */
+	if (!o->quiet && fstatfs(fd, &sfs) == 0 &&
+	    (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
+		fprintf(stderr, "floor: warning: %s is in memory (tmpfs), not on a "
+			"device; use /var/tmp or a block device\n", o->path);
 	return 0;
 }
 
