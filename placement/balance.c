@@ -34,7 +34,8 @@ struct bal {
 	uint32_t *base;
 	uint32_t *prev;                 /* deployed members, NONE padded */
 	double *dev;                    /* count - target per target */
-	double *band;                   /* allowed |dev| per target */
+	double *band;                   /* |dev| a fixed device is brought within */
+	bool *active;                   /* being fixed: went beyond band + 1 */
 	uint32_t moves, max_moves;
 };
 
@@ -174,7 +175,13 @@ static bool free_move(struct bal *b)
 	return true;
 }
 
-/* One paid move for the device furthest out of its band. */
+/*
+ * One paid move for the device furthest out of its band.  Hysteresis: a
+ * device is only taken up once it is more than one PG beyond its band, and
+ * then brought back within the band.  Without it every device left at the
+ * edge of the band by the last run would cost a move as soon as a map
+ * change shifts all targets by a fraction of a PG.
+ */
 static bool paid_move(struct bal *b, bool *stuck)
 {
 	double worst = 0;
@@ -184,7 +191,13 @@ static bool paid_move(struct bal *b, bool *stuck)
 	for (uint32_t t = 0; t < b->N; t++) {
 		double v = fabs(b->dev[t]) - b->band[t];
 
-		if (b->fd[t] == WF_TARGET_NONE || stuck[t] || v <= 1e-9)
+		if (b->fd[t] == WF_TARGET_NONE || stuck[t])
+			continue;
+		if (v > 1 + 1e-9)
+			b->active[t] = true;
+		if (v <= 1e-9)
+			b->active[t] = false;
+		if (!b->active[t])
 			continue;
 		if (v > worst) {
 			worst = v;
@@ -261,7 +274,7 @@ static void load_cur(struct bal *b)
 	/* Walk backwards so the first override of a PG is the one kept. */
 	for (uint32_t i = map->noverrides; i-- > 0;) {
 		const struct wf_override *ov = &map->overrides[i];
-		uint32_t set[WF_MAX_REPLICAS], *cur, n = 0;
+		uint32_t set[WF_MAX_REPLICAS], *cur;
 
 		if (ov->pool != b->pool || ov->pg >= b->P)
 			continue;
@@ -270,20 +283,15 @@ static void load_cur(struct bal *b)
 			memcpy(cur, set, R * sizeof(*cur));
 			continue;
 		}
-		/* Keep the members still usable, in order; the rest are holes. */
-		for (uint32_t k = 0; k < ov->n && k < WF_MAX_REPLICAS && n < R; k++) {
-			int t = wf_placer_target(b->pl, ov->target[k]);
-			bool clash = false;
+		/* Keep the members still usable in their slots; the rest are holes. */
+		for (uint32_t k = 0; k < R; k++) {
+			int t = k < ov->n ? wf_placer_target(b->pl, ov->target[k]) : -1;
+			bool clash = t < 0 || b->fd[t] == WF_TARGET_NONE;
 
-			if (t < 0 || b->fd[t] == WF_TARGET_NONE)
-				continue;
-			for (uint32_t j = 0; j < n; j++)
-				clash |= b->fd[set[j]] == b->fd[t];
-			if (!clash)
-				set[n++] = (uint32_t)t;
+			for (uint32_t j = 0; j < k && !clash; j++)
+				clash = cur[j] != WF_TARGET_NONE && b->fd[cur[j]] == b->fd[t];
+			cur[k] = clash ? WF_TARGET_NONE : (uint32_t)t;
 		}
-		for (uint32_t k = 0; k < R; k++)
-			cur[k] = k < n ? set[k] : WF_TARGET_NONE;
 	}
 }
 
@@ -369,8 +377,9 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		b.prev = malloc(cells * sizeof(*b.prev));
 		b.dev = calloc(b.N + 1, sizeof(*b.dev));
 		b.band = calloc(b.N + 1, sizeof(*b.band));
+		b.active = calloc(b.N + 1, sizeof(*b.active));
 		ret = -ENOMEM;
-		if (b.cur && b.base && b.prev && b.dev && b.band)
+		if (b.cur && b.base && b.prev && b.dev && b.band && b.active)
 			ret = balance_pool(&b, prev, prev_table, max_dev);
 		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
 			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
@@ -404,6 +413,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		free(b.prev);
 		free(b.dev);
 		free(b.band);
+		free(b.active);
 		if (ret)
 			break;
 	}

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The balancer: balance reached, overrides valid and honoured, idempotent,
+ * repairs of overrides a change made invalid, movement against the
+ * deployed epoch near the ideal minimum.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/placement/gen.h"
+
+#define PG_NUM 4096
+
+/* Run the balancer on m (against prev when given); m takes the overrides. */
+static uint32_t rebalance_dev(struct wf_map *m, const struct placed *prev, double max_dev)
+{
+	struct wf_placer pl;
+	struct wf_override *ov;
+	struct wf_balance_opts o = { .max_dev = max_dev };
+	uint32_t nov, moves;
+
+	cr_assert_eq(wf_placer_init(&pl, m), 0);
+	cr_assert_eq(wf_balance(&pl, prev ? prev->pl.map : NULL, prev ? &prev->t : NULL,
+				&o, &ov, &nov, &moves), 0);
+	wf_placer_free(&pl);
+	free(m->overrides);
+	m->overrides = ov;
+	m->noverrides = nov;
+	m->epoch++;
+	return moves;
+}
+
+static uint32_t rebalance(struct wf_map *m, const struct placed *prev)
+{
+	return rebalance_dev(m, prev, 0);
+}
+
+static double max_over_mean(const struct placed *p)
+{
+	uint32_t n = p->pl.map->ntargets, *cnt = calloc(n, sizeof(*cnt));
+	double *load = calloc(n, sizeof(*load)), *share = calloc(n, sizeof(*share));
+	double mom, cov;
+
+	cr_assert(cnt && load && share);
+	cr_assert_eq(wf_pool_shares(&p->pl, 0, share), 0);
+	wf_pg_counts(&p->t, 0, n, cnt, NULL);
+	for (uint32_t i = 0; i < n; i++)
+		load[i] = cnt[i];
+	wf_load_stats(load, share, n, &mom, &cov);
+	free(cnt);
+	free(load);
+	free(share);
+	return mom;
+}
+
+static void check_valid(const struct placed *p)
+{
+	const struct wf_map *m = p->pl.map;
+
+	cr_assert_eq(p->t.noverrides_used, m->noverrides, "some overrides are invalid");
+	for (uint32_t pg = 0; pg < p->t.pools[0].pg_num; pg++) {
+		const uint32_t *a;
+		unsigned n = wf_pg_acting(&p->t, 0, pg, &a);
+		const uint32_t *fd = &p->pl.fd_node[0];
+
+		cr_assert_eq(n, m->pools[0].replicas);
+		for (unsigned i = 0; i < n; i++) {
+			cr_assert(m->targets[a[i]].in);
+			for (unsigned j = 0; j < i; j++)
+				cr_assert_neq(fd[a[i]], fd[a[j]], "pg %u: domain twice", pg);
+		}
+	}
+}
+
+/* Replicas in b not in a (by id) over replicas in b. */
+static double moved_fraction(const struct placed *a, const struct placed *b)
+{
+	uint64_t moved = 0, total = 0;
+
+	for (uint32_t pg = 0; pg < b->t.pools[0].pg_num; pg++) {
+		uint32_t x[WF_MAX_REPLICAS], y[WF_MAX_REPLICAS];
+		unsigned nx = set_ids(a, 0, pg, x), ny = set_ids(b, 0, pg, y);
+
+		for (unsigned i = 0; i < ny; i++) {
+			bool found = false;
+
+			for (unsigned j = 0; j < nx; j++)
+				found |= y[i] == x[j];
+			moved += !found;
+		}
+		total += ny;
+	}
+	return (double)moved / (double)total;
+}
+
+/* Share of b's replicas on targets with ids in [lo, hi]. */
+static double held(const struct placed *b, uint32_t lo, uint32_t hi)
+{
+	uint64_t in = 0, total = 0;
+
+	for (uint32_t pg = 0; pg < b->t.pools[0].pg_num; pg++) {
+		uint32_t y[WF_MAX_REPLICAS];
+		unsigned ny = set_ids(b, 0, pg, y);
+
+		for (unsigned i = 0; i < ny; i++)
+			in += y[i] >= lo && y[i] <= hi;
+		total += ny;
+	}
+	return (double)in / (double)total;
+}
+
+Test(balance, reaches_band_and_is_idempotent)
+{
+	struct wf_map m;
+	struct placed before, after;
+	uint32_t nov;
+	struct wf_override *first;
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, PG_NUM);
+	placed_init(&before, &m);
+	cr_assert_gt(max_over_mean(&before), 1.1, "plain rendezvous is already balanced?");
+	cr_assert_gt(rebalance(&m, NULL), 0);
+	placed_init(&after, &m);
+	check_valid(&after);
+	cr_assert_leq(max_over_mean(&after), 1.05, "max/mean %f", max_over_mean(&after));
+	/* A short list: well under a quarter of the PGs. */
+	cr_assert_lt(m.noverrides, PG_NUM / 4);
+
+	/* Again on the balanced map: nothing to do, same list. */
+	nov = m.noverrides;
+	first = malloc(nov * sizeof(*first));
+	memcpy(first, m.overrides, nov * sizeof(*first));
+	cr_assert_eq(rebalance(&m, &after), 0);
+	cr_assert_eq(m.noverrides, nov);
+	cr_assert_eq(memcmp(first, m.overrides, nov * sizeof(*first)), 0);
+	free(first);
+	placed_free(&before);
+	placed_free(&after);
+	wf_map_edit_free(&m);
+}
+
+enum change { DEVICE_OUT, HOST_OUT, ADD_HOST, WEIGHT_HALF };
+
+/* Deployed = balanced map; apply the change; rebalance against it. */
+static void check_change(enum change c)
+{
+	struct wf_map m;
+	struct placed dep, next;
+	uint32_t lo = 40, hi = 40;
+	double ideal, frac;
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, PG_NUM);
+	rebalance(&m, NULL);
+	placed_init(&dep, &m);
+	switch (c) {
+	case DEVICE_OUT:
+		m.targets[tidx(&m, 40)].in = false;
+		break;
+	case WEIGHT_HALF:
+		m.targets[tidx(&m, 40)].weight /= 2;
+		break;
+	case HOST_OUT:
+		lo = 40;
+		hi = 43;
+		for (uint32_t id = lo; id <= hi; id++)
+			m.targets[tidx(&m, id)].in = false;
+		break;
+	case ADD_HOST:
+		cr_assert_geq(wf_map_add_host(&m, 1, "new", 4, WF_WEIGHT_ONE), 0);
+		lo = 128;
+		hi = 131;
+		break;
+	}
+	wf_map_reweigh(&m);
+	rebalance(&m, &dep);
+	placed_init(&next, &m);
+	check_valid(&next);
+	cr_assert_leq(max_over_mean(&next), 1.05);
+	frac = moved_fraction(&dep, &next);
+	if (c == ADD_HOST)
+		ideal = 4.0 / 132;
+	else if (c == WEIGHT_HALF)
+		ideal = held(&dep, lo, hi) - held(&next, lo, hi);
+	else
+		ideal = held(&dep, lo, hi);
+	cr_assert_gt(ideal, 0);
+	cr_assert_leq(frac / ideal, 1.10, "moved %f of the replicas, ideal %f", frac, ideal);
+	cr_assert_geq(frac / ideal, 0.99, "moved %f of the replicas, ideal %f", frac, ideal);
+	/* No override names an out target. */
+	for (uint32_t i = 0; i < m.noverrides; i++)
+		for (unsigned k = 0; k < m.overrides[i].n; k++)
+			cr_assert(m.targets[tidx(&m, m.overrides[i].target[k])].in);
+	placed_free(&dep);
+	placed_free(&next);
+	wf_map_edit_free(&m);
+}
+
+Test(balance, device_out_moves_near_ideal)
+{
+	check_change(DEVICE_OUT);
+}
+
+Test(balance, host_out_moves_near_ideal)
+{
+	check_change(HOST_OUT);
+}
+
+Test(balance, add_host_moves_near_ideal)
+{
+	check_change(ADD_HOST);
+}
+
+Test(balance, weight_half_moves_near_ideal)
+{
+	check_change(WEIGHT_HALF);
+}
+
+Test(balance, repairs_only_the_invalid_member)
+{
+	struct wf_map m;
+	struct placed p;
+	uint32_t pg = 77, ids[3], out;
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, PG_NUM);
+	rebalance(&m, NULL);
+	placed_init(&p, &m);
+	const uint32_t *a;
+
+	wf_pg_acting(&p.t, 0, pg, &a);
+	for (int i = 0; i < 3; i++)
+		ids[i] = m.targets[a[i]].id;
+	placed_free(&p);
+	/* Pin pg 77 explicitly, then take its middle member out. */
+	struct wf_override *o = realloc(m.overrides, (m.noverrides + 1) * sizeof(*o));
+
+	cr_assert(o);
+	m.overrides = o;
+	memmove(&o[1], &o[0], m.noverrides * sizeof(*o));
+	memset(&o[0], 0, sizeof(*o));
+	o[0].pool = 0;
+	o[0].pg = pg;
+	o[0].n = 3;
+	memcpy(o[0].target, ids, sizeof(ids));
+	m.noverrides++;
+	out = ids[1];
+	m.targets[tidx(&m, out)].in = false;
+	/* A wide band: only the repair, no balancing move may touch pg 77. */
+	rebalance_dev(&m, NULL, 0.5);
+	placed_init(&p, &m);
+	check_valid(&p);
+	wf_pg_acting(&p.t, 0, pg, &a);
+	cr_assert_eq(m.targets[a[0]].id, ids[0]);
+	cr_assert_neq(m.targets[a[1]].id, out);
+	cr_assert_eq(m.targets[a[2]].id, ids[2]);
+	placed_free(&p);
+	wf_map_edit_free(&m);
+}
+
+Test(balance, heavy_rack_gets_its_share)
+{
+	struct wf_map m;
+	struct placed p;
+	double share;
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, PG_NUM);
+	for (uint32_t t = 96; t < 128; t++)
+		m.targets[t].weight = WF_WEIGHT_ONE / 4 * 5;
+	wf_map_reweigh(&m);
+	rebalance(&m, NULL);
+	placed_init(&p, &m);
+	check_valid(&p);
+	share = held(&p, 96, 127) / (40.0 / 136.0);
+	cr_assert_geq(share, 0.99, "heavy rack got %f of its share", share);
+	cr_assert_leq(share, 1.01, "heavy rack got %f of its share", share);
+	placed_free(&p);
+	wf_map_edit_free(&m);
+}
+
+Test(balance, nothing_to_do_when_every_pg_uses_every_device)
+{
+	struct wf_map m;
+
+	gen_map(&m, 1, 1, 3, 3, WF_NODE_DEVICE, 64);
+	cr_assert_eq(rebalance(&m, NULL), 0);
+	cr_assert_eq(m.noverrides, 0);
+	wf_map_edit_free(&m);
+}
