@@ -68,13 +68,17 @@ static int view_alloc(struct wf_store *s)
 		return -errno;
 	if (ftruncate(s->memfd, (off_t)len))
 		return -errno;
-	/* Readers may trust the size they map. */
-	(void)fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	s->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
 	if (s->map == MAP_FAILED) {
 		s->map = NULL;
 		return -errno;
 	}
+	/* Whoever receives the fd may trust the size it maps and cannot map
+	 * it writable (FUTURE_WRITE spares our own mapping, made above). */
+	if (fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		  F_SEAL_FUTURE_WRITE | F_SEAL_SEAL))
+		(void)fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+			    F_SEAL_SEAL);
 	s->map_len = len;
 	s->hdr = s->map;
 	s->pe = (struct wf_store_pe *)((uint8_t *)s->map + pe_off);
@@ -224,7 +228,9 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 		o.ring_entries = 256;
 	if (!o.lock_wait_ms)
 		o.lock_wait_ms = 5000;
-	if (o.ring_entries > 32768 || o.cache > WF_STORE_CACHE_NONE)
+	if (o.ring_entries > 32768 || o.cache > WF_STORE_CACHE_NONE ||
+	    (o.flags & ~(WF_STORE_EXPECT_CLUSTER | WF_STORE_EXPECT_TARGET |
+			 WF_STORE_ZERO_BY_WRITE)))
 		return -EINVAL;
 
 	s = calloc(1, sizeof(*s));
@@ -297,6 +303,7 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 	 * devices: zero range (write-zeroes/unmap where the device can). */
 	s->zero_mode = blkdev ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
 			      : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	s->zero_by_write = o.flags & WF_STORE_ZERO_BY_WRITE;
 
 	ret = ring_setup(s, o.ring_entries);
 	if (ret) {

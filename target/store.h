@@ -72,6 +72,10 @@ enum wf_store_cache {
 enum {
 	WF_STORE_EXPECT_CLUSTER = 1u << 0, /* check opts.cluster_id */
 	WF_STORE_EXPECT_TARGET  = 1u << 1, /* check opts.target_id */
+	WF_STORE_ZERO_BY_WRITE  = 1u << 2, /* discard writes zeros instead of
+	                                    * fallocate (for devices whose
+	                                    * zeroing offload is slow or wrong;
+	                                    * also the automatic fallback) */
 };
 
 /* Options grow at the end only; callers set .size = sizeof(opts). */

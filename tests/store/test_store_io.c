@@ -3,6 +3,7 @@
  * ENOSPC, argument checks, registered buffers, the shared index view. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <sys/mman.h>
 
 #include "tests/store/helpers.h"
 
@@ -493,4 +494,94 @@ Test(store_io, shared_view_seqlock)
 	wf_store_close(s);
 	free(w);
 	free(r);
+}
+
+/* Many allocate/discard cycles over few extents: the hash table fills
+ * with tombstones and is rebuilt many times; every lookup stays right. */
+Test(store_io, churn_rebuilds_hash_table)
+{
+	struct wf_store_stat st;
+	struct wf_store *s = fresh("churn", 4 * MiB, WF_STORE_CACHE_NONE);
+	uint8_t *w = abuf(4096), *r = abuf(4096);
+	uint64_t n;
+
+	wf_store_stat(s, &st);
+	n = st.extents;
+	for (uint64_t i = 0; i < 40 * n; i++) {
+		/* keep n/2 keys alive, sliding over fresh keys */
+		uint64_t vol = i % 7, ext = i;
+
+		pattern(w, 4096, vol, ext * EXT, i);
+		cr_assert_eq(s_write(s, vol, ext * EXT, 4096, w, 0), 0, "i %llu",
+			     (unsigned long long)i);
+		if (i >= n / 2) {
+			uint64_t j = i - n / 2;
+
+			cr_assert_eq(s_read(s, j % 7, j * EXT, 4096, r), 0);
+			pattern(w, 4096, j % 7, j * EXT, j);
+			cr_assert_eq(memcmp(r, w, 4096), 0, "key %llu", (unsigned long long)j);
+			cr_assert_eq(s_discard(s, j % 7, j * EXT, EXT), 0);
+		}
+	}
+	wf_store_stat(s, &st);
+	cr_assert_eq(st.used, n / 2);
+	wf_store_close(s);
+	s = store_open_ok(img, WF_STORE_CACHE_NONE);
+	wf_store_stat(s, &st);
+	cr_assert_eq(st.used, n / 2);
+	for (uint64_t i = 40 * n - n / 2; i < 40 * n; i++) {
+		cr_assert_eq(s_read(s, i % 7, i * EXT, 4096, r), 0);
+		pattern(w, 4096, i % 7, i * EXT, i);
+		cr_assert_eq(memcmp(r, w, 4096), 0);
+	}
+	wf_store_close(s);
+	free(w);
+	free(r);
+}
+
+/* Discard by writing zeros (the fallback when fallocate is refused). */
+Test(store_io, discard_by_writing_zeros)
+{
+	struct wf_store_opts o = { .size = sizeof(o), .flags = WF_STORE_ZERO_BY_WRITE,
+				   .cache = WF_STORE_CACHE_VOLATILE };
+	struct wf_store_err err = { "" };
+	struct wf_store_stat st;
+	struct wf_store *s;
+	uint8_t *w = abuf(EXT), *r = abuf(EXT);
+
+	img_create(img, sizeof(img), "zw", 16 * MiB);
+	/* 1 MiB extents: several zero-buffer writes per discard */
+	cr_assert_eq(wf_store_format(img, 1, 1, 1 * MiB, false, &err), 0);
+	cr_assert_eq(wf_store_open(img, &o, &s, &err), 0, "%s", err.msg);
+	pattern(w, EXT, 2, 0, 1);
+	for (uint64_t off = 0; off < 1 * MiB; off += EXT)
+		cr_assert_eq(s_write(s, 2, off, EXT, w, 0), 0);
+	cr_assert_eq(s_discard(s, 2, 4096, 8192), 0);
+	cr_assert_eq(s_read(s, 2, 0, EXT, r), 0);
+	cr_assert_eq(memcmp(r, w, 4096), 0);
+	cr_assert(all_zero(r + 4096, 8192));
+	cr_assert_eq(memcmp(r + 12288, w + 12288, EXT - 12288), 0);
+	cr_assert_eq(s_discard(s, 2, 0, 1 * MiB), 0);
+	wf_store_stat(s, &st);
+	cr_assert_eq(st.used, 0);
+	/* reallocated: the zeros really are on the device */
+	cr_assert_eq(s_write(s, 3, 0, 4096, w, 0), 0);
+	for (uint64_t off = 0; off < 1 * MiB; off += EXT) {
+		cr_assert_eq(s_read(s, 3, off, EXT, r), 0);
+		cr_assert(all_zero(r + (off ? 0 : 4096), EXT - (off ? 0 : 4096)));
+	}
+	wf_store_close(s);
+	free(w);
+	free(r);
+}
+
+Test(store_io, view_fd_cannot_be_mapped_writable)
+{
+	struct wf_store *s = fresh("seal", 4 * MiB, WF_STORE_CACHE_NONE);
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       wf_store_index_fd(s), 0);
+
+	cr_assert_eq(m, MAP_FAILED);
+	cr_assert_eq(errno, EPERM);
+	wf_store_close(s);
 }
