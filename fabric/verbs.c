@@ -192,6 +192,7 @@ struct vep {
 	struct vdev       *dev;
 	enum vep_state     state;
 	bool               reserved;    /* counted in ctx->cq_reserved */
+	int32_t            close_status; /* of the DISCONNECT: 0 if we closed */
 	uint32_t           send_depth, recv_depth, msg_size, peer_msg_size;
 	uint32_t           send_busy;   /* send slots in flight */
 	uint32_t           recv_posted; /* receives owned by the QP */
@@ -557,8 +558,12 @@ static void ep_maybe_closed(struct vep *ep)
 {
 	if (ep->state != EP_CLOSING || ep->send_busy)
 		return;
+	struct vcqe *v;
+
 	ep->state = EP_CLOSED;
-	ring_push(ep->ctx, WF_CQE_DISCONNECT, ep);
+	v = ring_push(ep->ctx, WF_CQE_DISCONNECT, ep);
+	if (v)
+		v->cqe.status = ep->close_status;
 }
 
 /* Move the QP to error: everything posted flushes. */
@@ -573,13 +578,29 @@ static void qp_error(struct vep *ep)
 		(void)ibv_modify_qp(ep->qp, &a, IBV_QP_STATE);
 }
 
-static void ep_begin_close(struct vep *ep)
+/* status: what the DISCONNECT will carry (0: closed by us). */
+static void ep_begin_close(struct vep *ep, int status)
 {
 	if (ep->state != EP_LIVE)
 		return;
 	ep->state = EP_CLOSING;
+	ep->close_status = status;
 	qp_error(ep);
 	ep_maybe_closed(ep);
+}
+
+/*
+ * rdma_cm leaves the responder's RNR timer at 0, which means 655 ms: a
+ * sender that finds no receive posted would sleep that long each time.
+ * Receive credits are meant to throttle, not stall, so shorten it once the
+ * QP is in RTS (the only time the attribute may change).  rxe rounds it up
+ * to a jiffy anyway.
+ */
+static void qp_short_rnr(struct vep *ep)
+{
+	struct ibv_qp_attr a = { .min_rnr_timer = 7 };  /* 0.12 ms */
+
+	(void)ibv_modify_qp(ep->qp, &a, IBV_QP_MIN_RNR_TIMER);
 }
 
 /* Unlink from the listener while passive and not yet taken. */
@@ -612,7 +633,7 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 			v->cqe.status = wc_err(wc->status);
 		}
 		if (wc->status != IBV_WC_SUCCESS)
-			ep_begin_close(ep);
+			ep_begin_close(ep, -ECONNRESET);
 		ep_maybe_closed(ep);
 		return;
 	}
@@ -627,7 +648,7 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 		/* A receive is not the caller's operation: a flush says
 		 * nothing new, anything else means the connection broke. */
 		if (ep->state == EP_LIVE)
-			ep_begin_close(ep);
+			ep_begin_close(ep, -ECONNRESET);
 		return;
 	}
 	/* After a close, data no longer counts: the caller may be freeing
@@ -796,8 +817,10 @@ static void on_connect_request(struct vlistener *l, struct rdma_cm_event *e,
 					      ep->dev->init_rd_atom);
 	p.retry_count = 7;
 	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
-	if (!rdma_accept(e->id, &p))
+	if (!rdma_accept(e->id, &p)) {
+		qp_short_rnr(ep);
 		return;
+	}
 out_reject:
 	rdma_reject(e->id, NULL, 0);
 	*doomed = ep;
@@ -840,7 +863,7 @@ static struct vep *cm_event(struct vctx *c, struct rdma_cm_event *e,
 			return NULL;
 		if (ep->listener)
 			return ep;      /* never handed out: nobody knows it */
-		ep_begin_close(ep);
+		ep_begin_close(ep, -ECONNRESET);
 		return NULL;
 	default:
 		return NULL;
@@ -1010,8 +1033,11 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 	for (uint32_t i = 0; i < c->nrepost; i++) {
 		struct vrecv *r = c->repost[i];
 
-		if (r && r->ep->state == EP_LIVE && post_recv(r->ep, r->idx))
-			ep_begin_close(r->ep);
+		if (r && r->ep->state == EP_LIVE) {
+			ret = post_recv(r->ep, r->idx);
+			if (ret)
+				ep_begin_close(r->ep, ret);
+		}
 	}
 	c->nrepost = 0;
 	if (c->armed || coarse_ms() != c->cm_checked) {
@@ -1310,6 +1336,7 @@ static int v_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opt
 	if (ret)
 		goto out_ep;
 	rdma_destroy_event_channel(ch);
+	qp_short_rnr(ep);
 	ep->state = EP_LIVE;
 	*out = &ep->base;
 	return 0;
@@ -1333,7 +1360,7 @@ static int v_ep_close(struct wf_ep *eb)
 
 	if (ep->state != EP_LIVE)
 		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ? 0 : -EINVAL;
-	ep_begin_close(ep);
+	ep_begin_close(ep, 0);
 	ring_kick(ep->ctx);
 	return 0;
 }
@@ -1442,8 +1469,7 @@ static int post_send(struct vep *ep, struct ibv_send_wr *wr, uint8_t op, uint64_
 static int op_check(const struct vep *ep)
 {
 	if (ep->state != EP_LIVE)
-		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ?
-		       -ECONNRESET : -ENOTCONN;
+		return -ENOTCONN;
 	return ep->nfree ? 0 : -EAGAIN;
 }
 

@@ -180,7 +180,7 @@ rig_perftest_once() {
 rig_conformance_one() {
 	local t=$1 name
 	name=$(basename "$t")
-	WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:7471" \
+	WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:0" \
 		"$t" --jobs 1 --timeout 120 --verbose=1 --json="$RIG_RES/$name.json"
 }
 
@@ -207,7 +207,7 @@ rig_bench_available() {
 
 rig_user_cmd() {
 	cd /rig/src 2>/dev/null || cd /
-	export WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:7471"
+	export WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:0"
 	bash -c "$(cat /rig/cmd)"
 }
 
