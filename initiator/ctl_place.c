@@ -313,16 +313,20 @@ out:
 static int balance_usage(FILE *f)
 {
 	fprintf(f, "usage: weftctl balance -c MAP [-o OUT] [--prev DEPLOYED] [--max-dev F]\n"
+		"                       [--primary-dev F]\n"
 		"  Compute the PG overrides that bring every device within\n"
 		"  max(1, F * target) PGs of its weight share (default F 0.01), keeping\n"
 		"  the overrides of MAP that are still valid.  DEPLOYED is the map the\n"
 		"  cluster runs now (default: MAP itself); moves that only redirect data\n"
-		"  which has to move anyway are preferred.  With -o, write MAP with the\n"
-		"  new overrides and epoch + 1 to OUT.\n");
+		"  which has to move anyway are preferred.  Primaries are then balanced\n"
+		"  the same way by reordering acting sets (--primary-dev, default 0.05;\n"
+		"  -1 leaves them alone).  With -o, write MAP with the new overrides\n"
+		"  and epoch + 1 to OUT.\n");
 	return f == stdout ? 0 : 2;
 }
 
-static void pool_figs(const struct ctx *c, uint32_t p, double *mom, double *cov)
+static void pool_figs(const struct ctx *c, uint32_t p, bool primaries, double *mom,
+		      double *cov)
 {
 	uint32_t n = c->map.ntargets;
 	uint32_t *cnt = calloc(n + 1, sizeof(*cnt));
@@ -330,7 +334,7 @@ static void pool_figs(const struct ctx *c, uint32_t p, double *mom, double *cov)
 
 	*mom = *cov = 0;
 	if (cnt && load && share && !wf_pool_shares(&c->pl, p, share)) {
-		wf_pg_counts(&c->t, p, n, cnt, NULL);
+		wf_pg_counts(&c->t, p, n, primaries ? NULL : cnt, primaries ? cnt : NULL);
 		for (uint32_t t = 0; t < n; t++)
 			load[t] = cnt[t];
 		wf_load_stats(load, share, n, mom, cov);
@@ -347,6 +351,7 @@ int ctl_balance(int argc, char **argv)
 		{ "output",  required_argument, NULL, 'o' },
 		{ "prev",    required_argument, NULL, 'p' },
 		{ "max-dev", required_argument, NULL, 'd' },
+		{ "primary-dev", required_argument, NULL, 'P' },
 		{ "help",    no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -361,7 +366,7 @@ int ctl_balance(int argc, char **argv)
 	char *end;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:o:p:d:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:o:p:d:P:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 'o': outp = optarg; break;
@@ -369,6 +374,11 @@ int ctl_balance(int argc, char **argv)
 		case 'd':
 			bo.max_dev = strtod(optarg, &end);
 			if (*end || !(bo.max_dev > 0 && bo.max_dev < 1))
+				return balance_usage(stderr);
+			break;
+		case 'P':
+			bo.primary_dev = strtod(optarg, &end);
+			if (*end || !(bo.primary_dev < 1) || bo.primary_dev == 0)
 				return balance_usage(stderr);
 			break;
 		case 'h': return balance_usage(stdout);
@@ -409,12 +419,15 @@ int ctl_balance(int argc, char **argv)
 	if (!ret) {
 		after.map = c.map;
 		for (uint32_t p = 0; p < c.map.npools; p++) {
-			double m0, c0, m1, c1;
+			double m0, c0, m1, c1, pm0, pc0, pm1, pc1;
 
-			pool_figs(&c, p, &m0, &c0);
-			pool_figs(&after, p, &m1, &c1);
-			printf("pool %s: max/mean %.3f -> %.3f, cov %.3f -> %.3f\n",
-			       c.map.pools[p].name, m0, m1, c0, c1);
+			pool_figs(&c, p, false, &m0, &c0);
+			pool_figs(&after, p, false, &m1, &c1);
+			pool_figs(&c, p, true, &pm0, &pc0);
+			pool_figs(&after, p, true, &pm1, &pc1);
+			printf("pool %s: PGs per device max/mean %.3f -> %.3f, cov %.3f -> %.3f; "
+			       "primaries max/mean %.3f -> %.3f, cov %.3f -> %.3f\n",
+			       c.map.pools[p].name, m0, m1, c0, c1, pm0, pm1, pc0, pc1);
 		}
 		printf("%u overrides (was %u), %u replica moves, epoch %" PRIu64 " -> %" PRIu64 "\n",
 		       nov, old_n, moves, old_epoch, c.map.epoch);

@@ -37,6 +37,7 @@ struct bal {
 	double *band;                   /* |dev| a fixed device is brought within */
 	bool *active;                   /* being fixed: went beyond band + 1 */
 	uint32_t moves, max_moves;
+	uint32_t swaps;                 /* primary reorders */
 };
 
 static bool in_set(const uint32_t *set, uint32_t R, uint32_t t)
@@ -295,8 +296,107 @@ static void load_cur(struct bal *b)
 	}
 }
 
+/*
+ * Primaries: the first member of an acting set leads the PG's writes, so
+ * its count matters as much as the replica count.  Reordering a set moves
+ * no data, so this pass only swaps a PG's primary with one of its other
+ * members: from devices leading too many PGs to devices leading too few,
+ * with the same band and hysteresis as the replica moves, preferring PGs
+ * that already carry an override (the list grows less) and swaps that
+ * restore the rendezvous order (an override disappears).
+ */
+static uint32_t balance_primaries(struct bal *b, const double *share, double dev)
+{
+	uint32_t N = b->N, R = b->R, swaps = 0;
+	double *pd = calloc(N + 1, sizeof(*pd)), *band = calloc(N + 1, sizeof(*band));
+	bool *active = calloc(N + 1, sizeof(*active)), *stuck = calloc(N + 1, sizeof(*stuck));
+
+	if (!pd || !band || !active || !stuck || R < 2)
+		goto out;
+	for (uint32_t t = 0; t < N; t++) {
+		pd[t] = -share[t] * b->P;
+		band[t] = fmax(1.0, dev * share[t] * b->P);
+	}
+	for (uint32_t pg = 0; pg < b->P; pg++)
+		if (b->cur[(size_t)pg * R] != WF_TARGET_NONE)
+			pd[b->cur[(size_t)pg * R]] += 1;
+
+	while (swaps < b->P) {
+		double worst = 0, best_gain = 0;
+		uint32_t w = UINT32_MAX, bpg = 0, bk = 0;
+		int best_pref = -1;
+
+		for (uint32_t t = 0; t < N; t++) {
+			double v = fabs(pd[t]) - band[t];
+
+			if (b->fd[t] == WF_TARGET_NONE || stuck[t])
+				continue;
+			if (v > 1 + 1e-9)
+				active[t] = true;
+			if (v <= 1e-9)
+				active[t] = false;
+			if (active[t] && v > worst) {
+				worst = v;
+				w = t;
+			}
+		}
+		if (w == UINT32_MAX)
+			break;
+		for (uint32_t pg = 0; pg < b->P; pg++) {
+			uint32_t *set = &b->cur[(size_t)pg * R];
+			const uint32_t *base = &b->base[(size_t)pg * R];
+
+			for (uint32_t k = 1; k < R; k++) {
+				uint32_t x = set[0], y = set[k];
+				double gain;
+				int pref;
+
+				if (x == WF_TARGET_NONE || y == WF_TARGET_NONE)
+					continue;
+				if (pd[w] > 0 ? x != w : y != w)
+					continue;
+				gain = pd[x] - pd[y];
+				if (gain <= 1 + 1e-9)
+					continue;
+				/* 2: back to the rendezvous order, 1: already
+				 * overridden, 0: a new override. */
+				if (base[0] == y && base[k] == x &&
+				    !memcmp(set + 1, base + 1, (k - 1) * sizeof(*set)) &&
+				    !memcmp(set + k + 1, base + k + 1, (R - k - 1) * sizeof(*set)))
+					pref = 2;
+				else
+					pref = memcmp(set, base, R * sizeof(*set)) ? 1 : 0;
+				if (pref > best_pref || (pref == best_pref && gain > best_gain + 1e-9)) {
+					best_pref = pref;
+					best_gain = gain;
+					bpg = pg;
+					bk = k;
+				}
+			}
+		}
+		if (best_pref < 0) {
+			stuck[w] = true;
+			continue;
+		}
+		uint32_t *set = &b->cur[(size_t)bpg * R], x = set[0];
+
+		set[0] = set[bk];
+		set[bk] = x;
+		pd[x] -= 1;
+		pd[set[0]] += 1;
+		swaps++;
+	}
+out:
+	free(pd);
+	free(band);
+	free(active);
+	free(stuck);
+	return swaps;
+}
+
 static int balance_pool(struct bal *b, const struct wf_map *prev,
-			const struct wf_pg_table *prev_table, double max_dev)
+			const struct wf_pg_table *prev_table, double max_dev,
+			double primary_dev)
 {
 	uint32_t N = b->N, R = b->R;
 	double *share = calloc(N ? N : 1, sizeof(*share));
@@ -334,6 +434,8 @@ static int balance_pool(struct bal *b, const struct wf_map *prev,
 		if (!paid_move(b, stuck))
 			break;
 	}
+	if (primary_dev > 0)
+		b->swaps = balance_primaries(b, share, primary_dev);
 	ret = 0;
 out:
 	free(share);
@@ -358,6 +460,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 	struct wf_override *ovs = NULL;
 	uint32_t nov = 0, cap = 0, total_moves = 0;
 	double max_dev = opts && opts->max_dev > 0 ? opts->max_dev : 0.01;
+	double primary_dev = opts && opts->primary_dev ? opts->primary_dev : 0.05;
 	int ret = 0;
 
 	*out = NULL;
@@ -380,7 +483,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		b.active = calloc(b.N + 1, sizeof(*b.active));
 		ret = -ENOMEM;
 		if (b.cur && b.base && b.prev && b.dev && b.band && b.active)
-			ret = balance_pool(&b, prev, prev_table, max_dev);
+			ret = balance_pool(&b, prev, prev_table, max_dev, primary_dev);
 		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
 			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
 			struct wf_override *ov;

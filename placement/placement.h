@@ -199,7 +199,11 @@ struct wf_balance_opts {
 	double   max_dev;       /* a device is out of balance when its PG count
 	                         * differs from its target by more than
 	                         * max(1, max_dev * target); default 0.01 */
-	uint32_t max_moves;     /* cap on replica moves (0: pg_num) */
+	uint32_t max_moves;     /* cap on replica moves (0: pg_num * replicas) */
+	double   primary_dev;   /* the same band for the PGs a device leads,
+	                         * balanced by reordering acting sets (no data
+	                         * moves); default 0.05, < 0 leaves primaries
+	                         * to the rendezvous order */
 };
 
 /*

@@ -277,12 +277,48 @@ Test(balance, heavy_rack_gets_its_share)
 	wf_map_edit_free(&m);
 }
 
-Test(balance, nothing_to_do_when_every_pg_uses_every_device)
+Test(balance, primaries_only_reordered_when_every_pg_uses_every_device)
 {
 	struct wf_map m;
+	struct placed base, p;
+	uint32_t lead[3] = { 0 };
 
 	gen_map(&m, 1, 1, 3, 3, WF_NODE_DEVICE, 64);
-	cr_assert_eq(rebalance(&m, NULL), 0);
-	cr_assert_eq(m.noverrides, 0);
+	placed_init(&base, &m);
+	cr_assert_eq(rebalance(&m, NULL), 0, "a replica moved");
+	placed_init(&p, &m);
+	check_valid(&p);
+	for (uint32_t pg = 0; pg < 64; pg++) {
+		const uint32_t *a;
+
+		cr_assert_eq(wf_pg_acting(&p.t, 0, pg, &a), 3);
+		lead[a[0]]++;
+	}
+	for (int t = 0; t < 3; t++)
+		cr_assert(lead[t] >= 20 && lead[t] <= 23, "target %d leads %u PGs", t, lead[t]);
+	placed_free(&base);
+	placed_free(&p);
+	wf_map_edit_free(&m);
+}
+
+Test(balance, primaries_balanced_on_rack128)
+{
+	struct wf_map m;
+	struct placed p;
+	uint32_t lead[128] = { 0 };
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, PG_NUM);
+	rebalance(&m, NULL);
+	placed_init(&p, &m);
+	for (uint32_t pg = 0; pg < PG_NUM; pg++) {
+		const uint32_t *a;
+
+		wf_pg_acting(&p.t, 0, pg, &a);
+		lead[a[0]]++;
+	}
+	/* 32 each; band max(1, 5%) plus one of hysteresis. */
+	for (int t = 0; t < 128; t++)
+		cr_assert(lead[t] >= 29 && lead[t] <= 35, "target %d leads %u PGs", t, lead[t]);
+	placed_free(&p);
 	wf_map_edit_free(&m);
 }
