@@ -257,9 +257,9 @@ static inline uint64_t nlog2(uint64_t x)
  */
 static inline uint64_t mum(uint64_t x, uint64_t y)
 {
-	uint64_t hi = (uint64_t)(((unsigned __int128)x * y) >> 64);
+	unsigned __int128 m = (unsigned __int128)x * y;
 
-	return (x * y) ^ hi;
+	return (uint64_t)m ^ (uint64_t)(m >> 64);
 }
 
 /*
