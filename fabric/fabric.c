@@ -221,6 +221,17 @@ int wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	return ep->ctx->ops->write_imm(ep, mr, loff, len, rkey, roff, imm, wr_id);
 }
 
+int wf_write(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+	     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+	     uint64_t wr_id)
+{
+	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
+		return -ERANGE;
+	if (!ep->ctx->ops->write)
+		return -EOPNOTSUPP;
+	return ep->ctx->ops->write(ep, mr, loff, len, rkey, roff, wr_id);
+}
+
 int wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 	    uint64_t wr_id)
@@ -241,7 +252,7 @@ const char *wf_cqe_op_name(uint32_t op)
 		[WF_CQE_WRITE_IMM] = "write_imm", [WF_CQE_READ] = "read",
 		[WF_CQE_SEND] = "send", [WF_CQE_RECV_IMM] = "recv_imm",
 		[WF_CQE_RECV_MSG] = "recv_msg", [WF_CQE_ACCEPT] = "accept",
-		[WF_CQE_DISCONNECT] = "disconnect",
+		[WF_CQE_DISCONNECT] = "disconnect", [WF_CQE_WRITE] = "write",
 	};
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])
 		return names[op];

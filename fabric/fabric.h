@@ -90,6 +90,7 @@ enum wf_cqe_op {
 	WF_CQE_DISCONNECT,      /* the endpoint is gone: every outstanding
 	                         * operation has already completed with an
 	                         * error; the caller now calls wf_ep_destroy */
+	WF_CQE_WRITE,           /* our wf_write finished (wr_id set) */
 };
 
 struct wf_cqe {
@@ -162,6 +163,14 @@ int  wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 		  uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		  uint32_t imm, uint64_t wr_id);
 /* Read the peer's region rkey + roff into mr[loff, loff+len). */
+/* Plain one-sided write: mr[loff, loff+len) to the peer's region at
+ * rkey + roff, with no notification at the peer (consumes none of its
+ * receive credits).  Ordering: a later wf_write_imm or wf_send on the same
+ * endpoint is delivered after these bytes are in place (RC ordering), which
+ * is how a payload is placed before the request that names it. */
+int  wf_write(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+	      uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+	      uint64_t wr_id);
 int  wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 	     uint64_t wr_id);

@@ -35,6 +35,9 @@ struct wf_ops {
 	int   (*write_imm)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 			   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 			   uint32_t imm, uint64_t wr_id);
+	int   (*write)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
+		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		       uint64_t wr_id);
 	int   (*read)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 		      uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		      uint64_t wr_id);
