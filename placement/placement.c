@@ -347,11 +347,13 @@ unsigned wf_place_pg(const struct wf_placer *pl, uint32_t pool, uint32_t pg,
 		/* Same weight: the largest draw has the best straw. */
 		for (d++; d < dend; d++) {
 			uint64_t u = mum(salt ^ d->a, d->b);
+			bool win = u > best;
 
-			if (u > best) {
-				best = u;
-				bd = d;
-			}
+			/* Written to become conditional moves: the outcome
+			 * is a coin flip, a branch would mispredict half the
+			 * time. */
+			best = win ? u : best;
+			bd = win ? d : bd;
 		}
 		/*
 		 * Same weight as the last of a full list and a smaller draw:
