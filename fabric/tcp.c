@@ -64,6 +64,16 @@
 #define TX_IOV        64        /* iovecs gathered into one sendmsg */
 #define EVENTS        64        /* epoll events per wf_poll */
 #define ACCEPT_BUDGET 16        /* new sockets per listener event */
+/*
+ * With at most DIRECT_MAX live endpoints, wf_poll reads their sockets
+ * directly and asks epoll only every EPOLL_EVERY calls (for listeners,
+ * handshakes, EPOLLOUT): on the latency path a busy-polling reactor then
+ * finds new data with the recv() that also reads it, instead of an
+ * epoll_wait() first.  An idle poll costs one recv() per endpoint, the same
+ * as one epoll_wait() for a single connection.
+ */
+#define DIRECT_MAX    4
+#define EPOLL_EVERY   16
 
 enum h_kind { H_EVENT = 1, H_LISTENER, H_EP };
 
@@ -111,6 +121,9 @@ struct tcp_ctx {
 	struct mr_slot *mrs;
 	uint32_t        nmrs;
 	struct tcp_ep  *held;           /* eps with receive credits to return */
+	struct tcp_ep  *live;           /* EP_LIVE endpoints */
+	uint32_t        nlive;
+	uint32_t        turn;           /* wf_poll calls, for the epoll cadence */
 };
 
 enum ep_state {
@@ -121,7 +134,7 @@ enum ep_state {
 };
 
 enum op_state { OP_FREE, OP_POSTED, OP_DONE };
-enum op_kind { OPK_WRITE = 1, OPK_READ, OPK_SEND };
+enum op_kind { OPK_WRITE = 1, OPK_READ, OPK_SEND, OPK_PUT };  /* PUT: wf_write */
 
 /* One send credit. */
 struct tcp_op {
@@ -157,6 +170,7 @@ struct tcp_ep {
 	struct tcp_listener *lst;       /* EP_HELLO, EP_WAITING */
 	struct tcp_ep       *lnext;
 	struct tcp_ep       *held_next;
+	struct tcp_ep       *live_next, *live_prev;
 	bool                 on_held;
 	bool                 in_epoll;
 	bool                 reserved;  /* counted in ctx->cq_reserved */
@@ -398,6 +412,32 @@ static void held_unlink(struct tcp_ep *ep)
 	ep->on_held = false;
 }
 
+static void live_add(struct tcp_ep *ep)
+{
+	struct tcp_ctx *c = ep->ctx;
+
+	ep->live_prev = NULL;
+	ep->live_next = c->live;
+	if (c->live)
+		c->live->live_prev = ep;
+	c->live = ep;
+	c->nlive++;
+}
+
+static void live_del(struct tcp_ep *ep)
+{
+	struct tcp_ctx *c = ep->ctx;
+
+	if (ep->live_prev)
+		ep->live_prev->live_next = ep->live_next;
+	else
+		c->live = ep->live_next;
+	if (ep->live_next)
+		ep->live_next->live_prev = ep->live_prev;
+	ep->live_next = ep->live_prev = NULL;
+	c->nlive--;
+}
+
 /*
  * The connection is over: close the socket, complete every posted
  * operation with err, then queue DISCONNECT with dstatus.  Completions
@@ -413,11 +453,12 @@ static void ep_fail(struct tcp_ep *ep, int err, int dstatus)
 	close(ep->fd);
 	ep->fd = -1;
 	ep->state = EP_DEAD;
+	live_del(ep);
 	for (i = 0; i < ep->opts.send_depth; i++) {
 		struct tcp_op *op = &ep->ops[i];
 		static const uint32_t cqe_op[] = {
 			[OPK_WRITE] = WF_CQE_WRITE_IMM, [OPK_READ] = WF_CQE_READ,
-			[OPK_SEND] = WF_CQE_SEND,
+			[OPK_SEND] = WF_CQE_SEND, [OPK_PUT] = WF_CQE_WRITE,
 		};
 
 		if (op->state != OP_POSTED)
@@ -559,7 +600,8 @@ static void tx_flush(struct tcp_ep *ep)
 
 				op->state = OP_DONE;
 				cq_push(ep->ctx, ep, op->kind == OPK_WRITE ?
-					WF_CQE_WRITE_IMM : WF_CQE_SEND, 0,
+					WF_CQE_WRITE_IMM : op->kind == OPK_PUT ?
+					WF_CQE_WRITE : WF_CQE_SEND, 0,
 					op->wr_id, 0, 0, NULL, t->op);
 			}       /* a read request completes on its response */
 		}
@@ -630,6 +672,28 @@ static int tcp_write_imm(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
 	return 0;
 }
 
+static int tcp_write(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
+		     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		     uint64_t wr_id)
+{
+	struct tcp_ep *ep = tep(e);
+	struct tcp_op *op;
+	struct tx_item *t;
+	int idx = op_take(ep, OPK_PUT, wr_id, &op);
+
+	if (idx < 0)
+		return idx;
+	/* Same stream as everything else: a later write_imm or send on this
+	 * ep arrives after these bytes are in place. */
+	t = tx_add(ep, WF_TCP_WRITE, len, rkey->key, 0, rkey->addr + roff);
+	t->src_key = ((const struct tcp_mr *)mr)->key;
+	t->src_off = loff;
+	t->len = len;
+	t->op = idx;
+	post(ep);
+	return 0;
+}
+
 static int tcp_read(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
 		    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		    uint64_t wr_id)
@@ -687,6 +751,10 @@ static int rx_check(struct tcp_ep *ep, const struct wf_tcp_frame *f)
 	if (f->magic != WF_TCP_FRAME_MAGIC || f->reserved)
 		return -EPROTO;
 	switch (f->type) {
+	case WF_TCP_WRITE:
+		if (f->imm)
+			return -EPROTO;
+		/* fall through */
 	case WF_TCP_WRITE_IMM:
 		if (!mr_span(ep->ctx, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE))
 			return -EPROTO;
@@ -721,6 +789,7 @@ static char *rx_dest(struct tcp_ep *ep)
 
 	switch (f->type) {
 	case WF_TCP_WRITE_IMM:
+	case WF_TCP_WRITE:
 		return mr_span(ep->ctx, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE);
 	case WF_TCP_READ_RESP:
 		op = &ep->ops[f->imm];
@@ -1205,6 +1274,7 @@ static int tcp_accept(struct wf_listener *lb, struct wf_ep **out)
 		ep_free(ep);
 		return ret;
 	}
+	live_add(ep);
 	*out = &ep->base;
 	return 0;
 }
@@ -1354,6 +1424,7 @@ static int tcp_connect(struct wf_ctx *ctx, const char *addr,
 		ep_free(ep);    /* closes fd */
 		goto out_unreserve;
 	}
+	live_add(ep);
 	*out = &ep->base;
 	return 0;
 
@@ -1394,6 +1465,7 @@ int wf_tcp_ep_adopt(struct wf_ctx *ctx, int fd, const struct wf_ep_opts *o,
 		c->cq_reserved -= ep_budget(o);
 		return ret;
 	}
+	live_add(ep);
 	*out = &ep->base;
 	return 0;
 }
@@ -1415,6 +1487,8 @@ static void tcp_ep_destroy(struct wf_ep *e)
 	struct tcp_ctx *c = ep->ctx;
 
 	held_unlink(ep);
+	if (ep->state == EP_LIVE)
+		live_del(ep);
 	cq_purge(c, ep, NULL);
 	if (ep->reserved)
 		c->cq_reserved -= ep_budget(&ep->opts);
@@ -1568,7 +1642,18 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	int n = 0;
 
 	release_held(c);
-	if (c->cq_count < (uint32_t)max) {
+	c->turn++;
+	if (c->cq_count < (uint32_t)max && c->nlive && c->nlive <= DIRECT_MAX) {
+		struct tcp_ep *ep, *next;
+
+		for (ep = c->live; ep; ep = next) {
+			next = ep->live_next;   /* ep_rx may end ep */
+			if (ep->in_epoll && (ep->events & EPOLLIN))
+				ep_rx(ep);
+		}
+	}
+	if (c->cq_count < (uint32_t)max &&
+	    (c->nlive > DIRECT_MAX || !c->nlive || c->turn % EPOLL_EVERY == 0)) {
 		struct epoll_event ev[EVENTS];
 		int i, ne = epoll_wait(c->epfd, ev, EVENTS, 0);
 
@@ -1584,6 +1669,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		cqes[n++] = e->cqe;
 		switch (e->cqe.op) {
 		case WF_CQE_WRITE_IMM:
+		case WF_CQE_WRITE:
 		case WF_CQE_READ:
 		case WF_CQE_SEND:
 			ep->ops[e->op].state = OP_FREE;
@@ -1624,6 +1710,7 @@ const struct wf_ops wf_tcp_ops = {
 	.mr_dereg         = tcp_mr_dereg,
 	.mr_rkey          = tcp_mr_rkey,
 	.write_imm        = tcp_write_imm,
+	.write            = tcp_write,
 	.read             = tcp_read,
 	.send             = tcp_send,
 };

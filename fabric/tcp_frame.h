@@ -49,6 +49,9 @@ enum wf_tcp_frame_type {
 	                         * no payload */
 	WF_TCP_READ_RESP = 3,   /* imm: request id; `len` payload bytes follow */
 	WF_TCP_SEND      = 4,   /* `len` payload bytes: a two-sided message */
+	WF_TCP_WRITE     = 5,   /* as WRITE_IMM, but raises nothing at the
+	                         * receiver and takes no receive credit;
+	                         * imm must be 0 */
 };
 
 struct wf_tcp_frame {

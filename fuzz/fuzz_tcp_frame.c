@@ -88,6 +88,10 @@ static int predict(const struct rig *r, const uint8_t *d, size_t n)
 		if (f.magic != WF_TCP_FRAME_MAGIC || f.reserved)
 			return 1;
 		switch (f.type) {
+		case WF_TCP_WRITE:
+			if (imm)
+				return 1;
+			/* fall through */
 		case WF_TCP_WRITE_IMM:
 			if (!span_ok(r, key, addr, len, true))
 				return 1;

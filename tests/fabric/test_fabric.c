@@ -153,6 +153,46 @@ Test(fabric, write_imm_lands_exactly)
 	free(cbuf);
 }
 
+/* wf_write places bytes silently; a later write_imm on the same endpoint
+ * is delivered only after them (how a payload precedes its request). */
+Test(fabric, plain_write_then_notify)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ep_opts o = ft_opts(16, 4, 128);
+	const size_t len = 1 << 20;
+	char *sbuf = xalloc(len), *cbuf = xalloc(len);
+	struct wf_mr *smr, *cmr;
+	struct wf_rkey rk;
+
+	ft_pair_open(&p, &o, &o);
+	fill(cbuf, len, 3);
+	smr = reg(p.sctx, sbuf, len, WF_ACCESS_REMOTE_WRITE);
+	cmr = reg(p.cctx, cbuf, len, 0);
+	cr_assert_eq(wf_mr_rkey(smr, p.sep, 0, len, &rk), 0);
+	/* More plain writes than the peer has receive credits: they take none. */
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(wf_write(p.cep, cmr, (uint64_t)i * 65536, 65536, &rk,
+				      (uint64_t)i * 65536, (uint64_t)i), 0);
+	cr_assert_eq(wf_write_imm(p.cep, cmr, 0, 0, &rk, 0, 4242, 8), 0);
+	ft_pump(p.sctx, &gs, 1, p.cctx, &gc, 9, ft_wait_ms());
+	cr_assert_eq(gs.n, 1, "plain writes raise nothing at the peer");
+	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_IMM);
+	cr_assert_eq(gs.c[0].imm, 4242);
+	cr_assert_eq(memcmp(sbuf, cbuf, 8 * 65536), 0, "bytes not in place at the notification");
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(gc.c[i].op, WF_CQE_WRITE);
+		cr_assert_eq(gc.c[i].status, 0);
+		cr_assert_eq(gc.c[i].wr_id, (uint64_t)i);
+	}
+	cr_assert_eq(gc.c[8].op, WF_CQE_WRITE_IMM);
+	cr_assert_eq(wf_write(p.cep, cmr, 0, 16, &rk, len - 8, 1), -ERANGE);
+	wf_mr_dereg(smr);
+	wf_mr_dereg(cmr);
+	ft_pair_close(&p);
+	free(sbuf);
+	free(cbuf);
+}
+
 Test(fabric, write_imm_zero_length)
 {
 	struct ft_pair p = { 0 };
@@ -992,6 +1032,9 @@ Test(fabric, bad_frames_rejected_listener_survives)
 		{ "write past the end", frame(WF_TCP_WRITE_IMM, 100, wk.key, 1, 8192 - 10), 100, -EPROTO },
 		{ "write at a wrapping offset", frame(WF_TCP_WRITE_IMM, 100, wk.key, 1, UINT64_MAX - 10), 100, -EPROTO },
 		{ "write with a stale key", frame(WF_TCP_WRITE_IMM, 8, wk.key + 0x10000, 1, 0), 8, -EPROTO },
+		{ "plain write past the end", frame(WF_TCP_WRITE, 16, wk.key, 0, 8190), 16, -EPROTO },
+		{ "plain write with an immediate", frame(WF_TCP_WRITE, 8, wk.key, 5, 0), 8, -EPROTO },
+		{ "plain write into a read-only region", frame(WF_TCP_WRITE, 8, rok.key, 0, 0), 8, -EPROTO },
 		{ "write with an unknown key", frame(WF_TCP_WRITE_IMM, 8, 0x1234, 1, 0), 8, -EPROTO },
 		{ "write into a read-only region", frame(WF_TCP_WRITE_IMM, 8, rok.key, 1, 0), 8, -EPROTO },
 		{ "read from a write-only region", frame(WF_TCP_READ_REQ, 8, wk.key, 0, 0), 0, -EPROTO },
