@@ -384,6 +384,18 @@ int wf_store_dev_fd(const struct wf_store *s)
 	return s->fd;
 }
 
+int wf_store_dev_fd_ro(const struct wf_store *s)
+{
+	char path[64];
+	int fd;
+
+	/* Reopening through /proc gives a new open file description on the
+	 * same file or device, with its own (read-only) access mode. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 int wf_store_register_buffers(struct wf_store *s, const struct iovec *iov,
 			      unsigned n)
 {

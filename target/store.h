@@ -292,8 +292,13 @@ struct wf_store_view {
 	size_t map_len;
 };
 
+/* The memfd of the view (owned by the store: dup it to hand it out). */
 int  wf_store_index_fd(const struct wf_store *s);
+/* The store's own device fd (read-write, owned by the store). */
 int  wf_store_dev_fd(const struct wf_store *s);
+/* A new read-only O_DIRECT fd on the device, for handing to a reader that
+ * must not be able to write it; the caller closes it.  Returns fd or -errno. */
+int  wf_store_dev_fd_ro(const struct wf_store *s);
 
 int  wf_store_view_open(int fd, struct wf_store_view *v);
 void wf_store_view_close(struct wf_store_view *v);

@@ -470,9 +470,11 @@ Test(store_io, shared_view_seqlock)
 	cr_assert_eq(wf_store_view_lookup(&v, 5, 2, &phys, &seq), 1);
 	cr_assert_eq(seq & 1, 0);
 
-	/* read the device like the short-circuit path would */
-	fd = open(img, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	/* read the device like the short-circuit path would, through the
+	 * read-only fd the target would hand out */
+	fd = wf_store_dev_fd_ro(s);
 	cr_assert(fd >= 0);
+	cr_assert_lt(pwrite(fd, w, 4096, 0), 0, "a read-only fd wrote");
 	cr_assert_eq(pread(fd, r, 4096, (off_t)wf_store_view_dev_offset(&v, phys, 4096)),
 		     4096);
 	cr_assert(wf_store_view_check(&v, phys, seq));
