@@ -41,13 +41,13 @@ struct result {
 	uint64_t mappings;
 	double ns_per_mapping, table_build_ms, table_lookup_ns, place_extent_ns;
 	struct fig pg_base, pg_bal, prim_bal, ext_base, ext_bal;
-	double mv[3], mv_base[3];               /* add_host, device_out, host_out */
-	uint32_t mv_overrides[3];
+	double mv[4], mv_base[4];               /* add_host, device_out, host_out, device_half */
+	uint32_t mv_overrides[4];
 	uint64_t fd_violations;
 	double heavy, heavy_base;
 };
 
-static const char *const mv_name[3] = { "add_host", "device_out", "host_out" };
+static const char *const mv_name[4] = { "add_host", "device_out", "host_out", "device_half" };
 
 static double now_ns(void)
 {
@@ -281,7 +281,7 @@ static double id_share(const struct epoch *e, uint32_t pool, uint32_t lo, uint32
 	return s;
 }
 
-enum change { ADD_HOST, DEVICE_OUT, HOST_OUT };
+enum change { ADD_HOST, DEVICE_OUT, HOST_OUT, DEVICE_HALF };
 
 /* First bucket of type rack under the root (or the root itself). */
 static uint32_t first_rack(const struct wf_map *map)
@@ -319,6 +319,11 @@ static int apply_change(struct wf_map *m, enum change c, uint32_t *lo, uint32_t 
 		m->targets[victim].in = false;
 		*lo = *hi = m->targets[victim].id;
 		return 0;
+	case DEVICE_HALF:
+		m->targets[victim].weight /= 2;
+		wf_map_reweigh(m);
+		*lo = *hi = m->targets[victim].id;
+		return 0;
 	case HOST_OUT:
 		*lo = UINT32_MAX;
 		*hi = 0;
@@ -337,7 +342,7 @@ static int apply_change(struct wf_map *m, enum change c, uint32_t *lo, uint32_t 
 /*
  * Movement of one change divided by its ideal: for capacity added, the
  * share the new devices should hold; for capacity removed, the share the
- * removed devices held.  (Devices are numbered so that the changed ones
+ * removed devices held; for a weight halved, the share the device gave up.  (Devices are numbered so that the changed ones
  * form one id range.)
  */
 static int movement(const struct epoch *dep, uint32_t pool, enum change c,
@@ -357,8 +362,12 @@ static int movement(const struct epoch *dep, uint32_t pool, enum change c,
 	if (!ret && balance)
 		ret = epoch_balance(&e, dep, NULL);
 	if (!ret) {
-		ideal = c == ADD_HOST ? id_share(&e, pool, lo, hi, false)
-				      : id_share(dep, pool, lo, hi, true);
+		if (c == ADD_HOST)
+			ideal = id_share(&e, pool, lo, hi, false);
+		else if (c == DEVICE_HALF)      /* what it gave up */
+			ideal = id_share(dep, pool, lo, hi, true) - id_share(&e, pool, lo, hi, true);
+		else
+			ideal = id_share(dep, pool, lo, hi, true);
 		*ratio = (double)moved(dep, &e, pool) / (double)pool_replicas(&e, pool) / ideal;
 		*nov = e.map.noverrides;
 	}
@@ -502,15 +511,16 @@ static void print_json(const struct result *r)
 	       r->pg_bal.max_over_mean, r->pg_bal.cov);
 	print_fig(stdout, "primary_balance", &r->prim_bal, true);
 	printf("\"overrides\": %u, \"balance_moves\": %u, ", r->overrides, r->balance_moves);
-	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f}, ",
-	       r->mv[0], r->mv[1], r->mv[2]);
+	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f, "
+	       "\"device_half\": %.4f}, ", r->mv[0], r->mv[1], r->mv[2], r->mv[3]);
 	printf("\"fd_violations\": %llu, \"heavy_domain_share\": %.4f, ",
 	       (unsigned long long)r->fd_violations, r->heavy);
 	printf("\"unbalanced\": {");
 	print_fig(stdout, "pg_num", &r->pg_base, true);
 	print_fig(stdout, "extents_1m", &r->ext_base, true);
-	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f}, ",
-	       r->mv_base[0], r->mv_base[1], r->mv_base[2]);
+	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f, "
+	       "\"device_half\": %.4f}, ", r->mv_base[0], r->mv_base[1], r->mv_base[2],
+	       r->mv_base[3]);
 	printf("\"heavy_domain_share\": %.4f}}\n", r->heavy_base);
 }
 
@@ -533,7 +543,7 @@ static void print_table(const struct result *r)
 	printf("  %-34s %12.4f %12s\n", "primaries max/mean at pg_num",
 	       r->prim_bal.max_over_mean, "");
 	printf("  %-34s %12.4f %12s\n", "primaries cov at pg_num", r->prim_bal.cov, "");
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		char name[64];
 
 		snprintf(name, sizeof(name), "movement/ideal, %s", mv_name[i]);
@@ -594,7 +604,7 @@ static int run(const struct wf_map *src, uint32_t pool, bool json)
 	    (ret = extent_fig(&bal, pool, &r.ext_bal, NULL, NULL)))
 		goto out;
 	r.fd_violations = fd_violations(&base) + fd_violations(&bal);
-	for (int c = 0; c < 3; c++) {
+	for (int c = 0; c < 4; c++) {
 		if ((ret = movement(&bal, pool, c, true, &r.mv[c], &r.mv_overrides[c])) ||
 		    (ret = movement(&base, pool, c, false, &r.mv_base[c], &nov)))
 			goto out;

@@ -319,7 +319,7 @@ static int balance_usage(FILE *f)
 		"  the overrides of MAP that are still valid.  DEPLOYED is the map the\n"
 		"  cluster runs now (default: MAP itself); moves that only redirect data\n"
 		"  which has to move anyway are preferred.  Primaries are then balanced\n"
-		"  the same way by reordering acting sets (--primary-dev, default 0.05;\n"
+		"  the same way by reordering acting sets (--primary-dev, default 0.01;\n"
 		"  -1 leaves them alone).  With -o, write MAP with the new overrides\n"
 		"  and epoch + 1 to OUT.\n");
 	return f == stdout ? 0 : 2;

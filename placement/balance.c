@@ -34,6 +34,7 @@ struct bal {
 	uint32_t *base;
 	uint32_t *prev;                 /* deployed members, NONE padded */
 	double *dev;                    /* count - target per target */
+	double *tgt;                    /* target PG count per target */
 	double *band;                   /* |dev| a fixed device is brought within */
 	bool *active;                   /* being fixed: went beyond band + 1 */
 	uint32_t moves, max_moves;
@@ -177,11 +178,24 @@ static bool free_move(struct bal *b)
 }
 
 /*
+ * Whole PGs by which a device holding tgt + dev is outside its band
+ * [floor(tgt - band), ceil(tgt + band)].  Integer bounds: a map change
+ * that shifts every target by a fraction of a PG must not push the
+ * devices sitting at the edge of the band out of it.
+ */
+static double outside(double dev, double tgt, double band)
+{
+	double c = round(dev + tgt), lo = floor(tgt - band), hi = ceil(tgt + band);
+
+	return c > hi ? c - hi : (c < lo ? lo - c : 0);
+}
+
+/*
  * One paid move for the device furthest out of its band.  Hysteresis: a
- * device is only taken up once it is more than one PG beyond its band, and
- * then brought back within the band.  Without it every device left at the
+ * device is only taken up once it is two PGs beyond its band, and then
+ * brought back within the band.  Without it every device left at the
  * edge of the band by the last run would cost a move as soon as a map
- * change shifts all targets by a fraction of a PG.
+ * change nudges it.
  */
 static bool paid_move(struct bal *b, bool *stuck)
 {
@@ -190,13 +204,13 @@ static bool paid_move(struct bal *b, bool *stuck)
 	struct move best = { .ok = false };
 
 	for (uint32_t t = 0; t < b->N; t++) {
-		double v = fabs(b->dev[t]) - b->band[t];
+		double v = outside(b->dev[t], b->tgt[t], b->band[t]);
 
 		if (b->fd[t] == WF_TARGET_NONE || stuck[t])
 			continue;
-		if (v > 1 + 1e-9)
+		if (v > 1.5)
 			b->active[t] = true;
-		if (v <= 1e-9)
+		if (v < 0.5)
 			b->active[t] = false;
 		if (!b->active[t])
 			continue;
@@ -309,13 +323,15 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 {
 	uint32_t N = b->N, R = b->R, swaps = 0;
 	double *pd = calloc(N + 1, sizeof(*pd)), *band = calloc(N + 1, sizeof(*band));
+	double *tgt = calloc(N + 1, sizeof(*tgt));
 	bool *active = calloc(N + 1, sizeof(*active)), *stuck = calloc(N + 1, sizeof(*stuck));
 
-	if (!pd || !band || !active || !stuck || R < 2)
+	if (!pd || !band || !tgt || !active || !stuck || R < 2)
 		goto out;
 	for (uint32_t t = 0; t < N; t++) {
-		pd[t] = -share[t] * b->P;
-		band[t] = fmax(1.0, dev * share[t] * b->P);
+		tgt[t] = share[t] * b->P;
+		pd[t] = -tgt[t];
+		band[t] = fmax(1.0, dev * tgt[t]);
 	}
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		if (b->cur[(size_t)pg * R] != WF_TARGET_NONE)
@@ -327,13 +343,13 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 		int best_pref = -1;
 
 		for (uint32_t t = 0; t < N; t++) {
-			double v = fabs(pd[t]) - band[t];
+			double v = outside(pd[t], tgt[t], band[t]);
 
 			if (b->fd[t] == WF_TARGET_NONE || stuck[t])
 				continue;
-			if (v > 1 + 1e-9)
+			if (v > 1.5)
 				active[t] = true;
-			if (v <= 1e-9)
+			if (v < 0.5)
 				active[t] = false;
 			if (active[t] && v > worst) {
 				worst = v;
@@ -389,6 +405,7 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 out:
 	free(pd);
 	free(band);
+	free(tgt);
 	free(active);
 	free(stuck);
 	return swaps;
@@ -421,10 +438,9 @@ static int balance_pool(struct bal *b, const struct wf_map *prev,
 			total += 1;     /* what a full placement holds */
 	}
 	for (uint32_t t = 0; t < N; t++) {
-		double tgt = share[t] * total;
-
-		b->dev[t] -= tgt;
-		b->band[t] = fmax(1.0, max_dev * tgt);
+		b->tgt[t] = share[t] * total;
+		b->dev[t] -= b->tgt[t];
+		b->band[t] = fmax(1.0, max_dev * b->tgt[t]);
 	}
 
 	fill_holes(b);
@@ -460,7 +476,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 	struct wf_override *ovs = NULL;
 	uint32_t nov = 0, cap = 0, total_moves = 0;
 	double max_dev = opts && opts->max_dev > 0 ? opts->max_dev : 0.01;
-	double primary_dev = opts && opts->primary_dev ? opts->primary_dev : 0.05;
+	double primary_dev = opts && opts->primary_dev ? opts->primary_dev : 0.01;
 	int ret = 0;
 
 	*out = NULL;
@@ -480,9 +496,10 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		b.prev = malloc(cells * sizeof(*b.prev));
 		b.dev = calloc(b.N + 1, sizeof(*b.dev));
 		b.band = calloc(b.N + 1, sizeof(*b.band));
+		b.tgt = calloc(b.N + 1, sizeof(*b.tgt));
 		b.active = calloc(b.N + 1, sizeof(*b.active));
 		ret = -ENOMEM;
-		if (b.cur && b.base && b.prev && b.dev && b.band && b.active)
+		if (b.cur && b.base && b.prev && b.dev && b.band && b.tgt && b.active)
 			ret = balance_pool(&b, prev, prev_table, max_dev, primary_dev);
 		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
 			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
@@ -516,6 +533,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		free(b.prev);
 		free(b.dev);
 		free(b.band);
+		free(b.tgt);
 		free(b.active);
 		if (ret)
 			break;

@@ -202,7 +202,7 @@ struct wf_balance_opts {
 	uint32_t max_moves;     /* cap on replica moves (0: pg_num * replicas) */
 	double   primary_dev;   /* the same band for the PGs a device leads,
 	                         * balanced by reordering acting sets (no data
-	                         * moves); default 0.05, < 0 leaves primaries
+	                         * moves); default 0.01, < 0 leaves primaries
 	                         * to the rendezvous order */
 };
 

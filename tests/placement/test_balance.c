@@ -186,7 +186,9 @@ static void check_change(enum change c)
 		ideal = held(&dep, lo, hi);
 	cr_assert_gt(ideal, 0);
 	cr_assert_leq(frac / ideal, 1.10, "moved %f of the replicas, ideal %f", frac, ideal);
-	cr_assert_geq(frac / ideal, 0.99, "moved %f of the replicas, ideal %f", frac, ideal);
+	/* Less than ideal is possible (the band lets a new device sit a PG
+	 * or two under its share), far less would mean nothing moved. */
+	cr_assert_geq(frac / ideal, 0.9, "moved %f of the replicas, ideal %f", frac, ideal);
 	/* No override names an out target. */
 	for (uint32_t i = 0; i < m.noverrides; i++)
 		for (unsigned k = 0; k < m.overrides[i].n; k++)
@@ -316,9 +318,9 @@ Test(balance, primaries_balanced_on_rack128)
 		wf_pg_acting(&p.t, 0, pg, &a);
 		lead[a[0]]++;
 	}
-	/* 32 each; band max(1, 5%) plus one of hysteresis. */
+	/* 32 each; band [31, 33] plus one PG of hysteresis. */
 	for (int t = 0; t < 128; t++)
-		cr_assert(lead[t] >= 29 && lead[t] <= 35, "target %d leads %u PGs", t, lead[t]);
+		cr_assert(lead[t] >= 30 && lead[t] <= 34, "target %d leads %u PGs", t, lead[t]);
 	placed_free(&p);
 	wf_map_edit_free(&m);
 }
