@@ -5,12 +5,14 @@
  *
  *   weft-bench placement -c conf/rack128.conf [--pool NAME] [--json]
  *   weft-bench placement --synth 4x8x4 [--json]       (map built in code)
+ *   weft-bench placement -c MAP --mapping-only        (for callgrind)
  *
  * Movement is measured the way an operator would change the cluster: the
  * deployed epoch is the map balanced by `weftctl balance`; the change (add
- * a host, take a device out, take a host out) is applied, the balancer is
- * run again against the deployed epoch, and the replicas that differ
- * between the two tables are counted against the ideal minimum.
+ * a host, take a device out, take a host out, halve a device's weight) is
+ * applied, the balancer is run again against the deployed epoch (`--prev`;
+ * --blind runs it without), and the replicas that differ between the two
+ * tables are counted against the ideal minimum.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -345,8 +347,9 @@ static int apply_change(struct wf_map *m, enum change c, uint32_t *lo, uint32_t 
  * removed devices held; for a weight halved, the share the device gave up.  (Devices are numbered so that the changed ones
  * form one id range.)
  */
+/* blind: balance without telling the balancer the deployed epoch. */
 static int movement(const struct epoch *dep, uint32_t pool, enum change c,
-		    bool balance, double *ratio, uint32_t *nov)
+		    bool balance, bool blind, double *ratio, uint32_t *nov)
 {
 	struct epoch e = { 0 };
 	uint32_t lo = 0, hi = 0;
@@ -360,7 +363,7 @@ static int movement(const struct epoch *dep, uint32_t pool, enum change c,
 	if (!ret)
 		ret = epoch_build(&e);
 	if (!ret && balance)
-		ret = epoch_balance(&e, dep, NULL);
+		ret = epoch_balance(&e, blind ? NULL : dep, NULL);
 	if (!ret) {
 		if (c == ADD_HOST)
 			ideal = id_share(&e, pool, lo, hi, false);
@@ -573,7 +576,7 @@ static int run_mapping_only(const struct wf_map *src, uint32_t pool)
 	return 0;
 }
 
-static int run(const struct wf_map *src, uint32_t pool, bool json)
+static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind)
 {
 	struct epoch base = { 0 }, bal = { 0 };
 	struct result r = { 0 };
@@ -605,8 +608,8 @@ static int run(const struct wf_map *src, uint32_t pool, bool json)
 		goto out;
 	r.fd_violations = fd_violations(&base) + fd_violations(&bal);
 	for (int c = 0; c < 4; c++) {
-		if ((ret = movement(&bal, pool, c, true, &r.mv[c], &r.mv_overrides[c])) ||
-		    (ret = movement(&base, pool, c, false, &r.mv_base[c], &nov)))
+		if ((ret = movement(&bal, pool, c, true, blind, &r.mv[c], &r.mv_overrides[c])) ||
+		    (ret = movement(&base, pool, c, false, false, &r.mv_base[c], &nov)))
 			goto out;
 	}
 	if ((ret = heavy_share(&base, pool, true, &r.heavy)) ||
@@ -632,25 +635,27 @@ int bench_placement(int argc, char **argv)
 		{ "synth",  required_argument, NULL, 's' },
 		{ "json",   no_argument,       NULL, 'j' },
 		{ "mapping-only", no_argument, NULL, 'm' },
+		{ "blind",  no_argument,       NULL, 'b' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 },
 	};
 	const char *conf = NULL, *pool_name = NULL, *synth = NULL;
 	struct wf_map map;
 	struct wf_map_err err = { { 0 } };
-	bool json = false, loaded = false, mapping_only = false;
+	bool json = false, loaded = false, mapping_only = false, blind = false;
 	int opt, ret, pool = 0;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:p:s:jh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:p:s:jmbh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf = optarg; break;
 		case 'p': pool_name = optarg; break;
 		case 's': synth = optarg; break;
 		case 'j': json = true; break;
 		case 'm': mapping_only = true; break;
+		case 'b': blind = true; break;
 		case 'h':
-			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--json] [--mapping-only]\n");
+			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--json] [--mapping-only] [--blind]\n");
 			return 0;
 		default:
 			return 2;
@@ -689,7 +694,7 @@ int bench_placement(int argc, char **argv)
 	} else if (mapping_only) {
 		ret = run_mapping_only(&map, (uint32_t)pool);
 	} else {
-		ret = run(&map, (uint32_t)pool, json);
+		ret = run(&map, (uint32_t)pool, json, blind);
 	}
 	if (loaded)
 		wf_map_free(&map);
