@@ -164,17 +164,12 @@ static int ring_setup(struct wf_store *s, unsigned entries)
 	struct io_uring_params p;
 	int ret;
 
+	/* Not COOP_TASKRUN: completions would then wait for this thread's
+	 * next syscall, and a reactor busy-polling a verbs CQ makes none. */
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+	p.flags = IORING_SETUP_CQSIZE;
 	p.cq_entries = entries * 4;
 	ret = io_uring_queue_init_params(entries, &s->ring, &p);
-	if (ret == -EINVAL) {
-		/* Kernels before 5.19 lack COOP_TASKRUN. */
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = entries * 4;
-		ret = io_uring_queue_init_params(entries, &s->ring, &p);
-	}
 	if (ret)
 		return ret;
 	ret = io_uring_register_files(&s->ring, &s->fd, 1);
