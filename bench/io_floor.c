@@ -115,8 +115,11 @@ static int open_target(struct floor_ctx *c, struct stat *st)
 	struct statfs sfs;
 	int fd;
 
-	fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	if (o->read_only)
+		fd = open(o->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	else
+		fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && !o->read_only)
 		fd = open(o->path, O_RDWR | O_DIRECT | O_CLOEXEC | O_CREAT, 0644);
 	if (fd < 0 && (errno == EACCES || errno == EROFS) && o->rw == WF_RW_READ)
 		fd = open(o->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
@@ -159,6 +162,8 @@ static int size_target(struct floor_ctx *c, const struct stat *st, bool *layout)
 		have = (uint64_t)st->st_size;
 		if (!size)
 			size = have ? have : DEFAULT_SIZE;
+		if (c->o->read_only && size > have)
+			size = have;	/* cannot extend: address what exists */
 		/* A sparse or short file would be read from holes (no device
 		 * I/O at all) or written with allocation on the way: neither is
 		 * the device floor.  fio lays its files out the same way. */
@@ -500,7 +505,8 @@ int wf_floor_run(const struct wf_floor_opts *o, struct wf_floor_result *r)
 	int err;
 
 	if (!o->path || o->bs < 512 || o->bs % 512 || o->qd < 1 || o->qd > MAX_QD ||
-	    !(o->runtime_s > 0) || o->rwmix_read > 100)
+	    !(o->runtime_s > 0) || o->rwmix_read > 100 ||
+	    (o->read_only && o->rw != WF_RW_READ))
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
 	/* The pattern seed mixes in the wall clock: a block left over from an
@@ -517,7 +523,11 @@ int wf_floor_run(const struct wf_floor_opts *o, struct wf_floor_result *r)
 	err = size_target(&c, &st, &layout);
 	if (err)
 		goto out;
-	if (layout) {
+	if (layout && o->read_only) {
+		if (!o->quiet)
+			fprintf(stderr, "floor: warning: %s is sparse or short; read-only "
+				"run reads holes, which is not the device floor\n", o->path);
+	} else if (layout) {
 		err = layout_file(&c);
 		if (err)
 			goto out;
@@ -667,11 +677,13 @@ static int floor_usage(FILE *f)
 	fprintf(f,
 		"usage: weft-bench floor --file PATH [--rw randread|randwrite|randrw]\n"
 		"         [--bs 4k] [--qd N] [--runtime S] [--size BYTES] [--seed N]\n"
-		"         [--rwmixread PCT] [--no-verify] [--json] [--plot DIR] [--quiet]\n"
+		"         [--rwmixread PCT] [--no-verify] [--read-only] [--json]\n"
+		"         [--plot DIR] [--quiet]\n"
 		"  Raw device floor: io_uring, O_DIRECT, registered file and buffers,\n"
 		"  seeded random aligned offsets, QD kept full.  A missing, short or\n"
 		"  sparse file is laid out (written) first.  randwrite/randrw write\n"
-		"  seeded patterns and re-read every written block afterwards.\n");
+		"  seeded patterns and re-read every written block afterwards.\n"
+		"  It WRITES the file; --read-only (randread) never does.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -690,6 +702,7 @@ int bench_floor(int argc, char **argv)
 		{ "json",      no_argument,       NULL, 'j' },
 		{ "plot",      required_argument, NULL, 'p' },
 		{ "quiet",     no_argument,       NULL, 'Q' },
+		{ "read-only", no_argument,       NULL, 'R' },
 		{ "help",      no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -742,6 +755,7 @@ int bench_floor(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'p': plot = optarg; break;
 		case 'Q': o.quiet = true; break;
+		case 'R': o.read_only = true; break;
 		case 'h': return floor_usage(stdout);
 		default:  return floor_usage(stderr);
 		}

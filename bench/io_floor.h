@@ -6,6 +6,10 @@
  * bs-aligned offsets drawn from a seeded generator.  Every weft figure is
  * reported beside this one, measured in the same run (`weft-bench io` calls
  * wf_floor_run() before and after its own measurement).
+ *
+ * It writes: the layout of a new/short/sparse file and every randwrite or
+ * randrw run overwrite the target.  Never aim it at a live weft store except
+ * with read_only set.
  */
 #ifndef WEFT_BENCH_IO_FLOOR_H
 #define WEFT_BENCH_IO_FLOOR_H
@@ -33,6 +37,9 @@ struct wf_floor_opts {
 	uint32_t rwmix_read;	/* percent reads for WF_RW_RW (default 50) */
 	bool verify;		/* re-read every block written and check it */
 	bool quiet;		/* no progress messages on stderr */
+	bool read_only;		/* open O_RDONLY, never lay out (randread only):
+				 * safe on a live store; a sparse file is then
+				 * measured as it is, with a warning */
 };
 
 /* Fills defaults: randread, 4 KiB, QD 1, 5 s, seed 1, verify on. */

@@ -3,6 +3,7 @@
  * disk-backed folder: /var/tmp).  No timing assertions. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -103,5 +104,38 @@ Test(floor, rejects_bad_options)
 	o.qd = 1;
 	o.runtime_s = 0;
 	cr_assert_eq(wf_floor_run(&o, r), -EINVAL);
+	free(r);
+}
+
+Test(floor, read_only_never_writes)
+{
+	struct wf_floor_result *r = malloc(sizeof(*r));
+	struct wf_floor_opts o;
+	struct stat st;
+	int fd, err;
+
+	/* A sparse file, as a thin-provisioned store would be. */
+	fd = open(path, O_CREAT | O_WRONLY, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 8 << 20), 0);
+	close(fd);
+
+	wf_floor_opts_init(&o);
+	o.path = path;
+	o.read_only = true;
+	o.runtime_s = 0.1;
+	o.quiet = true;
+	o.rw = WF_RW_WRITE;
+	cr_assert_eq(wf_floor_run(&o, r), -EINVAL, "read_only takes randread only");
+	o.rw = WF_RW_READ;
+	o.size = 64 << 20;	/* larger than the file: clamped, not extended */
+	err = wf_floor_run(&o, r);
+	cr_assert_eq(err, 0, "%s", strerror(-err));
+	cr_assert_not(r->laid_out);
+	cr_assert_eq(r->size, 8 << 20);
+	cr_assert_gt(r->reads, 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_size, 8 << 20);
+	cr_assert_eq(st.st_blocks, 0, "nothing was written");
 	free(r);
 }
