@@ -28,6 +28,7 @@
 
 struct bal {
 	const struct wf_placer *pl;
+	const struct wf_placer *prev_pl;        /* deployed epoch, or NULL */
 	uint32_t pool, R, P, N;
 	const uint32_t *fd;             /* fd node per target, NONE if ineligible */
 	uint32_t *cur;                  /* [pg * R + i] */
@@ -272,7 +273,53 @@ static void load_prev(struct bal *b, const struct wf_map *prev,
 	}
 }
 
-/* Current sets: valid overrides, repaired invalid ones, else rendezvous. */
+/*
+ * An override pins a whole acting set, so by itself it would keep its PG out
+ * of every later rendezvous change (a new host would get only the PGs
+ * without overrides).  Against a deployed epoch, carry the change over
+ * instead: where the rendezvous set of the PG went from x to y, an override
+ * holding x gets y in x's slot, if y fits there.  Overrides then behave as
+ * edits on top of the rendezvous result, which is what they are.
+ */
+static void follow_base(const struct bal *b, uint32_t pg, int32_t *idx)
+{
+	const struct wf_map *prev = b->prev_pl->map;
+	const uint32_t *bn = &b->base[(size_t)pg * b->R];
+	uint32_t raw[WF_MAX_REPLICAS], bp[WF_MAX_REPLICAS], gone[WF_MAX_REPLICAS];
+	uint32_t came[WF_MAX_REPLICAS], ng = 0, nc = 0;
+	unsigned np = wf_place_pg(b->prev_pl, b->pool, pg, raw);
+
+	for (unsigned i = 0; i < np; i++) {
+		int t = wf_placer_target(b->pl, prev->targets[raw[i]].id);
+
+		bp[i] = t < 0 ? WF_TARGET_NONE : (uint32_t)t;
+	}
+	for (unsigned i = np; i < b->R; i++)
+		bp[i] = WF_TARGET_NONE;
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (bp[i] != WF_TARGET_NONE && !in_set(bn, b->R, bp[i]))
+			gone[ng++] = bp[i];
+		if (bn[i] != WF_TARGET_NONE && !in_set(bp, b->R, bn[i]))
+			came[nc++] = bn[i];
+	}
+	for (uint32_t i = 0; i < ng && i < nc; i++) {
+		uint32_t x = gone[i], y = came[i], k;
+		bool ok = b->fd[y] != WF_TARGET_NONE;
+
+		for (k = 0; k < b->R && idx[k] != (int32_t)x; k++)
+			;
+		if (k == b->R)
+			continue;
+		for (uint32_t j = 0; j < b->R && ok; j++)
+			ok = idx[j] != (int32_t)y &&
+			     (j == k || idx[j] < 0 || b->fd[idx[j]] != b->fd[y]);
+		if (ok)
+			idx[k] = (int32_t)y;
+	}
+}
+
+/* Current sets: overrides (following the rendezvous change against the
+ * deployed epoch, then repaired if invalid), else rendezvous. */
 static void load_cur(struct bal *b)
 {
 	const struct wf_map *map = b->pl->map;
@@ -289,22 +336,25 @@ static void load_cur(struct bal *b)
 	/* Walk backwards so the first override of a PG is the one kept. */
 	for (uint32_t i = map->noverrides; i-- > 0;) {
 		const struct wf_override *ov = &map->overrides[i];
-		uint32_t set[WF_MAX_REPLICAS], *cur;
+		int32_t idx[WF_MAX_REPLICAS];
+		uint32_t *cur;
 
 		if (ov->pool != b->pool || ov->pg >= b->P)
 			continue;
 		cur = &b->cur[(size_t)ov->pg * R];
-		if (wf_override_resolve(b->pl, ov, set)) {
-			memcpy(cur, set, R * sizeof(*cur));
-			continue;
-		}
+		for (uint32_t k = 0; k < R; k++)
+			idx[k] = k < ov->n && k < WF_MAX_REPLICAS ?
+				 wf_placer_target(b->pl, ov->target[k]) : -1;
+		if (b->prev_pl)
+			follow_base(b, ov->pg, idx);
 		/* Keep the members still usable in their slots; the rest are holes. */
 		for (uint32_t k = 0; k < R; k++) {
-			int t = k < ov->n ? wf_placer_target(b->pl, ov->target[k]) : -1;
+			int32_t t = idx[k];
 			bool clash = t < 0 || b->fd[t] == WF_TARGET_NONE;
 
 			for (uint32_t j = 0; j < k && !clash; j++)
-				clash = cur[j] != WF_TARGET_NONE && b->fd[cur[j]] == b->fd[t];
+				clash = cur[j] == (uint32_t)t ||
+					(cur[j] != WF_TARGET_NONE && b->fd[cur[j]] == b->fd[t]);
 			cur[k] = clash ? WF_TARGET_NONE : (uint32_t)t;
 		}
 	}
@@ -477,10 +527,18 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 	uint32_t nov = 0, cap = 0, total_moves = 0;
 	double max_dev = opts && opts->max_dev > 0 ? opts->max_dev : 0.01;
 	double primary_dev = opts && opts->primary_dev ? opts->primary_dev : 0.01;
+	struct wf_placer ppl;
+	bool have_ppl = false;
 	int ret = 0;
 
 	*out = NULL;
 	*nout = 0;
+	if (prev && prev_table) {
+		ret = wf_placer_init(&ppl, prev);
+		if (ret)
+			return ret;
+		have_ppl = true;
+	}
 	for (uint32_t p = 0; p < pl->npools; p++) {
 		const struct wf_pl_pool *pp = &pl->pools[p];
 		size_t cells = (size_t)pp->pg_num * pp->replicas;
@@ -490,6 +548,11 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 			.fd = &pl->fd_node[(size_t)p * map->ntargets],
 			.max_moves = opts && opts->max_moves ? opts->max_moves : (uint32_t)cells,
 		};
+
+		/* Follow rendezvous changes only within the same pool layout. */
+		if (have_ppl && p < ppl.npools && ppl.pools[p].pool_id == pp->pool_id &&
+		    ppl.pools[p].pg_num == pp->pg_num && ppl.pools[p].replicas == pp->replicas)
+			b.prev_pl = &ppl;
 
 		b.cur = malloc(cells * sizeof(*b.cur));
 		b.base = malloc(cells * sizeof(*b.base));
@@ -538,6 +601,8 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		if (ret)
 			break;
 	}
+	if (have_ppl)
+		wf_placer_free(&ppl);
 	if (ret) {
 		free(ovs);
 		return ret;
