@@ -17,8 +17,10 @@
  * a SIZE answer); verbs, perftest's ib_write_lat / ib_read_lat at the same
  * size (t_typical), run on the device of --device (or $WEFT_IB_DEV).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -53,6 +55,19 @@ struct fopts {
  * (the lowest latency on an otherwise idle machine).  --spin-us 0 sleeps at
  * once, which is what a loaded machine rewards. */
 static uint64_t spin_ns = UINT64_MAX;
+static int pin = -1;    /* --pin C: measuring process on CPU C, peer on C+1 */
+
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	if (pin < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		perror("weft-bench fabric: sched_setaffinity");
+}
 
 struct result {
 	struct wf_lat_summary lat;
@@ -236,6 +251,7 @@ static void run_fabric(const struct fopts *o, struct result *wr, struct result *
 		die("fork", errno);
 	if (pid == 0) {
 		close(pfd[0]);
+		pin_to(pin + 1);
 		_exit(peer_main(o, pfd[1]));
 	}
 	close(pfd[1]);
@@ -391,7 +407,10 @@ static void run_floor(const struct fopts *o, uint32_t req, uint32_t resp,
 	if (pid < 0)
 		die("fork", errno);
 	if (pid == 0) {
-		int c = accept(lfd, NULL, NULL);
+		int c;
+
+		pin_to(pin + 1);
+		c = accept(lfd, NULL, NULL);
 
 		if (c < 0)
 			_exit(1);
@@ -521,7 +540,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: weft-bench fabric --transport tcp|unix|verbs --size N\n"
 		"         [--iters N] [--warmup N] [--addr LISTEN_ADDR] [--device IBDEV]\n"
-		"         [--spin-us N] [--no-floor] [--json]\n");
+		"         [--spin-us N] [--pin CPU] [--no-floor] [--json]\n");
 	return 2;
 }
 
@@ -536,6 +555,7 @@ int bench_fabric(int argc, char **argv)
 		{ "device",    required_argument, NULL, 'd' },
 		{ "no-floor",  no_argument,       NULL, 'F' },
 		{ "spin-us",   required_argument, NULL, 'S' },
+		{ "pin",       required_argument, NULL, 'P' },
 		{ "json",      no_argument,       NULL, 'j' },
 		{ "help",      no_argument,       NULL, 'h' },
 		{ 0 },
@@ -547,7 +567,7 @@ int bench_fabric(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:s:n:w:a:d:FS:jh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:s:n:w:a:d:FS:P:jh", lo, NULL)) != -1) {
 		switch (c) {
 		case 't': o.transport = optarg; break;
 		case 's': o.size = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -557,6 +577,7 @@ int bench_fabric(int argc, char **argv)
 		case 'd': o.device = optarg; break;
 		case 'F': o.floor = false; break;
 		case 'S': spin_ns = strtoull(optarg, NULL, 0) * 1000; break;
+		case 'P': pin = atoi(optarg); break;
 		case 'j': o.json = true; break;
 		default:  return usage();
 		}
@@ -577,6 +598,7 @@ int bench_fabric(int argc, char **argv)
 		return 2;
 	}
 
+	pin_to(pin);
 	run_fabric(&o, &wr, &rd);
 	if (o.floor && strcmp(o.transport, "verbs")) {
 		run_floor(&o, o.size, o.size, &fw);
