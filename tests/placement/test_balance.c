@@ -5,6 +5,7 @@
  * deployed epoch near the ideal minimum.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,33 @@ static double max_over_mean(const struct placed *p)
 	free(load);
 	free(share);
 	return mom;
+}
+
+/*
+ * The balancer's contract: every device ends within one PG of
+ * [floor(t - b), ceil(t + b)], b = max(1, 0.01 t).
+ */
+static void check_band(const struct placed *p)
+{
+	uint32_t n = p->pl.map->ntargets, *cnt = calloc(n, sizeof(*cnt));
+	double *share = calloc(n, sizeof(*share)), total = 0;
+
+	cr_assert(cnt && share);
+	cr_assert_eq(wf_pool_shares(&p->pl, 0, share), 0);
+	wf_pg_counts(&p->t, 0, n, cnt, NULL);
+	for (uint32_t i = 0; i < n; i++)
+		total += cnt[i];
+	for (uint32_t i = 0; i < n; i++) {
+		double t = share[i] * total, b = t * 0.01 > 1 ? t * 0.01 : 1;
+
+		if (share[i] == 0)
+			continue;
+		cr_assert(cnt[i] >= floor(t - b) - 1 && cnt[i] <= ceil(t + b) + 1,
+			  "target %u holds %u PGs, target %.2f", p->pl.map->targets[i].id,
+			  cnt[i], t);
+	}
+	free(cnt);
+	free(share);
 }
 
 static void check_valid(const struct placed *p)
@@ -123,6 +151,7 @@ Test(balance, reaches_band_and_is_idempotent)
 	cr_assert_gt(rebalance(&m, NULL), 0);
 	placed_init(&after, &m);
 	check_valid(&after);
+	check_band(&after);
 	cr_assert_leq(max_over_mean(&after), 1.05, "max/mean %f", max_over_mean(&after));
 	/* A short list: well under a quarter of the PGs. */
 	cr_assert_lt(m.noverrides, PG_NUM / 4);
@@ -176,6 +205,7 @@ static void check_change(enum change c)
 	rebalance(&m, &dep);
 	placed_init(&next, &m);
 	check_valid(&next);
+	check_band(&next);
 	cr_assert_leq(max_over_mean(&next), 1.05);
 	frac = moved_fraction(&dep, &next);
 	if (c == ADD_HOST)
