@@ -158,9 +158,17 @@ static void *accept_thread(void *arg)
 			a->err = n;
 			return NULL;
 		}
-		while (a->got < a->want &&
-		       wf_accept(a->p->l, (void *)(uintptr_t)(a->got + 1), &ep) == 0)
+		while (a->got < a->want) {
+			int k = wf_accept(a->p->l, (void *)(uintptr_t)(a->got + 1), &ep);
+
+			if (k == -EAGAIN)
+				break;
+			if (k) {
+				a->err = k;     /* e.g. -ENOSPC: the test wants it */
+				return NULL;
+			}
 			a->eps[a->got++] = ep;
+		}
 		if (!n)
 			usleep(100);
 	}

@@ -369,6 +369,16 @@ Test(fabric, send_credits_exhaust_and_recover)
 	free(cbuf);
 }
 
+/* The first pair of q still talks. */
+static void still_works(struct ft_pair *q)
+{
+	gs.n = gc.n = 0;
+	cr_assert_eq(wf_send(q->cep, "ok", 2, 1), 0);
+	ft_pump(q->sctx, &gs, 1, q->cctx, &gc, 1, ft_wait_ms());
+	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_MSG);
+	cr_assert_eq(gs.c[0].len, 2);
+}
+
 Test(fabric, cq_depth_limits_endpoints)
 {
 	struct ft_pair p = { 0 };
@@ -381,6 +391,36 @@ Test(fabric, cq_depth_limits_endpoints)
 	o = ft_opts(2, 2, 128);                         /* 5 more: fits */
 	cr_assert_eq(ft_accept_many(&p, &p.sep + 0, 0, &ep, &o), 0);
 	ft_pair_close(&p);
+
+	/* The accepting side counts too: room for the listener and one
+	 * endpoint, and the second accept is refused. */
+	struct ft_pair q = { 0 };
+	struct wf_ep *sep2 = NULL, *cep2 = NULL;
+	int ret;
+
+	o = ft_opts(4, 4, 128);                         /* 9 entries */
+	q.sctx = ft_ctx(1 + 9);
+	ft_pair_open(&q, &o, &o);
+	ret = ft_accept_many(&q, &sep2, 1, &cep2, &o);
+	if (ft_is_verbs())
+		cr_assert_lt(ret, 0, "second endpoint accepted past cq_depth");
+	else
+		cr_assert_eq(ret, -ENOSPC, "accept past cq_depth: %d", ret);
+	if (cep2) {     /* tcp: the connector learns by a disconnect */
+		const struct wf_cqe *d = NULL;
+		int64_t end = ft_now_ms() + ft_wait_ms();
+
+		gc.n = 0;
+		while (!d) {
+			cr_assert_lt(ft_now_ms(), end, "refused endpoint never disconnected");
+			ft_poll_into(q.cctx, &gc);
+			d = ft_find(&gc, WF_CQE_DISCONNECT, 0);
+		}
+		cr_assert_eq(d->ep, cep2);
+		wf_ep_destroy(cep2);
+	}
+	still_works(&q);
+	ft_pair_close(&q);
 
 	/* An endpoint alone larger than the queue never fits. */
 	struct wf_ctx *ctx = ft_ctx(10);
