@@ -380,20 +380,27 @@ static int movement(const struct epoch *dep, uint32_t pool, enum change c,
 	return ret;
 }
 
+/*
+ * Timings are medians of REPS short repetitions: on a shared machine a
+ * repetition that was preempted is an outlier the median drops, where one
+ * long loop would average it in.
+ */
+#define REPS 15
+
 static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
 {
 	uint32_t pg_num = e->t.pools[pool].pg_num, out[WF_MAX_REPLICAS];
-	double v[7], sink = 0;
+	double v[REPS], sink = 0;
 
-	for (int rep = 0; rep < 7; rep++) {
+	for (int rep = 0; rep < REPS; rep++) {
 		double t0 = now_ns();
 
 		for (uint32_t pg = 0; pg < pg_num; pg++)
 			sink += wf_place_pg(&e->pl, pool, pg, out) + out[0];
 		v[rep] = (now_ns() - t0) / pg_num;
 	}
-	r->mappings = 7ull * pg_num;
-	r->ns_per_mapping = median(v, 7) + sink * 0;
+	r->mappings = (uint64_t)REPS * pg_num;
+	r->ns_per_mapping = median(v, REPS) + sink * 0;
 
 	for (int rep = 0; rep < 5; rep++) {
 		struct wf_pg_table t;
@@ -408,8 +415,8 @@ static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
 
 	/* Lookups of pseudo-random PGs, dependent on each other so the loop
 	 * cannot be vectorised away. */
-	for (int rep = 0; rep < 7; rep++) {
-		const uint32_t n = 1u << 22;
+	for (int rep = 0; rep < REPS; rep++) {
+		const uint32_t n = 1u << 20;
 		uint64_t x = 0x9e3779b97f4a7c15ull, acc = 0;
 		double t0 = now_ns();
 
@@ -422,10 +429,10 @@ static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
 		v[rep] = (now_ns() - t0) / n;
 		sink += (double)(acc & 1);
 	}
-	r->table_lookup_ns = median(v, 7) + sink * 0;
+	r->table_lookup_ns = median(v, REPS) + sink * 0;
 
-	for (int rep = 0; rep < 5; rep++) {
-		const uint32_t n = 1u << 20;
+	for (int rep = 0; rep < REPS; rep++) {
+		const uint32_t n = 1u << 18;
 		const struct wf_map *map = &e->map;
 		struct wf_extent_loc loc = { 0 };
 		uint32_t vol = UINT32_MAX;
@@ -448,7 +455,7 @@ static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
 		}
 		v[rep] = (now_ns() - t0) / n;
 	}
-	r->place_extent_ns = median(v, 5) + sink * 0;
+	r->place_extent_ns = median(v, REPS) + sink * 0;
 }
 
 static int heavy_share(const struct epoch *dep, uint32_t pool, bool balance, double *ratio)
