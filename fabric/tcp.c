@@ -64,6 +64,9 @@
 #define TX_IOV        64        /* iovecs gathered into one sendmsg */
 #define EVENTS        64        /* epoll events per wf_poll */
 #define ACCEPT_BUDGET 16        /* new sockets per listener event */
+#define WAITING_MAX   256       /* handshaking + unaccepted per listener:
+                                 * past it new sockets are closed at once,
+                                 * so silent peers cannot pile up fds */
 /*
  * With at most DIRECT_MAX live endpoints, wf_poll reads their sockets
  * directly and asks epoll only every EPOLL_EVERY calls (for listeners,
@@ -107,6 +110,7 @@ struct tcp_listener {
 	int                fd;
 	bool               accept_queued;  /* an ACCEPT cqe is in the ring */
 	struct tcp_ep     *waiting;        /* not yet wf_accept'ed */
+	uint32_t           nwaiting;
 	char               path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -1011,6 +1015,7 @@ static void listener_unlink(struct tcp_ep *ep)
 	for (pp = &ep->lst->waiting; *pp; pp = &(*pp)->lnext)
 		if (*pp == ep) {
 			*pp = ep->lnext;
+			ep->lst->nwaiting--;
 			break;
 		}
 	ep->lst = NULL;
@@ -1073,6 +1078,10 @@ static void listener_rx(struct tcp_listener *l)
 
 		if (fd < 0)
 			return;
+		if (l->nwaiting >= WAITING_MAX) {
+			close(fd);
+			continue;
+		}
 		if (!l->path[0])
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		ep = ep_new(l->ctx, fd, &l->base.opts);
@@ -1088,6 +1097,7 @@ static void listener_rx(struct tcp_listener *l)
 		ep->lst = l;
 		ep->lnext = l->waiting;
 		l->waiting = ep;
+		l->nwaiting++;
 	}
 }
 

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -947,16 +948,20 @@ static int raw_connect(const char *addr)
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		cr_assert_eq(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
 	} else {
-		struct sockaddr_in in = { .sin_family = AF_INET };
-		const char *colon = strrchr(addr, ':');
-		char host[64];
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		const char *h = addr + 4, *colon = strrchr(h, ':');
+		char host[128];
 
 		cr_assert_not_null(colon);
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr - 4), addr + 4);
-		in.sin_port = htons((uint16_t)atoi(colon + 1));
-		cr_assert_eq(inet_pton(AF_INET, host, &in.sin_addr), 1);
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert_eq(connect(fd, (struct sockaddr *)&in, sizeof(in)), 0);
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+		if (host[0] == '[') {   /* [v6] */
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = 0;
+		}
+		cr_assert_eq(getaddrinfo(host, colon + 1, &hints, &res), 0);
+		fd = socket(res->ai_family, SOCK_STREAM, 0);
+		cr_assert_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
+		freeaddrinfo(res);
 	}
 	return fd;
 }
