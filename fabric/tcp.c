@@ -182,7 +182,7 @@ struct tcp_ep {
 	int                  state;
 	uint32_t             events;    /* current epoll interest */
 	struct wf_ep_opts    opts;
-	uint32_t             peer_send_depth, msg_max;
+	uint32_t             peer_send_depth, peer_msg, msg_max;
 
 	/* send side */
 	struct tcp_op       *ops;
@@ -515,6 +515,7 @@ static int ep_alloc(struct tcp_ep *ep, uint32_t peer_send_depth, uint32_t peer_m
 	uint32_t i;
 
 	ep->peer_send_depth = peer_send_depth;
+	ep->peer_msg = peer_msg;
 	ep->msg_max = o->msg_size < peer_msg ? o->msg_size : peer_msg;
 	ep->tx_cap = o->send_depth + peer_send_depth;
 	ep->ops = calloc(o->send_depth, sizeof(*ep->ops));
@@ -1042,13 +1043,15 @@ static void ep_hello_rx(struct tcp_ep *ep)
 	err = hello_parse(ep->rx_hdr, &h);
 	if (!err && h.kind != WF_TCP_HELLO)
 		err = EPROTO;
-	if (!err)
-		err = -ep_alloc(ep, h.send_depth, h.msg_size);
 	if (err) {
 		hello_fill(&reply, WF_TCP_REFUSE, NULL, err);
 		(void)!send(ep->fd, &reply, sizeof(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
 		goto drop;
 	}
+	/* Buffers come at wf_accept: a peer that never gets accepted costs
+	 * only this struct. */
+	ep->peer_send_depth = h.send_depth;
+	ep->peer_msg = h.msg_size;
 	hello_fill(&reply, WF_TCP_ACCEPT, &ep->opts, 0);
 	/* A fresh socket's buffer takes 32 bytes whole. */
 	if (send(ep->fd, &reply, sizeof(reply), MSG_NOSIGNAL | MSG_DONTWAIT) !=
@@ -1278,7 +1281,9 @@ static int tcp_accept(struct wf_listener *lb, struct wf_ep **out)
 	}
 	ep->reserved = true;
 	ep->state = EP_LIVE;
-	ret = ep_epoll_add(ep);
+	ret = ep_alloc(ep, ep->peer_send_depth, ep->peer_msg);
+	if (!ret)
+		ret = ep_epoll_add(ep);
 	if (ret) {
 		l->ctx->cq_reserved -= ep_budget(&ep->opts);
 		ep_free(ep);
