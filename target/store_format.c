@@ -33,7 +33,7 @@ static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return l
 
 /* CRC32C (Castagnoli), the standard form: ISA-L's crc32_iscsi seeded with
  * all ones, result inverted.  "123456789" gives 0xe3069283. */
-uint32_t wf_crc32c(const void *buf, size_t len)
+uint32_t wf_store_crc32c(const void *buf, size_t len)
 {
 	return crc32_iscsi((unsigned char *)buf, (int)len, 0xffffffffu) ^ 0xffffffffu;
 }
@@ -121,7 +121,7 @@ void wf_sb_pack(const struct wf_sb *sb, uint8_t *blk)
 	put64(blk + SB_DATAOFF, sb->data_off);
 	put64(blk + SB_NONCE, sb->nonce);
 	put64(blk + SB_FTIME, sb->format_time);
-	put32(blk + SB_CRC, wf_crc32c(blk, WF_STORE_BLOCK));
+	put32(blk + SB_CRC, wf_store_crc32c(blk, WF_STORE_BLOCK));
 }
 
 int wf_sb_unpack(const uint8_t *blk, uint64_t dev_size, struct wf_sb *sb,
@@ -229,7 +229,7 @@ void wf_ix_build(const struct wf_store *s, uint64_t b, uint8_t copy,
 			put32(slot + 12, WF_SLOT_MAPPED);
 		}
 	}
-	put32(blk + IX_CRC, wf_crc32c(blk, WF_STORE_BLOCK));
+	put32(blk + IX_CRC, wf_store_crc32c(blk, WF_STORE_BLOCK));
 }
 
 /* 0 if blk is a valid copy `copy` of block b of this format, with *seq. */

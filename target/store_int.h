@@ -49,7 +49,7 @@ void wf_sb_pack(const struct wf_sb *sb, uint8_t *blk);
  * -errno documented for wf_store_open, with a message. */
 int  wf_sb_unpack(const uint8_t *blk, uint64_t dev_size, struct wf_sb *sb,
 		  struct wf_store_err *err);
-uint32_t wf_crc32c(const void *buf, size_t len);
+uint32_t wf_store_crc32c(const void *buf, size_t len);
 
 /* In-RAM extent state (low 3 bits of ram[]; the rest counts device I/Os in
  * flight on the extent, which a whole-extent discard waits to drain). */

@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Connections and the request state machine (enum wf_tgt_rq_state).
+ *
+ * A connection is taken from the reactor's pool at accept: its ring of
+ * slots, its request structs (one per slot) and its memory registrations
+ * were all made at startup, so serving requests allocates nothing.
+ *
+ * Credits, per endpoint (sized in reactor.c when listening):
+ *   receive: slots + 2.  A well-behaved initiator has at most one request
+ *            per slot in flight; the HELLO needs one more.  A peer that
+ *            sends more is held back by the fabric, not dropped.
+ *   send:    2 * slots + WF_TGT_SPARE_SENDS.  A READ posts a data write
+ *            and a reply, anything else a reply; the spares cover error
+ *            replies to requests that name no valid slot (a connection
+ *            sends at most WF_TGT_MAX_INVALID of those before it is
+ *            closed).  When a post still finds no credit the request
+ *            waits on the reactor's pending list.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "target/target.h"
+
+/* wr_ids of our posts: only the kind matters (the conn comes from ep). */
+enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
+
+#define container_of(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static void conn_release_check(struct wf_tgt_conn *c);
+
+void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
+{
+	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+		return;
+	if (why)
+		wf_tgt_log("connection %u (client %llu) closed: %s", c->idx,
+			   (unsigned long long)c->client_id, why);
+	c->state = CONN_CLOSING;
+	if (c->ep && !c->gone)
+		wf_ep_close(c->ep);
+	conn_release_check(c);
+}
+
+/* Back to the pool once nothing refers to the slots any more. */
+static void conn_release_check(struct wf_tgt_conn *c)
+{
+	struct wf_tgt_reactor *r = c->r;
+
+	if (c->state != CONN_CLOSING || !c->gone || c->store_inflight ||
+	    c->npending)
+		return;
+	wf_ep_destroy(c->ep);
+	c->ep = NULL;
+	for (uint32_t i = 0; i < r->cfg->slots; i++)
+		c->reqs[i].state = RQ_FREE;
+	c->state = CONN_FREE;
+	c->next_free = r->free_conns;
+	r->free_conns = c;
+	r->nconns--;
+}
+
+static void pend(struct wf_tgt_req *q)
+{
+	struct wf_tgt_reactor *r = q->conn->r;
+
+	if (q->pending)
+		return;
+	q->pending = true;
+	q->next = NULL;
+	if (r->pend_tail)
+		r->pend_tail->next = q;
+	else
+		r->pend_head = q;
+	r->pend_tail = q;
+	q->conn->npending++;
+}
+
+/*
+ * Move a request on from RQ_PUSH or RQ_REPLY as far as send credits allow.
+ * Returns true when it is finished (RQ_FREE) or dropped with its conn.
+ */
+static bool rq_advance(struct wf_tgt_req *q)
+{
+	struct wf_tgt_conn *c = q->conn;
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_reply_hdr h;
+	struct wf_reply rep;
+	int ret;
+
+	if (c->state != CONN_LIVE) {
+		q->state = RQ_FREE;
+		return true;
+	}
+	if (q->state == RQ_PUSH) {
+		ret = wf_write(c->ep, r->fab[c->fab].mrs[c->idx],
+			       (uint64_t)q->slot * c->lim.slot_size, q->length,
+			       &q->buf, 0, WR_DATA);
+		if (ret == -EAGAIN)
+			return false;
+		if (ret) {
+			/* The initiator named a buffer we cannot write. */
+			q->state = RQ_FREE;
+			wf_tgt_conn_close(c, "cannot write into the initiator's buffer");
+			return true;
+		}
+		c->sends_out++;
+		q->state = RQ_REPLY;
+	}
+	memset(&rep, 0, sizeof(rep));
+	rep.status = q->status;
+	rep.tag = q->tag;
+	rep.epoch = r->map->epoch;
+	rep.slot = q->slot;
+	if (q->status == WF_WS_OK) {
+		rep.length = q->length;
+		rep.data_crc = q->crc;
+	}
+	wf_reply_encode(&rep, &h);
+	ret = wf_send(c->ep, &h, sizeof(h), WR_REPLY);
+	if (ret == -EAGAIN)
+		return false;
+	q->state = RQ_FREE;
+	if (ret) {
+		wf_tgt_conn_close(c, "cannot send a reply");
+		return true;
+	}
+	c->sends_out++;
+	return true;
+}
+
+static void rq_finish(struct wf_tgt_req *q, uint16_t status)
+{
+	q->status = status;
+	if (q->state != RQ_PUSH)
+		q->state = RQ_REPLY;
+	if (!rq_advance(q))
+		pend(q);
+}
+
+unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_req *q = r->pend_head, *keep = NULL, *keep_tail = NULL;
+	unsigned n = 0;
+
+	r->pend_head = r->pend_tail = NULL;
+	while (q) {
+		struct wf_tgt_req *next = q->next;
+		struct wf_tgt_conn *c = q->conn;
+
+		q->pending = false;
+		c->npending--;
+		if (rq_advance(q)) {
+			n++;
+			conn_release_check(c);
+		} else {
+			/* Still no credit: keep the order. */
+			q->pending = true;
+			c->npending++;
+			q->next = NULL;
+			if (keep_tail)
+				keep_tail->next = q;
+			else
+				keep = q;
+			keep_tail = q;
+		}
+		q = next;
+	}
+	/* Requests pended while we ran go behind the kept ones. */
+	if (keep) {
+		keep_tail->next = r->pend_head;
+		if (!r->pend_head)
+			r->pend_tail = keep_tail;
+		r->pend_head = keep;
+	}
+	return n;
+}
+
+static void store_done(struct wf_store_req *sreq, int res)
+{
+	struct wf_tgt_req *q = container_of(sreq, struct wf_tgt_req, sreq);
+	struct wf_tgt_conn *c = q->conn;
+	struct wf_tgt_reactor *r = c->r;
+
+	if (!res && q->fua_flush) {
+		/* DISCARD | FUA: a partial discard is durable only after a
+		 * flush (docs/store.md). */
+		q->fua_flush = false;
+		if (!wf_store_flush(r->store, &q->sreq))
+			return;
+		res = -EIO;
+	}
+	c->store_inflight--;
+	r->store_inflight--;
+	if (res)
+		r->stats.errors++;
+	if (c->state != CONN_LIVE) {
+		q->state = RQ_FREE;
+		conn_release_check(c);
+		return;
+	}
+	if (!res && q->op == WF_OP_READ) {
+		if (q->flags & WF_REQ_CRC)
+			q->crc = wf_crc32c(0, c->ring + (size_t)q->slot * c->lim.slot_size,
+					   q->length);
+		q->state = RQ_PUSH;
+	}
+	rq_finish(q, wf_wire_status_from_errno(res));
+}
+
+/* An error reply for a request that holds no usable slot. */
+static void send_error(struct wf_tgt_conn *c, const struct wf_req *req,
+		       uint16_t status)
+{
+	struct wf_reply_hdr h;
+	struct wf_reply rep = {
+		.status = status, .tag = req->tag, .epoch = c->r->map->epoch,
+		.slot = req->slot,
+	};
+
+	wf_reply_encode(&rep, &h);
+	if (wf_send(c->ep, &h, sizeof(h), WR_ERRREPLY))
+		wf_tgt_conn_close(c, "no send credit for an error reply");
+	else
+		c->sends_out++;
+}
+
+static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
+{
+	struct wf_tgt_reactor *r = c->r;
+	char *slot = c->ring + (size_t)q->slot * c->lim.slot_size;
+	int bi = (int)c->idx, ret;
+
+	wf_store_req_init(&q->sreq, store_done, q);
+	switch (q->op) {
+	case WF_OP_READ:
+		r->stats.reads++;
+		r->stats.read_bytes += q->length;
+		ret = wf_store_read(r->store, &q->sreq, q->volume, q->offset,
+				    q->length, slot, bi);
+		break;
+	case WF_OP_WRITE:
+		r->stats.writes++;
+		r->stats.write_bytes += q->length;
+		if ((q->flags & WF_REQ_CRC) &&
+		    wf_crc32c(0, slot, q->length) != q->crc) {
+			rq_finish(q, WF_WS_CRC);
+			return;
+		}
+		ret = wf_store_write(r->store, &q->sreq, q->volume, q->offset,
+				     q->length, slot, bi,
+				     (q->flags & WF_REQ_FUA) ? WF_STORE_FUA : 0);
+		break;
+	case WF_OP_FLUSH:
+		r->stats.flushes++;
+		ret = wf_store_flush(r->store, &q->sreq);
+		break;
+	default:
+		r->stats.discards++;
+		q->fua_flush = q->flags & WF_REQ_FUA;
+		ret = wf_store_discard(r->store, &q->sreq, q->volume, q->offset,
+				       q->length);
+		break;
+	}
+	if (ret) {
+		rq_finish(q, wf_wire_status_from_errno(ret));
+		return;
+	}
+	q->state = RQ_STORE;
+	c->store_inflight++;
+	r->store_inflight++;
+}
+
+static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_tgt_parsed p;
+	struct wf_tgt_req *q;
+	int v;
+
+	v = wf_tgt_req_parse(msg, len, &c->lim, r->map, &p);
+	if (v == WF_TGT_NEWER) {
+		/* At most one request-driven reload per 100 ms, so a peer
+		 * with a bogus epoch cannot make us parse the file for every
+		 * request. */
+		uint64_t now = wf_tgt_now_ns();
+
+		if (now - r->last_reload > 100000000ull) {
+			r->last_reload = now;
+			wf_tgt_reload(r, "request with a newer epoch");
+		}
+		v = wf_tgt_req_parse(msg, len, &c->lim, r->map, &p);
+		if (v == WF_TGT_NEWER)
+			v = WF_TGT_REJECT;      /* p.status is BUSY */
+	}
+	if (v == WF_TGT_MALFORMED) {
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, wf_tgt_reason_name(p.reason));
+		return;
+	}
+	if (v == WF_TGT_OK && r->phase != PH_RUN) {
+		v = WF_TGT_REJECT;
+		p.status = WF_WS_BUSY;
+	}
+	if (v == WF_TGT_REJECT && (p.status & ~WF_WS_DNR) == WF_WS_INVALID) {
+		r->stats.invalid++;
+		if (++c->invalid > WF_TGT_MAX_INVALID) {
+			r->stats.closed_bad++;
+			wf_tgt_conn_close(c, "too many invalid requests");
+			return;
+		}
+	}
+	if (!p.slot_ok) {
+		send_error(c, &p.req, p.status);
+		return;
+	}
+	q = &c->reqs[p.req.slot];
+	if (q->state != RQ_FREE) {
+		/* Reusing a slot before its reply: the peer's payload may
+		 * already have overwritten data a request in flight uses. */
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, "request names a slot that is in use");
+		return;
+	}
+	q->tag = p.req.tag;
+	q->slot = p.req.slot;
+	q->op = p.req.opcode;
+	q->flags = p.req.flags;
+	q->length = p.req.length;
+	q->crc = 0;
+	if (v == WF_TGT_REJECT) {
+		r->stats.errors++;
+		rq_finish(q, p.status);
+		return;
+	}
+	q->volume = p.req.volume;
+	q->offset = p.req.offset;
+	q->buf = p.req.buf;
+	q->crc = p.req.data_crc;
+	start_io(c, q);
+}
+
+static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_grant_hdr h;
+	struct wf_grant g;
+	struct wf_hello he;
+	uint32_t reason = 0, n;
+	int ret;
+
+	if (len != sizeof(struct wf_hello_hdr) ||
+	    wf_hello_decode(msg, len, &he, &reason)) {
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, "bad HELLO");
+		return;
+	}
+	if (he.epoch > r->map->epoch)
+		wf_tgt_reload(r, "HELLO with a newer epoch");
+	c->client_id = he.client_id;
+	memset(&g, 0, sizeof(g));
+	g.epoch = r->map->epoch;
+	g.target_id = r->cfg->id;
+	if (r->phase != PH_RUN) {
+		g.status = WF_WS_BUSY;
+		wf_grant_encode(&g, &h);
+		if (!wf_send(c->ep, &h, sizeof(h), WR_GRANT))
+			c->sends_out++;
+		wf_tgt_conn_close(c, NULL);
+		return;
+	}
+	n = he.want_slots < r->cfg->slots ? he.want_slots : r->cfg->slots;
+	c->lim.slot_count = n;
+	c->lim.slot_size = r->cfg->slot_size;
+	g.slot_count = n;
+	g.slot_size = r->cfg->slot_size;
+	ret = wf_mr_rkey(r->fab[c->fab].mrs[c->idx], c->ep, 0,
+			 n * r->cfg->slot_size, &g.ring);
+	if (ret) {
+		wf_tgt_conn_close(c, "cannot describe the ring");
+		return;
+	}
+	wf_grant_encode(&g, &h);
+	ret = wf_send(c->ep, &h, sizeof(h), WR_GRANT);
+	if (ret) {
+		wf_tgt_conn_close(c, "cannot send the GRANT");
+		return;
+	}
+	c->sends_out++;
+	c->state = CONN_LIVE;
+}
+
+static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	int op;
+
+	if (c->state == CONN_HELLO) {
+		on_hello(c, msg, len);
+		return;
+	}
+	if (c->state != CONN_LIVE)
+		return;         /* closing: nothing more is served */
+	if (c->r->phase >= PH_DRAIN_SEND)
+		return;         /* the connection is about to be closed */
+	op = wf_wire_peek(msg, len, NULL);
+	if (op >= WF_OP_READ && op <= WF_OP_DISCARD) {
+		on_request(c, msg, len);
+		return;
+	}
+	c->r->stats.closed_bad++;
+	wf_tgt_conn_close(c, op < 0 ? "not a weft message" : "unexpected message");
+}
+
+void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
+			struct wf_listener *l)
+{
+	for (;;) {
+		struct wf_tgt_conn *c = r->free_conns;
+		struct wf_ep *ep;
+
+		if (!c || r->phase != PH_RUN) {
+			/* Full (or stopping): take the endpoint and drop it,
+			 * so the initiator sees the refusal at once. */
+			if (wf_accept(l, NULL, &ep))
+				return;
+			r->stats.refused++;
+			wf_ep_destroy(ep);
+			continue;
+		}
+		if (wf_accept(l, c, &ep))
+			return;
+		r->free_conns = c->next_free;
+		r->nconns++;
+		r->stats.accepted++;
+		c->ep = ep;
+		c->fab = fab;
+		c->state = CONN_HELLO;
+		c->gone = false;
+		c->invalid = 0;
+		c->client_id = 0;
+		c->store_inflight = c->npending = c->sends_out = 0;
+		memset(&c->lim, 0, sizeof(c->lim));
+	}
+}
+
+void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
+{
+	struct wf_tgt_conn *c = e->ep ? wf_ep_user(e->ep) : NULL;
+
+	(void)r;
+	if (!c)
+		return;
+	switch (e->op) {
+	case WF_CQE_RECV_MSG:
+		on_msg(c, e->msg, e->len);
+		break;
+	case WF_CQE_RECV_IMM:
+		/* Not part of the protocol: payloads come by plain write. */
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, "unexpected write-with-immediate");
+		break;
+	case WF_CQE_SEND:
+	case WF_CQE_WRITE:
+	case WF_CQE_WRITE_IMM:
+	case WF_CQE_READ:
+		if (c->sends_out)
+			c->sends_out--;
+		if (e->status && c->state == CONN_LIVE)
+			wf_tgt_conn_close(c, "send failed");
+		break;
+	case WF_CQE_DISCONNECT:
+		c->gone = true;
+		if (c->state != CONN_CLOSING)
+			c->state = CONN_CLOSING;
+		conn_release_check(c);
+		break;
+	default:
+		break;
+	}
+}

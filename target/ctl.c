@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The control socket (target/ctl_proto.h): status, short-circuit setup
+ * (device fd + index memfd over SCM_RIGHTS) and map reload.  Served by the
+ * reactor between data-path turns; every call is non-blocking, and a
+ * client that does not read its answers is dropped.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "target/ctl_proto.h"
+#include "target/target.h"
+
+int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_ctl *c = &r->ctl;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = WF_TGT_EV_CTL };
+	struct stat a, b;
+	int n, ret;
+
+	n = snprintf(c->path, sizeof(c->path), "%s/target-%u.ctl",
+		     r->cfg->run_dir, r->cfg->id);
+	if (n < 0 || (size_t)n >= sizeof(c->path) || (size_t)n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, c->path, (size_t)n + 1);
+
+	/* Short-circuit readers get their own read-only descriptor of the
+	 * same file, never the store's read-write one. */
+	c->dev_ro = open(r->map->map.targets[r->map->self].device,
+			 O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (c->dev_ro >= 0 && (fstat(c->dev_ro, &a) ||
+			       fstat(wf_store_dev_fd(r->store), &b) ||
+			       a.st_dev != b.st_dev || a.st_ino != b.st_ino ||
+			       a.st_rdev != b.st_rdev)) {
+		close(c->dev_ro);
+		c->dev_ro = -1;
+	}
+	if (c->dev_ro < 0)
+		wf_tgt_log("short-circuit reads disabled: cannot reopen the device "
+			   "read-only");
+
+	c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->lfd < 0)
+		return -errno;
+	unlink(c->path);
+	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(c->lfd, 16) ||
+	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->lfd, &e)) {
+		ret = -errno;
+		close(c->lfd);
+		c->lfd = -1;
+		return ret;
+	}
+	return 0;
+}
+
+static void drop(struct wf_tgt_reactor *r, unsigned i)
+{
+	epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->ctl.cfd[i], NULL);
+	close(r->ctl.cfd[i]);
+	r->ctl.cfd[i] = -1;
+}
+
+void wf_tgt_ctl_close(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_ctl *c = &r->ctl;
+
+	for (unsigned i = 0; i < WF_TGT_CTL_CLIENTS; i++)
+		if (c->cfd[i] >= 0)
+			drop(r, i);
+	if (c->lfd >= 0) {
+		close(c->lfd);
+		unlink(c->path);
+		c->lfd = -1;
+	}
+	if (c->dev_ro >= 0)
+		close(c->dev_ro);
+	c->dev_ro = -1;
+}
+
+static void fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
+			struct wf_ctl_status *s)
+{
+	struct wf_store_stat st;
+
+	wf_store_stat(r->store, &st);
+	memset(s, 0, sizeof(*s));
+	s->magic = htole32(WF_CTL_MAGIC);
+	s->version = htole16(WF_CTL_VERSION);
+	s->op = htole16(op);
+	s->result = (int32_t)htole32((uint32_t)result);
+	s->target_id = htole32(r->cfg->id);
+	s->cluster_id = htole64(st.cluster_id);
+	s->epoch = htole64(r->map->epoch);
+	s->extents = htole64(st.extents);
+	s->used = htole64(st.used);
+	s->free = htole64(st.free);
+	s->extent_size = htole32(st.extent_size);
+	s->connections = htole32(r->nconns);
+	s->max_conns = htole32(r->cfg->max_conns);
+	s->slots = htole32(r->cfg->slots);
+	s->slot_size = htole32(r->cfg->slot_size);
+	s->inflight = htole32(r->store_inflight);
+	s->reads = htole64(r->stats.reads);
+	s->writes = htole64(r->stats.writes);
+	s->errors = htole64(r->stats.errors);
+	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
+}
+
+static int answer_sc(struct wf_tgt_reactor *r, int fd)
+{
+	struct wf_ctl_shortcircuit a;
+	const struct wf_store_view_hdr *vh;
+	struct wf_store_view v;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int fds[2] = { r->ctl.dev_ro, wf_store_index_fd(r->store) };
+	int result = 0;
+	uint64_t data_off = 0;
+
+	if (fds[0] < 0 || fds[1] < 0)
+		result = -EOPNOTSUPP;
+	if (!result && !wf_store_view_open(fds[1], &v)) {
+		vh = v.hdr;
+		data_off = vh->data_off;
+		wf_store_view_close(&v);
+	} else if (!result) {
+		result = -EIO;
+	}
+	memset(&a, 0, sizeof(a));
+	a.magic = htole32(WF_CTL_MAGIC);
+	a.version = htole16(WF_CTL_VERSION);
+	a.op = htole16(WF_CTL_SHORTCIRCUIT);
+	a.result = (int32_t)htole32((uint32_t)result);
+	a.target_id = htole32(r->cfg->id);
+	a.cluster_id = htole64(r->st0.cluster_id);
+	a.epoch = htole64(r->map->epoch);
+	a.data_off = htole64(data_off);
+	a.extent_size = htole32(r->st0.extent_size);
+	if (!result) {
+		struct cmsghdr *cm;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(fds));
+		memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	}
+	return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(a) ? 0 : -1;
+}
+
+static void serve(struct wf_tgt_reactor *r, unsigned i)
+{
+	int fd = r->ctl.cfd[i];
+	struct wf_ctl_req q;
+	struct wf_ctl_status s;
+	ssize_t n;
+	uint16_t op;
+	int result = 0;
+
+	n = recv(fd, &q, sizeof(q), MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n != (ssize_t)sizeof(q) || le32toh(q.magic) != WF_CTL_MAGIC ||
+	    le16toh(q.version) != WF_CTL_VERSION || q.reserved[0] || q.reserved[1]) {
+		if (n > 0)
+			wf_tgt_log("control: malformed request, dropping the client");
+		drop(r, i);
+		return;
+	}
+	op = le16toh(q.op);
+	switch (op) {
+	case WF_CTL_SHORTCIRCUIT:
+		if (answer_sc(r, fd))
+			drop(r, i);
+		return;
+	case WF_CTL_RELOAD:
+		result = wf_tgt_reload(r, "control RELOAD");
+		break;
+	case WF_CTL_STATUS:
+		break;
+	default:
+		result = -EPROTO;
+		break;
+	}
+	if (le64toh(q.epoch) > r->map->epoch && op == WF_CTL_STATUS)
+		wf_tgt_reload(r, "control request with a newer epoch");
+	fill_status(r, op, result, &s);
+	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s))
+		drop(r, i);
+}
+
+void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
+{
+	struct epoll_event e = { .events = EPOLLIN };
+	unsigned i;
+	int fd;
+
+	if (ev > WF_TGT_EV_CTL) {
+		i = (unsigned)(ev - WF_TGT_EV_CTL - 1);
+		if (i < WF_TGT_CTL_CLIENTS && r->ctl.cfd[i] >= 0)
+			serve(r, i);
+		return;
+	}
+	while ((fd = accept4(r->ctl.lfd, NULL, NULL,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		for (i = 0; i < WF_TGT_CTL_CLIENTS; i++)
+			if (r->ctl.cfd[i] < 0)
+				break;
+		e.data.u64 = WF_TGT_EV_CTL + 1 + i;
+		if (i == WF_TGT_CTL_CLIENTS ||
+		    epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &e)) {
+			close(fd);      /* full: the client sees EOF */
+			continue;
+		}
+		r->ctl.cfd[i] = fd;
+	}
+}

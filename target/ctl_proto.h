@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The target's control socket: RUN_DIR/target-ID.ctl, AF_UNIX
+ * SOCK_SEQPACKET, on the target's host only.  Public to the initiator
+ * (libweft includes it for short-circuit reads; weftctl for status).
+ *
+ * A wire format: every struct is fixed-size, every integer little-endian
+ * (convert with htole and le*toh), checked with _Static_assert.  One
+ * request per packet, one answer per request, in order.  A request that is
+ * not exactly a struct wf_ctl_req with this magic and version gets an
+ * answer with result -EPROTO (when its op can be told) or the connection
+ * closed.  Full description: docs/protocol.md, "Control socket".
+ */
+#ifndef WEFT_TARGET_CTL_PROTO_H
+#define WEFT_TARGET_CTL_PROTO_H
+
+#include <stdint.h>
+
+#define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
+#define WF_CTL_VERSION  1u
+
+enum wf_ctl_op {
+	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
+	WF_CTL_SHORTCIRCUIT = 2,    /* answer: struct wf_ctl_shortcircuit plus
+	                             * two fds (SCM_RIGHTS): [0] the device,
+	                             * read-only, O_DIRECT; [1] the store's
+	                             * index memfd (sealed; map it read-only
+	                             * with wf_store_view_open) */
+	WF_CTL_RELOAD       = 3,    /* reload the map file; answer:
+	                             * struct wf_ctl_status (the new epoch) */
+};
+
+struct wf_ctl_req {
+	uint32_t magic;             /* WF_CTL_MAGIC */
+	uint16_t version;           /* WF_CTL_VERSION */
+	uint16_t op;                /* enum wf_ctl_op */
+	uint64_t epoch;             /* sender's map epoch, 0 if none */
+	uint64_t reserved[2];       /* 0 */
+};
+_Static_assert(sizeof(struct wf_ctl_req) == 32, "ctl request is 32 bytes");
+
+struct wf_ctl_status {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t op;                /* the request's op */
+	int32_t  result;            /* 0 or -errno (RELOAD: why it failed; the
+	                             * rest then describes the kept map) */
+	uint32_t target_id;
+	uint64_t cluster_id;
+	uint64_t epoch;             /* the map epoch the target serves */
+	uint64_t extents;           /* data extents on the device */
+	uint64_t used;              /* allocated extents */
+	uint64_t free;
+	uint32_t extent_size;
+	uint32_t connections;       /* open data connections */
+	uint32_t max_conns;
+	uint32_t slots;             /* per connection */
+	uint32_t slot_size;
+	uint32_t inflight;          /* store requests in flight */
+	uint64_t reads, writes;     /* requests served since start */
+	uint64_t errors;            /* requests answered with an error */
+	uint64_t uptime_ms;
+};
+_Static_assert(sizeof(struct wf_ctl_status) == 112, "ctl status is 112 bytes");
+
+struct wf_ctl_shortcircuit {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t op;                /* WF_CTL_SHORTCIRCUIT */
+	int32_t  result;            /* 0, or -errno and no fds attached */
+	uint32_t target_id;
+	uint64_t cluster_id;
+	uint64_t epoch;
+	uint64_t data_off;          /* device byte offset of physical extent 0
+	                             * (also in the view header) */
+	uint32_t extent_size;
+	uint32_t reserved;          /* 0 */
+};
+_Static_assert(sizeof(struct wf_ctl_shortcircuit) == 48,
+	       "ctl short-circuit answer is 48 bytes");
+
+#endif

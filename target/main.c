@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weft-target: serve target N of a cluster map.  Command line, --format,
+ * daemonizing, the pid file and the startup checks; the serving itself is
+ * in reactor.c and conn.c.  Exit codes: 0 clean stop, 1 startup failure
+ * (with the reason on stderr), 2 bad arguments.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "target/target.h"
+
+static const char usage_text[] =
+"usage: weft-target -c MAP --id N [options]\n"
+"  -c, --config MAP       cluster map (libconfig); the device and address\n"
+"                         come from target N's entry\n"
+"  -i, --id N             target id to serve\n"
+"  -f, --foreground       do not daemonize (log to stderr)\n"
+"  -p, --pid-file P       write the pid here once listening\n"
+"  -r, --run-dir D        unix data and control sockets (default /run/weft)\n"
+"      --cores N          reactors (default 1; only 1 is supported, see\n"
+"                         docs/target.md)\n"
+"  -t, --transport T      tcp (default) or verbs\n"
+"      --slots N          staging slots per connection (default 32)\n"
+"      --slot-size BYTES  bytes per slot, multiple of 4096 (default 128K)\n"
+"      --max-conns N      connections served at once (default 16); slot\n"
+"                         memory = slots x slot-size x max-conns\n"
+"      --poll-us US       busy-poll this long before sleeping (default 50)\n"
+"      --cache MODE       auto (default), volatile or none: the device's\n"
+"                         write cache (docs/store.md, durability)\n"
+"      --listen ADDR      listen here instead of the map's addr:port\n"
+"                         (tests: tcp:127.0.0.1:0)\n"
+"      --format           initialise the device and exit\n"
+"      --force            with --format: overwrite an existing store\n"
+"  -h, --help\n";
+
+static int __attribute__((format(printf, 1, 2))) bad_arg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "weft-target: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n(weft-target --help for usage)\n", stderr);
+	return 2;
+}
+
+/* Size with an optional K/M/G suffix (binary). */
+static int parse_u32(const char *s, uint32_t *out, bool suffix)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno)
+		return -EINVAL;
+	if (suffix && *end) {
+		int sh = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ?
+			 20 : *end == 'G' || *end == 'g' ? 30 : -1;
+
+		if (sh < 0 || v > (UINT32_MAX >> sh))
+			return -EINVAL;
+		v <<= sh;
+		end++;
+	}
+	if (*end || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+enum {
+	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
+	O_LISTEN, O_FORMAT, O_FORCE,
+};
+
+static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "pid-file", required_argument, NULL, 'p' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "transport", required_argument, NULL, 't' },
+		{ "cores", required_argument, NULL, O_CORES },
+		{ "slots", required_argument, NULL, O_SLOTS },
+		{ "slot-size", required_argument, NULL, O_SLOT_SIZE },
+		{ "max-conns", required_argument, NULL, O_MAX_CONNS },
+		{ "poll-us", required_argument, NULL, O_POLL },
+		{ "cache", required_argument, NULL, O_CACHE },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "format", no_argument, NULL, O_FORMAT },
+		{ "force", no_argument, NULL, O_FORCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool have_id = false;
+	uint32_t v;
+	int o;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->run_dir = WF_TGT_DEFAULT_RUN_DIR;
+	cfg->cores = 1;
+	cfg->backend = WF_BACKEND_TCP;
+	cfg->slots = WF_TGT_DEFAULT_SLOTS;
+	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
+	cfg->max_conns = WF_TGT_DEFAULT_MAX_CONNS;
+	cfg->poll_us = 50;
+	cfg->ready_fd = -1;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":c:i:fp:r:t:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			cfg->map_path = optarg;
+			break;
+		case 'i':
+			if (parse_u32(optarg, &v, false) || v > INT32_MAX)
+				return bad_arg("--id: '%s' is not a target id (0 .. 2^31-1)",
+					       optarg);
+			cfg->id = v;
+			have_id = true;
+			break;
+		case 'f':
+			cfg->foreground = true;
+			break;
+		case 'p':
+			cfg->pid_file = optarg;
+			break;
+		case 'r':
+			cfg->run_dir = optarg;
+			break;
+		case 't':
+			if (!strcmp(optarg, "tcp"))
+				cfg->backend = WF_BACKEND_TCP;
+			else if (!strcmp(optarg, "verbs"))
+				cfg->backend = WF_BACKEND_VERBS;
+			else
+				return bad_arg("--transport: '%s' is not tcp or verbs",
+					       optarg);
+			break;
+		case O_CORES:
+			if (parse_u32(optarg, &v, false) || !v || v > 256)
+				return bad_arg("--cores: '%s' is not 1 .. 256", optarg);
+			if (v != 1)
+				return bad_arg("--cores %s: only 1 reactor is supported "
+					       "(the store is one io_uring owned by one "
+					       "thread; see docs/target.md)", optarg);
+			cfg->cores = v;
+			break;
+		case O_SLOTS:
+			if (parse_u32(optarg, &v, false) || !v || v > WF_TGT_MAX_SLOTS)
+				return bad_arg("--slots: '%s' is not 1 .. 1024", optarg);
+			cfg->slots = v;
+			break;
+		case O_SLOT_SIZE:
+			if (parse_u32(optarg, &v, true) || v < WF_STORE_BLOCK ||
+			    v > WF_TGT_MAX_SLOT_SIZE || v % WF_STORE_BLOCK)
+				return bad_arg("--slot-size: '%s' is not a multiple of "
+					       "4096 in 4K .. 16M", optarg);
+			cfg->slot_size = v;
+			break;
+		case O_MAX_CONNS:
+			if (parse_u32(optarg, &v, false) || !v || v > WF_TGT_MAX_CONNS)
+				return bad_arg("--max-conns: '%s' is not 1 .. 4096",
+					       optarg);
+			cfg->max_conns = v;
+			break;
+		case O_POLL:
+			if (parse_u32(optarg, &v, false) || v > 1000000)
+				return bad_arg("--poll-us: '%s' is not 0 .. 1000000",
+					       optarg);
+			cfg->poll_us = v;
+			break;
+		case O_CACHE:
+			if (!strcmp(optarg, "auto"))
+				cfg->cache = WF_STORE_CACHE_AUTO;
+			else if (!strcmp(optarg, "volatile"))
+				cfg->cache = WF_STORE_CACHE_VOLATILE;
+			else if (!strcmp(optarg, "none"))
+				cfg->cache = WF_STORE_CACHE_NONE;
+			else
+				return bad_arg("--cache: '%s' is not auto, volatile "
+					       "or none", optarg);
+			break;
+		case O_LISTEN:
+			cfg->listen_override = optarg;
+			break;
+		case O_FORMAT:
+			cfg->format = true;
+			break;
+		case O_FORCE:
+			cfg->force = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case ':':
+			return bad_arg("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return bad_arg("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad_arg("unexpected argument '%s'", argv[optind]);
+	if (!cfg->map_path)
+		return bad_arg("%s", "-c MAP is required");
+	if (!have_id)
+		return bad_arg("%s", "--id N is required");
+	if (cfg->force && !cfg->format)
+		return bad_arg("%s", "--force only goes with --format");
+	if ((uint64_t)cfg->slots * cfg->slot_size > (1u << 30))
+		return bad_arg("%s", "--slots x --slot-size must be at most 1 GiB "
+			       "(one io_uring registered buffer per ring)");
+	if ((uint64_t)cfg->slots * cfg->slot_size * cfg->max_conns > (64ull << 30))
+		return bad_arg("%s", "slot memory (slots x slot-size x max-conns) "
+			       "over 64 GiB");
+	return 0;
+}
+
+/*
+ * Daemonize before opening anything that must belong to the serving
+ * process (io_uring, RDMA resources do not survive fork): fork, setsid,
+ * fork again; the original process waits on a pipe until the daemon
+ * reports that it listens (then exits 0) or why it failed (prints it,
+ * exits 1).  A script can connect as soon as weft-target returns.
+ */
+static int daemonize(struct wf_tgt_cfg *cfg)
+{
+	int p[2], st;
+	pid_t pid;
+	char buf[1024];
+	ssize_t n, got = 0;
+
+	if (pipe2(p, O_CLOEXEC)) {
+		fprintf(stderr, "weft-target: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "weft-target: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while ((n = read(p[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0 ||
+		       (n < 0 && errno == EINTR))
+			if (n > 0)
+				got += n;
+		buf[got] = 0;
+		waitpid(pid, &st, 0);
+		if (got > 0 && buf[0] == '0')
+			exit(0);
+		fprintf(stderr, "weft-target: %s\n",
+			got > 1 ? buf + 1 : "the daemon died during startup");
+		exit(1);
+	}
+	close(p[0]);
+	if (setsid() < 0)
+		_exit(1);
+	pid = fork();
+	if (pid < 0)
+		_exit(1);
+	if (pid > 0)
+		_exit(0);
+	cfg->ready_fd = p[1];
+	/* Relative paths (map, device, run dir) keep working: the cwd
+	 * stays as the user left it. */
+	umask(022);
+	return 0;
+}
+
+/* Report the startup result: '0' or '1' + message. */
+static void ready(struct wf_tgt_cfg *cfg, const char *err)
+{
+	char buf[1024];
+	int n;
+
+	if (cfg->ready_fd < 0) {
+		if (err)
+			fprintf(stderr, "weft-target: %s\n", err);
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%c%s", err ? '1' : '0', err ? err : "");
+	if (n > 0 && write(cfg->ready_fd, buf, (size_t)n) < 0) {
+		/* the parent is gone; nothing to tell */
+	}
+	close(cfg->ready_fd);
+	cfg->ready_fd = -1;
+}
+
+/* Point stdio at /dev/null and stderr at RUN_DIR/target-ID.log. */
+static void detach_stdio(const struct wf_tgt_cfg *cfg)
+{
+	char path[PATH_MAX];
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/target-%u.log", cfg->run_dir, cfg->id);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		dup2(fd, 2);
+		close(fd);
+	}
+}
+
+static const char *open_hint(int err)
+{
+	switch (err) {
+	case -ENOENT:          return "device missing";
+	case -EMEDIUMTYPE:     return "not a weft store (run weft-target --format)";
+	case -ESTALE:          return "formatted for another cluster or target id";
+	case -EBUSY:           return "another process holds the device";
+	case -EPROTONOSUPPORT: return "store format version not supported";
+	case -EBADMSG:         return "superblock checksum mismatch";
+	case -EUCLEAN:         return "store damaged";
+	default:               return strerror(-err);
+	}
+}
+
+static int write_pid_file(const char *path, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], buf[32];
+	int fd, n;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		snprintf(err, errlen, "pid file path too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		goto fail;
+	}
+	close(fd);
+	/* Renamed into place, so a reader never sees a half-written file. */
+	if (rename(tmp, path))
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
+	unlink(tmp);
+	return -errno;
+}
+
+static int do_format(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
+{
+	const struct wf_target *t = &m->map.targets[m->self];
+	struct wf_store_err err = { { 0 } };
+	int ret;
+
+	ret = wf_store_format(t->device, m->map.cluster_id, cfg->id,
+			      m->extent_size, cfg->force, &err);
+	if (ret == -EEXIST) {
+		fprintf(stderr, "weft-target: %s already holds a weft store; "
+			"add --force to overwrite it\n", t->device);
+		return 1;
+	}
+	if (ret) {
+		fprintf(stderr, "weft-target: formatting %s: %s%s%s\n", t->device,
+			err.msg[0] ? err.msg : strerror(-ret),
+			ret == -ENOENT ? " (create the file first, e.g. "
+			"truncate -s 10G FILE)" : "", "");
+		return 1;
+	}
+	printf("formatted %s: cluster %llu, target %u, extent size %u\n",
+	       t->device, (unsigned long long)m->map.cluster_id, cfg->id,
+	       m->extent_size);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct wf_tgt_cfg cfg;
+	struct wf_tgt_map *map = NULL;
+	struct wf_tgt_reactor *r;
+	struct wf_store_opts so = { .size = sizeof(so) };
+	struct wf_store_err serr = { { 0 } };
+	struct wf_store *store = NULL;
+	struct wf_store_stat st;
+	char err[1024];
+	struct stat sb;
+	int ret;
+
+	ret = parse_args(argc, argv, &cfg);
+	if (ret)
+		return ret;
+	ret = wf_tgt_map_load(cfg.map_path, cfg.id, &map, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "weft-target: cannot load the map: %s\n", err);
+		return 1;
+	}
+	if (map->self < 0) {
+		fprintf(stderr, "weft-target: %s (epoch %llu) has no target %u\n",
+			cfg.map_path, (unsigned long long)map->epoch, cfg.id);
+		wf_tgt_map_free(map);
+		return 1;
+	}
+	if (cfg.format) {
+		ret = do_format(&cfg, map);
+		wf_tgt_map_free(map);
+		return ret;
+	}
+	if (stat(cfg.run_dir, &sb) && mkdir(cfg.run_dir, 0755) && errno != EEXIST) {
+		fprintf(stderr, "weft-target: run dir %s: %s\n", cfg.run_dir,
+			strerror(errno));
+		wf_tgt_map_free(map);
+		return 1;
+	}
+	if (!cfg.foreground && (ret = daemonize(&cfg)) != 0) {
+		wf_tgt_map_free(map);
+		return ret;
+	}
+
+	so.flags = WF_STORE_EXPECT_CLUSTER | WF_STORE_EXPECT_TARGET;
+	so.cluster_id = map->map.cluster_id;
+	so.target_id = cfg.id;
+	so.cache = cfg.cache;
+	/* Enough SQEs for every slot of every connection in one turn would
+	 * be wasteful; the store queues internally past the SQ size. */
+	so.ring_entries = 256;
+	ret = wf_store_open(map->map.targets[map->self].device, &so, &store, &serr);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot open %s: %s%s%s",
+			 map->map.targets[map->self].device, open_hint(ret),
+			 serr.msg[0] ? ": " : "", serr.msg);
+		goto fail;
+	}
+	wf_store_stat(store, &st);
+	if (st.extent_size != map->extent_size) {
+		snprintf(err, sizeof(err), "%s has extent size %u but the map says "
+			 "%u", map->map.targets[map->self].device, st.extent_size,
+			 map->extent_size);
+		ret = -EINVAL;
+		goto fail_store;
+	}
+	if (st.torn_blocks)
+		wf_tgt_log("store: %u index block copies were torn or corrupt "
+			   "(the other copies were used)", st.torn_blocks);
+
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		snprintf(err, sizeof(err), "out of memory");
+		ret = -ENOMEM;
+		goto fail_store;
+	}
+	ret = wf_tgt_reactor_init(r, &cfg, map, store, err, sizeof(err));
+	if (ret) {
+		free(r);
+		goto fail_store;
+	}
+	if (cfg.pid_file && write_pid_file(cfg.pid_file, err, sizeof(err))) {
+		ret = -EIO;
+		wf_tgt_reactor_fini(r);
+		free(r);
+		goto fail_store;
+	}
+	if (!cfg.foreground)
+		detach_stdio(&cfg);
+	wf_tgt_log("target %u serving %s (%llu extents of %u bytes, %llu used) on "
+		   "%s and %s, map epoch %llu, %u x %u-byte slots x %u connections",
+		   cfg.id, map->map.targets[map->self].device,
+		   (unsigned long long)st.extents, st.extent_size,
+		   (unsigned long long)st.used, r->net_addr, r->unix_addr,
+		   (unsigned long long)map->epoch, cfg.slots, cfg.slot_size,
+		   cfg.max_conns);
+	ready(&cfg, NULL);
+
+	ret = wf_tgt_reactor_run(r);
+	map = r->map;   /* reloads replace it */
+	wf_tgt_reactor_fini(r);
+	free(r);
+	wf_store_close(store);
+	wf_tgt_map_free(map);
+	if (cfg.pid_file)
+		unlink(cfg.pid_file);
+	wf_tgt_log("exit");
+	return ret ? 1 : 0;
+
+fail_store:
+	wf_store_close(store);
+fail:
+	ready(&cfg, err);
+	wf_tgt_map_free(map);
+	return 1;
+}

@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The reactor: one event loop that owns the store, the fabric contexts,
+ * the connections and their slots, the signalfd and the control socket.
+ *
+ * One loop turn:
+ *   wf_poll() every fabric ctx, a batch into a stack array; dispatch
+ *   wf_store_poll(): store completions run the request state machines
+ *   retry requests that waited for send credits
+ *   wf_store_submit(): one io_uring_enter for everything queued this turn
+ * After poll_us without work it sleeps in epoll on the fabric ctx fds, the
+ * store's eventfd, the signalfd and the control sockets; while busy it
+ * looks at those (signals, control) every CTL_EVERY turns.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "target/target.h"
+
+#define CQE_BATCH   64
+#define STORE_BATCH 64
+#define CTL_EVERY   256         /* busy turns between control checks */
+#define DRAIN_IO_MS   10000     /* store I/O in flight must finish by then */
+#define DRAIN_SEND_MS 2000      /* posted replies must be sent by then */
+#define CLOSE_MS      2000      /* endpoints must report DISCONNECT by then */
+
+void wf_tgt_log(const char *fmt, ...)
+{
+	char buf[512];
+	struct timespec ts;
+	va_list ap;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	n = snprintf(buf, sizeof(buf), "%lld.%03ld weft-target[%d]: ",
+		     (long long)ts.tv_sec, ts.tv_nsec / 1000000, (int)getpid());
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", buf);
+}
+
+uint64_t wf_tgt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
+{
+	struct wf_tgt_map *m;
+	char err[512];
+	int ret;
+
+	ret = wf_tgt_map_load(r->cfg->map_path, r->cfg->id, &m, err, sizeof(err));
+	if (ret) {
+		wf_tgt_log("map reload (%s) failed, keeping epoch %llu: %s", why,
+			   (unsigned long long)r->map->epoch, err);
+		return ret;
+	}
+	if (m->epoch < r->map->epoch ||
+	    m->map.cluster_id != r->map->map.cluster_id ||
+	    m->extent_size != r->map->extent_size) {
+		wf_tgt_log("map reload (%s): %s, keeping epoch %llu", why,
+			   m->epoch < r->map->epoch ? "older epoch in the file" :
+			   "cluster id or extent size changed",
+			   (unsigned long long)r->map->epoch);
+		wf_tgt_map_free(m);
+		return -ESTALE;
+	}
+	if (m->self < 0)
+		wf_tgt_log("map epoch %llu no longer lists target %u: answering "
+			   "NOTPRIM to everything", (unsigned long long)m->epoch,
+			   r->cfg->id);
+	if (m->epoch != r->map->epoch)
+		wf_tgt_log("map epoch %llu -> %llu (%s)",
+			   (unsigned long long)r->map->epoch,
+			   (unsigned long long)m->epoch, why);
+	/* Nothing keeps pointers into the old map: requests copied what
+	 * they need while being validated. */
+	wf_tgt_map_free(r->map);
+	r->map = m;
+	return 0;
+}
+
+static int ep_add(struct wf_tgt_reactor *r, int fd, uint64_t tag)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &e) ? -errno : 0;
+}
+
+static void fmt_addr(char *buf, size_t len, const char *scheme,
+		     const char *host, unsigned port)
+{
+	if (strchr(host, ':'))
+		snprintf(buf, len, "%s:[%s]:%u", scheme, host, port);
+	else
+		snprintf(buf, len, "%s:%s:%u", scheme, host, port);
+}
+
+int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
+			struct wf_tgt_map *map, struct wf_store *store,
+			char *err, size_t errlen)
+{
+	const struct wf_target *t = &map->map.targets[map->self];
+	size_t ring_len = (size_t)cfg->slots * cfg->slot_size;
+	struct wf_ep_opts eo = { .size = sizeof(eo) };
+	struct wf_ctx_opts co = { .size = sizeof(co) };
+	struct iovec *iov;
+	uint64_t per_ep;
+	sigset_t ss;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->map = map;
+	r->store = store;
+	r->epfd = r->sigfd = r->store_efd = -1;
+	r->ctl.lfd = r->ctl.dev_ro = -1;
+	for (unsigned i = 0; i < WF_TGT_CTL_CLIENTS; i++)
+		r->ctl.cfd[i] = -1;
+	wf_store_stat(store, &r->st0);
+	r->started_ns = wf_tgt_now_ns();
+
+	/* Credits: see conn.c.  One spare endpoint's worth of completion
+	 * entries lets a full target still accept and drop a connection. */
+	eo.recv_depth = cfg->slots + 2;
+	eo.send_depth = 2 * cfg->slots + WF_TGT_SPARE_SENDS;
+	eo.msg_size = 512;
+	per_ep = (uint64_t)eo.recv_depth + eo.send_depth + 1;
+	co.cq_depth = (uint32_t)(per_ep * (cfg->max_conns + 1) + 8);
+
+	if (cfg->listen_override)
+		snprintf(r->net_addr, sizeof(r->net_addr), "%s", cfg->listen_override);
+	else
+		fmt_addr(r->net_addr, sizeof(r->net_addr),
+			 cfg->backend == WF_BACKEND_VERBS ? "rdma" : "tcp",
+			 t->addr, t->port);
+	snprintf(r->unix_addr, sizeof(r->unix_addr), "unix:%s/target-%u.sock",
+		 cfg->run_dir, cfg->id);
+
+	r->nfab = cfg->backend == WF_BACKEND_VERBS ? 2 : 1;
+	for (unsigned f = 0; f < r->nfab; f++) {
+		co.backend = f == 0 ? cfg->backend : WF_BACKEND_TCP;
+		ret = wf_ctx_create(&co, &r->fab[f].ctx);
+		if (ret) {
+			snprintf(err, errlen, "fabric context (%s): %s",
+				 co.backend == WF_BACKEND_VERBS ? "verbs" : "tcp",
+				 strerror(-ret));
+			goto fail;
+		}
+		r->fab[f].mrs = calloc(cfg->max_conns, sizeof(*r->fab[f].mrs));
+		if (!r->fab[f].mrs) {
+			ret = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+
+	/* The rings: one mapping, one ring per connection, each registered
+	 * with the fabric (its own region, so a peer's rkey covers only its
+	 * ring) and with the store's io_uring (buffer index = ring index). */
+	r->slab_len = ring_len * cfg->max_conns;
+	r->slab = mmap(NULL, r->slab_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (r->slab == MAP_FAILED) {
+		r->slab = NULL;
+		ret = -errno;
+		snprintf(err, errlen, "slot memory (%zu bytes): %s", r->slab_len,
+			 strerror(-ret));
+		goto fail;
+	}
+	iov = calloc(cfg->max_conns, sizeof(*iov));
+	r->conns = calloc(cfg->max_conns, sizeof(*r->conns));
+	r->reqs = calloc((size_t)cfg->max_conns * cfg->slots, sizeof(*r->reqs));
+	if (!iov || !r->conns || !r->reqs) {
+		free(iov);
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (uint32_t i = cfg->max_conns; i-- > 0;) {
+		struct wf_tgt_conn *c = &r->conns[i];
+
+		c->r = r;
+		c->idx = i;
+		c->ring = r->slab + ring_len * i;
+		c->reqs = &r->reqs[(size_t)i * cfg->slots];
+		for (uint32_t s = 0; s < cfg->slots; s++)
+			c->reqs[s].conn = c;
+		c->next_free = r->free_conns;
+		r->free_conns = c;
+		iov[i].iov_base = c->ring;
+		iov[i].iov_len = ring_len;
+		for (unsigned f = 0; f < r->nfab; f++) {
+			ret = wf_mr_reg(r->fab[f].ctx, c->ring, ring_len,
+					WF_ACCESS_REMOTE_WRITE | WF_ACCESS_REMOTE_READ,
+					&r->fab[f].mrs[i]);
+			if (ret) {
+				free(iov);
+				snprintf(err, errlen, "registering ring %u: %s", i,
+					 strerror(-ret));
+				goto fail;
+			}
+		}
+	}
+	ret = wf_store_register_buffers(store, iov, cfg->max_conns);
+	free(iov);
+	if (ret) {
+		snprintf(err, errlen, "registering %u rings with io_uring: %s "
+			 "(RLIMIT_MEMLOCK? see docs/target.md)", cfg->max_conns,
+			 strerror(-ret));
+		goto fail;
+	}
+
+	/* Signals: a signalfd, so they arrive as events of this loop. */
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &ss, NULL)) {
+		ret = -errno;
+		snprintf(err, errlen, "sigprocmask: %s", strerror(-ret));
+		goto fail;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	r->sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	r->store_efd = wf_store_event_fd(store);
+	if (r->sigfd < 0 || r->epfd < 0 || r->store_efd < 0) {
+		ret = r->store_efd < 0 ? r->store_efd : -errno;
+		snprintf(err, errlen, "event fds: %s", strerror(-ret));
+		goto fail;
+	}
+	ret = ep_add(r, r->sigfd, WF_TGT_EV_SIGNAL);
+	if (!ret)
+		ret = ep_add(r, r->store_efd, WF_TGT_EV_STORE);
+	for (unsigned f = 0; !ret && f < r->nfab; f++)
+		ret = ep_add(r, wf_ctx_fd(r->fab[f].ctx), WF_TGT_EV_FAB0 + f);
+	if (ret) {
+		snprintf(err, errlen, "epoll: %s", strerror(-ret));
+		goto fail;
+	}
+
+	ret = wf_listen(r->fab[0].ctx, r->net_addr, &eo, &r->fab[0].lst[0]);
+	if (ret) {
+		snprintf(err, errlen, "listening on %s: %s", r->net_addr,
+			 strerror(-ret));
+		goto fail;
+	}
+	r->fab[0].nlst = 1;
+	unlink(r->unix_addr + 5);       /* a previous incarnation's */
+	{
+		struct wf_tgt_fab *uf = &r->fab[r->nfab - 1];
+
+		ret = wf_listen(uf->ctx, r->unix_addr, &eo, &uf->lst[uf->nlst]);
+		if (ret) {
+			snprintf(err, errlen, "listening on %s: %s", r->unix_addr,
+				 strerror(-ret));
+			goto fail;
+		}
+		uf->nlst++;
+	}
+	ret = wf_tgt_ctl_open(r);
+	if (ret) {
+		snprintf(err, errlen, "control socket %s: %s", r->ctl.path,
+			 strerror(-ret));
+		goto fail;
+	}
+	/* The real port, when the map (or --listen) said 0. */
+	wf_listener_addr(r->fab[0].lst[0], r->net_addr, sizeof(r->net_addr));
+	return 0;
+
+fail:
+	wf_tgt_reactor_fini(r);
+	return ret;
+}
+
+static void stop_listening(struct wf_tgt_reactor *r)
+{
+	for (unsigned f = 0; f < r->nfab; f++) {
+		for (unsigned i = 0; i < r->fab[f].nlst; i++)
+			wf_listener_destroy(r->fab[f].lst[i]);
+		r->fab[f].nlst = 0;
+	}
+}
+
+void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
+{
+	wf_tgt_ctl_close(r);
+	stop_listening(r);
+	if (r->conns)
+		for (uint32_t i = 0; i < r->cfg->max_conns; i++)
+			if (r->conns[i].ep) {
+				wf_ep_destroy(r->conns[i].ep);
+				r->conns[i].ep = NULL;
+			}
+	/* The store may still hold fixed-buffer I/O on the rings. */
+	if (r->store && r->slab) {
+		while (wf_store_inflight(r->store))
+			if (wf_store_submit_and_wait(r->store) < 0 ||
+			    wf_store_poll(r->store, STORE_BATCH) < 0)
+				break;
+		wf_store_unregister_buffers(r->store);
+	}
+	for (unsigned f = 0; f < 2; f++) {
+		if (r->fab[f].mrs) {
+			for (uint32_t i = 0; i < r->cfg->max_conns; i++)
+				if (r->fab[f].mrs[i])
+					wf_mr_dereg(r->fab[f].mrs[i]);
+			free(r->fab[f].mrs);
+			r->fab[f].mrs = NULL;
+		}
+		if (r->fab[f].ctx)
+			wf_ctx_destroy(r->fab[f].ctx);
+		r->fab[f].ctx = NULL;
+	}
+	if (r->slab)
+		munmap(r->slab, r->slab_len);
+	r->slab = NULL;
+	free(r->conns);
+	free(r->reqs);
+	r->conns = NULL;
+	r->reqs = NULL;
+	if (r->epfd >= 0)
+		close(r->epfd);
+	if (r->sigfd >= 0)
+		close(r->sigfd);
+	r->epfd = r->sigfd = -1;
+}
+
+static void begin_stop(struct wf_tgt_reactor *r, const char *why)
+{
+	if (r->phase != PH_RUN)
+		return;
+	wf_tgt_log("%s: draining %u requests in flight on %u connections", why,
+		   r->store_inflight, r->nconns);
+	stop_listening(r);
+	r->phase = PH_DRAIN_IO;
+	r->phase_deadline = wf_tgt_now_ns() + DRAIN_IO_MS * 1000000ull;
+}
+
+static void on_signal(struct wf_tgt_reactor *r)
+{
+	struct signalfd_siginfo si;
+
+	while (read(r->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			wf_tgt_reload(r, "SIGHUP");
+		else
+			begin_stop(r, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+}
+
+static void handle_cqes(struct wf_tgt_reactor *r, unsigned f,
+			const struct wf_cqe *cq, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (cq[i].op == WF_CQE_ACCEPT)
+			wf_tgt_conn_accept(r, f, cq[i].listener);
+		else
+			wf_tgt_conn_cqe(r, &cq[i]);
+	}
+}
+
+/* One pass over the epoll set: signals, control socket, wakeups.
+ * timeout_ms 0 while busy. */
+static void events(struct wf_tgt_reactor *r, int timeout_ms)
+{
+	struct epoll_event ev[16];
+	uint64_t v;
+	int n;
+
+	n = epoll_wait(r->epfd, ev, 16, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = ev[i].data.u64;
+
+		if (tag == WF_TGT_EV_SIGNAL)
+			on_signal(r);
+		else if (tag == WF_TGT_EV_STORE)
+			while (read(r->store_efd, &v, sizeof(v)) == sizeof(v))
+				;
+		else if (tag >= WF_TGT_EV_CTL)
+			wf_tgt_ctl_event(r, tag);
+		/* fabric fds: wf_poll in the next turn does the work */
+	}
+}
+
+/* Moves the shutdown along; returns true when the loop may end. */
+static bool stop_step(struct wf_tgt_reactor *r)
+{
+	uint64_t now = wf_tgt_now_ns();
+	bool busy = false;
+
+	switch (r->phase) {
+	case PH_DRAIN_IO:
+		if ((r->store_inflight || r->pend_head) && now < r->phase_deadline)
+			return false;
+		if (r->store_inflight)
+			wf_tgt_log("drain: %u store requests still in flight after "
+				   "%u ms", r->store_inflight, DRAIN_IO_MS);
+		r->phase = PH_DRAIN_SEND;
+		r->phase_deadline = now + DRAIN_SEND_MS * 1000000ull;
+		return false;
+	case PH_DRAIN_SEND:
+		for (uint32_t i = 0; i < r->cfg->max_conns; i++)
+			if (r->conns[i].state == CONN_LIVE && r->conns[i].sends_out)
+				busy = true;
+		if (busy && now < r->phase_deadline)
+			return false;
+		for (uint32_t i = 0; i < r->cfg->max_conns; i++)
+			wf_tgt_conn_close(&r->conns[i], NULL);
+		r->phase = PH_CLOSE;
+		r->phase_deadline = now + CLOSE_MS * 1000000ull;
+		return false;
+	case PH_CLOSE:
+		if (r->nconns && now < r->phase_deadline)
+			return false;
+		r->phase = PH_DONE;
+		return true;
+	default:
+		return r->phase == PH_DONE;
+	}
+}
+
+int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
+{
+	struct wf_cqe cq[CQE_BATCH];
+	uint64_t idle_since = wf_tgt_now_ns();
+	uint64_t spin_ns = (uint64_t)r->cfg->poll_us * 1000;
+	unsigned turn = 0;
+
+	for (;;) {
+		unsigned work = 0;
+		int n;
+
+		for (unsigned f = 0; f < r->nfab; f++) {
+			n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
+			if (n > 0) {
+				handle_cqes(r, f, cq, n);
+				work += (unsigned)n;
+			}
+		}
+		n = wf_store_poll(r->store, STORE_BATCH);
+		if (n > 0)
+			work += (unsigned)n;
+		if (r->pend_head)
+			work += wf_tgt_conn_run_pending(r);
+		wf_store_submit(r->store);
+
+		if (r->phase != PH_RUN && stop_step(r))
+			break;
+		if (++turn % CTL_EVERY == 0)
+			events(r, 0);
+		if (work) {
+			idle_since = 0;
+			continue;
+		}
+		if (!idle_since) {
+			idle_since = wf_tgt_now_ns();
+			continue;
+		}
+		if (wf_tgt_now_ns() - idle_since < spin_ns)
+			continue;
+		/* Sleep: arm every ctx, look once more (events may have
+		 * raced in before arming), then wait. */
+		{
+			bool armed = true;
+
+			for (unsigned f = 0; f < r->nfab; f++)
+				if (wf_ctx_arm(r->fab[f].ctx))
+					armed = false;
+			for (unsigned f = 0; armed && f < r->nfab; f++) {
+				n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
+				if (n > 0) {
+					handle_cqes(r, f, cq, n);
+					armed = false;
+				}
+			}
+			if (!armed || wf_store_poll(r->store, STORE_BATCH) > 0) {
+				idle_since = 0;
+				continue;
+			}
+			wf_store_submit(r->store);
+			/* Timed while stopping: the phases have deadlines. */
+			events(r, r->phase != PH_RUN ? 50 : -1);
+			idle_since = 0;
+		}
+	}
+	wf_tgt_log("stopped: %llu reads, %llu writes, %llu errors, "
+		   "%llu invalid requests, %llu connections closed for garbage",
+		   (unsigned long long)r->stats.reads,
+		   (unsigned long long)r->stats.writes,
+		   (unsigned long long)r->stats.errors,
+		   (unsigned long long)r->stats.invalid,
+		   (unsigned long long)r->stats.closed_bad);
+	return 0;
+}

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The map epoch a target serves, and the request validator.  Both are pure
+ * code apart from loading the map file: the validator only reads its
+ * arguments, so the fuzzer calls it directly.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "target/target.h"
+
+static int vol_cmp(const void *a, const void *b)
+{
+	const struct wf_tgt_vol *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
+		     struct wf_tgt_map **out, char *err, size_t errlen)
+{
+	struct wf_tgt_map *m;
+	int ret;
+
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		wf_map_free(map);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->map = *map;
+	memset(map, 0, sizeof(*map));
+	m->epoch = m->map.epoch;
+	m->extent_size = m->map.extent_size;
+	ret = wf_map_target_by_id(&m->map, target_id);
+	m->self = ret < 0 ? -1 : ret;
+	ret = wf_placer_init(&m->pl, &m->map);
+	if (ret) {
+		snprintf(err, errlen, "placement: %s", strerror(-ret));
+		goto out_map;
+	}
+	ret = wf_pg_table_build(&m->table, &m->pl);
+	if (ret) {
+		snprintf(err, errlen, "PG table: %s", strerror(-ret));
+		goto out_placer;
+	}
+	m->nvols = m->map.nvolumes;
+	m->vols = calloc(m->nvols ? m->nvols : 1, sizeof(*m->vols));
+	if (!m->vols) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out_table;
+	}
+	for (uint32_t i = 0; i < m->nvols; i++) {
+		m->vols[i].id = m->map.volumes[i].id;
+		m->vols[i].size = m->map.volumes[i].size;
+		m->vols[i].idx = i;
+	}
+	qsort(m->vols, m->nvols, sizeof(*m->vols), vol_cmp);
+	*out = m;
+	return 0;
+
+out_table:
+	wf_pg_table_free(&m->table);
+out_placer:
+	wf_placer_free(&m->pl);
+out_map:
+	wf_map_free(&m->map);
+	free(m);
+	return ret;
+}
+
+int wf_tgt_map_load(const char *path, uint32_t target_id,
+		    struct wf_tgt_map **out, char *err, size_t errlen)
+{
+	struct wf_map_err merr;
+	struct wf_map map;
+	int ret;
+
+	memset(&map, 0, sizeof(map));
+	ret = wf_map_load(path, &map, &merr);
+	if (ret) {
+		snprintf(err, errlen, "%s", merr.msg);
+		return ret;
+	}
+	return wf_tgt_map_build(&map, target_id, out, err, errlen);
+}
+
+void wf_tgt_map_free(struct wf_tgt_map *m)
+{
+	if (!m)
+		return;
+	free(m->vols);
+	wf_pg_table_free(&m->table);
+	wf_placer_free(&m->pl);
+	wf_map_free(&m->map);
+	free(m);
+}
+
+int wf_tgt_map_volume(const struct wf_tgt_map *m, uint64_t id)
+{
+	uint32_t lo = 0, hi = m->nvols;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (m->vols[mid].id == id)
+			return (int)m->vols[mid].idx;
+		if (m->vols[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+static int reject(struct wf_tgt_parsed *out, uint16_t status, uint32_t reason)
+{
+	out->status = status;
+	out->reason = reason;
+	return WF_TGT_REJECT;
+}
+
+/* Offset of wf_req_hdr.slot: read before decoding (see below). */
+#define SLOT_OFF offsetof(struct wf_req_hdr, slot)
+
+int wf_tgt_req_parse(const void *msg, size_t len,
+		     const struct wf_tgt_limits *lim,
+		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out)
+{
+	struct wf_req_limits wl;
+	struct wf_req_hdr h;
+	const struct wf_volume *v;
+	struct wf_extent_loc loc;
+	struct wf_req *q = &out->req;
+	uint32_t slot, reason = WF_WR_OK;
+	uint64_t es;
+	int ret, vi;
+
+	memset(out, 0, sizeof(*out));
+	out->vol_idx = -1;
+	if (!msg || len != sizeof(h))
+		goto malformed_short;
+	/*
+	 * The wire decoder predates "every request holds a slot" (datapath:
+	 * a READ is read into the slot it names, and every request holds one
+	 * slot credit until its reply) and the payload-at-slot-start layout:
+	 * it wants slot 0 on everything but a WRITE and keeps WF_REQ_HDR_LEN
+	 * bytes of the slot for a header.  So the slot is taken out before
+	 * decoding and checked here, and the decoder is given room for a
+	 * full slot of payload.  (A copy: the message may be in memory the
+	 * peer can still change.)
+	 */
+	memcpy(&h, msg, sizeof(h));
+	slot = le32toh(h.slot);
+	h.slot = 0;
+	wl.block_size = WF_STORE_BLOCK;
+	wl.slot_count = 1;
+	wl.slot_size = lim->slot_size + WF_REQ_HDR_LEN;
+	es = m->extent_size;
+	/* Discards may cover a whole extent; the slot bound for reads and
+	 * writes is applied below. */
+	wl.max_io = (uint32_t)(es > lim->slot_size ? es : lim->slot_size);
+	ret = wf_req_decode(&h, sizeof(h), &wl, q, &reason);
+	if (ret == -EPROTO) {
+		out->reason = reason;
+		return WF_TGT_MALFORMED;
+	}
+	q->slot = slot;
+	if (ret) {
+		/* The decoder fills nothing on failure; the reply still
+		 * needs the tag, and the slot decides who answers. */
+		q->opcode = h.opcode;
+		q->tag = le64toh(h.tag);
+		q->length = le32toh(h.length);
+		out->slot_ok = slot < lim->slot_count;
+		return reject(out, WF_WS_INVALID | WF_WS_DNR, reason);
+	}
+
+	out->slot_ok = slot < lim->slot_count;
+	/* Epoch first: a newer map may know the volume or the primary. */
+	if (q->epoch < m->epoch)
+		return reject(out, WF_WS_STALE, WF_TGT_R_STALE);
+	if (q->epoch > m->epoch) {
+		out->status = WF_WS_BUSY;
+		out->reason = WF_TGT_R_NEWER;
+		return WF_TGT_NEWER;
+	}
+	if (slot >= lim->slot_count)
+		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_WR_SLOT);
+	if ((q->opcode == WF_OP_READ || q->opcode == WF_OP_WRITE) &&
+	    q->length > lim->slot_size)
+		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_WR_SLOT_SIZE);
+	if (q->flags & WF_REQ_REPL)
+		return reject(out, WF_WS_ACCESS | WF_WS_DNR, WF_TGT_R_REPL);
+
+	vi = wf_tgt_map_volume(m, q->volume);
+	if (vi < 0)
+		return reject(out, WF_WS_NOVOL | WF_WS_DNR, WF_TGT_R_NOVOL);
+	out->vol_idx = vi;
+	if (q->opcode == WF_OP_FLUSH)
+		return WF_TGT_OK;
+	v = &m->map.volumes[vi];
+	/* The decoder has checked offset + length does not wrap. */
+	if (q->offset >= v->size || q->length > v->size - q->offset)
+		return reject(out, WF_WS_RANGE | WF_WS_DNR, WF_TGT_R_RANGE);
+	if (q->offset / es != (q->offset + q->length - 1) / es)
+		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_TGT_R_EXTENT);
+	if (m->self < 0 ||
+	    wf_place_extent(&m->table, &m->map, (uint32_t)vi, q->offset, &loc) ||
+	    !loc.n || loc.acting[0] != (uint32_t)m->self)
+		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	return WF_TGT_OK;
+
+malformed_short:
+	out->reason = WF_WR_SHORT;
+	return WF_TGT_MALFORMED;
+}
+
+const char *wf_tgt_reason_name(uint32_t reason)
+{
+	switch (reason) {
+	case WF_TGT_R_STALE:   return "stale-epoch";
+	case WF_TGT_R_NEWER:   return "newer-epoch";
+	case WF_TGT_R_NOVOL:   return "unknown-volume";
+	case WF_TGT_R_RANGE:   return "out-of-range";
+	case WF_TGT_R_EXTENT:  return "crosses-extent";
+	case WF_TGT_R_NOTPRIM: return "not-primary";
+	case WF_TGT_R_REPL:    return "replica-flag";
+	default:               return wf_wire_reason_name(reason);
+	}
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weft-target, private to target/: configuration, the map epoch the target
+ * serves, the request validator (a pure function, also driven by
+ * fuzz/fuzz_target_req.c), connections, requests and the reactor.
+ *
+ * Threading: one reactor owns the store, the fabric contexts, every
+ * connection, request and slot; nothing here takes a lock.  See
+ * docs/target.md ("Cores") for why --cores is 1 for now.
+ */
+#ifndef WEFT_TARGET_TARGET_H
+#define WEFT_TARGET_TARGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fabric/fabric.h"
+#include "fabric/wire.h"
+#include "placement/map.h"
+#include "placement/placement.h"
+#include "target/store.h"
+
+#define WF_TGT_DEFAULT_RUN_DIR   "/run/weft"
+#define WF_TGT_DEFAULT_SLOTS     32u
+#define WF_TGT_DEFAULT_SLOT_SIZE (128u * 1024)
+#define WF_TGT_DEFAULT_MAX_CONNS 16u
+#define WF_TGT_MAX_SLOTS         1024u
+#define WF_TGT_MAX_SLOT_SIZE     (16u << 20)
+#define WF_TGT_MAX_CONNS         4096u
+/* A connection that sent this many invalid requests is closed. */
+#define WF_TGT_MAX_INVALID       16u
+/* Error replies that need no slot (slot index out of the ring): send
+ * credits kept aside for them beyond the 2 per slot (data + reply). */
+#define WF_TGT_SPARE_SENDS       (WF_TGT_MAX_INVALID + 4u)
+
+struct wf_tgt_cfg {
+	const char *map_path;
+	uint32_t    id;
+	bool        foreground;
+	const char *pid_file;           /* NULL: none */
+	const char *run_dir;
+	unsigned    cores;
+	uint32_t    backend;            /* enum wf_backend of the map address */
+	uint32_t    slots;              /* per connection */
+	uint32_t    slot_size;          /* bytes, multiple of 4096 */
+	uint32_t    max_conns;
+	uint32_t    poll_us;            /* busy-poll this long before sleeping */
+	uint32_t    cache;              /* enum wf_store_cache */
+	bool        format, force;
+	const char *listen_override;    /* --listen ADDR: instead of the map's */
+	int         ready_fd;           /* daemon: write the startup result here */
+};
+
+/* ---- the map epoch (req.c) -------------------------------------------- */
+
+struct wf_tgt_vol {
+	uint64_t id;
+	uint64_t size;
+	uint32_t idx;                   /* index into map.volumes */
+};
+
+/*
+ * Everything the validator needs from one map epoch.  Heap allocated and
+ * never moved: the placer points at the map inside it.
+ */
+struct wf_tgt_map {
+	struct wf_map      map;
+	struct wf_placer   pl;
+	struct wf_pg_table table;
+	struct wf_tgt_vol *vols;        /* sorted by id, for bisection */
+	uint32_t           nvols;
+	int32_t            self;        /* our index in map.targets, -1 none */
+	uint64_t           epoch;
+	uint32_t           extent_size;
+};
+
+/* Load a map file and compile it for target id.  0 or -errno with a
+ * message in err.  *out is freed with wf_tgt_map_free(). */
+int  wf_tgt_map_load(const char *path, uint32_t target_id,
+		     struct wf_tgt_map **out, char *err, size_t errlen);
+/* The same from a loaded map (takes ownership of *map's arrays). */
+int  wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
+		      struct wf_tgt_map **out, char *err, size_t errlen);
+void wf_tgt_map_free(struct wf_tgt_map *m);
+/* Index into m->map.volumes of volume id, or -ENOENT. */
+int  wf_tgt_map_volume(const struct wf_tgt_map *m, uint64_t id);
+
+/* ---- request validation (req.c): pure, no I/O ------------------------- */
+
+/* What the parser decided. */
+enum wf_tgt_verdict {
+	WF_TGT_OK = 0,          /* valid: serve it */
+	WF_TGT_REJECT,          /* answer with out->status */
+	WF_TGT_NEWER,           /* the sender's epoch is newer than the map:
+	                         * reload it and parse again; still newer
+	                         * after that: answer WF_WS_BUSY */
+	WF_TGT_MALFORMED,       /* not a decodable request: close the
+	                         * connection */
+};
+
+/* Reasons beyond the wire decoder's (enum wf_wire_reason). */
+enum {
+	WF_TGT_R_STALE = 64,    /* sender's epoch is older */
+	WF_TGT_R_NEWER,         /* sender's epoch is newer */
+	WF_TGT_R_NOVOL,         /* volume not in the map */
+	WF_TGT_R_RANGE,         /* beyond the end of the volume */
+	WF_TGT_R_EXTENT,        /* crosses an extent boundary */
+	WF_TGT_R_NOTPRIM,       /* this target is not the PG's primary */
+	WF_TGT_R_REPL,          /* replica write from an initiator */
+};
+
+struct wf_tgt_limits {
+	uint32_t slot_count;    /* granted to this connection */
+	uint32_t slot_size;
+};
+
+struct wf_tgt_parsed {
+	struct wf_req req;      /* host order (valid unless MALFORMED) */
+	uint16_t status;        /* REJECT: wire status, maybe | WF_WS_DNR */
+	uint32_t reason;        /* enum wf_wire_reason or WF_TGT_R_* */
+	bool     slot_ok;       /* req.slot < slot_count: the reply may use
+	                         * the slot's request struct */
+	int32_t  vol_idx;       /* OK (not FLUSH): index into map.volumes */
+};
+
+/*
+ * Parse and validate one received message as a request: the wire decoder,
+ * then epoch, slot, volume, range, extent boundary and primary checks, in
+ * that order (see docs/protocol.md, "Validation").  Never touches anything
+ * but its arguments; safe on any bytes.  Returns enum wf_tgt_verdict.
+ */
+int wf_tgt_req_parse(const void *msg, size_t len,
+		     const struct wf_tgt_limits *lim,
+		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out);
+const char *wf_tgt_reason_name(uint32_t reason);
+
+/* ---- connections and requests (conn.c) -------------------------------- */
+
+struct wf_tgt_reactor;
+struct wf_tgt_conn;
+
+/* One request per slot: every request holds its slot from the message
+ * that names it until its REPLY is posted. */
+enum wf_tgt_rq_state {
+	RQ_FREE = 0,    /* the slot is idle: no request of the peer holds it */
+	RQ_STORE,       /* store I/O in flight (read into the slot, write from
+	                 * it, flush, discard; a FUA discard also its flush) */
+	/* (replication, next issue: RQ_FORWARD between STORE and REPLY,
+	 * waiting for the secondaries' acks of the same slot) */
+	RQ_PUSH,        /* READ done: wf_write the slot into the initiator's
+	                 * buffer (waits here on the pending list while the
+	                 * endpoint has no send credit) */
+	RQ_REPLY,       /* post the REPLY (waits here on the pending list
+	                 * while there is no send credit); then RQ_FREE */
+};
+
+struct wf_tgt_req {
+	struct wf_store_req  sreq;      /* embedded: container_of in done */
+	struct wf_tgt_conn  *conn;
+	struct wf_tgt_req   *next;      /* pending list */
+	uint64_t tag, volume, offset;
+	struct wf_rkey buf;             /* READ: initiator's buffer */
+	uint32_t length, slot, crc;
+	uint16_t flags, status;
+	uint8_t  op, state;
+	bool     fua_flush;             /* DISCARD|FUA: flush after discard */
+	bool     pending;
+};
+
+enum wf_tgt_conn_state {
+	CONN_FREE = 0,  /* in the pool */
+	CONN_HELLO,     /* accepted: the first message must be a HELLO */
+	CONN_LIVE,      /* granted: serving requests */
+	CONN_CLOSING,   /* closing: waiting for the fabric's DISCONNECT and
+	                 * for the store to finish with the slots */
+};
+
+struct wf_tgt_conn {
+	struct wf_tgt_reactor *r;
+	struct wf_ep       *ep;
+	unsigned            fab;        /* index into r->fab */
+	uint32_t            idx;        /* ring index = registered buffer index */
+	uint8_t             state;      /* enum wf_tgt_conn_state */
+	bool                gone;       /* DISCONNECT seen */
+	char               *ring;       /* slots * slot_size bytes */
+	struct wf_tgt_limits lim;       /* granted */
+	uint64_t            client_id;
+	uint32_t            invalid;    /* invalid requests so far */
+	uint32_t            store_inflight;
+	uint32_t            npending;
+	uint32_t            sends_out;  /* posted, completion not yet reaped */
+	struct wf_tgt_req  *reqs;       /* [cfg slots] */
+	struct wf_tgt_conn *next_free;
+};
+
+void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
+			struct wf_listener *l);
+void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *c);
+/* Retry requests waiting for send credits; returns how many advanced. */
+unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
+void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
+
+/* ---- control socket (ctl.c) ------------------------------------------- */
+
+#define WF_TGT_CTL_CLIENTS 16
+
+struct wf_tgt_ctl {
+	int  lfd;                       /* SOCK_SEQPACKET listener */
+	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
+	int  dev_ro;                    /* read-only O_DIRECT device fd for
+	                                 * short-circuit readers */
+	char path[108];
+};
+
+int  wf_tgt_ctl_open(struct wf_tgt_reactor *r);
+void wf_tgt_ctl_close(struct wf_tgt_reactor *r);
+/* An epoll event for data.u64 == WF_TGT_EV_CTL + i. */
+void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev);
+
+/* ---- the reactor (reactor.c) ------------------------------------------ */
+
+/* epoll tags */
+enum {
+	WF_TGT_EV_FAB0 = 1,
+	WF_TGT_EV_FAB1,
+	WF_TGT_EV_STORE,
+	WF_TGT_EV_SIGNAL,
+	WF_TGT_EV_CTL = 16,             /* + 0: listener, + 1 + i: client i */
+};
+
+/* One fabric backend: the net listener's, and (with verbs) a tcp one for
+ * the unix socket.  Each registers every ring. */
+struct wf_tgt_fab {
+	struct wf_ctx      *ctx;
+	struct wf_mr      **mrs;        /* [max_conns], ring i */
+	struct wf_listener *lst[2];
+	unsigned            nlst;
+};
+
+struct wf_tgt_stats {
+	uint64_t reads, writes, flushes, discards;
+	uint64_t read_bytes, write_bytes;
+	uint64_t errors, invalid, closed_bad;
+	uint64_t accepted, refused;
+};
+
+enum wf_tgt_phase {
+	PH_RUN = 0,     /* serving */
+	PH_DRAIN_IO,    /* stop requested: no listeners, new requests get
+	                 * BUSY, in-flight store I/O finishes and is answered */
+	PH_DRAIN_SEND,  /* no store I/O left: wait for posted replies to go */
+	PH_CLOSE,       /* endpoints closing: wait for their DISCONNECTs */
+	PH_DONE,
+};
+
+struct wf_tgt_reactor {
+	const struct wf_tgt_cfg *cfg;
+	struct wf_tgt_map  *map;
+	struct wf_store    *store;
+	struct wf_store_stat st0;       /* geometry at open */
+	struct wf_tgt_fab   fab[2];
+	unsigned            nfab;
+	char               *slab;       /* max_conns rings */
+	size_t              slab_len;
+	struct wf_tgt_conn *conns;
+	struct wf_tgt_conn *free_conns;
+	uint32_t            nconns;     /* not CONN_FREE */
+	struct wf_tgt_req  *reqs;
+	struct wf_tgt_req  *pend_head, *pend_tail;
+	int                 epfd, sigfd, store_efd;
+	struct wf_tgt_ctl   ctl;
+	uint8_t             phase;      /* enum wf_tgt_phase */
+	uint64_t            phase_deadline; /* CLOCK_MONOTONIC ns */
+	uint64_t            last_reload;    /* ns: request-driven reloads */
+	uint32_t            store_inflight;
+	uint64_t            started_ns;
+	struct wf_tgt_stats stats;
+	char                net_addr[128], unix_addr[128];
+};
+
+int  wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
+			 struct wf_tgt_map *map, struct wf_store *store,
+			 char *err, size_t errlen);
+int  wf_tgt_reactor_run(struct wf_tgt_reactor *r);
+void wf_tgt_reactor_fini(struct wf_tgt_reactor *r);
+/* Reload the map file (SIGHUP, RELOAD, a request with a newer epoch).
+ * Keeps the current map when the new one fails to load or is older. */
+int  wf_tgt_reload(struct wf_tgt_reactor *r, const char *why);
+uint64_t wf_tgt_now_ns(void);
+
+/* Logging: one line to stderr with the target id. */
+void wf_tgt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The request validator (target/req.c) as a pure function. */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "target/target.h"
+
+static const char map_text[] =
+	"epoch = 10;\ncluster_id = 1;\nextent_size = 65536;\n"
+	"targets = (\n"
+	"  { id = 0; host = \"a\"; addr = \"127.0.0.1\"; port = 1; device = \"/d0\"; },\n"
+	"  { id = 1; host = \"b\"; addr = \"127.0.0.1\"; port = 2; device = \"/d1\"; }\n);\n"
+	"pools = ( { name = \"p\"; id = 1; replicas = 1; min_size = 1;"
+	" failure_domain = \"device\"; pg_num = 8; } );\n"
+	"volumes = ( { name = \"v\"; id = 3; size = \"1M\"; pool = \"p\"; },\n"
+	"            { name = \"w\"; id = 9; size = \"2M\"; pool = \"p\"; } );\n";
+
+static struct wf_tgt_map *load(uint32_t self)
+{
+	struct wf_map map;
+	struct wf_map_err merr;
+	struct wf_tgt_map *m;
+	char err[256];
+
+	cr_assert_eq(wf_map_load_buf(map_text, sizeof(map_text) - 1, "t", &map, &merr),
+		     0, "%s", merr.msg);
+	cr_assert_eq(wf_tgt_map_build(&map, self, &m, err, sizeof(err)), 0, "%s", err);
+	return m;
+}
+
+static const struct wf_tgt_limits lim = { .slot_count = 8, .slot_size = 16384 };
+
+static int parse(const struct wf_tgt_map *m, uint8_t op, uint64_t vol, uint64_t off,
+		 uint32_t len, uint32_t slot, uint64_t epoch, struct wf_tgt_parsed *p)
+{
+	struct wf_req r = { .opcode = op, .tag = 1, .volume = vol, .offset = off,
+			    .epoch = epoch, .length = len, .slot = slot };
+	struct wf_req_hdr h;
+
+	if (op == WF_OP_READ) {
+		r.buf.key = 1;
+		r.buf.addr = 4096;
+	}
+	wf_req_encode(&r, &h);
+	return wf_tgt_req_parse(&h, sizeof(h), &lim, m, p);
+}
+
+/* First extent of volume 3 led by target `who`. */
+static uint64_t ext_of(const struct wf_tgt_map *m, uint32_t who)
+{
+	struct wf_extent_loc loc;
+
+	for (uint64_t off = 0; off < (1u << 20); off += 65536) {
+		cr_assert_eq(wf_place_extent(&m->table, &m->map, 0, off, &loc), 0);
+		if (loc.n && m->map.targets[loc.acting[0]].id == who)
+			return off;
+	}
+	cr_assert_fail("no extent led by %u", who);
+	return 0;
+}
+
+Test(target_req, verdicts)
+{
+	struct wf_tgt_map *m = load(0);
+	struct wf_tgt_parsed p;
+	uint64_t mine = ext_of(m, 0), other = ext_of(m, 1);
+
+	cr_assert_eq(parse(m, WF_OP_WRITE, 3, mine, 16384, 7, 10, &p), WF_TGT_OK);
+	cr_assert_eq(p.req.slot, 7);
+	cr_assert(p.slot_ok);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine + 4096, 4096, 3, 10, &p), WF_TGT_OK,
+		     "a READ names its slot too");
+	cr_assert_eq(p.req.slot, 3);
+	cr_assert_eq(parse(m, WF_OP_DISCARD, 3, mine, 65536, 1, 10, &p), WF_TGT_OK,
+		     "a discard may cover a whole extent");
+	cr_assert_eq(parse(m, WF_OP_FLUSH, 3, 0, 0, 0, 10, &p), WF_TGT_OK);
+
+	cr_assert_eq(parse(m, WF_OP_WRITE, 3, mine, 16384 + 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_INVALID | WF_WS_DNR);
+	cr_assert_eq(p.reason, WF_WR_SLOT_SIZE);
+	cr_assert_eq(parse(m, WF_OP_WRITE, 3, mine, 4096, 8, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.reason, WF_WR_SLOT);
+	cr_assert(!p.slot_ok);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine + 100, 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.reason, WF_WR_ALIGN);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine, 0, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.reason, WF_WR_LENGTH);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine + 61440, 8192, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.reason, WF_TGT_R_EXTENT);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, 1u << 20, 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_RANGE | WF_WS_DNR);
+	cr_assert_eq(parse(m, WF_OP_READ, 4, 0, 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_NOVOL | WF_WS_DNR);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, other, 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_NOTPRIM);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine, 4096, 0, 9, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_STALE);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine, 4096, 0, 11, &p), WF_TGT_NEWER);
+	cr_assert_eq(p.status, WF_WS_BUSY);
+	/* Epoch is checked before the volume: a newer map may have it. */
+	cr_assert_eq(parse(m, WF_OP_READ, 77, mine, 4096, 0, 11, &p), WF_TGT_NEWER);
+	wf_tgt_map_free(m);
+
+	/* A target not in the map leads nothing. */
+	m = load(5);
+	cr_assert_eq(parse(m, WF_OP_READ, 3, mine, 4096, 0, 10, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_NOTPRIM);
+	wf_tgt_map_free(m);
+}
+
+Test(target_req, malformed)
+{
+	struct wf_tgt_map *m = load(0);
+	struct wf_tgt_parsed p;
+	struct wf_req r = { .opcode = WF_OP_WRITE, .tag = 1, .volume = 3,
+			    .epoch = 10, .length = 4096 };
+	struct wf_req_hdr h;
+	unsigned char raw[64];
+
+	wf_req_encode(&r, &h);
+	cr_assert_eq(wf_tgt_req_parse(&h, 63, &lim, m, &p), WF_TGT_MALFORMED);
+	cr_assert_eq(wf_tgt_req_parse(NULL, 64, &lim, m, &p), WF_TGT_MALFORMED);
+	memcpy(raw, &h, 64);
+	raw[0] ^= 1;
+	cr_assert_eq(wf_tgt_req_parse(raw, 64, &lim, m, &p), WF_TGT_MALFORMED);
+	memcpy(raw, &h, 64);
+	raw[3] = WF_OP_HELLO;
+	cr_assert_eq(wf_tgt_req_parse(raw, 64, &lim, m, &p), WF_TGT_MALFORMED);
+	memcpy(raw, &h, 64);
+	raw[6] = 1;             /* reserved */
+	cr_assert_eq(wf_tgt_req_parse(raw, 64, &lim, m, &p), WF_TGT_MALFORMED);
+	wf_tgt_map_free(m);
+}

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "placement/map.h"
+#include "placement/placement.h"
+#include "tests/target/tgt.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *bin(void)
+{
+	static char path[512];     /* test-process constant, set once */
+	const char *d = getenv("WEFT_BIN");
+
+	snprintf(path, sizeof(path), "%s/weft-target", d ? d : WEFT_TEST_BIN_DIR);
+	return path;
+}
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+void tgt_env_write_map(struct tgt_env *e, uint64_t epoch)
+{
+	char tmp[256];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", e->map);
+	f = fopen(tmp, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+		"epoch = %llu;\ncluster_id = 7;\nextent_size = %u;\n"
+		"targets = (\n"
+		"  { id = 0; host = \"h0\"; addr = \"127.0.0.1\"; port = %u;"
+		" device = \"%s\"; },\n"
+		"  { id = 1; host = \"h1\"; addr = \"127.0.0.1\"; port = %u;"
+		" device = \"%s/dev1\"; }\n);\n"
+		"pools = ( { name = \"p\"; id = 1; replicas = 1; min_size = 1;"
+		" failure_domain = \"device\"; pg_num = 16; } );\n"
+		"volumes = ( { name = \"v\"; id = %u; size = %llu; pool = \"p\"; } );\n",
+		(unsigned long long)epoch, TGT_EXT, e->port, e->dev,
+		e->port == 65535 ? 65534 : e->port + 1, e->dir, TGT_VOL,
+		(unsigned long long)TGT_VOL_SIZE);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(rename(tmp, e->map), 0);
+	e->epoch = epoch;
+}
+
+void tgt_env_init(struct tgt_env *e, uint64_t epoch)
+{
+	char err[512];
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->dir, sizeof(e->dir), "/var/tmp/weft-tt-XXXXXX");
+	cr_assert_not_null(mkdtemp(e->dir));
+	snprintf(e->map, sizeof(e->map), "%s/map.conf", e->dir);
+	snprintf(e->run, sizeof(e->run), "%s/run", e->dir);
+	snprintf(e->pidf, sizeof(e->pidf), "%s/target.pid", e->dir);
+	snprintf(e->dev, sizeof(e->dev), "%s/dev0", e->dir);
+	e->port = free_port();
+	tgt_env_write_map(e, epoch);
+	fd = open(e->dev, O_CREAT | O_WRONLY, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 96ll << 20), 0);
+	close(fd);
+	cr_assert_eq(tgt_run(err, sizeof(err), "-c", e->map, "--id", "0",
+			     "--format", NULL), 0, "format: %s", err);
+}
+
+void tgt_env_fini(struct tgt_env *e)
+{
+	char cmd[300];
+
+	if (e->pid && tgt_alive(e->pid))
+		tgt_kill(e, SIGKILL, true);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", e->dir);
+}
+
+static int vrun(char *err, size_t errlen, const char *const *argv, bool wait_it,
+		pid_t *pidp)
+{
+	int p[2], st = 0;
+	pid_t pid;
+	size_t got = 0;
+	ssize_t n;
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid) {
+		dup2(p[1], 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	if (pidp)
+		*pidp = pid;
+	if (!wait_it) {
+		close(p[0]);
+		return 0;
+	}
+	while ((n = read(p[0], err + got, errlen - 1 - got)) > 0)
+		got += (size_t)n;
+	err[got] = 0;
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int tgt_run(char *err, size_t errlen, const char *arg0, ...)
+{
+	const char *argv[32];
+	va_list ap;
+	int n = 0;
+
+	argv[n++] = bin();
+	argv[n++] = arg0;
+	va_start(ap, arg0);
+	while (arg0 && n < 31 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	return vrun(err, errlen, argv, true, NULL);
+}
+
+int tgt_start(struct tgt_env *e, bool foreground, ...)
+{
+	const char *argv[40];
+	char err[2048];
+	const char *a;
+	va_list ap;
+	int n = 0, ret;
+	FILE *f;
+
+	unlink(e->pidf);
+	argv[n++] = bin();
+	argv[n++] = "-c"; argv[n++] = e->map;
+	argv[n++] = "--id"; argv[n++] = "0";
+	argv[n++] = "--run-dir"; argv[n++] = e->run;
+	argv[n++] = "--pid-file"; argv[n++] = e->pidf;
+	argv[n++] = "--slots"; argv[n++] = "16";
+	argv[n++] = "--slot-size"; argv[n++] = "64K";
+	argv[n++] = "--max-conns"; argv[n++] = "8";
+	argv[n++] = "--cache"; argv[n++] = "none";
+	if (foreground)
+		argv[n++] = "--foreground";
+	va_start(ap, foreground);
+	while (n < 38 && (a = va_arg(ap, const char *)))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	if (foreground) {
+		int64_t end = now_ms() + 10000;
+
+		vrun(err, sizeof(err), argv, false, &e->pid);
+		e->child = true;
+		while (access(e->pidf, F_OK) && now_ms() < end) {
+			int st;
+
+			if (waitpid(e->pid, &st, WNOHANG) == e->pid) {
+				e->pid = 0;
+				return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+			}
+			usleep(2000);
+		}
+		cr_assert_eq(access(e->pidf, F_OK), 0, "target did not start");
+		return 0;
+	}
+	ret = vrun(err, sizeof(err), argv, true, NULL);
+	if (ret)
+		return ret;
+	f = fopen(e->pidf, "r");
+	cr_assert_not_null(f, "pid file missing right after start");
+	cr_assert_eq(fscanf(f, "%d", &e->pid), 1);
+	fclose(f);
+	e->child = false;
+	return 0;
+}
+
+bool tgt_alive(pid_t pid)
+{
+	return pid > 0 && kill(pid, 0) == 0;
+}
+
+int tgt_kill(struct tgt_env *e, int sig, bool wait)
+{
+	int64_t end = now_ms() + 20000;
+	int st = 0;
+
+	cr_assert(e->pid > 0);
+	kill(e->pid, sig);
+	if (!wait)
+		return 0;
+	if (e->child) {
+		while (waitpid(e->pid, &st, WNOHANG) != e->pid) {
+			cr_assert_lt(now_ms(), end, "target did not exit");
+			usleep(2000);
+		}
+		e->pid = 0;
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	while (tgt_alive(e->pid)) {
+		cr_assert_lt(now_ms(), end, "target did not exit");
+		usleep(2000);
+	}
+	e->pid = 0;
+	return 0;
+}
+
+uint64_t tgt_extent_of(const struct tgt_env *e, uint32_t primary, unsigned nth)
+{
+	struct wf_map map;
+	struct wf_map_err merr;
+	struct wf_placer pl;
+	struct wf_pg_table t;
+	struct wf_extent_loc loc;
+	uint64_t off, found = UINT64_MAX;
+
+	cr_assert_eq(wf_map_load(e->map, &map, &merr), 0, "%s", merr.msg);
+	cr_assert_eq(wf_placer_init(&pl, &map), 0);
+	cr_assert_eq(wf_pg_table_build(&t, &pl), 0);
+	for (off = 0; off < TGT_VOL_SIZE; off += TGT_EXT) {
+		cr_assert_eq(wf_place_extent(&t, &map, 0, off, &loc), 0);
+		if (loc.n && map.targets[loc.acting[0]].id == primary && nth-- == 0) {
+			found = off;
+			break;
+		}
+	}
+	wf_pg_table_free(&t);
+	wf_placer_free(&pl);
+	wf_map_free(&map);
+	cr_assert_neq(found, UINT64_MAX, "no extent %u with primary %u", nth, primary);
+	return found;
+}
+
+int tgt_connect(struct tgt_client *c, const char *addr, uint32_t want_slots,
+		uint64_t epoch)
+{
+	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
+	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 128,
+				 .recv_depth = 128, .timeout_ms = 5000 };
+	struct wf_hello he = { .client_id = 42, .epoch = epoch,
+			       .want_slots = want_slots, .max_io = TGT_SLOT_SZ };
+	struct wf_hello_hdr hh;
+	struct wf_cqe cq[16];
+	int64_t end = now_ms() + 5000;
+	size_t len = (size_t)TGT_SLOTS * 4 * TGT_SLOT_SZ;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->epoch = epoch;
+	ret = wf_ctx_create(&co, &c->ctx);
+	if (ret)
+		return ret;
+	c->buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(c->buf, MAP_FAILED);
+	ret = wf_mr_reg(c->ctx, c->buf, len,
+			WF_ACCESS_REMOTE_WRITE | WF_ACCESS_REMOTE_READ, &c->mr);
+	cr_assert_eq(ret, 0);
+	ret = wf_connect(c->ctx, addr, &eo, &c->ep);
+	if (ret)
+		return ret;
+	wf_hello_encode(&he, &hh);
+	ret = wf_send(c->ep, &hh, sizeof(hh), 1);
+	if (ret)
+		return ret;
+	while (now_ms() < end) {
+		int n = wf_poll(c->ctx, cq, 16);
+
+		for (int i = 0; i < n; i++) {
+			if (cq[i].op == WF_CQE_DISCONNECT) {
+				c->gone = true;
+				return -ECONNRESET;
+			}
+			if (cq[i].op != WF_CQE_RECV_MSG)
+				continue;
+			ret = wf_grant_decode(cq[i].msg, cq[i].len, &c->g, NULL);
+			if (ret)
+				return ret;
+			return c->g.status ? -wf_wire_status_errno(c->g.status) : 0;
+		}
+	}
+	return -ETIMEDOUT;
+}
+
+void tgt_close(struct tgt_client *c)
+{
+	if (c->ep)
+		wf_ep_destroy(c->ep);
+	if (c->mr)
+		wf_mr_dereg(c->mr);
+	if (c->ctx)
+		wf_ctx_destroy(c->ctx);
+	if (c->buf)
+		munmap(c->buf, (size_t)TGT_SLOTS * 4 * TGT_SLOT_SZ);
+	memset(c, 0, sizeof(*c));
+}
+
+static int post_retry(int (*fn)(struct tgt_client *, void *), struct tgt_client *c,
+		      void *arg)
+{
+	struct wf_cqe cq[16];
+	int64_t end = now_ms() + 5000;
+	int ret;
+
+	while ((ret = fn(c, arg)) == -EAGAIN && now_ms() < end) {
+		int n = wf_poll(c->ctx, cq, 16);
+
+		/* Only send completions can be reaped here without losing
+		 * anything: replies are not expected while posting in the
+		 * tests that fill the send queue. */
+		for (int i = 0; i < n; i++)
+			cr_assert(cq[i].op != WF_CQE_RECV_MSG,
+				  "reply dropped while waiting for a credit");
+	}
+	return ret;
+}
+
+struct post_args {
+	uint32_t slot, len;
+	const void *msg;
+};
+
+static int do_put(struct tgt_client *c, void *a)
+{
+	struct post_args *p = a;
+
+	return wf_write(c->ep, c->mr, (uint64_t)p->slot * c->g.slot_size, p->len,
+			&c->g.ring, (uint64_t)p->slot * c->g.slot_size, 2);
+}
+
+static int do_send(struct tgt_client *c, void *a)
+{
+	struct post_args *p = a;
+
+	return wf_send(c->ep, p->msg, p->len, 3);
+}
+
+int tgt_send_raw(struct tgt_client *c, const void *msg, uint32_t len)
+{
+	struct post_args p = { .msg = msg, .len = len };
+
+	return post_retry(do_send, c, &p);
+}
+
+int tgt_post(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
+	     uint32_t len, uint32_t slot, uint16_t flags, uint64_t epoch)
+{
+	struct wf_req r = { .opcode = op, .flags = flags, .tag = ++c->tag,
+			    .volume = vol, .offset = off, .epoch = epoch,
+			    .length = len, .slot = slot };
+	struct wf_req_hdr h;
+	struct post_args p = { .slot = slot, .len = len };
+	int ret;
+
+	if (op == WF_OP_WRITE && slot < c->g.slot_count &&
+	    len <= c->g.slot_size && len) {
+		ret = post_retry(do_put, c, &p);
+		if (ret)
+			return ret;
+	}
+	if (op == WF_OP_READ) {
+		uint32_t l = len ? len : 4096;
+		uint64_t o = (uint64_t)(slot % (TGT_SLOTS * 4)) * c->g.slot_size;
+
+		if (o + l > (size_t)TGT_SLOTS * 4 * TGT_SLOT_SZ)
+			o = 0;
+		ret = wf_mr_rkey(c->mr, c->ep, o, l, &r.buf);
+		cr_assert_eq(ret, 0);
+	}
+	wf_req_encode(&r, &h);
+	p.msg = &h;
+	p.len = sizeof(h);
+	return post_retry(do_send, c, &p);
+}
+
+int tgt_reply(struct tgt_client *c, struct wf_reply *r, int ms)
+{
+	struct wf_cqe cq[1];
+	int64_t end = now_ms() + ms;
+
+	while (now_ms() < end) {
+		int n = wf_poll(c->ctx, cq, 1);
+
+		if (n < 0)
+			return n;
+		if (!n)
+			continue;
+		if (cq[0].op == WF_CQE_DISCONNECT) {
+			c->gone = true;
+			return -ECONNRESET;
+		}
+		if (cq[0].op != WF_CQE_RECV_MSG)
+			continue;
+		cr_assert_eq(wf_reply_decode(cq[0].msg, cq[0].len, r, NULL), 0,
+			     "undecodable reply");
+		c->last = *r;
+		return 0;
+	}
+	return -ETIMEDOUT;
+}
+
+int tgt_io(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
+	   uint32_t len, void *data, uint64_t epoch)
+{
+	struct wf_reply r;
+	int ret;
+
+	if (op == WF_OP_WRITE && data && len <= c->g.slot_size)
+		memcpy(c->buf, data, len);
+	ret = tgt_post(c, op, vol, off, len, 0, 0, epoch);
+	if (ret)
+		return ret;
+	ret = tgt_reply(c, &r, 5000);
+	if (ret)
+		return ret;
+	cr_assert_eq(r.tag, c->tag, "reply for another request");
+	if (op == WF_OP_READ && data && !r.status)
+		memcpy(data, c->buf, len);
+	return r.status;
+}
+
+bool tgt_wait_closed(struct tgt_client *c, int ms)
+{
+	struct wf_cqe cq[16];
+	int64_t end = now_ms() + ms;
+
+	while (!c->gone && now_ms() < end) {
+		int n = wf_poll(c->ctx, cq, 16);
+
+		for (int i = 0; i < n; i++)
+			if (cq[i].op == WF_CQE_DISCONNECT)
+				c->gone = true;
+	}
+	return c->gone;
+}
+
+void tgt_pattern(void *buf, uint32_t len, uint64_t seed)
+{
+	uint64_t *p = buf, x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	for (uint32_t i = 0; i < len / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = x;
+	}
+}

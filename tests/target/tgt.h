@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helpers of the weft-target tests: a per-test directory under /var/tmp
+ * with a map and a formatted device file, real weft-target processes, and
+ * a raw client speaking the wire protocol through the fabric API.
+ * Every wait is bounded.
+ */
+#ifndef WEFT_TESTS_TARGET_TGT_H
+#define WEFT_TESTS_TARGET_TGT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fabric/fabric.h"
+#include "fabric/wire.h"
+
+#define TGT_VOL      5u                  /* volume id in the test map */
+#define TGT_VOL_SIZE (64ull << 20)
+#define TGT_EXT      (1u << 20)
+#define TGT_SLOTS    16u
+#define TGT_SLOT_SZ  (64u * 1024)
+
+struct tgt_env {
+	char     dir[128];
+	char     map[192];
+	char     run[192];
+	char     pidf[192];
+	char     dev[192];
+	uint16_t port;
+	uint64_t epoch;
+	pid_t    pid;                   /* running target, 0 if none */
+	bool     child;                 /* --foreground child of ours */
+};
+
+/* Make the directory, write a map (two targets: 0 is ours, 1 never runs,
+ * so some extents have another primary) with this epoch, format dev0. */
+void tgt_env_init(struct tgt_env *e, uint64_t epoch);
+void tgt_env_write_map(struct tgt_env *e, uint64_t epoch);
+void tgt_env_fini(struct tgt_env *e);
+/* Start weft-target as a daemon (returns once it listens) or, with
+ * foreground, as our child (waits for the pid file).  Extra args
+ * NULL-terminated.  Returns the exit status of the start command. */
+int  tgt_start(struct tgt_env *e, bool foreground, ...);
+/* Run weft-target with args (NULL-terminated), capture stderr; returns
+ * the exit status. */
+int  tgt_run(char *err, size_t errlen, const char *arg0, ...);
+/* Send sig; with wait, wait (bounded) for the process to be gone and
+ * return its exit status (child) or 0. */
+int  tgt_kill(struct tgt_env *e, int sig, bool wait);
+bool tgt_alive(pid_t pid);
+/* Offsets of extents whose primary is target 0 / target 1. */
+uint64_t tgt_extent_of(const struct tgt_env *e, uint32_t primary, unsigned nth);
+
+struct tgt_client {
+	struct wf_ctx  *ctx;
+	struct wf_ep   *ep;
+	struct wf_mr   *mr;
+	char           *buf;            /* slot_count * slot_size, mirrors the ring */
+	struct wf_grant g;
+	uint64_t        epoch;
+	uint64_t        tag;
+	bool            gone;           /* DISCONNECT seen */
+	uint32_t        busy;           /* bitmap of slots in flight */
+	struct wf_reply last;
+};
+
+/* Connect to addr, HELLO/GRANT.  0 or -errno. */
+int  tgt_connect(struct tgt_client *c, const char *addr, uint32_t want_slots,
+		 uint64_t epoch);
+void tgt_close(struct tgt_client *c);
+/* Post a request through slot (payload: WRITE data already in
+ * c->buf at the slot).  0 or -errno. */
+int  tgt_post(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
+	      uint32_t len, uint32_t slot, uint16_t flags, uint64_t epoch);
+/* Send raw bytes as a message. */
+int  tgt_send_raw(struct tgt_client *c, const void *msg, uint32_t len);
+/* Wait for one reply (into *r).  0, -ETIMEDOUT, -ECONNRESET when the
+ * target closed the connection. */
+int  tgt_reply(struct tgt_client *c, struct wf_reply *r, int ms);
+/* Synchronous request through slot 0; returns the reply status or
+ * -errno.  WRITE: data copied from src; READ: data copied to dst. */
+int  tgt_io(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
+	    uint32_t len, void *data, uint64_t epoch);
+/* Wait until the target closes the connection. */
+bool tgt_wait_closed(struct tgt_client *c, int ms);
+
+void tgt_pattern(void *buf, uint32_t len, uint64_t seed);
+
+#endif
