@@ -128,6 +128,7 @@ struct tcp_ctx {
 	struct tcp_ep  *live;           /* EP_LIVE endpoints */
 	uint32_t        nlive;
 	uint32_t        turn;           /* wf_poll calls, for the epoll cadence */
+	bool            io_skipped;     /* the last wf_poll did no socket I/O */
 };
 
 enum ep_state {
@@ -1658,6 +1659,14 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 
 	release_held(c);
 	c->turn++;
+	/* Completions already waiting (typically our own writes, done when
+	 * posted) are handed out without a system call; the next poll does
+	 * the I/O, so the sockets are never starved. */
+	if (c->cq_count && !c->io_skipped) {
+		c->io_skipped = true;
+		goto deliver;
+	}
+	c->io_skipped = false;
 	if (c->cq_count < (uint32_t)max && c->nlive && c->nlive <= DIRECT_MAX) {
 		struct tcp_ep *ep, *next;
 
@@ -1675,6 +1684,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		for (i = 0; i < ne; i++)
 			handle_event(c, &ev[i]);
 	}
+deliver:
 	while (n < max && c->cq_count) {
 		struct cq_ent *e = &c->cq[c->cq_head];
 		struct tcp_ep *ep = e->cqe.ep ? tep(e->cqe.ep) : NULL;

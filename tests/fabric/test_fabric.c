@@ -739,7 +739,7 @@ static int body_publish_then_hang(struct wf_ctx *ctx, struct wf_ep *ep)
 
 Test(fabric, peer_killed_mid_transfer)
 {
-	struct wf_ctx *ctx = ft_ctx(0);
+	struct wf_ctx *ctx;
 	struct wf_ep_opts o = ft_opts(16, 8, 256);
 	char addr[256], *buf = xalloc(1 << 20);
 	struct wf_wire_rkey w;
@@ -751,7 +751,9 @@ Test(fabric, peer_killed_mid_transfer)
 	bool disc = false;
 	int64_t end;
 
+	/* Fork before this process opens any device (verbs). */
 	pid = spawn_server(body_publish_then_hang, addr, sizeof(addr));
+	ctx = ft_ctx(0);
 	ret = wf_connect(ctx, addr, &o, &ep);
 	cr_assert_eq(ret, 0, "connect: %s", strerror(-ret));
 	ft_pump(NULL, NULL, 0, ctx, &gc, 1, ft_wait_ms());
@@ -858,7 +860,7 @@ static int body_echo(struct wf_ctx *ctx, struct wf_ep *ep)
 
 Test(fabric, two_processes)
 {
-	struct wf_ctx *ctx = ft_ctx(0);
+	struct wf_ctx *ctx;
 	struct wf_ep_opts o = ft_opts(16, 16, 256);
 	char addr[256], *src = xalloc(1 << 16), *dst = xalloc(1 << 16);
 	char *rd = xalloc(4096);
@@ -870,6 +872,7 @@ Test(fabric, two_processes)
 	int ret, status;
 
 	pid = spawn_server(body_echo, addr, sizeof(addr));
+	ctx = ft_ctx(0);
 	ret = wf_connect(ctx, addr, &o, &ep);
 	cr_assert_eq(ret, 0, "connect: %s", strerror(-ret));
 	smr = reg(ctx, src, 1 << 16, 0);
