@@ -5,7 +5,8 @@
  *   WEFT_FABRIC       tcp (default) | unix | verbs
  *   WEFT_FABRIC_ADDR  listen address: tcp default "tcp:127.0.0.1:0"; unix a
  *                     path prefix (default a fresh /tmp path per listener);
- *                     verbs e.g. "rdma:10.9.0.1:0" (required)
+ *                     verbs e.g. "rdma:10.9.0.1:0" (required).  Keep port 0:
+ *                     some cases listen twice at once.
  * Every wait is bounded by a deadline (longer under verbs: the rig runs
  * soft-RoCE under emulation).
  */

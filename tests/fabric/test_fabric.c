@@ -439,7 +439,9 @@ Test(fabric, backpressure_without_loss)
 {
 	struct ft_pair p = { 0 };
 	struct wf_ep_opts so = ft_opts(8, 4, 128), co = ft_opts(32, 8, 128);
-	const uint32_t sz = 65536, slots = 64, n = 1024;
+	/* 64 MiB: more than loopback TCP buffers hold, so the sender must
+	 * stall; verbs stalls after recv_depth (and soft-RoCE is slow). */
+	const uint32_t sz = 65536, slots = 64, n = ft_is_verbs() ? 256 : 1024;
 	char *sbuf = xalloc((size_t)sz * slots), *cbuf = xalloc((size_t)sz * slots);
 	struct wf_mr *smr, *cmr;
 	struct wf_rkey rk;
@@ -531,10 +533,17 @@ Test(fabric, sleep_on_fd_and_wake)
 	/* Drain, arm, poll once more, then the fd must be quiet. */
 	while (wf_poll(p.sctx, c, 4) > 0)
 		;
-	cr_assert_eq(wf_ctx_arm(p.sctx), 0);
-	cr_assert_eq(wf_poll(p.sctx, c, 4), 0);
+	/* "Readable when wf_poll may return something": a few spurious
+	 * wake-ups are allowed (e.g. late connection-manager events under
+	 * verbs), but it must settle. */
 	pf = (struct pollfd){ .fd = wf_ctx_fd(p.sctx), .events = POLLIN };
-	cr_assert_eq(poll(&pf, 1, 50), 0, "fd readable with nothing to do");
+	bool quiet = false;
+	for (int i = 0; i < 10 && !quiet; i++) {
+		cr_assert_eq(wf_ctx_arm(p.sctx), 0);
+		cr_assert_eq(wf_poll(p.sctx, c, 4), 0, "a completion from nowhere");
+		quiet = poll(&pf, 1, 50) == 0;
+	}
+	cr_assert(quiet, "fd stays readable with nothing to do");
 	cr_assert_eq(wf_send(p.cep, "wake", 4, 1), 0);
 	cr_assert_eq(poll(&pf, 1, ft_wait_ms()), 1, "fd did not wake");
 	ft_pump(p.sctx, &gs, 1, NULL, NULL, 0, ft_wait_ms());
