@@ -306,6 +306,9 @@ Test(fabric, messages_in_order)
 		}
 		k = wf_poll(p.sctx, c, 32);
 		cr_assert_geq(k, 0);
+		/* Receive credits: never more than recv_depth (8) messages
+		 * outstanding, so never more in one poll. */
+		cr_assert_leq(k, 8, "%d messages in one poll past recv_depth", k);
 		for (int i = 0; i < k; i++) {
 			const uint8_t *m = c[i].msg;
 			uint32_t len = 4 + (uint32_t)(got * 37 % 253);
