@@ -636,6 +636,17 @@ int bench_fabric(int argc, char **argv)
 		wf_json_i64(&j, "spin_us", spin_ns == UINT64_MAX ? -1 : (int64_t)(spin_ns / 1000));
 		wf_json_str(&j, "floor", !o.floor ? "none" :
 			    strcmp(o.transport, "verbs") ? "socket-ping-pong" : "perftest");
+		{       /* how busy the machine was: numbers mean little without it */
+			double la = -1;
+			FILE *f = fopen("/proc/loadavg", "r");
+
+			if (f) {
+				if (fscanf(f, "%lf", &la) != 1)
+					la = -1;
+				fclose(f);
+			}
+			wf_json_dbl(&j, "loadavg_1m", la);
+		}
 		json_one(&j, "", &wr, &fw);
 		json_one(&j, "read_", &rd, &fr);
 		return wf_json_finish(&j) ? 1 : 0;
