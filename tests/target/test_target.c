@@ -316,7 +316,9 @@ Test(target, garbage_peers_closed_others_served, .timeout = 60)
 	/* Flushes back to back: they reach the target in one batch while
 	 * the first is still with the device. */
 	for (i = 0; i < 8; i++)
-		cr_assert_eq(tgt_post(&bad, WF_OP_FLUSH, TGT_VOL, 0, 0, 2, 0, 1), 0);
+		if (tgt_post(&bad, WF_OP_FLUSH, TGT_VOL, 0, 0, 2, 0, 1))
+			break;          /* already closed by the target */
+	cr_assert_geq(i, 2);
 	cr_assert(tgt_wait_closed(&bad, 5000), "slot reuse: not closed");
 	tgt_close(&bad);
 

@@ -212,9 +212,25 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 	return 0;
 }
 
+/* A daemon is not our child: once dead it stays a zombie until init reaps
+ * it (seconds in some containers), so a zombie counts as gone. */
 bool tgt_alive(pid_t pid)
 {
-	return pid > 0 && kill(pid, 0) == 0;
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0 || kill(pid, 0))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
 int tgt_kill(struct tgt_env *e, int sig, bool wait)
