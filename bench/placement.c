@@ -108,8 +108,7 @@ static int epoch_balance(struct epoch *e, const struct epoch *prev, uint32_t *mo
 	uint32_t nov;
 	int ret;
 
-	ret = wf_balance(&e->pl, prev ? &prev->map : NULL, prev ? &prev->t : NULL,
-			 NULL, &ov, &nov, moves);
+	ret = wf_balance(&e->pl, prev ? &prev->map : NULL, NULL, &ov, &nov, moves);
 	if (ret)
 		return ret;
 	wf_pg_table_free(&e->t);

@@ -393,8 +393,7 @@ int ctl_balance(int argc, char **argv)
 		ctx_free(&c);
 		return 1;
 	}
-	ret = wf_balance(&c.pl, prevp ? &prev.map : NULL, prevp ? &prev.t : NULL, &bo,
-			 &ov, &nov, &moves);
+	ret = wf_balance(&c.pl, prevp ? &prev.map : NULL, &bo, &ov, &nov, &moves);
 	if (ret) {
 		fprintf(stderr, "weftctl balance: %s\n", strerror(-ret));
 		goto out;

@@ -248,27 +248,26 @@ static bool paid_move(struct bal *b, bool *stuck)
 	return true;
 }
 
-/* Deployed acting sets of this pool, as target indices of the new map. */
-static void load_prev(struct bal *b, const struct wf_map *prev,
-		      const struct wf_pg_table *pt)
+/*
+ * Deployed placement sets of this pool (down members included: their data
+ * is still there), as target indices of the new map; without a deployed
+ * epoch, the sets the map gives now.
+ */
+static void load_prev(struct bal *b)
 {
-	const struct wf_pg_pool_table *pp;
-
-	if (!prev || !pt || b->pool >= pt->npools || b->pool >= prev->npools ||
-	    prev->pools[b->pool].id != b->pl->pools[b->pool].pool_id ||
-	    pt->pools[b->pool].pg_num != b->P || pt->pools[b->pool].stride != b->R) {
+	if (!b->prev_pl) {
 		memcpy(b->prev, b->cur, (size_t)b->P * b->R * sizeof(*b->prev));
 		return;
 	}
-	pp = &pt->pools[b->pool];
 	for (uint32_t pg = 0; pg < b->P; pg++) {
-		for (uint32_t i = 0; i < b->R; i++) {
-			uint32_t t = pp->acting[(size_t)pg * b->R + i];
-			int nt = -1;
+		uint32_t raw[WF_MAX_REPLICAS], *pv = &b->prev[(size_t)pg * b->R];
+		bool ov;
+		unsigned n = wf_place_pg_final(b->prev_pl, b->pool, pg, raw, &ov);
 
-			if (i < pp->n[pg] && t < prev->ntargets)
-				nt = wf_placer_target(b->pl, prev->targets[t].id);
-			b->prev[(size_t)pg * b->R + i] = nt < 0 ? WF_TARGET_NONE : (uint32_t)nt;
+		for (uint32_t i = 0; i < b->R; i++) {
+			int t = i < n ? wf_placer_target(b->pl, b->prev_pl->map->targets[raw[i]].id) : -1;
+
+			pv[i] = t < 0 ? WF_TARGET_NONE : (uint32_t)t;
 		}
 	}
 }
@@ -461,9 +460,7 @@ out:
 	return swaps;
 }
 
-static int balance_pool(struct bal *b, const struct wf_map *prev,
-			const struct wf_pg_table *prev_table, double max_dev,
-			double primary_dev)
+static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 {
 	uint32_t N = b->N, R = b->R;
 	double *share = calloc(N ? N : 1, sizeof(*share));
@@ -477,7 +474,7 @@ static int balance_pool(struct bal *b, const struct wf_map *prev,
 	if (ret)
 		goto out;
 	load_cur(b);
-	load_prev(b, prev, prev_table);
+	load_prev(b);
 
 	for (uint32_t t = 0; t < N; t++)
 		b->dev[t] = 0;
@@ -519,8 +516,8 @@ static int ov_cmp(const void *a, const void *b)
 }
 
 int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
-	       const struct wf_pg_table *prev_table, const struct wf_balance_opts *opts,
-	       struct wf_override **out, uint32_t *nout, uint32_t *moves)
+	       const struct wf_balance_opts *opts, struct wf_override **out,
+	       uint32_t *nout, uint32_t *moves)
 {
 	const struct wf_map *map = pl->map;
 	struct wf_override *ovs = NULL;
@@ -533,7 +530,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 
 	*out = NULL;
 	*nout = 0;
-	if (prev && prev_table) {
+	if (prev) {
 		ret = wf_placer_init(&ppl, prev);
 		if (ret)
 			return ret;
@@ -563,7 +560,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		b.active = calloc(b.N + 1, sizeof(*b.active));
 		ret = -ENOMEM;
 		if (b.cur && b.base && b.prev && b.dev && b.band && b.tgt && b.active)
-			ret = balance_pool(&b, prev, prev_table, max_dev, primary_dev);
+			ret = balance_pool(&b, max_dev, primary_dev);
 		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
 			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
 			struct wf_override *ov;

@@ -207,16 +207,17 @@ struct wf_balance_opts {
 };
 
 /*
- * Compute the PG overrides for map (its own overrides are the starting
- * point: still-valid ones are kept, invalid ones repaired).  prev/prev_table,
- * when not NULL, describe the epoch currently deployed: moves that undo or
- * redirect a change against it are preferred, as they copy no extra data.
- * On success *out (malloc'd, caller frees) holds *nout overrides sorted by
- * (pool, pg), and *moves the replica moves the balancer made.
+ * Compute the PG overrides for the placer's map (its own overrides are the
+ * starting point: still-valid ones are kept, invalid ones repaired).  prev,
+ * when not NULL, is the map deployed now: moves that undo or redirect a
+ * change against it are preferred, as they copy no extra data, and
+ * overrides follow its rendezvous changes.  On success *out (malloc'd,
+ * caller frees) holds *nout overrides sorted by (pool, pg), and *moves the
+ * replica moves made (primary reorders not counted).
  */
 int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
-	       const struct wf_pg_table *prev_table, const struct wf_balance_opts *opts,
-	       struct wf_override **out, uint32_t *nout, uint32_t *moves);
+	       const struct wf_balance_opts *opts, struct wf_override **out,
+	       uint32_t *nout, uint32_t *moves);
 
 /* ---- synthetic maps and edits (map_edit.c) ----------------------------- */
 

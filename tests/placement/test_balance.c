@@ -22,8 +22,7 @@ static uint32_t rebalance_dev(struct wf_map *m, const struct placed *prev, doubl
 	uint32_t nov, moves;
 
 	cr_assert_eq(wf_placer_init(&pl, m), 0);
-	cr_assert_eq(wf_balance(&pl, prev ? prev->pl.map : NULL, prev ? &prev->t : NULL,
-				&o, &ov, &nov, &moves), 0);
+	cr_assert_eq(wf_balance(&pl, prev ? prev->pl.map : NULL, &o, &ov, &nov, &moves), 0);
 	wf_placer_free(&pl);
 	free(m->overrides);
 	m->overrides = ov;
