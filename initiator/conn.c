@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libweft: connections to targets.  Made on first use (a blocking
+ * wf_connect bounded by WF_CONNECT_MS, then an asynchronous HELLO/GRANT),
+ * torn down on any error; every piece they held is re-routed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "initiator/weft_int.h"
+
+#define WR_CONN (1ull << 63)    /* wr_id of a connection's own sends */
+
+static unsigned backoff_ms(unsigned fails)
+{
+	unsigned d = WF_BACKOFF_MIN_MS << (fails < 8 ? fails : 8);
+
+	return d < WF_BACKOFF_MAX_MS ? d : WF_BACKOFF_MAX_MS;
+}
+
+/* Every piece on the wait queue goes back through routing. */
+static void requeue_waiting(struct wf_conn *c, int err)
+{
+	struct wf_piece *p;
+
+	while ((p = wf_pq_pop(&c->wait_q)))
+		wf_piece_retry(c->cl, p, err,
+			       c->retry_at > c->cl->now ?
+			       (unsigned)(c->retry_at - c->cl->now) : 0);
+}
+
+int wf_conn_connect(struct wf_conn *c)
+{
+	struct weft_cluster *cl = c->cl;
+	struct wf_ep_opts o = { .size = sizeof(o) };
+	struct wf_hello h = {
+		.client_id = cl->client_id,
+		.epoch = cl->map.epoch,
+		.want_slots = cl->npieces,
+		.max_io = cl->piece_max,
+	};
+	struct wf_hello_hdr hh;
+	int ret;
+
+	if (c->state != CONN_IDLE)
+		return 0;
+	wf_cl_addr(cl, c->idx, c->addr, sizeof(c->addr));
+	/* Two sends per request at most (payload write + header), one
+	 * receive per slot plus the GRANT. */
+	o.send_depth = 2 * cl->npieces + 4;
+	o.recv_depth = cl->npieces + 4;
+	o.msg_size = 512;
+	o.timeout_ms = WF_CONNECT_MS;
+	o.user = c;
+	ret = wf_connect(cl->ctx, c->addr, &o, &c->ep);
+	if (ret)
+		goto out_fail;
+	wf_hello_encode(&h, &hh);
+	ret = wf_send(c->ep, &hh, sizeof(hh), WR_CONN | c->idx);
+	if (ret) {
+		wf_ep_destroy(c->ep);
+		c->ep = NULL;
+		goto out_fail;
+	}
+	cl->stats.reconnects++;
+	c->state = CONN_HELLO;
+	c->hello_deadline = cl->now + WF_CONNECT_MS;
+	return 0;
+
+out_fail:
+	c->ep = NULL;
+	c->fails++;
+	c->retry_at = cl->now + backoff_ms(c->fails);
+	return ret;
+}
+
+void wf_conn_fail(struct wf_conn *c)
+{
+	switch (c->state) {
+	case CONN_IDLE:
+		requeue_waiting(c, -ENOTCONN);
+		break;
+	case CONN_HELLO:
+	case CONN_LIVE:
+		c->state = CONN_CLOSING;
+		/* The DISCONNECT completion comes after every outstanding
+		 * operation has completed: the pieces are swept then. */
+		if (wf_ep_close(c->ep))
+			wf_conn_on_disconnect(c);
+		break;
+	case CONN_CLOSING:
+		break;
+	}
+}
+
+static void free_ring(struct wf_conn *c)
+{
+	free(c->slot_free);
+	c->slot_free = NULL;
+	c->slot_words = c->nfree = c->slot_count = 0;
+	c->inflight = 0;
+}
+
+void wf_conn_on_disconnect(struct wf_conn *c)
+{
+	struct weft_cluster *cl = c->cl;
+	uint32_t i;
+
+	if (c->ep) {
+		wf_ep_destroy(c->ep);
+		c->ep = NULL;
+	}
+	/* Everything the endpoint carried has completed (with errors):
+	 * the pieces still out are re-routed, maybe to a new primary. */
+	for (i = 0; i < cl->npieces; i++) {
+		struct wf_piece *p = &cl->pieces[i];
+
+		if (p->state != PC_SENT || p->conn != c)
+			continue;
+		p->conn = NULL;
+		p->local_ops = 0;
+		if (p->replied && p->res != INT32_MIN)
+			wf_piece_done(cl, p, p->res);
+		else
+			wf_piece_retry(cl, p, -ECONNRESET,
+				       backoff_ms(p->attempts));
+	}
+	free_ring(c);
+	c->state = CONN_IDLE;
+	c->fails++;
+	c->retry_at = cl->now + backoff_ms(c->fails);
+	requeue_waiting(c, -ECONNRESET);
+	if (c->dead) {
+		for (i = 0; i < cl->ndying; i++)
+			if (cl->dying[i] == c) {
+				cl->dying[i] = cl->dying[--cl->ndying];
+				break;
+			}
+		free(c);
+	}
+}
+
+static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
+{
+	struct weft_cluster *cl = c->cl;
+	struct wf_grant g;
+	uint32_t reason, n, i;
+	int ret;
+
+	ret = wf_grant_decode(msg, len, &g, &reason);
+	if (ret) {
+		fprintf(stderr, "libweft: target %u: bad GRANT (%s)\n",
+			c->target_id, wf_wire_reason_name(reason));
+		wf_conn_fail(c);
+		return;
+	}
+	if (g.epoch > cl->map.epoch)
+		wf_map_refresh(cl, false);
+	if (g.status != WF_WS_OK || g.target_id != c->target_id) {
+		if (g.status == WF_WS_OK)
+			fprintf(stderr, "libweft: %s is target %u, not %u\n",
+				c->addr, g.target_id, c->target_id);
+		wf_conn_fail(c);
+		return;
+	}
+	n = g.slot_count < cl->npieces ? g.slot_count : cl->npieces;
+	c->slot_words = (n + 63) / 64;
+	c->slot_free = calloc(c->slot_words, sizeof(uint64_t));
+	if (!c->slot_free) {
+		wf_conn_fail(c);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		c->slot_free[i / 64] |= 1ull << (i % 64);
+	c->nfree = c->slot_count = n;
+	c->slot_size = g.slot_size;
+	/* The payload starts at the slot start (docs/protocol.md). */
+	c->max_len = g.slot_size & ~(WF_BLOCK - 1);
+	if (c->max_len > cl->piece_max)
+		c->max_len = cl->piece_max;
+	if (!c->max_len) {
+		wf_conn_fail(c);
+		return;
+	}
+	c->ring = g.ring;
+	c->epoch = g.epoch;
+	c->fails = 0;
+	c->state = CONN_LIVE;
+	wf_conn_kick(c);
+}
+
+void wf_conn_on_msg(struct wf_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_reply r;
+	uint32_t reason;
+	int op = wf_wire_peek(msg, len, &reason);
+
+	if (c->state == CONN_HELLO && op == WF_OP_GRANT) {
+		on_grant(c, msg, len);
+		return;
+	}
+	if (c->state == CONN_LIVE && op == WF_OP_REPLY &&
+	    !wf_reply_decode(msg, len, &r, &reason)) {
+		wf_on_reply(c, &r);
+		return;
+	}
+	if (c->state == CONN_CLOSING)
+		return;
+	fprintf(stderr, "libweft: target %u: unexpected message (%s)\n",
+		c->target_id, op < 0 ? wf_wire_reason_name(reason) : "opcode");
+	wf_conn_fail(c);
+}
+
+void wf_conn_free(struct wf_conn *c)
+{
+	if (!c)
+		return;
+	if (c->ep)
+		wf_ep_destroy(c->ep);
+	free(c->slot_free);
+	free(c);
+}

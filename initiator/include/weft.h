@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libweft: the weft initiator library.
+ *
+ * An application opens a cluster from a map file, opens volumes by name,
+ * and reads and writes them.  The library computes where every extent lives
+ * from the map (no metadata server on the data path), talks to the targets
+ * over the fabric (tcp, unix or verbs), and reads extents whose clean replica
+ * is on this host straight from the device (short-circuit reads).
+ *
+ * Threads: a struct weft_cluster and the volumes opened from it belong to
+ * one thread at a time (no locks inside).  Open one cluster handle per
+ * thread that does I/O.
+ *
+ * Errors: every function that can fail returns a negative errno value
+ * (-EINVAL, -ENOMEM, ...) and 0 or a non-negative count on success.
+ * Completions carry the same convention in struct weft_cqe.res.
+ *
+ * Asynchronous I/O, liburing style:
+ *
+ *	weft_read(vol, buf, len, off, user_data);     queue requests
+ *	weft_write(vol, buf, len, off, 0, user_data);
+ *	n = weft_wait(cl, cqes, 1, 64, -1);            reap completions
+ *
+ * or sleep on weft_fd(cl) in the application's own loop and call
+ * weft_poll() when it is readable.  The synchronous calls (weft_pread ...)
+ * are built on the same machinery and must not be mixed with outstanding
+ * asynchronous requests on the same cluster handle.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+
+struct weft_cluster;
+struct weft_volume;
+
+/* Options grow at the end only: set .size = sizeof(opts). */
+struct weft_cluster_opts {
+	size_t      size;
+	const char *map_path;     /* cluster map (libconfig), required */
+	const char *transport;    /* "tcp" (default), "unix" or "verbs" */
+	unsigned    queue_depth;  /* most requests in flight (0: 128) */
+	unsigned    timeout_ms;   /* a request no acting replica answered in
+	                           * this long fails with -ETIMEDOUT (0: 10000) */
+	unsigned    flags;        /* WEFT_F_* */
+};
+
+enum {
+	WEFT_F_NO_SHORT_CIRCUIT = 1u << 0, /* always read through the target */
+};
+
+/*
+ * Open a cluster handle: load and validate the map, build the placement
+ * table.  Connections to targets are made on first use.  Returns 0 and
+ * *out, or -errno (-ENOENT: no map file; -EINVAL: the map is invalid; the
+ * reason is logged to stderr).  Free with weft_cluster_close().
+ */
+int  weft_cluster_open(const struct weft_cluster_opts *opts,
+		       struct weft_cluster **out);
+/* Close every volume and connection of the handle, then free it.
+ * Outstanding requests complete with -ECANCELED first (not reported). */
+void weft_cluster_close(struct weft_cluster *cl);
+
+/* Open a volume by name (-ENOENT if the map has none).  The handle stays
+ * valid until weft_volume_close() or weft_cluster_close(). */
+int  weft_volume_open(struct weft_cluster *cl, const char *name,
+		      struct weft_volume **out);
+void weft_volume_close(struct weft_volume *vol);
+uint64_t weft_volume_size(const struct weft_volume *vol);
+/* Offsets and lengths must be multiples of this (4096). */
+uint32_t weft_volume_block_size(const struct weft_volume *vol);
+
+/*
+ * Buffers registered with the fabric: I/O from and into them is zero-copy.
+ * Other buffers work too, through a registered bounce pool (one copy).
+ * Returns page-aligned memory of at least len bytes, or NULL.
+ */
+void *weft_buf_alloc(struct weft_cluster *cl, size_t len);
+void  weft_buf_free(struct weft_cluster *cl, void *buf);
+
+/* Request flags. */
+enum {
+	WEFT_FUA = 1u << 0,       /* write: durable before it completes, also
+	                           * on devices with a volatile cache */
+};
+
+/* A completion: the request's user_data and its result: bytes transferred
+ * (read, write, discard), 0 (flush), or -errno. */
+struct weft_cqe {
+	uint64_t user_data;
+	int64_t  res;
+};
+
+/*
+ * Queue a request.  off and len must be multiples of the block size, the
+ * range inside the volume, len > 0; buf (read/write) must stay valid and
+ * untouched until the completion.  Returns 0 when queued (one completion
+ * follows), -EINVAL/-ERANGE for a bad request (no completion), -EAGAIN when
+ * queue_depth requests are in flight (reap some first).
+ */
+int weft_read(struct weft_volume *vol, void *buf, size_t len, uint64_t off,
+	      uint64_t user_data);
+int weft_write(struct weft_volume *vol, const void *buf, size_t len,
+	       uint64_t off, unsigned flags, uint64_t user_data);
+/* Free the range: reads return zeros afterwards. */
+int weft_discard(struct weft_volume *vol, uint64_t off, uint64_t len,
+		 uint64_t user_data);
+/* Make every write completed before this call durable on every replica. */
+int weft_flush(struct weft_volume *vol, uint64_t user_data);
+
+/* Reap up to max completions without blocking; returns the count. */
+int weft_poll(struct weft_cluster *cl, struct weft_cqe *cqes, int max);
+/* Reap at least min (up to max) completions, waiting up to timeout_ms
+ * (-1: no limit).  Returns the count (may be < min on timeout) or -errno. */
+int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min,
+	      int max, int timeout_ms);
+/* An fd that is readable when weft_poll() may return something. */
+int weft_fd(struct weft_cluster *cl);
+/* Requests queued and not yet completed. */
+unsigned weft_inflight(const struct weft_cluster *cl);
+
+/* Synchronous calls: return len (bytes) or 0 (fsync) on success, -errno. */
+ssize_t weft_pread(struct weft_volume *vol, void *buf, size_t len,
+		   uint64_t off);
+ssize_t weft_pwrite(struct weft_volume *vol, const void *buf, size_t len,
+		    uint64_t off, unsigned flags);
+int     weft_fsync(struct weft_volume *vol);
+int     weft_discard_sync(struct weft_volume *vol, uint64_t off, uint64_t len);
+
+/* Readable text of an error returned by libweft (like strerror). */
+const char *weft_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

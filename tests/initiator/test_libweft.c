@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libweft against the in-test peer (tests/initiator/peer.c) over the real
+ * fabric: splitting, routing, slot credits, the completion ring, retries,
+ * timeouts, registered and bounced buffers.  The real weft-target is in
+ * test_libweft_target.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+
+#include "initiator/include/weft.h"
+#include "initiator/weft_int.h"
+#include "tests/initiator/peer.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024)
+
+static struct peer P;
+
+static void fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t *w = buf;
+
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = seed * 0x9e3779b97f4a7c15ull + i;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct weft_cluster *open_cl(unsigned qd, unsigned timeout_ms,
+				    const char *transport)
+{
+	struct weft_cluster_opts o = {
+		.size = sizeof(o), .map_path = P.map_path,
+		.transport = transport, .queue_depth = qd,
+		.timeout_ms = timeout_ms,
+	};
+	struct weft_cluster *cl;
+	int ret = weft_cluster_open(&o, &cl);
+
+	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
+	return cl;
+}
+
+static struct weft_volume *open_vol(struct weft_cluster *cl, const char *name)
+{
+	struct weft_volume *v;
+	int ret = weft_volume_open(cl, name, &v);
+
+	cr_assert_eq(ret, 0, "weft_volume_open(%s): %s", name, weft_strerror(ret));
+	return v;
+}
+
+static void start3(void)
+{
+	memset(&P, 0, sizeof(P));
+	P.ntargets = 3;
+	peer_start(&P);
+}
+
+static void stop(void)
+{
+	peer_stop(&P);
+}
+
+/* Where (target) the primary of the byte at off of vol1 is, by the
+ * library's own table. */
+static unsigned primary_of(struct weft_cluster *cl, struct weft_volume *v,
+			   uint64_t off)
+{
+	struct wf_extent_loc loc;
+
+	cr_assert_eq(wf_place_extent(&cl->table, &cl->map, v->idx, off, &loc), 0);
+	return cl->map.targets[loc.acting[0]].id;
+}
+
+Test(libweft, open_errors, .init = start3, .fini = stop)
+{
+	struct weft_cluster_opts o = { .size = sizeof(o), .map_path = "/nonexistent" };
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+
+	cr_assert_eq(weft_cluster_open(&o, &cl), -ENOENT);
+	o.map_path = P.map_path;
+	o.transport = "carrier-pigeon";
+	cr_assert_eq(weft_cluster_open(&o, &cl), -EINVAL);
+	cl = open_cl(0, 0, NULL);
+	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
+	v = open_vol(cl, "vol1");
+	cr_assert_eq(weft_volume_size(v), P.vol_size);
+	cr_assert_eq(weft_volume_block_size(v), 4096);
+	weft_volume_close(v);
+	weft_cluster_close(cl);
+}
+
+Test(libweft, bad_requests, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(4, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *buf = weft_buf_alloc(cl, 64 * KiB);
+
+	cr_assert(buf);
+	cr_assert_eq(weft_read(v, buf, 0, 0, 1), -EINVAL, "zero length");
+	cr_assert_eq(weft_read(v, buf, 4096, 512, 1), -EINVAL, "unaligned offset");
+	cr_assert_eq(weft_read(v, buf, 1000, 0, 1), -EINVAL, "unaligned length");
+	cr_assert_eq(weft_read(v, NULL, 4096, 0, 1), -EINVAL, "no buffer");
+	cr_assert_eq(weft_read(v, buf, 8192, P.vol_size - 4096, 1), -ERANGE);
+	cr_assert_eq(weft_read(v, buf, 4096, P.vol_size, 1), -ERANGE);
+	cr_assert_eq(weft_write(v, buf, 4096, 0, 0x80, 1), -EINVAL, "flags");
+	cr_assert_eq(weft_pread(v, buf, 4096, UINT64_MAX - 4095), -ERANGE);
+	cr_assert_eq(weft_inflight(cl), 0, "no request was queued");
+	/* queue_depth parents at most */
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(weft_read(v, buf + i * 4096, 4096, 0, (uint64_t)i), 0);
+	cr_assert_eq(weft_read(v, buf, 4096, 0, 9), -EAGAIN);
+	{
+		struct weft_cqe e[4];
+		int got = 0;
+
+		while (got < 4) {
+			int n = weft_wait(cl, e + got, 1, 4 - got, 5000);
+
+			cr_assert_gt(n, 0);
+			got += n;
+		}
+	}
+	cr_assert_eq(weft_inflight(cl), 0);
+	weft_buf_free(cl, buf);
+	weft_cluster_close(cl);
+}
+
+/* Write then read back a pattern across extents with both kinds of buffer;
+ * the peer's images hold it on each extent's primary. */
+static void roundtrip(struct weft_cluster *cl, struct weft_volume *v,
+		      bool registered)
+{
+	size_t len = 3 * MiB + 64 * KiB;
+	uint64_t off = MiB - 8 * KiB;   /* crosses four extent boundaries */
+	char *wbuf, *rbuf, *raw = NULL;
+	ssize_t r;
+
+	if (registered) {
+		wbuf = weft_buf_alloc(cl, len);
+		rbuf = weft_buf_alloc(cl, len);
+	} else {
+		/* Deliberately misaligned heap memory: through the bounce pool. */
+		raw = malloc(2 * len + 16);
+		wbuf = raw + 3;
+		rbuf = raw + len + 7;
+	}
+	cr_assert(wbuf && rbuf);
+	fill(wbuf, len, registered ? 11 : 12);
+	r = weft_pwrite(v, wbuf, len, off, 0);
+	cr_assert_eq(r, (ssize_t)len, "pwrite: %zd (%s)", r, weft_strerror((int)r));
+	memset(rbuf, 0xee, len);
+	r = weft_pread(v, rbuf, len, off);
+	cr_assert_eq(r, (ssize_t)len, "pread: %zd (%s)", r, weft_strerror((int)r));
+	cr_assert_eq(memcmp(wbuf, rbuf, len), 0, "read back what was written");
+	for (uint64_t o = off; o < off + len; o += 4096) {
+		unsigned t = primary_of(cl, v, o);
+
+		cr_assert_eq(memcmp(peer_image(&P, t, v->id) + o,
+				    wbuf + (o - off), 4096), 0,
+			     "block at %llu is on its primary %u",
+			     (unsigned long long)o, t);
+	}
+	for (unsigned t = 0; t < P.ntargets; t++) {
+		cr_assert_eq(P.c[t].crossings, 0, "no request crosses an extent");
+		cr_assert_eq(P.c[t].notprim, 0, "every request went to a primary");
+		cr_assert_eq(P.c[t].bad, 0);
+		cr_assert_leq(P.c[t].max_len, P.slot_size);
+	}
+	if (registered) {
+		weft_buf_free(cl, wbuf);
+		weft_buf_free(cl, rbuf);
+	} else {
+		free(raw);
+	}
+}
+
+Test(libweft, roundtrip_registered, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+
+	roundtrip(cl, v, true);
+	cr_assert_eq(cl->stats.bounced, 0, "registered buffers are not copied");
+	weft_cluster_close(cl);
+}
+
+Test(libweft, roundtrip_bounced, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+
+	roundtrip(cl, v, false);
+	cr_assert_gt(cl->stats.bounced, 0, "heap buffers go through the pool");
+	weft_cluster_close(cl);
+}
+
+Test(libweft, roundtrip_rep3_and_unix)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+
+	memset(&P, 0, sizeof(P));
+	P.ntargets = 3;
+	P.transport = "unix";
+	peer_start(&P);
+	cl = open_cl(0, 0, "unix");
+	v = open_vol(cl, "vol3");
+	roundtrip(cl, v, true);
+	weft_cluster_close(cl);
+	peer_stop(&P);
+}
+
+/* Few slots granted: the library never has more requests out on a
+ * connection than slots, and everything still completes. */
+Test(libweft, slot_credits)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	struct weft_cqe e[64];
+	char *buf;
+	int got = 0;
+
+	memset(&P, 0, sizeof(P));
+	P.ntargets = 1;
+	P.slot_count = 3;
+	peer_start(&P);
+	cl = open_cl(64, 0, NULL);
+	v = open_vol(cl, "vol1");
+	buf = weft_buf_alloc(cl, 64 * 4096);
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(weft_write(v, buf + i * 4096, 4096,
+					(uint64_t)i * 4096 * 33, 0,
+					(uint64_t)i), 0);
+	cr_assert_eq(weft_inflight(cl), 64);
+	while (got < 64) {
+		int n = weft_wait(cl, e + got, 1, 64 - got, 5000);
+
+		cr_assert_gt(n, 0, "completions keep coming");
+		got += n;
+	}
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(e[i].res, 4096);
+	cr_assert_leq(P.c[0].max_inflight, 3, "at most slot_count in flight");
+	cr_assert_eq(P.c[0].writes, 64);
+	weft_cluster_close(cl);
+	peer_stop(&P);
+}
+
+/* Slots smaller than the piece size: pieces are split to fit. */
+Test(libweft, small_slots_split)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	char *w, *r;
+
+	memset(&P, 0, sizeof(P));
+	P.ntargets = 2;
+	P.slot_size = 16 * KiB;
+	peer_start(&P);
+	cl = open_cl(8, 0, NULL);
+	v = open_vol(cl, "vol1");
+	w = malloc(2 * MiB);
+	r = malloc(2 * MiB);
+	fill(w, 2 * MiB, 5);
+	cr_assert_eq(weft_pwrite(v, w, 2 * MiB, 512 * KiB, 0), 2 * MiB);
+	cr_assert_eq(weft_pread(v, r, 2 * MiB, 512 * KiB), 2 * MiB);
+	cr_assert_eq(memcmp(w, r, 2 * MiB), 0);
+	for (unsigned t = 0; t < 2; t++) {
+		cr_assert_leq(P.c[t].max_len, 16 * KiB);
+		cr_assert_eq(P.c[t].bad, 0);
+	}
+	cr_assert_gt(cl->stats.splits, 0);
+	free(w);
+	free(r);
+	weft_cluster_close(cl);
+	peer_stop(&P);
+}
+
+/* More pieces than the pool: parents wait for pieces, in order. */
+Test(libweft, carving_waits_for_pieces, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(4, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *w = weft_buf_alloc(cl, 8 * MiB), *r = weft_buf_alloc(cl, 8 * MiB);
+	struct weft_cqe e[4];
+	int got = 0;
+
+	cr_assert(w && r);
+	fill(w, 8 * MiB, 9);
+	/* 4 parents of 2 MiB each = 64 pieces of 128 KiB with a pool of 4 */
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(weft_write(v, w + (size_t)i * 2 * MiB, 2 * MiB,
+					(uint64_t)i * 2 * MiB, 0, (uint64_t)i), 0);
+	while (got < 4) {
+		int n = weft_wait(cl, e + got, 1, 4 - got, 5000);
+
+		cr_assert_gt(n, 0);
+		got += n;
+	}
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(e[i].res, 2 * MiB);
+	cr_assert_eq(weft_pread(v, r, 8 * MiB, 0), 8 * MiB);
+	cr_assert_eq(memcmp(w, r, 8 * MiB), 0);
+	weft_cluster_close(cl);
+}
+
+Test(libweft, discard_and_flush, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *w = weft_buf_alloc(cl, 4 * MiB), *z = calloc(1, 4 * MiB);
+	uint64_t flushes = 0, written = 0;
+
+	fill(w, 4 * MiB, 3);
+	cr_assert_eq(weft_fsync(v), 0, "nothing to flush yet");
+	cr_assert_eq(weft_pwrite(v, w, 4 * MiB, 0, WEFT_FUA), 4 * MiB);
+	cr_assert_eq(weft_fsync(v), 0);
+	for (unsigned t = 0; t < 3; t++) {
+		flushes += P.c[t].flushes;
+		written += P.c[t].writes ? 1 : 0;
+	}
+	cr_assert_eq(flushes, written, "one flush per target written to");
+	cr_assert_eq(weft_discard_sync(v, MiB - 8192, 2 * MiB + 8192), 0);
+	cr_assert_eq(weft_pread(v, w, 4 * MiB, 0), 4 * MiB);
+	cr_assert_eq(memcmp(w + MiB - 8192, z, 2 * MiB + 8192), 0, "zeros");
+	cr_assert_neq(memcmp(w, z, 4096), 0, "outside the discard: data");
+	cr_assert_neq(memcmp(w + 3 * MiB, z, 4096), 0);
+	free(z);
+	weft_cluster_close(cl);
+}
+
+/* The map changes under a running client: STALE, reload, retry. */
+Test(libweft, stale_epoch_reloads_map, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, MiB);
+
+	cr_assert_eq(weft_pwrite(v, b, MiB, 0, 0), MiB);
+	peer_bump_epoch(&P, 5);
+	cr_assert_eq(weft_pread(v, b, MiB, 0), MiB);
+	cr_assert_gt(cl->stats.stale, 0, "the target said STALE");
+	cr_assert_eq(cl->map.epoch, 5, "the library loaded the new map");
+	weft_cluster_close(cl);
+}
+
+Test(libweft, busy_is_retried, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 64 * KiB);
+
+	P.busy_n = 5;
+	cr_assert_eq(weft_pwrite(v, b, 64 * KiB, 0, 0), 64 * KiB);
+	cr_assert_eq(P.busy_n, 0);
+	cr_assert_geq(cl->stats.retries, 5);
+	/* STALE without a newer map file: retried with backoff, then fine */
+	P.stale_n = 2;
+	cr_assert_eq(weft_pread(v, b, 64 * KiB, 0), 64 * KiB);
+	weft_cluster_close(cl);
+}
+
+Test(libweft, dnr_fails_at_once, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 64 * KiB);
+
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);   /* connected */
+	P.dnr_status = WF_WS_IO;
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -EIO);
+	P.dnr_status = WF_WS_NOSPC;
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -ENOSPC);
+	P.dnr_status = WF_WS_BUSY;      /* even a transient one, with DNR */
+	cr_assert_eq(weft_pread(v, b, 4096, 0), -EAGAIN);
+	cr_assert_eq(weft_pread(v, b, 4096, 0), 4096);
+	weft_cluster_close(cl);
+}
+
+Test(libweft, connection_loss_reconnects, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *w = weft_buf_alloc(cl, 4 * MiB), *r = weft_buf_alloc(cl, 4 * MiB);
+	uint64_t hellos = 0;
+
+	fill(w, 4 * MiB, 77);
+	cr_assert_eq(weft_pwrite(v, w, 4 * MiB, 0, 0), 4 * MiB);
+	for (int i = 0; i < 5; i++) {
+		P.drop_after = 3;
+		cr_assert_eq(weft_pread(v, r, 4 * MiB, 0), 4 * MiB);
+		cr_assert_eq(memcmp(w, r, 4 * MiB), 0);
+	}
+	for (unsigned t = 0; t < 3; t++)
+		hellos += P.c[t].hellos;
+	cr_assert_gt(hellos, 3, "reconnected after drops");
+	weft_cluster_close(cl);
+}
+
+/* A target that accepts and never answers: -ETIMEDOUT near timeout_ms. */
+Test(libweft, hung_target_times_out, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 300, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 64 * KiB);
+	double t0;
+	ssize_t r;
+
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
+	P.silent = 1;
+	t0 = now_s();
+	r = weft_pread(v, b, 4096, 0);
+	cr_assert_eq(r, -ETIMEDOUT, "%zd", r);
+	cr_assert_lt(now_s() - t0, 3.0, "bounded by the timeout");
+	P.silent = 0;
+	cr_assert_eq(weft_pread(v, b, 4096, 0), 4096, "works again after");
+	weft_cluster_close(cl);
+}
+
+/* Nobody listens at all: -ETIMEDOUT, not a hang. */
+Test(libweft, absent_target_times_out)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	char b[4096];
+	double t0;
+
+	memset(&P, 0, sizeof(P));
+	P.ntargets = 1;
+	peer_start(&P);
+	cl = open_cl(0, 400, NULL);
+	v = open_vol(cl, "vol1");
+	{
+		/* keep the map, lose the listener */
+		struct peer keep = P;
+
+		peer_stop(&P);
+		P = keep;
+	}
+	t0 = now_s();
+	cr_assert_eq(weft_pread(v, b, 4096, 0), -ETIMEDOUT);
+	cr_assert_lt(now_s() - t0, 3.0);
+	weft_cluster_close(cl);
+}
+
+/* The ring as an application event loop uses it: weft_fd + weft_poll. */
+Test(libweft, fd_and_poll, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(32, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 32 * 4096);
+	struct weft_cqe e[32];
+	bool seen[32] = { false };
+	int got = 0, fd = weft_fd(cl);
+	double t0 = now_s();
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(weft_wait(cl, e, 1, 1, 50), 0, "nothing queued: returns");
+	for (int i = 0; i < 32; i++)
+		cr_assert_eq(weft_read(v, b + i * 4096, 4096,
+				       (uint64_t)i * 3 * MiB / 2 & ~4095ull, 7000 + (uint64_t)i), 0);
+	while (got < 32) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int n = weft_poll(cl, e + got, 32 - got);
+
+		cr_assert_geq(n, 0);
+		got += n;
+		if (!n)
+			cr_assert_geq(poll(&pfd, 1, 1000), 0);
+		cr_assert_lt(now_s() - t0, 10.0, "completions arrive");
+	}
+	for (int i = 0; i < 32; i++) {
+		cr_assert_geq(e[i].user_data, 7000);
+		cr_assert_lt(e[i].user_data, 7032);
+		cr_assert_not(seen[e[i].user_data - 7000], "each completes once");
+		seen[e[i].user_data - 7000] = true;
+		cr_assert_eq(e[i].res, 4096);
+	}
+	cr_assert_eq(weft_poll(cl, e, 32), 0);
+	weft_cluster_close(cl);
+}
+
+/* The registered arena's allocator. */
+Test(libweft, buf_alloc, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	void *a = weft_buf_alloc(cl, 1), *b = weft_buf_alloc(cl, 10000);
+	void *c = weft_buf_alloc(cl, 4096), *d;
+
+	cr_assert(a && b && c);
+	cr_assert_eq((uintptr_t)a % 4096, 0);
+	cr_assert_eq((uintptr_t)b % 4096, 0);
+	cr_assert_eq((char *)b - (char *)a, 4096, "first fit, rounded to pages");
+	cr_assert_eq((char *)c - (char *)b, 12288);
+	weft_buf_free(cl, b);
+	d = weft_buf_alloc(cl, 8192);
+	cr_assert_eq(d, b, "the freed hole is reused");
+	weft_buf_free(cl, a);
+	weft_buf_free(cl, c);
+	weft_buf_free(cl, d);
+	cr_assert_eq(cl->mem.nsegs, 1, "everything coalesced");
+	cr_assert_null(weft_buf_alloc(cl, cl->mem.arena_len + 1));
+	a = weft_buf_alloc(cl, cl->mem.arena_len);
+	cr_assert_not_null(a, "the whole arena");
+	cr_assert_null(weft_buf_alloc(cl, 4096));
+	weft_buf_free(cl, a);
+	weft_cluster_close(cl);
+}
