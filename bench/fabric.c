@@ -56,7 +56,8 @@ struct fopts {
  * (the lowest latency on an otherwise idle machine).  --spin-us 0 sleeps at
  * once, which is what a loaded machine rewards. */
 static uint64_t spin_ns = UINT64_MAX;
-static int pin = -1;    /* --pin C: measuring process on CPU C, peer on C+1 */
+static int pin = -1;
+static bool yield;      /* --yield: sched_yield() after an empty poll */    /* --pin C: measuring process on CPU C, peer on C+1 */
 
 static void pin_to(int cpu)
 {
@@ -100,6 +101,8 @@ static int poll_wait(struct wf_ctx *ctx, struct wf_cqe *c, int max)
 
 		if (n)
 			return n;
+		if (yield)
+			sched_yield();  /* a peer sharing our CPU runs now */
 		if (spin_ns) {
 			if (!start) {
 				start = wf_now_ns();
@@ -546,7 +549,7 @@ static int usage(void)
 		"usage: weft-bench fabric --transport tcp|unix|verbs --size N\n"
 		"         [--iters N] [--warmup N] [--addr LISTEN_ADDR]\n"
 		"         [--device IBDEV] [--client-device IBDEV]\n"
-		"         [--spin-us N] [--pin CPU] [--no-floor] [--json]\n");
+		"         [--spin-us N] [--yield] [--pin CPU] [--no-floor] [--json]\n");
 	return 2;
 }
 
@@ -563,6 +566,7 @@ int bench_fabric(int argc, char **argv)
 		{ "no-floor",  no_argument,       NULL, 'F' },
 		{ "spin-us",   required_argument, NULL, 'S' },
 		{ "pin",       required_argument, NULL, 'P' },
+		{ "yield",     no_argument,       NULL, 'Y' },
 		{ "json",      no_argument,       NULL, 'j' },
 		{ "help",      no_argument,       NULL, 'h' },
 		{ 0 },
@@ -575,7 +579,7 @@ int bench_fabric(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:s:n:w:a:d:D:FS:P:jh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:s:n:w:a:d:D:FS:P:Yjh", lo, NULL)) != -1) {
 		switch (c) {
 		case 't': o.transport = optarg; break;
 		case 's': o.size = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -587,6 +591,7 @@ int bench_fabric(int argc, char **argv)
 		case 'F': o.floor = false; break;
 		case 'S': spin_ns = strtoull(optarg, NULL, 0) * 1000; break;
 		case 'P': pin = atoi(optarg); break;
+		case 'Y': yield = true; break;
 		case 'j': o.json = true; break;
 		default:  return usage();
 		}
@@ -646,6 +651,7 @@ int bench_fabric(int argc, char **argv)
 				fclose(f);
 			}
 			wf_json_dbl(&j, "loadavg_1m", la);
+		wf_json_bool(&j, "yield", yield);
 		}
 		json_one(&j, "", &wr, &fw);
 		json_one(&j, "read_", &rd, &fr);
