@@ -28,7 +28,7 @@
  *    (its DISCONNECT) entries of the ctx's cq_depth, every listener one
  *    (its ACCEPT); the ring therefore never overflows.
  *
- * A write_imm or send completes once all its bytes are in the socket (its
+ * A write_imm, write or send completes once all its bytes are in the socket (its
  * source may then be reused); a read completes when the response has landed.
  * Delivery to the peer's application is confirmed only by the peer's own
  * answer, exactly as with verbs, where a write completion says nothing about
@@ -535,9 +535,9 @@ static int ep_alloc(struct tcp_ep *ep, uint32_t peer_send_depth, uint32_t peer_m
 /* ---- transmit ---- */
 
 /*
- * Write as much of the tx ring as the socket takes, in one sendmsg().
- * Items fully written complete their operation.  Returns 0, or fails the
- * ep (its operations then complete with errors).
+ * Write as much of the tx ring as the socket takes, gathering up to TX_IOV
+ * pieces per sendmsg().  Items fully written complete their operation.  A
+ * socket error fails the ep (its operations then complete with errors).
  */
 static void tx_flush(struct tcp_ep *ep)
 {
