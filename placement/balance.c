@@ -142,6 +142,8 @@ static void best_from(const struct bal *b, uint32_t pg, uint32_t k, int max_cost
 {
 	uint32_t x = b->cur[(size_t)pg * b->R + k];
 
+	if (x == WF_TARGET_NONE)
+		return;
 	for (uint32_t y = 0; y < b->N; y++) {
 		struct move m = { pg, k, y, 0, b->dev[x] - b->dev[y], true };
 
@@ -165,7 +167,8 @@ static bool free_move(struct bal *b)
 		for (uint32_t k = 0; k < b->R; k++) {
 			/* Only a member not yet copied, or a PG that lost a
 			 * deployed member, can move for free. */
-			if (in_set(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0)
+			if (set[k] == WF_TARGET_NONE ||
+			    (in_set(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0))
 				continue;
 			if (b->dev[set[k]] <= 0)
 				continue;

@@ -353,3 +353,26 @@ Test(balance, primaries_balanced_on_rack128)
 	placed_free(&p);
 	wf_map_edit_free(&m);
 }
+
+Test(balance, fewer_domains_than_replicas)
+{
+	struct wf_map m;
+	struct placed p;
+
+	/* Two hosts for three replicas: every PG has an empty slot. */
+	gen_map(&m, 1, 2, 3, 3, WF_NODE_HOST, 256);
+	m.targets[1].weight = WF_WEIGHT_ONE * 3;
+	m.targets[4].in = false;
+	wf_map_reweigh(&m);
+	rebalance(&m, NULL);
+	placed_init(&p, &m);
+	cr_assert_eq(p.t.noverrides_used, m.noverrides);
+	for (uint32_t pg = 0; pg < 256; pg++) {
+		const uint32_t *a;
+
+		cr_assert_eq(wf_pg_acting(&p.t, 0, pg, &a), 2);
+		cr_assert_neq(p.pl.fd_node[a[0]], p.pl.fd_node[a[1]]);
+	}
+	placed_free(&p);
+	wf_map_edit_free(&m);
+}
