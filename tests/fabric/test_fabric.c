@@ -1159,3 +1159,47 @@ Test(fabric, bad_frames_rejected_listener_survives)
 	free(rbuf);
 	free(cbuf);
 }
+
+/* A listener of another protocol version: wf_connect refuses it. */
+Test(fabric, connect_to_other_version_refused)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(in);
+	struct wf_ctx *ctx;
+	struct wf_ep *ep;
+	struct wf_ep_opts o = ft_opts(4, 4, 64);
+	char addr[64];
+	int lfd, status;
+	pid_t pid;
+
+	if (ft_is_verbs())
+		cr_skip_test("raw hello needs the tcp backend");
+	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&in, sizeof(in)), 0);
+	cr_assert_eq(listen(lfd, 1), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&in, &sl), 0);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", ntohs(in.sin_port));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct wf_tcp_hello h;
+		int c = accept(lfd, NULL, NULL);
+
+		alarm(20);
+		if (c < 0 || read(c, &h, sizeof(h)) != sizeof(h))
+			_exit(1);
+		h.version = htole16(WF_TCP_VERSION + 1);
+		h.kind = htole16(WF_TCP_ACCEPT);
+		if (write(c, &h, sizeof(h)) != sizeof(h))
+			_exit(2);
+		sleep(5);
+		_exit(0);
+	}
+	close(lfd);
+	ctx = ft_ctx(0);
+	cr_assert_eq(wf_connect(ctx, addr, &o, &ep), -EPROTONOSUPPORT);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	wf_ctx_destroy(ctx);
+}
