@@ -376,3 +376,24 @@ Test(balance, fewer_domains_than_replicas)
 	placed_free(&p);
 	wf_map_edit_free(&m);
 }
+
+Test(balance, deterministic)
+{
+	struct wf_map m;
+	struct wf_placer pl;
+	struct wf_override *a, *b;
+	uint32_t na, nb, ma, mb;
+
+	gen_map(&m, 4, 8, 4, 3, WF_NODE_HOST, 1024);
+	m.targets[5].weight = WF_WEIGHT_ONE * 2;
+	cr_assert_eq(wf_placer_init(&pl, &m), 0);
+	cr_assert_eq(wf_balance(&pl, NULL, NULL, &a, &na, &ma), 0);
+	cr_assert_eq(wf_balance(&pl, NULL, NULL, &b, &nb, &mb), 0);
+	cr_assert_eq(na, nb);
+	cr_assert_eq(ma, mb);
+	cr_assert_eq(memcmp(a, b, na * sizeof(*a)), 0);
+	free(a);
+	free(b);
+	wf_placer_free(&pl);
+	wf_map_edit_free(&m);
+}
