@@ -22,7 +22,8 @@
  *
  * All arithmetic is on fixed-width integers: the logarithm is a checked-in
  * table with linear interpolation, a straw is that times a fixed-point
- * reciprocal of the weight, ties go to the smaller hash_id.
+ * reciprocal of the weight, ties go to the larger draw, then to the
+ * smaller hash_id.  tests/placement/reference.py is an independent model.
  */
 #define _GNU_SOURCE             /* qsort_r */
 #include <errno.h>
