@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libweft against real weft-target processes on loopback: data across
+ * extents and PGs (tcp and unix), discard, async queue depth, errors, a
+ * SIGKILLed target (bounded failure, then recovery), epoch changes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "initiator/include/weft.h"
+#include "initiator/weft_int.h"
+#include "tests/initiator/cluster.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024)
+
+static struct lcluster C;
+
+static void fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t *w = buf;
+
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = seed * 0x9e3779b97f4a7c15ull + i * 0x100000001b3ull;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct weft_cluster *open_cl(unsigned qd, unsigned timeout_ms,
+				    const char *transport, unsigned flags)
+{
+	struct weft_cluster_opts o = {
+		.size = sizeof(o), .map_path = C.map, .transport = transport,
+		.queue_depth = qd, .timeout_ms = timeout_ms, .flags = flags,
+	};
+	struct weft_cluster *cl;
+	int ret = weft_cluster_open(&o, &cl);
+
+	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
+	return cl;
+}
+
+static struct weft_volume *open_vol(struct weft_cluster *cl, const char *name)
+{
+	struct weft_volume *v;
+
+	cr_assert_eq(weft_volume_open(cl, name, &v), 0);
+	return v;
+}
+
+static void up3(void)
+{
+	lc_init(&C, 3);
+}
+
+static void down(void)
+{
+	lc_fini(&C);
+}
+
+static void verify_span(struct weft_cluster *cl, struct weft_volume *v,
+			uint64_t off, size_t len, bool registered, uint64_t seed)
+{
+	char *w, *r, *raw = NULL;
+	ssize_t n;
+
+	if (registered) {
+		w = weft_buf_alloc(cl, len);
+		r = weft_buf_alloc(cl, len);
+	} else {
+		raw = malloc(2 * len + 8);
+		w = raw + 1;
+		r = raw + len + 5;
+	}
+	cr_assert(w && r);
+	fill(w, len, seed);
+	n = weft_pwrite(v, w, len, off, 0);
+	cr_assert_eq(n, (ssize_t)len, "pwrite %zd %s", n, weft_strerror((int)n));
+	memset(r, 0x5a, len);
+	n = weft_pread(v, r, len, off);
+	cr_assert_eq(n, (ssize_t)len, "pread %zd %s", n, weft_strerror((int)n));
+	cr_assert_eq(memcmp(w, r, len), 0, "data read back at %llu",
+		     (unsigned long long)off);
+	if (registered) {
+		weft_buf_free(cl, w);
+		weft_buf_free(cl, r);
+	} else {
+		free(raw);
+	}
+}
+
+Test(target, write_read_across_extents, .init = up3, .fini = down, .timeout = 120)
+{
+	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+
+	/* Across four extent boundaries, both buffer kinds */
+	verify_span(cl, v, MiB - 12 * KiB, 3 * MiB + 20 * KiB, true, 1);
+	verify_span(cl, v, 7 * MiB - 4 * KiB, 2 * MiB, false, 2);
+	/* One block in each of many extents: many PGs, all three targets */
+	for (unsigned e = 0; e < 64; e++)
+		verify_span(cl, v, (uint64_t)e * 2 * MiB + 4096 * (e % 7), 4096,
+			    e & 1, 100 + e);
+	/* The last block of the volume */
+	verify_span(cl, v, CL_VOL_SIZE - 4096, 4096, true, 3);
+	weft_cluster_close(cl);
+}
+
+Test(target, unix_transport, .init = up3, .fini = down, .timeout = 60)
+{
+	struct weft_cluster *cl = open_cl(0, 0, "unix", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+
+	verify_span(cl, v, 3 * MiB - 64 * KiB, 1 * MiB, true, 4);
+	verify_span(cl, v, 11 * MiB, 256 * KiB, false, 5);
+	weft_cluster_close(cl);
+}
+
+Test(target, bad_requests_and_discard, .init = up3, .fini = down, .timeout = 60)
+{
+	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 4 * MiB), *z = calloc(1, 4 * MiB);
+
+	cr_assert_eq(weft_pread(v, b, 0, 0), -EINVAL, "zero length");
+	cr_assert_eq(weft_pread(v, b, 4096, 100), -EINVAL, "unaligned");
+	cr_assert_eq(weft_pwrite(v, b, 4095, 0, 0), -EINVAL, "unaligned length");
+	cr_assert_eq(weft_pread(v, b, 8192, CL_VOL_SIZE - 4096), -ERANGE);
+	cr_assert_eq(weft_pwrite(v, b, 4096, CL_VOL_SIZE, 0), -ERANGE);
+	cr_assert_eq(weft_discard_sync(v, 0, CL_VOL_SIZE + 4096), -ERANGE);
+	/* never written: zeros */
+	cr_assert_eq(weft_pread(v, b, 4 * MiB, 20 * MiB), 4 * MiB);
+	cr_assert_eq(memcmp(b, z, 4 * MiB), 0);
+	/* discard a whole extent and a part of two others */
+	fill(b, 4 * MiB, 6);
+	cr_assert_eq(weft_pwrite(v, b, 4 * MiB, 20 * MiB, 0), 4 * MiB);
+	cr_assert_eq(weft_discard_sync(v, 20 * MiB + 512 * KiB, 2 * MiB), 0);
+	cr_assert_eq(weft_fsync(v), 0);
+	cr_assert_eq(weft_pread(v, z, 4 * MiB, 20 * MiB), 4 * MiB);
+	cr_assert_eq(memcmp(z, b, 512 * KiB), 0, "before the discard: data");
+	for (size_t i = 512 * KiB; i < 2560 * KiB; i++)
+		cr_assert_eq(z[i], 0, "discarded byte %zu reads 0", i);
+	cr_assert_eq(memcmp(z + 2560 * KiB, b + 2560 * KiB, 1536 * KiB), 0);
+	free(z);
+	weft_cluster_close(cl);
+}
+
+/* 32 requests in flight, random offsets, every completion checked. */
+Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
+{
+	enum { QD = 32, BS = 4096, N = 4000 };
+	struct weft_cluster *cl = open_cl(QD, 0, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *buf = weft_buf_alloc(cl, QD * BS);
+	uint64_t offs[QD], x = 12345;
+	uint32_t *ver = calloc(CL_VOL_SIZE / BS, sizeof(*ver));
+	struct weft_cqe e[QD];
+	int submitted = 0, done = 0, slot;
+
+	cr_assert(buf && ver);
+	/* Phase 1: writes of a stamped pattern; phase 2: reads, verified. */
+	for (int phase = 0; phase < 2; phase++) {
+		submitted = done = 0;
+		for (slot = 0; slot < QD && submitted < N; slot++, submitted++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			offs[slot] = (x >> 20) % (CL_VOL_SIZE / BS) * BS;
+			if (!phase) {
+				ver[offs[slot] / BS]++;
+				fill(buf + slot * BS, BS, offs[slot] << 8 | ver[offs[slot] / BS]);
+				cr_assert_eq(weft_write(v, buf + slot * BS, BS, offs[slot],
+							0, (uint64_t)slot), 0);
+			} else {
+				cr_assert_eq(weft_read(v, buf + slot * BS, BS, offs[slot],
+						       (uint64_t)slot), 0);
+			}
+		}
+		while (done < submitted) {
+			int n = weft_wait(cl, e, 1, QD, 10000);
+
+			cr_assert_gt(n, 0, "completions within 10 s");
+			for (int i = 0; i < n; i++) {
+				int s = (int)e[i].user_data;
+				uint64_t o = offs[s];
+
+				cr_assert_eq(e[i].res, BS, "res %lld", (long long)e[i].res);
+				done++;
+				if (phase) {
+					char want[BS];
+
+					if (ver[o / BS])
+						fill(want, BS, o << 8 | ver[o / BS]);
+					else
+						memset(want, 0, BS);
+					/* a later write to the same block may
+					 * have overtaken: accept only the last
+					 * version of the writes phase */
+					cr_assert_eq(memcmp(want, buf + s * BS, BS), 0,
+						     "block %llu", (unsigned long long)o);
+				}
+				if (submitted < N) {
+					x = x * 6364136223846793005ull +
+					    1442695040888963407ull;
+					o = (x >> 20) % (CL_VOL_SIZE / BS) * BS;
+					if (!phase) {
+						/* never two writes to one block
+						 * in flight */
+						bool busy = false;
+
+						for (int k = 0; k < QD; k++)
+							busy |= k != s && offs[k] == o;
+						if (busy)
+							o = (o + BS * 7919) % CL_VOL_SIZE;
+						for (int k = 0; k < QD; k++)
+							busy |= k != s && offs[k] == o;
+						if (busy) {
+							offs[s] = UINT64_MAX;
+							continue;
+						}
+						ver[o / BS]++;
+						fill(buf + s * BS, BS,
+						     o << 8 | ver[o / BS]);
+						offs[s] = o;
+						cr_assert_eq(weft_write(v, buf + s * BS, BS,
+									o, 0, (uint64_t)s), 0);
+					} else {
+						offs[s] = o;
+						cr_assert_eq(weft_read(v, buf + s * BS, BS,
+								       o, (uint64_t)s), 0);
+					}
+					submitted++;
+				}
+			}
+		}
+	}
+	free(ver);
+	weft_cluster_close(cl);
+}
+
+/* SIGKILL a target: its requests fail with -ETIMEDOUT in bounded time,
+ * other targets keep working; restarted, it serves again and every
+ * acknowledged write is there. */
+Test(target, killed_target_times_out_then_recovers, .init = up3, .fini = down,
+     .timeout = 120)
+{
+	struct weft_cluster *cl = open_cl(0, 800, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *w = weft_buf_alloc(cl, 16 * MiB), *r = weft_buf_alloc(cl, 16 * MiB);
+	uint64_t off0 = UINT64_MAX, off1 = UINT64_MAX;
+	double t0;
+	ssize_t n;
+
+	fill(w, 16 * MiB, 8);
+	cr_assert_eq(weft_pwrite(v, w, 16 * MiB, 0, 0), 16 * MiB);
+	/* an extent of target 0 and one of another target */
+	for (uint64_t e = 0; e < 16; e++) {
+		struct wf_extent_loc loc;
+		uint32_t id;
+
+		cr_assert_eq(wf_place_extent(&cl->table, &cl->map, v->idx,
+					     e * MiB, &loc), 0);
+		id = cl->map.targets[loc.acting[0]].id;
+		if (id == 0 && off0 == UINT64_MAX)
+			off0 = e * MiB;
+		if (id != 0 && off1 == UINT64_MAX)
+			off1 = e * MiB;
+	}
+	cr_assert_neq(off0, UINT64_MAX);
+	cr_assert_neq(off1, UINT64_MAX);
+	lc_kill(&C, 0, SIGKILL, true);
+	t0 = now_s();
+	n = weft_pread(v, r, MiB, off0);
+	cr_assert_eq(n, -ETIMEDOUT, "dead primary: %zd", n);
+	cr_assert_lt(now_s() - t0, 5.0, "bounded");
+	n = weft_pwrite(v, w, 64 * KiB, off0, 0);
+	cr_assert_eq(n, -ETIMEDOUT);
+	cr_assert_eq(weft_pread(v, r, MiB, off1), MiB, "others serve");
+	cr_assert_eq(memcmp(r, w + off1, MiB), 0);
+	/* a request spanning both: the first error wins, no hang */
+	n = weft_pread(v, r, 16 * MiB, 0);
+	cr_assert_eq(n, -ETIMEDOUT);
+	lc_start(&C, 0);
+	cr_assert_eq(weft_pread(v, r, 16 * MiB, 0), 16 * MiB, "recovered");
+	cr_assert_eq(memcmp(r, w, 16 * MiB), 0, "acknowledged writes survive");
+	weft_cluster_close(cl);
+}
+
+/* SIGKILL during a stream of async writes: every acknowledged write reads
+ * back after the restart. */
+Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
+{
+	enum { QD = 16, BS = 64 * 1024 };
+	struct weft_cluster *cl = open_cl(QD, 600, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *buf = weft_buf_alloc(cl, QD * BS), *r = weft_buf_alloc(cl, BS);
+	uint64_t nblk = CL_VOL_SIZE / BS, next = 0;
+	int8_t *acked = calloc(nblk, 1);
+	struct weft_cqe e[QD];
+	int inflight = 0;
+	bool killed = false;
+
+	/* user_data: block << 8 | buffer slot */
+	for (int s = 0; s < QD; s++, next++) {
+		fill(buf + (size_t)s * BS, BS, next + 1000);
+		cr_assert_eq(weft_write(v, buf + (size_t)s * BS, BS, next * BS, 0,
+					next << 8 | (uint64_t)s), 0);
+		inflight++;
+	}
+	while (inflight) {
+		int n = weft_wait(cl, e, 1, QD, 5000);
+
+		cr_assert_gt(n, 0);
+		for (int i = 0; i < n; i++) {
+			uint64_t b = e[i].user_data >> 8;
+			int s = (int)(e[i].user_data & 0xff);
+
+			inflight--;
+			if (e[i].res == BS)
+				acked[b] = 1;
+			else
+				cr_assert_eq(e[i].res, -ETIMEDOUT, "%lld",
+					     (long long)e[i].res);
+			if (!killed && next >= 400) {
+				lc_kill(&C, 1, SIGKILL, true);
+				killed = true;
+			}
+			if (next < nblk && next < 1200) {
+				fill(buf + (size_t)s * BS, BS, next + 1000);
+				cr_assert_eq(weft_write(v, buf + (size_t)s * BS, BS,
+							next * BS, 0,
+							next << 8 | (uint64_t)s), 0);
+				inflight++;
+				next++;
+			}
+		}
+	}
+	cr_assert(killed);
+	lc_start(&C, 1);
+	for (uint64_t b = 0; b < next; b++) {
+		char want[BS];
+
+		if (!acked[b])
+			continue;
+		cr_assert_eq(weft_pread(v, r, BS, b * BS), BS);
+		fill(want, BS, b + 1000);
+		cr_assert_eq(memcmp(r, want, BS), 0, "acked block %llu",
+			     (unsigned long long)b);
+	}
+	free(acked);
+	weft_cluster_close(cl);
+}
+
+/* A new epoch: the targets reload (SIGHUP), the client gets STALE and
+ * reloads too. */
+Test(target, epoch_change, .init = up3, .fini = down, .timeout = 60)
+{
+	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+
+	verify_span(cl, v, 0, 2 * MiB, true, 9);
+	lc_write_map(&C, 2);
+	for (unsigned t = 0; t < 3; t++)
+		lc_kill(&C, t, SIGHUP, false);
+	usleep(200 * 1000);
+	verify_span(cl, v, 0, 2 * MiB, true, 10);
+	cr_assert_eq(cl->map.epoch, 2);
+	weft_cluster_close(cl);
+}
