@@ -7,5 +7,6 @@ int ctl_check(int argc, char **argv);      /* ctl_map.c */
 int ctl_locate(int argc, char **argv);     /* ctl_place.c */
 int ctl_map(int argc, char **argv);        /* ctl_place.c: "map show" */
 int ctl_balance(int argc, char **argv);    /* ctl_place.c */
+int ctl_status(int argc, char **argv);     /* ctl_status.c */
 
 #endif

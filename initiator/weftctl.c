@@ -14,6 +14,7 @@ static const struct {
 	{ "locate",  ctl_locate,  "locate -c MAP VOLUME OFFSET  extent, PG and acting set of a byte" },
 	{ "map",     ctl_map,     "map show -c MAP              hierarchy, weights, PGs per device" },
 	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
+	{ "status",  ctl_status,  "status -c MAP                which targets answer, epoch, used/free" },
 };
 
 static int usage(FILE *f)
