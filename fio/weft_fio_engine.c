@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libweft_fio.so: a fio external ioengine that drives a weft volume through
+ * libweft, asynchronously, with fio's buffers allocated by weft_buf_alloc()
+ * (registered with the fabric: no bounce copy).
+ *
+ *   fio --ioengine=external:build/lib/libweft_fio.so \
+ *       --weft_map=MAP --weft_volume=vol1 [--weft_transport=tcp] \
+ *       --name=j --rw=randread --bs=4k --iodepth=32 --runtime=10 --time_based
+ *
+ * Each fio job (thread or process) opens its own cluster handle in init()
+ * (a libweft cluster handle belongs to one thread).  The volume's size is
+ * the job's file size (setup() asks libweft once).  Offsets and lengths
+ * must be multiples of 4096 (the volume block size): other I/Os fail with
+ * EINVAL, as libweft refuses them.  reads, writes, trims (weft_discard) and
+ * syncs (weft_flush) are supported.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fio.h"
+#include "optgroup.h"
+
+#include "weft.h"
+
+struct wf_fio_opts {
+	void *pad;		/* fio stores the thread pointer here */
+	char *map;
+	char *volume;
+	char *transport;
+	unsigned int short_circuit;
+	unsigned int timeout_ms;
+};
+
+struct wf_fio {
+	struct weft_cluster *cl;
+	struct weft_volume  *vol;
+	struct weft_cqe     *cqes;
+	struct io_u        **events;
+	unsigned             depth;
+	unsigned             queued;
+};
+
+static struct fio_option wf_fio_options[] = {
+	{
+		.name	  = "weft_map",
+		.lname	  = "weft cluster map",
+		.type	  = FIO_OPT_STR_STORE,
+		.off1	  = offsetof(struct wf_fio_opts, map),
+		.help	  = "cluster map file (libconfig) of the weft cluster",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{
+		.name	  = "weft_volume",
+		.lname	  = "weft volume",
+		.type	  = FIO_OPT_STR_STORE,
+		.off1	  = offsetof(struct wf_fio_opts, volume),
+		.help	  = "name of the volume in the map",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{
+		.name	  = "weft_transport",
+		.lname	  = "weft transport",
+		.type	  = FIO_OPT_STR_STORE,
+		.off1	  = offsetof(struct wf_fio_opts, transport),
+		.help	  = "tcp (default), unix or verbs",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{
+		.name	  = "weft_short_circuit",
+		.lname	  = "weft short-circuit reads",
+		.type	  = FIO_OPT_BOOL,
+		.off1	  = offsetof(struct wf_fio_opts, short_circuit),
+		.def	  = "1",
+		.help	  = "read extents with a local replica straight from its device",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{
+		.name	  = "weft_timeout_ms",
+		.lname	  = "weft request timeout",
+		.type	  = FIO_OPT_INT,
+		.off1	  = offsetof(struct wf_fio_opts, timeout_ms),
+		.def	  = "0",
+		.help	  = "fail a request no replica answered in this long (0: libweft's default)",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{ .name = NULL },
+};
+
+static int wf_fio_open_cluster(struct thread_data *td, unsigned depth,
+			       struct weft_cluster **cl, struct weft_volume **vol)
+{
+	struct wf_fio_opts *o = td->eo;
+	struct weft_cluster_opts co = { .size = sizeof(co) };
+	int ret;
+
+	if (!o || !o->map || !o->volume) {
+		log_err("weft: --weft_map=MAP and --weft_volume=NAME are required\n");
+		return -EINVAL;
+	}
+	co.map_path = o->map;
+	co.transport = o->transport;
+	co.queue_depth = depth;
+	co.timeout_ms = o->timeout_ms;
+	co.flags = o->short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT;
+	ret = weft_cluster_open(&co, cl);
+	if (ret) {
+		log_err("weft: cannot open the cluster of %s: %s\n", o->map,
+			weft_strerror(ret));
+		return ret;
+	}
+	ret = weft_volume_open(*cl, o->volume, vol);
+	if (ret) {
+		log_err("weft: cannot open volume %s: %s\n", o->volume,
+			weft_strerror(ret));
+		weft_cluster_close(*cl);
+		*cl = NULL;
+	}
+	return ret;
+}
+
+/* Runs once per job in the main fio process: the file is the volume. */
+static int wf_fio_setup(struct thread_data *td)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct fio_file *f;
+	int ret;
+
+	/* No disk files: pretend one file whose size is the volume's (as
+	 * fio's rbd and nbd engines do). */
+	if (!td->files_index) {
+		add_file(td, td->o.filename ? td->o.filename : "weft", 0, 0);
+		td->o.nr_files = td->o.nr_files ? td->o.nr_files : 1;
+		td->o.open_files++;
+	}
+	ret = wf_fio_open_cluster(td, 1, &cl, &vol);
+	if (ret)
+		return 1;
+	f = td->files[0];
+	f->real_file_size = weft_volume_size(vol);
+	weft_cluster_close(cl);
+	return 0;
+}
+
+static void wf_fio_cleanup(struct thread_data *td)
+{
+	struct wf_fio *d = td->io_ops_data;
+
+	if (!d)
+		return;
+	if (d->cl)
+		weft_cluster_close(d->cl);   /* closes the volume too */
+	free(d->cqes);
+	free(d->events);
+	free(d);
+	td->io_ops_data = NULL;
+}
+
+/* Runs in the job's own thread or process, before its buffers exist. */
+static int wf_fio_init(struct thread_data *td)
+{
+	struct wf_fio *d;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return 1;
+	td->io_ops_data = d;
+	d->depth = td->o.iodepth ? td->o.iodepth : 1;
+	d->cqes = calloc(d->depth, sizeof(*d->cqes));
+	d->events = calloc(d->depth, sizeof(*d->events));
+	if (!d->cqes || !d->events ||
+	    wf_fio_open_cluster(td, d->depth, &d->cl, &d->vol)) {
+		wf_fio_cleanup(td);
+		return 1;
+	}
+	return 0;
+}
+
+/* fio's I/O buffers in registered memory: zero-copy through libweft. */
+static int wf_fio_iomem_alloc(struct thread_data *td, size_t total)
+{
+	struct wf_fio *d = td->io_ops_data;
+
+	if (!d || !d->cl)
+		return 1;
+	td->orig_buffer = weft_buf_alloc(d->cl, total);
+	return td->orig_buffer == NULL;
+}
+
+static void wf_fio_iomem_free(struct thread_data *td)
+{
+	struct wf_fio *d = td->io_ops_data;
+
+	if (d && d->cl && td->orig_buffer)
+		weft_buf_free(d->cl, td->orig_buffer);
+}
+
+static enum fio_q_status wf_fio_queue(struct thread_data *td, struct io_u *io_u)
+{
+	struct wf_fio *d = td->io_ops_data;
+	uint64_t ud = (uint64_t)(uintptr_t)io_u;
+	int ret;
+
+	fio_ro_check(td, io_u);
+	switch (io_u->ddir) {
+	case DDIR_READ:
+		ret = weft_read(d->vol, io_u->xfer_buf, io_u->xfer_buflen,
+				io_u->offset, ud);
+		break;
+	case DDIR_WRITE:
+		ret = weft_write(d->vol, io_u->xfer_buf, io_u->xfer_buflen,
+				 io_u->offset, 0, ud);
+		break;
+	case DDIR_TRIM:
+		ret = weft_discard(d->vol, io_u->offset, io_u->xfer_buflen, ud);
+		break;
+	case DDIR_SYNC:
+	case DDIR_DATASYNC:
+	case DDIR_SYNC_FILE_RANGE:
+		ret = weft_flush(d->vol, ud);
+		break;
+	default:
+		ret = -EINVAL;
+		break;
+	}
+	if (ret == -EAGAIN)
+		return FIO_Q_BUSY;     /* queue_depth in flight: reap first */
+	if (ret) {
+		io_u->error = -ret;
+		td_verror(td, io_u->error, "weft queue");
+		return FIO_Q_COMPLETED;
+	}
+	d->queued++;
+	return FIO_Q_QUEUED;
+}
+
+static int wf_fio_getevents(struct thread_data *td, unsigned int min,
+			    unsigned int max, const struct timespec *t)
+{
+	struct wf_fio *d = td->io_ops_data;
+	int timeout = t ? (int)(t->tv_sec * 1000 + t->tv_nsec / 1000000) : -1;
+	unsigned got = 0;
+
+	if (max > d->depth)
+		max = d->depth;
+	do {
+		int n = weft_wait(d->cl, d->cqes, (int)(min > got ? min - got : 0),
+				  (int)(max - got), timeout);
+
+		if (n < 0) {
+			td_verror(td, -n, "weft_wait");
+			return n;
+		}
+		for (int i = 0; i < n; i++) {
+			struct io_u *io_u = (struct io_u *)(uintptr_t)d->cqes[i].user_data;
+			int64_t res = d->cqes[i].res;
+
+			if (res < 0) {
+				io_u->error = (int)-res;
+			} else {
+				io_u->error = 0;
+				/* flush completes with 0, data ops with bytes */
+				io_u->resid = io_u->ddir == DDIR_READ ||
+					      io_u->ddir == DDIR_WRITE ||
+					      io_u->ddir == DDIR_TRIM ?
+					      io_u->xfer_buflen - (uint64_t)res : 0;
+			}
+			d->events[got + (unsigned)i] = io_u;
+		}
+		got += (unsigned)n;
+		d->queued -= (unsigned)n;
+		if (n == 0 && t)
+			break;         /* timed out */
+	} while (got < min);
+	return (int)got;
+}
+
+static struct io_u *wf_fio_event(struct thread_data *td, int event)
+{
+	struct wf_fio *d = td->io_ops_data;
+
+	return d->events[event];
+}
+
+static int wf_fio_open_file(struct thread_data *td, struct fio_file *f)
+{
+	(void)td;
+	(void)f;
+	return 0;
+}
+
+static int wf_fio_close_file(struct thread_data *td, struct fio_file *f)
+{
+	(void)td;
+	(void)f;
+	return 0;
+}
+
+static int wf_fio_invalidate(struct thread_data *td, struct fio_file *f)
+{
+	(void)td;
+	(void)f;
+	return 0;       /* no page cache between fio and the targets */
+}
+
+/* Exported by name: fio dlsym()s "ioengine" after dlopen(). */
+struct ioengine_ops ioengine = {
+	.name			= "weft",
+	.version		= FIO_IOOPS_VERSION,
+	.flags			= FIO_DISKLESSIO | FIO_NOEXTEND | FIO_NODISKUTIL,
+	.setup			= wf_fio_setup,
+	.init			= wf_fio_init,
+	.cleanup		= wf_fio_cleanup,
+	.queue			= wf_fio_queue,
+	.getevents		= wf_fio_getevents,
+	.event			= wf_fio_event,
+	.open_file		= wf_fio_open_file,
+	.close_file		= wf_fio_close_file,
+	.invalidate		= wf_fio_invalidate,
+	.iomem_alloc		= wf_fio_iomem_alloc,
+	.iomem_free		= wf_fio_iomem_free,
+	.options		= wf_fio_options,
+	.option_struct_size	= sizeof(struct wf_fio_opts),
+};
