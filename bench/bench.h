@@ -6,5 +6,6 @@
 int bench_placement(int argc, char **argv);  /* placement.c */
 int bench_fabric(int argc, char **argv);     /* fabric.c */
 int bench_floor(int argc, char **argv);      /* io_floor.c */
+int bench_io(int argc, char **argv);         /* io.c */
 
 #endif
