@@ -117,7 +117,7 @@ void wf_piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res)
 {
 	struct wf_io *io = p->io;
 
-	if (res >= 0 && io->op == WF_OP_READ && !io->zc && p->len) {
+	if (res >= 0 && io->op == WF_OP_READ && !io->zc && !p->landed && p->len) {
 		/* Copy out of the bounce chunk (the data landed there). */
 		memcpy(io->buf + p->bufoff,
 		       cl->mem.bounce + (size_t)p->idx * cl->piece_max, p->len);
@@ -416,6 +416,8 @@ static void carve(struct weft_cluster *cl, struct wf_io *io)
 		p->res = 0;
 		p->replied = false;
 		p->local_ops = 0;
+		p->landed = false;
+		p->sc_skip = false;
 		if (io->op == WF_OP_FLUSH) {
 			struct wf_conn *c = cl->conns[io->cursor++];
 

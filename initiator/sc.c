@@ -1,43 +1,424 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libweft: short-circuit local reads (placeholder until the target's
- * control protocol lands: every read goes through the target).
+ * libweft: short-circuit local reads.
+ *
+ * When the primary of a read's PG is a target on this host (its map host is
+ * ours, from WEFT_HOST or gethostname(), or its address is a loopback one)
+ * and its control socket RUN_DIR/target-ID.ctl answers, the target hands us
+ * a read-only O_DIRECT descriptor of its device and the memfd of its index
+ * view (SCM_RIGHTS, target/ctl_proto.h).  Reads then go device -> caller's
+ * buffer through our own io_uring, following the view's seqlock protocol
+ * (target/store.h):
+ *
+ *   lookup (vol, extent)   -EAGAIN or not mapped -> through the target
+ *   read the device        straight into the caller's buffer when it is
+ *                          4 KiB aligned, else into the piece's bounce chunk
+ *   check the sequence     unchanged -> the data is what the extent held
+ *                          when the read was issued or later; changed (a
+ *                          discard or a reassignment started) -> the piece
+ *                          is sent through the target instead
+ *
+ * So no read returns data of an extent discarded or reassigned meanwhile;
+ * overwrites in place race like on a disk.  Only the primary is read: until
+ * replication lands, secondaries do not hold the data (and later only a
+ * clean one may be read).  Unmapped extents also go through the target,
+ * which answers zeros without device I/O.
+ *
+ * Setup (connect, SCM_RIGHTS, mmap) is control path and happens on the
+ * first read that could use a target; a target that cannot be used is not
+ * asked again in this epoch.  SQEs are queued by routing and submitted once
+ * per progress turn (wf_sc_flush), one io_uring_enter for a batch.
  */
-#include <stdbool.h>
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "initiator/weft_int.h"
+#include "target/ctl_proto.h"
+#include "target/store.h"
+
+#define SC_CTL_MS 1000          /* bound of the control exchange */
+
+enum wf_sc_state {
+	SC_UNKNOWN,     /* not tried yet in this epoch */
+	SC_NONE,        /* not local, or the target said no: use the network */
+	SC_READY,       /* device fd and index view in hand */
+};
+
+struct wf_sc {
+	struct wf_sc *next;         /* orphan list */
+	int      state;             /* enum wf_sc_state */
+	uint32_t target_id;
+	int      dev_fd;
+	struct wf_store_view view;
+};
+
+struct wf_sc_ring {
+	struct io_uring ring;
+	unsigned queued;            /* SQEs not yet submitted */
+	unsigned inflight;
+};
+
+static bool is_loopback(const char *addr)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (!strcmp(addr, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
+static void sc_close(struct wf_sc *s)
+{
+	if (!s)
+		return;
+	if (s->state == SC_READY || s->state == -SC_READY - 1) {
+		wf_store_view_close(&s->view);
+		close(s->dev_fd);
+	}
+	free(s);
+}
 
 int wf_sc_init(struct weft_cluster *cl)
 {
-	(void)cl;
+	const char *h = getenv("WEFT_HOST");
+	struct wf_sc_ring *r;
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ret;
+
+	if (!cl->sc_enabled)
+		return 0;
+	if (h && *h)
+		snprintf(cl->host, sizeof(cl->host), "%s", h);
+	else if (gethostname(cl->host, sizeof(cl->host)))
+		cl->host[0] = 0;
+	cl->host[sizeof(cl->host) - 1] = 0;
+	cl->sc = calloc(cl->map.ntargets ? cl->map.ntargets : 1, sizeof(*cl->sc));
+	cl->nsc = cl->map.ntargets;
+	r = calloc(1, sizeof(*r));
+	if (!cl->sc || !r) {
+		free(r);
+		free(cl->sc);
+		cl->sc = NULL;
+		return -ENOMEM;
+	}
+	ret = io_uring_queue_init(cl->npieces < 4096 ? cl->npieces : 4096,
+				  &r->ring, 0);
+	if (ret) {
+		/* No io_uring here (seccomp, old kernel): reads go through
+		 * the targets. */
+		free(r);
+		free(cl->sc);
+		cl->sc = NULL;
+		cl->sc_enabled = false;
+		return 0;
+	}
+	ev.data.u32 = 1;
+	if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, r->ring.ring_fd, &ev)) {
+		ret = -errno;
+		io_uring_queue_exit(&r->ring);
+		free(r);
+		free(cl->sc);
+		cl->sc = NULL;
+		return ret;
+	}
+	cl->scr = r;
 	return 0;
 }
 
 void wf_sc_fini(struct weft_cluster *cl)
 {
-	(void)cl;
+	if (cl->scr) {
+		/* Reads in flight target pieces we are about to free: wait
+		 * for them (bounded by the device). */
+		while (cl->scr->inflight) {
+			struct io_uring_cqe *cqe;
+
+			if (cl->scr->queued) {
+				io_uring_submit(&cl->scr->ring);
+				cl->scr->queued = 0;
+			}
+			if (io_uring_wait_cqe(&cl->scr->ring, &cqe))
+				break;
+			io_uring_cqe_seen(&cl->scr->ring, cqe);
+			cl->scr->inflight--;
+		}
+		io_uring_queue_exit(&cl->scr->ring);
+		free(cl->scr);
+		cl->scr = NULL;
+	}
+	while (cl->sc_orphans) {
+		struct wf_sc *s = cl->sc_orphans;
+
+		cl->sc_orphans = s->next;
+		sc_close(s);
+	}
+	if (cl->sc) {
+		for (uint32_t i = 0; i < cl->nsc; i++)
+			sc_close(cl->sc[i]);
+		free(cl->sc);
+		cl->sc = NULL;
+	}
 }
 
+/* The map changed: target indices moved; ask again lazily.  A read in
+ * flight keeps its struct wf_sc alive through p->sc (freed when drained). */
 void wf_sc_rebuild(struct weft_cluster *cl)
 {
-	(void)cl;
+	struct wf_sc **n;
+
+	if (!cl->sc)
+		return;
+	n = calloc(cl->map.ntargets ? cl->map.ntargets : 1, sizeof(*n));
+	if (!n) {
+		cl->sc_enabled = false;
+		return;
+	}
+	for (uint32_t i = 0; i < cl->nsc; i++) {
+		struct wf_sc *s = cl->sc[i];
+		bool busy = false;
+
+		if (!s)
+			continue;
+		for (uint32_t k = 0; k < cl->npieces; k++)
+			busy |= cl->pieces[k].state == PC_SC &&
+				cl->pieces[k].sc == s;
+		if (busy) {
+			/* A read in flight still uses its view: keep it
+			 * mapped until close; its check now fails (state),
+			 * so that read goes through the target. */
+			s->next = cl->sc_orphans;
+			cl->sc_orphans = s;
+			s->state = -s->state - 1;
+		} else {
+			sc_close(s);
+		}
+	}
+	free(cl->sc);
+	cl->sc = n;
+	cl->nsc = cl->map.ntargets;
+}
+
+/* Ask target t's control socket for its device and index view. */
+static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
+{
+	const struct wf_target *tg = &cl->map.targets[t];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wf_ctl_req q;
+	struct wf_ctl_shortcircuit a;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct pollfd pfd;
+	struct cmsghdr *cm;
+	int fd, fds[2] = { -1, -1 }, ret;
+	ssize_t n;
+
+	if (strcmp(tg->host, cl->host) && !is_loopback(tg->addr))
+		return -EREMOTE;
+	ret = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/target-%u.ctl",
+		       cl->run_dir, tg->id);
+	if (ret < 0 || (size_t)ret >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	if (access(sa.sun_path, F_OK))
+		return -ENOENT;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = -errno;
+		goto out_close;
+	}
+	memset(&q, 0, sizeof(q));
+	q.magic = htole32(WF_CTL_MAGIC);
+	q.version = htole16(WF_CTL_VERSION);
+	q.op = htole16(WF_CTL_SHORTCIRCUIT);
+	q.epoch = htole64(cl->map.epoch);
+	if (send(fd, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q)) {
+		ret = -EIO;
+		goto out_close;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, SC_CTL_MS) != 1) {
+		ret = -ETIMEDOUT;
+		goto out_close;
+	}
+	memset(&u, 0, sizeof(u));
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(fds)))
+			memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+	ret = -EPROTO;
+	if (n != sizeof(a) || le32toh(a.magic) != WF_CTL_MAGIC ||
+	    le16toh(a.version) != WF_CTL_VERSION ||
+	    le16toh(a.op) != WF_CTL_SHORTCIRCUIT)
+		goto out_fds;
+	ret = (int32_t)le32toh((uint32_t)a.result);
+	if (ret)
+		goto out_fds;
+	ret = -ESTALE;
+	if (fds[0] < 0 || fds[1] < 0 || le32toh(a.target_id) != tg->id ||
+	    le64toh(a.cluster_id) != cl->map.cluster_id ||
+	    le32toh(a.extent_size) != cl->map.extent_size)
+		goto out_fds;
+	ret = wf_store_view_open(fds[1], &s->view);
+	if (ret)
+		goto out_fds;
+	if (s->view.hdr->target_id != tg->id ||
+	    s->view.hdr->extent_size != cl->map.extent_size) {
+		wf_store_view_close(&s->view);
+		ret = -ESTALE;
+		goto out_fds;
+	}
+	close(fds[1]);          /* the mapping stays */
+	s->dev_fd = fds[0];
+	close(fd);
+	return 0;
+
+out_fds:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+out_close:
+	close(fd);
+	return ret;
+}
+
+static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
+{
+	struct wf_sc *s;
+
+	if (t >= cl->nsc)
+		return NULL;
+	s = cl->sc[t];
+	if (s)
+		return s->state == SC_READY ? s : NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->target_id = cl->map.targets[t].id;
+	s->dev_fd = -1;
+	s->state = sc_setup(cl, t, s) ? SC_NONE : SC_READY;
+	cl->sc[t] = s;
+	return s->state == SC_READY ? s : NULL;
 }
 
 bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
 	       const struct wf_extent_loc *loc)
 {
-	(void)cl; (void)p; (void)loc;
-	return false;
+	struct wf_io *io = p->io;
+	struct wf_sc *s;
+	struct io_uring_sqe *sqe;
+	uint32_t phys, seq, es = cl->map.extent_size;
+	uint64_t in_ext = p->off & (es - 1);
+	char *dst;
+	int r;
+
+	if (!cl->scr || p->sc_skip)
+		return false;
+	s = sc_get(cl, loc->acting[0]);
+	if (!s)
+		return false;
+	r = wf_store_view_lookup(&s->view, io->vol->id, (uint32_t)loc->extent,
+				 &phys, &seq);
+	if (r != 1)
+		return false;   /* changing, or unmapped: the target answers */
+	sqe = io_uring_get_sqe(&cl->scr->ring);
+	if (!sqe)
+		return false;
+	dst = io->buf + p->bufoff;
+	p->landed = !((uintptr_t)dst & (WF_BLOCK - 1));
+	if (!p->landed)
+		dst = cl->mem.bounce + (size_t)p->idx * cl->piece_max;
+	io_uring_prep_read(sqe, s->dev_fd, dst, p->len,
+			   wf_store_view_dev_offset(&s->view, phys, in_ext));
+	p->gen++;
+	io_uring_sqe_set_data64(sqe, (uint64_t)p->gen << 32 | p->idx);
+	p->sc = s;
+	p->sc_phys = phys;
+	p->sc_seq = seq;
+	p->state = PC_SC;
+	cl->scr->queued++;
+	cl->scr->inflight++;
+	return true;
+}
+
+/* Submit what routing queued: one system call per progress turn. */
+void wf_sc_flush(struct weft_cluster *cl)
+{
+	if (cl->scr && cl->scr->queued) {
+		io_uring_submit(&cl->scr->ring);
+		cl->scr->queued = 0;
+	}
 }
 
 int wf_sc_poll(struct weft_cluster *cl)
 {
-	(void)cl;
-	return 0;
+	struct wf_sc_ring *r = cl->scr;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	wf_sc_flush(cl);
+	if (!r->inflight)
+		return 0;
+	io_uring_for_each_cqe(&r->ring, head, cqe) {
+		uint64_t d = io_uring_cqe_get_data64(cqe);
+		struct wf_piece *p = &cl->pieces[(uint32_t)d];
+		int res = cqe->res;
+
+		n++;
+		r->inflight--;
+		if (p->state != PC_SC || p->gen != (uint32_t)(d >> 32))
+			continue;
+		if (res == (int)p->len && p->sc->state == SC_READY &&
+		    wf_store_view_check(&p->sc->view, p->sc_phys, p->sc_seq)) {
+			cl->stats.sc_reads++;
+			if (!p->landed && p->io->zc) {
+				/* zero-copy buffer that was misaligned?
+				 * cannot happen (arena is page aligned) */
+				memcpy(p->io->buf + p->bufoff, cl->mem.bounce +
+				       (size_t)p->idx * cl->piece_max, p->len);
+				p->landed = true;
+			}
+			p->sc = NULL;
+			wf_piece_done(cl, p, p->len);
+			continue;
+		}
+		/* Short read, device error, or the extent changed under the
+		 * read: the target answers instead (never stale data). */
+		cl->stats.sc_fallbacks++;
+		p->sc = NULL;
+		p->landed = false;
+		p->sc_skip = true;
+		wf_piece_retry(cl, p, -EAGAIN, 0);
+	}
+	io_uring_cq_advance(&r->ring, n);
+	return (int)n;
 }
 
 int wf_sc_fd(const struct weft_cluster *cl)
 {
-	(void)cl;
-	return -1;
+	return cl->scr ? cl->scr->ring.ring_fd : -1;
 }

@@ -157,8 +157,11 @@ struct wf_piece {
 	unsigned   attempts;
 	uint64_t   retry_at;
 	/* short circuit */
+	bool       landed;              /* the data is in the caller's buffer
+	                                 * already (no bounce copy-out) */
+	bool       sc_skip;             /* go through the target (a short-
+	                                 * circuit attempt fell back) */
 	uint32_t   sc_phys, sc_seq;
-	void      *sc_dst;
 	struct wf_sc *sc;
 };
 
@@ -259,6 +262,8 @@ struct weft_cluster {
 	char       host[WF_NAME_MAX];
 	struct wf_sc_ring *scr;
 	struct wf_sc **sc;              /* [target index] or NULL */
+	uint32_t   nsc;
+	struct wf_sc *sc_orphans;       /* of old epochs, reads in flight */
 
 	/* counters for tests and tools */
 	struct {
@@ -321,6 +326,7 @@ void wf_sc_rebuild(struct weft_cluster *cl);
 bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
 	       const struct wf_extent_loc *loc);
 int  wf_sc_poll(struct weft_cluster *cl);
+void wf_sc_flush(struct weft_cluster *cl);
 int  wf_sc_fd(const struct weft_cluster *cl);
 
 #endif

@@ -379,3 +379,198 @@ Test(target, epoch_change, .init = up3, .fini = down, .timeout = 60)
 	cr_assert_eq(cl->map.epoch, 2);
 	weft_cluster_close(cl);
 }
+
+/* ---- short-circuit reads ------------------------------------------------ */
+
+/* Short-circuit reads return what network reads return. */
+Test(shortcircuit, equals_network, .init = up3, .fini = down, .timeout = 120)
+{
+	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
+	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	size_t len = 12 * MiB;
+	char *w = malloc(len), *ra = weft_buf_alloc(a, len), *rb = malloc(len);
+	char *heap = malloc(len + 1);
+
+	fill(w, len, 21);
+	cr_assert_eq(weft_pwrite(vb, w, len, 2 * MiB, 0), (ssize_t)len);
+	cr_assert_eq(weft_pread(va, ra, len, 2 * MiB), (ssize_t)len);
+	cr_assert_eq(weft_pread(vb, rb, len, 2 * MiB), (ssize_t)len);
+	cr_assert_eq(memcmp(ra, rb, len), 0);
+	cr_assert_eq(memcmp(ra, w, len), 0);
+	/* an unaligned heap buffer: through the bounce chunk */
+	cr_assert_eq(weft_pread(va, heap + 1, len, 2 * MiB), (ssize_t)len);
+	cr_assert_eq(memcmp(heap + 1, w, len), 0);
+	/* never written (unmapped): zeros, through the target */
+	cr_assert_eq(weft_pread(va, ra, MiB, 40 * MiB), MiB);
+	for (size_t i = 0; i < MiB; i++)
+		cr_assert_eq(ra[i], 0);
+	cr_assert_gt(a->stats.sc_reads, 0, "reads took the local path");
+	cr_assert_eq(b->stats.sc_reads, 0, "WEFT_F_NO_SHORT_CIRCUIT");
+	free(w);
+	free(rb);
+	free(heap);
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
+
+/* Discards and reallocations through another handle: a short-circuit
+ * read after they are acknowledged never sees the old data. */
+Test(shortcircuit, never_stale_after_discard, .init = up3, .fini = down,
+     .timeout = 120)
+{
+	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
+	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
+	char *z = calloc(1, MiB);
+
+	for (int round = 0; round < 20; round++) {
+		uint64_t off = (uint64_t)(round % 6) * MiB;
+
+		fill(w, MiB, 1000 + (uint64_t)round);
+		cr_assert_eq(weft_pwrite(vb, w, MiB, off, 0), MiB);
+		cr_assert_eq(weft_pread(va, r, MiB, off), MiB);
+		cr_assert_eq(memcmp(r, w, MiB), 0, "round %d: new data", round);
+		cr_assert_eq(weft_discard_sync(vb, off, MiB), 0);
+		cr_assert_eq(weft_pread(va, r, MiB, off), MiB);
+		cr_assert_eq(memcmp(r, z, MiB), 0, "round %d: zeros after discard",
+			     round);
+	}
+	cr_assert_gt(a->stats.sc_reads, 0);
+	free(z);
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
+
+/* Racing: handle B writes and discards blocks while handle A reads them
+ * short-circuit, all in flight together.  Every block A reads is zeros or
+ * a complete version of that block that B wrote (never torn across
+ * blocks, never another block's data); at the end A reads exactly what a
+ * network read returns. */
+Test(shortcircuit, races_writes_and_discards, .init = up3, .fini = down,
+     .timeout = 180)
+{
+	enum { BS = 4096, NB = 6 * 256, QA = 16, QB = 8, ROUNDS = 3000 };
+	struct weft_cluster *a = open_cl(QA, 0, "tcp", 0);
+	struct weft_cluster *b = open_cl(QB, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	char *ra = weft_buf_alloc(a, QA * BS), *wb = weft_buf_alloc(b, QB * BS);
+	uint32_t *ver = calloc(NB, sizeof(*ver));
+	uint64_t x = 99, blk_a[QA], blk_b[QB];
+	int out_a = 0, out_b = 0, issued_a = 0, issued_b = 0;
+	bool free_a[QA], free_b[QB];
+	struct weft_cqe e[QA];
+
+	for (int i = 0; i < QA; i++)
+		free_a[i] = true;
+	for (int i = 0; i < QB; i++)
+		free_b[i] = true;
+	while (issued_a < ROUNDS || out_a || out_b) {
+		int n;
+
+		for (int s = 0; s < QB && issued_b < ROUNDS / 2; s++) {
+			if (!free_b[s])
+				continue;
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			blk_b[s] = (x >> 33) % NB;
+			for (int k = 0; k < QB; k++)
+				if (k != s && !free_b[k] && blk_b[k] == blk_b[s])
+					goto next_b;
+			if ((x >> 24) % 16 == 0) {
+				/* a whole extent: the target frees it, the
+				 * physical extent may be reused for another */
+				uint64_t ext = blk_b[s] / 256;
+
+				for (int k = 0; k < QB; k++)
+					if (k != s && !free_b[k] &&
+					    blk_b[k] / 256 == ext)
+						goto next_b;
+				for (int k = 0; k < 256; k++)
+					ver[ext * 256 + (uint64_t)k]++;
+				blk_b[s] = ext * 256 + 1000000;  /* whole */
+				cr_assert_eq(weft_discard(vb, ext * MiB, MiB,
+							  (uint64_t)s), 0);
+				free_b[s] = false;
+				out_b++;
+				issued_b++;
+				continue;
+			}
+			for (int k = 0; k < QB; k++)
+				if (k != s && !free_b[k] && blk_b[k] >= 1000000 &&
+				    (blk_b[k] - 1000000) / 256 == blk_b[s] / 256)
+					goto next_b;
+			ver[blk_b[s]]++;
+			if ((x >> 20) % 4 == 0) {
+				cr_assert_eq(weft_discard(vb, blk_b[s] * BS, BS,
+							  (uint64_t)s), 0);
+			} else {
+				uint64_t *p = (uint64_t *)(wb + s * BS);
+
+				for (int i = 0; i < BS / 8; i++)
+					p[i] = blk_b[s] << 32 | ver[blk_b[s]];
+				cr_assert_eq(weft_write(vb, wb + s * BS, BS,
+							blk_b[s] * BS, 0,
+							(uint64_t)s), 0);
+			}
+			free_b[s] = false;
+			out_b++;
+			issued_b++;
+next_b:;
+		}
+		for (int s = 0; s < QA && issued_a < ROUNDS; s++) {
+			if (!free_a[s])
+				continue;
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			blk_a[s] = (x >> 33) % NB;
+			cr_assert_eq(weft_read(va, ra + s * BS, BS, blk_a[s] * BS,
+					       (uint64_t)s), 0);
+			free_a[s] = false;
+			out_a++;
+			issued_a++;
+		}
+		n = weft_poll(b, e, QB);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++) {
+			cr_assert_geq(e[i].res, 0, "B: %s",
+				      weft_strerror((int)e[i].res));
+			free_b[e[i].user_data] = true;
+			out_b--;
+		}
+		n = weft_poll(a, e, QA);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++) {
+			int s = (int)e[i].user_data;
+			const uint64_t *p = (const uint64_t *)(ra + s * BS);
+
+			cr_assert_eq(e[i].res, BS);
+			for (int k = 1; k < BS / 8; k++)
+				cr_assert_eq(p[k], p[0], "block %llu torn",
+					     (unsigned long long)blk_a[s]);
+			if (p[0]) {
+				cr_assert_eq(p[0] >> 32, blk_a[s],
+					     "another block's data");
+				cr_assert_leq((uint32_t)p[0], ver[blk_a[s]]);
+			}
+			free_a[s] = true;
+			out_a--;
+		}
+	}
+	{
+		char *n1 = malloc(NB * BS), *n2 = malloc(NB * BS);
+
+		cr_assert_eq(weft_pread(va, n1, NB * BS, 0), NB * BS);
+		cr_assert_eq(weft_pread(vb, n2, NB * BS, 0), NB * BS);
+		cr_assert_eq(memcmp(n1, n2, NB * BS), 0,
+			     "short-circuit equals network after the race");
+		free(n1);
+		free(n2);
+	}
+	cr_assert_gt(a->stats.sc_reads, 0);
+	cr_log_info("short-circuit reads %llu, fallbacks %llu",
+		    (unsigned long long)a->stats.sc_reads,
+		    (unsigned long long)a->stats.sc_fallbacks);
+	free(ver);
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
