@@ -68,12 +68,13 @@
                                  * past it new sockets are closed at once,
                                  * so silent peers cannot pile up fds */
 /*
- * With at most DIRECT_MAX live endpoints, wf_poll reads their sockets
- * directly and asks epoll only every EPOLL_EVERY calls (for listeners,
- * handshakes, EPOLLOUT): on the latency path a busy-polling reactor then
- * finds new data with the recv() that also reads it, instead of an
- * epoll_wait() first.  An idle poll costs one recv() per endpoint, the same
- * as one epoll_wait() for a single connection.
+ * With at most DIRECT_MAX live endpoints and the user busy-polling (no
+ * wf_ctx_arm since the last poll that returned work), wf_poll reads their
+ * sockets directly and asks epoll only every EPOLL_EVERY calls (for
+ * listeners, handshakes, EPOLLOUT): on the latency path a busy-polling
+ * reactor then finds new data with the recv() that also reads it, instead
+ * of an epoll_wait() first.  An idle poll costs one recv() per endpoint, the
+ * same as one epoll_wait() for a single connection.
  */
 #define DIRECT_MAX    4
 #define EPOLL_EVERY   16
@@ -129,6 +130,8 @@ struct tcp_ctx {
 	uint32_t        nlive;
 	uint32_t        turn;           /* wf_poll calls, for the epoll cadence */
 	bool            io_skipped;     /* the last wf_poll did no socket I/O */
+	bool            armed;          /* the user sleeps on the fd: every poll
+	                                 * asks epoll, until one returns work */
 };
 
 enum ep_state {
@@ -1580,6 +1583,9 @@ static int tcp_ctx_arm(struct wf_ctx *ctx)
 	struct tcp_ctx *c = tctx(ctx);
 	uint64_t one = 1;
 
+	/* Whatever woke the sleeper (a listener, a handshake, EPOLLOUT) must
+	 * be looked at by the next poll, not by the 16th. */
+	c->armed = true;
 	/* Work that no socket will announce: completions not yet returned,
 	 * and receive credits that come back at the next poll.  Make the fd
 	 * readable so a sleeper wakes for them. */
@@ -1655,6 +1661,7 @@ static void handle_event(struct tcp_ctx *c, struct epoll_event *e)
 static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 {
 	struct tcp_ctx *c = tctx(ctx);
+	bool direct;
 	int n = 0;
 
 	release_held(c);
@@ -1667,7 +1674,10 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		goto deliver;
 	}
 	c->io_skipped = false;
-	if (c->cq_count < (uint32_t)max && c->nlive && c->nlive <= DIRECT_MAX) {
+	/* Busy-polling with few endpoints: read their sockets directly.  A
+	 * sleeper that was just woken asks epoll, which names what woke it. */
+	direct = !c->armed && c->nlive && c->nlive <= DIRECT_MAX;
+	if (c->cq_count < (uint32_t)max && direct) {
 		struct tcp_ep *ep, *next;
 
 		for (ep = c->live; ep; ep = next) {
@@ -1676,8 +1686,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 				ep_rx(ep);
 		}
 	}
-	if (c->cq_count < (uint32_t)max &&
-	    (c->nlive > DIRECT_MAX || !c->nlive || c->turn % EPOLL_EVERY == 0)) {
+	if (c->cq_count < (uint32_t)max && (!direct || c->turn % EPOLL_EVERY == 0)) {
 		struct epoll_event ev[EVENTS];
 		int i, ne = epoll_wait(c->epfd, ev, EVENTS, 0);
 
@@ -1685,6 +1694,8 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 			handle_event(c, &ev[i]);
 	}
 deliver:
+	if (c->cq_count)
+		c->armed = false;
 	while (n < max && c->cq_count) {
 		struct cq_ent *e = &c->cq[c->cq_head];
 		struct tcp_ep *ep = e->cqe.ep ? tep(e->cqe.ep) : NULL;
