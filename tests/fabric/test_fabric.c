@@ -393,7 +393,10 @@ Test(fabric, cq_depth_limits_endpoints)
 	ft_pair_open(&p, &o, &o);
 	cr_assert_eq(wf_connect(p.cctx, p.addr, &o, &ep), -ENOSPC);
 	o = ft_opts(2, 2, 128);                         /* 5 more: fits */
-	cr_assert_eq(ft_accept_many(&p, &p.sep + 0, 0, &ep, &o), 0);
+	struct wf_ep *sep3 = NULL;
+	cr_assert_eq(ft_accept_many(&p, &sep3, 1, &ep, &o), 0);
+	wf_ep_destroy(ep);
+	wf_ep_destroy(sep3);
 	ft_pair_close(&p);
 
 	/* The accepting side counts too: room for the listener and one
