@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "bench/pattern.h"
+#include "tests/integration/sys.h"
+
+int sys_sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	if (st < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+void sys_start(struct sys_cluster *c)
+{
+	const char *src = getenv("WEFT_SRC"), *bin = getenv("WEFT_BIN");
+	char cmd[2048], line[1024];
+	unsigned base;
+	FILE *p;
+
+	memset(c, 0, sizeof(*c));
+	cr_assert(src && bin, "WEFT_SRC and WEFT_BIN must be set (run through ctest)");
+	snprintf(c->src, sizeof(c->src), "%s", src);
+	snprintf(c->bin, sizeof(c->bin), "%s", bin);
+	/* Three ports per test process, below the ephemeral range. */
+	base = 20000 + (unsigned)(getpid() % 3000) * 4;
+	snprintf(cmd, sizeof(cmd), "exec 3>&1; WEFT_BIN='%s' '%s/scripts/cluster' start -c "
+		 "'%s/conf/local.conf' --size 512M --port-base %u 2>&1 >&3 | "
+		 "sed 's/^/  /' >&2", bin, src, src, base);
+	/* stdout (the env line) through fd 3 into the pipe; messages to
+	 * the test's stderr. */
+	p = popen(cmd, "r");
+	cr_assert(p, "popen: %s", strerror(errno));
+	line[0] = 0;
+	if (!fgets(line, sizeof(line), p))
+		line[0] = 0;
+	cr_assert(pclose(p) == 0 && line[0], "scripts/cluster start failed");
+	cr_assert(sscanf(line, "WEFT_CLUSTER_DIR=%255s WEFT_MAP=%299s WEFT_RUN_DIR=%299s",
+			 c->dir, c->map, c->run) == 3, "unexpected output: %s", line);
+	setenv("WEFT_RUN_DIR", c->run, 1);
+	setenv("WEFT_CLUSTER_DIR", c->dir, 1);
+	c->up = true;
+}
+
+void sys_stop(struct sys_cluster *c)
+{
+	if (!c->up)
+		return;
+	sys_sh("'%s/scripts/cluster' stop '%s'", c->src, c->dir);
+	c->up = false;
+}
+
+pid_t sys_pid(const struct sys_cluster *c, unsigned id)
+{
+	char path[400];
+	long pid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/target-%u.pid", c->dir, id);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return (pid_t)pid;
+}
+
+void sys_kill9(struct sys_cluster *c, unsigned id)
+{
+	pid_t pid = sys_pid(c, id);
+	char path[400];
+
+	cr_assert(pid > 0, "no pid for target %u", id);
+	cr_assert(kill(pid, SIGKILL) == 0, "kill: %s", strerror(errno));
+	/* A daemon is not our child: poll until /proc has no such process
+	 * (or it is a zombie of init). */
+	for (int i = 0; i < 500; i++) {
+		char st = 0;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		if (fscanf(f, "%*d %*s %c", &st) != 1)
+			st = 0;
+		fclose(f);
+		if (st == 'Z' || st == 'X')
+			break;
+		sleep_ms(10);
+	}
+	snprintf(path, sizeof(path), "%s/target-%u.pid", c->dir, id);
+	unlink(path);
+}
+
+void sys_restart(struct sys_cluster *c, unsigned id)
+{
+	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
+			"--pid-file '%s/target-%u.pid'", c->bin, c->map, id,
+			c->run, c->dir, id);
+
+	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);
+}
+
+void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
+	      struct weft_cluster **cl, struct weft_volume **vol, const char *name)
+{
+	struct weft_cluster_opts o = { .size = sizeof(o) };
+	int ret;
+
+	o.map_path = c->map;
+	o.transport = "tcp";
+	o.queue_depth = 64;
+	o.timeout_ms = timeout_ms;
+	o.flags = flags;
+	ret = weft_cluster_open(&o, cl);
+	cr_assert(ret == 0, "weft_cluster_open: %s", weft_strerror(ret));
+	ret = weft_volume_open(*cl, name, vol);
+	cr_assert(ret == 0, "weft_volume_open %s: %s", name, weft_strerror(ret));
+}
+
+static uint64_t vseed(uint64_t version)
+{
+	return wf_mix64(0x5eedull ^ (version * 0x9e3779b97f4a7c15ull));
+}
+
+void sys_fill(void *buf, uint64_t off, uint64_t version)
+{
+	if (!version) {
+		memset(buf, 0, SYS_BS);
+		return;
+	}
+	wf_pattern_fill(buf, SYS_BS, vseed(version), off);
+	memcpy(buf, &version, sizeof(version));
+}
+
+int64_t sys_decode(const void *buf, uint64_t off)
+{
+	static const char zero[SYS_BS];
+	uint64_t v;
+
+	if (!memcmp(buf, zero, SYS_BS))
+		return 0;
+	memcpy(&v, buf, sizeof(v));
+	if (!v || v > (1ull << 40))
+		return -1;
+	if (wf_pattern_check((const char *)buf + 8, SYS_BS - 8, vseed(v), off + 8,
+			     NULL))
+		return -1;
+	return (int64_t)v;
+}
