@@ -8,5 +8,6 @@ int ctl_locate(int argc, char **argv);     /* ctl_place.c */
 int ctl_map(int argc, char **argv);        /* ctl_place.c: "map show" */
 int ctl_balance(int argc, char **argv);    /* ctl_place.c */
 int ctl_status(int argc, char **argv);     /* ctl_status.c */
+int ctl_volume(int argc, char **argv);     /* ctl_volume.c */
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
 	{ "map",     ctl_map,     "map show -c MAP              hierarchy, weights, PGs per device" },
 	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
 	{ "status",  ctl_status,  "status -c MAP                which targets answer, epoch, used/free" },
+	{ "volume",  ctl_volume,  "volume create|resize|delete -c MAP NAME ...  edit volumes (epoch+1)" },
 };
 
 static int usage(FILE *f)

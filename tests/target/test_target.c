@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -556,5 +557,82 @@ Test(target, startup_errors, .timeout = 60)
 	cr_assert_eq(tgt_run(err, sizeof(err), "-c", e.map, "--id", "0", "--run-dir",
 			     e.run, NULL), 1);
 	cr_assert(strstr(err, "--format"), "%s", err);
+	tgt_env_fini(&e);
+}
+
+/* weftctl status and volume commands against a running target. */
+static int weftctl(char *out, size_t len, const char *args)
+{
+	char cmd[1024];
+	const char *d = getenv("WEFT_BIN");
+	size_t got = 0, n;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "%s/weftctl %s 2>&1", d ? d : WEFT_TEST_BIN_DIR, args);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	while (got < len - 1 && (n = fread(out + got, 1, len - 1 - got, f)) > 0)
+		got += n;
+	out[got] = 0;
+	n = (size_t)pclose(f);
+	return WIFEXITED((int)n) ? WEXITSTATUS((int)n) : -1;
+}
+
+Test(target, weftctl_status_and_volumes, .timeout = 60)
+{
+	struct tgt_env e;
+	struct tgt_client c;
+	char out[4096], args[600], addr[256];
+	static char w[4096], r[4096];
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	/* Target 1 is in the map (up) but not running: exit 1. */
+	snprintf(args, sizeof(args), "status -c %s --run-dir %s --timeout 1000", e.map,
+		 e.run);
+	cr_assert_eq(weftctl(out, sizeof(out), args), 1, "%s", out);
+	cr_assert(strstr(out, "control socket"), "%s", out);
+	cr_assert(strstr(out, "down"), "%s", out);
+	/* Elsewhere (no control socket): the data address answers. */
+	snprintf(args, sizeof(args), "status -c %s --run-dir %s/none --timeout 1000",
+		 e.map, e.dir);
+	cr_assert_eq(weftctl(out, sizeof(out), args), 1, "%s", out);
+	cr_assert(strstr(out, "data address"), "%s", out);
+
+	/* A new volume: the target reloads and serves it at the new epoch. */
+	snprintf(args, sizeof(args), "volume create -c %s nv --size 8M --pool p "
+		 "--id 77 --run-dir %s", e.map, e.run);
+	cr_assert_eq(weftctl(out, sizeof(out), args), 0, "%s", out);
+	cr_assert(strstr(out, "serving epoch 2"), "%s", out);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", e.port);
+	cr_assert_eq(tgt_connect(&c, addr, 4, 2), 0);
+	{
+		/* Some extent of the 8 extents of nv led by target 0. */
+		int st = -1;
+
+		tgt_pattern(w, 4096, 3);
+		for (uint64_t off = 0; off < (8u << 20) && st != WF_WS_OK; off += TGT_EXT) {
+			st = tgt_io(&c, WF_OP_WRITE, 77, off, 4096, w, 2);
+			if (st == WF_WS_OK) {
+				cr_assert_eq(tgt_io(&c, WF_OP_READ, 77, off, 4096, r, 2),
+					     WF_WS_OK);
+				cr_assert_eq(memcmp(w, r, 4096), 0);
+			} else {
+				cr_assert_eq(st, WF_WS_NOTPRIM);
+			}
+		}
+		cr_assert_eq(st, WF_WS_OK, "no extent of the new volume served");
+	}
+	cr_assert_eq(tgt_io(&c, WF_OP_READ, 77, 8u << 20, 4096, r, 2),
+		     WF_WS_RANGE | WF_WS_DNR);
+	snprintf(args, sizeof(args), "volume delete -c %s nv --run-dir %s", e.map, e.run);
+	cr_assert_eq(weftctl(out, sizeof(out), args), 0, "%s", out);
+	cr_assert_eq(tgt_io(&c, WF_OP_READ, 77, 0, 4096, r, 3), WF_WS_NOVOL | WF_WS_DNR);
+	snprintf(args, sizeof(args), "volume resize -c %s v --size 1000 --run-dir %s",
+		 e.map, e.run);
+	cr_assert_eq(weftctl(out, sizeof(out), args), 1, "%s", out);
+	cr_assert_eq(weftctl(out, sizeof(out), "volume create"), 2, "%s", out);
+	tgt_close(&c);
+	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
