@@ -67,7 +67,7 @@ Test(install, tiny_program_against_installed_library, .timeout = 240)
 		     "the API is exported");
 
 	cr_assert_eq(sh("cd '%s' && cp '%s/tests/initiator/tiny.c.in' tiny.c && "
-			"cc -std=c11 -Wall -Werror tiny.c -o tiny "
+			"cc -std=c11 -Wall -Werror " WEFT_TINY_CFLAGS " tiny.c -o tiny "
 			"$(PKG_CONFIG_PATH='%s' pkg-config --cflags --libs weft) "
 			"-Wl,-rpath,\"$(PKG_CONFIG_PATH='%s' pkg-config "
 			"--variable=libdir weft)\" >build.log 2>&1",

@@ -26,10 +26,14 @@ static struct lcluster C;
 
 static void fill(void *buf, size_t len, uint64_t seed)
 {
-	uint64_t *w = buf;
+	char *c = buf;
 
-	for (size_t i = 0; i < len / 8; i++)
-		w[i] = seed * 0x9e3779b97f4a7c15ull + i * 0x100000001b3ull;
+	/* memcpy: the buffer may be deliberately misaligned */
+	for (size_t i = 0; i < len / 8; i++) {
+		uint64_t w = seed * 0x9e3779b97f4a7c15ull + i * 0x100000001b3ull;
+
+		memcpy(c + i * 8, &w, 8);
+	}
 }
 
 static double now_s(void)
