@@ -578,3 +578,37 @@ next_b:;
 	weft_cluster_close(a);
 	weft_cluster_close(b);
 }
+
+/* Closing a handle with requests in flight (network and short-circuit)
+ * drops them cleanly (ASan build: no use after free, no leak). */
+Test(target, close_with_requests_in_flight, .init = up3, .fini = down,
+     .timeout = 60)
+{
+	for (int round = 0; round < 4; round++) {
+		struct weft_cluster *cl = open_cl(64, 0, "tcp",
+						  round & 1 ? WEFT_F_NO_SHORT_CIRCUIT : 0);
+		struct weft_volume *v = open_vol(cl, "vol1");
+		char *b = weft_buf_alloc(cl, 64 * 65536);
+		char *heap = malloc(64 * 65536);
+
+		fill(b, 64 * 65536, 5);
+		cr_assert_eq(weft_pwrite(v, b, 4 * MiB, 0, 0), 4 * MiB);
+		for (int i = 0; i < 64; i++) {
+			uint64_t off = (uint64_t)i * 65536;
+
+			if (i % 3 == 0)
+				cr_assert_eq(weft_write(v, b + off, 65536, off, 0, 1), 0);
+			else
+				cr_assert_eq(weft_read(v, i % 3 == 1 ? b + off : heap + off,
+						       65536, off, 2), 0);
+		}
+		cr_assert_eq(weft_inflight(cl), 64);
+		if (round >= 2) {
+			struct weft_cqe e[8];
+
+			cr_assert_geq(weft_poll(cl, e, 8), 0);
+		}
+		weft_cluster_close(cl);
+		free(heap);
+	}
+}
