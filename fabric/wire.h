@@ -36,6 +36,11 @@ enum wf_wire_op {
 	WF_OP_GRANT   = 6,      /* target -> initiator: connect grant with
 	                         * the staging ring (struct wf_grant_hdr) */
 	WF_OP_REPLY   = 7,      /* answer to any request (struct wf_reply_hdr) */
+	WF_OP_STATUS  = 8,      /* -> target: status query, allowed before the
+	                         * HELLO (struct wf_net_status_req in
+	                         * target/ctl_proto.h) */
+	WF_OP_STATUS_REPLY = 9, /* target ->: its answer (struct
+	                         * wf_net_status_reply, target/ctl_proto.h) */
 	WF_OP_MAX
 };
 

@@ -2,8 +2,8 @@
 /*
  * weftctl status: which targets of a map answer, their epoch, used and
  * free extents.  A target on this host is asked through its control
- * socket (RUN_DIR/target-ID.ctl: everything); any other through its data
- * address with HELLO/GRANT (up or not, and its epoch).
+ * socket (RUN_DIR/target-ID.ctl); any other through its data address
+ * (WF_OP_STATUS, the same answer).
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -76,16 +76,19 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* HELLO/GRANT over the data address; 0 and *g filled, or -errno. */
+/* WF_OP_STATUS over the data address (it needs no HELLO and holds no
+ * slot); 0 and *st filled, or -errno. */
 static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
-		    struct wf_grant *g)
+		    struct wf_ctl_status *st)
 {
 	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 4,
 				 .recv_depth = 4, .timeout_ms = ms };
-	struct wf_hello he = { .client_id = (uint64_t)getpid() << 16 | 0x57c,
-			       .epoch = epoch, .want_slots = 1, .max_io = 4096 };
-	struct wf_hello_hdr hh;
+	struct wf_net_status_req q = {
+		.magic = htole16(WF_WIRE_MAGIC), .version = WF_WIRE_VERSION,
+		.opcode = WF_OP_STATUS, .tag = htole64(1), .epoch = htole64(epoch),
+	};
+	struct wf_net_status_reply a;
 	struct wf_ctx *ctx;
 	struct wf_ep *ep = NULL;
 	struct wf_cqe cq[8];
@@ -103,8 +106,7 @@ static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
 	ret = wf_connect(ctx, addr, &eo, &ep);
 	if (ret)
 		goto out;
-	wf_hello_encode(&he, &hh);
-	ret = wf_send(ep, &hh, sizeof(hh), 1);
+	ret = wf_send(ep, &q, sizeof(q), 1);
 	if (ret)
 		goto out;
 	ret = -ETIMEDOUT;
@@ -113,10 +115,19 @@ static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
 		struct pollfd pfd = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
 
 		for (int i = 0; i < n; i++) {
-			if (cq[i].op == WF_CQE_DISCONNECT)
+			if (cq[i].op == WF_CQE_DISCONNECT) {
 				ret = -ECONNRESET;
-			else if (cq[i].op == WF_CQE_RECV_MSG)
-				ret = wf_grant_decode(cq[i].msg, cq[i].len, g, NULL);
+			} else if (cq[i].op == WF_CQE_RECV_MSG) {
+				if (cq[i].len != sizeof(a) ||
+				    wf_wire_peek(cq[i].msg, cq[i].len, NULL) !=
+				    WF_OP_STATUS_REPLY) {
+					ret = -EPROTO;
+					continue;
+				}
+				memcpy(&a, cq[i].msg, sizeof(a));
+				*st = a.body;
+				ret = 0;
+			}
 		}
 		if (!n && ret == -ETIMEDOUT && !wf_ctx_arm(ctx))
 			poll(&pfd, 1, 10);
@@ -182,26 +193,24 @@ int ctl_status(int argc, char **argv)
 	for (uint32_t i = 0; i < map.ntargets; i++) {
 		const struct wf_target *t = &map.targets[i];
 		struct wf_ctl_status st;
-		struct wf_grant g;
 		char addr[WF_NAME_MAX + 8];
 		int ret;
 
 		snprintf(addr, sizeof(addr), "%s:%u", t->addr, t->port);
+		const char *via = "control socket";
+
 		ret = ask_ctl(run_dir, t->id, map.epoch, ms, &st);
+		if (ret) {
+			via = "data address";
+			ret = ask_data(t, map.epoch, ms, &st);
+		}
 		if (!ret && le32toh(st.target_id) == t->id &&
 		    le64toh(st.cluster_id) == map.cluster_id) {
 			printf("%-6u %-24s %-6s %-8" PRIu64 " %10" PRIu64 " %10" PRIu64
-			       " %6u  control socket%s\n", t->id, addr, "up",
+			       " %6u  %s%s\n", t->id, addr, "up",
 			       (uint64_t)le64toh(st.epoch), (uint64_t)le64toh(st.used),
-			       (uint64_t)le64toh(st.free), le32toh(st.connections),
+			       (uint64_t)le64toh(st.free), le32toh(st.connections), via,
 			       le64toh(st.epoch) < map.epoch ? " (older epoch)" : "");
-			continue;
-		}
-		ret = ask_data(t, map.epoch, ms, &g);
-		if (!ret && g.target_id == t->id) {
-			printf("%-6u %-24s %-6s %-8" PRIu64 " %10s %10s %6s  data address%s\n",
-			       t->id, addr, g.status ? "busy" : "up", g.epoch, "-", "-", "-",
-			       g.epoch < map.epoch ? " (older epoch)" : "");
 			continue;
 		}
 		printf("%-6u %-24s %-6s %-8s %10s %10s %6s  %s%s\n", t->id, addr,

@@ -17,11 +17,13 @@
  *            closed).  When a post still finds no credit the request
  *            waits on the reactor's pending list.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "target/ctl_proto.h"
 #include "target/target.h"
 
 /* wr_ids of our posts: only the kind matters (the conn comes from ep). */
@@ -393,10 +395,51 @@ static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	c->state = CONN_LIVE;
 }
 
+/* STATUS over the data connection: answered directly, holds no slot. */
+static void on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_net_status_req q;
+	struct wf_net_status_reply a;
+
+	if (len != sizeof(q)) {
+		wf_tgt_conn_close(c, "bad STATUS");
+		return;
+	}
+	memcpy(&q, msg, sizeof(q));
+	if (q.flags || q.reserved0 || q.reserved1) {
+		wf_tgt_conn_close(c, "bad STATUS");
+		return;
+	}
+	if (le64toh(q.epoch) > r->map->epoch) {
+		uint64_t now = wf_tgt_now_ns();
+
+		if (now - r->last_reload > 100000000ull) {
+			r->last_reload = now;
+			wf_tgt_reload(r, "STATUS with a newer epoch");
+		}
+	}
+	memset(&a, 0, sizeof(a));
+	a.magic = htole16(WF_WIRE_MAGIC);
+	a.version = WF_WIRE_VERSION;
+	a.opcode = WF_OP_STATUS_REPLY;
+	a.tag = q.tag;
+	wf_tgt_fill_status(r, WF_CTL_STATUS, 0, &a.body);
+	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
+		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
+	else
+		c->sends_out++;
+}
+
 static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	int op;
 
+	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
+	    wf_wire_peek(msg, len, NULL) == WF_OP_STATUS) {
+		on_status(c, msg, len);
+		return;
+	}
 	if (c->state == CONN_HELLO) {
 		on_hello(c, msg, len);
 		return;

@@ -87,7 +87,7 @@ void wf_tgt_ctl_close(struct wf_tgt_reactor *r)
 	c->dev_ro = -1;
 }
 
-static void fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
+void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 			struct wf_ctl_status *s)
 {
 	struct wf_store_stat st;
@@ -201,7 +201,7 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 	}
 	if (le64toh(q.epoch) > r->map->epoch && op == WF_CTL_STATUS)
 		wf_tgt_reload(r, "control request with a newer epoch");
-	fill_status(r, op, result, &s);
+	wf_tgt_fill_status(r, op, result, &s);
 	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s))
 		drop(r, i);
 }

@@ -79,4 +79,37 @@ struct wf_ctl_shortcircuit {
 _Static_assert(sizeof(struct wf_ctl_shortcircuit) == 48,
 	       "ctl short-circuit answer is 48 bytes");
 
+/*
+ * The same status over a data connection (remote targets): the message
+ * WF_OP_STATUS (fabric/wire.h), answered with WF_OP_STATUS_REPLY.  A
+ * connection may send it before (instead of) its HELLO; it holds no slot.
+ * Headers start like every wire header (magic WF_WIRE_MAGIC, version
+ * WF_WIRE_VERSION, opcode).
+ */
+struct wf_net_status_req {
+	uint16_t magic;             /* WF_WIRE_MAGIC */
+	uint8_t  version;           /* WF_WIRE_VERSION */
+	uint8_t  opcode;            /* WF_OP_STATUS */
+	uint16_t flags;             /* 0 */
+	uint16_t reserved0;         /* 0 */
+	uint64_t tag;               /* echoed */
+	uint64_t epoch;             /* sender's map epoch, 0 if none (newer
+	                             * than the target's: it reloads first) */
+	uint64_t reserved1;         /* 0 */
+};
+_Static_assert(sizeof(struct wf_net_status_req) == 32,
+	       "status request is 32 bytes");
+
+struct wf_net_status_reply {
+	uint16_t magic;
+	uint8_t  version;
+	uint8_t  opcode;            /* WF_OP_STATUS_REPLY */
+	uint16_t status;            /* enum wf_wire_status */
+	uint16_t reserved0;
+	uint64_t tag;
+	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
+};
+_Static_assert(sizeof(struct wf_net_status_reply) == 128,
+	       "status reply is 128 bytes");
+
 #endif
