@@ -1473,12 +1473,11 @@ static int op_check(const struct vep *ep)
 	return ep->nfree ? 0 : -EAGAIN;
 }
 
-static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
-		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-		       uint32_t imm, uint64_t wr_id)
+/* RDMA WRITE, with or without immediate: the same work request. */
+static int post_write(struct vep *ep, const struct vmr *m, uint64_t loff,
+		      uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		      bool with_imm, uint32_t imm, uint64_t wr_id)
 {
-	struct vep *ep = (struct vep *)eb;
-	const struct vmr *m = (const struct vmr *)mb;
 	struct ibv_sge sge;
 	struct ibv_send_wr wr = { 0 };
 	int ret = op_check(ep);
@@ -1494,11 +1493,32 @@ static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
 	sge.lkey = m->mr[ep->dev->idx]->lkey;
 	wr.sg_list = &sge;
 	wr.num_sge = len ? 1 : 0;
-	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-	wr.imm_data = htobe32(imm);
 	wr.wr.rdma.remote_addr = rkey->addr + roff;
 	wr.wr.rdma.rkey = rkey->key;
+	if (!with_imm) {
+		wr.opcode = IBV_WR_RDMA_WRITE;
+		return post_send(ep, &wr, WF_CQE_WRITE, wr_id);
+	}
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.imm_data = htobe32(imm);
 	return post_send(ep, &wr, WF_CQE_WRITE_IMM, wr_id);
+}
+
+static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		       uint32_t imm, uint64_t wr_id)
+{
+	return post_write((struct vep *)eb, (const struct vmr *)mb, loff, len,
+			  rkey, roff, true, imm, wr_id);
+}
+
+/* RC ordering puts these bytes before any later write_imm or send. */
+static int v_write(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		   uint64_t wr_id)
+{
+	return post_write((struct vep *)eb, (const struct vmr *)mb, loff, len,
+			  rkey, roff, false, 0, wr_id);
 }
 
 static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
@@ -1572,6 +1592,7 @@ const struct wf_ops wf_verbs_ops = {
 	.mr_dereg         = v_mr_dereg,
 	.mr_rkey          = v_mr_rkey,
 	.write_imm        = v_write_imm,
+	.write            = v_write,
 	.read             = v_read,
 	.send             = v_send,
 };

@@ -178,8 +178,7 @@ rig_perftest_once() {
 # The verbs conformance suite: every test_fabric* binary of the build, over
 # rdma_cm on the veth pair.
 rig_conformance_one() {
-	local t=$1 name
-	name=$(basename "$t")
+	local t=$1 name=${2:-$(basename "$1")}
 	WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:0" \
 		"$t" --jobs 1 --timeout 120 --verbose=1 --json="$RIG_RES/$name.json"
 }
@@ -189,14 +188,27 @@ rig_floor_p50() {
 		"$RIG_RES/perftest-$1-$2.json" 2>/dev/null
 }
 
+# weft-bench fabric over verbs, busy-polling like perftest does (the
+# sleeping path measures the host's scheduler more than the fabric under
+# emulation; see docs/rig.md).  Its own floor is perftest; the rig adds the
+# ratio to its own perftest run across the veth (perftest-write-SIZE.json),
+# doubled: ib_write_lat reports half a round trip.
 rig_bench() {
-	local size=$1
-	"$WEFT_BIN/weft-bench" fabric --transport verbs --size "$size" --json \
-		--addr "rdma:$RIG_ADDR1:7480" \
-		--floor-p50-us "$(rig_floor_p50 write "$size")" \
-		>"$RIG_RES/bench-fabric-verbs-$size.json"
+	local size=$1 out=$RIG_RES/bench-fabric-verbs-$1.json p50 floor
+	"$WEFT_BIN/weft-bench" fabric --transport verbs --size "$size" \
+		--iters "${RIG_BENCH_ITERS:-5000}" --spin-us 1000000 \
+		--addr "rdma:$RIG_ADDR1:0" --device rxe1 --client-device rxe0 \
+		--json >"$out"
 	local rc=$?
-	cat "$RIG_RES/bench-fabric-verbs-$size.json"
+	cat "$out"
+	p50=$(awk -F: '/"p50_us"/ { gsub(/[ ,]/, "", $2); print $2; exit }' "$out")
+	floor=$(rig_floor_p50 write "$size")
+	if [[ -n $p50 && -n $floor ]]; then
+		awk -v p="$p50" -v f="$floor" -v s="$size" 'BEGIN {
+			printf "{\"size\":%d,\"p50_us\":%s,\"ib_write_lat_rtt_p50_us\":%.2f,\"ratio\":%.3f}\n",
+				s, p, 2 * f, p / (2 * f) }' >"$RIG_RES/ratio-verbs-$size.json"
+		cat "$RIG_RES/ratio-verbs-$size.json"
+	fi
 	return $rc
 }
 
@@ -205,8 +217,17 @@ rig_bench_available() {
 		"$WEFT_BIN/weft-bench" fabric --help 2>&1 | grep -q -- --transport
 }
 
+# The command runs in a writable tree that looks like the checkout: the
+# source files and build/ (the payload's copy of the build).
 rig_user_cmd() {
-	cd /rig/src 2>/dev/null || cd /
+	local f
+	mkdir -p /tmp/tree
+	for f in /rig/src/* /rig/src/.[!.]*; do
+		[[ -e $f ]] && ln -s "$f" /tmp/tree/
+	done
+	rm -f /tmp/tree/build
+	ln -s "$RIG_BUILD" /tmp/tree/build
+	cd /tmp/tree
 	export WEFT_FABRIC=verbs WEFT_FABRIC_ADDR="rdma:$RIG_ADDR1:0"
 	bash -c "$(cat /rig/cmd)"
 }
@@ -237,6 +258,11 @@ rig_main() {
 		rig_step "conformance-$(basename "$t")" 600 rig_conformance_one "$t" ||
 			failed=1
 	done
+	for t in /rig/build-asan/tests/test_fabric*; do
+		[[ -x $t ]] || continue
+		rig_step "conformance-asan-$(basename "$t")" 900 \
+			rig_conformance_one "$t" "asan-$(basename "$t")" || failed=1
+	done
 	if ((n == 0)); then
 		echo "rig-guest: NOTICE: no build/tests/test_fabric* binary: verbs conformance suite SKIPPED" >/dev/console
 		echo '{"step":"conformance","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
@@ -262,6 +288,8 @@ rig_summary() {
 		paste -sd, "$RIG_RES/steps.jsonl" | tr -d '\n'
 		printf '],"perftest":['
 		cat "$RIG_RES"/perftest-*.json 2>/dev/null | paste -sd, | tr -d '\n'
+		printf '],"verbs_vs_perftest":['
+		cat "$RIG_RES"/ratio-verbs-*.json 2>/dev/null | paste -sd, | tr -d '\n'
 		printf ']}\n'
 	} >"$RIG_RES/summary.json"
 }
