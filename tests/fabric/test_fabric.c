@@ -724,7 +724,10 @@ static pid_t spawn_server(int (*body)(struct wf_ctx *, struct wf_ep *), char *ad
 		ep = child_accept(ctx, l, ft_wait_ms());
 		if (!ep)
 			_exit(12);
-		_exit(body(ctx, ep));
+		int rc = body(ctx, ep);
+
+		wf_listener_destroy(l);         /* removes a unix path */
+		_exit(rc);
 	}
 	close(pfd[1]);
 	n = read(pfd[0], addr, alen < 256 ? alen : 256);
