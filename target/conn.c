@@ -41,6 +41,8 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 	if (why)
 		wf_tgt_log("connection %u (client %llu) closed: %s", c->idx,
 			   (unsigned long long)c->client_id, why);
+	if (c->state == CONN_HELLO)
+		c->r->nhello--;
 	c->state = CONN_CLOSING;
 	if (c->ep && !c->gone)
 		wf_ep_close(c->ep);
@@ -393,6 +395,7 @@ static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	c->sends_out++;
 	c->state = CONN_LIVE;
+	r->nhello--;
 }
 
 /* STATUS over the data connection: answered directly, holds no slot. */
@@ -481,6 +484,8 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->ep = ep;
 		c->fab = fab;
 		c->state = CONN_HELLO;
+		c->accepted_ns = wf_tgt_now_ns();
+		r->nhello++;
 		c->gone = false;
 		c->invalid = 0;
 		c->client_id = 0;
@@ -489,11 +494,21 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 	}
 }
 
+void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now)
+{
+	for (uint32_t i = 0; r->nhello && i < r->cfg->max_conns; i++) {
+		struct wf_tgt_conn *c = &r->conns[i];
+
+		if (c->state == CONN_HELLO &&
+		    now - c->accepted_ns > WF_TGT_HELLO_MS * 1000000ull)
+			wf_tgt_conn_close(c, "no HELLO in time");
+	}
+}
+
 void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 {
 	struct wf_tgt_conn *c = e->ep ? wf_ep_user(e->ep) : NULL;
 
-	(void)r;
 	if (!c)
 		return;
 	switch (e->op) {
@@ -516,8 +531,9 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		break;
 	case WF_CQE_DISCONNECT:
 		c->gone = true;
-		if (c->state != CONN_CLOSING)
-			c->state = CONN_CLOSING;
+		if (c->state == CONN_HELLO)
+			r->nhello--;
+		c->state = CONN_CLOSING;
 		conn_release_check(c);
 		break;
 	default:

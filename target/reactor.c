@@ -443,7 +443,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 	struct wf_cqe cq[CQE_BATCH];
 	uint64_t idle_since = wf_tgt_now_ns();
 	uint64_t spin_ns = (uint64_t)r->cfg->poll_us * 1000;
-	unsigned turn = 0;
+	unsigned turn = 0, empty = 0;
 
 	for (;;) {
 		unsigned work = 0;
@@ -465,12 +465,20 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 
 		if (r->phase != PH_RUN && stop_step(r))
 			break;
-		if (++turn % CTL_EVERY == 0)
+		if (++turn % CTL_EVERY == 0) {
 			events(r, 0);
+			if (r->nhello)
+				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
+		}
 		if (work) {
 			idle_since = 0;
+			empty = 0;
 			continue;
 		}
+		/* The clock only every few empty turns: it is most of what
+		 * an empty turn costs. */
+		if (++empty % 8)
+			continue;
 		if (!idle_since) {
 			idle_since = wf_tgt_now_ns();
 			continue;
@@ -497,8 +505,11 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				continue;
 			}
 			wf_store_submit(r->store);
-			/* Timed while stopping: the phases have deadlines. */
-			events(r, r->phase != PH_RUN ? 50 : -1);
+			/* Timed while stopping (the phases have deadlines) and
+			 * while a connection owes its HELLO. */
+			events(r, r->phase != PH_RUN ? 50 : r->nhello ? 1000 : -1);
+			if (r->nhello)
+				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			idle_since = 0;
 		}
 	}

@@ -28,6 +28,9 @@
 #define WF_TGT_MAX_SLOTS         1024u
 #define WF_TGT_MAX_SLOT_SIZE     (16u << 20)
 #define WF_TGT_MAX_CONNS         4096u
+/* A connection that sends no HELLO within this long is closed, so idle
+ * sockets cannot hold the connection pool. */
+#define WF_TGT_HELLO_MS          5000u
 /* A connection that sent this many invalid requests is closed. */
 #define WF_TGT_MAX_INVALID       16u
 /* Error replies that need no slot (slot index out of the ring): send
@@ -190,6 +193,7 @@ struct wf_tgt_conn {
 	uint32_t            store_inflight;
 	uint32_t            npending;
 	uint32_t            sends_out;  /* posted, completion not yet reaped */
+	uint64_t            accepted_ns; /* CONN_HELLO: when, for the timeout */
 	struct wf_tgt_req  *reqs;       /* [cfg slots] */
 	struct wf_tgt_conn *next_free;
 };
@@ -200,6 +204,8 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *c);
 /* Retry requests waiting for send credits; returns how many advanced. */
 unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
 void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
+/* Close connections that sent no HELLO in time. */
+void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 
 /* ---- control socket (ctl.c) ------------------------------------------- */
 
@@ -270,6 +276,7 @@ struct wf_tgt_reactor {
 	struct wf_tgt_conn *conns;
 	struct wf_tgt_conn *free_conns;
 	uint32_t            nconns;     /* not CONN_FREE */
+	uint32_t            nhello;     /* in CONN_HELLO */
 	struct wf_tgt_req  *reqs;
 	struct wf_tgt_req  *pend_head, *pend_tail;
 	int                 epfd, sigfd, store_efd;

@@ -636,3 +636,35 @@ Test(target, weftctl_status_and_volumes, .timeout = 60)
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
+
+/* A peer that connects and never says HELLO loses its connection, and
+ * idle sockets cannot hold the pool (8 connections here). */
+Test(target, hello_timeout, .timeout = 60)
+{
+	struct tgt_env e;
+	struct tgt_client idle[8], c;
+	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
+	struct wf_ep_opts eo = { .size = sizeof(eo) };
+	char addr[256];
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", e.port);
+	for (int i = 0; i < 8; i++) {
+		memset(&idle[i], 0, sizeof(idle[i]));
+		cr_assert_eq(wf_ctx_create(&co, &idle[i].ctx), 0);
+		cr_assert_eq(wf_connect(idle[i].ctx, addr, &eo, &idle[i].ep), 0);
+	}
+	/* The pool is full: a ninth connection is dropped. */
+	cr_assert_neq(tgt_connect(&c, addr, 4, 1), 0);
+	tgt_close(&c);
+	for (int i = 0; i < 8; i++) {
+		cr_assert(tgt_wait_closed(&idle[i], 10000), "idle %d not closed", i);
+		tgt_close(&idle[i]);
+	}
+	cr_assert_eq(tgt_connect(&c, addr, 4, 1), 0, "pool not freed");
+	cr_assert_eq(tgt_io(&c, WF_OP_FLUSH, TGT_VOL, 0, 0, NULL, 1), WF_WS_OK);
+	tgt_close(&c);
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
