@@ -263,7 +263,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	if (env && atoi(env) > 0)
 		arena = (size_t)atoi(env) << 20;
 	env = getenv("WEFT_SPIN_US");
-	cl->spin_us = env ? atoi(env) : 20;
+	cl->spin_us = env ? atoi(env) : 0;
 	cl->qd = opts->queue_depth ? opts->queue_depth : WF_DEF_QD;
 	if (cl->qd > 65536) {
 		ret = -EINVAL;

@@ -626,7 +626,16 @@ int wf_progress(struct weft_cluster *cl)
 	struct wf_cqe cqes[WF_POLL_BATCH];
 	int n, i, total = 0;
 
-	cl->now = wf_now_ms();
+	{
+		struct timespec ts;
+
+		/* One clock read per turn (vDSO): ms for timers, us for the
+		 * busy-poll budget of weft_wait. */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
+			     (uint64_t)ts.tv_nsec / 1000;
+		cl->now = cl->now_us / 1000;
+	}
 	do {
 		n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
 		if (n < 0)
@@ -801,15 +810,9 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		/* Busy-poll a little: the reply of a fast target is usually
 		 * closer than a sleep and wake-up. */
 		if (cl->spin_us > 0) {
-			struct timespec ts;
-			uint64_t us;
-
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			us = (uint64_t)ts.tv_sec * 1000000 +
-			     (uint64_t)ts.tv_nsec / 1000;
 			if (!spin_end)
-				spin_end = us + (uint64_t)cl->spin_us;
-			if (us < spin_end)
+				spin_end = cl->now_us + (uint64_t)cl->spin_us;
+			if (cl->now_us < spin_end)
 				continue;
 		}
 		{

@@ -252,6 +252,7 @@ struct weft_cluster {
 	uint32_t   cq_head, cq_count;
 
 	uint64_t   now;                 /* ms, refreshed per poll */
+	uint64_t   now_us;
 	uint64_t   next_sweep;
 
 	int        epfd;                /* weft_fd: fabric fd + sc ring fd */
