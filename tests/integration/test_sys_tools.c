@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The tools on a real cluster: fio through the external engine with
+ * crc32c verification, and weft-bench io (its JSON contract, its
+ * verification, its floors).  Behaviour only: no timing is asserted.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/integration/sys.h"
+
+static struct sys_cluster C;
+
+static void up(void)
+{
+	sys_start(&C);
+}
+
+static void down(void)
+{
+	sys_stop(&C);
+}
+
+TestSuite(sys_tools, .init = up, .fini = down, .timeout = 180);
+
+#ifdef WEFT_FIO_ENGINE
+/* Under ASan the engine needs the ASan runtime loaded first into fio. */
+#ifdef WEFT_ASAN_PRELOAD
+#define FIO_ENV "LD_PRELOAD=" WEFT_ASAN_PRELOAD " ASAN_OPTIONS=detect_leaks=0 "
+#else
+#define FIO_ENV ""
+#endif
+
+static int fio(const char *args, const char *out)
+{
+	return sys_sh(FIO_ENV "fio --ioengine=external:%s --weft_map='%s' "
+		      "--weft_volume=vol1 --output-format=json --output='%s' %s "
+		      ">/dev/null 2>'%s.err' || { cat '%s.err' >&2; exit 1; }",
+		      WEFT_FIO_ENGINE, C.map, out, args, out, out);
+}
+#endif
+
+Test(sys_tools, fio_verify)
+{
+#ifndef WEFT_FIO_ENGINE
+	cr_skip_test("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
+#else
+	char out[400];
+
+	cr_assert(sys_sh("command -v fio >/dev/null") == 0, "fio is not installed "
+		  "although the engine was built (scripts/deps installs it)");
+	snprintf(out, sizeof(out), "%s/fio.json", C.dir);
+	/* Random writes of 4k..64k across extent boundaries, then every
+	 * block read back and its crc32c and header checked by fio. */
+	cr_assert_eq(fio("--name=w --rw=randwrite --bsrange=4k-64k --iodepth=16 "
+			 "--offset=1020k --size=24m --verify=crc32c --do_verify=1 "
+			 "--verify_fatal=1 --randseed=11", out), 0,
+		     "fio write+verify job failed");
+	cr_assert(sys_sh("grep -q '\"error\" : 0' '%s'", out) == 0,
+		  "fio reports an error (%s)", out);
+	/* Trim then write every block (weft_discard, weft_write), verify
+	 * with short-circuit reads off (every read through a target).  QD 1:
+	 * fio issues a block's trim and its write without waiting for the
+	 * trim, and two requests in flight at once have no order (as on
+	 * NVMe), so at a higher depth the trim may land last. */
+	cr_assert_eq(fio("--name=t --rw=trimwrite --bs=16k --iodepth=1 --size=8m "
+			 "--offset=200m --verify=crc32c --do_verify=1 --verify_fatal=1 "
+			 "--weft_short_circuit=0", out), 0,
+		     "fio trim+verify job failed");
+#endif
+}
+
+/* Keys that docs/performance.md and the demo rely on. */
+static const char *json_check =
+	"import json, sys\n"
+	"d = json.load(open(sys.argv[1]))\n"
+	"runs = d['runs'] if 'runs' in d else [d]\n"
+	"assert len(runs) == int(sys.argv[2]), len(runs)\n"
+	"for r in runs:\n"
+	"    for k in ('iops', 'p50_us', 'p99_us', 'p999_us', 'p9999_us',\n"
+	"              'target_cpu_us_per_io', 'client_cpu_us_per_io',\n"
+	"              'ratio_to_floor', 'mbps'):\n"
+	"        assert isinstance(r[k], (int, float)), (k, r[k])\n"
+	"    f = r['floor']\n"
+	"    for k in ('device_iops', 'device_p50_us', 'rtt_p50_us'):\n"
+	"        assert f[k] > 0, (k, f)\n"
+	"    assert r['iops'] > 0 and r['ios'] > 0\n"
+	"    assert r['p50_us'] <= r['p99_us'] <= r['p999_us']\n"
+	"    assert abs(r['ratio_to_floor'] - r['iops'] / f['device_iops']) < 1e-6\n"
+	"    if r['rw'] != 'randwrite':\n"
+	"        assert r['verified_reads'] == r['reads'] > 0\n"
+	"    assert r['target_pids'] == 3\n";
+
+Test(sys_tools, bench_io_json)
+{
+	char json[400], py[400], plots[400];
+	FILE *f;
+
+	snprintf(json, sizeof(json), "%s/bench.json", C.dir);
+	snprintf(py, sizeof(py), "%s/check.py", C.dir);
+	snprintf(plots, sizeof(plots), "%s/plots", C.dir);
+	f = fopen(py, "w");
+	cr_assert(f);
+	fputs(json_check, f);
+	fclose(f);
+	/* WEFT_CLUSTER_DIR is set: the target pids come from its pid files. */
+	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume vol1 --rw randrw "
+			    "--qd 1,8 --runtime 0.5 --size 16M --plot '%s' --json "
+			    ">'%s'", C.bin, C.map, plots, json), 0,
+		     "weft-bench io failed");
+	cr_assert_eq(sys_sh("python3 '%s' '%s' 2", py, json), 0,
+		     "weft-bench io JSON lacks keys or is inconsistent");
+	cr_assert_eq(sys_sh("test -s '%s/weft-randrw-qd8-cdf.dat' && "
+			    "test -s '%s/weft-randrw-qd8-hist.dat'", plots, plots), 0,
+		     "no plot data written");
+	/* One job: a single object. */
+	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume vol1 --rw randread "
+			    "--qd 4 --runtime 0.3 --size 8M --json >'%s'", C.bin,
+			    C.map, json), 0);
+	cr_assert_eq(sys_sh("python3 '%s' '%s' 1", py, json), 0);
+	/* The write/verify pass of the demo. */
+	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume vol1 --size 32M "
+			    "--verify-only >/dev/null", C.bin, C.map), 0);
+	/* Bad arguments are refused with exit 2, not run. */
+	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume vol1 --bs 1000 "
+			    "2>/dev/null", C.bin, C.map), 2);
+	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume nosuch --no-floor "
+			    "--runtime 0.1 2>/dev/null", C.bin, C.map), 1);
+}
