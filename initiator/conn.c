@@ -157,8 +157,13 @@ static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 		wf_conn_fail(c);
 		return;
 	}
-	if (g.epoch > cl->map.epoch)
+	if (g.epoch > cl->map.epoch) {
 		wf_map_refresh(cl, false);
+		/* The new map may have moved this target: then the refresh
+		 * has closed this connection already. */
+		if (c->state != CONN_HELLO)
+			return;
+	}
 	if (g.status != WF_WS_OK || g.target_id != c->target_id) {
 		if (g.status == WF_WS_OK)
 			fprintf(stderr, "libweft: %s is target %u, not %u\n",

@@ -39,6 +39,9 @@ struct priv {
 	struct wf_pg_table tab;
 	int reload;
 	struct pconn *all;
+	struct wf_listener *old[8];
+	unsigned nold;
+	int move;                       /* 1 + target to move (peer thread) */
 };
 
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
@@ -80,7 +83,7 @@ static void write_map(struct peer *p, uint64_t epoch)
 	fprintf(f, "\n);\nvolumes = (\n"
 		"  { name = \"vol1\"; id = 2; size = %llu; pool = \"rep1\"; }",
 		(unsigned long long)p->vol_size);
-	if (p->ntargets >= 3)
+	if (p->ntargets >= 3 && !p->no_vol3)
 		fprintf(f, ",\n  { name = \"vol3\"; id = 1; size = %llu; "
 			"pool = \"rep3\"; }", (unsigned long long)p->vol_size);
 	fprintf(f, "\n);\n");
@@ -302,6 +305,23 @@ static void *peer_main(void *arg)
 	while (!LD(p->stop)) {
 		int n = wf_poll(pv->ctx, cq, 64);
 
+		if (LD(pv->move)) {
+			unsigned t = (unsigned)LD(pv->move) - 1;
+			struct wf_ep_opts o = { .size = sizeof(o),
+				.send_depth = 2 * p->slot_count + 8,
+				.recv_depth = p->slot_count + 8 };
+			char addr[128], *c;
+
+			cr_assert_lt(pv->nold, 8);
+			pv->old[pv->nold++] = pv->l[t];
+			cr_assert_eq(wf_listen(pv->ctx, "tcp:127.0.0.1:0", &o,
+					       &pv->l[t]), 0);
+			cr_assert_eq(wf_listener_addr(pv->l[t], addr,
+						      sizeof(addr)), 0);
+			c = strrchr(addr, ':');
+			p->ports[t] = (uint16_t)atoi(c + 1);
+			ST(pv->move, 0);
+		}
 		if (LD(pv->reload)) {
 			load_map(p);
 			ST(pv->reload, 0);
@@ -321,6 +341,9 @@ static void *peer_main(void *arg)
 				for (t = 0; t < p->ntargets; t++)
 					if (e->listener == pv->l[t])
 						break;
+				for (unsigned k = 0; t == p->ntargets && k < pv->nold; k++)
+					if (e->listener == pv->old[k])
+						t = 0;  /* only target 0 moves */
 				for (;;) {
 					pc = calloc(1, sizeof(*pc));
 					cr_assert(pc);
@@ -331,6 +354,8 @@ static void *peer_main(void *arg)
 						break;
 					}
 					pc->ep = ep;
+					__atomic_add_fetch(&p->c[t].open, 1,
+							   __ATOMIC_SEQ_CST);
 					pc->next = pv->all;
 					if (pv->all)
 						pv->all->prev = pc;
@@ -342,6 +367,8 @@ static void *peer_main(void *arg)
 				continue;
 			pc = wf_ep_user(e->ep);
 			if (e->op == WF_CQE_DISCONNECT) {
+				__atomic_sub_fetch(&p->c[pc->t].open, 1,
+						   __ATOMIC_SEQ_CST);
 				pconn_free(pc);
 				continue;
 			}
@@ -422,6 +449,22 @@ void peer_bump_epoch(struct peer *p, uint64_t epoch)
 		usleep(100);
 }
 
+void peer_move_target(struct peer *p, unsigned t, uint64_t epoch)
+{
+	struct priv *pv = p->priv;
+
+	cr_assert_eq(t, 0, "only target 0 moves");
+	ST(pv->move, (int)t + 1);
+	while (LD(pv->move))
+		usleep(100);
+	peer_bump_epoch(p, epoch);
+}
+
+unsigned peer_conns(struct peer *p, unsigned t)
+{
+	return __atomic_load_n(&p->c[t].open, __ATOMIC_SEQ_CST);
+}
+
 const uint8_t *peer_image(struct peer *p, unsigned t, uint64_t vol_id)
 {
 	return ((struct priv *)p->priv)->img[t][vol_id - 1];
@@ -436,6 +479,8 @@ void peer_stop(struct peer *p)
 	pthread_join(p->thr, NULL);
 	while (pv->all)
 		pconn_free(pv->all);
+	for (unsigned k = 0; k < pv->nold; k++)
+		wf_listener_destroy(pv->old[k]);
 	for (unsigned t = 0; t < p->ntargets; t++) {
 		wf_listener_destroy(pv->l[t]);
 		for (unsigned v = 0; v < NVOL; v++)

@@ -21,6 +21,7 @@ struct peer_counts {
 	uint64_t notprim;               /* requests for a PG it is not primary of */
 	uint64_t crossings;             /* requests crossing an extent */
 	uint32_t max_len, max_inflight;
+	uint32_t open;                  /* connections open now */
 };
 
 struct peer {
@@ -40,6 +41,7 @@ struct peer {
 	int drop_after;                 /* close the connection after N more */
 	int silent;                     /* never answer (a hung target) */
 	int dead[PEER_MAXT];            /* refuse to grant (target "down") */
+	int no_vol3;                    /* next maps written omit vol3 */
 
 	/* results */
 	struct peer_counts c[PEER_MAXT];
@@ -58,6 +60,11 @@ void peer_start(struct peer *p);
 void peer_stop(struct peer *p);
 /* Rewrite the map with a new epoch (and the peer adopts it). */
 void peer_bump_epoch(struct peer *p, uint64_t epoch);
+/* Target t listens on a new port from now on (the old listener stays);
+ * the map is rewritten with epoch. */
+void peer_move_target(struct peer *p, unsigned t, uint64_t epoch);
+/* Connections to target t the peer has open. */
+unsigned peer_conns(struct peer *p, unsigned t);
 /* Byte image of a volume on target t (for checks). */
 const uint8_t *peer_image(struct peer *p, unsigned t, uint64_t vol_id);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -525,5 +526,35 @@ Test(libweft, buf_alloc, .init = start3, .fini = stop)
 	cr_assert_not_null(a, "the whole arena");
 	cr_assert_null(weft_buf_alloc(cl, 4096));
 	weft_buf_free(cl, a);
+	weft_cluster_close(cl);
+}
+
+/* A new epoch moves target 0 to another port and deletes vol3: the old
+ * connection is closed, a new one made, vol3's handle answers -ENOENT. */
+Test(libweft, map_change_moves_target_and_deletes_volume, .init = start3,
+     .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1"), *v3 = open_vol(cl, "vol3");
+	char *w = weft_buf_alloc(cl, 8 * MiB), *r = weft_buf_alloc(cl, 8 * MiB);
+	double t0;
+
+	fill(w, 8 * MiB, 31);
+	cr_assert_eq(weft_pwrite(v, w, 8 * MiB, 0, 0), 8 * MiB);
+	cr_assert_eq(weft_pwrite(v3, w, 4096, 0, 0), 4096);
+	cr_assert_eq(peer_conns(&P, 0), 1);
+	P.no_vol3 = 1;
+	peer_move_target(&P, 0, 3);
+	cr_assert_eq(weft_pread(v, r, 8 * MiB, 0), 8 * MiB);
+	cr_assert_eq(memcmp(w, r, 8 * MiB), 0);
+	cr_assert_eq(cl->map.epoch, 3);
+	cr_assert_eq(weft_pread(v3, r, 4096, 0), -ENOENT, "vol3 is gone");
+	cr_assert_eq(weft_volume_open(cl, "vol3", &v3), -ENOENT);
+	t0 = now_s();
+	while (peer_conns(&P, 0) != 1 && now_s() - t0 < 5)
+		usleep(1000);
+	cr_assert_eq(peer_conns(&P, 0), 1, "the connection to the old "
+		     "address was closed, one to the new one is open");
+	cr_assert_gt(P.c[0].hellos, 1);
 	weft_cluster_close(cl);
 }
