@@ -104,11 +104,27 @@ void tgt_env_fini(struct tgt_env *e)
 {
 	char cmd[300];
 
+	char log[256], line[512];
+	bool bad = false;
+	FILE *f;
+
 	if (e->pid && tgt_alive(e->pid))
 		tgt_kill(e, SIGKILL, true);
+	/* Daemons log to RUN_DIR/target-0.log: sanitizer reports land there
+	 * (and would be lost with the directory). */
+	snprintf(log, sizeof(log), "%s/target-0.log", e->run);
+	f = fopen(log, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "Sanitizer") || strstr(line, "runtime error:")) {
+			fprintf(stderr, "%s: %s", log, line);
+			bad = true;
+		}
+	if (f)
+		fclose(f);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", e->dir);
+	cr_assert(!bad, "the target's log has sanitizer reports");
 }
 
 static int vrun(char *err, size_t errlen, const char *const *argv, bool wait_it,
