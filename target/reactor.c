@@ -14,6 +14,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,14 +39,17 @@
 
 void wf_tgt_log(const char *fmt, ...)
 {
-	char buf[512];
+	char buf[512], when[32];
 	struct timespec ts;
+	struct tm tm;
 	va_list ap;
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	n = snprintf(buf, sizeof(buf), "%lld.%03ld weft-target[%d]: ",
-		     (long long)ts.tv_sec, ts.tv_nsec / 1000000, (int)getpid());
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(buf, sizeof(buf), "%s.%03ldZ weft-target[%d]: ", when,
+		     ts.tv_nsec / 1000000, (int)getpid());
 	va_start(ap, fmt);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
@@ -355,13 +360,33 @@ static void begin_stop(struct wf_tgt_reactor *r, const char *why)
 	r->phase_deadline = wf_tgt_now_ns() + DRAIN_IO_MS * 1000000ull;
 }
 
+/* A daemon logs to RUN_DIR/target-ID.log: reopen it on SIGHUP, so log
+ * rotation works (rename, then SIGHUP). */
+static void reopen_log(struct wf_tgt_reactor *r)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (r->cfg->foreground)
+		return;
+	snprintf(path, sizeof(path), "%s/target-%u.log", r->cfg->run_dir,
+		 r->cfg->id);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	dup2(fd, 2);
+	close(fd);
+}
+
 static void on_signal(struct wf_tgt_reactor *r)
 {
 	struct signalfd_siginfo si;
 
 	while (read(r->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
+		if (si.ssi_signo == SIGHUP) {
+			reopen_log(r);
 			wf_tgt_reload(r, "SIGHUP");
+		}
 		else
 			begin_stop(r, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 	}
