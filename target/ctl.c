@@ -20,6 +20,24 @@
 #include "target/ctl_proto.h"
 #include "target/target.h"
 
+int wf_tgt_ctl_probe(struct wf_tgt_reactor *r)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, n, ret = 0;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/target-%u.ctl",
+		     r->cfg->run_dir, r->cfg->id);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		return 0;       /* wf_tgt_ctl_open reports it */
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		ret = -EADDRINUSE;
+	close(fd);
+	return ret;
+}
+
 int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
 {
 	struct wf_tgt_ctl *c = &r->ctl;

@@ -269,6 +269,12 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 		goto fail;
 	}
 	r->fab[0].nlst = 1;
+	ret = wf_tgt_ctl_probe(r);
+	if (ret) {
+		snprintf(err, errlen, "another weft-target answers on %s/target-%u.ctl",
+			 cfg->run_dir, cfg->id);
+		goto fail;
+	}
 	unlink(r->unix_addr + 5);       /* a previous incarnation's */
 	{
 		struct wf_tgt_fab *uf = &r->fab[r->nfab - 1];

@@ -220,6 +220,9 @@ struct wf_tgt_ctl {
 };
 
 int  wf_tgt_ctl_open(struct wf_tgt_reactor *r);
+/* -EADDRINUSE when a live target already answers on our control socket
+ * (so we do not unlink another target's sockets). */
+int  wf_tgt_ctl_probe(struct wf_tgt_reactor *r);
 void wf_tgt_ctl_close(struct wf_tgt_reactor *r);
 /* An epoll event for data.u64 == WF_TGT_EV_CTL + i. */
 void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev);
