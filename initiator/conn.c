@@ -120,13 +120,16 @@ void wf_conn_on_disconnect(struct wf_conn *c)
 
 		if (p->state != PC_SENT || p->conn != c)
 			continue;
-		p->conn = NULL;
 		p->local_ops = 0;
-		if (p->replied && p->res != INT32_MIN)
-			wf_piece_done(cl, p, p->res);
-		else
+		if (p->replied) {
+			/* Answered: finish it as the reply said (done, next
+			 * round, or retry); the slot goes with the ring. */
+			wf_piece_settle(cl, p);
+		} else {
+			p->conn = NULL;
 			wf_piece_retry(cl, p, -ECONNRESET,
 				       backoff_ms(p->attempts));
+		}
 	}
 	free_ring(c);
 	c->state = CONN_IDLE;

@@ -165,7 +165,7 @@ static void slot_release(struct wf_conn *c, struct wf_piece *p)
 }
 
 /* Reply in and our operations done: the piece is over on this conn. */
-static void piece_settle(struct weft_cluster *cl, struct wf_piece *p)
+void wf_piece_settle(struct weft_cluster *cl, struct wf_piece *p)
 {
 	struct wf_conn *c = p->conn;
 	int32_t res = p->res;
@@ -508,7 +508,7 @@ void wf_on_reply(struct wf_conn *c, const struct wf_reply *r)
 	p->replied = true;
 	on_status(cl, p, r);
 	if (!p->local_ops)
-		piece_settle(cl, p);
+		wf_piece_settle(cl, p);
 	return;
 
 out_bad:
@@ -540,7 +540,7 @@ static void on_local(struct weft_cluster *cl, const struct wf_cqe *e)
 		return;
 	}
 	if (!p->local_ops && p->replied)
-		piece_settle(cl, p);
+		wf_piece_settle(cl, p);
 }
 
 static void on_cqe(struct weft_cluster *cl, const struct wf_cqe *e)

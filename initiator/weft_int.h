@@ -316,6 +316,7 @@ void wf_piece_dispatch(struct weft_cluster *cl, struct wf_piece *p);
 void wf_piece_retry(struct weft_cluster *cl, struct wf_piece *p, int err,
 		    unsigned delay_ms);
 void wf_piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res);
+void wf_piece_settle(struct weft_cluster *cl, struct wf_piece *p);
 void wf_conn_kick(struct wf_conn *c);
 void wf_on_reply(struct wf_conn *c, const struct wf_reply *r);
 int  wf_progress(struct weft_cluster *cl);
