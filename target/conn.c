@@ -120,8 +120,10 @@ static bool rq_advance(struct wf_tgt_req *q)
 	rep.epoch = r->map->epoch;
 	rep.slot = q->slot;
 	if (q->status == WF_WS_OK) {
-		rep.length = q->length;
-		rep.data_crc = q->crc;
+		rep.length = q->op == WF_OP_READ || q->op == WF_OP_WRITE ?
+			     q->length : 0;
+		if (q->op == WF_OP_READ)
+			rep.data_crc = q->crc;
 	}
 	wf_reply_encode(&rep, &h);
 	ret = wf_send(c->ep, &h, sizeof(h), WR_REPLY);

@@ -80,7 +80,21 @@ Test(target, grant_and_rw_over_tcp_and_unix, .timeout = 60)
 			cr_assert_eq(c.last.length, len);
 			cr_assert_eq(memcmp(w, r, len), 0, "read back %u", len);
 		}
+		/* READ with CRC: the reply carries the data's CRC32C. */
+		{
+			struct wf_reply rep;
+			uint64_t off = base + TGT_EXT - 8192;
+
+			cr_assert_eq(tgt_post(&c, WF_OP_READ, TGT_VOL, off, 8192, 3,
+					      WF_REQ_CRC, 3), 0);
+			cr_assert_eq(tgt_reply(&c, &rep, 5000), 0);
+			cr_assert_eq(rep.status, WF_WS_OK);
+			cr_assert_eq(rep.data_crc,
+				     wf_crc32c(0, c.buf + 3u * c.g.slot_size, 8192));
+			cr_assert_neq(rep.data_crc, 0);
+		}
 		cr_assert_eq(tgt_io(&c, WF_OP_FLUSH, TGT_VOL, 0, 0, NULL, 3), WF_WS_OK);
+		cr_assert_eq(c.last.length, 0);
 		/* Discard the whole extent: zeros again. */
 		cr_assert_eq(tgt_io(&c, WF_OP_DISCARD, TGT_VOL, base, TGT_EXT, NULL, 3),
 			     WF_WS_OK);
