@@ -682,3 +682,49 @@ Test(target, hello_timeout, .timeout = 60)
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
+
+/* Several connections at once (past the tcp backend's direct-read
+ * threshold), requests interleaved, each sees its own data. */
+Test(target, many_clients_interleaved, .timeout = 60)
+{
+	enum { N = 7, ROUNDS = 20 };
+	struct tgt_env e;
+	static struct tgt_client c[N];
+	static char w[4096], r[4096];
+	struct wf_reply rep;
+	char addr[256];
+	uint64_t base;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	base = tgt_extent_of(&e, 0, 2);
+	for (int i = 0; i < N; i++) {
+		if (i & 1)
+			snprintf(addr, sizeof(addr), "unix:%s/target-0.sock", e.run);
+		else
+			snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", e.port);
+		cr_assert_eq(tgt_connect(&c[i], addr, 4, 1), 0, "client %d", i);
+	}
+	for (int k = 0; k < ROUNDS; k++) {
+		/* All post, then all reap: the target has N requests at once. */
+		for (int i = 0; i < N; i++) {
+			tgt_pattern(c[i].buf, 4096, (uint64_t)k * N + i);
+			cr_assert_eq(tgt_post(&c[i], WF_OP_WRITE, TGT_VOL,
+					      base + (uint64_t)i * 4096, 4096, 0, 0, 1), 0);
+		}
+		for (int i = 0; i < N; i++) {
+			cr_assert_eq(tgt_reply(&c[i], &rep, 5000), 0);
+			cr_assert_eq(rep.status, WF_WS_OK);
+		}
+		for (int i = N - 1; i >= 0; i--) {
+			tgt_pattern(w, 4096, (uint64_t)k * N + i);
+			cr_assert_eq(tgt_io(&c[(i + 1) % N], WF_OP_READ, TGT_VOL,
+					    base + (uint64_t)i * 4096, 4096, r, 1), WF_WS_OK);
+			cr_assert_eq(memcmp(w, r, 4096), 0, "round %d block %d", k, i);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		tgt_close(&c[i]);
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
