@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -463,6 +464,16 @@ int main(int argc, char **argv)
 		wf_tgt_log("store: %u index block copies were torn or corrupt "
 			   "(the other copies were used)", st.torn_blocks);
 
+	{
+		/* The rings are pinned (io_uring registered buffers): take
+		 * all the locked memory the hard limit allows. */
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_MEMLOCK, &rl);
+		}
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		snprintf(err, sizeof(err), "out of memory");
