@@ -120,8 +120,7 @@ static bool rq_advance(struct wf_tgt_req *q)
 	rep.epoch = r->map->epoch;
 	rep.slot = q->slot;
 	if (q->status == WF_WS_OK) {
-		rep.length = q->op == WF_OP_READ || q->op == WF_OP_WRITE ?
-			     q->length : 0;
+		rep.length = q->length;        /* FLUSH: 0 */
 		if (q->op == WF_OP_READ)
 			rep.data_crc = q->crc;
 	}

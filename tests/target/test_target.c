@@ -95,6 +95,35 @@ Test(target, grant_and_rw_over_tcp_and_unix, .timeout = 60)
 		}
 		cr_assert_eq(tgt_io(&c, WF_OP_FLUSH, TGT_VOL, 0, 0, NULL, 3), WF_WS_OK);
 		cr_assert_eq(c.last.length, 0);
+		/* Discard part of an extent (half of it, FUA): zeros there,
+		 * the rest intact. */
+		{
+			/* The last (largest) write of the loop above. */
+			uint32_t len = TGT_SLOT_SZ;
+			uint64_t off = base + TGT_EXT - 5ull * len;
+
+			cr_assert_eq(tgt_post(&c, WF_OP_DISCARD, TGT_VOL, base, TGT_EXT / 2,
+					      1, WF_REQ_FUA, 3), 0);
+			{
+				struct wf_reply rep;
+
+				cr_assert_eq(tgt_reply(&c, &rep, 5000), 0);
+				cr_assert_eq(rep.status, WF_WS_OK, "partial discard: %s",
+					     wf_wire_status_name(rep.status));
+				/* libweft checks it: bytes done. */
+				cr_assert_eq(rep.length, TGT_EXT / 2);
+			}
+			cr_assert_eq(tgt_io(&c, WF_OP_DISCARD, TGT_VOL, base + 4096,
+					    8192, NULL, 3), WF_WS_OK);
+			cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, base, 4096, r, 3),
+				     WF_WS_OK);
+			for (int i = 0; i < 4096; i++)
+				cr_assert_eq(r[i], 0);
+			tgt_pattern(w, len, off + len + pass);
+			cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, len, r, 3),
+				     WF_WS_OK);
+			cr_assert_eq(memcmp(w, r, len), 0, "outside the discard");
+		}
 		/* Discard the whole extent: zeros again. */
 		cr_assert_eq(tgt_io(&c, WF_OP_DISCARD, TGT_VOL, base, TGT_EXT, NULL, 3),
 			     WF_WS_OK);
