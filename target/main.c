@@ -229,6 +229,11 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	if ((uint64_t)cfg->slots * cfg->slot_size > (1u << 30))
 		return bad_arg("%s", "--slots x --slot-size must be at most 1 GiB "
 			       "(one io_uring registered buffer per ring)");
+	/* Completion entries: (3 x slots + 23) per connection (reactor.c). */
+	if ((3ull * cfg->slots + WF_TGT_SPARE_SENDS + 3) * (cfg->max_conns + 1ull) >
+	    (1ull << 22))
+		return bad_arg("%s", "slots x max-conns too large (completion queue "
+			       "over 4M entries): lower --slots or --max-conns");
 	if ((uint64_t)cfg->slots * cfg->slot_size * cfg->max_conns > (64ull << 30))
 		return bad_arg("%s", "slot memory (slots x slot-size x max-conns) "
 			       "over 64 GiB");
