@@ -78,14 +78,46 @@ void tgt_env_write_map(struct tgt_env *e, uint64_t epoch)
 	e->epoch = epoch;
 }
 
+/*
+ * A failed assertion ends the test before tgt_env_fini: the daemon (in its
+ * own session) and the directory would be left behind.  Criterion runs
+ * each test in its own process, which exits normally after a failure, so
+ * an atexit handler cleans up the one environment of the test.
+ */
+static struct {
+	bool  on, registered;
+	pid_t pid;
+	char  dir[128];
+} live;
+
+static void env_atexit(void)
+{
+	char cmd[300];
+
+	if (!live.on)
+		return;
+	live.on = false;
+	if (live.pid > 0 && tgt_alive(live.pid))
+		kill(live.pid, SIGKILL);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", live.dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", live.dir);
+}
+
 void tgt_env_init(struct tgt_env *e, uint64_t epoch)
 {
 	char err[512];
 	int fd;
 
 	memset(e, 0, sizeof(*e));
+	if (!live.registered)
+		atexit(env_atexit);
+	live.registered = true;
 	snprintf(e->dir, sizeof(e->dir), "/var/tmp/weft-tt-XXXXXX");
 	cr_assert_not_null(mkdtemp(e->dir));
+	snprintf(live.dir, sizeof(live.dir), "%s", e->dir);
+	live.pid = 0;
+	live.on = true;
 	snprintf(e->map, sizeof(e->map), "%s/map.conf", e->dir);
 	snprintf(e->run, sizeof(e->run), "%s/run", e->dir);
 	snprintf(e->pidf, sizeof(e->pidf), "%s/target.pid", e->dir);
@@ -108,6 +140,7 @@ void tgt_env_fini(struct tgt_env *e)
 	bool bad = false;
 	FILE *f;
 
+	live.on = false;
 	if (e->pid && tgt_alive(e->pid))
 		tgt_kill(e, SIGKILL, true);
 	/* Daemons log to RUN_DIR/target-0.log: sanitizer reports land there
@@ -204,6 +237,7 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 		int64_t end = now_ms() + 10000;
 
 		vrun(err, sizeof(err), argv, false, &e->pid);
+		live.pid = e->pid;
 		e->child = true;
 		while (access(e->pidf, F_OK) && now_ms() < end) {
 			int st;
@@ -224,6 +258,7 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 	cr_assert_not_null(f, "pid file missing right after start");
 	cr_assert_eq(fscanf(f, "%d", &e->pid), 1);
 	fclose(f);
+	live.pid = e->pid;
 	e->child = false;
 	return 0;
 }
