@@ -757,3 +757,47 @@ Test(target, many_clients_interleaved, .timeout = 60)
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
+
+/* A new epoch that takes target 0 out: its primaries move away, requests
+ * at the new epoch get NOTPRIM, at the old one STALE. */
+Test(target, epoch_change_moves_primaries, .timeout = 60)
+{
+	struct tgt_env e;
+	struct tgt_client c;
+	char addr[256], path[256];
+	struct wf_ctl_status st;
+	uint64_t mine;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", e.port);
+	snprintf(path, sizeof(path), "%s/target-0.ctl", e.run);
+	mine = tgt_extent_of(&e, 0, 0);
+	cr_assert_eq(tgt_connect(&c, addr, 4, 1), 0);
+	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 1), WF_WS_OK);
+	e.t0_state = "up,out";
+	tgt_env_write_map(&e, 2);
+	cr_assert_eq(ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(st.result, 0);
+	cr_assert_eq(le64toh(st.epoch), 2);
+	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 2), WF_WS_NOTPRIM);
+	cr_assert_eq(status_of(&c, WF_OP_WRITE, TGT_VOL, mine, 4096, 1, 0, 2),
+		     WF_WS_NOTPRIM);
+	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 1), WF_WS_STALE);
+	cr_assert_eq(c.last.epoch, 2);
+	/* Back in: served again at epoch 3. */
+	e.t0_state = NULL;
+	tgt_env_write_map(&e, 3);
+	kill(e.pid, SIGHUP);
+	for (int i = 0; i < 500; i++) {
+		cr_assert_eq(ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL),
+			     sizeof(st));
+		if (le64toh(st.epoch) == 3)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 3), WF_WS_OK);
+	tgt_close(&c);
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}

@@ -31,6 +31,8 @@ struct tgt_env {
 	uint64_t epoch;
 	pid_t    pid;                   /* running target, 0 if none */
 	bool     child;                 /* --foreground child of ours */
+	const char *t0_state;           /* target 0's state in the map
+	                                 * (NULL: "up,in") */
 };
 
 /* Make the directory, write a map (two targets: 0 is ours, 1 never runs,
