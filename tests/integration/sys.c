@@ -41,18 +41,16 @@ void sys_start(struct sys_cluster *c)
 {
 	const char *src = getenv("WEFT_SRC"), *bin = getenv("WEFT_BIN");
 	char cmd[2048], line[1024];
-	unsigned base;
 	FILE *p;
 
 	memset(c, 0, sizeof(*c));
 	cr_assert(src && bin, "WEFT_SRC and WEFT_BIN must be set (run through ctest)");
 	snprintf(c->src, sizeof(c->src), "%s", src);
 	snprintf(c->bin, sizeof(c->bin), "%s", bin);
-	/* Three ports per test process, below the ephemeral range. */
-	base = 20000 + (unsigned)(getpid() % 3000) * 4;
+	/* Free ports below the ephemeral range, found by scripts/cluster. */
 	snprintf(cmd, sizeof(cmd), "exec 3>&1; WEFT_BIN='%s' '%s/scripts/cluster' start -c "
-		 "'%s/conf/local.conf' --size 512M --port-base %u 2>&1 >&3 | "
-		 "sed 's/^/  /' >&2", bin, src, src, base);
+		 "'%s/conf/local.conf' --size 512M --port-base auto 2>&1 >&3 | "
+		 "sed 's/^/  /' >&2", bin, src, src);
 	/* stdout (the env line) through fd 3 into the pipe; messages to
 	 * the test's stderr. */
 	p = popen(cmd, "r");
