@@ -185,8 +185,9 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
 	if (op != WF_OP_READ && (r.buf.key || r.buf.addr))
 		return fail(reason, WF_WR_FIELD, -EINVAL);
-	if (op != WF_OP_WRITE && r.slot)
-		return fail(reason, WF_WR_FIELD, -EINVAL);
+	/* Every request holds one staging slot credit until its reply. */
+	if (r.slot >= lim->slot_count)
+		return fail(reason, WF_WR_SLOT, -EINVAL);
 	if (!(r.flags & WF_REQ_CRC) && r.data_crc)
 		return fail(reason, WF_WR_FIELD, -EINVAL);
 
@@ -201,13 +202,9 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		return fail(reason, WF_WR_ALIGN, -EINVAL);
 	if (r.offset > UINT64_MAX - r.length)
 		return fail(reason, WF_WR_OVERFLOW, -EINVAL);
-	if (op == WF_OP_WRITE) {
-		if (r.slot >= lim->slot_count)
-			return fail(reason, WF_WR_SLOT, -EINVAL);
-		if (lim->slot_size < WF_REQ_HDR_LEN ||
-		    r.length > lim->slot_size - WF_REQ_HDR_LEN)
-			return fail(reason, WF_WR_SLOT_SIZE, -EINVAL);
-	}
+	/* Reads and writes pass through the slot (payload at its start). */
+	if ((op == WF_OP_WRITE || op == WF_OP_READ) && r.length > lim->slot_size)
+		return fail(reason, WF_WR_SLOT_SIZE, -EINVAL);
 	if (op == WF_OP_READ && !r.buf.key)
 		return fail(reason, WF_WR_BUF, -EINVAL);
 ok:

@@ -29,7 +29,7 @@
 
 enum wf_wire_op {
 	WF_OP_READ    = 1,      /* read length bytes into the initiator's buf */
-	WF_OP_WRITE   = 2,      /* payload follows the header in the slot */
+	WF_OP_WRITE   = 2,      /* payload already placed in the slot */
 	WF_OP_FLUSH   = 3,      /* make every acknowledged write durable */
 	WF_OP_DISCARD = 4,      /* free the range; reads return zeros */
 	WF_OP_HELLO   = 5,      /* initiator -> target at connect */
@@ -64,11 +64,14 @@ struct wf_wire_rkey {
 _Static_assert(sizeof(struct wf_wire_rkey) == 16, "wire rkey is 16 bytes");
 
 /*
- * Request header: every READ, WRITE, FLUSH, DISCARD.  For a WRITE the
- * initiator places [header | payload] in a staging slot with one
- * write-with-immediate (imm = slot index); the payload starts at
- * WF_REQ_HDR_LEN in the slot.  For a READ, buf names the initiator's
- * registered buffer that the target writes the data into.
+ * Request header: every READ, WRITE, FLUSH, DISCARD, sent as a message
+ * (wf_send).  Each request holds one staging slot of the connection's ring
+ * (hdr.slot) from send until its REPLY.  WRITE: the initiator first places
+ * the payload at the start of the slot with a plain one-sided write
+ * (wf_write), then sends the header on the same endpoint, so the payload is
+ * in place when the header arrives.  READ: the target reads into the slot,
+ * writes the data into the initiator's registered buffer (buf), then
+ * replies.  Slot payloads start 4 KiB aligned, ready for O_DIRECT.
  */
 struct wf_req_hdr {
 	uint16_t magic;         /* WF_WIRE_MAGIC */
@@ -81,7 +84,7 @@ struct wf_req_hdr {
 	uint64_t offset;        /* bytes into the volume */
 	uint64_t epoch;         /* sender's cluster map epoch (nonzero) */
 	uint32_t length;        /* bytes (FLUSH: 0) */
-	uint32_t slot;          /* WRITE: staging slot it occupies; else 0 */
+	uint32_t slot;          /* staging slot this request holds */
 	uint32_t data_crc;      /* CRC32C of the payload if WF_REQ_CRC */
 	uint32_t buf_key;       /* READ: initiator buffer's key; else 0 */
 	uint64_t buf_addr;      /* READ: initiator buffer's address; else 0 */
@@ -122,7 +125,7 @@ struct wf_reply_hdr {
 	uint64_t epoch;         /* replier's map epoch */
 	uint32_t length;        /* bytes done (READ: written into buf) */
 	uint32_t data_crc;      /* READ with WF_REQ_CRC: CRC32C of the data */
-	uint32_t slot;          /* WRITE: the slot now free again */
+	uint32_t slot;          /* the request's slot, now free again */
 	uint32_t reserved1;     /* 0 */
 };
 _Static_assert(sizeof(struct wf_reply_hdr) == 40, "reply header is 40 bytes");
@@ -152,7 +155,7 @@ struct wf_grant_hdr {
 	uint64_t epoch;         /* target's map epoch */
 	uint32_t target_id;
 	uint32_t slot_count;    /* credits: slots 0..slot_count-1 */
-	uint32_t slot_size;     /* bytes per slot, header included */
+	uint32_t slot_size;     /* payload bytes per slot */
 	uint32_t reserved1;     /* 0 */
 	struct wf_wire_rkey ring; /* the ring: slot i at ring.addr + i*slot_size */
 };
@@ -173,7 +176,7 @@ enum wf_wire_reason {
 	WF_WR_ALIGN,            /* offset or length not block-aligned */
 	WF_WR_OVERFLOW,         /* offset + length wraps */
 	WF_WR_SLOT,             /* slot index out of the ring */
-	WF_WR_SLOT_SIZE,        /* header + payload larger than a slot */
+	WF_WR_SLOT_SIZE,        /* read or write payload larger than a slot */
 	WF_WR_BUF,              /* READ without a buffer, or one too small */
 	WF_WR_FIELD,            /* a field that must be 0 for this op is not */
 	WF_WR_STATUS,           /* unknown status code */
@@ -186,7 +189,7 @@ struct wf_req_limits {
 	uint32_t block_size;    /* offsets and lengths are multiples (power of 2) */
 	uint32_t max_io;        /* largest length of one request */
 	uint32_t slot_count;    /* staging ring of this connection */
-	uint32_t slot_size;     /* bytes per slot, header included */
+	uint32_t slot_size;     /* payload bytes per slot */
 };
 
 /* Host-order views (what the decoders produce and the encoders take). */
@@ -227,8 +230,9 @@ void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k);
 /*
  * Decoders: buf holds len received bytes (any alignment).  They check
  * every field and return 0, -EPROTO or -EINVAL (see top), with *reason set
- * (reason may be NULL).  wf_req_decode checks against lim; a WRITE's slot
- * must be < slot_count and WF_REQ_HDR_LEN + length <= slot_size.
+ * (reason may be NULL).  wf_req_decode checks against lim: every
+ * request's slot must be < slot_count, and a READ's or WRITE's length
+ * <= slot_size.
  */
 int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		  struct wf_req *out, uint32_t *reason);

@@ -40,8 +40,9 @@ static void req(const uint8_t *data, size_t size, const struct wf_req_limits *li
 	    a.buf.key != b.buf.key || a.buf.addr != b.buf.addr)
 		abort();
 	/* What the checks promise the data path. */
-	if (a.opcode == WF_OP_WRITE &&
-	    (a.slot >= lim->slot_count || a.length + WF_REQ_HDR_LEN > lim->slot_size))
+	if (a.slot >= lim->slot_count ||
+	    ((a.opcode == WF_OP_READ || a.opcode == WF_OP_WRITE) &&
+	     a.length > lim->slot_size))
 		abort();
 	if (a.opcode != WF_OP_FLUSH &&
 	    (!a.length || a.length > lim->max_io || a.offset + a.length < a.offset))
@@ -54,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct wf_req_limits fixed = {
 		.block_size = 512, .max_io = 1 << 20, .slot_count = 64,
-		.slot_size = 64 + 131072,
+		.slot_size = 131072,
 	};
 	struct wf_req_limits lim;
 	struct wf_reply rp, rp2;

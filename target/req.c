@@ -124,9 +124,6 @@ static int reject(struct wf_tgt_parsed *out, uint16_t status, uint32_t reason)
 	return WF_TGT_REJECT;
 }
 
-/* Offset of wf_req_hdr.slot: read before decoding (see below). */
-#define SLOT_OFF offsetof(struct wf_req_hdr, slot)
-
 int wf_tgt_req_parse(const void *msg, size_t len,
 		     const struct wf_tgt_limits *lim,
 		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out)
@@ -144,38 +141,28 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	out->vol_idx = -1;
 	if (!msg || len != sizeof(h))
 		goto malformed_short;
-	/*
-	 * The wire decoder predates "every request holds a slot" (datapath:
-	 * a READ is read into the slot it names, and every request holds one
-	 * slot credit until its reply) and the payload-at-slot-start layout:
-	 * it wants slot 0 on everything but a WRITE and keeps WF_REQ_HDR_LEN
-	 * bytes of the slot for a header.  So the slot is taken out before
-	 * decoding and checked here, and the decoder is given room for a
-	 * full slot of payload.  (A copy: the message may be in memory the
-	 * peer can still change.)
-	 */
+	/* A copy: the message may be in memory the peer can still change. */
 	memcpy(&h, msg, sizeof(h));
 	slot = le32toh(h.slot);
-	h.slot = 0;
 	wl.block_size = WF_STORE_BLOCK;
-	wl.slot_count = 1;
-	wl.slot_size = lim->slot_size + WF_REQ_HDR_LEN;
+	wl.slot_count = lim->slot_count;
+	wl.slot_size = lim->slot_size;
 	es = m->extent_size;
-	/* Discards may cover a whole extent; the slot bound for reads and
-	 * writes is applied below. */
+	/* Discards may cover a whole extent; reads and writes are bounded by
+	 * the slot in the decoder. */
 	wl.max_io = (uint32_t)(es > lim->slot_size ? es : lim->slot_size);
 	ret = wf_req_decode(&h, sizeof(h), &wl, q, &reason);
 	if (ret == -EPROTO) {
 		out->reason = reason;
 		return WF_TGT_MALFORMED;
 	}
-	q->slot = slot;
 	if (ret) {
 		/* The decoder fills nothing on failure; the reply still
 		 * needs the tag, and the slot decides who answers. */
 		q->opcode = h.opcode;
 		q->tag = le64toh(h.tag);
 		q->length = le32toh(h.length);
+		q->slot = slot;
 		out->slot_ok = slot < lim->slot_count;
 		return reject(out, WF_WS_INVALID | WF_WS_DNR, reason);
 	}
@@ -189,11 +176,6 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		out->reason = WF_TGT_R_NEWER;
 		return WF_TGT_NEWER;
 	}
-	if (slot >= lim->slot_count)
-		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_WR_SLOT);
-	if ((q->opcode == WF_OP_READ || q->opcode == WF_OP_WRITE) &&
-	    q->length > lim->slot_size)
-		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_WR_SLOT_SIZE);
 	if (q->flags & WF_REQ_REPL)
 		return reject(out, WF_WS_ACCESS | WF_WS_DNR, WF_TGT_R_REPL);
 

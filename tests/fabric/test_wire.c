@@ -9,7 +9,7 @@
 
 static const struct wf_req_limits lim = {
 	.block_size = 512, .max_io = 1 << 20, .slot_count = 32,
-	.slot_size = 64 + 131072,
+	.slot_size = 131072,
 };
 
 static struct wf_req good_write(void)
@@ -115,7 +115,7 @@ static void m_flush_len(struct wf_req_hdr *h) { h->opcode = WF_OP_FLUSH; h->slot
 static void m_fua_read(struct wf_req_hdr *h) { h->opcode = WF_OP_READ; h->slot = 0; h->flags = htole16(WF_REQ_FUA); h->data_crc = 0; h->buf_key = 1; }
 static void m_buf_on_write(struct wf_req_hdr *h) { h->buf_key = htole32(3); }
 static void m_crc_without_flag(struct wf_req_hdr *h) { h->flags = htole16(WF_REQ_FUA); }
-static void m_slot_on_discard(struct wf_req_hdr *h) { h->opcode = WF_OP_DISCARD; h->flags = 0; h->data_crc = 0; }
+static void m_slot_on_discard(struct wf_req_hdr *h) { h->opcode = WF_OP_DISCARD; h->flags = 0; h->data_crc = 0; h->slot = htole32(32); }
 
 Test(wire, request_validation_rules)
 {
@@ -140,7 +140,7 @@ Test(wire, request_validation_rules)
 	expect(m_fua_read, -EINVAL, WF_WR_FLAGS);
 	expect(m_buf_on_write, -EINVAL, WF_WR_FIELD);
 	expect(m_crc_without_flag, -EINVAL, WF_WR_FIELD);
-	expect(m_slot_on_discard, -EINVAL, WF_WR_FIELD);
+	expect(m_slot_on_discard, -EINVAL, WF_WR_SLOT);
 }
 
 Test(wire, short_buffers_and_peek)
