@@ -7,7 +7,7 @@
  * whose first member is reserved for fio, and no fio symbol that the fio
  * binary does not export.
  *
- *   fio --ioengine=external:build-fio/libweft_null_fio.so --name=x \
+ *   fio --ioengine=external:build-fio/lib/libweft_null_fio.so --name=x \
  *       --size=16m --bs=4k --rw=randread --weft_null_tag=hello
  */
 #include <string.h>
