@@ -48,23 +48,35 @@
 #include "target/store.h"
 
 #define SC_CTL_MS 1000          /* bound of the control exchange */
+#define SC_RETRY_MS 1000        /* ask a target that said no again after */
+#define SC_LIVE_MAX 16          /* local targets checked per batch */
 
 enum wf_sc_state {
-	SC_UNKNOWN,     /* not tried yet in this epoch */
-	SC_NONE,        /* not local, or the target said no: use the network */
-	SC_READY,       /* device fd and index view in hand */
+	SC_NONE,        /* not local, or the target said no: use the network
+	                 * (asked again after retry_at) */
+	SC_READY,       /* device fd and index view in hand, control socket
+	                 * open: the target process that owns the view is
+	                 * alive while that socket is */
+	SC_DEAD,        /* the owner died or the epoch changed: reads in
+	                 * flight fall back; freed at close */
 };
 
 struct wf_sc {
 	struct wf_sc *next;         /* orphan list */
+	struct wf_sc *live_next;    /* READY sessions */
 	int      state;             /* enum wf_sc_state */
 	uint32_t target_id;
+	uint32_t tidx;              /* in cl->sc (this epoch) */
+	uint64_t retry_at;          /* SC_NONE: ms */
+	uint64_t checked;           /* batch whose liveness check it passed */
 	int      dev_fd;
+	int      ctl_fd;
 	struct wf_store_view view;
 };
 
 struct wf_sc_ring {
 	struct io_uring ring;
+	uint64_t batch;             /* completion batches seen */
 	unsigned queued;            /* SQEs not yet submitted */
 	unsigned inflight;
 };
@@ -87,9 +99,10 @@ static void sc_close(struct wf_sc *s)
 {
 	if (!s)
 		return;
-	if (s->state == SC_READY || s->state == -SC_READY - 1) {
+	if (s->dev_fd >= 0) {
 		wf_store_view_close(&s->view);
 		close(s->dev_fd);
+		close(s->ctl_fd);
 	}
 	free(s);
 }
@@ -204,7 +217,7 @@ void wf_sc_rebuild(struct weft_cluster *cl)
 			 * so that read goes through the target. */
 			s->next = cl->sc_orphans;
 			cl->sc_orphans = s;
-			s->state = -s->state - 1;
+			s->state = SC_DEAD;
 		} else {
 			sc_close(s);
 		}
@@ -212,6 +225,7 @@ void wf_sc_rebuild(struct weft_cluster *cl)
 	free(cl->sc);
 	cl->sc = n;
 	cl->nsc = cl->map.ntargets;
+	cl->sc_live = NULL;
 }
 
 /* Ask target t's control socket for its device and index view. */
@@ -293,7 +307,9 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	}
 	close(fds[1]);          /* the mapping stays */
 	s->dev_fd = fds[0];
-	close(fd);
+	/* Kept open: it hangs up when the target process ends, which is
+	 * how a restarted target's old view is told apart (wf_sc_poll). */
+	s->ctl_fd = fd;
 	return 0;
 
 out_fds:
@@ -306,23 +322,58 @@ out_close:
 	return ret;
 }
 
+/* A session that died: reads in flight on it fall back; the next read
+ * asks the (restarted) target again. */
+static void sc_kill(struct weft_cluster *cl, struct wf_sc *s)
+{
+	struct wf_sc **pp;
+
+	for (pp = &cl->sc_live; *pp; pp = &(*pp)->live_next)
+		if (*pp == s) {
+			*pp = s->live_next;
+			break;
+		}
+	s->state = SC_DEAD;
+	if (s->tidx < cl->nsc && cl->sc[s->tidx] == s)
+		cl->sc[s->tidx] = NULL;
+	s->next = cl->sc_orphans;
+	cl->sc_orphans = s;
+}
+
 static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 {
 	struct wf_sc *s;
+	int ret;
 
 	if (t >= cl->nsc)
 		return NULL;
 	s = cl->sc[t];
-	if (s)
-		return s->state == SC_READY ? s : NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (s && s->state == SC_READY)
+		return s;
+	if (s && cl->now < s->retry_at)
 		return NULL;
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		cl->sc[t] = s;
+	}
 	s->target_id = cl->map.targets[t].id;
-	s->dev_fd = -1;
-	s->state = sc_setup(cl, t, s) ? SC_NONE : SC_READY;
-	cl->sc[t] = s;
-	return s->state == SC_READY ? s : NULL;
+	s->tidx = t;
+	s->dev_fd = s->ctl_fd = -1;
+	ret = sc_setup(cl, t, s);
+	if (ret) {
+		s->state = SC_NONE;
+		/* Not on this host: never; otherwise maybe later (the
+		 * target starting, restarting). */
+		s->retry_at = ret == -EREMOTE ? UINT64_MAX :
+			      cl->now + SC_RETRY_MS;
+		return NULL;
+	}
+	s->state = SC_READY;
+	s->live_next = cl->sc_live;
+	cl->sc_live = s;
+	return s;
 }
 
 bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
@@ -381,8 +432,39 @@ int wf_sc_poll(struct weft_cluster *cl)
 	unsigned head, n = 0;
 
 	wf_sc_flush(cl);
-	if (!r->inflight)
+	if (!r->inflight || !io_uring_cq_ready(&r->ring))
 		return 0;
+	/*
+	 * Before any read of this batch is accepted: is every target whose
+	 * view we use still the process that gave it?  A restarted target
+	 * has a new index (its old view never changes again, so its
+	 * sequence checks would pass on stale data).  Its death hung up
+	 * our control socket before any write through the new process
+	 * could be acknowledged, so a hang-up seen now covers every read
+	 * that completed before: one poll() per batch.
+	 */
+	{
+		struct pollfd pfd[SC_LIVE_MAX];
+		struct wf_sc *ss[SC_LIVE_MAX], *s;
+		int np = 0;
+
+		for (s = cl->sc_live; s && np < SC_LIVE_MAX; s = s->live_next) {
+			pfd[np].fd = s->ctl_fd;
+			pfd[np].events = POLLRDHUP;
+			pfd[np].revents = 0;
+			ss[np++] = s;
+		}
+		r->batch++;
+		if (np && poll(pfd, (nfds_t)np, 0) < 0)
+			np = 0;         /* none checked: all fall back */
+		for (int i = 0; i < np; i++) {
+			if (pfd[i].revents & (POLLHUP | POLLRDHUP | POLLERR |
+					      POLLNVAL))
+				sc_kill(cl, ss[i]);
+			else
+				ss[i]->checked = r->batch;
+		}
+	}
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
 		uint64_t d = io_uring_cqe_get_data64(cqe);
 		struct wf_piece *p = &cl->pieces[(uint32_t)d];
@@ -393,6 +475,7 @@ int wf_sc_poll(struct weft_cluster *cl)
 		if (p->state != PC_SC || p->gen != (uint32_t)(d >> 32))
 			continue;
 		if (res == (int)p->len && p->sc->state == SC_READY &&
+		    p->sc->checked == r->batch &&
 		    wf_store_view_check(&p->sc->view, p->sc_phys, p->sc_seq)) {
 			cl->stats.sc_reads++;
 			if (!p->landed && p->io->zc) {

@@ -264,7 +264,8 @@ struct weft_cluster {
 	struct wf_sc_ring *scr;
 	struct wf_sc **sc;              /* [target index] or NULL */
 	uint32_t   nsc;
-	struct wf_sc *sc_orphans;       /* of old epochs, reads in flight */
+	struct wf_sc *sc_orphans;       /* dead or of old epochs: freed at close */
+	struct wf_sc *sc_live;          /* READY sessions (liveness checks) */
 
 	/* counters for tests and tools */
 	struct {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -121,6 +122,9 @@ void lc_start(struct lcluster *c, unsigned t)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (!pid) {
+		/* A test that fails an assertion exits without lc_fini: the
+		 * target must not outlive it (nor hold its output pipe). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}

@@ -612,3 +612,59 @@ Test(target, close_with_requests_in_flight, .init = up3, .fini = down,
 		free(heap);
 	}
 }
+
+/* The target restarts (a new index, a new view): the view of the dead
+ * process must not be trusted any more.  Extent 2 is read short-circuit,
+ * the target is killed and restarted, extent 2 discarded and its physical
+ * extent likely reused by new extents; a read of extent 2 must be zeros. */
+static void up1(void)
+{
+	lc_init(&C, 1);
+}
+
+Test(shortcircuit, target_restart_drops_old_view, .init = up1, .fini = down,
+     .timeout = 120)
+{
+	struct weft_cluster *a, *b;
+	struct weft_volume *va, *vb;
+	char *w, *r, *z;
+
+	a = open_cl(0, 0, "tcp", 0);
+	b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	va = open_vol(a, "vol1");
+	vb = open_vol(b, "vol1");
+	w = weft_buf_alloc(b, MiB);
+	r = weft_buf_alloc(a, MiB);
+	z = calloc(1, MiB);
+	for (uint64_t e = 0; e < 4; e++) {
+		fill(w, MiB, 500 + e);
+		cr_assert_eq(weft_pwrite(vb, w, MiB, e * MiB, 0), MiB);
+	}
+	cr_assert_eq(weft_pread(va, r, MiB, 2 * MiB), MiB);
+	fill(w, MiB, 502);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_gt(a->stats.sc_reads, 0, "read through the view");
+	lc_kill(&C, 0, SIGKILL, true);
+	lc_start(&C, 0);
+	{
+		int ret = weft_discard_sync(vb, 2 * MiB, MiB);
+
+		cr_assert_eq(ret, 0, "discard after the restart: %s",
+			     weft_strerror(ret));
+	}
+	for (uint64_t e = 10; e < 30; e++) {
+		fill(w, MiB, 500 + e);
+		cr_assert_eq(weft_pwrite(vb, w, MiB, e * MiB, 0), MiB);
+	}
+	cr_assert_eq(weft_pread(va, r, MiB, 2 * MiB), MiB);
+	cr_assert_eq(memcmp(r, z, MiB), 0, "discarded after the restart: zeros");
+	for (uint64_t e = 10; e < 30; e++) {
+		cr_assert_eq(weft_pread(va, r, MiB, e * MiB), MiB);
+		fill(w, MiB, 500 + e);
+		cr_assert_eq(memcmp(r, w, MiB), 0, "extent %llu",
+			     (unsigned long long)e);
+	}
+	free(z);
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
