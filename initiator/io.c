@@ -487,6 +487,13 @@ static void on_status(struct weft_cluster *cl, struct wf_piece *p,
 		p->retry_at = backoff_ms(p->attempts);
 		return;
 	default:
+		/* No DNR: the target says a retry may help (a transient
+		 * device error, say).  A few tries, then the real errno,
+		 * rather than hiding a failing device behind -ETIMEDOUT. */
+		if (p->attempts < WF_OTHER_RETRIES) {
+			p->retry_at = backoff_ms(p->attempts);
+			return;
+		}
 		p->res = wf_wire_status_errno(st);
 		return;
 	}

@@ -43,6 +43,9 @@
 #define WF_BACKOFF_MIN_MS  1
 #define WF_BACKOFF_MAX_MS  200
 #define WF_SWEEP_MS        10              /* deadline scan period */
+#define WF_OTHER_RETRIES   3               /* tries of a failure without
+                                            * DNR that is not transient by
+                                            * name (IO, INVALID, ...) */
 #define WF_ARENA_DEFAULT   (64ull << 20)   /* weft_buf_alloc arena */
 #define WF_POLL_BATCH      64
 

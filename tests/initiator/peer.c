@@ -215,6 +215,10 @@ static void on_req(struct pconn *pc, const void *msg, uint32_t len)
 		reply(pc, &r, WF_WS_BUSY, 0, slot);
 		return;
 	}
+	if (take(&p->io_n)) {
+		reply(pc, &r, WF_WS_IO, 0, slot);
+		return;
+	}
 	v = (uint32_t)LD(p->dnr_status);
 	if (v && __atomic_compare_exchange_n(&p->dnr_status, (int *)&v, 0, false,
 					     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {

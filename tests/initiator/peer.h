@@ -37,6 +37,7 @@ struct peer {
 	/* fault knobs: set any time (atomics) */
 	int stale_n;                    /* answer STALE (epoch + 1) this often */
 	int busy_n;                     /* answer BUSY this often */
+	int io_n;                       /* answer IO (no DNR) this often */
 	int dnr_status;                 /* answer this | DNR to the next request */
 	int drop_after;                 /* close the connection after N more */
 	int silent;                     /* never answer (a hung target) */

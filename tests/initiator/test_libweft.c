@@ -393,6 +393,18 @@ Test(libweft, dnr_fails_at_once, .init = start3, .fini = stop)
 	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -EIO);
 	P.dnr_status = WF_WS_NOSPC;
 	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -ENOSPC);
+	/* without DNR: a few tries (a transient error passes), then the
+	 * errno, quickly */
+	P.io_n = 2;
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
+	P.io_n = 100;
+	{
+		double t0 = now_s();
+
+		cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -EIO);
+		cr_assert_lt(now_s() - t0, 2.0);
+	}
+	P.io_n = 0;
 	P.dnr_status = WF_WS_BUSY;      /* even a transient one, with DNR */
 	cr_assert_eq(weft_pread(v, b, 4096, 0), -EAGAIN);
 	cr_assert_eq(weft_pread(v, b, 4096, 0), 4096);
