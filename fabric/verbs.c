@@ -60,6 +60,7 @@
 #define VDEV_MAX        8       /* RDMA devices one ctx may use */
 #define RD_ATOM_MAX     16      /* RDMA READs in flight per QP, each way */
 #define POLL_BATCH      32      /* work completions per ibv_poll_cq */
+#define INLINE_MAX      256     /* small payloads ride in the WQE itself */
 #define DRAIN_SEND_MS   2000    /* sends always flush; bound it anyway */
 #define DRAIN_RECV_MS   100     /* receives may not flush on older rxe */
 #define PRIV_MAGIC      0x56465756u     /* "VWFV" little-endian */
@@ -194,6 +195,7 @@ struct vep {
 	bool               reserved;    /* counted in ctx->cq_reserved */
 	int32_t            close_status; /* of the DISCONNECT: 0 if we closed */
 	uint32_t           send_depth, recv_depth, msg_size, peer_msg_size;
+	uint32_t           max_inline;  /* what the QP granted */
 	uint32_t           send_busy;   /* send slots in flight */
 	uint32_t           recv_posted; /* receives owned by the QP */
 	struct vsend      *sends;
@@ -526,10 +528,17 @@ static int ep_create(struct vctx *c, struct rdma_cm_id *id,
 	qa.cap.max_recv_wr = ep->recv_depth;
 	qa.cap.max_send_sge = 1;
 	qa.cap.max_recv_sge = 1;
+	qa.cap.max_inline_data = INLINE_MAX;
 	ret = verr(rdma_create_qp(id, ep->dev->pd, &qa));
+	if (ret) {
+		/* A device without inline sends: do without. */
+		qa.cap.max_inline_data = 0;
+		ret = verr(rdma_create_qp(id, ep->dev->pd, &qa));
+	}
 	if (ret)
 		goto out_dereg;
 	ep->qp = id->qp;
+	ep->max_inline = qa.cap.max_inline_data;
 	/* Posted before the peer can send: no RNR at the start. */
 	for (uint32_t i = 0; i < ep->recv_depth; i++) {
 		ret = post_recv(ep, i);
@@ -1456,7 +1465,13 @@ static int post_send(struct vep *ep, struct ibv_send_wr *wr, uint8_t op, uint64_
 	s->op = op;
 	s->wr_id = wr_id;
 	wr->wr_id = (uintptr_t)s;
+	/* Inline: the payload is copied into the work request at post time,
+	 * which spares the device a DMA read (rxe: a lookup of the MR).  Not
+	 * for reads: their sge is where data lands. */
 	wr->send_flags = IBV_SEND_SIGNALED;
+	if (wr->opcode != IBV_WR_RDMA_READ && wr->num_sge &&
+	    wr->sg_list->length <= ep->max_inline)
+		wr->send_flags |= IBV_SEND_INLINE;
 	ret = verr(ibv_post_send(ep->qp, wr, &bad));
 	if (ret) {
 		ep->nfree++;
@@ -1560,11 +1575,15 @@ static int v_send(struct wf_ep *eb, const void *msg, uint32_t len, uint64_t wr_i
 		return ret;
 	if (len > ep->msg_size || len > ep->peer_msg_size)
 		return -EMSGSIZE;
-	/* Copied into the send slot's registered buffer: the caller's
-	 * memory is free again on return. */
-	slot = ep->buf + (size_t)(ep->recv_depth + ep->free_sends[ep->nfree - 1]) *
-	       ep->msg_size;
-	memcpy(slot, msg, len);
+	/* Copied (inline, or into the send slot's registered buffer): the
+	 * caller's memory is free again on return. */
+	if (len <= ep->max_inline) {
+		slot = (uint8_t *)(uintptr_t)msg;
+	} else {
+		slot = ep->buf + (size_t)(ep->recv_depth +
+					  ep->free_sends[ep->nfree - 1]) * ep->msg_size;
+		memcpy(slot, msg, len);
+	}
 	sge.addr = (uintptr_t)slot;
 	sge.length = len;
 	sge.lkey = ep->buf_mr->lkey;
