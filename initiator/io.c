@@ -660,6 +660,8 @@ int wf_progress(struct weft_cluster *cl)
 		if (cl->inflight)
 			sweep(cl);
 	}
+	/* Retries and freed pieces may have queued short-circuit reads. */
+	wf_sc_flush(cl);
 	return total;
 }
 
@@ -713,6 +715,10 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 		return 0;
 	}
 	carve(cl, io);
+	/* The short-circuit reads of this request go to the kernel now (one
+	 * io_uring_enter for all its pieces): a caller may sleep on
+	 * weft_fd() next, and nothing else would submit them. */
+	wf_sc_flush(cl);
 	return 0;
 }
 

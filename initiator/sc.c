@@ -25,9 +25,11 @@
  * which answers zeros without device I/O.
  *
  * Setup (connect, SCM_RIGHTS, mmap) is control path and happens on the
- * first read that could use a target; a target that cannot be used is not
- * asked again in this epoch.  SQEs are queued by routing and submitted once
- * per progress turn (wf_sc_flush), one io_uring_enter for a batch.
+ * first read that could use a target; a local target that said no is asked
+ * again after a second (it may be starting), one on another host never.
+ * SQEs are queued by routing and submitted once
+ * at the end of the submitting call and of each progress turn
+ * (wf_sc_flush): one io_uring_enter for all pieces of a request.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

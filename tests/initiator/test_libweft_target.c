@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -667,4 +668,36 @@ Test(shortcircuit, target_restart_drops_old_view, .init = up1, .fini = down,
 	free(z);
 	weft_cluster_close(a);
 	weft_cluster_close(b);
+}
+
+/* An event loop that sleeps on weft_fd() right after queueing (no
+ * weft_poll first) wakes for short-circuit and network reads alike. */
+Test(shortcircuit, fd_wakes_after_queueing, .init = up3, .fini = down,
+     .timeout = 60)
+{
+	struct weft_cluster *cl = open_cl(8, 0, "tcp", 0);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 8 * MiB);
+	struct weft_cqe e[8];
+
+	fill(b, 8 * MiB, 77);
+	cr_assert_eq(weft_pwrite(v, b, 8 * MiB, 0, 0), 8 * MiB);
+	for (int round = 0; round < 50; round++) {
+		struct pollfd pfd = { .fd = weft_fd(cl), .events = POLLIN };
+		int got = 0;
+
+		cr_assert_eq(weft_read(v, b + (size_t)(round % 8) * MiB, 4096,
+				       (uint64_t)(round % 8) * MiB + 4096 * (uint64_t)round,
+				       (uint64_t)round), 0);
+		while (!got) {
+			cr_assert_eq(poll(&pfd, 1, 5000), 1, "woken (round %d)",
+				     round);
+			got = weft_poll(cl, e, 8);
+			cr_assert_geq(got, 0);
+		}
+		cr_assert_eq(got, 1);
+		cr_assert_eq(e[0].res, 4096);
+	}
+	cr_assert_gt(cl->stats.sc_reads, 0);
+	weft_cluster_close(cl);
 }
