@@ -18,8 +18,9 @@
  *    DISCONNECT) entries of cq_depth, a listener 1 (its ACCEPT); the ring
  *    has cq_depth entries and every CQ has room for cq_depth + drain slack.
  *  - send: each endpoint owns send_depth send slots (its QP's send queue is
- *    that deep).  wf_write_imm/wf_read/wf_send take one, its completion
- *    gives it back: the queue cannot overflow and a full one is -EAGAIN.
+ *    that deep).  wf_write_imm/wf_write/wf_read/wf_send take one, its
+ *    completion gives it back: the queue cannot overflow and a full one
+ *    is -EAGAIN.
  *  - receive: recv_depth receive buffers per endpoint (msg_size each),
  *    registered and posted at connect time.  A buffer is posted again at the
  *    wf_poll() after the one that returned its completion, so a message stays
