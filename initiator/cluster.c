@@ -118,6 +118,13 @@ static int conns_rebuild(struct weft_cluster *cl, struct wf_map *nm)
 		nc[j]->cl = cl;
 		nc[j]->target_id = nm->targets[j].id;
 		nc[j]->state = CONN_IDLE;
+		/* A target that moved keeps its unflushed writes. */
+		for (i = 0; i < cl->nconns; i++)
+			if (cl->conns[i] && !keep[i] &&
+			    cl->conns[i]->target_id == nc[j]->target_id) {
+				nc[j]->wgen = cl->conns[i]->wgen;
+				nc[j]->fgen = cl->conns[i]->fgen;
+			}
 	}
 	/* Pass 2: commit. */
 	for (i = 0; i < cl->nconns; i++) {

@@ -102,7 +102,8 @@ static void io_complete(struct weft_cluster *cl, struct wf_io *io)
 {
 	struct weft_cqe *e = &cl->cq[(cl->cq_head + cl->cq_count) % cl->qd];
 
-	/* Never full: one entry per parent, qd parents. */
+	/* Never full: submit admits a parent only while inflight plus
+	 * unreaped entries stay below qd. */
 	cl->cq_count++;
 	e->user_data = io->user_data;
 	e->res = io->err ? io->err :
@@ -113,9 +114,30 @@ static void io_complete(struct weft_cluster *cl, struct wf_io *io)
 	cl->inflight--;
 }
 
+/* The connection of c's target in this epoch: a replaced connection's
+ * late replies count for its successor (same target id). */
+static struct wf_conn *conn_of(struct weft_cluster *cl, struct wf_conn *c)
+{
+	int t;
+
+	if (!c->dead)
+		return c;
+	t = wf_map_target_by_id(&cl->map, c->target_id);
+	return t >= 0 ? cl->conns[t] : c;
+}
+
 void wf_piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res)
 {
 	struct wf_io *io = p->io;
+
+	if (res >= 0 && p->op == WF_OP_FLUSH) {
+		/* Only an OK reply makes the writes before the carve
+		 * durable; a failed flush leaves the target dirty. */
+		int t = wf_map_target_by_id(&cl->map, p->target);
+
+		if (t >= 0 && cl->conns[t]->fgen < p->fgen)
+			cl->conns[t]->fgen = p->fgen;
+	}
 
 	if (res >= 0 && io->op == WF_OP_READ && !io->zc && !p->landed && p->len) {
 		/* Copy out of the bounce chunk (the data landed there). */
@@ -178,7 +200,7 @@ void wf_piece_settle(struct weft_cluster *cl, struct wf_piece *p)
 		wf_piece_retry(cl, p, -EAGAIN, d);
 	} else {
 		if (res >= 0 && (p->op == WF_OP_WRITE || p->op == WF_OP_DISCARD))
-			c->dirty = true;
+			conn_of(cl, c)->wgen++;
 		if (res >= 0 && p->wlen < p->len) {
 			/* One round of a piece larger than the slots: copy
 			 * out what came, then send the rest. */
@@ -389,7 +411,8 @@ static void carve(struct weft_cluster *cl, struct wf_io *io)
 
 		if (io->op == WF_OP_FLUSH) {
 			while (io->cursor < cl->nconns &&
-			       !cl->conns[io->cursor]->dirty)
+			       cl->conns[io->cursor]->wgen ==
+			       cl->conns[io->cursor]->fgen)
 				io->cursor++;
 			if (io->cursor >= cl->nconns)
 				break;
@@ -421,8 +444,9 @@ static void carve(struct weft_cluster *cl, struct wf_io *io)
 		if (io->op == WF_OP_FLUSH) {
 			struct wf_conn *c = cl->conns[io->cursor++];
 
-			/* Writes completing from now on are the next flush's. */
-			c->dirty = false;
+			/* Writes completing from now on are the next flush's;
+			 * these count as flushed once the reply is OK. */
+			p->fgen = c->wgen;
 			p->target = c->target_id;
 			p->off = 0;
 			p->len = 0;
@@ -686,8 +710,11 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 		if (off > vol->size || len > vol->size - off)
 			return -ERANGE;
 	}
+	/* A parent's completion takes a ring entry until it is reaped: a
+	 * request may only start while the ring has room for its completion
+	 * too, or an unreaped entry would be overwritten. */
 	io = cl->io_free;
-	if (!io)
+	if (!io || cl->inflight + cl->cq_count >= cl->qd)
 		return -EAGAIN;
 	cl->io_free = io->next;
 	io->next = NULL;

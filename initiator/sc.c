@@ -298,6 +298,11 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	    le64toh(a.cluster_id) != cl->map.cluster_id ||
 	    le32toh(a.extent_size) != cl->map.extent_size)
 		goto out_fds;
+	/* The target serves a newer map than ours: the extent may have moved
+	 * or been deleted under our view.  Read through the network, which
+	 * answers STALE and makes us reload; ask again later. */
+	if (le64toh(a.epoch) > cl->map.epoch)
+		goto out_fds;
 	ret = wf_store_view_open(fds[1], &s->view);
 	if (ret)
 		goto out_fds;

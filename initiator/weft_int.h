@@ -80,8 +80,10 @@ struct wf_conn {
 	uint32_t   idx;                 /* in cl->conns */
 	int        state;               /* enum wf_conn_state */
 	bool       dead;                /* target left the map: free on DISCONNECT */
-	bool       dirty;               /* a write completed here since the last
-	                                 * flush (a flush must visit it) */
+	/* Writes completed here (wgen) and how many of them an OK flush
+	 * reply covers (fgen): a flush must visit while they differ.  Carried
+	 * to the new connection when a map change replaces this one. */
+	uint64_t   wgen, fgen;
 	char       addr[WF_NAME_MAX + WF_PATH_MAX + 16];
 	struct wf_ep *ep;
 	uint64_t   retry_at;            /* CONN_IDLE: no connect before (ms) */
@@ -153,7 +155,8 @@ struct wf_piece {
 	                                 * (< len when slots are smaller) */
 	uint64_t   off;                 /* in the volume */
 	uint64_t   bufoff;              /* into io->buf */
-	uint32_t   target;              /* FLUSH: target index it is for */
+	uint32_t   target;              /* FLUSH: target id it is for */
+	uint64_t   fgen;                /* FLUSH: the target's wgen at carve */
 	struct wf_conn *conn;           /* PC_QUEUED, PC_SENT */
 	uint32_t   slot;
 	int32_t    res;                 /* PC_SENT: the outcome once replied */

@@ -570,3 +570,108 @@ Test(libweft, map_change_moves_target_and_deletes_volume, .init = start3,
 	cr_assert_gt(P.c[0].hellos, 1);
 	weft_cluster_close(cl);
 }
+
+/* qd=2: both complete, one is reaped, two more are offered.  The ring has
+ * room for one more request only; every user_data comes back exactly once
+ * (an unreaped completion must never be overwritten). */
+Test(libweft, unreaped_completion_not_overwritten, .init = start3,
+     .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(2, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 4 * 4096);
+	unsigned seen[5] = { 0 }, submitted = 0, got = 0;
+	struct weft_cqe e[4];
+	double t0;
+	int n, ret;
+
+	cr_assert(b);
+	cr_assert_eq(weft_write(v, b, 4096, 0, 0, 1), 0);
+	cr_assert_eq(weft_write(v, b + 4096, 4096, 4096, 0, 2), 0);
+	submitted = 2;
+	/* Both complete; nothing reaped yet. */
+	t0 = now_s();
+	while (cl->cq_count < 2 && now_s() - t0 < 5)
+		cr_assert_geq(wf_progress(cl), 0);
+	cr_assert_eq(cl->cq_count, 2);
+	cr_assert_eq(weft_poll(cl, e, 1), 1);
+	seen[e[0].user_data]++;
+	got = 1;
+	for (uint64_t id = 3; id <= 4; id++) {
+		ret = weft_write(v, b + (id - 1) * 4096, 4096, (id - 1) * 4096,
+				 0, id);
+		if (ret == -EAGAIN)
+			break;
+		cr_assert_eq(ret, 0);
+		submitted++;
+	}
+	/* Let everything complete before reaping (where an overwrite
+	 * would happen). */
+	t0 = now_s();
+	while (cl->inflight && now_s() - t0 < 5)
+		cr_assert_geq(wf_progress(cl), 0);
+	cr_assert_eq(cl->inflight, 0);
+	while (got < submitted) {
+		n = weft_wait(cl, e, 1, 4, 5000);
+		cr_assert_gt(n, 0);
+		for (int i = 0; i < n; i++) {
+			cr_assert_lt(e[i].user_data, 5);
+			cr_assert_eq(e[i].res, 4096);
+			seen[e[i].user_data]++;
+		}
+		got += (unsigned)n;
+	}
+	cr_assert_eq(weft_poll(cl, e, 4), 0, "no extra completion");
+	for (unsigned id = 1; id <= submitted; id++)
+		cr_assert_eq(seen[id], 1, "user_data %u delivered %u times", id,
+			     seen[id]);
+	cr_assert_eq(submitted, 3, "room for one more request only");
+	/* Once reaped, the full depth is usable again. */
+	cr_assert_eq(weft_write(v, b, 4096, 0, 0, 1), 0);
+	cr_assert_eq(weft_write(v, b, 4096, 4096, 0, 2), 0);
+	cr_assert_eq(weft_write(v, b, 4096, 8192, 0, 3), -EAGAIN);
+	weft_buf_free(cl, b);
+	weft_cluster_close(cl);
+}
+
+/* A flush that fails leaves its target to be flushed again. */
+Test(libweft, failed_flush_is_redone, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 4096);
+	unsigned t;
+
+	cr_assert(b);
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
+	t = primary_of(cl, v, 0);
+	P.dnr_status = WF_WS_IO;
+	cr_assert_eq(weft_fsync(v), -EIO);
+	cr_assert_eq(P.c[t].flushes, 0);
+	cr_assert_eq(weft_fsync(v), 0);
+	cr_assert_eq(P.c[t].flushes, 1, "the retried fsync flushed target %u", t);
+	cr_assert_eq(weft_fsync(v), 0);
+	cr_assert_eq(P.c[t].flushes, 1, "nothing written since: no flush");
+	weft_cluster_close(cl);
+}
+
+/* A target that moves (new connection) keeps its unflushed writes. */
+Test(libweft, dirty_survives_map_change, .init = start3, .fini = stop)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 4096);
+	unsigned t;
+
+	cr_assert(b);
+	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
+	t = primary_of(cl, v, 0);
+	peer_move_target(&P, t, 3);
+	/* Any request now meets STALE: the map is reloaded, t's connection
+	 * replaced. */
+	cr_assert_eq(weft_pread(v, b, 4096, 0), 4096);
+	cr_assert_eq(cl->map.epoch, 3);
+	cr_assert_eq(weft_fsync(v), 0);
+	cr_assert_eq(P.c[t].flushes, 1, "the moved target %u was flushed", t);
+	weft_cluster_close(cl);
+}

@@ -419,6 +419,44 @@ Test(shortcircuit, equals_network, .init = up3, .fini = down, .timeout = 120)
 	weft_cluster_close(b);
 }
 
+/* A target serving a newer epoch than the client's map gives no
+ * short-circuit session: the read goes through the network, which answers
+ * STALE (or a GRANT with the newer epoch), and the client reloads the map
+ * before reading locally. */
+Test(shortcircuit, refused_when_target_epoch_newer, .init = up3,
+     .fini = down, .timeout = 60)
+{
+	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
+	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
+	double t0;
+
+	fill(w, MiB, 77);
+	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
+	lc_write_map(&C, 2);
+	for (unsigned t = 0; t < 3; t++)
+		lc_kill(&C, t, SIGHUP, false);
+	/* b learns epoch 2 by STALE from the target of this extent: that
+	 * target has it then. */
+	t0 = now_s();
+	while (b->map.epoch != 2 && now_s() - t0 < 5) {
+		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
+		usleep(10 * 1000);
+	}
+	cr_assert_eq(b->map.epoch, 2);
+	cr_assert_eq(a->map.epoch, 1);
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_eq(a->map.epoch, 2, "the read did not go local at epoch 1");
+	/* At the same epoch the local path is used again. */
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_gt(a->stats.sc_reads, 0, "short circuit at epoch 2");
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
+
 /* Discards and reallocations through another handle: a short-circuit
  * read after they are acknowledged never sees the old data. */
 Test(shortcircuit, never_stale_after_discard, .init = up3, .fini = down,
