@@ -106,7 +106,8 @@ struct weft_cqe {
  * range inside the volume, len > 0; buf (read/write) must stay valid and
  * untouched until the completion.  Returns 0 when queued (one completion
  * follows), -EINVAL/-ERANGE for a bad request (no completion), -EAGAIN when
- * queue_depth requests are in flight (reap some first).
+ * requests in flight plus completions not yet reaped reach queue_depth
+ * (reap some first).
  */
 int weft_read(struct weft_volume *vol, void *buf, size_t len, uint64_t off,
 	      uint64_t user_data);
