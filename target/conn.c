@@ -34,6 +34,16 @@ enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
 
 static void conn_release_check(struct wf_tgt_conn *c);
 
+/* Leaving CONN_HELLO (granted or closing). */
+static void hello_leave(struct wf_tgt_conn *c)
+{
+	c->r->nhello--;
+	if (c->held) {
+		c->held = false;
+		c->r->nheld--;
+	}
+}
+
 void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 {
 	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
@@ -42,7 +52,7 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 		wf_tgt_log("connection %u (client %llu) closed: %s", c->idx,
 			   (unsigned long long)c->client_id, why);
 	if (c->state == CONN_HELLO)
-		c->r->nhello--;
+		hello_leave(c);
 	c->state = CONN_CLOSING;
 	if (c->ep && !c->gone)
 		wf_ep_close(c->ep);
@@ -348,24 +358,35 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	start_io(c, q);
 }
 
-static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+/*
+ * Store requests of an earlier connection of the same client still in
+ * flight?  The client resends unreplied requests on its new connection;
+ * an old write landing after a newer acknowledged one would roll the
+ * block back, so the new connection gets its GRANT only once they are
+ * done.
+ */
+static bool old_io(const struct wf_tgt_conn *c)
+{
+	const struct wf_tgt_reactor *r = c->r;
+
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		const struct wf_tgt_conn *o = &r->conns[i];
+
+		if (o != c && o->state == CONN_CLOSING &&
+		    o->client_id == c->client_id && o->store_inflight)
+			return true;
+	}
+	return false;
+}
+
+static void grant(struct wf_tgt_conn *c)
 {
 	struct wf_tgt_reactor *r = c->r;
 	struct wf_grant_hdr h;
 	struct wf_grant g;
-	struct wf_hello he;
-	uint32_t reason = 0, n;
+	uint32_t n;
 	int ret;
 
-	if (len != sizeof(struct wf_hello_hdr) ||
-	    wf_hello_decode(msg, len, &he, &reason)) {
-		r->stats.closed_bad++;
-		wf_tgt_conn_close(c, "bad HELLO");
-		return;
-	}
-	if (he.epoch > r->map->epoch)
-		wf_tgt_reload(r, "HELLO with a newer epoch");
-	c->client_id = he.client_id;
 	memset(&g, 0, sizeof(g));
 	g.epoch = r->map->epoch;
 	g.target_id = r->cfg->id;
@@ -377,7 +398,7 @@ static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		wf_tgt_conn_close(c, NULL);
 		return;
 	}
-	n = he.want_slots < r->cfg->slots ? he.want_slots : r->cfg->slots;
+	n = c->want_slots < r->cfg->slots ? c->want_slots : r->cfg->slots;
 	c->lim.slot_count = n;
 	c->lim.slot_size = r->cfg->slot_size;
 	g.slot_count = n;
@@ -395,8 +416,55 @@ static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		return;
 	}
 	c->sends_out++;
+	hello_leave(c);
 	c->state = CONN_LIVE;
-	r->nhello--;
+}
+
+static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_hello he;
+	uint32_t reason = 0;
+
+	if (c->held || len != sizeof(struct wf_hello_hdr) ||
+	    wf_hello_decode(msg, len, &he, &reason)) {
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, c->held ? "message before the GRANT" :
+				  "bad HELLO");
+		return;
+	}
+	if (he.epoch > r->map->epoch) {
+		/* Gated like request-driven reloads: a peer with a bogus
+		 * epoch cannot make us parse the file for every HELLO. */
+		uint64_t now = wf_tgt_now_ns();
+
+		if (now - r->last_reload > 100000000ull) {
+			r->last_reload = now;
+			wf_tgt_reload(r, "HELLO with a newer epoch");
+		}
+	}
+	c->client_id = he.client_id;
+	c->want_slots = he.want_slots;
+	if (r->phase == PH_RUN && old_io(c)) {
+		wf_tgt_log("connection %u (client %llu): GRANT held until an "
+			   "earlier connection's store I/O is done", c->idx,
+			   (unsigned long long)c->client_id);
+		c->held = true;
+		r->nheld++;
+		return;
+	}
+	grant(c);
+}
+
+void wf_tgt_conn_run_held(struct wf_tgt_reactor *r)
+{
+	for (uint32_t i = 0; r->nheld && i < r->cfg->max_conns; i++) {
+		struct wf_tgt_conn *c = &r->conns[i];
+
+		if (c->state == CONN_HELLO && c->held &&
+		    (r->phase != PH_RUN || !old_io(c)))
+			grant(c);
+	}
 }
 
 /* STATUS over the data connection: answered directly, holds no slot. */
@@ -490,6 +558,7 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->gone = false;
 		c->invalid = 0;
 		c->client_id = 0;
+		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;
 		memset(&c->lim, 0, sizeof(c->lim));
 	}
@@ -500,7 +569,8 @@ void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now)
 	for (uint32_t i = 0; r->nhello && i < r->cfg->max_conns; i++) {
 		struct wf_tgt_conn *c = &r->conns[i];
 
-		if (c->state == CONN_HELLO &&
+		/* A held HELLO came in time: its wait is ours. */
+		if (c->state == CONN_HELLO && !c->held &&
 		    now - c->accepted_ns > WF_TGT_HELLO_MS * 1000000ull)
 			wf_tgt_conn_close(c, "no HELLO in time");
 	}
@@ -533,7 +603,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 	case WF_CQE_DISCONNECT:
 		c->gone = true;
 		if (c->state == CONN_HELLO)
-			r->nhello--;
+			hello_leave(c);
 		c->state = CONN_CLOSING;
 		conn_release_check(c);
 		break;

@@ -492,6 +492,10 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			work += (unsigned)n;
 		if (r->pend_head)
 			work += wf_tgt_conn_run_pending(r);
+		/* After the store completions: they may have drained the
+		 * old connection a held HELLO waits for. */
+		if (r->nheld)
+			wf_tgt_conn_run_held(r);
 		wf_store_submit(r->store);
 
 		if (r->phase != PH_RUN && stop_step(r))

@@ -194,6 +194,11 @@ struct wf_tgt_conn {
 	uint32_t            npending;
 	uint32_t            sends_out;  /* posted, completion not yet reaped */
 	uint64_t            accepted_ns; /* CONN_HELLO: when, for the timeout */
+	uint32_t            want_slots; /* held: from the HELLO */
+	bool                held;       /* CONN_HELLO, HELLO received: the
+	                                 * GRANT waits until no closing
+	                                 * connection of the same client_id
+	                                 * has store I/O in flight */
 	struct wf_tgt_req  *reqs;       /* [cfg slots] */
 	struct wf_tgt_conn *next_free;
 };
@@ -206,6 +211,8 @@ unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
 void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
 /* Close connections that sent no HELLO in time. */
 void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
+/* Answer held HELLOs whose client's old store I/O has drained. */
+void wf_tgt_conn_run_held(struct wf_tgt_reactor *r);
 
 /* ---- control socket (ctl.c) ------------------------------------------- */
 
@@ -280,6 +287,7 @@ struct wf_tgt_reactor {
 	struct wf_tgt_conn *free_conns;
 	uint32_t            nconns;     /* not CONN_FREE */
 	uint32_t            nhello;     /* in CONN_HELLO */
+	uint32_t            nheld;      /* of those, HELLO held (conn.c) */
 	struct wf_tgt_req  *reqs;
 	struct wf_tgt_req  *pend_head, *pend_tail;
 	int                 epfd, sigfd, store_efd;

@@ -801,3 +801,132 @@ Test(target, epoch_change_moves_primaries, .timeout = 60)
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
+
+/*
+ * A client that reconnects (same client_id) resends what was not answered;
+ * a write of the dropped connection still running in the target must not
+ * land after the new connection's newer write to the same block.  The old
+ * writes are deferred behind whole-extent discards, the old connection is
+ * dropped with all of them in flight, and the new connection at once
+ * writes newer data to the same blocks: the newer data must stay.
+ */
+Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
+{
+	enum { NEXT = 8, ROUNDS = 10, LEN = 65536 };
+	struct tgt_env e;
+	struct tgt_client c;
+	struct wf_cqe cq[16];
+	char addr[256], log[256], line[512];
+	uint64_t base[NEXT];
+	static char w[LEN], r[LEN];
+	unsigned held = 0;
+	FILE *f;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addr_tcp(&e, addr, sizeof(addr));
+	for (unsigned k = 0; k < NEXT; k++)
+		base[k] = tgt_extent_of(&e, 0, k);
+	for (unsigned round = 0; round < ROUNDS; round++) {
+		unsigned sent = 0;
+
+		/* The old connection: discard each extent whole, then write
+		 * old data into it (deferred behind the discard). */
+		cr_assert_eq(tgt_connect(&c, addr, TGT_SLOTS, 1), 0);
+		for (unsigned k = 0; k < NEXT; k++) {
+			cr_assert_eq(tgt_post(&c, WF_OP_DISCARD, TGT_VOL, base[k],
+					      TGT_EXT, 2 * k, 0, 1), 0);
+			tgt_pattern(c.buf + (size_t)(2 * k + 1) * c.g.slot_size,
+				    LEN, 1000 * round + k);
+			cr_assert_eq(tgt_post(&c, WF_OP_WRITE, TGT_VOL, base[k],
+					      LEN, 2 * k + 1, 0, 1), 0);
+		}
+		/* Until the requests have left (their send completions),
+		 * then drop the connection without waiting for replies. */
+		for (int spins = 0; sent < 2 * NEXT + NEXT && spins < 1000000;
+		     spins++) {
+			int n = wf_poll(c.ctx, cq, 16);
+
+			for (int i = 0; i < n; i++)
+				if (cq[i].op == WF_CQE_SEND || cq[i].op == WF_CQE_WRITE)
+					sent++;
+		}
+		tgt_close(&c);
+		/* The new connection, same client_id: newer data. */
+		cr_assert_eq(tgt_connect(&c, addr, TGT_SLOTS, 1), 0);
+		for (unsigned k = 0; k < NEXT; k++) {
+			tgt_pattern(w, LEN, 1000 * round + 500 + k);
+			cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, base[k], LEN,
+					    w, 1), WF_WS_OK);
+		}
+		for (unsigned k = 0; k < NEXT; k++) {
+			tgt_pattern(w, LEN, 1000 * round + 500 + k);
+			cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, base[k], LEN,
+					    r, 1), WF_WS_OK);
+			cr_assert_eq(memcmp(r, w, LEN), 0,
+				     "round %u extent %u: an old write landed "
+				     "after the newer one", round, k);
+		}
+		tgt_close(&c);
+	}
+	/* How often the GRANT was held (timing dependent: informational). */
+	snprintf(log, sizeof(log), "%s/target-0.log", e.run);
+	f = fopen(log, "r");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, "GRANT held"))
+				held++;
+		fclose(f);
+	}
+	cr_log_info("GRANT held in %u of %u reconnects", held, ROUNDS);
+	cr_assert_eq(tgt_kill(&e, SIGTERM, true), 0);
+	tgt_env_fini(&e);
+}
+
+/*
+ * HELLOs with a newer epoch reload the map at most once per 100 ms, like
+ * requests: a peer reconnecting with a bogus epoch cannot make the target
+ * parse the map file for every HELLO.  The map file is made unloadable so
+ * each reload attempt leaves a line in the log.
+ */
+Test(target, hello_reload_rate_limited, .timeout = 60)
+{
+	enum { N = 20 };
+	struct tgt_env e;
+	struct tgt_client c;
+	struct timespec t0, t1;
+	char addr[256], log[256], line[512];
+	unsigned reloads = 0;
+	uint64_t ms;
+	FILE *f;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addr_tcp(&e, addr, sizeof(addr));
+	f = fopen(e.map, "w");
+	cr_assert_not_null(f);
+	fputs("not a map\n", f);
+	fclose(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(tgt_connect(&c, addr, 4, 99), 0, "HELLO %d", i);
+		cr_assert_eq(c.g.epoch, 1);
+		tgt_close(&c);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+	     (uint64_t)(t1.tv_nsec / 1000000) - (uint64_t)(t0.tv_nsec / 1000000);
+	/* The target logs before the test's next line: stop it first. */
+	cr_assert_eq(tgt_kill(&e, SIGTERM, true), 0);
+	snprintf(log, sizeof(log), "%s/target-0.log", e.run);
+	f = fopen(log, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "map reload (HELLO with a newer epoch)"))
+			reloads++;
+	fclose(f);
+	cr_assert_geq(reloads, 1, "no reload attempted at all");
+	cr_assert_leq(reloads, ms / 100 + 1, "%u reloads for %d HELLOs in %llu ms",
+		      reloads, N, (unsigned long long)ms);
+	tgt_env_fini(&e);
+}
