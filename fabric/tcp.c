@@ -65,8 +65,10 @@
 #define EVENTS        64        /* epoll events per wf_poll */
 #define ACCEPT_BUDGET 16        /* new sockets per listener event */
 #define WAITING_MAX   256       /* handshaking + unaccepted per listener:
-                                 * past it new sockets are closed at once,
-                                 * so silent peers cannot pile up fds */
+                                 * past it the oldest socket still without
+                                 * a hello is closed for the newcomer (or
+                                 * the newcomer, if all are handshaken), so
+                                 * silent peers cannot pile up fds */
 /*
  * With at most DIRECT_MAX live endpoints and the user busy-polling (no
  * wf_ctx_arm since the last poll that returned work), wf_poll reads their
@@ -110,8 +112,10 @@ struct tcp_listener {
 	struct tcp_ctx    *ctx;
 	int                fd;
 	bool               accept_queued;  /* an ACCEPT cqe is in the ring */
-	struct tcp_ep     *waiting;        /* not yet wf_accept'ed */
+	struct tcp_ep     *waiting;        /* not yet wf_accept'ed, newest
+	                                    * first */
 	uint32_t           nwaiting;
+	struct tcp_listener *cnext;        /* ctx->lsts */
 	char               path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -132,6 +136,11 @@ struct tcp_ctx {
 	bool            io_skipped;     /* the last wf_poll did no socket I/O */
 	bool            armed;          /* the user sleeps on the fd: every poll
 	                                 * asks epoll, until one returns work */
+	struct tcp_listener *lsts;      /* every listener of the ctx */
+	int64_t         hello_due;      /* coarse ms when the earliest hello
+	                                 * deadline may pass; INT64_MAX: none */
+	struct tcp_ep  *reap;           /* evicted during an event batch: freed
+	                                 * after it (events may still name them) */
 };
 
 enum ep_state {
@@ -177,6 +186,7 @@ struct tcp_ep {
 	struct tcp_ctx      *ctx;
 	struct tcp_listener *lst;       /* EP_HELLO, EP_WAITING */
 	struct tcp_ep       *lnext;
+	int64_t              hello_deadline; /* EP_HELLO: coarse ms */
 	struct tcp_ep       *held_next;
 	struct tcp_ep       *live_next, *live_prev;
 	bool                 on_held;
@@ -1076,8 +1086,86 @@ drop:
 	ep_free(ep);
 }
 
+/*
+ * The hello deadline uses the coarse clock: a vDSO read without a system
+ * call, a few ms of resolution, which is plenty for a seconds-long timer.
+ */
+static int64_t coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Close a handshaking socket now, free its struct after the current event
+ * batch: a later event of the same epoll_wait may still point at it.
+ */
+static void hello_evict(struct tcp_ep *ep)
+{
+	struct tcp_ctx *c = ep->ctx;
+
+	listener_unlink(ep);
+	ep_epoll_del(ep);
+	close(ep->fd);
+	ep->fd = -1;
+	ep->state = EP_DEAD;
+	ep->lnext = c->reap;
+	c->reap = ep;
+}
+
+static void reap_free(struct tcp_ctx *c)
+{
+	while (c->reap) {
+		struct tcp_ep *ep = c->reap;
+
+		c->reap = ep->lnext;
+		ep_free(ep);
+	}
+}
+
+/* Close every socket whose hello is overdue; note the next deadline. */
+static void hello_sweep(struct tcp_ctx *c, int64_t now)
+{
+	int64_t due = INT64_MAX;
+
+	for (struct tcp_listener *l = c->lsts; l; l = l->cnext) {
+		struct tcp_ep *ep, *next;
+
+		for (ep = l->waiting; ep; ep = next) {
+			next = ep->lnext;
+			if (ep->state != EP_HELLO)
+				continue;
+			if (ep->hello_deadline <= now)
+				hello_evict(ep);
+			else if (ep->hello_deadline < due)
+				due = ep->hello_deadline;
+		}
+	}
+	c->hello_due = due;
+	reap_free(c);
+}
+
+/* The list is newest first: the last socket without a hello is the oldest. */
+static bool evict_oldest_hello(struct tcp_listener *l)
+{
+	struct tcp_ep *ep, *oldest = NULL;
+
+	for (ep = l->waiting; ep; ep = ep->lnext)
+		if (ep->state == EP_HELLO)
+			oldest = ep;
+	if (!oldest)
+		return false;
+	hello_evict(oldest);
+	return true;
+}
+
 static void listener_rx(struct tcp_listener *l)
 {
+	int tmo = l->base.opts.timeout_ms > 0 ? l->base.opts.timeout_ms :
+						WF_DEFAULT_TIMEOUT_MS;
+
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
 		struct tcp_ep *ep;
 		int one = 1;
@@ -1085,7 +1173,9 @@ static void listener_rx(struct tcp_listener *l)
 
 		if (fd < 0)
 			return;
-		if (l->nwaiting >= WAITING_MAX) {
+		/* Full: a peer that has not even said hello yields its slot,
+		 * so silent sockets cannot lock real initiators out. */
+		if (l->nwaiting >= WAITING_MAX && !evict_oldest_hello(l)) {
 			close(fd);
 			continue;
 		}
@@ -1105,6 +1195,9 @@ static void listener_rx(struct tcp_listener *l)
 		ep->lnext = l->waiting;
 		l->waiting = ep;
 		l->nwaiting++;
+		ep->hello_deadline = coarse_ms() + tmo;
+		if (ep->hello_deadline < l->ctx->hello_due)
+			l->ctx->hello_due = ep->hello_deadline;
 	}
 }
 
@@ -1218,6 +1311,8 @@ static int tcp_listen(struct wf_ctx *ctx, const char *addr,
 		ret = -errno;
 		goto out_unlink;
 	}
+	l->cnext = c->lsts;
+	c->lsts = l;
 	*out = &l->base;
 	return 0;
 
@@ -1301,7 +1396,13 @@ static int tcp_accept(struct wf_listener *lb, struct wf_ep **out)
 static void tcp_listener_destroy(struct wf_listener *lb)
 {
 	struct tcp_listener *l = (struct tcp_listener *)lb;
+	struct tcp_listener **pp;
 
+	for (pp = &l->ctx->lsts; *pp; pp = &(*pp)->cnext)
+		if (*pp == l) {
+			*pp = l->cnext;
+			break;
+		}
 	while (l->waiting) {
 		struct tcp_ep *ep = l->waiting;
 
@@ -1526,6 +1627,7 @@ static int tcp_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
 		return -ENOMEM;
 	c->ev_h.kind = H_EVENT;
 	c->cq_cap = o->cq_depth;
+	c->hello_due = INT64_MAX;
 	c->cq = calloc(c->cq_cap, sizeof(*c->cq));
 	if (!c->cq) {
 		ret = -ENOMEM;
@@ -1674,6 +1776,14 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		goto deliver;
 	}
 	c->io_skipped = false;
+	/* Handshake deadlines: one coarse clock read while any socket waits
+	 * for its hello, a sweep only once the earliest deadline has passed. */
+	if (c->hello_due != INT64_MAX) {
+		int64_t now = coarse_ms();
+
+		if (now >= c->hello_due)
+			hello_sweep(c, now);
+	}
 	/* Busy-polling with few endpoints: read their sockets directly.  A
 	 * sleeper that was just woken asks epoll, which names what woke it. */
 	direct = !c->armed && c->nlive && c->nlive <= DIRECT_MAX;
@@ -1692,6 +1802,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 
 		for (i = 0; i < ne; i++)
 			handle_event(c, &ev[i]);
+		reap_free(c);
 	}
 deliver:
 	if (c->cq_count)

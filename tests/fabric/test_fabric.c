@@ -1211,3 +1211,106 @@ Test(fabric, connect_to_other_version_refused)
 	waitpid(pid, &status, 0);
 	wf_ctx_destroy(ctx);
 }
+
+/* The server closed fd (EOF or reset) within ms; polls sctx meanwhile. */
+static bool closed_within(struct wf_ctx *sctx, int fd, int ms)
+{
+	int64_t end = ft_now_ms() + ms;
+	char b[64];
+
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return true;
+		if (ft_now_ms() >= end)
+			return false;
+		ft_poll_into(sctx, &gs);
+		usleep(200);
+	}
+}
+
+#define SILENT 264      /* more than the listener's 256 handshake slots */
+
+/* Sockets that never say hello fill every handshake slot of a listener (its
+ * deadline far away): a real initiator still gets in, promptly, because the
+ * oldest silent socket yields its slot. */
+Test(fabric, silent_sockets_cannot_lock_out)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ep_opts so = ft_opts(4, 4, 64), co = ft_opts(4, 4, 64);
+	struct wf_ep *sep = NULL, *cep = NULL;
+	static int fds[SILENT];
+	int64_t t0;
+	int ret;
+
+	if (ft_is_verbs())
+		cr_skip_test("raw sockets need the tcp backend");
+	so.timeout_ms = 60000;
+	ft_pair_open(&p, &so, &co);
+	for (int i = 0; i < SILENT; i++) {
+		fds[i] = raw_connect(p.addr);
+		ft_poll_into(p.sctx, &gs);
+	}
+	for (int i = 0; i < 200; i++) {         /* let the listener take them */
+		ft_poll_into(p.sctx, &gs);
+		usleep(500);
+	}
+	t0 = ft_now_ms();
+	ret = ft_accept_many(&p, &sep, 1, &cep, &co);
+	cr_assert_eq(ret, 0, "locked out by silent sockets: %s", strerror(-ret));
+	cr_assert_lt(ft_now_ms() - t0, 3000, "connect took %lld ms",
+		     (long long)(ft_now_ms() - t0));
+	/* The oldest silent socket made room; the newest keeps its slot. */
+	cr_assert(closed_within(p.sctx, fds[0], 2000), "oldest silent socket kept");
+	cr_assert_not(closed_within(p.sctx, fds[SILENT - 1], 50),
+		      "newest silent socket closed");
+	/* The new endpoint works. */
+	gs.n = gc.n = 0;
+	cr_assert_eq(wf_send(cep, "hi", 2, 7), 0);
+	ft_pump(p.sctx, &gs, 1, p.cctx, &gc, 1, ft_wait_ms());
+	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_MSG);
+	cr_assert_eq(gs.c[0].ep, sep);
+	for (int i = 0; i < SILENT; i++)
+		close(fds[i]);
+	wf_ep_destroy(cep);
+	wf_ep_destroy(sep);
+	ft_pair_close(&p);
+}
+
+/* A socket without a (complete) hello is closed once the listener's
+ * timeout_ms has passed; one that finished its hello waits for wf_accept. */
+Test(fabric, hello_deadline_closes_silent_socket)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ep_opts so = ft_opts(4, 4, 64), co = ft_opts(4, 4, 64);
+	struct wf_tcp_hello reply;
+	struct wf_ep *ep = NULL;
+	static const char part[10];
+	int silent, partial, good;
+	int64_t t0, dt;
+
+	if (ft_is_verbs())
+		cr_skip_test("raw sockets need the tcp backend");
+	so.timeout_ms = 300;
+	ft_pair_open(&p, &so, &co);
+	t0 = ft_now_ms();
+	silent = raw_connect(p.addr);
+	partial = raw_connect(p.addr);
+	cr_assert_eq(write(partial, part, sizeof(part)), (ssize_t)sizeof(part));
+	good = raw_connect(p.addr);
+	cr_assert_eq(raw_hello(&p, good, WF_TCP_VERSION, &reply), WF_TCP_ACCEPT);
+	cr_assert(closed_within(p.sctx, silent, ft_wait_ms()), "silent socket kept");
+	dt = ft_now_ms() - t0;
+	cr_assert_geq(dt, 250, "closed after %lld ms, before the deadline", (long long)dt);
+	cr_assert_lt(dt, 2300, "closed only after %lld ms", (long long)dt);
+	cr_assert(closed_within(p.sctx, partial, 1000), "half a hello kept");
+	/* Handshaken: not subject to the deadline, still accepted. */
+	cr_assert_not(closed_within(p.sctx, good, 200), "handshaken socket closed");
+	cr_assert_eq(wf_accept(p.l, NULL, &ep), 0);
+	close(silent);
+	close(partial);
+	close(good);
+	wf_ep_destroy(ep);
+	ft_pair_close(&p);
+}
