@@ -68,6 +68,7 @@ struct ld {
 
 	config_setting_t **pel;         /* pool elements */
 	config_setting_t **oel;         /* override elements */
+	config_setting_t **vel;         /* volume elements */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -474,6 +475,72 @@ static bool find_dup(struct key *k, uint32_t n, uint32_t *first, uint32_t *dup)
 	return found;
 }
 
+/*
+ * Reports a repeat at sec[dup].key, on the line of that key (so a reader
+ * lands on the value to change); the caller's message names the first one.
+ */
+__attribute__((format(printf, 6, 7)))
+static int dup_fail(struct ld *ld, config_setting_t *const *el, const char *sec,
+		    const char *key, uint32_t dup, const char *fmt, ...)
+{
+	char f[FIELD_MAX], msg[sizeof(ld->err->msg)];
+	va_list ap;
+
+	snprintf(f, sizeof(f), "%s[%u].%s", sec, dup, key);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return fail(ld, line_of(config_setting_get_member(el[dup], key)), f, "%s", msg);
+}
+
+/* ---- list sections: targets, pools, volumes, overrides ---- */
+
+typedef int (*parse_one_fn)(struct ld *ld, uint32_t i, config_setting_t *el);
+
+/*
+ * The part every top-level list shares: find it, insist on ( ... ), allocate
+ * the caller's array (count elements of size bytes; parr is the address of
+ * its struct foo * pointer) and *els (the elements' settings, kept for the
+ * line numbers of later messages), then parse each element in file order.
+ * An absent optional list or an empty one leaves *count 0 and both arrays
+ * NULL; empty, when set, is the complaint for an empty list instead.  On
+ * failure the arrays may be half filled: the caller's owners free them.
+ */
+static int parse_section(struct ld *ld, const config_setting_t *root, const char *name,
+			 bool required, const char *empty, size_t size, uint32_t *count,
+			 void *parr, config_setting_t ***els, parse_one_fn one)
+{
+	config_setting_t *list;
+	char f[FIELD_MAX];
+	uint32_t n;
+	void *arr;
+	int r;
+
+	r = member(ld, root, "", name, T_SEQ, required, &list, f);
+	if (r || !list)
+		return r;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
+			    type_name(config_setting_type(list)));
+	n = (uint32_t)config_setting_length(list);
+	if (!n)
+		return empty ? fail(ld, line_of(list), f, "%s", empty) : 0;
+	*count = n;
+	/* memcpy: storing through a void * lvalue would break strict aliasing */
+	arr = calloc(n, size);
+	memcpy(parr, &arr, sizeof(arr));
+	*els = calloc(n, sizeof(**els));
+	if (!arr || !*els)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		(*els)[i] = config_setting_get_elem(list, i);
+		r = one(ld, i, (*els)[i]);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* ---- targets ---- */
 
 static int parse_state(struct ld *ld, const config_setting_t *s, const char *f,
@@ -593,7 +660,6 @@ static int targets_unique(struct ld *ld)
 	uint32_t n = ld->nt, a, b;
 	char (*norm)[WF_NAME_MAX];
 	struct key *k;
-	char f[FIELD_MAX];
 	int r = 0;
 
 	k = calloc(n, sizeof(*k));
@@ -605,10 +671,9 @@ static int targets_unique(struct ld *ld)
 	for (uint32_t i = 0; i < n; i++)
 		k[i] = (struct key){ .n = ld->ft[i].id, .idx = i };
 	if (find_dup(k, n, &a, &b)) {
-		snprintf(f, sizeof(f), "targets[%u].id", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "id")), f,
-			 "duplicate id %u (also targets[%u], line %d)", ld->ft[b].id, a,
-			 line_of(ld->tel[a]));
+		r = dup_fail(ld, ld->tel, "targets", "id", b,
+			     "duplicate id %u (also targets[%u], line %d)", ld->ft[b].id, a,
+			     line_of(ld->tel[a]));
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -618,21 +683,18 @@ static int targets_unique(struct ld *ld)
 	if (find_dup(k, n, &a, &b)) {
 		bool v6 = strchr(ld->ft[b].addr, ':') != NULL;
 
-		snprintf(f, sizeof(f), "targets[%u].port", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "port")), f,
-			 "%s%s%s:%u is already used by targets[%u] (line %d)",
-			 v6 ? "[" : "", ld->ft[b].addr, v6 ? "]" : "", ld->ft[b].port, a,
-			 line_of(ld->tel[a]));
+		r = dup_fail(ld, ld->tel, "targets", "port", b,
+			     "%s%s%s:%u is already used by targets[%u] (line %d)",
+			     v6 ? "[" : "", ld->ft[b].addr, v6 ? "]" : "", ld->ft[b].port, a,
+			     line_of(ld->tel[a]));
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++)
 		k[i] = (struct key){ .s = ld->ft[i].host, .s2 = ld->ft[i].device, .idx = i };
-	if (find_dup(k, n, &a, &b)) {
-		snprintf(f, sizeof(f), "targets[%u].device", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->tel[b], "device")), f,
-			 "%s on host %s is already used by targets[%u] (line %d)",
-			 ld->ft[b].device, ld->ft[b].host, a, line_of(ld->tel[a]));
-	}
+	if (find_dup(k, n, &a, &b))
+		r = dup_fail(ld, ld->tel, "targets", "device", b,
+			     "%s on host %s is already used by targets[%u] (line %d)",
+			     ld->ft[b].device, ld->ft[b].host, a, line_of(ld->tel[a]));
 out:
 	free(norm);
 	free(k);
@@ -641,31 +703,16 @@ out:
 
 static int parse_targets(struct ld *ld, const config_setting_t *root)
 {
-	config_setting_t *list;
-	char f[FIELD_MAX];
-	int r, n;
+	int r;
 
-	r = member(ld, root, "", "targets", T_SEQ, true, &list, f);
+	r = parse_section(ld, root, "targets", true, "empty: a map needs at least one target",
+			  sizeof(*ld->ft), &ld->nt, &ld->ft, &ld->tel, parse_target);
 	if (r)
 		return r;
-	if (config_setting_type(list) != CONFIG_TYPE_LIST)
-		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
-			    type_name(config_setting_type(list)));
-	n = config_setting_length(list);
-	if (n <= 0)
-		return fail(ld, line_of(list), f, "empty: a map needs at least one target");
-	ld->nt = (uint32_t)n;
-	ld->ft = calloc(ld->nt, sizeof(*ld->ft));
-	ld->tel = calloc(ld->nt, sizeof(*ld->tel));
+	/* filled by parse_hosts */
 	ld->thost = calloc(ld->nt, sizeof(*ld->thost));
-	if (!ld->ft || !ld->tel || !ld->thost)
+	if (!ld->thost)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < ld->nt; i++) {
-		ld->tel[i] = config_setting_get_elem(list, i);
-		r = parse_target(ld, i, ld->tel[i]);
-		if (r)
-			return r;
-	}
 	return targets_unique(ld);
 }
 
@@ -1098,51 +1145,31 @@ static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el)
 static int parse_pools(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
-	config_setting_t *list;
-	char f[FIELD_MAX];
 	uint32_t a, b;
 	struct key *k;
 	int r;
 
-	r = member(ld, root, "", "pools", T_SEQ, false, &list, f);
-	if (r || !list)
+	r = parse_section(ld, root, "pools", false, NULL, sizeof(*m->pools), &m->npools,
+			  &m->pools, &ld->pel, parse_pool);
+	if (r || !m->npools)
 		return r;
-	if (config_setting_type(list) != CONFIG_TYPE_LIST)
-		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
-			    type_name(config_setting_type(list)));
-	m->npools = (uint32_t)config_setting_length(list);
-	if (!m->npools)
-		return 0;
-	m->pools = calloc(m->npools, sizeof(*m->pools));
-	ld->pel = calloc(m->npools, sizeof(*ld->pel));
-	if (!m->pools || !ld->pel)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < m->npools; i++) {
-		ld->pel[i] = config_setting_get_elem(list, i);
-		r = parse_pool(ld, i, ld->pel[i]);
-		if (r)
-			return r;
-	}
 	k = calloc(m->npools, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < m->npools; i++)
 		k[i] = (struct key){ .s = m->pools[i].name, .idx = i };
 	if (find_dup(k, m->npools, &a, &b)) {
-		snprintf(f, sizeof(f), "pools[%u].name", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->pel[b], "name")), f,
-			 "duplicate pool \"%s\" (also pools[%u], line %d)", m->pools[b].name,
-			 a, line_of(ld->pel[a]));
+		r = dup_fail(ld, ld->pel, "pools", "name", b,
+			     "duplicate pool \"%s\" (also pools[%u], line %d)", m->pools[b].name,
+			     a, line_of(ld->pel[a]));
 		goto out;
 	}
 	for (uint32_t i = 0; i < m->npools; i++)
 		k[i] = (struct key){ .n = m->pools[i].id, .idx = i };
-	if (find_dup(k, m->npools, &a, &b)) {
-		snprintf(f, sizeof(f), "pools[%u].id", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->pel[b], "id")), f,
-			 "duplicate id %u (also pools[%u], line %d)", m->pools[b].id, a,
-			 line_of(ld->pel[a]));
-	}
+	if (find_dup(k, m->npools, &a, &b))
+		r = dup_fail(ld, ld->pel, "pools", "id", b,
+			     "duplicate id %u (also pools[%u], line %d)", m->pools[b].id, a,
+			     line_of(ld->pel[a]));
 out:
 	free(k);
 	return r;
@@ -1236,53 +1263,32 @@ static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el)
 static int parse_volumes(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
-	config_setting_t *list, **el;
-	char f[FIELD_MAX];
 	uint32_t a, b;
 	struct key *k;
 	int r;
 
-	r = member(ld, root, "", "volumes", T_SEQ, false, &list, f);
-	if (r || !list)
+	r = parse_section(ld, root, "volumes", false, NULL, sizeof(*m->volumes), &m->nvolumes,
+			  &m->volumes, &ld->vel, parse_volume);
+	if (r || !m->nvolumes)
 		return r;
-	if (config_setting_type(list) != CONFIG_TYPE_LIST)
-		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
-			    type_name(config_setting_type(list)));
-	m->nvolumes = (uint32_t)config_setting_length(list);
-	if (!m->nvolumes)
-		return 0;
-	m->volumes = calloc(m->nvolumes, sizeof(*m->volumes));
 	k = calloc(m->nvolumes, sizeof(*k));
-	el = calloc(m->nvolumes, sizeof(*el));
-	if (!m->volumes || !k || !el) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t i = 0; i < m->nvolumes; i++) {
-		el[i] = config_setting_get_elem(list, i);
-		r = parse_volume(ld, i, el[i]);
-		if (r)
-			goto out;
-	}
+	if (!k)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < m->nvolumes; i++)
 		k[i] = (struct key){ .s = m->volumes[i].name, .idx = i };
 	if (find_dup(k, m->nvolumes, &a, &b)) {
-		snprintf(f, sizeof(f), "volumes[%u].name", b);
-		r = fail(ld, line_of(config_setting_get_member(el[b], "name")), f,
-			 "duplicate volume \"%s\" (also volumes[%u], line %d)",
-			 m->volumes[b].name, a, line_of(el[a]));
+		r = dup_fail(ld, ld->vel, "volumes", "name", b,
+			     "duplicate volume \"%s\" (also volumes[%u], line %d)",
+			     m->volumes[b].name, a, line_of(ld->vel[a]));
 		goto out;
 	}
 	for (uint32_t i = 0; i < m->nvolumes; i++)
 		k[i] = (struct key){ .n = m->volumes[i].id, .idx = i };
-	if (find_dup(k, m->nvolumes, &a, &b)) {
-		snprintf(f, sizeof(f), "volumes[%u].id", b);
-		r = fail(ld, line_of(config_setting_get_member(el[b], "id")), f,
-			 "duplicate id %" PRIu64 " (also volumes[%u], line %d)",
-			 m->volumes[b].id, a, line_of(el[a]));
-	}
+	if (find_dup(k, m->nvolumes, &a, &b))
+		r = dup_fail(ld, ld->vel, "volumes", "id", b,
+			     "duplicate id %" PRIu64 " (also volumes[%u], line %d)",
+			     m->volumes[b].id, a, line_of(ld->vel[a]));
 out:
-	free(el);
 	free(k);
 	return r;
 }
@@ -1360,44 +1366,25 @@ static int cmp_override(const void *pa, const void *pb)
 static int parse_overrides(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
-	config_setting_t *list;
-	char f[FIELD_MAX];
 	uint32_t a, b;
 	struct key *k;
 	int r;
 
-	r = member(ld, root, "", "overrides", T_SEQ, false, &list, f);
-	if (r || !list)
+	r = parse_section(ld, root, "overrides", false, NULL, sizeof(*m->overrides),
+			  &m->noverrides, &m->overrides, &ld->oel, parse_override);
+	if (r || !m->noverrides)
 		return r;
-	if (config_setting_type(list) != CONFIG_TYPE_LIST)
-		return fail(ld, line_of(list), f, "expected a list ( { ... }, ... ), not %s",
-			    type_name(config_setting_type(list)));
-	m->noverrides = (uint32_t)config_setting_length(list);
-	if (!m->noverrides)
-		return 0;
-	m->overrides = calloc(m->noverrides, sizeof(*m->overrides));
-	ld->oel = calloc(m->noverrides, sizeof(*ld->oel));
-	if (!m->overrides || !ld->oel)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < m->noverrides; i++) {
-		ld->oel[i] = config_setting_get_elem(list, i);
-		r = parse_override(ld, i, ld->oel[i]);
-		if (r)
-			return r;
-	}
 	k = calloc(m->noverrides, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < m->noverrides; i++)
 		k[i] = (struct key){ .n = (uint64_t)m->overrides[i].pool << 32 |
 					  m->overrides[i].pg, .idx = i };
-	if (find_dup(k, m->noverrides, &a, &b)) {
-		snprintf(f, sizeof(f), "overrides[%u].pg", b);
-		r = fail(ld, line_of(config_setting_get_member(ld->oel[b], "pg")), f,
-			 "pool \"%s\" pg %u already has an override (overrides[%u], line %d)",
-			 m->pools[m->overrides[b].pool].name, m->overrides[b].pg, a,
-			 line_of(ld->oel[a]));
-	}
+	if (find_dup(k, m->noverrides, &a, &b))
+		r = dup_fail(ld, ld->oel, "overrides", "pg", b,
+			     "pool \"%s\" pg %u already has an override (overrides[%u], line %d)",
+			     m->pools[m->overrides[b].pool].name, m->overrides[b].pg, a,
+			     line_of(ld->oel[a]));
 	free(k);
 	if (!r)
 		qsort(m->overrides, m->noverrides, sizeof(*m->overrides), cmp_override);
@@ -1492,6 +1479,7 @@ int wf_map_load_buf(const char *buf, size_t len, const char *name,
 	r = parse(&ld, text);
 	config_destroy(&ld.cfg);
 	free(text);
+	free(ld.vel);
 	free(ld.oel);
 	free(ld.pel);
 	free(ld.hsorted);
