@@ -57,7 +57,9 @@ struct wf_ep_opts {
 	                         * write-with-immediate notifications that may
 	                         * be pending at once (0: default 64) */
 	uint32_t msg_size;      /* largest two-sided message (0: default 512) */
-	int      timeout_ms;    /* connect timeout (0: default 5000) */
+	int      timeout_ms;    /* connect timeout; on a listener, how long an
+	                         * accepted socket may take to finish its hello
+	                         * (0: default 5000) */
 	void    *user;          /* returned in wf_ep_user() */
 };
 
