@@ -671,18 +671,21 @@ static void post(struct tcp_ep *ep)
 		tx_flush(ep);
 }
 
-static int tcp_write_imm(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
-			 uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-			 uint32_t imm, uint64_t wr_id)
+/* A framed one-sided write: the payload follows the frame on the same
+ * stream, so a later write_imm or send on this ep arrives after these bytes
+ * are in place. */
+static int post_put(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
+		    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		    uint8_t kind, uint8_t type, uint32_t imm, uint64_t wr_id)
 {
 	struct tcp_ep *ep = tep(e);
 	struct tcp_op *op;
 	struct tx_item *t;
-	int idx = op_take(ep, OPK_WRITE, wr_id, &op);
+	int idx = op_take(ep, kind, wr_id, &op);
 
 	if (idx < 0)
 		return idx;
-	t = tx_add(ep, WF_TCP_WRITE_IMM, len, rkey->key, imm, rkey->addr + roff);
+	t = tx_add(ep, type, len, rkey->key, imm, rkey->addr + roff);
 	t->src_key = ((const struct tcp_mr *)mr)->key;
 	t->src_off = loff;
 	t->len = len;
@@ -691,26 +694,20 @@ static int tcp_write_imm(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
 	return 0;
 }
 
+static int tcp_write_imm(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
+			 uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+			 uint32_t imm, uint64_t wr_id)
+{
+	return post_put(e, mr, loff, len, rkey, roff, OPK_WRITE,
+			WF_TCP_WRITE_IMM, imm, wr_id);
+}
+
 static int tcp_write(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,
 		     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		     uint64_t wr_id)
 {
-	struct tcp_ep *ep = tep(e);
-	struct tcp_op *op;
-	struct tx_item *t;
-	int idx = op_take(ep, OPK_PUT, wr_id, &op);
-
-	if (idx < 0)
-		return idx;
-	/* Same stream as everything else: a later write_imm or send on this
-	 * ep arrives after these bytes are in place. */
-	t = tx_add(ep, WF_TCP_WRITE, len, rkey->key, 0, rkey->addr + roff);
-	t->src_key = ((const struct tcp_mr *)mr)->key;
-	t->src_off = loff;
-	t->len = len;
-	t->op = idx;
-	post(ep);
-	return 0;
+	return post_put(e, mr, loff, len, rkey, roff, OPK_PUT, WF_TCP_WRITE, 0,
+			wr_id);
 }
 
 static int tcp_read(struct wf_ep *e, const struct wf_mr *mr, uint64_t loff,

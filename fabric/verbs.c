@@ -1489,57 +1489,14 @@ static int op_check(const struct vep *ep)
 	return ep->nfree ? 0 : -EAGAIN;
 }
 
-/* RDMA WRITE, with or without immediate: the same work request. */
-static int post_write(struct vep *ep, const struct vmr *m, uint64_t loff,
-		      uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-		      bool with_imm, uint32_t imm, uint64_t wr_id)
-{
-	struct ibv_sge sge;
-	struct ibv_send_wr wr = { 0 };
-	int ret = op_check(ep);
-
-	if (ret)
-		return ret;
-	if (roff > rkey->len || len > rkey->len - roff)
-		return -ERANGE;
-	if (!m->mr[ep->dev->idx])
-		return -ENODEV;
-	sge.addr = (uintptr_t)m->base.addr + loff;
-	sge.length = len;
-	sge.lkey = m->mr[ep->dev->idx]->lkey;
-	wr.sg_list = &sge;
-	wr.num_sge = len ? 1 : 0;
-	wr.wr.rdma.remote_addr = rkey->addr + roff;
-	wr.wr.rdma.rkey = rkey->key;
-	if (!with_imm) {
-		wr.opcode = IBV_WR_RDMA_WRITE;
-		return post_send(ep, &wr, WF_CQE_WRITE, wr_id);
-	}
-	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-	wr.imm_data = htobe32(imm);
-	return post_send(ep, &wr, WF_CQE_WRITE_IMM, wr_id);
-}
-
-static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
-		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-		       uint32_t imm, uint64_t wr_id)
-{
-	return post_write((struct vep *)eb, (const struct vmr *)mb, loff, len,
-			  rkey, roff, true, imm, wr_id);
-}
-
-/* RC ordering puts these bytes before any later write_imm or send. */
-static int v_write(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
-		   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-		   uint64_t wr_id)
-{
-	return post_write((struct vep *)eb, (const struct vmr *)mb, loff, len,
-			  rkey, roff, false, 0, wr_id);
-}
-
-static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
-		  uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
-		  uint64_t wr_id)
+/*
+ * One RDMA work request (WRITE, WRITE_WITH_IMM or READ) on the local region
+ * mb[loff, loff+len).  fabric.c has checked both ranges already.
+ */
+static int post_rdma(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		     enum ibv_wr_opcode opcode, uint32_t imm, uint32_t cqe_op,
+		     uint64_t wr_id)
 {
 	struct vep *ep = (struct vep *)eb;
 	const struct vmr *m = (const struct vmr *)mb;
@@ -1549,8 +1506,6 @@ static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
 
 	if (ret)
 		return ret;
-	if (roff > rkey->len || len > rkey->len - roff)
-		return -ERANGE;
 	if (!m->mr[ep->dev->idx])
 		return -ENODEV;
 	sge.addr = (uintptr_t)m->base.addr + loff;
@@ -1558,10 +1513,36 @@ static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
 	sge.lkey = m->mr[ep->dev->idx]->lkey;
 	wr.sg_list = &sge;
 	wr.num_sge = len ? 1 : 0;
-	wr.opcode = IBV_WR_RDMA_READ;
+	wr.opcode = opcode;
+	wr.imm_data = htobe32(imm);
 	wr.wr.rdma.remote_addr = rkey->addr + roff;
 	wr.wr.rdma.rkey = rkey->key;
-	return post_send(ep, &wr, WF_CQE_READ, wr_id);
+	return post_send(ep, &wr, cqe_op, wr_id);
+}
+
+static int v_write_imm(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		       uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		       uint32_t imm, uint64_t wr_id)
+{
+	return post_rdma(eb, mb, loff, len, rkey, roff,
+			 IBV_WR_RDMA_WRITE_WITH_IMM, imm, WF_CQE_WRITE_IMM, wr_id);
+}
+
+/* RC ordering puts these bytes before any later write_imm or send. */
+static int v_write(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		   uint64_t wr_id)
+{
+	return post_rdma(eb, mb, loff, len, rkey, roff, IBV_WR_RDMA_WRITE, 0,
+			 WF_CQE_WRITE, wr_id);
+}
+
+static int v_read(struct wf_ep *eb, const struct wf_mr *mb, uint64_t loff,
+		  uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
+		  uint64_t wr_id)
+{
+	return post_rdma(eb, mb, loff, len, rkey, roff, IBV_WR_RDMA_READ, 0,
+			 WF_CQE_READ, wr_id);
 }
 
 static int v_send(struct wf_ep *eb, const void *msg, uint32_t len, uint64_t wr_id)
