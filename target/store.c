@@ -114,9 +114,9 @@ static int ram_alloc(struct wf_store *s)
 		return -ENOMEM;
 	memset(s->zbuf, 0, s->zbuf_len);
 	for (unsigned i = 0; i < WF_IBUF_MAX; i++)
-		s->ibuf_free[i] = (uint16_t)(WF_IBUF_MAX - 1 - i);
-	s->nibuf_free = WF_IBUF_MAX;
-	s->wait_head = s->wait_tail = UINT32_MAX;
+		s->sh->ibuf_free[i] = (uint16_t)(WF_IBUF_MAX - 1 - i);
+	s->sh->nibuf_free = WF_IBUF_MAX;
+	s->sh->wait_head = s->sh->wait_tail = UINT32_MAX;
 	s->ram_bytes = s->map_len + n * (sizeof(*s->ram) + sizeof(*s->freel)) +
 		       s->nblocks * sizeof(*s->blk);
 	return 0;
@@ -153,7 +153,7 @@ static int load_index(struct wf_store *s, struct wf_store_err *err)
 	 * the front. */
 	for (uint64_t p = s->sb.extents; p-- > 0; )
 		if (WF_EXT_STATE(s->ram[p]) == WF_EXT_FREE)
-			s->freel[s->nfree++] = (uint32_t)p;
+			s->freel[s->sh->nfree++] = (uint32_t)p;
 out:
 	free(buf);
 	return ret;
@@ -180,7 +180,27 @@ static int ring_setup(struct wf_store *s, unsigned entries)
 	return 0;
 }
 
-static void store_free(struct wf_store *s, bool ring)
+/* The memory and descriptors all queues share: freed with the last. */
+static void shared_free(struct wf_store *s)
+{
+	if (s->map)
+		munmap(s->map, s->map_len);
+	if (s->memfd >= 0)
+		close(s->memfd);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->zbuf);
+	free(s->ibuf);
+	free(s->blk);
+	free(s->freel);
+	free(s->ram);
+	if (s->sh) {
+		pthread_mutex_destroy(&s->sh->lock);
+		free(s->sh);
+	}
+}
+
+static void queue_free(struct wf_store *s, bool ring)
 {
 	if (ring) {
 		/* Unregistering waits for the ring's references to the file,
@@ -191,18 +211,13 @@ static void store_free(struct wf_store *s, bool ring)
 	}
 	if (s->efd >= 0)
 		close(s->efd);
-	if (s->map)
-		munmap(s->map, s->map_len);
-	if (s->memfd >= 0)
-		close(s->memfd);
-	if (s->fd >= 0)
-		close(s->fd);
 	free(s->bufs);
-	free(s->zbuf);
-	free(s->ibuf);
-	free(s->blk);
-	free(s->freel);
-	free(s->ram);
+}
+
+static void store_free(struct wf_store *s, bool ring)
+{
+	queue_free(s, ring);
+	shared_free(s);
 	free(s);
 }
 
@@ -232,6 +247,16 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 	if (!s)
 		return -ENOMEM;
 	s->memfd = s->efd = -1;
+	s->sh = calloc(1, sizeof(*s->sh));
+	if (!s->sh) {
+		free(s);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&s->sh->lock, NULL);
+	s->sh->refs = 1;
+	s->sh->nq = 1;
+	s->sh->q[0] = s;
+	s->fd = -1;
 	s->fd = wf_store_dev_open(path, o.lock_wait_ms, &size, &blkdev, err);
 	if (s->fd < 0) {
 		ret = s->fd;
@@ -298,7 +323,7 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 	 * devices: zero range (write-zeroes/unmap where the device can). */
 	s->zero_mode = blkdev ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
 			      : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	s->zero_by_write = o.flags & WF_STORE_ZERO_BY_WRITE;
+	s->sh->zero_by_write = o.flags & WF_STORE_ZERO_BY_WRITE;
 
 	ret = ring_setup(s, o.ring_entries);
 	if (ret) {
@@ -315,27 +340,87 @@ out_free:
 
 void wf_store_close(struct wf_store *s)
 {
+	struct wf_store_sh *sh;
+	bool last;
+
 	if (!s)
 		return;
-	while (s->inflight) {
-		if (wf_store_submit_and_wait(s) < 0 && s->inflight) {
+	while (wf_store_inflight(s)) {
+		if (wf_store_submit_and_wait(s) < 0 && wf_store_inflight(s)) {
 			/* The ring is unusable: nothing more will complete. */
 			break;
 		}
 		wf_store_poll(s, 256);
 	}
-	store_free(s, true);
+	sh = s->sh;
+	pthread_mutex_lock(&sh->lock);
+	sh->q[s->qidx] = NULL;
+	last = --sh->refs == 0;
+	pthread_mutex_unlock(&sh->lock);
+	queue_free(s, true);
+	if (last)
+		shared_free(s);
+	free(s);
+}
+
+int wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
+		       struct wf_store **out)
+{
+	struct wf_store_sh *sh = s->sh;
+	struct wf_store *n;
+	int ret;
+
+	if (ring_entries > 32768)
+		return -EINVAL;
+	if (sh->nq >= WF_STORE_MAX_QUEUES)
+		return -EMFILE;
+	n = malloc(sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	/* The shared pointers and the geometry, then this queue's own. */
+	memcpy(n, s, sizeof(*n));
+	memset(&n->ring, 0, sizeof(n->ring));
+	n->efd = -1;
+	n->defer_head = n->defer_tail = n->drain = NULL;
+	n->ready_head = n->ready_tail = n->outbox = NULL;
+	n->bufs = NULL;
+	n->nbufs = 0;
+	n->inflight = n->guests = n->blk_out = 0;
+	ret = ring_setup(n, ring_entries ? ring_entries : 256);
+	if (ret) {
+		free(n);
+		return ret;
+	}
+	pthread_mutex_lock(&sh->lock);
+	n->qidx = sh->nq;
+	sh->q[sh->nq++] = n;
+	sh->refs++;
+	pthread_mutex_unlock(&sh->lock);
+	*out = n;
+	return 0;
+}
+
+unsigned wf_store_queues(const struct wf_store *s)
+{
+	return s->sh->nq;
+}
+
+unsigned wf_store_queue_index(const struct wf_store *s)
+{
+	return s->qidx;
 }
 
 void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st)
 {
+	uint64_t nfree = __atomic_load_n(&s->sh->nfree, __ATOMIC_RELAXED);
+
 	memset(st, 0, sizeof(*st));
 	st->cluster_id = s->sb.cluster_id;
 	st->target_id = s->sb.target_id;
 	st->extent_size = s->sb.extent_size;
 	st->extents = s->sb.extents;
-	st->free = s->nfree;
-	st->used = s->sb.extents - s->nfree;
+	st->free = nfree;
+	st->used = s->sb.extents - nfree;
 	st->index_bytes = s->ram_bytes;
 	st->torn_blocks = s->torn;
 	st->volatile_cache = s->volatile_cache;
@@ -366,7 +451,7 @@ int wf_store_event_fd(struct wf_store *s)
 
 unsigned wf_store_inflight(const struct wf_store *s)
 {
-	return s->inflight;
+	return s->inflight + s->guests + s->blk_out + (s->outbox ? 1 : 0);
 }
 
 int wf_store_index_fd(const struct wf_store *s)

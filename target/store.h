@@ -5,10 +5,19 @@
  * registered buffers).  Format, durability rules and memory sizing are in
  * docs/store.md; this header states the contracts.
  *
- * Threading: a store belongs to one reactor thread.  Nothing here takes a
- * lock; nothing on the data path allocates.  Requests are caller-owned
- * structs (struct wf_store_req) that stay untouched by the caller from the
- * submitting call until their done callback runs.
+ * Threading: a store has one or more queues (struct wf_store handles: the
+ * one wf_store_open returns, plus those of wf_store_add_queue), each with
+ * its own io_uring and owned by one thread.  Every (volume, extent) has an
+ * owner queue (wf_store_owner): a request submitted on another queue is
+ * passed to the owner's ring with IORING_OP_MSG_RING, runs there, and comes
+ * back the same way, so its done callback still runs in the submitting
+ * queue's wf_store_poll.  The per-extent state is thus only ever touched by
+ * one thread: reads and overwrites of mapped extents take no lock.
+ * Allocating or freeing an extent and persisting the index take the
+ * store's one mutex (docs/store.md, "Queues").  Nothing on the data path
+ * allocates.  Requests are caller-owned structs (struct wf_store_req) that
+ * stay untouched by the caller from the submitting call until their done
+ * callback runs.
  *
  * The reactor loop is, liburing style:
  *
@@ -38,6 +47,7 @@
 #define WF_STORE_EXTENT_MIN     4096u
 #define WF_STORE_EXTENT_MAX     (1u << 30)
 #define WF_STORE_EXTENT_NONE    UINT32_MAX /* largest extent index + 1 */
+#define WF_STORE_MAX_QUEUES     256u    /* queues (reactors) of one store */
 
 struct wf_store;
 
@@ -147,6 +157,11 @@ struct wf_store_req {
 
 	/* private to the store */
 	struct wf_store_req *next;
+	struct wf_store *home;          /* submitted here: done runs here */
+	struct wf_store *q;             /* runs here (the extent's owner) */
+	struct wf_store *xdst;          /* outbox: the message's queue */
+	int32_t  xres;                  /* outbox: the message's result */
+	uint8_t  xkind;                 /* message in flight (store_io.c) */
 	void     *buf;
 	uint64_t volume;
 	uint64_t offset;
@@ -211,6 +226,28 @@ int wf_store_discard(struct wf_store *s, struct wf_store_req *req,
 		     uint64_t volume, uint64_t offset, uint32_t len);
 int wf_store_flush(struct wf_store *s, struct wf_store_req *req);
 
+/*
+ * More queues on the same store: a new io_uring (256 SQEs when
+ * ring_entries is 0) sharing the index, the allocator and the device.  Add
+ * every queue before the first request on any of them (the owner of an
+ * extent depends on the number of queues); at most WF_STORE_MAX_QUEUES.
+ * Each queue is closed with wf_store_close (the last one frees the store);
+ * close them only when no queue has requests in flight (wf_store_inflight
+ * of every queue is 0, polling all of them), since a request may wait on
+ * another queue's ring.  Needs IORING_OP_MSG_RING (Linux 5.18).
+ */
+int  wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
+			struct wf_store **out);
+/* Queues of the store, and the index of this one (0 for the first). */
+unsigned wf_store_queues(const struct wf_store *s);
+unsigned wf_store_queue_index(const struct wf_store *s);
+
+/* The queue that owns extent `extent` of `volume` among n queues.  Also
+ * the reactor an initiator sends that extent's requests to (docs/protocol.md,
+ * "Reactors"): keep it stable. */
+static inline unsigned wf_store_owner(uint64_t volume, uint32_t extent,
+				      unsigned n);
+
 /* Reactor hooks */
 
 /* Submit every queued SQE (one io_uring_enter).  Returns the count. */
@@ -226,7 +263,8 @@ int  wf_store_ring_fd(const struct wf_store *s);
 /* An eventfd signalled on completions (created and registered on first
  * call); for reactors that prefer an eventfd to the ring fd. */
 int  wf_store_event_fd(struct wf_store *s);
-/* Requests accepted and not yet completed. */
+/* Requests accepted on this queue and not yet completed, plus work this
+ * queue's ring does for other queues. */
 unsigned wf_store_inflight(const struct wf_store *s);
 
 /*
@@ -326,6 +364,14 @@ static inline uint64_t wf_store_hash(uint64_t volume, uint32_t extent,
 	h *= 0x94d049bb133111ebull;
 	h ^= h >> 31;
 	return (uint64_t)(((unsigned __int128)h * n) >> 64);
+}
+
+static inline unsigned wf_store_owner(uint64_t volume, uint32_t extent,
+				      unsigned n)
+{
+	/* Salted so the owner does not follow the hash table's bucket. */
+	return n <= 1 ? 0 : (unsigned)wf_store_hash(volume ^ 0x7265616374ull,
+						    extent, n);
 }
 
 #endif

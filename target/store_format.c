@@ -217,7 +217,10 @@ void wf_ix_build(const struct wf_store *s, uint64_t b, uint8_t copy,
 	put64(blk + IX_NONCE, s->sb.nonce);
 	for (i = 0; i < WF_IX_SLOTS && first + i < s->sb.extents; i++) {
 		uint64_t p = first + i;
-		uint32_t st = s->ram ? WF_EXT_STATE(s->ram[p]) : WF_EXT_FREE;
+		/* Under the store lock; the owner queue may change the I/O
+		 * count beside the state bits meanwhile (atomic word). */
+		uint32_t st = s->ram ? WF_EXT_STATE(__atomic_load_n(&s->ram[p],
+						     __ATOMIC_RELAXED)) : WF_EXT_FREE;
 		uint8_t *slot = blk + WF_IX_HDR + i * WF_IX_SLOT;
 
 		/* A discard keeps the extent mapped on disk until its zeroing

@@ -8,6 +8,7 @@
 #define WEFT_TARGET_STORE_INT_H
 
 #include <liburing.h>
+#include <pthread.h>
 
 #include "target/store.h"
 
@@ -75,16 +76,43 @@ struct wf_iblk {
 	uint8_t  waiting;               /* queued for an index buffer */
 };
 
+/*
+ * What every queue (handle) of one store shares and may change: the
+ * allocator, the hash table's counters, the index block buffers.  Changed
+ * only under lock (the slow path: allocating or freeing an extent and
+ * persisting the index); counters that the fast path or wf_store_stat read
+ * are written with atomic stores.  See docs/store.md, "Queues".
+ */
+struct wf_store_sh {
+	pthread_mutex_t lock;
+	unsigned refs;                  /* open queues */
+	unsigned nq;                    /* queues: the owner hash's n */
+	struct wf_store *q[WF_STORE_MAX_QUEUES];
+	uint64_t nfree;
+	uint64_t live;                  /* keys in the hash table */
+	uint64_t tombs;                 /* tombstones in the hash table */
+	uint16_t ibuf_free[WF_IBUF_MAX];
+	unsigned nibuf_free;
+	uint32_t wait_head, wait_tail;  /* blocks waiting for an index buffer */
+	int      failed;                /* -errno once an index write failed */
+	bool     zero_by_write;         /* fallocate refused: write zeros */
+};
+
+/*
+ * One queue of a store: its own io_uring (registered file, registered
+ * buffers) and request lists, used by one thread.  Every queue holds the
+ * same pointers to the shared memory below (copied at wf_store_add_queue).
+ */
 struct wf_store {
 	struct io_uring ring;
+	struct wf_store_sh *sh;
+	unsigned qidx;                  /* in sh->q */
 	int      fd;
 	int      memfd;
 	int      efd;
 	bool     volatile_cache;
 	bool     is_blkdev;
-	bool     zero_by_write;         /* fallocate refused: write zeros */
 	int      zero_mode;             /* fallocate mode that zeroes a range */
-	int      failed;                /* -errno once an index write failed */
 
 	struct wf_sb sb;
 	uint32_t extent_shift;
@@ -97,28 +125,28 @@ struct wf_store {
 	struct wf_store_pe *pe;
 	uint32_t *ht;
 	uint64_t buckets;
-	uint64_t live;                  /* keys in the hash table */
-	uint64_t tombs;                 /* tombstones in the hash table */
 
-	/* private */
+	/* shared, owned by the store (see struct wf_store_sh for the rules) */
 	uint32_t *ram;                  /* per extent: state | io count */
 	uint32_t *freel;                /* free extents, a stack */
-	uint64_t nfree;
 	struct wf_iblk *blk;
 	uint8_t  *ibuf;                 /* WF_IBUF_MAX index block buffers */
-	uint16_t ibuf_free[WF_IBUF_MAX];
-	unsigned nibuf_free;
-	uint32_t wait_head, wait_tail;  /* blocks waiting for an index buffer */
+	void    *zbuf;                  /* zeros, for the zeroing fallback */
+	uint32_t zbuf_len;
+	uint32_t torn;
+	size_t   ram_bytes;
+
+	/* this queue's */
 	struct wf_store_req *defer_head, *defer_tail; /* wait for a state change */
 	struct wf_store_req *drain;     /* discards waiting for I/O to drain */
 	struct wf_store_req *ready_head, *ready_tail; /* answered, no SQE */
-	void    *zbuf;                  /* zeros, for the zeroing fallback */
-	uint32_t zbuf_len;
+	struct wf_store_req *outbox;    /* messages to other queues that found
+	                                 * no SQE: sent again at the next poll */
 	struct iovec *bufs;             /* registered buffers */
 	unsigned nbufs;
-	unsigned inflight;              /* accepted, not completed requests */
-	uint32_t torn;
-	size_t   ram_bytes;
+	unsigned inflight;              /* accepted here, not completed */
+	unsigned guests;                /* other queues' requests run here */
+	unsigned blk_out;               /* index writes on this ring */
 };
 
 /* store_io.c: index table helpers used by open */

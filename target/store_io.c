@@ -16,9 +16,20 @@
  *   flush     IO -> done
  * req->parts counts what is still outstanding; the last part to finish
  * runs the callback.
+ *
+ * Queues (several reactors on one store, see store.h): a request runs on
+ * the queue that owns its extent.  Submitted elsewhere, it travels there
+ * as an IORING_OP_MSG_RING CQE (TAG_EXEC) and back (TAG_DONE); an index
+ * write carries requests of any queue and hands each back to its queue
+ * the same way (TAG_BLKDONE).  So the per-extent state (ram[], the drain
+ * and defer lists) is only ever touched by the extent's owner, lock-free;
+ * the allocator, the hash table's writers and the index blocks take
+ * sh->lock.  Lock-free lookups retry around a hash table rebuild
+ * (hdr->table_seq), like the short-circuit readers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "target/store_int.h"
@@ -26,8 +37,13 @@
 /* user_data tags: requests are 8-byte aligned, blocks are numbers. */
 #define TAG_REQ         0ull    /* a request's device I/O */
 #define TAG_SOFT        1ull    /* a request answered without device I/O */
-#define TAG_BLK         2ull    /* an index block write: block << 2 */
-#define TAG_MASK        3ull
+#define TAG_BLK         2ull    /* an index block write: block << 3 */
+#define TAG_EXEC        3ull    /* message: run this request here (owner) */
+#define TAG_DONE        4ull    /* message: your request is done (res) */
+#define TAG_BLKDONE     5ull    /* message: its index write is done (res) */
+#define TAG_XSRC        6ull    /* a message we sent failed */
+#define TAG_MASK        7ull
+#define TAG_SHIFT       3
 
 #define HT_EMPTY        0u
 #define HT_TOMB         UINT32_MAX
@@ -46,6 +62,22 @@ enum {
 #define RF_WHOLE        0x80u   /* req->flags: discard of a whole extent */
 
 static void redispatch(struct wf_store *s);
+static void msg_send(struct wf_store *s, struct wf_store *dst,
+		     struct wf_store_req *req, uint8_t kind, int res);
+
+static void lock(struct wf_store *s)
+{
+	pthread_mutex_lock(&s->sh->lock);
+}
+
+static void unlock(struct wf_store *s)
+{
+	pthread_mutex_unlock(&s->sh->lock);
+}
+
+/* Atomic stores for what other threads read without the lock. */
+#define SET(field, v)   __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define GET(field)      __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 /* Hash table (shared view).  Buckets hold phys + 1; readers in other
  * processes probe concurrently, so entries never move except in a rebuild
@@ -56,15 +88,17 @@ int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 {
 	uint64_t i = wf_store_hash(volume, extent, s->buckets);
 
-	for (;;) {
-		uint32_t v = s->ht[i];
+	/* Bounded, and every entry checked: a lock-free caller may probe a
+	 * table that another queue is rebuilding (it then retries). */
+	for (uint64_t n = 0; n < s->buckets; n++) {
+		uint32_t v = __atomic_load_n(&s->ht[i], __ATOMIC_ACQUIRE);
 
 		if (v == HT_EMPTY)
 			return -1;
-		if (v != HT_TOMB) {
+		if (v != HT_TOMB && v - 1 < s->sb.extents) {
 			const struct wf_store_pe *pe = &s->pe[v - 1];
 
-			if (pe->volume == volume && pe->extent == extent) {
+			if (GET(pe->volume) == volume && GET(pe->extent) == extent) {
 				*bucket = i;
 				return (int)(v - 1);
 			}
@@ -72,6 +106,7 @@ int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 		if (++i == s->buckets)
 			i = 0;
 	}
+	return -1;
 }
 
 static void ht_put(struct wf_store *s, uint32_t phys)
@@ -83,9 +118,9 @@ static void ht_put(struct wf_store *s, uint32_t phys)
 		if (++i == s->buckets)
 			i = 0;
 	if (s->ht[i] == HT_TOMB)
-		s->tombs--;
+		s->sh->tombs--;
 	__atomic_store_n(&s->ht[i], phys + 1, __ATOMIC_RELEASE);
-	s->live++;
+	s->sh->live++;
 }
 
 /* Rebuild without tombstones.  Readers see table_seq odd and retry. */
@@ -96,7 +131,7 @@ static void ht_rebuild(struct wf_store *s)
 	__atomic_store_n(&s->hdr->table_seq, seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	memset(s->ht, 0, s->buckets * sizeof(*s->ht));
-	s->live = s->tombs = 0;
+	s->sh->live = s->sh->tombs = 0;
 	for (uint64_t p = 0; p < s->sb.extents; p++)
 		if (s->pe[p].extent != WF_STORE_EXTENT_NONE)
 			ht_put(s, (uint32_t)p);
@@ -107,7 +142,7 @@ void wf_ht_insert(struct wf_store *s, uint32_t phys)
 {
 	ht_put(s, phys);
 	/* Keep >= 1/8 of the buckets empty so probes stay short and end. */
-	if (s->live + s->tombs > s->buckets - s->buckets / 8)
+	if (s->sh->live + s->sh->tombs > s->buckets - s->buckets / 8)
 		ht_rebuild(s);
 }
 
@@ -121,10 +156,10 @@ static void ht_remove(struct wf_store *s, uint64_t bucket)
 		__atomic_store_n(&s->ht[bucket], HT_EMPTY, __ATOMIC_RELEASE);
 	} else {
 		__atomic_store_n(&s->ht[bucket], HT_TOMB, __ATOMIC_RELEASE);
-		s->tombs++;
+		s->sh->tombs++;
 	}
-	s->live--;
-	if (s->live + s->tombs > s->buckets - s->buckets / 8)
+	s->sh->live--;
+	if (s->sh->live + s->sh->tombs > s->buckets - s->buckets / 8)
 		ht_rebuild(s);
 }
 
@@ -140,21 +175,50 @@ static void seq_end(struct wf_store *s, uint32_t p)
 	__atomic_store_n(&s->pe[p].seq, s->pe[p].seq + 1, __ATOMIC_RELEASE);
 }
 
+/* ram[p] is written only by the queue that owns what p holds (or under
+ * the lock while p is free); index block builders read it under the lock
+ * from any queue: whole-word atomic loads and stores, no RMW needed. */
+static uint32_t ram_get(const struct wf_store *s, uint32_t p)
+{
+	return __atomic_load_n(&s->ram[p], __ATOMIC_RELAXED);
+}
+
+static void ram_set(struct wf_store *s, uint32_t p, uint32_t v)
+{
+	__atomic_store_n(&s->ram[p], v, __ATOMIC_RELAXED);
+}
+
 static uint32_t ext_state(const struct wf_store *s, uint32_t p)
 {
-	return WF_EXT_STATE(s->ram[p]);
+	return WF_EXT_STATE(ram_get(s, p));
 }
 
 static void set_state(struct wf_store *s, uint32_t p, uint32_t st)
 {
-	s->ram[p] = (s->ram[p] & ~7u) | st;
+	ram_set(s, p, (ram_get(s, p) & ~7u) | st);
 }
 
-static int lookup(const struct wf_store *s, const struct wf_store_req *req,
+/* Lock-free lookup: retried around a rebuild of the hash table (which
+ * runs under the lock, so waiting on the lock waits for it). */
+static int lookup(struct wf_store *s, const struct wf_store_req *req,
 		  uint64_t *bucket)
 {
-	return wf_ht_find(s, req->volume, (uint32_t)(req->offset >> s->extent_shift),
-			  bucket);
+	uint32_t ext = (uint32_t)(req->offset >> s->extent_shift);
+
+	for (;;) {
+		uint32_t t = __atomic_load_n(&s->hdr->table_seq, __ATOMIC_ACQUIRE);
+		int p;
+
+		if (t & 1) {
+			lock(s);
+			unlock(s);
+			continue;
+		}
+		p = wf_ht_find(s, req->volume, ext, bucket);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&s->hdr->table_seq, __ATOMIC_RELAXED) == t)
+			return p;
+	}
 }
 
 static uint64_t dev_off(const struct wf_store *s, uint32_t p, uint64_t in_ext)
@@ -176,6 +240,12 @@ static struct io_uring_sqe *sqe_get(struct wf_store *s)
 
 static void req_finish(struct wf_store *s, struct wf_store_req *req)
 {
+	if (req->home != s) {
+		/* Ran here for another queue: its callback runs there. */
+		s->guests--;
+		msg_send(s, req->home, req, TAG_DONE, req->res);
+		return;
+	}
 	s->inflight--;
 	req->done(req, req->res);
 }
@@ -237,7 +307,7 @@ static void defer(struct wf_store *s, struct wf_store_req *req)
 /* Device I/O accounting per extent: a whole-extent discard waits for it. */
 static void io_get(struct wf_store *s, uint32_t p)
 {
-	s->ram[p] += WF_EXT_IO_ONE;
+	ram_set(s, p, ram_get(s, p) + WF_EXT_IO_ONE);
 }
 
 static void disc_zero(struct wf_store *s, struct wf_store_req *req);
@@ -246,8 +316,8 @@ static void io_put(struct wf_store *s, uint32_t p)
 {
 	struct wf_store_req **pp;
 
-	s->ram[p] -= WF_EXT_IO_ONE;
-	if (ext_state(s, p) != WF_EXT_DISCARDING || s->ram[p] >= WF_EXT_IO_ONE)
+	ram_set(s, p, ram_get(s, p) - WF_EXT_IO_ONE);
+	if (ext_state(s, p) != WF_EXT_DISCARDING || ram_get(s, p) >= WF_EXT_IO_ONE)
 		return;
 	for (pp = &s->drain; *pp; pp = &(*pp)->next) {
 		struct wf_store_req *req = *pp;
@@ -297,14 +367,14 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 
 	if (blk->busy || blk->waiting || !blk->pending)
 		return;
-	if (!s->nibuf_free) {
+	if (!s->sh->nibuf_free) {
 		blk->waiting = 1;
 		blk->wait_next = UINT32_MAX;
-		if (s->wait_tail != UINT32_MAX)
-			s->blk[s->wait_tail].wait_next = (uint32_t)b;
+		if (s->sh->wait_tail != UINT32_MAX)
+			s->blk[s->sh->wait_tail].wait_next = (uint32_t)b;
 		else
-			s->wait_head = (uint32_t)b;
-		s->wait_tail = (uint32_t)b;
+			s->sh->wait_head = (uint32_t)b;
+		s->sh->wait_tail = (uint32_t)b;
 		return;
 	}
 	sqe = sqe_get(s);
@@ -313,16 +383,19 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 		struct wf_store_req *req = blk->pending;
 
 		blk->pending = NULL;
-		s->failed = -EIO;
+		SET(s->sh->failed, -EIO);
 		while (req) {
 			struct wf_store_req *next = req->next;
 
-			part_fail_soft(s, req, -EIO);
+			if (req->q == s)
+				part_fail_soft(s, req, -EIO);
+			else
+				msg_send(s, req->q, req, TAG_BLKDONE, -EIO);
 			req = next;
 		}
 		return;
 	}
-	buf = s->ibuf_free[--s->nibuf_free];
+	buf = s->sh->ibuf_free[--s->sh->nibuf_free];
 	img = s->ibuf + (size_t)buf * WF_STORE_BLOCK;
 	wf_ix_build(s, b, blk->next_copy, blk->seq + 1, img);
 	io_uring_prep_write(sqe, 0, img, WF_STORE_BLOCK,
@@ -332,14 +405,16 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 	 * write that needed it is acknowledged: FUA this block. */
 	if (s->volatile_cache)
 		sqe->rw_flags = RWF_DSYNC;
-	io_uring_sqe_set_data64(sqe, (b << 2) | TAG_BLK);
+	io_uring_sqe_set_data64(sqe, (b << TAG_SHIFT) | TAG_BLK);
+	s->blk_out++;
 	blk->buf = buf;
 	blk->busy = 1;
 	blk->inflight = blk->pending;
 	blk->pending = NULL;
 }
 
-/* req changed block b's image (allocation or free): persist it. */
+/* req changed block b's image (allocation or free): persist it.  The
+ * blk_* functions run under the store lock. */
 static void blk_change(struct wf_store *s, struct wf_store_req *req)
 {
 	struct wf_iblk *blk = &s->blk[req->phys / WF_IX_SLOTS];
@@ -367,6 +442,7 @@ static void blk_wait(struct wf_store *s, struct wf_store_req *req)
 	}
 }
 
+/* Under the store lock. */
 static void free_extent(struct wf_store *s, uint32_t p)
 {
 	uint64_t bucket;
@@ -377,7 +453,8 @@ static void free_extent(struct wf_store *s, uint32_t p)
 	__atomic_store_n(&s->pe[p].volume, 0, __ATOMIC_RELAXED);
 	seq_end(s, p);
 	set_state(s, p, WF_EXT_FREE);
-	s->freel[s->nfree++] = p;
+	s->freel[s->sh->nfree] = p;
+	SET(s->sh->nfree, s->sh->nfree + 1);
 }
 
 /*
@@ -399,15 +476,38 @@ static void data_after_index(struct wf_store *s, struct wf_store_req *req,
 	prep_rw(s, req, sqe, true);
 }
 
+/* The index write that req waited for is done (err: it failed): go on,
+ * on req's own queue. */
+static void blk_cont(struct wf_store *s, struct wf_store_req *req, int err)
+{
+	if (req->phase == PH_ALLOC || req->phase == PH_WAIT) {
+		if (!err && req->phase == PH_ALLOC) {
+			set_state(s, req->phys, WF_EXT_MAPPED);
+			seq_end(s, req->phys);
+		}
+		data_after_index(s, req, err);
+	} else {
+		if (!err && req->phase == PH_FREE) {
+			lock(s);
+			free_extent(s, req->phys);
+			unlock(s);
+		}
+		part_done(s, req, err);
+	}
+}
+
 static void blk_done(struct wf_store *s, uint64_t b, int res)
 {
 	struct wf_iblk *blk = &s->blk[b];
-	struct wf_store_req *req = blk->inflight;
+	struct wf_store_req *req;
 	int err = 0;
 
+	s->blk_out--;
+	lock(s);
+	req = blk->inflight;
 	blk->busy = 0;
 	blk->inflight = NULL;
-	s->ibuf_free[s->nibuf_free++] = blk->buf;
+	s->sh->ibuf_free[s->sh->nibuf_free++] = blk->buf;
 	if (res == (int)WF_STORE_BLOCK) {
 		blk->seq++;
 		blk->next_copy ^= 1;
@@ -415,35 +515,30 @@ static void blk_done(struct wf_store *s, uint64_t b, int res)
 		/* The index on disk is now unknown: refuse everything rather
 		 * than risk acknowledging writes a restart would not find. */
 		err = res < 0 ? res : -EIO;
-		s->failed = err;
-	}
-	while (req) {
-		struct wf_store_req *next = req->next;
-
-		if (req->phase == PH_ALLOC || req->phase == PH_WAIT) {
-			if (!err && req->phase == PH_ALLOC) {
-				set_state(s, req->phys, WF_EXT_MAPPED);
-				seq_end(s, req->phys);
-			}
-			data_after_index(s, req, err);
-		} else {
-			if (!err && req->phase == PH_FREE)
-				free_extent(s, req->phys);
-			part_done(s, req, err);
-		}
-		req = next;
+		SET(s->sh->failed, err);
 	}
 	/* A buffer came back: start a block that waited for one. */
-	while (s->nibuf_free && s->wait_head != UINT32_MAX) {
-		uint32_t w = s->wait_head;
+	while (s->sh->nibuf_free && s->sh->wait_head != UINT32_MAX) {
+		uint32_t w = s->sh->wait_head;
 
-		s->wait_head = s->blk[w].wait_next;
-		if (s->wait_head == UINT32_MAX)
-			s->wait_tail = UINT32_MAX;
+		s->sh->wait_head = s->blk[w].wait_next;
+		if (s->sh->wait_head == UINT32_MAX)
+			s->sh->wait_tail = UINT32_MAX;
 		s->blk[w].waiting = 0;
 		blk_kick(s, w);
 	}
 	blk_kick(s, b);
+	unlock(s);
+	/* Outside the lock: continuations run callbacks, which may submit. */
+	while (req) {
+		struct wf_store_req *next = req->next;
+
+		if (req->q == s)
+			blk_cont(s, req, err);
+		else
+			msg_send(s, req->q, req, TAG_BLKDONE, err);
+		req = next;
+	}
 	redispatch(s);
 }
 
@@ -455,8 +550,8 @@ static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
 	uint64_t bucket;
 	int p;
 
-	if (s->failed)
-		return complete_soft(s, req, s->failed);
+	if (GET(s->sh->failed))
+		return complete_soft(s, req, GET(s->sh->failed));
 	p = lookup(s, req, &bucket);
 	if (p < 0 || ext_state(s, (uint32_t)p) >= WF_EXT_DISCARDING) {
 		/* Thin provisioning: never written (or being discarded, which
@@ -482,16 +577,22 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 	uint32_t p;
 	int f;
 
-	if (s->failed)
-		return complete_soft(s, req, s->failed);
+	if (GET(s->sh->failed))
+		return complete_soft(s, req, GET(s->sh->failed));
 	f = lookup(s, req, &bucket);
 	if (f >= 0 && ext_state(s, (uint32_t)f) >= WF_EXT_DISCARDING)
 		return defer(s, req);   /* a new allocation after the discard */
-	if (f < 0 && !s->nfree)
-		return complete_soft(s, req, -ENOSPC);
 	req->parts = 1;
 	if (f < 0) {
-		p = s->freel[--s->nfree];
+		/* The slow path: the extent is ours (we own its key), the
+		 * allocator, the hash table and the index block are shared. */
+		lock(s);
+		if (!s->sh->nfree) {
+			unlock(s);
+			return complete_soft(s, req, -ENOSPC);
+		}
+		SET(s->sh->nfree, s->sh->nfree - 1);
+		p = s->freel[s->sh->nfree];
 		/* Odd seq from here until the entry is persisted: view
 		 * readers must not trust it yet. */
 		seq_begin(s, p);
@@ -503,13 +604,16 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		req->phase = PH_ALLOC;
 		io_get(s, p);
 		blk_change(s, req);     /* the data write follows the index */
+		unlock(s);
 		return;
 	}
 	req->phys = (uint32_t)f;
 	io_get(s, req->phys);
 	if (ext_state(s, req->phys) == WF_EXT_ALLOCATING) {
 		req->phase = PH_WAIT;
+		lock(s);
 		blk_wait(s, req);
+		unlock(s);
 		return;
 	}
 	sqe = sqe_get(s);
@@ -540,7 +644,7 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 	if (!sqe)
 		return -EBUSY;
 	zero_range(s, req, req->flags & RF_WHOLE, &off, &len);
-	if (!s->zero_by_write) {
+	if (!GET(s->sh->zero_by_write)) {
 		req->phase = PH_ZERO;
 		io_uring_prep_fallocate(sqe, 0, s->zero_mode, (off_t)off, (off_t)len);
 	} else {
@@ -569,7 +673,7 @@ static void disc_zero(struct wf_store *s, struct wf_store_req *req)
 		set_state(s, req->phys, WF_EXT_MAPPED);
 		seq_end(s, req->phys);
 	} else {
-		s->ram[req->phys] -= WF_EXT_IO_ONE;
+		ram_set(s, req->phys, ram_get(s, req->phys) - WF_EXT_IO_ONE);
 	}
 	req->parts = 1;
 	part_fail_soft(s, req, ret);
@@ -581,8 +685,8 @@ static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
 	uint32_t p, st;
 	int f;
 
-	if (s->failed)
-		return complete_soft(s, req, s->failed);
+	if (GET(s->sh->failed))
+		return complete_soft(s, req, GET(s->sh->failed));
 	f = lookup(s, req, &bucket);
 	if (f < 0)
 		return complete_soft(s, req, 0);        /* nothing there */
@@ -602,7 +706,7 @@ static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
 	req->flags |= RF_WHOLE;
 	set_state(s, p, WF_EXT_DISCARDING);
 	seq_begin(s, p);
-	if (s->ram[p] >= WF_EXT_IO_ONE) {
+	if (ram_get(s, p) >= WF_EXT_IO_ONE) {
 		req->phase = PH_DRAIN;
 		req->next = s->drain;
 		s->drain = req;
@@ -633,7 +737,7 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	case PH_ZERO:
 		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENODEV) {
 			/* No fallocate zeroing here: write zeros from now on. */
-			s->zero_by_write = true;
+			SET(s->sh->zero_by_write, true);
 			req->chunk = 0;
 			res = zero_step(s, req);
 			if (!res)
@@ -659,7 +763,9 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 		if (res >= 0) {
 			req->phase = PH_FREE;
 			set_state(s, req->phys, WF_EXT_FREEING);
+			lock(s);
 			blk_change(s, req);
+			unlock(s);
 			return;
 		}
 		break;
@@ -684,15 +790,17 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	}
 	req->phase = PH_FREE;
 	set_state(s, req->phys, WF_EXT_FREEING);
+	lock(s);
 	blk_change(s, req);
+	unlock(s);
 }
 
 static void flush_dispatch(struct wf_store *s, struct wf_store_req *req)
 {
 	struct io_uring_sqe *sqe;
 
-	if (s->failed)
-		return complete_soft(s, req, s->failed);
+	if (GET(s->sh->failed))
+		return complete_soft(s, req, GET(s->sh->failed));
 	sqe = sqe_get(s);
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
@@ -756,11 +864,13 @@ static int validate(const struct wf_store *s, uint64_t offset, uint32_t len,
 	return 0;
 }
 
-static void req_setup(struct wf_store_req *req, uint8_t op, uint64_t volume,
-		      uint64_t offset, uint32_t len, void *buf, int buf_index,
-		      unsigned flags)
+static void req_setup(struct wf_store *s, struct wf_store_req *req, uint8_t op,
+		      uint64_t volume, uint64_t offset, uint32_t len, void *buf,
+		      int buf_index, unsigned flags)
 {
 	req->next = NULL;
+	req->home = req->q = s;
+	req->xkind = 0;
 	req->op = op;
 	req->volume = volume;
 	req->offset = offset;
@@ -775,6 +885,32 @@ static void req_setup(struct wf_store_req *req, uint8_t op, uint64_t volume,
 	req->phys = UINT32_MAX;
 }
 
+/*
+ * Run req here, or send it to the queue that owns its extent.  A
+ * registered buffer is this queue's: the owner does plain I/O on the same
+ * memory.
+ */
+static void submit(struct wf_store *s, struct wf_store_req *req)
+{
+	struct wf_store *o = s;
+
+	s->inflight++;
+	if (s->sh->nq > 1 && req->op != WF_STORE_OP_FLUSH) {
+		o = s->sh->q[wf_store_owner(req->volume,
+					    (uint32_t)(req->offset >> s->extent_shift),
+					    s->sh->nq)];
+		if (!o)
+			o = s;  /* a queue closing: only at teardown */
+	}
+	if (o != s) {
+		req->buf_index = -1;
+		req->q = o;
+		msg_send(s, o, req, TAG_EXEC, 0);
+		return;
+	}
+	dispatch(s, req);
+}
+
 int wf_store_read(struct wf_store *s, struct wf_store_req *req,
 		  uint64_t volume, uint64_t offset, uint32_t len,
 		  void *buf, int buf_index)
@@ -783,9 +919,8 @@ int wf_store_read(struct wf_store *s, struct wf_store_req *req,
 
 	if (ret || !buf || !req->done)
 		return ret ? ret : -EINVAL;
-	req_setup(req, WF_STORE_OP_READ, volume, offset, len, buf, buf_index, 0);
-	s->inflight++;
-	read_dispatch(s, req);
+	req_setup(s, req, WF_STORE_OP_READ, volume, offset, len, buf, buf_index, 0);
+	submit(s, req);
 	return 0;
 }
 
@@ -797,10 +932,9 @@ int wf_store_write(struct wf_store *s, struct wf_store_req *req,
 
 	if (ret || !buf || !req->done || (flags & ~WF_STORE_FUA))
 		return ret ? ret : -EINVAL;
-	req_setup(req, WF_STORE_OP_WRITE, volume, offset, len, (void *)buf,
+	req_setup(s, req, WF_STORE_OP_WRITE, volume, offset, len, (void *)buf,
 		  buf_index, flags);
-	s->inflight++;
-	write_dispatch(s, req);
+	submit(s, req);
 	return 0;
 }
 
@@ -811,9 +945,8 @@ int wf_store_discard(struct wf_store *s, struct wf_store_req *req,
 
 	if (ret || !req->done)
 		return ret ? ret : -EINVAL;
-	req_setup(req, WF_STORE_OP_DISCARD, volume, offset, len, NULL, -1, 0);
-	s->inflight++;
-	discard_dispatch(s, req);
+	req_setup(s, req, WF_STORE_OP_DISCARD, volume, offset, len, NULL, -1, 0);
+	submit(s, req);
 	return 0;
 }
 
@@ -821,9 +954,8 @@ int wf_store_flush(struct wf_store *s, struct wf_store_req *req)
 {
 	if (!req->done)
 		return -EINVAL;
-	req_setup(req, WF_STORE_OP_FLUSH, 0, 0, 0, NULL, -1, 0);
-	s->inflight++;
-	flush_dispatch(s, req);
+	req_setup(s, req, WF_STORE_OP_FLUSH, 0, 0, 0, NULL, -1, 0);
+	submit(s, req);
 	return 0;
 }
 
@@ -848,6 +980,59 @@ static void req_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	}
 }
 
+/* Messages between queues (IORING_OP_MSG_RING): the CQE lands in dst's
+ * ring with user_data req | kind and res, and wakes dst like any
+ * completion (its eventfd too).  Our own CQE only comes on failure. */
+static void msg_send(struct wf_store *s, struct wf_store *dst,
+		     struct wf_store_req *req, uint8_t kind, int res)
+{
+	struct io_uring_sqe *sqe = sqe_get(s);
+
+	req->xkind = kind;
+	req->xdst = dst;
+	req->xres = res;
+	if (!sqe) {
+		/* Sent from the next wf_store_poll. */
+		req->next = s->outbox;
+		s->outbox = req;
+		return;
+	}
+	io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, (unsigned)res,
+			       (uintptr_t)req | kind, 0);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_XSRC);
+}
+
+static void outbox_flush(struct wf_store *s)
+{
+	struct wf_store_req *req = s->outbox;
+
+	s->outbox = NULL;
+	while (req) {
+		struct wf_store_req *next = req->next;
+
+		msg_send(s, req->xdst, req, req->xkind, req->xres);
+		req = next;
+	}
+}
+
+/* A message we sent did not arrive (res < 0). */
+static void msg_failed(struct wf_store *s, struct wf_store_req *req, int res)
+{
+	if (req->xkind == TAG_EXEC) {
+		/* Never reached the owner: answer it here. */
+		req->q = s;
+		req->res = res;
+		s->inflight--;
+		req->done(req, res);
+		return;
+	}
+	/* DONE or BLKDONE: the request is still ours to deliver.  Only a
+	 * closed destination ring refuses, which teardown order excludes. */
+	req->next = s->outbox;
+	s->outbox = req;
+}
+
 int wf_store_submit(struct wf_store *s)
 {
 	return io_uring_submit(&s->ring);
@@ -856,7 +1041,7 @@ int wf_store_submit(struct wf_store *s)
 int wf_store_submit_and_wait(struct wf_store *s)
 {
 	/* Answers already waiting in the ready list: do not sleep. */
-	if (s->ready_head)
+	if (s->ready_head || s->outbox)
 		return io_uring_submit(&s->ring);
 	return io_uring_submit_and_wait(&s->ring, 1);
 }
@@ -866,7 +1051,10 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 	struct { uint64_t data; int res; } done[32];
 	struct io_uring_cqe *cqes[32];
 	unsigned total = 0;
+	bool moved = false;
 
+	if (s->outbox)
+		outbox_flush(s);
 	while (s->ready_head && total < max) {
 		struct wf_store_req *req = s->ready_head;
 
@@ -897,19 +1085,43 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 				req_cqe(s, (struct wf_store_req *)(uintptr_t)d,
 					done[i].res);
 				break;
-			case TAG_SOFT: {
+			case TAG_BLK:
+				blk_done(s, d >> TAG_SHIFT, done[i].res);
+				break;
+			default: {
 				struct wf_store_req *req =
 					(struct wf_store_req *)(uintptr_t)(d & ~TAG_MASK);
 
-				req_finish(s, req);
+				switch (d & TAG_MASK) {
+				case TAG_SOFT:
+					req_finish(s, req);
+					break;
+				case TAG_EXEC:
+					/* We own its extent: run it here. */
+					s->guests++;
+					dispatch(s, req);
+					break;
+				case TAG_DONE:
+					s->inflight--;
+					req->done(req, done[i].res);
+					break;
+				case TAG_BLKDONE:
+					blk_cont(s, req, done[i].res);
+					moved = true;
+					break;
+				default:
+					msg_failed(s, req, done[i].res);
+					break;
+				}
 				break;
 			}
-			default:
-				blk_done(s, d >> 2, done[i].res);
-				break;
 			}
 		}
 		total += n;
 	}
+	/* An extent state changed by a handed-back continuation may let
+	 * deferred requests go. */
+	if (moved)
+		redispatch(s);
 	return (int)total;
 }
