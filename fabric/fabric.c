@@ -52,6 +52,9 @@ int wf_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
 		return -EINVAL;
 	d.backend = OPT(o, backend, 0);
 	d.cq_depth = OPT(o, cq_depth, WF_DEFAULT_CQ_DEPTH);
+	d.flags = OPT(o, flags, 0);
+	if (d.flags & ~(uint32_t)WF_CTX_BATCH)
+		return -EINVAL;
 	ops = backend_ops(d.backend);
 	if (!ops || !ops->ctx_create)
 		return -EPROTONOSUPPORT;
@@ -84,6 +87,11 @@ int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	if (max <= 0)
 		return -EINVAL;
 	return ctx->ops->poll(ctx, cqes, max);
+}
+
+int wf_flush(struct wf_ctx *ctx)
+{
+	return ctx->ops->flush ? ctx->ops->flush(ctx) : 0;
 }
 
 int wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,

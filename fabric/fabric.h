@@ -47,6 +47,18 @@ struct wf_ctx_opts {
 	                         * the ctx; creating an endpoint whose
 	                         * send_depth + recv_depth would overrun them
 	                         * fails with -ENOSPC (0: default 4096) */
+	uint32_t flags;         /* WF_CTX_* */
+};
+
+enum {
+	/*
+	 * Posts on the ctx's endpoints may wait until the next wf_poll(),
+	 * wf_ctx_arm() or wf_flush() on the ctx, so everything posted in
+	 * between leaves in one go (tcp: one sendmsg per endpoint instead of
+	 * one per post).  Without it every post starts at once.  Verbs posts
+	 * at once either way.
+	 */
+	WF_CTX_BATCH = 1u << 0,
 };
 
 struct wf_ep_opts {
@@ -125,6 +137,11 @@ int  wf_ctx_arm(struct wf_ctx *ctx);
  * it to complete; a verbs peer need not.
  */
 int  wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
+/*
+ * Start everything posted on the ctx's endpoints (see WF_CTX_BATCH; a
+ * no-op without it).  wf_poll() and wf_ctx_arm() do the same first.
+ */
+int  wf_flush(struct wf_ctx *ctx);
 
 /* Connections */
 int  wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,

@@ -15,6 +15,7 @@ struct wf_ops {
 	int   (*ctx_fd)(const struct wf_ctx *ctx);
 	int   (*ctx_arm)(struct wf_ctx *ctx);
 	int   (*poll)(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
+	int   (*flush)(struct wf_ctx *ctx);        /* NULL: posts never wait */
 
 	int   (*listen)(struct wf_ctx *ctx, const char *addr,
 			const struct wf_ep_opts *o, struct wf_listener **out);

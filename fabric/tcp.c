@@ -62,6 +62,14 @@
 #define HELLO_LEN     ((uint32_t)sizeof(struct wf_tcp_hello))
 #define RX_BUDGET     64        /* frames per ep per event: fairness */
 #define TX_IOV        64        /* iovecs gathered into one sendmsg */
+/*
+ * Receive staging: small frames (messages, headers, short payloads) are read
+ * many at a time into a per-endpoint buffer and taken from there; a payload
+ * with at least RX_DIRECT bytes still to come is received straight into its
+ * destination (with the buffer as a second iovec for what follows).
+ */
+#define RXB_SIZE      (16u * 1024)
+#define RX_DIRECT     2048u
 #define EVENTS        64        /* epoll events per wf_poll */
 #define ACCEPT_BUDGET 16        /* new sockets per listener event */
 #define WAITING_MAX   256       /* handshaking + unaccepted per listener:
@@ -130,6 +138,9 @@ struct tcp_ctx {
 	struct mr_slot *mrs;
 	uint32_t        nmrs;
 	struct tcp_ep  *held;           /* eps with receive credits to return */
+	struct tcp_ep  *txq;            /* WF_CTX_BATCH: eps with posts not yet
+	                                 * written */
+	bool            batch;          /* WF_CTX_BATCH */
 	struct tcp_ep  *live;           /* EP_LIVE endpoints */
 	uint32_t        nlive;
 	uint32_t        turn;           /* wf_poll calls, for the epoll cadence */
@@ -175,7 +186,7 @@ struct tx_item {
 };
 
 enum rx_state {
-	RX_HDR,         /* collecting a frame header in rx_hdr */
+	RX_HDR,         /* collecting a frame header in rxb */
 	RX_DISPATCH,    /* header decoded; waiting for a receive credit */
 	RX_PAYLOAD,     /* receiving the payload into its destination */
 };
@@ -188,6 +199,8 @@ struct tcp_ep {
 	struct tcp_ep       *lnext;
 	int64_t              hello_deadline; /* EP_HELLO: coarse ms */
 	struct tcp_ep       *held_next;
+	struct tcp_ep       *txq_next;
+	bool                 on_txq;
 	struct tcp_ep       *live_next, *live_prev;
 	bool                 on_held;
 	bool                 in_epoll;
@@ -208,8 +221,10 @@ struct tcp_ep {
 	uint32_t             resp_out;  /* read responses queued */
 
 	/* receive side */
-	uint8_t              rx_hdr[HELLO_LEN];
+	uint8_t              rx_hdr[HELLO_LEN];  /* the hello */
 	uint32_t             rx_hdr_got;
+	char                *rxb;       /* RXB_SIZE staging, see RX_DIRECT */
+	uint32_t             rxb_pos, rxb_len;   /* unread: [pos, len) */
 	int                  rx_state;
 	struct wf_tcp_frame  rx;        /* decoded header */
 	uint32_t             rx_got;    /* payload bytes received */
@@ -430,6 +445,20 @@ static void held_unlink(struct tcp_ep *ep)
 	ep->on_held = false;
 }
 
+static void txq_unlink(struct tcp_ep *ep)
+{
+	struct tcp_ep **pp;
+
+	if (!ep->on_txq)
+		return;
+	for (pp = &ep->ctx->txq; *pp; pp = &(*pp)->txq_next)
+		if (*pp == ep) {
+			*pp = ep->txq_next;
+			break;
+		}
+	ep->on_txq = false;
+}
+
 static void live_add(struct tcp_ep *ep)
 {
 	struct tcp_ctx *c = ep->ctx;
@@ -503,6 +532,8 @@ static void ep_free(struct tcp_ep *ep)
 	free(ep->op_msgs);
 	free(ep->tx);
 	free(ep->msgs);
+	free(ep->rxb);
+	txq_unlink(ep);
 	free(ep);
 }
 
@@ -537,7 +568,9 @@ static int ep_alloc(struct tcp_ep *ep, uint32_t peer_send_depth, uint32_t peer_m
 	ep->op_msgs = malloc((size_t)o->send_depth * o->msg_size);
 	ep->tx = calloc(ep->tx_cap, sizeof(*ep->tx));
 	ep->msgs = malloc((size_t)o->recv_depth * o->msg_size);
-	if (!ep->ops || !ep->op_free || !ep->op_msgs || !ep->tx || !ep->msgs)
+	ep->rxb = malloc(RXB_SIZE);
+	if (!ep->ops || !ep->op_free || !ep->op_msgs || !ep->tx || !ep->msgs ||
+	    !ep->rxb)
 		return -ENOMEM;
 	for (i = 0; i < o->send_depth; i++)
 		ep->op_free[i] = o->send_depth - 1 - i;
@@ -665,10 +698,34 @@ static int op_take(struct tcp_ep *ep, uint8_t kind, uint64_t wr_id,
 
 static void post(struct tcp_ep *ep)
 {
-	/* Only the first queued item is written at once; later ones wait for
-	 * the socket to drain (EPOLLOUT) so frames stay in order. */
-	if (ep->tx_count == 1)
+	struct tcp_ctx *c = ep->ctx;
+
+	/* Only the first queued item starts a write; later ones wait for the
+	 * socket to drain (EPOLLOUT) or for the batch to be flushed, so
+	 * frames stay in order. */
+	if (ep->tx_count != 1)
+		return;
+	if (!c->batch) {
 		tx_flush(ep);
+	} else if (!ep->on_txq) {
+		ep->on_txq = true;
+		ep->txq_next = c->txq;
+		c->txq = ep;
+	}
+}
+
+/* WF_CTX_BATCH: write what was posted since the last flush, one sendmsg
+ * per endpoint for all of it. */
+static void txq_flush(struct tcp_ctx *c)
+{
+	while (c->txq) {
+		struct tcp_ep *ep = c->txq;
+
+		c->txq = ep->txq_next;
+		ep->on_txq = false;
+		if (ep->state == EP_LIVE && ep->tx_count)
+			tx_flush(ep);
+	}
 }
 
 /* A framed one-sided write: the payload follows the frame on the same
@@ -874,11 +931,11 @@ static bool rx_dispatch(struct tcp_ep *ep)
 	return true;
 }
 
-static void rx_decode(struct tcp_ep *ep)
+static void rx_decode(struct tcp_ep *ep, const char *src)
 {
 	struct wf_tcp_frame raw;
 
-	memcpy(&raw, ep->rx_hdr, FRAME_LEN);
+	memcpy(&raw, src, FRAME_LEN);
 	ep->rx.magic = raw.magic;
 	ep->rx.type = raw.type;
 	ep->rx.reserved = le16toh(raw.reserved);
@@ -886,18 +943,53 @@ static void rx_decode(struct tcp_ep *ep)
 	ep->rx.key = le32toh(raw.key);
 	ep->rx.imm = le32toh(raw.imm);
 	ep->rx.addr = le64toh(raw.addr);
-	ep->rx_hdr_got = 0;
 }
 
-/* Read from a live ep's socket until it is drained, a credit is missing,
- * or the fairness budget is spent. */
+/* Bytes staged in rxb and not yet taken. */
+static uint32_t rxb_avail(const struct tcp_ep *ep)
+{
+	return ep->rxb_len - ep->rxb_pos;
+}
+
+/* recv()/recvmsg() result handling shared by the reads below: >0 bytes,
+ * 0 nothing now (EAGAIN), -1 the connection is over. */
+static ssize_t rx_result(ssize_t n)
+{
+	if (n > 0)
+		return n;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	return -1;
+}
+
+/* Move what is left of rxb to its start and read more behind it. */
+static ssize_t rxb_fill(struct tcp_ep *ep)
+{
+	uint32_t left = rxb_avail(ep);
+
+	if (ep->rxb_pos) {
+		memmove(ep->rxb, ep->rxb + ep->rxb_pos, left);
+		ep->rxb_pos = 0;
+		ep->rxb_len = left;
+	}
+	return rx_result(recv(ep->fd, ep->rxb + left, RXB_SIZE - left,
+			      MSG_DONTWAIT));
+}
+
+/*
+ * Read from a live ep's socket until it is drained, a credit is missing,
+ * or the fairness budget is spent.  Frames already staged in rxb are
+ * taken whatever the budget (they are bounded by RXB_SIZE, and no socket
+ * event would announce them again); the budget only stops further reads
+ * of the socket.
+ */
 static void ep_rx(struct tcp_ep *ep)
 {
+	bool drained = false;   /* the last read got less than it asked for */
 	int frames = 0;
+	ssize_t n;
 
-	while (ep->state == EP_LIVE && frames < RX_BUDGET) {
-		ssize_t n;
-
+	while (ep->state == EP_LIVE) {
 		if (ep->rx_state == RX_DISPATCH) {
 			if (!rx_dispatch(ep))
 				break;
@@ -907,26 +999,25 @@ static void ep_rx(struct tcp_ep *ep)
 			}
 		}
 		if (ep->rx_state == RX_HDR) {
-			if (ep->rx_hdr_got < FRAME_LEN) {
+			if (rxb_avail(ep) < FRAME_LEN) {
+				/* Out of receive credits: keep TCP's window
+				 * closed rather than stage more. */
 				if (ep->recv_used >= ep->opts.recv_depth &&
-				    ep->rx_hdr_got == 0)
-					break;  /* keep TCP's window closed */
-				n = recv(ep->fd, ep->rx_hdr + ep->rx_hdr_got,
-					 FRAME_LEN - ep->rx_hdr_got, MSG_DONTWAIT);
-				if (n == 0)
-					goto reset;
-				if (n < 0) {
-					if (errno == EAGAIN || errno == EWOULDBLOCK)
-						break;
-					if (errno == EINTR)
-						continue;
-					goto reset;
-				}
-				ep->rx_hdr_got += (uint32_t)n;
-				if (ep->rx_hdr_got < FRAME_LEN)
+				    !rxb_avail(ep))
 					break;
+				if (drained || frames >= RX_BUDGET)
+					break;
+				n = rxb_fill(ep);
+				if (n < 0)
+					goto reset;
+				if (n == 0)
+					break;
+				drained = (uint32_t)n < RXB_SIZE - ep->rxb_len;
+				ep->rxb_len += (uint32_t)n;
+				continue;
 			}
-			rx_decode(ep);
+			rx_decode(ep, ep->rxb + ep->rxb_pos);
+			ep->rxb_pos += FRAME_LEN;
 			if (rx_check(ep, &ep->rx)) {
 				ep_fail(ep, -EPROTO, -EPROTO);
 				return;
@@ -934,41 +1025,62 @@ static void ep_rx(struct tcp_ep *ep)
 			ep->rx_state = RX_DISPATCH;
 			continue;
 		}
-		/* RX_PAYLOAD: payload straight to its place, plus a look at
-		 * the next header in the same call. */
+		/* RX_PAYLOAD: from rxb first, then, if much is still to come,
+		 * straight to its place with a look at what follows. */
 		{
-			struct iovec iov[2];
-			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-			uint32_t want = ep->rx.len - ep->rx_got, take;
+			uint32_t want = ep->rx.len - ep->rx_got;
+			uint32_t take = rxb_avail(ep) < want ? rxb_avail(ep) : want;
 			char *dst = rx_dest(ep);
 
 			if (!dst) {
 				ep_fail(ep, -EFAULT, -EFAULT);
 				return;
 			}
-			iov[0].iov_base = dst + ep->rx_got;
-			iov[0].iov_len = want;
-			iov[1].iov_base = ep->rx_hdr;
-			iov[1].iov_len = FRAME_LEN;
-			n = recvmsg(ep->fd, &mh, MSG_DONTWAIT);
-			if (n == 0)
-				goto reset;
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				if (errno == EINTR)
-					continue;
-				goto reset;
+			if (take) {
+				memcpy(dst + ep->rx_got, ep->rxb + ep->rxb_pos, take);
+				ep->rxb_pos += take;
+				ep->rx_got += take;
+				want -= take;
 			}
-			take = (uint32_t)n < want ? (uint32_t)n : want;
-			ep->rx_got += take;
-			ep->rx_hdr_got = (uint32_t)n - take;
-			if (ep->rx_got == ep->rx.len) {
+			if (!want) {
 				rx_done(ep);
 				frames++;
+				continue;
 			}
-			if ((size_t)n < want + FRAME_LEN && ep->rx_hdr_got < FRAME_LEN)
-				break;  /* socket drained */
+			/* rxb is empty now. */
+			ep->rxb_pos = ep->rxb_len = 0;
+			if (drained || frames >= RX_BUDGET)
+				break;
+			if (want < RX_DIRECT) {
+				n = rxb_fill(ep);
+				if (n < 0)
+					goto reset;
+				if (n == 0)
+					break;
+				drained = (uint32_t)n < RXB_SIZE;
+				ep->rxb_len = (uint32_t)n;
+				continue;
+			} else {
+				struct iovec iov[2] = {
+					{ .iov_base = dst + ep->rx_got, .iov_len = want },
+					{ .iov_base = ep->rxb, .iov_len = RXB_SIZE },
+				};
+				struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+
+				n = rx_result(recvmsg(ep->fd, &mh, MSG_DONTWAIT));
+				if (n < 0)
+					goto reset;
+				if (n == 0)
+					break;
+				drained = (size_t)n < (size_t)want + RXB_SIZE;
+				take = (uint32_t)n < want ? (uint32_t)n : want;
+				ep->rx_got += take;
+				ep->rxb_len = (uint32_t)n - take;
+				if (take == want) {
+					rx_done(ep);
+					frames++;
+				}
+			}
 		}
 	}
 	ep_update(ep);
@@ -1593,6 +1705,13 @@ static int tcp_ep_close(struct wf_ep *e)
 
 	if (ep->state != EP_LIVE)
 		return ep->state == EP_DEAD ? 0 : -EINVAL;
+	/* What was posted before the close goes out first, as unbatched. */
+	if (ep->on_txq) {
+		txq_unlink(ep);
+		tx_flush(ep);
+		if (ep->state != EP_LIVE)
+			return 0;
+	}
 	shutdown(ep->fd, SHUT_RDWR);
 	ep_fail(ep, -ECANCELED, 0);
 	return 0;
@@ -1623,6 +1742,7 @@ static int tcp_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
 	if (!c)
 		return -ENOMEM;
 	c->ev_h.kind = H_EVENT;
+	c->batch = o->flags & WF_CTX_BATCH;
 	c->cq_cap = o->cq_depth;
 	c->hello_due = INT64_MAX;
 	c->cq = calloc(c->cq_cap, sizeof(*c->cq));
@@ -1682,6 +1802,7 @@ static int tcp_ctx_arm(struct wf_ctx *ctx)
 	struct tcp_ctx *c = tctx(ctx);
 	uint64_t one = 1;
 
+	txq_flush(c);   /* before sleeping: nothing posted may wait */
 	/* Whatever woke the sleeper (a listener, a handshake, EPOLLOUT) must
 	 * be looked at by the next poll, not by the 16th. */
 	c->armed = true;
@@ -1757,12 +1878,19 @@ static void handle_event(struct tcp_ctx *c, struct epoll_event *e)
 	}
 }
 
+static int tcp_flush(struct wf_ctx *ctx)
+{
+	txq_flush(tctx(ctx));
+	return 0;
+}
+
 static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 {
 	struct tcp_ctx *c = tctx(ctx);
 	bool direct;
 	int n = 0;
 
+	txq_flush(c);
 	release_held(c);
 	c->turn++;
 	/* Completions already waiting (typically our own writes, done when
@@ -1801,6 +1929,8 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 			handle_event(c, &ev[i]);
 		reap_free(c);
 	}
+	/* Read responses queued by what was just received. */
+	txq_flush(c);
 deliver:
 	if (c->cq_count)
 		c->armed = false;
@@ -1843,6 +1973,7 @@ const struct wf_ops wf_tcp_ops = {
 	.ctx_fd           = tcp_ctx_fd,
 	.ctx_arm          = tcp_ctx_arm,
 	.poll             = tcp_poll,
+	.flush            = tcp_flush,
 	.listen           = tcp_listen,
 	.listener_addr    = tcp_listener_addr,
 	.accept           = tcp_accept,

@@ -310,6 +310,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	co.backend = !strcmp(cl->transport, "verbs") ? WF_BACKEND_VERBS :
 		     WF_BACKEND_TCP;
 	co.cq_depth = budget * (cl->map.ntargets + 8);
+	co.flags = WF_CTX_BATCH;        /* see submit() and wf_progress() */
 	if (co.cq_depth < 4096)
 		co.cq_depth = 4096;
 	ret = wf_ctx_create(&co, &cl->ctx);

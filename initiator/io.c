@@ -684,8 +684,10 @@ int wf_progress(struct weft_cluster *cl)
 		if (cl->inflight)
 			sweep(cl);
 	}
-	/* Retries and freed pieces may have queued short-circuit reads. */
+	/* Retries and freed pieces may have queued short-circuit reads and
+	 * network pieces. */
 	wf_sc_flush(cl);
+	wf_flush(cl->ctx);
 	return total;
 }
 
@@ -742,10 +744,12 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 		return 0;
 	}
 	carve(cl, io);
-	/* The short-circuit reads of this request go to the kernel now (one
-	 * io_uring_enter for all its pieces): a caller may sleep on
-	 * weft_fd() next, and nothing else would submit them. */
+	/* The pieces of this request leave now, all at once: its
+	 * short-circuit reads in one io_uring_enter, its network pieces in
+	 * one send per connection (the fabric ctx batches posts).  A caller
+	 * may sleep on weft_fd() next, and nothing else would send them. */
 	wf_sc_flush(cl);
+	wf_flush(cl->ctx);
 	return 0;
 }
 

@@ -125,7 +125,9 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 	const struct wf_target *t = &map->map.targets[map->self];
 	size_t ring_len = (size_t)cfg->slots * cfg->slot_size;
 	struct wf_ep_opts eo = { .size = sizeof(eo) };
-	struct wf_ctx_opts co = { .size = sizeof(co) };
+	/* Batched posts: a turn's replies and read data leave in one send
+	 * per connection, at the next wf_poll (or wf_ctx_arm) of the loop. */
+	struct wf_ctx_opts co = { .size = sizeof(co), .flags = WF_CTX_BATCH };
 	struct iovec *iov;
 	uint64_t per_ep;
 	sigset_t ss;
@@ -510,16 +512,20 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			empty = 0;
 			continue;
 		}
-		/* The clock only every few empty turns: it is most of what
-		 * an empty turn costs. */
-		if (++empty % 8)
-			continue;
-		if (!idle_since) {
-			idle_since = wf_tgt_now_ns();
-			continue;
+		/* Spinning: the clock only every few empty turns, it is most
+		 * of what an empty turn costs.  Not spinning: sleep at the
+		 * first empty turn (with the tcp backend an empty turn costs
+		 * a recv() per connection). */
+		if (spin_ns) {
+			if (++empty % 8)
+				continue;
+			if (!idle_since) {
+				idle_since = wf_tgt_now_ns();
+				continue;
+			}
+			if (wf_tgt_now_ns() - idle_since < spin_ns)
+				continue;
 		}
-		if (wf_tgt_now_ns() - idle_since < spin_ns)
-			continue;
 		/* Sleep: arm every ctx, look once more (events may have
 		 * raced in before arming), then wait. */
 		{

@@ -60,10 +60,19 @@ void ft_listen_addr(char *buf, size_t len)
 	}
 }
 
+/* WEFT_FABRIC_BATCH=1: every ctx of the suite posts in batches
+ * (WF_CTX_BATCH), so the same cases check that mode. */
+uint32_t ft_ctx_flags(void)
+{
+	const char *b = getenv("WEFT_FABRIC_BATCH");
+
+	return b && !strcmp(b, "1") ? WF_CTX_BATCH : 0;
+}
+
 struct wf_ctx *ft_ctx(uint32_t cq_depth)
 {
 	struct wf_ctx_opts o = { .size = sizeof(o), .backend = ft_backend(),
-				 .cq_depth = cq_depth };
+				 .cq_depth = cq_depth, .flags = ft_ctx_flags() };
 	struct wf_ctx *ctx = NULL;
 	int ret = wf_ctx_create(&o, &ctx);
 

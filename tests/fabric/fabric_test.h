@@ -40,6 +40,7 @@ bool     ft_is_verbs(void);
 uint32_t ft_backend(void);
 int      ft_wait_ms(void);              /* default bound of one wait */
 void     ft_listen_addr(char *buf, size_t len);
+uint32_t ft_ctx_flags(void);
 struct wf_ctx *ft_ctx(uint32_t cq_depth);
 struct wf_ep_opts ft_opts(uint32_t send_depth, uint32_t recv_depth, uint32_t msg_size);
 

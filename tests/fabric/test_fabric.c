@@ -551,6 +551,11 @@ Test(fabric, sleep_on_fd_and_wake)
 	}
 	cr_assert(quiet, "fd stays readable with nothing to do");
 	cr_assert_eq(wf_send(p.cep, "wake", 4, 1), 0);
+	if (ft_ctx_flags() & WF_CTX_BATCH)
+		/* Batched: nothing leaves before the sender flushes (or
+		 * polls, or arms). */
+		cr_assert_eq(poll(&pf, 1, 50), 0, "a batched post went out early");
+	cr_assert_eq(wf_flush(p.cctx), 0);
 	cr_assert_eq(poll(&pf, 1, ft_wait_ms()), 1, "fd did not wake");
 	ft_pump(p.sctx, &gs, 1, NULL, NULL, 0, ft_wait_ms());
 	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_MSG);
@@ -706,7 +711,8 @@ static pid_t spawn_server(int (*body)(struct wf_ctx *, struct wf_ep *), char *ad
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct wf_ctx_opts co = { .size = sizeof(co), .backend = ft_backend() };
+		struct wf_ctx_opts co = { .size = sizeof(co), .backend = ft_backend(),
+					  .flags = ft_ctx_flags() };
 		struct wf_ep_opts o = ft_opts(16, 4, 256);
 		struct wf_ctx *ctx;
 		struct wf_listener *l;
