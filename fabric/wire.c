@@ -91,6 +91,8 @@ void wf_grant_encode(const struct wf_grant *r, struct wf_grant_hdr *h)
 	h->target_id = htole32(r->target_id);
 	h->slot_count = htole32(r->slot_count);
 	h->slot_size = htole32(r->slot_size);
+	/* One reactor stays 0 on the wire, as before the field existed. */
+	h->reactors = htole32(r->reactors > 1 ? r->reactors : 0);
 	wf_rkey_encode(&r->ring, &h->ring);
 }
 
@@ -301,8 +303,13 @@ int wf_grant_decode(const void *buf, size_t len, struct wf_grant *out,
 	if (op != WF_OP_GRANT)
 		return fail(reason, WF_WR_OPCODE, -EPROTO);
 	memcpy(&h, buf, sizeof(h));
-	if (h.reserved0 || h.reserved1)
+	if (h.reserved0)
 		return fail(reason, WF_WR_RESERVED, -EPROTO);
+	r.reactors = le32toh(h.reactors);
+	if (r.reactors == 1 || r.reactors > WF_WIRE_MAX_REACTORS)
+		return fail(reason, WF_WR_FIELD, -EPROTO);
+	if (!r.reactors)
+		r.reactors = 1;
 	r.status = le16toh(h.status);
 	r.epoch = le64toh(h.epoch);
 	r.target_id = le32toh(h.target_id);

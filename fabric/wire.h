@@ -156,10 +156,17 @@ struct wf_grant_hdr {
 	uint32_t target_id;
 	uint32_t slot_count;    /* credits: slots 0..slot_count-1 */
 	uint32_t slot_size;     /* payload bytes per slot */
-	uint32_t reserved1;     /* 0 */
+	uint32_t reactors;      /* the target's reactors, 2..WF_WIRE_MAX_REACTORS;
+	                         * 0 (was reserved) means one.  Reactor k
+	                         * listens on the target's port + k (unix: the
+	                         * socket path + ".k"); the initiator sends
+	                         * each extent's requests to reactor
+	                         * wf_store_owner(volume, extent, reactors)
+	                         * (docs/protocol.md, "Reactors") */
 	struct wf_wire_rkey ring; /* the ring: slot i at ring.addr + i*slot_size */
 };
 _Static_assert(sizeof(struct wf_grant_hdr) == 48, "grant header is 48 bytes");
+#define WF_WIRE_MAX_REACTORS 256u
 
 /* Why a decode failed (for logs and tests). */
 enum wf_wire_reason {
@@ -216,6 +223,7 @@ struct wf_grant {
 	uint16_t status;
 	uint64_t epoch;
 	uint32_t target_id, slot_count, slot_size;
+	uint32_t reactors;      /* 0 or 1: one */
 	struct wf_rkey ring;
 };
 

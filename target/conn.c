@@ -34,6 +34,29 @@ enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
 
 static void conn_release_check(struct wf_tgt_conn *c);
 
+static uint32_t *closing_io_of(struct wf_tgt_conn *c)
+{
+	uint64_t h = c->client_id * 0x9e3779b97f4a7c15ull;
+
+	return &c->r->t->closing_io[h >> 56 & (WF_TGT_CLIENT_HASH - 1)];
+}
+
+/* A connection of client_id closes with store I/O in flight: its client's
+ * next HELLO, on whichever reactor, waits until that I/O is done. */
+static void closing_io_get(struct wf_tgt_conn *c)
+{
+	if (c->counted || !c->store_inflight)
+		return;
+	c->counted = true;
+	__atomic_add_fetch(closing_io_of(c), 1, __ATOMIC_ACQ_REL);
+}
+
+static void closing_io_put(struct wf_tgt_conn *c)
+{
+	c->counted = false;
+	__atomic_sub_fetch(closing_io_of(c), 1, __ATOMIC_ACQ_REL);
+}
+
 /* Leaving CONN_HELLO (granted or closing). */
 static void hello_leave(struct wf_tgt_conn *c)
 {
@@ -54,6 +77,7 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 	if (c->state == CONN_HELLO)
 		hello_leave(c);
 	c->state = CONN_CLOSING;
+	closing_io_get(c);
 	if (c->ep && !c->gone)
 		wf_ep_close(c->ep);
 	conn_release_check(c);
@@ -74,7 +98,7 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	c->state = CONN_FREE;
 	c->next_free = r->free_conns;
 	r->free_conns = c;
-	r->nconns--;
+	WF_TGT_ADD(r->nconns, (uint32_t)-1);
 }
 
 static void pend(struct wf_tgt_req *q)
@@ -209,9 +233,11 @@ static void store_done(struct wf_store_req *sreq, int res)
 		res = -EIO;
 	}
 	c->store_inflight--;
-	r->store_inflight--;
+	WF_TGT_ADD(r->store_inflight, (uint32_t)-1);
+	if (c->counted && !c->store_inflight)
+		closing_io_put(c);
 	if (res)
-		r->stats.errors++;
+		WF_TGT_ADD(r->stats.errors, 1);
 	if (c->state != CONN_LIVE) {
 		q->state = RQ_FREE;
 		conn_release_check(c);
@@ -252,13 +278,13 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	wf_store_req_init(&q->sreq, store_done, q);
 	switch (q->op) {
 	case WF_OP_READ:
-		r->stats.reads++;
+		WF_TGT_ADD(r->stats.reads, 1);
 		r->stats.read_bytes += q->length;
 		ret = wf_store_read(r->store, &q->sreq, q->volume, q->offset,
 				    q->length, slot, bi);
 		break;
 	case WF_OP_WRITE:
-		r->stats.writes++;
+		WF_TGT_ADD(r->stats.writes, 1);
 		r->stats.write_bytes += q->length;
 		if ((q->flags & WF_REQ_CRC) &&
 		    wf_crc32c(0, slot, q->length) != q->crc) {
@@ -286,7 +312,7 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	}
 	q->state = RQ_STORE;
 	c->store_inflight++;
-	r->store_inflight++;
+	WF_TGT_ADD(r->store_inflight, 1);
 }
 
 static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
@@ -347,7 +373,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->length = p.req.length;
 	q->crc = 0;
 	if (v == WF_TGT_REJECT) {
-		r->stats.errors++;
+		WF_TGT_ADD(r->stats.errors, 1);
 		rq_finish(q, p.status);
 		return;
 	}
@@ -365,18 +391,11 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
  * block back, so the new connection gets its GRANT only once they are
  * done.
  */
-static bool old_io(const struct wf_tgt_conn *c)
+static bool old_io(struct wf_tgt_conn *c)
 {
-	const struct wf_tgt_reactor *r = c->r;
-
-	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
-		const struct wf_tgt_conn *o = &r->conns[i];
-
-		if (o != c && o->state == CONN_CLOSING &&
-		    o->client_id == c->client_id && o->store_inflight)
-			return true;
-	}
-	return false;
+	/* Counted per hash of the client id across all reactors (a client
+	 * reaches several); a collision only delays a GRANT a little. */
+	return __atomic_load_n(closing_io_of(c), __ATOMIC_ACQUIRE) != 0;
 }
 
 static void grant(struct wf_tgt_conn *c)
@@ -403,6 +422,7 @@ static void grant(struct wf_tgt_conn *c)
 	c->lim.slot_size = r->cfg->slot_size;
 	g.slot_count = n;
 	g.slot_size = r->cfg->slot_size;
+	g.reactors = r->t->n;
 	ret = wf_mr_rkey(r->fab[c->fab].mrs[c->idx], c->ep, 0,
 			 n * r->cfg->slot_size, &g.ring);
 	if (ret) {
@@ -548,7 +568,7 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		if (wf_accept(l, c, &ep))
 			return;
 		r->free_conns = c->next_free;
-		r->nconns++;
+		WF_TGT_ADD(r->nconns, 1);
 		r->stats.accepted++;
 		c->ep = ep;
 		c->fab = fab;
@@ -605,6 +625,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		if (c->state == CONN_HELLO)
 			hello_leave(c);
 		c->state = CONN_CLOSING;
+		closing_io_get(c);
 		conn_release_check(c);
 		break;
 	default:

@@ -109,7 +109,22 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 			struct wf_ctl_status *s)
 {
 	struct wf_store_stat st;
+	uint64_t reads = 0, writes = 0, errors = 0;
+	uint32_t conns = 0, inflight = 0;
 
+	/* The whole target: every reactor's counters (each written by its
+	 * own thread; atomic loads here), the store's shared allocator. */
+	for (unsigned i = 0; i < r->t->n; i++) {
+		const struct wf_tgt_reactor *o = r->t->r[i];
+
+		if (!o)
+			continue;
+		reads += WF_TGT_GET(o->stats.reads);
+		writes += WF_TGT_GET(o->stats.writes);
+		errors += WF_TGT_GET(o->stats.errors);
+		conns += WF_TGT_GET(o->nconns);
+		inflight += WF_TGT_GET(o->store_inflight);
+	}
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(WF_CTL_MAGIC);
@@ -123,14 +138,14 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->used = htole64(st.used);
 	s->free = htole64(st.free);
 	s->extent_size = htole32(st.extent_size);
-	s->connections = htole32(r->nconns);
-	s->max_conns = htole32(r->cfg->max_conns);
+	s->connections = htole32(conns);
+	s->max_conns = htole32(r->cfg->max_conns * r->t->n);
 	s->slots = htole32(r->cfg->slots);
 	s->slot_size = htole32(r->cfg->slot_size);
-	s->inflight = htole32(r->store_inflight);
-	s->reads = htole64(r->stats.reads);
-	s->writes = htole64(r->stats.writes);
-	s->errors = htole64(r->stats.errors);
+	s->inflight = htole32(inflight);
+	s->reads = htole64(reads);
+	s->writes = htole64(writes);
+	s->errors = htole64(errors);
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

@@ -10,8 +10,11 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +34,9 @@ static const char usage_text[] =
 "  -f, --foreground       do not daemonize (log to stderr)\n"
 "  -p, --pid-file P       write the pid here once listening\n"
 "  -r, --run-dir D        unix data and control sockets (default /run/weft)\n"
-"      --cores N          reactors (default 1; only 1 is supported, see\n"
-"                         docs/target.md)\n"
+"      --cores N          reactors: threads, each with its own io_uring,\n"
+"                         connections and slots (default 1); reactor k\n"
+"                         listens on the port + k (docs/target.md, Cores)\n"
 "  -t, --transport T      tcp (default) or verbs\n"
 "      --slots N          staging slots per connection (default 32)\n"
 "      --slot-size BYTES  bytes per slot, multiple of 4096 (default 128K)\n"
@@ -157,12 +161,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 					       optarg);
 			break;
 		case O_CORES:
-			if (parse_u32(optarg, &v, false) || !v || v > 256)
+			if (parse_u32(optarg, &v, false) || !v ||
+			    v > WF_TGT_MAX_CORES)
 				return bad_arg("--cores: '%s' is not 1 .. 256", optarg);
-			if (v != 1)
-				return bad_arg("--cores %s: only 1 reactor is supported "
-					       "(the store is one io_uring owned by one "
-					       "thread; see docs/target.md)", optarg);
 			cfg->cores = v;
 			break;
 		case O_SLOTS:
@@ -234,9 +235,10 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	    (1ull << 22))
 		return bad_arg("%s", "slots x max-conns too large (completion queue "
 			       "over 4M entries): lower --slots or --max-conns");
-	if ((uint64_t)cfg->slots * cfg->slot_size * cfg->max_conns > (64ull << 30))
-		return bad_arg("%s", "slot memory (slots x slot-size x max-conns) "
-			       "over 64 GiB");
+	if ((uint64_t)cfg->slots * cfg->slot_size * cfg->max_conns * cfg->cores >
+	    (64ull << 30))
+		return bad_arg("%s", "slot memory (slots x slot-size x max-conns x "
+			       "cores) over 64 GiB");
 	return 0;
 }
 
@@ -400,11 +402,163 @@ static int do_format(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 	return 0;
 }
 
+/* ---- reactors ---------------------------------------------------------- */
+
+static void *reactor_thread(void *arg)
+{
+	struct wf_tgt_reactor *r = arg;
+
+	return (void *)(intptr_t)wf_tgt_reactor_run(r);
+}
+
+/* Pin reactor k to the k-th CPU the process may use, when there is one
+ * for every reactor; otherwise the scheduler places them. */
+static void pin(pthread_t th, unsigned k, unsigned n, const cpu_set_t *allowed)
+{
+	cpu_set_t one;
+	unsigned seen = 0;
+
+	if ((unsigned)CPU_COUNT(allowed) < n)
+		return;
+	for (unsigned c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, allowed) || seen++ != k)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(c, &one);
+		if (pthread_setaffinity_np(th, sizeof(one), &one))
+			wf_tgt_log("reactor %u: cannot pin to CPU %u", k, c);
+		return;
+	}
+}
+
+/*
+ * One queue of the store and one map copy per reactor, then the reactors
+ * in order (reactor 0 first: the others listen on its port + k).  Takes
+ * map (also on failure).
+ */
+static int start_reactors(struct wf_tgt *tg, const struct wf_tgt_cfg *cfg,
+			  struct wf_tgt_map *map, struct wf_store *store,
+			  char *err, size_t errlen)
+{
+	struct wf_store *q = store;
+	int ret;
+
+	tg->cfg = cfg;
+	tg->n = cfg->cores;
+	tg->draining = cfg->cores;
+	tg->r = calloc(tg->n, sizeof(*tg->r));
+	tg->th = calloc(tg->n, sizeof(*tg->th));
+	if (!tg->r || !tg->th) {
+		wf_tgt_map_free(map);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	/* Every queue exists before the first request: an extent's owner
+	 * depends on how many there are. */
+	for (unsigned k = 1; k < tg->n; k++) {
+		ret = wf_store_add_queue(store, 256, &q);
+		if (ret) {
+			wf_tgt_map_free(map);
+			snprintf(err, errlen, "store queue for reactor %u: %s "
+				 "(io_uring)", k, strerror(-ret));
+			return ret;
+		}
+	}
+	for (unsigned k = 0; k < tg->n; k++) {
+		struct wf_tgt_map *m = map;
+
+		if (k > 0) {
+			ret = wf_tgt_map_load(cfg->map_path, cfg->id, &m, err, errlen);
+			if (ret)
+				return ret;
+		}
+		q = k == 0 ? store : wf_store_queue_of(store, k);
+		tg->r[k] = calloc(1, sizeof(*tg->r[k]));
+		if (!tg->r[k]) {
+			wf_tgt_map_free(m);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		ret = wf_tgt_reactor_init(tg->r[k], tg, k, m, q, err, errlen);
+		if (ret) {
+			wf_tgt_map_free(m);
+			free(tg->r[k]);
+			tg->r[k] = NULL;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Reactor 0 runs on this thread, the others on their own. */
+static int run_reactors(struct wf_tgt *tg)
+{
+	cpu_set_t allowed;
+	bool can_pin = tg->n > 1 &&
+		       !sched_getaffinity(0, sizeof(allowed), &allowed);
+	int ret;
+
+	for (unsigned k = 1; k < tg->n; k++) {
+		ret = pthread_create(&tg->th[k], NULL, reactor_thread, tg->r[k]);
+		if (ret) {
+			wf_tgt_log("reactor %u: no thread: %s", k, strerror(ret));
+			wf_tgt_stop_all(tg, SIGTERM);
+			break;
+		}
+		tg->started++;
+		if (can_pin)
+			pin(tg->th[k], k, tg->n, &allowed);
+	}
+	if (can_pin)
+		pin(pthread_self(), 0, tg->n, &allowed);
+	ret = wf_tgt_reactor_run(tg->r[0]);
+	/* Reactor 0 leaves its loop last of all only by chance: make sure
+	 * the others stop too (they do once stop is set). */
+	wf_tgt_stop_all(tg, SIGTERM);
+	for (unsigned k = 1; k <= tg->started; k++) {
+		void *res;
+
+		pthread_join(tg->th[k], &res);
+		if (res)
+			ret = -EIO;
+	}
+	return ret;
+}
+
+/* Teardown after the threads: store I/O of every queue done, reactors
+ * freed with their maps, then the queues (the first one last). */
+static void stop_reactors(struct wf_tgt *tg, struct wf_store *store)
+{
+	wf_tgt_quiesce(tg, 5000);
+	for (unsigned k = 0; tg->r && k < tg->n; k++) {
+		struct wf_tgt_reactor *r = tg->r[k];
+		struct wf_tgt_map *m;
+
+		if (!r)
+			continue;
+		m = r->map;     /* reloads replace it */
+		wf_tgt_reactor_fini(r);
+		wf_tgt_map_free(m);
+	}
+	for (unsigned k = 0; tg->r && k < tg->n; k++) {
+		free(tg->r[k]);
+		tg->r[k] = NULL;
+	}
+	for (unsigned k = wf_store_queues(store); k-- > 1;)
+		wf_store_close(wf_store_queue_of(store, k));
+	wf_store_close(store);
+	free(tg->r);
+	free(tg->th);
+	tg->r = NULL;
+	tg->th = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct wf_tgt_cfg cfg;
 	struct wf_tgt_map *map = NULL;
 	struct wf_tgt_reactor *r;
+	struct wf_tgt tg;
 	struct wf_store_opts so = { .size = sizeof(so) };
 	struct wf_store_err serr = { { 0 } };
 	struct wf_store *store = NULL;
@@ -416,6 +570,7 @@ int main(int argc, char **argv)
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
 		return ret;
+	memset(&tg, 0, sizeof(tg));
 	ret = wf_tgt_map_load(cfg.map_path, cfg.id, &map, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "weft-target: cannot load the map: %s\n", err);
@@ -479,44 +634,45 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_MEMLOCK, &rl);
 		}
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		snprintf(err, sizeof(err), "out of memory");
-		ret = -ENOMEM;
-		goto fail_store;
-	}
-	ret = wf_tgt_reactor_init(r, &cfg, map, store, err, sizeof(err));
-	if (ret) {
-		free(r);
-		goto fail_store;
-	}
+	ret = start_reactors(&tg, &cfg, map, store, err, sizeof(err));
+	map = NULL;     /* the reactors own their maps now */
+	if (ret)
+		goto fail_tg;
+	r = tg.r[0];
 	if (cfg.pid_file && write_pid_file(cfg.pid_file, err, sizeof(err))) {
 		ret = -EIO;
-		wf_tgt_reactor_fini(r);
-		free(r);
-		goto fail_store;
+		goto fail_tg;
 	}
 	if (!cfg.foreground)
 		detach_stdio(&cfg);
-	wf_tgt_log("target %u serving %s (%llu extents of %u bytes, %llu used) on "
-		   "%s and %s, map epoch %llu, %u x %u-byte slots x %u connections",
-		   cfg.id, map->map.targets[map->self].device,
-		   (unsigned long long)st.extents, st.extent_size,
-		   (unsigned long long)st.used, r->net_addr, r->unix_addr,
-		   (unsigned long long)map->epoch, cfg.slots, cfg.slot_size,
-		   cfg.max_conns);
+	{
+		char more[96] = "";
+
+		if (tg.n > 1)
+			snprintf(more, sizeof(more), " per reactor, %u reactors "
+				 "(ports + 0 .. %u)", tg.n, tg.n - 1);
+		wf_tgt_log("target %u serving %s (%llu extents of %u bytes, %llu "
+			   "used) on %s and %s, map epoch %llu, %u x %u-byte slots "
+			   "x %u connections%s",
+			   cfg.id, r->map->map.targets[r->map->self].device,
+			   (unsigned long long)st.extents, st.extent_size,
+			   (unsigned long long)st.used, r->net_addr, r->unix_addr,
+			   (unsigned long long)r->map->epoch, cfg.slots,
+			   cfg.slot_size, cfg.max_conns, more);
+	}
 	ready(&cfg, NULL);
 
-	ret = wf_tgt_reactor_run(r);
-	map = r->map;   /* reloads replace it */
-	wf_tgt_reactor_fini(r);
-	free(r);
-	wf_store_close(store);
-	wf_tgt_map_free(map);
+	ret = run_reactors(&tg);
+	stop_reactors(&tg, store);
 	if (cfg.pid_file)
 		unlink(cfg.pid_file);
 	wf_tgt_log("exit");
 	return ret ? 1 : 0;
+
+fail_tg:
+	stop_reactors(&tg, store);
+	ready(&cfg, err);
+	return 1;
 
 fail_store:
 	wf_store_close(store);

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The reactor: one event loop that owns the store, the fabric contexts,
- * the connections and their slots, the signalfd and the control socket.
+ * The reactor: one event loop (one thread per --cores) that owns a queue
+ * of the store, the fabric contexts, the connections and their slots;
+ * reactor 0 also has the signalfd and the control socket.  Reactors share
+ * nothing on the data path: another reactor reaches this one only through
+ * struct wf_tgt (stop, reload: a generation number looked at once per
+ * turn, plus the wake eventfd for a sleeping loop) and through the store,
+ * which hands a request for an extent another queue owns over to that
+ * queue's ring (target/store.h).
  *
  * One loop turn:
  *   wf_poll() every fabric ctx, a batch into a stack array; dispatch
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
@@ -65,7 +72,48 @@ uint64_t wf_tgt_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void wake(struct wf_tgt_reactor *r)
+{
+	uint64_t one = 1;
+
+	if (r->wake_fd >= 0 && write(r->wake_fd, &one, sizeof(one)) < 0) {
+		/* already signalled (counter full): it will look anyway */
+	}
+}
+
+/* Tell every reactor but `self` (NULL: all) that t->gen moved. */
+static void wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self)
+{
+	__atomic_add_fetch(&t->gen, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->r[i] && t->r[i] != self)
+			wake(t->r[i]);
+}
+
+void wf_tgt_stop_all(struct wf_tgt *t, int sig)
+{
+	__atomic_store_n(&t->stop, sig ? sig : SIGTERM, __ATOMIC_RELEASE);
+	wake_all(t, NULL);
+}
+
+static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer);
+
 int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
+{
+	int ret = reload_local(r, why, false);
+
+	if (!ret && r->t && r->t->n > 1) {
+		/* Every reactor serves from its own copy: make them load it
+		 * too (they may find an even newer file; never an older
+		 * epoch than theirs). */
+		__atomic_add_fetch(&r->t->reload_gen, 1, __ATOMIC_RELEASE);
+		r->seen_reload = __atomic_load_n(&r->t->reload_gen, __ATOMIC_ACQUIRE);
+		wake_all(r->t, r);
+	}
+	return ret;
+}
+
+static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 {
 	struct wf_tgt_map *m;
 	char err[512];
@@ -87,11 +135,11 @@ int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
 		wf_tgt_map_free(m);
 		return -ESTALE;
 	}
-	if (m->self < 0)
+	if (m->self < 0 && !peer)
 		wf_tgt_log("map epoch %llu no longer lists target %u: answering "
 			   "NOTPRIM to everything", (unsigned long long)m->epoch,
 			   r->cfg->id);
-	if (m->epoch != r->map->epoch)
+	if (m->epoch != r->map->epoch && !peer)
 		wf_tgt_log("map epoch %llu -> %llu (%s)",
 			   (unsigned long long)r->map->epoch,
 			   (unsigned long long)m->epoch, why);
@@ -118,10 +166,27 @@ static void fmt_addr(char *buf, size_t len, const char *scheme,
 		snprintf(buf, len, "%s:%s:%u", scheme, host, port);
 }
 
-int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
-			struct wf_tgt_map *map, struct wf_store *store,
-			char *err, size_t errlen)
+/* Reactor k's address: reactor 0's (with its real port) + k. */
+static int addr_plus(char *buf, size_t len, const char *addr0, unsigned k)
 {
+	const char *c = strrchr(addr0, ':');
+	unsigned long port;
+	char *end;
+
+	if (!c)
+		return -EINVAL;
+	port = strtoul(c + 1, &end, 10);
+	if (*end || !port || port + k > 65535)
+		return -ERANGE;
+	snprintf(buf, len, "%.*s:%lu", (int)(c - addr0), addr0, port + k);
+	return 0;
+}
+
+int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
+			unsigned idx, struct wf_tgt_map *map,
+			struct wf_store *store, char *err, size_t errlen)
+{
+	const struct wf_tgt_cfg *cfg = tg->cfg;
 	const struct wf_target *t = &map->map.targets[map->self];
 	size_t ring_len = (size_t)cfg->slots * cfg->slot_size;
 	struct wf_ep_opts eo = { .size = sizeof(eo) };
@@ -135,9 +200,13 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 
 	memset(r, 0, sizeof(*r));
 	r->cfg = cfg;
+	r->t = tg;
+	r->idx = idx;
 	r->map = map;
 	r->store = store;
-	r->epfd = r->sigfd = r->store_efd = -1;
+	r->epfd = r->sigfd = r->store_efd = r->wake_fd = -1;
+	r->seen_gen = __atomic_load_n(&tg->gen, __ATOMIC_ACQUIRE);
+	r->seen_reload = __atomic_load_n(&tg->reload_gen, __ATOMIC_ACQUIRE);
 	r->ctl.lfd = r->ctl.dev_ro = -1;
 	for (unsigned i = 0; i < WF_TGT_CTL_CLIENTS; i++)
 		r->ctl.cfd[i] = -1;
@@ -152,14 +221,29 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 	per_ep = (uint64_t)eo.recv_depth + eo.send_depth + 1;
 	co.cq_depth = (uint32_t)(per_ep * (cfg->max_conns + 1) + 8);
 
-	if (cfg->listen_override)
-		snprintf(r->net_addr, sizeof(r->net_addr), "%s", cfg->listen_override);
-	else
-		fmt_addr(r->net_addr, sizeof(r->net_addr),
-			 cfg->backend == WF_BACKEND_VERBS ? "rdma" : "tcp",
-			 t->addr, t->port);
-	snprintf(r->unix_addr, sizeof(r->unix_addr), "unix:%s/target-%u.sock",
-		 cfg->run_dir, cfg->id);
+	if (idx > 0) {
+		/* The port after reactor 0's real one (also when the map or
+		 * --listen said 0), so one number tells the initiator all. */
+		ret = addr_plus(r->net_addr, sizeof(r->net_addr),
+				tg->r[0]->net_addr, idx);
+		if (ret) {
+			snprintf(err, errlen, "reactor %u: no port after %s", idx,
+				 tg->r[0]->net_addr);
+			return ret;
+		}
+		snprintf(r->unix_addr, sizeof(r->unix_addr),
+			 "unix:%s/target-%u.sock.%u", cfg->run_dir, cfg->id, idx);
+	} else {
+		if (cfg->listen_override)
+			snprintf(r->net_addr, sizeof(r->net_addr), "%s",
+				 cfg->listen_override);
+		else
+			fmt_addr(r->net_addr, sizeof(r->net_addr),
+				 cfg->backend == WF_BACKEND_VERBS ? "rdma" : "tcp",
+				 t->addr, t->port);
+		snprintf(r->unix_addr, sizeof(r->unix_addr),
+			 "unix:%s/target-%u.sock", cfg->run_dir, cfg->id);
+	}
 
 	r->nfab = cfg->backend == WF_BACKEND_VERBS ? 2 : 1;
 	for (unsigned f = 0; f < r->nfab; f++) {
@@ -235,26 +319,38 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 		goto fail;
 	}
 
-	/* Signals: a signalfd, so they arrive as events of this loop. */
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGTERM);
-	sigaddset(&ss, SIGINT);
-	sigaddset(&ss, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &ss, NULL)) {
-		ret = -errno;
-		snprintf(err, errlen, "sigprocmask: %s", strerror(-ret));
-		goto fail;
+	/* Signals: a signalfd of reactor 0, so they arrive as events of its
+	 * loop.  Blocked before the other reactors' threads exist, so they
+	 * inherit the mask and no signal interrupts them. */
+	if (idx == 0) {
+		sigemptyset(&ss);
+		sigaddset(&ss, SIGTERM);
+		sigaddset(&ss, SIGINT);
+		sigaddset(&ss, SIGHUP);
+		if (sigprocmask(SIG_BLOCK, &ss, NULL)) {
+			ret = -errno;
+			snprintf(err, errlen, "sigprocmask: %s", strerror(-ret));
+			goto fail;
+		}
+		signal(SIGPIPE, SIG_IGN);
+		r->sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+		if (r->sigfd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "signalfd: %s", strerror(-ret));
+			goto fail;
+		}
 	}
-	signal(SIGPIPE, SIG_IGN);
-	r->sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	r->store_efd = wf_store_event_fd(store);
-	if (r->sigfd < 0 || r->epfd < 0 || r->store_efd < 0) {
+	if (r->wake_fd < 0 || r->epfd < 0 || r->store_efd < 0) {
 		ret = r->store_efd < 0 ? r->store_efd : -errno;
 		snprintf(err, errlen, "event fds: %s", strerror(-ret));
 		goto fail;
 	}
-	ret = ep_add(r, r->sigfd, WF_TGT_EV_SIGNAL);
+	ret = r->sigfd >= 0 ? ep_add(r, r->sigfd, WF_TGT_EV_SIGNAL) : 0;
+	if (!ret)
+		ret = ep_add(r, r->wake_fd, WF_TGT_EV_WAKE);
 	if (!ret)
 		ret = ep_add(r, r->store_efd, WF_TGT_EV_STORE);
 	for (unsigned f = 0; !ret && f < r->nfab; f++)
@@ -271,7 +367,9 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 		goto fail;
 	}
 	r->fab[0].nlst = 1;
-	ret = wf_tgt_ctl_probe(r);
+	/* Reactor 0 probes the control socket before anyone unlinks a
+	 * socket path: the others come after it. */
+	ret = idx == 0 ? wf_tgt_ctl_probe(r) : 0;
 	if (ret) {
 		snprintf(err, errlen, "another weft-target answers on %s/target-%u.ctl",
 			 cfg->run_dir, cfg->id);
@@ -289,7 +387,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
 		}
 		uf->nlst++;
 	}
-	ret = wf_tgt_ctl_open(r);
+	ret = idx == 0 ? wf_tgt_ctl_open(r) : 0;
 	if (ret) {
 		snprintf(err, errlen, "control socket %s: %s", r->ctl.path,
 			 strerror(-ret));
@@ -354,15 +452,21 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 		close(r->epfd);
 	if (r->sigfd >= 0)
 		close(r->sigfd);
-	r->epfd = r->sigfd = -1;
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	r->epfd = r->sigfd = r->wake_fd = -1;
 }
 
 static void begin_stop(struct wf_tgt_reactor *r, const char *why)
 {
 	if (r->phase != PH_RUN)
 		return;
-	wf_tgt_log("%s: draining %u requests in flight on %u connections", why,
-		   r->store_inflight, r->nconns);
+	if (r->t->n > 1)
+		wf_tgt_log("%s: reactor %u draining %u requests in flight on %u "
+			   "connections", why, r->idx, r->store_inflight, r->nconns);
+	else
+		wf_tgt_log("%s: draining %u requests in flight on %u connections",
+			   why, r->store_inflight, r->nconns);
 	stop_listening(r);
 	r->phase = PH_DRAIN_IO;
 	r->phase_deadline = wf_tgt_now_ns() + DRAIN_IO_MS * 1000000ull;
@@ -396,7 +500,24 @@ static void on_signal(struct wf_tgt_reactor *r)
 			wf_tgt_reload(r, "SIGHUP");
 		}
 		else
-			begin_stop(r, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			wf_tgt_stop_all(r->t, (int)si.ssi_signo);
+	}
+}
+
+/* t->gen moved: another reactor asked us to stop or to reload. */
+static void on_peer(struct wf_tgt_reactor *r)
+{
+	uint32_t rg;
+	int sig;
+
+	r->seen_gen = __atomic_load_n(&r->t->gen, __ATOMIC_ACQUIRE);
+	sig = __atomic_load_n(&r->t->stop, __ATOMIC_ACQUIRE);
+	if (sig)
+		begin_stop(r, sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rg = __atomic_load_n(&r->t->reload_gen, __ATOMIC_ACQUIRE);
+	if (rg != r->seen_reload) {
+		r->seen_reload = rg;
+		reload_local(r, "another reactor reloaded", true);
 	}
 }
 
@@ -425,6 +546,9 @@ static void events(struct wf_tgt_reactor *r, int timeout_ms)
 
 		if (tag == WF_TGT_EV_SIGNAL)
 			on_signal(r);
+		else if (tag == WF_TGT_EV_WAKE)
+			while (read(r->wake_fd, &v, sizeof(v)) == sizeof(v))
+				;
 		else if (tag == WF_TGT_EV_STORE)
 			while (read(r->store_efd, &v, sizeof(v)) == sizeof(v))
 				;
@@ -447,6 +571,10 @@ static bool stop_step(struct wf_tgt_reactor *r)
 		if (r->store_inflight)
 			wf_tgt_log("drain: %u store requests still in flight after "
 				   "%u ms", r->store_inflight, DRAIN_IO_MS);
+		if (!r->io_drained) {
+			r->io_drained = true;
+			__atomic_sub_fetch(&r->t->draining, 1, __ATOMIC_ACQ_REL);
+		}
 		r->phase = PH_DRAIN_SEND;
 		r->phase_deadline = now + DRAIN_SEND_MS * 1000000ull;
 		return false;
@@ -463,6 +591,11 @@ static bool stop_step(struct wf_tgt_reactor *r)
 		return false;
 	case PH_CLOSE:
 		if (r->nconns && now < r->phase_deadline)
+			return false;
+		/* Our store queue may still run other reactors' requests (on
+		 * extents it owns): stay until every reactor has drained. */
+		if (__atomic_load_n(&r->t->draining, __ATOMIC_ACQUIRE) &&
+		    now < r->phase_deadline + DRAIN_IO_MS * 1000000ull)
 			return false;
 		r->phase = PH_DONE;
 		return true;
@@ -500,6 +633,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			wf_tgt_conn_run_held(r);
 		wf_store_submit(r->store);
 
+		if (__atomic_load_n(&r->t->gen, __ATOMIC_RELAXED) != r->seen_gen)
+			on_peer(r);
 		if (r->phase != PH_RUN && stop_step(r))
 			break;
 		if (++turn % CTL_EVERY == 0) {
@@ -554,12 +689,44 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			idle_since = 0;
 		}
 	}
-	wf_tgt_log("stopped: %llu reads, %llu writes, %llu errors, "
-		   "%llu invalid requests, %llu connections closed for garbage",
+	{
+		char who[32] = "";
+
+		if (r->t->n > 1)
+			snprintf(who, sizeof(who), "reactor %u ", r->idx);
+		wf_tgt_log("%sstopped: %llu reads, %llu writes, %llu errors, "
+			   "%llu invalid requests, %llu connections closed for "
+			   "garbage", who,
 		   (unsigned long long)r->stats.reads,
 		   (unsigned long long)r->stats.writes,
 		   (unsigned long long)r->stats.errors,
 		   (unsigned long long)r->stats.invalid,
 		   (unsigned long long)r->stats.closed_bad);
+	}
 	return 0;
+}
+
+void wf_tgt_quiesce(struct wf_tgt *t, unsigned ms)
+{
+	uint64_t end = wf_tgt_now_ns() + (uint64_t)ms * 1000000ull;
+	struct timespec ts = { 0, 1000000 };
+
+	/* A request may wait on another queue's ring (its owner's, or the
+	 * ring that writes its index block): turn all of them. */
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned i = 0; i < t->n; i++) {
+			struct wf_tgt_reactor *r = t->r[i];
+
+			if (!r || !r->store || !wf_store_inflight(r->store))
+				continue;
+			busy = true;
+			wf_store_submit(r->store);
+			wf_store_poll(r->store, STORE_BATCH);
+		}
+		if (!busy || wf_tgt_now_ns() > end)
+			return;
+		nanosleep(&ts, NULL);
+	}
 }

@@ -410,6 +410,11 @@ unsigned wf_store_queue_index(const struct wf_store *s)
 	return s->qidx;
 }
 
+struct wf_store *wf_store_queue_of(const struct wf_store *s, unsigned i)
+{
+	return i < s->sh->nq ? s->sh->q[i] : NULL;
+}
+
 void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st)
 {
 	uint64_t nfree = __atomic_load_n(&s->sh->nfree, __ATOMIC_RELAXED);

@@ -241,6 +241,8 @@ int  wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
 /* Queues of the store, and the index of this one (0 for the first). */
 unsigned wf_store_queues(const struct wf_store *s);
 unsigned wf_store_queue_index(const struct wf_store *s);
+/* Queue i of the store (NULL once closed). */
+struct wf_store *wf_store_queue_of(const struct wf_store *s, unsigned i);
 
 /* The queue that owns extent `extent` of `volume` among n queues.  Also
  * the reactor an initiator sends that extent's requests to (docs/protocol.md,

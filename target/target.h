@@ -4,13 +4,17 @@
  * serves, the request validator (a pure function, also driven by
  * fuzz/fuzz_target_req.c), connections, requests and the reactor.
  *
- * Threading: one reactor owns the store, the fabric contexts, every
- * connection, request and slot; nothing here takes a lock.  See
- * docs/target.md ("Cores") for why --cores is 1 for now.
+ * Threading: --cores N reactors, each a thread owning one queue of the
+ * store (its io_uring), its fabric contexts, listeners, connections,
+ * requests, slots and its own copy of the map.  Nothing here takes a lock;
+ * reactors share only struct wf_tgt (read-mostly: the stop and reload
+ * generation, counters read by status) and the store, whose slow path
+ * locks (target/store.h).  See docs/target.md ("Cores").
  */
 #ifndef WEFT_TARGET_TARGET_H
 #define WEFT_TARGET_TARGET_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,9 +142,38 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out);
 const char *wf_tgt_reason_name(uint32_t reason);
 
-/* ---- connections and requests (conn.c) -------------------------------- */
+/* ---- the process: what reactors share (reactor.c) --------------------- */
 
 struct wf_tgt_reactor;
+
+#define WF_TGT_MAX_CORES    256u
+#define WF_TGT_CLIENT_HASH  256u
+
+/* Counters other threads read (status): one writer, atomic stores. */
+#define WF_TGT_ADD(field, n) \
+	__atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
+#define WF_TGT_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+struct wf_tgt {
+	const struct wf_tgt_cfg *cfg;
+	unsigned n;                     /* reactors */
+	struct wf_tgt_reactor **r;      /* [n] */
+	pthread_t *th;                  /* [n]: 1 .. started (main.c) */
+	unsigned started;
+	/* Bumped (then every reactor's wake fd written) when stop or
+	 * reload_gen changes; a reactor compares it once per loop turn. */
+	uint32_t gen;
+	uint32_t reload_gen;
+	int      stop;                  /* 0, or the signal that asked */
+	unsigned draining;              /* reactors whose store I/O is not
+	                                 * drained yet (stop) */
+	/* Closing connections with store I/O still in flight, by a hash of
+	 * their client_id: a HELLO of that client waits (conn.c). */
+	uint32_t closing_io[WF_TGT_CLIENT_HASH];
+};
+
+/* ---- connections and requests (conn.c) -------------------------------- */
+
 struct wf_tgt_conn;
 
 /* One request per slot: every request holds its slot from the message
@@ -201,6 +234,7 @@ struct wf_tgt_conn {
 	                                 * has store I/O in flight */
 	struct wf_tgt_req  *reqs;       /* [cfg slots] */
 	struct wf_tgt_conn *next_free;
+	bool                counted;    /* in closing_io (conn.c) */
 };
 
 void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
@@ -246,6 +280,7 @@ enum {
 	WF_TGT_EV_FAB1,
 	WF_TGT_EV_STORE,
 	WF_TGT_EV_SIGNAL,
+	WF_TGT_EV_WAKE,
 	WF_TGT_EV_CTL = 16,             /* + 0: listener, + 1 + i: client i */
 };
 
@@ -276,6 +311,11 @@ enum wf_tgt_phase {
 
 struct wf_tgt_reactor {
 	const struct wf_tgt_cfg *cfg;
+	struct wf_tgt      *t;
+	unsigned            idx;        /* reactor k: listens on port + k */
+	int                 wake_fd;    /* eventfd: another reactor wants us */
+	uint32_t            seen_gen, seen_reload;
+	bool                io_drained; /* counted out of t->draining */
 	struct wf_tgt_map  *map;
 	struct wf_store    *store;
 	struct wf_store_stat st0;       /* geometry at open */
@@ -301,14 +341,23 @@ struct wf_tgt_reactor {
 	char                net_addr[128], unix_addr[128];
 };
 
-int  wf_tgt_reactor_init(struct wf_tgt_reactor *r, const struct wf_tgt_cfg *cfg,
-			 struct wf_tgt_map *map, struct wf_store *store,
-			 char *err, size_t errlen);
+/* Reactor idx of t (reactor 0 first: the others take its listening
+ * port + idx, and only reactor 0 has the signals and the control socket).
+ * store: this reactor's queue of the store. */
+int  wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *t,
+			 unsigned idx, struct wf_tgt_map *map,
+			 struct wf_store *store, char *err, size_t errlen);
 int  wf_tgt_reactor_run(struct wf_tgt_reactor *r);
 void wf_tgt_reactor_fini(struct wf_tgt_reactor *r);
 /* Reload the map file (SIGHUP, RELOAD, a request with a newer epoch).
- * Keeps the current map when the new one fails to load or is older. */
+ * Keeps the current map when the new one fails to load or is older.  On
+ * success every other reactor reloads too (each owns its copy). */
 int  wf_tgt_reload(struct wf_tgt_reactor *r, const char *why);
+/* Ask every reactor to stop (drain, then leave its loop). */
+void wf_tgt_stop_all(struct wf_tgt *t, int sig);
+/* Run the store queues of all reactors until none has I/O in flight
+ * (teardown, after the threads ended), bounded by ms. */
+void wf_tgt_quiesce(struct wf_tgt *t, unsigned ms);
 uint64_t wf_tgt_now_ns(void);
 
 /* Logging: one line to stderr with the target id. */
