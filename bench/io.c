@@ -939,7 +939,10 @@ int bench_io(int argc, char **argv)
 	co.map_path = o.map;
 	co.transport = o.transport;
 	co.queue_depth = maxqd;
-	co.flags = o.short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT;
+	/* Deferred sends: the requests armed after a weft_wait leave together
+	 * at the next weft_wait (fio does the same with its commit hook). */
+	co.flags = (o.short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT) |
+		   WEFT_F_DEFER_SEND;
 	ret = weft_cluster_open(&co, &w.cl);
 	if (ret)
 		die(o.map, ret);

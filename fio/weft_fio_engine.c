@@ -109,7 +109,8 @@ static int wf_fio_open_cluster(struct thread_data *td, unsigned depth,
 	co.transport = o->transport;
 	co.queue_depth = depth;
 	co.timeout_ms = o->timeout_ms;
-	co.flags = o->short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT;
+	co.flags = (o->short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT) |
+		   WEFT_F_DEFER_SEND;   /* sent by wf_fio_commit */
 	ret = weft_cluster_open(&co, cl);
 	if (ret) {
 		log_err("weft: cannot open the cluster of %s: %s\n", o->map,
@@ -242,6 +243,18 @@ static enum fio_q_status wf_fio_queue(struct thread_data *td, struct io_u *io_u)
 	return FIO_Q_QUEUED;
 }
 
+/* fio queues a batch, then commits it: the whole batch leaves in one send
+ * per target (the cluster is opened with WEFT_F_DEFER_SEND). */
+static int wf_fio_commit(struct thread_data *td)
+{
+	struct wf_fio *d = td->io_ops_data;
+	int ret = weft_submit(d->cl);
+
+	if (ret)
+		td_verror(td, -ret, "weft_submit");
+	return ret;
+}
+
 static int wf_fio_getevents(struct thread_data *td, unsigned int min,
 			    unsigned int max, const struct timespec *t)
 {
@@ -320,6 +333,7 @@ struct ioengine_ops ioengine = {
 	.init			= wf_fio_init,
 	.cleanup		= wf_fio_cleanup,
 	.queue			= wf_fio_queue,
+	.commit			= wf_fio_commit,
 	.getevents		= wf_fio_getevents,
 	.event			= wf_fio_event,
 	.open_file		= wf_fio_open_file,

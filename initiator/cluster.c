@@ -242,7 +242,8 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	int ret;
 
 	if (!opts || !out || opts->size < offsetof(struct weft_cluster_opts, flags) +
-	    sizeof(opts->flags) || !opts->map_path)
+	    sizeof(opts->flags) || !opts->map_path ||
+	    (opts->flags & ~(unsigned)(WEFT_F_NO_SHORT_CIRCUIT | WEFT_F_DEFER_SEND)))
 		return -EINVAL;
 	cl = calloc(1, sizeof(*cl));
 	if (!cl)

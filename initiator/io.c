@@ -747,10 +747,20 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 	/* The pieces of this request leave now, all at once: its
 	 * short-circuit reads in one io_uring_enter, its network pieces in
 	 * one send per connection (the fabric ctx batches posts).  A caller
-	 * may sleep on weft_fd() next, and nothing else would send them. */
-	wf_sc_flush(cl);
-	wf_flush(cl->ctx);
+	 * may sleep on weft_fd() next, and nothing else would send them.
+	 * WEFT_F_DEFER_SEND: the caller sends with weft_submit() (or the
+	 * next poll), after queueing more. */
+	if (!(cl->opts.flags & WEFT_F_DEFER_SEND))
+		weft_submit(cl);
 	return 0;
+}
+
+int weft_submit(struct weft_cluster *cl)
+{
+	if (!cl)
+		return -EINVAL;
+	wf_sc_flush(cl);
+	return wf_flush(cl->ctx);
 }
 
 int weft_read(struct weft_volume *vol, void *buf, size_t len, uint64_t off,

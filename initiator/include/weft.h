@@ -57,6 +57,14 @@ struct weft_cluster_opts {
 
 enum {
 	WEFT_F_NO_SHORT_CIRCUIT = 1u << 0, /* always read through the target */
+	/*
+	 * Requests queued by weft_read/write/discard/flush leave at the next
+	 * weft_submit(), weft_poll() or weft_wait() on the handle, so a batch
+	 * of them costs one send per target connection and one io_uring_enter
+	 * for its short-circuit reads.  Without it each call sends at once.
+	 * With it, call weft_submit() before sleeping on weft_fd().
+	 */
+	WEFT_F_DEFER_SEND       = 1u << 1,
 };
 
 /*
@@ -119,6 +127,9 @@ int weft_discard(struct weft_volume *vol, uint64_t off, uint64_t len,
 /* Make every write completed before this call durable on every replica. */
 int weft_flush(struct weft_volume *vol, uint64_t user_data);
 
+/* Send every request queued so far (see WEFT_F_DEFER_SEND; without that
+ * flag there is never anything left to send).  Returns 0 or -errno. */
+int weft_submit(struct weft_cluster *cl);
 /* Reap up to max completions without blocking; returns the count. */
 int weft_poll(struct weft_cluster *cl, struct weft_cqe *cqes, int max);
 /* Reap at least min (up to max) completions, waiting up to timeout_ms

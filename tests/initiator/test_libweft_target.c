@@ -739,3 +739,61 @@ Test(shortcircuit, fd_wakes_after_queueing, .init = up3, .fini = down,
 	cr_assert_gt(cl->stats.sc_reads, 0);
 	weft_cluster_close(cl);
 }
+
+/* WEFT_F_DEFER_SEND: queued requests wait for weft_submit (or the next
+ * poll/wait), then a batch goes out and a sleeper on weft_fd is woken; the
+ * data is right; unknown flags are refused. */
+Test(target, deferred_send, .init = up3, .fini = down, .timeout = 60)
+{
+	enum { QD = 32, BS = 4096 };
+	struct weft_cluster_opts bad = {
+		.size = sizeof(bad), .map_path = C.map, .flags = 1u << 30,
+	};
+	struct weft_cluster *cl = open_cl(QD, 0, "tcp",
+					  WEFT_F_NO_SHORT_CIRCUIT | WEFT_F_DEFER_SEND);
+	struct weft_volume *v = open_vol(cl, "vol1");
+	struct pollfd pfd = { .fd = weft_fd(cl), .events = POLLIN };
+	char *w = weft_buf_alloc(cl, QD * BS), *r = weft_buf_alloc(cl, QD * BS);
+	struct weft_cqe e[QD];
+	struct weft_cluster *x = NULL;
+	int got = 0;
+
+	cr_assert_eq(weft_cluster_open(&bad, &x), -EINVAL);
+	cr_assert(w && r);
+	fill(w, QD * BS, 4242);
+	/* One block per extent-sized stride: the batch spans many PGs. */
+	for (int i = 0; i < QD; i++)
+		cr_assert_eq(weft_write(v, w + i * BS, BS, (uint64_t)i * 3 * MiB, 0,
+					(uint64_t)i), 0);
+	/* Nothing has left: nothing can come back. */
+	cr_assert_eq(poll(&pfd, 1, 200), 0, "a deferred request was answered");
+	cr_assert_eq(weft_inflight(cl), QD);
+	cr_assert_eq(weft_submit(cl), 0);
+	while (got < QD) {
+		int n;
+
+		cr_assert_eq(poll(&pfd, 1, 5000), 1, "woken after weft_submit");
+		n = weft_poll(cl, e + got, QD - got);
+		cr_assert_geq(n, 0);
+		got += n;
+	}
+	for (int i = 0; i < QD; i++)
+		cr_assert_eq(e[i].res, BS, "write %d: %lld", i, (long long)e[i].res);
+	/* Reads queued without weft_submit: weft_wait sends them. */
+	memset(r, 0, QD * BS);
+	for (int i = 0; i < QD; i++)
+		cr_assert_eq(weft_read(v, r + i * BS, BS, (uint64_t)i * 3 * MiB,
+				       (uint64_t)i), 0);
+	for (got = 0; got < QD; ) {
+		int n = weft_wait(cl, e, 1, QD, 5000);
+
+		cr_assert_gt(n, 0, "completions within 5 s");
+		for (int i = 0; i < n; i++)
+			cr_assert_eq(e[i].res, BS);
+		got += n;
+	}
+	cr_assert_eq(memcmp(w, r, QD * BS), 0, "deferred writes read back");
+	weft_buf_free(cl, w);
+	weft_buf_free(cl, r);
+	weft_cluster_close(cl);
+}
