@@ -28,14 +28,26 @@ uint64_t wf_now_ms(void)
 const char *wf_cl_addr(struct weft_cluster *cl, uint32_t tidx, char *buf,
 		       size_t len)
 {
+	return wf_cl_addr_k(cl, tidx, 0, buf, len);
+}
+
+const char *wf_cl_addr_k(struct weft_cluster *cl, uint32_t tidx, uint32_t k,
+			 char *buf, size_t len)
+{
 	const struct wf_target *t = &cl->map.targets[tidx];
 
-	if (!strcmp(cl->transport, "unix"))
-		snprintf(buf, len, "unix:%s/target-%u.sock", cl->run_dir, t->id);
-	else if (!strcmp(cl->transport, "verbs"))
-		snprintf(buf, len, "rdma:%s:%u", t->addr, t->port);
-	else
-		snprintf(buf, len, "tcp:%s:%u", t->addr, t->port);
+	if (!strcmp(cl->transport, "unix")) {
+		if (k)
+			snprintf(buf, len, "unix:%s/target-%u.sock.%u", cl->run_dir,
+				 t->id, k);
+		else
+			snprintf(buf, len, "unix:%s/target-%u.sock", cl->run_dir,
+				 t->id);
+	} else if (!strcmp(cl->transport, "verbs")) {
+		snprintf(buf, len, "rdma:%s:%u", t->addr, t->port + k);
+	} else {
+		snprintf(buf, len, "tcp:%s:%u", t->addr, t->port + k);
+	}
 	return buf;
 }
 
@@ -133,6 +145,7 @@ static int conns_rebuild(struct weft_cluster *cl, struct wf_map *nm)
 		if (!c || keep[i])
 			continue;
 		c->dead = true;
+		wf_conn_drop_subs(c);
 		if (c->state == CONN_IDLE && !c->wait_q.head) {
 			wf_conn_free(c);
 			continue;
@@ -140,8 +153,12 @@ static int conns_rebuild(struct weft_cluster *cl, struct wf_map *nm)
 		cl->dying[cl->ndying++] = c;
 		wf_conn_fail(c);
 	}
-	for (j = 0; j < nm->ntargets; j++)
+	for (j = 0; j < nm->ntargets; j++) {
 		nc[j]->idx = j;
+		for (i = 1; nc[j]->sub && i < nc[j]->reactors; i++)
+			if (nc[j]->sub[i])
+				nc[j]->sub[i]->idx = j;
+	}
 	free(cl->conns);
 	free(fresh);
 	free(keep);

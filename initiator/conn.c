@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "initiator/weft_int.h"
+#include "target/store.h"
 
 #define WR_CONN (1ull << 63)    /* wr_id of a connection's own sends */
 
@@ -47,7 +48,7 @@ int wf_conn_connect(struct wf_conn *c)
 
 	if (c->state != CONN_IDLE)
 		return 0;
-	wf_cl_addr(cl, c->idx, c->addr, sizeof(c->addr));
+	wf_cl_addr_k(cl, c->idx, c->reactor, c->addr, sizeof(c->addr));
 	/* Two sends per request at most (payload write + header), one
 	 * receive per slot plus the GRANT. */
 	o.send_depth = 2 * cl->npieces + 4;
@@ -146,6 +147,106 @@ void wf_conn_on_disconnect(struct wf_conn *c)
 	}
 }
 
+struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
+{
+	uint32_t k;
+
+	if (c->reactors <= 1 || !c->sub)
+		return c;
+	k = wf_store_owner(volume, (uint32_t)(off / c->cl->map.extent_size),
+			   c->reactors);
+	return k && c->sub[k] ? c->sub[k] : c;
+}
+
+/* A detached reactor connection leaves like a connection of a target that
+ * left the map: closed, then freed on its DISCONNECT (cl->dying). */
+static void sub_detach(struct wf_conn *s)
+{
+	struct weft_cluster *cl = s->cl;
+	struct wf_conn **nd;
+
+	s->parent = NULL;
+	s->dead = true;
+	if (s->state == CONN_IDLE) {
+		/* Nothing of it on the wire: requeue its waiters, free it. */
+		wf_conn_fail(s);
+		wf_conn_free(s);
+		return;
+	}
+	/* Room for this one and for every connection conns_rebuild may
+	 * still add in the same pass. */
+	nd = realloc(cl->dying, (cl->ndying + cl->nconns + 2) * sizeof(*nd));
+	if (!nd) {
+		/* Cannot track it: keep it alive, unreachable, until close
+		 * (leaks a struct, loses nothing). */
+		wf_conn_fail(s);
+		return;
+	}
+	cl->dying = nd;
+	cl->dying[cl->ndying++] = s;
+	wf_conn_fail(s);
+}
+
+void wf_conn_drop_subs(struct wf_conn *c)
+{
+	for (uint32_t k = 1; c->sub && k < c->reactors; k++)
+		if (c->sub[k])
+			sub_detach(c->sub[k]);
+	free(c->sub);
+	c->sub = NULL;
+	c->reactors = 0;
+}
+
+void wf_conn_sweep_subs(struct wf_conn *c, uint64_t now)
+{
+	for (uint32_t k = 1; c->sub && k < c->reactors; k++) {
+		struct wf_conn *s = c->sub[k];
+
+		if (s && s->state == CONN_HELLO && now >= s->hello_deadline)
+			wf_conn_fail(s);
+	}
+}
+
+/* Reactor 0 granted: make the reactor connections (connected lazily, on
+ * the first piece routed to them). */
+static void subs_setup(struct wf_conn *c, uint32_t n)
+{
+	struct wf_conn **sub;
+
+	if (n == c->reactors && (n <= 1 || c->sub))
+		return;
+	wf_conn_drop_subs(c);
+	if (n <= 1) {
+		c->reactors = 1;
+		return;
+	}
+	sub = calloc(n, sizeof(*sub));
+	if (!sub)
+		goto out_one;
+	for (uint32_t k = 1; k < n; k++) {
+		sub[k] = calloc(1, sizeof(**sub));
+		if (!sub[k]) {
+			while (--k > 0)
+				free(sub[k]);
+			free(sub);
+			goto out_one;
+		}
+		sub[k]->cl = c->cl;
+		sub[k]->target_id = c->target_id;
+		sub[k]->idx = c->idx;
+		sub[k]->state = CONN_IDLE;
+		sub[k]->parent = c;
+		sub[k]->reactor = k;
+	}
+	c->sub = sub;
+	c->reactors = n;
+	return;
+
+out_one:
+	/* Everything through reactor 0, which hands requests over. */
+	c->reactors = 1;
+}
+
 static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 {
 	struct weft_cluster *cl = c->cl;
@@ -197,6 +298,8 @@ static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 	c->epoch = g.epoch;
 	c->fails = 0;
 	c->state = CONN_LIVE;
+	if (!c->parent && !c->dead)
+		subs_setup(c, g.reactors);
 	wf_conn_kick(c);
 }
 
@@ -226,6 +329,9 @@ void wf_conn_free(struct wf_conn *c)
 {
 	if (!c)
 		return;
+	for (uint32_t k = 1; c->sub && k < c->reactors; k++)
+		wf_conn_free(c->sub[k]);
+	free(c->sub);
 	if (c->ep)
 		wf_ep_destroy(c->ep);
 	free(c->slot_free);

@@ -121,7 +121,7 @@ static struct wf_conn *conn_of(struct weft_cluster *cl, struct wf_conn *c)
 	int t;
 
 	if (!c->dead)
-		return c;
+		return c->parent ? c->parent : c;       /* reactor k > 0 */
 	t = wf_map_target_by_id(&cl->map, c->target_id);
 	return t >= 0 ? cl->conns[t] : c;
 }
@@ -385,7 +385,8 @@ void wf_piece_dispatch(struct weft_cluster *cl, struct wf_piece *p)
 	}
 	if (p->op == WF_OP_READ && cl->sc_enabled && wf_sc_try(cl, p, &loc))
 		return;
-	dispatch(cl, cl->conns[loc.acting[0]], p);
+	dispatch(cl, wf_conn_route(cl->conns[loc.acting[0]], io->vol->id, p->off),
+		 p);
 }
 
 /* ---- cutting ----------------------------------------------------------------- */
@@ -610,6 +611,7 @@ static void sweep(struct weft_cluster *cl)
 
 		if (c->state == CONN_HELLO && cl->now >= c->hello_deadline)
 			wf_conn_fail(c);
+		wf_conn_sweep_subs(c, cl->now);
 	}
 	for (i = 0; i < cl->npieces; i++) {
 		struct wf_piece *p = &cl->pieces[i];

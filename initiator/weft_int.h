@@ -100,6 +100,17 @@ struct wf_conn {
 
 	struct wf_pq wait_q;            /* pieces routed here, waiting for the
 	                                 * grant or for a free slot */
+
+	/* Reactors (docs/protocol.md, "Reactors"): a target whose GRANT says
+	 * reactors > 1 gets one connection per reactor.  cl->conns[t] is
+	 * reactor 0's; it holds sub[1..reactors-1], made on first use, and
+	 * each extent's pieces go to its owner reactor's connection. */
+	uint32_t   reactors;            /* from reactor 0's last GRANT (0, 1:
+	                                 * one) */
+	struct wf_conn **sub;           /* [reactors]; sub[0] unused */
+	struct wf_conn *parent;         /* a reactor k > 0 connection: reactor
+	                                 * 0's (NULL once detached: dead) */
+	uint32_t   reactor;             /* k */
 };
 
 /* ---- requests --------------------------------------------------------------- */
@@ -285,6 +296,9 @@ uint64_t wf_now_ms(void);
 int  wf_map_refresh(struct weft_cluster *cl, bool force);
 const char *wf_cl_addr(struct weft_cluster *cl, uint32_t tidx, char *buf,
 		       size_t len);
+/* Reactor k of target tidx: port + k, unix socket path + ".k". */
+const char *wf_cl_addr_k(struct weft_cluster *cl, uint32_t tidx, uint32_t k,
+			 char *buf, size_t len);
 
 /* conn.c */
 struct wf_conn *wf_conn_new(struct weft_cluster *cl, uint32_t tidx);
@@ -293,6 +307,14 @@ int  wf_conn_connect(struct wf_conn *c);
 void wf_conn_fail(struct wf_conn *c);
 void wf_conn_on_msg(struct wf_conn *c, const void *msg, uint32_t len);
 void wf_conn_on_disconnect(struct wf_conn *c);
+/* The connection a piece of (volume, off) goes to: c (reactor 0's) or the
+ * owner reactor's connection of the same target. */
+struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off);
+/* Reactor connections of c: close and forget them (c leaves the map, or
+ * the target restarted with another reactor count). */
+void wf_conn_drop_subs(struct wf_conn *c);
+/* HELLO deadlines of c's reactor connections (c's own: io.c sweep). */
+void wf_conn_sweep_subs(struct wf_conn *c, uint64_t now);
 static inline int wf_slot_take(struct wf_conn *c)
 {
 	for (uint32_t w = 0; w < c->slot_words; w++) {

@@ -410,6 +410,16 @@ static void concurrent_handles(unsigned cores)
 		target_start(t);
 	}
 	verify_all(ver, "after kill -9 of both targets");
+	/* libweft spread the reads over every reactor (each reactor logs its
+	 * counts when it stops). */
+	for (unsigned t = 0; t < NT; t++) {
+		target_kill(t, SIGTERM, 20000);
+		for (unsigned k = 0; k < cores; k++)
+			cr_assert_eq(sys_sh("tail -n %u '%s/target-%u.log' | grep -qE "
+					    "'reactor %u stopped: [1-9][0-9]* reads'",
+					    cores + 2, E.run, t, k), 0,
+				     "target %u: reactor %u served no read", t, k);
+	}
 	fprintf(stderr, "  %u reactors: %llu + %llu + %llu writes by 3 handles, "
 		"%llu extents\n", cores, (unsigned long long)w[0].writes,
 		(unsigned long long)w[1].writes, (unsigned long long)w[2].writes,
