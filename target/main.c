@@ -42,7 +42,8 @@ static const char usage_text[] =
 "      --slot-size BYTES  bytes per slot, multiple of 4096 (default 128K)\n"
 "      --max-conns N      connections served at once (default 16); slot\n"
 "                         memory = slots x slot-size x max-conns\n"
-"      --poll-us US       busy-poll this long before sleeping (default 50)\n"
+"      --poll-us US       busy-poll this long before sleeping (default 0:\n"
+"                         sleep at once; spin on dedicated cores)\n"
 "      --cache MODE       auto (default), volatile or none: the device's\n"
 "                         write cache (docs/store.md, durability)\n"
 "      --listen ADDR      listen here instead of the map's addr:port\n"
@@ -127,7 +128,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->slots = WF_TGT_DEFAULT_SLOTS;
 	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
 	cfg->max_conns = WF_TGT_DEFAULT_MAX_CONNS;
-	cfg->poll_us = 50;
+	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
+	                        * peers on shared cores */
 	cfg->ready_fd = -1;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":c:i:fp:r:t:h", opts, NULL)) != -1) {
