@@ -199,6 +199,15 @@ void *wf_mr_addr(const struct wf_mr *mr)
 	return mr->addr;
 }
 
+int wf_mr_bind(struct wf_mr *mr, const struct wf_ep *ep)
+{
+	if (!mr || (ep && ep->ctx != mr->ctx))
+		return -EINVAL;
+	if (!mr->ctx->ops->mr_bind)
+		return -EOPNOTSUPP;
+	return mr->ctx->ops->mr_bind(mr, ep);
+}
+
 int wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
 	       uint32_t len, struct wf_rkey *out)
 {

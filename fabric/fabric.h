@@ -170,6 +170,16 @@ void *wf_mr_addr(const struct wf_mr *mr);
  * device, hence the ep). */
 int  wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
 		uint32_t len, struct wf_rkey *out);
+/*
+ * Let only the peer of ep address mr remotely (NULL: every endpoint of the
+ * ctx again, the default).  A write, write_imm or read request from any
+ * other endpoint that names mr is then a protocol error: that endpoint is
+ * disconnected and mr is untouched.  Binding a region to the endpoint that
+ * uses it stops a peer that learnt or guessed another connection's key.
+ * tcp only; verbs returns -EOPNOTSUPP (one protection domain per device,
+ * see docs/fabric.md).
+ */
+int  wf_mr_bind(struct wf_mr *mr, const struct wf_ep *ep);
 
 /*
  * Data operations.  Each consumes one send credit of ep until its completion

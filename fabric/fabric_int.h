@@ -32,6 +32,8 @@ struct wf_ops {
 	void  (*mr_dereg)(struct wf_mr *mr);
 	int   (*mr_rkey)(const struct wf_mr *mr, const struct wf_ep *ep,
 			 uint64_t off, uint32_t len, struct wf_rkey *out);
+	int   (*mr_bind)(struct wf_mr *mr, const struct wf_ep *ep); /* NULL:
+	                                                 * not supported */
 
 	int   (*write_imm)(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 			   uint32_t len, const struct wf_rkey *rkey, uint64_t roff,

@@ -102,6 +102,8 @@ struct tcp_ep;
 struct tcp_mr {
 	struct wf_mr base;
 	uint32_t     key;
+	uint64_t     owner;     /* wf_mr_bind: uid of the only endpoint whose
+	                         * peer may address it; 0: any */
 };
 
 struct mr_slot {
@@ -144,6 +146,8 @@ struct tcp_ctx {
 	struct tcp_ep  *live;           /* EP_LIVE endpoints */
 	uint32_t        nlive;
 	uint32_t        turn;           /* wf_poll calls, for the epoll cadence */
+	uint64_t        next_uid;       /* endpoint ids for wf_mr_bind (never
+	                                 * reused, unlike addresses) */
 	bool            io_skipped;     /* the last wf_poll did no socket I/O */
 	bool            armed;          /* the user sleeps on the fd: every poll
 	                                 * asks epoll, until one returns work */
@@ -207,6 +211,7 @@ struct tcp_ep {
 	bool                 reserved;  /* counted in ctx->cq_reserved */
 	int                  fd;
 	int                  state;
+	uint64_t             uid;       /* unique in the ctx, never 0 */
 	uint32_t             events;    /* current epoll interest */
 	struct wf_ep_opts    opts;
 	uint32_t             peer_send_depth, peer_msg, msg_max;
@@ -319,6 +324,24 @@ static char *mr_span(const struct tcp_ctx *c, uint32_t key, uint64_t off,
 	if (off > m->base.len || len > m->base.len - off)
 		return NULL;
 	return (char *)m->base.addr + off;
+}
+
+/* As mr_span, for a frame of ep's peer: also refused when the region is
+ * bound to another endpoint. */
+static char *mr_span_peer(const struct tcp_ep *ep, uint32_t key, uint64_t off,
+			  uint32_t len, unsigned access)
+{
+	struct tcp_mr *m = mr_find(ep->ctx, key);
+
+	if (!m || (m->owner && m->owner != ep->uid))
+		return NULL;
+	return mr_span(ep->ctx, key, off, len, access);
+}
+
+static int tcp_mr_bind(struct wf_mr *mr, const struct wf_ep *e)
+{
+	((struct tcp_mr *)mr)->owner = e ? ((const struct tcp_ep *)e)->uid : 0;
+	return 0;
 }
 
 static int tcp_mr_reg(struct wf_ctx *ctx, void *addr, size_t len,
@@ -545,6 +568,7 @@ static struct tcp_ep *ep_new(struct tcp_ctx *c, int fd, const struct wf_ep_opts 
 		return NULL;
 	ep->h.kind = H_EP;
 	ep->ctx = c;
+	ep->uid = ++c->next_uid;
 	ep->base.ctx = &c->base;
 	ep->base.user = o->user;
 	ep->fd = fd;
@@ -829,13 +853,13 @@ static int rx_check(struct tcp_ep *ep, const struct wf_tcp_frame *f)
 			return -EPROTO;
 		/* fall through */
 	case WF_TCP_WRITE_IMM:
-		if (!mr_span(ep->ctx, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE))
+		if (!mr_span_peer(ep, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE))
 			return -EPROTO;
 		return 0;
 	case WF_TCP_READ_REQ:
 		if (f->imm >= ep->peer_send_depth || ep->resp_out >= ep->peer_send_depth)
 			return -EPROTO;
-		if (!mr_span(ep->ctx, f->key, f->addr, f->len, WF_ACCESS_REMOTE_READ))
+		if (!mr_span_peer(ep, f->key, f->addr, f->len, WF_ACCESS_REMOTE_READ))
 			return -EPROTO;
 		return 0;
 	case WF_TCP_READ_RESP:
@@ -863,7 +887,7 @@ static char *rx_dest(struct tcp_ep *ep)
 	switch (f->type) {
 	case WF_TCP_WRITE_IMM:
 	case WF_TCP_WRITE:
-		return mr_span(ep->ctx, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE);
+		return mr_span_peer(ep, f->key, f->addr, f->len, WF_ACCESS_REMOTE_WRITE);
 	case WF_TCP_READ_RESP:
 		op = &ep->ops[f->imm];
 		return mr_span(ep->ctx, op->mr_key, op->loff, op->len, 0);
@@ -1984,6 +2008,7 @@ const struct wf_ops wf_tcp_ops = {
 	.mr_reg           = tcp_mr_reg,
 	.mr_dereg         = tcp_mr_dereg,
 	.mr_rkey          = tcp_mr_rkey,
+	.mr_bind          = tcp_mr_bind,
 	.write_imm        = tcp_write_imm,
 	.write            = tcp_write,
 	.read             = tcp_read,

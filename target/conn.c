@@ -429,6 +429,13 @@ static void grant(struct wf_tgt_conn *c)
 		wf_tgt_conn_close(c, "cannot describe the ring");
 		return;
 	}
+	/* Only this connection's peer may address its ring, whatever keys
+	 * others learn (tcp; verbs cannot yet: docs/architecture.md). */
+	ret = wf_mr_bind(r->fab[c->fab].mrs[c->idx], c->ep);
+	if (ret && ret != -EOPNOTSUPP) {
+		wf_tgt_conn_close(c, "cannot bind the ring");
+		return;
+	}
 	wf_grant_encode(&g, &h);
 	ret = wf_send(c->ep, &h, sizeof(h), WR_GRANT);
 	if (ret) {

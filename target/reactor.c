@@ -299,9 +299,10 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		iov[i].iov_base = c->ring;
 		iov[i].iov_len = ring_len;
 		for (unsigned f = 0; f < r->nfab; f++) {
+			/* Peers write payloads into slots; nobody reads them
+			 * remotely (READ data is pushed with wf_write). */
 			ret = wf_mr_reg(r->fab[f].ctx, c->ring, ring_len,
-					WF_ACCESS_REMOTE_WRITE | WF_ACCESS_REMOTE_READ,
-					&r->fab[f].mrs[i]);
+					WF_ACCESS_REMOTE_WRITE, &r->fab[f].mrs[i]);
 			if (ret) {
 				free(iov);
 				snprintf(err, errlen, "registering ring %u: %s", i,

@@ -1320,3 +1320,67 @@ Test(fabric, hello_deadline_closes_silent_socket)
 	wf_ep_destroy(ep);
 	ft_pair_close(&p);
 }
+
+/* wf_mr_bind: once a region is bound to one endpoint, another endpoint's
+ * peer that names it is disconnected and the region keeps its bytes; the
+ * bound peer and, after unbinding, everyone may write it again. */
+Test(fabric, mr_bound_to_one_endpoint)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ep_opts o = ft_opts(8, 8, 256);
+	struct wf_ep *seps[2], *ceps[2];
+	char *sbuf = xalloc(8192), *cbuf = xalloc(8192);
+	struct wf_mr *smr, *cmr;
+	struct wf_rkey rk;
+	const struct wf_cqe *d;
+	int ret;
+
+	ft_pair_open(&p, &o, &o);
+	smr = reg(p.sctx, sbuf, 8192, WF_ACCESS_REMOTE_WRITE);
+	if (ft_is_verbs()) {
+		/* Documented: verbs has one protection domain per device. */
+		cr_assert_eq(wf_mr_bind(smr, p.sep), -EOPNOTSUPP);
+		wf_mr_dereg(smr);
+		ft_pair_close(&p);
+		return;
+	}
+	ret = ft_accept_many(&p, seps, 2, ceps, &o);
+	cr_assert_eq(ret, 0, "two more endpoints: %s", strerror(-ret));
+	cmr = reg(p.cctx, cbuf, 8192, 0);
+	memset(sbuf, 0x11, 8192);
+	fill(cbuf, 8192, 9);
+	cr_assert_eq(wf_mr_rkey(smr, p.sep, 0, 8192, &rk), 0);
+	cr_assert_eq(wf_mr_bind(smr, p.sep), 0);
+	cr_assert_eq(wf_mr_bind(smr, p.cep), -EINVAL, "an ep of another ctx");
+
+	/* The bound peer writes. */
+	cr_assert_eq(wf_write_imm(p.cep, cmr, 0, 4096, &rk, 0, 1, 1), 0);
+	ft_pump(p.sctx, &gs, 1, p.cctx, &gc, 1, ft_wait_ms());
+	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_IMM);
+	cr_assert_eq(gs.c[0].ep, p.sep);
+	cr_assert_eq(memcmp(sbuf, cbuf, 4096), 0);
+
+	/* Another peer with the same key: disconnected, nothing written. */
+	cr_assert_eq(wf_write_imm(ceps[0], cmr, 4096, 4096, &rk, 4096, 2, 2), 0);
+	ft_pump(p.sctx, &gs, 2, p.cctx, &gc, 2, ft_wait_ms());
+	d = ft_find(&gs, WF_CQE_DISCONNECT, 0);
+	cr_assert(d, "the server drops the intruder");
+	cr_assert_eq(d->ep, seps[0]);
+	for (int i = 4096; i < 8192; i++)
+		cr_assert_eq((uint8_t)sbuf[i], 0x11, "byte %d written by an intruder", i);
+
+	/* Unbound: any endpoint of the ctx again. */
+	cr_assert_eq(wf_mr_bind(smr, NULL), 0);
+	cr_assert_eq(wf_write_imm(ceps[1], cmr, 4096, 4096, &rk, 4096, 3, 3), 0);
+	ft_pump(p.sctx, &gs, 3, p.cctx, &gc, 3, ft_wait_ms());
+	d = ft_find(&gs, WF_CQE_RECV_IMM, 1);
+	cr_assert(d);
+	cr_assert_eq(d->ep, seps[1]);
+	cr_assert_eq(memcmp(sbuf + 4096, cbuf + 4096, 4096), 0);
+
+	wf_mr_dereg(smr);
+	wf_mr_dereg(cmr);
+	ft_pair_close(&p);
+	free(sbuf);
+	free(cbuf);
+}
