@@ -399,6 +399,11 @@ bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
 	s = sc_get(cl, loc->acting[0]);
 	if (!s)
 		return false;
+	/* The target serves a newer map: the extent may have a new primary
+	 * that took writes.  Through the network, which answers STALE, and
+	 * libweft moves to the new map. */
+	if (wf_store_view_epoch(&s->view) > cl->map.epoch)
+		return false;
 	r = wf_store_view_lookup(&s->view, io->vol->id, (uint32_t)loc->extent,
 				 &phys, &seq);
 	if (r != 1)
@@ -417,6 +422,7 @@ bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
 	p->sc = s;
 	p->sc_phys = phys;
 	p->sc_seq = seq;
+	p->sc_epoch = cl->map.epoch;
 	p->state = PC_SC;
 	cl->scr->queued++;
 	cl->scr->inflight++;
@@ -483,7 +489,8 @@ int wf_sc_poll(struct weft_cluster *cl)
 			continue;
 		if (res == (int)p->len && p->sc->state == SC_READY &&
 		    p->sc->checked == r->batch &&
-		    wf_store_view_check(&p->sc->view, p->sc_phys, p->sc_seq)) {
+		    wf_store_view_check(&p->sc->view, p->sc_phys, p->sc_seq) &&
+		    wf_store_view_epoch(&p->sc->view) <= p->sc_epoch) {
 			cl->stats.sc_reads++;
 			if (!p->landed && p->io->zc) {
 				/* zero-copy buffer that was misaligned?
@@ -496,8 +503,9 @@ int wf_sc_poll(struct weft_cluster *cl)
 			wf_piece_done(cl, p, p->len);
 			continue;
 		}
-		/* Short read, device error, or the extent changed under the
-		 * read: the target answers instead (never stale data). */
+		/* Short read, device error, the extent changed under the
+		 * read, or the target moved to a newer map meanwhile: the
+		 * target answers instead (never stale data). */
 		cl->stats.sc_fallbacks++;
 		p->sc = NULL;
 		p->landed = false;

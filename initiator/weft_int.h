@@ -179,6 +179,7 @@ struct wf_piece {
 	bool       sc_skip;             /* go through the target (a short-
 	                                 * circuit attempt fell back) */
 	uint32_t   sc_phys, sc_seq;
+	uint64_t   sc_epoch;    /* our map epoch when the read was routed */
 	struct wf_sc *sc;
 };
 

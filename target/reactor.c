@@ -147,6 +147,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
 	r->map = m;
+	wf_store_view_publish_epoch(r->store, m->epoch);
 	return 0;
 }
 
@@ -204,6 +205,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	r->idx = idx;
 	r->map = map;
 	r->store = store;
+	wf_store_view_publish_epoch(store, map->epoch);
 	r->epfd = r->sigfd = r->store_efd = r->wake_fd = -1;
 	r->seen_gen = __atomic_load_n(&tg->gen, __ATOMIC_ACQUIRE);
 	r->seen_reload = __atomic_load_n(&tg->reload_gen, __ATOMIC_ACQUIRE);

@@ -55,7 +55,10 @@ static bool blkdev_volatile(int fd)
 static int view_alloc(struct wf_store *s)
 {
 	uint64_t n = s->sb.extents;
-	size_t pe_off = 128, ht_off, len;
+	size_t pe_off = 128, ht_off, len;       /* header room: see below */
+
+	_Static_assert(sizeof(struct wf_store_view_hdr) <= 128,
+		       "the view header fits before the extent table");
 
 	/* At least one bucket stays empty so every probe ends (see ht_*). */
 	s->buckets = n + n / 2 + 2;
@@ -457,6 +460,17 @@ int wf_store_event_fd(struct wf_store *s)
 unsigned wf_store_inflight(const struct wf_store *s)
 {
 	return s->inflight + s->guests + s->blk_out + (s->outbox ? 1 : 0);
+}
+
+void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch)
+{
+	uint64_t cur = __atomic_load_n(&s->hdr->epoch, __ATOMIC_RELAXED);
+
+	/* Several reactors publish their own copy's epoch: keep the max. */
+	while (cur < epoch &&
+	       !__atomic_compare_exchange_n(&s->hdr->epoch, &cur, epoch, false,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
 }
 
 int wf_store_index_fd(const struct wf_store *s)

@@ -313,6 +313,8 @@ struct wf_store_view_hdr {
 	uint64_t cluster_id;
 	uint32_t target_id;
 	uint32_t pad;
+	uint64_t epoch;         /* map epoch the target serves (only grows;
+	                         * version 2) */
 };
 
 /* One physical extent: which (volume, extent) it holds. */
@@ -323,7 +325,7 @@ struct wf_store_pe {
 };
 
 #define WF_STORE_VIEW_MAGIC     0x56494657u     /* "WFIV" */
-#define WF_STORE_VIEW_VERSION   1u
+#define WF_STORE_VIEW_VERSION   2u
 
 struct wf_store_view {
 	const struct wf_store_view_hdr *hdr;
@@ -339,6 +341,17 @@ int  wf_store_dev_fd(const struct wf_store *s);
 /* A new read-only O_DIRECT fd on the device, for handing to a reader that
  * must not be able to write it; the caller closes it.  Returns fd or -errno. */
 int  wf_store_dev_fd_ro(const struct wf_store *s);
+
+/*
+ * Publish the map epoch the target now serves in the view (kept if lower
+ * than the one there).  A short-circuit reader whose map is older must not
+ * use the view: the extent may have a new primary that took writes.
+ */
+void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch);
+static inline uint64_t wf_store_view_epoch(const struct wf_store_view *v)
+{
+	return __atomic_load_n(&v->hdr->epoch, __ATOMIC_ACQUIRE);
+}
 
 int  wf_store_view_open(int fd, struct wf_store_view *v);
 void wf_store_view_close(struct wf_store_view *v);

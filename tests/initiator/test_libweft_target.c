@@ -797,3 +797,42 @@ Test(target, deferred_send, .init = up3, .fini = down, .timeout = 60)
 	weft_buf_free(cl, r);
 	weft_cluster_close(cl);
 }
+
+/* A short-circuit session opened at epoch 1 is not used once the target
+ * serves epoch 2: the next read goes through the network (which answers
+ * STALE, and the handle moves to epoch 2), never local at the old epoch. */
+Test(shortcircuit, open_session_rechecked_after_epoch_change, .init = up3,
+     .fini = down, .timeout = 60)
+{
+	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
+	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
+	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
+	uint64_t sc0;
+	double t0;
+
+	fill(w, MiB, 78);
+	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_gt(a->stats.sc_reads, 0, "the session is open at epoch 1");
+	lc_write_map(&C, 2);
+	for (unsigned t = 0; t < 3; t++)
+		lc_kill(&C, t, SIGHUP, false);
+	t0 = now_s();
+	while (b->map.epoch != 2 && now_s() - t0 < 5) {
+		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
+		usleep(10 * 1000);
+	}
+	cr_assert_eq(b->map.epoch, 2);
+	cr_assert_eq(a->map.epoch, 1);
+	sc0 = a->stats.sc_reads;
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_eq(a->map.epoch, 2, "read locally at epoch 1 from a target at 2");
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	cr_assert_eq(memcmp(r, w, MiB), 0);
+	cr_assert_gt(a->stats.sc_reads, sc0, "short circuit again at epoch 2");
+	weft_cluster_close(a);
+	weft_cluster_close(b);
+}
