@@ -73,6 +73,7 @@ struct wf_sc {
 	uint64_t checked;           /* batch whose liveness check it passed */
 	int      dev_fd;
 	int      ctl_fd;
+	bool     busy_logged;       /* -EBUSY said once */
 	struct wf_store_view view;
 };
 
@@ -281,6 +282,10 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	}
 	memset(&u, 0, sizeof(u));
 	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n == 0) {
+		ret = -EBUSY;   /* closed unanswered: no free session */
+		goto out_close;
+	}
 	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(fds)))
@@ -369,6 +374,12 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	s->tidx = t;
 	s->dev_fd = s->ctl_fd = -1;
 	ret = sc_setup(cl, t, s);
+	if (ret == -EBUSY && !s->busy_logged) {
+		fprintf(stderr, "libweft: target %u has no free control session: "
+			"reading its extents through the network, asking again "
+			"every %d ms\n", s->target_id, SC_RETRY_MS);
+		s->busy_logged = true;
+	}
 	if (ret) {
 		s->state = SC_NONE;
 		/* Not on this host: never; otherwise maybe later (the

@@ -86,6 +86,7 @@ static void drop(struct wf_tgt_reactor *r, unsigned i)
 	epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->ctl.cfd[i], NULL);
 	close(r->ctl.cfd[i]);
 	r->ctl.cfd[i] = -1;
+	r->ctl.full_logged = false;
 }
 
 void wf_tgt_ctl_close(struct wf_tgt_reactor *r)
@@ -257,6 +258,12 @@ void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
 			if (r->ctl.cfd[i] < 0)
 				break;
 		e.data.u64 = WF_TGT_EV_CTL + 1 + i;
+		if (i == WF_TGT_CTL_CLIENTS && !r->ctl.full_logged) {
+			wf_tgt_log("control socket: all %u sessions in use; new "
+				   "local clients read through the network",
+				   WF_TGT_CTL_CLIENTS);
+			r->ctl.full_logged = true;
+		}
 		if (i == WF_TGT_CTL_CLIENTS ||
 		    epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &e)) {
 			close(fd);      /* full: the client sees EOF */

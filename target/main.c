@@ -635,6 +635,13 @@ int main(int argc, char **argv)
 			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_MEMLOCK, &rl);
 		}
+		/* Every connection and control session is a descriptor: the
+		 * soft default (1024) is below --max-conns and the control
+		 * sessions together. */
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 	ret = start_reactors(&tg, &cfg, map, store, err, sizeof(err));
 	map = NULL;     /* the reactors own their maps now */

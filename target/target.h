@@ -250,10 +250,13 @@ void wf_tgt_conn_run_held(struct wf_tgt_reactor *r);
 
 /* ---- control socket (ctl.c) ------------------------------------------- */
 
-#define WF_TGT_CTL_CLIENTS 16
+/* Control sessions at once: every local libweft handle that reads
+ * short-circuit keeps one open (its hang-up tells of a target restart). */
+#define WF_TGT_CTL_CLIENTS 1024
 
 struct wf_tgt_ctl {
 	int  lfd;                       /* SOCK_SEQPACKET listener */
+	bool full_logged;               /* "all sessions in use" said once */
 	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
 	int  dev_ro;                    /* read-only O_DIRECT device fd for
 	                                 * short-circuit readers */

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -835,4 +838,86 @@ Test(shortcircuit, open_session_rechecked_after_epoch_change, .init = up3,
 	cr_assert_gt(a->stats.sc_reads, sc0, "short circuit again at epoch 2");
 	weft_cluster_close(a);
 	weft_cluster_close(b);
+}
+
+/* Every control session of a target taken (by raw sockets here): a local
+ * handle reads through the network, correctly, and uses short-circuit
+ * again once sessions are free. */
+Test(shortcircuit, control_sessions_full_then_free, .init = up3,
+     .fini = down, .timeout = 90)
+{
+	enum { N = 1024 };
+	static int fds[3][N];
+	char path[256];
+	struct rlimit rl;
+	struct weft_cluster *a;
+	struct weft_volume *va;
+	char *r;
+	double t0;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = rl.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	cr_assert_geq(rl.rlim_cur, 3 * N + 256, "need more descriptors");
+	a = open_cl(0, 0, "tcp", 0);
+	va = open_vol(a, "vol1");
+	r = weft_buf_alloc(a, MiB);
+	for (unsigned t = 0; t < 3; t++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		cr_assert_lt(snprintf(path, sizeof(path), "%s/target-%u.ctl",
+				      C.run, t), (int)sizeof(sa.sun_path));
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		for (int i = 0; i < N; i++) {
+			fds[t][i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+			cr_assert_geq(fds[t][i], 0);
+			cr_assert_eq(connect(fds[t][i], (struct sockaddr *)&sa,
+					     sizeof(sa)), 0, "session %d", i);
+		}
+	}
+	/* Wait until the targets have accepted them all (a session past the
+	 * limit is closed at accept: connect one more and see it hang up). */
+	for (unsigned t = 0; t < 3; t++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int x = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		struct pollfd pfd = { .fd = x, .events = POLLIN };
+
+		cr_assert_lt(snprintf(path, sizeof(path), "%s/target-%u.ctl",
+				      C.run, t), (int)sizeof(sa.sun_path));
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		cr_assert_eq(connect(x, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		cr_assert_eq(poll(&pfd, 1, 10000), 1, "target %u hung up", t);
+		cr_assert(pfd.revents & (POLLHUP | POLLIN));
+		close(x);
+		/* ... and kept every one of the first N. */
+		for (int i = 0; i < N; i++) {
+			struct pollfd q = { .fd = fds[t][i], .events = POLLRDHUP };
+
+			cr_assert_eq(poll(&q, 1, 0), 0, "target %u dropped session %d",
+				     t, i);
+		}
+	}
+	fill(r, MiB, 5);
+	cr_assert_eq(weft_pwrite(va, r, MiB, 0, 0), MiB);
+	memset(r, 0, MiB);
+	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+	{
+		char *want = malloc(MiB);
+
+		fill(want, MiB, 5);
+		cr_assert_eq(memcmp(r, want, MiB), 0);
+		free(want);
+	}
+	cr_assert_eq(a->stats.sc_reads, 0, "no session, yet read locally");
+	for (unsigned t = 0; t < 3; t++)
+		for (int i = 0; i < N; i++)
+			close(fds[t][i]);
+	/* Asked again after SC_RETRY_MS (1 s). */
+	t0 = now_s();
+	while (!a->stats.sc_reads && now_s() - t0 < 10) {
+		cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
+		usleep(50 * 1000);
+	}
+	cr_assert_gt(a->stats.sc_reads, 0, "short circuit once sessions are free");
+	weft_cluster_close(a);
 }
