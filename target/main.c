@@ -625,6 +625,10 @@ int main(int argc, char **argv)
 	if (st.torn_blocks)
 		wf_tgt_log("store: %u index block copies were torn or corrupt "
 			   "(the other copies were used)", st.torn_blocks);
+	if (wf_store_index_fd(store) < 0)
+		wf_tgt_log("short-circuit reads disabled: this kernel cannot seal "
+			   "the index view against writable mappings "
+			   "(F_SEAL_FUTURE_WRITE)");
 
 	{
 		/* The rings are pinned (io_uring registered buffers): take

@@ -78,8 +78,12 @@ static int view_alloc(struct wf_store *s)
 	}
 	/* Whoever receives the fd may trust the size it maps and cannot map
 	 * it writable (FUTURE_WRITE spares our own mapping, made above). */
-	if (fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-		  F_SEAL_FUTURE_WRITE | F_SEAL_SEAL))
+	s->view_shareable = !fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK |
+				   F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL);
+	if (!s->view_shareable)
+		/* A kernel without FUTURE_WRITE: a receiver could map the
+		 * view writable, so it is never handed out
+		 * (wf_store_index_fd says -EPERM). */
 		(void)fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
 			    F_SEAL_SEAL);
 	s->map_len = len;
@@ -475,7 +479,7 @@ void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch)
 
 int wf_store_index_fd(const struct wf_store *s)
 {
-	return s->memfd;
+	return s->view_shareable ? s->memfd : -EPERM;
 }
 
 int wf_store_dev_fd(const struct wf_store *s)

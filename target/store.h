@@ -334,7 +334,9 @@ struct wf_store_view {
 	size_t map_len;
 };
 
-/* The memfd of the view (owned by the store: dup it to hand it out). */
+/* The memfd of the view (owned by the store: dup it to hand it out), or
+ * -EPERM when the kernel could not seal it against writable mappings (then
+ * it must not leave the process: no short-circuit reads). */
 int  wf_store_index_fd(const struct wf_store *s);
 /* The store's own device fd (read-write, owned by the store). */
 int  wf_store_dev_fd(const struct wf_store *s);

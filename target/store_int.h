@@ -109,6 +109,7 @@ struct wf_store {
 	unsigned qidx;                  /* in sh->q */
 	int      fd;
 	int      memfd;
+	bool     view_shareable;        /* sealed against writable mappings */
 	int      efd;
 	bool     volatile_cache;
 	bool     is_blkdev;
