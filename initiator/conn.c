@@ -149,13 +149,20 @@ void wf_conn_on_disconnect(struct wf_conn *c)
 
 struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
 {
+	struct wf_conn *s;
 	uint32_t k;
 
 	if (c->reactors <= 1 || !c->sub)
 		return c;
 	k = wf_store_owner(volume, (uint32_t)(off / c->cl->map.extent_size),
 			   c->reactors);
-	return k && c->sub[k] ? c->sub[k] : c;
+	s = k ? c->sub[k] : NULL;
+	/* A reactor connection in backoff after a failed connect (its port
+	 * unreachable, or no completion credits left in our ctx): through
+	 * reactor 0 meanwhile, which hands the request to the owner. */
+	if (!s || (s->state == CONN_IDLE && s->fails && c->cl->now < s->retry_at))
+		return c;
+	return s;
 }
 
 /* A detached reactor connection leaves like a connection of a target that
