@@ -225,7 +225,7 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 			drop(r, i);
 		return;
 	case WF_CTL_RELOAD:
-		result = wf_tgt_reload(r, "control RELOAD");
+		result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
 	case WF_CTL_STATUS:
 		break;

@@ -98,11 +98,15 @@ void wf_tgt_stop_all(struct wf_tgt *t, int sig)
 
 static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer);
 
-int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
+static int reload(struct wf_tgt_reactor *r, const char *why, bool always)
 {
+	uint64_t old = r->map->epoch;
 	int ret = reload_local(r, why, false);
 
-	if (!ret && r->t && r->t->n > 1) {
+	/* A request-driven reload that found nothing newer stays local: a
+	 * peer sending bogus epochs to every reactor must not make each of
+	 * them re-read the file for all the others. */
+	if (!ret && r->t && r->t->n > 1 && (always || r->map->epoch != old)) {
 		/* Every reactor serves from its own copy: make them load it
 		 * too (they may find an even newer file; never an older
 		 * epoch than theirs). */
@@ -111,6 +115,16 @@ int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
 		wake_all(r->t, r);
 	}
 	return ret;
+}
+
+int wf_tgt_reload(struct wf_tgt_reactor *r, const char *why)
+{
+	return reload(r, why, false);
+}
+
+int wf_tgt_reload_all(struct wf_tgt_reactor *r, const char *why)
+{
+	return reload(r, why, true);
 }
 
 static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
@@ -500,7 +514,7 @@ static void on_signal(struct wf_tgt_reactor *r)
 	while (read(r->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			reopen_log(r);
-			wf_tgt_reload(r, "SIGHUP");
+			wf_tgt_reload_all(r, "SIGHUP");
 		}
 		else
 			wf_tgt_stop_all(r->t, (int)si.ssi_signo);

@@ -352,10 +352,13 @@ int  wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *t,
 			 struct wf_store *store, char *err, size_t errlen);
 int  wf_tgt_reactor_run(struct wf_tgt_reactor *r);
 void wf_tgt_reactor_fini(struct wf_tgt_reactor *r);
-/* Reload the map file (SIGHUP, RELOAD, a request with a newer epoch).
- * Keeps the current map when the new one fails to load or is older.  On
- * success every other reactor reloads too (each owns its copy). */
+/* Reload the map file (a request with a newer epoch).  Keeps the current
+ * map when the new one fails to load or is older.  When the epoch changed,
+ * every other reactor reloads too (each owns its copy). */
 int  wf_tgt_reload(struct wf_tgt_reactor *r, const char *why);
+/* The same, and every other reactor reloads whatever the epoch (SIGHUP,
+ * control RELOAD: the file may have changed within an epoch). */
+int  wf_tgt_reload_all(struct wf_tgt_reactor *r, const char *why);
 /* Ask every reactor to stop (drain, then leave its loop). */
 void wf_tgt_stop_all(struct wf_tgt *t, int sig);
 /* Run the store queues of all reactors until none has I/O in flight
