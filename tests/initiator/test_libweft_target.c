@@ -426,6 +426,25 @@ Test(shortcircuit, equals_network, .init = up3, .fini = down, .timeout = 120)
  * short-circuit session: the read goes through the network, which answers
  * STALE (or a GRANT with the newer epoch), and the client reloads the map
  * before reading locally. */
+/* Move every target to epoch 2 (new map file + SIGHUP) and wait until b,
+ * a handle that never reads locally, has learnt it by STALE from the target
+ * of r's extent: that target serves epoch 2 then. */
+static void targets_to_epoch2(struct weft_cluster *b, struct weft_volume *vb,
+			      char *r)
+{
+	double t0;
+
+	lc_write_map(&C, 2);
+	for (unsigned t = 0; t < 3; t++)
+		lc_kill(&C, t, SIGHUP, false);
+	t0 = now_s();
+	while (b->map.epoch != 2 && now_s() - t0 < 5) {
+		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
+		usleep(10 * 1000);
+	}
+	cr_assert_eq(b->map.epoch, 2);
+}
+
 Test(shortcircuit, refused_when_target_epoch_newer, .init = up3,
      .fini = down, .timeout = 60)
 {
@@ -433,21 +452,10 @@ Test(shortcircuit, refused_when_target_epoch_newer, .init = up3,
 	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
 	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
 	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
-	double t0;
 
 	fill(w, MiB, 77);
 	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
-	lc_write_map(&C, 2);
-	for (unsigned t = 0; t < 3; t++)
-		lc_kill(&C, t, SIGHUP, false);
-	/* b learns epoch 2 by STALE from the target of this extent: that
-	 * target has it then. */
-	t0 = now_s();
-	while (b->map.epoch != 2 && now_s() - t0 < 5) {
-		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
-		usleep(10 * 1000);
-	}
-	cr_assert_eq(b->map.epoch, 2);
+	targets_to_epoch2(b, vb, r);
 	cr_assert_eq(a->map.epoch, 1);
 	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
 	cr_assert_eq(memcmp(r, w, MiB), 0);
@@ -812,22 +820,13 @@ Test(shortcircuit, open_session_rechecked_after_epoch_change, .init = up3,
 	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
 	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
 	uint64_t sc0;
-	double t0;
 
 	fill(w, MiB, 78);
 	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
 	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
 	cr_assert_eq(memcmp(r, w, MiB), 0);
 	cr_assert_gt(a->stats.sc_reads, 0, "the session is open at epoch 1");
-	lc_write_map(&C, 2);
-	for (unsigned t = 0; t < 3; t++)
-		lc_kill(&C, t, SIGHUP, false);
-	t0 = now_s();
-	while (b->map.epoch != 2 && now_s() - t0 < 5) {
-		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
-		usleep(10 * 1000);
-	}
-	cr_assert_eq(b->map.epoch, 2);
+	targets_to_epoch2(b, vb, r);
 	cr_assert_eq(a->map.epoch, 1);
 	sc0 = a->stats.sc_reads;
 	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
