@@ -30,6 +30,24 @@ int sys_sh(const char *fmt, ...)
 	return WEXITSTATUS(st);
 }
 
+/*
+ * The transport of the tests (WEFT_FABRIC=tcp|unix|verbs, as in
+ * tests/fabric; default tcp).  verbs also needs WEFT_SYS_MAP: a map like
+ * conf/local.conf whose addresses are on an RDMA device (the soft-RoCE rig
+ * writes one for its veth pair).
+ */
+static const char *sys_transport(void)
+{
+	const char *t = getenv("WEFT_FABRIC");
+
+	return t && *t ? t : "tcp";
+}
+
+static const char *sys_target_args(void)
+{
+	return strcmp(sys_transport(), "verbs") ? "" : " --transport verbs";
+}
+
 static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -40,17 +58,26 @@ static void sleep_ms(unsigned ms)
 void sys_start(struct sys_cluster *c)
 {
 	const char *src = getenv("WEFT_SRC"), *bin = getenv("WEFT_BIN");
-	char cmd[2048], line[1024];
+	const char *map = getenv("WEFT_SYS_MAP"), *tr = sys_transport();
+	char cmd[2048], line[1024], mapbuf[300];
 	FILE *p;
 
 	memset(c, 0, sizeof(*c));
 	cr_assert(src && bin, "WEFT_SRC and WEFT_BIN must be set (run through ctest)");
+	cr_assert(!strcmp(tr, "tcp") || !strcmp(tr, "unix") || !strcmp(tr, "verbs"),
+		  "WEFT_FABRIC=%s: not tcp, unix or verbs", tr);
+	cr_assert(strcmp(tr, "verbs") || (map && *map),
+		  "WEFT_FABRIC=verbs needs WEFT_SYS_MAP (addresses on an RDMA device)");
+	if (!map || !*map) {
+		snprintf(mapbuf, sizeof(mapbuf), "%s/conf/local.conf", src);
+		map = mapbuf;
+	}
 	snprintf(c->src, sizeof(c->src), "%s", src);
 	snprintf(c->bin, sizeof(c->bin), "%s", bin);
 	/* Free ports below the ephemeral range, found by scripts/cluster. */
 	snprintf(cmd, sizeof(cmd), "exec 3>&1; WEFT_BIN='%s' '%s/scripts/cluster' start -c "
-		 "'%s/conf/local.conf' --size 512M --port-base auto 2>&1 >&3 | "
-		 "sed 's/^/  /' >&2", bin, src, src);
+		 "'%s' --size 512M --port-base auto -- %s 2>&1 >&3 | "
+		 "sed 's/^/  /' >&2", bin, src, map, sys_target_args());
 	/* stdout (the env line) through fd 3 into the pipe; messages to
 	 * the test's stderr. */
 	p = popen(cmd, "r");
@@ -121,8 +148,8 @@ void sys_kill9(struct sys_cluster *c, unsigned id)
 void sys_restart(struct sys_cluster *c, unsigned id)
 {
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid'", c->bin, c->map, id,
-			c->run, c->dir, id);
+			"--pid-file '%s/target-%u.pid'%s", c->bin, c->map, id,
+			c->run, c->dir, id, sys_target_args());
 
 	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);
 }
@@ -134,7 +161,7 @@ void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 	int ret;
 
 	o.map_path = c->map;
-	o.transport = "tcp";
+	o.transport = sys_transport();
 	o.queue_depth = 64;
 	o.timeout_ms = timeout_ms;
 	o.flags = flags;

@@ -3,7 +3,9 @@
  * Whole-system tests: a local cluster started the way a user starts one
  * (scripts/cluster on conf/local.conf: three weft-target daemons on
  * 127.0.0.1, file devices under /var/tmp), libweft and the tools against
- * it.  Every wait is bounded.
+ * it.  Every wait is bounded.  WEFT_FABRIC=tcp|unix|verbs picks the
+ * transport (default tcp); WEFT_SYS_MAP another map to start (verbs needs
+ * one whose addresses are on an RDMA device: the soft-RoCE rig's).
  */
 #ifndef WEFT_TESTS_INTEGRATION_SYS_H
 #define WEFT_TESTS_INTEGRATION_SYS_H

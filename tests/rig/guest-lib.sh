@@ -276,6 +276,22 @@ rig_main() {
 		echo "rig-guest: NOTICE: weft-bench fabric has no --transport yet: fabric benchmark SKIPPED" >/dev/console
 		echo '{"step":"bench-fabric","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
 	fi
+	# The data path over verbs (tests/rig/guest-io.sh).
+	for t in test_sys_io test_sys_crash; do
+		if [[ -x $RIG_BUILD/tests/$t ]]; then
+			rig_step "${t#test_}-verbs" 600 rig_sys_verbs "$t" || failed=1
+		else
+			echo "rig-guest: NOTICE: no build/tests/$t: data-path tests over verbs SKIPPED" >/dev/console
+			echo "{\"step\":\"${t#test_}-verbs\",\"skipped\":\"not built\"}" >>"$RIG_RES/steps.jsonl"
+		fi
+	done
+	if [[ -x $WEFT_BIN/weft-target && -x $WEFT_BIN/weft-bench ]]; then
+		rig_step io-verify-verbs 300 rig_io_verify_verbs || failed=1
+		rig_step nvmf-compare 900 rig_nvmf_compare || failed=1
+	else
+		echo "rig-guest: NOTICE: no weft-target/weft-bench: I/O over verbs and the NVMe-oF comparison SKIPPED" >/dev/console
+		echo '{"step":"nvmf-compare","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
+	fi
 	rig_step rxe-state 30 rig_counters || true
 	rig_summary "$failed"
 	return "$failed"
@@ -290,6 +306,12 @@ rig_summary() {
 		cat "$RIG_RES"/perftest-*.json 2>/dev/null | paste -sd, | tr -d '\n'
 		printf '],"verbs_vs_perftest":['
 		cat "$RIG_RES"/ratio-verbs-*.json 2>/dev/null | paste -sd, | tr -d '\n'
-		printf ']}\n'
+		printf '],"nvmf_compare":'
+		python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["summary"]), end="")' \
+			"$RIG_RES/nvmf-compare.json" 2>/dev/null || printf null
+		printf '}\n'
 	} >"$RIG_RES/summary.json"
 }
+
+# The data path over verbs and the NVMe-oF/RDMA comparison.
+. /rig/guest-io.sh
