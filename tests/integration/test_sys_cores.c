@@ -5,8 +5,10 @@
  * that a small volume has many extents and writes cross their boundaries.
  *  - several cluster handles (threads) write at once into blocks that
  *    share extents, so new extents are allocated concurrently through
- *    different connections and reactors; everything reads back, and the
- *    targets' used-extent counts match the extents written;
+ *    different connections and reactors; everything reads back, through
+ *    the targets and by short-circuit reads of the shared index view, the
+ *    targets' used-extent counts match the extents written, and every
+ *    reactor served reads;
  *  - kill -9 in the middle of a write stream, restart, every acknowledged
  *    write reads back (repeated);
  *  - SIGTERM with writes in flight on every reactor: the target drains
@@ -204,8 +206,8 @@ static void teardown(void)
 	cr_assert(!bad, "a target's log has sanitizer reports");
 }
 
-static void open_cl(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
-		    struct weft_volume **vol)
+static void open_cl_sc(unsigned qd, unsigned timeout_ms, bool sc,
+		       struct weft_cluster **cl, struct weft_volume **vol)
 {
 	struct weft_cluster_opts o = { .size = sizeof(o) };
 	int ret;
@@ -214,15 +216,21 @@ static void open_cl(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
 	o.transport = "tcp";
 	o.queue_depth = qd;
 	o.timeout_ms = timeout_ms;
-	o.flags = WEFT_F_NO_SHORT_CIRCUIT;
+	o.flags = sc ? 0 : WEFT_F_NO_SHORT_CIRCUIT;
 	ret = weft_cluster_open(&o, cl);
 	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
 	ret = weft_volume_open(*cl, "v", vol);
 	cr_assert_eq(ret, 0, "weft_volume_open: %s", weft_strerror(ret));
 }
 
-/* Used extents of target id, from its control socket. */
-static uint64_t used_extents(unsigned id)
+static void open_cl(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
+		    struct weft_volume **vol)
+{
+	open_cl_sc(qd, timeout_ms, false, cl, vol);
+}
+
+/* STATUS of target id, from its control socket. */
+static struct wf_ctl_status ctl_status(unsigned id)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct wf_ctl_req q = { 0 };
@@ -245,8 +253,25 @@ static uint64_t used_extents(unsigned id)
 	cr_assert_eq(recv(fd, &s, sizeof(s), 0), (ssize_t)sizeof(s));
 	close(fd);
 	cr_assert_eq(le32toh((uint32_t)s.result), 0);
+	return s;
+}
+
+/* Used extents of target id (the store's shared allocator). */
+static uint64_t used_extents(unsigned id)
+{
+	struct wf_ctl_status s = ctl_status(id);
+
 	cr_assert_eq(le64toh(s.used) + le64toh(s.free), le64toh(s.extents));
 	return le64toh(s.used);
+}
+
+static uint64_t target_reads(void)
+{
+	uint64_t n = 0;
+
+	for (unsigned t = 0; t < NT; t++)
+		n += le64toh(ctl_status(t).reads);
+	return n;
 }
 
 /* ---- several handles at once ------------------------------------------ */
@@ -344,13 +369,15 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static void verify_all(const uint64_t *ver, const char *when)
+/* sc: short-circuit reads allowed (both targets are on loopback): they
+ * read the store's shared index view that every reactor updated. */
+static void verify_all(const uint64_t *ver, const char *when, bool sc)
 {
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
 	char *buf;
 
-	open_cl(8, 20000, &cl, &vol);
+	open_cl_sc(8, 20000, sc, &cl, &vol);
 	buf = weft_buf_alloc(cl, EXT);
 	cr_assert(buf);
 	for (uint64_t e = 0; e < VOL_SIZE / EXT; e++) {
@@ -379,7 +406,7 @@ static void concurrent_handles(unsigned cores)
 	static uint64_t ver[NBLK];
 	struct writer w[NW];
 	pthread_t th[NW];
-	uint64_t used = 0, want = 0;
+	uint64_t used = 0, want = 0, reads;
 
 	setup(cores);
 	memset(ver, 0, sizeof(ver));
@@ -392,7 +419,14 @@ static void concurrent_handles(unsigned cores)
 	}
 	for (unsigned i = 0; i < NW; i++)
 		pthread_join(th[i], NULL);
-	verify_all(ver, "after concurrent writers");
+	verify_all(ver, "after concurrent writers", false);
+	reads = target_reads();
+	verify_all(ver, "short-circuit, after concurrent writers", true);
+	reads = target_reads() - reads;
+	fprintf(stderr, "  short-circuit pass: %llu of %llu extent reads through "
+		"the targets\n", (unsigned long long)reads,
+		(unsigned long long)(VOL_SIZE / EXT));
+	cr_assert(reads < VOL_SIZE / EXT, "no read took the short circuit");
 	/* The allocator counted each written extent once, on one target. */
 	for (uint64_t e = 0; e < VOL_SIZE / EXT; e++)
 		for (uint64_t b = e * BPE; b < (e + 1) * BPE; b++)
@@ -409,7 +443,7 @@ static void concurrent_handles(unsigned cores)
 		target_kill(t, SIGKILL, 5000);
 		target_start(t);
 	}
-	verify_all(ver, "after kill -9 of both targets");
+	verify_all(ver, "after kill -9 of both targets", false);
 	/* libweft spread the reads over every reactor (each reactor logs its
 	 * counts when it stops). */
 	for (unsigned t = 0; t < NT; t++) {
