@@ -23,15 +23,10 @@ static void *dup_array(const void *src, size_t n, size_t size)
 	return p;
 }
 
+/* The arrays are malloc'd one by one, as the loader's are: one free serves. */
 void wf_map_edit_free(struct wf_map *map)
 {
-	free(map->targets);
-	free(map->nodes);
-	free(map->child);
-	free(map->pools);
-	free(map->volumes);
-	free(map->overrides);
-	memset(map, 0, sizeof(*map));
+	wf_map_free(map);
 }
 
 int wf_map_copy(struct wf_map *dst, const struct wf_map *src)
