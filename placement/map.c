@@ -495,7 +495,10 @@ static int dup_fail(struct ld *ld, config_setting_t *const *el, const char *sec,
 
 /* ---- list sections: targets, pools, volumes, overrides ---- */
 
-typedef int (*parse_one_fn)(struct ld *ld, uint32_t i, config_setting_t *el);
+/* Parses element i of a list, already known to be a group of known keys;
+ * path is its field name ("pools[3]"). */
+typedef int (*parse_one_fn)(struct ld *ld, uint32_t i, config_setting_t *el,
+			    const char *path);
 
 /*
  * The part every top-level list shares: find it, insist on ( ... ), allocate
@@ -503,15 +506,18 @@ typedef int (*parse_one_fn)(struct ld *ld, uint32_t i, config_setting_t *el);
  * its struct foo * pointer) and *els (the elements' settings, kept for the
  * line numbers of later messages), then parse each element in file order.
  * An absent optional list or an empty one leaves *count 0 and both arrays
- * NULL; empty, when set, is the complaint for an empty list instead.  On
- * failure the arrays may be half filled: the caller's owners free them.
+ * NULL; empty, when set, is the complaint for an empty list instead.  Every
+ * element must be a group whose keys are all in keys[]; keys[0] is the one
+ * the message for a non-group shows.  On failure the arrays may be half
+ * filled: the caller's owners free them.
  */
 static int parse_section(struct ld *ld, const config_setting_t *root, const char *name,
-			 bool required, const char *empty, size_t size, uint32_t *count,
-			 void *parr, config_setting_t ***els, parse_one_fn one)
+			 bool required, const char *empty, const char *const *keys,
+			 size_t size, uint32_t *count, void *parr,
+			 config_setting_t ***els, parse_one_fn one)
 {
 	config_setting_t *list;
-	char f[FIELD_MAX];
+	char f[FIELD_MAX], path[FIELD_MAX];
 	uint32_t n;
 	void *arr;
 	int r;
@@ -533,12 +539,69 @@ static int parse_section(struct ld *ld, const config_setting_t *root, const char
 	if (!arr || !*els)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
-		(*els)[i] = config_setting_get_elem(list, i);
-		r = one(ld, i, (*els)[i]);
+		config_setting_t *el = config_setting_get_elem(list, i);
+
+		(*els)[i] = el;
+		snprintf(path, sizeof(path), "%s[%u]", name, i);
+		if (config_setting_type(el) != CONFIG_TYPE_GROUP)
+			return fail(ld, line_of(el), path, "expected a group { %s = ...; }, "
+				    "not %s", keys[0], type_name(config_setting_type(el)));
+		r = check_keys(ld, el, path, keys);
+		if (!r)
+			r = one(ld, i, el, path);
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+/* Element i of a named list (pools, volumes): its name and its id. */
+typedef void (*name_id_fn)(const struct wf_map *m, uint32_t i, const char **name,
+			   uint64_t *id);
+
+/*
+ * Names, then ids, must be unique within list sec of n elements (noun: what
+ * one element is called in the message).  0, -EINVAL with the message, or
+ * -ENOMEM.
+ */
+static int names_ids_unique(struct ld *ld, const char *sec, const char *noun, uint32_t n,
+			    config_setting_t *const *el, name_id_fn get)
+{
+	const char *name;
+	uint32_t a, b;
+	struct key *k;
+	uint64_t id;
+	int r = 0;
+
+	if (!n)
+		return 0;
+	k = calloc(n, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		get(ld->map, i, &name, &id);
+		k[i] = (struct key){ .s = name, .idx = i };
+	}
+	if (find_dup(k, n, &a, &b)) {
+		get(ld->map, b, &name, &id);
+		r = dup_fail(ld, el, sec, "name", b,
+			     "duplicate %s \"%s\" (also %s[%u], line %d)", noun, name, sec,
+			     a, line_of(el[a]));
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		get(ld->map, i, &name, &id);
+		k[i] = (struct key){ .n = id, .idx = i };
+	}
+	if (find_dup(k, n, &a, &b)) {
+		get(ld->map, b, &name, &id);
+		r = dup_fail(ld, el, sec, "id", b,
+			     "duplicate id %" PRIu64 " (also %s[%u], line %d)", id, sec, a,
+			     line_of(el[a]));
+	}
+out:
+	free(k);
+	return r;
 }
 
 /* ---- targets ---- */
@@ -592,22 +655,17 @@ static const char *const target_keys[] = {
 	"id", "host", "addr", "port", "device", "weight", "state", NULL
 };
 
-static int parse_target(struct ld *ld, uint32_t i, config_setting_t *el)
+static int parse_target(struct ld *ld, uint32_t i, config_setting_t *el,
+			const char *path)
 {
 	struct wf_target *t = &ld->ft[i];
-	char path[FIELD_MAX], f[FIELD_MAX], state[WF_NAME_MAX];
+	char f[FIELD_MAX], state[WF_NAME_MAX];
 	config_setting_t *s;
 	int64_t v;
 	double w;
 	int r;
 
-	snprintf(path, sizeof(path), "targets[%u]", i);
-	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
-		return fail(ld, line_of(el), path, "expected a group { id = ...; }, not %s",
-			    type_name(config_setting_type(el)));
-	r = check_keys(ld, el, path, target_keys);
-	if (!r)
-		r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
+	r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
 	if (r)
 		return r;
 	t->id = (uint32_t)v;
@@ -706,7 +764,8 @@ static int parse_targets(struct ld *ld, const config_setting_t *root)
 	int r;
 
 	r = parse_section(ld, root, "targets", true, "empty: a map needs at least one target",
-			  sizeof(*ld->ft), &ld->nt, &ld->ft, &ld->tel, parse_target);
+			  target_keys, sizeof(*ld->ft), &ld->nt, &ld->ft, &ld->tel,
+			  parse_target);
 	if (r)
 		return r;
 	/* filled by parse_hosts */
@@ -1084,22 +1143,17 @@ static const char *const pool_keys[] = {
 	"name", "id", "replicas", "min_size", "failure_domain", "pg_num", NULL
 };
 
-static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el)
+static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el,
+		      const char *path)
 {
 	struct wf_pool *p = &ld->map->pools[i];
-	char path[FIELD_MAX], f[FIELD_MAX], fd[WF_NAME_MAX];
+	char f[FIELD_MAX], fd[WF_NAME_MAX];
 	config_setting_t *s;
 	uint32_t domains = 0;
 	int64_t v;
 	int r;
 
-	snprintf(path, sizeof(path), "pools[%u]", i);
-	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
-		return fail(ld, line_of(el), path, "expected a group { name = ...; }, not %s",
-			    type_name(config_setting_type(el)));
-	r = check_keys(ld, el, path, pool_keys);
-	if (!r)
-		r = get_str(ld, el, path, "name", true, NULL, p->name, sizeof(p->name),
+	r = get_str(ld, el, path, "name", true, NULL, p->name, sizeof(p->name),
 			    STR_NAME, NULL);
 	if (!r)
 		r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
@@ -1142,37 +1196,23 @@ static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el)
 	return 0;
 }
 
+static void pool_name_id(const struct wf_map *m, uint32_t i, const char **name,
+			 uint64_t *id)
+{
+	*name = m->pools[i].name;
+	*id = m->pools[i].id;
+}
+
 static int parse_pools(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
-	uint32_t a, b;
-	struct key *k;
 	int r;
 
-	r = parse_section(ld, root, "pools", false, NULL, sizeof(*m->pools), &m->npools,
-			  &m->pools, &ld->pel, parse_pool);
-	if (r || !m->npools)
+	r = parse_section(ld, root, "pools", false, NULL, pool_keys, sizeof(*m->pools),
+			  &m->npools, &m->pools, &ld->pel, parse_pool);
+	if (r)
 		return r;
-	k = calloc(m->npools, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < m->npools; i++)
-		k[i] = (struct key){ .s = m->pools[i].name, .idx = i };
-	if (find_dup(k, m->npools, &a, &b)) {
-		r = dup_fail(ld, ld->pel, "pools", "name", b,
-			     "duplicate pool \"%s\" (also pools[%u], line %d)", m->pools[b].name,
-			     a, line_of(ld->pel[a]));
-		goto out;
-	}
-	for (uint32_t i = 0; i < m->npools; i++)
-		k[i] = (struct key){ .n = m->pools[i].id, .idx = i };
-	if (find_dup(k, m->npools, &a, &b))
-		r = dup_fail(ld, ld->pel, "pools", "id", b,
-			     "duplicate id %u (also pools[%u], line %d)", m->pools[b].id, a,
-			     line_of(ld->pel[a]));
-out:
-	free(k);
-	return r;
+	return names_ids_unique(ld, "pools", "pool", m->npools, ld->pel, pool_name_id);
 }
 
 /* "1G", "512MiB", "4096": bytes, binary units. */
@@ -1209,21 +1249,16 @@ static bool parse_size(const char *v, uint64_t *out)
 
 static const char *const volume_keys[] = { "name", "id", "size", "pool", NULL };
 
-static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el)
+static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el,
+			const char *path)
 {
 	struct wf_volume *vol = &ld->map->volumes[i];
-	char path[FIELD_MAX], f[FIELD_MAX], pool[WF_NAME_MAX];
+	char f[FIELD_MAX], pool[WF_NAME_MAX];
 	config_setting_t *s;
 	int64_t v;
 	int r;
 
-	snprintf(path, sizeof(path), "volumes[%u]", i);
-	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
-		return fail(ld, line_of(el), path, "expected a group { name = ...; }, not %s",
-			    type_name(config_setting_type(el)));
-	r = check_keys(ld, el, path, volume_keys);
-	if (!r)
-		r = get_str(ld, el, path, "name", true, NULL, vol->name, sizeof(vol->name),
+	r = get_str(ld, el, path, "name", true, NULL, vol->name, sizeof(vol->name),
 			    STR_NAME, NULL);
 	if (!r)
 		r = get_int(ld, el, path, "id", true, 0, 0, INT64_MAX, &v);
@@ -1260,57 +1295,39 @@ static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el)
 	return 0;
 }
 
+static void volume_name_id(const struct wf_map *m, uint32_t i, const char **name,
+			   uint64_t *id)
+{
+	*name = m->volumes[i].name;
+	*id = m->volumes[i].id;
+}
+
 static int parse_volumes(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
-	uint32_t a, b;
-	struct key *k;
 	int r;
 
-	r = parse_section(ld, root, "volumes", false, NULL, sizeof(*m->volumes), &m->nvolumes,
-			  &m->volumes, &ld->vel, parse_volume);
-	if (r || !m->nvolumes)
+	r = parse_section(ld, root, "volumes", false, NULL, volume_keys, sizeof(*m->volumes),
+			  &m->nvolumes, &m->volumes, &ld->vel, parse_volume);
+	if (r)
 		return r;
-	k = calloc(m->nvolumes, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < m->nvolumes; i++)
-		k[i] = (struct key){ .s = m->volumes[i].name, .idx = i };
-	if (find_dup(k, m->nvolumes, &a, &b)) {
-		r = dup_fail(ld, ld->vel, "volumes", "name", b,
-			     "duplicate volume \"%s\" (also volumes[%u], line %d)",
-			     m->volumes[b].name, a, line_of(ld->vel[a]));
-		goto out;
-	}
-	for (uint32_t i = 0; i < m->nvolumes; i++)
-		k[i] = (struct key){ .n = m->volumes[i].id, .idx = i };
-	if (find_dup(k, m->nvolumes, &a, &b))
-		r = dup_fail(ld, ld->vel, "volumes", "id", b,
-			     "duplicate id %" PRIu64 " (also volumes[%u], line %d)",
-			     m->volumes[b].id, a, line_of(ld->vel[a]));
-out:
-	free(k);
-	return r;
+	return names_ids_unique(ld, "volumes", "volume", m->nvolumes, ld->vel,
+				volume_name_id);
 }
 
 static const char *const override_keys[] = { "pool", "pg", "acting", NULL };
 
-static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el)
+static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el,
+			  const char *path)
 {
 	struct wf_override *o = &ld->map->overrides[i];
-	char path[FIELD_MAX], f[FIELD_MAX], pool[WF_NAME_MAX];
+	char f[FIELD_MAX], pool[WF_NAME_MAX];
 	const struct wf_pool *p;
 	config_setting_t *s;
 	int64_t v;
 	int r, n;
 
-	snprintf(path, sizeof(path), "overrides[%u]", i);
-	if (config_setting_type(el) != CONFIG_TYPE_GROUP)
-		return fail(ld, line_of(el), path, "expected a group { pool = ...; }, not %s",
-			    type_name(config_setting_type(el)));
-	r = check_keys(ld, el, path, override_keys);
-	if (!r)
-		r = get_str(ld, el, path, "pool", true, NULL, pool, sizeof(pool), STR_NAME, &s);
+	r = get_str(ld, el, path, "pool", true, NULL, pool, sizeof(pool), STR_NAME, &s);
 	if (r)
 		return r;
 	r = wf_map_pool_by_name(ld->map, pool);
@@ -1370,8 +1387,9 @@ static int parse_overrides(struct ld *ld, const config_setting_t *root)
 	struct key *k;
 	int r;
 
-	r = parse_section(ld, root, "overrides", false, NULL, sizeof(*m->overrides),
-			  &m->noverrides, &m->overrides, &ld->oel, parse_override);
+	r = parse_section(ld, root, "overrides", false, NULL, override_keys,
+			  sizeof(*m->overrides), &m->noverrides, &m->overrides, &ld->oel,
+			  parse_override);
 	if (r || !m->noverrides)
 		return r;
 	k = calloc(m->noverrides, sizeof(*k));
