@@ -33,6 +33,17 @@ static int fits(const struct wf_ctx *ctx, const struct wf_ep_opts *d)
 	return need <= ctx->opts.cq_depth;
 }
 
+/* What listen and connect check alike: the arguments, then the endpoint
+ * options (defaults filled into *d) against the ctx's completion queue. */
+static int ep_prepare(const struct wf_ctx *ctx, const char *addr, const void *out,
+		      const struct wf_ep_opts *o, struct wf_ep_opts *d)
+{
+	if (!ctx || !addr || !out)
+		return -EINVAL;
+	ep_defaults(o, d);
+	return fits(ctx, d) ? 0 : -ENOSPC;
+}
+
 static const struct wf_ops *backend_ops(uint32_t backend)
 {
 	switch (backend) {
@@ -100,11 +111,9 @@ int wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	struct wf_ep_opts d;
 	int ret;
 
-	if (!ctx || !addr || !out)
-		return -EINVAL;
-	ep_defaults(o, &d);
-	if (!fits(ctx, &d))
-		return -ENOSPC;
+	ret = ep_prepare(ctx, addr, out, o, &d);
+	if (ret)
+		return ret;
 	ret = ctx->ops->listen(ctx, addr, &d, out);
 	if (ret)
 		return ret;
@@ -141,11 +150,9 @@ int wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	struct wf_ep_opts d;
 	int ret;
 
-	if (!ctx || !addr || !out)
-		return -EINVAL;
-	ep_defaults(o, &d);
-	if (!fits(ctx, &d))
-		return -ENOSPC;
+	ret = ep_prepare(ctx, addr, out, o, &d);
+	if (ret)
+		return ret;
 	ret = ctx->ops->connect(ctx, addr, &d, out);
 	if (ret)
 		return ret;
