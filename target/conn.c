@@ -472,6 +472,18 @@ static void on_hello(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	c->client_id = he.client_id;
 	c->want_slots = he.want_slots;
+	/* A client has one connection per reactor: a HELLO from a client that
+	 * still has a live one here means that one is dead to the client (it
+	 * reconnected before we noticed).  Close it now, so that its store
+	 * I/O still in flight holds this GRANT back (old_io) and an old
+	 * write cannot land after a newer one sent on this connection. */
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		struct wf_tgt_conn *o = &r->conns[i];
+
+		if (o != c && o->state == CONN_LIVE && o->client_id == c->client_id)
+			wf_tgt_conn_close(o, "superseded by a new connection of "
+					  "the same client");
+	}
 	if (r->phase == PH_RUN && old_io(c)) {
 		wf_tgt_log("connection %u (client %llu): GRANT held until an "
 			   "earlier connection's store I/O is done", c->idx,

@@ -807,14 +807,16 @@ Test(target, epoch_change_moves_primaries, .timeout = 60)
  * a write of the dropped connection still running in the target must not
  * land after the new connection's newer write to the same block.  The old
  * writes are deferred behind whole-extent discards, the old connection is
- * dropped with all of them in flight, and the new connection at once
+ * dropped with all of them in flight (even rounds: closed; odd rounds:
+ * abandoned, still open as far as the target knows, so only the new HELLO
+ * tells it the old connection is dead), and the new connection at once
  * writes newer data to the same blocks: the newer data must stay.
  */
 Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
 {
 	enum { NEXT = 8, ROUNDS = 10, LEN = 65536 };
 	struct tgt_env e;
-	struct tgt_client c;
+	struct tgt_client c, old;
 	struct wf_cqe cq[16];
 	char addr[256], log[256], line[512];
 	uint64_t base[NEXT];
@@ -832,28 +834,29 @@ Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
 
 		/* The old connection: discard each extent whole, then write
 		 * old data into it (deferred behind the discard). */
-		cr_assert_eq(tgt_connect(&c, addr, TGT_SLOTS, 1), 0);
+		cr_assert_eq(tgt_connect_as(&old, addr, TGT_SLOTS, 1, 42), 0);
 		for (unsigned k = 0; k < NEXT; k++) {
-			cr_assert_eq(tgt_post(&c, WF_OP_DISCARD, TGT_VOL, base[k],
+			cr_assert_eq(tgt_post(&old, WF_OP_DISCARD, TGT_VOL, base[k],
 					      TGT_EXT, 2 * k, 0, 1), 0);
-			tgt_pattern(c.buf + (size_t)(2 * k + 1) * c.g.slot_size,
+			tgt_pattern(old.buf + (size_t)(2 * k + 1) * old.g.slot_size,
 				    LEN, 1000 * round + k);
-			cr_assert_eq(tgt_post(&c, WF_OP_WRITE, TGT_VOL, base[k],
+			cr_assert_eq(tgt_post(&old, WF_OP_WRITE, TGT_VOL, base[k],
 					      LEN, 2 * k + 1, 0, 1), 0);
 		}
 		/* Until the requests have left (their send completions),
 		 * then drop the connection without waiting for replies. */
 		for (int spins = 0; sent < 2 * NEXT + NEXT && spins < 1000000;
 		     spins++) {
-			int n = wf_poll(c.ctx, cq, 16);
+			int n = wf_poll(old.ctx, cq, 16);
 
 			for (int i = 0; i < n; i++)
 				if (cq[i].op == WF_CQE_SEND || cq[i].op == WF_CQE_WRITE)
 					sent++;
 		}
-		tgt_close(&c);
+		if (!(round & 1))
+			tgt_close(&old);
 		/* The new connection, same client_id: newer data. */
-		cr_assert_eq(tgt_connect(&c, addr, TGT_SLOTS, 1), 0);
+		cr_assert_eq(tgt_connect_as(&c, addr, TGT_SLOTS, 1, 42), 0);
 		for (unsigned k = 0; k < NEXT; k++) {
 			tgt_pattern(w, LEN, 1000 * round + 500 + k);
 			cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, base[k], LEN,
@@ -868,6 +871,13 @@ Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
 				     "after the newer one", round, k);
 		}
 		tgt_close(&c);
+		if (round & 1) {
+			/* The target let the abandoned connection go. */
+			cr_assert(tgt_wait_closed(&old, 10000),
+				  "round %u: the superseded connection is still "
+				  "open", round);
+			tgt_close(&old);
+		}
 	}
 	/* How often the GRANT was held (timing dependent: informational). */
 	snprintf(log, sizeof(log), "%s/target-0.log", e.run);

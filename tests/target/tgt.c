@@ -38,18 +38,40 @@ static const char *bin(void)
 	return path;
 }
 
+/*
+ * A port P with P .. P + 7 all free (reactor k of a --cores target listens
+ * on P + k; the map's second target is at P + 1), outside the kernel's
+ * ephemeral range, where client sockets of parallel tests would take them.
+ */
 static uint16_t free_port(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	static unsigned seed;
 
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int tries = 0; tries < 500; tries++) {
+		uint16_t p = (uint16_t)(20000 + rand_r(&seed) % 9990);
+		int fds[8], n;
+
+		for (n = 0; n < 8; n++) {
+			struct sockaddr_in sa = { .sin_family = AF_INET,
+						  .sin_port = htons((uint16_t)(p + n)),
+						  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+			fds[n] = socket(AF_INET, SOCK_STREAM, 0);
+			cr_assert_geq(fds[n], 0);
+			if (bind(fds[n], (struct sockaddr *)&sa, sizeof(sa))) {
+				close(fds[n]);
+				break;
+			}
+		}
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		if (n == 8)
+			return p;
+	}
+	cr_assert_fail("no run of 8 free ports in 20000-29999");
+	return 0;
 }
 
 void tgt_env_write_map(struct tgt_env *e, uint64_t epoch)
@@ -339,10 +361,20 @@ uint64_t tgt_extent_of(const struct tgt_env *e, uint32_t primary, unsigned nth)
 int tgt_connect(struct tgt_client *c, const char *addr, uint32_t want_slots,
 		uint64_t epoch)
 {
+	/* A HELLO supersedes a live connection of the same client id: each
+	 * test client is a client of its own. */
+	static uint64_t next_id = 1000;
+
+	return tgt_connect_as(c, addr, want_slots, epoch, ++next_id);
+}
+
+int tgt_connect_as(struct tgt_client *c, const char *addr, uint32_t want_slots,
+		   uint64_t epoch, uint64_t client_id)
+{
 	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 128,
 				 .recv_depth = 128, .timeout_ms = 5000 };
-	struct wf_hello he = { .client_id = 42, .epoch = epoch,
+	struct wf_hello he = { .client_id = client_id, .epoch = epoch,
 			       .want_slots = want_slots, .max_io = TGT_SLOT_SZ };
 	struct wf_hello_hdr hh;
 	struct wf_cqe cq[16];

@@ -67,9 +67,12 @@ struct tgt_client {
 	struct wf_reply last;
 };
 
-/* Connect to addr, HELLO/GRANT.  0 or -errno. */
+/* Connect to addr, HELLO/GRANT, as a client id of its own.  0 or -errno. */
 int  tgt_connect(struct tgt_client *c, const char *addr, uint32_t want_slots,
 		 uint64_t epoch);
+/* The same as a given client id (a reconnecting client). */
+int  tgt_connect_as(struct tgt_client *c, const char *addr, uint32_t want_slots,
+		    uint64_t epoch, uint64_t client_id);
 void tgt_close(struct tgt_client *c);
 /* Post a request through slot (payload: WRITE data already in
  * c->buf at the slot).  0 or -errno. */
