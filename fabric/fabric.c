@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Public entry points: fill in option defaults, check arguments common to
- * every backend, and dispatch through the ctx's ops table.
+ * every backend, and dispatch through the ctx's ops table.  Also the
+ * helpers the backends share (fabric_int.h).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fabric/fabric_int.h"
@@ -268,6 +271,28 @@ int wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 int wf_send(struct wf_ep *ep, const void *msg, uint32_t len, uint64_t wr_id)
 {
 	return ep->ctx->ops->send(ep, msg, len, wr_id);
+}
+
+int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,
+		     size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+	int n;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		n = snprintf(buf, len, "%s:[%s]:%u", scheme, host, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		n = snprintf(buf, len, "%s:%s:%u", scheme, host, ntohs(s4->sin_port));
+	}
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	return 0;
 }
 
 const char *wf_cqe_op_name(uint32_t op)

@@ -6,6 +6,8 @@
 #ifndef WEFT_FABRIC_INT_H
 #define WEFT_FABRIC_INT_H
 
+#include <time.h>
+
 #include "fabric/fabric.h"
 
 struct wf_ops {
@@ -80,5 +82,25 @@ extern const struct wf_ops wf_verbs_ops;
 #define WF_DEFAULT_RECV_DEPTH 64u
 #define WF_DEFAULT_MSG_SIZE   512u
 #define WF_DEFAULT_TIMEOUT_MS 5000
+
+/* ---- what both backends share ---- */
+
+struct sockaddr;
+
+/* An IPv4 or IPv6 address as wf_listener_addr() gives it: "SCHEME:HOST:PORT"
+ * or "SCHEME:[HOST]:PORT".  0, or -ENOSPC when buf is too short. */
+int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,
+		     size_t len);
+
+/* Milliseconds of a monotonic clock: CLOCK_MONOTONIC for deadlines,
+ * CLOCK_MONOTONIC_COARSE (a vDSO read without a system call, a few ms of
+ * resolution) for timers of seconds and for pacing. */
+static inline int64_t wf_clock_ms(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #endif

@@ -1220,18 +1220,6 @@ drop:
 }
 
 /*
- * The hello deadline uses the coarse clock: a vDSO read without a system
- * call, a few ms of resolution, which is plenty for a seconds-long timer.
- */
-static int64_t coarse_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
  * Close a handshaking socket now, free its struct after the current event
  * batch: a later event of the same epoll_wait may still point at it.
  */
@@ -1328,7 +1316,9 @@ static void listener_rx(struct tcp_listener *l)
 		ep->lnext = l->waiting;
 		l->waiting = ep;
 		l->nwaiting++;
-		ep->hello_deadline = coarse_ms() + tmo;
+		/* coarse clock: a few ms of resolution is plenty for a
+		 * seconds-long timer, and reading it needs no system call */
+		ep->hello_deadline = wf_clock_ms(CLOCK_MONOTONIC_COARSE) + tmo;
 		if (ep->hello_deadline < l->ctx->hello_due)
 			l->ctx->hello_due = ep->hello_deadline;
 	}
@@ -1466,26 +1456,14 @@ static int tcp_listener_addr(const struct wf_listener *lb, char *buf, size_t len
 	const struct tcp_listener *l = (const struct tcp_listener *)lb;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN];
 	int n;
 
-	if (l->path[0]) {
-		n = snprintf(buf, len, "unix:%s", l->path);
-	} else {
+	if (!l->path[0]) {
 		if (getsockname(l->fd, (struct sockaddr *)&ss, &sl))
 			return -errno;
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-			n = snprintf(buf, len, "tcp:[%s]:%u", host, ntohs(s6->sin6_port));
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-			n = snprintf(buf, len, "tcp:%s:%u", host, ntohs(s4->sin_port));
-		}
+		return wf_inet_addr_str((struct sockaddr *)&ss, "tcp", buf, len);
 	}
+	n = snprintf(buf, len, "unix:%s", l->path);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return 0;
@@ -1551,18 +1529,10 @@ static void tcp_listener_destroy(struct wf_listener *lb)
 	free(l);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int wait_fd(int fd, short ev, int64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = ev };
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - wf_clock_ms(CLOCK_MONOTONIC);
 	int ret;
 
 	if (left <= 0)
@@ -1603,7 +1573,7 @@ static int tcp_connect(struct wf_ctx *ctx, const char *addr,
 		       const struct wf_ep_opts *o, struct wf_ep **out)
 {
 	struct tcp_ctx *c = tctx(ctx);
-	int64_t deadline = now_ms() + o->timeout_ms;
+	int64_t deadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
 	struct wf_tcp_hello h, raw;
 	struct tcp_ep *ep;
 	struct addr a;
@@ -1640,7 +1610,7 @@ static int tcp_connect(struct wf_ctx *ctx, const char *addr,
 			}
 			break;
 		}
-		if (errno == EAGAIN && a.is_unix && now_ms() < deadline) {
+		if (errno == EAGAIN && a.is_unix && wf_clock_ms(CLOCK_MONOTONIC) < deadline) {
 			/* AF_UNIX backlog full: the listener is slow. */
 			poll(NULL, 0, 1);
 			continue;
@@ -1928,7 +1898,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	/* Handshake deadlines: one coarse clock read while any socket waits
 	 * for its hello, a sweep only once the earliest deadline has passed. */
 	if (c->hello_due != INT64_MAX) {
-		int64_t now = coarse_ms();
+		int64_t now = wf_clock_ms(CLOCK_MONOTONIC_COARSE);
 
 		if (now >= c->hello_due)
 			hello_sweep(c, now);

@@ -241,14 +241,6 @@ static int wc_err(enum ibv_wc_status s)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t ep_budget(uint32_t send_depth, uint32_t recv_depth)
 {
 	return send_depth + recv_depth + 1;
@@ -272,15 +264,6 @@ static void ring_kick(struct vctx *c)
 		return;
 	c->kicked = true;
 	(void)!write(c->evfd, &one, sizeof(one));
-}
-
-/* Cheap (no syscall, a few ms resolution): paces the cm channel checks. */
-static int64_t coarse_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static struct vcqe *ring_push(struct vctx *c, uint32_t op, struct vep *ep)
@@ -711,11 +694,11 @@ static int cq_reap(struct vctx *c, struct vdev *d)
  */
 static bool ep_drain(struct vep *ep)
 {
-	int64_t start = now_ms();
+	int64_t start = wf_clock_ms(CLOCK_MONOTONIC);
 	struct vctx *c = ep->ctx;
 
 	while (ep->send_busy || ep->recv_posted) {
-		int64_t waited = now_ms() - start;
+		int64_t waited = wf_clock_ms(CLOCK_MONOTONIC) - start;
 		int seen = 0;
 
 		if (waited > DRAIN_SEND_MS ||
@@ -1050,8 +1033,10 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 		}
 	}
 	c->nrepost = 0;
-	if (c->armed || coarse_ms() != c->cm_checked) {
-		c->cm_checked = coarse_ms();
+	/* The coarse clock is cheap (no system call): it paces the cm
+	 * channel checks to one per tick of a few ms. */
+	if (c->armed || wf_clock_ms(CLOCK_MONOTONIC_COARSE) != c->cm_checked) {
+		c->cm_checked = wf_clock_ms(CLOCK_MONOTONIC_COARSE);
 		ret = cm_drain(c);
 		if (ret)
 			return ret;
@@ -1166,24 +1151,8 @@ out_unreserve:
 static int v_listener_addr(const struct wf_listener *lb, char *buf, size_t len)
 {
 	const struct vlistener *l = (const struct vlistener *)lb;
-	struct sockaddr *sa = rdma_get_local_addr(l->id);
-	char host[INET6_ADDRSTRLEN];
-	int n;
 
-	if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		n = snprintf(buf, len, "rdma:[%s]:%u", host, ntohs(s6->sin6_port));
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		n = snprintf(buf, len, "rdma:%s:%u", host, ntohs(s4->sin_port));
-	}
-	if (n < 0 || (size_t)n >= len)
-		return -ENOSPC;
-	return 0;
+	return wf_inet_addr_str(rdma_get_local_addr(l->id), "rdma", buf, len);
 }
 
 static int v_accept(struct wf_listener *lb, struct wf_ep **out)
@@ -1252,7 +1221,7 @@ static int wait_event(struct rdma_event_channel *ch, int64_t deadline,
 	int ret, left;
 
 	do {
-		left = (int)(deadline - now_ms());
+		left = (int)(deadline - wf_clock_ms(CLOCK_MONOTONIC));
 		if (left <= 0)
 			return -ETIMEDOUT;
 		ret = poll(&pfd, 1, left);
@@ -1286,7 +1255,7 @@ static int v_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opt
 		     struct wf_ep **out)
 {
 	struct vctx *c = (struct vctx *)wc;
-	int64_t deadline = now_ms() + o->timeout_ms;
+	int64_t deadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
 	struct rdma_event_channel *ch;
 	struct rdma_conn_param p = { 0 };
 	struct sockaddr_storage ss;
