@@ -82,9 +82,44 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-static uint32_t backend_of(const char *t)
+uint32_t wf_bench_backend(const char *transport)
 {
-	return !strcmp(t, "verbs") ? WF_BACKEND_VERBS : WF_BACKEND_TCP;
+	return !strcmp(transport, "verbs") ? WF_BACKEND_VERBS : WF_BACKEND_TCP;
+}
+
+int wf_bench_peer_accept(const char *transport, const char *laddr,
+			 const struct wf_ep_opts *eo, int pfd, uint64_t deadline,
+			 struct wf_ctx **ctx, struct wf_listener **l,
+			 struct wf_ep **ep, const char **step)
+{
+	struct wf_ctx_opts co = { .size = sizeof(co), .backend = wf_bench_backend(transport) };
+	char real[WF_BENCH_ADDR_LEN] = "";
+	int ret;
+
+	*ep = NULL;
+	*step = "listen";
+	ret = wf_ctx_create(&co, ctx);
+	if (!ret)
+		ret = wf_listen(*ctx, laddr, eo, l);
+	if (!ret)
+		ret = wf_listener_addr(*l, real, sizeof(real));
+	if (ret)
+		return ret;
+	*step = "pipe";
+	if (write(pfd, real, sizeof(real)) != sizeof(real))
+		return -errno;
+	close(pfd);
+	while ((ret = wf_accept(*l, NULL, ep)) == -EAGAIN) {
+		struct wf_cqe c[4];
+
+		*step = "poll";
+		if (wf_poll(*ctx, c, 4) < 0)
+			return -EIO;
+		if (deadline && wf_now_ns() > deadline)
+			return -ETIMEDOUT;
+	}
+	*step = "accept";
+	return ret;
 }
 
 /*
@@ -157,33 +192,22 @@ static void wait_op(struct wf_ctx *ctx, uint32_t op, struct wf_cqe *out, void *c
 
 static int peer_main(const struct fopts *o, int pfd)
 {
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend_of(o->transport) };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 64, .recv_depth = 64 };
 	struct wf_ctx *ctx;
 	struct wf_listener *l;
-	struct wf_ep *ep = NULL;
+	struct wf_ep *ep;
 	struct wf_mr *mr;
 	struct wf_rkey mine, theirs;
 	struct wf_wire_rkey w;
-	char real[256] = "";
+	const char *step;
+	char what[32];
 	void *buf;
 	int ret;
 
-	ret = wf_ctx_create(&co, &ctx);
-	if (!ret)
-		ret = wf_listen(ctx, o->addr, &eo, &l);
-	if (!ret)
-		ret = wf_listener_addr(l, real, sizeof(real));
-	if (ret)
-		die("peer: listen", ret);
-	if (write(pfd, real, sizeof(real)) != sizeof(real))
-		die("peer: pipe", errno);
-	close(pfd);
-	while (wf_accept(l, NULL, &ep) == -EAGAIN) {
-		struct wf_cqe c[4];
-
-		if (wf_poll(ctx, c, 4) < 0)
-			die("peer: poll", EIO);
+	ret = wf_bench_peer_accept(o->transport, o->addr, &eo, pfd, 0, &ctx, &l, &ep, &step);
+	if (ret) {
+		snprintf(what, sizeof(what), "peer: %s", step);
+		die(what, ret);
 	}
 	if (posix_memalign(&buf, 4096, o->size ? o->size : 1))
 		die("peer: alloc", ENOMEM);
@@ -232,7 +256,8 @@ static int peer_main(const struct fopts *o, int pfd)
 
 static void run_fabric(const struct fopts *o, struct result *wr, struct result *rd)
 {
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend_of(o->transport) };
+	struct wf_ctx_opts co = { .size = sizeof(co),
+				  .backend = wf_bench_backend(o->transport) };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 64, .recv_depth = 64,
 				 .timeout_ms = 30000 };
 	static struct wf_hist hw, hr;
@@ -241,7 +266,7 @@ static void run_fabric(const struct fopts *o, struct result *wr, struct result *
 	struct wf_mr *src, *dst;
 	struct wf_rkey mine, theirs;
 	struct wf_wire_rkey w;
-	char addr[256];
+	char addr[WF_BENCH_ADDR_LEN];
 	void *sbuf, *dbuf;
 	int pfd[2], ret, status;
 	uint32_t total = o->warmup + o->iters;

@@ -339,11 +339,6 @@ static int parse(int argc, char **argv, struct iopts *o)
 
 /* ---- the transport round-trip floor ------------------------------------ */
 
-static uint32_t backend_of(const char *t)
-{
-	return !strcmp(t, "verbs") ? WF_BACKEND_VERBS : WF_BACKEND_TCP;
-}
-
 /* Polls until a completion of kind op, bounded (30 s); 0 or -errno. */
 static int rtt_wait(struct wf_ctx *ctx, uint32_t op, void *copy, size_t cap)
 {
@@ -373,33 +368,20 @@ static int rtt_wait(struct wf_ctx *ctx, uint32_t op, void *copy, size_t cap)
 /* B: accepts one endpoint, sends its rkey, answers every message. */
 static int rtt_peer(const char *transport, const char *laddr, uint32_t bs, int pfd)
 {
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend_of(transport) };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 16, .recv_depth = 16 };
 	struct wf_ctx *ctx;
 	struct wf_listener *l;
-	struct wf_ep *ep = NULL;
+	struct wf_ep *ep;
 	struct wf_mr *mr;
 	struct wf_rkey rk;
 	struct wf_wire_rkey w;
-	char real[256] = "", reply[16] = { 0 };
-	uint64_t end = wf_now_ns() + 30000000000ull;
+	char reply[16] = { 0 };
+	const char *step;
 	void *buf;
-	int ret;
 
-	ret = wf_ctx_create(&co, &ctx);
-	if (!ret)
-		ret = wf_listen(ctx, laddr, &eo, &l);
-	if (!ret)
-		ret = wf_listener_addr(l, real, sizeof(real));
-	if (write(pfd, real, sizeof(real)) != sizeof(real) || ret)
+	if (wf_bench_peer_accept(transport, laddr, &eo, pfd, wf_now_ns() + 30000000000ull,
+				 &ctx, &l, &ep, &step))
 		return 1;
-	close(pfd);
-	while (wf_accept(l, NULL, &ep) == -EAGAIN) {
-		struct wf_cqe c[4];
-
-		if (wf_poll(ctx, c, 4) < 0 || wf_now_ns() > end)
-			return 1;
-	}
 	if (posix_memalign(&buf, 4096, bs))
 		return 1;
 	if (wf_mr_reg(ctx, buf, bs, WF_ACCESS_REMOTE_WRITE, &mr) ||
@@ -435,7 +417,7 @@ static int rtt_peer(const char *transport, const char *laddr, uint32_t bs, int p
  */
 static int rtt_floor(const char *transport, uint32_t bs, struct wf_hist *h)
 {
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend_of(transport) };
+	struct wf_ctx_opts co = { .size = sizeof(co), .backend = wf_bench_backend(transport) };
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 16, .recv_depth = 16,
 				 .timeout_ms = 10000 };
 	const uint32_t warmup = 2000, iters = 20000;
@@ -444,7 +426,7 @@ static int rtt_floor(const char *transport, uint32_t bs, struct wf_hist *h)
 	struct wf_mr *mr = NULL;
 	struct wf_rkey rk;
 	struct wf_wire_rkey w;
-	char addr[256], laddr[128], req[64] = { 0 };
+	char addr[WF_BENCH_ADDR_LEN], laddr[128], req[64] = { 0 };
 	void *buf = NULL;
 	int pfd[2], ret, st;
 	pid_t pid;
