@@ -16,6 +16,7 @@ struct wf_ctx;
 struct wf_listener;
 struct wf_ep;
 struct wf_ep_opts;
+struct wf_mr;
 
 /* WF_BACKEND_* of a --transport name: tcp, unix or verbs. */
 uint32_t wf_bench_backend(const char *transport);
@@ -34,5 +35,9 @@ int wf_bench_peer_accept(const char *transport, const char *laddr,
 			 const struct wf_ep_opts *eo, int pfd, uint64_t deadline,
 			 struct wf_ctx **ctx, struct wf_listener **l,
 			 struct wf_ep **ep, const char **step);
+/* The peer's end, once the measuring process has disconnected: everything
+ * wf_bench_peer_accept() made, and the region mr registered on buf. */
+void wf_bench_peer_end(struct wf_ctx *ctx, struct wf_listener *l, struct wf_ep *ep,
+		       struct wf_mr *mr, void *buf);
 
 #endif

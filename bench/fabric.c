@@ -122,6 +122,16 @@ int wf_bench_peer_accept(const char *transport, const char *laddr,
 	return ret;
 }
 
+void wf_bench_peer_end(struct wf_ctx *ctx, struct wf_listener *l, struct wf_ep *ep,
+		       struct wf_mr *mr, void *buf)
+{
+	wf_ep_destroy(ep);
+	wf_mr_dereg(mr);
+	wf_listener_destroy(l);
+	wf_ctx_destroy(ctx);
+	free(buf);
+}
+
 /*
  * wf_poll as a reactor would: busy-poll for spin_ns, then arm and sleep on
  * the ctx fd.  On a loaded machine with both processes spinning, the
@@ -233,11 +243,7 @@ static int peer_main(const struct fopts *o, int pfd)
 			die("peer: poll", n);
 		for (int i = 0; i < n; i++) {
 			if (c[i].op == WF_CQE_DISCONNECT) {
-				wf_ep_destroy(ep);
-				wf_mr_dereg(mr);
-				wf_listener_destroy(l);
-				wf_ctx_destroy(ctx);
-				free(buf);
+				wf_bench_peer_end(ctx, l, ep, mr, buf);
 				return 0;
 			}
 			if (c[i].status)

@@ -398,11 +398,7 @@ static int rtt_peer(const char *transport, const char *laddr, uint32_t bs, int p
 			return 1;
 		for (int i = 0; i < n; i++) {
 			if (c[i].op == WF_CQE_DISCONNECT || c[i].status) {
-				wf_ep_destroy(ep);
-				wf_mr_dereg(mr);
-				wf_listener_destroy(l);
-				wf_ctx_destroy(ctx);
-				free(buf);
+				wf_bench_peer_end(ctx, l, ep, mr, buf);
 				return 0;
 			}
 			if (c[i].op == WF_CQE_RECV_MSG && wf_send(ep, reply, sizeof(reply), 1))
