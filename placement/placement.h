@@ -223,8 +223,8 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 
 /*
  * Maps built in code for benchmarks and tests.  Every array is allocated
- * separately with malloc; free with wf_map_edit_free() (not wf_map_free(),
- * which belongs to the loader's allocation scheme).
+ * separately with malloc, as the loader's are; wf_map_edit_free() is
+ * wf_map_free().
  */
 struct wf_synth {
 	uint32_t racks, hosts_per_rack, devs_per_host;
