@@ -1154,7 +1154,7 @@ static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el,
 	int r;
 
 	r = get_str(ld, el, path, "name", true, NULL, p->name, sizeof(p->name),
-			    STR_NAME, NULL);
+		    STR_NAME, NULL);
 	if (!r)
 		r = get_int(ld, el, path, "id", true, 0, 0, INT32_MAX, &v);
 	if (r)
@@ -1259,7 +1259,7 @@ static int parse_volume(struct ld *ld, uint32_t i, config_setting_t *el,
 	int r;
 
 	r = get_str(ld, el, path, "name", true, NULL, vol->name, sizeof(vol->name),
-			    STR_NAME, NULL);
+		    STR_NAME, NULL);
 	if (!r)
 		r = get_int(ld, el, path, "id", true, 0, 0, INT64_MAX, &v);
 	if (r)
