@@ -709,16 +709,25 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 	{
 		char who[32] = "";
 
-		if (r->t->n > 1)
+		char more[64] = "";
+		struct wf_store_stat st;
+
+		if (r->t->n > 1) {
 			snprintf(who, sizeof(who), "reactor %u ", r->idx);
+			/* Requests for extents another reactor owns: few when
+			 * initiators route by wf_store_owner. */
+			wf_store_stat(r->store, &st);
+			snprintf(more, sizeof(more), ", %llu handed to their "
+				 "owner reactor", (unsigned long long)st.handed_over);
+		}
 		wf_tgt_log("%sstopped: %llu reads, %llu writes, %llu errors, "
 			   "%llu invalid requests, %llu connections closed for "
-			   "garbage", who,
+			   "garbage%s", who,
 		   (unsigned long long)r->stats.reads,
 		   (unsigned long long)r->stats.writes,
 		   (unsigned long long)r->stats.errors,
 		   (unsigned long long)r->stats.invalid,
-		   (unsigned long long)r->stats.closed_bad);
+		   (unsigned long long)r->stats.closed_bad, more);
 	}
 	return 0;
 }

@@ -393,6 +393,7 @@ int wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
 	n->bufs = NULL;
 	n->nbufs = 0;
 	n->inflight = n->guests = n->blk_out = 0;
+	n->handed = 0;
 	ret = ring_setup(n, ring_entries ? ring_entries : 256);
 	if (ret) {
 		free(n);
@@ -436,6 +437,7 @@ void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st)
 	st->index_bytes = s->ram_bytes;
 	st->torn_blocks = s->torn;
 	st->volatile_cache = s->volatile_cache;
+	st->handed_over = s->handed;
 }
 
 int wf_store_ring_fd(const struct wf_store *s)

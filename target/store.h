@@ -130,6 +130,8 @@ struct wf_store_stat {
 	uint64_t index_bytes;   /* RAM held by the index (shared + private) */
 	uint32_t torn_blocks;   /* index block copies found corrupt at open */
 	bool     volatile_cache; /* index updates are flushed before acks */
+	uint64_t handed_over;   /* this queue: requests run by another queue
+	                         * (the extent's owner) since open */
 };
 void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st);
 

@@ -148,6 +148,7 @@ struct wf_store {
 	unsigned inflight;              /* accepted here, not completed */
 	unsigned guests;                /* other queues' requests run here */
 	unsigned blk_out;               /* index writes on this ring */
+	uint64_t handed;                /* requests sent to their owner */
 };
 
 /* store_io.c: index table helpers used by open */

@@ -903,6 +903,7 @@ static void submit(struct wf_store *s, struct wf_store_req *req)
 			o = s;  /* a queue closing: only at teardown */
 	}
 	if (o != s) {
+		s->handed++;
 		req->buf_index = -1;
 		req->q = o;
 		msg_send(s, o, req, TAG_EXEC, 0);
