@@ -157,10 +157,15 @@ struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
 	k = wf_store_owner(volume, (uint32_t)(off / c->cl->map.extent_size),
 			   c->reactors);
 	s = k ? c->sub[k] : NULL;
-	/* A reactor connection in backoff after a failed connect (its port
-	 * unreachable, or no completion credits left in our ctx): through
-	 * reactor 0 meanwhile, which hands the request to the owner. */
-	if (!s || (s->state == CONN_IDLE && s->fails && c->cl->now < s->retry_at))
+	/* A reactor connection that failed (its port unreachable, the target
+	 * restarted, maybe with fewer reactors, no completion credits left
+	 * in our ctx): through reactor 0, which hands the request to the
+	 * owner, until a while after its backoff.  Longer than the backoff,
+	 * so the pieces it failed go to reactor 0 when they are retried, and
+	 * reactor 0's next GRANT can tell the new reactor count; a new piece
+	 * after that tries the reactor connection again. */
+	if (!s || (s->state == CONN_IDLE && s->fails &&
+		   c->cl->now < s->retry_at + WF_BACKOFF_MAX_MS))
 		return c;
 	return s;
 }

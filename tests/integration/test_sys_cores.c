@@ -678,3 +678,50 @@ Test(sys_cores, kill9_and_sigterm_during_writes, .timeout = 300)
 		(unsigned long long)s.acks, (unsigned long long)s.fails);
 	teardown();
 }
+
+/* One handle stays open while both targets restart with another reactor
+ * count (3 -> 1 -> 2): its reactor connections are dropped or made anew
+ * from the new GRANTs, and every write lands. */
+Test(sys_cores, reactor_count_changes_under_an_open_handle, .timeout = 180)
+{
+	static const unsigned counts[] = { 1, 2 };
+	static uint64_t ver[NBLK];
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	uint64_t rng = (uint64_t)getpid(), n = 0;
+	char *buf;
+
+	setup(3);
+	memset(ver, 0, sizeof(ver));
+	open_cl(8, 20000, &cl, &vol);
+	buf = weft_buf_alloc(cl, SYS_BS);
+	cr_assert(buf);
+	for (unsigned round = 0; round <= 2; round++) {
+		for (unsigned i = 0; i < 400; i++) {
+			uint64_t b;
+			ssize_t r;
+
+			rng += 0x9e3779b97f4a7c15ull;
+			b = wf_mix64(rng) % NBLK;
+			/* the owner tag verify_all expects */
+			sys_fill(buf, b * SYS_BS, ++ver[b] | (uint64_t)OWNER(b) << 32);
+			r = weft_pwrite(vol, buf, SYS_BS, b * SYS_BS, 0);
+			cr_assert_eq(r, (ssize_t)SYS_BS, "round %u: write: %s", round,
+				     weft_strerror((int)r));
+			n++;
+		}
+		if (round == 2)
+			break;
+		E.cores = counts[round];
+		for (unsigned t = 0; t < NT; t++) {
+			target_kill(t, round ? SIGTERM : SIGKILL, 20000);
+			target_start(t);
+		}
+	}
+	weft_buf_free(cl, buf);
+	weft_cluster_close(cl);
+	verify_all(ver, "after reactor count changes", false);
+	fprintf(stderr, "  %llu writes across 3 -> 1 -> 2 reactors\n",
+		(unsigned long long)n);
+	teardown();
+}
