@@ -67,12 +67,14 @@ int wf_conn_connect(struct wf_conn *c)
 		goto out_fail;
 	}
 	cl->stats.reconnects++;
+	c->refused = false;
 	c->state = CONN_HELLO;
 	c->hello_deadline = cl->now + WF_CONNECT_MS;
 	return 0;
 
 out_fail:
 	c->ep = NULL;
+	c->refused = true;
 	c->fails++;
 	c->retry_at = cl->now + backoff_ms(c->fails);
 	return ret;
@@ -157,14 +159,21 @@ struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
 	k = wf_store_owner(volume, (uint32_t)(off / c->cl->map.extent_size),
 			   c->reactors);
 	s = k ? c->sub[k] : NULL;
-	/* A reactor connection that failed (its port unreachable, the target
-	 * restarted, maybe with fewer reactors, no completion credits left
-	 * in our ctx): through reactor 0, which hands the request to the
-	 * owner, until a while after its backoff.  Longer than the backoff,
-	 * so the pieces it failed go to reactor 0 when they are retried, and
-	 * reactor 0's next GRANT can tell the new reactor count; a new piece
-	 * after that tries the reactor connection again. */
-	if (!s || (s->state == CONN_IDLE && s->fails &&
+	/*
+	 * A reactor connection whose connect failed (its port refused or
+	 * unreachable: the target restarted with fewer reactors, say; or no
+	 * completion credits left in our ctx): through reactor 0, which
+	 * hands the request to the owner, until a while after its backoff.
+	 * Longer than the backoff, so the pieces it failed go to reactor 0
+	 * when they are retried, and reactor 0's next GRANT can tell the new
+	 * reactor count; a new piece after that tries it again.
+	 * Not after a connection merely broke: its pieces are resent on a
+	 * new connection to the same reactor, whose HELLO is held until the
+	 * broken one's store I/O is done there (target/conn.c), so an old
+	 * write cannot land after a newer one; reactor 0 cannot know about
+	 * that I/O in time.
+	 */
+	if (!s || (s->state == CONN_IDLE && s->refused &&
 		   c->cl->now < s->retry_at + WF_BACKOFF_MAX_MS))
 		return c;
 	return s;

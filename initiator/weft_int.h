@@ -111,6 +111,8 @@ struct wf_conn {
 	struct wf_conn *parent;         /* a reactor k > 0 connection: reactor
 	                                 * 0's (NULL once detached: dead) */
 	uint32_t   reactor;             /* k */
+	bool       refused;             /* the last connect failed (not: the
+	                                 * connection broke) */
 };
 
 /* ---- requests --------------------------------------------------------------- */

@@ -315,6 +315,21 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	WF_TGT_ADD(r->store_inflight, 1);
 }
 
+/*
+ * Store requests of an earlier connection of the same client still in
+ * flight?  The client resends unreplied requests on its new connection
+ * (or, with several reactors, on another live one); an old write landing
+ * after a newer acknowledged one would roll the block back, so the new
+ * connection gets its GRANT, and a write or discard of that client goes
+ * on, only once they are done.
+ */
+static bool old_io(struct wf_tgt_conn *c)
+{
+	/* Counted per hash of the client id across all reactors (a client
+	 * reaches several); a collision only delays a GRANT a little. */
+	return __atomic_load_n(closing_io_of(c), __ATOMIC_ACQUIRE) != 0;
+}
+
 static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	struct wf_tgt_reactor *r = c->r;
@@ -343,6 +358,20 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		return;
 	}
 	if (v == WF_TGT_OK && r->phase != PH_RUN) {
+		v = WF_TGT_REJECT;
+		p.status = WF_WS_BUSY;
+	}
+	/*
+	 * The reconnect fence for requests: a client with one connection
+	 * per reactor may resend what a closed connection carried on
+	 * another, still live one (libweft does while a reactor connection
+	 * is down), where no HELLO is held.  A write or discard must not
+	 * overtake the closed connection's store I/O (which could then land
+	 * after a newer acknowledged write): BUSY until that is done.  One
+	 * relaxed load of a line written only when connections close.
+	 */
+	if (v == WF_TGT_OK && (p.req.opcode == WF_OP_WRITE ||
+			       p.req.opcode == WF_OP_DISCARD) && old_io(c)) {
 		v = WF_TGT_REJECT;
 		p.status = WF_WS_BUSY;
 	}
@@ -382,20 +411,6 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->buf = p.req.buf;
 	q->crc = p.req.data_crc;
 	start_io(c, q);
-}
-
-/*
- * Store requests of an earlier connection of the same client still in
- * flight?  The client resends unreplied requests on its new connection;
- * an old write landing after a newer acknowledged one would roll the
- * block back, so the new connection gets its GRANT only once they are
- * done.
- */
-static bool old_io(struct wf_tgt_conn *c)
-{
-	/* Counted per hash of the client id across all reactors (a client
-	 * reaches several); a collision only delays a GRANT a little. */
-	return __atomic_load_n(closing_io_of(c), __ATOMIC_ACQUIRE) != 0;
 }
 
 static void grant(struct wf_tgt_conn *c)

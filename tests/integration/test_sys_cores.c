@@ -183,10 +183,13 @@ static void setup(unsigned cores)
 	setenv("WEFT_RUN_DIR", E.run, 1);
 }
 
+/* Each test's .fini: also after a failed assertion, so no daemon stays. */
 static void teardown(void)
 {
 	bool bad = false;
 
+	if (!E.dir[0])
+		return;
 	for (unsigned t = 0; t < NT; t++) {
 		pid_t pid = target_pid(t);
 
@@ -489,15 +492,14 @@ static void concurrent_handles(unsigned cores)
 		"%llu extents\n", cores, (unsigned long long)w[0].writes,
 		(unsigned long long)w[1].writes, (unsigned long long)w[2].writes,
 		(unsigned long long)want);
-	teardown();
 }
 
-Test(sys_cores, two_reactors_concurrent_handles, .timeout = 180)
+Test(sys_cores, two_reactors_concurrent_handles, .fini = teardown, .timeout = 180)
 {
 	concurrent_handles(2);
 }
 
-Test(sys_cores, three_reactors_concurrent_handles, .timeout = 180)
+Test(sys_cores, three_reactors_concurrent_handles, .fini = teardown, .timeout = 180)
 {
 	concurrent_handles(3);
 }
@@ -656,7 +658,7 @@ static void stream_verify(struct stream *s, unsigned round)
 	weft_cluster_close(cl);
 }
 
-Test(sys_cores, kill9_and_sigterm_during_writes, .timeout = 300)
+Test(sys_cores, kill9_and_sigterm_during_writes, .fini = teardown, .timeout = 300)
 {
 	static struct stream s;
 	const char *e = getenv("WEFT_CRASH_ITERS");
@@ -676,13 +678,12 @@ Test(sys_cores, kill9_and_sigterm_during_writes, .timeout = 300)
 	fprintf(stderr, "  %u rounds (kill -9 / SIGTERM, 3 reactors): %llu writes "
 		"acknowledged and verified, %llu failed\n", rounds,
 		(unsigned long long)s.acks, (unsigned long long)s.fails);
-	teardown();
 }
 
 /* One handle stays open while both targets restart with another reactor
  * count (3 -> 1 -> 2): its reactor connections are dropped or made anew
  * from the new GRANTs, and every write lands. */
-Test(sys_cores, reactor_count_changes_under_an_open_handle, .timeout = 180)
+Test(sys_cores, reactor_count_changes_under_an_open_handle, .fini = teardown, .timeout = 180)
 {
 	static const unsigned counts[] = { 1, 2 };
 	static uint64_t ver[NBLK];
@@ -723,5 +724,4 @@ Test(sys_cores, reactor_count_changes_under_an_open_handle, .timeout = 180)
 	verify_all(ver, "after reactor count changes", false);
 	fprintf(stderr, "  %llu writes across 3 -> 1 -> 2 reactors\n",
 		(unsigned long long)n);
-	teardown();
 }
