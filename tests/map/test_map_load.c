@@ -183,7 +183,7 @@ Test(map_load, local_conf)
 
 		snprintf(dev, sizeof(dev), "/var/tmp/weft/dev%u", i);
 		cr_assert_eq(t->id, i);
-		cr_assert_eq(t->port, 7400 + i);
+		cr_assert_eq(t->port, 7400 + 16 * i);
 		cr_assert_str_eq(t->addr, "127.0.0.1");
 		cr_assert_str_eq(t->device, dev);
 		cr_assert_eq(t->weight, WF_WEIGHT_ONE);
