@@ -16,10 +16,11 @@
 # is summarised with python3 (in the image: fio's tools pull it in, and
 # scripts/cluster needs it).
 
-RIG_IO_SIZE_MB=${RIG_IO_SIZE_MB:-32}       # working set of every I/O job
+RIG_IO_SIZE_MB=${RIG_IO_SIZE_MB:-16}       # working set of every I/O job
 RIG_IO_RUNTIME=${RIG_IO_RUNTIME:-3}        # seconds per job
 RIG_NVMF_ROUNDS=${RIG_NVMF_ROUNDS:-3}
-RIG_NVMF_MODES=${RIG_NVMF_MODES:-default}  # and/or poll, see rig_nvmf_compare
+RIG_NVMF_WEFT_MODES=${RIG_NVMF_WEFT_MODES:-default spin}   # see rig_nvmf_compare
+RIG_NVMF_NVMET_MODES=${RIG_NVMF_NVMET_MODES:-irq}
 RIG_NULLB_MB=256                           # each null_blk device
 RIG_WEFT_PORT=7500
 RIG_NVMF_PORT=4420
@@ -141,7 +142,7 @@ rig_io_verify_verbs() {
 rig_nvmet_up() {
 	local dev=$1 n=/sys/kernel/config/nvmet m
 	for m in nvmet nvmet-rdma nvme-rdma; do
-		modprobe "$m" || { echo "BLOCKED: kernel module $m missing"; return 1; }
+		modprobe "$m" || { echo "BLOCKED: kernel module $m missing" >&2; return 1; }
 	done
 	rig_configfs || return 1
 	mkdir -p "$n/subsystems/$RIG_NQN/namespaces/1" || return 1
@@ -222,17 +223,20 @@ rig_weft_jobs() {
 		--pid-file "$dir/target-0.pid" --json >"$out"
 }
 
-# Modes (RIG_NVMF_MODES, default "default"):
-#   default  both as installed: weft-target --poll-us 50 (its default), the
-#            client sleeps at once (libweft's default); fio io_uring on the
-#            nvme-rdma host, interrupt-driven
-#   poll     both busy-poll: weft-target --poll-us and WEFT_SPIN_US 1 s;
-#            fio --hipri on the host's poll queue (nvme connect
-#            --nr-poll-queues 1).  Not in the suite: with two vCPUs the
-#            pollers starve rxe's softirq work and runs stretch far past
-#            their runtime (docs/rig.md).
-# Rounds alternate the sides; per round and mode: nvmet's four jobs, then
-# weft's.  The target restarts per round (--poll-us is a start option).
+# Each side runs in one or more modes; every pair is compared.
+# weft (RIG_NVMF_WEFT_MODES, default "default spin"):
+#   default  as installed: weft-target --poll-us 50, libweft sleeps at once
+#   spin     the target sleeps at once (--poll-us 0), the client busy-polls
+#            (WEFT_SPIN_US=1000000): on the rig's two vCPUs the best of the
+#            configurations tried (docs/performance.md)
+#   poll     both busy-poll (--poll-us and WEFT_SPIN_US 1 s)
+# nvmet (RIG_NVMF_NVMET_MODES, default "irq"):
+#   irq      fio's io_uring on the nvme-rdma host, interrupt-driven
+#   hipri    fio --hipri on the host's poll queue (nvme connect
+#            --nr-poll-queues 1).  Not in the suite: under TCG the poller
+#            starves rxe's softirq work and jobs overrun their runtime.
+# Rounds alternate the sides: nvmet's four jobs, then weft's per mode (a
+# fresh target per mode and round: --poll-us is a start option).
 rig_nvmf_compare() {
 	local dir=/tmp/io-cmp wdev ndev host r mode rc=0 blocked=
 	wdev=$(rig_nullb nullb0) || { echo "no null_blk device"; return 1; }
@@ -250,18 +254,23 @@ rig_nvmf_compare() {
 		host=
 	fi
 	for ((r = 1; r <= RIG_NVMF_ROUNDS; r++)); do
-		for mode in $RIG_NVMF_MODES; do
-			local poll_us= spin_us= hipri=()
-			if [[ $mode == poll ]]; then
-				poll_us=1000000 spin_us=1000000 hipri=(--hipri)
-			fi
-			if [[ -n $host ]]; then
-				echo "== round $r, $mode: nvmet-rdma (fio on $host ${hipri[*]})"
-				rig_fio "$host" "$RIG_RES/nvmf-nvmet-$mode-$r.json" "${hipri[@]}" ||
-					{ echo "fio failed"; rc=1; }
-			fi
-			echo "== round $r, $mode: weft over verbs (weft-bench io)"
+		for mode in $RIG_NVMF_NVMET_MODES; do
+			[[ -n $host ]] || break
+			local hipri=()
+			[[ $mode == hipri ]] && hipri=(--hipri)
+			echo "== round $r: nvmet-rdma $mode (fio on $host)"
+			rig_fio "$host" "$RIG_RES/nvmf-nvmet-$mode-$r.json" "${hipri[@]}" ||
+				{ echo "fio failed"; rc=1; }
+		done
+		for mode in $RIG_NVMF_WEFT_MODES; do
+			local poll_us= spin_us=
+			case $mode in
+			spin) poll_us=0 spin_us=1000000 ;;
+			poll) poll_us=1000000 spin_us=1000000 ;;
+			esac
+			echo "== round $r: weft over verbs $mode (weft-bench io)"
 			RIG_WEFT_POLL_US=$poll_us rig_weft_up "$dir" "$wdev" || { rc=1; continue; }
+			# Exit 1 on any verification error: the step fails.
 			if ! WEFT_SPIN_US=$spin_us rig_weft_jobs "$dir" \
 				"$RIG_RES/nvmf-weft-$mode-$r.json" "$r"; then
 				echo "weft-bench io failed (round $r, $mode)"
@@ -289,11 +298,11 @@ rig_nvmet_up_reason() {
 # weft's IOPS over nvmet's (the issue's goal: >= 1.25 at QD1 and QD32).
 rig_nvmf_summary() {
 	python3 - "$RIG_RES" "$RIG_NVMF_ROUNDS" "$RIG_IO_RUNTIME" "$RIG_IO_SIZE_MB" "$1" \
-		"$RIG_NVMF_MODES" <<'EOF'
+		"$RIG_NVMF_WEFT_MODES" "$RIG_NVMF_NVMET_MODES" <<'EOF'
 import json, os, statistics, sys
 res, rounds, runtime, size_mb, blocked = sys.argv[1], int(sys.argv[2]), \
     float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-modes = sys.argv[6].split()
+wmodes, nmodes = sys.argv[6].split(), sys.argv[7].split()
 
 def load(p):
     try:
@@ -326,50 +335,54 @@ def weft_jobs(doc):
 
 device = fio_jobs(load("nvmf-device.json"))
 rows, summary = [], []
-for mode in modes:
-    for rw in ("randread", "randwrite"):
-        for qd in (1, 32):
-            k = (rw, qd)
-            per = []
-            for r in range(1, rounds + 1):
-                w = weft_jobs(load("nvmf-weft-%s-%d.json" % (mode, r))).get(k)
-                n = fio_jobs(load("nvmf-nvmet-%s-%d.json" % (mode, r))).get(k)
-                row = {"mode": mode, "rw": rw, "qd": qd, "round": r,
-                       "weft": w, "nvmet": n}
-                if w and n and n["iops"]:
-                    row["ratio"] = round(w["iops"] / n["iops"], 3)
-                rows.append(row)
-                per.append(row)
+for wm in wmodes:
+    for nm in nmodes:
+        for rw in ("randread", "randwrite"):
+            for qd in (1, 32):
+                k = (rw, qd)
+                per = []
+                for r in range(1, rounds + 1):
+                    w = weft_jobs(load("nvmf-weft-%s-%d.json" % (wm, r))).get(k)
+                    n = fio_jobs(load("nvmf-nvmet-%s-%d.json" % (nm, r))).get(k)
+                    row = {"weft_mode": wm, "nvmet_mode": nm, "rw": rw, "qd": qd,
+                           "round": r, "weft": w, "nvmet": n}
+                    if w and n and n["iops"]:
+                        row["ratio"] = round(w["iops"] / n["iops"], 3)
+                    rows.append(row)
+                    per.append(row)
 
-            def med(side, key):
-                v = [p[side][key] for p in per if p.get(side)]
-                return round(statistics.median(v), 1) if v else None
-            ratios = [p["ratio"] for p in per if "ratio" in p]
-            s = {"mode": mode, "rw": rw, "qd": qd,
-                 "weft_iops": med("weft", "iops"),
-                 "weft_p50_us": med("weft", "p50_us"),
-                 "nvmet_iops": med("nvmet", "iops"),
-                 "nvmet_p50_us": med("nvmet", "p50_us"),
-                 "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
-                 "ratios": ratios,
-                 "device_iops": round(device[k]["iops"], 1) if k in device else None,
-                 "device_p50_us": round(device[k]["p50_us"], 1) if k in device else None}
-            s["goal_1_25x"] = None if s["ratio_median"] is None else \
-                s["ratio_median"] >= 1.25
-            summary.append(s)
+                def med(side, key):
+                    v = [p[side][key] for p in per if p.get(side)]
+                    return round(statistics.median(v), 1) if v else None
+                ratios = [p["ratio"] for p in per if "ratio" in p]
+                s = {"weft_mode": wm, "nvmet_mode": nm, "rw": rw, "qd": qd,
+                     "weft_iops": med("weft", "iops"),
+                     "weft_p50_us": med("weft", "p50_us"),
+                     "nvmet_iops": med("nvmet", "iops"),
+                     "nvmet_p50_us": med("nvmet", "p50_us"),
+                     "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+                     "ratios": ratios,
+                     "device_iops": round(device[k]["iops"], 1) if k in device else None,
+                     "device_p50_us": round(device[k]["p50_us"], 1) if k in device else None}
+                s["goal_1_25x"] = None if s["ratio_median"] is None else \
+                    s["ratio_median"] >= 1.25
+                summary.append(s)
 doc = {"bs": 4096, "runtime_s": runtime, "working_set_mib": size_mb,
        "rounds": rounds, "backing": "null_blk memory_backed, 4 KiB blocks (both)",
-       "modes": {"default": "weft: target --poll-us 50, client no spin; "
-                            "nvmet: fio io_uring, interrupts",
-                 "poll": "weft: target --poll-us 1000000, WEFT_SPIN_US=1000000; "
-                         "nvmet: fio io_uring --hipri, nvme-rdma poll queue"},
+       "modes": {"weft default": "weft-target --poll-us 50, client sleeps at once",
+                 "weft spin": "weft-target --poll-us 0, WEFT_SPIN_US=1000000",
+                 "weft poll": "weft-target --poll-us 1000000, WEFT_SPIN_US=1000000",
+                 "nvmet irq": "fio io_uring on the nvme-rdma host, interrupts",
+                 "nvmet hipri": "fio io_uring --hipri, nvme-rdma poll queue"},
        "nvmet_blocked": blocked or None, "summary": summary, "rows": rows}
 json.dump(doc, sys.stdout, indent=1)
 print()
-print("%-8s %-9s %4s %10s %9s %10s %9s %7s %s" % ("mode", "rw", "qd", "weft IOPS",
-      "p50 us", "nvmet IOPS", "p50 us", "ratio", "(per round)"), file=sys.stderr)
+print("%-14s %-9s %4s %10s %9s %10s %9s %7s %s" % ("weft/nvmet", "rw", "qd",
+      "weft IOPS", "p50 us", "nvmet IOPS", "p50 us", "ratio", "(per round)"),
+      file=sys.stderr)
 for s in summary:
-    print("%-8s %-9s %4d %10s %9s %10s %9s %7s %s" % (s["mode"], s["rw"], s["qd"],
+    print("%-14s %-9s %4d %10s %9s %10s %9s %7s %s" % (
+          s["weft_mode"] + "/" + s["nvmet_mode"], s["rw"], s["qd"],
           s["weft_iops"], s["weft_p50_us"], s["nvmet_iops"], s["nvmet_p50_us"],
           s["ratio_median"], s["ratios"]), file=sys.stderr)
 EOF
