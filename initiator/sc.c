@@ -24,9 +24,11 @@
  * clean one may be read).  Unmapped extents also go through the target,
  * which answers zeros without device I/O.
  *
- * Setup (connect, SCM_RIGHTS, mmap) is control path and happens on the
- * first read that could use a target; a local target that said no is asked
- * again after a second (it may be starting), one on another host never.
+ * Setup (connect, SCM_RIGHTS, mmap) never waits: the first read that could
+ * use a target sends the request and goes through the network, a later
+ * call picks the answer up (sc_get); a local target that said no, or did
+ * not answer within SC_CTL_MS, is asked again after a second (it may be
+ * starting), one on another host never.
  * SQEs are queued by routing and submitted once
  * at the end of the submitting call and of each progress turn
  * (wf_sc_flush): one io_uring_enter for all pieces of a request.
@@ -61,6 +63,8 @@ enum wf_sc_state {
 	                 * alive while that socket is */
 	SC_DEAD,        /* the owner died or the epoch changed: reads in
 	                 * flight fall back; freed at close */
+	SC_ASKING,      /* request sent on ctl_fd, the answer not read yet:
+	                 * reads go through the network meanwhile */
 };
 
 struct wf_sc {
@@ -70,6 +74,7 @@ struct wf_sc {
 	uint32_t target_id;
 	uint32_t tidx;              /* in cl->sc (this epoch) */
 	uint64_t retry_at;          /* SC_NONE: ms */
+	uint64_t ask_deadline;      /* SC_ASKING: ms */
 	uint64_t checked;           /* batch whose liveness check it passed */
 	int      dev_fd;
 	int      ctl_fd;
@@ -105,8 +110,9 @@ static void sc_close(struct wf_sc *s)
 	if (s->dev_fd >= 0) {
 		wf_store_view_close(&s->view);
 		close(s->dev_fd);
-		close(s->ctl_fd);
 	}
+	if (s->ctl_fd >= 0)
+		close(s->ctl_fd);
 	free(s);
 }
 
@@ -231,24 +237,17 @@ void wf_sc_rebuild(struct weft_cluster *cl)
 	cl->sc_live = NULL;
 }
 
-/* Ask target t's control socket for its device and index view. */
-static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
+/*
+ * Ask target t's control socket for its device and index view: connect and
+ * send, never wait (the answer takes a turn of the target's reactor; it is
+ * read by sc_answer on a later call).  0 with s->ctl_fd set, or -errno.
+ */
+static int sc_ask(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 {
 	const struct wf_target *tg = &cl->map.targets[t];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct wf_ctl_req q;
-	struct wf_ctl_shortcircuit a;
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct pollfd pfd;
-	struct cmsghdr *cm;
-	int fd, fds[2] = { -1, -1 }, ret;
-	ssize_t n;
+	int fd, ret;
 
 	if (strcmp(tg->host, cl->host) && !is_loopback(tg->addr))
 		return -EREMOTE;
@@ -258,12 +257,14 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 		return -ENAMETOOLONG;
 	if (access(sa.sun_path, F_OK))
 		return -ENOENT;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	/* Non-blocking: a full backlog is -EAGAIN, asked again later. */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		ret = -errno;
-		goto out_close;
+		close(fd);
+		return ret;
 	}
 	memset(&q, 0, sizeof(q));
 	q.magic = htole32(WF_CTL_MAGIC);
@@ -271,17 +272,38 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	q.op = htole16(WF_CTL_SHORTCIRCUIT);
 	q.epoch = htole64(cl->map.epoch);
 	if (send(fd, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q)) {
-		ret = -EIO;
-		goto out_close;
+		close(fd);
+		return -EIO;
 	}
-	pfd.fd = fd;
-	pfd.events = POLLIN;
-	if (poll(&pfd, 1, SC_CTL_MS) != 1) {
-		ret = -ETIMEDOUT;
-		goto out_close;
-	}
+	s->ctl_fd = fd;
+	return 0;
+}
+
+/*
+ * The answer to sc_ask, if it is there: 0 (device fd and view in s; the
+ * control socket stays open: it hangs up when the target process ends,
+ * which is how a restarted target's old view is told apart, wf_sc_poll),
+ * -EAGAIN (not yet), or -errno (no; s->ctl_fd is then closed).
+ */
+static int sc_answer(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
+{
+	const struct wf_target *tg = &cl->map.targets[t];
+	struct wf_ctl_shortcircuit a;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	int fds[2] = { -1, -1 }, ret;
+	ssize_t n;
+
 	memset(&u, 0, sizeof(u));
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg(s->ctl_fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -EAGAIN;
 	if (n == 0) {
 		ret = -EBUSY;   /* closed unanswered: no free session */
 		goto out_close;
@@ -319,9 +341,6 @@ static int sc_setup(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	}
 	close(fds[1]);          /* the mapping stays */
 	s->dev_fd = fds[0];
-	/* Kept open: it hangs up when the target process ends, which is
-	 * how a restarted target's old view is told apart (wf_sc_poll). */
-	s->ctl_fd = fd;
 	return 0;
 
 out_fds:
@@ -330,7 +349,8 @@ out_fds:
 	if (fds[1] >= 0)
 		close(fds[1]);
 out_close:
-	close(fd);
+	close(s->ctl_fd);
+	s->ctl_fd = -1;
 	return ret;
 }
 
@@ -352,6 +372,12 @@ static void sc_kill(struct weft_cluster *cl, struct wf_sc *s)
 	cl->sc_orphans = s;
 }
 
+/*
+ * Target t's session if it is ready, else NULL (the read goes through the
+ * network).  Opening one never waits: the first call asks, later calls
+ * pick the answer up once it is there (within SC_CTL_MS, else no, and ask
+ * again after SC_RETRY_MS).
+ */
 static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 {
 	struct wf_sc *s;
@@ -362,6 +388,23 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	s = cl->sc[t];
 	if (s && s->state == SC_READY)
 		return s;
+	if (s && s->state == SC_ASKING) {
+		ret = sc_answer(cl, t, s);
+		if (ret == -EAGAIN) {
+			if (cl->now < s->ask_deadline)
+				return NULL;
+			close(s->ctl_fd);
+			s->ctl_fd = -1;
+			ret = -ETIMEDOUT;
+		}
+		if (!ret) {
+			s->state = SC_READY;
+			s->live_next = cl->sc_live;
+			cl->sc_live = s;
+			return s;
+		}
+		goto refused;
+	}
 	if (s && cl->now < s->retry_at)
 		return NULL;
 	if (!s) {
@@ -373,25 +416,24 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	s->target_id = cl->map.targets[t].id;
 	s->tidx = t;
 	s->dev_fd = s->ctl_fd = -1;
-	ret = sc_setup(cl, t, s);
+	ret = sc_ask(cl, t, s);
+	if (!ret) {
+		s->state = SC_ASKING;
+		s->ask_deadline = cl->now + SC_CTL_MS;
+		return NULL;
+	}
+refused:
 	if (ret == -EBUSY && !s->busy_logged) {
 		fprintf(stderr, "libweft: target %u has no free control session: "
 			"reading its extents through the network, asking again "
 			"every %d ms\n", s->target_id, SC_RETRY_MS);
 		s->busy_logged = true;
 	}
-	if (ret) {
-		s->state = SC_NONE;
-		/* Not on this host: never; otherwise maybe later (the
-		 * target starting, restarting). */
-		s->retry_at = ret == -EREMOTE ? UINT64_MAX :
-			      cl->now + SC_RETRY_MS;
-		return NULL;
-	}
-	s->state = SC_READY;
-	s->live_next = cl->sc_live;
-	cl->sc_live = s;
-	return s;
+	s->state = SC_NONE;
+	/* Not on this host: never; otherwise maybe later (the target
+	 * starting, restarting). */
+	s->retry_at = ret == -EREMOTE ? UINT64_MAX : cl->now + SC_RETRY_MS;
+	return NULL;
 }
 
 bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
