@@ -75,6 +75,7 @@ struct wf_sc {
 	uint32_t tidx;              /* in cl->sc (this epoch) */
 	uint64_t retry_at;          /* SC_NONE: ms */
 	uint64_t ask_deadline;      /* SC_ASKING: ms */
+	uint64_t looked_at;         /* SC_ASKING: ms of the last look */
 	uint64_t checked;           /* batch whose liveness check it passed */
 	int      dev_fd;
 	int      ctl_fd;
@@ -389,6 +390,10 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	if (s && s->state == SC_READY)
 		return s;
 	if (s && s->state == SC_ASKING) {
+		/* One look (a recvmsg) per millisecond, not one per piece. */
+		if (cl->now == s->looked_at)
+			return NULL;
+		s->looked_at = cl->now;
 		ret = sc_answer(cl, t, s);
 		if (ret == -EAGAIN) {
 			if (cl->now < s->ask_deadline)
@@ -420,6 +425,7 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	if (!ret) {
 		s->state = SC_ASKING;
 		s->ask_deadline = cl->now + SC_CTL_MS;
+		s->looked_at = cl->now;
 		return NULL;
 	}
 refused:
