@@ -94,18 +94,25 @@ rig_weft_up() {
 	echo "weft-target pid $(cat "$dir/target-0.pid") on $dev, rdma:$RIG_ADDR1:$RIG_WEFT_PORT"
 }
 
+# Stops the target (SIGTERM: it drains and exits 0).  Fails when it had
+# died already, needed SIGKILL, or its log does not end with its clean
+# exit: the daemon is not our child, so the log is the only witness.
 rig_weft_down() {
-	local dir=$1 pid t
-	pid=$(cat "$dir/target-0.pid" 2>/dev/null) || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((t = 0; t < 100; t++)); do
+	local dir=$1 pid t log=$dir/run/target-0.log
+	pid=$(cat "$dir/target-0.pid" 2>/dev/null) || { echo "no target pid file"; return 1; }
+	rm -f "$dir/target-0.pid"
+	kill -TERM "$pid" 2>/dev/null || { echo "weft-target $pid was gone before SIGTERM"; tail -n 20 "$log"; return 1; }
+	for ((t = 0; t < 150; t++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -0 "$pid" 2>/dev/null && { echo "weft-target did not stop: SIGKILL"; kill -KILL "$pid"; }
-	# A target that crashed leaves its log as the only witness.
-	tail -n 5 "$dir/run/target-0.log" 2>/dev/null
-	return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "weft-target $pid did not stop in 15 s: SIGKILL"
+		kill -KILL "$pid"
+		return 1
+	fi
+	tail -n 3 "$log"
+	tail -n 1 "$log" | grep -q ': exit$' || { echo "weft-target $pid: no clean exit"; return 1; }
 }
 
 # rig_sys_verbs TEST: one of tests/integration's binaries (test_sys_io,
@@ -131,7 +138,7 @@ rig_io_verify_verbs() {
 		--size "${RIG_IO_SIZE_MB}M" --verify-only --seed 11 --json \
 		>"$RIG_RES/io-verify-verbs.json" || rc=1
 	cat "$RIG_RES/io-verify-verbs.json"
-	rig_weft_down "$dir"
+	rig_weft_down "$dir" || rc=1
 	return $rc
 }
 
@@ -276,7 +283,7 @@ rig_nvmf_compare() {
 				echo "weft-bench io failed (round $r, $mode)"
 				rc=1
 			fi
-			rig_weft_down "$dir"
+			rig_weft_down "$dir" || rc=1
 		done
 	done
 	rig_nvmet_down
