@@ -232,7 +232,8 @@ rig_weft_jobs() {
 
 # Each side runs in one or more modes; every pair is compared.
 # weft (RIG_NVMF_WEFT_MODES, default "default spin"):
-#   default  as installed: weft-target --poll-us 50, libweft sleeps at once
+#   default  as installed: weft-target's default --poll-us (0 since
+#            2026-11-29, 50 before), libweft sleeps at once
 #   spin     the target sleeps at once (--poll-us 0), the client busy-polls
 #            (WEFT_SPIN_US=1000000): on the rig's two vCPUs the best of the
 #            configurations tried (docs/performance.md)
@@ -376,7 +377,7 @@ for wm in wmodes:
                 summary.append(s)
 doc = {"bs": 4096, "runtime_s": runtime, "working_set_mib": size_mb,
        "rounds": rounds, "backing": "null_blk memory_backed, 4 KiB blocks (both)",
-       "modes": {"weft default": "weft-target --poll-us 50, client sleeps at once",
+       "modes": {"weft default": "weft-target default --poll-us (0; 50 before 2026-11-29), client sleeps at once",
                  "weft spin": "weft-target --poll-us 0, WEFT_SPIN_US=1000000",
                  "weft poll": "weft-target --poll-us 1000000, WEFT_SPIN_US=1000000",
                  "nvmet irq": "fio io_uring on the nvme-rdma host, interrupts",
