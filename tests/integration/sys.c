@@ -101,13 +101,13 @@ void sys_stop(struct sys_cluster *c)
 	c->up = false;
 }
 
-pid_t sys_pid(const struct sys_cluster *c, unsigned id)
+pid_t sys_pid_in(const char *dir, unsigned id)
 {
 	char path[400];
 	long pid = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/target-%u.pid", c->dir, id);
+	snprintf(path, sizeof(path), "%s/target-%u.pid", dir, id);
 	f = fopen(path, "r");
 	if (!f)
 		return 0;
@@ -115,6 +115,11 @@ pid_t sys_pid(const struct sys_cluster *c, unsigned id)
 		pid = 0;
 	fclose(f);
 	return (pid_t)pid;
+}
+
+pid_t sys_pid(const struct sys_cluster *c, unsigned id)
+{
+	return sys_pid_in(c->dir, id);
 }
 
 void sys_kill9(struct sys_cluster *c, unsigned id)

@@ -36,6 +36,8 @@ struct sys_cluster {
 void sys_start(struct sys_cluster *c);
 void sys_stop(struct sys_cluster *c);
 pid_t sys_pid(const struct sys_cluster *c, unsigned id);
+/* The pid in DIR/target-ID.pid (as scripts/cluster writes it), or 0. */
+pid_t sys_pid_in(const char *dir, unsigned id);
 /* SIGKILL target id and wait (bounded) until it is gone. */
 void sys_kill9(struct sys_cluster *c, unsigned id);
 /* Start target id again on its store (daemon; returns once it listens). */

@@ -92,18 +92,7 @@ static unsigned free_base(void)
 
 static pid_t target_pid(unsigned id)
 {
-	char path[256];
-	long pid = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/target-%u.pid", E.dir, id);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = 0;
-	fclose(f);
-	return (pid_t)pid;
+	return sys_pid_in(E.dir, id);
 }
 
 static void target_start(unsigned id)
