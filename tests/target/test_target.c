@@ -814,13 +814,10 @@ Test(target, epoch_change_moves_primaries, .timeout = 60)
  */
 Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
 {
-	enum { NEXT = 8, ROUNDS = 10, LEN = 65536 };
+	enum { NEXT = 8, ROUNDS = 10 };
 	struct tgt_env e;
-	struct tgt_client c, old;
-	struct wf_cqe cq[16];
 	char addr[256], log[256], line[512];
 	uint64_t base[NEXT];
-	static char w[LEN], r[LEN];
 	unsigned held = 0;
 	FILE *f;
 
@@ -829,56 +826,8 @@ Test(target, reconnect_fenced_behind_old_writes, .timeout = 120)
 	addr_tcp(&e, addr, sizeof(addr));
 	for (unsigned k = 0; k < NEXT; k++)
 		base[k] = tgt_extent_of(&e, 0, k);
-	for (unsigned round = 0; round < ROUNDS; round++) {
-		unsigned sent = 0;
-
-		/* The old connection: discard each extent whole, then write
-		 * old data into it (deferred behind the discard). */
-		cr_assert_eq(tgt_connect_as(&old, addr, TGT_SLOTS, 1, 42), 0);
-		for (unsigned k = 0; k < NEXT; k++) {
-			cr_assert_eq(tgt_post(&old, WF_OP_DISCARD, TGT_VOL, base[k],
-					      TGT_EXT, 2 * k, 0, 1), 0);
-			tgt_pattern(old.buf + (size_t)(2 * k + 1) * old.g.slot_size,
-				    LEN, 1000 * round + k);
-			cr_assert_eq(tgt_post(&old, WF_OP_WRITE, TGT_VOL, base[k],
-					      LEN, 2 * k + 1, 0, 1), 0);
-		}
-		/* Until the requests have left (their send completions),
-		 * then drop the connection without waiting for replies. */
-		for (int spins = 0; sent < 2 * NEXT + NEXT && spins < 1000000;
-		     spins++) {
-			int n = wf_poll(old.ctx, cq, 16);
-
-			for (int i = 0; i < n; i++)
-				if (cq[i].op == WF_CQE_SEND || cq[i].op == WF_CQE_WRITE)
-					sent++;
-		}
-		if (!(round & 1))
-			tgt_close(&old);
-		/* The new connection, same client_id: newer data. */
-		cr_assert_eq(tgt_connect_as(&c, addr, TGT_SLOTS, 1, 42), 0);
-		for (unsigned k = 0; k < NEXT; k++) {
-			tgt_pattern(w, LEN, 1000 * round + 500 + k);
-			cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, base[k], LEN,
-					    w, 1), WF_WS_OK);
-		}
-		for (unsigned k = 0; k < NEXT; k++) {
-			tgt_pattern(w, LEN, 1000 * round + 500 + k);
-			cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, base[k], LEN,
-					    r, 1), WF_WS_OK);
-			cr_assert_eq(memcmp(r, w, LEN), 0,
-				     "round %u extent %u: an old write landed "
-				     "after the newer one", round, k);
-		}
-		tgt_close(&c);
-		if (round & 1) {
-			/* The target let the abandoned connection go. */
-			cr_assert(tgt_wait_closed(&old, 10000),
-				  "round %u: the superseded connection is still "
-				  "open", round);
-			tgt_close(&old);
-		}
-	}
+	for (unsigned round = 0; round < ROUNDS; round++)
+		tgt_reconnect_round(addr, base, NEXT, round);
 	/* How often the GRANT was held (timing dependent: informational). */
 	snprintf(log, sizeof(log), "%s/target-0.log", e.run);
 	f = fopen(log, "r");

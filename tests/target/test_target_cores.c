@@ -284,71 +284,18 @@ Test(target_cores, sigterm_drains_every_reactor, .timeout = 60)
  */
 Test(target_cores, reconnect_fenced_across_reactor_queues, .timeout = 120)
 {
-	enum { NEXT = 8, ROUNDS = 8, LEN = 65536 };
+	enum { NEXT = 8, ROUNDS = 8 };
 	struct tgt_env e;
-	struct tgt_client c, old;
-	struct wf_cqe cq[16];
 	char addr[256];
 	uint64_t base[NEXT];
-	static char w[LEN], r[LEN];
 
 	tgt_env_init(&e, 1);
 	cr_assert_eq(tgt_start(&e, false, "--cores", "2", NULL), 0);
 	addr_k(&e, 1, addr, sizeof(addr));
 	for (unsigned k = 0; k < NEXT; k++)
 		base[k] = tgt_extent_of(&e, 0, k);
-	for (unsigned round = 0; round < ROUNDS; round++) {
-		unsigned sent = 0;
-
-		cr_assert_eq(tgt_connect_as(&old, addr, TGT_SLOTS, 1, 42), 0);
-		for (unsigned k = 0; k < NEXT; k++) {
-			cr_assert_eq(tgt_post(&old, WF_OP_DISCARD, TGT_VOL, base[k],
-					      TGT_EXT, 2 * k, 0, 1), 0);
-			tgt_pattern(old.buf + (size_t)(2 * k + 1) * old.g.slot_size,
-				    LEN, 1000 * round + k);
-			cr_assert_eq(tgt_post(&old, WF_OP_WRITE, TGT_VOL, base[k],
-					      LEN, 2 * k + 1, 0, 1), 0);
-		}
-		for (int spins = 0; sent < 3 * NEXT && spins < 1000000; spins++) {
-			int n = wf_poll(old.ctx, cq, 16);
-
-			for (int i = 0; i < n; i++)
-				if (cq[i].op == WF_CQE_SEND || cq[i].op == WF_CQE_WRITE)
-					sent++;
-		}
-		if (!(round & 1))
-			tgt_close(&old);
-		cr_assert_eq(tgt_connect_as(&c, addr, TGT_SLOTS, 1, 42), 0);
-		for (unsigned k = 0; k < NEXT; k++) {
-			int st;
-
-			tgt_pattern(w, LEN, 1000 * round + 500 + k);
-			/* BUSY while the old connection's I/O runs: retry */
-			for (unsigned i = 0; i < 500; i++) {
-				st = tgt_io(&c, WF_OP_WRITE, TGT_VOL, base[k], LEN, w, 1);
-				if (st != WF_WS_BUSY)
-					break;
-				sleep_ms(2);
-			}
-			cr_assert_eq(st, WF_WS_OK, "round %u extent %u: %s", round, k,
-				     wf_wire_status_name((uint16_t)st));
-		}
-		for (unsigned k = 0; k < NEXT; k++) {
-			tgt_pattern(w, LEN, 1000 * round + 500 + k);
-			cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, base[k], LEN,
-					    r, 1), WF_WS_OK);
-			cr_assert_eq(memcmp(r, w, LEN), 0,
-				     "round %u extent %u: an old write landed "
-				     "after the newer one", round, k);
-		}
-		tgt_close(&c);
-		if (round & 1) {
-			cr_assert(tgt_wait_closed(&old, 10000),
-				  "round %u: the superseded connection is still "
-				  "open", round);
-			tgt_close(&old);
-		}
-	}
+	for (unsigned round = 0; round < ROUNDS; round++)
+		tgt_reconnect_round(addr, base, NEXT, round);
 	cr_assert_eq(tgt_kill(&e, SIGTERM, true), 0);
 	tgt_env_fini(&e);
 }

@@ -582,3 +582,62 @@ void tgt_pattern(void *buf, uint32_t len, uint64_t seed)
 		p[i] = x;
 	}
 }
+
+void tgt_reconnect_round(const char *addr, const uint64_t *base, unsigned next,
+			 unsigned round)
+{
+	enum { LEN = 65536 };
+	static char w[LEN], r[LEN];
+	struct tgt_client c, old;
+	struct wf_cqe cq[16];
+	unsigned sent = 0;
+
+	cr_assert_leq(2 * next, TGT_SLOTS);
+	cr_assert_eq(tgt_connect_as(&old, addr, TGT_SLOTS, 1, 42), 0);
+	for (unsigned k = 0; k < next; k++) {
+		cr_assert_eq(tgt_post(&old, WF_OP_DISCARD, TGT_VOL, base[k],
+				      TGT_EXT, 2 * k, 0, 1), 0);
+		tgt_pattern(old.buf + (size_t)(2 * k + 1) * old.g.slot_size,
+			    LEN, 1000 * round + k);
+		cr_assert_eq(tgt_post(&old, WF_OP_WRITE, TGT_VOL, base[k],
+				      LEN, 2 * k + 1, 0, 1), 0);
+	}
+	/* Until the requests have left (their send completions, and the
+	 * write payloads'), then drop without waiting for replies. */
+	for (int spins = 0; sent < 3 * next && spins < 1000000; spins++) {
+		int n = wf_poll(old.ctx, cq, 16);
+
+		for (int i = 0; i < n; i++)
+			if (cq[i].op == WF_CQE_SEND || cq[i].op == WF_CQE_WRITE)
+				sent++;
+	}
+	if (!(round & 1))
+		tgt_close(&old);
+	cr_assert_eq(tgt_connect_as(&c, addr, TGT_SLOTS, 1, 42), 0);
+	for (unsigned k = 0; k < next; k++) {
+		int st = WF_WS_BUSY;
+
+		tgt_pattern(w, LEN, 1000 * round + 500 + k);
+		/* BUSY while the old connection's I/O runs: retry */
+		for (unsigned i = 0; i < 500 && st == WF_WS_BUSY; i++) {
+			st = tgt_io(&c, WF_OP_WRITE, TGT_VOL, base[k], LEN, w, 1);
+			if (st == WF_WS_BUSY)
+				usleep(2000);
+		}
+		cr_assert_eq(st, WF_WS_OK, "round %u extent %u: %s", round, k,
+			     wf_wire_status_name((uint16_t)st));
+	}
+	for (unsigned k = 0; k < next; k++) {
+		tgt_pattern(w, LEN, 1000 * round + 500 + k);
+		cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, base[k], LEN, r, 1),
+			     WF_WS_OK);
+		cr_assert_eq(memcmp(r, w, LEN), 0, "round %u extent %u: an old "
+			     "write landed after the newer one", round, k);
+	}
+	tgt_close(&c);
+	if (round & 1) {
+		cr_assert(tgt_wait_closed(&old, 10000), "round %u: the superseded "
+			  "connection is still open", round);
+		tgt_close(&old);
+	}
+}

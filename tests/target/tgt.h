@@ -90,6 +90,19 @@ int  tgt_io(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
 /* Wait until the target closes the connection. */
 bool tgt_wait_closed(struct tgt_client *c, int ms);
 
+/*
+ * One round of the reconnect fence check, as client 42 on addr: an old
+ * connection discards each extent at base[0 .. next) whole and writes old
+ * data into it (deferred behind the discard), the requests leave, the old
+ * connection is dropped (even rounds: closed; odd rounds: abandoned, open
+ * as far as the target knows) and a new connection of the same client at
+ * once writes newer data (retrying BUSY) and reads it back: the newer
+ * data must stay, and an abandoned connection must be closed by the
+ * target.  next <= TGT_SLOTS / 2.
+ */
+void tgt_reconnect_round(const char *addr, const uint64_t *base, unsigned next,
+			 unsigned round);
+
 void tgt_pattern(void *buf, uint32_t len, uint64_t seed);
 
 #endif
