@@ -14,9 +14,11 @@
  *   wf_store_poll(): store completions run the request state machines
  *   retry requests that waited for send credits
  *   wf_store_submit(): one io_uring_enter for everything queued this turn
- * After poll_us without work it sleeps in epoll on the fabric ctx fds, the
- * store's eventfd, the signalfd and the control sockets; while busy it
- * looks at those (signals, control) every CTL_EVERY turns.
+ * After poll_us without work it sleeps in one io_uring_enter on its store
+ * queue (wf_store_wait): device completions and messages from other queues
+ * wake it directly, the fabric ctx fds and an epoll set (signalfd, wake
+ * eventfd, control sockets) through polls in that ring.  While
+ * busy it looks at the epoll set every CTL_EVERY turns.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -220,7 +222,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	r->map = map;
 	r->store = store;
 	wf_store_view_publish_epoch(store, map->epoch);
-	r->epfd = r->sigfd = r->store_efd = r->wake_fd = -1;
+	r->epfd = r->sigfd = r->wake_fd = -1;
 	r->seen_gen = __atomic_load_n(&tg->gen, __ATOMIC_ACQUIRE);
 	r->seen_reload = __atomic_load_n(&tg->reload_gen, __ATOMIC_ACQUIRE);
 	r->ctl.lfd = r->ctl.dev_ro = -1;
@@ -359,21 +361,30 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	}
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
 	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	r->store_efd = wf_store_event_fd(store);
-	if (r->wake_fd < 0 || r->epfd < 0 || r->store_efd < 0) {
-		ret = r->store_efd < 0 ? r->store_efd : -errno;
+	if (r->wake_fd < 0 || r->epfd < 0) {
+		ret = -errno;
 		snprintf(err, errlen, "event fds: %s", strerror(-ret));
 		goto fail;
 	}
 	ret = r->sigfd >= 0 ? ep_add(r, r->sigfd, WF_TGT_EV_SIGNAL) : 0;
 	if (!ret)
 		ret = ep_add(r, r->wake_fd, WF_TGT_EV_WAKE);
-	if (!ret)
-		ret = ep_add(r, r->store_efd, WF_TGT_EV_STORE);
-	for (unsigned f = 0; !ret && f < r->nfab; f++)
-		ret = ep_add(r, wf_ctx_fd(r->fab[f].ctx), WF_TGT_EV_FAB0 + f);
 	if (ret) {
 		snprintf(err, errlen, "epoll: %s", strerror(-ret));
+		goto fail;
+	}
+	/* The loop sleeps in the store's ring (wf_store_wait): device
+	 * completions wake it directly, the fabric fds and the epoll set of
+	 * everything else through polls in that ring. */
+	for (unsigned f = 0; f < r->nfab; f++) {
+		ret = wf_store_watch(store, wf_ctx_fd(r->fab[f].ctx));
+		if (ret < 0)
+			break;
+	}
+	if (ret >= 0)
+		ret = r->ev_watch = wf_store_watch(store, r->epfd);
+	if (ret < 0) {
+		snprintf(err, errlen, "store watch: %s", strerror(-ret));
 		goto fail;
 	}
 
@@ -566,9 +577,6 @@ static void events(struct wf_tgt_reactor *r, int timeout_ms)
 		else if (tag == WF_TGT_EV_WAKE)
 			while (read(r->wake_fd, &v, sizeof(v)) == sizeof(v))
 				;
-		else if (tag == WF_TGT_EV_STORE)
-			while (read(r->store_efd, &v, sizeof(v)) == sizeof(v))
-				;
 		else if (tag >= WF_TGT_EV_CTL)
 			wf_tgt_ctl_event(r, tag);
 		/* fabric fds: wf_poll in the next turn does the work */
@@ -642,6 +650,9 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		n = wf_store_poll(r->store, STORE_BATCH);
 		if (n > 0)
 			work += (unsigned)n;
+		/* Signals, control sockets, wakeups from other reactors. */
+		if (wf_store_woken(r->store) & (1u << r->ev_watch))
+			events(r, 0);
 		if (r->pend_head)
 			work += wf_tgt_conn_run_pending(r);
 		/* After the store completions: they may have drained the
@@ -682,6 +693,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		 * raced in before arming), then wait. */
 		{
 			bool armed = true;
+			unsigned w;
 
 			for (unsigned f = 0; f < r->nfab; f++)
 				if (wf_ctx_arm(r->fab[f].ctx))
@@ -697,10 +709,20 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				idle_since = 0;
 				continue;
 			}
-			wf_store_submit(r->store);
+			/* A watch that fired meanwhile (its completion was
+			 * reaped just now): its fd may have work that will
+			 * not wake us again. */
+			w = wf_store_woken(r->store);
+			if (w) {
+				if (w & (1u << r->ev_watch))
+					events(r, 0);
+				idle_since = 0;
+				continue;
+			}
 			/* Timed while stopping (the phases have deadlines) and
 			 * while a connection owes its HELLO. */
-			events(r, r->phase != PH_RUN ? 50 : r->nhello ? 1000 : -1);
+			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
+				      r->nhello ? 1000 : -1);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			idle_since = 0;

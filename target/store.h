@@ -23,8 +23,9 @@
  *
  *	wf_store_write(s, req, ...);      queue any number of requests
  *	wf_store_submit(s);               one io_uring_enter per loop turn
- *	... sleep on wf_store_ring_fd() or wf_store_event_fd() ...
  *	wf_store_poll(s, 64);             reap, run done callbacks
+ *	... when idle: wf_store_wait(s, ms), which also wakes for the fds
+ *	    given to wf_store_watch() (or sleep on wf_store_ring_fd()) ...
  *
  * Done callbacks only ever run inside wf_store_poll() (never inside the
  * submitting call, also for requests answered without device I/O), so a
@@ -267,6 +268,24 @@ int  wf_store_ring_fd(const struct wf_store *s);
 /* An eventfd signalled on completions (created and registered on first
  * call); for reactors that prefer an eventfd to the ring fd. */
 int  wf_store_event_fd(struct wf_store *s);
+/*
+ * Sleeping in the ring.  A reactor that waits for device completions and
+ * for other fds (fabric completion channels, an epoll set) sleeps in one
+ * io_uring_enter instead of an epoll_wait plus an eventfd hop per device
+ * completion: wf_store_watch() adds fd to the polls (POLLIN, level
+ * triggered: armed again after each wakeup) of this queue's ring and returns its index (at most WF_STORE_WATCH_MAX per
+ * queue; setup only, never removed).  wf_store_wait() submits what is
+ * queued and sleeps until any completion (device I/O, a message from
+ * another queue, a watched fd becoming readable) or timeout_ms (< 0: no
+ * limit); it returns at once when answers are already waiting.  Returns 0
+ * or -errno.  wf_store_poll() consumes the watch completions (they are
+ * not counted in its result); wf_store_woken() returns the mask (1 << index)
+ * of watches that fired since its last call and clears it.
+ */
+#define WF_STORE_WATCH_MAX 4
+int  wf_store_watch(struct wf_store *s, int fd);
+int  wf_store_wait(struct wf_store *s, int timeout_ms);
+unsigned wf_store_woken(struct wf_store *s);
 /* Requests accepted on this queue and not yet completed, plus work this
  * queue's ring does for other queues. */
 unsigned wf_store_inflight(const struct wf_store *s);

@@ -111,6 +111,10 @@ struct wf_store {
 	int      memfd;
 	bool     view_shareable;        /* sealed against writable mappings */
 	int      efd;
+	/* wf_store_watch(): fds polled (one-shot, re-armed) in this ring */
+	struct { int fd; bool armed; } watch[WF_STORE_WATCH_MAX];
+	unsigned nwatch;
+	unsigned woken;                 /* watches fired, see wf_store_woken */
 	bool     volatile_cache;
 	bool     is_blkdev;
 	int      zero_mode;             /* fallocate mode that zeroes a range */

@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -42,6 +43,7 @@
 #define TAG_DONE        4ull    /* message: your request is done (res) */
 #define TAG_BLKDONE     5ull    /* message: its index write is done (res) */
 #define TAG_XSRC        6ull    /* a message we sent failed */
+#define TAG_WATCH       7ull    /* a watched fd is readable: index << 3 */
 #define TAG_MASK        7ull
 #define TAG_SHIFT       3
 
@@ -1047,9 +1049,79 @@ int wf_store_submit_and_wait(struct wf_store *s)
 	return io_uring_submit_and_wait(&s->ring, 1);
 }
 
+int wf_store_watch(struct wf_store *s, int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	if (s->nwatch == WF_STORE_WATCH_MAX)
+		return -ENOSPC;
+	s->watch[s->nwatch].fd = fd;
+	s->watch[s->nwatch].armed = false;      /* armed by wf_store_wait */
+	return (int)s->nwatch++;
+}
+
+unsigned wf_store_woken(struct wf_store *s)
+{
+	unsigned m = s->woken;
+
+	s->woken = 0;
+	return m;
+}
+
+/* A watch is a one-shot poll, armed again by the next wf_store_wait after
+ * it fired: arming looks at the fd's current state, so readiness left
+ * over (an epoll set with more ready entries than one pass takes) wakes
+ * the loop again, as a level-triggered epoll_wait would.  A multishot
+ * poll only fires on new wakeups and would sleep through that. */
+static void watch_cqe(struct wf_store *s, unsigned i, int res, unsigned flags)
+{
+	if (i >= s->nwatch)
+		return;
+	if (res > 0)
+		s->woken |= 1u << i;
+	if (!(flags & IORING_CQE_F_MORE))
+		s->watch[i].armed = false;
+}
+
+int wf_store_wait(struct wf_store *s, int timeout_ms)
+{
+	struct __kernel_timespec ts, *tp = NULL;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	for (unsigned i = 0; i < s->nwatch; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (s->watch[i].armed)
+			continue;
+		sqe = io_uring_get_sqe(&s->ring);
+		if (!sqe) {
+			io_uring_submit(&s->ring);
+			sqe = io_uring_get_sqe(&s->ring);
+			if (!sqe)
+				return -EBUSY;
+		}
+		io_uring_prep_poll_add(sqe, s->watch[i].fd, POLLIN);
+		io_uring_sqe_set_data64(sqe, ((uint64_t)i << TAG_SHIFT) | TAG_WATCH);
+		s->watch[i].armed = true;
+	}
+	/* Answers already waiting in the ready list: do not sleep. */
+	if (s->ready_head || s->outbox) {
+		ret = io_uring_submit(&s->ring);
+		return ret < 0 ? ret : 0;
+	}
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		tp = &ts;
+	}
+	ret = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tp, NULL);
+	return ret < 0 && ret != -ETIME && ret != -EINTR ? ret : 0;
+}
+
 int wf_store_poll(struct wf_store *s, unsigned max)
 {
-	struct { uint64_t data; int res; } done[32];
+	struct { uint64_t data; int res; unsigned flags; } done[32];
 	struct io_uring_cqe *cqes[32];
 	unsigned total = 0;
 	bool moved = false;
@@ -1076,6 +1148,7 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 		for (unsigned i = 0; i < n; i++) {
 			done[i].data = io_uring_cqe_get_data64(cqes[i]);
 			done[i].res = cqes[i]->res;
+			done[i].flags = cqes[i]->flags;
 		}
 		io_uring_cq_advance(&s->ring, n);
 		for (unsigned i = 0; i < n; i++) {
@@ -1088,6 +1161,11 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 				break;
 			case TAG_BLK:
 				blk_done(s, d >> TAG_SHIFT, done[i].res);
+				break;
+			case TAG_WATCH:
+				watch_cqe(s, (unsigned)(d >> TAG_SHIFT),
+					  done[i].res, done[i].flags);
+				total--;        /* not the caller's work */
 				break;
 			default: {
 				struct wf_store_req *req =

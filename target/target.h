@@ -279,10 +279,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 
 /* epoll tags */
 enum {
-	WF_TGT_EV_FAB0 = 1,
-	WF_TGT_EV_FAB1,
-	WF_TGT_EV_STORE,
-	WF_TGT_EV_SIGNAL,
+	WF_TGT_EV_SIGNAL = 1,
 	WF_TGT_EV_WAKE,
 	WF_TGT_EV_CTL = 16,             /* + 0: listener, + 1 + i: client i */
 };
@@ -333,7 +330,8 @@ struct wf_tgt_reactor {
 	uint32_t            nheld;      /* of those, HELLO held (conn.c) */
 	struct wf_tgt_req  *reqs;
 	struct wf_tgt_req  *pend_head, *pend_tail;
-	int                 epfd, sigfd, store_efd;
+	int                 epfd, sigfd;
+	int                 ev_watch;       /* epfd's wf_store_watch index */
 	struct wf_tgt_ctl   ctl;
 	uint8_t             phase;      /* enum wf_tgt_phase */
 	uint64_t            phase_deadline; /* CLOCK_MONOTONIC ns */

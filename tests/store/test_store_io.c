@@ -3,7 +3,10 @@
  * ENOSPC, argument checks, registered buffers, the shared index view. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/store/helpers.h"
 
@@ -586,4 +589,77 @@ Test(store_io, view_fd_cannot_be_mapped_writable)
 	cr_assert_eq(m, MAP_FAILED);
 	cr_assert_eq(errno, EPERM);
 	wf_store_close(s);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* wf_store_wait sleeps for device completions and watched fds alike, and
+ * a watch is level-triggered: readiness left unconsumed wakes it again. */
+Test(store_io, wait_wakes_for_io_and_watched_fds)
+{
+	struct wf_store *s = fresh("wait", 16 * MiB, WF_STORE_CACHE_AUTO);
+	uint8_t *w = abuf(4096);
+	struct sreq r = { .done = false };
+	int e1 = eventfd(0, EFD_NONBLOCK), e2 = eventfd(0, EFD_NONBLOCK);
+	uint64_t v = 1, t0;
+	int i1, i2;
+
+	cr_assert_geq(e1, 0);
+	cr_assert_geq(e2, 0);
+	i1 = wf_store_watch(s, e1);
+	i2 = wf_store_watch(s, e2);
+	cr_assert_eq(i1, 0);
+	cr_assert_eq(i2, 1);
+	cr_assert_eq(wf_store_watch(s, -1), -EBADF);
+	for (int i = 2; i < WF_STORE_WATCH_MAX; i++)
+		cr_assert_eq(wf_store_watch(s, e1), i);
+	cr_assert_eq(wf_store_watch(s, e1), -ENOSPC);
+
+	/* nothing ready: the timeout ends the wait, nothing woken */
+	t0 = now_ms();
+	cr_assert_eq(wf_store_wait(s, 100), 0);
+	cr_assert_geq(now_ms() - t0, 90);
+	cr_assert_eq(wf_store_poll(s, 8), 0);
+	cr_assert_eq(wf_store_woken(s), 0);
+
+	/* a device completion wakes it (and is counted by poll) */
+	pattern(w, 4096, 2, 0, 1);
+	wf_store_req_init(&r.req, sreq_done, NULL);
+	cr_assert_eq(wf_store_write(s, &r.req, 1, 0, 4096, w, -1, 0), 0);
+	while (!r.done) {
+		cr_assert_eq(wf_store_wait(s, 5000), 0);
+		wf_store_poll(s, 8);
+	}
+	cr_assert_eq(r.res, 0);
+	cr_assert_eq(wf_store_woken(s), 0);
+
+	/* a watched fd wakes it; poll does not count it as work */
+	cr_assert_eq(write(e2, &v, sizeof(v)), sizeof(v));
+	t0 = now_ms();
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	cr_assert_lt(now_ms() - t0, 4000);
+	cr_assert_eq(wf_store_poll(s, 8), 0);
+	cr_assert_eq(wf_store_woken(s), 1u << i2);
+	cr_assert_eq(wf_store_woken(s), 0, "woken clears");
+	/* left readable: the next wait fires again at once (level) */
+	t0 = now_ms();
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	cr_assert_lt(now_ms() - t0, 4000);
+	wf_store_poll(s, 8);
+	cr_assert_eq(wf_store_woken(s), 1u << i2);
+	/* consumed: quiet again */
+	cr_assert_eq(read(e2, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 50), 0);
+	wf_store_poll(s, 8);
+	cr_assert_eq(wf_store_woken(s), 0);
+	wf_store_close(s);
+	close(e1);
+	close(e2);
+	free(w);
 }
