@@ -173,11 +173,17 @@ int  wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
 /*
  * Let only the peer of ep address mr remotely (NULL: every endpoint of the
  * ctx again, the default).  A write, write_imm or read request from any
- * other endpoint that names mr is then a protocol error: that endpoint is
+ * other endpoint that names mr is then refused: that endpoint is
  * disconnected and mr is untouched.  Binding a region to the endpoint that
  * uses it stops a peer that learnt or guessed another connection's key.
- * tcp only; verbs returns -EOPNOTSUPP (one protection domain per device,
- * see docs/fabric.md).
+ * Binding to another endpoint moves the binding; once ep is closed or
+ * destroyed nobody reaches mr until it is bound again or unbound.
+ * Take rkeys of mr (wf_mr_rkey) after binding: over verbs the key changes
+ * at bind and at unbind (a type 2 memory window's key while bound, see
+ * docs/fabric.md), and the first bind and the unbind register mr anew, so
+ * no local operation on mr may be in flight then.  ep must be connected
+ * (-ENOTCONN).  Control path: verbs waits for the bind to complete.
+ * -EOPNOTSUPP on an RDMA device without type 2B memory windows (logged).
  */
 int  wf_mr_bind(struct wf_mr *mr, const struct wf_ep *ep);
 

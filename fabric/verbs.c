@@ -18,9 +18,9 @@
  *    DISCONNECT) entries of cq_depth, a listener 1 (its ACCEPT); the ring
  *    has cq_depth entries and every CQ has room for cq_depth + drain slack.
  *  - send: each endpoint owns send_depth send slots (its QP's send queue is
- *    that deep).  wf_write_imm/wf_write/wf_read/wf_send take one, its
- *    completion gives it back: the queue cannot overflow and a full one
- *    is -EAGAIN.
+ *    that deep, plus one entry for wf_mr_bind's work request).
+ *    wf_write_imm/wf_write/wf_read/wf_send take one, its completion gives
+ *    it back: the queue cannot overflow and a full one is -EAGAIN.
  *  - receive: recv_depth receive buffers per endpoint (msg_size each),
  *    registered and posted at connect time.  A buffer is posted again at the
  *    wf_poll() after the one that returned its completion, so a message stays
@@ -30,6 +30,20 @@
  * Memory regions are registered with every PD of the ctx (a device seen
  * later gets the existing regions registered when its first endpoint comes);
  * wf_mr_rkey() gives the rkey of the endpoint's device.
+ *
+ * wf_mr_bind() uses type 2 memory windows (IBA 10.6.7): the region's MRs
+ * are registered again without remote rights (local write and MW bind
+ * only, so their own rkeys open nothing remotely), and a type 2B window
+ * over the whole region, with the region's remote rights, is bound to the
+ * endpoint's QP by a BIND_MW work request.  The device then refuses that
+ * window's rkey on every other QP; wf_mr_rkey() reports the window's rkey.
+ * The bind uses a send queue entry of its own (the QP is one deeper than
+ * send_depth) and is waited for inside wf_mr_bind(), so its completion
+ * never reaches the caller and no caller credit is taken.  Unbinding, or
+ * the endpoint's close or destruction, deallocates the window; binding
+ * to NULL registers the MRs with their remote rights again.  A device
+ * without type 2B windows gets -EOPNOTSUPP (logged once per device).
+ * Everything here runs at connection setup, never on the data path.
  *
  * A peer that goes away (rdma_cm DISCONNECTED, or any failed completion)
  * moves the QP to the error state: everything outstanding completes with
@@ -111,6 +125,8 @@ struct vdev {
 	int                      idx;
 	int                      rd_atom;       /* responder resources */
 	int                      init_rd_atom;  /* initiator depth */
+	bool                     mw2;           /* type 2B memory windows */
+	bool                     mw2_warned;    /* told the user it has none */
 };
 
 /* A completion waiting in the ctx ring; rs: receive buffer to repost once
@@ -144,8 +160,18 @@ struct vctx {
 struct vmr {
 	struct wf_mr   base;
 	struct vlink   link;
-	int            ibv_access;
+	int            ibv_access;      /* of the MRs now */
+	int            remote;          /* remote rights asked at wf_mr_reg */
 	struct ibv_mr *mr[VDEV_MAX];    /* per device of the ctx */
+	/* wf_mr_bind: while bound, the MRs have no remote rights; owner's QP
+	 * alone reaches the region, through mw.  owner is NULL once that
+	 * endpoint is gone (the region stays closed to everyone). */
+	bool           bound;
+	struct vep    *owner;
+	struct vlink   blink;           /* owner->bound */
+	struct ibv_mw *mw;              /* type 2 window on owner's QP */
+	uint32_t       mw_rkey;
+	int            mw_dev;          /* device index of mw */
 };
 
 struct vlistener {
@@ -158,7 +184,7 @@ struct vlistener {
 };
 
 /* Work request contexts: wr_id points at one of these; kind says which. */
-enum { SLOT_SEND = 1, SLOT_RECV = 2 };
+enum { SLOT_SEND = 1, SLOT_RECV = 2, SLOT_BIND = 3 };
 
 struct vsend {
 	uint8_t      kind;      /* SLOT_SEND */
@@ -171,6 +197,13 @@ struct vrecv {
 	uint8_t      kind;      /* SLOT_RECV */
 	struct vep  *ep;
 	uint32_t     idx;       /* buffer index */
+};
+
+/* The endpoint's one memory window bind in flight (never the caller's). */
+struct vbind {
+	uint8_t      kind;      /* SLOT_BIND */
+	bool         busy;      /* posted, completion not seen yet */
+	enum ibv_wc_status status;
 };
 
 enum vep_state {
@@ -208,6 +241,9 @@ struct vep {
 	uint8_t           *buf;         /* recv_depth + send_depth buffers */
 	size_t             buf_len;
 	struct ibv_mr     *buf_mr;
+	struct vbind       bind;        /* the send queue entry beyond
+	                                 * send_depth, for wf_mr_bind */
+	struct vlink       bound;       /* regions bound to us (vmr.blink) */
 };
 
 /*
@@ -324,6 +360,13 @@ static void dev_teardown(struct vdev *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/* Access flags for an MR on d: MW_BIND only where windows exist (a
+ * device without them may refuse the flag). */
+static int dev_access(const struct vdev *d, int access)
+{
+	return d->mw2 ? access : access & ~IBV_ACCESS_MW_BIND;
+}
+
 /* The ctx's state for the device of a new endpoint, set up on first use. */
 static int ctx_dev(struct vctx *c, struct ibv_context *verbs, struct vdev **out)
 {
@@ -352,6 +395,7 @@ static int ctx_dev(struct vctx *c, struct ibv_context *verbs, struct vdev **out)
 	d->rd_atom = attr.max_qp_rd_atom < RD_ATOM_MAX ? attr.max_qp_rd_atom : RD_ATOM_MAX;
 	d->init_rd_atom = attr.max_qp_init_rd_atom < RD_ATOM_MAX ?
 			  attr.max_qp_init_rd_atom : RD_ATOM_MAX;
+	d->mw2 = !!(attr.device_cap_flags & IBV_DEVICE_MEM_WINDOW_TYPE_2B);
 	d->pd = ibv_alloc_pd(verbs);
 	if (!d->pd) {
 		ret = verr(-1);
@@ -389,7 +433,7 @@ static int ctx_dev(struct vctx *c, struct ibv_context *verbs, struct vdev **out)
 		struct vmr *m = container_of(p, struct vmr, link);
 
 		m->mr[d->idx] = ibv_reg_mr(d->pd, m->base.addr, m->base.len,
-					   m->ibv_access);
+					   dev_access(d, m->ibv_access));
 		if (!m->mr[d->idx]) {
 			ret = verr(-1);
 			goto out_undo_mrs;
@@ -467,6 +511,8 @@ static int ep_create(struct vctx *c, struct rdma_cm_id *id,
 	ep->peer_msg_size = o->msg_size;
 	vlist_init(&ep->link);
 	vlist_init(&ep->plink);
+	vlist_init(&ep->bound);
+	ep->bind.kind = SLOT_BIND;
 
 	ret = ctx_dev(c, id->verbs, &ep->dev);
 	if (ret)
@@ -508,7 +554,8 @@ static int ep_create(struct vctx *c, struct rdma_cm_id *id,
 	qa.recv_cq = ep->dev->cq;
 	qa.qp_type = IBV_QPT_RC;
 	qa.sq_sig_all = 1;
-	qa.cap.max_send_wr = ep->send_depth;
+	/* One more than the caller's credits: wf_mr_bind's BIND_MW. */
+	qa.cap.max_send_wr = ep->send_depth + 1;
 	qa.cap.max_recv_wr = ep->recv_depth;
 	qa.cap.max_send_sge = 1;
 	qa.cap.max_recv_sge = 1;
@@ -612,6 +659,16 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 	struct vcqe *v;
 	struct vep *ep;
 
+	if (kind == SLOT_BIND) {
+		struct vbind *b = (struct vbind *)(uintptr_t)wc->wr_id;
+
+		/* wf_mr_bind waits for this; a failure has moved the QP to
+		 * the error state, and the endpoint closes through the
+		 * flushes of its other work. */
+		b->busy = false;
+		b->status = wc->status;
+		return;
+	}
 	if (kind == SLOT_SEND) {
 		struct vsend *s = (struct vsend *)(uintptr_t)wc->wr_id;
 
@@ -697,12 +754,12 @@ static bool ep_drain(struct vep *ep)
 	int64_t start = wf_clock_ms(CLOCK_MONOTONIC);
 	struct vctx *c = ep->ctx;
 
-	while (ep->send_busy || ep->recv_posted) {
+	while (ep->send_busy || ep->bind.busy || ep->recv_posted) {
 		int64_t waited = wf_clock_ms(CLOCK_MONOTONIC) - start;
 		int seen = 0;
 
 		if (waited > DRAIN_SEND_MS ||
-		    (!ep->send_busy && waited > DRAIN_RECV_MS))
+		    (!ep->send_busy && !ep->bind.busy && waited > DRAIN_RECV_MS))
 			return false;
 		for (int i = 0; i < c->ndev; i++)
 			seen += cq_reap(c, &c->devs[i]);
@@ -710,6 +767,26 @@ static bool ep_drain(struct vep *ep)
 			usleep(200);
 	}
 	return true;
+}
+
+/* Drop the window of a bound region; it stays bound (closed to all). */
+static void mw_release(struct vmr *m)
+{
+	if (m->mw) {
+		(void)ibv_dealloc_mw(m->mw);
+		m->mw = NULL;
+	}
+	if (m->owner) {
+		vlist_del(&m->blink);
+		m->owner = NULL;
+	}
+}
+
+/* The endpoint goes: nothing reaches the regions bound to it any more. */
+static void ep_unbind_all(struct vep *ep)
+{
+	while (!vlist_empty(&ep->bound))
+		mw_release(container_of(ep->bound.next, struct vmr, blink));
 }
 
 static void ep_teardown(struct vep *ep)
@@ -723,6 +800,8 @@ static void ep_teardown(struct vep *ep)
 	ep->state = EP_DESTROYING;
 	ring_purge(c, ep, NULL);
 	drained = ep_drain(ep);
+	/* Before the QP: a bound window holds a reference to it. */
+	ep_unbind_all(ep);
 	rdma_destroy_qp(ep->id);
 	ep->qp = NULL;
 	rdma_destroy_id(ep->id);
@@ -1340,6 +1419,9 @@ static int v_ep_close(struct wf_ep *eb)
 	if (ep->state != EP_LIVE)
 		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ? 0 : -EINVAL;
 	ep_begin_close(ep, 0);
+	/* The QP in error admits nothing already; free the windows now
+	 * rather than at wf_ep_destroy. */
+	ep_unbind_all(ep);
 	ring_kick(ep->ctx);
 	return 0;
 }
@@ -1363,12 +1445,13 @@ static int v_mr_reg(struct wf_ctx *wc, void *addr, size_t len, unsigned access,
 		return -ENOMEM;
 	m->base.addr = addr;
 	m->base.len = len;
-	/* Local write always: reads land in local regions. */
-	m->ibv_access = IBV_ACCESS_LOCAL_WRITE;
+	vlist_init(&m->blink);
 	if (access & WF_ACCESS_REMOTE_WRITE)
-		m->ibv_access |= IBV_ACCESS_REMOTE_WRITE;
+		m->remote |= IBV_ACCESS_REMOTE_WRITE;
 	if (access & WF_ACCESS_REMOTE_READ)
-		m->ibv_access |= IBV_ACCESS_REMOTE_READ;
+		m->remote |= IBV_ACCESS_REMOTE_READ;
+	/* Local write always: reads land in local regions. */
+	m->ibv_access = IBV_ACCESS_LOCAL_WRITE | m->remote;
 	for (i = 0; i < c->ndev; i++) {
 		m->mr[i] = ibv_reg_mr(c->devs[i].pd, addr, len, m->ibv_access);
 		if (!m->mr[i]) {
@@ -1391,6 +1474,8 @@ static void v_mr_dereg(struct wf_mr *mb)
 {
 	struct vmr *m = (struct vmr *)mb;
 
+	/* The window first: an MR with windows bound to it cannot go. */
+	mw_release(m);
 	for (int i = 0; i < VDEV_MAX; i++)
 		if (m->mr[i])
 			ibv_dereg_mr(m->mr[i]);
@@ -1416,9 +1501,161 @@ static int v_mr_rkey(const struct wf_mr *mb, const struct wf_ep *eb, uint64_t of
 	if (!im)
 		return -ENODEV;
 	out->addr = (uintptr_t)m->base.addr + off;
-	out->key = im->rkey;
+	/* Bound: the window is the only key that opens anything. */
+	out->key = m->mw && m->mw_dev == idx ? m->mw_rkey : im->rkey;
 	out->len = len;
 	return 0;
+}
+
+/*
+ * Register the region again on every device with `access`, new MRs before
+ * old ones go, so a failure leaves it as it was.  The lkeys change: no
+ * local operation on the region may be in flight (wf_mr_bind's contract).
+ */
+static int mr_rereg(struct vmr *m, int access)
+{
+	struct vctx *c = (struct vctx *)m->base.ctx;
+	struct ibv_mr *fresh[VDEV_MAX] = { 0 };
+	int i, ret;
+
+	for (i = 0; i < c->ndev; i++) {
+		if (!m->mr[i])
+			continue;
+		fresh[i] = ibv_reg_mr(c->devs[i].pd, m->base.addr, m->base.len,
+				      dev_access(&c->devs[i], access));
+		if (!fresh[i]) {
+			ret = verr(-1);
+			goto out_undo;
+		}
+	}
+	for (i = 0; i < c->ndev; i++) {
+		if (!fresh[i])
+			continue;
+		ibv_dereg_mr(m->mr[i]);
+		m->mr[i] = fresh[i];
+	}
+	m->ibv_access = access;
+	return 0;
+
+out_undo:
+	while (i-- > 0)
+		if (fresh[i])
+			ibv_dereg_mr(fresh[i]);
+	return ret;
+}
+
+/* Wait for the endpoint's BIND_MW; other completions go to the ring. */
+static int bind_wait(struct vep *ep)
+{
+	int64_t start = wf_clock_ms(CLOCK_MONOTONIC);
+	struct vctx *c = ep->ctx;
+
+	while (ep->bind.busy) {
+		int seen = 0;
+
+		if (wf_clock_ms(CLOCK_MONOTONIC) - start > DRAIN_SEND_MS)
+			return -ETIMEDOUT;
+		for (int i = 0; i < c->ndev; i++)
+			seen += cq_reap(c, &c->devs[i]);
+		if (!seen)
+			usleep(50);
+	}
+	if (c->count)
+		ring_kick(c);
+	return ep->bind.status == IBV_WC_SUCCESS ? 0 : wc_err(ep->bind.status);
+}
+
+/* A type 2 window over all of m, with m's remote rights, bound to ep's QP. */
+static int mw_bind(struct vmr *m, struct vep *ep)
+{
+	struct ibv_send_wr wr = { 0 }, *bad;
+	struct ibv_mw *mw;
+	uint32_t rkey;
+	int ret;
+
+	mw = ibv_alloc_mw(ep->dev->pd, IBV_MW_TYPE_2);
+	if (!mw)
+		return verr(-1);
+	/* The consumer-owned byte changes, so no key the window had before
+	 * (none, it is new; but keep the rule) names it again. */
+	rkey = ibv_inc_rkey(mw->rkey);
+	wr.wr_id = (uintptr_t)&ep->bind;
+	wr.opcode = IBV_WR_BIND_MW;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.bind_mw.mw = mw;
+	wr.bind_mw.rkey = rkey;
+	wr.bind_mw.bind_info.mr = m->mr[ep->dev->idx];
+	wr.bind_mw.bind_info.addr = (uintptr_t)m->base.addr;
+	wr.bind_mw.bind_info.length = m->base.len;
+	wr.bind_mw.bind_info.mw_access_flags = (unsigned)m->remote;
+	ep->bind.busy = true;
+	ret = verr(ibv_post_send(ep->qp, &wr, &bad));
+	if (ret) {
+		ep->bind.busy = false;
+		(void)ibv_dealloc_mw(mw);
+		return ret;
+	}
+	/* Owned from here: if the wait gives up, the endpoint's teardown
+	 * frees the window after draining the QP. */
+	m->mw = mw;
+	m->mw_dev = ep->dev->idx;
+	m->owner = ep;
+	vlist_add_tail(&ep->bound, &m->blink);
+	ret = bind_wait(ep);
+	if (ret) {
+		ep_begin_close(ep, ret);
+		if (!ep->bind.busy)
+			mw_release(m);
+		return ret;
+	}
+	mw->rkey = rkey;
+	m->mw_rkey = rkey;
+	return 0;
+}
+
+static int v_mr_bind(struct wf_mr *mb, const struct wf_ep *eb)
+{
+	struct vmr *m = (struct vmr *)mb;
+	struct vep *ep = (struct vep *)(uintptr_t)eb;
+	int ret;
+
+	if (!ep) {
+		mw_release(m);
+		if (m->bound) {
+			ret = mr_rereg(m, IBV_ACCESS_LOCAL_WRITE | m->remote);
+			if (ret)
+				return ret;     /* still closed to everyone */
+			m->bound = false;
+		}
+		return 0;
+	}
+	if (ep->state != EP_LIVE)
+		return -ENOTCONN;
+	if (m->owner == ep && (m->mw || !m->remote))
+		return 0;
+	if (!ep->dev->mw2) {
+		if (!ep->dev->mw2_warned)
+			fprintf(stderr, "weft fabric (verbs): device %s has no type "
+				"2B memory windows, so regions cannot be bound to "
+				"one endpoint (wf_mr_bind: not supported)\n",
+				ibv_get_device_name(ep->dev->verbs->device));
+		ep->dev->mw2_warned = true;
+		return -EOPNOTSUPP;
+	}
+	mw_release(m);
+	if (!m->bound) {
+		ret = mr_rereg(m, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_MW_BIND);
+		if (ret)
+			return ret;     /* unbound, as before */
+		m->bound = true;
+	}
+	if (!m->remote) {
+		/* Nothing to open: the owner is all there is to record. */
+		m->owner = ep;
+		vlist_add_tail(&ep->bound, &m->blink);
+		return 0;
+	}
+	return mw_bind(m, ep);
 }
 
 /* ---- data operations -------------------------------------------------------------------- */
@@ -1561,6 +1798,7 @@ const struct wf_ops wf_verbs_ops = {
 	.mr_reg           = v_mr_reg,
 	.mr_dereg         = v_mr_dereg,
 	.mr_rkey          = v_mr_rkey,
+	.mr_bind          = v_mr_bind,
 	.write_imm        = v_write_imm,
 	.write            = v_write,
 	.read             = v_read,

@@ -438,17 +438,18 @@ static void grant(struct wf_tgt_conn *c)
 	g.slot_count = n;
 	g.slot_size = r->cfg->slot_size;
 	g.reactors = r->t->n;
+	/* Only this connection's peer may address its ring, whatever keys
+	 * others learn.  Before the rkey: over verbs binding changes it (a
+	 * memory window's key; docs/fabric.md). */
+	ret = wf_mr_bind(r->fab[c->fab].mrs[c->idx], c->ep);
+	if (ret && ret != -EOPNOTSUPP) {
+		wf_tgt_conn_close(c, "cannot bind the ring");
+		return;
+	}
 	ret = wf_mr_rkey(r->fab[c->fab].mrs[c->idx], c->ep, 0,
 			 n * r->cfg->slot_size, &g.ring);
 	if (ret) {
 		wf_tgt_conn_close(c, "cannot describe the ring");
-		return;
-	}
-	/* Only this connection's peer may address its ring, whatever keys
-	 * others learn (tcp; verbs cannot yet: docs/architecture.md). */
-	ret = wf_mr_bind(r->fab[c->fab].mrs[c->idx], c->ep);
-	if (ret && ret != -EOPNOTSUPP) {
-		wf_tgt_conn_close(c, "cannot bind the ring");
 		return;
 	}
 	wf_grant_encode(&g, &h);
