@@ -10,8 +10,9 @@
  * queue's ring (target/store.h).
  *
  * One loop turn:
- *   wf_poll() every fabric ctx, a batch into a stack array; dispatch
  *   wf_store_poll(): store completions run the request state machines
+ *   wf_poll() every fabric ctx (flushing the replies just posted), a batch
+ *   into a stack array; dispatch
  *   retry requests that waited for send credits
  *   wf_store_submit(): one io_uring_enter for everything queued this turn
  * After poll_us without work it sleeps in one io_uring_enter on its store
@@ -640,6 +641,15 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		unsigned work = 0;
 		int n;
 
+		/* Store completions first: the replies they post leave with
+		 * the flush that starts each wf_poll just below, in this
+		 * turn rather than the next. */
+		n = wf_store_poll(r->store, STORE_BATCH);
+		if (n > 0)
+			work += (unsigned)n;
+		/* Signals, control sockets, wakeups from other reactors. */
+		if (wf_store_woken(r->store) & (1u << r->ev_watch))
+			events(r, 0);
 		for (unsigned f = 0; f < r->nfab; f++) {
 			n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
 			if (n > 0) {
@@ -647,12 +657,6 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				work += (unsigned)n;
 			}
 		}
-		n = wf_store_poll(r->store, STORE_BATCH);
-		if (n > 0)
-			work += (unsigned)n;
-		/* Signals, control sockets, wakeups from other reactors. */
-		if (wf_store_woken(r->store) & (1u << r->ev_watch))
-			events(r, 0);
 		if (r->pend_head)
 			work += wf_tgt_conn_run_pending(r);
 		/* After the store completions: they may have drained the
