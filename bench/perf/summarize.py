@@ -29,6 +29,8 @@ def table(prefix, sc=False):
 print("load:", open(os.path.join(out, "uptime-start")).read().strip(), "/", open(os.path.join(out, "uptime-end")).read().strip())
 print("\n### network (median of 3)\n"); net = table("net")
 print("\n### short-circuit (median of 3)\n"); sc = table("sc")
+if glob.glob(os.path.join(out, "spin-*.json")):
+    print("\n### QD1, client busy-polling (WEFT_SPIN_US=1000000; median of 3)\n"); spin = table("spin")
 print("\n### fio engine\n")
 print("| rw | QD | IOPS | p50 us | p99 us |\n|---|---|---|---|---|")
 for f in sorted(glob.glob(os.path.join(out, "fio-*.json"))):
