@@ -31,6 +31,8 @@ print("\n### network (median of 3)\n"); net = table("net")
 print("\n### short-circuit (median of 3)\n"); sc = table("sc")
 if glob.glob(os.path.join(out, "spin-*.json")):
     print("\n### QD1, client busy-polling (WEFT_SPIN_US=1000000; median of 3)\n"); spin = table("spin")
+if glob.glob(os.path.join(out, "one-*.json")):
+    print("\n### one target (conf/single.conf; median of 3)\n"); one = table("one")
 print("\n### fio engine\n")
 print("| rw | QD | IOPS | p50 us | p99 us |\n|---|---|---|---|---|")
 for f in sorted(glob.glob(os.path.join(out, "fio-*.json"))):
