@@ -33,6 +33,16 @@ if glob.glob(os.path.join(out, "spin-*.json")):
     print("\n### QD1, client busy-polling (WEFT_SPIN_US=1000000; median of 3)\n"); spin = table("spin")
 if glob.glob(os.path.join(out, "one-*.json")):
     print("\n### one target (conf/single.conf; median of 3)\n"); one = table("one")
+if glob.glob(os.path.join(out, "layout-*.json")):
+    print("\n### device with the cluster's layout (fio io_uring, 3 files x QD11, one job each)\n")
+    print("| rw | IOPS | p50 us |\n|---|---|---|")
+    for f in sorted(glob.glob(os.path.join(out, "layout-*.json"))):
+        rw = os.path.basename(f)[7:-5]
+        try:
+            d = fiojson(f)["jobs"][0]["read" if "read" in rw else "write"]
+            print(f"| {rw} | {d['iops']:,.0f} | {d['clat_ns']['percentile']['50.000000']/1000:.1f} |")
+        except Exception as e:
+            print("bad", f, e)
 print("\n### fio engine\n")
 print("| rw | QD | IOPS | p50 us | p99 us |\n|---|---|---|---|---|")
 for f in sorted(glob.glob(os.path.join(out, "fio-*.json"))):
