@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "bench/pattern.h"
+#include "bench/stats.h"
 #include "tests/integration/sys.h"
 
 int sys_sh(const char *fmt, ...)
@@ -205,4 +206,144 @@ int64_t sys_decode(const void *buf, uint64_t off)
 			     NULL))
 		return -1;
 	return (int64_t)v;
+}
+
+void sys_stream_init(struct sys_stream *s, uint32_t nblk, uint64_t (*off)(uint32_t))
+{
+	memset(s, 0, sizeof(*s));
+	s->acked = calloc(nblk, sizeof(*s->acked));
+	s->maybe = calloc(nblk, sizeof(*s->maybe));
+	s->busy = calloc(nblk, 1);
+	cr_assert(s->acked && s->maybe && s->busy);
+	s->nblk = nblk;
+	s->off = off;
+	s->rng = (uint64_t)getpid();
+}
+
+void sys_stream_free(struct sys_stream *s)
+{
+	free(s->busy);
+	free(s->maybe);
+	free(s->acked);
+	memset(s, 0, sizeof(*s));
+}
+
+uint64_t sys_stream_rnd(struct sys_stream *s)
+{
+	s->rng += 0x9e3779b97f4a7c15ull;
+	return wf_mix64(s->rng);
+}
+
+/* Fills the free slots with writes to random idle blocks, up to a full
+ * queue (-EAGAIN). */
+static void stream_submit(struct sys_stream *s, struct weft_volume *vol,
+			  const struct sys_stream_opts *o, char **buf,
+			  uint32_t *blk, uint64_t *v, bool *inflight,
+			  unsigned *n_in)
+{
+	for (unsigned i = 0; i < o->qd; i++) {
+		uint32_t b;
+		int ret;
+
+		if (inflight[i])
+			continue;
+		/* A block with a write of unknown fate is left alone until
+		 * the verify pass settles it. */
+		do
+			b = (uint32_t)(sys_stream_rnd(s) % s->nblk);
+		while (s->busy[b] || s->maybe[b]);
+		v[i] = ++s->ver;
+		blk[i] = b;
+		sys_fill(buf[i], s->off(b), v[i]);
+		ret = weft_write(vol, buf[i], SYS_BS, s->off(b), 0, i);
+		if (ret == -EAGAIN)
+			return;
+		if (ret && o->refused_fails) {
+			/* refused before it was sent: never lands */
+			s->fails++;
+			continue;
+		}
+		cr_assert_eq(ret, 0, "weft_write: %s", weft_strerror(ret));
+		s->busy[b] = 1;
+		inflight[i] = true;
+		(*n_in)++;
+	}
+}
+
+void sys_stream_round(struct sys_stream *s, struct weft_cluster *cl,
+		      struct weft_volume *vol, const struct sys_stream_opts *o)
+{
+	struct weft_cqe cq[SYS_STREAM_QD];
+	char *buf[SYS_STREAM_QD];
+	uint32_t blk[SYS_STREAM_QD];
+	uint64_t v[SYS_STREAM_QD];
+	bool inflight[SYS_STREAM_QD] = { false };
+	unsigned n_in = 0;
+	uint64_t act_at = wf_now_ns() + o->act_ms * 1000000ull;
+	uint64_t stop_at = act_at + 300000000ull;
+	uint64_t give_up = stop_at + o->give_up_ms * 1000000ull;
+	bool acted = false;
+
+	cr_assert(o->qd && o->qd <= SYS_STREAM_QD);
+	for (unsigned i = 0; i < o->qd; i++) {
+		buf[i] = weft_buf_alloc(cl, SYS_BS);
+		cr_assert(buf[i]);
+	}
+	for (;;) {
+		uint64_t now = wf_now_ns();
+		int n;
+
+		if (!acted && now >= act_at) {
+			o->act(o->arg);
+			acted = true;
+		}
+		if (now < stop_at)
+			stream_submit(s, vol, o, buf, blk, v, inflight, &n_in);
+		if (!n_in && now >= stop_at)
+			break;
+		cr_assert(now < give_up, "writes still pending %u ms after the fault",
+			  o->give_up_ms);
+		n = weft_wait(cl, cq, 1, o->qd, 100);
+		cr_assert(n >= 0, "weft_wait: %s", weft_strerror(n));
+		for (int k = 0; k < n; k++) {
+			unsigned i = (unsigned)cq[k].user_data;
+			uint32_t b;
+
+			cr_assert(i < o->qd && inflight[i]);
+			b = blk[i];
+			inflight[i] = false;
+			n_in--;
+			s->busy[b] = 0;
+			if (cq[k].res == SYS_BS) {
+				s->acked[b] = v[i];
+				s->acks++;
+			} else {
+				cr_assert(cq[k].res < 0, "short write %lld",
+					  (long long)cq[k].res);
+				s->maybe[b] = v[i];
+				s->fails++;
+			}
+		}
+	}
+	for (unsigned i = 0; i < o->qd; i++)
+		weft_buf_free(cl, buf[i]);
+	cr_assert(acted);
+}
+
+void sys_stream_check(struct sys_stream *s, uint32_t b, const void *buf,
+		      unsigned round)
+{
+	int64_t got = sys_decode(buf, s->off(b));
+
+	cr_assert(got == (int64_t)s->acked[b] ||
+		  (s->maybe[b] && got == (int64_t)s->maybe[b]),
+		  "round %u: block %u (offset %llu) holds version %lld; "
+		  "acknowledged %llu, unacknowledged %llu", round, b,
+		  (unsigned long long)s->off(b), (long long)got,
+		  (unsigned long long)s->acked[b],
+		  (unsigned long long)s->maybe[b]);
+	if (s->maybe[b]) {
+		s->acked[b] = (uint64_t)got;
+		s->maybe[b] = 0;
+	}
 }

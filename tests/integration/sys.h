@@ -38,6 +38,22 @@ void sys_stop(struct sys_cluster *c);
 pid_t sys_pid(const struct sys_cluster *c, unsigned id);
 /* The pid in DIR/target-ID.pid (as scripts/cluster writes it), or 0. */
 pid_t sys_pid_in(const char *dir, unsigned id);
+
+/* The suite's cluster C, started before each of its tests and stopped
+ * after it (also after a failed assertion). */
+#define SYS_SUITE(name, timeout_s)					\
+	static struct sys_cluster C;					\
+	static void name##_up(void)					\
+	{								\
+		sys_start(&C);						\
+	}								\
+	static void name##_down(void)					\
+	{								\
+		sys_stop(&C);						\
+	}								\
+	TestSuite(name, .init = name##_up, .fini = name##_down,		\
+		  .timeout = (timeout_s))
+
 /* SIGKILL target id and wait (bounded) until it is gone. */
 void sys_kill9(struct sys_cluster *c, unsigned id);
 /* Start target id again on its store (daemon; returns once it listens). */
@@ -52,6 +68,47 @@ void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 void sys_fill(void *buf, uint64_t off, uint64_t version);
 /* The version a block holds (0 for zeros), or -1 if it matches none. */
 int64_t sys_decode(const void *buf, uint64_t off);
+
+/*
+ * A stream of single-block writes of versioned blocks (sys_fill) through a
+ * fault: per block the last acknowledged version and the version of a
+ * failed write, which may have reached the disk before the fault, so that
+ * a read back tells a lost acknowledged write from a write of unknown fate.
+ */
+struct sys_stream {
+	uint64_t *acked;                /* last version acknowledged (0: none) */
+	uint64_t *maybe;                /* a failed write's version: may have landed */
+	uint8_t  *busy;                 /* a write of it in flight */
+	uint32_t nblk;
+	uint64_t (*off)(uint32_t b);    /* block b's offset in the volume */
+	uint64_t ver, rng, acks, fails;
+};
+
+#define SYS_STREAM_QD 64u
+
+/* One round of sys_stream_round. */
+struct sys_stream_opts {
+	unsigned qd;                    /* writes in flight, at most SYS_STREAM_QD */
+	unsigned act_ms;                /* act this long after the start */
+	unsigned give_up_ms;            /* the drain's bound after the stop */
+	bool refused_fails;             /* a write refused at submission counts as
+					 * failed (else the test fails) */
+	void (*act)(void *arg);         /* the fault: kill a target, ... */
+	void *arg;
+};
+
+/* calloc'd arrays for nblk blocks, rng seeded from the pid. */
+void sys_stream_init(struct sys_stream *s, uint32_t nblk, uint64_t (*off)(uint32_t));
+void sys_stream_free(struct sys_stream *s);
+uint64_t sys_stream_rnd(struct sys_stream *s);
+/* Writes at o->qd until act_ms, calls act, goes on 300 ms and drains;
+ * counts s->acks and s->fails. */
+void sys_stream_round(struct sys_stream *s, struct weft_cluster *cl,
+		      struct weft_volume *vol, const struct sys_stream_opts *o);
+/* Block b read back into buf holds its acknowledged version, or that of
+ * a write that failed (which then becomes the block's version). */
+void sys_stream_check(struct sys_stream *s, uint32_t b, const void *buf,
+		      unsigned round);
 
 /* Runs a shell command, returns its exit status (-1 on failure to run). */
 int sys_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

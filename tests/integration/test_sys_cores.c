@@ -497,122 +497,63 @@ Test(sys_cores, three_reactors_concurrent_handles, .fini = teardown, .timeout = 
 
 #define SQD 32u
 
-struct stream {
-	uint64_t acked[NBLK];
-	uint64_t maybe[NBLK];
-	uint8_t  busy[NBLK];
-	uint64_t ver, rng, acks, fails;
-};
-
-static uint64_t srnd(struct stream *s)
+static uint64_t blk_off(uint32_t b)
 {
-	s->rng += 0x9e3779b97f4a7c15ull;
-	return wf_mix64(s->rng);
+	return (uint64_t)b * SYS_BS;
 }
 
-/* Writes at SQD; at act_ms signal the target `victim` (SIGKILL: then
- * start it again at once; SIGTERM: wait for its exit, then start it),
- * stop writing 300 ms later and drain. */
-static void stream_round(struct stream *s, unsigned victim, int sig,
+struct fault {
+	unsigned victim;
+	int sig;
+};
+
+/* Signal the victim (SIGKILL: then start it again at once; SIGTERM: wait
+ * for its exit, then start it). */
+static void signal_victim(void *arg)
+{
+	const struct fault *f = arg;
+	char path[256];
+
+	target_kill(f->victim, f->sig, 20000);
+	if (f->sig == SIGTERM) {
+		/* drained: every socket of every reactor gone */
+		snprintf(path, sizeof(path), "%s/target-%u.ctl", E.run, f->victim);
+		cr_assert_neq(access(path, F_OK), 0, "%s left", path);
+		for (unsigned k = 0; k < E.cores; k++) {
+			if (k)
+				snprintf(path, sizeof(path), "%s/target-%u.sock.%u",
+					 E.run, f->victim, k);
+			else
+				snprintf(path, sizeof(path), "%s/target-%u.sock",
+					 E.run, f->victim);
+			cr_assert_neq(access(path, F_OK), 0, "%s left behind", path);
+		}
+		cr_assert_eq(sys_sh("grep -q 'exit$' '%s/target-%u.log'", E.run,
+				    f->victim), 0,
+			     "target %u did not log its exit", f->victim);
+	}
+	target_start(f->victim);
+}
+
+/* Writes at SQD; at act_ms signal the target `victim`, stop writing 300 ms
+ * later and drain. */
+static void stream_round(struct sys_stream *s, unsigned victim, int sig,
 			 unsigned act_ms)
 {
+	struct fault f = { .victim = victim, .sig = sig };
+	struct sys_stream_opts o = {
+		.qd = SQD, .act_ms = act_ms, .give_up_ms = 60000,
+		.act = signal_victim, .arg = &f,
+	};
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
-	struct weft_cqe cq[SQD];
-	char *buf[SQD];
-	uint32_t blk[SQD];
-	uint64_t v[SQD];
-	bool inflight[SQD] = { false };
-	unsigned n_in = 0;
-	uint64_t t0 = wf_now_ns(), act_at = t0 + act_ms * 1000000ull;
-	uint64_t stop_at = act_at + 300000000ull, give_up = stop_at + 60000000000ull;
-	bool acted = false;
 
 	open_cl(SQD, 15000, &cl, &vol);
-	for (unsigned i = 0; i < SQD; i++) {
-		buf[i] = weft_buf_alloc(cl, SYS_BS);
-		cr_assert(buf[i]);
-	}
-	for (;;) {
-		uint64_t now = wf_now_ns();
-		int n;
-
-		if (!acted && now >= act_at) {
-			char path[256];
-
-			target_kill(victim, sig, 20000);
-			if (sig == SIGTERM) {
-				/* drained: every socket of every reactor gone */
-				snprintf(path, sizeof(path), "%s/target-%u.ctl",
-					 E.run, victim);
-				cr_assert_neq(access(path, F_OK), 0, "%s left", path);
-				for (unsigned k = 0; k < E.cores; k++) {
-					if (k)
-						snprintf(path, sizeof(path),
-							 "%s/target-%u.sock.%u", E.run,
-							 victim, k);
-					else
-						snprintf(path, sizeof(path),
-							 "%s/target-%u.sock", E.run,
-							 victim);
-					cr_assert_neq(access(path, F_OK), 0,
-						      "%s left behind", path);
-				}
-				cr_assert_eq(sys_sh("grep -q 'exit$' '%s/target-%u.log'",
-						    E.run, victim), 0,
-					     "target %u did not log its exit", victim);
-			}
-			target_start(victim);
-			acted = true;
-		}
-		for (unsigned i = 0; i < SQD && now < stop_at; i++) {
-			uint32_t b;
-			int ret;
-
-			if (inflight[i])
-				continue;
-			do
-				b = (uint32_t)(srnd(s) % NBLK);
-			while (s->busy[b] || s->maybe[b]);
-			v[i] = ++s->ver;
-			blk[i] = b;
-			sys_fill(buf[i], (uint64_t)b * SYS_BS, v[i]);
-			ret = weft_write(vol, buf[i], SYS_BS, (uint64_t)b * SYS_BS, 0, i);
-			if (ret == -EAGAIN)
-				break;
-			cr_assert_eq(ret, 0, "weft_write: %s", weft_strerror(ret));
-			s->busy[b] = 1;
-			inflight[i] = true;
-			n_in++;
-		}
-		if (!n_in && now >= stop_at)
-			break;
-		cr_assert(now < give_up, "writes still pending 60 s after the signal");
-		n = weft_wait(cl, cq, 1, SQD, 100);
-		cr_assert(n >= 0, "weft_wait: %s", weft_strerror(n));
-		for (int k = 0; k < n; k++) {
-			unsigned i = (unsigned)cq[k].user_data;
-			uint32_t b = blk[i];
-
-			cr_assert(i < SQD && inflight[i]);
-			inflight[i] = false;
-			n_in--;
-			s->busy[b] = 0;
-			if (cq[k].res == SYS_BS) {
-				s->acked[b] = v[i];
-				s->acks++;
-			} else {
-				s->maybe[b] = v[i];
-				s->fails++;
-			}
-		}
-	}
-	for (unsigned i = 0; i < SQD; i++)
-		weft_buf_free(cl, buf[i]);
+	sys_stream_round(s, cl, vol, &o);
 	weft_cluster_close(cl);
 }
 
-static void stream_verify(struct stream *s, unsigned round)
+static void stream_verify(struct sys_stream *s, unsigned round)
 {
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
@@ -626,22 +567,9 @@ static void stream_verify(struct stream *s, unsigned round)
 
 		cr_assert_eq(r, (ssize_t)EXT, "round %u: read: %s", round,
 			     weft_strerror((int)r));
-		for (uint64_t b = e * BPE; b < (e + 1) * BPE; b++) {
-			int64_t got = sys_decode(buf + (b - e * BPE) * SYS_BS,
-						 b * SYS_BS);
-
-			cr_assert(got == (int64_t)s->acked[b] ||
-				  (s->maybe[b] && got == (int64_t)s->maybe[b]),
-				  "round %u: block %llu holds version %lld; "
-				  "acknowledged %llu, unacknowledged %llu", round,
-				  (unsigned long long)b, (long long)got,
-				  (unsigned long long)s->acked[b],
-				  (unsigned long long)s->maybe[b]);
-			if (s->maybe[b]) {
-				s->acked[b] = (uint64_t)got;
-				s->maybe[b] = 0;
-			}
-		}
+		for (uint64_t b = e * BPE; b < (e + 1) * BPE; b++)
+			sys_stream_check(s, (uint32_t)b, buf + (b - e * BPE) * SYS_BS,
+					 round);
 	}
 	weft_buf_free(cl, buf);
 	weft_cluster_close(cl);
@@ -649,24 +577,24 @@ static void stream_verify(struct stream *s, unsigned round)
 
 Test(sys_cores, kill9_and_sigterm_during_writes, .fini = teardown, .timeout = 300)
 {
-	static struct stream s;
+	struct sys_stream s;
 	const char *e = getenv("WEFT_CRASH_ITERS");
 	unsigned rounds = e ? (unsigned)atoi(e) : 4;
 
 	setup(3);
-	memset(&s, 0, sizeof(s));
-	s.rng = (uint64_t)getpid();
+	sys_stream_init(&s, NBLK, blk_off);
 	for (unsigned r = 0; r < rounds; r++) {
 		uint64_t a0 = s.acks;
 		int sig = r % 2 ? SIGTERM : SIGKILL;
 
-		stream_round(&s, r % NT, sig, 100 + (unsigned)(srnd(&s) % 200));
+		stream_round(&s, r % NT, sig, 100 + (unsigned)(sys_stream_rnd(&s) % 200));
 		cr_assert(s.acks > a0, "round %u: no write was acknowledged", r);
 		stream_verify(&s, r);
 	}
 	fprintf(stderr, "  %u rounds (kill -9 / SIGTERM, 3 reactors): %llu writes "
 		"acknowledged and verified, %llu failed\n", rounds,
 		(unsigned long long)s.acks, (unsigned long long)s.fails);
+	sys_stream_free(&s);
 }
 
 /* One handle stays open while both targets restart with another reactor

@@ -15,19 +15,7 @@
 #include "bench/pattern.h"
 #include "tests/integration/sys.h"
 
-static struct sys_cluster C;
-
-static void up(void)
-{
-	sys_start(&C);
-}
-
-static void down(void)
-{
-	sys_stop(&C);
-}
-
-TestSuite(sys_io, .init = up, .fini = down, .timeout = 120);
+SYS_SUITE(sys_io, 120);
 
 /* Used extents per target from `weftctl status` (USED column). */
 static void used_extents(uint64_t used[SYS_TARGETS])

@@ -21,19 +21,7 @@
 #include "initiator/weft_int.h"        /* cl->stats: short-circuit counters */
 #include "tests/integration/sys.h"
 
-static struct sys_cluster C;
-
-static void up(void)
-{
-	sys_start(&C);
-}
-
-static void down(void)
-{
-	sys_stop(&C);
-}
-
-TestSuite(sys_sc, .init = up, .fini = down, .timeout = 120);
+SYS_SUITE(sys_sc, 120);
 
 Test(sys_sc, equals_network)
 {

@@ -14,19 +14,7 @@
 
 #include "tests/integration/sys.h"
 
-static struct sys_cluster C;
-
-static void up(void)
-{
-	sys_start(&C);
-}
-
-static void down(void)
-{
-	sys_stop(&C);
-}
-
-TestSuite(sys_tools, .init = up, .fini = down, .timeout = 180);
+SYS_SUITE(sys_tools, 180);
 
 #ifdef WEFT_FIO_ENGINE
 /* Under ASan the engine needs the ASan runtime loaded first into fio. */
