@@ -19,54 +19,14 @@
 #include "initiator/include/weft.h"
 #include "initiator/weft_int.h"
 #include "tests/initiator/peer.h"
-
-#define KiB 1024u
-#define MiB (1024u * 1024)
+#include "tests/initiator/util.h"
 
 static struct peer P;
-
-static void fill(void *buf, size_t len, uint64_t seed)
-{
-	char *c = buf;
-
-	/* memcpy: the buffer may be deliberately misaligned */
-	for (size_t i = 0; i < len / 8; i++) {
-		uint64_t w = seed * 0x9e3779b97f4a7c15ull + i;
-
-		memcpy(c + i * 8, &w, 8);
-	}
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct weft_cluster *open_cl(unsigned qd, unsigned timeout_ms,
 				    const char *transport)
 {
-	struct weft_cluster_opts o = {
-		.size = sizeof(o), .map_path = P.map_path,
-		.transport = transport, .queue_depth = qd,
-		.timeout_ms = timeout_ms,
-	};
-	struct weft_cluster *cl;
-	int ret = weft_cluster_open(&o, &cl);
-
-	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
-	return cl;
-}
-
-static struct weft_volume *open_vol(struct weft_cluster *cl, const char *name)
-{
-	struct weft_volume *v;
-	int ret = weft_volume_open(cl, name, &v);
-
-	cr_assert_eq(ret, 0, "weft_volume_open(%s): %s", name, weft_strerror(ret));
-	return v;
+	return tu_open(P.map_path, qd, timeout_ms, transport, 0);
 }
 
 static void start3(void)
@@ -104,7 +64,7 @@ Test(libweft, open_errors, .init = start3, .fini = stop)
 	cr_assert_eq(weft_cluster_open(&o, &cl), -EINVAL);
 	cl = open_cl(0, 0, NULL);
 	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
-	v = open_vol(cl, "vol1");
+	v = tu_vol(cl, "vol1");
 	cr_assert_eq(weft_volume_size(v), P.vol_size);
 	cr_assert_eq(weft_volume_block_size(v), 4096);
 	weft_volume_close(v);
@@ -114,7 +74,7 @@ Test(libweft, open_errors, .init = start3, .fini = stop)
 Test(libweft, bad_requests, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(4, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *buf = weft_buf_alloc(cl, 64 * KiB);
 
 	cr_assert(buf);
@@ -154,31 +114,15 @@ static void roundtrip(struct weft_cluster *cl, struct weft_volume *v,
 {
 	size_t len = 3 * MiB + 64 * KiB;
 	uint64_t off = MiB - 8 * KiB;   /* crosses four extent boundaries */
-	char *wbuf, *rbuf, *raw = NULL;
-	ssize_t r;
+	struct tu_bufs b;
 
-	if (registered) {
-		wbuf = weft_buf_alloc(cl, len);
-		rbuf = weft_buf_alloc(cl, len);
-	} else {
-		/* Deliberately misaligned heap memory: through the bounce pool. */
-		raw = malloc(2 * len + 16);
-		wbuf = raw + 3;
-		rbuf = raw + len + 7;
-	}
-	cr_assert(wbuf && rbuf);
-	fill(wbuf, len, registered ? 11 : 12);
-	r = weft_pwrite(v, wbuf, len, off, 0);
-	cr_assert_eq(r, (ssize_t)len, "pwrite: %zd (%s)", r, weft_strerror((int)r));
-	memset(rbuf, 0xee, len);
-	r = weft_pread(v, rbuf, len, off);
-	cr_assert_eq(r, (ssize_t)len, "pread: %zd (%s)", r, weft_strerror((int)r));
-	cr_assert_eq(memcmp(wbuf, rbuf, len), 0, "read back what was written");
+	tu_bufs_get(cl, len, registered, &b);
+	tu_roundtrip(v, &b, off, len, registered ? 11 : 12);
 	for (uint64_t o = off; o < off + len; o += 4096) {
 		unsigned t = primary_of(cl, v, o);
 
 		cr_assert_eq(memcmp(peer_image(&P, t, v->id) + o,
-				    wbuf + (o - off), 4096), 0,
+				    b.w + (o - off), 4096), 0,
 			     "block at %llu is on its primary %u",
 			     (unsigned long long)o, t);
 	}
@@ -188,32 +132,29 @@ static void roundtrip(struct weft_cluster *cl, struct weft_volume *v,
 		cr_assert_eq(P.c[t].bad, 0);
 		cr_assert_leq(P.c[t].max_len, P.slot_size);
 	}
-	if (registered) {
-		weft_buf_free(cl, wbuf);
-		weft_buf_free(cl, rbuf);
-	} else {
-		free(raw);
-	}
+	tu_bufs_put(cl, &b);
+}
+
+/* roundtrip on a handle of its own; returns how much the handle bounced. */
+static uint64_t roundtrip_bounced(bool registered)
+{
+	struct weft_cluster *cl = open_cl(0, 0, NULL);
+	uint64_t bounced;
+
+	roundtrip(cl, tu_vol(cl, "vol1"), registered);
+	bounced = cl->stats.bounced;
+	weft_cluster_close(cl);
+	return bounced;
 }
 
 Test(libweft, roundtrip_registered, .init = start3, .fini = stop)
 {
-	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
-
-	roundtrip(cl, v, true);
-	cr_assert_eq(cl->stats.bounced, 0, "registered buffers are not copied");
-	weft_cluster_close(cl);
+	cr_assert_eq(roundtrip_bounced(true), 0, "registered buffers are not copied");
 }
 
 Test(libweft, roundtrip_bounced, .init = start3, .fini = stop)
 {
-	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
-
-	roundtrip(cl, v, false);
-	cr_assert_gt(cl->stats.bounced, 0, "heap buffers go through the pool");
-	weft_cluster_close(cl);
+	cr_assert_gt(roundtrip_bounced(false), 0, "heap buffers go through the pool");
 }
 
 Test(libweft, roundtrip_rep3_and_unix)
@@ -226,7 +167,7 @@ Test(libweft, roundtrip_rep3_and_unix)
 	P.transport = "unix";
 	peer_start(&P);
 	cl = open_cl(0, 0, "unix");
-	v = open_vol(cl, "vol3");
+	v = tu_vol(cl, "vol3");
 	roundtrip(cl, v, true);
 	weft_cluster_close(cl);
 	peer_stop(&P);
@@ -247,7 +188,7 @@ Test(libweft, slot_credits)
 	P.slot_count = 3;
 	peer_start(&P);
 	cl = open_cl(64, 0, NULL);
-	v = open_vol(cl, "vol1");
+	v = tu_vol(cl, "vol1");
 	buf = weft_buf_alloc(cl, 64 * 4096);
 	for (int i = 0; i < 64; i++)
 		cr_assert_eq(weft_write(v, buf + i * 4096, 4096,
@@ -280,10 +221,10 @@ Test(libweft, small_slots_split)
 	P.slot_size = 16 * KiB;
 	peer_start(&P);
 	cl = open_cl(8, 0, NULL);
-	v = open_vol(cl, "vol1");
+	v = tu_vol(cl, "vol1");
 	w = malloc(2 * MiB);
 	r = malloc(2 * MiB);
-	fill(w, 2 * MiB, 5);
+	tu_fill(w, 2 * MiB, 5);
 	cr_assert_eq(weft_pwrite(v, w, 2 * MiB, 512 * KiB, 0), 2 * MiB);
 	cr_assert_eq(weft_pread(v, r, 2 * MiB, 512 * KiB), 2 * MiB);
 	cr_assert_eq(memcmp(w, r, 2 * MiB), 0);
@@ -302,13 +243,13 @@ Test(libweft, small_slots_split)
 Test(libweft, carving_waits_for_pieces, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(4, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *w = weft_buf_alloc(cl, 8 * MiB), *r = weft_buf_alloc(cl, 8 * MiB);
 	struct weft_cqe e[4];
 	int got = 0;
 
 	cr_assert(w && r);
-	fill(w, 8 * MiB, 9);
+	tu_fill(w, 8 * MiB, 9);
 	/* 4 parents of 2 MiB each = 64 pieces of 128 KiB with a pool of 4 */
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(weft_write(v, w + (size_t)i * 2 * MiB, 2 * MiB,
@@ -329,11 +270,11 @@ Test(libweft, carving_waits_for_pieces, .init = start3, .fini = stop)
 Test(libweft, discard_and_flush, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *w = weft_buf_alloc(cl, 4 * MiB), *z = calloc(1, 4 * MiB);
 	uint64_t flushes = 0, written = 0;
 
-	fill(w, 4 * MiB, 3);
+	tu_fill(w, 4 * MiB, 3);
 	cr_assert_eq(weft_fsync(v), 0, "nothing to flush yet");
 	cr_assert_eq(weft_pwrite(v, w, 4 * MiB, 0, WEFT_FUA), 4 * MiB);
 	cr_assert_eq(weft_fsync(v), 0);
@@ -355,7 +296,7 @@ Test(libweft, discard_and_flush, .init = start3, .fini = stop)
 Test(libweft, stale_epoch_reloads_map, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, MiB);
 
 	cr_assert_eq(weft_pwrite(v, b, MiB, 0, 0), MiB);
@@ -369,7 +310,7 @@ Test(libweft, stale_epoch_reloads_map, .init = start3, .fini = stop)
 Test(libweft, busy_is_retried, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 64 * KiB);
 
 	P.busy_n = 5;
@@ -385,7 +326,7 @@ Test(libweft, busy_is_retried, .init = start3, .fini = stop)
 Test(libweft, dnr_fails_at_once, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 64 * KiB);
 
 	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);   /* connected */
@@ -399,10 +340,10 @@ Test(libweft, dnr_fails_at_once, .init = start3, .fini = stop)
 	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
 	P.io_n = 100;
 	{
-		double t0 = now_s();
+		double t0 = tu_now_s();
 
 		cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), -EIO);
-		cr_assert_lt(now_s() - t0, 2.0);
+		cr_assert_lt(tu_now_s() - t0, 2.0);
 	}
 	P.io_n = 0;
 	P.dnr_status = WF_WS_BUSY;      /* even a transient one, with DNR */
@@ -414,11 +355,11 @@ Test(libweft, dnr_fails_at_once, .init = start3, .fini = stop)
 Test(libweft, connection_loss_reconnects, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *w = weft_buf_alloc(cl, 4 * MiB), *r = weft_buf_alloc(cl, 4 * MiB);
 	uint64_t hellos = 0;
 
-	fill(w, 4 * MiB, 77);
+	tu_fill(w, 4 * MiB, 77);
 	cr_assert_eq(weft_pwrite(v, w, 4 * MiB, 0, 0), 4 * MiB);
 	for (int i = 0; i < 5; i++) {
 		P.drop_after = 3;
@@ -435,17 +376,17 @@ Test(libweft, connection_loss_reconnects, .init = start3, .fini = stop)
 Test(libweft, hung_target_times_out, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 300, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 64 * KiB);
 	double t0;
 	ssize_t r;
 
 	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
 	P.silent = 1;
-	t0 = now_s();
+	t0 = tu_now_s();
 	r = weft_pread(v, b, 4096, 0);
 	cr_assert_eq(r, -ETIMEDOUT, "%zd", r);
-	cr_assert_lt(now_s() - t0, 3.0, "bounded by the timeout");
+	cr_assert_lt(tu_now_s() - t0, 3.0, "bounded by the timeout");
 	P.silent = 0;
 	cr_assert_eq(weft_pread(v, b, 4096, 0), 4096, "works again after");
 	weft_cluster_close(cl);
@@ -463,7 +404,7 @@ Test(libweft, absent_target_times_out)
 	P.ntargets = 1;
 	peer_start(&P);
 	cl = open_cl(0, 400, NULL);
-	v = open_vol(cl, "vol1");
+	v = tu_vol(cl, "vol1");
 	{
 		/* keep the map, lose the listener */
 		struct peer keep = P;
@@ -471,9 +412,9 @@ Test(libweft, absent_target_times_out)
 		peer_stop(&P);
 		P = keep;
 	}
-	t0 = now_s();
+	t0 = tu_now_s();
 	cr_assert_eq(weft_pread(v, b, 4096, 0), -ETIMEDOUT);
-	cr_assert_lt(now_s() - t0, 3.0);
+	cr_assert_lt(tu_now_s() - t0, 3.0);
 	weft_cluster_close(cl);
 }
 
@@ -481,12 +422,12 @@ Test(libweft, absent_target_times_out)
 Test(libweft, fd_and_poll, .init = start3, .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(32, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 32 * 4096);
 	struct weft_cqe e[32];
 	bool seen[32] = { false };
 	int got = 0, fd = weft_fd(cl);
-	double t0 = now_s();
+	double t0 = tu_now_s();
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(weft_wait(cl, e, 1, 1, 50), 0, "nothing queued: returns");
@@ -501,7 +442,7 @@ Test(libweft, fd_and_poll, .init = start3, .fini = stop)
 		got += n;
 		if (!n)
 			cr_assert_geq(poll(&pfd, 1, 1000), 0);
-		cr_assert_lt(now_s() - t0, 10.0, "completions arrive");
+		cr_assert_lt(tu_now_s() - t0, 10.0, "completions arrive");
 	}
 	for (int i = 0; i < 32; i++) {
 		cr_assert_geq(e[i].user_data, 7000);
@@ -547,11 +488,11 @@ Test(libweft, map_change_moves_target_and_deletes_volume, .init = start3,
      .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1"), *v3 = open_vol(cl, "vol3");
+	struct weft_volume *v = tu_vol(cl, "vol1"), *v3 = tu_vol(cl, "vol3");
 	char *w = weft_buf_alloc(cl, 8 * MiB), *r = weft_buf_alloc(cl, 8 * MiB);
 	double t0;
 
-	fill(w, 8 * MiB, 31);
+	tu_fill(w, 8 * MiB, 31);
 	cr_assert_eq(weft_pwrite(v, w, 8 * MiB, 0, 0), 8 * MiB);
 	cr_assert_eq(weft_pwrite(v3, w, 4096, 0, 0), 4096);
 	cr_assert_eq(peer_conns(&P, 0), 1);
@@ -562,8 +503,8 @@ Test(libweft, map_change_moves_target_and_deletes_volume, .init = start3,
 	cr_assert_eq(cl->map.epoch, 3);
 	cr_assert_eq(weft_pread(v3, r, 4096, 0), -ENOENT, "vol3 is gone");
 	cr_assert_eq(weft_volume_open(cl, "vol3", &v3), -ENOENT);
-	t0 = now_s();
-	while (peer_conns(&P, 0) != 1 && now_s() - t0 < 5)
+	t0 = tu_now_s();
+	while (peer_conns(&P, 0) != 1 && tu_now_s() - t0 < 5)
 		usleep(1000);
 	cr_assert_eq(peer_conns(&P, 0), 1, "the connection to the old "
 		     "address was closed, one to the new one is open");
@@ -578,7 +519,7 @@ Test(libweft, unreaped_completion_not_overwritten, .init = start3,
      .fini = stop)
 {
 	struct weft_cluster *cl = open_cl(2, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 4 * 4096);
 	unsigned seen[5] = { 0 }, submitted = 0, got = 0;
 	struct weft_cqe e[4];
@@ -590,8 +531,8 @@ Test(libweft, unreaped_completion_not_overwritten, .init = start3,
 	cr_assert_eq(weft_write(v, b + 4096, 4096, 4096, 0, 2), 0);
 	submitted = 2;
 	/* Both complete; nothing reaped yet. */
-	t0 = now_s();
-	while (cl->cq_count < 2 && now_s() - t0 < 5)
+	t0 = tu_now_s();
+	while (cl->cq_count < 2 && tu_now_s() - t0 < 5)
 		cr_assert_geq(wf_progress(cl), 0);
 	cr_assert_eq(cl->cq_count, 2);
 	cr_assert_eq(weft_poll(cl, e, 1), 1);
@@ -607,8 +548,8 @@ Test(libweft, unreaped_completion_not_overwritten, .init = start3,
 	}
 	/* Let everything complete before reaping (where an overwrite
 	 * would happen). */
-	t0 = now_s();
-	while (cl->inflight && now_s() - t0 < 5)
+	t0 = tu_now_s();
+	while (cl->inflight && tu_now_s() - t0 < 5)
 		cr_assert_geq(wf_progress(cl), 0);
 	cr_assert_eq(cl->inflight, 0);
 	while (got < submitted) {
@@ -634,17 +575,27 @@ Test(libweft, unreaped_completion_not_overwritten, .init = start3,
 	weft_cluster_close(cl);
 }
 
+/* A handle on vol1 with block 0 written from *b (one registered block)
+ * and not flushed yet; returns the target primary for it. */
+static unsigned dirty_block0(struct weft_cluster **cl, struct weft_volume **v,
+			     char **b)
+{
+	*cl = open_cl(0, 0, NULL);
+	*v = tu_vol(*cl, "vol1");
+	*b = weft_buf_alloc(*cl, 4096);
+	cr_assert(*b);
+	cr_assert_eq(weft_pwrite(*v, *b, 4096, 0, 0), 4096);
+	return primary_of(*cl, *v, 0);
+}
+
 /* A flush that fails leaves its target to be flushed again. */
 Test(libweft, failed_flush_is_redone, .init = start3, .fini = stop)
 {
-	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
-	char *b = weft_buf_alloc(cl, 4096);
-	unsigned t;
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	char *b;
+	unsigned t = dirty_block0(&cl, &v, &b);
 
-	cr_assert(b);
-	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
-	t = primary_of(cl, v, 0);
 	P.dnr_status = WF_WS_IO;
 	cr_assert_eq(weft_fsync(v), -EIO);
 	cr_assert_eq(P.c[t].flushes, 0);
@@ -658,14 +609,11 @@ Test(libweft, failed_flush_is_redone, .init = start3, .fini = stop)
 /* A target that moves (new connection) keeps its unflushed writes. */
 Test(libweft, dirty_survives_map_change, .init = start3, .fini = stop)
 {
-	struct weft_cluster *cl = open_cl(0, 0, NULL);
-	struct weft_volume *v = open_vol(cl, "vol1");
-	char *b = weft_buf_alloc(cl, 4096);
-	unsigned t;
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	char *b;
+	unsigned t = dirty_block0(&cl, &v, &b);
 
-	cr_assert(b);
-	cr_assert_eq(weft_pwrite(v, b, 4096, 0, 0), 4096);
-	t = primary_of(cl, v, 0);
 	peer_move_target(&P, t, 3);
 	/* Any request now meets STALE: the map is reloaded, t's connection
 	 * replaced. */

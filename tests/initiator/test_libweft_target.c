@@ -22,52 +22,14 @@
 #include "initiator/include/weft.h"
 #include "initiator/weft_int.h"
 #include "tests/initiator/cluster.h"
-
-#define KiB 1024u
-#define MiB (1024u * 1024)
+#include "tests/initiator/util.h"
 
 static struct lcluster C;
-
-static void fill(void *buf, size_t len, uint64_t seed)
-{
-	char *c = buf;
-
-	/* memcpy: the buffer may be deliberately misaligned */
-	for (size_t i = 0; i < len / 8; i++) {
-		uint64_t w = seed * 0x9e3779b97f4a7c15ull + i * 0x100000001b3ull;
-
-		memcpy(c + i * 8, &w, 8);
-	}
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct weft_cluster *open_cl(unsigned qd, unsigned timeout_ms,
 				    const char *transport, unsigned flags)
 {
-	struct weft_cluster_opts o = {
-		.size = sizeof(o), .map_path = C.map, .transport = transport,
-		.queue_depth = qd, .timeout_ms = timeout_ms, .flags = flags,
-	};
-	struct weft_cluster *cl;
-	int ret = weft_cluster_open(&o, &cl);
-
-	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
-	return cl;
-}
-
-static struct weft_volume *open_vol(struct weft_cluster *cl, const char *name)
-{
-	struct weft_volume *v;
-
-	cr_assert_eq(weft_volume_open(cl, name, &v), 0);
-	return v;
+	return tu_open(C.map, qd, timeout_ms, transport, flags);
 }
 
 static void up3(void)
@@ -80,41 +42,37 @@ static void down(void)
 	lc_fini(&C);
 }
 
+/* A handle on vol1 (tcp) with len bytes of pattern seed written at 0 from
+ * *buf, a registered buffer of len bytes. */
+static struct weft_volume *vol1_written(struct weft_cluster **cl, unsigned qd,
+					unsigned timeout_ms, char **buf,
+					size_t len, uint64_t seed)
+{
+	struct weft_volume *v;
+
+	*cl = open_cl(qd, timeout_ms, "tcp", 0);
+	v = tu_vol(*cl, "vol1");
+	*buf = weft_buf_alloc(*cl, len);
+	cr_assert(*buf);
+	tu_fill(*buf, len, seed);
+	cr_assert_eq(weft_pwrite(v, *buf, len, 0, 0), (ssize_t)len);
+	return v;
+}
+
 static void verify_span(struct weft_cluster *cl, struct weft_volume *v,
 			uint64_t off, size_t len, bool registered, uint64_t seed)
 {
-	char *w, *r, *raw = NULL;
-	ssize_t n;
+	struct tu_bufs b;
 
-	if (registered) {
-		w = weft_buf_alloc(cl, len);
-		r = weft_buf_alloc(cl, len);
-	} else {
-		raw = malloc(2 * len + 8);
-		w = raw + 1;
-		r = raw + len + 5;
-	}
-	cr_assert(w && r);
-	fill(w, len, seed);
-	n = weft_pwrite(v, w, len, off, 0);
-	cr_assert_eq(n, (ssize_t)len, "pwrite %zd %s", n, weft_strerror((int)n));
-	memset(r, 0x5a, len);
-	n = weft_pread(v, r, len, off);
-	cr_assert_eq(n, (ssize_t)len, "pread %zd %s", n, weft_strerror((int)n));
-	cr_assert_eq(memcmp(w, r, len), 0, "data read back at %llu",
-		     (unsigned long long)off);
-	if (registered) {
-		weft_buf_free(cl, w);
-		weft_buf_free(cl, r);
-	} else {
-		free(raw);
-	}
+	tu_bufs_get(cl, len, registered, &b);
+	tu_roundtrip(v, &b, off, len, seed);
+	tu_bufs_put(cl, &b);
 }
 
 Test(target, write_read_across_extents, .init = up3, .fini = down, .timeout = 120)
 {
 	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 
 	/* Across four extent boundaries, both buffer kinds */
 	verify_span(cl, v, MiB - 12 * KiB, 3 * MiB + 20 * KiB, true, 1);
@@ -131,7 +89,7 @@ Test(target, write_read_across_extents, .init = up3, .fini = down, .timeout = 12
 Test(target, unix_transport, .init = up3, .fini = down, .timeout = 60)
 {
 	struct weft_cluster *cl = open_cl(0, 0, "unix", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 
 	verify_span(cl, v, 3 * MiB - 64 * KiB, 1 * MiB, true, 4);
 	verify_span(cl, v, 11 * MiB, 256 * KiB, false, 5);
@@ -141,7 +99,7 @@ Test(target, unix_transport, .init = up3, .fini = down, .timeout = 60)
 Test(target, bad_requests_and_discard, .init = up3, .fini = down, .timeout = 60)
 {
 	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *b = weft_buf_alloc(cl, 4 * MiB), *z = calloc(1, 4 * MiB);
 
 	cr_assert_eq(weft_pread(v, b, 0, 0), -EINVAL, "zero length");
@@ -154,7 +112,7 @@ Test(target, bad_requests_and_discard, .init = up3, .fini = down, .timeout = 60)
 	cr_assert_eq(weft_pread(v, b, 4 * MiB, 20 * MiB), 4 * MiB);
 	cr_assert_eq(memcmp(b, z, 4 * MiB), 0);
 	/* discard a whole extent and a part of two others */
-	fill(b, 4 * MiB, 6);
+	tu_fill(b, 4 * MiB, 6);
 	cr_assert_eq(weft_pwrite(v, b, 4 * MiB, 20 * MiB, 0), 4 * MiB);
 	cr_assert_eq(weft_discard_sync(v, 20 * MiB + 512 * KiB, 2 * MiB), 0);
 	cr_assert_eq(weft_fsync(v), 0);
@@ -172,7 +130,7 @@ Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
 {
 	enum { QD = 32, BS = 4096, N = 4000 };
 	struct weft_cluster *cl = open_cl(QD, 0, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *buf = weft_buf_alloc(cl, QD * BS);
 	uint64_t offs[QD], x = 12345;
 	uint32_t *ver = calloc(CL_VOL_SIZE / BS, sizeof(*ver));
@@ -188,7 +146,7 @@ Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
 			offs[slot] = (x >> 20) % (CL_VOL_SIZE / BS) * BS;
 			if (!phase) {
 				ver[offs[slot] / BS]++;
-				fill(buf + slot * BS, BS, offs[slot] << 8 | ver[offs[slot] / BS]);
+				tu_fill(buf + slot * BS, BS, offs[slot] << 8 | ver[offs[slot] / BS]);
 				cr_assert_eq(weft_write(v, buf + slot * BS, BS, offs[slot],
 							0, (uint64_t)slot), 0);
 			} else {
@@ -210,7 +168,7 @@ Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
 					char want[BS];
 
 					if (ver[o / BS])
-						fill(want, BS, o << 8 | ver[o / BS]);
+						tu_fill(want, BS, o << 8 | ver[o / BS]);
 					else
 						memset(want, 0, BS);
 					/* a later write to the same block may
@@ -239,7 +197,7 @@ Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
 							continue;
 						}
 						ver[o / BS]++;
-						fill(buf + s * BS, BS,
+						tu_fill(buf + s * BS, BS,
 						     o << 8 | ver[o / BS]);
 						offs[s] = o;
 						cr_assert_eq(weft_write(v, buf + s * BS, BS,
@@ -264,15 +222,14 @@ Test(target, async_qd32, .init = up3, .fini = down, .timeout = 120)
 Test(target, killed_target_times_out_then_recovers, .init = up3, .fini = down,
      .timeout = 120)
 {
-	struct weft_cluster *cl = open_cl(0, 800, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
-	char *w = weft_buf_alloc(cl, 16 * MiB), *r = weft_buf_alloc(cl, 16 * MiB);
+	struct weft_cluster *cl;
+	char *w;
+	struct weft_volume *v = vol1_written(&cl, 0, 800, &w, 16 * MiB, 8);
+	char *r = weft_buf_alloc(cl, 16 * MiB);
 	uint64_t off0 = UINT64_MAX, off1 = UINT64_MAX;
 	double t0;
 	ssize_t n;
 
-	fill(w, 16 * MiB, 8);
-	cr_assert_eq(weft_pwrite(v, w, 16 * MiB, 0, 0), 16 * MiB);
 	/* an extent of target 0 and one of another target */
 	for (uint64_t e = 0; e < 16; e++) {
 		struct wf_extent_loc loc;
@@ -289,10 +246,10 @@ Test(target, killed_target_times_out_then_recovers, .init = up3, .fini = down,
 	cr_assert_neq(off0, UINT64_MAX);
 	cr_assert_neq(off1, UINT64_MAX);
 	lc_kill(&C, 0, SIGKILL, true);
-	t0 = now_s();
+	t0 = tu_now_s();
 	n = weft_pread(v, r, MiB, off0);
 	cr_assert_eq(n, -ETIMEDOUT, "dead primary: %zd", n);
-	cr_assert_lt(now_s() - t0, 5.0, "bounded");
+	cr_assert_lt(tu_now_s() - t0, 5.0, "bounded");
 	n = weft_pwrite(v, w, 64 * KiB, off0, 0);
 	cr_assert_eq(n, -ETIMEDOUT);
 	cr_assert_eq(weft_pread(v, r, MiB, off1), MiB, "others serve");
@@ -312,7 +269,7 @@ Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
 {
 	enum { QD = 16, BS = 64 * 1024 };
 	struct weft_cluster *cl = open_cl(QD, 600, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	char *buf = weft_buf_alloc(cl, QD * BS), *r = weft_buf_alloc(cl, BS);
 	uint64_t nblk = CL_VOL_SIZE / BS, next = 0;
 	int8_t *acked = calloc(nblk, 1);
@@ -322,7 +279,7 @@ Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
 
 	/* user_data: block << 8 | buffer slot */
 	for (int s = 0; s < QD; s++, next++) {
-		fill(buf + (size_t)s * BS, BS, next + 1000);
+		tu_fill(buf + (size_t)s * BS, BS, next + 1000);
 		cr_assert_eq(weft_write(v, buf + (size_t)s * BS, BS, next * BS, 0,
 					next << 8 | (uint64_t)s), 0);
 		inflight++;
@@ -346,7 +303,7 @@ Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
 				killed = true;
 			}
 			if (next < nblk && next < 1200) {
-				fill(buf + (size_t)s * BS, BS, next + 1000);
+				tu_fill(buf + (size_t)s * BS, BS, next + 1000);
 				cr_assert_eq(weft_write(v, buf + (size_t)s * BS, BS,
 							next * BS, 0,
 							next << 8 | (uint64_t)s), 0);
@@ -363,7 +320,7 @@ Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
 		if (!acked[b])
 			continue;
 		cr_assert_eq(weft_pread(v, r, BS, b * BS), BS);
-		fill(want, BS, b + 1000);
+		tu_fill(want, BS, b + 1000);
 		cr_assert_eq(memcmp(r, want, BS), 0, "acked block %llu",
 			     (unsigned long long)b);
 	}
@@ -376,7 +333,7 @@ Test(target, kill_during_writes, .init = up3, .fini = down, .timeout = 180)
 Test(target, epoch_change, .init = up3, .fini = down, .timeout = 60)
 {
 	struct weft_cluster *cl = open_cl(0, 0, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 
 	verify_span(cl, v, 0, 2 * MiB, true, 9);
 	lc_write_map(&C, 2);
@@ -400,7 +357,7 @@ static void read_until_local(struct weft_cluster *cl, struct weft_volume *v,
 			     char *r, const char *want, size_t len, uint64_t off)
 {
 	uint64_t sc0 = cl->stats.sc_reads;
-	double t0 = now_s();
+	double t0 = tu_now_s();
 
 	do {
 		cr_assert_eq(weft_pread(v, r, len, off), (ssize_t)len);
@@ -409,7 +366,7 @@ static void read_until_local(struct weft_cluster *cl, struct weft_volume *v,
 		if (cl->stats.sc_reads > sc0)
 			return;
 		usleep(1000);
-	} while (now_s() - t0 < 5);
+	} while (tu_now_s() - t0 < 5);
 	cr_assert_fail("no local read within 5 s (%llu fallbacks)",
 		       (unsigned long long)cl->stats.sc_fallbacks);
 }
@@ -419,12 +376,12 @@ Test(shortcircuit, equals_network, .init = up3, .fini = down, .timeout = 120)
 {
 	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
 	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	struct weft_volume *va = tu_vol(a, "vol1"), *vb = tu_vol(b, "vol1");
 	size_t len = 12 * MiB;
 	char *w = malloc(len), *ra = weft_buf_alloc(a, len), *rb = malloc(len);
 	char *heap = malloc(len + 1);
 
-	fill(w, len, 21);
+	tu_fill(w, len, 21);
 	cr_assert_eq(weft_pwrite(vb, w, len, 2 * MiB, 0), (ssize_t)len);
 	read_until_local(a, va, ra, w, len, 2 * MiB);
 	cr_assert_eq(weft_pread(vb, rb, len, 2 * MiB), (ssize_t)len);
@@ -461,8 +418,8 @@ static void targets_to_epoch2(struct weft_cluster *b, struct weft_volume *vb,
 	lc_write_map(&C, 2);
 	for (unsigned t = 0; t < 3; t++)
 		lc_kill(&C, t, SIGHUP, false);
-	t0 = now_s();
-	while (b->map.epoch != 2 && now_s() - t0 < 5) {
+	t0 = tu_now_s();
+	while (b->map.epoch != 2 && tu_now_s() - t0 < 5) {
 		cr_assert_eq(weft_pread(vb, r, MiB, 0), MiB);
 		usleep(10 * 1000);
 	}
@@ -474,10 +431,10 @@ Test(shortcircuit, refused_when_target_epoch_newer, .init = up3,
 {
 	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
 	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	struct weft_volume *va = tu_vol(a, "vol1"), *vb = tu_vol(b, "vol1");
 	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
 
-	fill(w, MiB, 77);
+	tu_fill(w, MiB, 77);
 	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
 	targets_to_epoch2(b, vb, r);
 	cr_assert_eq(a->map.epoch, 1);
@@ -497,14 +454,14 @@ Test(shortcircuit, never_stale_after_discard, .init = up3, .fini = down,
 {
 	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
 	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	struct weft_volume *va = tu_vol(a, "vol1"), *vb = tu_vol(b, "vol1");
 	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
 	char *z = calloc(1, MiB);
 
 	for (int round = 0; round < 20; round++) {
 		uint64_t off = (uint64_t)(round % 6) * MiB;
 
-		fill(w, MiB, 1000 + (uint64_t)round);
+		tu_fill(w, MiB, 1000 + (uint64_t)round);
 		cr_assert_eq(weft_pwrite(vb, w, MiB, off, 0), MiB);
 		cr_assert_eq(weft_pread(va, r, MiB, off), MiB);
 		cr_assert_eq(memcmp(r, w, MiB), 0, "round %d: new data", round);
@@ -530,7 +487,7 @@ Test(shortcircuit, races_writes_and_discards, .init = up3, .fini = down,
 	enum { BS = 4096, NB = 6 * 256, QA = 16, QB = 8, ROUNDS = 3000 };
 	struct weft_cluster *a = open_cl(QA, 0, "tcp", 0);
 	struct weft_cluster *b = open_cl(QB, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	struct weft_volume *va = tu_vol(a, "vol1"), *vb = tu_vol(b, "vol1");
 	char *ra = weft_buf_alloc(a, QA * BS), *wb = weft_buf_alloc(b, QB * BS);
 	uint32_t *ver = calloc(NB, sizeof(*ver));
 	uint64_t x = 99, blk_a[QA], blk_b[QB];
@@ -659,11 +616,11 @@ Test(target, close_with_requests_in_flight, .init = up3, .fini = down,
 	for (int round = 0; round < 4; round++) {
 		struct weft_cluster *cl = open_cl(64, 0, "tcp",
 						  round & 1 ? WEFT_F_NO_SHORT_CIRCUIT : 0);
-		struct weft_volume *v = open_vol(cl, "vol1");
+		struct weft_volume *v = tu_vol(cl, "vol1");
 		char *b = weft_buf_alloc(cl, 64 * 65536);
 		char *heap = malloc(64 * 65536);
 
-		fill(b, 64 * 65536, 5);
+		tu_fill(b, 64 * 65536, 5);
 		cr_assert_eq(weft_pwrite(v, b, 4 * MiB, 0, 0), 4 * MiB);
 		for (int i = 0; i < 64; i++) {
 			uint64_t off = (uint64_t)i * 65536;
@@ -703,16 +660,16 @@ Test(shortcircuit, target_restart_drops_old_view, .init = up1, .fini = down,
 
 	a = open_cl(0, 0, "tcp", 0);
 	b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	va = open_vol(a, "vol1");
-	vb = open_vol(b, "vol1");
+	va = tu_vol(a, "vol1");
+	vb = tu_vol(b, "vol1");
 	w = weft_buf_alloc(b, MiB);
 	r = weft_buf_alloc(a, MiB);
 	z = calloc(1, MiB);
 	for (uint64_t e = 0; e < 4; e++) {
-		fill(w, MiB, 500 + e);
+		tu_fill(w, MiB, 500 + e);
 		cr_assert_eq(weft_pwrite(vb, w, MiB, e * MiB, 0), MiB);
 	}
-	fill(w, MiB, 502);
+	tu_fill(w, MiB, 502);
 	read_until_local(a, va, r, w, MiB, 2 * MiB);
 	lc_kill(&C, 0, SIGKILL, true);
 	lc_start(&C, 0);
@@ -723,14 +680,14 @@ Test(shortcircuit, target_restart_drops_old_view, .init = up1, .fini = down,
 			     weft_strerror(ret));
 	}
 	for (uint64_t e = 10; e < 30; e++) {
-		fill(w, MiB, 500 + e);
+		tu_fill(w, MiB, 500 + e);
 		cr_assert_eq(weft_pwrite(vb, w, MiB, e * MiB, 0), MiB);
 	}
 	cr_assert_eq(weft_pread(va, r, MiB, 2 * MiB), MiB);
 	cr_assert_eq(memcmp(r, z, MiB), 0, "discarded after the restart: zeros");
 	for (uint64_t e = 10; e < 30; e++) {
 		cr_assert_eq(weft_pread(va, r, MiB, e * MiB), MiB);
-		fill(w, MiB, 500 + e);
+		tu_fill(w, MiB, 500 + e);
 		cr_assert_eq(memcmp(r, w, MiB), 0, "extent %llu",
 			     (unsigned long long)e);
 	}
@@ -744,13 +701,11 @@ Test(shortcircuit, target_restart_drops_old_view, .init = up1, .fini = down,
 Test(shortcircuit, fd_wakes_after_queueing, .init = up3, .fini = down,
      .timeout = 60)
 {
-	struct weft_cluster *cl = open_cl(8, 0, "tcp", 0);
-	struct weft_volume *v = open_vol(cl, "vol1");
-	char *b = weft_buf_alloc(cl, 8 * MiB);
+	struct weft_cluster *cl;
+	char *b;
+	struct weft_volume *v = vol1_written(&cl, 8, 0, &b, 8 * MiB, 77);
 	struct weft_cqe e[8];
 
-	fill(b, 8 * MiB, 77);
-	cr_assert_eq(weft_pwrite(v, b, 8 * MiB, 0, 0), 8 * MiB);
 	for (int round = 0; round < 50; round++) {
 		struct pollfd pfd = { .fd = weft_fd(cl), .events = POLLIN };
 		int got = 0;
@@ -782,7 +737,7 @@ Test(target, deferred_send, .init = up3, .fini = down, .timeout = 60)
 	};
 	struct weft_cluster *cl = open_cl(QD, 0, "tcp",
 					  WEFT_F_NO_SHORT_CIRCUIT | WEFT_F_DEFER_SEND);
-	struct weft_volume *v = open_vol(cl, "vol1");
+	struct weft_volume *v = tu_vol(cl, "vol1");
 	struct pollfd pfd = { .fd = weft_fd(cl), .events = POLLIN };
 	char *w = weft_buf_alloc(cl, QD * BS), *r = weft_buf_alloc(cl, QD * BS);
 	struct weft_cqe e[QD];
@@ -791,7 +746,7 @@ Test(target, deferred_send, .init = up3, .fini = down, .timeout = 60)
 
 	cr_assert_eq(weft_cluster_open(&bad, &x), -EINVAL);
 	cr_assert(w && r);
-	fill(w, QD * BS, 4242);
+	tu_fill(w, QD * BS, 4242);
 	/* One block per extent-sized stride: the batch spans many PGs. */
 	for (int i = 0; i < QD; i++)
 		cr_assert_eq(weft_write(v, w + i * BS, BS, (uint64_t)i * 3 * MiB, 0,
@@ -837,10 +792,10 @@ Test(shortcircuit, open_session_rechecked_after_epoch_change, .init = up3,
 {
 	struct weft_cluster *a = open_cl(0, 0, "tcp", 0);
 	struct weft_cluster *b = open_cl(0, 0, "tcp", WEFT_F_NO_SHORT_CIRCUIT);
-	struct weft_volume *va = open_vol(a, "vol1"), *vb = open_vol(b, "vol1");
+	struct weft_volume *va = tu_vol(a, "vol1"), *vb = tu_vol(b, "vol1");
 	char *w = weft_buf_alloc(b, MiB), *r = weft_buf_alloc(a, MiB);
 
-	fill(w, MiB, 78);
+	tu_fill(w, MiB, 78);
 	cr_assert_eq(weft_pwrite(vb, w, MiB, 0, 0), MiB);
 	read_until_local(a, va, r, w, MiB, 0);      /* open at epoch 1 */
 	targets_to_epoch2(b, vb, r);
@@ -873,7 +828,7 @@ Test(shortcircuit, control_sessions_full_then_free, .init = up3,
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
 	cr_assert_geq(rl.rlim_cur, 3 * N + 256, "need more descriptors");
 	a = open_cl(0, 0, "tcp", 0);
-	va = open_vol(a, "vol1");
+	va = tu_vol(a, "vol1");
 	r = weft_buf_alloc(a, MiB);
 	for (unsigned t = 0; t < 3; t++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -910,14 +865,14 @@ Test(shortcircuit, control_sessions_full_then_free, .init = up3,
 				     t, i);
 		}
 	}
-	fill(r, MiB, 5);
+	tu_fill(r, MiB, 5);
 	cr_assert_eq(weft_pwrite(va, r, MiB, 0, 0), MiB);
 	memset(r, 0, MiB);
 	cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
 	{
 		char *want = malloc(MiB);
 
-		fill(want, MiB, 5);
+		tu_fill(want, MiB, 5);
 		cr_assert_eq(memcmp(r, want, MiB), 0);
 		free(want);
 	}
@@ -926,8 +881,8 @@ Test(shortcircuit, control_sessions_full_then_free, .init = up3,
 		for (int i = 0; i < N; i++)
 			close(fds[t][i]);
 	/* Asked again after SC_RETRY_MS (1 s). */
-	t0 = now_s();
-	while (!a->stats.sc_reads && now_s() - t0 < 10) {
+	t0 = tu_now_s();
+	while (!a->stats.sc_reads && tu_now_s() - t0 < 10) {
 		cr_assert_eq(weft_pread(va, r, MiB, 0), MiB);
 		usleep(50 * 1000);
 	}
