@@ -270,8 +270,9 @@ static void stream_submit(struct sys_stream *s, struct weft_volume *vol,
 	}
 }
 
-void sys_stream_round(struct sys_stream *s, struct weft_cluster *cl,
-		      struct weft_volume *vol, const struct sys_stream_opts *o)
+/* Writes at o->qd until act_ms, acts, goes on 300 ms and drains. */
+static void stream_write(struct sys_stream *s, struct weft_cluster *cl,
+			 struct weft_volume *vol, const struct sys_stream_opts *o)
 {
 	struct weft_cqe cq[SYS_STREAM_QD];
 	char *buf[SYS_STREAM_QD];
@@ -330,8 +331,10 @@ void sys_stream_round(struct sys_stream *s, struct weft_cluster *cl,
 	cr_assert(acted);
 }
 
-void sys_stream_check(struct sys_stream *s, uint32_t b, const void *buf,
-		      unsigned round)
+/* Block b read back into buf holds its acknowledged version, or that of
+ * a write that failed (which then becomes the block's version). */
+static void stream_check(struct sys_stream *s, uint32_t b, const void *buf,
+			 unsigned round)
 {
 	int64_t got = sys_decode(buf, s->off(b));
 
@@ -346,4 +349,48 @@ void sys_stream_check(struct sys_stream *s, uint32_t b, const void *buf,
 		s->acked[b] = (uint64_t)got;
 		s->maybe[b] = 0;
 	}
+}
+
+/* Reads every block back, o->verify_run consecutive blocks at a time. */
+static void stream_verify(struct sys_stream *s, struct weft_cluster *cl,
+			  struct weft_volume *vol, const struct sys_stream_opts *o,
+			  unsigned round)
+{
+	const unsigned run = o->verify_run;
+	char *buf;
+
+	cr_assert(run && s->nblk % run == 0);
+	buf = weft_buf_alloc(cl, run * SYS_BS);
+	cr_assert(buf);
+	for (uint32_t b = 0; b < s->nblk; b += run) {
+		ssize_t r = weft_pread(vol, buf, run * SYS_BS, s->off(b));
+
+		cr_assert_eq(r, (ssize_t)(run * SYS_BS), "round %u: read at %llu: %s",
+			     round, (unsigned long long)s->off(b),
+			     weft_strerror((int)r));
+		for (uint32_t j = 0; j < run; j++) {
+			cr_assert_eq(s->off(b + j), s->off(b) + j * SYS_BS,
+				     "a run of blocks is not contiguous");
+			stream_check(s, b + j, buf + j * SYS_BS, round);
+		}
+	}
+	weft_buf_free(cl, buf);
+}
+
+void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
+		      unsigned round)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	uint64_t acks = s->acks;
+
+	o->open(o->qd, o->timeout_ms, &cl, &vol);
+	stream_write(s, cl, vol, o);
+	weft_cluster_close(cl);
+	cr_assert(s->acks > acks, "round %u: no write was acknowledged", round);
+	if (o->after)
+		o->after(o->arg);
+	o->open(8, o->verify_timeout_ms, &cl, &vol);
+	stream_verify(s, cl, vol, o, round);
+	weft_cluster_close(cl);
 }

@@ -88,26 +88,33 @@ struct sys_stream {
 
 /* One round of sys_stream_round. */
 struct sys_stream_opts {
+	/* A handle on the stream's volume (asserts). */
+	void (*open)(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
+		     struct weft_volume **vol);
 	unsigned qd;                    /* writes in flight, at most SYS_STREAM_QD */
+	unsigned timeout_ms;            /* the writing handle's request timeout */
 	unsigned act_ms;                /* act this long after the start */
 	unsigned give_up_ms;            /* the drain's bound after the stop */
 	bool refused_fails;             /* a write refused at submission counts as
 					 * failed (else the test fails) */
 	void (*act)(void *arg);         /* the fault: kill a target, ... */
+	void (*after)(void *arg);       /* NULL, or before reading back (restart) */
 	void *arg;
+	unsigned verify_timeout_ms;     /* the reading handle's request timeout */
+	unsigned verify_run;            /* blocks read at once: off() is
+					 * contiguous over runs of this many */
 };
 
 /* calloc'd arrays for nblk blocks, rng seeded from the pid. */
 void sys_stream_init(struct sys_stream *s, uint32_t nblk, uint64_t (*off)(uint32_t));
 void sys_stream_free(struct sys_stream *s);
 uint64_t sys_stream_rnd(struct sys_stream *s);
-/* Writes at o->qd until act_ms, calls act, goes on 300 ms and drains;
- * counts s->acks and s->fails. */
-void sys_stream_round(struct sys_stream *s, struct weft_cluster *cl,
-		      struct weft_volume *vol, const struct sys_stream_opts *o);
-/* Block b read back into buf holds its acknowledged version, or that of
- * a write that failed (which then becomes the block's version). */
-void sys_stream_check(struct sys_stream *s, uint32_t b, const void *buf,
+/* On a handle of its own: writes at o->qd until act_ms, acts, goes on
+ * 300 ms and drains (counting s->acks and s->fails); asserts that some
+ * write was acknowledged.  Then o->after, and on another handle every
+ * block reads back as its acknowledged version or that of a failed write
+ * (which may have reached the disk before the fault). */
+void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
 		      unsigned round);
 
 /* Runs a shell command, returns its exit status (-1 on failure to run). */
