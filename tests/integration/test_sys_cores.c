@@ -35,7 +35,6 @@
 #include <criterion/criterion.h>
 
 #include "bench/pattern.h"
-#include "bench/stats.h"
 #include "target/ctl_proto.h"
 #include "tests/integration/sys.h"
 
