@@ -215,8 +215,9 @@ static inline void wf_store_req_init(struct wf_store_req *req,
  *   flush    every write and discard completed before the flush was
  *            submitted is durable across power loss.
  * Concurrent requests on overlapping ranges complete in any order (as on a
- * disk); a write or discard aimed at an extent being discarded waits for
- * that discard, and a write to an extent whose allocation is in flight
+ * disk); a read, write or discard aimed at an extent being discarded waits
+ * for that discard (a read returns zeros only if it succeeded), and a
+ * write to an extent whose allocation is in flight
  * uses that allocation (no extent is ever allocated twice).
  */
 int wf_store_read(struct wf_store *s, struct wf_store_req *req,
@@ -330,7 +331,8 @@ struct wf_store_view_hdr {
 	uint64_t ht_off;        /* byte offset of the hash table */
 	uint64_t data_off;      /* device byte offset of physical extent 0 */
 	uint32_t extent_size;
-	uint32_t table_seq;     /* odd while the hash table is rebuilt */
+	uint32_t table_seq;     /* odd while a removal moves hash table
+	                         * entries */
 	uint64_t cluster_id;
 	uint32_t target_id;
 	uint32_t pad;

@@ -90,12 +90,15 @@ struct wf_store_sh {
 	struct wf_store *q[WF_STORE_MAX_QUEUES];
 	uint64_t nfree;
 	uint64_t live;                  /* keys in the hash table */
-	uint64_t tombs;                 /* tombstones in the hash table */
+	uint64_t ht_moves;              /* entries moved by deletions (stats,
+	                                 * tests) */
 	uint16_t ibuf_free[WF_IBUF_MAX];
 	unsigned nibuf_free;
 	uint32_t wait_head, wait_tail;  /* blocks waiting for an index buffer */
 	int      failed;                /* -errno once an index write failed */
 	bool     zero_by_write;         /* fallocate refused: write zeros */
+	uint8_t  fault;                 /* enum wf_store_fault, tests only */
+	uint32_t fault_skip;            /* steps to let pass before failing */
 };
 
 /*
@@ -155,10 +158,37 @@ struct wf_store {
 	uint64_t handed;                /* requests sent to their owner */
 };
 
-/* store_io.c: index table helpers used by open */
+/*
+ * store_io.c: the hash table (used by open, and by tests/store).  Linear
+ * probing without tombstones: a removal shifts later entries of its
+ * cluster back (docs/store.md, "The shared index view").  Writers run
+ * under sh->lock (or before the store is shared, at open); readers are
+ * lock-free and retry around hdr->table_seq.  wf_ht_insert needs
+ * pe[phys] filled in; wf_ht_remove takes the bucket wf_ht_find returned.
+ */
 void wf_ht_insert(struct wf_store *s, uint32_t phys);
+void wf_ht_remove(struct wf_store *s, uint64_t bucket);
 int  wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 		uint64_t *bucket);
+
+/*
+ * Fault injection, for tests only: the (skip + 1)-th step of the given
+ * kind from now fails with -EIO, once.  The checks sit on the discard and
+ * index write paths only, never on reads or writes of mapped extents.
+ *   WF_FAULT_DISC_ZERO   a zeroing step (fallocate, or one write of zeros)
+ *                        of a whole-extent discard: it is not issued, the
+ *                        discard fails and the extent stays mapped
+ *   WF_FAULT_DISC_INDEX  the index write that would persist a discarded
+ *                        extent as free: not issued, the write counts as
+ *                        failed (so the store stops, as for a real one)
+ */
+enum wf_store_fault {
+	WF_FAULT_NONE = 0,
+	WF_FAULT_DISC_ZERO,
+	WF_FAULT_DISC_INDEX,
+};
+void wf_store_fault(struct wf_store *s, enum wf_store_fault what,
+		    unsigned skip);
 
 /* store_format.c: index blocks, device open */
 void wf_ix_build(const struct wf_store *s, uint64_t b, uint8_t copy,

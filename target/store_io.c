@@ -24,8 +24,8 @@
  * the same way (TAG_BLKDONE).  So the per-extent state (ram[], the drain
  * and defer lists) is only ever touched by the extent's owner, lock-free;
  * the allocator, the hash table's writers and the index blocks take
- * sh->lock.  Lock-free lookups retry around a hash table rebuild
- * (hdr->table_seq), like the short-circuit readers.
+ * sh->lock.  Lock-free lookups retry while a removal moves hash table
+ * entries (hdr->table_seq), like the short-circuit readers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,7 +48,6 @@
 #define TAG_SHIFT       3
 
 #define HT_EMPTY        0u
-#define HT_TOMB         UINT32_MAX
 
 enum {
 	PH_IO = 1,
@@ -59,6 +58,7 @@ enum {
 	PH_ZERO_WRITE,
 	PH_FSYNC,
 	PH_FREE,
+	PH_FAULT,       /* an injected failure (wf_store_fault) */
 };
 
 #define RF_WHOLE        0x80u   /* req->flags: discard of a whole extent */
@@ -81,23 +81,45 @@ static void unlock(struct wf_store *s)
 #define SET(field, v)   __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 #define GET(field)      __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
-/* Hash table (shared view).  Buckets hold phys + 1; readers in other
- * processes probe concurrently, so entries never move except in a rebuild
- * announced through hdr->table_seq. */
+/*
+ * Hash table (shared view).  Buckets hold phys + 1 (0: empty); linear
+ * probing without tombstones.  Readers on other queues and in other
+ * processes probe without the lock, so:
+ *  - an insert only fills an empty bucket: no present key's probe path
+ *    changes;
+ *  - a removal shifts later entries of its cluster back into the hole
+ *    (backward-shift deletion), which keeps every probe path free of
+ *    empty buckets and the table free of tombstones, so probes stay as
+ *    short as the load factor says, for ever, without rebuilds.  A
+ *    reader passing the hole before an entry moved into it and reaching
+ *    the entry's old bucket after it was emptied would wrongly conclude
+ *    "not mapped", so moves are bracketed by making hdr->table_seq odd,
+ *    and readers retry when it changed (a seqlock).  A removal that
+ *    moves nothing leaves table_seq alone: no present key's path ran
+ *    through the hole, or its entry would have been movable.
+ * Writers hold sh->lock.
+ */
+
+static uint64_t ht_home(const struct wf_store *s, uint32_t phys)
+{
+	return wf_store_hash(s->pe[phys].volume, s->pe[phys].extent, s->buckets);
+}
 
 int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 	       uint64_t *bucket)
 {
 	uint64_t i = wf_store_hash(volume, extent, s->buckets);
 
-	/* Bounded, and every entry checked: a lock-free caller may probe a
-	 * table that another queue is rebuilding (it then retries). */
+	/* Bounded, and every entry checked: a lock-free caller may probe
+	 * while another queue moves entries (it then retries). */
 	for (uint64_t n = 0; n < s->buckets; n++) {
 		uint32_t v = __atomic_load_n(&s->ht[i], __ATOMIC_ACQUIRE);
 
 		if (v == HT_EMPTY)
 			return -1;
-		if (v != HT_TOMB && v - 1 < s->sb.extents) {
+		/* (UINT32_MAX, the view format's tombstone, which this
+		 * store never writes, fails the range check too) */
+		if (v - 1 < s->sb.extents) {
 			const struct wf_store_pe *pe = &s->pe[v - 1];
 
 			if (GET(pe->volume) == volume && GET(pe->extent) == extent) {
@@ -111,58 +133,56 @@ int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 	return -1;
 }
 
-static void ht_put(struct wf_store *s, uint32_t phys)
+void wf_ht_insert(struct wf_store *s, uint32_t phys)
 {
-	uint64_t i = wf_store_hash(s->pe[phys].volume, s->pe[phys].extent,
-				   s->buckets);
+	uint64_t i = ht_home(s, phys);
 
-	while (s->ht[i] != HT_EMPTY && s->ht[i] != HT_TOMB)
+	/* There are more buckets than extents (view_alloc): this ends. */
+	while (s->ht[i] != HT_EMPTY)
 		if (++i == s->buckets)
 			i = 0;
-	if (s->ht[i] == HT_TOMB)
-		s->sh->tombs--;
+	/* Release: a reader that sees the bucket sees pe[phys] filled. */
 	__atomic_store_n(&s->ht[i], phys + 1, __ATOMIC_RELEASE);
 	s->sh->live++;
 }
 
-/* Rebuild without tombstones.  Readers see table_seq odd and retry. */
-static void ht_rebuild(struct wf_store *s)
+void wf_ht_remove(struct wf_store *s, uint64_t hole)
 {
 	uint32_t seq = s->hdr->table_seq;
+	uint64_t j = hole;
+	bool moving = false;
 
-	__atomic_store_n(&s->hdr->table_seq, seq + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memset(s->ht, 0, s->buckets * sizeof(*s->ht));
-	s->sh->live = s->sh->tombs = 0;
-	for (uint64_t p = 0; p < s->sb.extents; p++)
-		if (s->pe[p].extent != WF_STORE_EXTENT_NONE)
-			ht_put(s, (uint32_t)p);
-	__atomic_store_n(&s->hdr->table_seq, seq + 2, __ATOMIC_RELEASE);
-}
+	for (;;) {
+		uint64_t home;
+		uint32_t v;
 
-void wf_ht_insert(struct wf_store *s, uint32_t phys)
-{
-	ht_put(s, phys);
-	/* Keep >= 1/8 of the buckets empty so probes stay short and end. */
-	if (s->sh->live + s->sh->tombs > s->buckets - s->buckets / 8)
-		ht_rebuild(s);
-}
-
-static void ht_remove(struct wf_store *s, uint64_t bucket)
-{
-	uint64_t next = bucket + 1 == s->buckets ? 0 : bucket + 1;
-
-	/* An empty successor ends every probe chain through this bucket,
-	 * so it may become empty rather than a tombstone. */
-	if (s->ht[next] == HT_EMPTY) {
-		__atomic_store_n(&s->ht[bucket], HT_EMPTY, __ATOMIC_RELEASE);
-	} else {
-		__atomic_store_n(&s->ht[bucket], HT_TOMB, __ATOMIC_RELEASE);
-		s->sh->tombs++;
+		if (++j == s->buckets)
+			j = 0;
+		v = s->ht[j];
+		if (v == HT_EMPTY)
+			break;
+		/* v's probe runs from its home to j: it passes the hole
+		 * (and may move there) unless home lies in (hole, j]. */
+		home = ht_home(s, v - 1);
+		if (hole < j ? home > hole && home <= j
+			     : home > hole || home <= j)
+			continue;
+		if (!moving) {
+			/* Odd before the first move is visible (the fence
+			 * orders it before the stores below). */
+			__atomic_store_n(&s->hdr->table_seq, seq + 1,
+					 __ATOMIC_RELAXED);
+			__atomic_thread_fence(__ATOMIC_RELEASE);
+			moving = true;
+		}
+		__atomic_store_n(&s->ht[hole], v, __ATOMIC_RELEASE);
+		hole = j;
+		s->sh->ht_moves++;
 	}
+	__atomic_store_n(&s->ht[hole], HT_EMPTY, __ATOMIC_RELEASE);
+	if (moving)
+		__atomic_store_n(&s->hdr->table_seq, seq + 2, __ATOMIC_RELEASE);
 	s->sh->live--;
-	if (s->sh->live + s->sh->tombs > s->buckets - s->buckets / 8)
-		ht_rebuild(s);
 }
 
 /* Seqlock on a physical extent (see store.h, shared view). */
@@ -200,8 +220,33 @@ static void set_state(struct wf_store *s, uint32_t p, uint32_t st)
 	ram_set(s, p, (ram_get(s, p) & ~7u) | st);
 }
 
-/* Lock-free lookup: retried around a rebuild of the hash table (which
- * runs under the lock, so waiting on the lock waits for it). */
+/* Fault injection (tests): callers test GET(sh->fault) first, so an
+ * unarmed store pays one predictable branch on the discard and index
+ * write paths.  Under the lock. */
+static bool fault_take_locked(struct wf_store *s, uint8_t what)
+{
+	if (s->sh->fault != what)
+		return false;
+	if (s->sh->fault_skip) {
+		s->sh->fault_skip--;
+		return false;
+	}
+	SET(s->sh->fault, (uint8_t)WF_FAULT_NONE);
+	return true;
+}
+
+void wf_store_fault(struct wf_store *s, enum wf_store_fault what,
+		    unsigned skip)
+{
+	lock(s);
+	s->sh->fault_skip = skip;
+	SET(s->sh->fault, (uint8_t)what);
+	unlock(s);
+}
+
+/* Lock-free lookup: retried around entries moving in the hash table (a
+ * removal, which runs under the lock, so waiting on the lock waits for
+ * it). */
 static int lookup(struct wf_store *s, const struct wf_store_req *req,
 		  uint64_t *bucket)
 {
@@ -360,6 +405,16 @@ static void prep_rw(struct wf_store *s, struct wf_store_req *req,
 /* Index blocks: one write in flight per block; changes made meanwhile go
  * out together in the next write (to the other copy). */
 
+/* Does this batch free an extent (a whole-extent discard)?  For
+ * WF_FAULT_DISC_INDEX only. */
+static bool blk_frees(const struct wf_store_req *req)
+{
+	for (; req; req = req->next)
+		if (req->op == WF_STORE_OP_DISCARD)
+			return true;
+	return false;
+}
+
 static void blk_kick(struct wf_store *s, uint64_t b)
 {
 	struct wf_iblk *blk = &s->blk[b];
@@ -400,13 +455,22 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 	buf = s->sh->ibuf_free[--s->sh->nibuf_free];
 	img = s->ibuf + (size_t)buf * WF_STORE_BLOCK;
 	wf_ix_build(s, b, blk->next_copy, blk->seq + 1, img);
-	io_uring_prep_write(sqe, 0, img, WF_STORE_BLOCK,
-			    s->sb.index_off + (2 * b + blk->next_copy) * WF_STORE_BLOCK);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	/* With a volatile cache the entry must be on stable media before the
-	 * write that needed it is acknowledged: FUA this block. */
-	if (s->volatile_cache)
-		sqe->rw_flags = RWF_DSYNC;
+	if (__builtin_expect(GET(s->sh->fault) == WF_FAULT_DISC_INDEX, 0) &&
+	    blk_frees(blk->pending) &&
+	    fault_take_locked(s, WF_FAULT_DISC_INDEX)) {
+		/* Injected: nothing is written, and the NOP's result (0, not
+		 * a block) makes blk_done treat the write as failed. */
+		io_uring_prep_nop(sqe);
+	} else {
+		io_uring_prep_write(sqe, 0, img, WF_STORE_BLOCK, s->sb.index_off +
+				    (2 * b + blk->next_copy) * WF_STORE_BLOCK);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		/* With a volatile cache the entry must be on stable media
+		 * before the write that needed it is acknowledged: FUA this
+		 * block. */
+		if (s->volatile_cache)
+			sqe->rw_flags = RWF_DSYNC;
+	}
 	io_uring_sqe_set_data64(sqe, (b << TAG_SHIFT) | TAG_BLK);
 	s->blk_out++;
 	blk->buf = buf;
@@ -450,7 +514,7 @@ static void free_extent(struct wf_store *s, uint32_t p)
 	uint64_t bucket;
 
 	if (wf_ht_find(s, s->pe[p].volume, s->pe[p].extent, &bucket) >= 0)
-		ht_remove(s, bucket);
+		wf_ht_remove(s, bucket);
 	__atomic_store_n(&s->pe[p].extent, WF_STORE_EXTENT_NONE, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->pe[p].volume, 0, __ATOMIC_RELAXED);
 	seq_end(s, p);
@@ -555,12 +619,17 @@ static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
 	if (GET(s->sh->failed))
 		return complete_soft(s, req, GET(s->sh->failed));
 	p = lookup(s, req, &bucket);
-	if (p < 0 || ext_state(s, (uint32_t)p) >= WF_EXT_DISCARDING) {
-		/* Thin provisioning: never written (or being discarded, which
-		 * may finish first) reads as zeros, no device I/O. */
+	if (p < 0) {
+		/* Thin provisioning: never written reads as zeros, no device
+		 * I/O. */
 		memset(req->buf, 0, req->len);
 		return complete_soft(s, req, 0);
 	}
+	if (ext_state(s, (uint32_t)p) >= WF_EXT_DISCARDING)
+		/* Zeros only once the discard succeeded: should it fail, the
+		 * extent stays mapped and the read must see what it holds.
+		 * Redispatched when the discard completes or aborts. */
+		return defer(s, req);
 	sqe = sqe_get(s);
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
@@ -645,6 +714,21 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 
 	if (!sqe)
 		return -EBUSY;
+	if (__builtin_expect(GET(s->sh->fault) == WF_FAULT_DISC_ZERO, 0) &&
+	    (req->flags & RF_WHOLE)) {
+		bool hit;
+
+		lock(s);
+		hit = fault_take_locked(s, WF_FAULT_DISC_ZERO);
+		unlock(s);
+		if (hit) {
+			/* Injected: this step zeroes nothing and fails. */
+			req->phase = PH_FAULT;
+			io_uring_prep_nop(sqe);
+			io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
+			return 0;
+		}
+	}
 	zero_range(s, req, req->flags & RF_WHOLE, &off, &len);
 	if (!GET(s->sh->zero_by_write)) {
 		req->phase = PH_ZERO;
@@ -671,13 +755,15 @@ static void disc_zero(struct wf_store *s, struct wf_store_req *req)
 	if (!ret)
 		return;
 	/* Undo what the dispatch took, answer through the ready list. */
+	req->parts = 1;
 	if (req->flags & RF_WHOLE) {
 		set_state(s, req->phys, WF_EXT_MAPPED);
 		seq_end(s, req->phys);
-	} else {
-		ram_set(s, req->phys, ram_get(s, req->phys) - WF_EXT_IO_ONE);
+		part_fail_soft(s, req, ret);
+		/* Requests deferred behind the discard may go now. */
+		return redispatch(s);
 	}
-	req->parts = 1;
+	ram_set(s, req->phys, ram_get(s, req->phys) - WF_EXT_IO_ONE);
 	part_fail_soft(s, req, ret);
 }
 
@@ -760,6 +846,9 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 		} else if (res == 0) {
 			res = -EIO;
 		}
+		break;
+	case PH_FAULT:
+		res = -EIO;
 		break;
 	case PH_FSYNC:
 		if (res >= 0) {

@@ -64,7 +64,8 @@ int wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
 	if (t1 & 1)
 		return -EAGAIN;
 	i = wf_store_hash(volume, extent, n);
-	/* Bounded: a table caught mid-rebuild may have no empty bucket. */
+	/* Bounded, whatever the table looks like mid-change (entries being
+	 * moved by a removal: table_seq then differs below). */
 	for (probes = 0; probes < n; probes++) {
 		uint32_t b = __atomic_load_n(&v->ht[i], __ATOMIC_ACQUIRE);
 

@@ -153,4 +153,59 @@ static inline struct wf_store *store_open_ok(const char *path, uint32_t cache)
 	return s;
 }
 
+/*
+ * The hash table of a view, checked against what backward-shift deletion
+ * promises: no tombstones, exactly `live` occupied buckets, no entry twice,
+ * every entry reachable from its home bucket without crossing an empty
+ * one (else a probe for it would stop short: a false "not mapped"), and
+ * table_seq even (no move left half done).  Quiescent tables only.
+ * Returns NULL or what is wrong.  *probes: total probe length of all
+ * entries (1 for an entry in its home bucket).
+ */
+static inline const char *view_ht_check(const struct wf_store_view *v,
+					uint64_t live, uint64_t *probes)
+{
+	uint64_t n = v->hdr->buckets, used = 0, total = 0;
+	static char why[160];
+
+	if (v->hdr->table_seq & 1)
+		return "table_seq odd";
+	for (uint64_t j = 0; j < n; j++) {
+		uint32_t b = v->ht[j];
+		const struct wf_store_pe *pe;
+		uint64_t i, d = 1;
+
+		if (b == 0)
+			continue;
+		if (b == UINT32_MAX)
+			return "tombstone";
+		if (b - 1 >= v->hdr->extents)
+			return "bucket out of range";
+		pe = &v->pe[b - 1];
+		if (pe->extent == WF_STORE_EXTENT_NONE)
+			return "bucket names a free extent";
+		used++;
+		for (i = wf_store_hash(pe->volume, pe->extent, n); i != j;
+		     i = i + 1 == n ? 0 : i + 1, d++) {
+			if (v->ht[i] == 0) {
+				snprintf(why, sizeof(why), "bucket %llu unreachable: "
+					 "empty bucket %llu on its path",
+					 (unsigned long long)j, (unsigned long long)i);
+				return why;
+			}
+			if (v->ht[i] == b)
+				return "entry twice";
+		}
+		total += d;
+	}
+	if (used != live) {
+		snprintf(why, sizeof(why), "%llu buckets used, %llu live",
+			 (unsigned long long)used, (unsigned long long)live);
+		return why;
+	}
+	if (probes)
+		*probes = total;
+	return NULL;
+}
+
 #endif

@@ -4,10 +4,12 @@
  * the view and reads the device itself (the short-circuit path) while the
  * store allocates, writes and discards, reusing a few physical extents for
  * many (volume, extent) keys.  A read the view validates must never return
- * another key's data.
+ * another key's data, and a key mapped throughout a lookup is always found
+ * (removals move other keys' hash table entries meanwhile).
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -18,6 +20,10 @@
 #define NEXT    8
 
 static char img[128];
+/* Shared with the reader: per key, odd while the key is mapped (set by
+ * the store side after its write completed, cleared before a discard is
+ * submitted). */
+static uint32_t (*present)[NEXT];
 
 static void teardown(void)
 {
@@ -39,8 +45,10 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Child: short-circuit reads until killed; exit 1 on stale data.  Reports
- * (validated reads with data, lookups refused) through the pipe often. */
+/* Child: short-circuit reads until killed; exit 1 on stale data, 5 when a
+ * key mapped throughout the lookup is reported unmapped (which a reader
+ * would take for zeros).  Reports (validated reads with data, lookups
+ * refused) through the pipe often. */
 static void reader(int index_fd, int out)
 {
 	struct wf_store_view v;
@@ -54,7 +62,7 @@ static void reader(int index_fd, int out)
 	if (fd < 0 || posix_memalign((void **)&buf, 4096, 4096))
 		_exit(2);
 	for (uint64_t i = 0; ; i++) {
-		uint32_t phys, seq;
+		uint32_t phys, seq, g;
 		uint64_t vol, ext, b, want;
 		int r;
 
@@ -62,7 +70,15 @@ static void reader(int index_fd, int out)
 		vol = 1 + x % NV;
 		ext = (x >> 8) % NEXT;
 		b = (x >> 16) % (EXT / 4096);
+		g = __atomic_load_n(&present[vol - 1][ext], __ATOMIC_ACQUIRE);
 		r = wf_store_view_lookup(&v, vol, (uint32_t)ext, &phys, &seq);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (r == 0 && (g & 1) &&
+		    __atomic_load_n(&present[vol - 1][ext], __ATOMIC_RELAXED) == g) {
+			fprintf(stderr, "key %llu/%llu mapped but not found\n",
+				(unsigned long long)vol, (unsigned long long)ext);
+			_exit(5);
+		}
 		if (r == -EAGAIN)
 			counts[1]++;
 		if (r != 1)
@@ -106,6 +122,9 @@ Test(store_view, short_circuit_reads_never_stale, .fini = teardown, .timeout = 1
 	pid_t pid;
 
 	/* about 15 physical extents for 32 keys: constant reuse */
+	present = mmap(NULL, sizeof(uint32_t) * NV * NEXT, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(present, MAP_FAILED);
 	img_create(img, sizeof(img), "view", 1 * MiB);
 	cr_assert_eq(wf_store_format(img, 1, 1, EXT, false, &err), 0, "%s", err.msg);
 	s = store_open_ok(img, WF_STORE_CACHE_NONE);
@@ -128,6 +147,8 @@ Test(store_view, short_circuit_reads_never_stale, .fini = teardown, .timeout = 1
 		v = x % NV;
 		e = (x >> 8) % NEXT;
 		if (mapped[v][e]) {
+			__atomic_store_n(&present[v][e], present[v][e] + 1,
+					 __ATOMIC_RELEASE);
 			cr_assert_eq(s_discard(s, v + 1, e * EXT, EXT), 0);
 			mapped[v][e] = false;
 			nmapped--;
@@ -136,6 +157,8 @@ Test(store_view, short_circuit_reads_never_stale, .fini = teardown, .timeout = 1
 				for (int w = 0; w < 512; w++)
 					buf[b * 512 + w] = tag(v + 1, e, b);
 			cr_assert_eq(s_write(s, v + 1, e * EXT, EXT, buf, 0), 0);
+			__atomic_store_n(&present[v][e], present[v][e] + 1,
+					 __ATOMIC_RELEASE);
 			mapped[v][e] = true;
 			nmapped++;
 		}
@@ -143,8 +166,8 @@ Test(store_view, short_circuit_reads_never_stale, .fini = teardown, .timeout = 1
 	}
 	kill(pid, SIGKILL);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFSIGNALED(status), "reader exited %d: stale data or error",
-		  WEXITSTATUS(status));
+	cr_assert(WIFSIGNALED(status), "reader exited %d: stale data (1), a mapped "
+		  "key not found (5) or error", WEXITSTATUS(status));
 	while (read(p[0], counts, sizeof(counts)) == sizeof(counts))
 		;
 	close(p[0]);
@@ -154,5 +177,6 @@ Test(store_view, short_circuit_reads_never_stale, .fini = teardown, .timeout = 1
 	cr_assert_geq(ops, 100);
 	cr_assert_geq(counts[0], 100, "the reader validated too few reads to mean much");
 	wf_store_close(s);
+	munmap(present, sizeof(uint32_t) * NV * NEXT);
 	free(buf);
 }
