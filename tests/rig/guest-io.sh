@@ -98,7 +98,9 @@ rig_weft_up() {
 # died already, needed SIGKILL, or its log does not end with its clean
 # exit: the daemon is not our child, so the log is the only witness.
 rig_weft_down() {
-	local dir=$1 pid t log=$dir/run/target-0.log
+	local dir=$1 pid t log
+	log=$dir/run/target-0.log       # not on the line above: bash expands
+	                                # every word of `local` before assigning
 	pid=$(cat "$dir/target-0.pid" 2>/dev/null) || { echo "no target pid file"; return 1; }
 	rm -f "$dir/target-0.pid"
 	kill -TERM "$pid" 2>/dev/null || { echo "weft-target $pid was gone before SIGTERM"; tail -n 20 "$log"; return 1; }
