@@ -573,8 +573,12 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	if (c->state != CONN_LIVE)
 		return;         /* closing: nothing more is served */
-	if (c->r->phase >= PH_DRAIN_SEND)
-		return;         /* the connection is about to be closed */
+	/* Stopping: requests still get their BUSY answer (on_request), and
+	 * the connections stay open until their peers have been quiet for
+	 * a moment (stop_step), so nothing a peer sent before it saw the
+	 * close goes unanswered behind a reset. */
+	if (c->r->phase != PH_RUN)
+		c->r->drain_rx_ns = wf_tgt_now_ns();
 	op = wf_wire_peek(msg, len, NULL);
 	if (op >= WF_OP_READ && op <= WF_OP_DISCARD) {
 		on_request(c, msg, len);

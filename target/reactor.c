@@ -45,6 +45,7 @@
 #define CTL_EVERY   256         /* busy turns between control checks */
 #define DRAIN_IO_MS   10000     /* store I/O in flight must finish by then */
 #define DRAIN_SEND_MS 2000      /* posted replies must be sent by then */
+#define DRAIN_QUIET_MS 20       /* ... and peers quiet this long */
 #define CLOSE_MS      2000      /* endpoints must report DISCONNECT by then */
 
 void wf_tgt_log(const char *fmt, ...)
@@ -608,6 +609,9 @@ static bool stop_step(struct wf_tgt_reactor *r)
 		for (uint32_t i = 0; i < r->cfg->max_conns; i++)
 			if (r->conns[i].state == CONN_LIVE && r->conns[i].sends_out)
 				busy = true;
+		/* A peer still sending gets BUSY answers until it pauses. */
+		if (now - r->drain_rx_ns < DRAIN_QUIET_MS * 1000000ull)
+			busy = true;
 		if (busy && now < r->phase_deadline)
 			return false;
 		for (uint32_t i = 0; i < r->cfg->max_conns; i++)
@@ -647,9 +651,6 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		n = wf_store_poll(r->store, STORE_BATCH);
 		if (n > 0)
 			work += (unsigned)n;
-		/* Signals, control sockets, wakeups from other reactors. */
-		if (wf_store_woken(r->store) & (1u << r->ev_watch))
-			events(r, 0);
 		for (unsigned f = 0; f < r->nfab; f++) {
 			n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
 			if (n > 0) {
@@ -657,6 +658,10 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				work += (unsigned)n;
 			}
 		}
+		/* Signals, control sockets, wakeups from other reactors: after
+		 * the requests that arrived with them were read. */
+		if (wf_store_woken(r->store) & (1u << r->ev_watch))
+			events(r, 0);
 		if (r->pend_head)
 			work += wf_tgt_conn_run_pending(r);
 		/* After the store completions: they may have drained the

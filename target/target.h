@@ -335,6 +335,7 @@ struct wf_tgt_reactor {
 	struct wf_tgt_ctl   ctl;
 	uint8_t             phase;      /* enum wf_tgt_phase */
 	uint64_t            phase_deadline; /* CLOCK_MONOTONIC ns */
+	uint64_t            drain_rx_ns;    /* last message while stopping */
 	uint64_t            last_reload;    /* ns: request-driven reloads */
 	uint32_t            store_inflight;
 	uint64_t            started_ns;
