@@ -379,7 +379,15 @@ static int timed_loop(struct floor_ctx *c)
 		io_uring_for_each_cqe(&c->ring, head, cqe) {
 			struct slot *s = io_uring_cqe_get_data(cqe);
 			uint32_t i = (uint32_t)(s - c->slots);
-			uint64_t lat = now - s->t0;
+			uint64_t lat;
+
+			/* Submitted inside this loop (SUBMIT_BATCH) after now
+			 * was read, and already done (a hole, the page cache):
+			 * this loop sees its CQE too.  Read the clock again
+			 * rather than record a negative latency. */
+			if (s->t0 > now)
+				now = wf_now_ns();
+			lat = now - s->t0;
 
 			seen++;
 			inflight--;
