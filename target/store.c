@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -216,8 +215,6 @@ static void queue_free(struct wf_store *s, bool ring)
 		io_uring_unregister_files(&s->ring);
 		io_uring_queue_exit(&s->ring);
 	}
-	if (s->efd >= 0)
-		close(s->efd);
 	free(s->bufs);
 }
 
@@ -253,7 +250,7 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->memfd = s->efd = -1;
+	s->memfd = -1;
 	s->sh = calloc(1, sizeof(*s->sh));
 	if (!s->sh) {
 		free(s);
@@ -387,7 +384,6 @@ int wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
 	/* The shared pointers and the geometry, then this queue's own. */
 	memcpy(n, s, sizeof(*n));
 	memset(&n->ring, 0, sizeof(n->ring));
-	n->efd = -1;
 	n->defer_head = n->defer_tail = n->drain = NULL;
 	n->ready_head = n->ready_tail = n->outbox = NULL;
 	n->bufs = NULL;
@@ -443,24 +439,6 @@ void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st)
 int wf_store_ring_fd(const struct wf_store *s)
 {
 	return s->ring.ring_fd;
-}
-
-int wf_store_event_fd(struct wf_store *s)
-{
-	int ret;
-
-	if (s->efd >= 0)
-		return s->efd;
-	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->efd < 0)
-		return -errno;
-	ret = io_uring_register_eventfd(&s->ring, s->efd);
-	if (ret) {
-		close(s->efd);
-		s->efd = -1;
-		return ret;
-	}
-	return s->efd;
 }
 
 unsigned wf_store_inflight(const struct wf_store *s)

@@ -266,9 +266,6 @@ int  wf_store_submit_and_wait(struct wf_store *s);
 int  wf_store_poll(struct wf_store *s, unsigned max);
 /* The io_uring fd: pollable (POLLIN) when completions are ready. */
 int  wf_store_ring_fd(const struct wf_store *s);
-/* An eventfd signalled on completions (created and registered on first
- * call); for reactors that prefer an eventfd to the ring fd. */
-int  wf_store_event_fd(struct wf_store *s);
 /*
  * Sleeping in the ring.  A reactor that waits for device completions and
  * for other fds (fabric completion channels, an epoll set) sleeps in one

@@ -113,7 +113,6 @@ struct wf_store {
 	int      fd;
 	int      memfd;
 	bool     view_shareable;        /* sealed against writable mappings */
-	int      efd;
 	/* wf_store_watch(): fds polled (one-shot, re-armed) in this ring */
 	struct { int fd; bool armed; } watch[WF_STORE_WATCH_MAX];
 	unsigned nwatch;
