@@ -129,8 +129,14 @@ static void target_kill(unsigned id, int sig, unsigned ms)
 	cr_assert_eq(kill(pid, sig), 0);
 	for (unsigned i = 0; i < ms / 10 && !gone(pid); i++)
 		sleep_ms(10);
-	cr_assert(gone(pid), "target %u still there %u ms after signal %d", id,
-		  ms, sig);
+	if (!gone(pid)) {
+		/* A test's failure must not leave a daemon behind. */
+		kill(pid, SIGKILL);
+		for (unsigned i = 0; i < 200 && !gone(pid); i++)
+			sleep_ms(10);
+		cr_assert_fail("target %u still there %u ms after signal %d "
+			       "(SIGKILLed)", id, ms, sig);
+	}
 	snprintf(path, sizeof(path), "%s/target-%u.pid", E.dir, id);
 	unlink(path);
 }

@@ -307,6 +307,17 @@ bool tgt_alive(pid_t pid)
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
+/* The target ignored its signal: SIGKILL it (a failed test must not leave
+ * a daemon behind), then fail. */
+static void stuck(struct tgt_env *e)
+{
+	kill(e->pid, SIGKILL);
+	for (int i = 0; i < 1000 && tgt_alive(e->pid); i++)
+		usleep(2000);
+	e->pid = 0;
+	cr_assert_fail("target did not exit (SIGKILLed)");
+}
+
 int tgt_kill(struct tgt_env *e, int sig, bool wait)
 {
 	int64_t end = now_ms() + 20000;
@@ -318,14 +329,16 @@ int tgt_kill(struct tgt_env *e, int sig, bool wait)
 		return 0;
 	if (e->child) {
 		while (waitpid(e->pid, &st, WNOHANG) != e->pid) {
-			cr_assert_lt(now_ms(), end, "target did not exit");
+			if (now_ms() >= end)
+				stuck(e);
 			usleep(2000);
 		}
 		e->pid = 0;
 		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	}
 	while (tgt_alive(e->pid)) {
-		cr_assert_lt(now_ms(), end, "target did not exit");
+		if (now_ms() >= end)
+			stuck(e);
 		usleep(2000);
 	}
 	e->pid = 0;
