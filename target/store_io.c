@@ -1183,13 +1183,9 @@ int wf_store_wait(struct wf_store *s, int timeout_ms)
 
 		if (s->watch[i].armed)
 			continue;
-		sqe = io_uring_get_sqe(&s->ring);
-		if (!sqe) {
-			io_uring_submit(&s->ring);
-			sqe = io_uring_get_sqe(&s->ring);
-			if (!sqe)
-				return -EBUSY;
-		}
+		sqe = sqe_get(s);
+		if (!sqe)
+			return -EBUSY;
 		io_uring_prep_poll_add(sqe, s->watch[i].fd, POLLIN);
 		io_uring_sqe_set_data64(sqe, ((uint64_t)i << TAG_SHIFT) | TAG_WATCH);
 		s->watch[i].armed = true;
@@ -1229,6 +1225,7 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 	while (total < max) {
 		unsigned want = max - total < 32 ? max - total : 32;
 		unsigned n = io_uring_peek_batch_cqe(&s->ring, cqes, want);
+		unsigned watched = 0;
 
 		if (!n)
 			break;
@@ -1254,7 +1251,7 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 			case TAG_WATCH:
 				watch_cqe(s, (unsigned)(d >> TAG_SHIFT),
 					  done[i].res, done[i].flags);
-				total--;        /* not the caller's work */
+				watched++;      /* not the caller's work */
 				break;
 			default: {
 				struct wf_store_req *req =
@@ -1285,7 +1282,7 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 			}
 			}
 		}
-		total += n;
+		total += n - watched;
 	}
 	/* An extent state changed by a handed-back continuation may let
 	 * deferred requests go. */
