@@ -47,6 +47,7 @@
 #include "fabric/wire.h"
 #include "placement/map.h"
 #include "weft.h"
+#include "weft_env.h"
 
 #define MAX_JOBS        8
 #define MAX_PIDS        64
@@ -921,6 +922,7 @@ int bench_io(int argc, char **argv)
 	 * at the next weft_wait (fio does the same with its commit hook). */
 	co.flags = (o.short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT) |
 		   WEFT_F_DEFER_SEND;
+	weft_env_opts(&co, "weft-bench");
 	ret = weft_cluster_open(&co, &w.cl);
 	if (ret)
 		die(o.map, ret);

@@ -24,6 +24,7 @@
 #include "optgroup.h"
 
 #include "weft.h"
+#include "weft_env.h"
 
 struct wf_fio_opts {
 	void *pad;		/* fio stores the thread pointer here */
@@ -111,6 +112,7 @@ static int wf_fio_open_cluster(struct thread_data *td, unsigned depth,
 	co.timeout_ms = o->timeout_ms;
 	co.flags = (o->short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT) |
 		   WEFT_F_DEFER_SEND;   /* sent by wf_fio_commit */
+	weft_env_opts(&co, "fio");
 	ret = weft_cluster_open(&co, cl);
 	if (ret) {
 		log_err("weft: cannot open the cluster of %s: %s\n", o->map,

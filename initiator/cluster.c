@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libweft: the cluster handle.  Map loading and epoch changes, the
- * connection table, volumes, teardown.
+ * libweft: the cluster handle.  Options, map loading and epoch changes,
+ * the connection table, volumes, teardown.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,41 +15,6 @@
 #include <unistd.h>
 
 #include "initiator/weft_int.h"
-
-uint64_t wf_now_ms(void)
-{
-	struct timespec ts;
-
-	/* vDSO: no system call on the data path. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-const char *wf_cl_addr(struct weft_cluster *cl, uint32_t tidx, char *buf,
-		       size_t len)
-{
-	return wf_cl_addr_k(cl, tidx, 0, buf, len);
-}
-
-const char *wf_cl_addr_k(struct weft_cluster *cl, uint32_t tidx, uint32_t k,
-			 char *buf, size_t len)
-{
-	const struct wf_target *t = &cl->map.targets[tidx];
-
-	if (!strcmp(cl->transport, "unix")) {
-		if (k)
-			snprintf(buf, len, "unix:%s/target-%u.sock.%u", cl->run_dir,
-				 t->id, k);
-		else
-			snprintf(buf, len, "unix:%s/target-%u.sock", cl->run_dir,
-				 t->id);
-	} else if (!strcmp(cl->transport, "verbs")) {
-		snprintf(buf, len, "rdma:%s:%u", t->addr, t->port + k);
-	} else {
-		snprintf(buf, len, "tcp:%s:%u", t->addr, t->port + k);
-	}
-	return buf;
-}
 
 static int map_stat(const char *path, uint64_t *mtime_ns, uint64_t *size)
 {
@@ -121,15 +86,10 @@ static int conns_rebuild(struct weft_cluster *cl, struct wf_map *nm)
 	for (j = 0; j < nm->ntargets; j++) {
 		if (nc[j])
 			continue;
-		/* Connected lazily, but the struct must exist: allocate the
-		 * small thing now (control path). */
-		nc[j] = calloc(1, sizeof(**nc));
+		nc[j] = wf_conn_new(cl, nm->targets[j].id);
 		if (!nc[j])
 			goto out_nomem;
 		fresh[j] = true;
-		nc[j]->cl = cl;
-		nc[j]->target_id = nm->targets[j].id;
-		nc[j]->state = CONN_IDLE;
 		/* A target that moved keeps its unflushed writes. */
 		for (i = 0; i < cl->nconns; i++)
 			if (cl->conns[i] && !keep[i] &&
@@ -210,7 +170,7 @@ int wf_map_refresh(struct weft_cluster *cl, bool force)
 	memset(&nm, 0, sizeof(nm));
 	ret = wf_map_load(cl->map_path, &nm, &err);
 	if (ret) {
-		fprintf(stderr, "libweft: map reload: %s\n", err.msg);
+		wf_log(cl, WEFT_LOG_ERR, "map reload: %s", err.msg);
 		return ret;
 	}
 	cl->map_mtime_ns = mt;
@@ -243,6 +203,8 @@ int wf_map_refresh(struct weft_cluster *cl, bool force)
 	cl->table = t;
 	volumes_rebind(cl);
 	wf_sc_rebuild(cl);
+	wf_log(cl, WEFT_LOG_INFO, "map epoch %llu", (unsigned long long)cl->map.epoch);
+	wf_pieces_new_map(cl);
 	return 1;
 }
 
@@ -253,8 +215,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	struct wf_map_err err;
 	struct wf_ctx_opts co = { .size = sizeof(co) };
 	struct epoll_event ev = { .events = EPOLLIN };
-	const char *env;
-	size_t arena = WF_ARENA_DEFAULT;
+	size_t arena;
 	uint32_t budget;
 	int ret;
 
@@ -265,8 +226,15 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	cl = calloc(1, sizeof(*cl));
 	if (!cl)
 		return -ENOMEM;
-	cl->opts = *opts;
+	/* An older caller's struct ends earlier: the rest stays zero. */
+	memcpy(&cl->opts, opts, opts->size < sizeof(cl->opts) ? opts->size :
+	       sizeof(cl->opts));
 	cl->opts.size = sizeof(cl->opts);
+	cl->log = cl->opts.log;
+	cl->log_arg = cl->opts.log_arg;
+	cl->log_level = cl->opts.log_level ? cl->opts.log_level :
+			WEFT_LOG_WARNING;
+	cl->opts.run_dir = cl->opts.host = NULL;    /* copied below */
 	cl->epfd = -1;
 	cl->map_path = strdup(opts->map_path);
 	if (!cl->map_path) {
@@ -277,18 +245,27 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 		 opts->transport ? opts->transport : "tcp");
 	if (strcmp(cl->transport, "tcp") && strcmp(cl->transport, "unix") &&
 	    strcmp(cl->transport, "verbs")) {
-		fprintf(stderr, "libweft: unknown transport \"%s\"\n", opts->transport);
+		wf_log(cl, WEFT_LOG_ERR, "unknown transport \"%s\"", opts->transport);
 		ret = -EINVAL;
 		goto out_free;
 	}
-	env = getenv("WEFT_RUN_DIR");
-	snprintf(cl->run_dir, sizeof(cl->run_dir), "%s",
-		 env && *env ? env : "/run/weft");
-	env = getenv("WEFT_BUF_ARENA_MB");
-	if (env && atoi(env) > 0)
-		arena = (size_t)atoi(env) << 20;
-	env = getenv("WEFT_SPIN_US");
-	cl->spin_us = env ? atoi(env) : 0;
+	ret = snprintf(cl->run_dir, sizeof(cl->run_dir), "%s",
+		       opts->size > offsetof(struct weft_cluster_opts, run_dir) &&
+		       opts->run_dir && *opts->run_dir ? opts->run_dir :
+		       "/run/weft");
+	if (ret < 0 || (size_t)ret >= sizeof(cl->run_dir)) {
+		wf_log(cl, WEFT_LOG_ERR, "run_dir is too long");
+		ret = -EINVAL;
+		goto out_free;
+	}
+	if (opts->size > offsetof(struct weft_cluster_opts, host) &&
+	    opts->host && *opts->host)
+		snprintf(cl->host, sizeof(cl->host), "%s", opts->host);
+	else if (gethostname(cl->host, sizeof(cl->host)))
+		cl->host[0] = 0;
+	cl->host[sizeof(cl->host) - 1] = 0;
+	arena = cl->opts.buf_arena ? cl->opts.buf_arena : WF_ARENA_DEFAULT;
+	cl->spin_us = cl->opts.spin_us;
 	cl->qd = opts->queue_depth ? opts->queue_depth : WF_DEF_QD;
 	if (cl->qd > 65536) {
 		ret = -EINVAL;
@@ -308,7 +285,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 		goto out_free;
 	ret = wf_map_load(cl->map_path, &cl->map, &err);
 	if (ret) {
-		fprintf(stderr, "libweft: %s\n", err.msg);
+		wf_log(cl, WEFT_LOG_ERR, "%s", err.msg);
 		goto out_free;
 	}
 	ret = epoch_build(&cl->map, &cl->placer, &cl->table);

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libweft: connections to targets.  Made on first use (a blocking
- * wf_connect bounded by WF_CONNECT_MS, then an asynchronous HELLO/GRANT),
- * torn down on any error; every piece they held is re-routed.
+ * libweft: connections to targets, the machine of enum wf_conn_state.
+ * Made on first use (a blocking wf_connect bounded by WF_CONNECT_MS, then
+ * an asynchronous HELLO/GRANT), torn down on any error.
+ *
+ *   IDLE --connect--> HELLO --GRANT--> LIVE
+ *   HELLO, LIVE --fail--> CLOSING --DISCONNECT--> DOWN
+ *   HELLO, LIVE --fail, the endpoint cannot close--> DOWN
+ *   DOWN --(piece.c re-routed its pieces) wf_conn_down_done--> IDLE or freed
+ *
+ * Nothing here changes a piece: events that concern pieces are returned
+ * (wf_conn_on_msg) or left on cl->down for the piece machine.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,15 +30,65 @@ static unsigned backoff_ms(unsigned fails)
 	return d < WF_BACKOFF_MAX_MS ? d : WF_BACKOFF_MAX_MS;
 }
 
-/* Every piece on the wait queue goes back through routing. */
-static void requeue_waiting(struct wf_conn *c, int err)
+/* Reactor k of target tidx: port + k, unix socket path + ".k". */
+static const char *conn_addr(struct weft_cluster *cl, uint32_t tidx,
+			     uint32_t k, char *buf, size_t len)
 {
-	struct wf_piece *p;
+	const struct wf_target *t = &cl->map.targets[tidx];
 
-	while ((p = wf_pq_pop(&c->wait_q)))
-		wf_piece_retry(c->cl, p, err,
-			       c->retry_at > c->cl->now ?
-			       (unsigned)(c->retry_at - c->cl->now) : 0);
+	if (!strcmp(cl->transport, "unix")) {
+		if (k)
+			snprintf(buf, len, "unix:%s/target-%u.sock.%u", cl->run_dir,
+				 t->id, k);
+		else
+			snprintf(buf, len, "unix:%s/target-%u.sock", cl->run_dir,
+				 t->id);
+	} else if (!strcmp(cl->transport, "verbs")) {
+		snprintf(buf, len, "rdma:%s:%u", t->addr, t->port + k);
+	} else {
+		snprintf(buf, len, "tcp:%s:%u", t->addr, t->port + k);
+	}
+	return buf;
+}
+
+struct wf_conn *wf_conn_new(struct weft_cluster *cl, uint32_t target_id)
+{
+	/* Connected lazily, but the struct must exist: allocated on the
+	 * control path (a map change, a GRANT naming reactors). */
+	struct wf_conn *c = calloc(1, sizeof(*c));
+
+	if (c) {
+		c->cl = cl;
+		c->target_id = target_id;
+		c->state = CONN_IDLE;
+	}
+	return c;
+}
+
+static void free_ring(struct wf_conn *c)
+{
+	free(c->slot_free);
+	c->slot_free = NULL;
+	c->slot_words = c->nfree = c->slot_count = 0;
+	c->inflight = 0;
+}
+
+/* The endpoint is gone (or never closes): ring freed, pieces for the
+ * piece machine (cl->down). */
+static void went_down(struct wf_conn *c)
+{
+	struct weft_cluster *cl = c->cl;
+
+	if (c->ep) {
+		wf_ep_destroy(c->ep);
+		c->ep = NULL;
+	}
+	free_ring(c);
+	c->state = CONN_DOWN;
+	c->fails++;
+	c->retry_at = cl->now + backoff_ms(c->fails);
+	c->down_next = cl->down;
+	cl->down = c;
 }
 
 int wf_conn_connect(struct wf_conn *c)
@@ -48,7 +106,7 @@ int wf_conn_connect(struct wf_conn *c)
 
 	if (c->state != CONN_IDLE)
 		return 0;
-	wf_cl_addr_k(cl, c->idx, c->reactor, c->addr, sizeof(c->addr));
+	conn_addr(cl, c->idx, c->reactor, c->addr, sizeof(c->addr));
 	/* Two sends per request at most (payload write + header), one
 	 * receive per slot plus the GRANT. */
 	o.send_depth = 2 * cl->npieces + 4;
@@ -84,7 +142,12 @@ void wf_conn_fail(struct wf_conn *c)
 {
 	switch (c->state) {
 	case CONN_IDLE:
-		requeue_waiting(c, -ENOTCONN);
+		/* Nothing on the wire; waiters (none, normally) go back. */
+		if (c->wait_q.head) {
+			c->state = CONN_DOWN;
+			c->down_next = c->cl->down;
+			c->cl->down = c;
+		}
 		break;
 	case CONN_HELLO:
 	case CONN_LIVE:
@@ -92,61 +155,41 @@ void wf_conn_fail(struct wf_conn *c)
 		/* The DISCONNECT completion comes after every outstanding
 		 * operation has completed: the pieces are swept then. */
 		if (wf_ep_close(c->ep))
-			wf_conn_on_disconnect(c);
+			went_down(c);
 		break;
 	case CONN_CLOSING:
+	case CONN_DOWN:
 		break;
 	}
-}
-
-static void free_ring(struct wf_conn *c)
-{
-	free(c->slot_free);
-	c->slot_free = NULL;
-	c->slot_words = c->nfree = c->slot_count = 0;
-	c->inflight = 0;
 }
 
 void wf_conn_on_disconnect(struct wf_conn *c)
 {
+	if (c->state != CONN_DOWN)
+		went_down(c);
+}
+
+struct wf_conn *wf_conn_down_done(struct wf_conn *c)
+{
 	struct weft_cluster *cl = c->cl;
-	uint32_t i;
+	struct wf_conn *next = c->down_next, **pp;
 
-	if (c->ep) {
-		wf_ep_destroy(c->ep);
-		c->ep = NULL;
-	}
-	/* Everything the endpoint carried has completed (with errors):
-	 * the pieces still out are re-routed, maybe to a new primary. */
-	for (i = 0; i < cl->npieces; i++) {
-		struct wf_piece *p = &cl->pieces[i];
-
-		if (p->state != PC_SENT || p->conn != c)
-			continue;
-		p->local_ops = 0;
-		if (p->replied) {
-			/* Answered: finish it as the reply said (done, next
-			 * round, or retry); the slot goes with the ring. */
-			wf_piece_settle(cl, p);
-		} else {
-			p->conn = NULL;
-			wf_piece_retry(cl, p, -ECONNRESET,
-				       backoff_ms(p->attempts));
+	for (pp = &cl->down; *pp; pp = &(*pp)->down_next)
+		if (*pp == c) {
+			*pp = c->down_next;
+			break;
 		}
-	}
-	free_ring(c);
+	c->down_next = NULL;
 	c->state = CONN_IDLE;
-	c->fails++;
-	c->retry_at = cl->now + backoff_ms(c->fails);
-	requeue_waiting(c, -ECONNRESET);
 	if (c->dead) {
-		for (i = 0; i < cl->ndying; i++)
+		for (uint32_t i = 0; i < cl->ndying; i++)
 			if (cl->dying[i] == c) {
 				cl->dying[i] = cl->dying[--cl->ndying];
 				break;
 			}
 		free(c);
 	}
+	return next;
 }
 
 struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
@@ -188,9 +231,8 @@ static void sub_detach(struct wf_conn *s)
 
 	s->parent = NULL;
 	s->dead = true;
-	if (s->state == CONN_IDLE) {
-		/* Nothing of it on the wire: requeue its waiters, free it. */
-		wf_conn_fail(s);
+	if (s->state == CONN_IDLE && !s->wait_q.head) {
+		/* Nothing of it on the wire, nobody waiting on it. */
 		wf_conn_free(s);
 		return;
 	}
@@ -218,8 +260,10 @@ void wf_conn_drop_subs(struct wf_conn *c)
 	c->reactors = 0;
 }
 
-void wf_conn_sweep_subs(struct wf_conn *c, uint64_t now)
+void wf_conn_sweep(struct wf_conn *c, uint64_t now)
 {
+	if (c->state == CONN_HELLO && now >= c->hello_deadline)
+		wf_conn_fail(c);
 	for (uint32_t k = 1; c->sub && k < c->reactors; k++) {
 		struct wf_conn *s = c->sub[k];
 
@@ -245,17 +289,14 @@ static void subs_setup(struct wf_conn *c, uint32_t n)
 	if (!sub)
 		goto out_one;
 	for (uint32_t k = 1; k < n; k++) {
-		sub[k] = calloc(1, sizeof(**sub));
+		sub[k] = wf_conn_new(c->cl, c->target_id);
 		if (!sub[k]) {
 			while (--k > 0)
 				free(sub[k]);
 			free(sub);
 			goto out_one;
 		}
-		sub[k]->cl = c->cl;
-		sub[k]->target_id = c->target_id;
 		sub[k]->idx = c->idx;
-		sub[k]->state = CONN_IDLE;
 		sub[k]->parent = c;
 		sub[k]->reactor = k;
 	}
@@ -268,7 +309,8 @@ out_one:
 	c->reactors = 1;
 }
 
-static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
+/* HELLO -> LIVE, or the connection fails (false). */
+static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 {
 	struct weft_cluster *cl = c->cl;
 	struct wf_grant g;
@@ -277,32 +319,25 @@ static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 
 	ret = wf_grant_decode(msg, len, &g, &reason);
 	if (ret) {
-		fprintf(stderr, "libweft: target %u: bad GRANT (%s)\n",
-			c->target_id, wf_wire_reason_name(reason));
-		wf_conn_fail(c);
-		return;
+		wf_log(cl, WEFT_LOG_WARNING, "target %u: bad GRANT (%s)",
+		       c->target_id, wf_wire_reason_name(reason));
+		goto out_fail;
 	}
-	if (g.epoch > cl->map.epoch) {
-		wf_map_refresh(cl, false);
-		/* The new map may have moved this target: then the refresh
-		 * has closed this connection already. */
-		if (c->state != CONN_HELLO)
-			return;
-	}
+	/* The target serves a newer map: look for it in the next turn.  If
+	 * it moved this target, the new epoch closes this connection. */
+	if (g.epoch > cl->map.epoch)
+		cl->map_stale = true;
 	if (g.status != WF_WS_OK || g.target_id != c->target_id) {
 		if (g.status == WF_WS_OK)
-			fprintf(stderr, "libweft: %s is target %u, not %u\n",
-				c->addr, g.target_id, c->target_id);
-		wf_conn_fail(c);
-		return;
+			wf_log(cl, WEFT_LOG_ERR, "%s is target %u, not %u",
+			       c->addr, g.target_id, c->target_id);
+		goto out_fail;
 	}
 	n = g.slot_count < cl->npieces ? g.slot_count : cl->npieces;
 	c->slot_words = (n + 63) / 64;
 	c->slot_free = calloc(c->slot_words, sizeof(uint64_t));
-	if (!c->slot_free) {
-		wf_conn_fail(c);
-		return;
-	}
+	if (!c->slot_free)
+		goto out_fail;
 	for (i = 0; i < n; i++)
 		c->slot_free[i / 64] |= 1ull << (i % 64);
 	c->nfree = c->slot_count = n;
@@ -311,39 +346,38 @@ static void on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 	c->max_len = g.slot_size & ~(WF_BLOCK - 1);
 	if (c->max_len > cl->piece_max)
 		c->max_len = cl->piece_max;
-	if (!c->max_len) {
-		wf_conn_fail(c);
-		return;
-	}
+	if (!c->max_len)
+		goto out_fail;
 	c->ring = g.ring;
 	c->epoch = g.epoch;
 	c->fails = 0;
 	c->state = CONN_LIVE;
 	if (!c->parent && !c->dead)
 		subs_setup(c, g.reactors);
-	wf_conn_kick(c);
+	return true;
+
+out_fail:
+	wf_conn_fail(c);
+	return false;
 }
 
-void wf_conn_on_msg(struct wf_conn *c, const void *msg, uint32_t len)
+enum wf_conn_ev wf_conn_on_msg(struct wf_conn *c, const void *msg,
+			       uint32_t len, struct wf_reply *reply)
 {
-	struct wf_reply r;
 	uint32_t reason;
 	int op = wf_wire_peek(msg, len, &reason);
 
-	if (c->state == CONN_HELLO && op == WF_OP_GRANT) {
-		on_grant(c, msg, len);
-		return;
-	}
+	if (c->state == CONN_HELLO && op == WF_OP_GRANT)
+		return on_grant(c, msg, len) ? WF_CEV_LIVE : WF_CEV_NONE;
 	if (c->state == CONN_LIVE && op == WF_OP_REPLY &&
-	    !wf_reply_decode(msg, len, &r, &reason)) {
-		wf_on_reply(c, &r);
-		return;
-	}
-	if (c->state == CONN_CLOSING)
-		return;
-	fprintf(stderr, "libweft: target %u: unexpected message (%s)\n",
-		c->target_id, op < 0 ? wf_wire_reason_name(reason) : "opcode");
+	    !wf_reply_decode(msg, len, reply, &reason))
+		return WF_CEV_REPLY;
+	if (c->state == CONN_CLOSING || c->state == CONN_DOWN)
+		return WF_CEV_NONE;
+	wf_log(c->cl, WEFT_LOG_WARNING, "target %u: unexpected message (%s)",
+	       c->target_id, op < 0 ? wf_wire_reason_name(reason) : "opcode");
 	wf_conn_fail(c);
+	return WF_CEV_NONE;
 }
 
 void wf_conn_free(struct wf_conn *c)

@@ -3,7 +3,7 @@
  * libweft: short-circuit local reads.
  *
  * When the primary of a read's PG is a target on this host (its map host is
- * ours, from WEFT_HOST or gethostname(), or its address is a loopback one)
+ * ours, weft_cluster_opts.host or the kernel's, or its address is a loopback one)
  * and its control socket RUN_DIR/target-ID.ctl answers, the target hands us
  * a read-only O_DIRECT descriptor of its device and the memfd of its index
  * view (SCM_RIGHTS, target/ctl_proto.h).  Reads then go device -> caller's
@@ -77,6 +77,7 @@ struct wf_sc {
 	uint64_t ask_deadline;      /* SC_ASKING: ms */
 	uint64_t looked_at;         /* SC_ASKING: ms of the last look */
 	uint64_t checked;           /* batch whose liveness check it passed */
+	uint32_t reads;             /* reads in flight on its view */
 	int      dev_fd;
 	int      ctl_fd;
 	bool     busy_logged;       /* -EBUSY said once */
@@ -119,18 +120,12 @@ static void sc_close(struct wf_sc *s)
 
 int wf_sc_init(struct weft_cluster *cl)
 {
-	const char *h = getenv("WEFT_HOST");
 	struct wf_sc_ring *r;
 	struct epoll_event ev = { .events = EPOLLIN };
 	int ret;
 
 	if (!cl->sc_enabled)
 		return 0;
-	if (h && *h)
-		snprintf(cl->host, sizeof(cl->host), "%s", h);
-	else if (gethostname(cl->host, sizeof(cl->host)))
-		cl->host[0] = 0;
-	cl->host[sizeof(cl->host) - 1] = 0;
 	cl->sc = calloc(cl->map.ntargets ? cl->map.ntargets : 1, sizeof(*cl->sc));
 	cl->nsc = cl->map.ntargets;
 	r = calloc(1, sizeof(*r));
@@ -199,8 +194,8 @@ void wf_sc_fini(struct weft_cluster *cl)
 	}
 }
 
-/* The map changed: target indices moved; ask again lazily.  A read in
- * flight keeps its struct wf_sc alive through p->sc (freed when drained). */
+/* The map changed: target indices moved; ask again lazily.  A session
+ * with reads in flight stays mapped until close (an orphan). */
 void wf_sc_rebuild(struct weft_cluster *cl)
 {
 	struct wf_sc **n;
@@ -214,14 +209,10 @@ void wf_sc_rebuild(struct weft_cluster *cl)
 	}
 	for (uint32_t i = 0; i < cl->nsc; i++) {
 		struct wf_sc *s = cl->sc[i];
-		bool busy = false;
 
 		if (!s)
 			continue;
-		for (uint32_t k = 0; k < cl->npieces; k++)
-			busy |= cl->pieces[k].state == PC_SC &&
-				cl->pieces[k].sc == s;
-		if (busy) {
+		if (s->reads) {
 			/* A read in flight still uses its view: keep it
 			 * mapped until close; its check now fails (state),
 			 * so that read goes through the target. */
@@ -283,7 +274,7 @@ static int sc_ask(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 /*
  * The answer to sc_ask, if it is there: 0 (device fd and view in s; the
  * control socket stays open: it hangs up when the target process ends,
- * which is how a restarted target's old view is told apart, wf_sc_poll),
+ * which is how a restarted target's old view is told apart, check_live),
  * -EAGAIN (not yet), or -errno (no; s->ctl_fd is then closed).
  */
 static int sc_answer(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
@@ -430,9 +421,9 @@ static struct wf_sc *sc_get(struct weft_cluster *cl, uint32_t t)
 	}
 refused:
 	if (ret == -EBUSY && !s->busy_logged) {
-		fprintf(stderr, "libweft: target %u has no free control session: "
-			"reading its extents through the network, asking again "
-			"every %d ms\n", s->target_id, SC_RETRY_MS);
+		wf_log(cl, WEFT_LOG_WARNING, "target %u has no free control "
+		       "session: reading its extents through the network, "
+		       "asking again every %d ms", s->target_id, SC_RETRY_MS);
 		s->busy_logged = true;
 	}
 	s->state = SC_NONE;
@@ -442,20 +433,17 @@ refused:
 	return NULL;
 }
 
-bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
-	       const struct wf_extent_loc *loc)
+bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
+		uint32_t extent, uint64_t in_ext, void *dst, uint32_t len,
+		uint64_t tag, struct wf_sc_read *rd)
 {
-	struct wf_io *io = p->io;
 	struct wf_sc *s;
 	struct io_uring_sqe *sqe;
-	uint32_t phys, seq, es = cl->map.extent_size;
-	uint64_t in_ext = p->off & (es - 1);
-	char *dst;
-	int r;
+	uint32_t phys, seq;
 
-	if (!cl->scr || p->sc_skip)
+	if (!cl->scr)
 		return false;
-	s = sc_get(cl, loc->acting[0]);
+	s = sc_get(cl, tidx);
 	if (!s)
 		return false;
 	/* The target serves a newer map: the extent may have a new primary
@@ -463,26 +451,19 @@ bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
 	 * libweft moves to the new map. */
 	if (wf_store_view_epoch(&s->view) > cl->map.epoch)
 		return false;
-	r = wf_store_view_lookup(&s->view, io->vol->id, (uint32_t)loc->extent,
-				 &phys, &seq);
-	if (r != 1)
+	if (wf_store_view_lookup(&s->view, volume, extent, &phys, &seq) != 1)
 		return false;   /* changing, or unmapped: the target answers */
 	sqe = io_uring_get_sqe(&cl->scr->ring);
 	if (!sqe)
 		return false;
-	dst = io->buf + p->bufoff;
-	p->landed = !((uintptr_t)dst & (WF_BLOCK - 1));
-	if (!p->landed)
-		dst = cl->mem.bounce + (size_t)p->idx * cl->piece_max;
-	io_uring_prep_read(sqe, s->dev_fd, dst, p->len,
+	io_uring_prep_read(sqe, s->dev_fd, dst, len,
 			   wf_store_view_dev_offset(&s->view, phys, in_ext));
-	p->gen++;
-	io_uring_sqe_set_data64(sqe, (uint64_t)p->gen << 32 | p->idx);
-	p->sc = s;
-	p->sc_phys = phys;
-	p->sc_seq = seq;
-	p->sc_epoch = cl->map.epoch;
-	p->state = PC_SC;
+	io_uring_sqe_set_data64(sqe, tag);
+	rd->s = s;
+	rd->phys = phys;
+	rd->seq = seq;
+	rd->epoch = cl->map.epoch;
+	s->reads++;
 	cl->scr->queued++;
 	cl->scr->inflight++;
 	return true;
@@ -497,85 +478,83 @@ void wf_sc_flush(struct weft_cluster *cl)
 	}
 }
 
-int wf_sc_poll(struct weft_cluster *cl)
+bool wf_sc_busy(const struct weft_cluster *cl)
+{
+	return cl->scr && cl->scr->inflight;
+}
+
+/*
+ * Before any read of a batch is accepted: is every target whose view we
+ * use still the process that gave it?  A restarted target has a new index
+ * (its old view never changes again, so its sequence checks would pass on
+ * stale data).  Its death hung up our control socket before any write
+ * through the new process could be acknowledged, so a hang-up seen now
+ * covers every read that completed before: one poll() per batch.
+ */
+static void check_live(struct weft_cluster *cl)
+{
+	struct pollfd pfd[SC_LIVE_MAX];
+	struct wf_sc *ss[SC_LIVE_MAX], *s;
+	int np = 0;
+
+	for (s = cl->sc_live; s && np < SC_LIVE_MAX; s = s->live_next) {
+		pfd[np].fd = s->ctl_fd;
+		pfd[np].events = POLLRDHUP;
+		pfd[np].revents = 0;
+		ss[np++] = s;
+	}
+	cl->scr->batch++;
+	if (np && poll(pfd, (nfds_t)np, 0) < 0)
+		np = 0;         /* none checked: all fall back */
+	for (int i = 0; i < np; i++) {
+		if (pfd[i].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
+			sc_kill(cl, ss[i]);
+		else
+			ss[i]->checked = cl->scr->batch;
+	}
+}
+
+int wf_sc_reap(struct weft_cluster *cl, struct wf_sc_cqe *out, int max)
 {
 	struct wf_sc_ring *r = cl->scr;
 	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	unsigned head;
+	int n = 0;
 
 	wf_sc_flush(cl);
-	if (!r->inflight || !io_uring_cq_ready(&r->ring))
+	if (!r || !r->inflight || !io_uring_cq_ready(&r->ring))
 		return 0;
-	/*
-	 * Before any read of this batch is accepted: is every target whose
-	 * view we use still the process that gave it?  A restarted target
-	 * has a new index (its old view never changes again, so its
-	 * sequence checks would pass on stale data).  Its death hung up
-	 * our control socket before any write through the new process
-	 * could be acknowledged, so a hang-up seen now covers every read
-	 * that completed before: one poll() per batch.
-	 */
-	{
-		struct pollfd pfd[SC_LIVE_MAX];
-		struct wf_sc *ss[SC_LIVE_MAX], *s;
-		int np = 0;
-
-		for (s = cl->sc_live; s && np < SC_LIVE_MAX; s = s->live_next) {
-			pfd[np].fd = s->ctl_fd;
-			pfd[np].events = POLLRDHUP;
-			pfd[np].revents = 0;
-			ss[np++] = s;
-		}
-		r->batch++;
-		if (np && poll(pfd, (nfds_t)np, 0) < 0)
-			np = 0;         /* none checked: all fall back */
-		for (int i = 0; i < np; i++) {
-			if (pfd[i].revents & (POLLHUP | POLLRDHUP | POLLERR |
-					      POLLNVAL))
-				sc_kill(cl, ss[i]);
-			else
-				ss[i]->checked = r->batch;
-		}
-	}
+	check_live(cl);
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
-		uint64_t d = io_uring_cqe_get_data64(cqe);
-		struct wf_piece *p = &cl->pieces[(uint32_t)d];
-		int res = cqe->res;
-
+		if (n == max)
+			break;
+		out[n].tag = io_uring_cqe_get_data64(cqe);
+		out[n].res = cqe->res;
 		n++;
-		r->inflight--;
-		if (p->state != PC_SC || p->gen != (uint32_t)(d >> 32))
-			continue;
-		if (res == (int)p->len && p->sc->state == SC_READY &&
-		    p->sc->checked == r->batch &&
-		    wf_store_view_check(&p->sc->view, p->sc_phys, p->sc_seq) &&
-		    wf_store_view_epoch(&p->sc->view) <= p->sc_epoch) {
-			cl->stats.sc_reads++;
-			if (!p->landed && p->io->zc) {
-				/* zero-copy buffer that was misaligned?
-				 * cannot happen (arena is page aligned) */
-				memcpy(p->io->buf + p->bufoff, cl->mem.bounce +
-				       (size_t)p->idx * cl->piece_max, p->len);
-				p->landed = true;
-			}
-			p->sc = NULL;
-			wf_piece_done(cl, p, p->len);
-			continue;
-		}
-		/* Short read, device error, the extent changed under the
-		 * read, or the target moved to a newer map meanwhile: the
-		 * target answers instead (never stale data). */
-		cl->stats.sc_fallbacks++;
-		p->sc = NULL;
-		p->landed = false;
-		p->sc_skip = true;
-		wf_piece_retry(cl, p, -EAGAIN, 0);
 	}
-	io_uring_cq_advance(&r->ring, n);
-	return (int)n;
+	io_uring_cq_advance(&r->ring, (unsigned)n);
+	r->inflight -= (unsigned)n;
+	return n;
 }
 
-int wf_sc_fd(const struct weft_cluster *cl)
+bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
+		   uint32_t len)
 {
-	return cl->scr ? cl->scr->ring.ring_fd : -1;
+	struct wf_sc *s = rd->s;
+	bool ok;
+
+	/* Short read, device error, the extent changed under the read, or
+	 * the target moved to a newer map meanwhile: not ok, the target
+	 * answers instead (never stale data). */
+	ok = res == (int32_t)len && s->state == SC_READY &&
+	     s->checked == cl->scr->batch &&
+	     wf_store_view_check(&s->view, rd->phys, rd->seq) &&
+	     wf_store_view_epoch(&s->view) <= rd->epoch;
+	s->reads--;
+	rd->s = NULL;
+	if (ok)
+		cl->stats.sc_reads++;
+	else
+		cl->stats.sc_fallbacks++;
+	return ok;
 }

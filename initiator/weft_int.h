@@ -19,6 +19,17 @@
  *   reply                frees the slot, finishes the piece; the parent
  *                        completes when its last piece does: one struct
  *                        weft_cqe on the completion ring
+ *
+ * Files, each calling only the ones below it (no circle):
+ *
+ *   cluster.c  io.c      the public calls: handle, volumes, map epochs;
+ *                        requests, progress, waiting
+ *   piece.c              the piece and parent state machine: every
+ *                        transition of enum wf_piece_state happens here
+ *   conn.c  sc.c         connections (enum wf_conn_state) and local
+ *                        short-circuit sessions; they never touch a piece's
+ *                        state: they report events to their caller
+ *   mem.c  log.c         registered memory; the log callback
  */
 #ifndef WEFT_INITIATOR_INT_H
 #define WEFT_INITIATOR_INT_H
@@ -27,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "fabric/fabric.h"
 #include "fabric/wire.h"
@@ -70,8 +82,17 @@ enum wf_conn_state {
 	CONN_HELLO,     /* endpoint up, HELLO sent: waiting for the GRANT;
 	                 * pieces wait on wait_q */
 	CONN_LIVE,      /* granted: pieces take slots and go out */
-	CONN_CLOSING,   /* wf_ep_close() called: waiting for WF_CQE_DISCONNECT,
-	                 * after which every piece it held is re-routed */
+	CONN_CLOSING,   /* wf_ep_close() called: waiting for WF_CQE_DISCONNECT */
+	CONN_DOWN,      /* closed (endpoint and ring gone), on cl->down: the
+	                 * piece machine re-routes what it held, then
+	                 * wf_conn_down_done() makes it IDLE (or frees it) */
+};
+
+/* What a connection event means for the pieces (wf_conn_on_msg). */
+enum wf_conn_ev {
+	WF_CEV_NONE,    /* nothing for the pieces */
+	WF_CEV_LIVE,    /* granted: send what waits */
+	WF_CEV_REPLY,   /* a reply for a piece: *reply is filled */
 };
 
 struct wf_conn {
@@ -79,7 +100,8 @@ struct wf_conn {
 	uint32_t   target_id;
 	uint32_t   idx;                 /* in cl->conns */
 	int        state;               /* enum wf_conn_state */
-	bool       dead;                /* target left the map: free on DISCONNECT */
+	bool       dead;                /* target left the map: freed once down */
+	struct wf_conn *down_next;      /* CONN_DOWN: on cl->down */
 	/* Writes completed here (wgen) and how many of them an OK flush
 	 * reply covers (fgen): a flush must visit while they differ.  Carried
 	 * to the new connection when a map change replaces this one. */
@@ -115,6 +137,18 @@ struct wf_conn {
 	                                 * connection broke) */
 };
 
+/* ---- short circuit (sc.c) -------------------------------------------------- */
+
+struct wf_sc;           /* one local target's device + index view */
+struct wf_sc_ring;      /* the cluster's io_uring for short-circuit reads */
+
+/* A short-circuit read in flight: what its check needs (in the piece). */
+struct wf_sc_read {
+	struct wf_sc *s;
+	uint32_t   phys, seq;
+	uint64_t   epoch;               /* our map epoch when it was routed */
+};
+
 /* ---- requests --------------------------------------------------------------- */
 
 enum wf_io_state {
@@ -143,15 +177,38 @@ struct wf_io {
 	                                 * -ETIMEDOUT */
 };
 
+/*
+ * A piece's life (piece.c owns every transition; docs/libweft.md has the
+ * diagram).  Our own fabric operations for a sent piece (the payload write
+ * and the header send, counted in local_ops) complete independently of
+ * the reply; the slot is free again only when both are over.
+ */
 enum wf_piece_state {
 	PC_FREE,        /* on cl->pc_free */
-	PC_QUEUED,      /* on a connection's wait_q: no grant or no free slot
-	                 * yet */
-	PC_RETRY,       /* on cl->retry_q: re-routed at retry_at (backoff,
-	                 * new epoch, reconnect) */
-	PC_SENT,        /* on the wire holding slot `slot` of conn; finishes
-	                 * when the REPLY is in and local_ops is 0 */
+	PC_QUEUED,      /* on conn->wait_q: no grant or no free slot yet */
+	PC_RETRY,       /* on cl->retry_q until retry_at (ms, absolute);
+	                 * `why` says what it waits for */
+	PC_SENT,        /* on the wire holding slot `slot` of conn: waiting
+	                 * for the reply */
+	PC_ANSWERED,    /* the reply finished it (res: bytes or -errno);
+	                 * waiting for local_ops to reach 0 */
+	PC_BOUNCED,     /* the reply asked for a retry at retry_at; waiting
+	                 * for local_ops to reach 0 */
 	PC_SC,          /* short-circuit read in the local io_uring */
+};
+
+/* Why a piece waits on the retry queue. */
+enum wf_retry_why {
+	RT_BACKOFF,     /* a transient failure (busy, connection lost, no
+	                 * connection yet): at retry_at */
+	RT_MAP,         /* needs a newer map (stale epoch, not primary, no
+	                 * replica up): as soon as one is loaded, else at
+	                 * retry_at */
+	RT_VIA_TARGET,  /* a short-circuit read fell back: through the
+	                 * target this time */
+	RT_ROUND,       /* the next round of a piece larger than the slots */
+	RT_FINISH,      /* finished by the retry pass: its volume was deleted
+	                 * or (flush) its target left the map */
 };
 
 struct wf_piece {
@@ -161,8 +218,11 @@ struct wf_piece {
 	uint32_t   gen;                 /* bumped at every send: stale tags */
 	uint8_t    state;               /* enum wf_piece_state */
 	uint8_t    op;
-	bool       replied;
+	uint8_t    why;                 /* PC_RETRY: enum wf_retry_why */
 	uint8_t    local_ops;           /* our fabric ops not yet completed */
+	bool       dst_bounce;          /* a read lands in the piece's bounce
+	                                 * chunk (copied out when done), not
+	                                 * in the caller's buffer */
 	uint32_t   len;
 	uint32_t   wlen;                /* bytes of the request on the wire
 	                                 * (< len when slots are smaller) */
@@ -170,19 +230,12 @@ struct wf_piece {
 	uint64_t   bufoff;              /* into io->buf */
 	uint32_t   target;              /* FLUSH: target id it is for */
 	uint64_t   fgen;                /* FLUSH: the target's wgen at carve */
-	struct wf_conn *conn;           /* PC_QUEUED, PC_SENT */
+	struct wf_conn *conn;           /* QUEUED, SENT, ANSWERED, BOUNCED */
 	uint32_t   slot;
-	int32_t    res;                 /* PC_SENT: the outcome once replied */
+	int32_t    res;                 /* ANSWERED: bytes or -errno */
 	unsigned   attempts;
-	uint64_t   retry_at;
-	/* short circuit */
-	bool       landed;              /* the data is in the caller's buffer
-	                                 * already (no bounce copy-out) */
-	bool       sc_skip;             /* go through the target (a short-
-	                                 * circuit attempt fell back) */
-	uint32_t   sc_phys, sc_seq;
-	uint64_t   sc_epoch;    /* our map epoch when the read was routed */
-	struct wf_sc *sc;
+	uint64_t   retry_at;            /* RETRY, BOUNCED: ms (wf_now_ms) */
+	struct wf_sc_read sc;           /* PC_SC */
 };
 
 /* ---- registered memory (mem.c) ------------------------------------------- */
@@ -219,10 +272,6 @@ static inline bool wf_mem_in_arena(const struct wf_mem *m, const void *p,
 	       (size_t)(c - m->arena) <= m->arena_len - len;
 }
 
-/* ---- short circuit (sc.c) -------------------------------------------------- */
-
-struct wf_sc;           /* one local target's device + index view */
-struct wf_sc_ring;      /* the cluster's io_uring for short-circuit reads */
 
 /* ---- the handles ------------------------------------------------------------ */
 
@@ -240,6 +289,9 @@ struct weft_cluster {
 	char      *map_path;
 	char       transport[8];
 	char       run_dir[WF_PATH_MAX];
+	weft_log_fn log;                /* opts.log (NULL: silent) */
+	void      *log_arg;
+	int        log_level;
 	uint64_t   client_id;
 
 	/* Map epoch state (rebuilt on a newer map file). */
@@ -276,7 +328,11 @@ struct weft_cluster {
 	uint64_t   next_sweep;
 
 	int        epfd;                /* weft_fd: fabric fd + sc ring fd */
-	int        spin_us;
+	unsigned   spin_us;             /* opts.spin_us */
+	bool       map_stale;           /* a peer has a newer epoch, or a
+	                                 * piece found no replica: look at the
+	                                 * map file in the next turn */
+	struct wf_conn *down;           /* CONN_DOWN connections (down_next) */
 
 	/* short circuit */
 	bool       sc_enabled;
@@ -294,30 +350,46 @@ struct weft_cluster {
 	} stats;
 };
 
-/* cluster.c */
-uint64_t wf_now_ms(void);
-int  wf_map_refresh(struct weft_cluster *cl, bool force);
-const char *wf_cl_addr(struct weft_cluster *cl, uint32_t tidx, char *buf,
-		       size_t len);
-/* Reactor k of target tidx: port + k, unix socket path + ".k". */
-const char *wf_cl_addr_k(struct weft_cluster *cl, uint32_t tidx, uint32_t k,
-			 char *buf, size_t len);
+static inline uint64_t wf_now_ms(void)
+{
+	struct timespec ts;
 
-/* conn.c */
-struct wf_conn *wf_conn_new(struct weft_cluster *cl, uint32_t tidx);
+	/* vDSO: no system call on the data path. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* log.c: one line to the application's callback, if its level is wanted
+ * (weft_cluster_opts.log, .log_level); never to stderr. */
+void wf_log(const struct weft_cluster *cl, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* cluster.c: load a newer map file if there is one (1: a new epoch is in
+ * place, 0: nothing newer, -errno).  Calls the piece machine (pieces that
+ * waited for a map go at once). */
+int  wf_map_refresh(struct weft_cluster *cl, bool force);
+
+/* conn.c: the connection machine (enum wf_conn_state).  It never changes a
+ * piece: what concerns pieces is returned to the caller (piece.c), and a
+ * connection that goes down waits on cl->down for the piece machine. */
+struct wf_conn *wf_conn_new(struct weft_cluster *cl, uint32_t target_id);
 void wf_conn_free(struct wf_conn *c);
 int  wf_conn_connect(struct wf_conn *c);
 void wf_conn_fail(struct wf_conn *c);
-void wf_conn_on_msg(struct wf_conn *c, const void *msg, uint32_t len);
 void wf_conn_on_disconnect(struct wf_conn *c);
+enum wf_conn_ev wf_conn_on_msg(struct wf_conn *c, const void *msg,
+			       uint32_t len, struct wf_reply *reply);
+/* Off cl->down: IDLE again after a backoff, or freed (a dead one).
+ * Returns the next connection on the list. */
+struct wf_conn *wf_conn_down_done(struct wf_conn *c);
 /* The connection a piece of (volume, off) goes to: c (reactor 0's) or the
  * owner reactor's connection of the same target. */
 struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off);
 /* Reactor connections of c: close and forget them (c leaves the map, or
  * the target restarted with another reactor count). */
 void wf_conn_drop_subs(struct wf_conn *c);
-/* HELLO deadlines of c's reactor connections (c's own: io.c sweep). */
-void wf_conn_sweep_subs(struct wf_conn *c, uint64_t now);
+/* HELLO deadlines of c and its reactor connections. */
+void wf_conn_sweep(struct wf_conn *c, uint64_t now);
 static inline int wf_slot_take(struct wf_conn *c)
 {
 	for (uint32_t w = 0; w < c->slot_words; w++) {
@@ -339,28 +411,50 @@ static inline void wf_slot_put(struct wf_conn *c, uint32_t s)
 	c->nfree++;
 }
 
-/* io.c */
-int  wf_io_init(struct weft_cluster *cl);
-void wf_io_fini(struct weft_cluster *cl);
-void wf_pq_push(struct wf_pq *q, struct wf_piece *p);
-struct wf_piece *wf_pq_pop(struct wf_pq *q);
-void wf_piece_dispatch(struct weft_cluster *cl, struct wf_piece *p);
-void wf_piece_retry(struct weft_cluster *cl, struct wf_piece *p, int err,
-		    unsigned delay_ms);
-void wf_piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res);
-void wf_piece_settle(struct weft_cluster *cl, struct wf_piece *p);
-void wf_conn_kick(struct wf_conn *c);
-void wf_on_reply(struct wf_conn *c, const struct wf_reply *r);
-int  wf_progress(struct weft_cluster *cl);
-
-/* sc.c */
+/* sc.c: local short-circuit sessions and their io_uring.  It never
+ * changes a piece: reads are started with a tag and reaped as tags. */
 int  wf_sc_init(struct weft_cluster *cl);
 void wf_sc_fini(struct weft_cluster *cl);
 void wf_sc_rebuild(struct weft_cluster *cl);
-bool wf_sc_try(struct weft_cluster *cl, struct wf_piece *p,
-	       const struct wf_extent_loc *loc);
-int  wf_sc_poll(struct weft_cluster *cl);
+/* Queue a read of len bytes at byte in_ext of (volume, extent) from local
+ * target tidx into dst; true when queued (wf_sc_reap reports tag later),
+ * false when it must go through the target. */
+bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
+		uint32_t extent, uint64_t in_ext, void *dst, uint32_t len,
+		uint64_t tag, struct wf_sc_read *rd);
+struct wf_sc_cqe {
+	uint64_t tag;
+	int32_t  res;
+};
+/* Completed reads, up to max; the targets' liveness is checked once per
+ * call.  Each must be passed to wf_sc_read_ok exactly once. */
+int  wf_sc_reap(struct weft_cluster *cl, struct wf_sc_cqe *out, int max);
+/* Whether a completed read of len bytes returned what the extent held
+ * (else it goes through the target); releases rd. */
+bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
+		   uint32_t len);
 void wf_sc_flush(struct weft_cluster *cl);
-int  wf_sc_fd(const struct weft_cluster *cl);
+bool wf_sc_busy(const struct weft_cluster *cl);
+
+/* io.c: one progress turn (tests call it too); returns completions seen
+ * or -errno. */
+int  wf_progress(struct weft_cluster *cl);
+
+/* piece.c: the piece and parent state machine. */
+int  wf_io_init(struct weft_cluster *cl);
+void wf_io_fini(struct weft_cluster *cl);
+/* Start a parent (cut it into pieces and route them). */
+void wf_io_start(struct weft_cluster *cl, struct wf_io *io);
+/* One fabric completion; then wf_pieces_turn once per batch. */
+void wf_pieces_on_cqe(struct weft_cluster *cl, const struct wf_cqe *e);
+/* Re-route what connections that went down held, run due retries,
+ * check deadlines: once per progress turn. */
+void wf_pieces_turn(struct weft_cluster *cl);
+/* Short-circuit completions; returns how many. */
+int  wf_pieces_sc_reap(struct weft_cluster *cl);
+/* A new map epoch is in place: pieces waiting for one go now. */
+void wf_pieces_new_map(struct weft_cluster *cl);
+/* ms until the next timer of the piece machine (-1: none). */
+int  wf_pieces_timer_ms(const struct weft_cluster *cl);
 
 #endif

@@ -39,12 +39,32 @@ extern "C" {
 #endif
 
 #define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_MINOR 2
 
 struct weft_cluster;
 struct weft_volume;
 
-/* Options grow at the end only: set .size = sizeof(opts). */
+/* Log levels (syslog's numbers). */
+enum {
+	WEFT_LOG_ERR     = 3,     /* a request or a connection failed */
+	WEFT_LOG_WARNING = 4,     /* something degraded: a peer misbehaved, a
+	                           * fallback was taken */
+	WEFT_LOG_INFO    = 6,     /* a map epoch change */
+	WEFT_LOG_DEBUG   = 7,
+};
+
+/*
+ * The library never writes to stderr: each event is one line (no newline)
+ * passed to this function, called from inside a libweft call on the
+ * handle's thread.  level is a WEFT_LOG_* value.
+ */
+typedef void (*weft_log_fn)(void *arg, int level, const char *msg);
+
+/*
+ * Options grow at the end only: set .size = sizeof(opts) (zero what you do
+ * not set).  The library reads no environment variable: tools that want
+ * one map it onto these fields.
+ */
 struct weft_cluster_opts {
 	size_t      size;
 	const char *map_path;     /* cluster map (libconfig), required */
@@ -53,6 +73,20 @@ struct weft_cluster_opts {
 	unsigned    timeout_ms;   /* a request no acting replica answered in
 	                           * this long fails with -ETIMEDOUT (0: 10000) */
 	unsigned    flags;        /* WEFT_F_* */
+	/* Since 0.2: */
+	weft_log_fn log;          /* NULL: silent */
+	void       *log_arg;
+	int         log_level;    /* most verbose level passed to log (0:
+	                           * WEFT_LOG_WARNING) */
+	const char *run_dir;      /* the local targets' control sockets, for
+	                           * short-circuit reads and the unix
+	                           * transport (NULL: "/run/weft") */
+	const char *host;         /* this host's name in the map (NULL: the
+	                           * kernel's host name) */
+	unsigned    spin_us;      /* weft_wait busy-polls this long before it
+	                           * sleeps (0: sleeps at once) */
+	size_t      buf_arena;    /* bytes weft_buf_alloc can hand out (0:
+	                           * 64 MiB), registered once at open */
 };
 
 enum {
@@ -70,8 +104,8 @@ enum {
 /*
  * Open a cluster handle: load and validate the map, build the placement
  * table.  Connections to targets are made on first use.  Returns 0 and
- * *out, or -errno (-ENOENT: no map file; -EINVAL: the map is invalid; the
- * reason is logged to stderr).  Free with weft_cluster_close().
+ * *out, or -errno (-ENOENT: no map file; -EINVAL: the map or an option is
+ * invalid; the reason goes to opts->log).  Free with weft_cluster_close().
  */
 int  weft_cluster_open(const struct weft_cluster_opts *opts,
 		       struct weft_cluster **out);
@@ -124,7 +158,15 @@ int weft_write(struct weft_volume *vol, const void *buf, size_t len,
 /* Free the range: reads return zeros afterwards. */
 int weft_discard(struct weft_volume *vol, uint64_t off, uint64_t len,
 		 uint64_t user_data);
-/* Make every write completed before this call durable on every replica. */
+/*
+ * Make every write completed before this call durable on the targets that
+ * acknowledged it.  What a completed write promises: it is on the device of
+ * the primary target of its placement group (O_DIRECT; with WEFT_FUA or
+ * after a flush, also past a volatile device cache) and survives a crash
+ * of that target.  This release stores one copy, on the primary, whatever
+ * the pool's replica count: losing that target's device loses the data
+ * (docs/libweft.md, "What is promised").
+ */
 int weft_flush(struct weft_volume *vol, uint64_t user_data);
 
 /* Send every request queued so far (see WEFT_F_DEFER_SEND; without that

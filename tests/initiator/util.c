@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 
+#include "initiator/include/weft_env.h"
 #include "tests/initiator/util.h"
 
 void tu_fill(void *buf, size_t len, uint64_t seed)
@@ -36,7 +37,10 @@ struct weft_cluster *tu_open(const char *map, unsigned qd, unsigned timeout_ms,
 		.queue_depth = qd, .timeout_ms = timeout_ms, .flags = flags,
 	};
 	struct weft_cluster *cl;
-	int ret = weft_cluster_open(&o, &cl);
+	int ret;
+
+	weft_env_opts(&o, "test");
+	ret = weft_cluster_open(&o, &cl);
 
 	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
 	return cl;

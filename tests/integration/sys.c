@@ -14,6 +14,7 @@
 
 #include "bench/pattern.h"
 #include "bench/stats.h"
+#include "initiator/include/weft_env.h"
 #include "tests/integration/sys.h"
 
 int sys_sh(const char *fmt, ...)
@@ -171,6 +172,7 @@ void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 	o.queue_depth = 64;
 	o.timeout_ms = timeout_ms;
 	o.flags = flags;
+	weft_env_opts(&o, "test");
 	ret = weft_cluster_open(&o, cl);
 	cr_assert(ret == 0, "weft_cluster_open: %s", weft_strerror(ret));
 	ret = weft_volume_open(*cl, name, vol);

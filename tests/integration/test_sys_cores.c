@@ -36,6 +36,7 @@
 
 #include "bench/pattern.h"
 #include "target/ctl_proto.h"
+#include "initiator/include/weft_env.h"
 #include "tests/integration/sys.h"
 
 #define NT        2u                    /* targets */
@@ -214,6 +215,7 @@ static void open_cl_sc(unsigned qd, unsigned timeout_ms, bool sc,
 	o.queue_depth = qd;
 	o.timeout_ms = timeout_ms;
 	o.flags = sc ? 0 : WEFT_F_NO_SHORT_CIRCUIT;
+	weft_env_opts(&o, "test");
 	ret = weft_cluster_open(&o, cl);
 	cr_assert_eq(ret, 0, "weft_cluster_open: %s", weft_strerror(ret));
 	ret = weft_volume_open(*cl, "v", vol);
