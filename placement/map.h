@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The cluster map in memory: what the libconfig loader (map.c) produces and
- * what placement (placement.c) consumes.  Pure data: no I/O, no threads.
+ * The cluster map in memory: what the libconfig loader (map_load.c)
+ * produces and what placement (placement.c) consumes.  Pure data: no I/O,
+ * no threads.
  *
  * Every array is owned by the map and freed by wf_map_free().  Indices, not
  * pointers, link the pieces so a map can be copied or compared with memcmp

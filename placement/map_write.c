@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Cluster map writer.
+ *
+ * Prints the canonical text of a map; loading it gives a map equal to the
+ * original (wf_map_equal), which is what epoch+1 maps rely on.
+ * wf_map_save writes it aside and renames it into place.
+ *
+ * The reference for the format is docs/configuration.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "placement/map.h"
+#include "placement/map_int.h"
+
+/* 16.16 -> exact decimal: 65536 divides 10^16, so 16 digits are enough. */
+static void fmt_weight(char *out, size_t cap, uint32_t w)
+{
+	uint64_t frac = (uint64_t)(w & 0xffff) * 152587890625ull; /* 10^16 / 2^16 */
+	char digits[17];
+	int n;
+
+	snprintf(digits, sizeof(digits), "%016" PRIu64, frac);
+	for (n = 16; n > 1 && digits[n - 1] == '0'; n--)
+		;
+	snprintf(out, cap, "%u.%.*s", w >> 16, n, digits);
+}
+
+static void fmt_size(char *out, size_t cap, uint64_t size)
+{
+	static const char units[] = "PTGMK";
+	unsigned shift = 50;
+
+	for (const char *u = units; *u; u++, shift -= 10) {
+		if (!(size & ((1ull << shift) - 1))) {
+			snprintf(out, cap, "\"%" PRIu64 "%c\"", size >> shift, *u);
+			return;
+		}
+	}
+	snprintf(out, cap, "%" PRIu64 "L", size);
+}
+
+/* libconfig integer literal: L only where 32 bits do not hold the value. */
+static const char *int_sfx(uint64_t v)
+{
+	return v > INT32_MAX ? "L" : "";
+}
+
+int wf_map_write(const struct wf_map *m, FILE *f)
+{
+	char a[64], b[64];
+
+	fprintf(f, "# weft cluster map, epoch %" PRIu64 " (see docs/configuration.md)\n",
+		m->epoch);
+	fprintf(f, "epoch = %" PRIu64 "%s;\n", m->epoch, int_sfx(m->epoch));
+	fprintf(f, "cluster_id = %" PRIu64 "%s;\n", m->cluster_id, int_sfx(m->cluster_id));
+	fprintf(f, "extent_size = %u;\n\ntargets = (\n", m->extent_size);
+	for (uint32_t i = 0; i < m->ntargets; i++) {
+		const struct wf_target *t = &m->targets[i];
+
+		fmt_weight(a, sizeof(a), t->weight);
+		fprintf(f, "\t{ id = %u; host = \"%s\"; addr = \"%s\"; port = %u;\n"
+			"\t  device = \"%s\"; weight = %s; state = \"%s,%s\"; }%s\n",
+			t->id, t->host, t->addr, t->port, t->device, a,
+			t->up ? "up" : "down", t->in ? "in" : "out",
+			i + 1 < m->ntargets ? "," : "");
+	}
+	fprintf(f, ");\n\nhierarchy = (\n");
+	if (m->nnodes) {
+		const struct wf_node *root = &m->nodes[0];
+
+		for (uint32_t i = 0; i < root->nchild; i++) {
+			const struct wf_node *rk = &m->nodes[m->child[root->first_child + i]];
+
+			fprintf(f, "\t{ rack = \"%s\"; hosts = (", rk->name);
+			for (uint32_t j = 0; j < rk->nchild; j++)
+				fprintf(f, "%s\"%s\"", j ? ", " : " ",
+					m->nodes[m->child[rk->first_child + j]].name);
+			fprintf(f, "%s); }%s\n", rk->nchild ? " " : "",
+				i + 1 < root->nchild ? "," : "");
+		}
+	}
+	fprintf(f, ");\n\npools = (\n");
+	for (uint32_t i = 0; i < m->npools; i++) {
+		const struct wf_pool *p = &m->pools[i];
+
+		fprintf(f, "\t{ name = \"%s\"; id = %u; replicas = %u; min_size = %u;\n"
+			"\t  failure_domain = \"%s\"; pg_num = %u; }%s\n", p->name, p->id,
+			p->replicas, p->min_size,
+			p->failure_domain < 3 ? wf_map_fd_names[p->failure_domain] : "?",
+			p->pg_num, i + 1 < m->npools ? "," : "");
+	}
+	fprintf(f, ");\n\nvolumes = (\n");
+	for (uint32_t i = 0; i < m->nvolumes; i++) {
+		const struct wf_volume *v = &m->volumes[i];
+
+		fmt_size(b, sizeof(b), v->size);
+		fprintf(f, "\t{ name = \"%s\"; id = %" PRIu64 "%s; size = %s; pool = \"%s\"; }%s\n",
+			v->name, v->id, int_sfx(v->id), b,
+			v->pool < m->npools ? m->pools[v->pool].name : "?",
+			i + 1 < m->nvolumes ? "," : "");
+	}
+	fprintf(f, ");\n\noverrides = (\n");
+	for (uint32_t i = 0; i < m->noverrides; i++) {
+		const struct wf_override *o = &m->overrides[i];
+
+		fprintf(f, "\t{ pool = \"%s\"; pg = %u; acting = [",
+			o->pool < m->npools ? m->pools[o->pool].name : "?", o->pg);
+		for (uint32_t j = 0; j < o->n && j < WF_MAX_REPLICAS; j++)
+			fprintf(f, "%s%u", j ? ", " : " ", o->target[j]);
+		fprintf(f, " ]; }%s\n", i + 1 < m->noverrides ? "," : "");
+	}
+	fprintf(f, ");\n");
+	return ferror(f) ? -EIO : 0;
+}
+
+int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err)
+{
+	char tmp[WF_PATH_MAX + 16];
+	FILE *f;
+	int r;
+
+	err->msg[0] = '\0';
+	/* write aside and rename, so a reader never sees half a map */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		snprintf(err->msg, sizeof(err->msg), "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	f = fopen(tmp, "we");
+	if (!f) {
+		r = -errno;
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot create: %s", tmp, strerror(-r));
+		return r;
+	}
+	r = wf_map_write(map, f);
+	if (!r && fflush(f))
+		r = -errno;
+	if (!r && fsync(fileno(f)))
+		r = -errno;
+	if (fclose(f) && !r)
+		r = -errno;
+	if (!r && rename(tmp, path))
+		r = -errno;
+	if (r) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot write: %s", path, strerror(-r));
+		unlink(tmp);
+	}
+	return r;
+}
