@@ -38,7 +38,7 @@
 #include "bench/bench.h"
 #include "bench/stats.h"
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 
 struct fopts {
 	const char *transport;

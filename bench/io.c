@@ -44,7 +44,7 @@
 #include "bench/pattern.h"
 #include "bench/stats.h"
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 #include "placement/map.h"
 #include "weft.h"
 #include "weft_env.h"

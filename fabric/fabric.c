@@ -5,6 +5,7 @@
  * helpers the backends share (fabric_int.h).
  */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -306,4 +307,18 @@ const char *wf_cqe_op_name(uint32_t op)
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])
 		return names[op];
 	return "unknown";
+}
+
+void wf_rkey_encode(const struct wf_rkey *k, struct wf_wire_rkey *w)
+{
+	w->addr = htole64(k->addr);
+	w->key = htole32(k->key);
+	w->len = htole32(k->len);
+}
+
+void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k)
+{
+	k->addr = le64toh(w->addr);
+	k->key = le32toh(w->key);
+	k->len = le32toh(w->len);
 }

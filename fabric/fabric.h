@@ -21,7 +21,7 @@
  * [roff, roff + len) is outside what the rkey describes; wf_connect and
  * wf_listen return -ENOSPC at once when one endpoint's
  * send_depth + recv_depth + 1 exceeds the ctx's cq_depth.  Wire headers for
- * the upper layers are in fabric/wire.h; semantics in docs/fabric.md.
+ * the upper layers are in proto/wire.h; semantics in docs/fabric.md.
  */
 #ifndef WEFT_FABRIC_FABRIC_H
 #define WEFT_FABRIC_FABRIC_H
@@ -91,6 +91,16 @@ struct wf_rkey {
 	uint32_t key;
 	uint32_t len;           /* bytes addressable from addr */
 };
+
+/* Its image in a message: 16 bytes, little-endian. */
+struct wf_wire_rkey {
+	uint64_t addr;
+	uint32_t key;
+	uint32_t len;
+};
+_Static_assert(sizeof(struct wf_wire_rkey) == 16, "wire rkey is 16 bytes");
+void wf_rkey_encode(const struct wf_rkey *k, struct wf_wire_rkey *w);
+void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k);
 
 /* Completion kinds. */
 enum wf_cqe_op {

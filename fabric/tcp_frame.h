@@ -2,7 +2,7 @@
 /*
  * Private to fabric/ (and its tests and fuzzers): the framing the tcp
  * backend puts on a byte stream (TCP or AF_UNIX).  Upper layers never see
- * it; their headers are in fabric/wire.h.
+ * it; their headers are in proto/wire.h.
  *
  * A connection starts with one hello each way (struct wf_tcp_hello), then
  * carries frames: a fixed 24-byte header (struct wf_tcp_frame), followed by

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "initiator/weft_int.h"
-#include "target/store.h"
+#include "proto/view.h"
 
 #define WR_CONN (1ull << 63)    /* wr_id of a connection's own sends */
 
@@ -199,7 +199,7 @@ struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off)
 
 	if (c->reactors <= 1 || !c->sub)
 		return c;
-	k = wf_store_owner(volume, (uint32_t)(off / c->cl->map.extent_size),
+	k = wf_extent_reactor(volume, (uint32_t)(off / c->cl->map.extent_size),
 			   c->reactors);
 	s = k ? c->sub[k] : NULL;
 	/*
@@ -348,7 +348,7 @@ static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 		c->max_len = cl->piece_max;
 	if (!c->max_len)
 		goto out_fail;
-	c->ring = g.ring;
+	WF_BUF_COPY(c->ring, g.ring);
 	c->epoch = g.epoch;
 	c->fails = 0;
 	c->state = CONN_LIVE;

@@ -287,9 +287,12 @@ static int piece_send(struct weft_cluster *cl, struct wf_conn *c,
 			goto out_unsent;
 		p->local_ops++;
 	} else if (p->op == WF_OP_READ) {
-		ret = wf_mr_rkey(mr, c->ep, loff, p->wlen, &r.buf);
+		struct wf_rkey buf;
+
+		ret = wf_mr_rkey(mr, c->ep, loff, p->wlen, &buf);
 		if (ret)
 			goto out_unsent;
+		WF_BUF_COPY(r.buf, buf);
 	}
 	wf_req_encode(&r, &h);
 	ret = wf_send(c->ep, &h, sizeof(h), wr);

@@ -48,8 +48,8 @@
 #include <unistd.h>
 
 #include "initiator/weft_int.h"
-#include "target/ctl_proto.h"
-#include "target/store.h"
+#include "proto/ctl.h"
+#include "proto/view.h"
 
 #define SC_CTL_MS 1000          /* bound of the control exchange */
 #define SC_RETRY_MS 1000        /* ask a target that said no again after */
@@ -81,7 +81,7 @@ struct wf_sc {
 	int      dev_fd;
 	int      ctl_fd;
 	bool     busy_logged;       /* -EBUSY said once */
-	struct wf_store_view view;
+	struct wf_view view;
 };
 
 struct wf_sc_ring {
@@ -110,7 +110,7 @@ static void sc_close(struct wf_sc *s)
 	if (!s)
 		return;
 	if (s->dev_fd >= 0) {
-		wf_store_view_close(&s->view);
+		wf_view_close(&s->view);
 		close(s->dev_fd);
 	}
 	if (s->ctl_fd >= 0)
@@ -322,12 +322,12 @@ static int sc_answer(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 	 * answers STALE and makes us reload; ask again later. */
 	if (le64toh(a.epoch) > cl->map.epoch)
 		goto out_fds;
-	ret = wf_store_view_open(fds[1], &s->view);
+	ret = wf_view_open(fds[1], &s->view);
 	if (ret)
 		goto out_fds;
 	if (s->view.hdr->target_id != tg->id ||
 	    s->view.hdr->extent_size != cl->map.extent_size) {
-		wf_store_view_close(&s->view);
+		wf_view_close(&s->view);
 		ret = -ESTALE;
 		goto out_fds;
 	}
@@ -449,15 +449,15 @@ bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 	/* The target serves a newer map: the extent may have a new primary
 	 * that took writes.  Through the network, which answers STALE, and
 	 * libweft moves to the new map. */
-	if (wf_store_view_epoch(&s->view) > cl->map.epoch)
+	if (wf_view_epoch(&s->view) > cl->map.epoch)
 		return false;
-	if (wf_store_view_lookup(&s->view, volume, extent, &phys, &seq) != 1)
+	if (wf_view_lookup(&s->view, volume, extent, &phys, &seq) != 1)
 		return false;   /* changing, or unmapped: the target answers */
 	sqe = io_uring_get_sqe(&cl->scr->ring);
 	if (!sqe)
 		return false;
 	io_uring_prep_read(sqe, s->dev_fd, dst, len,
-			   wf_store_view_dev_offset(&s->view, phys, in_ext));
+			   wf_view_dev_offset(&s->view, phys, in_ext));
 	io_uring_sqe_set_data64(sqe, tag);
 	rd->s = s;
 	rd->phys = phys;
@@ -548,8 +548,8 @@ bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
 	 * answers instead (never stale data). */
 	ok = res == (int32_t)len && s->state == SC_READY &&
 	     s->checked == cl->scr->batch &&
-	     wf_store_view_check(&s->view, rd->phys, rd->seq) &&
-	     wf_store_view_epoch(&s->view) <= rd->epoch;
+	     wf_view_check(&s->view, rd->phys, rd->seq) &&
+	     wf_view_epoch(&s->view) <= rd->epoch;
 	s->reads--;
 	rd->s = NULL;
 	if (ok)

@@ -41,7 +41,7 @@
 #include <time.h>
 
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 #include "initiator/include/weft.h"
 #include "placement/map.h"
 #include "placement/placement.h"

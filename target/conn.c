@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 #include "target/target.h"
 
 /* wr_ids of our posts: only the kind matters (the conn comes from ep). */
@@ -408,7 +408,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	q->volume = p.req.volume;
 	q->offset = p.req.offset;
-	q->buf = p.req.buf;
+	WF_BUF_COPY(q->buf, p.req.buf);
 	q->crc = p.req.data_crc;
 	start_io(c, q);
 }
@@ -418,6 +418,7 @@ static void grant(struct wf_tgt_conn *c)
 	struct wf_tgt_reactor *r = c->r;
 	struct wf_grant_hdr h;
 	struct wf_grant g;
+	struct wf_rkey ring;
 	uint32_t n;
 	int ret;
 
@@ -447,11 +448,12 @@ static void grant(struct wf_tgt_conn *c)
 		return;
 	}
 	ret = wf_mr_rkey(r->fab[c->fab].mrs[c->idx], c->ep, 0,
-			 n * r->cfg->slot_size, &g.ring);
+			 n * r->cfg->slot_size, &ring);
 	if (ret) {
 		wf_tgt_conn_close(c, "cannot describe the ring");
 		return;
 	}
+	WF_BUF_COPY(g.ring, ring);
 	wf_grant_encode(&g, &h);
 	ret = wf_send(c->ep, &h, sizeof(h), WR_GRANT);
 	if (ret) {

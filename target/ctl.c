@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 #include "target/target.h"
 
 int wf_tgt_ctl_probe(struct wf_tgt_reactor *r)
@@ -153,8 +153,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 static int answer_sc(struct wf_tgt_reactor *r, int fd)
 {
 	struct wf_ctl_shortcircuit a;
-	const struct wf_store_view_hdr *vh;
-	struct wf_store_view v;
+	const struct wf_view_hdr *vh;
+	struct wf_view v;
 	union {
 		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
@@ -167,10 +167,10 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 
 	if (fds[0] < 0 || fds[1] < 0)
 		result = -EOPNOTSUPP;
-	if (!result && !wf_store_view_open(fds[1], &v)) {
+	if (!result && !wf_view_open(fds[1], &v)) {
 		vh = v.hdr;
 		data_off = vh->data_off;
-		wf_store_view_close(&v);
+		wf_view_close(&v);
 	} else if (!result) {
 		result = -EIO;
 	}

@@ -746,7 +746,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		if (r->t->n > 1) {
 			snprintf(who, sizeof(who), "reactor %u ", r->idx);
 			/* Requests for extents another reactor owns: few when
-			 * initiators route by wf_store_owner. */
+			 * initiators route by wf_extent_reactor. */
 			wf_store_stat(r->store, &st);
 			snprintf(more, sizeof(more), ", %llu handed to their "
 				 "owner reactor", (unsigned long long)st.handed_over);

@@ -56,12 +56,12 @@ static int view_alloc(struct wf_store *s)
 	uint64_t n = s->sb.extents;
 	size_t pe_off = 128, ht_off, len;       /* header room: see below */
 
-	_Static_assert(sizeof(struct wf_store_view_hdr) <= 128,
+	_Static_assert(sizeof(struct wf_view_hdr) <= 128,
 		       "the view header fits before the extent table");
 
 	/* At least one bucket stays empty so every probe ends (see ht_*). */
 	s->buckets = n + n / 2 + 2;
-	ht_off = pe_off + n * sizeof(struct wf_store_pe);
+	ht_off = pe_off + n * sizeof(struct wf_view_pe);
 	len = ht_off + s->buckets * sizeof(uint32_t);
 	len = (len + 4095) & ~(size_t)4095;
 
@@ -87,10 +87,10 @@ static int view_alloc(struct wf_store *s)
 			    F_SEAL_SEAL);
 	s->map_len = len;
 	s->hdr = s->map;
-	s->pe = (struct wf_store_pe *)((uint8_t *)s->map + pe_off);
+	s->pe = (struct wf_view_pe *)((uint8_t *)s->map + pe_off);
 	s->ht = (uint32_t *)((uint8_t *)s->map + ht_off);
 
-	s->hdr->version = WF_STORE_VIEW_VERSION;
+	s->hdr->version = WF_VIEW_VERSION;
 	s->hdr->extents = n;
 	s->hdr->buckets = s->buckets;
 	s->hdr->pe_off = pe_off;
@@ -312,7 +312,7 @@ int wf_store_open(const char *path, const struct wf_store_opts *opts,
 	if (ret)
 		goto out_free;
 	/* Published last: a reader that sees the magic sees a loaded index. */
-	__atomic_store_n(&s->hdr->magic, WF_STORE_VIEW_MAGIC, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->hdr->magic, WF_VIEW_MAGIC, __ATOMIC_RELEASE);
 
 	switch (o.cache) {
 	case WF_STORE_CACHE_VOLATILE: s->volatile_cache = true; break;

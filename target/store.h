@@ -8,7 +8,7 @@
  * Threading: a store has one or more queues (struct wf_store handles: the
  * one wf_store_open returns, plus those of wf_store_add_queue), each with
  * its own io_uring and owned by one thread.  Every (volume, extent) has an
- * owner queue (wf_store_owner): a request submitted on another queue is
+ * owner queue (wf_extent_reactor): a request submitted on another queue is
  * passed to the owner's ring with IORING_OP_MSG_RING, runs there, and comes
  * back the same way, so its done callback still runs in the submitting
  * queue's wf_store_poll.  The per-extent state is thus only ever touched by
@@ -43,11 +43,13 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "proto/view.h"
+
 #define WF_STORE_BLOCK          4096u   /* alignment of offsets, lengths,
                                          * buffers, and the index block size */
 #define WF_STORE_EXTENT_MIN     4096u
 #define WF_STORE_EXTENT_MAX     (1u << 30)
-#define WF_STORE_EXTENT_NONE    UINT32_MAX /* largest extent index + 1 */
+#define WF_STORE_EXTENT_NONE    WF_VIEW_EXTENT_NONE /* largest extent index + 1 */
 #define WF_STORE_MAX_QUEUES     256u    /* queues (reactors) of one store */
 
 struct wf_store;
@@ -248,11 +250,9 @@ unsigned wf_store_queue_index(const struct wf_store *s);
 /* Queue i of the store (NULL once closed). */
 struct wf_store *wf_store_queue_of(const struct wf_store *s, unsigned i);
 
-/* The queue that owns extent `extent` of `volume` among n queues.  Also
- * the reactor an initiator sends that extent's requests to (docs/protocol.md,
- * "Reactors"): keep it stable. */
-static inline unsigned wf_store_owner(uint64_t volume, uint32_t extent,
-				      unsigned n);
+/* The queue that owns extent `extent` of `volume` among n queues:
+ * wf_extent_reactor (proto/view.h), also the reactor an initiator sends
+ * that extent's requests to. */
 
 /* Reactor hooks */
 
@@ -299,61 +299,10 @@ int  wf_store_register_buffers(struct wf_store *s, const struct iovec *iov,
 int  wf_store_unregister_buffers(struct wf_store *s);
 
 /*
- * Read-only shared view of the index, for the short-circuit read path.
- *
- * wf_store_index_fd() is a memfd (sealed against resizing) holding a
- * struct wf_store_view_hdr, the per-physical-extent table and the hash
- * table.  Another process maps it read-only (wf_store_view_open) together
- * with the device fd (wf_store_dev_fd) and reads the device itself:
- *
- *	r = wf_store_view_lookup(&v, vol, ext, &phys, &seq);
- *	r == 0:       not mapped: the extent reads as zeros
- *	r == -EAGAIN: the entry is changing (allocation or discard in
- *	              flight): retry later or go through the target
- *	r == 1:       read the device at wf_store_view_dev_offset(&v, phys, off),
- *	              then keep the data only if wf_store_view_check(&v, phys,
- *	              seq) still holds; else look up again.
- *
- * The sequence number of a physical extent changes (becoming odd) before
- * the store starts changing what it holds (allocation, discard zeroing), so
- * a read that passes the check after its I/O completed never returns data
- * of an extent that was discarded or reassigned meanwhile.
+ * Read-only shared view of the index, for the short-circuit read path:
+ * its format and the reader are in proto/view.h (what target and
+ * initiator share); the store writes it.
  */
-struct wf_store_view_hdr {
-	uint32_t magic;         /* WF_STORE_VIEW_MAGIC */
-	uint32_t version;       /* WF_STORE_VIEW_VERSION */
-	uint64_t extents;       /* entries in the extent table */
-	uint64_t buckets;       /* entries in the hash table */
-	uint64_t pe_off;        /* byte offset of the extent table */
-	uint64_t ht_off;        /* byte offset of the hash table */
-	uint64_t data_off;      /* device byte offset of physical extent 0 */
-	uint32_t extent_size;
-	uint32_t table_seq;     /* odd while a removal moves hash table
-	                         * entries */
-	uint64_t cluster_id;
-	uint32_t target_id;
-	uint32_t pad;
-	uint64_t epoch;         /* map epoch the target serves (only grows;
-	                         * version 2) */
-};
-
-/* One physical extent: which (volume, extent) it holds. */
-struct wf_store_pe {
-	uint64_t volume;
-	uint32_t extent;        /* WF_STORE_EXTENT_NONE when free */
-	uint32_t seq;           /* seqlock: odd while changing */
-};
-
-#define WF_STORE_VIEW_MAGIC     0x56494657u     /* "WFIV" */
-#define WF_STORE_VIEW_VERSION   2u
-
-struct wf_store_view {
-	const struct wf_store_view_hdr *hdr;
-	const struct wf_store_pe *pe;
-	const uint32_t *ht;
-	size_t map_len;
-};
-
 /* The memfd of the view (owned by the store: dup it to hand it out), or
  * -EPERM when the kernel could not seal it against writable mappings (then
  * it must not leave the process: no short-circuit reads). */
@@ -370,45 +319,5 @@ int  wf_store_dev_fd_ro(const struct wf_store *s);
  * use the view: the extent may have a new primary that took writes.
  */
 void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch);
-static inline uint64_t wf_store_view_epoch(const struct wf_store_view *v)
-{
-	return __atomic_load_n(&v->hdr->epoch, __ATOMIC_ACQUIRE);
-}
-
-int  wf_store_view_open(int fd, struct wf_store_view *v);
-void wf_store_view_close(struct wf_store_view *v);
-int  wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
-			  uint32_t extent, uint32_t *phys, uint32_t *seq);
-bool wf_store_view_check(const struct wf_store_view *v, uint32_t phys,
-			 uint32_t seq);
-static inline uint64_t wf_store_view_dev_offset(const struct wf_store_view *v,
-						uint32_t phys, uint64_t off)
-{
-	return v->hdr->data_off + (uint64_t)phys * v->hdr->extent_size + off;
-}
-
-/* The hash both the store and view readers use: bucket of (volume, extent)
- * among n buckets.  Part of the view format (WF_STORE_VIEW_VERSION). */
-static inline uint64_t wf_store_hash(uint64_t volume, uint32_t extent,
-				     uint64_t n)
-{
-	uint64_t h = volume * 0x9e3779b97f4a7c15ull ^ extent;
-
-	/* splitmix64 finaliser, then map onto [0, n) without a division */
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebull;
-	h ^= h >> 31;
-	return (uint64_t)(((unsigned __int128)h * n) >> 64);
-}
-
-static inline unsigned wf_store_owner(uint64_t volume, uint32_t extent,
-				      unsigned n)
-{
-	/* Salted so the owner does not follow the hash table's bucket. */
-	return n <= 1 ? 0 : (unsigned)wf_store_hash(volume ^ 0x7265616374ull,
-						    extent, n);
-}
 
 #endif

@@ -128,8 +128,8 @@ struct wf_store {
 	/* shared view (memfd mapping) */
 	void    *map;
 	size_t   map_len;
-	struct wf_store_view_hdr *hdr;
-	struct wf_store_pe *pe;
+	struct wf_view_hdr *hdr;
+	struct wf_view_pe *pe;
 	uint32_t *ht;
 	uint64_t buckets;
 

@@ -102,13 +102,13 @@ static void unlock(struct wf_store *s)
 
 static uint64_t ht_home(const struct wf_store *s, uint32_t phys)
 {
-	return wf_store_hash(s->pe[phys].volume, s->pe[phys].extent, s->buckets);
+	return wf_view_hash(s->pe[phys].volume, s->pe[phys].extent, s->buckets);
 }
 
 int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 	       uint64_t *bucket)
 {
-	uint64_t i = wf_store_hash(volume, extent, s->buckets);
+	uint64_t i = wf_view_hash(volume, extent, s->buckets);
 
 	/* Bounded, and every entry checked: a lock-free caller may probe
 	 * while another queue moves entries (it then retries). */
@@ -120,7 +120,7 @@ int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 		/* (UINT32_MAX, the view format's tombstone, which this
 		 * store never writes, fails the range check too) */
 		if (v - 1 < s->sb.extents) {
-			const struct wf_store_pe *pe = &s->pe[v - 1];
+			const struct wf_view_pe *pe = &s->pe[v - 1];
 
 			if (GET(pe->volume) == volume && GET(pe->extent) == extent) {
 				*bucket = i;
@@ -987,7 +987,7 @@ static void submit(struct wf_store *s, struct wf_store_req *req)
 
 	s->inflight++;
 	if (s->sh->nq > 1 && req->op != WF_STORE_OP_FLUSH) {
-		o = s->sh->q[wf_store_owner(req->volume,
+		o = s->sh->q[wf_extent_reactor(req->volume,
 					    (uint32_t)(req->offset >> s->extent_shift),
 					    s->sh->nq)];
 		if (!o)

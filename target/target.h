@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 #include "placement/map.h"
 #include "placement/placement.h"
 #include "target/store.h"

@@ -20,7 +20,7 @@
 
 #include <criterion/criterion.h>
 
-#include "fabric/wire.h"
+#include "proto/wire.h"
 #include "fabric/tcp_frame.h"
 #include "tests/fabric/fabric_test.h"
 

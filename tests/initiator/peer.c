@@ -12,7 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 #include "placement/map.h"
 #include "placement/placement.h"
 #include "tests/initiator/peer.h"
@@ -128,6 +128,7 @@ static void on_hello(struct pconn *pc, const void *msg, uint32_t len)
 	struct priv *pv = p->priv;
 	struct wf_hello h;
 	struct wf_grant g = { .epoch = LD(p->epoch), .target_id = pc->t };
+	struct wf_rkey rk;
 	struct wf_grant_hdr gh;
 	size_t ring = (size_t)p->slot_count * p->slot_size;
 
@@ -146,7 +147,8 @@ static void on_hello(struct pconn *pc, const void *msg, uint32_t len)
 		g.slot_count = p->slot_count;
 		g.slot_size = p->slot_size;
 		cr_assert_eq(wf_mr_rkey(pc->mr, pc->ep, 0, (uint32_t)ring,
-					&g.ring), 0);
+					&rk), 0);
+		WF_BUF_COPY(g.ring, rk);
 		pc->granted = true;
 	}
 	wf_grant_encode(&g, &gh);
@@ -166,6 +168,7 @@ static void on_req(struct pconn *pc, const void *msg, uint32_t len)
 	};
 	struct wf_req_hdr h;
 	struct wf_req r;
+	struct wf_rkey buf;
 	struct wf_extent_loc loc;
 	uint32_t slot, v;
 	const uint32_t *set;
@@ -272,8 +275,9 @@ static void on_req(struct pconn *pc, const void *msg, uint32_t len)
 		__atomic_add_fetch(&c->reads, 1, __ATOMIC_SEQ_CST);
 		memcpy(pc->ring + (size_t)slot * p->slot_size, img + r.offset,
 		       r.length);
+		WF_BUF_COPY(buf, r.buf);
 		if (wf_write(pc->ep, pc->mr, (uint64_t)slot * p->slot_size,
-			     r.length, &r.buf, 0, 0)) {
+			     r.length, &buf, 0, 0)) {
 			__atomic_add_fetch(&c->bad, 1, __ATOMIC_SEQ_CST);
 			wf_ep_close(pc->ep);
 			return;

@@ -35,7 +35,7 @@
 #include <criterion/criterion.h>
 
 #include "bench/pattern.h"
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 #include "initiator/include/weft_env.h"
 #include "tests/integration/sys.h"
 

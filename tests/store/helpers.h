@@ -162,7 +162,7 @@ static inline struct wf_store *store_open_ok(const char *path, uint32_t cache)
  * Returns NULL or what is wrong.  *probes: total probe length of all
  * entries (1 for an entry in its home bucket).
  */
-static inline const char *view_ht_check(const struct wf_store_view *v,
+static inline const char *view_ht_check(const struct wf_view *v,
 					uint64_t live, uint64_t *probes)
 {
 	uint64_t n = v->hdr->buckets, used = 0, total = 0;
@@ -172,7 +172,7 @@ static inline const char *view_ht_check(const struct wf_store_view *v,
 		return "table_seq odd";
 	for (uint64_t j = 0; j < n; j++) {
 		uint32_t b = v->ht[j];
-		const struct wf_store_pe *pe;
+		const struct wf_view_pe *pe;
 		uint64_t i, d = 1;
 
 		if (b == 0)
@@ -185,7 +185,7 @@ static inline const char *view_ht_check(const struct wf_store_view *v,
 		if (pe->extent == WF_STORE_EXTENT_NONE)
 			return "bucket names a free extent";
 		used++;
-		for (i = wf_store_hash(pe->volume, pe->extent, n); i != j;
+		for (i = wf_view_hash(pe->volume, pe->extent, n); i != j;
 		     i = i + 1 == n ? 0 : i + 1, d++) {
 			if (v->ht[i] == 0) {
 				snprintf(why, sizeof(why), "bucket %llu unreachable: "

@@ -259,21 +259,21 @@ Test(store_fault, other_queue_and_view_during_failed_discard)
 	struct wf_store *q0 = fresh("fq", EXT, 0, WF_STORE_CACHE_VOLATILE), *q1;
 	struct sreq *d = sreq_new(), *rd[4];
 	uint8_t *buf[4], *dev = abuf(EXT);
-	struct wf_store_view v;
+	struct wf_view v;
 	uint32_t phys, seq, phys2, seq2;
 	uint64_t e = 0;
 	int fd;
 
 	cr_assert_eq(wf_store_add_queue(q0, 0, &q1), 0);
-	while (wf_store_owner(3, (uint32_t)e, 2) != 0)
+	while (wf_extent_reactor(3, (uint32_t)e, 2) != 0)
 		e++;
 	fill(q0, 3, e, EXT);
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(q0), &v), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, 3, (uint32_t)e, &phys, &seq), 1);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(q0), &v), 0);
+	cr_assert_eq(wf_view_lookup(&v, 3, (uint32_t)e, &phys, &seq), 1);
 
 	wf_store_fault(q0, WF_FAULT_DISC_ZERO, 0);
 	cr_assert_eq(wf_store_discard(q0, &d->req, 3, e * EXT, EXT), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, 3, (uint32_t)e, &phys2, &seq2), -EAGAIN,
+	cr_assert_eq(wf_view_lookup(&v, 3, (uint32_t)e, &phys2, &seq2), -EAGAIN,
 		     "a view reader must not trust an extent being discarded");
 	for (int i = 0; i < 4; i++) {
 		rd[i] = sreq_new();
@@ -297,18 +297,18 @@ Test(store_fault, other_queue_and_view_during_failed_discard)
 		cr_assert_eq(rd[i]->res, 0);
 		cr_assert(holds(buf[i], 3, e * EXT, EXT), "read %d on the other queue", i);
 	}
-	cr_assert_eq(wf_store_view_lookup(&v, 3, (uint32_t)e, &phys2, &seq2), 1);
+	cr_assert_eq(wf_view_lookup(&v, 3, (uint32_t)e, &phys2, &seq2), 1);
 	cr_assert_eq(phys2, phys);
 	cr_assert_neq(seq2, seq, "an answer from before the discard must not pass");
-	cr_assert(!wf_store_view_check(&v, phys, seq));
+	cr_assert(!wf_view_check(&v, phys, seq));
 	fd = wf_store_dev_fd_ro(q0);
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, dev, EXT, (off_t)wf_store_view_dev_offset(&v, phys2, 0)),
+	cr_assert_eq(pread(fd, dev, EXT, (off_t)wf_view_dev_offset(&v, phys2, 0)),
 		     (ssize_t)EXT);
-	cr_assert(wf_store_view_check(&v, phys2, seq2));
+	cr_assert(wf_view_check(&v, phys2, seq2));
 	cr_assert(holds(dev, 3, e * EXT, EXT));
 	close(fd);
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	wf_store_close(q1);
 	wf_store_close(q0);
 	for (int i = 0; i < 4; i++) {

@@ -158,13 +158,13 @@ static void check_key(struct model *m, uint64_t key)
 Test(store_hash, insert_remove_cycles_every_lookup)
 {
 	struct wf_store *s = fresh("hash");
-	struct wf_store_view v;
+	struct wf_view v;
 	struct model m;
 	uint64_t x = 0xfeedface, live = 0, probes;
 	bool filling = true;
 	const char *bad;
 
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(s), &v), 0);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(s), &v), 0);
 	model_init(&m, s, 4 * s->sb.extents);
 	for (int step = 0; step < 200000; step++) {
 		if (live == m.n)
@@ -196,7 +196,7 @@ Test(store_hash, insert_remove_cycles_every_lookup)
 	cr_assert_gt(s->sh->ht_moves, 10000, "removals moved %llu entries",
 		     (unsigned long long)s->sh->ht_moves);
 	model_free(&m);
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	wf_store_close(s);
 }
 
@@ -204,7 +204,7 @@ Test(store_hash, insert_remove_cycles_every_lookup)
  * after it ended must be found, at its phys. */
 struct probe {
 	struct wf_store *s;
-	struct wf_store_view v;
+	struct wf_view v;
 	const struct model *m;
 	int stop;
 	uint64_t found, retries, missing, wrong, slow;
@@ -231,17 +231,17 @@ static int store_lookup(struct wf_store *s, uint64_t vol, uint32_t ext,
 }
 
 /*
- * The view's lookup protocol (wf_store_view_lookup), probing slowly: a
+ * The view's lookup protocol (wf_view_lookup), probing slowly: a
  * pause after every bucket (a spin, or a sleep: the time slice of a
  * preempted reader), so one probe overlaps many removals and the
  * writer's announcement of moves (table_seq), not the luck of timing, is
  * what keeps it right.  1: found (*phys), 0: not found, -EAGAIN: retry.
  */
-static int slow_lookup(const struct wf_store_view *v, uint64_t vol,
+static int slow_lookup(const struct wf_view *v, uint64_t vol,
 		       uint32_t ext, uint32_t *phys, bool sleep)
 {
 	struct timespec ts = { 0, 1000 };
-	uint64_t n = v->hdr->buckets, i = wf_store_hash(vol, ext, n);
+	uint64_t n = v->hdr->buckets, i = wf_view_hash(vol, ext, n);
 	uint32_t t1 = __atomic_load_n(&v->hdr->table_seq, __ATOMIC_ACQUIRE);
 	int ret = 0;
 
@@ -296,7 +296,7 @@ static void *prober(void *arg)
 			}
 			pr->slow += r == 1;
 		} else if (x & 1) {
-			r = wf_store_view_lookup(&pr->v, k % NVOL, (uint32_t)(k / NVOL),
+			r = wf_view_lookup(&pr->v, k % NVOL, (uint32_t)(k / NVOL),
 						 &phys, &seq);
 			if (r == -EAGAIN) {
 				pr->retries++;
@@ -343,7 +343,7 @@ Test(store_hash, concurrent_lookups_never_miss_present_keys)
 	while (m.nfree)
 		put_random(&m, &x);
 	pr.m = &m;
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(s), &pr.v), 0);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(s), &pr.v), 0);
 	moves0 = s->sh->ht_moves;
 	cr_assert_eq(pthread_create(&th, NULL, prober, &pr), 0);
 
@@ -375,7 +375,7 @@ Test(store_hash, concurrent_lookups_never_miss_present_keys)
 	for (uint64_t k = 0; k < m.nkeys; k++)
 		check_key(&m, k);
 	cr_assert_null(view_ht_check(&pr.v, m.n, NULL));
-	wf_store_view_close(&pr.v);
+	wf_view_close(&pr.v);
 	model_free(&m);
 	wf_store_close(s);
 }

@@ -190,12 +190,12 @@ Test(store_io, concurrent_first_writes_share_one_allocation)
 /* Offset of physical extent 0 on the device (from the view header). */
 static uint64_t data_off(struct wf_store *s)
 {
-	struct wf_store_view v;
+	struct wf_view v;
 	uint64_t off;
 
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(s), &v), 0);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(s), &v), 0);
 	off = v.hdr->data_off;
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	return off;
 }
 
@@ -455,15 +455,15 @@ Test(store_io, shared_view_seqlock)
 {
 	struct wf_store *s = fresh("view", 16 * MiB, WF_STORE_CACHE_NONE);
 	uint8_t *w = abuf(4096), *r = abuf(4096);
-	struct wf_store_view v;
+	struct wf_view v;
 	uint32_t phys, seq, phys2, seq2;
 	int fd;
 
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(s), &v), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, 5, 2, &phys, &seq), 0);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(s), &v), 0);
+	cr_assert_eq(wf_view_lookup(&v, 5, 2, &phys, &seq), 0);
 	pattern(w, 4096, 5, 2 * EXT + 4096, 1);
 	cr_assert_eq(s_write(s, 5, 2 * EXT + 4096, 4096, w, 0), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, 5, 2, &phys, &seq), 1);
+	cr_assert_eq(wf_view_lookup(&v, 5, 2, &phys, &seq), 1);
 	cr_assert_eq(seq & 1, 0);
 
 	/* read the device like the short-circuit path would, through the
@@ -471,24 +471,24 @@ Test(store_io, shared_view_seqlock)
 	fd = wf_store_dev_fd_ro(s);
 	cr_assert(fd >= 0);
 	cr_assert_lt(pwrite(fd, w, 4096, 0), 0, "a read-only fd wrote");
-	cr_assert_eq(pread(fd, r, 4096, (off_t)wf_store_view_dev_offset(&v, phys, 4096)),
+	cr_assert_eq(pread(fd, r, 4096, (off_t)wf_view_dev_offset(&v, phys, 4096)),
 		     4096);
-	cr_assert(wf_store_view_check(&v, phys, seq));
+	cr_assert(wf_view_check(&v, phys, seq));
 	cr_assert_eq(memcmp(r, w, 4096), 0);
 
 	/* discard and reuse by another volume: the old answer is refused */
 	cr_assert_eq(s_discard(s, 5, 2 * EXT, EXT), 0);
-	cr_assert(!wf_store_view_check(&v, phys, seq));
-	cr_assert_eq(wf_store_view_lookup(&v, 5, 2, &phys2, &seq2), 0);
+	cr_assert(!wf_view_check(&v, phys, seq));
+	cr_assert_eq(wf_view_lookup(&v, 5, 2, &phys2, &seq2), 0);
 	cr_assert_eq(s_write(s, 6, 0, 4096, w, 0), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, 6, 0, &phys2, &seq2), 1);
+	cr_assert_eq(wf_view_lookup(&v, 6, 0, &phys2, &seq2), 1);
 	cr_assert_eq(phys2, phys);
 	cr_assert_neq(seq2, seq);
-	cr_assert(!wf_store_view_check(&v, phys, seq));
+	cr_assert(!wf_view_check(&v, phys, seq));
 	close(fd);
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	/* a view of garbage is refused */
-	cr_assert_lt(wf_store_view_open(open("/dev/null", O_RDONLY), &v), 0);
+	cr_assert_lt(wf_view_open(open("/dev/null", O_RDONLY), &v), 0);
 	wf_store_close(s);
 	free(w);
 	free(r);
@@ -504,12 +504,12 @@ Test(store_io, churn_keeps_hash_table_exact)
 	struct wf_store_stat st;
 	struct wf_store *s = fresh("churn", 4 * MiB, WF_STORE_CACHE_NONE);
 	uint8_t *w = abuf(4096), *r = abuf(4096);
-	struct wf_store_view v;
+	struct wf_view v;
 	uint64_t n, keep, probes = 0;
 	uint32_t seq0;
 	const char *bad;
 
-	cr_assert_eq(wf_store_view_open(wf_store_index_fd(s), &v), 0);
+	cr_assert_eq(wf_view_open(wf_store_index_fd(s), &v), 0);
 	seq0 = v.hdr->table_seq;
 	wf_store_stat(s, &st);
 	n = st.extents;
@@ -539,7 +539,7 @@ Test(store_io, churn_keeps_hash_table_exact)
 	cr_assert_gt(v.hdr->table_seq - seq0, 2 * n, "table_seq %u", v.hdr->table_seq);
 	cr_assert_leq(probes, 3 * keep, "%llu probes for %llu entries",
 		      (unsigned long long)probes, (unsigned long long)keep);
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	wf_store_close(s);
 	s = store_open_ok(img, WF_STORE_CACHE_NONE);
 	wf_store_stat(s, &st);

@@ -51,12 +51,12 @@ static double now(void)
  * refused) through the pipe often. */
 static void reader(int index_fd, int out)
 {
-	struct wf_store_view v;
+	struct wf_view v;
 	uint64_t x = 0x9e3779b97f4a7c15ull, counts[2] = { 0, 0 };
 	uint64_t *buf;
 	int fd;
 
-	if (wf_store_view_open(index_fd, &v))
+	if (wf_view_open(index_fd, &v))
 		_exit(2);
 	fd = open(img, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0 || posix_memalign((void **)&buf, 4096, 4096))
@@ -71,7 +71,7 @@ static void reader(int index_fd, int out)
 		ext = (x >> 8) % NEXT;
 		b = (x >> 16) % (EXT / 4096);
 		g = __atomic_load_n(&present[vol - 1][ext], __ATOMIC_ACQUIRE);
-		r = wf_store_view_lookup(&v, vol, (uint32_t)ext, &phys, &seq);
+		r = wf_view_lookup(&v, vol, (uint32_t)ext, &phys, &seq);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (r == 0 && (g & 1) &&
 		    __atomic_load_n(&present[vol - 1][ext], __ATOMIC_RELAXED) == g) {
@@ -87,10 +87,10 @@ static void reader(int index_fd, int out)
 		 * reallocate and rewrite the extent meanwhile. */
 		if (x & (1ull << 40))
 			usleep((useconds_t)((x >> 41) % 2000));
-		if (pread(fd, buf, 4096, (off_t)wf_store_view_dev_offset(&v, phys,
+		if (pread(fd, buf, 4096, (off_t)wf_view_dev_offset(&v, phys,
 								      b * 4096)) != 4096)
 			_exit(3);
-		if (!wf_store_view_check(&v, phys, seq))
+		if (!wf_view_check(&v, phys, seq))
 			continue;
 		want = tag(vol, ext, b);
 		for (int w = 0; w < 512; w++) {

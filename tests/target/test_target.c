@@ -22,7 +22,7 @@
 
 #include <criterion/criterion.h>
 
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 #include "target/store.h"
 #include "tests/target/tgt.h"
 
@@ -258,7 +258,7 @@ Test(target, error_statuses, .timeout = 60)
 
 		tgt_pattern(c.buf + c.g.slot_size, 4096, 77);
 		q.data_crc = wf_crc32c(0, c.buf + c.g.slot_size, 4096) ^ 1;
-		cr_assert_eq(wf_write(c.ep, c.mr, c.g.slot_size, 4096, &c.g.ring,
+		cr_assert_eq(wf_write(c.ep, c.mr, c.g.slot_size, 4096, &c.ring,
 				      c.g.slot_size, 9), 0);
 		wf_req_encode(&q, &h);
 		cr_assert_eq(tgt_send_raw(&c, &h, sizeof(h)), 0);
@@ -467,7 +467,7 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	struct tgt_client c;
 	struct wf_ctl_status st;
 	struct wf_ctl_shortcircuit sc;
-	struct wf_store_view v;
+	struct wf_view v;
 	char addr[256], path[256];
 	static char w[4096], r[4096];
 	uint32_t phys, seq;
@@ -500,22 +500,22 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	cr_assert_eq(sc.result, 0);
 	cr_assert_geq(fds[0], 0);
 	cr_assert_geq(fds[1], 0);
-	cr_assert_eq(wf_store_view_open(fds[1], &v), 0);
-	cr_assert_eq(wf_store_view_lookup(&v, TGT_VOL, (uint32_t)(off / TGT_EXT), &phys,
+	cr_assert_eq(wf_view_open(fds[1], &v), 0);
+	cr_assert_eq(wf_view_lookup(&v, TGT_VOL, (uint32_t)(off / TGT_EXT), &phys,
 					  &seq), 1);
 	{
 		void *al = NULL;
 
 		cr_assert_eq(posix_memalign(&al, 4096, 4096), 0);
 		cr_assert_eq(pread(fds[0], al, 4096,
-				   (off_t)wf_store_view_dev_offset(&v, phys, 8192)), 4096);
+				   (off_t)wf_view_dev_offset(&v, phys, 8192)), 4096);
 		cr_assert_eq(memcmp(al, w, 4096), 0);
 		free(al);
 		/* Read-only: writing through it fails. */
 		cr_assert_lt(pwrite(fds[0], w, 4096, 0), 0);
 	}
 	cr_assert_eq(le64toh(sc.data_off), v.hdr->data_off);
-	wf_store_view_close(&v);
+	wf_view_close(&v);
 	close(fds[0]);
 	close(fds[1]);
 

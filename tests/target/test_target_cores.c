@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 #include "tests/target/tgt.h"
 
 static void addr_k(const struct tgt_env *e, unsigned k, char *buf, size_t len)

@@ -424,6 +424,7 @@ int tgt_connect_as(struct tgt_client *c, const char *addr, uint32_t want_slots,
 			if (cq[i].op != WF_CQE_RECV_MSG)
 				continue;
 			ret = wf_grant_decode(cq[i].msg, cq[i].len, &c->g, NULL);
+			WF_BUF_COPY(c->ring, c->g.ring);
 			if (ret)
 				return ret;
 			return c->g.status ? -wf_wire_status_errno(c->g.status) : 0;
@@ -475,7 +476,7 @@ static int do_put(struct tgt_client *c, void *a)
 	struct post_args *p = a;
 
 	return wf_write(c->ep, c->mr, (uint64_t)p->slot * c->g.slot_size, p->len,
-			&c->g.ring, (uint64_t)p->slot * c->g.slot_size, 2);
+			&c->ring, (uint64_t)p->slot * c->g.slot_size, 2);
 }
 
 static int do_send(struct tgt_client *c, void *a)
@@ -514,8 +515,11 @@ int tgt_post(struct tgt_client *c, uint8_t op, uint64_t vol, uint64_t off,
 
 		if (o + l > (size_t)TGT_SLOTS * 4 * TGT_SLOT_SZ)
 			o = 0;
-		ret = wf_mr_rkey(c->mr, c->ep, o, l, &r.buf);
+		struct wf_rkey buf;
+
+		ret = wf_mr_rkey(c->mr, c->ep, o, l, &buf);
 		cr_assert_eq(ret, 0);
+		WF_BUF_COPY(r.buf, buf);
 	}
 	wf_req_encode(&r, &h);
 	p.msg = &h;

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
+#include "proto/wire.h"
 
 #define TGT_VOL      5u                  /* volume id in the test map */
 #define TGT_VOL_SIZE (64ull << 20)
@@ -60,6 +60,7 @@ struct tgt_client {
 	struct wf_mr   *mr;
 	char           *buf;            /* slot_count * slot_size, mirrors the ring */
 	struct wf_grant g;
+	struct wf_rkey ring;            /* g.ring as the fabric takes it */
 	uint64_t        epoch;
 	uint64_t        tag;
 	bool            gone;           /* DISCONNECT seen */

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "initiator/ctl.h"
+#include "weftctl/ctl.h"
 
 static const struct {
 	const char *name;

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "fabric/fabric.h"
-#include "fabric/wire.h"
-#include "initiator/ctl.h"
+#include "proto/wire.h"
+#include "weftctl/ctl.h"
 #include "placement/map.h"
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 
 static int status_usage(FILE *f)
 {

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "initiator/ctl.h"
+#include "weftctl/ctl.h"
 #include "placement/placement.h"
 
 /* A loaded map with its placer and table. */

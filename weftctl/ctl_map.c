@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "initiator/ctl.h"
+#include "weftctl/ctl.h"
 #include "placement/map.h"
 
 static int check_usage(FILE *f)

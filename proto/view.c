@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Reader side of the shared index view (protocol in store.h).  Runs in
+ * Reader side of the shared index view (format in proto/view.h).  Runs in
  * another process with a read-only mapping: it may see the store mid-way
  * through any change, so every answer is validated by sequence numbers.
  */
@@ -10,11 +10,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "target/store.h"
+#include "proto/view.h"
 
-int wf_store_view_open(int fd, struct wf_store_view *v)
+int wf_view_open(int fd, struct wf_view *v)
 {
-	const struct wf_store_view_hdr *h;
+	const struct wf_view_hdr *h;
 	struct stat st;
 	void *map;
 
@@ -28,32 +28,32 @@ int wf_store_view_open(int fd, struct wf_store_view *v)
 		return -errno;
 	h = map;
 	/* Bounds come from the other process: check them before use. */
-	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != WF_STORE_VIEW_MAGIC ||
-	    h->version != WF_STORE_VIEW_VERSION || !h->extents ||
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != WF_VIEW_MAGIC ||
+	    h->version != WF_VIEW_VERSION || !h->extents ||
 	    h->buckets <= h->extents ||
 	    h->pe_off < sizeof(*h) || h->pe_off % 8 ||
-	    h->extents > ((size_t)st.st_size - h->pe_off) / sizeof(struct wf_store_pe) ||
-	    h->ht_off < h->pe_off + h->extents * sizeof(struct wf_store_pe) ||
+	    h->extents > ((size_t)st.st_size - h->pe_off) / sizeof(struct wf_view_pe) ||
+	    h->ht_off < h->pe_off + h->extents * sizeof(struct wf_view_pe) ||
 	    h->ht_off > (size_t)st.st_size ||
 	    h->buckets > ((size_t)st.st_size - h->ht_off) / sizeof(uint32_t)) {
 		munmap(map, (size_t)st.st_size);
 		return -EINVAL;
 	}
 	v->hdr = h;
-	v->pe = (const struct wf_store_pe *)((const uint8_t *)map + h->pe_off);
+	v->pe = (const struct wf_view_pe *)((const uint8_t *)map + h->pe_off);
 	v->ht = (const uint32_t *)((const uint8_t *)map + h->ht_off);
 	v->map_len = (size_t)st.st_size;
 	return 0;
 }
 
-void wf_store_view_close(struct wf_store_view *v)
+void wf_view_close(struct wf_view *v)
 {
 	if (v->hdr)
 		munmap((void *)v->hdr, v->map_len);
 	memset(v, 0, sizeof(*v));
 }
 
-int wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
+int wf_view_lookup(const struct wf_view *v, uint64_t volume,
 			 uint32_t extent, uint32_t *phys, uint32_t *seq)
 {
 	uint64_t n = v->hdr->buckets, i, probes;
@@ -63,7 +63,7 @@ int wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
 	t1 = __atomic_load_n(&v->hdr->table_seq, __ATOMIC_ACQUIRE);
 	if (t1 & 1)
 		return -EAGAIN;
-	i = wf_store_hash(volume, extent, n);
+	i = wf_view_hash(volume, extent, n);
 	/* Bounded, whatever the table looks like mid-change (entries being
 	 * moved by a removal: table_seq then differs below). */
 	for (probes = 0; probes < n; probes++) {
@@ -72,7 +72,7 @@ int wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
 		if (b == 0)
 			break;
 		if (b != UINT32_MAX && b - 1 < v->hdr->extents) {
-			const struct wf_store_pe *pe = &v->pe[b - 1];
+			const struct wf_view_pe *pe = &v->pe[b - 1];
 			uint32_t s1 = __atomic_load_n(&pe->seq, __ATOMIC_ACQUIRE);
 			uint64_t vol = __atomic_load_n(&pe->volume, __ATOMIC_RELAXED);
 			uint32_t ext = __atomic_load_n(&pe->extent, __ATOMIC_RELAXED);
@@ -97,7 +97,7 @@ int wf_store_view_lookup(const struct wf_store_view *v, uint64_t volume,
 	return t1 == t2 ? ret : -EAGAIN;
 }
 
-bool wf_store_view_check(const struct wf_store_view *v, uint32_t phys,
+bool wf_view_check(const struct wf_view *v, uint32_t phys,
 			 uint32_t seq)
 {
 	/* The device read happened before this load (a syscall or an

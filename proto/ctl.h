@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The target's control socket: RUN_DIR/target-ID.ctl, AF_UNIX
- * SOCK_SEQPACKET, on the target's host only.  Public to the initiator
- * (libweft includes it for short-circuit reads; weftctl for status).
+ * SOCK_SEQPACKET, on the target's host only.  Part of proto/: the target
+ * serves it, libweft asks it for short-circuit reads, weftctl for status.
  *
  * A wire format: every struct is fixed-size, every integer little-endian
  * (convert with htole and le*toh), checked with _Static_assert.  One
@@ -11,8 +11,8 @@
  * answer with result -EPROTO (when its op can be told) or the connection
  * closed.  Full description: docs/protocol.md, "Control socket".
  */
-#ifndef WEFT_TARGET_CTL_PROTO_H
-#define WEFT_TARGET_CTL_PROTO_H
+#ifndef WEFT_PROTO_CTL_H
+#define WEFT_PROTO_CTL_H
 
 #include <stdint.h>
 
@@ -25,7 +25,7 @@ enum wf_ctl_op {
 	                             * two fds (SCM_RIGHTS): [0] the device,
 	                             * read-only, O_DIRECT; [1] the store's
 	                             * index memfd (sealed; map it read-only
-	                             * with wf_store_view_open) */
+	                             * with wf_view_open) */
 	WF_CTL_RELOAD       = 3,    /* reload the map file; answer:
 	                             * struct wf_ctl_status (the new epoch) */
 };

@@ -11,7 +11,7 @@
 
 #include <isa-l/crc.h>
 
-#include "fabric/wire.h"
+#include "proto/wire.h"
 
 uint32_t wf_crc32c(uint32_t crc, const void *buf, size_t len)
 {
@@ -20,14 +20,14 @@ uint32_t wf_crc32c(uint32_t crc, const void *buf, size_t len)
 	return crc32_iscsi((unsigned char *)(uintptr_t)buf, (int)len, ~crc) ^ 0xffffffffu;
 }
 
-void wf_rkey_encode(const struct wf_rkey *k, struct wf_wire_rkey *w)
+static void ref_encode(const struct wf_wire_buf *k, struct wf_wire_ref *w)
 {
 	w->addr = htole64(k->addr);
 	w->key = htole32(k->key);
 	w->len = htole32(k->len);
 }
 
-void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k)
+static void ref_decode(const struct wf_wire_ref *w, struct wf_wire_buf *k)
 {
 	k->addr = le64toh(w->addr);
 	k->key = le32toh(w->key);
@@ -93,7 +93,7 @@ void wf_grant_encode(const struct wf_grant *r, struct wf_grant_hdr *h)
 	h->slot_size = htole32(r->slot_size);
 	/* One reactor stays 0 on the wire, as before the field existed. */
 	h->reactors = htole32(r->reactors > 1 ? r->reactors : 0);
-	wf_rkey_encode(&r->ring, &h->ring);
+	ref_encode(&r->ring, &h->ring);
 }
 
 static int fail(uint32_t *reason, uint32_t why, int err)
@@ -315,7 +315,7 @@ int wf_grant_decode(const void *buf, size_t len, struct wf_grant *out,
 	r.target_id = le32toh(h.target_id);
 	r.slot_count = le32toh(h.slot_count);
 	r.slot_size = le32toh(h.slot_size);
-	wf_rkey_decode(&h.ring, &r.ring);
+	ref_decode(&h.ring, &r.ring);
 	if ((r.status & ~(uint32_t)WF_WS_DNR) >= WF_WS_MAX || r.status == WF_WS_DNR)
 		return fail(reason, WF_WR_STATUS, -EPROTO);
 	if (!r.epoch)

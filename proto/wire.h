@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * weft's wire protocol: the headers the initiator and the targets exchange
- * over any fabric backend (see docs/fabric.md, "Wire headers").
+ * over any fabric backend (see docs/protocol.md).  Part of proto/, what
+ * target and initiator share: it depends on nothing of ours (not even the
+ * fabric: a peer's buffer is three numbers here, struct wf_wire_buf, which
+ * the user converts to and from the fabric's struct wf_rkey).
  *
  * Every struct here is the exact wire image: fixed size (_Static_assert),
  * all integers little-endian.  Never read a field of a received header
@@ -16,13 +19,11 @@
  * accepts exactly WF_WIRE_VERSION; a new version bumps it and both sides
  * negotiate in HELLO/GRANT.
  */
-#ifndef WEFT_FABRIC_WIRE_H
-#define WEFT_FABRIC_WIRE_H
+#ifndef WEFT_PROTO_WIRE_H
+#define WEFT_PROTO_WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "fabric/fabric.h"
 
 #define WF_WIRE_MAGIC   0x5746u         /* "FW" on the wire: 46 57 */
 #define WF_WIRE_VERSION 1u
@@ -38,9 +39,9 @@ enum wf_wire_op {
 	WF_OP_REPLY   = 7,      /* answer to any request (struct wf_reply_hdr) */
 	WF_OP_STATUS  = 8,      /* -> target: status query, allowed before the
 	                         * HELLO (struct wf_net_status_req in
-	                         * target/ctl_proto.h) */
+	                         * proto/ctl.h) */
 	WF_OP_STATUS_REPLY = 9, /* target ->: its answer (struct
-	                         * wf_net_status_reply, target/ctl_proto.h) */
+	                         * wf_net_status_reply, proto/ctl.h) */
 	WF_OP_MAX
 };
 
@@ -55,13 +56,27 @@ enum {
 	WF_REQ_FLAGS_ALL = WF_REQ_FUA | WF_REQ_CRC | WF_REQ_REPL,
 };
 
-/* A peer's buffer, as the fabric names it (struct wf_rkey on the wire). */
-struct wf_wire_rkey {
+/* A peer's registered buffer, as the fabric names it (its struct wf_rkey:
+ * opaque address, key, length). */
+struct wf_wire_ref {
 	uint64_t addr;
 	uint32_t key;
 	uint32_t len;
 };
-_Static_assert(sizeof(struct wf_wire_rkey) == 16, "wire rkey is 16 bytes");
+_Static_assert(sizeof(struct wf_wire_ref) == 16, "wire buffer ref is 16 bytes");
+
+/* The same in host order. */
+struct wf_wire_buf {
+	uint64_t addr;
+	uint32_t key;
+	uint32_t len;
+};
+
+/* Copy a buffer reference between a struct wf_wire_buf and the fabric's
+ * struct wf_rkey (any struct with addr, key and len): the two modules do
+ * not know each other; their user does. */
+#define WF_BUF_COPY(dst, src) \
+	((dst).addr = (src).addr, (dst).key = (src).key, (dst).len = (src).len)
 
 /*
  * Request header: every READ, WRITE, FLUSH, DISCARD, sent as a message
@@ -161,9 +176,10 @@ struct wf_grant_hdr {
 	                         * listens on the target's port + k (unix: the
 	                         * socket path + ".k"); the initiator sends
 	                         * each extent's requests to reactor
-	                         * wf_store_owner(volume, extent, reactors)
+	                         * wf_extent_reactor(volume, extent, reactors)
+	                         * (proto/view.h)
 	                         * (docs/protocol.md, "Reactors") */
-	struct wf_wire_rkey ring; /* the ring: slot i at ring.addr + i*slot_size */
+	struct wf_wire_ref ring;  /* the ring: slot i at ring.addr + i*slot_size */
 };
 _Static_assert(sizeof(struct wf_grant_hdr) == 48, "grant header is 48 bytes");
 #define WF_WIRE_MAX_REACTORS 256u
@@ -205,7 +221,7 @@ struct wf_req {
 	uint16_t flags;
 	uint64_t tag, volume, offset, epoch;
 	uint32_t length, slot, data_crc;
-	struct wf_rkey buf;     /* READ: addr, key, len = length */
+	struct wf_wire_buf buf; /* READ: addr, key, len = length */
 };
 
 struct wf_reply {
@@ -224,7 +240,7 @@ struct wf_grant {
 	uint64_t epoch;
 	uint32_t target_id, slot_count, slot_size;
 	uint32_t reactors;      /* 0 or 1: one */
-	struct wf_rkey ring;
+	struct wf_wire_buf ring;
 };
 
 /* Encoders fill the wire image (no checks: senders build valid ones). */
@@ -232,8 +248,6 @@ void wf_req_encode(const struct wf_req *r, struct wf_req_hdr *h);
 void wf_reply_encode(const struct wf_reply *r, struct wf_reply_hdr *h);
 void wf_hello_encode(const struct wf_hello *r, struct wf_hello_hdr *h);
 void wf_grant_encode(const struct wf_grant *r, struct wf_grant_hdr *h);
-void wf_rkey_encode(const struct wf_rkey *k, struct wf_wire_rkey *w);
-void wf_rkey_decode(const struct wf_wire_rkey *w, struct wf_rkey *k);
 
 /*
  * Decoders: buf holds len received bytes (any alignment).  They check

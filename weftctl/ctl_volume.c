@@ -18,9 +18,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "initiator/ctl.h"
+#include "weftctl/ctl.h"
 #include "placement/placement.h"
-#include "target/ctl_proto.h"
+#include "proto/ctl.h"
 
 static int volume_usage(FILE *f)
 {
