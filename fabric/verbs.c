@@ -51,13 +51,17 @@
  * the QP before destroying it; should the device never flush some receives
  * (older rxe), the endpoint's bookkeeping is kept until the ctx goes, so a
  * late completion never touches freed memory.
+ *
+ * This file holds the completion ring, the endpoints' completions, close
+ * and teardown, the ctx and wf_poll, memory registration and windows, and
+ * the data operations.  Connection set-up (rdma_cm listeners and connect,
+ * the events on the ctx channel, the ctx's per-device state, each new
+ * endpoint's QP and buffers) is in verbs_cm.c; the structs both share are
+ * in verbs_int.h.
  */
-#include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,198 +71,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <infiniband/verbs.h>
-#include <rdma/rdma_cma.h>
+#include "fabric/verbs_int.h"
 
-#include "fabric/fabric_int.h"
-
-#define VDEV_MAX        8       /* RDMA devices one ctx may use */
-#define RD_ATOM_MAX     16      /* RDMA READs in flight per QP, each way */
 #define POLL_BATCH      32      /* work completions per ibv_poll_cq */
-#define INLINE_MAX      256     /* small payloads ride in the WQE itself */
 #define DRAIN_SEND_MS   2000    /* sends always flush; bound it anyway */
 #define DRAIN_RECV_MS   100     /* receives may not flush on older rxe */
-#define PRIV_MAGIC      0x56465756u     /* "VWFV" little-endian */
-#define PRIV_VERSION    1u
-
-/* Sent with rdma_connect/rdma_accept: what the sender can receive. */
-struct vpriv {
-	uint32_t magic;         /* PRIV_MAGIC */
-	uint16_t version;       /* PRIV_VERSION */
-	uint16_t reserved;      /* 0 */
-	uint32_t msg_size;      /* largest message the sender accepts */
-	uint32_t recv_depth;    /* informational */
-};
-_Static_assert(sizeof(struct vpriv) == 16, "private data is 16 bytes");
-
-/* A doubly linked ring (the ctx's lists of endpoints, regions, ...). */
-struct vlink {
-	struct vlink *prev, *next;
-};
-
-static void vlist_init(struct vlink *h) { h->prev = h->next = h; }
-static bool vlist_empty(const struct vlink *h) { return h->next == h; }
-
-static void vlist_add_tail(struct vlink *h, struct vlink *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static void vlist_del(struct vlink *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	vlist_init(n);
-}
-
-#define container_of(p, type, member) \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-struct vdev {
-	struct ibv_context      *verbs;
-	struct ibv_pd           *pd;
-	struct ibv_comp_channel *ch;
-	struct ibv_cq           *cq;
-	int                      idx;
-	int                      rd_atom;       /* responder resources */
-	int                      init_rd_atom;  /* initiator depth */
-	bool                     mw2;           /* type 2B memory windows */
-	bool                     mw2_warned;    /* told the user it has none */
-};
-
-/* A completion waiting in the ctx ring; rs: receive buffer to repost once
- * the completion has been returned. */
-struct vcqe {
-	struct wf_cqe  cqe;
-	struct vrecv  *rs;
-};
-
-struct vctx {
-	struct wf_ctx               base;
-	int                         epfd;
-	int                         evfd;
-	struct rdma_event_channel  *cm;
-	struct vdev                 devs[VDEV_MAX];
-	int                         ndev;
-	uint32_t                    cq_cap;      /* cq_depth */
-	uint32_t                    cq_reserved; /* promised to eps/listeners */
-	struct vcqe                *ring;        /* cq_cap entries */
-	uint32_t                    head, count;
-	struct vrecv              **repost;      /* cq_cap entries */
-	uint32_t                    nrepost;
-	struct vlink                eps;         /* every ep, zombies too */
-	struct vlink                mrs;
-	struct vlink                listeners;
-	bool                        kicked;      /* evfd written, not read */
-	bool                        armed;       /* CQ notifications asked */
-	int64_t                     cm_checked;  /* ms, coarse clock */
-};
-
-struct vmr {
-	struct wf_mr   base;
-	struct vlink   link;
-	int            ibv_access;      /* of the MRs now */
-	int            remote;          /* remote rights asked at wf_mr_reg */
-	struct ibv_mr *mr[VDEV_MAX];    /* per device of the ctx */
-	/* wf_mr_bind: while bound, the MRs have no remote rights; owner's QP
-	 * alone reaches the region, through mw.  owner is NULL once that
-	 * endpoint is gone (the region stays closed to everyone). */
-	bool           bound;
-	struct vep    *owner;
-	struct vlink   blink;           /* owner->bound */
-	struct ibv_mw *mw;              /* type 2 window on owner's QP */
-	uint32_t       mw_rkey;
-	int            mw_dev;          /* device index of mw */
-};
-
-struct vlistener {
-	struct wf_listener  base;
-	struct vctx        *ctx;
-	struct rdma_cm_id  *id;
-	struct vlink        link;
-	struct vlink        pending;    /* passive eps not yet taken */
-	bool                accept_queued;
-};
-
-/* Work request contexts: wr_id points at one of these; kind says which. */
-enum { SLOT_SEND = 1, SLOT_RECV = 2, SLOT_BIND = 3 };
-
-struct vsend {
-	uint8_t      kind;      /* SLOT_SEND */
-	uint8_t      op;        /* enum wf_cqe_op it completes as */
-	struct vep  *ep;
-	uint64_t     wr_id;     /* the caller's */
-};
-
-struct vrecv {
-	uint8_t      kind;      /* SLOT_RECV */
-	struct vep  *ep;
-	uint32_t     idx;       /* buffer index */
-};
-
-/* The endpoint's one memory window bind in flight (never the caller's). */
-struct vbind {
-	uint8_t      kind;      /* SLOT_BIND */
-	bool         busy;      /* posted, completion not seen yet */
-	enum ibv_wc_status status;
-};
-
-enum vep_state {
-	EP_ACCEPTING,   /* passive: rdma_accept sent, not established yet */
-	EP_WAITING,     /* passive: established, waiting for wf_accept */
-	EP_LIVE,        /* the caller's: data operations allowed */
-	EP_CLOSING,     /* QP in error: outstanding operations flushing */
-	EP_CLOSED,      /* DISCONNECT raised; waiting for wf_ep_destroy */
-	EP_DESTROYING,  /* wf_ep_destroy draining: completions are dropped */
-	EP_ZOMBIE,      /* destroyed, QP gone; kept as late CQEs may name it */
-};
-
-struct vep {
-	struct wf_ep       base;
-	struct vctx       *ctx;
-	struct vlink       link;        /* ctx->eps */
-	struct vlink       plink;       /* listener->pending */
-	struct vlistener  *listener;    /* while passive and not yet taken */
-	struct rdma_cm_id *id;
-	struct ibv_qp     *qp;
-	struct vdev       *dev;
-	enum vep_state     state;
-	bool               reserved;    /* counted in ctx->cq_reserved */
-	int32_t            close_status; /* of the DISCONNECT: 0 if we closed */
-	uint32_t           send_depth, recv_depth, msg_size, peer_msg_size;
-	uint32_t           max_inline;  /* what the QP granted */
-	uint32_t           send_busy;   /* send slots in flight */
-	uint32_t           recv_posted; /* receives owned by the QP */
-	struct vsend      *sends;
-	uint32_t          *free_sends;  /* stack of free send slot indices */
-	uint32_t           nfree;
-	struct vrecv      *recvs;
-	struct vcqe       *early;       /* receives completed before wf_accept */
-	uint32_t           nearly;
-	uint8_t           *buf;         /* recv_depth + send_depth buffers */
-	size_t             buf_len;
-	struct ibv_mr     *buf_mr;
-	struct vbind       bind;        /* the send queue entry beyond
-	                                 * send_depth, for wf_mr_bind */
-	struct vlink       bound;       /* regions bound to us (vmr.blink) */
-};
-
-/*
- * The one place where rdma-core's error conventions become -errno: verbs
- * calls return a positive errno (a few return -1 and set errno), librdmacm
- * calls and every constructor that returns NULL set errno (pass -1).
- */
-static int verr(int ret)
-{
-	if (ret == 0)
-		return 0;
-	if (ret == -1)
-		return errno > 0 ? -errno : -EIO;
-	return ret > 0 ? -ret : ret;
-}
 
 /* A failed work completion as -errno. */
 static int wc_err(enum ibv_wc_status s)
@@ -277,22 +94,9 @@ static int wc_err(enum ibv_wc_status s)
 	}
 }
 
-static uint32_t ep_budget(uint32_t send_depth, uint32_t recv_depth)
-{
-	return send_depth + recv_depth + 1;
-}
-
-static int reserve(struct vctx *c, uint32_t n)
-{
-	if (n > c->cq_cap || c->cq_reserved > c->cq_cap - n)
-		return -ENOSPC;
-	c->cq_reserved += n;
-	return 0;
-}
-
 /* ---- the completion ring ------------------------------------------------ */
 
-static void ring_kick(struct vctx *c)
+void verbs_ring_kick(struct vctx *c)
 {
 	uint64_t one = 1;
 
@@ -302,7 +106,7 @@ static void ring_kick(struct vctx *c)
 	(void)!write(c->evfd, &one, sizeof(one));
 }
 
-static struct vcqe *ring_push(struct vctx *c, uint32_t op, struct vep *ep)
+struct vcqe *verbs_ring_push(struct vctx *c, uint32_t op, struct vep *ep)
 {
 	struct vcqe *v;
 
@@ -317,7 +121,7 @@ static struct vcqe *ring_push(struct vctx *c, uint32_t op, struct vep *ep)
 }
 
 /* Forget everything queued for an endpoint or a listener going away. */
-static void ring_purge(struct vctx *c, struct vep *ep, struct vlistener *l)
+void verbs_ring_purge(struct vctx *c, struct vep *ep, struct vlistener *l)
 {
 	for (uint32_t i = 0; i < c->count; i++) {
 		struct vcqe *v = &c->ring[(c->head + i) % c->cq_cap];
@@ -333,130 +137,9 @@ static void ring_purge(struct vctx *c, struct vep *ep, struct vlistener *l)
 			c->repost[i] = NULL;
 }
 
-/* ---- devices -------------------------------------------------------------- */
-
-static void mr_undo_dev(struct vctx *c, int idx)
-{
-	struct vlink *p;
-
-	for (p = c->mrs.next; p != &c->mrs; p = p->next) {
-		struct vmr *m = container_of(p, struct vmr, link);
-
-		if (m->mr[idx]) {
-			ibv_dereg_mr(m->mr[idx]);
-			m->mr[idx] = NULL;
-		}
-	}
-}
-
-static void dev_teardown(struct vdev *d)
-{
-	if (d->cq)
-		ibv_destroy_cq(d->cq);
-	if (d->ch)
-		ibv_destroy_comp_channel(d->ch);
-	if (d->pd)
-		ibv_dealloc_pd(d->pd);
-	memset(d, 0, sizeof(*d));
-}
-
-/* Access flags for an MR on d: MW_BIND only where windows exist (a
- * device without them may refuse the flag). */
-static int dev_access(const struct vdev *d, int access)
-{
-	return d->mw2 ? access : access & ~IBV_ACCESS_MW_BIND;
-}
-
-/* The ctx's state for the device of a new endpoint, set up on first use. */
-static int ctx_dev(struct vctx *c, struct ibv_context *verbs, struct vdev **out)
-{
-	struct ibv_device_attr attr;
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct vdev *d;
-	struct vlink *p;
-	int ret, cqe, flags;
-
-	if (!verbs)
-		return -ENODEV;
-	for (int i = 0; i < c->ndev; i++) {
-		if (c->devs[i].verbs == verbs) {
-			*out = &c->devs[i];
-			return 0;
-		}
-	}
-	if (c->ndev == VDEV_MAX)
-		return -ENOSPC;
-	d = &c->devs[c->ndev];
-	d->idx = c->ndev;
-	d->verbs = verbs;
-	ret = verr(ibv_query_device(verbs, &attr));
-	if (ret)
-		goto out_clear;
-	d->rd_atom = attr.max_qp_rd_atom < RD_ATOM_MAX ? attr.max_qp_rd_atom : RD_ATOM_MAX;
-	d->init_rd_atom = attr.max_qp_init_rd_atom < RD_ATOM_MAX ?
-			  attr.max_qp_init_rd_atom : RD_ATOM_MAX;
-	d->mw2 = !!(attr.device_cap_flags & IBV_DEVICE_MEM_WINDOW_TYPE_2B);
-	d->pd = ibv_alloc_pd(verbs);
-	if (!d->pd) {
-		ret = verr(-1);
-		goto out_clear;
-	}
-	d->ch = ibv_create_comp_channel(verbs);
-	if (!d->ch) {
-		ret = verr(-1);
-		goto out_teardown;
-	}
-	flags = fcntl(d->ch->fd, F_GETFL);
-	if (flags < 0 || fcntl(d->ch->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		ret = verr(-1);
-		goto out_teardown;
-	}
-	/* Every reservation fits, plus the flushes of endpoints being torn
-	 * down whose entries may still sit in the CQ. */
-	cqe = (int)(c->cq_cap * 2 < (uint32_t)attr.max_cqe ? c->cq_cap * 2 :
-		    (uint32_t)attr.max_cqe);
-	d->cq = ibv_create_cq(verbs, cqe, NULL, d->ch, 0);
-	if (!d->cq) {
-		ret = verr(-1);
-		goto out_teardown;
-	}
-	ret = verr(ibv_req_notify_cq(d->cq, 0));
-	if (ret)
-		goto out_teardown;
-	ev.data.ptr = d;
-	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, d->ch->fd, &ev)) {
-		ret = verr(-1);
-		goto out_teardown;
-	}
-	/* Regions registered before this device showed up. */
-	for (p = c->mrs.next; p != &c->mrs; p = p->next) {
-		struct vmr *m = container_of(p, struct vmr, link);
-
-		m->mr[d->idx] = ibv_reg_mr(d->pd, m->base.addr, m->base.len,
-					   dev_access(d, m->ibv_access));
-		if (!m->mr[d->idx]) {
-			ret = verr(-1);
-			goto out_undo_mrs;
-		}
-	}
-	c->ndev++;
-	*out = d;
-	return 0;
-
-out_undo_mrs:
-	mr_undo_dev(c, d->idx);
-	epoll_ctl(c->epfd, EPOLL_CTL_DEL, d->ch->fd, NULL);
-out_teardown:
-	dev_teardown(d);
-	return ret;
-out_clear:
-	memset(d, 0, sizeof(*d));
-	return ret;
-}
-
 /* ---- endpoints ------------------------------------------------------------ */
 
-static int post_recv(struct vep *ep, uint32_t idx)
+int verbs_post_recv(struct vep *ep, uint32_t idx)
 {
 	struct ibv_sge sge = {
 		.addr = (uintptr_t)(ep->buf + (size_t)idx * ep->msg_size),
@@ -475,7 +158,7 @@ static int post_recv(struct vep *ep, uint32_t idx)
 	return ret;
 }
 
-static void ep_free_mem(struct vep *ep)
+void verbs_ep_free_mem(struct vep *ep)
 {
 	free(ep->sends);
 	free(ep->free_sends);
@@ -485,115 +168,6 @@ static void ep_free_mem(struct vep *ep)
 	free(ep);
 }
 
-/*
- * A new endpoint on cm id `id` (address and route resolved): its QP on the
- * ctx's CQ for the id's device, its buffers registered, every receive
- * posted.  Reserves its completion credits.
- */
-static int ep_create(struct vctx *c, struct rdma_cm_id *id,
-		     const struct wf_ep_opts *o, struct vep **out)
-{
-	struct ibv_qp_init_attr qa = { 0 };
-	struct vep *ep;
-	size_t nbuf;
-	int ret;
-
-	ep = calloc(1, sizeof(*ep));
-	if (!ep)
-		return -ENOMEM;
-	ep->ctx = c;
-	ep->base.ctx = &c->base;
-	ep->base.user = o->user;
-	ep->id = id;
-	ep->send_depth = o->send_depth;
-	ep->recv_depth = o->recv_depth;
-	ep->msg_size = o->msg_size;
-	ep->peer_msg_size = o->msg_size;
-	vlist_init(&ep->link);
-	vlist_init(&ep->plink);
-	vlist_init(&ep->bound);
-	ep->bind.kind = SLOT_BIND;
-
-	ret = ctx_dev(c, id->verbs, &ep->dev);
-	if (ret)
-		goto out_free;
-	ret = reserve(c, ep_budget(ep->send_depth, ep->recv_depth));
-	if (ret)
-		goto out_free;
-	ep->reserved = true;
-
-	ep->sends = calloc(ep->send_depth, sizeof(*ep->sends));
-	ep->free_sends = calloc(ep->send_depth, sizeof(*ep->free_sends));
-	ep->recvs = calloc(ep->recv_depth, sizeof(*ep->recvs));
-	ep->early = calloc(ep->recv_depth, sizeof(*ep->early));
-	nbuf = (size_t)(ep->recv_depth + ep->send_depth) * ep->msg_size;
-	ep->buf_len = (nbuf + 4095) & ~(size_t)4095;
-	ep->buf = aligned_alloc(4096, ep->buf_len);
-	if (!ep->sends || !ep->free_sends || !ep->recvs || !ep->early || !ep->buf) {
-		ret = -ENOMEM;
-		goto out_unreserve;
-	}
-	for (uint32_t i = 0; i < ep->send_depth; i++) {
-		ep->sends[i].kind = SLOT_SEND;
-		ep->sends[i].ep = ep;
-		ep->free_sends[ep->nfree++] = ep->send_depth - 1 - i;
-	}
-	for (uint32_t i = 0; i < ep->recv_depth; i++) {
-		ep->recvs[i].kind = SLOT_RECV;
-		ep->recvs[i].ep = ep;
-		ep->recvs[i].idx = i;
-	}
-	ep->buf_mr = ibv_reg_mr(ep->dev->pd, ep->buf, ep->buf_len,
-				IBV_ACCESS_LOCAL_WRITE);
-	if (!ep->buf_mr) {
-		ret = verr(-1);
-		goto out_unreserve;
-	}
-
-	qa.send_cq = ep->dev->cq;
-	qa.recv_cq = ep->dev->cq;
-	qa.qp_type = IBV_QPT_RC;
-	qa.sq_sig_all = 1;
-	/* One more than the caller's credits: wf_mr_bind's BIND_MW. */
-	qa.cap.max_send_wr = ep->send_depth + 1;
-	qa.cap.max_recv_wr = ep->recv_depth;
-	qa.cap.max_send_sge = 1;
-	qa.cap.max_recv_sge = 1;
-	qa.cap.max_inline_data = INLINE_MAX;
-	ret = verr(rdma_create_qp(id, ep->dev->pd, &qa));
-	if (ret) {
-		/* A device without inline sends: do without. */
-		qa.cap.max_inline_data = 0;
-		ret = verr(rdma_create_qp(id, ep->dev->pd, &qa));
-	}
-	if (ret)
-		goto out_dereg;
-	ep->qp = id->qp;
-	ep->max_inline = qa.cap.max_inline_data;
-	/* Posted before the peer can send: no RNR at the start. */
-	for (uint32_t i = 0; i < ep->recv_depth; i++) {
-		ret = post_recv(ep, i);
-		if (ret)
-			goto out_destroy_qp;
-	}
-	id->context = ep;
-	vlist_add_tail(&c->eps, &ep->link);
-	*out = ep;
-	return 0;
-
-out_destroy_qp:
-	/* Nothing completed yet: the receives die with the QP. */
-	rdma_destroy_qp(id);
-	ep->qp = NULL;
-out_dereg:
-	ibv_dereg_mr(ep->buf_mr);
-out_unreserve:
-	c->cq_reserved -= ep_budget(ep->send_depth, ep->recv_depth);
-out_free:
-	ep_free_mem(ep);
-	return ret;
-}
-
 static void ep_maybe_closed(struct vep *ep)
 {
 	if (ep->state != EP_CLOSING || ep->send_busy)
@@ -601,7 +175,7 @@ static void ep_maybe_closed(struct vep *ep)
 	struct vcqe *v;
 
 	ep->state = EP_CLOSED;
-	v = ring_push(ep->ctx, WF_CQE_DISCONNECT, ep);
+	v = verbs_ring_push(ep->ctx, WF_CQE_DISCONNECT, ep);
 	if (v)
 		v->cqe.status = ep->close_status;
 }
@@ -619,7 +193,7 @@ static void qp_error(struct vep *ep)
 }
 
 /* status: what the DISCONNECT will carry (0: closed by us). */
-static void ep_begin_close(struct vep *ep, int status)
+void verbs_ep_begin_close(struct vep *ep, int status)
 {
 	if (ep->state != EP_LIVE)
 		return;
@@ -629,22 +203,8 @@ static void ep_begin_close(struct vep *ep, int status)
 	ep_maybe_closed(ep);
 }
 
-/*
- * rdma_cm leaves the responder's RNR timer at 0, which means 655 ms: a
- * sender that finds no receive posted would sleep that long each time.
- * Receive credits are meant to throttle, not stall, so shorten it once the
- * QP is in RTS (the only time the attribute may change).  rxe rounds it up
- * to a jiffy anyway.
- */
-static void qp_short_rnr(struct vep *ep)
-{
-	struct ibv_qp_attr a = { .min_rnr_timer = 7 };  /* 0.12 ms */
-
-	(void)ibv_modify_qp(ep->qp, &a, IBV_QP_MIN_RNR_TIMER);
-}
-
 /* Unlink from the listener while passive and not yet taken. */
-static void ep_unlisten(struct vep *ep)
+void verbs_ep_unlisten(struct vep *ep)
 {
 	if (ep->listener) {
 		vlist_del(&ep->plink);
@@ -677,13 +237,13 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 		ep->free_sends[ep->nfree++] = (uint32_t)(s - ep->sends);
 		if (ep->state == EP_DESTROYING || ep->state == EP_ZOMBIE)
 			return;
-		v = ring_push(c, s->op, ep);
+		v = verbs_ring_push(c, s->op, ep);
 		if (v) {
 			v->cqe.wr_id = s->wr_id;
 			v->cqe.status = wc_err(wc->status);
 		}
 		if (wc->status != IBV_WC_SUCCESS)
-			ep_begin_close(ep, -ECONNRESET);
+			verbs_ep_begin_close(ep, -ECONNRESET);
 		ep_maybe_closed(ep);
 		return;
 	}
@@ -698,7 +258,7 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 		/* A receive is not the caller's operation: a flush says
 		 * nothing new, anything else means the connection broke. */
 		if (ep->state == EP_LIVE)
-			ep_begin_close(ep, -ECONNRESET);
+			verbs_ep_begin_close(ep, -ECONNRESET);
 		return;
 	}
 	/* After a close, data no longer counts: the caller may be freeing
@@ -713,7 +273,7 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 		memset(v, 0, sizeof(*v));
 		v->cqe.ep = &ep->base;
 	} else {
-		v = ring_push(c, 0, ep);
+		v = verbs_ring_push(c, 0, ep);
 		if (!v)
 			return;
 	}
@@ -789,16 +349,16 @@ static void ep_unbind_all(struct vep *ep)
 		mw_release(container_of(ep->bound.next, struct vmr, blink));
 }
 
-static void ep_teardown(struct vep *ep)
+void verbs_ep_teardown(struct vep *ep)
 {
 	struct vctx *c = ep->ctx;
 	bool drained;
 
-	ep_unlisten(ep);
+	verbs_ep_unlisten(ep);
 	if (ep->state != EP_CLOSED)
 		qp_error(ep);
 	ep->state = EP_DESTROYING;
-	ring_purge(c, ep, NULL);
+	verbs_ring_purge(c, ep, NULL);
 	drained = ep_drain(ep);
 	/* Before the QP: a bound window holds a reference to it. */
 	ep_unbind_all(ep);
@@ -813,7 +373,7 @@ static void ep_teardown(struct vep *ep)
 	ep->reserved = false;
 	if (drained) {
 		vlist_del(&ep->link);
-		ep_free_mem(ep);
+		verbs_ep_free_mem(ep);
 		return;
 	}
 	/* Late completions may still name its slots: keep those, free the
@@ -821,147 +381,6 @@ static void ep_teardown(struct vep *ep)
 	free(ep->buf);
 	ep->buf = NULL;
 	ep->state = EP_ZOMBIE;
-}
-
-/* ---- rdma_cm events on the ctx channel -------------------------------------- */
-
-static void priv_fill(struct vpriv *p, const struct vep *ep)
-{
-	memset(p, 0, sizeof(*p));
-	p->magic = htole32(PRIV_MAGIC);
-	p->version = htole16(PRIV_VERSION);
-	p->msg_size = htole32(ep->msg_size);
-	p->recv_depth = htole32(ep->recv_depth);
-}
-
-/* The peer's private data; 0 or -EPROTO. */
-static int priv_parse(const void *data, uint8_t len, struct vep *ep)
-{
-	struct vpriv p;
-
-	if (!data || len < sizeof(p))
-		return -EPROTO;
-	memcpy(&p, data, sizeof(p));
-	if (le32toh(p.magic) != PRIV_MAGIC || le16toh(p.version) != PRIV_VERSION ||
-	    !le32toh(p.msg_size))
-		return -EPROTO;
-	ep->peer_msg_size = le32toh(p.msg_size);
-	return 0;
-}
-
-static int clamp_rd(uint8_t peer, int ours)
-{
-	return peer < ours ? peer : ours;
-}
-
-/*
- * A connect request on a listener: set the endpoint up and accept it.  On
- * failure the request is rejected, and the id (*reject) or the half-built
- * endpoint (*doomed) is destroyed once the event is acked.
- */
-static void on_connect_request(struct vlistener *l, struct rdma_cm_event *e,
-			       struct rdma_cm_id **reject, struct vep **doomed)
-{
-	struct rdma_conn_param p = { 0 };
-	struct vpriv priv;
-	struct vep *ep;
-	int ret;
-
-	if (ep_create(l->ctx, e->id, &l->base.opts, &ep)) {
-		rdma_reject(e->id, NULL, 0);
-		*reject = e->id;
-		return;
-	}
-	ep->base.user = NULL;
-	ep->state = EP_ACCEPTING;
-	ep->listener = l;
-	vlist_add_tail(&l->pending, &ep->plink);
-	ret = priv_parse(e->param.conn.private_data,
-			 e->param.conn.private_data_len, ep);
-	if (ret)
-		goto out_reject;
-	priv_fill(&priv, ep);
-	p.private_data = &priv;
-	p.private_data_len = sizeof(priv);
-	p.responder_resources = (uint8_t)clamp_rd(e->param.conn.initiator_depth,
-						  ep->dev->rd_atom);
-	p.initiator_depth = (uint8_t)clamp_rd(e->param.conn.responder_resources,
-					      ep->dev->init_rd_atom);
-	p.retry_count = 7;
-	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
-	if (!rdma_accept(e->id, &p)) {
-		qp_short_rnr(ep);
-		return;
-	}
-out_reject:
-	rdma_reject(e->id, NULL, 0);
-	*doomed = ep;
-}
-
-/* Handle one event; returns an endpoint to destroy once it is acked. */
-static struct vep *cm_event(struct vctx *c, struct rdma_cm_event *e,
-			    struct rdma_cm_id **reject)
-{
-	struct vep *ep = e->id ? e->id->context : NULL;
-
-	switch (e->event) {
-	case RDMA_CM_EVENT_CONNECT_REQUEST: {
-		struct vep *doomed = NULL;
-
-		on_connect_request(e->listen_id->context, e, reject, &doomed);
-		return doomed;
-	}
-	case RDMA_CM_EVENT_ESTABLISHED:
-		if (ep && ep->state == EP_ACCEPTING) {
-			struct vlistener *l = ep->listener;
-
-			ep->state = EP_WAITING;
-			if (!l->accept_queued) {
-				struct vcqe *v = ring_push(c, WF_CQE_ACCEPT, NULL);
-
-				l->accept_queued = true;
-				if (v)
-					v->cqe.listener = &l->base;
-			}
-		}
-		return NULL;
-	case RDMA_CM_EVENT_DISCONNECTED:
-	case RDMA_CM_EVENT_DEVICE_REMOVAL:
-	case RDMA_CM_EVENT_CONNECT_ERROR:
-	case RDMA_CM_EVENT_UNREACHABLE:
-	case RDMA_CM_EVENT_REJECTED:
-	case RDMA_CM_EVENT_ADDR_CHANGE:
-		if (!ep)
-			return NULL;
-		if (ep->listener)
-			return ep;      /* never handed out: nobody knows it */
-		ep_begin_close(ep, -ECONNRESET);
-		return NULL;
-	default:
-		return NULL;
-	}
-}
-
-static int cm_drain(struct vctx *c)
-{
-	struct rdma_cm_event *e;
-	struct rdma_cm_id *reject;
-	struct vep *doomed;
-
-	for (;;) {
-		if (rdma_get_cm_event(c->cm, &e)) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return verr(-1);
-		}
-		reject = NULL;
-		doomed = cm_event(c, e, &reject);
-		rdma_ack_cm_event(e);
-		if (reject)
-			rdma_destroy_id(reject);
-		if (doomed)
-			ep_teardown(doomed);
-	}
 }
 
 /* ---- ctx ------------------------------------------------------------------- */
@@ -1022,7 +441,6 @@ out:
 	return ret;
 }
 
-static void v_listener_destroy(struct wf_listener *lb);
 static void v_mr_dereg(struct wf_mr *mb);
 
 static void v_ctx_destroy(struct wf_ctx *wc)
@@ -1031,25 +449,25 @@ static void v_ctx_destroy(struct wf_ctx *wc)
 
 	/* The caller should have destroyed everything; be safe if not. */
 	while (!vlist_empty(&c->listeners))
-		v_listener_destroy(&container_of(c->listeners.next,
+		verbs_listener_destroy(&container_of(c->listeners.next,
 						 struct vlistener, link)->base);
 	for (struct vlink *p = c->eps.next, *n; p != &c->eps; p = n) {
 		struct vep *ep = container_of(p, struct vep, link);
 
 		n = p->next;
 		if (ep->state != EP_ZOMBIE)
-			ep_teardown(ep);
+			verbs_ep_teardown(ep);
 	}
 	while (!vlist_empty(&c->mrs))
 		v_mr_dereg(&container_of(c->mrs.next, struct vmr, link)->base);
 	for (int i = 0; i < c->ndev; i++)
-		dev_teardown(&c->devs[i]);
+		verbs_dev_teardown(&c->devs[i]);
 	/* Zombies last: the CQs that could name them are gone. */
 	while (!vlist_empty(&c->eps)) {
 		struct vep *ep = container_of(c->eps.next, struct vep, link);
 
 		vlist_del(&ep->link);
-		ep_free_mem(ep);
+		verbs_ep_free_mem(ep);
 	}
 	if (c->cm)
 		rdma_destroy_event_channel(c->cm);
@@ -1079,7 +497,7 @@ static int v_ctx_arm(struct wf_ctx *wc)
 	}
 	c->armed = true;
 	if (c->count)
-		ring_kick(c);
+		verbs_ring_kick(c);
 	return 0;
 }
 
@@ -1106,9 +524,9 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 		struct vrecv *r = c->repost[i];
 
 		if (r && r->ep->state == EP_LIVE) {
-			ret = post_recv(r->ep, r->idx);
+			ret = verbs_post_recv(r->ep, r->idx);
 			if (ret)
-				ep_begin_close(r->ep, ret);
+				verbs_ep_begin_close(r->ep, ret);
 		}
 	}
 	c->nrepost = 0;
@@ -1116,7 +534,7 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 	 * channel checks to one per tick of a few ms. */
 	if (c->armed || wf_clock_ms(CLOCK_MONOTONIC_COARSE) != c->cm_checked) {
 		c->cm_checked = wf_clock_ms(CLOCK_MONOTONIC_COARSE);
-		ret = cm_drain(c);
+		ret = verbs_cm_drain(c);
 		if (ret)
 			return ret;
 	}
@@ -1144,273 +562,11 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 		cqes[n++] = v->cqe;
 	}
 	if (c->count)
-		ring_kick(c);
+		verbs_ring_kick(c);
 	return n;
 }
 
-/* ---- addresses ---------------------------------------------------------------- */
-
-/* "rdma:HOST:PORT" (HOST may be [v6]) into a sockaddr. */
-static int parse_addr(const char *addr, struct sockaddr_storage *ss)
-{
-	struct addrinfo hints = { .ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai;
-	char host[256];
-	const char *h, *colon;
-	size_t hl;
-
-	if (strncmp(addr, "rdma:", 5))
-		return -EPROTONOSUPPORT;
-	h = addr + 5;
-	colon = strrchr(h, ':');
-	if (!colon || !colon[1])
-		return -EINVAL;
-	hl = (size_t)(colon - h);
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (!hl || hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = 0;
-	if (getaddrinfo(host, colon + 1, &hints, &ai))
-		return -EINVAL;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	freeaddrinfo(ai);
-	return 0;
-}
-
-/* ---- listeners ------------------------------------------------------------------ */
-
-static int v_listen(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
-		    struct wf_listener **out)
-{
-	struct vctx *c = (struct vctx *)wc;
-	struct sockaddr_storage ss;
-	struct vlistener *l;
-	int ret;
-
-	(void)o;
-	ret = parse_addr(addr, &ss);
-	if (ret)
-		return ret;
-	ret = reserve(c, 1);
-	if (ret)
-		return ret;
-	l = calloc(1, sizeof(*l));
-	if (!l) {
-		ret = -ENOMEM;
-		goto out_unreserve;
-	}
-	l->ctx = c;
-	vlist_init(&l->pending);
-	ret = verr(rdma_create_id(c->cm, &l->id, l, RDMA_PS_TCP));
-	if (ret)
-		goto out_free;
-	ret = verr(rdma_bind_addr(l->id, (struct sockaddr *)&ss));
-	if (ret)
-		goto out_destroy_id;
-	ret = verr(rdma_listen(l->id, 128));
-	if (ret)
-		goto out_destroy_id;
-	vlist_add_tail(&c->listeners, &l->link);
-	*out = &l->base;
-	return 0;
-
-out_destroy_id:
-	rdma_destroy_id(l->id);
-out_free:
-	free(l);
-out_unreserve:
-	c->cq_reserved--;
-	return ret;
-}
-
-static int v_listener_addr(const struct wf_listener *lb, char *buf, size_t len)
-{
-	const struct vlistener *l = (const struct vlistener *)lb;
-
-	return wf_inet_addr_str(rdma_get_local_addr(l->id), "rdma", buf, len);
-}
-
-static int v_accept(struct wf_listener *lb, struct wf_ep **out)
-{
-	struct vlistener *l = (struct vlistener *)lb;
-	struct vctx *c = l->ctx;
-	struct vlink *p;
-
-	for (p = l->pending.next; p != &l->pending; p = p->next) {
-		struct vep *ep = container_of(p, struct vep, plink);
-
-		if (ep->state != EP_WAITING)
-			continue;
-		ep_unlisten(ep);
-		ep->state = EP_LIVE;
-		/* What came before the caller took it, in order. */
-		for (uint32_t i = 0; i < ep->nearly; i++) {
-			struct vcqe *v = ring_push(c, ep->early[i].cqe.op, ep);
-
-			if (v)
-				*v = ep->early[i];
-		}
-		ep->nearly = 0;
-		/* One ACCEPT stands for every waiting endpoint: if more
-		 * wait and the caller does not loop, tell it again. */
-		for (p = l->pending.next; p != &l->pending; p = p->next) {
-			if (container_of(p, struct vep, plink)->state == EP_WAITING &&
-			    !l->accept_queued) {
-				struct vcqe *v = ring_push(c, WF_CQE_ACCEPT, NULL);
-
-				l->accept_queued = true;
-				if (v)
-					v->cqe.listener = &l->base;
-			}
-		}
-		if (c->count)
-			ring_kick(c);
-		*out = &ep->base;
-		return 0;
-	}
-	return -EAGAIN;
-}
-
-static void v_listener_destroy(struct wf_listener *lb)
-{
-	struct vlistener *l = (struct vlistener *)lb;
-	struct vctx *c = l->ctx;
-
-	while (!vlist_empty(&l->pending))
-		ep_teardown(container_of(l->pending.next, struct vep, plink));
-	rdma_destroy_id(l->id);
-	ring_purge(c, NULL, l);
-	vlist_del(&l->link);
-	c->cq_reserved--;
-	free(l);
-}
-
-/* ---- connect ------------------------------------------------------------------------ */
-
-/* Wait for the next event on a private channel; -ETIMEDOUT past deadline. */
-static int wait_event(struct rdma_event_channel *ch, int64_t deadline,
-		      enum rdma_cm_event_type want, struct rdma_cm_event **out)
-{
-	struct pollfd pfd = { .fd = ch->fd, .events = POLLIN };
-	struct rdma_cm_event *e;
-	int ret, left;
-
-	do {
-		left = (int)(deadline - wf_clock_ms(CLOCK_MONOTONIC));
-		if (left <= 0)
-			return -ETIMEDOUT;
-		ret = poll(&pfd, 1, left);
-	} while (ret < 0 && errno == EINTR);
-	if (ret < 0)
-		return verr(-1);
-	if (ret == 0)
-		return -ETIMEDOUT;
-	ret = verr(rdma_get_cm_event(ch, &e));
-	if (ret)
-		return ret;
-	if (e->event == want && !e->status) {
-		*out = e;
-		return 0;
-	}
-	switch (e->event) {
-	case RDMA_CM_EVENT_REJECTED:       ret = -ECONNREFUSED; break;
-	case RDMA_CM_EVENT_ADDR_ERROR:
-	case RDMA_CM_EVENT_ROUTE_ERROR:
-	case RDMA_CM_EVENT_UNREACHABLE:    ret = -EHOSTUNREACH; break;
-	case RDMA_CM_EVENT_CONNECT_ERROR:  ret = -ECONNABORTED; break;
-	default:
-		ret = e->status < 0 ? e->status : -EIO;
-		break;
-	}
-	rdma_ack_cm_event(e);
-	return ret;
-}
-
-static int v_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
-		     struct wf_ep **out)
-{
-	struct vctx *c = (struct vctx *)wc;
-	int64_t deadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
-	struct rdma_event_channel *ch;
-	struct rdma_conn_param p = { 0 };
-	struct sockaddr_storage ss;
-	struct rdma_cm_event *e;
-	struct rdma_cm_id *id;
-	struct vpriv priv;
-	struct vep *ep;
-	int ret;
-
-	ret = parse_addr(addr, &ss);
-	if (ret)
-		return ret;
-	/* A private channel, so the blocking wait sees only this id; the id
-	 * moves to the ctx channel once connected. */
-	ch = rdma_create_event_channel();
-	if (!ch)
-		return verr(-1);
-	ret = verr(rdma_create_id(ch, &id, NULL, RDMA_PS_TCP));
-	if (ret)
-		goto out_channel;
-	ret = verr(rdma_resolve_addr(id, NULL, (struct sockaddr *)&ss, o->timeout_ms));
-	if (ret)
-		goto out_id;
-	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ADDR_RESOLVED, &e);
-	if (ret)
-		goto out_id;
-	rdma_ack_cm_event(e);
-	ret = verr(rdma_resolve_route(id, o->timeout_ms));
-	if (ret)
-		goto out_id;
-	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, &e);
-	if (ret)
-		goto out_id;
-	rdma_ack_cm_event(e);
-
-	ret = ep_create(c, id, o, &ep);
-	if (ret)
-		goto out_id;
-	priv_fill(&priv, ep);
-	p.private_data = &priv;
-	p.private_data_len = sizeof(priv);
-	p.responder_resources = (uint8_t)ep->dev->rd_atom;
-	p.initiator_depth = (uint8_t)ep->dev->init_rd_atom;
-	p.retry_count = 7;
-	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
-	ret = verr(rdma_connect(id, &p));
-	if (ret)
-		goto out_ep;
-	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ESTABLISHED, &e);
-	if (ret)
-		goto out_ep;
-	ret = priv_parse(e->param.conn.private_data, e->param.conn.private_data_len, ep);
-	rdma_ack_cm_event(e);
-	if (ret)
-		goto out_ep;
-	ret = verr(rdma_migrate_id(id, c->cm));
-	if (ret)
-		goto out_ep;
-	rdma_destroy_event_channel(ch);
-	qp_short_rnr(ep);
-	ep->state = EP_LIVE;
-	*out = &ep->base;
-	return 0;
-
-out_ep:
-	/* ep_teardown destroys the id too. */
-	ep->state = EP_LIVE;
-	ep_teardown(ep);
-	rdma_destroy_event_channel(ch);
-	return ret;
-out_id:
-	rdma_destroy_id(id);
-out_channel:
-	rdma_destroy_event_channel(ch);
-	return ret;
-}
+/* ---- close ---------------------------------------------------------------- */
 
 static int v_ep_close(struct wf_ep *eb)
 {
@@ -1418,17 +574,17 @@ static int v_ep_close(struct wf_ep *eb)
 
 	if (ep->state != EP_LIVE)
 		return ep->state == EP_CLOSING || ep->state == EP_CLOSED ? 0 : -EINVAL;
-	ep_begin_close(ep, 0);
+	verbs_ep_begin_close(ep, 0);
 	/* The QP in error admits nothing already; free the windows now
 	 * rather than at wf_ep_destroy. */
 	ep_unbind_all(ep);
-	ring_kick(ep->ctx);
+	verbs_ring_kick(ep->ctx);
 	return 0;
 }
 
 static void v_ep_destroy(struct wf_ep *eb)
 {
-	ep_teardown((struct vep *)eb);
+	verbs_ep_teardown((struct vep *)eb);
 }
 
 /* ---- memory regions ------------------------------------------------------------------- */
@@ -1561,7 +717,7 @@ static int bind_wait(struct vep *ep)
 			usleep(50);
 	}
 	if (c->count)
-		ring_kick(c);
+		verbs_ring_kick(c);
 	return ep->bind.status == IBV_WC_SUCCESS ? 0 : wc_err(ep->bind.status);
 }
 
@@ -1603,7 +759,7 @@ static int mw_bind(struct vmr *m, struct vep *ep)
 	vlist_add_tail(&ep->bound, &m->blink);
 	ret = bind_wait(ep);
 	if (ret) {
-		ep_begin_close(ep, ret);
+		verbs_ep_begin_close(ep, ret);
 		if (!ep->bind.busy)
 			mw_release(m);
 		return ret;
@@ -1633,15 +789,11 @@ static int v_mr_bind(struct wf_mr *mb, const struct wf_ep *eb)
 		return -ENOTCONN;
 	if (m->owner == ep && (m->mw || !m->remote))
 		return 0;
-	if (!ep->dev->mw2) {
-		if (!ep->dev->mw2_warned)
-			fprintf(stderr, "weft fabric (verbs): device %s has no type "
-				"2B memory windows, so regions cannot be bound to "
-				"one endpoint (wf_mr_bind: not supported)\n",
-				ibv_get_device_name(ep->dev->verbs->device));
-		ep->dev->mw2_warned = true;
+	/* No type 2B memory windows on this device: regions cannot be bound
+	 * to one endpoint.  The caller decides whether to say so (the fabric,
+	 * a library, prints nothing). */
+	if (!ep->dev->mw2)
 		return -EOPNOTSUPP;
-	}
 	mw_release(m);
 	if (!m->bound) {
 		ret = mr_rereg(m, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_MW_BIND);
@@ -1788,11 +940,11 @@ const struct wf_ops wf_verbs_ops = {
 	.ctx_fd           = v_ctx_fd,
 	.ctx_arm          = v_ctx_arm,
 	.poll             = v_poll,
-	.listen           = v_listen,
-	.listener_addr    = v_listener_addr,
-	.accept           = v_accept,
-	.listener_destroy = v_listener_destroy,
-	.connect          = v_connect,
+	.listen           = verbs_listen,
+	.listener_addr    = verbs_listener_addr,
+	.accept           = verbs_accept,
+	.listener_destroy = verbs_listener_destroy,
+	.connect          = verbs_connect,
 	.ep_close         = v_ep_close,
 	.ep_destroy       = v_ep_destroy,
 	.mr_reg           = v_mr_reg,

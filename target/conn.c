@@ -443,6 +443,12 @@ static void grant(struct wf_tgt_conn *c)
 	 * others learn.  Before the rkey: over verbs binding changes it (a
 	 * memory window's key; docs/fabric.md). */
 	ret = wf_mr_bind(r->fab[c->fab].mrs[c->idx], c->ep);
+	if (ret == -EOPNOTSUPP && !r->fab[c->fab].unbound_said) {
+		wf_tgt_log("reactor %u: the device cannot bind a ring to one "
+			   "connection (no type 2B memory windows): any peer that "
+			   "learns a ring's key can write it", r->idx);
+		r->fab[c->fab].unbound_said = true;
+	}
 	if (ret && ret != -EOPNOTSUPP) {
 		wf_tgt_conn_close(c, "cannot bind the ring");
 		return;

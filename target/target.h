@@ -291,6 +291,8 @@ struct wf_tgt_fab {
 	struct wf_mr      **mrs;        /* [max_conns], ring i */
 	struct wf_listener *lst[2];
 	unsigned            nlst;
+	bool                unbound_said;   /* logged that wf_mr_bind is not
+	                                     * supported here */
 };
 
 struct wf_tgt_stats {

@@ -233,3 +233,29 @@ int ft_accept_many(struct ft_pair *p, struct wf_ep **eps, int want,
 	pthread_join(t, NULL);
 	return ret ? ret : a.err;
 }
+
+void *ft_xalloc(size_t n)
+{
+	void *p = NULL;
+
+	cr_assert_eq(posix_memalign(&p, 4096, n), 0);
+	memset(p, 0, n);
+	return p;
+}
+
+struct wf_mr *ft_reg(struct wf_ctx *ctx, void *buf, size_t len, unsigned acc)
+{
+	struct wf_mr *mr = NULL;
+	int ret = wf_mr_reg(ctx, buf, len, acc, &mr);
+
+	cr_assert_eq(ret, 0, "wf_mr_reg: %s", strerror(-ret));
+	return mr;
+}
+
+void ft_fill(void *buf, size_t len, uint32_t seed)
+{
+	uint8_t *b = buf;
+
+	for (size_t i = 0; i < len; i++)
+		b[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 8));
+}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Helpers of the fabric conformance suite.  The suite is one source run
- * against any backend:
+ * Helpers of the fabric conformance suite (test_fabric_*.c, one binary per
+ * feature).  Every binary runs against any backend:
  *   WEFT_FABRIC       tcp (default) | unix | verbs
  *   WEFT_FABRIC_ADDR  listen address: tcp default "tcp:127.0.0.1:0"; unix a
  *                     path prefix (default a fresh /tmp path per listener);
@@ -62,5 +62,12 @@ void ft_pump(struct wf_ctx *s, struct ft_got *gs, int ns,
 int  ft_count(const struct ft_got *g, uint32_t op);
 const struct wf_cqe *ft_find(const struct ft_got *g, uint32_t op, int nth);
 int64_t ft_now_ms(void);
+
+/* n zeroed bytes, page-aligned (free() them). */
+void    *ft_xalloc(size_t n);
+/* wf_mr_reg that must succeed. */
+struct wf_mr *ft_reg(struct wf_ctx *ctx, void *buf, size_t len, unsigned acc);
+/* A byte pattern that differs with seed and offset. */
+void     ft_fill(void *buf, size_t len, uint32_t seed);
 
 #endif
