@@ -82,8 +82,10 @@ struct wf_iblk {
  * What every queue (handle) of one store shares and may change: the
  * allocator, the hash table's counters, the index block buffers.  Changed
  * only under lock (the slow path: allocating or freeing an extent and
- * persisting the index); counters that the fast path or wf_store_stat read
- * are written with atomic stores.  See docs/store.md, "Queues".
+ * persisting the index), except zero_by_write, which a discard on any
+ * queue turns on without it (it only ever goes from false to true);
+ * counters that the fast path or wf_store_stat read are written with
+ * atomic stores.  See docs/store.md, "Queues".
  */
 struct wf_store_sh {
 	pthread_mutex_t lock;
@@ -135,7 +137,9 @@ struct wf_store {
 	uint32_t *ht;
 	uint64_t buckets;
 
-	/* shared, owned by the store (see struct wf_store_sh for the rules) */
+	/* shared by every queue: freel, blk and ibuf change under sh->lock
+	 * (see struct wf_store_sh), ram[p] is written by the queue that owns
+	 * what p holds (store_io.c, ram_get), the rest is set at open */
 	uint32_t *ram;                  /* per extent: state | io count */
 	uint32_t *freel;                /* free extents, a stack */
 	struct wf_iblk *blk;

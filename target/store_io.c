@@ -3,11 +3,10 @@
  * The store's data path: request state machines over the io_uring, index
  * block writes, and the ring-level calls (submit, wait, poll).  The extent
  * hash table is in store_hash.c, the messages between queues in
- * store_msg.c.  Single-threaded (the owning reactor), no locks, no
- * allocation: every request is caller-owned, every index write uses one
- * of WF_IBUF_MAX preallocated buffers.
+ * store_msg.c.  No allocation: every request is caller-owned, every index
+ * write uses one of WF_IBUF_MAX preallocated buffers.
  *
- * Request state machines (req->phase):
+ * Request state machines (req->phase, the RP_ values below):
  *   read      IO -> done                  (or zeros without I/O)
  *   write     IO -> done                  extent mapped
  *             ALLOC -> IO -> done         allocated by this write: the
@@ -19,15 +18,20 @@
  * req->parts counts what is still outstanding; the last part to finish
  * runs the callback.
  *
- * Queues (several reactors on one store, see store.h): a request runs on
- * the queue that owns its extent.  Submitted elsewhere, it travels there
- * as an IORING_OP_MSG_RING CQE (TAG_EXEC) and back (TAG_DONE); an index
- * write carries requests of any queue and hands each back to its queue
- * the same way (TAG_BLKDONE).  So the per-extent state (ram[], the drain
- * and defer lists) is only ever touched by the extent's owner, lock-free;
- * the allocator, the hash table's writers and the index blocks take
- * sh->lock.  Lock-free lookups retry while a removal moves hash table
- * entries (hdr->table_seq), like the short-circuit readers.
+ * Threads and locks.  Each queue (struct wf_store) is used by one thread,
+ * its reactor; a store may have several (see store.h).  A request runs on
+ * the queue that owns its extent: submitted elsewhere, it travels there
+ * and back as a message, and an index write hands the requests of other
+ * queues that it carries back to them the same way (store_msg.c).  So the
+ * per-extent state (ram[], the drain and defer lists) is only ever touched
+ * by the extent's owner, and the data path of an extent (reads,
+ * overwrites of mapped extents, a discard's drain and zeroing) takes no
+ * lock (unless a test armed wf_store_fault).  Its hash table lookups are
+ * lock-free too: they retry while a removal moves entries
+ * (hdr->table_seq), like the short-circuit readers, and wait on the lock
+ * meanwhile (store_hash.c).  What every queue shares takes sh->lock: the
+ * allocator, the hash table's writers (allocation and free) and the index
+ * blocks.  Callbacks never run under it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,16 +41,17 @@
 
 #include "target/store_int.h"
 
+/* req->phase (RP_: request phase; PH_ in target.h is the reactor's) */
 enum {
-	PH_IO = 1,
-	PH_ALLOC,
-	PH_WAIT,
-	PH_DRAIN,
-	PH_ZERO,
-	PH_ZERO_WRITE,
-	PH_FSYNC,
-	PH_FREE,
-	PH_FAULT,       /* an injected failure (wf_store_fault) */
+	RP_IO = 1,
+	RP_ALLOC,
+	RP_WAIT,
+	RP_DRAIN,
+	RP_ZERO,
+	RP_ZERO_WRITE,
+	RP_FSYNC,
+	RP_FREE,
+	RP_FAULT,       /* an injected failure (wf_store_fault) */
 };
 
 #define RF_WHOLE        0x80u   /* req->flags: discard of a whole extent */
@@ -337,8 +342,9 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 	blk->pending = NULL;
 }
 
-/* req changed block b's image (allocation or free): persist it.  The
- * blk_* functions run under the store lock. */
+/* req changed block b's image (allocation or free): persist it.
+ * blk_kick, blk_change and blk_wait run under the store lock; blk_done
+ * takes it itself, and sio_blk_cont runs outside it (taking it to free). */
 static void blk_change(struct wf_store *s, struct wf_store_req *req)
 {
 	struct wf_iblk *blk = &s->blk[req->phys / WF_IX_SLOTS];
@@ -396,7 +402,7 @@ static void data_after_index(struct wf_store *s, struct wf_store_req *req,
 		io_put(s, req->phys);
 		return part_done(s, req, err ? err : -EBUSY);
 	}
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	prep_rw(s, req, sqe, true);
 }
 
@@ -404,14 +410,14 @@ static void data_after_index(struct wf_store *s, struct wf_store_req *req,
  * on req's own queue. */
 void sio_blk_cont(struct wf_store *s, struct wf_store_req *req, int err)
 {
-	if (req->phase == PH_ALLOC || req->phase == PH_WAIT) {
-		if (!err && req->phase == PH_ALLOC) {
+	if (req->phase == RP_ALLOC || req->phase == RP_WAIT) {
+		if (!err && req->phase == RP_ALLOC) {
 			set_state(s, req->phys, WF_EXT_MAPPED);
 			seq_end(s, req->phys);
 		}
 		data_after_index(s, req, err);
 	} else {
-		if (!err && req->phase == PH_FREE) {
+		if (!err && req->phase == RP_FREE) {
 			lock(s);
 			free_extent(s, req->phys);
 			unlock(s);
@@ -492,7 +498,7 @@ static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
 	req->phys = (uint32_t)p;
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	req->parts = 1;
 	io_get(s, req->phys);
 	prep_rw(s, req, sqe, false);
@@ -530,7 +536,7 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		wf_ht_insert(s, p);
 		set_state(s, p, WF_EXT_ALLOCATING);
 		req->phys = p;
-		req->phase = PH_ALLOC;
+		req->phase = RP_ALLOC;
 		io_get(s, p);
 		blk_change(s, req);     /* the data write follows the index */
 		unlock(s);
@@ -539,7 +545,7 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 	req->phys = (uint32_t)f;
 	io_get(s, req->phys);
 	if (ext_state(s, req->phys) == WF_EXT_ALLOCATING) {
-		req->phase = PH_WAIT;
+		req->phase = RP_WAIT;
 		lock(s);
 		blk_wait(s, req);
 		unlock(s);
@@ -550,7 +556,7 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		io_put(s, req->phys);
 		return complete_soft(s, req, -EBUSY);
 	}
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	prep_rw(s, req, sqe, true);
 }
 
@@ -581,7 +587,7 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 		unlock(s);
 		if (hit) {
 			/* Injected: this step zeroes nothing and fails. */
-			req->phase = PH_FAULT;
+			req->phase = RP_FAULT;
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 			return 0;
@@ -589,14 +595,14 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 	}
 	zero_range(s, req, req->flags & RF_WHOLE, &off, &len);
 	if (!GET(s->sh->zero_by_write)) {
-		req->phase = PH_ZERO;
+		req->phase = RP_ZERO;
 		io_uring_prep_fallocate(sqe, 0, s->zero_mode, (off_t)off, (off_t)len);
 	} else {
 		uint32_t n = len - req->chunk;
 
 		if (n > s->zbuf_len)
 			n = s->zbuf_len;
-		req->phase = PH_ZERO_WRITE;
+		req->phase = RP_ZERO_WRITE;
 		io_uring_prep_write(sqe, 0, s->zbuf, n, off + req->chunk);
 	}
 	sqe->flags |= IOSQE_FIXED_FILE;
@@ -653,7 +659,7 @@ static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
 	set_state(s, p, WF_EXT_DISCARDING);
 	seq_begin(s, p);
 	if (ram_get(s, p) >= WF_EXT_IO_ONE) {
-		req->phase = PH_DRAIN;
+		req->phase = RP_DRAIN;
 		req->next = s->drain;
 		s->drain = req;
 		return;
@@ -680,7 +686,7 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	uint32_t len;
 
 	switch (req->phase) {
-	case PH_ZERO:
+	case RP_ZERO:
 		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENODEV) {
 			/* No fallocate zeroing here: write zeros from now on. */
 			SET(s->sh->zero_by_write, true);
@@ -690,7 +696,7 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 				return;
 		}
 		break;
-	case PH_ZERO_WRITE:
+	case RP_ZERO_WRITE:
 		if (res > 0) {
 			zero_range(s, req, whole, &off, &len);
 			req->chunk += (uint32_t)res;
@@ -705,12 +711,12 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 			res = -EIO;
 		}
 		break;
-	case PH_FAULT:
+	case RP_FAULT:
 		res = -EIO;
 		break;
-	case PH_FSYNC:
+	case RP_FSYNC:
 		if (res >= 0) {
-			req->phase = PH_FREE;
+			req->phase = RP_FREE;
 			set_state(s, req->phys, WF_EXT_FREEING);
 			lock(s);
 			blk_change(s, req);
@@ -731,13 +737,13 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 		sqe = sio_sqe_get(s);
 		if (!sqe)
 			return disc_abort(s, req, -EBUSY);
-		req->phase = PH_FSYNC;
+		req->phase = RP_FSYNC;
 		io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 		return;
 	}
-	req->phase = PH_FREE;
+	req->phase = RP_FREE;
 	set_state(s, req->phys, WF_EXT_FREEING);
 	lock(s);
 	blk_change(s, req);
@@ -753,7 +759,7 @@ static void flush_dispatch(struct wf_store *s, struct wf_store_req *req)
 	sqe = sio_sqe_get(s);
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	req->parts = 1;
 	io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
 	sqe->flags |= IOSQE_FIXED_FILE;

@@ -15,8 +15,8 @@
 #include "target/store_int.h"
 
 /* The CQE lands in dst's ring with user_data req | kind and res, and
- * wakes dst like any completion (its eventfd too).  Our own CQE only
- * comes on failure. */
+ * wakes dst like any completion (a wait in its ring, or a poll of its
+ * ring fd).  Our own CQE only comes on failure. */
 void sio_msg_send(struct wf_store *s, struct wf_store *dst,
 		  struct wf_store_req *req, uint8_t kind, int res)
 {
