@@ -166,7 +166,7 @@ struct wf_store_req {
 	struct wf_store *q;             /* runs here (the extent's owner) */
 	struct wf_store *xdst;          /* outbox: the message's queue */
 	int32_t  xres;                  /* outbox: the message's result */
-	uint8_t  xkind;                 /* message in flight (store_io.c) */
+	uint8_t  xkind;                 /* message in flight (store_msg.c) */
 	void     *buf;
 	uint64_t volume;
 	uint64_t offset;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Private to the store (target/store_*.c): on-disk layout and the store
- * object.  The byte layout is documented in docs/store.md; the pack/unpack
- * helpers in store_format.c are the only code that touches raw blocks.
+ * Private to the store (target/store_*.c): on-disk layout, the store
+ * object, and what the data path's files (store_io.c, store_hash.c,
+ * store_msg.c) share.  The byte layout is documented in docs/store.md;
+ * the pack/unpack helpers in store_format.c are the only code that
+ * touches raw blocks.
  */
 #ifndef WEFT_TARGET_STORE_INT_H
 #define WEFT_TARGET_STORE_INT_H
@@ -80,8 +82,10 @@ struct wf_iblk {
  * What every queue (handle) of one store shares and may change: the
  * allocator, the hash table's counters, the index block buffers.  Changed
  * only under lock (the slow path: allocating or freeing an extent and
- * persisting the index); counters that the fast path or wf_store_stat read
- * are written with atomic stores.  See docs/store.md, "Queues".
+ * persisting the index), except zero_by_write, which a discard on any
+ * queue turns on without it (it only ever goes from false to true);
+ * counters that the fast path or wf_store_stat read are written with
+ * atomic stores.  See docs/store.md, "Queues".
  */
 struct wf_store_sh {
 	pthread_mutex_t lock;
@@ -133,7 +137,9 @@ struct wf_store {
 	uint32_t *ht;
 	uint64_t buckets;
 
-	/* shared, owned by the store (see struct wf_store_sh for the rules) */
+	/* shared by every queue: freel, blk and ibuf change under sh->lock
+	 * (see struct wf_store_sh), ram[p] is written by the queue that owns
+	 * what p holds (store_io.c, ram_get), the rest is set at open */
 	uint32_t *ram;                  /* per extent: state | io count */
 	uint32_t *freel;                /* free extents, a stack */
 	struct wf_iblk *blk;
@@ -158,17 +164,51 @@ struct wf_store {
 };
 
 /*
- * store_io.c: the hash table (used by open, and by tests/store).  Linear
- * probing without tombstones: a removal shifts later entries of its
- * cluster back (docs/store.md, "The shared index view").  Writers run
- * under sh->lock (or before the store is shared, at open); readers are
- * lock-free and retry around hdr->table_seq.  wf_ht_insert needs
- * pe[phys] filled in; wf_ht_remove takes the bucket wf_ht_find returned.
+ * store_hash.c: the hash table (used by store_io.c, by open, and by
+ * tests/store).  Linear probing without tombstones: a removal shifts
+ * later entries of its cluster back (docs/store.md, "The shared index
+ * view").  Writers run under sh->lock (or before the store is shared, at
+ * open); readers are lock-free and retry around hdr->table_seq, as
+ * wf_ht_lookup does for req's extent (it waits on sh->lock while entries
+ * move).  wf_ht_insert needs pe[phys] filled in; wf_ht_remove takes the
+ * bucket wf_ht_find returned.
  */
 void wf_ht_insert(struct wf_store *s, uint32_t phys);
 void wf_ht_remove(struct wf_store *s, uint64_t bucket);
 int  wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
 		uint64_t *bucket);
+int  wf_ht_lookup(struct wf_store *s, const struct wf_store_req *req,
+		  uint64_t *bucket);
+
+/* store_io.c and store_msg.c: CQE user_data tags.  Requests are 8-byte
+ * aligned, blocks are numbers. */
+#define TAG_REQ         0ull    /* a request's device I/O */
+#define TAG_SOFT        1ull    /* a request answered without device I/O */
+#define TAG_BLK         2ull    /* an index block write: block << 3 */
+#define TAG_EXEC        3ull    /* message: run this request here (owner) */
+#define TAG_DONE        4ull    /* message: your request is done (res) */
+#define TAG_BLKDONE     5ull    /* message: its index write is done (res) */
+#define TAG_XSRC        6ull    /* a message we sent failed */
+#define TAG_WATCH       7ull    /* a watched fd is readable: index << 3 */
+#define TAG_MASK        7ull
+#define TAG_SHIFT       3
+
+/* store_io.c, for store_msg.c: an SQE (NULL only if the ring takes no
+ * more), run a request here (its extent's owner), continue a request
+ * after the index write it waited for (err: it failed). */
+struct io_uring_sqe *sio_sqe_get(struct wf_store *s);
+void sio_dispatch(struct wf_store *s, struct wf_store_req *req);
+void sio_blk_cont(struct wf_store *s, struct wf_store_req *req, int err);
+
+/* store_msg.c: messages between queues (IORING_OP_MSG_RING).  Send req
+ * to dst as kind (TAG_EXEC, TAG_DONE, TAG_BLKDONE) with res, or keep it
+ * in the outbox when no SQE is free; send the outbox again; handle a
+ * message CQE (true: an extent state may have changed, redispatch). */
+void sio_msg_send(struct wf_store *s, struct wf_store *dst,
+		  struct wf_store_req *req, uint8_t kind, int res);
+void sio_outbox_flush(struct wf_store *s);
+bool sio_msg_cqe(struct wf_store *s, struct wf_store_req *req, unsigned tag,
+		 int res);
 
 /*
  * Fault injection, for tests only: the (skip + 1)-th step of the given

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The store's data path: request state machines over the io_uring, the
- * index hash table, index block writes.  Single-threaded (the owning
- * reactor), no locks, no allocation: every request is caller-owned, every
- * index write uses one of WF_IBUF_MAX preallocated buffers.
+ * The store's data path: request state machines over the io_uring, index
+ * block writes, and the ring-level calls (submit, wait, poll).  The extent
+ * hash table is in store_hash.c, the messages between queues in
+ * store_msg.c.  No allocation: every request is caller-owned, every index
+ * write uses one of WF_IBUF_MAX preallocated buffers.
  *
- * Request state machines (req->phase):
+ * Request state machines (req->phase, the RP_ values below):
  *   read      IO -> done                  (or zeros without I/O)
  *   write     IO -> done                  extent mapped
  *             ALLOC -> IO -> done         allocated by this write: the
@@ -17,15 +18,20 @@
  * req->parts counts what is still outstanding; the last part to finish
  * runs the callback.
  *
- * Queues (several reactors on one store, see store.h): a request runs on
- * the queue that owns its extent.  Submitted elsewhere, it travels there
- * as an IORING_OP_MSG_RING CQE (TAG_EXEC) and back (TAG_DONE); an index
- * write carries requests of any queue and hands each back to its queue
- * the same way (TAG_BLKDONE).  So the per-extent state (ram[], the drain
- * and defer lists) is only ever touched by the extent's owner, lock-free;
- * the allocator, the hash table's writers and the index blocks take
- * sh->lock.  Lock-free lookups retry while a removal moves hash table
- * entries (hdr->table_seq), like the short-circuit readers.
+ * Threads and locks.  Each queue (struct wf_store) is used by one thread,
+ * its reactor; a store may have several (see store.h).  A request runs on
+ * the queue that owns its extent: submitted elsewhere, it travels there
+ * and back as a message, and an index write hands the requests of other
+ * queues that it carries back to them the same way (store_msg.c).  So the
+ * per-extent state (ram[], the drain and defer lists) is only ever touched
+ * by the extent's owner, and the data path of an extent (reads,
+ * overwrites of mapped extents, a discard's drain and zeroing) takes no
+ * lock (unless a test armed wf_store_fault).  Its hash table lookups are
+ * lock-free too: they retry while a removal moves entries
+ * (hdr->table_seq), like the short-circuit readers, and wait on the lock
+ * meanwhile (store_hash.c).  What every queue shares takes sh->lock: the
+ * allocator, the hash table's writers (allocation and free) and the index
+ * blocks.  Callbacks never run under it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,37 +41,22 @@
 
 #include "target/store_int.h"
 
-/* user_data tags: requests are 8-byte aligned, blocks are numbers. */
-#define TAG_REQ         0ull    /* a request's device I/O */
-#define TAG_SOFT        1ull    /* a request answered without device I/O */
-#define TAG_BLK         2ull    /* an index block write: block << 3 */
-#define TAG_EXEC        3ull    /* message: run this request here (owner) */
-#define TAG_DONE        4ull    /* message: your request is done (res) */
-#define TAG_BLKDONE     5ull    /* message: its index write is done (res) */
-#define TAG_XSRC        6ull    /* a message we sent failed */
-#define TAG_WATCH       7ull    /* a watched fd is readable: index << 3 */
-#define TAG_MASK        7ull
-#define TAG_SHIFT       3
-
-#define HT_EMPTY        0u
-
+/* req->phase (RP_: request phase; PH_ in target.h is the reactor's) */
 enum {
-	PH_IO = 1,
-	PH_ALLOC,
-	PH_WAIT,
-	PH_DRAIN,
-	PH_ZERO,
-	PH_ZERO_WRITE,
-	PH_FSYNC,
-	PH_FREE,
-	PH_FAULT,       /* an injected failure (wf_store_fault) */
+	RP_IO = 1,
+	RP_ALLOC,
+	RP_WAIT,
+	RP_DRAIN,
+	RP_ZERO,
+	RP_ZERO_WRITE,
+	RP_FSYNC,
+	RP_FREE,
+	RP_FAULT,       /* an injected failure (wf_store_fault) */
 };
 
 #define RF_WHOLE        0x80u   /* req->flags: discard of a whole extent */
 
 static void redispatch(struct wf_store *s);
-static void msg_send(struct wf_store *s, struct wf_store *dst,
-		     struct wf_store_req *req, uint8_t kind, int res);
 
 static void lock(struct wf_store *s)
 {
@@ -80,110 +71,6 @@ static void unlock(struct wf_store *s)
 /* Atomic stores for what other threads read without the lock. */
 #define SET(field, v)   __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 #define GET(field)      __atomic_load_n(&(field), __ATOMIC_RELAXED)
-
-/*
- * Hash table (shared view).  Buckets hold phys + 1 (0: empty); linear
- * probing without tombstones.  Readers on other queues and in other
- * processes probe without the lock, so:
- *  - an insert only fills an empty bucket: no present key's probe path
- *    changes;
- *  - a removal shifts later entries of its cluster back into the hole
- *    (backward-shift deletion), which keeps every probe path free of
- *    empty buckets and the table free of tombstones, so probes stay as
- *    short as the load factor says, for ever, without rebuilds.  A
- *    reader passing the hole before an entry moved into it and reaching
- *    the entry's old bucket after it was emptied would wrongly conclude
- *    "not mapped", so moves are bracketed by making hdr->table_seq odd,
- *    and readers retry when it changed (a seqlock).  A removal that
- *    moves nothing leaves table_seq alone: no present key's path ran
- *    through the hole, or its entry would have been movable.
- * Writers hold sh->lock.
- */
-
-static uint64_t ht_home(const struct wf_store *s, uint32_t phys)
-{
-	return wf_view_hash(s->pe[phys].volume, s->pe[phys].extent, s->buckets);
-}
-
-int wf_ht_find(const struct wf_store *s, uint64_t volume, uint32_t extent,
-	       uint64_t *bucket)
-{
-	uint64_t i = wf_view_hash(volume, extent, s->buckets);
-
-	/* Bounded, and every entry checked: a lock-free caller may probe
-	 * while another queue moves entries (it then retries). */
-	for (uint64_t n = 0; n < s->buckets; n++) {
-		uint32_t v = __atomic_load_n(&s->ht[i], __ATOMIC_ACQUIRE);
-
-		if (v == HT_EMPTY)
-			return -1;
-		/* (UINT32_MAX, the view format's tombstone, which this
-		 * store never writes, fails the range check too) */
-		if (v - 1 < s->sb.extents) {
-			const struct wf_view_pe *pe = &s->pe[v - 1];
-
-			if (GET(pe->volume) == volume && GET(pe->extent) == extent) {
-				*bucket = i;
-				return (int)(v - 1);
-			}
-		}
-		if (++i == s->buckets)
-			i = 0;
-	}
-	return -1;
-}
-
-void wf_ht_insert(struct wf_store *s, uint32_t phys)
-{
-	uint64_t i = ht_home(s, phys);
-
-	/* There are more buckets than extents (view_alloc): this ends. */
-	while (s->ht[i] != HT_EMPTY)
-		if (++i == s->buckets)
-			i = 0;
-	/* Release: a reader that sees the bucket sees pe[phys] filled. */
-	__atomic_store_n(&s->ht[i], phys + 1, __ATOMIC_RELEASE);
-	s->sh->live++;
-}
-
-void wf_ht_remove(struct wf_store *s, uint64_t hole)
-{
-	uint32_t seq = s->hdr->table_seq;
-	uint64_t j = hole;
-	bool moving = false;
-
-	for (;;) {
-		uint64_t home;
-		uint32_t v;
-
-		if (++j == s->buckets)
-			j = 0;
-		v = s->ht[j];
-		if (v == HT_EMPTY)
-			break;
-		/* v's probe runs from its home to j: it passes the hole
-		 * (and may move there) unless home lies in (hole, j]. */
-		home = ht_home(s, v - 1);
-		if (hole < j ? home > hole && home <= j
-			     : home > hole || home <= j)
-			continue;
-		if (!moving) {
-			/* Odd before the first move is visible (the fence
-			 * orders it before the stores below). */
-			__atomic_store_n(&s->hdr->table_seq, seq + 1,
-					 __ATOMIC_RELAXED);
-			__atomic_thread_fence(__ATOMIC_RELEASE);
-			moving = true;
-		}
-		__atomic_store_n(&s->ht[hole], v, __ATOMIC_RELEASE);
-		hole = j;
-		s->sh->ht_moves++;
-	}
-	__atomic_store_n(&s->ht[hole], HT_EMPTY, __ATOMIC_RELEASE);
-	if (moving)
-		__atomic_store_n(&s->hdr->table_seq, seq + 2, __ATOMIC_RELEASE);
-	s->sh->live--;
-}
 
 /* Seqlock on a physical extent (see store.h, shared view). */
 static void seq_begin(struct wf_store *s, uint32_t p)
@@ -244,36 +131,12 @@ void wf_store_fault(struct wf_store *s, enum wf_store_fault what,
 	unlock(s);
 }
 
-/* Lock-free lookup: retried around entries moving in the hash table (a
- * removal, which runs under the lock, so waiting on the lock waits for
- * it). */
-static int lookup(struct wf_store *s, const struct wf_store_req *req,
-		  uint64_t *bucket)
-{
-	uint32_t ext = (uint32_t)(req->offset >> s->extent_shift);
-
-	for (;;) {
-		uint32_t t = __atomic_load_n(&s->hdr->table_seq, __ATOMIC_ACQUIRE);
-		int p;
-
-		if (t & 1) {
-			lock(s);
-			unlock(s);
-			continue;
-		}
-		p = wf_ht_find(s, req->volume, ext, bucket);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&s->hdr->table_seq, __ATOMIC_RELAXED) == t)
-			return p;
-	}
-}
-
 static uint64_t dev_off(const struct wf_store *s, uint32_t p, uint64_t in_ext)
 {
 	return s->sb.data_off + ((uint64_t)p << s->extent_shift) + in_ext;
 }
 
-static struct io_uring_sqe *sqe_get(struct wf_store *s)
+struct io_uring_sqe *sio_sqe_get(struct wf_store *s)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
 
@@ -290,7 +153,7 @@ static void req_finish(struct wf_store *s, struct wf_store_req *req)
 	if (req->home != s) {
 		/* Ran here for another queue: its callback runs there. */
 		s->guests--;
-		msg_send(s, req->home, req, TAG_DONE, req->res);
+		sio_msg_send(s, req->home, req, TAG_DONE, req->res);
 		return;
 	}
 	s->inflight--;
@@ -331,7 +194,7 @@ static void part_fail_soft(struct wf_store *s, struct wf_store_req *req, int res
  * wf_store_poll and the ring fd wakes a sleeping reactor. */
 static void complete_soft(struct wf_store *s, struct wf_store_req *req, int res)
 {
-	struct io_uring_sqe *sqe = sqe_get(s);
+	struct io_uring_sqe *sqe = sio_sqe_get(s);
 
 	req->res = res;
 	req->parts = 1;
@@ -434,7 +297,7 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 		s->sh->wait_tail = (uint32_t)b;
 		return;
 	}
-	sqe = sqe_get(s);
+	sqe = sio_sqe_get(s);
 	if (!sqe) {
 		/* A ring that takes no more work: nothing can be persisted. */
 		struct wf_store_req *req = blk->pending;
@@ -447,7 +310,7 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 			if (req->q == s)
 				part_fail_soft(s, req, -EIO);
 			else
-				msg_send(s, req->q, req, TAG_BLKDONE, -EIO);
+				sio_msg_send(s, req->q, req, TAG_BLKDONE, -EIO);
 			req = next;
 		}
 		return;
@@ -479,8 +342,9 @@ static void blk_kick(struct wf_store *s, uint64_t b)
 	blk->pending = NULL;
 }
 
-/* req changed block b's image (allocation or free): persist it.  The
- * blk_* functions run under the store lock. */
+/* req changed block b's image (allocation or free): persist it.
+ * blk_kick, blk_change and blk_wait run under the store lock; blk_done
+ * takes it itself, and sio_blk_cont runs outside it (taking it to free). */
 static void blk_change(struct wf_store *s, struct wf_store_req *req)
 {
 	struct wf_iblk *blk = &s->blk[req->phys / WF_IX_SLOTS];
@@ -532,28 +396,28 @@ static void free_extent(struct wf_store *s, uint32_t p)
 static void data_after_index(struct wf_store *s, struct wf_store_req *req,
 			     int err)
 {
-	struct io_uring_sqe *sqe = err ? NULL : sqe_get(s);
+	struct io_uring_sqe *sqe = err ? NULL : sio_sqe_get(s);
 
 	if (!sqe) {
 		io_put(s, req->phys);
 		return part_done(s, req, err ? err : -EBUSY);
 	}
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	prep_rw(s, req, sqe, true);
 }
 
 /* The index write that req waited for is done (err: it failed): go on,
  * on req's own queue. */
-static void blk_cont(struct wf_store *s, struct wf_store_req *req, int err)
+void sio_blk_cont(struct wf_store *s, struct wf_store_req *req, int err)
 {
-	if (req->phase == PH_ALLOC || req->phase == PH_WAIT) {
-		if (!err && req->phase == PH_ALLOC) {
+	if (req->phase == RP_ALLOC || req->phase == RP_WAIT) {
+		if (!err && req->phase == RP_ALLOC) {
 			set_state(s, req->phys, WF_EXT_MAPPED);
 			seq_end(s, req->phys);
 		}
 		data_after_index(s, req, err);
 	} else {
-		if (!err && req->phase == PH_FREE) {
+		if (!err && req->phase == RP_FREE) {
 			lock(s);
 			free_extent(s, req->phys);
 			unlock(s);
@@ -600,9 +464,9 @@ static void blk_done(struct wf_store *s, uint64_t b, int res)
 		struct wf_store_req *next = req->next;
 
 		if (req->q == s)
-			blk_cont(s, req, err);
+			sio_blk_cont(s, req, err);
 		else
-			msg_send(s, req->q, req, TAG_BLKDONE, err);
+			sio_msg_send(s, req->q, req, TAG_BLKDONE, err);
 		req = next;
 	}
 	redispatch(s);
@@ -618,7 +482,7 @@ static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
 
 	if (GET(s->sh->failed))
 		return complete_soft(s, req, GET(s->sh->failed));
-	p = lookup(s, req, &bucket);
+	p = wf_ht_lookup(s, req, &bucket);
 	if (p < 0) {
 		/* Thin provisioning: never written reads as zeros, no device
 		 * I/O. */
@@ -630,11 +494,11 @@ static void read_dispatch(struct wf_store *s, struct wf_store_req *req)
 		 * extent stays mapped and the read must see what it holds.
 		 * Redispatched when the discard completes or aborts. */
 		return defer(s, req);
-	sqe = sqe_get(s);
+	sqe = sio_sqe_get(s);
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
 	req->phys = (uint32_t)p;
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	req->parts = 1;
 	io_get(s, req->phys);
 	prep_rw(s, req, sqe, false);
@@ -650,7 +514,7 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 
 	if (GET(s->sh->failed))
 		return complete_soft(s, req, GET(s->sh->failed));
-	f = lookup(s, req, &bucket);
+	f = wf_ht_lookup(s, req, &bucket);
 	if (f >= 0 && ext_state(s, (uint32_t)f) >= WF_EXT_DISCARDING)
 		return defer(s, req);   /* a new allocation after the discard */
 	req->parts = 1;
@@ -672,7 +536,7 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 		wf_ht_insert(s, p);
 		set_state(s, p, WF_EXT_ALLOCATING);
 		req->phys = p;
-		req->phase = PH_ALLOC;
+		req->phase = RP_ALLOC;
 		io_get(s, p);
 		blk_change(s, req);     /* the data write follows the index */
 		unlock(s);
@@ -681,18 +545,18 @@ static void write_dispatch(struct wf_store *s, struct wf_store_req *req)
 	req->phys = (uint32_t)f;
 	io_get(s, req->phys);
 	if (ext_state(s, req->phys) == WF_EXT_ALLOCATING) {
-		req->phase = PH_WAIT;
+		req->phase = RP_WAIT;
 		lock(s);
 		blk_wait(s, req);
 		unlock(s);
 		return;
 	}
-	sqe = sqe_get(s);
+	sqe = sio_sqe_get(s);
 	if (!sqe) {
 		io_put(s, req->phys);
 		return complete_soft(s, req, -EBUSY);
 	}
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	prep_rw(s, req, sqe, true);
 }
 
@@ -708,7 +572,7 @@ static void zero_range(struct wf_store *s, struct wf_store_req *req, bool whole,
 
 static int zero_step(struct wf_store *s, struct wf_store_req *req)
 {
-	struct io_uring_sqe *sqe = sqe_get(s);
+	struct io_uring_sqe *sqe = sio_sqe_get(s);
 	uint64_t off;
 	uint32_t len;
 
@@ -723,7 +587,7 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 		unlock(s);
 		if (hit) {
 			/* Injected: this step zeroes nothing and fails. */
-			req->phase = PH_FAULT;
+			req->phase = RP_FAULT;
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 			return 0;
@@ -731,14 +595,14 @@ static int zero_step(struct wf_store *s, struct wf_store_req *req)
 	}
 	zero_range(s, req, req->flags & RF_WHOLE, &off, &len);
 	if (!GET(s->sh->zero_by_write)) {
-		req->phase = PH_ZERO;
+		req->phase = RP_ZERO;
 		io_uring_prep_fallocate(sqe, 0, s->zero_mode, (off_t)off, (off_t)len);
 	} else {
 		uint32_t n = len - req->chunk;
 
 		if (n > s->zbuf_len)
 			n = s->zbuf_len;
-		req->phase = PH_ZERO_WRITE;
+		req->phase = RP_ZERO_WRITE;
 		io_uring_prep_write(sqe, 0, s->zbuf, n, off + req->chunk);
 	}
 	sqe->flags |= IOSQE_FIXED_FILE;
@@ -775,7 +639,7 @@ static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
 
 	if (GET(s->sh->failed))
 		return complete_soft(s, req, GET(s->sh->failed));
-	f = lookup(s, req, &bucket);
+	f = wf_ht_lookup(s, req, &bucket);
 	if (f < 0)
 		return complete_soft(s, req, 0);        /* nothing there */
 	p = (uint32_t)f;
@@ -795,7 +659,7 @@ static void discard_dispatch(struct wf_store *s, struct wf_store_req *req)
 	set_state(s, p, WF_EXT_DISCARDING);
 	seq_begin(s, p);
 	if (ram_get(s, p) >= WF_EXT_IO_ONE) {
-		req->phase = PH_DRAIN;
+		req->phase = RP_DRAIN;
 		req->next = s->drain;
 		s->drain = req;
 		return;
@@ -822,7 +686,7 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	uint32_t len;
 
 	switch (req->phase) {
-	case PH_ZERO:
+	case RP_ZERO:
 		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENODEV) {
 			/* No fallocate zeroing here: write zeros from now on. */
 			SET(s->sh->zero_by_write, true);
@@ -832,7 +696,7 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 				return;
 		}
 		break;
-	case PH_ZERO_WRITE:
+	case RP_ZERO_WRITE:
 		if (res > 0) {
 			zero_range(s, req, whole, &off, &len);
 			req->chunk += (uint32_t)res;
@@ -847,12 +711,12 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 			res = -EIO;
 		}
 		break;
-	case PH_FAULT:
+	case RP_FAULT:
 		res = -EIO;
 		break;
-	case PH_FSYNC:
+	case RP_FSYNC:
 		if (res >= 0) {
-			req->phase = PH_FREE;
+			req->phase = RP_FREE;
 			set_state(s, req->phys, WF_EXT_FREEING);
 			lock(s);
 			blk_change(s, req);
@@ -870,16 +734,16 @@ static void disc_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	/* Zeroed.  The zeros must be stable before the index says free:
 	 * a free extent reads as zeros after any crash (docs/store.md). */
 	if (s->volatile_cache) {
-		sqe = sqe_get(s);
+		sqe = sio_sqe_get(s);
 		if (!sqe)
 			return disc_abort(s, req, -EBUSY);
-		req->phase = PH_FSYNC;
+		req->phase = RP_FSYNC;
 		io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 		return;
 	}
-	req->phase = PH_FREE;
+	req->phase = RP_FREE;
 	set_state(s, req->phys, WF_EXT_FREEING);
 	lock(s);
 	blk_change(s, req);
@@ -892,17 +756,17 @@ static void flush_dispatch(struct wf_store *s, struct wf_store_req *req)
 
 	if (GET(s->sh->failed))
 		return complete_soft(s, req, GET(s->sh->failed));
-	sqe = sqe_get(s);
+	sqe = sio_sqe_get(s);
 	if (!sqe)
 		return complete_soft(s, req, -EBUSY);
-	req->phase = PH_IO;
+	req->phase = RP_IO;
 	req->parts = 1;
 	io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 }
 
-static void dispatch(struct wf_store *s, struct wf_store_req *req)
+void sio_dispatch(struct wf_store *s, struct wf_store_req *req)
 {
 	switch (req->op) {
 	case WF_STORE_OP_READ:    read_dispatch(s, req); break;
@@ -921,7 +785,7 @@ static void redispatch(struct wf_store *s)
 	while (req) {
 		struct wf_store_req *next = req->next;
 
-		dispatch(s, req);
+		sio_dispatch(s, req);
 		req = next;
 	}
 }
@@ -997,10 +861,10 @@ static void submit(struct wf_store *s, struct wf_store_req *req)
 		s->handed++;
 		req->buf_index = -1;
 		req->q = o;
-		msg_send(s, o, req, TAG_EXEC, 0);
+		sio_msg_send(s, o, req, TAG_EXEC, 0);
 		return;
 	}
-	dispatch(s, req);
+	sio_dispatch(s, req);
 }
 
 int wf_store_read(struct wf_store *s, struct wf_store_req *req,
@@ -1072,59 +936,6 @@ static void req_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	}
 }
 
-/* Messages between queues (IORING_OP_MSG_RING): the CQE lands in dst's
- * ring with user_data req | kind and res, and wakes dst like any
- * completion (its eventfd too).  Our own CQE only comes on failure. */
-static void msg_send(struct wf_store *s, struct wf_store *dst,
-		     struct wf_store_req *req, uint8_t kind, int res)
-{
-	struct io_uring_sqe *sqe = sqe_get(s);
-
-	req->xkind = kind;
-	req->xdst = dst;
-	req->xres = res;
-	if (!sqe) {
-		/* Sent from the next wf_store_poll. */
-		req->next = s->outbox;
-		s->outbox = req;
-		return;
-	}
-	io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, (unsigned)res,
-			       (uintptr_t)req | kind, 0);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_XSRC);
-}
-
-static void outbox_flush(struct wf_store *s)
-{
-	struct wf_store_req *req = s->outbox;
-
-	s->outbox = NULL;
-	while (req) {
-		struct wf_store_req *next = req->next;
-
-		msg_send(s, req->xdst, req, req->xkind, req->xres);
-		req = next;
-	}
-}
-
-/* A message we sent did not arrive (res < 0). */
-static void msg_failed(struct wf_store *s, struct wf_store_req *req, int res)
-{
-	if (req->xkind == TAG_EXEC) {
-		/* Never reached the owner: answer it here. */
-		req->q = s;
-		req->res = res;
-		s->inflight--;
-		req->done(req, res);
-		return;
-	}
-	/* DONE or BLKDONE: the request is still ours to deliver.  Only a
-	 * closed destination ring refuses, which teardown order excludes. */
-	req->next = s->outbox;
-	s->outbox = req;
-}
-
 int wf_store_submit(struct wf_store *s)
 {
 	return io_uring_submit(&s->ring);
@@ -1183,7 +994,7 @@ int wf_store_wait(struct wf_store *s, int timeout_ms)
 
 		if (s->watch[i].armed)
 			continue;
-		sqe = sqe_get(s);
+		sqe = sio_sqe_get(s);
 		if (!sqe)
 			return -EBUSY;
 		io_uring_prep_poll_add(sqe, s->watch[i].fd, POLLIN);
@@ -1212,7 +1023,7 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 	bool moved = false;
 
 	if (s->outbox)
-		outbox_flush(s);
+		sio_outbox_flush(s);
 	while (s->ready_head && total < max) {
 		struct wf_store_req *req = s->ready_head;
 
@@ -1261,21 +1072,11 @@ int wf_store_poll(struct wf_store *s, unsigned max)
 				case TAG_SOFT:
 					req_finish(s, req);
 					break;
-				case TAG_EXEC:
-					/* We own its extent: run it here. */
-					s->guests++;
-					dispatch(s, req);
-					break;
-				case TAG_DONE:
-					s->inflight--;
-					req->done(req, done[i].res);
-					break;
-				case TAG_BLKDONE:
-					blk_cont(s, req, done[i].res);
-					moved = true;
-					break;
-				default:
-					msg_failed(s, req, done[i].res);
+				default:        /* a message (store_msg.c) */
+					if (sio_msg_cqe(s, req,
+							(unsigned)(d & TAG_MASK),
+							done[i].res))
+						moved = true;
 					break;
 				}
 				break;

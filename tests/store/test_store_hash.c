@@ -210,7 +210,7 @@ struct probe {
 	uint64_t found, retries, missing, wrong, slow;
 };
 
-/* The store's own lock-free lookup protocol (lookup() in store_io.c),
+/* The store's own lock-free lookup protocol (wf_ht_lookup, store_hash.c),
  * except that it spins instead of waiting on the lock. */
 static int store_lookup(struct wf_store *s, uint64_t vol, uint32_t ext,
 			uint64_t *retries)
