@@ -193,7 +193,8 @@ int  wf_mr_rkey(const struct wf_mr *mr, const struct wf_ep *ep, uint64_t off,
  * docs/fabric.md), and the first bind and the unbind register mr anew, so
  * no local operation on mr may be in flight then.  ep must be connected
  * (-ENOTCONN).  Control path: verbs waits for the bind to complete.
- * -EOPNOTSUPP on an RDMA device without type 2B memory windows (logged).
+ * -EOPNOTSUPP on an RDMA device without type 2B memory windows (not
+ * printed: the caller decides whether to say so).
  */
 int  wf_mr_bind(struct wf_mr *mr, const struct wf_ep *ep);
 

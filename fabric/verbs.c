@@ -42,7 +42,8 @@
  * never reaches the caller and no caller credit is taken.  Unbinding, or
  * the endpoint's close or destruction, deallocates the window; binding
  * to NULL registers the MRs with their remote rights again.  A device
- * without type 2B windows gets -EOPNOTSUPP (logged once per device).
+ * without type 2B windows gets -EOPNOTSUPP; the fabric prints nothing (the
+ * target logs it once per reactor).
  * Everything here runs at connection setup, never on the data path.
  *
  * A peer that goes away (rdma_cm DISCONNECTED, or any failed completion)

@@ -6,9 +6,9 @@
  * ours, weft_cluster_opts.host or the kernel's, or its address is a loopback one)
  * and its control socket RUN_DIR/target-ID.ctl answers, the target hands us
  * a read-only O_DIRECT descriptor of its device and the memfd of its index
- * view (SCM_RIGHTS, target/ctl_proto.h).  Reads then go device -> caller's
+ * view (SCM_RIGHTS, proto/ctl.h).  Reads then go device -> caller's
  * buffer through our own io_uring, following the view's seqlock protocol
- * (target/store.h):
+ * (proto/view.h):
  *
  *   lookup (vol, extent)   -EAGAIN or not mapped -> through the target
  *   read the device        straight into the caller's buffer when it is

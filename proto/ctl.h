@@ -81,7 +81,7 @@ _Static_assert(sizeof(struct wf_ctl_shortcircuit) == 48,
 
 /*
  * The same status over a data connection (remote targets): the message
- * WF_OP_STATUS (fabric/wire.h), answered with WF_OP_STATUS_REPLY.  A
+ * WF_OP_STATUS (proto/wire.h), answered with WF_OP_STATUS_REPLY.  A
  * connection may send it before (instead of) its HELLO; it holds no slot.
  * Headers start like every wire header (magic WF_WIRE_MAGIC, version
  * WF_WIRE_VERSION, opcode).

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The control socket (target/ctl_proto.h): status, short-circuit setup
+ * The control socket (proto/ctl.h): status, short-circuit setup
  * (device fd + index memfd over SCM_RIGHTS) and map reload.  Served by the
  * reactor between data-path turns; every call is non-blocking, and a
  * client that does not read its answers is dropped.

@@ -271,7 +271,7 @@ void wf_tgt_ctl_close(struct wf_tgt_reactor *r);
 /* An epoll event for data.u64 == WF_TGT_EV_CTL + i. */
 void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev);
 struct wf_ctl_status;
-/* The STATUS answer (target/ctl_proto.h), little-endian. */
+/* The STATUS answer (proto/ctl.h), little-endian. */
 void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 			struct wf_ctl_status *s);
 

@@ -32,7 +32,8 @@ struct sys_cluster {
 
 /* scripts/cluster start on conf/local.conf with ports from the pid
  * (extra: NULL or one more word for weft-target, e.g. "--poll-us=0");
- * sets WEFT_RUN_DIR for libweft.  Asserts on failure. */
+ * sets WEFT_RUN_DIR, which the tests' libweft handles take as run_dir
+ * (weft_env_opts).  Asserts on failure. */
 void sys_start(struct sys_cluster *c);
 void sys_stop(struct sys_cluster *c);
 pid_t sys_pid(const struct sys_cluster *c, unsigned id);
