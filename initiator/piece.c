@@ -208,7 +208,7 @@ static void settle(struct weft_cluster *cl, struct wf_piece *p)
 	slot_release(c, p);
 	p->conn = NULL;
 	if (p->state == PC_BOUNCED) {
-		piece_retry(cl, p, RT_BACKOFF, p->retry_at);
+		piece_retry(cl, p, p->why, p->retry_at);
 	} else if (p->res >= 0 && p->wlen < p->len) {
 		/* One round of a piece larger than the slots: copy out what
 		 * came, then send the rest. */
@@ -351,6 +351,8 @@ static void dispatch(struct weft_cluster *cl, struct wf_conn *c,
 			return;
 		}
 		if (wf_conn_connect(c)) {
+			/* The target may have been marked down meanwhile. */
+			cl->map_stale = true;
 			piece_retry(cl, p, RT_BACKOFF, c->retry_at);
 			return;
 		}
@@ -422,6 +424,7 @@ static void route(struct weft_cluster *cl, struct wf_piece *p)
 	    !loc.n) {
 		/* No acting replica up in this epoch: wait for a new map. */
 		cl->map_stale = true;
+		p->timeout_err = -EHOSTDOWN;
 		piece_retry(cl, p, RT_MAP, cl->now + backoff_ms(p->attempts));
 		return;
 	}
@@ -481,6 +484,7 @@ static void carve(struct weft_cluster *cl, struct wf_io *io)
 		p->op = io->op;
 		p->attempts = 0;
 		p->res = 0;
+		p->timeout_err = 0;
 		p->local_ops = 0;
 		p->dst_bounce = false;
 		if (io->op == WF_OP_FLUSH) {
@@ -553,6 +557,7 @@ static void verdict(struct weft_cluster *cl, struct wf_piece *p,
 		p->res = wf_wire_status_errno(st);
 		return;
 	}
+	p->why = RT_BACKOFF;
 	switch (st) {
 	case WF_WS_STALE:
 		cl->stats.stale++;
@@ -561,10 +566,19 @@ static void verdict(struct weft_cluster *cl, struct wf_piece *p,
 		/* A newer map file makes the retry immediate
 		 * (wf_pieces_new_map). */
 		cl->map_stale = true;
+		p->why = RT_MAP;
+		break;
+	case WF_WS_DEGRADED:
+		/* Fewer acting replicas than min_size, or one did not take
+		 * the write: retried until the deadline, which then says
+		 * why. */
+		p->timeout_err = -EHOSTDOWN;
+		/* A member marked down in a new epoch is the usual way
+		 * out: look at the map. */
+		cl->map_stale = true;
 		break;
 	case WF_WS_BUSY:
 	case WF_WS_CRC:
-	case WF_WS_DEGRADED:
 		break;
 	default:
 		/* No DNR: the target says a retry may help (a transient
@@ -675,6 +689,8 @@ static void conns_down(struct weft_cluster *cl)
 {
 	struct wf_conn *c = cl->down;
 
+	/* A lost target may come with a new epoch that routes around it. */
+	cl->map_stale = true;
 	while (c) {
 		struct wf_piece *p;
 
@@ -742,7 +758,8 @@ static void run_retries(struct weft_cluster *cl)
 			continue;
 		}
 		if (cl->now >= p->io->deadline) {
-			piece_done(cl, p, -ETIMEDOUT);
+			piece_done(cl, p, p->timeout_err ? p->timeout_err :
+				   -ETIMEDOUT);
 			continue;
 		}
 		route(cl, p);

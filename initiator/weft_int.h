@@ -218,7 +218,8 @@ struct wf_piece {
 	uint32_t   gen;                 /* bumped at every send: stale tags */
 	uint8_t    state;               /* enum wf_piece_state */
 	uint8_t    op;
-	uint8_t    why;                 /* PC_RETRY: enum wf_retry_why */
+	uint8_t    why;                 /* PC_RETRY, PC_BOUNCED: enum
+	                                 * wf_retry_why */
 	uint8_t    local_ops;           /* our fabric ops not yet completed */
 	bool       dst_bounce;          /* a read lands in the piece's bounce
 	                                 * chunk (copied out when done), not
@@ -233,6 +234,9 @@ struct wf_piece {
 	struct wf_conn *conn;           /* QUEUED, SENT, ANSWERED, BOUNCED */
 	uint32_t   slot;
 	int32_t    res;                 /* ANSWERED: bytes or -errno */
+	int32_t    timeout_err;         /* what the deadline reports while it
+	                                 * retries (0: -ETIMEDOUT; -EHOSTDOWN
+	                                 * when too few replicas are up) */
 	unsigned   attempts;
 	uint64_t   retry_at;            /* RETRY, BOUNCED: ms (wf_now_ms) */
 	struct wf_sc_read sc;           /* PC_SC */

@@ -218,6 +218,113 @@ unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r)
 	return n;
 }
 
+/* ---- replication: order, parts, forwards ---------------------------- */
+
+static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q);
+
+static bool overlaps(const struct wf_tgt_req *a, const struct wf_tgt_req *b)
+{
+	return a->volume == b->volume && a->offset < b->offset + b->length &&
+	       b->offset < a->offset + a->length;
+}
+
+/* An earlier replicated write or discard on r->order overlaps q. */
+static bool ordered_behind(const struct wf_tgt_req *q)
+{
+	for (const struct wf_tgt_req *e = q->ord_prev; e; e = e->ord_prev)
+		if (overlaps(e, q))
+			return true;
+	return false;
+}
+
+static void order_add(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	q->ord_next = NULL;
+	q->ord_prev = r->ord_tail;
+	if (r->ord_tail)
+		r->ord_tail->ord_next = q;
+	else
+		r->ord_head = q;
+	r->ord_tail = q;
+}
+
+/* q is done on every replica: it leaves r->order, and requests that
+ * waited only for it start, oldest first. */
+static void order_del(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	struct wf_tgt_req *e;
+
+	if (q->ord_prev)
+		q->ord_prev->ord_next = q->ord_next;
+	else
+		r->ord_head = q->ord_next;
+	if (q->ord_next)
+		q->ord_next->ord_prev = q->ord_prev;
+	else
+		r->ord_tail = q->ord_prev;
+	q->ord_prev = q->ord_next = NULL;
+	/* From the head again after each start: a start that fails at once
+	 * changes the list under us. */
+restart:
+	for (e = r->ord_head; e; e = e->ord_next) {
+		if (e->state == RQ_ORDER && !ordered_behind(e)) {
+			e->conn->store_inflight--;      /* counted while waiting */
+			start_io(e->conn, e);
+			goto restart;
+		}
+	}
+}
+
+/*
+ * One part of a replicated request (its own store I/O, or a forward) is
+ * done.  The reply goes when all are: OK only if every part is, so an
+ * acknowledged write is on every acting replica.  A part that failed
+ * without DNR (a replica unreachable, busy, of another epoch) makes the
+ * whole request DEGRADED, which the client retries; a DNR failure (a
+ * full device, say) is passed on as it is.
+ */
+static void part_done(struct wf_tgt_req *q, uint16_t status)
+{
+	struct wf_tgt_conn *c = q->conn;
+
+	if (status != WF_WS_OK && q->worst == WF_WS_OK)
+		q->worst = (status & WF_WS_DNR) ? status : WF_WS_DEGRADED;
+	if (--q->parts)
+		return;
+	if (q->nfwd)
+		order_del(c->r, q);
+	if (c->state != CONN_LIVE) {
+		q->state = RQ_FREE;
+		conn_release_check(c);
+		return;
+	}
+	q->state = RQ_STORE;
+	rq_finish(q, q->worst);
+}
+
+void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status)
+{
+	struct wf_tgt_req *q = f->q;
+	struct wf_tgt_conn *c = q->conn;
+
+	if (q->op == WF_OP_FLUSH) {
+		/* Flush forwards go in batches of WF_MAX_REPLICAS - 1: this
+		 * one goes on to the next link with unflushed writes. */
+		if (status != WF_WS_OK && q->worst == WF_WS_OK)
+			q->worst = (status & WF_WS_DNR) ? status : WF_WS_DEGRADED;
+		if (wf_tgt_fwd_flush(c->r, f, &q->flush_after))
+			return;
+		status = WF_WS_OK;      /* counted just above */
+	}
+
+	/* Counted as store I/O of the connection: its ring slot is the
+	 * forward's source until now. */
+	c->store_inflight--;
+	if (c->counted && !c->store_inflight)
+		closing_io_put(c);
+	part_done(q, status);
+}
+
 static void store_done(struct wf_store_req *sreq, int res)
 {
 	struct wf_tgt_req *q = container_of(sreq, struct wf_tgt_req, sreq);
@@ -238,6 +345,10 @@ static void store_done(struct wf_store_req *sreq, int res)
 		closing_io_put(c);
 	if (res)
 		WF_TGT_ADD(r->stats.errors, 1);
+	if (q->state == RQ_FORWARD) {
+		part_done(q, wf_wire_status_from_errno(res));
+		return;
+	}
 	if (c->state != CONN_LIVE) {
 		q->state = RQ_FREE;
 		conn_release_check(c);
@@ -275,6 +386,18 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	char *slot = c->ring + (size_t)q->slot * c->lim.slot_size;
 	int bi = (int)c->idx, ret;
 
+	if (q->nfwd && q->state != RQ_ORDER) {
+		/* Replicated: behind any earlier overlapping write or
+		 * discard, so every replica applies them in one order. */
+		order_add(r, q);
+		if (ordered_behind(q)) {
+			/* Counted as the connection's store I/O while it
+			 * waits: the slot holds its payload. */
+			q->state = RQ_ORDER;
+			c->store_inflight++;
+			return;
+		}
+	}
 	wf_store_req_init(&q->sreq, store_done, q);
 	switch (q->op) {
 	case WF_OP_READ:
@@ -288,6 +411,8 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		r->stats.write_bytes += q->length;
 		if ((q->flags & WF_REQ_CRC) &&
 		    wf_crc32c(0, slot, q->length) != q->crc) {
+			if (q->nfwd)
+				order_del(r, q);
 			rq_finish(q, WF_WS_CRC);
 			return;
 		}
@@ -307,12 +432,51 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		break;
 	}
 	if (ret) {
+		if (q->nfwd)
+			order_del(r, q);
 		rq_finish(q, wf_wire_status_from_errno(ret));
 		return;
 	}
 	q->state = RQ_STORE;
 	c->store_inflight++;
 	WF_TGT_ADD(r->store_inflight, 1);
+	if (q->op == WF_OP_FLUSH && r->peers) {
+		/* Writes we forwarded are durable on the replicas only after
+		 * their flush: forward this one to every link that carried
+		 * writes since its last (docs/replication.md). */
+		q->state = RQ_FORWARD;
+		q->parts = 1;
+		q->worst = WF_WS_OK;
+		q->flush_after = 0;
+		for (unsigned i = 0; i < WF_MAX_REPLICAS - 1; i++) {
+			struct wf_tgt_fwd *f = &q->fwd[i];
+
+			f->q = q;
+			c->store_inflight++;
+			q->parts++;
+			if (!wf_tgt_fwd_flush(r, f, &q->flush_after)) {
+				c->store_inflight--;
+				q->parts--;
+				break;
+			}
+		}
+		return;
+	}
+	if (!q->nfwd)
+		return;
+	/* In parallel with our own write: the same slot to every
+	 * secondary (peer.c).  Each forward counts as store I/O of the
+	 * connection, which keeps the slot until it is done. */
+	q->state = RQ_FORWARD;
+	q->parts = (uint8_t)(1 + q->nfwd);
+	q->worst = WF_WS_OK;
+	for (unsigned i = 0; i < q->nfwd; i++) {
+		struct wf_tgt_fwd *f = &q->fwd[i];
+
+		f->q = q;
+		c->store_inflight++;
+		wf_tgt_fwd_start(r, f, q->secondaries[i]);
+	}
 }
 
 /*
@@ -397,6 +561,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	q->tag = p.req.tag;
 	q->slot = p.req.slot;
+	q->nfwd = 0;
 	q->op = p.req.opcode;
 	q->flags = p.req.flags;
 	q->length = p.req.length;
@@ -410,6 +575,8 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->offset = p.req.offset;
 	WF_BUF_COPY(q->buf, p.req.buf);
 	q->crc = p.req.data_crc;
+	q->nfwd = p.nsec;
+	memcpy(q->secondaries, p.secondaries, sizeof(q->secondaries));
 	start_io(c, q);
 }
 

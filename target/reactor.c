@@ -166,6 +166,9 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	wf_tgt_map_free(r->map);
 	r->map = m;
 	wf_store_view_publish_epoch(r->store, m->epoch);
+	if (wf_tgt_peers_rebuild(r))
+		wf_tgt_log("map epoch %llu: out of memory for peer links",
+			   (unsigned long long)m->epoch);
 	return 0;
 }
 
@@ -308,6 +311,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	for (uint32_t i = cfg->max_conns; i-- > 0;) {
 		struct wf_tgt_conn *c = &r->conns[i];
 
+		c->kind = WF_TGT_EP_CONN;
 		c->r = r;
 		c->idx = i;
 		c->ring = r->slab + ring_len * i;
@@ -425,6 +429,11 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	}
 	/* The real port, when the map (or --listen) said 0. */
 	wf_listener_addr(r->fab[0].lst[0], r->net_addr, sizeof(r->net_addr));
+	ret = wf_tgt_peers_rebuild(r);
+	if (ret) {
+		snprintf(err, errlen, "peer links: %s", strerror(-ret));
+		goto fail;
+	}
 	return 0;
 
 fail:
@@ -451,6 +460,7 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 				wf_ep_destroy(r->conns[i].ep);
 				r->conns[i].ep = NULL;
 			}
+	wf_tgt_peers_fini(r);
 	/* The store may still hold fixed-buffer I/O on the rings. */
 	if (r->store && r->slab) {
 		while (wf_store_inflight(r->store))
@@ -555,8 +565,13 @@ static void handle_cqes(struct wf_tgt_reactor *r, unsigned f,
 			const struct wf_cqe *cq, int n)
 {
 	for (int i = 0; i < n; i++) {
+		const uint8_t *kind = cq[i].ep ? wf_ep_user(cq[i].ep) : NULL;
+
 		if (cq[i].op == WF_CQE_ACCEPT)
 			wf_tgt_conn_accept(r, f, cq[i].listener);
+		else if (kind && *kind == WF_TGT_EP_PEER)
+			wf_tgt_peer_cqe(r, (struct wf_tgt_peer *)(void *)kind,
+					&cq[i]);
 		else
 			wf_tgt_conn_cqe(r, &cq[i]);
 	}
@@ -678,6 +693,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			events(r, 0);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
+			if (r->peers)
+				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
 		}
 		if (work) {
 			idle_since = 0;
@@ -730,10 +747,13 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			}
 			/* Timed while stopping (the phases have deadlines) and
 			 * while a connection owes its HELLO. */
+			/* Timed while links owe a GRANT or replies too. */
 			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
-				      r->nhello ? 1000 : -1);
+				      r->nhello || wf_tgt_peers_busy(r) ? 1000 : -1);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
+			if (r->peers)
+				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
 			idle_since = 0;
 		}
 	}

@@ -176,9 +176,6 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		out->reason = WF_TGT_R_NEWER;
 		return WF_TGT_NEWER;
 	}
-	if (q->flags & WF_REQ_REPL)
-		return reject(out, WF_WS_ACCESS | WF_WS_DNR, WF_TGT_R_REPL);
-
 	vi = wf_tgt_map_volume(m, q->volume);
 	if (vi < 0)
 		return reject(out, WF_WS_NOVOL | WF_WS_DNR, WF_TGT_R_NOVOL);
@@ -193,8 +190,29 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		return reject(out, WF_WS_INVALID | WF_WS_DNR, WF_TGT_R_EXTENT);
 	if (m->self < 0 ||
 	    wf_place_extent(&m->table, &m->map, (uint32_t)vi, q->offset, &loc) ||
-	    !loc.n || loc.acting[0] != (uint32_t)m->self)
+	    !loc.n)
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	if (q->flags & WF_REQ_REPL) {
+		/* A forward from the primary (the decoder allows the flag on
+		 * WRITE and DISCARD only): we must be a secondary of the PG
+		 * in this epoch.  Not: the sender's map and ours disagree,
+		 * retryable once they converge. */
+		for (unsigned i = 1; i < loc.n; i++)
+			if (loc.acting[i] == (uint32_t)m->self)
+				return WF_TGT_OK;
+		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_REPL);
+	}
+	if (loc.acting[0] != (uint32_t)m->self)
+		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	if (q->opcode == WF_OP_WRITE || q->opcode == WF_OP_DISCARD) {
+		/* Writes need min_size acting members (reads do not: the
+		 * primary has every acknowledged write). */
+		if (loc.n < m->map.pools[loc.pool].min_size)
+			return reject(out, WF_WS_DEGRADED, WF_TGT_R_DEGRADED);
+		out->nsec = (uint8_t)(loc.n - 1);
+		for (unsigned i = 1; i < loc.n; i++)
+			out->secondaries[i - 1] = loc.acting[i];
+	}
 	return WF_TGT_OK;
 
 malformed_short:
@@ -211,7 +229,8 @@ const char *wf_tgt_reason_name(uint32_t reason)
 	case WF_TGT_R_RANGE:   return "out-of-range";
 	case WF_TGT_R_EXTENT:  return "crosses-extent";
 	case WF_TGT_R_NOTPRIM: return "not-primary";
-	case WF_TGT_R_REPL:    return "replica-flag";
+	case WF_TGT_R_REPL:    return "not-a-replica";
+	case WF_TGT_R_DEGRADED: return "below-min-size";
 	default:               return wf_wire_reason_name(reason);
 	}
 }

@@ -114,7 +114,9 @@ enum {
 	WF_TGT_R_RANGE,         /* beyond the end of the volume */
 	WF_TGT_R_EXTENT,        /* crosses an extent boundary */
 	WF_TGT_R_NOTPRIM,       /* this target is not the PG's primary */
-	WF_TGT_R_REPL,          /* replica write from an initiator */
+	WF_TGT_R_REPL,          /* replica write for a PG this target is not
+	                         * a secondary of */
+	WF_TGT_R_DEGRADED,      /* fewer acting members than min_size */
 };
 
 struct wf_tgt_limits {
@@ -129,6 +131,10 @@ struct wf_tgt_parsed {
 	bool     slot_ok;       /* req.slot < slot_count: the reply may use
 	                         * the slot's request struct */
 	int32_t  vol_idx;       /* OK (not FLUSH): index into map.volumes */
+	/* OK WRITE or DISCARD from a client, at the primary: the other
+	 * acting members (target indices) to forward it to. */
+	uint32_t secondaries[WF_MAX_REPLICAS - 1];
+	uint8_t  nsec;
 };
 
 /*
@@ -176,14 +182,48 @@ struct wf_tgt {
 
 struct wf_tgt_conn;
 
+/* What a fabric endpoint's user pointer is: both structs start with it. */
+enum wf_tgt_ep_kind {
+	WF_TGT_EP_CONN = 1,     /* struct wf_tgt_conn: a client (or a peer
+	                         * target forwarding to us) */
+	WF_TGT_EP_PEER,         /* struct wf_tgt_peer: our link to a peer */
+};
+
+struct wf_tgt_peer;
+struct wf_tgt_req;
+
+/* One forward of a request to one secondary (peer.c has the diagram). */
+enum wf_tgt_fwd_state {
+	FWD_IDLE = 0,   /* not in use */
+	FWD_WAIT,       /* on the link's wait list: no grant or slot yet */
+	FWD_SENT,       /* posted: waiting for the reply */
+	FWD_ANSWERED,   /* replied: waiting for our own posts to complete */
+};
+
+struct wf_tgt_fwd {
+	struct wf_tgt_req  *q;
+	struct wf_tgt_peer *p;
+	struct wf_tgt_fwd  *next;       /* the link's wait list */
+	uint64_t sent_ns;
+	uint32_t slot, gen;             /* on the link */
+	uint64_t fgen;                  /* FLUSH: the link's wgen it covers */
+	uint16_t status;                /* the secondary's answer */
+	uint8_t  state;                 /* enum wf_tgt_fwd_state */
+	uint8_t  local_ops;             /* our posts not yet completed */
+};
+
 /* One request per slot: every request holds its slot from the message
  * that names it until its REPLY is posted. */
 enum wf_tgt_rq_state {
 	RQ_FREE = 0,    /* the slot is idle: no request of the peer holds it */
 	RQ_STORE,       /* store I/O in flight (read into the slot, write from
 	                 * it, flush, discard; a FUA discard also its flush) */
-	/* (replication, next issue: RQ_FORWARD between STORE and REPLY,
-	 * waiting for the secondaries' acks of the same slot) */
+	RQ_ORDER,       /* a replicated write or discard that overlaps an
+	                 * earlier one still in flight: waits on r->order so
+	                 * every replica applies the two in the same order */
+	RQ_FORWARD,     /* a replicated write or discard: our own store I/O
+	                 * and the forwards to the secondaries in flight
+	                 * (parts); the reply goes when all are in */
 	RQ_PUSH,        /* READ done: wf_write the slot into the initiator's
 	                 * buffer (waits here on the pending list while the
 	                 * endpoint has no send credit) */
@@ -202,6 +242,15 @@ struct wf_tgt_req {
 	uint8_t  op, state;
 	bool     fua_flush;             /* DISCARD|FUA: flush after discard */
 	bool     pending;
+	/* Replication (RQ_ORDER, RQ_FORWARD) */
+	uint8_t  nfwd;                  /* forwards of this request */
+	uint8_t  parts;                 /* store I/O + forwards not done */
+	uint16_t worst;                 /* first failing part's status */
+	uint32_t flush_after;           /* FLUSH: next peer target id to
+	                                 * look at (forwards go in batches) */
+	struct wf_tgt_req *ord_prev, *ord_next;   /* r->order */
+	uint32_t secondaries[WF_MAX_REPLICAS - 1];
+	struct wf_tgt_fwd fwd[WF_MAX_REPLICAS - 1];
 };
 
 enum wf_tgt_conn_state {
@@ -213,6 +262,7 @@ enum wf_tgt_conn_state {
 };
 
 struct wf_tgt_conn {
+	uint8_t             kind;       /* WF_TGT_EP_CONN */
 	struct wf_tgt_reactor *r;
 	struct wf_ep       *ep;
 	unsigned            fab;        /* index into r->fab */
@@ -247,6 +297,61 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
 void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 /* Answer held HELLOs whose client's old store I/O has drained. */
 void wf_tgt_conn_run_held(struct wf_tgt_reactor *r);
+/* A forward of q ended (peer.c) with the secondary's wire status. */
+void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status);
+
+/* ---- peer links (peer.c): this target as a client of its peers ------ */
+
+enum wf_tgt_peer_state {
+	PEER_IDLE = 0,  /* no endpoint: connected on first use, not before
+	                 * retry_at */
+	PEER_HELLO,     /* HELLO sent, waiting for the GRANT */
+	PEER_LIVE,      /* forwards take slots of the granted ring */
+	PEER_CLOSING,   /* closing: waiting for the DISCONNECT */
+};
+
+struct wf_tgt_peer {
+	uint8_t             kind;       /* WF_TGT_EP_PEER */
+	uint8_t             state;      /* enum wf_tgt_peer_state */
+	bool                mark;       /* peers_rebuild: still in the map */
+	struct wf_tgt_reactor *r;
+	struct wf_tgt_peer *next;       /* r->peers */
+	uint32_t            target_id;
+	char                addr[160];
+	struct wf_ep       *ep;
+	uint64_t            retry_at, hello_deadline;   /* ns */
+	unsigned            fails;
+	uint32_t            gen;        /* tags: bumped per forward */
+	/* Writes and discards the peer acknowledged (wgen) and how many of
+	 * them an acknowledged FLUSH covers (fgen): a client's FLUSH on us
+	 * is forwarded to every link where they differ. */
+	uint64_t            wgen, fgen;
+	/* The granted ring (PEER_LIVE). */
+	struct wf_rkey      ring;
+	uint32_t            slot_count, slot_size, nfree;
+	uint64_t            slot_free[WF_TGT_MAX_SLOTS / 64];  /* 1 = free */
+	struct wf_tgt_fwd  *slot_fwd[WF_TGT_MAX_SLOTS];
+	struct wf_tgt_fwd  *wait_head, *wait_tail;
+};
+
+/* Forward f (of its request f->q) to the target at map index tidx. */
+void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
+		      uint32_t tidx);
+/* FLUSH: forward f to the first link, by target id >= *after, with
+ * writes its last flush does not cover; false when there is none.
+ * Moves *after past it. */
+bool wf_tgt_fwd_flush(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
+		      uint32_t *after);
+void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
+		     const struct wf_cqe *e);
+/* Close links whose GRANT or forwards are overdue. */
+void wf_tgt_peer_sweep(struct wf_tgt_reactor *r, uint64_t now);
+/* (Re)build the links for r->map: kept by target id and address. */
+int  wf_tgt_peers_rebuild(struct wf_tgt_reactor *r);
+void wf_tgt_peers_fini(struct wf_tgt_reactor *r);
+/* Forwards in flight and GRANTs awaited on all links: nonzero means a
+ * deadline is pending (the reactor then sleeps with a timeout). */
+unsigned wf_tgt_peers_busy(const struct wf_tgt_reactor *r);
 
 /* ---- control socket (ctl.c) ------------------------------------------- */
 
@@ -300,6 +405,7 @@ struct wf_tgt_stats {
 	uint64_t read_bytes, write_bytes;
 	uint64_t errors, invalid, closed_bad;
 	uint64_t accepted, refused;
+	uint64_t forwards;              /* replica forwards posted */
 };
 
 enum wf_tgt_phase {
@@ -343,6 +449,13 @@ struct wf_tgt_reactor {
 	uint64_t            started_ns;
 	struct wf_tgt_stats stats;
 	char                net_addr[128], unix_addr[128];
+	/* Replication */
+	struct wf_tgt_peer *peers;      /* links to the other targets */
+	struct wf_tgt_peer **peer_of;   /* [map target index] or NULL */
+	uint32_t            npeer_of;
+	struct wf_tgt_req  *ord_head, *ord_tail;  /* replicated writes and
+	                                           * discards in flight or
+	                                           * waiting, in arrival order */
 };
 
 /* Reactor idx of t (reactor 0 first: the others take its listening

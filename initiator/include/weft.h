@@ -159,13 +159,15 @@ int weft_write(struct weft_volume *vol, const void *buf, size_t len,
 int weft_discard(struct weft_volume *vol, uint64_t off, uint64_t len,
 		 uint64_t user_data);
 /*
- * Make every write completed before this call durable on the targets that
- * acknowledged it.  What a completed write promises: it is on the device of
- * the primary target of its placement group (O_DIRECT; with WEFT_FUA or
- * after a flush, also past a volatile device cache) and survives a crash
- * of that target.  This release stores one copy, on the primary, whatever
- * the pool's replica count: losing that target's device loses the data
- * (docs/libweft.md, "What is promised").
+ * Make every write completed before this call durable past volatile device
+ * caches on every replica that holds it.  What a completed write promises
+ * (docs/replication.md): it is on the device of every acting member of its
+ * placement group (O_DIRECT completion on each; past a volatile cache with
+ * WEFT_FUA or after a flush), so it survives the loss of up to replicas - 1
+ * of them once the map marks them down.  A write to a placement group with
+ * fewer acting members than the pool's min_size is retried until the
+ * timeout and then fails with -EHOSTDOWN; it is never acknowledged with
+ * fewer copies.
  */
 int weft_flush(struct weft_volume *vol, uint64_t user_data);
 

@@ -135,3 +135,113 @@ Test(target_req, malformed)
 	cr_assert_eq(wf_tgt_req_parse(raw, 64, &lim, m, &p), WF_TGT_MALFORMED);
 	wf_tgt_map_free(m);
 }
+
+/* Three targets, three replicas, min_size 2; target 2 down in epoch 11. */
+static const char map3_text[] =
+	"epoch = %u;\ncluster_id = 1;\nextent_size = 65536;\n"
+	"targets = (\n"
+	"  { id = 0; host = \"a\"; addr = \"127.0.0.1\"; port = 1; device = \"/d0\"; },\n"
+	"  { id = 1; host = \"b\"; addr = \"127.0.0.1\"; port = 2; device = \"/d1\"; },\n"
+	"  { id = 2; host = \"c\"; addr = \"127.0.0.1\"; port = 3; device = \"/d2\";"
+	" state = \"%s\"; }\n);\n"
+	"pools = ( { name = \"p\"; id = 1; replicas = 3; min_size = %u;"
+	" failure_domain = \"device\"; pg_num = 8; } );\n"
+	"volumes = ( { name = \"v\"; id = 3; size = \"1M\"; pool = \"p\"; } );\n";
+
+static struct wf_tgt_map *load3(uint32_t self, unsigned epoch, const char *state2,
+				unsigned min_size)
+{
+	char text[2048];
+	struct wf_map map;
+	struct wf_map_err merr;
+	struct wf_tgt_map *m;
+	char err[256];
+	int n = snprintf(text, sizeof(text), map3_text, epoch, state2, min_size);
+
+	cr_assert_eq(wf_map_load_buf(text, (size_t)n, "t", &map, &merr), 0, "%s",
+		     merr.msg);
+	cr_assert_eq(wf_tgt_map_build(&map, self, &m, err, sizeof(err)), 0, "%s", err);
+	return m;
+}
+
+static int parse_repl(const struct wf_tgt_map *m, uint8_t op, uint64_t off,
+		      struct wf_tgt_parsed *p)
+{
+	struct wf_req r = { .opcode = op, .tag = 1, .volume = 3, .offset = off,
+			    .epoch = m->epoch, .length = op == WF_OP_FLUSH ? 0 : 4096,
+			    .slot = 0, .flags = WF_REQ_REPL };
+	struct wf_req_hdr h;
+
+	if (op == WF_OP_FLUSH)
+		r.offset = 0;
+	if (op == WF_OP_READ) {
+		r.buf.key = 1;
+		r.buf.addr = 4096;
+	}
+	wf_req_encode(&r, &h);
+	return wf_tgt_req_parse(&h, sizeof(h), &lim, m, p);
+}
+
+/* The primary learns the secondaries of a write; a forward is accepted by
+ * a secondary only; writes need min_size members, reads do not. */
+Test(target_req, replication)
+{
+	struct wf_tgt_map *m0 = load3(0, 10, "up,in", 2);
+	struct wf_tgt_map *m1 = load3(1, 10, "up,in", 2);
+	struct wf_tgt_map *m2 = load3(2, 10, "up,in", 2);
+	struct wf_tgt_map *ms[3] = { m0, m1, m2 };
+	struct wf_tgt_parsed p;
+	struct wf_extent_loc loc;
+	uint32_t prim, sec;
+
+	cr_assert_eq(wf_place_extent(&m0->table, &m0->map, 0, 0, &loc), 0);
+	cr_assert_eq(loc.n, 3);
+	prim = loc.acting[0];
+	sec = loc.acting[1];
+	/* At the primary: the two others, in acting order. */
+	cr_assert_eq(parse(ms[prim], WF_OP_WRITE, 3, 0, 4096, 0, 10, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 2);
+	cr_assert_eq(p.secondaries[0], loc.acting[1]);
+	cr_assert_eq(p.secondaries[1], loc.acting[2]);
+	cr_assert_eq(parse(ms[prim], WF_OP_DISCARD, 3, 0, 65536, 0, 10, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 2);
+	cr_assert_eq(parse(ms[prim], WF_OP_READ, 3, 0, 4096, 0, 10, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 0, "reads are not forwarded");
+	/* A forward: a secondary takes it, the primary does not. */
+	cr_assert_eq(parse_repl(ms[sec], WF_OP_WRITE, 0, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 0, "a forward is not forwarded again");
+	cr_assert_eq(parse_repl(ms[prim], WF_OP_WRITE, 0, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_NOTPRIM);
+	cr_assert_eq(p.reason, WF_TGT_R_REPL);
+	cr_assert_eq(parse_repl(ms[sec], WF_OP_FLUSH, 0, &p), WF_TGT_OK);
+	/* The decoder refuses a forwarded READ. */
+	cr_assert_eq(parse_repl(ms[sec], WF_OP_READ, 0, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_INVALID | WF_WS_DNR);
+	for (int i = 0; i < 3; i++)
+		wf_tgt_map_free(ms[i]);
+
+	/* Target 2 down, min_size 3: two members are too few to write,
+	 * enough to read.  min_size 2: writes go to the one secondary. */
+	m0 = load3(0, 11, "down,in", 3);
+	m1 = load3(1, 11, "down,in", 3);
+	ms[0] = m0;
+	ms[1] = m1;
+	cr_assert_eq(wf_place_extent(&m0->table, &m0->map, 0, 0, &loc), 0);
+	cr_assert_eq(loc.n, 2);
+	prim = loc.acting[0];
+	cr_assert_eq(parse(ms[prim], WF_OP_WRITE, 3, 0, 4096, 0, 11, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_DEGRADED, "retryable: a member may return");
+	cr_assert_eq(p.reason, WF_TGT_R_DEGRADED);
+	cr_assert_eq(parse(ms[prim], WF_OP_READ, 3, 0, 4096, 0, 11, &p), WF_TGT_OK);
+	wf_tgt_map_free(m0);
+	wf_tgt_map_free(m1);
+	m0 = load3(0, 11, "down,in", 2);
+	m1 = load3(1, 11, "down,in", 2);
+	ms[0] = m0;
+	ms[1] = m1;
+	cr_assert_eq(parse(ms[prim], WF_OP_WRITE, 3, 0, 4096, 0, 11, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 1);
+	cr_assert_eq(p.secondaries[0], loc.acting[1]);
+	wf_tgt_map_free(m0);
+	wf_tgt_map_free(m1);
+}

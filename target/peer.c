@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Peer links: this target as a client of the other targets of the map, to
+ * forward replica writes (docs/replication.md).  Each reactor has one link
+ * per other target (struct wf_tgt_peer, made at map load, connected on
+ * first use) to that target's reactor 0, which hands each request to the
+ * extent's owner reactor like any other.  A link speaks the initiator's
+ * protocol: HELLO, GRANT of a staging ring, then requests that each hold
+ * a slot of that ring until their reply.
+ *
+ * A link (enum wf_tgt_peer_state):
+ *
+ *   IDLE --connect + HELLO--> HELLO --GRANT--> LIVE
+ *   HELLO, LIVE --error, timeout--> CLOSING --DISCONNECT--> IDLE
+ *
+ * A forward (struct wf_tgt_fwd, embedded in the client's request, enum
+ * wf_tgt_fwd_state):
+ *
+ *   IDLE --wf_tgt_fwd_start--> WAIT (no grant or no free slot yet)
+ *   WAIT --slot--> SENT (payload written from the request's own slot with a
+ *                  one-sided write, then the header: no CPU copy)
+ *   SENT --reply, our ops done--> done      SENT --reply--> ANSWERED
+ *   ANSWERED --our ops done--> done         any --link down--> done (failed)
+ *   done: wf_tgt_fwd_done(q, status) in conn.c, back to IDLE
+ *
+ * The payload's source is the client connection's ring slot: the request
+ * holds that slot until every forward is done, so the memory cannot be
+ * reused under a write in flight.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "target/target.h"
+
+/* wr_ids of our posts on a link: kind in the low byte, slot above. */
+enum { PWR_HELLO = 1, PWR_DATA, PWR_REQ };
+#define PWR(kind, slot) ((uint64_t)(slot) << 8 | (kind))
+
+#define PEER_CONNECT_MS   1000u     /* a blocking connect's bound */
+#define PEER_HELLO_MS     2000u     /* GRANT within this, or close */
+#define PEER_FWD_MS       4000u     /* a forward unanswered this long
+                                     * closes the link (the secondary is
+                                     * frozen or gone); below libweft's
+                                     * default request timeout, so the
+                                     * client gets DEGRADED and retries */
+#define PEER_BACKOFF_MS   200u
+
+static uint64_t ms_ns(unsigned ms)
+{
+	return (uint64_t)ms * 1000000ull;
+}
+
+/* Every forward of the link ends with status; the link goes IDLE. */
+static void fail_all(struct wf_tgt_peer *p, uint16_t status)
+{
+	struct wf_tgt_fwd *f;
+
+	for (uint32_t s = 0; s < WF_TGT_MAX_SLOTS; s++) {
+		f = p->slot_fwd[s];
+		if (!f)
+			continue;
+		p->slot_fwd[s] = NULL;
+		f->state = FWD_IDLE;
+		wf_tgt_fwd_done(f, status);
+	}
+	while ((f = p->wait_head)) {
+		p->wait_head = f->next;
+		f->next = NULL;
+		f->state = FWD_IDLE;
+		wf_tgt_fwd_done(f, status);
+	}
+	p->wait_tail = NULL;
+	p->nfree = 0;
+	memset(p->slot_free, 0, sizeof(p->slot_free));
+}
+
+static void peer_close(struct wf_tgt_peer *p, const char *why)
+{
+	if (p->state == PEER_IDLE || p->state == PEER_CLOSING)
+		return;
+	if (why)
+		wf_tgt_log("reactor %u: link to target %u (%s) closed: %s",
+			   p->r->idx, p->target_id, p->addr, why);
+	p->state = PEER_CLOSING;
+	if (wf_ep_close(p->ep)) {
+		/* Cannot even start closing: tear it down now. */
+		wf_ep_destroy(p->ep);
+		p->ep = NULL;
+		p->state = PEER_IDLE;
+		p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+		fail_all(p, WF_WS_DEGRADED);
+	}
+}
+
+static int peer_connect(struct wf_tgt_peer *p)
+{
+	struct wf_tgt_reactor *r = p->r;
+	struct wf_ep_opts o = { .size = sizeof(o) };
+	struct wf_hello h = {
+		/* A client id no initiator draws (libweft's are random with
+		 * the low bit set): the top bit, the target and the reactor. */
+		.client_id = 1ull << 63 | (uint64_t)r->cfg->id << 16 | r->idx << 1,
+		.epoch = r->map->epoch,
+		.want_slots = r->cfg->slots,
+		.max_io = r->cfg->slot_size,
+	};
+	struct wf_hello_hdr hh;
+	int ret;
+
+	o.send_depth = 2 * r->cfg->slots + 4;
+	o.recv_depth = r->cfg->slots + 4;
+	o.msg_size = 512;
+	o.timeout_ms = PEER_CONNECT_MS;
+	o.user = p;
+	ret = wf_connect(r->fab[0].ctx, p->addr, &o, &p->ep);
+	if (ret)
+		goto out_fail;
+	wf_hello_encode(&h, &hh);
+	ret = wf_send(p->ep, &hh, sizeof(hh), PWR(PWR_HELLO, 0));
+	if (ret) {
+		wf_ep_destroy(p->ep);
+		goto out_fail;
+	}
+	p->state = PEER_HELLO;
+	p->hello_deadline = wf_tgt_now_ns() + ms_ns(PEER_HELLO_MS);
+	return 0;
+
+out_fail:
+	p->ep = NULL;
+	if (!p->fails++)
+		wf_tgt_log("reactor %u: cannot reach target %u at %s: %s",
+			   r->idx, p->target_id, p->addr, strerror(-ret));
+	p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+	return ret;
+}
+
+static int slot_take(struct wf_tgt_peer *p)
+{
+	for (uint32_t w = 0; w < (p->slot_count + 63) / 64; w++) {
+		uint64_t v = p->slot_free[w];
+
+		if (v) {
+			p->slot_free[w] = v & (v - 1);
+			p->nfree--;
+			return (int)(w * 64 + (unsigned)__builtin_ctzll(v));
+		}
+	}
+	return -1;
+}
+
+/* Reply in and our operations done: the slot is the link's again. */
+static void fwd_settle(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
+{
+	if (f->status == WF_WS_OK) {
+		if (f->q->op == WF_OP_FLUSH) {
+			if (p->fgen < f->fgen)
+				p->fgen = f->fgen;
+		} else {
+			p->wgen++;
+		}
+	}
+	p->slot_fwd[f->slot] = NULL;
+	p->slot_free[f->slot / 64] |= 1ull << (f->slot % 64);
+	p->nfree++;
+	f->state = FWD_IDLE;
+	wf_tgt_fwd_done(f, f->status);
+}
+
+/* WAIT -> SENT; false when the link cannot take it now (no credit). */
+static bool fwd_send(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
+{
+	struct wf_tgt_req *q = f->q;
+	struct wf_tgt_conn *c = q->conn;
+	struct wf_tgt_reactor *r = p->r;
+	struct wf_req rq = {
+		.opcode = q->op,
+		/* The client's FUA goes along; a client's FLUSH is forwarded
+		 * to the links that carried writes (docs/replication.md). */
+		.flags = WF_REQ_REPL | (q->flags & WF_REQ_FUA),
+		.volume = q->volume,
+		.offset = q->op == WF_OP_FLUSH ? 0 : q->offset,
+		.epoch = r->map->epoch,
+		.length = q->op == WF_OP_FLUSH ? 0 : q->length,
+	};
+	struct wf_req_hdr h;
+	int slot, ret;
+
+	if (q->op == WF_OP_WRITE && q->length > p->slot_size) {
+		/* A peer configured with smaller slots cannot take it. */
+		f->state = FWD_IDLE;
+		wf_tgt_fwd_done(f, WF_WS_INVALID | WF_WS_DNR);
+		return true;
+	}
+	slot = slot_take(p);
+	if (slot < 0)
+		return false;
+	f->slot = (uint32_t)slot;
+	f->gen = ++p->gen;
+	rq.slot = f->slot;
+	rq.tag = (uint64_t)f->gen << 32 | f->slot;
+	f->local_ops = 0;
+	f->sent_ns = wf_tgt_now_ns();
+	/* Writes acknowledged from now on are the next flush's. */
+	f->fgen = p->wgen;
+	p->slot_fwd[f->slot] = f;
+	f->state = FWD_SENT;
+	if (q->op == WF_OP_WRITE) {
+		ret = wf_write(p->ep, r->fab[0].mrs[c->idx],
+			       (uint64_t)q->slot * c->lim.slot_size, q->length,
+			       &p->ring, (uint64_t)f->slot * p->slot_size,
+			       PWR(PWR_DATA, f->slot));
+		if (ret)
+			goto out_close;
+		f->local_ops++;
+	}
+	wf_req_encode(&rq, &h);
+	ret = wf_send(p->ep, &h, sizeof(h), PWR(PWR_REQ, f->slot));
+	if (ret)
+		goto out_close;
+	f->local_ops++;
+	WF_TGT_ADD(r->stats.forwards, 1);
+	return true;
+
+out_close:
+	/* Credits are sized for every slot: a failed post is a broken
+	 * link.  The forward fails with the link (fail_all). */
+	peer_close(p, "cannot post a forward");
+	return true;
+}
+
+static void kick(struct wf_tgt_peer *p)
+{
+	while (p->state == PEER_LIVE && p->wait_head) {
+		struct wf_tgt_fwd *f = p->wait_head;
+
+		if (p->nfree == 0)
+			return;
+		p->wait_head = f->next;
+		if (!p->wait_head)
+			p->wait_tail = NULL;
+		f->next = NULL;
+		if (!fwd_send(p, f)) {
+			/* Not sent after all: back to the front. */
+			f->next = p->wait_head;
+			p->wait_head = f;
+			if (!p->wait_tail)
+				p->wait_tail = f;
+			return;
+		}
+	}
+}
+
+void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
+		      uint32_t tidx)
+{
+	struct wf_tgt_peer *p = tidx < r->npeer_of ? r->peer_of[tidx] : NULL;
+
+	if (!p) {
+		/* Ourselves or not in the map: nothing to forward to. */
+		wf_tgt_fwd_done(f, WF_WS_DEGRADED);
+		return;
+	}
+	f->p = p;
+	f->state = FWD_WAIT;
+	f->next = NULL;
+	if (p->wait_tail)
+		p->wait_tail->next = f;
+	else
+		p->wait_head = f;
+	p->wait_tail = f;
+	if (p->state == PEER_IDLE) {
+		if (wf_tgt_now_ns() < p->retry_at || peer_connect(p)) {
+			/* Unreachable for now: the client hears DEGRADED and
+			 * retries; a map change may take the peer out. */
+			fail_all(p, WF_WS_DEGRADED);
+			return;
+		}
+	}
+	kick(p);
+}
+
+bool wf_tgt_fwd_flush(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
+		      uint32_t *after)
+{
+	struct wf_tgt_peer *best = NULL;
+
+	for (struct wf_tgt_peer *p = r->peers; p; p = p->next)
+		if (p->wgen != p->fgen && p->target_id >= *after &&
+		    (!best || p->target_id < best->target_id))
+			best = p;
+	if (!best)
+		return false;
+	*after = best->target_id + 1;
+	f->p = best;
+	f->state = FWD_WAIT;
+	f->next = NULL;
+	if (best->wait_tail)
+		best->wait_tail->next = f;
+	else
+		best->wait_head = f;
+	best->wait_tail = f;
+	if (best->state == PEER_IDLE &&
+	    (wf_tgt_now_ns() < best->retry_at || peer_connect(best))) {
+		fail_all(best, WF_WS_DEGRADED);
+		return true;
+	}
+	kick(best);
+	return true;
+}
+
+static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
+{
+	struct wf_grant g;
+	uint32_t reason, n;
+
+	if (wf_grant_decode(msg, len, &g, &reason)) {
+		peer_close(p, wf_wire_reason_name(reason));
+		return;
+	}
+	if (g.status != WF_WS_OK || g.target_id != p->target_id) {
+		peer_close(p, g.status != WF_WS_OK ? wf_wire_status_name(g.status) :
+			   "another target answers there");
+		return;
+	}
+	n = g.slot_count < WF_TGT_MAX_SLOTS ? g.slot_count : WF_TGT_MAX_SLOTS;
+	if (!n || g.slot_size < WF_STORE_BLOCK) {
+		peer_close(p, "unusable GRANT");
+		return;
+	}
+	memset(p->slot_free, 0, sizeof(p->slot_free));
+	for (uint32_t i = 0; i < n; i++)
+		p->slot_free[i / 64] |= 1ull << (i % 64);
+	p->nfree = p->slot_count = n;
+	p->slot_size = g.slot_size;
+	WF_BUF_COPY(p->ring, g.ring);
+	p->fails = 0;
+	p->state = PEER_LIVE;
+	if (g.epoch > p->r->map->epoch)
+		wf_tgt_reload(p->r, "a peer has a newer map");
+	kick(p);
+}
+
+static void on_reply(struct wf_tgt_peer *p, const void *msg, uint32_t len)
+{
+	struct wf_reply rep;
+	struct wf_tgt_fwd *f;
+	uint32_t reason;
+
+	if (wf_reply_decode(msg, len, &rep, &reason) ||
+	    rep.slot >= WF_TGT_MAX_SLOTS || !(f = p->slot_fwd[rep.slot]) ||
+	    f->state != FWD_SENT ||
+	    rep.tag != ((uint64_t)f->gen << 32 | rep.slot)) {
+		peer_close(p, "reply for no forward");
+		return;
+	}
+	f->status = rep.status;
+	if (rep.status == WF_WS_OK && f->q->op != WF_OP_FLUSH &&
+	    rep.length != f->q->length)
+		f->status = WF_WS_IO;
+	if ((rep.status & ~WF_WS_DNR) == WF_WS_STALE ||
+	    rep.epoch > p->r->map->epoch) {
+		uint64_t now = wf_tgt_now_ns();
+
+		if (now - p->r->last_reload > 100000000ull) {
+			p->r->last_reload = now;
+			wf_tgt_reload(p->r, "a replica has a newer map");
+		}
+	}
+	if (f->local_ops) {
+		f->state = FWD_ANSWERED;
+		return;
+	}
+	fwd_settle(p, f);
+	kick(p);
+}
+
+void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
+		     const struct wf_cqe *e)
+{
+	struct wf_tgt_fwd *f;
+	uint32_t slot = (uint32_t)(e->wr_id >> 8);
+
+	(void)r;
+	switch (e->op) {
+	case WF_CQE_RECV_MSG:
+		if (p->state == PEER_HELLO &&
+		    wf_wire_peek(e->msg, e->len, NULL) == WF_OP_GRANT)
+			on_grant(p, e->msg, e->len);
+		else if (p->state == PEER_LIVE)
+			on_reply(p, e->msg, e->len);
+		break;
+	case WF_CQE_SEND:
+	case WF_CQE_WRITE:
+		if (e->status) {
+			peer_close(p, "a post failed");
+			break;
+		}
+		if ((e->wr_id & 0xff) == PWR_HELLO || slot >= WF_TGT_MAX_SLOTS)
+			break;
+		f = p->slot_fwd[slot];
+		if (!f || !f->local_ops)
+			break;
+		if (--f->local_ops == 0 && f->state == FWD_ANSWERED) {
+			fwd_settle(p, f);
+			kick(p);
+		}
+		break;
+	case WF_CQE_DISCONNECT:
+		wf_ep_destroy(p->ep);
+		p->ep = NULL;
+		p->state = PEER_IDLE;
+		p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+		fail_all(p, WF_WS_DEGRADED);
+		break;
+	default:
+		peer_close(p, "unexpected completion");
+		break;
+	}
+}
+
+void wf_tgt_peer_sweep(struct wf_tgt_reactor *r, uint64_t now)
+{
+	for (struct wf_tgt_peer *p = r->peers; p; p = p->next) {
+		if (p->state == PEER_HELLO && now > p->hello_deadline) {
+			peer_close(p, "no GRANT in time");
+			continue;
+		}
+		if (p->state != PEER_LIVE || p->nfree == p->slot_count)
+			continue;
+		for (uint32_t s = 0; s < p->slot_count; s++) {
+			struct wf_tgt_fwd *f = p->slot_fwd[s];
+
+			if (f && now - f->sent_ns > ms_ns(PEER_FWD_MS)) {
+				peer_close(p, "a forward was not answered in time");
+				break;
+			}
+		}
+	}
+}
+
+static void peer_free(struct wf_tgt_peer *p)
+{
+	if (p->ep)
+		wf_ep_destroy(p->ep);
+	p->ep = NULL;
+	p->state = PEER_IDLE;
+	/* A request that finishes in fail_all may start another forward
+	 * to this link: it fails at once instead of connecting. */
+	p->retry_at = UINT64_MAX;
+	fail_all(p, WF_WS_DEGRADED);
+	free(p);
+}
+
+int wf_tgt_peers_rebuild(struct wf_tgt_reactor *r)
+{
+	const struct wf_map *m = &r->map->map;
+	struct wf_tgt_peer **of, *p, **pp;
+	uint32_t n = m->ntargets ? m->ntargets : 1;
+
+	of = calloc(n, sizeof(*of));
+	if (!of)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->ntargets; i++) {
+		const struct wf_target *t = &m->targets[i];
+		char addr[sizeof(p->addr)];
+
+		if ((int32_t)i == r->map->self)
+			continue;
+		snprintf(addr, sizeof(addr), strchr(t->addr, ':') ?
+			 "%s:[%s]:%u" : "%s:%s:%u",
+			 r->cfg->backend == WF_BACKEND_VERBS ? "rdma" : "tcp",
+			 t->addr, t->port);
+		for (p = r->peers; p; p = p->next)
+			if (p->target_id == t->id && !strcmp(p->addr, addr))
+				break;
+		if (!p) {
+			p = calloc(1, sizeof(*p));
+			if (!p) {
+				free(of);
+				return -ENOMEM;
+			}
+			p->kind = WF_TGT_EP_PEER;
+			p->r = r;
+			p->target_id = t->id;
+			snprintf(p->addr, sizeof(p->addr), "%s", addr);
+			p->next = r->peers;
+			r->peers = p;
+		}
+		p->mark = true;
+		of[i] = p;
+	}
+	/* Links to targets that left the map (or moved): closed and freed;
+	 * what they carried fails with DEGRADED and the client retries in
+	 * the new epoch. */
+	for (pp = &r->peers; (p = *pp);) {
+		if (p->mark) {
+			p->mark = false;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		peer_free(p);
+	}
+	free(r->peer_of);
+	r->peer_of = of;
+	r->npeer_of = m->ntargets;
+	return 0;
+}
+
+void wf_tgt_peers_fini(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_peer *p;
+
+	while ((p = r->peers)) {
+		r->peers = p->next;
+		peer_free(p);
+	}
+	free(r->peer_of);
+	r->peer_of = NULL;
+	r->npeer_of = 0;
+}
+
+unsigned wf_tgt_peers_busy(const struct wf_tgt_reactor *r)
+{
+	unsigned n = 0;
+
+	for (const struct wf_tgt_peer *p = r->peers; p; p = p->next)
+		n += p->state == PEER_HELLO ? 1 :
+		     p->state == PEER_LIVE ? p->slot_count - p->nfree : 0;
+	return n;
+}

@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Replication on real targets (conf/local.conf: vol3 in pool rep3, three
+ * replicas, min_size 2, one per target): every acknowledged write is on
+ * every acting member, proven by reading the volume back through a map in
+ * which only one target is up (it is then the primary of every PG it
+ * holds); writes below min_size fail with -EHOSTDOWN; a member killed
+ * during writes and marked down loses nothing acknowledged; overlapping
+ * writes in flight together leave the same bytes on every replica.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "placement/map.h"
+#include "tests/integration/sys.h"
+
+SYS_SUITE(sys_repl, 300);
+
+#define ALL_UP ((1u << SYS_TARGETS) - 1)
+
+/* The next epoch of the cluster's map with the targets of up_mask up and
+ * the others down (as `weftctl` will write it; they keep their place in
+ * their PGs, so no data moves). */
+static void map_set_up(unsigned up_mask)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	for (uint32_t i = 0; i < m.ntargets; i++)
+		m.targets[i].up = (up_mask >> m.targets[i].id) & 1;
+	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+}
+
+static void open_vol3(unsigned timeout_ms, struct weft_cluster **cl,
+		      struct weft_volume **vol)
+{
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, timeout_ms, cl, vol, "vol3");
+}
+
+/* Read [0, len) of vol3 through a fresh handle and compare with img. */
+static void expect_image(const char *what, const char *img, size_t len)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, 128 * 1024);
+
+	cr_assert(buf);
+	open_vol3(5000, &cl, &vol);
+	for (size_t off = 0; off < len; off += 128 * 1024) {
+		ssize_t n = weft_pread(vol, buf, 128 * 1024, off);
+
+		cr_assert_eq(n, 128 * 1024, "%s: read at %zu: %s", what, off,
+			     weft_strerror((int)n));
+		for (size_t b = 0; b < 128 * 1024; b += SYS_BS)
+			cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
+				  "%s: block at %zu differs (holds version %lld)",
+				  what, off + b,
+				  (long long)sys_decode(buf + b, off + b));
+	}
+	weft_cluster_close(cl);
+	free(buf);
+}
+
+/* Under a map where only target t is up, vol3 reads back as img. */
+static void expect_on_each_replica(const char *img, size_t len)
+{
+	char what[64];
+
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		map_set_up(1u << t);
+		snprintf(what, sizeof(what), "target %u alone", t);
+		expect_image(what, img, len);
+	}
+	map_set_up(ALL_UP);
+}
+
+#define SPAN (24u << 20)        /* 24 extents: most PGs' primaries */
+
+/* Reap at least one completion of single-block writes; each must be
+ * acknowledged in full.  user_data is the block index (busy[] cleared). */
+static unsigned reap_writes(struct weft_cluster *cl, uint8_t *busy)
+{
+	struct weft_cqe cqe[32];
+	int n = weft_wait(cl, cqe, 1, 32, 10000);
+
+	cr_assert_gt(n, 0, "no completion in 10 s");
+	for (int k = 0; k < n; k++) {
+		cr_assert_eq(cqe[k].res, SYS_BS, "write of block %llu: %s",
+			     (unsigned long long)cqe[k].user_data,
+			     weft_strerror((int)cqe[k].res));
+		busy[cqe[k].user_data] = 0;
+	}
+	return (unsigned)n;
+}
+
+/* n single-block writes at QD 32 to random blocks of [0, span), each a
+ * new version in img; a block is never written twice at once (its buffer
+ * is the image). */
+static void overwrite(struct weft_volume *vol, struct weft_cluster *cl,
+		      char *img, size_t span, unsigned n, uint64_t *rng,
+		      uint64_t version0)
+{
+	uint32_t nblk = (uint32_t)(span / SYS_BS);
+	uint8_t *busy = calloc(nblk, 1);
+	unsigned out = 0;
+
+	cr_assert(busy);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t b;
+
+		do {
+			*rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+			b = (uint32_t)((*rng >> 20) % nblk);
+		} while (busy[b]);
+		while (out >= 32)
+			out -= reap_writes(cl, busy);
+		if (busy[b]) {
+			i--;
+			continue;
+		}
+		sys_fill(img + (size_t)b * SYS_BS, (uint64_t)b * SYS_BS,
+			 version0 + i);
+		cr_assert_eq(weft_write(vol, img + (size_t)b * SYS_BS, SYS_BS,
+					(uint64_t)b * SYS_BS, 0, b), 0);
+		busy[b] = 1;
+		out++;
+	}
+	while (out)
+		out -= reap_writes(cl, busy);
+	free(busy);
+}
+
+Test(sys_repl, every_replica_holds_every_acknowledged_write)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *img = aligned_alloc(4096, SPAN);
+	uint64_t rng = 42;
+
+	cr_assert(img);
+	open_vol3(5000, &cl, &vol);
+	/* Whole span in 128 KiB writes, FUA on every other one. */
+	for (uint64_t off = 0; off < SPAN; off += 128 * 1024) {
+		for (uint64_t b = 0; b < 128 * 1024; b += SYS_BS)
+			sys_fill(img + off + b, off + b, 1);
+		cr_assert_eq(weft_pwrite(vol, img + off, 128 * 1024, off,
+					 (off >> 17) & 1 ? WEFT_FUA : 0),
+			     128 * 1024);
+	}
+	/* Then 4 KiB overwrites at QD 32: blocks of one extent in flight
+	 * together on every replica. */
+	overwrite(vol, cl, img, SPAN, 3000, &rng, 2);
+	weft_cluster_close(cl);
+	expect_on_each_replica(img, SPAN);
+	free(img);
+}
+
+/* Overlapping writes in flight together (128 KiB writes over 4 KiB ones
+ * of the same range, all at once): the primary orders them, so every
+ * replica ends with the same bytes, whichever the primary applied last. */
+Test(sys_repl, overlapping_writes_leave_replicas_identical)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct weft_cqe cqe[64];
+	const size_t span = 256 * 1024;
+	char *src = aligned_alloc(4096, 64 * 128 * 1024);
+	char *img[SYS_TARGETS], *buf = aligned_alloc(4096, span);
+	unsigned out = 0;
+
+	cr_assert(src && buf);
+	open_vol3(5000, &cl, &vol);
+	for (unsigned round = 0; round < 20; round++) {
+		for (unsigned i = 0; i < 64; i++) {
+			/* Even: a whole 128 KiB half; odd: one block. */
+			uint64_t off = (uint64_t)(i % 2) * 128 * 1024;
+			uint32_t len = i % 4 < 2 ? 128 * 1024 : SYS_BS;
+			char *p = src + (size_t)i * 128 * 1024;
+
+			if (len == SYS_BS)
+				off += (uint64_t)(i * 7 % 32) * SYS_BS;
+			for (uint32_t b = 0; b < len; b += SYS_BS)
+				sys_fill(p + b, off + b, 1 + round * 64 + i);
+			cr_assert_eq(weft_write(vol, p, len, off, 0, i), 0);
+			out++;
+		}
+		while (out) {
+			int n = weft_wait(cl, cqe, 1, 64, 10000);
+
+			cr_assert_gt(n, 0);
+			for (int k = 0; k < n; k++)
+				cr_assert_gt(cqe[k].res, 0, "%s",
+					     weft_strerror((int)cqe[k].res));
+			out -= (unsigned)n;
+		}
+	}
+	weft_cluster_close(cl);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct weft_cluster *c2;
+		struct weft_volume *v2;
+
+		map_set_up(1u << t);
+		open_vol3(5000, &c2, &v2);
+		img[t] = aligned_alloc(4096, span);
+		cr_assert(img[t]);
+		cr_assert_eq(weft_pread(v2, img[t], span, 0), (ssize_t)span);
+		weft_cluster_close(c2);
+		for (size_t b = 0; b < span; b += SYS_BS)
+			cr_assert_geq(sys_decode(img[t] + b, b), 1,
+				      "target %u: block %zu holds no write", t, b);
+	}
+	for (unsigned t = 1; t < SYS_TARGETS; t++)
+		for (size_t b = 0; b < span; b += SYS_BS)
+			cr_assert(!memcmp(img[0] + b, img[t] + b, SYS_BS),
+				  "block %zu: target 0 holds version %lld, target "
+				  "%u version %lld", b, (long long)sys_decode(img[0] + b, b),
+				  t, (long long)sys_decode(img[t] + b, b));
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		free(img[t]);
+	free(src);
+	free(buf);
+}
+
+/* With one target up (min_size 2): reads still answer, writes fail with
+ * -EHOSTDOWN once the request timeout passes, never acknowledged with
+ * fewer copies than min_size. */
+Test(sys_repl, writes_below_min_size_fail_with_ehostdown)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *img = aligned_alloc(4096, 1 << 20), *buf = aligned_alloc(4096, 1 << 20);
+
+	cr_assert(img && buf);
+	open_vol3(5000, &cl, &vol);
+	for (uint64_t b = 0; b < (1u << 20); b += SYS_BS)
+		sys_fill(img + b, b, 7);
+	cr_assert_eq(weft_pwrite(vol, img, 1 << 20, 0, 0), 1 << 20);
+	weft_cluster_close(cl);
+
+	map_set_up(1u << 1);
+	open_vol3(1500, &cl, &vol);
+	cr_assert_eq(weft_pread(vol, buf, 1 << 20, 0), 1 << 20, "reads go on");
+	cr_assert(!memcmp(buf, img, 1 << 20));
+	sys_fill(buf, 0, 8);
+	cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, 0, 0), -EHOSTDOWN);
+	weft_cluster_close(cl);
+
+	/* Back to full strength: the refused write never landed. */
+	map_set_up(ALL_UP);
+	expect_image("after the refused write", img, 1 << 20);
+	free(img);
+	free(buf);
+}
+
+static unsigned victim;
+
+static void kill_and_mark_down(void *arg)
+{
+	(void)arg;
+	sys_kill9(&C, victim);
+	map_set_up(ALL_UP & ~(1u << victim));
+}
+
+static uint64_t blk_off(uint32_t b)
+{
+	return (uint64_t)b / 8 * SYS_EXT + (uint64_t)(b % 8) * (SYS_EXT / 8);
+}
+
+static void open_stream(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
+			struct weft_volume **vol)
+{
+	(void)qd;
+	open_vol3(timeout_ms, cl, vol);
+}
+
+/* A member (the primary of a third of the PGs, a secondary of the rest)
+ * killed in the middle of a write stream and marked down: the others
+ * take over, every acknowledged write reads back from each of them. */
+Test(sys_repl, member_killed_during_writes_loses_nothing)
+{
+	struct sys_stream s;
+	const uint32_t nblk = 512;
+
+	sys_stream_init(&s, nblk, blk_off);
+	victim = (unsigned)(getpid() % SYS_TARGETS);
+	{
+		struct sys_stream_opts o = {
+			.open = open_stream, .qd = 16, .timeout_ms = 8000,
+			.act_ms = 150, .give_up_ms = 30000, .refused_fails = true,
+			.act = kill_and_mark_down, .verify_timeout_ms = 10000,
+			.verify_run = 1,
+		};
+
+		sys_stream_round(&s, &o, 0);
+	}
+	/* Each survivor alone holds every acknowledged write. */
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct weft_cluster *cl;
+		struct weft_volume *vol;
+		char *buf = aligned_alloc(4096, SYS_BS);
+
+		if (t == victim)
+			continue;
+		map_set_up(1u << t);
+		open_vol3(10000, &cl, &vol);
+		for (uint32_t b = 0; b < nblk; b++) {
+			int64_t v;
+
+			cr_assert_eq(weft_pread(vol, buf, SYS_BS, blk_off(b)), SYS_BS);
+			v = sys_decode(buf, blk_off(b));
+			cr_assert(v == (int64_t)s.acked[b] ||
+				  (s.maybe[b] && v == (int64_t)s.maybe[b]),
+				  "target %u alone: block %u holds version %lld, "
+				  "acknowledged %llu", t, b, (long long)v,
+				  (unsigned long long)s.acked[b]);
+		}
+		weft_cluster_close(cl);
+		free(buf);
+	}
+	cr_assert_gt(s.acks, 0);
+	fprintf(stderr, "  target %u killed: %llu writes acknowledged and found on "
+		"both survivors, %llu failed cleanly\n", victim,
+		(unsigned long long)s.acks, (unsigned long long)s.fails);
+	sys_stream_free(&s);
+}
