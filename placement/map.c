@@ -105,6 +105,7 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 {
 	return a->epoch == b->epoch && a->cluster_id == b->cluster_id &&
 	       a->extent_size == b->extent_size &&
+	       a->next_volume_id == b->next_volume_id &&
 	       a->ntargets == b->ntargets && a->nnodes == b->nnodes &&
 	       a->nchild == b->nchild && a->npools == b->npools &&
 	       a->nvolumes == b->nvolumes && a->noverrides == b->noverrides &&

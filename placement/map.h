@@ -98,6 +98,11 @@ struct wf_map {
 	uint64_t epoch;
 	uint64_t cluster_id;
 	uint32_t extent_size;           /* bytes, power of two, >= 4096 */
+	/* The id the next new volume gets: ids are never reused, so a new
+	 * volume never sees blocks a deleted one left on a target that has
+	 * not reclaimed them yet.  Above every volume's id (loader: default
+	 * the largest + 1). */
+	uint64_t next_volume_id;
 
 	struct wf_target   *targets;   uint32_t ntargets;
 	struct wf_node     *nodes;     uint32_t nnodes;

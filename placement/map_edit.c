@@ -166,6 +166,7 @@ int wf_map_synth(struct wf_map *map, const struct wf_synth *s)
 	map->volumes[0].id = 1;
 	map->volumes[0].size = 1ull << 40;
 	map->volumes[0].pool = 0;
+	map->next_volume_id = 2;
 	wf_map_reweigh(map);
 	return 0;
 }

@@ -864,11 +864,40 @@ static int parse_overrides(struct ld *ld, const config_setting_t *root)
 	return r;
 }
 
+/* next_volume_id: optional, above every volume id (default: the largest
+ * + 1, so a map from before the field keeps its meaning). */
+static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
+{
+	struct wf_map *m = ld->map;
+	uint64_t max = 0;
+	int64_t v;
+	int r;
+
+	for (uint32_t i = 0; i < m->nvolumes; i++)
+		if (m->volumes[i].id > max)
+			max = m->volumes[i].id;
+	if (max == INT64_MAX)
+		return wf_map_fail(ld, 0, "volumes", "a volume id of %" PRIu64
+				   " leaves no id for the next volume", max);
+	r = wf_map_get_int(ld, root, "", "next_volume_id", false,
+			   (int64_t)max + 1, 1, INT64_MAX, &v);
+	if (r)
+		return r;
+	if ((uint64_t)v <= max)
+		return wf_map_fail(ld, wf_map_line_of(config_setting_get_member(
+					   root, "next_volume_id")),
+				   "next_volume_id", "%" PRId64 " is not above every "
+				   "volume id (the largest is %" PRIu64 "): ids are "
+				   "never reused", v, max);
+	m->next_volume_id = (uint64_t)v;
+	return 0;
+}
+
 /* ---- entry points ---- */
 
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
-	"volumes", "overrides", NULL
+	"volumes", "overrides", "next_volume_id", NULL
 };
 
 static int parse(struct ld *ld, const char *text)
@@ -913,6 +942,8 @@ static int parse(struct ld *ld, const char *text)
 		r = parse_volumes(ld, root);
 	if (!r)
 		r = parse_overrides(ld, root);
+	if (!r)
+		r = parse_next_volume_id(ld, root);
 	return r;
 }
 

@@ -58,7 +58,11 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 		m->epoch);
 	fprintf(f, "epoch = %" PRIu64 "%s;\n", m->epoch, int_sfx(m->epoch));
 	fprintf(f, "cluster_id = %" PRIu64 "%s;\n", m->cluster_id, int_sfx(m->cluster_id));
-	fprintf(f, "extent_size = %u;\n\ntargets = (\n", m->extent_size);
+	fprintf(f, "extent_size = %u;\n", m->extent_size);
+	if (m->next_volume_id)
+		fprintf(f, "next_volume_id = %" PRIu64 "%s;  # ids are never reused\n",
+			m->next_volume_id, int_sfx(m->next_volume_id));
+	fprintf(f, "\ntargets = (\n");
 	for (uint32_t i = 0; i < m->ntargets; i++) {
 		const struct wf_target *t = &m->targets[i];
 

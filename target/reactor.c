@@ -101,6 +101,7 @@ void wf_tgt_stop_all(struct wf_tgt *t, int sig)
 }
 
 static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer);
+static void reclaim_start(struct wf_tgt_reactor *r);
 
 static int reload(struct wf_tgt_reactor *r, const char *why, bool always)
 {
@@ -169,7 +170,88 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	if (wf_tgt_peers_rebuild(r))
 		wf_tgt_log("map epoch %llu: out of memory for peer links",
 			   (unsigned long long)m->epoch);
+	reclaim_start(r);
 	return 0;
+}
+
+/* ---- reclaiming deleted volumes' extents (struct wf_tgt_reclaim) ---- */
+
+static void reclaim_start(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_reclaim *rc = &r->reclaim;
+
+	if (r->idx != 0)
+		return;         /* one scan per store: reactor 0's */
+	if (rc->active) {
+		rc->again = true;
+		return;
+	}
+	rc->active = true;
+	rc->cursor = 0;
+	rc->freed = rc->failed = 0;
+}
+
+static void reclaim_done(struct wf_store_req *req, int res)
+{
+	struct wf_tgt_reactor *r = req->user;
+	struct wf_tgt_reclaim *rc = &r->reclaim;
+
+	rc->busy[req - rc->req] = false;
+	rc->inflight--;
+	if (res)
+		rc->failed++;
+	else
+		rc->freed++;
+}
+
+/* One turn of the scan: a bounded number of index entries, a few discards
+ * in flight; returns true when it did something. */
+static bool reclaim_step(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_reclaim *rc = &r->reclaim;
+	const struct wf_tgt_map *m = r->map;
+	uint32_t es = m->extent_size;
+	unsigned looked = 0;
+
+	if (!rc->active || r->phase != PH_RUN)
+		return false;
+	while (rc->inflight < WF_TGT_RECLAIM_QD && looked < WF_TGT_RECLAIM_SCAN) {
+		uint64_t vol;
+		uint32_t ext, slot = 0;
+		int ret = wf_store_extent_at(r->store, rc->cursor, &vol, &ext);
+
+		if (ret < 0)
+			break;                  /* past the last extent */
+		rc->cursor++;
+		looked++;
+		if (ret == 0 || vol >= m->map.next_volume_id ||
+		    wf_tgt_map_volume(m, vol) >= 0)
+			continue;
+		while (rc->busy[slot])
+			slot++;
+		wf_store_req_init(&rc->req[slot], reclaim_done, r);
+		if (wf_store_discard(r->store, &rc->req[slot], vol,
+				     (uint64_t)ext * es, es)) {
+			rc->failed++;
+			continue;
+		}
+		rc->busy[slot] = true;
+		rc->inflight++;
+	}
+	if (wf_store_extent_at(r->store, rc->cursor, &(uint64_t){0},
+			       &(uint32_t){0}) < 0 && !rc->inflight) {
+		if (rc->freed || rc->failed)
+			wf_tgt_log("reclaimed %llu extents of deleted volumes%s",
+				   (unsigned long long)rc->freed,
+				   rc->failed ? " (some discards failed: the next "
+				   "map load tries again)" : "");
+		rc->active = false;
+		if (rc->again) {
+			rc->again = false;
+			reclaim_start(r);
+		}
+	}
+	return looked > 0;
 }
 
 static int ep_add(struct wf_tgt_reactor *r, int fd, uint64_t tag)
@@ -434,6 +516,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		snprintf(err, errlen, "peer links: %s", strerror(-ret));
 		goto fail;
 	}
+	reclaim_start(r);
 	return 0;
 
 fail:
@@ -683,6 +766,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		 * old connection a held HELLO waits for. */
 		if (r->nheld)
 			wf_tgt_conn_run_held(r);
+		if (r->reclaim.active && reclaim_step(r))
+			work++;
 		wf_store_submit(r->store);
 
 		if (__atomic_load_n(&r->t->gen, __ATOMIC_RELAXED) != r->seen_gen)

@@ -436,6 +436,21 @@ void wf_store_stat(const struct wf_store *s, struct wf_store_stat *st)
 	st->handed_over = s->handed;
 }
 
+int wf_store_extent_at(const struct wf_store *s, uint32_t phys,
+			uint64_t *volume, uint32_t *extent)
+{
+	uint32_t e;
+
+	if (phys >= s->sb.extents)
+		return -ERANGE;
+	e = __atomic_load_n(&s->pe[phys].extent, __ATOMIC_ACQUIRE);
+	if (e == WF_STORE_EXTENT_NONE)
+		return 0;
+	*volume = __atomic_load_n(&s->pe[phys].volume, __ATOMIC_RELAXED);
+	*extent = e;
+	return 1;
+}
+
 int wf_store_ring_fd(const struct wf_store *s)
 {
 	return s->ring.ring_fd;

@@ -244,6 +244,15 @@ int wf_store_flush(struct wf_store *s, struct wf_store_req *req);
  */
 int  wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
 			struct wf_store **out);
+/*
+ * What physical extent phys holds: 1 and *volume, *extent when it holds
+ * one, 0 when it is free, -ERANGE past the last.  A lock-free look at the
+ * index: the answer may change right after (a hint for scans such as the
+ * target's reclaiming of deleted volumes; act through requests).
+ */
+int  wf_store_extent_at(const struct wf_store *s, uint32_t phys,
+			uint64_t *volume, uint32_t *extent);
+
 /* Queues of the store, and the index of this one (0 for the first). */
 unsigned wf_store_queues(const struct wf_store *s);
 unsigned wf_store_queue_index(const struct wf_store *s);

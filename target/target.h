@@ -417,6 +417,26 @@ enum wf_tgt_phase {
 	PH_DONE,
 };
 
+/*
+ * Reclaiming the extents of deleted volumes (reactor 0): after each map
+ * load, a scan of the store's index discards every extent whose volume id
+ * is below the map's next_volume_id (so it was created in this map's
+ * history) and is no longer in the map.  A volume of a newer map than ours
+ * has an id at or above next_volume_id and is kept.
+ */
+#define WF_TGT_RECLAIM_QD    4u         /* discards in flight */
+#define WF_TGT_RECLAIM_SCAN  1024u      /* index entries looked at per turn */
+
+struct wf_tgt_reclaim {
+	struct wf_store_req req[WF_TGT_RECLAIM_QD];
+	bool     busy[WF_TGT_RECLAIM_QD];
+	bool     active;                /* a scan is running */
+	bool     again;                 /* a newer map came during the scan */
+	uint32_t cursor;                /* next physical extent to look at */
+	unsigned inflight;
+	uint64_t freed, failed;         /* this scan */
+};
+
 struct wf_tgt_reactor {
 	const struct wf_tgt_cfg *cfg;
 	struct wf_tgt      *t;
@@ -456,6 +476,7 @@ struct wf_tgt_reactor {
 	struct wf_tgt_req  *ord_head, *ord_tail;  /* replicated writes and
 	                                           * discards in flight or
 	                                           * waiting, in arrival order */
+	struct wf_tgt_reclaim reclaim;  /* reactor 0 */
 };
 
 /* Reactor idx of t (reactor 0 first: the others take its listening

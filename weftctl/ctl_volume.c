@@ -211,15 +211,26 @@ int ctl_volume(int argc, char **argv)
 			fprintf(stderr, "weftctl volume: no pool '%s'\n", pool);
 			goto out;
 		}
+		/* Ids are never reused: a deleted volume's blocks may still
+		 * be on targets that have not reclaimed them. */
 		if (!have_id)
-			for (uint32_t i = 0; i < m.nvolumes; i++)
-				id = m.volumes[i].id > id ? m.volumes[i].id : id;
-		if (!have_id)
-			id++;
+			id = m.next_volume_id;
 		if (wf_map_volume_by_id(&m, id) >= 0) {
 			fprintf(stderr, "weftctl volume: id %" PRIu64 " is taken\n", id);
 			goto out;
 		}
+		if (id < m.next_volume_id) {
+			fprintf(stderr, "weftctl volume: id %" PRIu64 " may have been "
+				"used by a deleted volume (ids are never reused: the "
+				"next free one is %" PRIu64 ")\n", id, m.next_volume_id);
+			goto out;
+		}
+		if (id == INT64_MAX) {
+			fprintf(stderr, "weftctl volume: id %" PRIu64 " leaves no id "
+				"for the next volume\n", id);
+			goto out;
+		}
+		m.next_volume_id = id + 1;
 		v = realloc(m.volumes, (m.nvolumes + 1) * sizeof(*v));
 		if (!v) {
 			fprintf(stderr, "weftctl volume: out of memory\n");

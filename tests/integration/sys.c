@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include "bench/pattern.h"
 #include "bench/stats.h"
 #include "initiator/include/weft_env.h"
+#include "proto/ctl.h"
 #include "tests/integration/sys.h"
 
 int sys_sh(const char *fmt, ...)
@@ -395,4 +399,27 @@ void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
 	o->open(8, o->verify_timeout_ms, &cl, &vol);
 	stream_verify(s, cl, vol, o, round);
 	weft_cluster_close(cl);
+}
+
+struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wf_ctl_req q = { 0 };
+	struct wf_ctl_status s;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/target-%u.ctl",
+			 run_dir, id);
+
+	cr_assert(fd >= 0);
+	cr_assert(n > 0 && (size_t)n < sizeof(sa.sun_path));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
+		     "control socket of target %u: %s", id, strerror(errno));
+	q.magic = htole32(WF_CTL_MAGIC);
+	q.version = htole16(WF_CTL_VERSION);
+	q.op = htole16(WF_CTL_STATUS);
+	cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
+	cr_assert_eq(recv(fd, &s, sizeof(s), 0), (ssize_t)sizeof(s));
+	close(fd);
+	cr_assert_eq(le32toh((uint32_t)s.result), 0);
+	return s;
 }

@@ -118,6 +118,10 @@ uint64_t sys_stream_rnd(struct sys_stream *s);
 void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
 		      unsigned round);
 
+struct wf_ctl_status;
+/* STATUS of target id from its control socket in run_dir (asserts). */
+struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id);
+
 /* Runs a shell command, returns its exit status (-1 on failure to run). */
 int sys_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -231,28 +231,7 @@ static void open_cl(unsigned qd, unsigned timeout_ms, struct weft_cluster **cl,
 /* STATUS of target id, from its control socket. */
 static struct wf_ctl_status ctl_status(unsigned id)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct wf_ctl_req q = { 0 };
-	struct wf_ctl_status s;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	cr_assert(fd >= 0);
-	{
-	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/target-%u.ctl",
-			 E.run, id);
-
-	cr_assert(n > 0 && (size_t)n < sizeof(sa.sun_path));
-	}
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
-		     "control socket of target %u: %s", id, strerror(errno));
-	q.magic = htole32(WF_CTL_MAGIC);
-	q.version = htole16(WF_CTL_VERSION);
-	q.op = htole16(WF_CTL_STATUS);
-	cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
-	cr_assert_eq(recv(fd, &s, sizeof(s), 0), (ssize_t)sizeof(s));
-	close(fd);
-	cr_assert_eq(le32toh((uint32_t)s.result), 0);
-	return s;
+	return sys_ctl_status(E.run, id);
 }
 
 /* Used extents of target id (the store's shared allocator). */

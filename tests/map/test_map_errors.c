@@ -48,6 +48,11 @@ static const struct bad bad[] = {
 	  "does not fit in 64 bits" },
 	{ "epoch = 1;\ncluster_id = 0x80000000;\n", 0, 2, "cluster_id", "does not fit" },
 
+	/* next_volume_id: never at or below a volume's id */
+	{ BASE VOL(" size = \"1G\";") "next_volume_id = 1;\n", 0, 10, "next_volume_id",
+	  "not above every volume id" },
+	{ BASE "next_volume_id = 0;\n", 0, 9, "next_volume_id", "" },
+
 	/* unknown keys at every level */
 	{ BASE "colour = \"red\";\n", 0, 9, "colour", "unknown key" },
 	{ HDR TG(0, "h0", 7400, " weigth = 2.0;") ",\n" T1 T2 POOL(""), 0, 4,

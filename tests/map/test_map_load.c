@@ -208,6 +208,8 @@ Test(map_load, local_conf)
 	cr_assert_eq(m.volumes[v].pool, (uint32_t)p1);
 	cr_assert_eq(wf_map_volume_by_name(&m, "nope"), -ENOENT);
 	cr_assert_eq(wf_map_pool_by_name(&m, "nope"), -ENOENT);
+	/* No next_volume_id in the file: the largest volume id + 1. */
+	cr_assert_eq(m.next_volume_id, 3);
 	cr_assert_eq(wf_map_target_by_id(&m, 2), 2);
 	cr_assert_eq(wf_map_target_by_id(&m, 3), -ENOENT);
 	wf_map_free(&m);
