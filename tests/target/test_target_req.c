@@ -229,6 +229,7 @@ Test(target_req, replication)
 	cr_assert_eq(wf_place_extent(&m0->table, &m0->map, 0, 0, &loc), 0);
 	cr_assert_eq(loc.n, 2);
 	prim = loc.acting[0];
+	sec = loc.acting[1];            /* loc points into m0's table */
 	cr_assert_eq(parse(ms[prim], WF_OP_WRITE, 3, 0, 4096, 0, 11, &p), WF_TGT_REJECT);
 	cr_assert_eq(p.status, WF_WS_DEGRADED, "retryable: a member may return");
 	cr_assert_eq(p.reason, WF_TGT_R_DEGRADED);
@@ -241,7 +242,7 @@ Test(target_req, replication)
 	ms[1] = m1;
 	cr_assert_eq(parse(ms[prim], WF_OP_WRITE, 3, 0, 4096, 0, 11, &p), WF_TGT_OK);
 	cr_assert_eq(p.nsec, 1);
-	cr_assert_eq(p.secondaries[0], loc.acting[1]);
+	cr_assert_eq(p.secondaries[0], sec);
 	wf_tgt_map_free(m0);
 	wf_tgt_map_free(m1);
 }
