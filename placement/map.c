@@ -24,6 +24,7 @@ void wf_map_free(struct wf_map *map)
 	free(map->pools);
 	free(map->volumes);
 	free(map->overrides);
+	free(map->temps);
 	memset(map, 0, sizeof(*map));
 }
 
@@ -114,5 +115,7 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 	       same(a->child, b->child, a->nchild * sizeof(*a->child)) &&
 	       same(a->pools, b->pools, a->npools * sizeof(*a->pools)) &&
 	       same(a->volumes, b->volumes, a->nvolumes * sizeof(*a->volumes)) &&
-	       same(a->overrides, b->overrides, a->noverrides * sizeof(*a->overrides));
+	       same(a->overrides, b->overrides, a->noverrides * sizeof(*a->overrides)) &&
+	       a->ntemps == b->ntemps &&
+	       same(a->temps, b->temps, a->ntemps * sizeof(*a->temps));
 }

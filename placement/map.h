@@ -110,6 +110,10 @@ struct wf_map {
 	struct wf_pool     *pools;     uint32_t npools;
 	struct wf_volume   *volumes;   uint32_t nvolumes;
 	struct wf_override *overrides; uint32_t noverrides;
+	/* Acting sets pinned while new members of a PG are brought up to
+	 * date (recovery): n is 1 .. replicas, the members that hold the
+	 * data, primary first.  Sorted by (pool, pg). */
+	struct wf_override *temps;     uint32_t ntemps;
 };
 
 /* Error detail from the loader: names file, line and field. */

@@ -38,8 +38,9 @@ int wf_map_copy(struct wf_map *dst, const struct wf_map *src)
 	dst->pools = dup_array(src->pools, src->npools, sizeof(*src->pools));
 	dst->volumes = dup_array(src->volumes, src->nvolumes, sizeof(*src->volumes));
 	dst->overrides = dup_array(src->overrides, src->noverrides, sizeof(*src->overrides));
+	dst->temps = dup_array(src->temps, src->ntemps, sizeof(*src->temps));
 	if (!dst->targets || !dst->nodes || !dst->child || !dst->pools ||
-	    !dst->volumes || !dst->overrides) {
+	    !dst->volumes || !dst->overrides || !dst->temps) {
 		wf_map_edit_free(dst);
 		return -ENOMEM;
 	}
@@ -231,4 +232,97 @@ int wf_map_add_host(struct wf_map *map, uint32_t parent, const char *name,
 	map->ntargets = nt;
 	wf_map_reweigh(map);
 	return (int)host;
+}
+
+static bool has(const uint32_t *set, unsigned n, uint32_t v)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (set[i] == v)
+			return true;
+	return false;
+}
+
+int wf_map_pin_moves(const struct wf_map *prev, struct wf_map *next)
+{
+	struct wf_placer pp, np;
+	struct wf_pg_table pt, nt;
+	struct wf_override *temps = NULL;
+	uint32_t ntemps = 0, cap = 0;
+	int ret;
+
+	ret = wf_placer_init(&pp, prev);
+	if (ret)
+		return ret;
+	ret = wf_pg_table_build(&pt, &pp);
+	if (ret)
+		goto out_pp;
+	/* next without pins: its up sets are what placement wants. */
+	free(next->temps);
+	next->temps = NULL;
+	next->ntemps = 0;
+	ret = wf_placer_init(&np, next);
+	if (ret)
+		goto out_pt;
+	ret = wf_pg_table_build(&nt, &np);
+	if (ret)
+		goto out_np;
+	for (uint32_t p = 0; p < next->npools && p < prev->npools; p++) {
+		if (next->pools[p].id != prev->pools[p].id ||
+		    next->pools[p].pg_num != prev->pools[p].pg_num)
+			continue;       /* a new or reshaped pool: nothing held */
+		for (uint32_t pg = 0; pg < next->pools[p].pg_num; pg++) {
+			const uint32_t *act, *up;
+			unsigned na = wf_pg_acting(&pt, p, pg, &act);
+			unsigned nu = wf_pg_up(&nt, p, pg, &up);
+			uint32_t hold[WF_MAX_REPLICAS], upid[WF_MAX_REPLICAS];
+			unsigned nh = 0;
+			bool newcomer = false;
+
+			/* By id: indices differ between the two maps. */
+			for (unsigned i = 0; i < na; i++) {
+				uint32_t id = prev->targets[act[i]].id;
+				int x = wf_placer_target(&np, id);
+
+				if (x >= 0 && next->targets[x].up)
+					hold[nh++] = id;
+			}
+			for (unsigned i = 0; i < nu; i++) {
+				upid[i] = next->targets[up[i]].id;
+				newcomer |= !has(hold, nh, upid[i]);
+			}
+			if (!newcomer || !nh)
+				continue;
+			if (ntemps == cap) {
+				struct wf_override *n2;
+
+				cap = cap ? 2 * cap : 64;
+				n2 = realloc(temps, cap * sizeof(*temps));
+				if (!n2) {
+					ret = -ENOMEM;
+					goto out_nt;
+				}
+				temps = n2;
+			}
+			memset(&temps[ntemps], 0, sizeof(*temps));
+			temps[ntemps].pool = p;
+			temps[ntemps].pg = pg;
+			temps[ntemps].n = (uint8_t)nh;
+			memcpy(temps[ntemps].target, hold, nh * sizeof(*hold));
+			ntemps++;
+		}
+	}
+	next->temps = temps ? temps : malloc(1);
+	next->ntemps = ntemps;
+	temps = NULL;
+	ret = next->temps ? (int)ntemps : -ENOMEM;
+out_nt:
+	free(temps);
+	wf_pg_table_free(&nt);
+out_np:
+	wf_placer_free(&np);
+out_pt:
+	wf_pg_table_free(&pt);
+out_pp:
+	wf_placer_free(&pp);
+	return ret;
 }

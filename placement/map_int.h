@@ -48,6 +48,7 @@ struct ld {
 
 	config_setting_t **pel;         /* pool elements */
 	config_setting_t **oel;         /* override elements */
+	config_setting_t **pel_temp;    /* pg_temp elements */
 	config_setting_t **vel;         /* volume elements */
 };
 

@@ -767,10 +767,11 @@ static int parse_volumes(struct ld *ld, const config_setting_t *root)
 
 static const char *const override_keys[] = { "pool", "pg", "acting", NULL };
 
-static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el,
-			  const char *path)
+/* An override or a pg_temp entry: pool, pg and a list of target ids (all
+ * replicas of the pool, or with partial 1 .. replicas of them). */
+static int parse_pgset(struct ld *ld, config_setting_t *el, const char *path,
+		       struct wf_override *o, bool partial)
 {
-	struct wf_override *o = &ld->map->overrides[i];
 	char f[FIELD_MAX], pool[WF_NAME_MAX];
 	const struct wf_pool *p;
 	config_setting_t *s;
@@ -799,7 +800,7 @@ static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el,
 	if (r)
 		return r;
 	n = config_setting_length(s);
-	if (n != p->replicas)
+	if (partial ? n < 1 || n > p->replicas : n != p->replicas)
 		return wf_map_fail(ld, wf_map_line_of(s), f,
 				   "%d targets for pool \"%s\" of %u replicas",
 				   n, p->name, p->replicas);
@@ -823,6 +824,18 @@ static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el,
 						   "target %u appears twice", o->target[j]);
 	}
 	return 0;
+}
+
+static int parse_override(struct ld *ld, uint32_t i, config_setting_t *el,
+			  const char *path)
+{
+	return parse_pgset(ld, el, path, &ld->map->overrides[i], false);
+}
+
+static int parse_temp(struct ld *ld, uint32_t i, config_setting_t *el,
+		      const char *path)
+{
+	return parse_pgset(ld, el, path, &ld->map->temps[i], true);
 }
 
 static int cmp_override(const void *pa, const void *pb)
@@ -864,6 +877,36 @@ static int parse_overrides(struct ld *ld, const config_setting_t *root)
 	return r;
 }
 
+static int parse_temps(struct ld *ld, const config_setting_t *root)
+{
+	struct wf_map *m = ld->map;
+	uint32_t a, b;
+	struct key *k;
+	int r;
+
+	r = parse_section(ld, root, "pg_temp", false, NULL, override_keys,
+			  sizeof(*m->temps), &m->ntemps, &m->temps, &ld->pel_temp,
+			  parse_temp);
+	if (r || !m->ntemps)
+		return r;
+	k = calloc(m->ntemps, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->ntemps; i++)
+		k[i] = (struct key){ .n = (uint64_t)m->temps[i].pool << 32 |
+					  m->temps[i].pg, .idx = i };
+	if (wf_map_find_dup(k, m->ntemps, &a, &b))
+		r = wf_map_dup_fail(ld, ld->pel_temp, "pg_temp", "pg", b,
+				    "pool \"%s\" pg %u is already pinned "
+				    "(pg_temp[%u], line %d)",
+				    m->pools[m->temps[b].pool].name, m->temps[b].pg, a,
+				    wf_map_line_of(ld->pel_temp[a]));
+	free(k);
+	if (!r)
+		qsort(m->temps, m->ntemps, sizeof(*m->temps), cmp_override);
+	return r;
+}
+
 /* next_volume_id: optional, above every volume id (default: the largest
  * + 1, so a map from before the field keeps its meaning). */
 static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
@@ -897,7 +940,7 @@ static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
 
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
-	"volumes", "overrides", "next_volume_id", NULL
+	"volumes", "overrides", "pg_temp", "next_volume_id", NULL
 };
 
 static int parse(struct ld *ld, const char *text)
@@ -943,6 +986,8 @@ static int parse(struct ld *ld, const char *text)
 	if (!r)
 		r = parse_overrides(ld, root);
 	if (!r)
+		r = parse_temps(ld, root);
+	if (!r)
 		r = parse_next_volume_id(ld, root);
 	return r;
 }
@@ -986,6 +1031,7 @@ int wf_map_load_buf(const char *buf, size_t len, const char *name,
 	free(text);
 	free(ld.vel);
 	free(ld.oel);
+	free(ld.pel_temp);
 	free(ld.pel);
 	free(ld.hsorted);
 	free(ld.hosts);

@@ -50,6 +50,18 @@ static const char *int_sfx(uint64_t v)
 	return v > INT32_MAX ? "L" : "";
 }
 
+static void write_pgsets(const struct wf_map *m, FILE *f,
+			 const struct wf_override *o, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++, o++) {
+		fprintf(f, "\t{ pool = \"%s\"; pg = %u; acting = [",
+			o->pool < m->npools ? m->pools[o->pool].name : "?", o->pg);
+		for (uint32_t j = 0; j < o->n && j < WF_MAX_REPLICAS; j++)
+			fprintf(f, "%s%u", j ? ", " : " ", o->target[j]);
+		fprintf(f, " ]; }%s\n", i + 1 < n ? "," : "");
+	}
+}
+
 int wf_map_write(const struct wf_map *m, FILE *f)
 {
 	char a[64], b[64];
@@ -109,16 +121,14 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 			i + 1 < m->nvolumes ? "," : "");
 	}
 	fprintf(f, ");\n\noverrides = (\n");
-	for (uint32_t i = 0; i < m->noverrides; i++) {
-		const struct wf_override *o = &m->overrides[i];
-
-		fprintf(f, "\t{ pool = \"%s\"; pg = %u; acting = [",
-			o->pool < m->npools ? m->pools[o->pool].name : "?", o->pg);
-		for (uint32_t j = 0; j < o->n && j < WF_MAX_REPLICAS; j++)
-			fprintf(f, "%s%u", j ? ", " : " ", o->target[j]);
-		fprintf(f, " ]; }%s\n", i + 1 < m->noverrides ? "," : "");
-	}
+	write_pgsets(m, f, m->overrides, m->noverrides);
 	fprintf(f, ");\n");
+	if (m->ntemps) {
+		fprintf(f, "\n# Acting sets pinned while new members are brought up "
+			"to date (recovery).\npg_temp = (\n");
+		write_pgsets(m, f, m->temps, m->ntemps);
+		fprintf(f, ");\n");
+	}
 	return ferror(f) ? -EIO : 0;
 }
 

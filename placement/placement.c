@@ -631,7 +631,7 @@ int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
 	for (uint32_t p = 0; p < pl->npools; p++)
 		if (pl->pools[p].pg_num > maxpg)
 			maxpg = pl->pools[p].pg_num;
-	ovi = malloc(((size_t)maxpg + 1) * sizeof(*ovi));
+	ovi = malloc(((size_t)maxpg + 1) * 2 * sizeof(*ovi));
 	if (!ovi)
 		goto out_free;
 
@@ -644,7 +644,9 @@ int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
 		pt->acting = malloc((size_t)pp->pg_num * pp->replicas * sizeof(*pt->acting));
 		pt->n = calloc(pp->pg_num, 1);
 		pt->placed = calloc(pp->pg_num, 1);
-		if (!pt->acting || !pt->n || !pt->placed)
+		pt->up = malloc((size_t)pp->pg_num * pp->replicas * sizeof(*pt->up));
+		pt->nup = calloc(pp->pg_num, 1);
+		if (!pt->acting || !pt->n || !pt->placed || !pt->up || !pt->nup)
 			goto out_free;
 
 		/* First valid override of each PG wins. */
@@ -659,9 +661,23 @@ int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
 				ovi[ov->pg] = (int32_t)i;
 		}
 
+		/* pg_temp: the pinned acting set of a PG, if any. */
+		{
+			int32_t *tmi = ovi + maxpg + 1;
+
+			for (uint32_t pg = 0; pg < pp->pg_num; pg++)
+				tmi[pg] = -1;
+			for (uint32_t i = 0; i < map->ntemps; i++)
+				if (map->temps[i].pool == p &&
+				    map->temps[i].pg < pp->pg_num)
+					tmi[map->temps[i].pg] = (int32_t)i;
+		}
+
 		for (uint32_t pg = 0; pg < pp->pg_num; pg++) {
 			uint32_t set[WF_MAX_REPLICAS], *a = &pt->acting[(size_t)pg * pt->stride];
-			unsigned n, up = 0;
+			uint32_t *u = &pt->up[(size_t)pg * pt->stride];
+			int32_t ti = ovi[maxpg + 1 + pg];
+			unsigned n, up = 0, act = 0;
 
 			if (ovi[pg] >= 0) {
 				n = wf_override_resolve(pl, &map->overrides[ovi[pg]], set) ?
@@ -672,10 +688,30 @@ int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
 			}
 			for (unsigned i = 0; i < n; i++)
 				if (map->targets[set[i]].up)
-					a[up++] = set[i];
+					u[up++] = set[i];
 			pt->placed[pg] = (uint8_t)n;
-			pt->n[pg] = (uint8_t)up;
+			pt->nup[pg] = (uint8_t)up;
 			for (unsigned i = up; i < pt->stride; i++)
+				u[i] = WF_TARGET_NONE;
+			if (ti >= 0) {
+				/* Pinned: the members that hold the data and are
+				 * up serve; the up set's others are brought up to
+				 * date meanwhile. */
+				const struct wf_override *tm = &map->temps[ti];
+
+				for (unsigned i = 0; i < tm->n && act < pt->stride; i++) {
+					int x = wf_placer_target(pl, tm->target[i]);
+
+					if (x >= 0 && map->targets[x].up)
+						a[act++] = (uint32_t)x;
+				}
+				t->ntemps_used++;
+			} else {
+				memcpy(a, u, up * sizeof(*a));
+				act = up;
+			}
+			pt->n[pg] = (uint8_t)act;
+			for (unsigned i = act; i < pt->stride; i++)
 				a[i] = WF_TARGET_NONE;
 		}
 	}
@@ -695,6 +731,8 @@ void wf_pg_table_free(struct wf_pg_table *t)
 			free(t->pools[p].acting);
 			free(t->pools[p].n);
 			free(t->pools[p].placed);
+			free(t->pools[p].up);
+			free(t->pools[p].nup);
 		}
 	}
 	free(t->pools);

@@ -130,6 +130,12 @@ struct wf_pg_pool_table {
 	                                 * first; WF_TARGET_NONE after the last */
 	uint8_t  *n;                    /* members that are up, per PG */
 	uint8_t  *placed;               /* members placed (incl. down), per PG */
+	/* The up set: the placed members that are up, as placement (or an
+	 * override) says.  It differs from the acting set only where the
+	 * map pins the PG (pg_temp) while new members are brought up to
+	 * date: those are up[] \ acting[]. */
+	uint32_t *up;                   /* [pg * stride + i], WF_TARGET_NONE after */
+	uint8_t  *nup;
 };
 
 /*
@@ -143,11 +149,23 @@ struct wf_pg_table {
 	uint64_t epoch;
 	uint32_t npools;
 	uint32_t noverrides_used;       /* overrides honoured */
+	uint32_t ntemps_used;           /* pg_temp entries honoured */
 	struct wf_pg_pool_table *pools;
 };
 
 int  wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl);
 void wf_pg_table_free(struct wf_pg_table *t);
+
+/* Up set of (pool, pg) (struct wf_pg_pool_table.up); returns its size. */
+static inline unsigned wf_pg_up(const struct wf_pg_table *t, uint32_t pool,
+				uint32_t pg, const uint32_t **set)
+{
+	const struct wf_pg_pool_table *p = &t->pools[pool];
+
+	pg &= p->pg_num - 1;
+	*set = &p->up[(size_t)pg * p->stride];
+	return p->nup[pg];
+}
 
 /* Data path: acting set of (pool, pg); returns the number of members. */
 static inline unsigned wf_pg_acting(const struct wf_pg_table *t, uint32_t pool,
@@ -244,5 +262,16 @@ int  wf_map_add_host(struct wf_map *map, uint32_t parent, const char *name,
 /* Recompute the node weight sums from the targets' weights. */
 void wf_map_reweigh(struct wf_map *map);
 void wf_map_edit_free(struct wf_map *map);
+
+/*
+ * Before next replaces prev (a target marked up, in or out, reweighted,
+ * overrides changed): pin (pg_temp) every PG whose up set in next has a
+ * member outside prev's acting set for it, to prev's acting members that
+ * are up in next, so reads and writes stay on members that hold the data
+ * while the newcomers are brought up to date (docs/replication.md).  A PG
+ * with no such holder left is not pinned (nothing could serve it).
+ * Replaces next->temps.  Returns the number of PGs pinned, or -errno.
+ */
+int  wf_map_pin_moves(const struct wf_map *prev, struct wf_map *next);
 
 #endif

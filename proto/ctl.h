@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
-#define WF_CTL_VERSION  1u
+#define WF_CTL_VERSION  2u      /* 2: recovery fields in the status */
 
 enum wf_ctl_op {
 	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
@@ -60,8 +60,18 @@ struct wf_ctl_status {
 	uint64_t reads, writes;     /* requests served since start */
 	uint64_t errors;            /* requests answered with an error */
 	uint64_t uptime_ms;
+	/* Recovery (docs/replication.md): of the PGs this target leads in
+	 * `epoch`, how many have up-set members still being brought up to
+	 * date and how many have fewer acting members than replicas; the
+	 * last epoch whose bringing up to date it finished (== epoch: every
+	 * PG it leads is clean or degraded, none recovering). */
+	uint64_t recovered_epoch;
+	uint32_t pgs_recovering;
+	uint32_t pgs_degraded;
+	uint64_t recovery_bytes;    /* copied to new members, this epoch */
+	uint64_t recovery_left;     /* extents left to look at, this epoch */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 112, "ctl status is 112 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 144, "ctl status is 144 bytes");
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -109,7 +119,7 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 128,
-	       "status reply is 128 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 160,
+	       "status reply is 160 bytes");
 
 #endif

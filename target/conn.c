@@ -269,10 +269,28 @@ restart:
 	for (e = r->ord_head; e; e = e->ord_next) {
 		if (e->state == RQ_ORDER && !ordered_behind(e)) {
 			e->conn->store_inflight--;      /* counted while waiting */
-			start_io(e->conn, e);
+			if (e->conn->recovery)
+				wf_tgt_recover_resume(e);
+			else
+				start_io(e->conn, e);
 			goto restart;
 		}
 	}
+}
+
+void wf_tgt_order_leave(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	order_del(r, q);
+}
+
+bool wf_tgt_order_enter(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	order_add(r, q);
+	if (!ordered_behind(q))
+		return true;
+	q->state = RQ_ORDER;
+	q->conn->store_inflight++;      /* as for clients: see start_io */
+	return false;
 }
 
 /*
@@ -293,6 +311,10 @@ static void part_done(struct wf_tgt_req *q, uint16_t status)
 		return;
 	if (q->nfwd)
 		order_del(c->r, q);
+	if (c->recovery) {
+		wf_tgt_recover_op_done(q, q->worst);
+		return;
+	}
 	if (c->state != CONN_LIVE) {
 		q->state = RQ_FREE;
 		conn_release_check(c);
@@ -325,6 +347,27 @@ void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status)
 	part_done(q, status);
 }
 
+void wf_tgt_forward(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	struct wf_tgt_conn *c = q->conn;
+
+	q->state = RQ_FORWARD;
+	q->parts = (uint8_t)q->nfwd;
+	q->worst = WF_WS_OK;
+	for (unsigned i = 0; i < q->nfwd; i++) {
+		q->fwd[i].q = q;
+		c->store_inflight++;
+		wf_tgt_fwd_start(r, &q->fwd[i], q->secondaries[i]);
+	}
+}
+
+static void store_done(struct wf_store_req *sreq, int res);
+
+void wf_tgt_store_req_init(struct wf_tgt_req *q)
+{
+	wf_store_req_init(&q->sreq, store_done, q);
+}
+
 static void store_done(struct wf_store_req *sreq, int res)
 {
 	struct wf_tgt_req *q = container_of(sreq, struct wf_tgt_req, sreq);
@@ -347,6 +390,11 @@ static void store_done(struct wf_store_req *sreq, int res)
 		WF_TGT_ADD(r->stats.errors, 1);
 	if (q->state == RQ_FORWARD) {
 		part_done(q, wf_wire_status_from_errno(res));
+		return;
+	}
+	if (c->recovery) {
+		/* A recovery copy's read: the forwards go next (recover.c). */
+		wf_tgt_recover_op_done(q, wf_wire_status_from_errno(res));
 		return;
 	}
 	if (c->state != CONN_LIVE) {

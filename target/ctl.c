@@ -110,8 +110,9 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 			struct wf_ctl_status *s)
 {
 	struct wf_store_stat st;
-	uint64_t reads = 0, writes = 0, errors = 0;
-	uint32_t conns = 0, inflight = 0;
+	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
+	uint64_t rdone = UINT64_MAX;
+	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0;
 
 	/* The whole target: every reactor's counters (each written by its
 	 * own thread; atomic loads here), the store's shared allocator. */
@@ -125,6 +126,21 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		errors += WF_TGT_GET(o->stats.errors);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
+		/* Another reactor's: plain loads of counters it writes (a
+		 * status is a snapshot; torn 64-bit loads do not happen on
+		 * the 64-bit hosts weft runs on). */
+		if (__atomic_load_n(&o->rec.done_epoch, __ATOMIC_RELAXED) < rdone)
+			rdone = __atomic_load_n(&o->rec.done_epoch, __ATOMIC_RELAXED);
+		/* Every reactor counts the same PGs (by PG, not by the
+		 * extents it owns): the largest, not the sum. */
+		if (__atomic_load_n(&o->rec.active, __ATOMIC_RELAXED)) {
+			uint32_t p = __atomic_load_n(&o->rec.pgs, __ATOMIC_RELAXED);
+
+			rpgs = p > rpgs ? p : rpgs;
+			rleft += __atomic_load_n(&o->rec.left, __ATOMIC_RELAXED);
+		}
+		rdeg = __atomic_load_n(&o->rec.degraded, __ATOMIC_RELAXED);
+		rbytes += __atomic_load_n(&o->rec.bytes, __ATOMIC_RELAXED);
 	}
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
@@ -147,6 +163,11 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->reads = htole64(reads);
 	s->writes = htole64(writes);
 	s->errors = htole64(errors);
+	s->recovered_epoch = htole64(rdone == UINT64_MAX ? 0 : rdone);
+	s->pgs_recovering = htole32(rpgs);
+	s->pgs_degraded = htole32(rdeg);
+	s->recovery_bytes = htole64(rbytes);
+	s->recovery_left = htole64(rleft);
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

@@ -45,6 +45,10 @@ static const char usage_text[] =
 "                         x cores\n"
 "      --poll-us US       busy-poll this long before sleeping (default 0:\n"
 "                         sleep at once; spin on dedicated cores)\n"
+"      --recovery-qd N    copies to members being brought up to date in\n"
+"                         flight per reactor (default 4; 1 .. slots)\n"
+"      --recovery-mbps N  their bandwidth per reactor in MiB/s (default\n"
+"                         256; 0: no limit)\n"
 "      --cache MODE       auto (default), volatile or none: the device's\n"
 "                         write cache (docs/store.md, durability)\n"
 "      --listen ADDR      listen here instead of the map's addr:port\n"
@@ -94,7 +98,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -111,6 +115,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "slot-size", required_argument, NULL, O_SLOT_SIZE },
 		{ "max-conns", required_argument, NULL, O_MAX_CONNS },
 		{ "poll-us", required_argument, NULL, O_POLL },
+		{ "recovery-qd", required_argument, NULL, O_REC_QD },
+		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
 		{ "cache", required_argument, NULL, O_CACHE },
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "format", no_argument, NULL, O_FORMAT },
@@ -131,6 +137,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->max_conns = WF_TGT_DEFAULT_MAX_CONNS;
 	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
 	                        * peers on shared cores */
+	cfg->recovery_qd = 4;
+	cfg->recovery_mbps = 256;
 	cfg->ready_fd = -1;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":c:i:fp:r:t:h", opts, NULL)) != -1) {
@@ -193,6 +201,18 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 					       optarg);
 			cfg->poll_us = v;
 			break;
+		case O_REC_QD:
+			if (parse_u32(optarg, &v, false) || !v || v > WF_TGT_MAX_SLOTS)
+				return bad_arg("--recovery-qd: '%s' is not 1 .. 1024",
+					       optarg);
+			cfg->recovery_qd = v;
+			break;
+		case O_REC_MBPS:
+			if (parse_u32(optarg, &v, false) || v > 1000000)
+				return bad_arg("--recovery-mbps: '%s' is not 0 .. 1000000",
+					       optarg);
+			cfg->recovery_mbps = v;
+			break;
 		case O_CACHE:
 			if (!strcmp(optarg, "auto"))
 				cfg->cache = WF_STORE_CACHE_AUTO;
@@ -230,6 +250,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		return bad_arg("%s", "--id N is required");
 	if (cfg->force && !cfg->format)
 		return bad_arg("%s", "--force only goes with --format");
+	if (cfg->recovery_qd > cfg->slots)
+		cfg->recovery_qd = cfg->slots;  /* one slot of the recovery ring each */
 	if ((uint64_t)cfg->slots * cfg->slot_size > (1u << 30))
 		return bad_arg("%s", "--slots x --slot-size must be at most 1 GiB "
 			       "(one io_uring registered buffer per ring)");

@@ -171,6 +171,9 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		wf_tgt_log("map epoch %llu: out of memory for peer links",
 			   (unsigned long long)m->epoch);
 	reclaim_start(r);
+	/* A pass in flight finishes its copies first (recover_step). */
+	if (!r->rec.active)
+		wf_tgt_recover_start(r);
 	return 0;
 }
 
@@ -298,6 +301,8 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	 * per connection, at the next wf_poll (or wf_ctx_arm) of the loop. */
 	struct wf_ctx_opts co = { .size = sizeof(co), .flags = WF_CTX_BATCH };
 	struct iovec *iov;
+	/* One ring per client connection and one for recovery's copies. */
+	uint32_t nrings = cfg->max_conns + 1;
 	uint64_t per_ep;
 	sigset_t ss;
 	int ret;
@@ -324,7 +329,10 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	eo.send_depth = 2 * cfg->slots + WF_TGT_SPARE_SENDS;
 	eo.msg_size = 512;
 	per_ep = (uint64_t)eo.recv_depth + eo.send_depth + 1;
-	co.cq_depth = (uint32_t)(per_ep * (cfg->max_conns + 1) + 8);
+	/* Clients, one spare, and the peer links (peer.c: one per other
+	 * target of the map, with room for a few added later). */
+	co.cq_depth = (uint32_t)(per_ep * (cfg->max_conns + 1 +
+					   map->map.ntargets + 8) + 8);
 
 	if (idx > 0) {
 		/* The port after reactor 0's real one (also when the map or
@@ -360,7 +368,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 				 strerror(-ret));
 			goto fail;
 		}
-		r->fab[f].mrs = calloc(cfg->max_conns, sizeof(*r->fab[f].mrs));
+		r->fab[f].mrs = calloc(nrings, sizeof(*r->fab[f].mrs));
 		if (!r->fab[f].mrs) {
 			ret = -ENOMEM;
 			snprintf(err, errlen, "out of memory");
@@ -371,7 +379,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	/* The rings: one mapping, one ring per connection, each registered
 	 * with the fabric (its own region, so a peer's rkey covers only its
 	 * ring) and with the store's io_uring (buffer index = ring index). */
-	r->slab_len = ring_len * cfg->max_conns;
+	r->slab_len = ring_len * nrings;
 	r->slab = mmap(NULL, r->slab_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (r->slab == MAP_FAILED) {
@@ -381,16 +389,16 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 			 strerror(-ret));
 		goto fail;
 	}
-	iov = calloc(cfg->max_conns, sizeof(*iov));
-	r->conns = calloc(cfg->max_conns, sizeof(*r->conns));
-	r->reqs = calloc((size_t)cfg->max_conns * cfg->slots, sizeof(*r->reqs));
+	iov = calloc(nrings, sizeof(*iov));
+	r->conns = calloc(nrings, sizeof(*r->conns));
+	r->reqs = calloc((size_t)nrings * cfg->slots, sizeof(*r->reqs));
 	if (!iov || !r->conns || !r->reqs) {
 		free(iov);
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (uint32_t i = cfg->max_conns; i-- > 0;) {
+	for (uint32_t i = nrings; i-- > 0;) {
 		struct wf_tgt_conn *c = &r->conns[i];
 
 		c->kind = WF_TGT_EP_CONN;
@@ -400,8 +408,17 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		c->reqs = &r->reqs[(size_t)i * cfg->slots];
 		for (uint32_t s = 0; s < cfg->slots; s++)
 			c->reqs[s].conn = c;
-		c->next_free = r->free_conns;
-		r->free_conns = c;
+		if (i < cfg->max_conns) {
+			c->next_free = r->free_conns;
+			r->free_conns = c;
+		} else {
+			/* The recovery ring: never a client's (recover.c). */
+			c->recovery = true;
+			c->state = CONN_LIVE;
+			c->lim.slot_count = cfg->slots;
+			c->lim.slot_size = cfg->slot_size;
+			r->rconn = c;
+		}
 		iov[i].iov_base = c->ring;
 		iov[i].iov_len = ring_len;
 		for (unsigned f = 0; f < r->nfab; f++) {
@@ -417,11 +434,11 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 			}
 		}
 	}
-	ret = wf_store_register_buffers(store, iov, cfg->max_conns);
+	ret = wf_store_register_buffers(store, iov, nrings);
 	free(iov);
 	if (ret) {
 		snprintf(err, errlen, "registering %u rings with io_uring: %s "
-			 "(RLIMIT_MEMLOCK? see docs/target.md)", cfg->max_conns,
+			 "(RLIMIT_MEMLOCK? see docs/target.md)", nrings,
 			 strerror(-ret));
 		goto fail;
 	}
@@ -517,6 +534,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		goto fail;
 	}
 	reclaim_start(r);
+	wf_tgt_recover_start(r);
 	return 0;
 
 fail:
@@ -554,7 +572,7 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 	}
 	for (unsigned f = 0; f < 2; f++) {
 		if (r->fab[f].mrs) {
-			for (uint32_t i = 0; i < r->cfg->max_conns; i++)
+			for (uint32_t i = 0; i < r->cfg->max_conns + 1; i++)
 				if (r->fab[f].mrs[i])
 					wf_mr_dereg(r->fab[f].mrs[i]);
 			free(r->fab[f].mrs);
@@ -768,6 +786,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			wf_tgt_conn_run_held(r);
 		if (r->reclaim.active && reclaim_step(r))
 			work++;
+		if (r->rec.active && wf_tgt_recover_step(r))
+			work++;
 		wf_store_submit(r->store);
 
 		if (__atomic_load_n(&r->t->gen, __ATOMIC_RELAXED) != r->seen_gen)
@@ -834,6 +854,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			 * while a connection owes its HELLO. */
 			/* Timed while links owe a GRANT or replies too. */
 			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
+				      r->rec.active ? 100 :
 				      r->nhello || wf_tgt_peers_busy(r) ? 1000 : -1);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());

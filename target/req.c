@@ -124,6 +124,14 @@ static int reject(struct wf_tgt_parsed *out, uint16_t status, uint32_t reason)
 	return WF_TGT_REJECT;
 }
 
+static bool in_set(const uint32_t *set, unsigned n, uint32_t t)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (set[i] == t)
+			return true;
+	return false;
+}
+
 int wf_tgt_req_parse(const void *msg, size_t len,
 		     const struct wf_tgt_limits *lim,
 		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out)
@@ -133,7 +141,9 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	const struct wf_volume *v;
 	struct wf_extent_loc loc;
 	struct wf_req *q = &out->req;
+	const uint32_t *up;
 	uint32_t slot, reason = WF_WR_OK;
+	unsigned nup;
 	uint64_t es;
 	int ret, vi;
 
@@ -192,13 +202,18 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	    wf_place_extent(&m->table, &m->map, (uint32_t)vi, q->offset, &loc) ||
 	    !loc.n)
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	nup = wf_pg_up(&m->table, loc.pool, loc.pg, &up);
 	if (q->flags & WF_REQ_REPL) {
 		/* A forward from the primary (the decoder allows the flag on
-		 * WRITE and DISCARD only): we must be a secondary of the PG
-		 * in this epoch.  Not: the sender's map and ours disagree,
+		 * WRITE, DISCARD and FLUSH): we must be a secondary of the PG
+		 * in this epoch, or a member of its up set being brought up
+		 * to date.  Not: the sender's map and ours disagree,
 		 * retryable once they converge. */
 		for (unsigned i = 1; i < loc.n; i++)
 			if (loc.acting[i] == (uint32_t)m->self)
+				return WF_TGT_OK;
+		for (unsigned i = 0; i < nup; i++)
+			if (up[i] == (uint32_t)m->self && !in_set(loc.acting, loc.n, up[i]))
 				return WF_TGT_OK;
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_REPL);
 	}
@@ -209,9 +224,14 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		 * primary has every acknowledged write). */
 		if (loc.n < m->map.pools[loc.pool].min_size)
 			return reject(out, WF_WS_DEGRADED, WF_TGT_R_DEGRADED);
-		out->nsec = (uint8_t)(loc.n - 1);
 		for (unsigned i = 1; i < loc.n; i++)
-			out->secondaries[i - 1] = loc.acting[i];
+			out->secondaries[out->nsec++] = loc.acting[i];
+		/* Members being brought up to date get every write too, so
+		 * the copy the primary sends them (recover.c) and the writes
+		 * that follow it leave them current. */
+		for (unsigned i = 0; i < nup; i++)
+			if (!in_set(loc.acting, loc.n, up[i]))
+				out->secondaries[out->nsec++] = up[i];
 	}
 	return WF_TGT_OK;
 

@@ -252,6 +252,9 @@ int  wf_store_add_queue(struct wf_store *s, unsigned ring_entries,
  */
 int  wf_store_extent_at(const struct wf_store *s, uint32_t phys,
 			uint64_t *volume, uint32_t *extent);
+/* Whether extent `extent` of `volume` is allocated here (the same kind of
+ * hint: a lock-free lookup). */
+bool wf_store_holds(struct wf_store *s, uint64_t volume, uint32_t extent);
 
 /* Queues of the store, and the index of this one (0 for the first). */
 unsigned wf_store_queues(const struct wf_store *s);

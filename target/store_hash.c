@@ -118,6 +118,17 @@ void wf_ht_remove(struct wf_store *s, uint64_t hole)
 	s->sh->live--;
 }
 
+bool wf_store_holds(struct wf_store *s, uint64_t volume, uint32_t extent)
+{
+	struct wf_store_req req = {
+		.volume = volume,
+		.offset = (uint64_t)extent << s->extent_shift,
+	};
+	uint64_t bucket;
+
+	return wf_ht_lookup(s, &req, &bucket) >= 0;
+}
+
 /* Lock-free lookup: retried around entries moving in the hash table (a
  * removal, which runs under the lock, so waiting on the lock waits for
  * it). */

@@ -53,6 +53,8 @@ struct wf_tgt_cfg {
 	uint32_t    slot_size;          /* bytes, multiple of 4096 */
 	uint32_t    max_conns;
 	uint32_t    poll_us;            /* busy-poll this long before sleeping */
+	uint32_t    recovery_qd;        /* recovery copies in flight per reactor */
+	uint32_t    recovery_mbps;      /* MiB/s per reactor, 0: no limit */
 	uint32_t    cache;              /* enum wf_store_cache */
 	bool        format, force;
 	const char *listen_override;    /* --listen ADDR: instead of the map's */
@@ -93,6 +95,10 @@ void wf_tgt_map_free(struct wf_tgt_map *m);
 /* Index into m->map.volumes of volume id, or -ENOENT. */
 int  wf_tgt_map_volume(const struct wf_tgt_map *m, uint64_t id);
 
+/* Forwards of one request at most: the acting set's secondaries and the
+ * members of the up set being brought up to date (recover.c). */
+#define WF_TGT_MAX_FWD (2 * WF_MAX_REPLICAS - 1)
+
 /* ---- request validation (req.c): pure, no I/O ------------------------- */
 
 /* What the parser decided. */
@@ -132,8 +138,9 @@ struct wf_tgt_parsed {
 	                         * the slot's request struct */
 	int32_t  vol_idx;       /* OK (not FLUSH): index into map.volumes */
 	/* OK WRITE or DISCARD from a client, at the primary: the other
-	 * acting members (target indices) to forward it to. */
-	uint32_t secondaries[WF_MAX_REPLICAS - 1];
+	 * acting members, then the up set's members being brought up to date
+	 * (target indices), to forward it to. */
+	uint32_t secondaries[WF_TGT_MAX_FWD];
 	uint8_t  nsec;
 };
 
@@ -249,8 +256,8 @@ struct wf_tgt_req {
 	uint32_t flush_after;           /* FLUSH: next peer target id to
 	                                 * look at (forwards go in batches) */
 	struct wf_tgt_req *ord_prev, *ord_next;   /* r->order */
-	uint32_t secondaries[WF_MAX_REPLICAS - 1];
-	struct wf_tgt_fwd fwd[WF_MAX_REPLICAS - 1];
+	uint32_t secondaries[WF_TGT_MAX_FWD];
+	struct wf_tgt_fwd fwd[WF_TGT_MAX_FWD];
 };
 
 enum wf_tgt_conn_state {
@@ -285,6 +292,8 @@ struct wf_tgt_conn {
 	struct wf_tgt_req  *reqs;       /* [cfg slots] */
 	struct wf_tgt_conn *next_free;
 	bool                counted;    /* in closing_io (conn.c) */
+	bool                recovery;   /* the reactor's recovery ring: its
+	                                 * requests are recover.c's copies */
 };
 
 void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
@@ -299,6 +308,26 @@ void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 void wf_tgt_conn_run_held(struct wf_tgt_reactor *r);
 /* A forward of q ended (peer.c) with the secondary's wire status. */
 void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status);
+/* The order list (conn.c): q enters it; false when an earlier overlapping
+ * write holds it back (q is then RQ_ORDER, resumed by order_del). */
+bool wf_tgt_order_enter(struct wf_tgt_reactor *r, struct wf_tgt_req *q);
+void wf_tgt_order_leave(struct wf_tgt_reactor *r, struct wf_tgt_req *q);
+/* Forward q to q->secondaries[0 .. q->nfwd) (its parts), q->state
+ * RQ_FORWARD; the last part's end calls wf_tgt_recover_op_done for a
+ * recovery copy. */
+void wf_tgt_forward(struct wf_tgt_reactor *r, struct wf_tgt_req *q);
+void wf_tgt_store_req_init(struct wf_tgt_req *q);
+
+/* ---- recovery (recover.c) ------------------------------------------- */
+
+/* A map epoch is in place: plan this reactor's pass. */
+void wf_tgt_recover_start(struct wf_tgt_reactor *r);
+/* One turn: start copies within the limits; true when it did something. */
+bool wf_tgt_recover_step(struct wf_tgt_reactor *r);
+/* A copy's forwards (or its read) ended. */
+void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status);
+/* An op held on the order list may start now. */
+void wf_tgt_recover_resume(struct wf_tgt_req *q);
 
 /* ---- peer links (peer.c): this target as a client of its peers ------ */
 
@@ -437,6 +466,35 @@ struct wf_tgt_reclaim {
 	uint64_t freed, failed;         /* this scan */
 };
 
+/*
+ * Recovery (recover.c): for every PG this target leads whose up set has
+ * members outside its acting set (the map pins the PG, pg_temp), the
+ * primary copies each extent it owns to those members, through the order
+ * list so that client writes to the same blocks go before or after a copy,
+ * never between its read and its forward.  An extent it does not hold is
+ * discarded at the members (they may hold stale blocks).  Client writes
+ * of those PGs go to the members too (req.c), so once the pass is done
+ * they are current, and `weftctl recover` can end the pin.
+ */
+#define WF_TGT_RECOVER_SCAN  256u       /* extents looked at per turn */
+
+struct wf_tgt_recover {
+	uint64_t epoch;                 /* of the pass */
+	uint64_t done_epoch;            /* last epoch whose pass finished */
+	bool     active;
+	bool     failed;                /* a copy failed: pass again */
+	uint64_t again_at;              /* ns: the next pass after a failure */
+	uint32_t vol;                   /* cursor: index into map.volumes */
+	uint64_t ext;                   /*         extent of that volume */
+	uint32_t chunk;                 /*         next chunk of the extent */
+	bool     in_extent;             /* chunks of ext still to start */
+	unsigned inflight;
+	uint32_t pgs, degraded;         /* PGs led: recovering, degraded */
+	uint64_t bytes, left;           /* copied; extents left (estimate) */
+	uint64_t tokens, tok_ns;        /* bandwidth limit (bytes, refill) */
+	uint64_t copied, erased;        /* extents, this pass */
+};
+
 struct wf_tgt_reactor {
 	const struct wf_tgt_cfg *cfg;
 	struct wf_tgt      *t;
@@ -477,6 +535,8 @@ struct wf_tgt_reactor {
 	                                           * discards in flight or
 	                                           * waiting, in arrival order */
 	struct wf_tgt_reclaim reclaim;  /* reactor 0 */
+	struct wf_tgt_conn *rconn;      /* the recovery ring (not a client) */
+	struct wf_tgt_recover rec;
 };
 
 /* Reactor idx of t (reactor 0 first: the others take its listening

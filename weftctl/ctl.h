@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* weftctl subcommands; each returns the process exit code. */
-#ifndef WEFT_INITIATOR_CTL_H
-#define WEFT_INITIATOR_CTL_H
+#ifndef WEFT_WEFTCTL_CTL_H
+#define WEFT_WEFTCTL_CTL_H
+
+#include <stdint.h>
 
 int ctl_check(int argc, char **argv);      /* ctl_map.c */
 int ctl_locate(int argc, char **argv);     /* ctl_place.c */
@@ -9,5 +11,18 @@ int ctl_map(int argc, char **argv);        /* ctl_place.c: "map show" */
 int ctl_balance(int argc, char **argv);    /* ctl_place.c */
 int ctl_status(int argc, char **argv);     /* ctl_status.c */
 int ctl_volume(int argc, char **argv);     /* ctl_volume.c */
+int ctl_target(int argc, char **argv);     /* ctl_target.c */
+int ctl_recover(int argc, char **argv);    /* ctl_target.c */
+
+struct wf_map;
+struct wf_target;
+struct wf_ctl_status;
+/* STATUS of target t: its control socket in run_dir when it is on this
+ * host, else its data address (*via says which).  0 or -errno. */
+int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
+	     int ms, struct wf_ctl_status *st, const char **via);
+/* Ask every target of m on this host to reload its map file (RELOAD on
+ * the control socket), printing what each answered. */
+void ctl_tell_targets(const struct wf_map *m, const char *run_dir);
 
 #endif

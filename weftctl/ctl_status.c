@@ -139,6 +139,19 @@ out:
 	return ret;
 }
 
+int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
+	    int ms, struct wf_ctl_status *st, const char **via)
+{
+	int ret = ask_ctl(run_dir, t->id, epoch, ms, st);
+
+	*via = "control socket";
+	if (ret) {
+		*via = "data address";
+		ret = ask_data(t, epoch, ms, st);
+	}
+	return ret;
+}
+
 int ctl_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -196,14 +209,10 @@ int ctl_status(int argc, char **argv)
 		char addr[WF_NAME_MAX + 8];
 		int ret;
 
-		snprintf(addr, sizeof(addr), "%s:%u", t->addr, t->port);
-		const char *via = "control socket";
+		const char *via;
 
-		ret = ask_ctl(run_dir, t->id, map.epoch, ms, &st);
-		if (ret) {
-			via = "data address";
-			ret = ask_data(t, map.epoch, ms, &st);
-		}
+		snprintf(addr, sizeof(addr), "%s:%u", t->addr, t->port);
+		ret = ctl_ask(run_dir, t, map.epoch, ms, &st, &via);
 		if (!ret && le32toh(st.target_id) == t->id &&
 		    le64toh(st.cluster_id) == map.cluster_id) {
 			printf("%-6u %-24s %-6s %-8" PRIu64 " %10" PRIu64 " %10" PRIu64

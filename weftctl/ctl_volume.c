@@ -79,7 +79,7 @@ static int validate(const struct wf_map *m, struct wf_map_err *err)
 	return ret;
 }
 
-static void tell_targets(const struct wf_map *m, const char *run_dir)
+void ctl_tell_targets(const struct wf_map *m, const char *run_dir)
 {
 	for (uint32_t i = 0; i < m->ntargets; i++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -266,7 +266,7 @@ int ctl_volume(int argc, char **argv)
 	       !strcmp(verb, "create") ? "create" : verb[0] == 'r' ? "resize" : "delete",
 	       m.epoch);
 	if (!out || !strcmp(out, path))
-		tell_targets(&m, run_dir);
+		ctl_tell_targets(&m, run_dir);
 	ret = 0;
 out:
 	wf_map_edit_free(&m);

@@ -16,6 +16,8 @@ static const struct {
 	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
 	{ "status",  ctl_status,  "status -c MAP                which targets answer, epoch, used/free" },
 	{ "volume",  ctl_volume,  "volume create|resize|delete -c MAP NAME ...  edit volumes (epoch+1)" },
+	{ "target",  ctl_target,  "target down|up|out|in|reweight ID -c MAP  change a target (epoch+1)" },
+	{ "recover", ctl_recover, "recover -c MAP [--wait]      bring new members up to date, end pins" },
 };
 
 static int usage(FILE *f)

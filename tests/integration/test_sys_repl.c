@@ -332,3 +332,64 @@ Test(sys_repl, member_killed_during_writes_loses_nothing)
 		(unsigned long long)s.acks, (unsigned long long)s.fails);
 	sys_stream_free(&s);
 }
+
+/* weftctl on the suite's cluster; its exit status. */
+static int weftctl(const char *args)
+{
+	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", C.bin,
+		      args, C.map, C.run);
+}
+
+/*
+ * A member marked down misses writes; marked up again it is pinned out of
+ * its PGs' acting sets while their primaries bring it up to date, then
+ * `weftctl recover` lets it serve: it alone reads back every write,
+ * discard and overwrite made while it was away.
+ */
+Test(sys_repl, member_back_from_down_is_brought_up_to_date)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *img = aligned_alloc(4096, SPAN);
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	uint64_t rng = 7;
+	char cmd[64];
+
+	cr_assert(img);
+	open_vol3(5000, &cl, &vol);
+	for (uint64_t off = 0; off < SPAN; off += 128 * 1024) {
+		for (uint64_t b = 0; b < 128 * 1024; b += SYS_BS)
+			sys_fill(img + off + b, off + b, 1);
+		cr_assert_eq(weft_pwrite(vol, img + off, 128 * 1024, off, 0),
+			     128 * 1024);
+	}
+	weft_cluster_close(cl);
+
+	snprintf(cmd, sizeof(cmd), "target down %u", away);
+	cr_assert_eq(weftctl(cmd), 0);
+	open_vol3(8000, &cl, &vol);
+	overwrite(vol, cl, img, SPAN, 1500, &rng, 100);
+	/* A whole extent and part of another discarded while it is away. */
+	cr_assert_eq(weft_discard_sync(vol, 3 * SYS_EXT, SYS_EXT), 0);
+	memset(img + 3 * SYS_EXT, 0, SYS_EXT);
+	cr_assert_eq(weft_discard_sync(vol, 5 * SYS_EXT + 64 * 1024, 256 * 1024), 0);
+	memset(img + 5 * SYS_EXT + 64 * 1024, 0, 256 * 1024);
+	weft_cluster_close(cl);
+
+	snprintf(cmd, sizeof(cmd), "target up %u", away);
+	cr_assert_eq(weftctl(cmd), 0);
+	/* Pinned: clients read the members that hold the data meanwhile. */
+	expect_image("while it is brought up to date", img, SPAN);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	{
+		struct wf_map m;
+		struct wf_map_err err;
+
+		cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+		cr_assert_eq(m.ntemps, 0, "pins left after recover");
+		wf_map_free(&m);
+	}
+	expect_on_each_replica(img, SPAN);
+	free(img);
+}

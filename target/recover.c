@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Recovery: bringing new members of a PG up to date (docs/replication.md,
+ * "Recovery").  The map pins a PG whose up set has members that lack its
+ * data (pg_temp: the acting set stays the members that hold it); the
+ * PG's primary then copies every extent of the PG it owns to the members
+ * of the up set outside the acting set, while client writes of the PG go
+ * to them too (req.c).  `weftctl recover` ends the pin once every primary
+ * reports its pass done for the epoch (struct wf_ctl_status).
+ *
+ * One pass per reactor and map epoch, over the volumes of the map: for
+ * each extent whose PG this target leads with such members, and whose
+ * owner reactor is this one:
+ *
+ *   held here      copies of slot_size chunks: read (store, into a slot of
+ *                  the reactor's recovery ring) then forward as a replica
+ *                  WRITE (peer.c) from that slot, no CPU copy;
+ *   not held here  a replica DISCARD of the whole extent (the member may
+ *                  hold stale blocks of it from an earlier membership).
+ *
+ * Every copy enters the order list (conn.c) for its range before its read:
+ * client writes to the same blocks that came earlier are done (at every
+ * member) before it reads, later ones wait until its forwards are done, so
+ * a member never ends with older data than the primary.  A copy that
+ * fails (a member unreachable, of another epoch) makes the pass run again
+ * a second later; the pass of a newer epoch replaces it.
+ *
+ * Limits: --recovery-qd copies in flight per reactor, --recovery-mbps of
+ * copied bytes per reactor, and client first: no copy starts in a turn
+ * where client store I/O is in flight beyond the copies' own share.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "target/target.h"
+
+#define AGAIN_MS 1000u
+
+static bool in_set(const uint32_t *set, unsigned n, uint32_t t)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (set[i] == t)
+			return true;
+	return false;
+}
+
+/* The members of (pool, pg) this target must bring up to date: the up
+ * set's members outside the acting set, when it is the acting primary.
+ * Returns their number (0: nothing to do here). */
+static unsigned targets_of(const struct wf_tgt_map *m, uint32_t pool,
+			   uint32_t pg, uint32_t *out)
+{
+	const uint32_t *act, *up;
+	unsigned nact = wf_pg_acting(&m->table, pool, pg, &act);
+	unsigned nup = wf_pg_up(&m->table, pool, pg, &up), n = 0;
+
+	if (m->self < 0 || !nact || act[0] != (uint32_t)m->self)
+		return 0;
+	for (unsigned i = 0; i < nup; i++)
+		if (!in_set(act, nact, up[i]))
+			out[n++] = up[i];
+	return n;
+}
+
+void wf_tgt_recover_start(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_recover *rc = &r->rec;
+	const struct wf_tgt_map *m = r->map;
+	uint32_t tmp[WF_MAX_REPLICAS];
+
+	rc->epoch = m->epoch;
+	rc->pgs = rc->degraded = 0;
+	rc->bytes = rc->copied = rc->erased = 0;
+	rc->vol = 0;
+	rc->ext = 0;
+	rc->chunk = 0;
+	rc->in_extent = false;
+	rc->failed = false;
+	rc->left = 0;
+	for (uint32_t p = 0; p < m->map.npools; p++) {
+		const struct wf_pool *pool = &m->map.pools[p];
+
+		for (uint32_t pg = 0; pg < pool->pg_num; pg++) {
+			const uint32_t *act;
+			unsigned nact = wf_pg_acting(&m->table, p, pg, &act);
+
+			if (m->self < 0 || !nact || act[0] != (uint32_t)m->self)
+				continue;
+			if (targets_of(m, p, pg, tmp))
+				rc->pgs++;
+			else if (nact < pool->replicas)
+				rc->degraded++;
+		}
+	}
+	if (!rc->pgs) {
+		rc->active = false;
+		rc->done_epoch = m->epoch;
+		return;
+	}
+	for (uint32_t v = 0; v < m->map.nvolumes; v++)
+		rc->left += m->map.volumes[v].size / m->extent_size;
+	rc->active = true;
+	wf_tgt_log("reactor %u: epoch %llu: bringing new members of %u PGs up "
+		   "to date", r->idx, (unsigned long long)m->epoch, rc->pgs);
+}
+
+/* A slot of the recovery ring for a copy, or NULL. */
+static struct wf_tgt_req *op_get(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_conn *c = r->rconn;
+
+	for (uint32_t s = 0; s < r->cfg->recovery_qd; s++)
+		if (c->reqs[s].state == RQ_FREE) {
+			c->reqs[s].slot = s;
+			return &c->reqs[s];
+		}
+	return NULL;
+}
+
+static void op_put(struct wf_tgt_req *q)
+{
+	q->state = RQ_FREE;
+	q->conn->r->rec.inflight--;
+}
+
+/* The op's range may go now (it is first on the order list for it). */
+static void op_go(struct wf_tgt_req *q)
+{
+	struct wf_tgt_conn *c = q->conn;
+	struct wf_tgt_reactor *r = c->r;
+	int ret;
+
+	if (q->op == WF_OP_DISCARD) {
+		wf_tgt_forward(r, q);
+		return;
+	}
+	/* Read the chunk into the op's slot; the forwards follow. */
+	wf_tgt_store_req_init(q);
+	ret = wf_store_read(r->store, &q->sreq, q->volume, q->offset, q->length,
+			    c->ring + (size_t)q->slot * c->lim.slot_size,
+			    (int)c->idx);
+	if (ret) {
+		wf_tgt_recover_op_done(q, wf_wire_status_from_errno(ret));
+		return;
+	}
+	q->state = RQ_STORE;
+	c->store_inflight++;
+	WF_TGT_ADD(r->store_inflight, 1);
+}
+
+void wf_tgt_recover_resume(struct wf_tgt_req *q)
+{
+	op_go(q);
+}
+
+void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
+{
+	struct wf_tgt_reactor *r = q->conn->r;
+	struct wf_tgt_recover *rc = &r->rec;
+
+	if (q->state == RQ_STORE && status == WF_WS_OK) {
+		/* The read is in: now the same slot to every member. */
+		wf_tgt_forward(r, q);
+		return;
+	}
+	if (status != WF_WS_OK) {
+		if (!rc->failed)
+			wf_tgt_log("reactor %u: recovery copy of volume %llu at %llu "
+				   "failed (%s): the pass runs again", r->idx,
+				   (unsigned long long)q->volume,
+				   (unsigned long long)q->offset,
+				   wf_wire_status_name(status));
+		rc->failed = true;
+	} else if (q->op == WF_OP_WRITE) {
+		rc->bytes += q->length;
+	}
+	/* After forwards part_done took it off the order list; after a
+	 * failed read (or a read that could not start) it is still on. */
+	if (q->ord_prev || q->ord_next || r->ord_head == q)
+		wf_tgt_order_leave(r, q);
+	op_put(q);
+}
+
+/* Start an op over [off, off + len) of volume vol; false when no slot. */
+static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
+		     uint64_t off, uint32_t len, const uint32_t *to, unsigned nto)
+{
+	struct wf_tgt_req *q = op_get(r);
+
+	if (!q)
+		return false;
+	r->rec.inflight++;
+	q->op = op;
+	q->flags = 0;
+	q->volume = vol;
+	q->offset = off;
+	q->length = len;
+	q->nfwd = (uint8_t)nto;
+	memcpy(q->secondaries, to, nto * sizeof(*to));
+	q->state = RQ_STORE;            /* taken (not RQ_FREE) */
+	if (wf_tgt_order_enter(r, q))
+		op_go(q);
+	return true;
+}
+
+/* Refill the byte budget: recovery_mbps MiB per second. */
+static bool budget(struct wf_tgt_reactor *r, uint32_t want)
+{
+	struct wf_tgt_recover *rc = &r->rec;
+	uint64_t now, cap;
+
+	if (!r->cfg->recovery_mbps)
+		return true;
+	now = wf_tgt_now_ns();
+	cap = (uint64_t)r->cfg->recovery_mbps << 20;
+	rc->tokens += (now - rc->tok_ns) * cap / 1000000000ull;
+	if (rc->tokens > cap / 10 + want)       /* bursts of 100 ms */
+		rc->tokens = cap / 10 + want;
+	rc->tok_ns = now;
+	if (rc->tokens < want)
+		return false;
+	rc->tokens -= want;
+	return true;
+}
+
+bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_recover *rc = &r->rec;
+	const struct wf_tgt_map *m = r->map;
+	uint32_t es = m->extent_size, chunk = r->cfg->slot_size, to[WF_MAX_REPLICAS];
+	unsigned looked = 0, started = 0;
+
+	if (!rc->active || r->phase != PH_RUN)
+		return false;
+	if (rc->epoch != m->epoch) {
+		/* A newer map: its own pass, once this one's copies are in. */
+		if (rc->inflight)
+			return false;
+		wf_tgt_recover_start(r);
+		if (!rc->active)
+			return true;
+	}
+	if (rc->again_at) {
+		if (wf_tgt_now_ns() < rc->again_at)
+			return false;
+		rc->again_at = 0;
+	}
+	/* Clients first: copies wait while client store I/O beyond the
+	 * copies' own is in flight. */
+	if (r->store_inflight > rc->inflight + 4)
+		return false;
+	while (rc->vol < m->map.nvolumes && looked < WF_TGT_RECOVER_SCAN) {
+		const struct wf_volume *v = &m->map.volumes[rc->vol];
+		uint64_t next = v->size / es;
+		uint32_t pg;
+		unsigned nto;
+
+		if (rc->ext >= next) {
+			rc->vol++;
+			rc->ext = 0;
+			continue;
+		}
+		pg = wf_pg_of(v->id, rc->ext, m->map.pools[v->pool].pg_num);
+		nto = targets_of(m, v->pool, pg, to);
+		if (!nto || wf_extent_reactor(v->id, (uint32_t)rc->ext, r->t->n) != r->idx) {
+			rc->ext++;
+			looked++;
+			if (rc->left)
+				rc->left--;
+			continue;
+		}
+		if (!rc->in_extent) {
+			/* Held here?  A hint (the copies read under the order
+			 * list: an extent discarded since reads back as
+			 * zeros, and a write that allocates it meanwhile
+			 * goes to the members itself). */
+			if (!wf_store_holds(r->store, v->id, (uint32_t)rc->ext)) {
+				if (rc->inflight >= r->cfg->recovery_qd ||
+				    !op_start(r, WF_OP_DISCARD, v->id,
+					      rc->ext * es, es, to, nto))
+					break;
+				rc->erased++;
+				started++;
+				rc->ext++;
+				looked++;
+				if (rc->left)
+					rc->left--;
+				continue;
+			}
+			rc->in_extent = true;
+			rc->chunk = 0;
+		}
+		if (rc->inflight >= r->cfg->recovery_qd || !budget(r, chunk))
+			break;
+		if (!op_start(r, WF_OP_WRITE, v->id,
+			      rc->ext * es + (uint64_t)rc->chunk * chunk,
+			      chunk < es ? chunk : es, to, nto))
+			break;
+		started++;
+		if (++rc->chunk * (uint64_t)chunk >= es) {
+			rc->in_extent = false;
+			rc->copied++;
+			rc->ext++;
+			looked++;
+			if (rc->left)
+				rc->left--;
+		}
+	}
+	if (rc->vol >= m->map.nvolumes && !rc->inflight) {
+		if (rc->failed) {
+			rc->vol = 0;
+			rc->ext = 0;
+			rc->failed = false;
+			rc->again_at = wf_tgt_now_ns() + AGAIN_MS * 1000000ull;
+			return started || looked;
+		}
+		wf_tgt_log("reactor %u: epoch %llu: new members are up to date "
+			   "(%llu extents copied, %llu erased, %llu MiB)", r->idx,
+			   (unsigned long long)rc->epoch,
+			   (unsigned long long)rc->copied,
+			   (unsigned long long)rc->erased,
+			   (unsigned long long)(rc->bytes >> 20));
+		rc->active = false;
+		rc->done_epoch = rc->epoch;
+		rc->left = 0;
+	}
+	return started || looked;
+}

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weftctl target down|up|out|in|reweight and weftctl recover, for the
+ * static (file) map: each writes the next epoch of the map file and asks
+ * the targets on this host to load it.  A change that gives a PG members
+ * that lack its data pins the PG (pg_temp) to the members that hold it
+ * (wf_map_pin_moves); the PG's primary then brings the newcomers up to
+ * date, and `weftctl recover` ends the pins once every target reports it
+ * done (docs/replication.md, "Recovery").
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "placement/placement.h"
+#include "proto/ctl.h"
+#include "weftctl/ctl.h"
+
+static int target_usage(FILE *f)
+{
+	fprintf(f, "usage: weftctl target down|up|out|in ID -c MAP [--run-dir D]\n"
+		"       weftctl target reweight ID WEIGHT -c MAP [--run-dir D]\n"
+		"  Write the next epoch of MAP with target ID marked down (its PGs\n"
+		"  are served by their other members; no data moves), up, out (its\n"
+		"  data moves to other targets), in, or with a new weight, and ask\n"
+		"  the targets on this host to load it.  PGs that gain members\n"
+		"  lacking their data stay on the members that hold it (pg_temp)\n"
+		"  until they are brought up to date: run `weftctl recover`.\n");
+	return f == stdout ? 0 : 2;
+}
+
+static int recover_usage(FILE *f)
+{
+	fprintf(f, "usage: weftctl recover -c MAP [--wait] [--timeout S] [--run-dir D]\n"
+		"  Report how far the targets are in bringing new members of PGs\n"
+		"  up to date; when all are done for the map's epoch, write the next\n"
+		"  epoch without the pins (pg_temp), so the new members serve.\n"
+		"  --wait: repeat until done (at most --timeout seconds, default\n"
+		"  3600), printing progress.  Exit 0 when no PG is pinned any more,\n"
+		"  1 if not, 2 on bad arguments.\n");
+	return f == stdout ? 0 : 2;
+}
+
+/* Save m (epoch already bumped) after a round trip through the loader,
+ * then tell the local targets.  0 or 1 (the exit code). */
+static int save(struct wf_map *m, const char *path, const char *run_dir)
+{
+	struct wf_map_err err;
+	struct wf_map back;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int ret;
+
+	if (!f)
+		return 1;
+	ret = wf_map_write(m, f);
+	fclose(f);
+	if (!ret)
+		ret = wf_map_load_buf(buf, len, "new map", &back, &err);
+	free(buf);
+	if (ret) {
+		fprintf(stderr, "weftctl: the new map is not valid: %s\n", err.msg);
+		return 1;
+	}
+	wf_map_free(&back);
+	if (wf_map_save(m, path, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	ctl_tell_targets(m, run_dir);
+	return 0;
+}
+
+static int load_copy(const char *path, struct wf_map *m)
+{
+	struct wf_map_err err;
+	struct wf_map loaded;
+
+	if (wf_map_load(path, &loaded, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	if (wf_map_copy(m, &loaded)) {
+		wf_map_free(&loaded);
+		fprintf(stderr, "weftctl: out of memory\n");
+		return -1;
+	}
+	wf_map_free(&loaded);
+	return 0;
+}
+
+int ctl_target(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR"), *verb;
+	struct wf_map prev, next;
+	struct wf_target *t;
+	double weight = 0;
+	unsigned long id;
+	char *end;
+	int c, ti, pinned, ret = 1;
+	bool rw;
+
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		return target_usage(stdout);
+	if (argc < 3)
+		return target_usage(stderr);
+	verb = argv[1];
+	rw = !strcmp(verb, "reweight");
+	if (!rw && strcmp(verb, "down") && strcmp(verb, "up") &&
+	    strcmp(verb, "out") && strcmp(verb, "in")) {
+		fprintf(stderr, "weftctl target: unknown action '%s'\n", verb);
+		return target_usage(stderr);
+	}
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "c:r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'h': return target_usage(stdout);
+		default: return target_usage(stderr);
+		}
+	}
+	if (!path || optind != argc - (rw ? 2 : 1))
+		return target_usage(stderr);
+	errno = 0;
+	id = strtoul(argv[optind], &end, 10);
+	if (errno || *end || id > UINT32_MAX || *argv[optind] == '-') {
+		fprintf(stderr, "weftctl target: '%s' is not a target id\n", argv[optind]);
+		return 2;
+	}
+	if (rw) {
+		weight = strtod(argv[optind + 1], &end);
+		if (*end || !(weight >= 0) || weight > 65535) {
+			fprintf(stderr, "weftctl target: weight '%s' is not 0 .. 65535\n",
+				argv[optind + 1]);
+			return 2;
+		}
+	}
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/weft";
+	if (load_copy(path, &prev))
+		return 1;
+	if (wf_map_copy(&next, &prev)) {
+		wf_map_edit_free(&prev);
+		fprintf(stderr, "weftctl: out of memory\n");
+		return 1;
+	}
+	ti = wf_map_target_by_id(&next, (uint32_t)id);
+	if (ti < 0) {
+		fprintf(stderr, "weftctl target: no target %lu in %s\n", id, path);
+		goto out;
+	}
+	t = &next.targets[ti];
+	if (!strcmp(verb, "down"))
+		t->up = false;
+	else if (!strcmp(verb, "up"))
+		t->up = true;
+	else if (!strcmp(verb, "out"))
+		t->in = false;
+	else if (!strcmp(verb, "in"))
+		t->in = true;
+	else
+		t->weight = (uint32_t)lround(weight * 65536.0);
+	wf_map_reweigh(&next);
+	next.epoch++;
+	pinned = wf_map_pin_moves(&prev, &next);
+	if (pinned < 0) {
+		fprintf(stderr, "weftctl target: %s\n", strerror(-pinned));
+		goto out;
+	}
+	ret = save(&next, path, run_dir);
+	if (!ret)
+		printf("%s: target %lu %s, epoch %" PRIu64 "; %d PGs pinned to the "
+		       "members that hold their data%s\n", path, id,
+		       rw ? "reweighted" : verb, next.epoch, pinned,
+		       pinned ? " (run `weftctl recover` to bring the new ones "
+		       "up to date)" : "");
+out:
+	wf_map_edit_free(&next);
+	wf_map_edit_free(&prev);
+	return ret;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One look at every up target: 1 when all are done with m's epoch, 0 if
+ * not (progress printed), -1 when one does not answer. */
+static int look(const struct wf_map *m, const char *run_dir, bool quiet)
+{
+	uint64_t bytes = 0, left = 0;
+	uint32_t pgs = 0, degraded = 0, behind = 0;
+	int missing = 0;
+
+	for (uint32_t i = 0; i < m->ntargets; i++) {
+		const struct wf_target *t = &m->targets[i];
+		struct wf_ctl_status st;
+		const char *via;
+
+		if (!t->up)
+			continue;
+		if (ctl_ask(run_dir, t, m->epoch, 2000, &st, &via) ||
+		    le32toh(st.target_id) != t->id) {
+			if (!quiet)
+				fprintf(stderr, "weftctl recover: target %u does not "
+					"answer\n", t->id);
+			missing++;
+			continue;
+		}
+		if (le64toh(st.epoch) < m->epoch ||
+		    le64toh(st.recovered_epoch) < m->epoch)
+			behind++;
+		pgs += le32toh(st.pgs_recovering);
+		degraded += le32toh(st.pgs_degraded);
+		bytes += le64toh(st.recovery_bytes);
+		left += le64toh(st.recovery_left);
+	}
+	if (missing)
+		return -1;
+	if (!quiet)
+		printf("epoch %" PRIu64 ": %u PGs pinned, %u recovering, %u degraded; "
+		       "%.1f MiB copied; %" PRIu64 " extents left to look at; %u "
+		       "targets not done\n", m->epoch, m->ntemps, pgs, degraded,
+		       bytes / 1048576.0, left, behind);
+	return behind ? 0 : 1;
+}
+
+int ctl_recover(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "wait", no_argument, NULL, 'w' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR");
+	bool wait = false;
+	long timeout_s = 3600;
+	int64_t end;
+	char *e;
+	int c, ret = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+c:r:wt:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'w': wait = true; break;
+		case 't':
+			timeout_s = strtol(optarg, &e, 10);
+			if (*e || timeout_s <= 0 || timeout_s > 86400 * 7) {
+				fprintf(stderr, "weftctl recover: --timeout: '%s' is "
+					"not 1 .. 604800 s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': return recover_usage(stdout);
+		default: return recover_usage(stderr);
+		}
+	}
+	if (!path || optind != argc)
+		return recover_usage(stderr);
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/weft";
+	end = now_ms() + timeout_s * 1000;
+	for (;;) {
+		struct wf_map m;
+		int st;
+
+		if (load_copy(path, &m))
+			return 1;
+		if (!m.ntemps) {
+			printf("%s: epoch %" PRIu64 ": no PG is pinned: nothing to "
+			       "recover\n", path, m.epoch);
+			wf_map_edit_free(&m);
+			return 0;
+		}
+		st = look(&m, run_dir, false);
+		if (st == 1) {
+			/* Every primary is done: the new members serve. */
+			free(m.temps);
+			m.temps = malloc(1);
+			m.ntemps = 0;
+			m.epoch++;
+			ret = m.temps ? save(&m, path, run_dir) : 1;
+			if (!ret)
+				printf("%s: epoch %" PRIu64 ": every PG's new members "
+				       "are up to date; pins removed\n", path, m.epoch);
+			wf_map_edit_free(&m);
+			return ret;
+		}
+		wf_map_edit_free(&m);
+		if (!wait || now_ms() >= end)
+			return 1;
+		nanosleep(&(struct timespec){ .tv_nsec = 250000000 }, NULL);
+	}
+}
