@@ -13,6 +13,7 @@ static const struct {
 	{ "placement", bench_placement, "placement -c MAP [--json]" },
 	{ "fabric",    bench_fabric,    "fabric --transport tcp|unix|verbs --size N [--json]" },
 	{ "floor",     bench_floor,     "floor --file PATH --rw randread|randwrite|randrw --bs 4k --qd N --runtime S [--size BYTES] [--json] [--plot DIR]" },
+	{ "thrash",    bench_thrash,    "thrash -c MAP --volume V [--cycles N] [--json]: verified I/O while targets fail and return" },
 	{ "io",        bench_io,        "io -c MAP --volume V --rw randread|randwrite|randrw --bs 4k --qd 1|32 --runtime S [--json] [--plot DIR] [--transport tcp|unix|verbs]" },
 };
 

@@ -127,3 +127,36 @@ bad:
 		*bad_at = i;
 	return -EILSEQ;
 }
+
+static uint64_t vseed(uint64_t version)
+{
+	return wf_mix64(0x5eedull ^ (version * 0x9e3779b97f4a7c15ull));
+}
+
+void wf_block_fill(void *buf, size_t len, uint64_t offset, uint64_t version)
+{
+	if (!version) {
+		memset(buf, 0, len);
+		return;
+	}
+	wf_pattern_fill(buf, len, vseed(version), offset);
+	memcpy(buf, &version, sizeof(version));
+}
+
+int64_t wf_block_version(const void *buf, size_t len, uint64_t offset)
+{
+	const unsigned char *b = buf;
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < len && !b[i]; i++)
+		;
+	if (i == len)
+		return 0;
+	memcpy(&v, buf, sizeof(v));
+	if (!v || v > (1ull << 40))
+		return -1;
+	if (wf_pattern_check(b + 8, len - 8, vseed(v), offset + 8, NULL))
+		return -1;
+	return (int64_t)v;
+}

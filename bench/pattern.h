@@ -24,6 +24,15 @@ void wf_pattern_fill(void *buf, size_t len, uint64_t seed, uint64_t offset);
 int wf_pattern_check(const void *buf, size_t len, uint64_t seed,
 		     uint64_t offset, size_t *bad_at);
 
+/*
+ * Versioned blocks: an 8-byte version, then the pattern of a seed drawn
+ * from the version, so a block read back says which write it came from.
+ * Version 0 is zeros (never written, or discarded).
+ */
+void    wf_block_fill(void *buf, size_t len, uint64_t offset, uint64_t version);
+/* The version buf holds (0 for zeros), or -1 if it matches none. */
+int64_t wf_block_version(const void *buf, size_t len, uint64_t offset);
+
 /* splitmix64: the mixing function behind the pattern and seeded offsets. */
 static inline uint64_t wf_mix64(uint64_t x)
 {

@@ -96,6 +96,7 @@ static int conns_rebuild(struct weft_cluster *cl, struct wf_map *nm)
 			    cl->conns[i]->target_id == nc[j]->target_id) {
 				nc[j]->wgen = cl->conns[i]->wgen;
 				nc[j]->fgen = cl->conns[i]->fgen;
+				nc[j]->wgen1 = cl->conns[i]->wgen1;
 			}
 	}
 	/* Pass 2: commit. */

@@ -135,6 +135,18 @@ static struct wf_conn *conn_of(struct weft_cluster *cl, struct wf_conn *c)
 	return t >= 0 ? cl->conns[t] : c;
 }
 
+/* A write or discard completed on c's target: the next flush visits it. */
+static void count_write(struct weft_cluster *cl, struct wf_conn *c,
+			const struct wf_piece *p)
+{
+	struct wf_conn *t = conn_of(cl, c);
+	const struct weft_volume *v = p->io->vol;
+
+	t->wgen++;
+	if (v->gone || cl->map.pools[cl->map.volumes[v->idx].pool].min_size <= 1)
+		t->wgen1 = t->wgen;
+}
+
 /* -> FREE; the parent completes with its last piece. */
 static void piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res)
 {
@@ -213,7 +225,7 @@ static void settle(struct weft_cluster *cl, struct wf_piece *p)
 		/* One round of a piece larger than the slots: copy out what
 		 * came, then send the rest. */
 		if (p->op == WF_OP_WRITE || p->op == WF_OP_DISCARD)
-			conn_of(cl, c)->wgen++;
+			count_write(cl, c, p);
 		if (p->op == WF_OP_READ && p->dst_bounce)
 			memcpy(p->io->buf + p->bufoff, bounce_of(cl, p), p->wlen);
 		p->io->done += p->wlen;
@@ -224,7 +236,7 @@ static void settle(struct weft_cluster *cl, struct wf_piece *p)
 		piece_retry(cl, p, RT_ROUND, cl->now);
 	} else {
 		if (p->res >= 0 && (p->op == WF_OP_WRITE || p->op == WF_OP_DISCARD))
-			conn_of(cl, c)->wgen++;
+			count_write(cl, c, p);
 		piece_done(cl, p, p->res);
 	}
 	kick(c);
@@ -411,9 +423,9 @@ static void route(struct weft_cluster *cl, struct wf_piece *p)
 	}
 	if (p->op == WF_OP_FLUSH) {
 		t = wf_map_target_by_id(&cl->map, p->target);
-		if (t < 0) {
-			/* The target left the map: nothing of ours to flush
-			 * there any more. */
+		if (t < 0 || !cl->map.targets[t].up) {
+			/* The target left the map or is marked down: the retry
+			 * pass finishes the piece (run_retries says how). */
 			piece_retry(cl, p, RT_FINISH, cl->now);
 			return;
 		}
@@ -752,9 +764,15 @@ static void run_retries(struct weft_cluster *cl)
 			piece_done(cl, p, -ENOENT);
 			continue;
 		}
-		if (p->op == WF_OP_FLUSH &&
-		    wf_map_target_by_id(&cl->map, p->target) < 0) {
-			piece_done(cl, p, 0);
+		if (p->op == WF_OP_FLUSH && p->why == RT_FINISH) {
+			int t = wf_map_target_by_id(&cl->map, p->target);
+
+			/* Its target left the map (nothing of ours there any
+			 * more), or is marked down: then what it acknowledged
+			 * is on the PGs' secondaries already, unless a write
+			 * to a single-copy pool is not covered yet. */
+			piece_done(cl, p, t < 0 || cl->conns[t]->wgen1 <=
+				   cl->conns[t]->fgen ? 0 : -EHOSTDOWN);
 			continue;
 		}
 		if (cl->now >= p->io->deadline) {

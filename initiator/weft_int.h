@@ -106,6 +106,11 @@ struct wf_conn {
 	 * reply covers (fgen): a flush must visit while they differ.  Carried
 	 * to the new connection when a map change replaces this one. */
 	uint64_t   wgen, fgen;
+	/* wgen after the last write to a pool whose min_size is 1 (it may
+	 * have one copy, on this target).  A flush to a target marked down
+	 * succeeds only if fgen covers it: the other writes are durable on
+	 * the PGs' secondaries already (they write replicas FUA). */
+	uint64_t   wgen1;
 	char       addr[WF_NAME_MAX + WF_PATH_MAX + 16];
 	struct wf_ep *ep;
 	uint64_t   retry_at;            /* CONN_IDLE: no connect before (ms) */

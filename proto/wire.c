@@ -185,8 +185,8 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
 	if ((r.flags & WF_REQ_CRC) && op != WF_OP_WRITE && op != WF_OP_READ)
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
-	/* Writes, discards and flushes are forwarded to replicas. */
-	if ((r.flags & WF_REQ_REPL) && op == WF_OP_READ)
+	/* Only writes and discards are forwarded to replicas. */
+	if ((r.flags & WF_REQ_REPL) && op != WF_OP_WRITE && op != WF_OP_DISCARD)
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
 	if (op != WF_OP_READ && (r.buf.key || r.buf.addr))
 		return fail(reason, WF_WR_FIELD, -EINVAL);

@@ -218,6 +218,31 @@ unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r)
 	return n;
 }
 
+/* Store I/O (or a forward, or a wait on the order list) of c in flight:
+ * the connection keeps its slots, the reactor's drain waits for it. */
+static void io_hold(struct wf_tgt_conn *c)
+{
+	c->store_inflight++;
+	WF_TGT_ADD(c->r->store_inflight, 1);
+}
+
+static void io_put(struct wf_tgt_conn *c)
+{
+	c->store_inflight--;
+	WF_TGT_ADD(c->r->store_inflight, (uint32_t)-1);
+	if (c->counted && !c->store_inflight)
+		closing_io_put(c);
+}
+
+/* Answer q now (or drop it with its closing connection). */
+static void finish_now(struct wf_tgt_req *q, uint16_t status)
+{
+	struct wf_tgt_conn *c = q->conn;
+
+	rq_finish(q, status);
+	conn_release_check(c);
+}
+
 /* ---- replication: order, parts, forwards ---------------------------- */
 
 static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q);
@@ -268,7 +293,7 @@ static void order_del(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
 restart:
 	for (e = r->ord_head; e; e = e->ord_next) {
 		if (e->state == RQ_ORDER && !ordered_behind(e)) {
-			e->conn->store_inflight--;      /* counted while waiting */
+			io_put(e->conn);        /* held while it waited */
 			if (e->conn->recovery)
 				wf_tgt_recover_resume(e);
 			else
@@ -289,24 +314,25 @@ bool wf_tgt_order_enter(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
 	if (!ordered_behind(q))
 		return true;
 	q->state = RQ_ORDER;
-	q->conn->store_inflight++;      /* as for clients: see start_io */
+	io_hold(q->conn);               /* as for clients: see start_io */
 	return false;
 }
 
 /*
  * One part of a replicated request (its own store I/O, or a forward) is
  * done.  The reply goes when all are: OK only if every part is, so an
- * acknowledged write is on every acting replica.  A part that failed
- * without DNR (a replica unreachable, busy, of another epoch) makes the
- * whole request DEGRADED, which the client retries; a DNR failure (a
- * full device, say) is passed on as it is.
+ * acknowledged write is on every acting replica.  The first failure
+ * decides the answer: our own store's status as it is (a device error is
+ * not hidden), a forward's DNR status as it is (a full device), any other
+ * forward failure (a replica unreachable, busy, of another epoch) as
+ * DEGRADED, which the client retries.
  */
-static void part_done(struct wf_tgt_req *q, uint16_t status)
+static void part_done(struct wf_tgt_req *q, uint16_t status, bool fwd)
 {
 	struct wf_tgt_conn *c = q->conn;
 
 	if (status != WF_WS_OK && q->worst == WF_WS_OK)
-		q->worst = (status & WF_WS_DNR) ? status : WF_WS_DEGRADED;
+		q->worst = !fwd || (status & WF_WS_DNR) ? status : WF_WS_DEGRADED;
 	if (--q->parts)
 		return;
 	if (q->nfwd)
@@ -315,13 +341,8 @@ static void part_done(struct wf_tgt_req *q, uint16_t status)
 		wf_tgt_recover_op_done(q, q->worst);
 		return;
 	}
-	if (c->state != CONN_LIVE) {
-		q->state = RQ_FREE;
-		conn_release_check(c);
-		return;
-	}
 	q->state = RQ_STORE;
-	rq_finish(q, q->worst);
+	finish_now(q, q->worst);
 }
 
 void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status)
@@ -329,22 +350,11 @@ void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status)
 	struct wf_tgt_req *q = f->q;
 	struct wf_tgt_conn *c = q->conn;
 
-	if (q->op == WF_OP_FLUSH) {
-		/* Flush forwards go in batches of WF_MAX_REPLICAS - 1: this
-		 * one goes on to the next link with unflushed writes. */
-		if (status != WF_WS_OK && q->worst == WF_WS_OK)
-			q->worst = (status & WF_WS_DNR) ? status : WF_WS_DEGRADED;
-		if (wf_tgt_fwd_flush(c->r, f, &q->flush_after))
-			return;
-		status = WF_WS_OK;      /* counted just above */
-	}
 
-	/* Counted as store I/O of the connection: its ring slot is the
+	/* Held as store I/O of the connection: its ring slot is the
 	 * forward's source until now. */
-	c->store_inflight--;
-	if (c->counted && !c->store_inflight)
-		closing_io_put(c);
-	part_done(q, status);
+	io_put(c);
+	part_done(q, status, true);
 }
 
 void wf_tgt_forward(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
@@ -356,7 +366,7 @@ void wf_tgt_forward(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
 	q->worst = WF_WS_OK;
 	for (unsigned i = 0; i < q->nfwd; i++) {
 		q->fwd[i].q = q;
-		c->store_inflight++;
+		io_hold(c);
 		wf_tgt_fwd_start(r, &q->fwd[i], q->secondaries[i]);
 	}
 }
@@ -382,14 +392,11 @@ static void store_done(struct wf_store_req *sreq, int res)
 			return;
 		res = -EIO;
 	}
-	c->store_inflight--;
-	WF_TGT_ADD(r->store_inflight, (uint32_t)-1);
-	if (c->counted && !c->store_inflight)
-		closing_io_put(c);
+	io_put(c);
 	if (res)
 		WF_TGT_ADD(r->stats.errors, 1);
 	if (q->state == RQ_FORWARD) {
-		part_done(q, wf_wire_status_from_errno(res));
+		part_done(q, wf_wire_status_from_errno(res), false);
 		return;
 	}
 	if (c->recovery) {
@@ -434,15 +441,23 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	char *slot = c->ring + (size_t)q->slot * c->lim.slot_size;
 	int bi = (int)c->idx, ret;
 
+	if (q->nfwd && q->state == RQ_ORDER && q->epoch != r->map->epoch) {
+		/* It waited across a map change: its members were of the
+		 * old epoch.  The client retries in the new one. */
+		order_del(r, q);
+		q->state = RQ_STORE;
+		finish_now(q, WF_WS_DEGRADED);
+		return;
+	}
 	if (q->nfwd && q->state != RQ_ORDER) {
 		/* Replicated: behind any earlier overlapping write or
 		 * discard, so every replica applies them in one order. */
 		order_add(r, q);
 		if (ordered_behind(q)) {
-			/* Counted as the connection's store I/O while it
+			/* Held as the connection's store I/O while it
 			 * waits: the slot holds its payload. */
 			q->state = RQ_ORDER;
-			c->store_inflight++;
+			io_hold(c);
 			return;
 		}
 	}
@@ -461,7 +476,7 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		    wf_crc32c(0, slot, q->length) != q->crc) {
 			if (q->nfwd)
 				order_del(r, q);
-			rq_finish(q, WF_WS_CRC);
+			finish_now(q, WF_WS_CRC);
 			return;
 		}
 		ret = wf_store_write(r->store, &q->sreq, q->volume, q->offset,
@@ -482,34 +497,11 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	if (ret) {
 		if (q->nfwd)
 			order_del(r, q);
-		rq_finish(q, wf_wire_status_from_errno(ret));
+		finish_now(q, wf_wire_status_from_errno(ret));
 		return;
 	}
 	q->state = RQ_STORE;
-	c->store_inflight++;
-	WF_TGT_ADD(r->store_inflight, 1);
-	if (q->op == WF_OP_FLUSH && r->peers) {
-		/* Writes we forwarded are durable on the replicas only after
-		 * their flush: forward this one to every link that carried
-		 * writes since its last (docs/replication.md). */
-		q->state = RQ_FORWARD;
-		q->parts = 1;
-		q->worst = WF_WS_OK;
-		q->flush_after = 0;
-		for (unsigned i = 0; i < WF_MAX_REPLICAS - 1; i++) {
-			struct wf_tgt_fwd *f = &q->fwd[i];
-
-			f->q = q;
-			c->store_inflight++;
-			q->parts++;
-			if (!wf_tgt_fwd_flush(r, f, &q->flush_after)) {
-				c->store_inflight--;
-				q->parts--;
-				break;
-			}
-		}
-		return;
-	}
+	io_hold(c);
 	if (!q->nfwd)
 		return;
 	/* In parallel with our own write: the same slot to every
@@ -522,7 +514,7 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		struct wf_tgt_fwd *f = &q->fwd[i];
 
 		f->q = q;
-		c->store_inflight++;
+		io_hold(c);
 		wf_tgt_fwd_start(r, f, q->secondaries[i]);
 	}
 }
@@ -624,7 +616,18 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	WF_BUF_COPY(q->buf, p.req.buf);
 	q->crc = p.req.data_crc;
 	q->nfwd = p.nsec;
+	q->epoch = r->map->epoch;
 	memcpy(q->secondaries, p.secondaries, sizeof(q->secondaries));
+	if (q->nfwd && r->t && r->t->n > 1 &&
+	    wf_extent_reactor(q->volume, (uint32_t)(q->offset / r->map->extent_size),
+			      r->t->n) != r->idx) {
+		/* Replicated writes are ordered on the extent's owner
+		 * reactor only (its order list): elsewhere BUSY, and the
+		 * client sends it to the owner (it falls back to reactor 0
+		 * only for a short while after the owner refused it). */
+		finish_now(q, WF_WS_BUSY);
+		return;
+	}
 	start_io(c, q);
 }
 
@@ -842,6 +845,7 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->client_id = 0;
 		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;
+		c->counted = false;
 		memset(&c->lim, 0, sizeof(c->lim));
 	}
 }

@@ -38,18 +38,37 @@
 enum { PWR_HELLO = 1, PWR_DATA, PWR_REQ };
 #define PWR(kind, slot) ((uint64_t)(slot) << 8 | (kind))
 
-#define PEER_CONNECT_MS   1000u     /* a blocking connect's bound */
+/*
+ * A connect blocks the reactor until the peer's reactor answers the
+ * fabric's handshake.  Two targets that connect to each other at the same
+ * moment (each is the other's secondary) would wait on each other: the
+ * bound is short, and the backoff after a failure random, so one of the
+ * two goes first the next time.  On a LAN a peer's reactor answers in far
+ * less (docs/replication.md, "What is not built yet": async connects).
+ */
+#define PEER_CONNECT_MS   100u
 #define PEER_HELLO_MS     2000u     /* GRANT within this, or close */
 #define PEER_FWD_MS       4000u     /* a forward unanswered this long
                                      * closes the link (the secondary is
                                      * frozen or gone); below libweft's
                                      * default request timeout, so the
                                      * client gets DEGRADED and retries */
-#define PEER_BACKOFF_MS   200u
+#define PEER_BACKOFF_MS   50u       /* + up to 200 ms at random */
 
 static uint64_t ms_ns(unsigned ms)
 {
 	return (uint64_t)ms * 1000000ull;
+}
+
+static uint64_t backoff_ns(struct wf_tgt_peer *p)
+{
+	/* xorshift on the link's own state: different on each side */
+	uint64_t x = wf_tgt_now_ns() ^ (uint64_t)(uintptr_t)p ^ p->fails;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return ms_ns(PEER_BACKOFF_MS) + x % ms_ns(200);
 }
 
 /* Every forward of the link ends with status; the link goes IDLE. */
@@ -89,7 +108,7 @@ static void peer_close(struct wf_tgt_peer *p, const char *why)
 		wf_ep_destroy(p->ep);
 		p->ep = NULL;
 		p->state = PEER_IDLE;
-		p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+		p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
 		fail_all(p, WF_WS_DEGRADED);
 	}
 }
@@ -132,7 +151,7 @@ out_fail:
 	if (!p->fails++)
 		wf_tgt_log("reactor %u: cannot reach target %u at %s: %s",
 			   r->idx, p->target_id, p->addr, strerror(-ret));
-	p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+	p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
 	return ret;
 }
 
@@ -153,14 +172,6 @@ static int slot_take(struct wf_tgt_peer *p)
 /* Reply in and our operations done: the slot is the link's again. */
 static void fwd_settle(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
 {
-	if (f->status == WF_WS_OK) {
-		if (f->q->op == WF_OP_FLUSH) {
-			if (p->fgen < f->fgen)
-				p->fgen = f->fgen;
-		} else {
-			p->wgen++;
-		}
-	}
 	p->slot_fwd[f->slot] = NULL;
 	p->slot_free[f->slot / 64] |= 1ull << (f->slot % 64);
 	p->nfree++;
@@ -176,13 +187,14 @@ static bool fwd_send(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
 	struct wf_tgt_reactor *r = p->r;
 	struct wf_req rq = {
 		.opcode = q->op,
-		/* The client's FUA goes along; a client's FLUSH is forwarded
-		 * to the links that carried writes (docs/replication.md). */
-		.flags = WF_REQ_REPL | (q->flags & WF_REQ_FUA),
+		/* Replicas are durable when they answer: a client's flush
+		 * then only has to reach the primary, whatever links and
+		 * reactors the writes went through (docs/replication.md). */
+		.flags = WF_REQ_REPL | WF_REQ_FUA,
 		.volume = q->volume,
-		.offset = q->op == WF_OP_FLUSH ? 0 : q->offset,
+		.offset = q->offset,
 		.epoch = r->map->epoch,
-		.length = q->op == WF_OP_FLUSH ? 0 : q->length,
+		.length = q->length,
 	};
 	struct wf_req_hdr h;
 	int slot, ret;
@@ -202,8 +214,6 @@ static bool fwd_send(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
 	rq.tag = (uint64_t)f->gen << 32 | f->slot;
 	f->local_ops = 0;
 	f->sent_ns = wf_tgt_now_ns();
-	/* Writes acknowledged from now on are the next flush's. */
-	f->fgen = p->wgen;
 	p->slot_fwd[f->slot] = f;
 	f->state = FWD_SENT;
 	if (q->op == WF_OP_WRITE) {
@@ -281,35 +291,6 @@ void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
 	kick(p);
 }
 
-bool wf_tgt_fwd_flush(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
-		      uint32_t *after)
-{
-	struct wf_tgt_peer *best = NULL;
-
-	for (struct wf_tgt_peer *p = r->peers; p; p = p->next)
-		if (p->wgen != p->fgen && p->target_id >= *after &&
-		    (!best || p->target_id < best->target_id))
-			best = p;
-	if (!best)
-		return false;
-	*after = best->target_id + 1;
-	f->p = best;
-	f->state = FWD_WAIT;
-	f->next = NULL;
-	if (best->wait_tail)
-		best->wait_tail->next = f;
-	else
-		best->wait_head = f;
-	best->wait_tail = f;
-	if (best->state == PEER_IDLE &&
-	    (wf_tgt_now_ns() < best->retry_at || peer_connect(best))) {
-		fail_all(best, WF_WS_DEGRADED);
-		return true;
-	}
-	kick(best);
-	return true;
-}
-
 static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 {
 	struct wf_grant g;
@@ -325,8 +306,15 @@ static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 		return;
 	}
 	n = g.slot_count < WF_TGT_MAX_SLOTS ? g.slot_count : WF_TGT_MAX_SLOTS;
-	if (!n || g.slot_size < WF_STORE_BLOCK) {
-		peer_close(p, "unusable GRANT");
+	if (!n || g.slot_size < p->r->cfg->slot_size) {
+		/* A forward carries what a client put in one of our slots:
+		 * it must fit in one of the peer's. */
+		if (!p->fails++)
+			wf_tgt_log("reactor %u: target %u grants %u-byte slots, "
+				   "ours are %u: give every target the same "
+				   "--slot-size", p->r->idx, p->target_id,
+				   g.slot_size, p->r->cfg->slot_size);
+		peer_close(p, NULL);
 		return;
 	}
 	memset(p->slot_free, 0, sizeof(p->slot_free));
@@ -337,8 +325,9 @@ static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	WF_BUF_COPY(p->ring, g.ring);
 	p->fails = 0;
 	p->state = PEER_LIVE;
+	/* Not from here: a reload rebuilds the links (this one too). */
 	if (g.epoch > p->r->map->epoch)
-		wf_tgt_reload(p->r, "a peer has a newer map");
+		p->r->reload_wanted = true;
 	kick(p);
 }
 
@@ -356,18 +345,14 @@ static void on_reply(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 		return;
 	}
 	f->status = rep.status;
-	if (rep.status == WF_WS_OK && f->q->op != WF_OP_FLUSH &&
-	    rep.length != f->q->length)
+	if (rep.status == WF_WS_OK && rep.length != f->q->length)
 		f->status = WF_WS_IO;
+	/* A replica has a newer map: reload after this turn's completions
+	 * (reactor.c), never from here, where it would rebuild the links
+	 * under this call. */
 	if ((rep.status & ~WF_WS_DNR) == WF_WS_STALE ||
-	    rep.epoch > p->r->map->epoch) {
-		uint64_t now = wf_tgt_now_ns();
-
-		if (now - p->r->last_reload > 100000000ull) {
-			p->r->last_reload = now;
-			wf_tgt_reload(p->r, "a replica has a newer map");
-		}
-	}
+	    rep.epoch > p->r->map->epoch)
+		p->r->reload_wanted = true;
 	if (f->local_ops) {
 		f->state = FWD_ANSWERED;
 		return;
@@ -411,7 +396,7 @@ void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
 		wf_ep_destroy(p->ep);
 		p->ep = NULL;
 		p->state = PEER_IDLE;
-		p->retry_at = wf_tgt_now_ns() + ms_ns(PEER_BACKOFF_MS);
+		p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
 		fail_all(p, WF_WS_DEGRADED);
 		break;
 	default:
@@ -446,8 +431,8 @@ static void peer_free(struct wf_tgt_peer *p)
 		wf_ep_destroy(p->ep);
 	p->ep = NULL;
 	p->state = PEER_IDLE;
-	/* A request that finishes in fail_all may start another forward
-	 * to this link: it fails at once instead of connecting. */
+	/* A request that finishes in fail_all may start another forward;
+	 * p is in no peer_of any more, so none comes here. */
 	p->retry_at = UINT64_MAX;
 	fail_all(p, WF_WS_DEGRADED);
 	free(p);
@@ -456,7 +441,7 @@ static void peer_free(struct wf_tgt_peer *p)
 int wf_tgt_peers_rebuild(struct wf_tgt_reactor *r)
 {
 	const struct wf_map *m = &r->map->map;
-	struct wf_tgt_peer **of, *p, **pp;
+	struct wf_tgt_peer **of, *p;
 	uint32_t n = m->ntargets ? m->ntargets : 1;
 
 	of = calloc(n, sizeof(*of));
@@ -473,7 +458,7 @@ int wf_tgt_peers_rebuild(struct wf_tgt_reactor *r)
 			 r->cfg->backend == WF_BACKEND_VERBS ? "rdma" : "tcp",
 			 t->addr, t->port);
 		for (p = r->peers; p; p = p->next)
-			if (p->target_id == t->id && !strcmp(p->addr, addr))
+			if (!p->gone && p->target_id == t->id && !strcmp(p->addr, addr))
 				break;
 		if (!p) {
 			p = calloc(1, sizeof(*p));
@@ -491,35 +476,60 @@ int wf_tgt_peers_rebuild(struct wf_tgt_reactor *r)
 		p->mark = true;
 		of[i] = p;
 	}
-	/* Links to targets that left the map (or moved): closed and freed;
-	 * what they carried fails with DEGRADED and the client retries in
-	 * the new epoch. */
-	for (pp = &r->peers; (p = *pp);) {
-		if (p->mark) {
-			p->mark = false;
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		peer_free(p);
-	}
+	/* The new table first: forwards started from here on (also from
+	 * the failures below) find only links of this map. */
 	free(r->peer_of);
 	r->peer_of = of;
 	r->npeer_of = m->ntargets;
+	/* Links to targets that left the map (or moved): closed; what they
+	 * carried fails with DEGRADED (the client retries in the new epoch);
+	 * freed once down (wf_tgt_peers_reap), never under a caller that may
+	 * still hold them. */
+	for (p = r->peers; p; p = p->next) {
+		if (p->mark) {
+			p->mark = false;
+			continue;
+		}
+		if (p->gone)
+			continue;
+		p->gone = true;
+		r->peers_gone++;
+		p->retry_at = UINT64_MAX;
+		if (p->state == PEER_IDLE)
+			fail_all(p, WF_WS_DEGRADED);
+		else
+			peer_close(p, NULL);
+	}
 	return 0;
+}
+
+void wf_tgt_peers_reap(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_peer **pp = &r->peers, *p;
+
+	while ((p = *pp)) {
+		if (p->gone && p->state == PEER_IDLE && !p->wait_head) {
+			*pp = p->next;
+			free(p);
+			r->peers_gone--;
+			continue;
+		}
+		pp = &p->next;
+	}
 }
 
 void wf_tgt_peers_fini(struct wf_tgt_reactor *r)
 {
 	struct wf_tgt_peer *p;
 
+	/* No forward may find a link being freed. */
+	free(r->peer_of);
+	r->peer_of = NULL;
+	r->npeer_of = 0;
 	while ((p = r->peers)) {
 		r->peers = p->next;
 		peer_free(p);
 	}
-	free(r->peer_of);
-	r->peer_of = NULL;
-	r->npeer_of = 0;
 }
 
 unsigned wf_tgt_peers_busy(const struct wf_tgt_reactor *r)

@@ -774,6 +774,19 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				work += (unsigned)n;
 			}
 		}
+		/* A peer told of a newer map (peer.c): reload now, outside
+		 * its completion (gated like request-driven reloads). */
+		if (r->reload_wanted) {
+			uint64_t now = wf_tgt_now_ns();
+
+			if (now - r->last_reload > 100000000ull) {
+				r->reload_wanted = false;
+				r->last_reload = now;
+				wf_tgt_reload(r, "a peer has a newer map");
+			}
+		}
+		if (r->peers_gone)
+			wf_tgt_peers_reap(r);
 		/* Signals, control sockets, wakeups from other reactors: after
 		 * the requests that arrived with them were read. */
 		if (wf_store_woken(r->store) & (1u << r->ev_watch))
@@ -854,7 +867,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			 * while a connection owes its HELLO. */
 			/* Timed while links owe a GRANT or replies too. */
 			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
-				      r->rec.active ? 100 :
+				      r->rec.active || r->reload_wanted ? 100 :
 				      r->nhello || wf_tgt_peers_busy(r) ? 1000 : -1);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());

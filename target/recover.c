@@ -150,6 +150,12 @@ static void op_go(struct wf_tgt_req *q)
 
 void wf_tgt_recover_resume(struct wf_tgt_req *q)
 {
+	/* Waited across a map change: the pass of the new epoch copies
+	 * again (its members may differ). */
+	if (q->epoch != q->conn->r->map->epoch) {
+		wf_tgt_recover_op_done(q, WF_WS_DEGRADED);
+		return;
+	}
 	op_go(q);
 }
 
@@ -190,6 +196,7 @@ static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 	if (!q)
 		return false;
 	r->rec.inflight++;
+	q->epoch = r->map->epoch;
 	q->op = op;
 	q->flags = 0;
 	q->volume = vol;
@@ -247,7 +254,7 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 	}
 	/* Clients first: copies wait while client store I/O beyond the
 	 * copies' own is in flight. */
-	if (r->store_inflight > rc->inflight + 4)
+	if (r->store_inflight - r->rconn->store_inflight > 4)
 		return false;
 	while (rc->vol < m->map.nvolumes && looked < WF_TGT_RECOVER_SCAN) {
 		const struct wf_volume *v = &m->map.volumes[rc->vol];

@@ -260,7 +260,9 @@ static void prep_rw(struct wf_store *s, struct wf_store_req *req,
 			io_uring_prep_read(sqe, 0, req->buf, req->len, off);
 	}
 	sqe->flags |= IOSQE_FIXED_FILE;
-	if (write && (req->flags & WF_STORE_FUA))
+	/* FUA: durable when acknowledged.  Without a volatile write cache
+	 * the O_DIRECT completion is that already. */
+	if (write && (req->flags & WF_STORE_FUA) && s->volatile_cache)
 		sqe->rw_flags = RWF_DSYNC;
 	io_uring_sqe_set_data64(sqe, (uintptr_t)req | TAG_REQ);
 }

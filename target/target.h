@@ -213,7 +213,6 @@ struct wf_tgt_fwd {
 	struct wf_tgt_fwd  *next;       /* the link's wait list */
 	uint64_t sent_ns;
 	uint32_t slot, gen;             /* on the link */
-	uint64_t fgen;                  /* FLUSH: the link's wgen it covers */
 	uint16_t status;                /* the secondary's answer */
 	uint8_t  state;                 /* enum wf_tgt_fwd_state */
 	uint8_t  local_ops;             /* our posts not yet completed */
@@ -251,10 +250,9 @@ struct wf_tgt_req {
 	bool     pending;
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
+	uint64_t epoch;                 /* the map epoch it was validated in */
 	uint8_t  parts;                 /* store I/O + forwards not done */
 	uint16_t worst;                 /* first failing part's status */
-	uint32_t flush_after;           /* FLUSH: next peer target id to
-	                                 * look at (forwards go in batches) */
 	struct wf_tgt_req *ord_prev, *ord_next;   /* r->order */
 	uint32_t secondaries[WF_TGT_MAX_FWD];
 	struct wf_tgt_fwd fwd[WF_TGT_MAX_FWD];
@@ -343,6 +341,8 @@ struct wf_tgt_peer {
 	uint8_t             kind;       /* WF_TGT_EP_PEER */
 	uint8_t             state;      /* enum wf_tgt_peer_state */
 	bool                mark;       /* peers_rebuild: still in the map */
+	bool                gone;       /* left the map: closing, then freed
+	                                 * by wf_tgt_peers_reap */
 	struct wf_tgt_reactor *r;
 	struct wf_tgt_peer *next;       /* r->peers */
 	uint32_t            target_id;
@@ -351,10 +351,6 @@ struct wf_tgt_peer {
 	uint64_t            retry_at, hello_deadline;   /* ns */
 	unsigned            fails;
 	uint32_t            gen;        /* tags: bumped per forward */
-	/* Writes and discards the peer acknowledged (wgen) and how many of
-	 * them an acknowledged FLUSH covers (fgen): a client's FLUSH on us
-	 * is forwarded to every link where they differ. */
-	uint64_t            wgen, fgen;
 	/* The granted ring (PEER_LIVE). */
 	struct wf_rkey      ring;
 	uint32_t            slot_count, slot_size, nfree;
@@ -366,11 +362,6 @@ struct wf_tgt_peer {
 /* Forward f (of its request f->q) to the target at map index tidx. */
 void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
 		      uint32_t tidx);
-/* FLUSH: forward f to the first link, by target id >= *after, with
- * writes its last flush does not cover; false when there is none.
- * Moves *after past it. */
-bool wf_tgt_fwd_flush(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
-		      uint32_t *after);
 void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
 		     const struct wf_cqe *e);
 /* Close links whose GRANT or forwards are overdue. */
@@ -378,6 +369,8 @@ void wf_tgt_peer_sweep(struct wf_tgt_reactor *r, uint64_t now);
 /* (Re)build the links for r->map: kept by target id and address. */
 int  wf_tgt_peers_rebuild(struct wf_tgt_reactor *r);
 void wf_tgt_peers_fini(struct wf_tgt_reactor *r);
+/* Free the links that left the map once they are down (loop top). */
+void wf_tgt_peers_reap(struct wf_tgt_reactor *r);
 /* Forwards in flight and GRANTs awaited on all links: nonzero means a
  * deadline is pending (the reactor then sleeps with a timeout). */
 unsigned wf_tgt_peers_busy(const struct wf_tgt_reactor *r);
@@ -536,6 +529,9 @@ struct wf_tgt_reactor {
 	                                           * waiting, in arrival order */
 	struct wf_tgt_reclaim reclaim;  /* reactor 0 */
 	struct wf_tgt_conn *rconn;      /* the recovery ring (not a client) */
+	bool                reload_wanted;  /* a peer has a newer map: reload
+	                                     * after this turn's completions */
+	unsigned            peers_gone;     /* links closing, to be freed */
 	struct wf_tgt_recover rec;
 };
 

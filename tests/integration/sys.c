@@ -183,35 +183,14 @@ void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 	cr_assert(ret == 0, "weft_volume_open %s: %s", name, weft_strerror(ret));
 }
 
-static uint64_t vseed(uint64_t version)
-{
-	return wf_mix64(0x5eedull ^ (version * 0x9e3779b97f4a7c15ull));
-}
-
 void sys_fill(void *buf, uint64_t off, uint64_t version)
 {
-	if (!version) {
-		memset(buf, 0, SYS_BS);
-		return;
-	}
-	wf_pattern_fill(buf, SYS_BS, vseed(version), off);
-	memcpy(buf, &version, sizeof(version));
+	wf_block_fill(buf, SYS_BS, off, version);
 }
 
 int64_t sys_decode(const void *buf, uint64_t off)
 {
-	static const char zero[SYS_BS];
-	uint64_t v;
-
-	if (!memcmp(buf, zero, SYS_BS))
-		return 0;
-	memcpy(&v, buf, sizeof(v));
-	if (!v || v > (1ull << 40))
-		return -1;
-	if (wf_pattern_check((const char *)buf + 8, SYS_BS - 8, vseed(v), off + 8,
-			     NULL))
-		return -1;
-	return (int64_t)v;
+	return wf_block_version(buf, SYS_BS, off);
 }
 
 void sys_stream_init(struct sys_stream *s, uint32_t nblk, uint64_t (*off)(uint32_t))

@@ -10,9 +10,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -391,5 +393,74 @@ Test(sys_repl, member_back_from_down_is_brought_up_to_date)
 		wf_map_free(&m);
 	}
 	expect_on_each_replica(img, SPAN);
+	free(img);
+}
+
+/* Flushes after replicated writes return at once (replicas are written
+ * FUA; a flush reaches the primaries only), also after a member was lost
+ * and marked down, from a handle that wrote through it and from a new one. */
+Test(sys_repl, flush_reaches_primaries_only)
+{
+	struct weft_cluster *cl, *cl2;
+	struct weft_volume *vol, *vol2;
+	char *img = aligned_alloc(4096, SPAN);
+
+	cr_assert(img);
+	open_vol3(8000, &cl, &vol);
+	for (uint64_t off = 0; off < SPAN; off += 128 * 1024) {
+		for (uint64_t b = 0; b < 128 * 1024; b += SYS_BS)
+			sys_fill(img + off + b, off + b, 1);
+		cr_assert_eq(weft_pwrite(vol, img + off, 128 * 1024, off, 0),
+			     128 * 1024);
+	}
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(weft_fsync(vol), 0, "flush %d", i);
+		cr_assert_eq(weft_pwrite(vol, img, 128 * 1024, 0, 0), 128 * 1024);
+	}
+	/* Target 2 dies with writes of this handle not flushed. */
+	sys_kill9(&C, 2);
+	map_set_up(ALL_UP & ~(1u << 2));
+	cr_assert_eq(weft_fsync(vol), 0, "the old handle's flush");
+	open_vol3(8000, &cl2, &vol2);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(weft_pwrite(vol2, img, 128 * 1024, 0, 0), 128 * 1024,
+			     "writes go on with min_size 2");
+	cr_assert_eq(weft_fsync(vol2), 0, "a new handle's flush");
+	weft_cluster_close(cl2);
+	weft_cluster_close(cl);
+	free(img);
+}
+
+/* A secondary answers from a newer epoch that moved it: the primary
+ * reloads after the completion (not inside it, where the rebuild freed
+ * the link under the caller), and every target stays up. */
+Test(sys_repl, reload_told_by_a_peer_keeps_targets_up)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *img = aligned_alloc(4096, 1 << 20);
+	struct wf_map m;
+	struct wf_map_err err;
+
+	cr_assert(img);
+	open_vol3(3000, &cl, &vol);
+	for (uint64_t b = 0; b < (1u << 20); b += SYS_BS)
+		sys_fill(img + b, b, 1);
+	cr_assert_eq(weft_pwrite(vol, img, 1 << 20, 0, 0), 1 << 20);
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	for (uint32_t i = 0; i < m.ntargets; i++)
+		if (m.targets[i].id == 2)
+			m.targets[i].port += 3;
+	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+	/* Only target 2 loads it: the others learn it from its answers. */
+	cr_assert_eq(kill(sys_pid(&C, 2), SIGHUP), 0);
+	nanosleep(&(struct timespec){ .tv_nsec = 300000000 }, NULL);
+	for (uint64_t off = 0; off < (1u << 20); off += 128 * 1024)
+		(void)weft_pwrite(vol, img + off, 128 * 1024, off, 0);
+	weft_cluster_close(cl);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		cr_assert_eq(kill(sys_pid(&C, t), 0), 0, "target %u died", t);
 	free(img);
 }

@@ -213,7 +213,9 @@ Test(target_req, replication)
 	cr_assert_eq(parse_repl(ms[prim], WF_OP_WRITE, 0, &p), WF_TGT_REJECT);
 	cr_assert_eq(p.status, WF_WS_NOTPRIM);
 	cr_assert_eq(p.reason, WF_TGT_R_REPL);
-	cr_assert_eq(parse_repl(ms[sec], WF_OP_FLUSH, 0, &p), WF_TGT_OK);
+	/* Flushes are not forwarded (replicas are written FUA). */
+	cr_assert_eq(parse_repl(ms[sec], WF_OP_FLUSH, 0, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_INVALID | WF_WS_DNR);
 	/* The decoder refuses a forwarded READ. */
 	cr_assert_eq(parse_repl(ms[sec], WF_OP_READ, 0, &p), WF_TGT_REJECT);
 	cr_assert_eq(p.status, WF_WS_INVALID | WF_WS_DNR);
