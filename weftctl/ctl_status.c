@@ -164,7 +164,8 @@ int ctl_status(int argc, char **argv)
 	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR");
 	struct wf_map_err err;
 	struct wf_map map;
-	unsigned missing = 0;
+	unsigned missing = 0, recovering = 0, degraded = 0;
+	uint64_t copied = 0;
 	int c, ms = 2000;
 	char *end;
 
@@ -201,8 +202,8 @@ int ctl_status(int argc, char **argv)
 	}
 	printf("map %s: epoch %" PRIu64 ", cluster %" PRIu64 ", %u targets\n", path,
 	       map.epoch, map.cluster_id, map.ntargets);
-	printf("%-6s %-24s %-6s %-8s %10s %10s %6s  %s\n", "TARGET", "ADDRESS",
-	       "STATE", "EPOCH", "USED", "FREE", "CONNS", "VIA");
+	printf("%-6s %-24s %-6s %-8s %10s %10s %6s %6s %6s  %s\n", "TARGET", "ADDRESS",
+	       "STATE", "EPOCH", "USED", "FREE", "CONNS", "RECOV", "DEGR", "VIA");
 	for (uint32_t i = 0; i < map.ntargets; i++) {
 		const struct wf_target *t = &map.targets[i];
 		struct wf_ctl_status st;
@@ -216,18 +217,33 @@ int ctl_status(int argc, char **argv)
 		if (!ret && le32toh(st.target_id) == t->id &&
 		    le64toh(st.cluster_id) == map.cluster_id) {
 			printf("%-6u %-24s %-6s %-8" PRIu64 " %10" PRIu64 " %10" PRIu64
-			       " %6u  %s%s\n", t->id, addr, "up",
+			       " %6u %6u %6u  %s%s\n", t->id, addr, "up",
 			       (uint64_t)le64toh(st.epoch), (uint64_t)le64toh(st.used),
-			       (uint64_t)le64toh(st.free), le32toh(st.connections), via,
+			       (uint64_t)le64toh(st.free), le32toh(st.connections),
+			       le32toh(st.pgs_recovering), le32toh(st.pgs_degraded), via,
 			       le64toh(st.epoch) < map.epoch ? " (older epoch)" : "");
+			recovering += le32toh(st.pgs_recovering);
+			degraded += le32toh(st.pgs_degraded);
+			copied += le64toh(st.recovery_bytes);
 			continue;
 		}
-		printf("%-6u %-24s %-6s %-8s %10s %10s %6s  %s%s\n", t->id, addr,
-		       "down", "-", "-", "-", "-",
+		printf("%-6u %-24s %-6s %-8s %10s %10s %6s %6s %6s  %s%s\n", t->id, addr,
+		       "down", "-", "-", "-", "-", "-", "-",
 		       !ret ? "answered as another target" : strerror(-ret),
 		       t->up ? "" : " (map: down)");
 		if (t->up)
 			missing++;
+	}
+	{
+		uint32_t pgs = 0;
+
+		for (uint32_t p = 0; p < map.npools; p++)
+			pgs += map.pools[p].pg_num;
+		printf("PGs: %u in all; led by the targets that answered: %u "
+		       "recovering (pinned: %u), %u degraded; %.1f MiB copied to "
+		       "new members this epoch%s\n", pgs, recovering, map.ntemps,
+		       degraded, copied / 1048576.0, map.ntemps ?
+		       " (`weftctl recover --wait` ends the pins when done)" : "");
 	}
 	wf_map_free(&map);
 	return missing ? 1 : 0;
