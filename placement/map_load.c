@@ -847,64 +847,50 @@ static int cmp_override(const void *pa, const void *pb)
 	return (a->pg > b->pg) - (a->pg < b->pg);
 }
 
-static int parse_overrides(struct ld *ld, const config_setting_t *root)
+/* overrides and pg_temp: a list of (pool, pg, targets), one per (pool,
+ * pg), sorted by it.  what: how a duplicate is said ("already has an
+ * override"). */
+static int parse_pgsets(struct ld *ld, const config_setting_t *root,
+			const char *name, struct wf_override **arr, uint32_t *n,
+			config_setting_t ***els, parse_one_fn one, const char *what)
 {
 	struct wf_map *m = ld->map;
 	uint32_t a, b;
 	struct key *k;
 	int r;
 
-	r = parse_section(ld, root, "overrides", false, NULL, override_keys,
-			  sizeof(*m->overrides), &m->noverrides, &m->overrides, &ld->oel,
-			  parse_override);
-	if (r || !m->noverrides)
+	r = parse_section(ld, root, name, false, NULL, override_keys, sizeof(**arr),
+			  n, arr, els, one);
+	if (r || !*n)
 		return r;
-	k = calloc(m->noverrides, sizeof(*k));
+	k = calloc(*n, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < m->noverrides; i++)
-		k[i] = (struct key){ .n = (uint64_t)m->overrides[i].pool << 32 |
-					  m->overrides[i].pg, .idx = i };
-	if (wf_map_find_dup(k, m->noverrides, &a, &b))
-		r = wf_map_dup_fail(ld, ld->oel, "overrides", "pg", b,
-				    "pool \"%s\" pg %u already has an override "
-				    "(overrides[%u], line %d)",
-				    m->pools[m->overrides[b].pool].name, m->overrides[b].pg, a,
-				    wf_map_line_of(ld->oel[a]));
+	for (uint32_t i = 0; i < *n; i++)
+		k[i] = (struct key){ .n = (uint64_t)(*arr)[i].pool << 32 | (*arr)[i].pg,
+				     .idx = i };
+	if (wf_map_find_dup(k, *n, &a, &b))
+		r = wf_map_dup_fail(ld, *els, name, "pg", b,
+				    "pool \"%s\" pg %u %s (%s[%u], line %d)",
+				    m->pools[(*arr)[b].pool].name, (*arr)[b].pg, what,
+				    name, a, wf_map_line_of((*els)[a]));
 	free(k);
 	if (!r)
-		qsort(m->overrides, m->noverrides, sizeof(*m->overrides), cmp_override);
+		qsort(*arr, *n, sizeof(**arr), cmp_override);
 	return r;
+}
+
+static int parse_overrides(struct ld *ld, const config_setting_t *root)
+{
+	return parse_pgsets(ld, root, "overrides", &ld->map->overrides,
+			    &ld->map->noverrides, &ld->oel, parse_override,
+			    "already has an override");
 }
 
 static int parse_temps(struct ld *ld, const config_setting_t *root)
 {
-	struct wf_map *m = ld->map;
-	uint32_t a, b;
-	struct key *k;
-	int r;
-
-	r = parse_section(ld, root, "pg_temp", false, NULL, override_keys,
-			  sizeof(*m->temps), &m->ntemps, &m->temps, &ld->pel_temp,
-			  parse_temp);
-	if (r || !m->ntemps)
-		return r;
-	k = calloc(m->ntemps, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < m->ntemps; i++)
-		k[i] = (struct key){ .n = (uint64_t)m->temps[i].pool << 32 |
-					  m->temps[i].pg, .idx = i };
-	if (wf_map_find_dup(k, m->ntemps, &a, &b))
-		r = wf_map_dup_fail(ld, ld->pel_temp, "pg_temp", "pg", b,
-				    "pool \"%s\" pg %u is already pinned "
-				    "(pg_temp[%u], line %d)",
-				    m->pools[m->temps[b].pool].name, m->temps[b].pg, a,
-				    wf_map_line_of(ld->pel_temp[a]));
-	free(k);
-	if (!r)
-		qsort(m->temps, m->ntemps, sizeof(*m->temps), cmp_override);
-	return r;
+	return parse_pgsets(ld, root, "pg_temp", &ld->map->temps, &ld->map->ntemps,
+			    &ld->pel_temp, parse_temp, "is already pinned");
 }
 
 /* next_volume_id: optional, above every volume id (default: the largest

@@ -150,6 +150,16 @@ static const struct bad bad[] = {
 	{ BASE "overrides = (\n{ pool = \"p\"; pg = 5; acting = [0, 1, 2]; },\n"
 	  "{ pool = \"p\"; pg = 5; acting = [2, 1, 0]; }\n);\n", 0, 11, "overrides[1].pg",
 	  "already has an override" },
+	/* pg_temp: 1 .. replicas targets, one entry per PG */
+	{ BASE "pg_temp = (\n{ pool = \"p\"; pg = 5; acting = [0, 1]; },\n"
+	  "{ pool = \"p\"; pg = 5; acting = [2]; }\n);\n", 0, 11, "pg_temp[1].pg",
+	  "is already pinned" },
+	{ BASE "pg_temp = ( { pool = \"p\"; pg = 1; acting = []; } );\n", 0, 9,
+	  "pg_temp[0].acting", "0 targets" },
+	{ BASE "pg_temp = ( { pool = \"p\"; pg = 1; acting = [0, 0]; } );\n", 0, 9,
+	  "pg_temp[0].acting[1]", "appears twice" },
+	{ BASE "pg_temp = ( { pool = \"p\"; pg = 1; acting = [9]; } );\n", 0, 9,
+	  "pg_temp[0].acting[0]", "unknown target 9" },
 
 	/* hierarchy */
 	{ BASE "hierarchy = ( { rack = \"r0\"; hosts = (\"h0\", \"h1\"); } );\n", 0, 6,

@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "placement/map.h"
+#include "placement/placement.h"
 
 static const char *src_dir(void)
 {
@@ -393,5 +394,46 @@ Test(map_load, min_size_default)
 	cr_assert_eq(m.pools[2].min_size, 1);
 	cr_assert_eq(wf_map_pool_by_id(&m, 1), 1);
 	cr_assert_eq(wf_map_pool_by_id(&m, 7), -ENOENT);
+	wf_map_free(&m);
+}
+
+/* pg_temp: loaded sorted, 1 .. replicas members, written back the same;
+ * the table serves the pinned members and keeps the up set apart. */
+Test(map_load, pg_temp_round_trips_and_pins)
+{
+	static const char text[] =
+		"epoch = 3;\ncluster_id = 1;\nnext_volume_id = 9;\n"
+		"targets = (\n"
+		"  { id = 0; host = \"a\"; addr = \"127.0.0.1\"; port = 1; device = \"/d0\"; },\n"
+		"  { id = 1; host = \"b\"; addr = \"127.0.0.1\"; port = 2; device = \"/d1\"; },\n"
+		"  { id = 2; host = \"c\"; addr = \"127.0.0.1\"; port = 3; device = \"/d2\"; }\n);\n"
+		"pools = ( { name = \"p\"; id = 1; replicas = 3; min_size = 2;"
+		" failure_domain = \"device\"; pg_num = 8; } );\n"
+		"volumes = ( { name = \"v\"; id = 3; size = \"1M\"; pool = \"p\"; } );\n"
+		"pg_temp = ( { pool = \"p\"; pg = 6; acting = [2, 0]; },\n"
+		"            { pool = \"p\"; pg = 1; acting = [1]; } );\n";
+	struct wf_map m;
+	struct wf_map_err err;
+	struct wf_placer pl;
+	struct wf_pg_table t;
+	const uint32_t *set;
+
+	cr_assert_eq(wf_map_load_buf(text, sizeof(text) - 1, "t", &m, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(m.next_volume_id, 9);
+	cr_assert_eq(m.ntemps, 2);
+	cr_assert_eq(m.temps[0].pg, 1, "sorted by pg");
+	cr_assert_eq(m.temps[1].n, 2);
+	check_roundtrip(&m);
+	cr_assert_eq(wf_placer_init(&pl, &m), 0);
+	cr_assert_eq(wf_pg_table_build(&t, &pl), 0);
+	cr_assert_eq(t.ntemps_used, 2);
+	cr_assert_eq(wf_pg_acting(&t, 0, 6, &set), 2);
+	cr_assert_eq(m.targets[set[0]].id, 2);
+	cr_assert_eq(m.targets[set[1]].id, 0);
+	cr_assert_eq(wf_pg_up(&t, 0, 6, &set), 3, "the up set is placement's");
+	cr_assert_eq(wf_pg_acting(&t, 0, 2, &set), 3, "unpinned: acting = up");
+	wf_pg_table_free(&t);
+	wf_placer_free(&pl);
 	wf_map_free(&m);
 }
