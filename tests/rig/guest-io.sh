@@ -118,7 +118,8 @@ rig_weft_down() {
 }
 
 # rig_sys_verbs TEST: one of tests/integration's binaries (test_sys_io,
-# test_sys_crash) over verbs: conf/local.conf with its addresses on rxe1
+# test_sys_crash, test_sys_repl: replication, its peer links and recovery)
+# over verbs: conf/local.conf with its addresses on rxe1
 # (all three targets listen there; libweft reaches them through rxe0, per
 # the policy routes), WEFT_FABRIC=verbs (sys.c starts the targets with
 # --transport verbs).  Devices: scripts/cluster's files under /var/tmp

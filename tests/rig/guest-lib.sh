@@ -277,7 +277,7 @@ rig_main() {
 		echo '{"step":"bench-fabric","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
 	fi
 	# The data path over verbs (tests/rig/guest-io.sh).
-	for t in test_sys_io test_sys_crash; do
+	for t in test_sys_io test_sys_crash test_sys_repl; do
 		if [[ -x $RIG_BUILD/tests/$t ]]; then
 			rig_step "${t#test_}-verbs" 600 rig_sys_verbs "$t" || failed=1
 		else
