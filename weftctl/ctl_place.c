@@ -321,7 +321,9 @@ static int balance_usage(FILE *f)
 		"  which has to move anyway are preferred.  Primaries are then balanced\n"
 		"  the same way by reordering acting sets (--primary-dev, default 0.01;\n"
 		"  -1 leaves them alone).  With -o, write MAP with the new overrides\n"
-		"  and epoch + 1 to OUT.\n");
+		"  and epoch + 1 to OUT, every PG that gains a member pinned to the\n"
+		"  members that hold its data (pg_temp) until `weftctl recover` has\n"
+		"  seen them bring it up to date.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -436,11 +438,42 @@ int ctl_balance(int argc, char **argv)
 	if (after.stage >= 2)
 		wf_placer_free(&after.pl);
 	if (!ret && outp) {
-		ret = wf_map_save(&c.map, outp, &err);
-		if (ret)
-			fprintf(stderr, "%s\n", err.msg);
-		else
-			printf("wrote %s\n", outp);
+		/* Written with pins (pg_temp): every PG that gains a member
+		 * stays on the members that hold its data until they have
+		 * brought the newcomer up to date (`weftctl recover`). */
+		struct wf_map next;
+		int pinned;
+
+		c.map.overrides = old_ov;
+		c.map.noverrides = old_n;
+		c.map.epoch = old_epoch;
+		ret = wf_map_copy(&next, &c.map) ? -ENOMEM : 0;
+		if (!ret) {
+			struct wf_override *o2 = malloc(nov ? nov * sizeof(*o2) : 1);
+
+			if (o2) {
+				memcpy(o2, ov, nov * sizeof(*o2));
+				free(next.overrides);
+				next.overrides = o2;
+				next.noverrides = nov;
+				next.epoch = old_epoch + 1;
+				pinned = wf_map_pin_moves(&c.map, &next);
+				ret = pinned < 0 ? pinned : 0;
+			} else {
+				ret = -ENOMEM;
+			}
+			if (!ret)
+				ret = wf_map_save(&next, outp, &err);
+			if (ret == -ENOMEM)
+				fprintf(stderr, "weftctl balance: out of memory\n");
+			else if (ret)
+				fprintf(stderr, "%s\n", err.msg);
+			else
+				printf("wrote %s (%d PGs pinned to the members that "
+				       "hold their data: run `weftctl recover` to "
+				       "move it)\n", outp, pinned);
+			wf_map_edit_free(&next);
+		}
 	}
 	/* Give the map back its own overrides so wf_map_free frees those. */
 	c.map.overrides = old_ov;
