@@ -38,6 +38,7 @@
 
 #include "bench/bench.h"
 #include "bench/pattern.h"
+#include "bench/proc.h"
 #include "bench/stats.h"
 #include "placement/map.h"
 #include "weft.h"
@@ -79,12 +80,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000,
-				      .tv_nsec = (long)(ms % 1000) * 1000000 }, NULL);
-}
-
 static uint64_t rnd(uint64_t *s)
 {
 	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -100,23 +95,9 @@ static uint64_t blk_off(uint32_t b)
 
 /* ---- the chaos thread -------------------------------------------------- */
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return st < 0 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
-}
-
 static int weftctl(const struct topts *o, const char *args)
 {
-	return run("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", o->bin, args,
+	return wf_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", o->bin, args,
 		   o->map, o->run_dir);
 }
 
@@ -140,32 +121,14 @@ static pid_t pid_of(const struct topts *o, uint32_t id)
 static void kill9(const struct topts *o, uint32_t id)
 {
 	pid_t pid = pid_of(o, id);
-	char path[64];
 
-	if (pid <= 0)
-		return;
-	kill(pid, SIGKILL);
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	for (int i = 0; i < 500 && !access(path, F_OK); i++) {
-		char st = 0, p2[80];
-		FILE *f;
-
-		snprintf(p2, sizeof(p2), "/proc/%d/stat", (int)pid);
-		f = fopen(p2, "r");
-		if (f) {
-			if (fscanf(f, "%*d %*s %c", &st) != 1)
-				st = 0;
-			fclose(f);
-		}
-		if (st == 'Z' || st == 'X')
-			break;
-		sleep_ms(10);
-	}
+	if (pid > 0)
+		wf_kill9_wait(pid, 5000);
 }
 
 static int restart(const struct topts *o, uint32_t id)
 {
-	return run("'%s/weft-target' -c '%s' --id %u --run-dir '%s' --pid-file "
+	return wf_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' --pid-file "
 		   "'%s/target-%u.pid' >/dev/null 2>&1", o->bin, o->map, id,
 		   o->run_dir, o->cluster_dir, id);
 }
@@ -208,7 +171,7 @@ static void *chaos(void *arg)
 			snprintf(s->err, sizeof(s->err), "weftctl %s failed", cmd);
 			goto out;
 		}
-		sleep_ms(o->cycle_ms / 2 + (unsigned)(rnd(&rng) % (o->cycle_ms / 2 + 1)));
+		wf_sleep_ms(o->cycle_ms / 2 + (unsigned)(rnd(&rng) % (o->cycle_ms / 2 + 1)));
 		/* Back, then brought up to date while I/O goes on. */
 		if (k == AWAY_KILL && restart(o, victim)) {
 			snprintf(s->err, sizeof(s->err), "restarting target %u failed",

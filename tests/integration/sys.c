@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 
 #include "bench/pattern.h"
+#include "bench/proc.h"
 #include "bench/stats.h"
 #include "initiator/include/weft_env.h"
 #include "proto/ctl.h"
@@ -25,15 +26,11 @@ int sys_sh(const char *fmt, ...)
 {
 	char cmd[2048];
 	va_list ap;
-	int st;
 
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	st = system(cmd);
-	if (st < 0 || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
+	return wf_sh("%s", cmd);
 }
 
 /*
@@ -52,13 +49,6 @@ static const char *sys_transport(void)
 static const char *sys_target_args(void)
 {
 	return strcmp(sys_transport(), "verbs") ? "" : " --transport verbs";
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 void sys_start(struct sys_cluster *c)
@@ -134,24 +124,7 @@ void sys_kill9(struct sys_cluster *c, unsigned id)
 	char path[400];
 
 	cr_assert(pid > 0, "no pid for target %u", id);
-	cr_assert(kill(pid, SIGKILL) == 0, "kill: %s", strerror(errno));
-	/* A daemon is not our child: poll until /proc has no such process
-	 * (or it is a zombie of init). */
-	for (int i = 0; i < 500; i++) {
-		char st = 0;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		f = fopen(path, "r");
-		if (!f)
-			break;
-		if (fscanf(f, "%*d %*s %c", &st) != 1)
-			st = 0;
-		fclose(f);
-		if (st == 'Z' || st == 'X')
-			break;
-		sleep_ms(10);
-	}
+	cr_assert(wf_kill9_wait(pid, 5000) == 0, "kill: %s", strerror(errno));
 	snprintf(path, sizeof(path), "%s/target-%u.pid", c->dir, id);
 	unlink(path);
 }
