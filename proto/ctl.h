@@ -68,7 +68,8 @@ struct wf_ctl_status {
 	uint64_t recovered_epoch;
 	uint32_t pgs_recovering;
 	uint32_t pgs_degraded;
-	uint64_t recovery_bytes;    /* copied to new members, this epoch */
+	uint64_t recovery_bytes;    /* copied to new members (each counted),
+	                             * this epoch */
 	uint64_t recovery_left;     /* extents left to look at, this epoch */
 };
 _Static_assert(sizeof(struct wf_ctl_status) == 144, "ctl status is 144 bytes");

@@ -178,7 +178,7 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 				   wf_wire_status_name(status));
 		rc->failed = true;
 	} else if (q->op == WF_OP_WRITE) {
-		rc->bytes += q->length;
+		rc->bytes += (uint64_t)q->length * q->nfwd;    /* per member */
 	}
 	/* After forwards part_done took it off the order list; after a
 	 * failed read (or a read that could not start) it is still on. */
