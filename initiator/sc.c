@@ -478,11 +478,6 @@ void wf_sc_flush(struct weft_cluster *cl)
 	}
 }
 
-bool wf_sc_busy(const struct weft_cluster *cl)
-{
-	return cl->scr && cl->scr->inflight;
-}
-
 /*
  * Before any read of a batch is accepted: is every target whose view we
  * use still the process that gave it?  A restarted target has a new index

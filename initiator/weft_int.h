@@ -443,7 +443,6 @@ int  wf_sc_reap(struct weft_cluster *cl, struct wf_sc_cqe *out, int max);
 bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
 		   uint32_t len);
 void wf_sc_flush(struct weft_cluster *cl);
-bool wf_sc_busy(const struct weft_cluster *cl);
 
 /* io.c: one progress turn (tests call it too); returns completions seen
  * or -errno. */

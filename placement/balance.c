@@ -42,14 +42,6 @@ struct bal {
 	uint32_t swaps;                 /* primary reorders */
 };
 
-static bool in_set(const uint32_t *set, uint32_t R, uint32_t t)
-{
-	for (uint32_t i = 0; i < R; i++)
-		if (set[i] == t)
-			return true;
-	return false;
-}
-
 /* May slot k of pg hold target y? */
 static bool fits(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 {
@@ -71,9 +63,9 @@ static int cost(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 {
 	const uint32_t *pv = &b->prev[(size_t)pg * b->R];
 	uint32_t x = b->cur[(size_t)pg * b->R + k];
-	int c = in_set(pv, b->R, y) ? 0 : 1;
+	int c = wf_set_has(pv, b->R, y) ? 0 : 1;
 
-	if (x != WF_TARGET_NONE && !in_set(pv, b->R, x))
+	if (x != WF_TARGET_NONE && !wf_set_has(pv, b->R, x))
 		c--;
 	return c;
 }
@@ -168,7 +160,7 @@ static bool free_move(struct bal *b)
 			/* Only a member not yet copied, or a PG that lost a
 			 * deployed member, can move for free. */
 			if (set[k] == WF_TARGET_NONE ||
-			    (in_set(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0))
+			    (wf_set_has(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0))
 				continue;
 			if (b->dev[set[k]] <= 0)
 				continue;
@@ -299,9 +291,9 @@ static void follow_base(const struct bal *b, uint32_t pg, int32_t *idx)
 	for (unsigned i = np; i < b->R; i++)
 		bp[i] = WF_TARGET_NONE;
 	for (uint32_t i = 0; i < b->R; i++) {
-		if (bp[i] != WF_TARGET_NONE && !in_set(bn, b->R, bp[i]))
+		if (bp[i] != WF_TARGET_NONE && !wf_set_has(bn, b->R, bp[i]))
 			gone[ng++] = bp[i];
-		if (bn[i] != WF_TARGET_NONE && !in_set(bp, b->R, bn[i]))
+		if (bn[i] != WF_TARGET_NONE && !wf_set_has(bp, b->R, bn[i]))
 			came[nc++] = bn[i];
 	}
 	for (uint32_t i = 0; i < ng && i < nc; i++) {
@@ -569,7 +561,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 			struct wf_override *ov;
 
 			if (!memcmp(cur, &b.base[(size_t)pg * b.R], b.R * sizeof(*cur)) ||
-			    in_set(cur, b.R, WF_TARGET_NONE))
+			    wf_set_has(cur, b.R, WF_TARGET_NONE))
 				continue;
 			if (nov == cap) {
 				struct wf_override *n;

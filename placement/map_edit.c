@@ -234,14 +234,6 @@ int wf_map_add_host(struct wf_map *map, uint32_t parent, const char *name,
 	return (int)host;
 }
 
-static bool has(const uint32_t *set, unsigned n, uint32_t v)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (set[i] == v)
-			return true;
-	return false;
-}
-
 int wf_map_pin_moves(const struct wf_map *prev, struct wf_map *next)
 {
 	struct wf_placer pp, np;
@@ -288,7 +280,7 @@ int wf_map_pin_moves(const struct wf_map *prev, struct wf_map *next)
 			}
 			for (unsigned i = 0; i < nu; i++) {
 				upid[i] = next->targets[up[i]].id;
-				newcomer |= !has(hold, nh, upid[i]);
+				newcomer |= !wf_set_has(hold, nh, upid[i]);
 			}
 			if (!newcomer || !nh)
 				continue;

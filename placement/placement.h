@@ -178,6 +178,33 @@ static inline unsigned wf_pg_acting(const struct wf_pg_table *t, uint32_t pool,
 	return p->n[pg];
 }
 
+/* Whether t is one of the n targets of set. */
+static inline bool wf_set_has(const uint32_t *set, unsigned n, uint32_t t)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (set[i] == t)
+			return true;
+	return false;
+}
+
+/*
+ * The newcomers of (pool, pg): members of its up set outside its acting
+ * set (only while the map pins the PG, pg_temp), being brought up to date
+ * by its primary.  Writes them to out (WF_MAX_REPLICAS); returns how many.
+ */
+static inline unsigned wf_pg_newcomers(const struct wf_pg_table *t, uint32_t pool,
+				       uint32_t pg, uint32_t *out)
+{
+	const uint32_t *act, *up;
+	unsigned na = wf_pg_acting(t, pool, pg, &act);
+	unsigned nu = wf_pg_up(t, pool, pg, &up), n = 0;
+
+	for (unsigned i = 0; i < nu; i++)
+		if (!wf_set_has(act, na, up[i]))
+			out[n++] = up[i];
+	return n;
+}
+
 struct wf_extent_loc {
 	uint64_t extent;                /* extent index in the volume */
 	uint32_t pool;                  /* index into map->pools */

@@ -617,7 +617,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->crc = p.req.data_crc;
 	q->nfwd = p.nsec;
 	q->epoch = r->map->epoch;
-	memcpy(q->secondaries, p.secondaries, sizeof(q->secondaries));
+	memcpy(q->secondaries, p.secondaries, p.nsec * sizeof(*p.secondaries));
 	if (q->nfwd && r->t && r->t->n > 1 &&
 	    wf_extent_reactor(q->volume, (uint32_t)(q->offset / r->map->extent_size),
 			      r->t->n) != r->idx) {

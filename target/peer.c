@@ -199,12 +199,8 @@ static bool fwd_send(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
 	struct wf_req_hdr h;
 	int slot, ret;
 
-	if (q->op == WF_OP_WRITE && q->length > p->slot_size) {
-		/* A peer configured with smaller slots cannot take it. */
-		f->state = FWD_IDLE;
-		wf_tgt_fwd_done(f, WF_WS_INVALID | WF_WS_DNR);
-		return true;
-	}
+	/* q->length fits: a link is LIVE only with slots at least as large
+	 * as ours (on_grant). */
 	slot = slot_take(p);
 	if (slot < 0)
 		return false;

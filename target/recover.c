@@ -36,30 +36,18 @@
 
 #define AGAIN_MS 1000u
 
-static bool in_set(const uint32_t *set, unsigned n, uint32_t t)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (set[i] == t)
-			return true;
-	return false;
-}
-
 /* The members of (pool, pg) this target must bring up to date: the up
  * set's members outside the acting set, when it is the acting primary.
  * Returns their number (0: nothing to do here). */
 static unsigned targets_of(const struct wf_tgt_map *m, uint32_t pool,
 			   uint32_t pg, uint32_t *out)
 {
-	const uint32_t *act, *up;
+	const uint32_t *act;
 	unsigned nact = wf_pg_acting(&m->table, pool, pg, &act);
-	unsigned nup = wf_pg_up(&m->table, pool, pg, &up), n = 0;
 
 	if (m->self < 0 || !nact || act[0] != (uint32_t)m->self)
 		return 0;
-	for (unsigned i = 0; i < nup; i++)
-		if (!in_set(act, nact, up[i]))
-			out[n++] = up[i];
-	return n;
+	return wf_pg_newcomers(&m->table, pool, pg, out);
 }
 
 void wf_tgt_recover_start(struct wf_tgt_reactor *r)

@@ -124,14 +124,6 @@ static int reject(struct wf_tgt_parsed *out, uint16_t status, uint32_t reason)
 	return WF_TGT_REJECT;
 }
 
-static bool in_set(const uint32_t *set, unsigned n, uint32_t t)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (set[i] == t)
-			return true;
-	return false;
-}
-
 int wf_tgt_req_parse(const void *msg, size_t len,
 		     const struct wf_tgt_limits *lim,
 		     const struct wf_tgt_map *m, struct wf_tgt_parsed *out)
@@ -141,9 +133,8 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	const struct wf_volume *v;
 	struct wf_extent_loc loc;
 	struct wf_req *q = &out->req;
-	const uint32_t *up;
-	uint32_t slot, reason = WF_WR_OK;
-	unsigned nup;
+	uint32_t slot, reason = WF_WR_OK, newc[WF_MAX_REPLICAS];
+	unsigned nnew;
 	uint64_t es;
 	int ret, vi;
 
@@ -202,7 +193,7 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	    wf_place_extent(&m->table, &m->map, (uint32_t)vi, q->offset, &loc) ||
 	    !loc.n)
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
-	nup = wf_pg_up(&m->table, loc.pool, loc.pg, &up);
+	nnew = wf_pg_newcomers(&m->table, loc.pool, loc.pg, newc);
 	if (q->flags & WF_REQ_REPL) {
 		/* A forward from the primary (the decoder allows the flag on
 		 * WRITE, DISCARD and FLUSH): we must be a secondary of the PG
@@ -212,9 +203,8 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		for (unsigned i = 1; i < loc.n; i++)
 			if (loc.acting[i] == (uint32_t)m->self)
 				return WF_TGT_OK;
-		for (unsigned i = 0; i < nup; i++)
-			if (up[i] == (uint32_t)m->self && !in_set(loc.acting, loc.n, up[i]))
-				return WF_TGT_OK;
+		if (wf_set_has(newc, nnew, (uint32_t)m->self))
+			return WF_TGT_OK;
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_REPL);
 	}
 	if (loc.acting[0] != (uint32_t)m->self)
@@ -229,9 +219,8 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 		/* Members being brought up to date get every write too, so
 		 * the copy the primary sends them (recover.c) and the writes
 		 * that follow it leave them current. */
-		for (unsigned i = 0; i < nup; i++)
-			if (!in_set(loc.acting, loc.n, up[i]))
-				out->secondaries[out->nsec++] = up[i];
+		for (unsigned i = 0; i < nnew; i++)
+			out->secondaries[out->nsec++] = newc[i];
 	}
 	return WF_TGT_OK;
 

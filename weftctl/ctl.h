@@ -21,6 +21,12 @@ struct wf_ctl_status;
  * host, else its data address (*via says which).  0 or -errno. */
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	     int ms, struct wf_ctl_status *st, const char **via);
+/* Load the map at path into m as an editable copy (wf_map_edit_free);
+ * 0, or -1 with the reason on stderr. */
+int  ctl_map_load_copy(const char *path, struct wf_map *m);
+struct wf_map_err;
+/* Whether m, as it would be written, loads back: 0 or -errno (err). */
+int  ctl_map_check_new(const struct wf_map *m, struct wf_map_err *err);
 /* Ask every target of m on this host to reload its map file (RELOAD on
  * the control socket), printing what each answered. */
 void ctl_tell_targets(const struct wf_map *m, const char *run_dir);

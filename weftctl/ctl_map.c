@@ -1,11 +1,53 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* weftctl check: load and validate a cluster map. */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "weftctl/ctl.h"
 #include "placement/map.h"
+#include "placement/placement.h"
+
+int ctl_map_load_copy(const char *path, struct wf_map *m)
+{
+	struct wf_map_err err;
+	struct wf_map loaded;
+
+	if (wf_map_load(path, &loaded, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	if (wf_map_copy(m, &loaded)) {
+		wf_map_free(&loaded);
+		fprintf(stderr, "weftctl: out of memory\n");
+		return -1;
+	}
+	wf_map_free(&loaded);
+	return 0;
+}
+
+int ctl_map_check_new(const struct wf_map *m, struct wf_map_err *err)
+{
+	struct wf_map back;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int ret;
+
+	if (!f)
+		return -ENOMEM;
+	ret = wf_map_write(m, f);
+	fclose(f);
+	if (!ret)
+		ret = wf_map_load_buf(buf, len, "new map", &back, err);
+	if (!ret)
+		wf_map_free(&back);
+	free(buf);
+	return ret;
+}
 
 static int check_usage(FILE *f)
 {

@@ -53,47 +53,16 @@ static int recover_usage(FILE *f)
 static int save(struct wf_map *m, const char *path, const char *run_dir)
 {
 	struct wf_map_err err;
-	struct wf_map back;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	int ret;
 
-	if (!f)
-		return 1;
-	ret = wf_map_write(m, f);
-	fclose(f);
-	if (!ret)
-		ret = wf_map_load_buf(buf, len, "new map", &back, &err);
-	free(buf);
-	if (ret) {
+	if (ctl_map_check_new(m, &err)) {
 		fprintf(stderr, "weftctl: the new map is not valid: %s\n", err.msg);
 		return 1;
 	}
-	wf_map_free(&back);
 	if (wf_map_save(m, path, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	ctl_tell_targets(m, run_dir);
-	return 0;
-}
-
-static int load_copy(const char *path, struct wf_map *m)
-{
-	struct wf_map_err err;
-	struct wf_map loaded;
-
-	if (wf_map_load(path, &loaded, &err)) {
-		fprintf(stderr, "%s\n", err.msg);
-		return -1;
-	}
-	if (wf_map_copy(m, &loaded)) {
-		wf_map_free(&loaded);
-		fprintf(stderr, "weftctl: out of memory\n");
-		return -1;
-	}
-	wf_map_free(&loaded);
 	return 0;
 }
 
@@ -152,7 +121,7 @@ int ctl_target(int argc, char **argv)
 	}
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/weft";
-	if (load_copy(path, &prev))
+	if (ctl_map_load_copy(path, &prev))
 		return 1;
 	if (wf_map_copy(&next, &prev)) {
 		wf_map_edit_free(&prev);
@@ -288,7 +257,7 @@ int ctl_recover(int argc, char **argv)
 		struct wf_map m;
 		int st;
 
-		if (load_copy(path, &m))
+		if (ctl_map_load_copy(path, &m))
 			return 1;
 		if (!m.ntemps) {
 			printf("%s: epoch %" PRIu64 ": no PG is pinned: nothing to "

@@ -59,26 +59,6 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 /* Validate by writing the map out and loading it back. */
-static int validate(const struct wf_map *m, struct wf_map_err *err)
-{
-	struct wf_map back;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	int ret;
-
-	if (!f)
-		return -ENOMEM;
-	ret = wf_map_write(m, f);
-	fclose(f);
-	if (!ret)
-		ret = wf_map_load_buf(buf, len, "new map", &back, err);
-	if (!ret)
-		wf_map_free(&back);
-	free(buf);
-	return ret;
-}
-
 void ctl_tell_targets(const struct wf_map *m, const char *run_dir)
 {
 	for (uint32_t i = 0; i < m->ntargets; i++) {
@@ -126,7 +106,7 @@ int ctl_volume(int argc, char **argv)
 	const char *run_dir = getenv("WEFT_RUN_DIR");
 	uint64_t size = 0, id = 0;
 	struct wf_map_err err;
-	struct wf_map loaded, m;
+	struct wf_map m;
 	struct wf_volume *v;
 	bool have_size = false, have_id = false;
 	int c, vi, ret = 1;
@@ -188,16 +168,8 @@ int ctl_volume(int argc, char **argv)
 	    (!strcmp(verb, "delete") && have_size))
 		return volume_usage(stderr);
 
-	if (wf_map_load(path, &loaded, &err)) {
-		fprintf(stderr, "%s\n", err.msg);
+	if (ctl_map_load_copy(path, &m))
 		return 1;
-	}
-	if (wf_map_copy(&m, &loaded)) {
-		wf_map_free(&loaded);
-		fprintf(stderr, "weftctl volume: out of memory\n");
-		return 1;
-	}
-	wf_map_free(&loaded);
 	vi = wf_map_volume_by_name(&m, name);
 
 	if (!strcmp(verb, "create")) {
@@ -254,7 +226,7 @@ int ctl_volume(int argc, char **argv)
 		m.nvolumes--;
 	}
 	m.epoch++;
-	if (validate(&m, &err)) {
+	if (ctl_map_check_new(&m, &err)) {
 		fprintf(stderr, "weftctl volume: the new map is not valid: %s\n", err.msg);
 		goto out;
 	}
