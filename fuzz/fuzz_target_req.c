@@ -85,7 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Accepted: what conn.c and the store rely on. */
 	if (size - 3 != sizeof(struct wf_req_hdr))
 		abort();
-	if (q->opcode < WF_OP_READ || q->opcode > WF_OP_DISCARD)
+	if (!wf_wire_op_is_req(q->opcode))
+		abort();
+	/* A CSUM only between targets. */
+	if (q->opcode == WF_OP_CSUM && q->flags != WF_REQ_REPL)
 		abort();
 	if (!p.slot_ok || q->slot >= lim.slot_count || q->epoch != m->epoch)
 		abort();
@@ -96,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!q->length || (q->offset | q->length) % WF_STORE_BLOCK)
 		abort();
-	if ((q->opcode == WF_OP_READ || q->opcode == WF_OP_WRITE) &&
-	    q->length > lim.slot_size)
+	if ((q->opcode == WF_OP_READ || q->opcode == WF_OP_WRITE ||
+	     q->opcode == WF_OP_CSUM) && q->length > lim.slot_size)
 		abort();
 	if (q->offset + q->length > m->map.volumes[vi].size ||
 	    q->offset + q->length < q->offset)

@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
-#define WF_CTL_VERSION  2u      /* 2: recovery fields in the status */
+#define WF_CTL_VERSION  3u      /* 2: recovery fields in the status;
+                                 * 3: SCRUB and its fields */
 
 enum wf_ctl_op {
 	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
@@ -28,6 +29,17 @@ enum wf_ctl_op {
 	                             * with wf_view_open) */
 	WF_CTL_RELOAD       = 3,    /* reload the map file; answer:
 	                             * struct wf_ctl_status (the new epoch) */
+	WF_CTL_SCRUB        = 4,    /* start a scrub of the PGs this target
+	                             * leads: arg[0] the volume id (0: every
+	                             * volume), arg[1] WF_CTL_SCRUB_* flags;
+	                             * answer: struct wf_ctl_status, whose
+	                             * scrub_gen names the pass (result
+	                             * -ENOENT: no such volume in its map) */
+};
+
+enum {
+	WF_CTL_SCRUB_REPAIR = 1u << 0,  /* rewrite differing members from
+	                                 * the primary */
 };
 
 struct wf_ctl_req {
@@ -35,7 +47,7 @@ struct wf_ctl_req {
 	uint16_t version;           /* WF_CTL_VERSION */
 	uint16_t op;                /* enum wf_ctl_op */
 	uint64_t epoch;             /* sender's map epoch, 0 if none */
-	uint64_t reserved[2];       /* 0 */
+	uint64_t arg[2];            /* per op (SCRUB); 0 for the others */
 };
 _Static_assert(sizeof(struct wf_ctl_req) == 32, "ctl request is 32 bytes");
 
@@ -71,8 +83,19 @@ struct wf_ctl_status {
 	uint64_t recovery_bytes;    /* copied to new members (each counted),
 	                             * this epoch */
 	uint64_t recovery_left;     /* extents left to look at, this epoch */
+	/* Scrub (docs/replication.md, "Scrub"): passes asked of this target
+	 * and the last one finished (== scrub_gen: none running); the
+	 * figures are the current or last pass's. */
+	uint32_t scrub_gen;
+	uint32_t scrub_done;
+	uint64_t scrub_bytes;       /* compared, each member counted */
+	uint64_t scrub_mismatches;  /* chunks where a member differed */
+	uint64_t scrub_repaired;    /* chunks rewritten at the members */
+	uint64_t scrub_errors;      /* chunks that could not be compared or
+	                             * repaired (a member unreachable, a
+	                             * read error, a map change) */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 144, "ctl status is 144 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 184, "ctl status is 184 bytes");
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -120,7 +143,7 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 160,
-	       "status reply is 160 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 200,
+	       "status reply is 200 bytes");
 
 #endif

@@ -154,7 +154,7 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 	if (ret)
 		return ret;
 	memcpy(&h, buf, sizeof(h));
-	if (op < WF_OP_READ || op > WF_OP_DISCARD)
+	if (!wf_wire_op_is_req(op))
 		return fail(reason, WF_WR_OPCODE, -EPROTO);
 	memset(&r, 0, sizeof(r));
 	r.opcode = op;
@@ -185,8 +185,12 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
 	if ((r.flags & WF_REQ_CRC) && op != WF_OP_WRITE && op != WF_OP_READ)
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
-	/* Only writes and discards are forwarded to replicas. */
-	if ((r.flags & WF_REQ_REPL) && op != WF_OP_WRITE && op != WF_OP_DISCARD)
+	/* Only writes and discards are forwarded to replicas; a CSUM is
+	 * only asked of one (and carries no CRC of its own). */
+	if ((r.flags & WF_REQ_REPL) && op != WF_OP_WRITE && op != WF_OP_DISCARD &&
+	    op != WF_OP_CSUM)
+		return fail(reason, WF_WR_FLAGS, -EINVAL);
+	if (op == WF_OP_CSUM && r.flags != WF_REQ_REPL)
 		return fail(reason, WF_WR_FLAGS, -EINVAL);
 	if (op != WF_OP_READ && (r.buf.key || r.buf.addr))
 		return fail(reason, WF_WR_FIELD, -EINVAL);
@@ -207,8 +211,10 @@ int wf_req_decode(const void *buf, size_t len, const struct wf_req_limits *lim,
 		return fail(reason, WF_WR_ALIGN, -EINVAL);
 	if (r.offset > UINT64_MAX - r.length)
 		return fail(reason, WF_WR_OVERFLOW, -EINVAL);
-	/* Reads and writes pass through the slot (payload at its start). */
-	if ((op == WF_OP_WRITE || op == WF_OP_READ) && r.length > lim->slot_size)
+	/* Reads and writes pass through the slot (payload at its start), a
+	 * CSUM's data too. */
+	if ((op == WF_OP_WRITE || op == WF_OP_READ || op == WF_OP_CSUM) &&
+	    r.length > lim->slot_size)
 		return fail(reason, WF_WR_SLOT_SIZE, -EINVAL);
 	if (op == WF_OP_READ && !r.buf.key)
 		return fail(reason, WF_WR_BUF, -EINVAL);

@@ -42,8 +42,17 @@ enum wf_wire_op {
 	                         * proto/ctl.h) */
 	WF_OP_STATUS_REPLY = 9, /* target ->: its answer (struct
 	                         * wf_net_status_reply, proto/ctl.h) */
+	WF_OP_CSUM    = 10,     /* target-to-target (WF_REQ_REPL, scrub): the
+	                         * CRC32C of length bytes in the reply's
+	                         * data_crc; no data moves (no buf) */
 	WF_OP_MAX
 };
+
+/* The ops that travel in a struct wf_req_hdr. */
+static inline int wf_wire_op_is_req(int op)
+{
+	return (op >= WF_OP_READ && op <= WF_OP_DISCARD) || op == WF_OP_CSUM;
+}
 
 /* Request flags. */
 enum {
@@ -52,7 +61,8 @@ enum {
 	WF_REQ_CRC  = 1u << 1,  /* data_crc holds the CRC32C of the payload
 	                         * (write) or is asked for in the reply (read) */
 	WF_REQ_REPL = 1u << 2,  /* target-to-target: a replica write forwarded
-	                         * by the primary (do not forward again) */
+	                         * by the primary (do not forward again), or
+	                         * its CSUM (required there) */
 	WF_REQ_FLAGS_ALL = WF_REQ_FUA | WF_REQ_CRC | WF_REQ_REPL,
 };
 
@@ -79,7 +89,8 @@ struct wf_wire_buf {
 	((dst).addr = (src).addr, (dst).key = (src).key, (dst).len = (src).len)
 
 /*
- * Request header: every READ, WRITE, FLUSH, DISCARD, sent as a message
+ * Request header: every READ, WRITE, FLUSH, DISCARD (and CSUM between
+ * targets), sent as a message
  * (wf_send).  Each request holds one staging slot of the connection's ring
  * (hdr.slot) from send until its REPLY.  WRITE: the initiator first places
  * the payload at the start of the slot with a plain one-sided write
@@ -139,7 +150,8 @@ struct wf_reply_hdr {
 	uint64_t tag;           /* the request's tag */
 	uint64_t epoch;         /* replier's map epoch */
 	uint32_t length;        /* bytes done (READ: written into buf) */
-	uint32_t data_crc;      /* READ with WF_REQ_CRC: CRC32C of the data */
+	uint32_t data_crc;      /* READ with WF_REQ_CRC, CSUM: CRC32C of the
+	                         * data */
 	uint32_t slot;          /* the request's slot, now free again */
 	uint32_t reserved1;     /* 0 */
 };

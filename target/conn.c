@@ -155,7 +155,7 @@ static bool rq_advance(struct wf_tgt_req *q)
 	rep.slot = q->slot;
 	if (q->status == WF_WS_OK) {
 		rep.length = q->length;        /* FLUSH: 0 */
-		if (q->op == WF_OP_READ)
+		if (q->op == WF_OP_READ || q->op == WF_OP_CSUM)
 			rep.data_crc = q->crc;
 	}
 	wf_reply_encode(&rep, &h);
@@ -351,6 +351,8 @@ void wf_tgt_fwd_done(struct wf_tgt_fwd *f, uint16_t status)
 	struct wf_tgt_conn *c = q->conn;
 
 
+	/* The scrub (scrub.c) reads each member's own answer. */
+	f->status = status;
 	/* Held as store I/O of the connection: its ring slot is the
 	 * forward's source until now. */
 	io_put(c);
@@ -409,6 +411,9 @@ static void store_done(struct wf_store_req *sreq, int res)
 		conn_release_check(c);
 		return;
 	}
+	if (!res && q->op == WF_OP_CSUM)
+		q->crc = wf_crc32c(0, c->ring + (size_t)q->slot * c->lim.slot_size,
+				   q->length);
 	if (!res && q->op == WF_OP_READ) {
 		if (q->flags & WF_REQ_CRC)
 			q->crc = wf_crc32c(0, c->ring + (size_t)q->slot * c->lim.slot_size,
@@ -466,6 +471,13 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	case WF_OP_READ:
 		WF_TGT_ADD(r->stats.reads, 1);
 		r->stats.read_bytes += q->length;
+		ret = wf_store_read(r->store, &q->sreq, q->volume, q->offset,
+				    q->length, slot, bi);
+		break;
+	case WF_OP_CSUM:
+		/* A primary's scrub (scrub.c): read into the slot, answer
+		 * its CRC32C; the data stays here. */
+		r->stats.csums++;
 		ret = wf_store_read(r->store, &q->sreq, q->volume, q->offset,
 				    q->length, slot, bi);
 		break;
@@ -806,7 +818,7 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	if (c->r->phase != PH_RUN)
 		c->r->drain_rx_ns = wf_tgt_now_ns();
 	op = wf_wire_peek(msg, len, NULL);
-	if (op >= WF_OP_READ && op <= WF_OP_DISCARD) {
+	if (wf_wire_op_is_req(op)) {
 		on_request(c, msg, len);
 		return;
 	}

@@ -111,8 +111,10 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 {
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
-	uint64_t rdone = UINT64_MAX;
-	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0;
+	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
+	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
+	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
+	bool sall = true;
 
 	/* The whole target: every reactor's counters (each written by its
 	 * own thread; atomic loads here), the store's shared allocator. */
@@ -141,7 +143,16 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		}
 		rdeg = __atomic_load_n(&o->rec.degraded, __ATOMIC_RELAXED);
 		rbytes += __atomic_load_n(&o->rec.bytes, __ATOMIC_RELAXED);
+		/* The scrub is done when every reactor finished the pass
+		 * asked last (a reactor that has not seen it yet is not). */
+		if (__atomic_load_n(&o->scrub.done_gen, __ATOMIC_RELAXED) != sgen)
+			sall = false;
+		sbytes += __atomic_load_n(&o->scrub.bytes, __ATOMIC_RELAXED);
+		smis += __atomic_load_n(&o->scrub.mismatches, __ATOMIC_RELAXED);
+		srep += __atomic_load_n(&o->scrub.repaired, __ATOMIC_RELAXED);
+		serr += __atomic_load_n(&o->scrub.errors, __ATOMIC_RELAXED);
 	}
+	sdone = sall ? sgen : sgen - 1;
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(WF_CTL_MAGIC);
@@ -168,6 +179,12 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->pgs_degraded = htole32(rdeg);
 	s->recovery_bytes = htole64(rbytes);
 	s->recovery_left = htole64(rleft);
+	s->scrub_gen = htole32(sgen);
+	s->scrub_done = htole32(sdone);
+	s->scrub_bytes = htole64(sbytes);
+	s->scrub_mismatches = htole64(smis);
+	s->scrub_repaired = htole64(srep);
+	s->scrub_errors = htole64(serr);
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 
@@ -220,6 +237,25 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 	return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(a) ? 0 : -1;
 }
 
+/* WF_CTL_SCRUB: every reactor starts a pass (scrub.c). */
+static int scrub_ask(struct wf_tgt_reactor *r, uint64_t vol, uint64_t flags)
+{
+	struct wf_tgt *t = r->t;
+
+	if (flags & ~(uint64_t)WF_CTL_SCRUB_REPAIR)
+		return -EINVAL;
+	if (vol && wf_tgt_map_volume(r->map, vol) < 0)
+		return -ENOENT;
+	if (!t)
+		return -EOPNOTSUPP;
+	__atomic_store_n(&t->scrub_vol, vol, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->scrub_flags, (uint32_t)flags, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->scrub_gen, 1, __ATOMIC_RELEASE);
+	wf_tgt_wake_all(t, r);
+	wf_tgt_scrub_poll(r);
+	return 0;
+}
+
 static void serve(struct wf_tgt_reactor *r, unsigned i)
 {
 	int fd = r->ctl.cfd[i];
@@ -233,7 +269,8 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n != (ssize_t)sizeof(q) || le32toh(q.magic) != WF_CTL_MAGIC ||
-	    le16toh(q.version) != WF_CTL_VERSION || q.reserved[0] || q.reserved[1]) {
+	    le16toh(q.version) != WF_CTL_VERSION ||
+	    (le16toh(q.op) != WF_CTL_SCRUB && (q.arg[0] || q.arg[1]))) {
 		if (n > 0)
 			wf_tgt_log("control: malformed request, dropping the client");
 		drop(r, i);
@@ -249,6 +286,9 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
 	case WF_CTL_STATUS:
+		break;
+	case WF_CTL_SCRUB:
+		result = scrub_ask(r, le64toh(q.arg[0]), le64toh(q.arg[1]));
 		break;
 	default:
 		result = -EPROTO;

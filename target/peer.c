@@ -189,8 +189,9 @@ static bool fwd_send(struct wf_tgt_peer *p, struct wf_tgt_fwd *f)
 		.opcode = q->op,
 		/* Replicas are durable when they answer: a client's flush
 		 * then only has to reach the primary, whatever links and
-		 * reactors the writes went through (docs/replication.md). */
-		.flags = WF_REQ_REPL | WF_REQ_FUA,
+		 * reactors the writes went through (docs/replication.md).
+		 * A scrub's CSUM only reads. */
+		.flags = q->op == WF_OP_CSUM ? WF_REQ_REPL : WF_REQ_REPL | WF_REQ_FUA,
 		.volume = q->volume,
 		.offset = q->offset,
 		.epoch = r->map->epoch,
@@ -341,6 +342,7 @@ static void on_reply(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 		return;
 	}
 	f->status = rep.status;
+	f->crc = rep.data_crc;          /* CSUM: the member's CRC32C */
 	if (rep.status == WF_WS_OK && rep.length != f->q->length)
 		f->status = WF_WS_IO;
 	/* A replica has a newer map: reload after this turn's completions

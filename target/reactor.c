@@ -86,7 +86,7 @@ static void wake(struct wf_tgt_reactor *r)
 }
 
 /* Tell every reactor but `self` (NULL: all) that t->gen moved. */
-static void wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self)
+void wf_tgt_wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self)
 {
 	__atomic_add_fetch(&t->gen, 1, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < t->n; i++)
@@ -97,7 +97,7 @@ static void wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self)
 void wf_tgt_stop_all(struct wf_tgt *t, int sig)
 {
 	__atomic_store_n(&t->stop, sig ? sig : SIGTERM, __ATOMIC_RELEASE);
-	wake_all(t, NULL);
+	wf_tgt_wake_all(t, NULL);
 }
 
 static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer);
@@ -117,7 +117,7 @@ static int reload(struct wf_tgt_reactor *r, const char *why, bool always)
 		 * epoch than theirs). */
 		__atomic_add_fetch(&r->t->reload_gen, 1, __ATOMIC_RELEASE);
 		r->seen_reload = __atomic_load_n(&r->t->reload_gen, __ATOMIC_ACQUIRE);
-		wake_all(r->t, r);
+		wf_tgt_wake_all(r->t, r);
 	}
 	return ret;
 }
@@ -660,6 +660,7 @@ static void on_peer(struct wf_tgt_reactor *r)
 		r->seen_reload = rg;
 		reload_local(r, "another reactor reloaded", true);
 	}
+	wf_tgt_scrub_poll(r);
 }
 
 static void handle_cqes(struct wf_tgt_reactor *r, unsigned f,
@@ -801,6 +802,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			work++;
 		if (r->rec.active && wf_tgt_recover_step(r))
 			work++;
+		else if (r->scrub.active && wf_tgt_scrub_step(r))
+			work++;
 		wf_store_submit(r->store);
 
 		if (__atomic_load_n(&r->t->gen, __ATOMIC_RELAXED) != r->seen_gen)
@@ -867,7 +870,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			 * while a connection owes its HELLO. */
 			/* Timed while links owe a GRANT or replies too. */
 			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
-				      r->rec.active || r->reload_wanted ? 100 :
+				      r->rec.active || r->scrub.active ||
+				      r->reload_wanted ? 100 :
 				      r->nhello || wf_tgt_peers_busy(r) ? 1000 : -1);
 			if (r->nhello)
 				wf_tgt_conn_sweep(r, wf_tgt_now_ns());

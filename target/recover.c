@@ -105,7 +105,7 @@ static struct wf_tgt_req *op_get(struct wf_tgt_reactor *r)
 	return NULL;
 }
 
-static void op_put(struct wf_tgt_req *q)
+void wf_tgt_rop_put(struct wf_tgt_req *q)
 {
 	q->state = RQ_FREE;
 	q->conn->r->rec.inflight--;
@@ -153,8 +153,16 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 	struct wf_tgt_recover *rc = &r->rec;
 
 	if (q->state == RQ_STORE && status == WF_WS_OK) {
-		/* The read is in: now the same slot to every member. */
+		/* The read is in: now the same slot to every member (a
+		 * scrub's CSUM: the question about it). */
+		if (q->op == WF_OP_CSUM)
+			q->crc = wf_crc32c(0, q->conn->ring + (size_t)q->slot *
+					   q->conn->lim.slot_size, q->length);
 		wf_tgt_forward(r, q);
+		return;
+	}
+	if (q->op == WF_OP_CSUM || q->repair) {
+		wf_tgt_scrub_op_done(q, status);
 		return;
 	}
 	if (status != WF_WS_OK) {
@@ -172,18 +180,19 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 	 * failed read (or a read that could not start) it is still on. */
 	if (q->ord_prev || q->ord_next || r->ord_head == q)
 		wf_tgt_order_leave(r, q);
-	op_put(q);
+	wf_tgt_rop_put(q);
 }
 
-/* Start an op over [off, off + len) of volume vol; false when no slot. */
-static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
-		     uint64_t off, uint32_t len, const uint32_t *to, unsigned nto)
+bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
+		      uint64_t off, uint32_t len, const uint32_t *to,
+		      unsigned nto, bool repair)
 {
 	struct wf_tgt_req *q = op_get(r);
 
 	if (!q)
 		return false;
 	r->rec.inflight++;
+	q->repair = repair;
 	q->epoch = r->map->epoch;
 	q->op = op;
 	q->flags = 0;
@@ -194,12 +203,18 @@ static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 	memcpy(q->secondaries, to, nto * sizeof(*to));
 	q->state = RQ_STORE;            /* taken (not RQ_FREE) */
 	if (wf_tgt_order_enter(r, q))
-		op_go(q);
+		op_go(q);               /* may end it at once */
 	return true;
 }
 
+static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
+		     uint64_t off, uint32_t len, const uint32_t *to, unsigned nto)
+{
+	return wf_tgt_rop_start(r, op, vol, off, len, to, nto, false);
+}
+
 /* Refill the byte budget: recovery_mbps MiB per second. */
-static bool budget(struct wf_tgt_reactor *r, uint32_t want)
+bool wf_tgt_rop_budget(struct wf_tgt_reactor *r, uint32_t want)
 {
 	struct wf_tgt_recover *rc = &r->rec;
 	uint64_t now, cap;
@@ -285,7 +300,7 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 			rc->in_extent = true;
 			rc->chunk = 0;
 		}
-		if (rc->inflight >= r->cfg->recovery_qd || !budget(r, chunk))
+		if (rc->inflight >= r->cfg->recovery_qd || !wf_tgt_rop_budget(r, chunk))
 			break;
 		if (!op_start(r, WF_OP_WRITE, v->id,
 			      rc->ext * es + (uint64_t)rc->chunk * chunk,

@@ -177,6 +177,12 @@ struct wf_tgt {
 	 * reload_gen changes; a reactor compares it once per loop turn. */
 	uint32_t gen;
 	uint32_t reload_gen;
+	/* A scrub asked on the control socket (ctl.c): reactors start a
+	 * pass when scrub_gen differs from theirs (written before the
+	 * bump: scrub_vol, scrub_flags). */
+	uint32_t scrub_gen;
+	uint64_t scrub_vol;
+	uint32_t scrub_flags;
 	int      stop;                  /* 0, or the signal that asked */
 	unsigned draining;              /* reactors whose store I/O is not
 	                                 * drained yet (stop) */
@@ -213,6 +219,7 @@ struct wf_tgt_fwd {
 	struct wf_tgt_fwd  *next;       /* the link's wait list */
 	uint64_t sent_ns;
 	uint32_t slot, gen;             /* on the link */
+	uint32_t crc;                   /* CSUM: the secondary's CRC32C */
 	uint16_t status;                /* the secondary's answer */
 	uint8_t  state;                 /* enum wf_tgt_fwd_state */
 	uint8_t  local_ops;             /* our posts not yet completed */
@@ -247,6 +254,8 @@ struct wf_tgt_req {
 	uint16_t flags, status;
 	uint8_t  op, state;
 	bool     fua_flush;             /* DISCARD|FUA: flush after discard */
+	bool     repair;                /* recovery ring: a scrub's repair
+	                                 * (scrub.c), not a recovery copy */
 	bool     pending;
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
@@ -326,6 +335,47 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r);
 void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status);
 /* An op held on the order list may start now. */
 void wf_tgt_recover_resume(struct wf_tgt_req *q);
+/* The recovery ring's ops, shared with the scrub: start op over
+ * [off, off + len) of volume vol to the members to[0 .. nto) (through the
+ * order list; a WRITE or CSUM reads the range first; repair: a scrub's
+ * rewrite, its end goes to scrub.c), or false when every op slot
+ * (--recovery-qd) is taken.  The op may end before this returns.
+ * wf_tgt_rop_put frees a finished op; wf_tgt_rop_budget takes want bytes
+ * of --recovery-mbps, or false. */
+bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
+		      uint64_t off, uint32_t len, const uint32_t *to,
+		      unsigned nto, bool repair);
+void wf_tgt_rop_put(struct wf_tgt_req *q);
+bool wf_tgt_rop_budget(struct wf_tgt_reactor *r, uint32_t want);
+
+/* ---- scrub (scrub.c) ---------------------------------------------------- */
+
+/*
+ * For every PG this target leads (acting primary, nothing pinned), every
+ * slot-size chunk of every extent it owns: read it under the order list,
+ * ask each acting secondary for the CRC32C of the same bytes (CSUM),
+ * compare; with repair, rewrite the differing members from the primary
+ * (a recovery-style copy: order list, read again, forward).  Runs on the
+ * recovery ring's op slots and limits, while no recovery pass is active.
+ */
+struct wf_tgt_scrub {
+	uint32_t gen, done_gen;         /* pass asked of us, last finished */
+	bool     active, repair;
+	uint64_t vol_id;                /* 0: every volume */
+	uint32_t vol;                   /* cursor: index into map.volumes */
+	uint64_t ext;                   /*         extent of that volume */
+	uint32_t chunk;                 /*         next chunk of the extent */
+	unsigned inflight;              /* its ops among rec.inflight */
+	uint64_t bytes, mismatches, repaired, errors;
+	bool     said;                  /* the first mismatch's line logged */
+};
+
+/* A pass was asked (t->scrub_gen moved): start it. */
+void wf_tgt_scrub_poll(struct wf_tgt_reactor *r);
+/* One turn; true when it did something. */
+bool wf_tgt_scrub_step(struct wf_tgt_reactor *r);
+/* A scrub op's read or forwards ended (from wf_tgt_recover_op_done). */
+void wf_tgt_scrub_op_done(struct wf_tgt_req *q, uint16_t status);
 
 /* ---- peer links (peer.c): this target as a client of its peers ------ */
 
@@ -428,6 +478,7 @@ struct wf_tgt_stats {
 	uint64_t errors, invalid, closed_bad;
 	uint64_t accepted, refused;
 	uint64_t forwards;              /* replica forwards posted */
+	uint64_t csums;                 /* scrub CSUMs answered */
 };
 
 enum wf_tgt_phase {
@@ -533,6 +584,7 @@ struct wf_tgt_reactor {
 	                                     * after this turn's completions */
 	unsigned            peers_gone;     /* links closing, to be freed */
 	struct wf_tgt_recover rec;
+	struct wf_tgt_scrub scrub;
 };
 
 /* Reactor idx of t (reactor 0 first: the others take its listening
@@ -550,6 +602,9 @@ int  wf_tgt_reload(struct wf_tgt_reactor *r, const char *why);
 /* The same, and every other reactor reloads whatever the epoch (SIGHUP,
  * control RELOAD: the file may have changed within an epoch). */
 int  wf_tgt_reload_all(struct wf_tgt_reactor *r, const char *why);
+/* Bump t->gen and wake every reactor but self (they look at t's
+ * requests: stop, reload, scrub). */
+void wf_tgt_wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self);
 /* Ask every reactor to stop (drain, then leave its loop). */
 void wf_tgt_stop_all(struct wf_tgt *t, int sig);
 /* Run the store queues of all reactors until none has I/O in flight

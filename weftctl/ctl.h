@@ -13,6 +13,7 @@ int ctl_status(int argc, char **argv);     /* ctl_status.c */
 int ctl_volume(int argc, char **argv);     /* ctl_volume.c */
 int ctl_target(int argc, char **argv);     /* ctl_target.c */
 int ctl_recover(int argc, char **argv);    /* ctl_target.c */
+int ctl_scrub(int argc, char **argv);      /* ctl_scrub.c */
 
 struct wf_map;
 struct wf_target;
@@ -21,6 +22,12 @@ struct wf_ctl_status;
  * host, else its data address (*via says which).  0 or -errno. */
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	     int ms, struct wf_ctl_status *st, const char **via);
+/* Request op (proto/ctl.h, with its arguments) of the target with id
+ * on this host, through its control socket in run_dir: 0 and *st filled,
+ * or -errno (no socket: the target is not local). */
+int  ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op,
+		   uint64_t epoch, uint64_t arg0, uint64_t arg1, int ms,
+		   struct wf_ctl_status *st);
 /* Load the map at path into m as an editable copy (wf_map_edit_free);
  * 0, or -1 with the reason on stderr. */
 int  ctl_map_load_copy(const char *path, struct wf_map *m);

@@ -36,14 +36,14 @@ static int status_usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-/* 0 and *st filled, or -errno (no socket: the target is not local). */
-static int ask_ctl(const char *run_dir, uint32_t id, uint64_t epoch, int ms,
-		   struct wf_ctl_status *st)
+int ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
+		  uint64_t arg0, uint64_t arg1, int ms, struct wf_ctl_status *st)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct wf_ctl_req q = {
 		.magic = htole32(WF_CTL_MAGIC), .version = htole16(WF_CTL_VERSION),
-		.op = htole16(WF_CTL_STATUS), .epoch = htole64(epoch),
+		.op = htole16(op), .epoch = htole64(epoch),
+		.arg = { htole64(arg0), htole64(arg1) },
 	};
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	int fd, n, ret = 0;
@@ -142,7 +142,7 @@ out:
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	    int ms, struct wf_ctl_status *st, const char **via)
 {
-	int ret = ask_ctl(run_dir, t->id, epoch, ms, st);
+	int ret = ctl_ask_local(run_dir, t->id, WF_CTL_STATUS, epoch, 0, 0, ms, st);
 
 	*via = "control socket";
 	if (ret) {

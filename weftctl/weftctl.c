@@ -18,6 +18,7 @@ static const struct {
 	{ "volume",  ctl_volume,  "volume create|resize|delete -c MAP NAME ...  edit volumes (epoch+1)" },
 	{ "target",  ctl_target,  "target down|up|out|in|reweight ID -c MAP  change a target (epoch+1)" },
 	{ "recover", ctl_recover, "recover -c MAP [--wait]      bring new members up to date, end pins" },
+	{ "scrub",   ctl_scrub,   "scrub -c MAP [VOLUME] [--repair]  compare replicas by CRC32C, repair" },
 };
 
 static int usage(FILE *f)

@@ -6,20 +6,29 @@
  * which only one target is up (it is then the primary of every PG it
  * holds); writes below min_size fail with -EHOSTDOWN; a member killed
  * during writes and marked down loses nothing acknowledged; overlapping
- * writes in flight together leave the same bytes on every replica.
+ * writes in flight together leave the same bytes on every replica; scrub
+ * finds a member whose device returns other bytes and repairs it from the
+ * primary, and never copies a primary that is the odd one out.
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 
 #include "placement/map.h"
+#include "placement/placement.h"
+#include "proto/ctl.h"
+#include "proto/view.h"
 #include "tests/integration/sys.h"
 
 SYS_SUITE(sys_repl, 300);
@@ -462,5 +471,190 @@ Test(sys_repl, reload_told_by_a_peer_keeps_targets_up)
 	weft_cluster_close(cl);
 	for (unsigned t = 0; t < SYS_TARGETS; t++)
 		cr_assert_eq(kill(sys_pid(&C, t), 0), 0, "target %u died", t);
+	free(img);
+}
+
+/* ---- scrub ------------------------------------------------------------ */
+
+/* Map index of the member `rank` (0: primary) of the PG holding byte off
+ * of vol3, and that target's device path (static buffer). */
+static unsigned member_of(uint64_t off, unsigned rank, const char **dev)
+{
+	static char path[WF_PATH_MAX];
+	struct wf_map m;
+	struct wf_map_err err;
+	struct wf_placer pl;
+	struct wf_pg_table t;
+	struct wf_extent_loc loc;
+	unsigned id;
+
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(wf_placer_init(&pl, &m), 0);
+	cr_assert_eq(wf_pg_table_build(&t, &pl), 0);
+	cr_assert_eq(wf_place_extent(&t, &m, 0, off, &loc), 0);
+	cr_assert_eq(strcmp(m.volumes[0].name, "vol3"), 0);
+	cr_assert_gt(loc.n, rank);
+	id = m.targets[loc.acting[rank]].id;
+	snprintf(path, sizeof(path), "%s", m.targets[loc.acting[rank]].device);
+	*dev = path;
+	wf_pg_table_free(&t);
+	wf_placer_free(&pl);
+	wf_map_free(&m);
+	return id;
+}
+
+/* Overwrite the 4 KiB at off of vol3 on target id's device, behind the
+ * target's back (a device returning other bytes than were written): the
+ * extent's place comes from the target's short-circuit view. */
+static void corrupt_on(unsigned id, const char *dev, uint64_t off)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wf_ctl_req q = { .magic = htole32(WF_CTL_MAGIC),
+				.version = htole16(WF_CTL_VERSION),
+				.op = htole16(WF_CTL_SHORTCIRCUIT) };
+	struct wf_ctl_shortcircuit a;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct wf_view v;
+	uint32_t phys, seq;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), fds[2], dfd;
+	void *junk = NULL;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/target-%u.ctl", C.run, id);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
+	cr_assert_eq(recvmsg(fd, &mh, 0), (ssize_t)sizeof(a));
+	close(fd);
+	cr_assert_eq(a.result, 0);
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(fds));
+	cr_assert_eq(wf_view_open(fds[1], &v), 0);
+	cr_assert_eq(wf_view_lookup(&v, 1, (uint32_t)(off / SYS_EXT), &phys, &seq), 1,
+		     "target %u does not hold the extent", id);
+	dfd = open(dev, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	cr_assert_geq(dfd, 0, "%s: %s", dev, strerror(errno));
+	cr_assert_eq(posix_memalign(&junk, 4096, SYS_BS), 0);
+	memset(junk, 0xa5, SYS_BS);
+	cr_assert_eq(pwrite(dfd, junk, SYS_BS,
+			    (off_t)wf_view_dev_offset(&v, phys, off % SYS_EXT)),
+		     SYS_BS);
+	close(dfd);
+	free(junk);
+	wf_view_close(&v);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* The scrub figures of every target, summed. */
+static void scrub_totals(uint64_t *mis, uint64_t *rep, uint64_t *errs,
+			 uint64_t *bytes)
+{
+	*mis = *rep = *errs = *bytes = 0;
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct wf_ctl_status s = sys_ctl_status(C.run, t);
+
+		cr_assert_eq(le32toh(s.scrub_done), le32toh(s.scrub_gen),
+			     "target %u: scrub not done", t);
+		*mis += le64toh(s.scrub_mismatches);
+		*rep += le64toh(s.scrub_repaired);
+		*errs += le64toh(s.scrub_errors);
+		*bytes += le64toh(s.scrub_bytes);
+	}
+}
+
+/* Write SCRUB_SPAN of vol3 (versioned blocks) into img. */
+#define SCRUB_SPAN (8u << 20)
+static void write_span(char *img)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+
+	open_vol3(5000, &cl, &vol);
+	for (uint64_t off = 0; off < SCRUB_SPAN; off += 128 * 1024) {
+		for (uint64_t b = 0; b < 128 * 1024; b += SYS_BS)
+			sys_fill(img + off + b, off + b, 3);
+		cr_assert_eq(weft_pwrite(vol, img + off, 128 * 1024, off, 0),
+			     128 * 1024);
+	}
+	weft_cluster_close(cl);
+}
+
+/*
+ * A secondary whose device returns other bytes than were written: scrub
+ * finds the chunk (and only it), --repair rewrites it from the primary,
+ * a scrub after finds nothing, and every member alone reads back every
+ * block.
+ */
+Test(sys_repl, scrub_finds_and_repairs_a_differing_secondary)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	uint64_t off = 5 * SYS_EXT + 40960, mis, rep, errs, bytes;
+	const char *dev;
+	unsigned sec;
+
+	cr_assert(img);
+	write_span(img);
+	cr_assert_eq(weftctl("scrub vol3"), 0, "scrub of clean replicas failed");
+	scrub_totals(&mis, &rep, &errs, &bytes);
+	cr_assert_eq(mis, 0);
+	cr_assert_eq(errs, 0);
+	/* Every chunk of the 1 GiB volume against two members. */
+	cr_assert_eq(bytes, 2ull << 30, "compared %llu bytes",
+		     (unsigned long long)bytes);
+
+	sec = member_of(off, 1, &dev);
+	corrupt_on(sec, dev, off);
+	cr_assert_eq(weftctl("scrub vol3"), 1, "scrub missed a differing member");
+	scrub_totals(&mis, &rep, &errs, &bytes);
+	cr_assert_eq(mis, 1);
+	cr_assert_eq(rep, 0);
+	cr_assert_eq(weftctl("scrub vol3 --repair"), 0, "repair failed");
+	scrub_totals(&mis, &rep, &errs, &bytes);
+	cr_assert_eq(mis, 1);
+	cr_assert_eq(rep, 1);
+	cr_assert_eq(errs, 0);
+	cr_assert_eq(weftctl("scrub"), 0, "differences left after the repair");
+	scrub_totals(&mis, &rep, &errs, &bytes);
+	cr_assert_eq(mis, 0);
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
+
+/*
+ * A primary whose device returns other bytes: both secondaries agree with
+ * each other, so scrub reports it and --repair does not copy the primary's
+ * bytes over them (each still reads back what was written).
+ */
+Test(sys_repl, scrub_never_spreads_a_differing_primary)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	uint64_t off = 2 * SYS_EXT, mis, rep, errs, bytes;
+	const char *dev;
+	unsigned prim, s1, s2;
+	char what[64];
+
+	cr_assert(img);
+	write_span(img);
+	prim = member_of(off, 0, &dev);
+	corrupt_on(prim, dev, off);
+	cr_assert_eq(weftctl("scrub vol3 --repair"), 1);
+	scrub_totals(&mis, &rep, &errs, &bytes);
+	cr_assert_eq(mis, 1);
+	cr_assert_eq(rep, 0);
+	s1 = member_of(off, 1, &dev);
+	s2 = member_of(off, 2, &dev);
+	cr_assert_neq(s1, prim);
+	cr_assert_neq(s2, prim);
+	map_set_up(1u << s1);
+	snprintf(what, sizeof(what), "secondary %u alone", s1);
+	expect_image(what, img, SCRUB_SPAN);
+	map_set_up(1u << s2);
+	snprintf(what, sizeof(what), "secondary %u alone", s2);
+	expect_image(what, img, SCRUB_SPAN);
+	map_set_up(ALL_UP);
 	free(img);
 }

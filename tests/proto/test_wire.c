@@ -116,6 +116,12 @@ static void m_fua_read(struct wf_req_hdr *h) { h->opcode = WF_OP_READ; h->slot =
 static void m_buf_on_write(struct wf_req_hdr *h) { h->buf_key = htole32(3); }
 static void m_crc_without_flag(struct wf_req_hdr *h) { h->flags = htole16(WF_REQ_FUA); }
 static void m_slot_on_discard(struct wf_req_hdr *h) { h->opcode = WF_OP_DISCARD; h->flags = 0; h->data_crc = 0; h->slot = htole32(32); }
+static void m_csum_norepl(struct wf_req_hdr *h) { h->opcode = WF_OP_CSUM; h->flags = 0; h->data_crc = 0; }
+static void m_csum_fua(struct wf_req_hdr *h) { h->opcode = WF_OP_CSUM; h->flags = htole16(WF_REQ_REPL | WF_REQ_FUA); h->data_crc = 0; }
+static void m_csum_buf(struct wf_req_hdr *h) { h->opcode = WF_OP_CSUM; h->flags = htole16(WF_REQ_REPL); h->data_crc = 0; h->buf_key = 1; }
+static void m_csum_big(struct wf_req_hdr *h) { h->opcode = WF_OP_CSUM; h->flags = htole16(WF_REQ_REPL); h->data_crc = 0; h->length = htole32(131072 + 512); }
+static void m_op_status(struct wf_req_hdr *h) { h->opcode = WF_OP_STATUS; }
+static void m_read_repl(struct wf_req_hdr *h) { h->opcode = WF_OP_READ; h->flags = htole16(WF_REQ_REPL); h->data_crc = 0; h->buf_key = 1; }
 
 Test(wire, request_validation_rules)
 {
@@ -141,6 +147,33 @@ Test(wire, request_validation_rules)
 	expect(m_buf_on_write, -EINVAL, WF_WR_FIELD);
 	expect(m_crc_without_flag, -EINVAL, WF_WR_FIELD);
 	expect(m_slot_on_discard, -EINVAL, WF_WR_SLOT);
+	/* CSUM (scrub): only between targets, no buffer, one slot's worth. */
+	expect(m_csum_norepl, -EINVAL, WF_WR_FLAGS);
+	expect(m_csum_fua, -EINVAL, WF_WR_FLAGS);
+	expect(m_csum_buf, -EINVAL, WF_WR_FIELD);
+	expect(m_csum_big, -EINVAL, WF_WR_SLOT_SIZE);
+	expect(m_op_status, -EPROTO, WF_WR_OPCODE);
+	expect(m_read_repl, -EINVAL, WF_WR_FLAGS);
+}
+
+Test(wire, csum_request)
+{
+	struct wf_req r = { .opcode = WF_OP_CSUM, .flags = WF_REQ_REPL, .tag = 3,
+			    .volume = 2, .offset = 1 << 20, .epoch = 7,
+			    .length = 131072, .slot = 4 }, out;
+	struct wf_reply rp = { .status = WF_WS_OK, .tag = 3, .epoch = 7,
+			       .length = 131072, .data_crc = 0xdeadbeef, .slot = 4 }, rpo;
+	struct wf_req_hdr h;
+	struct wf_reply_hdr rh;
+
+	wf_req_encode(&r, &h);
+	cr_assert_eq(wf_req_decode(&h, sizeof(h), &lim, &out, NULL), 0);
+	cr_assert_eq(out.opcode, WF_OP_CSUM);
+	cr_assert_eq(out.flags, WF_REQ_REPL);
+	cr_assert_eq(out.length, 131072);
+	wf_reply_encode(&rp, &rh);
+	cr_assert_eq(wf_reply_decode(&rh, sizeof(rh), &rpo, NULL), 0);
+	cr_assert_eq(rpo.data_crc, 0xdeadbeef);
 }
 
 Test(wire, short_buffers_and_peek)

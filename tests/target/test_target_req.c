@@ -219,6 +219,12 @@ Test(target_req, replication)
 	/* The decoder refuses a forwarded READ. */
 	cr_assert_eq(parse_repl(ms[sec], WF_OP_READ, 0, &p), WF_TGT_REJECT);
 	cr_assert_eq(p.status, WF_WS_INVALID | WF_WS_DNR);
+	/* A scrub's CSUM: a secondary answers it, the primary does not (it
+	 * asks), and it is never forwarded on. */
+	cr_assert_eq(parse_repl(ms[sec], WF_OP_CSUM, 0, &p), WF_TGT_OK);
+	cr_assert_eq(p.nsec, 0);
+	cr_assert_eq(parse_repl(ms[prim], WF_OP_CSUM, 0, &p), WF_TGT_REJECT);
+	cr_assert_eq(p.status, WF_WS_NOTPRIM);
 	for (int i = 0; i < 3; i++)
 		wf_tgt_map_free(ms[i]);
 
