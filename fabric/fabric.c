@@ -97,11 +97,35 @@ int wf_ctx_arm(struct wf_ctx *ctx)
 	return ctx->ops->ctx_arm(ctx);
 }
 
+/* One writer (the ctx's thread), readers anywhere: a plain add, stored
+ * whole (no locked instruction on the data path). */
+#define COUNT(ctx, field, n) \
+	__atomic_store_n(&(ctx)->counts.field, (ctx)->counts.field + (n), \
+			 __ATOMIC_RELAXED)
+
+void wf_ctx_counts(const struct wf_ctx *ctx, struct wf_fab_counts *out)
+{
+	out->sends = __atomic_load_n(&ctx->counts.sends, __ATOMIC_RELAXED);
+	out->writes = __atomic_load_n(&ctx->counts.writes, __ATOMIC_RELAXED);
+	out->reads = __atomic_load_n(&ctx->counts.reads, __ATOMIC_RELAXED);
+	out->cqes = __atomic_load_n(&ctx->counts.cqes, __ATOMIC_RELAXED);
+	out->recvs = __atomic_load_n(&ctx->counts.recvs, __ATOMIC_RELAXED);
+}
+
 int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 {
+	int n, recvs = 0;
+
 	if (max <= 0)
 		return -EINVAL;
-	return ctx->ops->poll(ctx, cqes, max);
+	n = ctx->ops->poll(ctx, cqes, max);
+	if (n <= 0)
+		return n;
+	for (int i = 0; i < n; i++)
+		recvs += cqes[i].op == WF_CQE_RECV_MSG || cqes[i].op == WF_CQE_RECV_IMM;
+	COUNT(ctx, cqes, (uint64_t)n);
+	COUNT(ctx, recvs, (uint64_t)recvs);
+	return n;
 }
 
 int wf_flush(struct wf_ctx *ctx)
@@ -244,34 +268,53 @@ int wf_write_imm(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 		 uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 		 uint32_t imm, uint64_t wr_id)
 {
+	int ret;
+
 	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
 		return -ERANGE;
-	return ep->ctx->ops->write_imm(ep, mr, loff, len, rkey, roff, imm, wr_id);
+	ret = ep->ctx->ops->write_imm(ep, mr, loff, len, rkey, roff, imm, wr_id);
+	if (!ret)
+		COUNT(ep->ctx, writes, 1);
+	return ret;
 }
 
 int wf_write(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	     uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 	     uint64_t wr_id)
 {
+	int ret;
+
 	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
 		return -ERANGE;
 	if (!ep->ctx->ops->write)
 		return -EOPNOTSUPP;
-	return ep->ctx->ops->write(ep, mr, loff, len, rkey, roff, wr_id);
+	ret = ep->ctx->ops->write(ep, mr, loff, len, rkey, roff, wr_id);
+	if (!ret)
+		COUNT(ep->ctx, writes, 1);
+	return ret;
 }
 
 int wf_read(struct wf_ep *ep, const struct wf_mr *mr, uint64_t loff,
 	    uint32_t len, const struct wf_rkey *rkey, uint64_t roff,
 	    uint64_t wr_id)
 {
+	int ret;
+
 	if (!local_ok(mr, loff, len) || !remote_ok(rkey, roff, len))
 		return -ERANGE;
-	return ep->ctx->ops->read(ep, mr, loff, len, rkey, roff, wr_id);
+	ret = ep->ctx->ops->read(ep, mr, loff, len, rkey, roff, wr_id);
+	if (!ret)
+		COUNT(ep->ctx, reads, 1);
+	return ret;
 }
 
 int wf_send(struct wf_ep *ep, const void *msg, uint32_t len, uint64_t wr_id)
 {
-	return ep->ctx->ops->send(ep, msg, len, wr_id);
+	int ret = ep->ctx->ops->send(ep, msg, len, wr_id);
+
+	if (!ret)
+		COUNT(ep->ctx, sends, 1);
+	return ret;
 }
 
 int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,

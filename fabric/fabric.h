@@ -153,6 +153,23 @@ int  wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
  */
 int  wf_flush(struct wf_ctx *ctx);
 
+/*
+ * What a ctx has done since it was created, counted by the generic layer
+ * for every backend: posts that succeeded and completions returned.  For
+ * costs that do not depend on the machine's noise (docs/performance.md,
+ * "Counts"): per I/O, these are exact.  The ctx's thread writes them; any
+ * thread may read them (each a relaxed atomic load).
+ */
+struct wf_fab_counts {
+	uint64_t sends;         /* wf_send */
+	uint64_t writes;        /* wf_write, wf_write_imm */
+	uint64_t reads;         /* wf_read */
+	uint64_t cqes;          /* completions returned by wf_poll */
+	uint64_t recvs;         /* of those, messages received */
+};
+
+void wf_ctx_counts(const struct wf_ctx *ctx, struct wf_fab_counts *out);
+
 /* Connections */
 int  wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	       struct wf_listener **out);

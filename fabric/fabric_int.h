@@ -54,6 +54,7 @@ struct wf_ops {
 struct wf_ctx {
 	const struct wf_ops *ops;
 	struct wf_ctx_opts   opts;      /* defaults filled in */
+	struct wf_fab_counts counts;    /* fabric.c; its thread only writes */
 };
 
 struct wf_listener {

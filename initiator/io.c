@@ -101,6 +101,22 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 	cl->now = wf_now_ms();
 	io->deadline = cl->now + cl->opts.timeout_ms;
 	cl->inflight++;
+	switch (op) {
+	case WF_OP_READ:
+		cl->api.reads++;
+		cl->api.read_bytes += len;
+		break;
+	case WF_OP_WRITE:
+		cl->api.writes++;
+		cl->api.write_bytes += len;
+		break;
+	case WF_OP_FLUSH:
+		cl->api.flushes++;
+		break;
+	default:
+		cl->api.discards++;
+		break;
+	}
 	wf_io_start(cl, io);
 	/* The pieces of this request leave now, all at once: its
 	 * short-circuit reads in one io_uring_enter, its network pieces in
@@ -110,6 +126,30 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 	 * next poll), after queueing more. */
 	if (!(cl->opts.flags & WEFT_F_DEFER_SEND))
 		weft_submit(cl);
+	return 0;
+}
+
+int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
+{
+	struct weft_stats s;
+	struct wf_fab_counts k;
+	size_t n;
+
+	if (!cl || !st || st->size < sizeof(st->size))
+		return -EINVAL;
+	n = st->size < sizeof(s) ? st->size : sizeof(s);
+	s = cl->api;
+	wf_ctx_counts(cl->ctx, &k);
+	s.size = n;
+	s.retries = cl->stats.retries;
+	s.reconnects = cl->stats.reconnects;
+	s.sc_reads = cl->stats.sc_reads;
+	s.fabric_sends = k.sends;
+	s.fabric_writes = k.writes;
+	s.fabric_reads = k.reads;
+	s.fabric_recvs = k.recvs;
+	s.fabric_cqes = k.cqes;
+	memcpy(st, &s, n);
 	return 0;
 }
 
@@ -152,6 +192,8 @@ static int reap(struct weft_cluster *cl, struct weft_cqe *cqes, int max)
 	int n = 0;
 
 	while (n < max && cl->cq_count) {
+		if (cl->cq[cl->cq_head].res < 0)
+			cl->api.errors++;
 		cqes[n++] = cl->cq[cl->cq_head];
 		cl->cq_head = (cl->cq_head + 1) % cl->qd;
 		cl->cq_count--;

@@ -326,6 +326,7 @@ struct weft_cluster {
 	struct wf_piece *pieces;
 	struct wf_piece *pc_free;
 	struct wf_pq retry_q;
+	struct weft_stats api;          /* weft_stats(): requests (io.c) */
 	uint32_t   inflight;            /* parents queued, not completed */
 
 	/* Completion ring: at most qd entries (one per parent). */

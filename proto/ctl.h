@@ -94,8 +94,15 @@ struct wf_ctl_status {
 	uint64_t scrub_errors;      /* chunks that could not be compared or
 	                             * repaired (a member unreachable, a
 	                             * read error, a map change) */
+	/* Fabric operations of every reactor since start, its clients' and
+	 * its peer links' (docs/performance.md, "Counts"). */
+	uint64_t fab_sends;         /* messages posted */
+	uint64_t fab_writes;        /* one-sided writes posted */
+	uint64_t fab_reads;         /* one-sided reads posted */
+	uint64_t fab_recvs;         /* messages received */
+	uint64_t fab_cqes;          /* completions reaped */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 184, "ctl status is 184 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 224, "ctl status is 224 bytes");
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -143,7 +150,7 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 200,
-	       "status reply is 200 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 240,
+	       "status reply is 240 bytes");
 
 #endif

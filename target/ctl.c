@@ -115,6 +115,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
+	struct wf_fab_counts fc;
 
 	/* The whole target: every reactor's counters (each written by its
 	 * own thread; atomic loads here), the store's shared allocator. */
@@ -153,6 +154,21 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		serr += __atomic_load_n(&o->scrub.errors, __ATOMIC_RELAXED);
 	}
 	sdone = sall ? sgen : sgen - 1;
+	memset(&fc, 0, sizeof(fc));
+	for (unsigned i = 0; i < r->t->n; i++) {
+		const struct wf_tgt_reactor *o = r->t->r[i];
+
+		for (unsigned f = 0; o && f < o->nfab; f++) {
+			struct wf_fab_counts k;
+
+			wf_ctx_counts(o->fab[f].ctx, &k);
+			fc.sends += k.sends;
+			fc.writes += k.writes;
+			fc.reads += k.reads;
+			fc.recvs += k.recvs;
+			fc.cqes += k.cqes;
+		}
+	}
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(WF_CTL_MAGIC);
@@ -185,6 +201,11 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->scrub_mismatches = htole64(smis);
 	s->scrub_repaired = htole64(srep);
 	s->scrub_errors = htole64(serr);
+	s->fab_sends = htole64(fc.sends);
+	s->fab_writes = htole64(fc.writes);
+	s->fab_reads = htole64(fc.reads);
+	s->fab_recvs = htole64(fc.recvs);
+	s->fab_cqes = htole64(fc.cqes);
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

@@ -123,6 +123,31 @@ uint64_t weft_volume_size(const struct weft_volume *vol);
 uint32_t weft_volume_block_size(const struct weft_volume *vol);
 
 /*
+ * What the handle has done since it was opened.  Request counts are of
+ * requests accepted by weft_read/write/discard/flush (and their
+ * synchronous forms); fabric counts are every operation the handle posted
+ * or reaped on its fabric context (sends of request headers, one-sided
+ * writes of payloads, completions), so per I/O they are exact costs
+ * (docs/performance.md, "Counts").  Call from the handle's thread.
+ */
+struct weft_stats {
+	size_t   size;                  /* set to sizeof(struct weft_stats) */
+	uint64_t reads, writes, flushes, discards;
+	uint64_t read_bytes, write_bytes;
+	uint64_t errors;                /* completions with res < 0 */
+	uint64_t retries;               /* pieces sent again (map change,
+	                                 * reconnect, busy target) */
+	uint64_t reconnects;            /* connections made again */
+	uint64_t sc_reads;              /* pieces read short-circuit */
+	uint64_t fabric_sends, fabric_writes, fabric_reads;
+	uint64_t fabric_recvs, fabric_cqes;
+};
+
+/* Fill *st (st->size set by the caller; a smaller struct of an older
+ * header gets its fields only).  0, or -EINVAL. */
+int  weft_stats(struct weft_cluster *cl, struct weft_stats *st);
+
+/*
  * Buffers registered with the fabric: I/O from and into them is zero-copy.
  * Other buffers work too, through a registered bounce pool (one copy).
  * Returns page-aligned memory of at least len bytes, or NULL.

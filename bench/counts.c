@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/counts.h"
+#include "bench/proc.h"
+#include "placement/map.h"
+#include "proto/ctl.h"
+
+int wf_ctl_status_of(const char *run_dir, unsigned id, struct wf_ctl_status *st)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wf_ctl_req q = { .magic = htole32(WF_CTL_MAGIC),
+				.version = htole16(WF_CTL_VERSION),
+				.op = htole16(WF_CTL_STATUS) };
+	struct timeval tv = { .tv_sec = 2 };
+	int fd, n, ret = 0;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/target-%u.ctl", run_dir, id);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+		ret = -errno;
+	else if (recv(fd, st, sizeof(*st), 0) != (ssize_t)sizeof(*st) ||
+		 le32toh(st->magic) != WF_CTL_MAGIC ||
+		 le16toh(st->version) != WF_CTL_VERSION)
+		ret = -EPROTO;
+	close(fd);
+	return ret;
+}
+
+int wf_tcounts_read(const char *map_path, const char *run_dir,
+		    struct wf_tcounts *out)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+	int n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/weft";
+	if (wf_map_load(map_path, &m, &err))
+		return -EINVAL;
+	for (uint32_t i = 0; i < m.ntargets; i++) {
+		struct wf_ctl_status st;
+
+		if (wf_ctl_status_of(run_dir, m.targets[i].id, &st))
+			continue;
+		out->sends += le64toh(st.fab_sends);
+		out->writes += le64toh(st.fab_writes);
+		out->reads += le64toh(st.fab_reads);
+		out->recvs += le64toh(st.fab_recvs);
+		out->cqes += le64toh(st.fab_cqes);
+		n++;
+	}
+	wf_map_free(&m);
+	return n;
+}
+
+int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
+		      char *why, size_t whylen)
+{
+	char list[512] = "";
+	size_t off = 0;
+	int fd;
+
+	s->perf = 0;
+	if (!n) {
+		snprintf(why, whylen, "no process to count");
+		return -ENOENT;
+	}
+	if (access("/sys/kernel/tracing/events/raw_syscalls", F_OK) &&
+	    access("/sys/kernel/debug/tracing/events/raw_syscalls", F_OK)) {
+		snprintf(why, whylen, "no raw_syscalls tracepoint (mount -t tracefs "
+			 "nodev /sys/kernel/tracing)");
+		return -ENOENT;
+	}
+	if (wf_sh("command -v perf >/dev/null 2>&1")) {
+		snprintf(why, whylen, "perf is not installed (linux-perf)");
+		return -ENOENT;
+	}
+	for (unsigned i = 0; i < n && off < sizeof(list) - 16; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d",
+					i ? "," : "", (int)pids[i]);
+	snprintf(s->out, sizeof(s->out), "/tmp/weft-syscount.%d.%d", (int)getpid(),
+		 (int)pids[0]);
+	s->perf = fork();
+	if (s->perf < 0) {
+		s->perf = 0;
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		return -errno;
+	}
+	if (!s->perf) {
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execlp("perf", "perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
+		       "-o", s->out, "-p", list, (char *)NULL);
+		_exit(127);
+	}
+	/* perf attaches before it counts: give it a moment. */
+	wf_sleep_ms(200);
+	return 0;
+}
+
+int wf_syscount_stop(struct wf_syscount *s, uint64_t *count)
+{
+	char line[256];
+	FILE *f;
+	int st, ret = -EPROTO;
+
+	if (!s->perf)
+		return -ENOENT;
+	kill(s->perf, SIGINT);
+	if (waitpid(s->perf, &st, 0) < 0)
+		return -errno;
+	s->perf = 0;
+	f = fopen(s->out, "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "raw_syscalls:sys_enter") &&
+		    sscanf(line, "%" SCNu64 ",", count) == 1)
+			ret = 0;
+	fclose(f);
+	unlink(s->out);
+	return ret;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Counts that do not depend on the machine's noise (docs/performance.md,
+ * "Counts"): the fabric operations of the targets (their control-socket
+ * status) and the syscalls of a set of processes (perf's raw_syscalls
+ * tracepoint), read before and after a measured run.
+ */
+#ifndef WEFT_BENCH_COUNTS_H
+#define WEFT_BENCH_COUNTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct wf_ctl_status;
+
+/* STATUS of target id through RUN_DIR/target-ID.ctl: 0, or -errno. */
+int wf_ctl_status_of(const char *run_dir, unsigned id, struct wf_ctl_status *st);
+
+/* The fabric counts of a set of targets, summed. */
+struct wf_tcounts {
+	uint64_t sends, writes, reads, recvs, cqes;
+};
+
+/* Sum over the targets of the map at map_path found in run_dir; returns
+ * how many answered (0: none, the counts are then unknown), or -errno. */
+int wf_tcounts_read(const char *map_path, const char *run_dir,
+		    struct wf_tcounts *out);
+
+/* Syscalls of pids[0 .. n) between start and stop, counted by a `perf
+ * stat` child on the raw_syscalls:sys_enter tracepoint (needs perf and a
+ * mounted tracefs). */
+struct wf_syscount {
+	pid_t perf;
+	char  out[64];
+};
+
+/* 0, or -errno (-ENOENT: no perf or no tracepoint; why in the text). */
+int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
+		      char *why, size_t whylen);
+/* Stop and read: 0 and *count, or -errno. */
+int wf_syscount_stop(struct wf_syscount *s, uint64_t *count);
+
+#endif
