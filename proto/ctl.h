@@ -153,4 +153,32 @@ struct wf_net_status_reply {
 _Static_assert(sizeof(struct wf_net_status_reply) == 240,
 	       "status reply is 240 bytes");
 
+/*
+ * A map pushed over a data connection (weftctl, to the targets it cannot
+ * reach through a control socket: other hosts): WF_OP_MAP_PUT messages,
+ * each this header and then up to WF_MAP_PUT_CHUNK bytes of the map's
+ * text, in order of offset, on one connection (before or instead of a
+ * HELLO).  After the last chunk the target answers WF_OP_STATUS_REPLY:
+ * status OK (saved as its map file and loaded; body.epoch), STALE (not
+ * newer than the map it serves), INVALID|DNR (does not parse, another
+ * cluster's, a chunk out of order), IO (its map file could not be
+ * written).  Only a map of the same cluster and a newer epoch replaces
+ * the target's.
+ */
+#define WF_MAP_PUT_CHUNK 480u           /* 512-byte messages */
+#define WF_MAP_PUT_MAX   (64u << 20)    /* as a map file (placement) */
+
+struct wf_net_map_put {
+	uint16_t magic;             /* WF_WIRE_MAGIC */
+	uint8_t  version;           /* WF_WIRE_VERSION */
+	uint8_t  opcode;            /* WF_OP_MAP_PUT */
+	uint16_t flags;             /* 0 */
+	uint16_t reserved0;         /* 0 */
+	uint64_t tag;               /* echoed in the answer */
+	uint64_t epoch;             /* the pushed map's epoch */
+	uint32_t total;             /* bytes of the whole text, 1 .. MAX */
+	uint32_t offset;            /* of this chunk: the bytes before it */
+};
+_Static_assert(sizeof(struct wf_net_map_put) == 32, "map put header is 32 bytes");
+
 #endif

@@ -45,6 +45,10 @@ enum wf_wire_op {
 	WF_OP_CSUM    = 10,     /* target-to-target (WF_REQ_REPL, scrub): the
 	                         * CRC32C of length bytes in the reply's
 	                         * data_crc; no data moves (no buf) */
+	WF_OP_MAP_PUT = 11,     /* -> target: a chunk of a newer map's text,
+	                         * allowed before the HELLO (struct
+	                         * wf_net_map_put in proto/ctl.h); answered
+	                         * after the last with WF_OP_STATUS_REPLY */
 	WF_OP_MAX
 };
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/ctl.h"
@@ -93,6 +94,9 @@ static void conn_release_check(struct wf_tgt_conn *c)
 		return;
 	wf_ep_destroy(c->ep);
 	c->ep = NULL;
+	free(c->put_buf);
+	c->put_buf = NULL;
+	c->put_got = c->put_total = 0;
 	for (uint32_t i = 0; i < r->cfg->slots; i++)
 		c->reqs[i].state = RQ_FREE;
 	c->state = CONN_FREE;
@@ -765,7 +769,6 @@ static void on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	struct wf_tgt_reactor *r = c->r;
 	struct wf_net_status_req q;
-	struct wf_net_status_reply a;
 
 	if (len != sizeof(q)) {
 		wf_tgt_conn_close(c, "bad STATUS");
@@ -784,12 +787,20 @@ static void on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 			wf_tgt_reload(r, "STATUS with a newer epoch");
 		}
 	}
+	wf_tgt_conn_status_reply(c, le64toh(q.tag), WF_WS_OK);
+}
+
+void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status)
+{
+	struct wf_net_status_reply a;
+
 	memset(&a, 0, sizeof(a));
 	a.magic = htole16(WF_WIRE_MAGIC);
 	a.version = WF_WIRE_VERSION;
 	a.opcode = WF_OP_STATUS_REPLY;
-	a.tag = q.tag;
-	wf_tgt_fill_status(r, WF_CTL_STATUS, 0, &a.body);
+	a.status = htole16(status);
+	a.tag = htole64(tag);
+	wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
 	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
 		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
 	else
@@ -803,6 +814,11 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
 	    wf_wire_peek(msg, len, NULL) == WF_OP_STATUS) {
 		on_status(c, msg, len);
+		return;
+	}
+	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
+	    wf_wire_peek(msg, len, NULL) == WF_OP_MAP_PUT) {
+		wf_tgt_map_put(c, msg, len);
 		return;
 	}
 	if (c->state == CONN_HELLO) {

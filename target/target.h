@@ -301,6 +301,10 @@ struct wf_tgt_conn {
 	bool                counted;    /* in closing_io (conn.c) */
 	bool                recovery;   /* the reactor's recovery ring: its
 	                                 * requests are recover.c's copies */
+	/* A map being pushed (mapput.c): its text so far. */
+	char               *put_buf;
+	uint32_t            put_total, put_got;
+	uint64_t            put_epoch;
 };
 
 void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
@@ -309,6 +313,11 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *c);
 /* Retry requests waiting for send credits; returns how many advanced. */
 unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
 void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
+/* Answer a STATUS (or a pushed map) on c with wire status and the
+ * target's status; closes c when it cannot be sent. */
+void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status);
+/* A WF_OP_MAP_PUT chunk on c (mapput.c). */
+void wf_tgt_map_put(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 /* Close connections that sent no HELLO in time. */
 void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 /* Answer held HELLOs whose client's old store I/O has drained. */

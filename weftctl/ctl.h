@@ -14,6 +14,7 @@ int ctl_volume(int argc, char **argv);     /* ctl_volume.c */
 int ctl_target(int argc, char **argv);     /* ctl_target.c */
 int ctl_recover(int argc, char **argv);    /* ctl_target.c */
 int ctl_scrub(int argc, char **argv);      /* ctl_scrub.c */
+int ctl_map_push(int argc, char **argv);   /* ctl_volume.c: "map push" */
 
 struct wf_map;
 struct wf_target;
@@ -28,14 +29,22 @@ int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 int  ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op,
 		   uint64_t epoch, uint64_t arg0, uint64_t arg1, int ms,
 		   struct wf_ctl_status *st);
+/* Over t's data address: text NULL, a STATUS; else push the map text
+ * (len bytes, of epoch) in MAP_PUT chunks.  0 with *st and *wstatus (the
+ * wire status of the answer; may be NULL), or -errno. */
+int  ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
+		   const char *text, uint32_t len, struct wf_ctl_status *st,
+		   uint16_t *wstatus);
 /* Load the map at path into m as an editable copy (wf_map_edit_free);
  * 0, or -1 with the reason on stderr. */
 int  ctl_map_load_copy(const char *path, struct wf_map *m);
 struct wf_map_err;
 /* Whether m, as it would be written, loads back: 0 or -errno (err). */
 int  ctl_map_check_new(const struct wf_map *m, struct wf_map_err *err);
-/* Ask every target of m on this host to reload its map file (RELOAD on
- * the control socket), printing what each answered. */
-void ctl_tell_targets(const struct wf_map *m, const char *run_dir);
+/* Tell every target of m (just written to path) of the new map, printing
+ * what each answered: on this host a RELOAD of its map file (control
+ * socket), elsewhere the file's text pushed over its data address
+ * (WF_OP_MAP_PUT), which the target saves as its map file and loads. */
+void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_dir);
 
 #endif

@@ -225,6 +225,8 @@ int ctl_map(int argc, char **argv)
 	struct ctx c;
 	int opt, ret = 1;
 
+	if (argc >= 2 && !strcmp(argv[1], "push"))
+		return ctl_map_push(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "show"))
 		return map_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
 	argc--;

@@ -76,13 +76,37 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* WF_OP_STATUS over the data address (it needs no HELLO and holds no
- * slot); 0 and *st filled, or -errno. */
-static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
-		    struct wf_ctl_status *st)
+/* Post msg on ep, reaping completions while the send queue is full. */
+static int send_all(struct wf_ctx *ctx, struct wf_ep *ep, const void *msg,
+		    uint32_t len, int64_t end)
+{
+	struct wf_cqe cq[8];
+	int ret;
+
+	while ((ret = wf_send(ep, msg, len, 1)) == -EAGAIN && now_ms() < end) {
+		int n = wf_poll(ctx, cq, 8);
+
+		for (int i = 0; i < n; i++)
+			if (cq[i].op == WF_CQE_DISCONNECT)
+				return -ECONNRESET;
+		if (!n)
+			nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+	}
+	return ret;
+}
+
+/*
+ * Over t's data address (no HELLO, no slot): text NULL, a STATUS; else
+ * push the map text (len bytes, epoch) in WF_OP_MAP_PUT chunks.  Either
+ * way the answer is a STATUS_REPLY: 0 with *st (and *wstatus, the wire
+ * status), or -errno.
+ */
+int ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
+		  const char *text, uint32_t len, struct wf_ctl_status *st,
+		  uint16_t *wstatus)
 {
 	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
-	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 4,
+	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 32,
 				 .recv_depth = 4, .timeout_ms = ms };
 	struct wf_net_status_req q = {
 		.magic = htole16(WF_WIRE_MAGIC), .version = WF_WIRE_VERSION,
@@ -93,7 +117,7 @@ static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
 	struct wf_ep *ep = NULL;
 	struct wf_cqe cq[8];
 	char addr[WF_NAME_MAX + 16];
-	int64_t end;
+	int64_t end = now_ms() + ms;
 	int ret;
 
 	if (strchr(t->addr, ':'))
@@ -106,11 +130,33 @@ static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
 	ret = wf_connect(ctx, addr, &eo, &ep);
 	if (ret)
 		goto out;
-	ret = wf_send(ep, &q, sizeof(q), 1);
+	if (!text) {
+		ret = send_all(ctx, ep, &q, sizeof(q), end);
+	} else {
+		for (uint32_t off = 0; off < len && !ret; off += WF_MAP_PUT_CHUNK) {
+			struct {
+				struct wf_net_map_put h;
+				char data[WF_MAP_PUT_CHUNK];
+			} m;
+			uint32_t n = len - off < WF_MAP_PUT_CHUNK ? len - off :
+				     WF_MAP_PUT_CHUNK;
+
+			memset(&m.h, 0, sizeof(m.h));
+			m.h.magic = htole16(WF_WIRE_MAGIC);
+			m.h.version = WF_WIRE_VERSION;
+			m.h.opcode = WF_OP_MAP_PUT;
+			m.h.tag = htole64(1);
+			m.h.epoch = htole64(epoch);
+			m.h.total = htole32(len);
+			m.h.offset = htole32(off);
+			memcpy(m.data, text + off, n);
+			ret = send_all(ctx, ep, &m, (uint32_t)sizeof(m.h) + n, end);
+		}
+	}
 	if (ret)
 		goto out;
 	ret = -ETIMEDOUT;
-	for (end = now_ms() + ms; now_ms() < end && ret == -ETIMEDOUT;) {
+	while (now_ms() < end && ret == -ETIMEDOUT) {
 		int n = wf_poll(ctx, cq, 8);
 		struct pollfd pfd = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
 
@@ -126,6 +172,8 @@ static int ask_data(const struct wf_target *t, uint64_t epoch, int ms,
 				}
 				memcpy(&a, cq[i].msg, sizeof(a));
 				*st = a.body;
+				if (wstatus)
+					*wstatus = le16toh(a.status);
 				ret = 0;
 			}
 		}
@@ -147,7 +195,7 @@ int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	*via = "control socket";
 	if (ret) {
 		*via = "data address";
-		ret = ask_data(t, epoch, ms, st);
+		ret = ctl_data_call(t, epoch, ms, NULL, 0, st, NULL);
 	}
 	return ret;
 }

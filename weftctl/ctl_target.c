@@ -62,7 +62,7 @@ static int save(struct wf_map *m, const char *path, const char *run_dir)
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
-	ctl_tell_targets(m, run_dir);
+	ctl_tell_targets(m, path, run_dir);
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "weftctl/ctl.h"
 #include "placement/placement.h"
 #include "proto/ctl.h"
+#include "proto/wire.h"
 
 static int volume_usage(FILE *f)
 {
@@ -59,35 +60,113 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 /* Validate by writing the map out and loading it back. */
-void ctl_tell_targets(const struct wf_map *m, const char *run_dir)
+/* The whole file at path (malloc'd, *len), or NULL. */
+static char *read_text(const char *path, uint32_t *len)
 {
-	for (uint32_t i = 0; i < m->ntargets; i++) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		struct wf_ctl_req q = {
-			.magic = htole32(WF_CTL_MAGIC), .version = htole16(WF_CTL_VERSION),
-			.op = htole16(WF_CTL_RELOAD), .epoch = htole64(m->epoch),
-		};
-		struct wf_ctl_status st;
-		struct timeval tv = { .tv_sec = 2 };
-		int fd;
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
 
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/target-%u.ctl", run_dir,
-			 m->targets[i].id);
-		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
-		    send(fd, &q, sizeof(q), MSG_NOSIGNAL) == (ssize_t)sizeof(q) &&
-		    recv(fd, &st, sizeof(st), 0) == (ssize_t)sizeof(st)) {
-			int32_t res = (int32_t)le32toh((uint32_t)st.result);
-
-			printf("target %u: %s, serving epoch %" PRIu64 "\n",
-			       m->targets[i].id, res ? strerror(-res) : "reloaded",
-			       (uint64_t)le64toh(st.epoch));
-		}
-		close(fd);
+	if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 &&
+	    (uint64_t)n <= WF_MAP_PUT_MAX && !fseek(f, 0, SEEK_SET) &&
+	    (buf = malloc((size_t)n)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+		*len = (uint32_t)n;
+	} else {
+		free(buf);
+		buf = NULL;
 	}
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_dir)
+{
+	char *text = NULL;
+	uint32_t len = 0;
+
+	for (uint32_t i = 0; i < m->ntargets; i++) {
+		const struct wf_target *t = &m->targets[i];
+		struct wf_ctl_status st;
+		uint16_t ws = WF_WS_OK;
+		int res;
+
+		/* On this host: it reloads the map file we wrote. */
+		if (!ctl_ask_local(run_dir, t->id, WF_CTL_RELOAD, m->epoch, 0, 0, 2000,
+				   &st)) {
+			res = (int32_t)le32toh((uint32_t)st.result);
+			printf("target %u: %s, serving epoch %" PRIu64 "\n", t->id,
+			       res ? strerror(-res) : "reloaded", (uint64_t)le64toh(st.epoch));
+			continue;
+		}
+		/* Elsewhere: the file's text over its data address. */
+		if (!text && !(text = read_text(path, &len))) {
+			fprintf(stderr, "weftctl: cannot read %s back to push it to "
+				"targets on other hosts\n", path);
+			return;
+		}
+		res = ctl_data_call(t, m->epoch, 3000, text, len, &st, &ws);
+		if (res)
+			printf("target %u: not reached (%s): it loads epoch %" PRIu64
+			       " when it learns of it from a peer or restarts with "
+			       "this map\n", t->id, strerror(-res), m->epoch);
+		else
+			printf("target %u: map pushed over the network: %s, serving "
+			       "epoch %" PRIu64 "\n", t->id,
+			       ws == WF_WS_OK ? "loaded" :
+			       ws == WF_WS_STALE ? "kept its own (not older)" :
+			       wf_wire_status_name(ws),
+			       (uint64_t)le64toh(st.epoch));
+	}
+	free(text);
+}
+
+static int push_usage(FILE *f)
+{
+	fprintf(f, "usage: weftctl map push -c MAP [--run-dir D]\n"
+		"  Tell every target of MAP about it: a target on this host (control\n"
+		"  socket D/target-ID.ctl) reloads its own map file; any other gets\n"
+		"  MAP's text over its data address, saves it as its map file and\n"
+		"  loads it if its epoch is newer than the one it serves (after\n"
+		"  editing a map by hand: raise its epoch first).  Exit 0 when the\n"
+		"  map is valid (what each target answered is printed), 1 if not,\n"
+		"  2 on bad arguments.\n");
+	return f == stdout ? 0 : 2;
+}
+
+int ctl_map_push(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR");
+	struct wf_map_err err;
+	struct wf_map m;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'h': return push_usage(stdout);
+		default: return push_usage(stderr);
+		}
+	}
+	if (!path || optind != argc)
+		return push_usage(stderr);
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/weft";
+	if (wf_map_load(path, &m, &err)) {
+		fprintf(stderr, "weftctl map push: %s\n", err.msg);
+		return 1;
+	}
+	ctl_tell_targets(&m, path, run_dir);
+	wf_map_free(&m);
+	return 0;
 }
 
 int ctl_volume(int argc, char **argv)
@@ -238,7 +317,7 @@ int ctl_volume(int argc, char **argv)
 	       !strcmp(verb, "create") ? "create" : verb[0] == 'r' ? "resize" : "delete",
 	       m.epoch);
 	if (!out || !strcmp(out, path))
-		ctl_tell_targets(&m, run_dir);
+		ctl_tell_targets(&m, out ? out : path, run_dir);
 	ret = 0;
 out:
 	wf_map_edit_free(&m);

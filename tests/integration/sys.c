@@ -131,9 +131,15 @@ void sys_kill9(struct sys_cluster *c, unsigned id)
 
 void sys_restart(struct sys_cluster *c, unsigned id)
 {
+	sys_restart_as(c, id, c->map, c->run);
+}
+
+void sys_restart_as(struct sys_cluster *c, unsigned id, const char *map,
+		    const char *run)
+{
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid'%s", c->bin, c->map, id,
-			c->run, c->dir, id, sys_target_args());
+			"--pid-file '%s/target-%u.pid'%s", c->bin, map, id,
+			run, c->dir, id, sys_target_args());
 
 	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);
 }

@@ -59,6 +59,10 @@ pid_t sys_pid_in(const char *dir, unsigned id);
 void sys_kill9(struct sys_cluster *c, unsigned id);
 /* Start target id again on its store (daemon; returns once it listens). */
 void sys_restart(struct sys_cluster *c, unsigned id);
+/* The same with its own map file and run directory (as on another host:
+ * no control socket where the tools look). */
+void sys_restart_as(struct sys_cluster *c, unsigned id, const char *map,
+		    const char *run);
 
 /* A cluster handle and vol on the test's map (flags: WEFT_F_*). */
 void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,

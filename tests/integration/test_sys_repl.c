@@ -730,3 +730,69 @@ Test(sys_repl, a_replicated_write_costs_the_minimum_fabric_operations)
 	weft_cluster_close(cl);
 	free(buf);
 }
+
+/*
+ * A target "on another host" (its own copy of the map file, its control
+ * socket elsewhere): weftctl cannot reach it through a control socket, so
+ * it pushes the new map over the target's data address; the target saves
+ * it as its own map file and serves the new epoch.  An older map pushed
+ * later changes nothing.
+ */
+Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
+{
+	char other[400], omap[420], orun[420], cmd[1200];
+	struct wf_map m;
+	struct wf_map_err err;
+	struct wf_ctl_status s;
+	uint64_t e0;
+
+	snprintf(other, sizeof(other), "%s/other-host", C.dir);
+	snprintf(omap, sizeof(omap), "%s/map.conf", other);
+	snprintf(orun, sizeof(orun), "%s/run", other);
+	cr_assert_eq(sys_sh("mkdir -p '%s' && cp '%s' '%s'", orun, C.map, omap), 0);
+	sys_kill9(&C, 2);
+	sys_restart_as(&C, 2, omap, orun);
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	e0 = m.epoch;
+	wf_map_free(&m);
+
+	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target down 1 -c '%s' --run-dir '%s' "
+		 "| grep -q 'target 2: map pushed over the network: loaded, serving "
+		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
+	cr_assert_eq(sys_sh("%s", cmd), 0, "no push to target 2");
+	s = sys_ctl_status(orun, 2);
+	cr_assert_eq(le64toh(s.epoch), e0 + 1);
+	cr_assert_eq(wf_map_load(omap, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.epoch, e0 + 1, "the pushed map was not saved");
+	cr_assert(!m.targets[1].up);
+	wf_map_free(&m);
+
+	/* The same epoch pushed again: refused as not newer, nothing
+	 * changes. */
+	snprintf(cmd, sizeof(cmd), "'%s/weftctl' map push -c '%s' --run-dir '%s' "
+		 "| grep -q 'target 2: map pushed over the network: kept its own (not older), serving "
+		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
+	cr_assert_eq(sys_sh("%s", cmd), 0, "a push of the same epoch was not refused");
+	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target up 1 -c '%s' --run-dir '%s' "
+		 "| grep -q 'target 2: map pushed over the network: loaded'",
+		 C.bin, C.map, C.run);
+	cr_assert_eq(sys_sh("%s", cmd), 0, "no second push");
+	s = sys_ctl_status(orun, 2);
+	cr_assert_eq(le64toh(s.epoch), e0 + 2);
+	/* Data goes on through every target. */
+	{
+		struct weft_cluster *cl;
+		struct weft_volume *vol;
+		char *buf = aligned_alloc(4096, SYS_BS);
+
+		open_vol3(5000, &cl, &vol);
+		for (uint64_t off = 0; off < 8 * SYS_EXT; off += SYS_EXT) {
+			sys_fill(buf, off, 9);
+			cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, off, 0), SYS_BS);
+			cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+			cr_assert_eq(sys_decode(buf, off), 9);
+		}
+		weft_cluster_close(cl);
+		free(buf);
+	}
+}
