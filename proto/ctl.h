@@ -101,8 +101,14 @@ struct wf_ctl_status {
 	uint64_t fab_reads;         /* one-sided reads posted */
 	uint64_t fab_recvs;         /* messages received */
 	uint64_t fab_cqes;          /* completions reaped */
+	/* The reclaim scan (after every map load): scans finished since
+	 * start, and extents dropped by them (deleted volumes' and stray
+	 * copies', docs/replication.md). */
+	uint32_t reclaim_scans;
+	uint32_t reserved2;         /* 0 */
+	uint64_t reclaimed;
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 224, "ctl status is 224 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 240, "ctl status is 240 bytes");
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -150,8 +156,8 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 240,
-	       "status reply is 240 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 256,
+	       "status reply is 256 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

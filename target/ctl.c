@@ -206,6 +206,11 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->fab_reads = htole64(fc.reads);
 	s->fab_recvs = htole64(fc.recvs);
 	s->fab_cqes = htole64(fc.cqes);
+	/* Reactor 0's scan; another reactor reads it (relaxed). */
+	s->reclaim_scans = htole32(__atomic_load_n(&r->t->r[0]->reclaim.scans,
+						   __ATOMIC_ACQUIRE));
+	s->reclaimed = htole64(__atomic_load_n(&r->t->r[0]->reclaim.dropped,
+					       __ATOMIC_RELAXED));
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

@@ -162,6 +162,15 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		wf_tgt_log("map epoch %llu -> %llu (%s)",
 			   (unsigned long long)r->map->epoch,
 			   (unsigned long long)m->epoch, why);
+	if (r->idx == 0) {
+		unsigned n = wf_tgt_stray_mark(r, r->map, m);
+
+		if (n)
+			wf_tgt_log("map epoch %llu: %u PGs left this target after "
+				   "their new members were brought up to date: "
+				   "their copies here are dropped",
+				   (unsigned long long)m->epoch, n);
+	}
 	/* Nothing keeps pointers into the old map: requests copied what
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
@@ -191,7 +200,7 @@ static void reclaim_start(struct wf_tgt_reactor *r)
 	}
 	rc->active = true;
 	rc->cursor = 0;
-	rc->freed = rc->failed = 0;
+	rc->freed = rc->strays = rc->failed = 0;
 }
 
 static void reclaim_done(struct wf_store_req *req, int res)
@@ -203,8 +212,6 @@ static void reclaim_done(struct wf_store_req *req, int res)
 	rc->inflight--;
 	if (res)
 		rc->failed++;
-	else
-		rc->freed++;
 }
 
 /* One turn of the scan: a bounded number of index entries, a few discards
@@ -221,14 +228,19 @@ static bool reclaim_step(struct wf_tgt_reactor *r)
 	while (rc->inflight < WF_TGT_RECLAIM_QD && looked < WF_TGT_RECLAIM_SCAN) {
 		uint64_t vol;
 		uint32_t ext, slot = 0;
-		int ret = wf_store_extent_at(r->store, rc->cursor, &vol, &ext);
+		int ret = wf_store_extent_at(r->store, rc->cursor, &vol, &ext), vi;
+		bool stray;
 
 		if (ret < 0)
 			break;                  /* past the last extent */
 		rc->cursor++;
 		looked++;
-		if (ret == 0 || vol >= m->map.next_volume_id ||
-		    wf_tgt_map_volume(m, vol) >= 0)
+		if (ret == 0)
+			continue;
+		/* A deleted volume's extent, or a stray copy (stray.c). */
+		vi = wf_tgt_map_volume(m, vol);
+		stray = vi >= 0 && r->stray.n && wf_tgt_stray_is(r, vi, ext);
+		if (!stray && (vi >= 0 || vol >= m->map.next_volume_id))
 			continue;
 		while (rc->busy[slot])
 			slot++;
@@ -240,15 +252,28 @@ static bool reclaim_step(struct wf_tgt_reactor *r)
 		}
 		rc->busy[slot] = true;
 		rc->inflight++;
+		if (stray)
+			rc->strays++;
+		else
+			rc->freed++;
 	}
 	if (wf_store_extent_at(r->store, rc->cursor, &(uint64_t){0},
 			       &(uint32_t){0}) < 0 && !rc->inflight) {
-		if (rc->freed || rc->failed)
-			wf_tgt_log("reclaimed %llu extents of deleted volumes%s",
+		if (rc->freed || rc->strays || rc->failed)
+			wf_tgt_log("reclaimed %llu extents of deleted volumes and "
+				   "%llu stray copies%s",
 				   (unsigned long long)rc->freed,
+				   (unsigned long long)rc->strays,
 				   rc->failed ? " (some discards failed: the next "
 				   "map load tries again)" : "");
+		__atomic_store_n(&rc->dropped, rc->dropped + rc->freed + rc->strays -
+				 rc->failed, __ATOMIC_RELAXED);
+		__atomic_store_n(&rc->scans, rc->scans + 1, __ATOMIC_RELEASE);
 		rc->active = false;
+		/* Every stray seen and dropped: forget the marks (a failed
+		 * discard keeps them for the next map load's scan). */
+		if (!rc->failed && !rc->again)
+			r->stray.n = 0;
 		if (rc->again) {
 			rc->again = false;
 			reclaim_start(r);
@@ -553,6 +578,7 @@ static void stop_listening(struct wf_tgt_reactor *r)
 
 void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 {
+	wf_tgt_stray_fini(r);
 	wf_tgt_ctl_close(r);
 	stop_listening(r);
 	if (r->conns)

@@ -516,8 +516,28 @@ struct wf_tgt_reclaim {
 	bool     again;                 /* a newer map came during the scan */
 	uint32_t cursor;                /* next physical extent to look at */
 	unsigned inflight;
-	uint64_t freed, failed;         /* this scan */
+	uint64_t freed, strays, failed; /* this scan */
+	uint32_t scans;                 /* finished since start */
+	uint64_t dropped;               /* extents, since start */
 };
+
+/* PGs this target left after their new members were brought up to date
+ * (stray.c): keys pool id << 32 | pg, reactor 0's, cleared by a scan that
+ * dropped every extent of them. */
+struct wf_tgt_stray {
+	uint64_t *keys;
+	uint32_t  n, cap;
+};
+
+/* At a map load (reactor 0): mark the PGs that were pinned with this
+ * target acting in old and that nw places, pins and serves without it;
+ * returns how many were marked. */
+unsigned wf_tgt_stray_mark(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
+			   const struct wf_tgt_map *nw);
+/* Whether extent ext of the volume at vol_idx of r->map is a stray copy
+ * (marked, and still not ours in the map served now). */
+bool wf_tgt_stray_is(const struct wf_tgt_reactor *r, int vol_idx, uint32_t ext);
+void wf_tgt_stray_fini(struct wf_tgt_reactor *r);
 
 /*
  * Recovery (recover.c): for every PG this target leads whose up set has
@@ -588,6 +608,7 @@ struct wf_tgt_reactor {
 	                                           * discards in flight or
 	                                           * waiting, in arrival order */
 	struct wf_tgt_reclaim reclaim;  /* reactor 0 */
+	struct wf_tgt_stray stray;      /* reactor 0 */
 	struct wf_tgt_conn *rconn;      /* the recovery ring (not a client) */
 	bool                reload_wanted;  /* a peer has a newer map: reload
 	                                     * after this turn's completions */

@@ -84,7 +84,7 @@ Test(sys_move, out_moves_data_before_reads)
 	char *img = aligned_alloc(4096, SPAN), *buf = aligned_alloc(4096, 1 << 20);
 	struct wf_map before;
 	struct wf_map_err err;
-	uint64_t ideal = 0, copied = 0;
+	uint64_t ideal = 0, copied = 0, used3;
 
 	cr_assert(img && buf);
 	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
@@ -156,7 +156,18 @@ Test(sys_move, out_moves_data_before_reads)
 			break;
 		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 	}
+	used3 = le64toh(sys_ctl_status(C.run, 3).used);
+	cr_assert_gt(used3, 0, "target 3 held extents before the move");
 	cr_assert_eq(weftctl("recover"), 0, "recovery did not finish in 120 s");
+	/* The pins ended: target 3 is in no PG any more, every extent it
+	 * holds is a stray copy and goes (bounded wait). */
+	for (int i = 0; i < 100 && used3; i++) {
+		used3 = le64toh(sys_ctl_status(C.run, 3).used);
+		if (used3)
+			nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+	}
+	cr_assert_eq(used3, 0, "target 3 kept %llu stray extents",
+		     (unsigned long long)used3);
 	fprintf(stderr, "  moved: %.1f MiB copied, ideal %.1f MiB (%.3fx)\n",
 		copied / 1048576.0, ideal / 1048576.0, (double)copied / (double)ideal);
 	cr_assert_gt(ideal, 0);
@@ -178,5 +189,52 @@ Test(sys_move, out_moves_data_before_reads)
 			weft_cluster_close(cl);
 		}
 	free(img);
+	free(buf);
+}
+
+/* Reclaim scans target t finished (its status). */
+static uint32_t scans(unsigned t)
+{
+	return le32toh(sys_ctl_status(C.run, t).reclaim_scans);
+}
+
+/*
+ * A map edited by hand that takes target 3 out of its PGs without pins:
+ * nobody copied its data, so its copies are not strays and it keeps them
+ * (the reclaim scan after that map load runs and drops nothing).
+ */
+Test(sys_move, a_pg_that_left_without_a_pin_keeps_its_copies)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, 1 << 20);
+	struct wf_map m;
+	struct wf_map_err err;
+	uint64_t used3;
+	uint32_t s0;
+
+	cr_assert(buf);
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
+	for (uint64_t off = 0; off < SPAN; off += 1 << 20) {
+		for (uint64_t b = 0; b < (1u << 20); b += SYS_BS)
+			sys_fill(buf + b, off + b, 1);
+		cr_assert_eq(weft_pwrite(vol, buf, 1 << 20, off, 0), 1 << 20);
+	}
+	weft_cluster_close(cl);
+	used3 = le64toh(sys_ctl_status(C.run, 3).used);
+	cr_assert_gt(used3, 0);
+	s0 = scans(3);
+
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	m.targets[3].in = false;
+	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+	cr_assert_eq(weftctl("map push"), 0);
+	for (int i = 0; i < 200 && scans(3) == s0; i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 25000000 }, NULL);
+	cr_assert_gt(scans(3), s0, "no reclaim scan after the map load");
+	cr_assert_eq(le64toh(sys_ctl_status(C.run, 3).used), used3,
+		     "copies dropped without a pin");
 	free(buf);
 }
