@@ -16,6 +16,8 @@
 
 #include "bench/counts.h"
 #include "bench/proc.h"
+#include "bench/stats.h"
+#include "initiator/include/weft.h"
 #include "placement/map.h"
 #include "proto/ctl.h"
 
@@ -145,4 +147,117 @@ int wf_syscount_stop(struct wf_syscount *s, uint64_t *count)
 	fclose(f);
 	unlink(s->out);
 	return ret;
+}
+
+static int client_counts(struct weft_cluster *cl, uint64_t c[4])
+{
+	struct weft_stats st = { .size = sizeof(st) };
+	int ret = weft_stats(cl, &st);
+
+	c[0] = st.fabric_sends;
+	c[1] = st.fabric_writes;
+	c[2] = st.fabric_reads;
+	c[3] = st.fabric_cqes;
+	return ret;
+}
+
+void wf_counts_begin(struct wf_run_counts *k, struct weft_cluster *cl,
+		     const char *map, const pid_t *pids, unsigned npids,
+		     bool syscalls)
+{
+	char why[160];
+	pid_t self = getpid();
+
+	memset(k, 0, sizeof(*k));
+	if (syscalls) {
+		k->have_csys = !wf_syscount_start(&k->sc_client, &self, 1, why,
+						  sizeof(why));
+		if (!k->have_csys)
+			fprintf(stderr, "syscall counts: %s\n", why);
+		k->have_tsys = k->have_csys &&
+			!wf_syscount_start(&k->sc_targets, pids, npids, why, sizeof(why));
+		if (k->have_csys && !k->have_tsys)
+			fprintf(stderr, "syscall counts of the targets: %s\n", why);
+	}
+	client_counts(cl, k->c);
+	k->have_t = wf_tcounts_read(map, getenv("WEFT_RUN_DIR"), &k->t);
+}
+
+static double per(uint64_t a, uint64_t b, uint64_t ios)
+{
+	return ios ? (double)(a - b) / (double)ios : -1;
+}
+
+void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
+		   const char *map, uint64_t ios, struct wf_per_io *p)
+{
+	struct wf_tcounts t;
+	uint64_t c[4], n;
+
+	client_counts(cl, c);
+	p->c_sends = per(c[0], k->c[0], ios);
+	p->c_writes = per(c[1], k->c[1], ios);
+	p->c_reads = per(c[2], k->c[2], ios);
+	p->c_cqes = per(c[3], k->c[3], ios);
+	p->t_sends = p->t_writes = p->t_reads = p->t_cqes = -1;
+	if (k->have_t > 0 && wf_tcounts_read(map, getenv("WEFT_RUN_DIR"), &t) ==
+	    k->have_t) {
+		p->t_sends = per(t.sends, k->t.sends, ios);
+		p->t_writes = per(t.writes, k->t.writes, ios);
+		p->t_reads = per(t.reads, k->t.reads, ios);
+		p->t_cqes = per(t.cqes, k->t.cqes, ios);
+	}
+	p->c_sys = p->t_sys = -1;
+	if (k->have_tsys && !wf_syscount_stop(&k->sc_targets, &n))
+		p->t_sys = per(n, 0, ios);
+	if (k->have_csys && !wf_syscount_stop(&k->sc_client, &n))
+		p->c_sys = per(n, 0, ios);
+}
+
+static void print_count(FILE *f, const char *what, double v)
+{
+	if (v >= 0)
+		fprintf(f, " %.2f %s", v, what);
+	else
+		fprintf(f, " - %s", what);
+}
+
+void wf_per_io_print(FILE *f, const struct wf_per_io *p)
+{
+	fprintf(f, "          per I/O, client:");
+	print_count(f, "sends", p->c_sends);
+	print_count(f, "writes", p->c_writes);
+	print_count(f, "cqes", p->c_cqes);
+	print_count(f, "syscalls", p->c_sys);
+	fprintf(f, "; targets:");
+	print_count(f, "sends", p->t_sends);
+	print_count(f, "writes", p->t_writes);
+	print_count(f, "cqes", p->t_cqes);
+	print_count(f, "syscalls", p->t_sys);
+	fputc('\n', f);
+}
+
+static void json_count(struct wf_json *js, const char *key, double v)
+{
+	wf_json_dbl(js, key, v >= 0 ? v : 0.0 / 0.0);     /* null: unknown */
+}
+
+void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io *p)
+{
+	wf_json_obj_begin(js, key);
+	wf_json_obj_begin(js, "client");
+	json_count(js, "fabric_sends", p->c_sends);
+	json_count(js, "fabric_writes", p->c_writes);
+	json_count(js, "fabric_reads", p->c_reads);
+	json_count(js, "fabric_completions", p->c_cqes);
+	json_count(js, "syscalls", p->c_sys);
+	wf_json_obj_end(js);
+	wf_json_obj_begin(js, "targets");
+	json_count(js, "fabric_sends", p->t_sends);
+	json_count(js, "fabric_writes", p->t_writes);
+	json_count(js, "fabric_reads", p->t_reads);
+	json_count(js, "fabric_completions", p->t_cqes);
+	json_count(js, "syscalls", p->t_sys);
+	wf_json_obj_end(js);
+	wf_json_obj_end(js);
 }

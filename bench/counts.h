@@ -9,6 +9,7 @@
 #define WEFT_BENCH_COUNTS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -40,5 +41,35 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		      char *why, size_t whylen);
 /* Stop and read: 0 and *count, or -errno. */
 int wf_syscount_stop(struct wf_syscount *s, uint64_t *count);
+
+/* Per I/O of a run: the client's fabric operations (weft_stats) and the
+ * targets' (their status), and with syscall counting those of each side;
+ * a negative value: unknown. */
+struct wf_per_io {
+	double c_sends, c_writes, c_reads, c_cqes, c_sys;
+	double t_sends, t_writes, t_reads, t_cqes, t_sys;
+};
+
+/* The counts at a run's start (wf_counts_begin) and end (wf_counts_end). */
+struct weft_cluster;
+struct wf_run_counts {
+	uint64_t c[4];                  /* client sends, writes, reads, cqes */
+	struct wf_tcounts t;
+	int have_t;
+	struct wf_syscount sc_client, sc_targets;
+	bool have_csys, have_tsys;
+};
+
+/* map: the map path (its targets are asked in $WEFT_RUN_DIR); pids: the
+ * targets' processes, for syscalls (when syscalls). */
+void wf_counts_begin(struct wf_run_counts *k, struct weft_cluster *cl,
+		     const char *map, const pid_t *pids, unsigned npids,
+		     bool syscalls);
+void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
+		   const char *map, uint64_t ios, struct wf_per_io *out);
+/* One line under a job's line of the table; an object key of the JSON. */
+void wf_per_io_print(FILE *f, const struct wf_per_io *p);
+struct wf_json;
+void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io *p);
 
 #endif

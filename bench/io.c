@@ -90,11 +90,7 @@ struct job {
 	bool       have_floor;
 	struct wf_floor_result *fl[2];            /* before, after */
 	double     dev_iops, dev_p50_us, dev_p99_us;
-	/* Per I/O (docs/performance.md, "Counts"): the client's fabric
-	 * operations (weft_stats) and the targets' (their status), and with
-	 * --count the syscalls of each side; a negative value: unknown. */
-	double     c_sends, c_writes, c_reads, c_cqes, c_sys;
-	double     t_sends, t_writes, t_reads, t_cqes, t_sys;
+	struct wf_per_io per_io;        /* docs/performance.md, "Counts" */
 };
 
 /* Working-set state: the run's seed and each block's version. */
@@ -615,70 +611,6 @@ static int target_cpu(const struct iopts *o, uint64_t *ns)
 	return o->npids ? 0 : -ENOENT;
 }
 
-/* Counts before a job (begin) and after it (end): fabric operations of
- * both sides, and with --count the syscalls of both (perf). */
-struct counts {
-	struct weft_stats c;
-	struct wf_tcounts t;
-	int have_t;
-	struct wf_syscount sc_client, sc_targets;
-	bool have_csys, have_tsys;
-};
-
-static void counts_begin(const struct iopts *o, struct wset *w, struct counts *k)
-{
-	char why[160];
-	pid_t self = getpid();
-
-	memset(k, 0, sizeof(*k));
-	if (o->count) {
-		k->have_csys = !wf_syscount_start(&k->sc_client, &self, 1, why,
-						  sizeof(why));
-		if (!k->have_csys)
-			fprintf(stderr, "weft-bench io: --count: %s\n", why);
-		k->have_tsys = k->have_csys &&
-			!wf_syscount_start(&k->sc_targets, o->pids, o->npids, why,
-					   sizeof(why));
-		if (k->have_csys && !k->have_tsys)
-			fprintf(stderr, "weft-bench io: --count (targets): %s\n", why);
-	}
-	k->c.size = sizeof(k->c);
-	weft_stats(w->cl, &k->c);
-	k->have_t = wf_tcounts_read(o->map, getenv("WEFT_RUN_DIR"), &k->t);
-}
-
-static double per(uint64_t a, uint64_t b, uint64_t ios)
-{
-	return ios ? (double)(a - b) / (double)ios : -1;
-}
-
-static void counts_end(const struct iopts *o, struct wset *w, struct counts *k,
-		       struct job *j)
-{
-	struct weft_stats c = { .size = sizeof(c) };
-	struct wf_tcounts t;
-	uint64_t n;
-
-	weft_stats(w->cl, &c);
-	j->c_sends = per(c.fabric_sends, k->c.fabric_sends, j->ios);
-	j->c_writes = per(c.fabric_writes, k->c.fabric_writes, j->ios);
-	j->c_reads = per(c.fabric_reads, k->c.fabric_reads, j->ios);
-	j->c_cqes = per(c.fabric_cqes, k->c.fabric_cqes, j->ios);
-	j->t_sends = j->t_writes = j->t_reads = j->t_cqes = -1;
-	if (k->have_t > 0 && wf_tcounts_read(o->map, getenv("WEFT_RUN_DIR"), &t) ==
-	    k->have_t) {
-		j->t_sends = per(t.sends, k->t.sends, j->ios);
-		j->t_writes = per(t.writes, k->t.writes, j->ios);
-		j->t_reads = per(t.reads, k->t.reads, j->ios);
-		j->t_cqes = per(t.cqes, k->t.cqes, j->ios);
-	}
-	j->c_sys = j->t_sys = -1;
-	if (k->have_tsys && !wf_syscount_stop(&k->sc_targets, &n))
-		j->t_sys = per(n, 0, j->ios);
-	if (k->have_csys && !wf_syscount_stop(&k->sc_client, &n))
-		j->c_sys = per(n, 0, j->ios);
-}
-
 /* A random block with no I/O in flight (bounded redraws; at QD <= 1024
  * over thousands of blocks a free one comes within a few draws). */
 static uint64_t pick(struct wset *w)
@@ -699,7 +631,7 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	uint8_t *isw = calloc(j->qd, 1);
 	uint64_t start, stop, tend, tcpu0 = 0, tcpu1 = 0;
 	struct wf_cpu c0, c1;
-	struct counts k;
+	struct wf_run_counts k;
 	unsigned inflight = 0;
 	bool have_tcpu;
 	int ret = 0;
@@ -711,7 +643,7 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	wf_hist_reset(&j->lat);
 	wf_hist_reset(&j->rlat);
 	wf_hist_reset(&j->wlat);
-	counts_begin(o, w, &k);
+	wf_counts_begin(&k, w->cl, o->map, o->pids, o->npids, o->count);
 	have_tcpu = !target_cpu(o, &tcpu0);
 	wf_cpu_self(&c0);
 	start = wf_now_ns();
@@ -791,7 +723,7 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	j->client_cpu_us = (double)(c1.total_ns - c0.total_ns) / 1e3 / (double)j->ios;
 	j->target_cpu_us = have_tcpu ?
 		(double)(tcpu1 - tcpu0) / 1e3 / (double)j->ios : -1;
-	counts_end(o, w, &k, j);
+	wf_counts_end(&k, w->cl, o->map, j->ios, &j->per_io);
 out:
 	if (ret) {
 		/* Drain what is in flight so the volume is quiet. */
@@ -888,35 +820,6 @@ static void print_job(FILE *f, const struct job *j, const struct wf_lat_summary 
 		fprintf(f, "%6s\n", "-");
 }
 
-static void print_count(FILE *f, const char *what, double v)
-{
-	if (v >= 0)
-		fprintf(f, " %.2f %s", v, what);
-	else
-		fprintf(f, " - %s", what);
-}
-
-/* The counts per I/O under the job's line (docs/performance.md). */
-static void print_counts(FILE *f, const struct job *j)
-{
-	fprintf(f, "          per I/O, client:");
-	print_count(f, "sends", j->c_sends);
-	print_count(f, "writes", j->c_writes);
-	print_count(f, "cqes", j->c_cqes);
-	print_count(f, "syscalls", j->c_sys);
-	fprintf(f, "; targets:");
-	print_count(f, "sends", j->t_sends);
-	print_count(f, "writes", j->t_writes);
-	print_count(f, "cqes", j->t_cqes);
-	print_count(f, "syscalls", j->t_sys);
-	fputc('\n', f);
-}
-
-static void json_count(struct wf_json *js, const char *key, double v)
-{
-	wf_json_dbl(js, key, v >= 0 ? v : 0.0 / 0.0);     /* null: unknown */
-}
-
 static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 		     const struct job *j, const struct wf_lat_summary *rtt)
 {
@@ -953,23 +856,7 @@ static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 	else
 		wf_json_dbl(js, "target_cpu_us_per_io", 0.0 / 0.0);
 	wf_json_u64(js, "target_pids", o->npids);
-	/* Per I/O: null where unknown. */
-	wf_json_obj_begin(js, "per_io");
-	wf_json_obj_begin(js, "client");
-	json_count(js, "fabric_sends", j->c_sends);
-	json_count(js, "fabric_writes", j->c_writes);
-	json_count(js, "fabric_reads", j->c_reads);
-	json_count(js, "fabric_completions", j->c_cqes);
-	json_count(js, "syscalls", j->c_sys);
-	wf_json_obj_end(js);
-	wf_json_obj_begin(js, "targets");
-	json_count(js, "fabric_sends", j->t_sends);
-	json_count(js, "fabric_writes", j->t_writes);
-	json_count(js, "fabric_reads", j->t_reads);
-	json_count(js, "fabric_completions", j->t_cqes);
-	json_count(js, "syscalls", j->t_sys);
-	wf_json_obj_end(js);
-	wf_json_obj_end(js);
+	wf_per_io_json(js, "per_io", &j->per_io);
 	wf_json_dbl(js, "client_cpu_us_per_io", j->client_cpu_us);
 	wf_json_obj_begin(js, "floor");
 	if (j->have_floor) {
@@ -1156,7 +1043,7 @@ int bench_io(int argc, char **argv)
 		if (i == 0)
 			print_header(out);
 		print_job(out, j, rtt);
-		print_counts(out, j);
+		wf_per_io_print(out, &j->per_io);
 		fflush(out);
 		if (o.plot)
 			plot_job(&o, j);
