@@ -1,17 +1,21 @@
 # The arrows between modules (docs/architecture.md), checked at configure
 # time: a module that includes or links one it may not fails the build.
 #
-#   placement, fabric, proto   depend on nothing of ours
-#   target, initiator          on placement, fabric, proto; never each other
-#   weftctl                    on placement, fabric, proto (not libweft)
+#   placement, fabric, proto,  depend on nothing of ours
+#   ctlplane
+#   target, initiator          on placement, fabric, proto, ctlplane; never
+#                              each other
+#   weftctl                    on placement, fabric, proto, ctlplane (not
+#                              libweft)
 #   attach, bench, fio, tests, fuzz: on anything
 set(WEFT_LAYER_placement "")
 set(WEFT_LAYER_fabric "")
 set(WEFT_LAYER_proto "")
-set(WEFT_LAYER_target placement fabric proto)
-set(WEFT_LAYER_initiator placement fabric proto)
-set(WEFT_LAYER_weftctl placement fabric proto)
-set(WEFT_LAYER_MODULES placement fabric proto target initiator weftctl)
+set(WEFT_LAYER_ctlplane "")
+set(WEFT_LAYER_target placement fabric proto ctlplane)
+set(WEFT_LAYER_initiator placement fabric proto ctlplane)
+set(WEFT_LAYER_weftctl placement fabric proto ctlplane)
+set(WEFT_LAYER_MODULES placement fabric proto ctlplane target initiator weftctl)
 
 # Which module a library target belongs to ("" if none of the checked).
 function(_weft_module_of_target tgt out)
