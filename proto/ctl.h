@@ -105,8 +105,16 @@ struct wf_ctl_status {
 	 * start, and extents dropped by them (deleted volumes' and stray
 	 * copies', docs/replication.md). */
 	uint32_t reclaim_scans;
-	uint32_t reserved2;         /* 0 */
+	uint32_t etcd;              /* WF_CTL_ETCD_*: the control plane as
+	                             * this target sees it */
 	uint64_t reclaimed;
+};
+
+enum {
+	WF_CTL_ETCD_OFF = 0,            /* a map file only (no --etcd) */
+	WF_CTL_ETCD_OK = 1,             /* registered, watching the map */
+	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
+	                                 * wait */
 };
 _Static_assert(sizeof(struct wf_ctl_status) == 240, "ctl status is 240 bytes");
 

@@ -211,6 +211,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 						   __ATOMIC_ACQUIRE));
 	s->reclaimed = htole64(__atomic_load_n(&r->t->r[0]->reclaim.dropped,
 					       __ATOMIC_RELAXED));
+	s->etcd = htole32(__atomic_load_n(&r->t->etcd_state, __ATOMIC_RELAXED));
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

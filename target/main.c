@@ -53,6 +53,11 @@ static const char usage_text[] =
 "                         write cache (docs/store.md, durability)\n"
 "      --listen ADDR      listen here instead of the map's addr:port\n"
 "                         (tests: tcp:127.0.0.1:0)\n"
+"      --etcd URL         the map from etcd (http://HOST:PORT): saved as\n"
+"                         MAP at start and on every change; lease and\n"
+"                         registration (docs/control-plane.md)\n"
+"      --etcd-prefix P    its keys under P (default /weft/)\n"
+"      --etcd-ttl S       lease time to live (default 5 s; 2 .. 3600)\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
 "  -h, --help\n";
@@ -98,7 +103,8 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_ETCD, O_ETCD_PREFIX,
+	O_ETCD_TTL,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -121,6 +127,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "format", no_argument, NULL, O_FORMAT },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "etcd", required_argument, NULL, O_ETCD },
+		{ "etcd-prefix", required_argument, NULL, O_ETCD_PREFIX },
+		{ "etcd-ttl", required_argument, NULL, O_ETCD_TTL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -140,6 +149,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->recovery_qd = 4;
 	cfg->recovery_mbps = 256;
 	cfg->ready_fd = -1;
+	cfg->etcd_prefix = "/weft/";
+	cfg->etcd_ttl = 5;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":c:i:fp:r:t:h", opts, NULL)) != -1) {
 		switch (o) {
@@ -232,6 +243,22 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 			break;
 		case O_FORCE:
 			cfg->force = true;
+			break;
+		case O_ETCD:
+			if (strncmp(optarg, "http://", 7))
+				return bad_arg("--etcd: '%s' is not an http:// URL", optarg);
+			cfg->etcd_url = optarg;
+			break;
+		case O_ETCD_PREFIX:
+			if (!optarg[0] || strlen(optarg) > 128)
+				return bad_arg("--etcd-prefix: '%s' is not 1 .. 128 "
+					       "characters", optarg);
+			cfg->etcd_prefix = optarg;
+			break;
+		case O_ETCD_TTL:
+			if (parse_u32(optarg, &v, false) || v < 2 || v > 3600)
+				return bad_arg("--etcd-ttl: '%s' is not 2 .. 3600 s", optarg);
+			cfg->etcd_ttl = v;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -588,6 +615,7 @@ int main(int argc, char **argv)
 	struct wf_store_err serr = { { 0 } };
 	struct wf_store *store = NULL;
 	struct wf_store_stat st;
+	struct wf_tgt_etcd *agent = NULL;
 	char err[1024];
 	struct stat sb;
 	int ret;
@@ -596,6 +624,11 @@ int main(int argc, char **argv)
 	if (ret)
 		return ret;
 	memset(&tg, 0, sizeof(tg));
+	if (cfg.etcd_url && !cfg.format &&
+	    wf_tgt_etcd_fetch(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "weft-target: %s\n", err);
+		return 1;
+	}
 	ret = wf_tgt_map_load(cfg.map_path, cfg.id, &map, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "weft-target: cannot load the map: %s\n", err);
@@ -696,9 +729,16 @@ int main(int argc, char **argv)
 			   (unsigned long long)r->map->epoch, cfg.slots,
 			   cfg.slot_size, cfg.max_conns, more);
 	}
+	tg.epoch = r->map->epoch;
+	if (cfg.etcd_url && (ret = wf_tgt_etcd_start(&tg, &cfg, &agent)) != 0) {
+		snprintf(err, sizeof(err), "cannot start the etcd agent: %s",
+			 strerror(-ret));
+		goto fail_tg;
+	}
 	ready(&cfg, NULL);
 
 	ret = run_reactors(&tg);
+	wf_tgt_etcd_stop(agent);
 	stop_reactors(&tg, store);
 	if (cfg.pid_file)
 		unlink(cfg.pid_file);

@@ -22,8 +22,7 @@
 #include "proto/ctl.h"
 #include "target/target.h"
 
-/* Replace path with buf[0 .. len) atomically; 0 or -errno. */
-static int save_file(const char *path, const char *buf, size_t len)
+int wf_tgt_save_file(const char *path, const char *buf, size_t len)
 {
 	char tmp[WF_PATH_MAX + 32];
 	size_t off = 0;
@@ -87,7 +86,7 @@ static uint16_t put_apply(struct wf_tgt_conn *c)
 	}
 	if (epoch <= r->map->epoch)
 		return WF_WS_STALE;
-	ret = save_file(r->cfg->map_path, c->put_buf, c->put_total);
+	ret = wf_tgt_save_file(r->cfg->map_path, c->put_buf, c->put_total);
 	if (ret) {
 		wf_tgt_log("map epoch %llu pushed: cannot write %s: %s",
 			   (unsigned long long)epoch, r->cfg->map_path, strerror(-ret));

@@ -175,6 +175,8 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
 	r->map = m;
+	if (r->idx == 0 && r->t)
+		__atomic_store_n(&r->t->epoch, m->epoch, __ATOMIC_RELAXED);
 	wf_store_view_publish_epoch(r->store, m->epoch);
 	if (wf_tgt_peers_rebuild(r))
 		wf_tgt_log("map epoch %llu: out of memory for peer links",

@@ -58,6 +58,10 @@ struct wf_tgt_cfg {
 	uint32_t    cache;              /* enum wf_store_cache */
 	bool        format, force;
 	const char *listen_override;    /* --listen ADDR: instead of the map's */
+	const char *etcd_url;           /* --etcd URL: the map from etcd (NULL:
+	                                 * the map file alone) */
+	const char *etcd_prefix;        /* --etcd-prefix, default "/weft/" */
+	uint32_t    etcd_ttl;           /* --etcd-ttl: lease seconds */
 	int         ready_fd;           /* daemon: write the startup result here */
 };
 
@@ -177,6 +181,9 @@ struct wf_tgt {
 	 * reload_gen changes; a reactor compares it once per loop turn. */
 	uint32_t gen;
 	uint32_t reload_gen;
+	uint64_t epoch;                 /* the epoch reactor 0 serves (atomic:
+	                                 * for the etcd agent) */
+	uint32_t etcd_state;            /* WF_CTL_ETCD_* (atomic) */
 	/* A scrub asked on the control socket (ctl.c): reactors start a
 	 * pass when scrub_gen differs from theirs (written before the
 	 * bump: scrub_vol, scrub_flags). */
@@ -318,6 +325,22 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
 void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status);
 /* A WF_OP_MAP_PUT chunk on c (mapput.c). */
 void wf_tgt_map_put(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+/* Replace the file at path with buf[0 .. len) (written beside it, fsynced,
+ * renamed over it): 0 or -errno. */
+int  wf_tgt_save_file(const char *path, const char *buf, size_t len);
+
+/* ---- the etcd agent (etcd_agent.c) ------------------------------------ */
+
+struct wf_tgt_etcd;
+/* Before the map is loaded: the map from etcd saved as cfg->map_path when
+ * it is newer (or the file is missing); starts on the file when etcd is
+ * unreachable.  0, or -errno with err set. */
+int  wf_tgt_etcd_fetch(const struct wf_tgt_cfg *cfg, char *err, size_t errlen);
+/* The agent thread: lease, registration, watching the map. */
+int  wf_tgt_etcd_start(struct wf_tgt *t, const struct wf_tgt_cfg *cfg,
+		       struct wf_tgt_etcd **out);
+/* Stop it (its lease is revoked: the registration goes at once). */
+void wf_tgt_etcd_stop(struct wf_tgt_etcd *a);
 /* Close connections that sent no HELLO in time. */
 void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 /* Answer held HELLOs whose client's old store I/O has drained. */

@@ -3,6 +3,7 @@
 #ifndef WEFT_WEFTCTL_CTL_H
 #define WEFT_WEFTCTL_CTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 int ctl_check(int argc, char **argv);      /* ctl_map.c */
@@ -15,6 +16,9 @@ int ctl_target(int argc, char **argv);     /* ctl_target.c */
 int ctl_recover(int argc, char **argv);    /* ctl_target.c */
 int ctl_scrub(int argc, char **argv);      /* ctl_scrub.c */
 int ctl_map_push(int argc, char **argv);   /* ctl_volume.c: "map push" */
+int ctl_map_etcd(int argc, char **argv);   /* ctl_etcd.c: "map import|export" */
+/* PREFIX + what, with one '/' between. */
+void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what);
 
 struct wf_map;
 struct wf_target;

@@ -227,6 +227,8 @@ int ctl_map(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "push"))
 		return ctl_map_push(argc - 1, argv + 1);
+	if (argc >= 2 && (!strcmp(argv[1], "import") || !strcmp(argv[1], "export")))
+		return ctl_map_etcd(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "show"))
 		return map_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
 	argc--;

@@ -14,6 +14,7 @@ static const struct {
 	{ "locate",  ctl_locate,  "locate -c MAP VOLUME OFFSET  extent, PG and acting set of a byte" },
 	{ "map",     ctl_map,     "map show -c MAP              hierarchy, weights, PGs per device" },
 	{ "map",     ctl_map,     "map push -c MAP              tell every target of MAP (other hosts: send it)" },
+	{ "map",     ctl_map,     "map import|export --etcd URL move a map between a file and etcd" },
 	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
 	{ "status",  ctl_status,  "status -c MAP                which targets answer, epoch, used/free" },
 	{ "volume",  ctl_volume,  "volume create|resize|delete -c MAP NAME ...  edit volumes (epoch+1)" },

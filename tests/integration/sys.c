@@ -72,8 +72,9 @@ void sys_start(struct sys_cluster *c)
 	snprintf(c->bin, sizeof(c->bin), "%s", bin);
 	/* Free ports below the ephemeral range, found by scripts/cluster. */
 	snprintf(cmd, sizeof(cmd), "exec 3>&1; WEFT_BIN='%s' '%s/scripts/cluster' start -c "
-		 "'%s' --size 512M --port-base auto -- %s 2>&1 >&3 | "
-		 "sed 's/^/  /' >&2", bin, src, map, sys_target_args());
+		 "'%s' --size 512M --port-base auto%s -- %s 2>&1 >&3 | "
+		 "sed 's/^/  /' >&2", bin, src, map,
+		 getenv("WEFT_SYS_ETCD") ? " --etcd" : "", sys_target_args());
 	/* stdout (the env line) through fd 3 into the pipe; messages to
 	 * the test's stderr. */
 	p = popen(cmd, "r");
@@ -84,6 +85,9 @@ void sys_start(struct sys_cluster *c)
 	cr_assert(pclose(p) == 0 && line[0], "scripts/cluster start failed");
 	cr_assert(sscanf(line, "WEFT_CLUSTER_DIR=%255s WEFT_MAP=%299s WEFT_RUN_DIR=%299s",
 			 c->dir, c->map, c->run) == 3, "unexpected output: %s", line);
+	if (strstr(line, "WEFT_ETCD="))
+		sscanf(strstr(line, "WEFT_ETCD="), "WEFT_ETCD=%127s", c->etcd);
+	cr_assert(!getenv("WEFT_SYS_ETCD") || c->etcd[0], "no etcd: %s", line);
 	setenv("WEFT_RUN_DIR", c->run, 1);
 	setenv("WEFT_CLUSTER_DIR", c->dir, 1);
 	c->up = true;
@@ -138,8 +142,9 @@ void sys_restart_as(struct sys_cluster *c, unsigned id, const char *map,
 		    const char *run)
 {
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid'%s", c->bin, map, id,
-			run, c->dir, id, sys_target_args());
+			"--pid-file '%s/target-%u.pid'%s%s%s", c->bin, map, id,
+			run, c->dir, id, sys_target_args(),
+			c->etcd[0] ? " --etcd " : "", c->etcd);
 
 	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);
 }

@@ -27,6 +27,7 @@ struct sys_cluster {
 	char run[300];
 	char bin[256];
 	char src[256];
+	char etcd[128];         /* WEFT_SYS_ETCD=1: the cluster's etcd URL */
 	bool up;
 };
 

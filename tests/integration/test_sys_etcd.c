@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The control plane on a real etcd (docs/control-plane.md): three targets
+ * started with --etcd by scripts/cluster (a private etcd on loopback, the
+ * map imported into it).  A map change in etcd reaches every target and
+ * its map file; each target holds a lease and its registration goes when
+ * it dies; with etcd killed the data path goes on and the status says so,
+ * and when etcd returns the targets take the changes made meanwhile; a
+ * target started while etcd is down starts on its map file.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "ctlplane/etcd.h"
+#include "placement/map.h"
+#include "proto/ctl.h"
+#include "tests/integration/sys.h"
+
+static struct sys_cluster C;
+
+static void up(void)
+{
+	setenv("WEFT_SYS_ETCD", "1", 1);
+	sys_start(&C);
+}
+
+static void down(void)
+{
+	sys_stop(&C);
+	unsetenv("WEFT_SYS_ETCD");
+}
+
+TestSuite(sys_etcd, .init = up, .fini = down, .timeout = 240);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap(unsigned ms)
+{
+	nanosleep(&(struct timespec){ ms / 1000, (long)(ms % 1000) * 1000000 }, NULL);
+}
+
+/* The cluster's map with epoch + 1 and target `down` marked down, put in
+ * etcd by `weftctl map import`. */
+static uint64_t import_next(unsigned down_id)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+	char path[400];
+	uint64_t e;
+
+	snprintf(path, sizeof(path), "%s/next.conf", C.dir);
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	e = m.epoch;
+	m.targets[down_id].up = false;
+	cr_assert_eq(wf_map_save(&m, path, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+	cr_assert_eq(sys_sh("'%s/weftctl' map import -c '%s' --etcd %s >/dev/null",
+			    C.bin, path, C.etcd), 0, "import failed");
+	return e;
+}
+
+/* Wait (bounded) until every target serves epoch e; the ms it took. */
+static int64_t wait_epoch(uint64_t e, unsigned mask)
+{
+	int64_t t0 = now_ms();
+
+	for (;;) {
+		unsigned ok = 0;
+
+		for (unsigned t = 0; t < SYS_TARGETS; t++)
+			ok += !((mask >> t) & 1) ||
+			      le64toh(sys_ctl_status(C.run, t).epoch) >= e;
+		if (ok == SYS_TARGETS)
+			return now_ms() - t0;
+		cr_assert_lt(now_ms() - t0, 15000, "epoch %llu not served in 15 s",
+			     (unsigned long long)e);
+		nap(20);
+	}
+}
+
+Test(sys_etcd, a_map_change_in_etcd_reaches_every_target)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+	int64_t ms;
+	uint64_t e = import_next(1);
+
+	ms = wait_epoch(e, 7);
+	fprintf(stderr, "  epoch %llu served by every target %lld ms after the "
+		"import\n", (unsigned long long)e, (long long)ms);
+	/* Saved as their map file (the one the clients of this host read). */
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.epoch, e);
+	cr_assert(!m.targets[1].up);
+	wf_map_free(&m);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		cr_assert_eq(le32toh(sys_ctl_status(C.run, t).etcd), WF_CTL_ETCD_OK);
+	/* And I/O goes on in the new epoch. */
+	{
+		struct weft_cluster *cl;
+		struct weft_volume *vol;
+		char *buf = aligned_alloc(4096, SYS_BS);
+
+		sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 5000, &cl, &vol, "vol3");
+		for (uint64_t off = 0; off < 8 * SYS_EXT; off += SYS_EXT) {
+			sys_fill(buf, off, 5);
+			cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, off, 0), SYS_BS);
+			cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+			cr_assert_eq(sys_decode(buf, off), 5);
+		}
+		weft_cluster_close(cl);
+		free(buf);
+	}
+}
+
+static int registered(struct wf_etcd *e, unsigned id)
+{
+	struct wf_etcd_kv kv;
+	char key[64];
+	int ret;
+
+	snprintf(key, sizeof(key), "/weft/targets/%u", id);
+	ret = wf_etcd_get(e, key, &kv, NULL);
+	if (!ret) {
+		cr_assert(kv.lease != 0, "registration without a lease");
+		wf_etcd_kv_free(&kv);
+	}
+	return ret;
+}
+
+Test(sys_etcd, a_dead_target_s_registration_goes_with_its_lease)
+{
+	struct wf_etcd *e;
+	int64_t t0;
+
+	cr_assert_eq(wf_etcd_open(C.etcd, 2000, &e), 0);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		t0 = now_ms();
+		while (registered(e, t) == -ENOENT && now_ms() - t0 < 5000)
+			nap(50);
+		cr_assert_eq(registered(e, t), 0, "target %u not registered", t);
+	}
+	sys_kill9(&C, 2);
+	t0 = now_ms();
+	while (registered(e, 2) == 0 && now_ms() - t0 < 20000)
+		nap(100);
+	cr_assert_eq(registered(e, 2), -ENOENT, "registration outlived its lease");
+	fprintf(stderr, "  target 2 killed: its registration went after %lld ms "
+		"(lease 5 s)\n", (long long)(now_ms() - t0));
+	cr_assert_eq(registered(e, 0), 0, "a live target lost its registration");
+	/* Restarted, it registers again. */
+	sys_restart(&C, 2);
+	t0 = now_ms();
+	while (registered(e, 2) == -ENOENT && now_ms() - t0 < 10000)
+		nap(50);
+	cr_assert_eq(registered(e, 2), 0);
+	wf_etcd_close(e);
+}
+
+Test(sys_etcd, without_etcd_the_data_path_goes_on)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, SYS_BS);
+	char edir[400];
+	uint64_t e;
+	int64_t t0;
+
+	snprintf(edir, sizeof(edir), "%s/etcd", C.dir);
+	cr_assert_eq(sys_sh("'%s/scripts/etcd' stop '%s'", C.src, edir), 0);
+	/* Every target notices and says so; I/O goes on. */
+	t0 = now_ms();
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		while (le32toh(sys_ctl_status(C.run, t).etcd) != WF_CTL_ETCD_UNREACHABLE)
+			{
+				cr_assert_lt(now_ms() - t0, 15000, "target %u did not "
+					     "notice etcd is gone", t);
+				nap(50);
+			}
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 5000, &cl, &vol, "vol3");
+	for (uint64_t off = 0; off < 8 * SYS_EXT; off += SYS_EXT) {
+		sys_fill(buf, off, 6);
+		cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, off, 0), SYS_BS);
+	}
+	/* A target restarted meanwhile starts on its map file. */
+	sys_kill9(&C, 1);
+	sys_restart(&C, 1);
+	for (uint64_t off = 0; off < 8 * SYS_EXT; off += SYS_EXT) {
+		cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+		cr_assert_eq(sys_decode(buf, off), 6);
+	}
+	weft_cluster_close(cl);
+	/* etcd back (same address): a change made there reaches everyone. */
+	cr_assert_eq(sys_sh("'%s/scripts/etcd' start '%s' >/dev/null", C.src, edir), 0);
+	e = import_next(2);
+	wait_epoch(e, 7);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		t0 = now_ms();
+		while (le32toh(sys_ctl_status(C.run, t).etcd) != WF_CTL_ETCD_OK) {
+			cr_assert_lt(now_ms() - t0, 15000, "target %u: etcd not back", t);
+			nap(50);
+		}
+	}
+	free(buf);
+}

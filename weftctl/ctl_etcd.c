@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weftctl map import|export: moving a map between a file and etcd
+ * (docs/control-plane.md).  The map lives at PREFIX/map as the text of the
+ * file; every change is a compare-and-swap on the key's revision, and the
+ * new text's epoch must be above the one it replaces, so two writers
+ * racing never leave two maps of the same epoch.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlplane/etcd.h"
+#include "placement/map.h"
+#include "weftctl/ctl.h"
+
+static int usage(FILE *f)
+{
+	fprintf(f, "usage: weftctl map import -c MAP --etcd URL [--prefix P]\n"
+		"       weftctl map export --etcd URL [--prefix P] [-o FILE]\n"
+		"  import: put MAP's text in etcd at P/map (default P: /weft/) if its\n"
+		"  epoch is above the one there (or there is none) and it is of the\n"
+		"  same cluster; export: the map in etcd to FILE (default stdout).\n"
+		"  Exit 0 done, 1 refused or etcd unreachable, 2 bad arguments.\n");
+	return f == stdout ? 0 : 2;
+}
+
+void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what)
+{
+	snprintf(buf, len, "%s%s%s", prefix,
+		 prefix[0] && prefix[strlen(prefix) - 1] == '/' ? "" : "/", what);
+}
+
+/* The whole file (malloc'd), or NULL with the reason on stderr. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n = -1;
+
+	if (f && !fseek(f, 0, SEEK_END))
+		n = ftell(f);
+	if (n >= 0 && !fseek(f, 0, SEEK_SET) && (buf = malloc((size_t)n + 1)) &&
+	    fread(buf, 1, (size_t)n, f) == (size_t)n) {
+		*len = (size_t)n;
+	} else {
+		fprintf(stderr, "weftctl map import: cannot read %s\n", path);
+		free(buf);
+		buf = NULL;
+	}
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+static int do_import(struct wf_etcd *e, const char *key, const char *path)
+{
+	struct wf_map_err err;
+	struct wf_map m, cur;
+	struct wf_etcd_kv kv;
+	char *text;
+	size_t len = 0;
+	int64_t expect = 0, rev;
+	int ret;
+
+	text = slurp(path, &len);
+	if (!text)
+		return 1;
+	if (wf_map_load_buf(text, len, path, &m, &err)) {
+		fprintf(stderr, "weftctl map import: %s\n", err.msg);
+		free(text);
+		return 1;
+	}
+	ret = wf_etcd_get(e, key, &kv, NULL);
+	if (ret && ret != -ENOENT) {
+		fprintf(stderr, "weftctl map import: %s\n", wf_etcd_error(e));
+		goto out;
+	}
+	if (!ret) {
+		expect = kv.mod_rev;
+		if (wf_map_load_buf(kv.value, kv.len, "the map in etcd", &cur, &err)) {
+			fprintf(stderr, "weftctl map import: the map in etcd does not "
+				"load (%s): delete %s by hand to replace it\n", err.msg,
+				key);
+			wf_etcd_kv_free(&kv);
+			ret = -EINVAL;
+			goto out;
+		}
+		wf_etcd_kv_free(&kv);
+		if (cur.cluster_id != m.cluster_id || cur.epoch >= m.epoch) {
+			fprintf(stderr, "weftctl map import: etcd holds cluster %" PRIu64
+				" epoch %" PRIu64 "; %s is cluster %" PRIu64 " epoch %"
+				PRIu64 ": %s\n", cur.cluster_id, cur.epoch, path,
+				m.cluster_id, m.epoch, cur.cluster_id != m.cluster_id ?
+				"another cluster" : "not newer");
+			wf_map_free(&cur);
+			ret = -ESTALE;
+			goto out;
+		}
+		wf_map_free(&cur);
+	}
+	ret = wf_etcd_put(e, key, text, len, expect, 0, &rev);
+	if (ret == -ECANCELED)
+		fprintf(stderr, "weftctl map import: the map in etcd changed "
+			"meanwhile: look again\n");
+	else if (ret)
+		fprintf(stderr, "weftctl map import: %s\n", wf_etcd_error(e));
+	else
+		printf("%s: epoch %" PRIu64 " imported into etcd at %s (revision %"
+		       PRId64 ")\n", path, m.epoch, key, rev);
+out:
+	wf_map_free(&m);
+	free(text);
+	return ret ? 1 : 0;
+}
+
+static int do_export(struct wf_etcd *e, const char *key, const char *out)
+{
+	struct wf_etcd_kv kv;
+	FILE *f = stdout;
+	int ret = wf_etcd_get(e, key, &kv, NULL);
+
+	if (ret == -ENOENT) {
+		fprintf(stderr, "weftctl map export: no map at %s\n", key);
+		return 1;
+	}
+	if (ret) {
+		fprintf(stderr, "weftctl map export: %s\n", wf_etcd_error(e));
+		return 1;
+	}
+	if (out && !(f = fopen(out, "wb"))) {
+		fprintf(stderr, "weftctl map export: cannot write %s\n", out);
+		wf_etcd_kv_free(&kv);
+		return 1;
+	}
+	ret = fwrite(kv.value, 1, kv.len, f) == kv.len ? 0 : 1;
+	if (out && fclose(f))
+		ret = 1;
+	wf_etcd_kv_free(&kv);
+	return ret;
+}
+
+int ctl_map_etcd(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "etcd", required_argument, NULL, 'e' },
+		{ "prefix", required_argument, NULL, 'P' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *url = NULL, *prefix = "/weft/", *out = NULL;
+	bool import = !strcmp(argv[0], "import");
+	struct wf_etcd *e;
+	char key[192];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:e:P:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'e': url = optarg; break;
+		case 'P': prefix = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h': return usage(stdout);
+		default: return usage(stderr);
+		}
+	}
+	if (!url || optind != argc || (import && (!path || out)) ||
+	    (!import && path) || strlen(prefix) > 128)
+		return usage(stderr);
+	if (wf_etcd_open(url, 3000, &e)) {
+		fprintf(stderr, "weftctl map %s: --etcd %s is not an http:// URL\n",
+			argv[0], url);
+		return 2;
+	}
+	ctl_etcd_key(key, sizeof(key), prefix, "map");
+	ret = import ? do_import(e, key, path) : do_export(e, key, out);
+	wf_etcd_close(e);
+	return ret;
+}
