@@ -199,7 +199,7 @@ static int usage(FILE *f)
 "  --qd LIST          queue depths (comma list, default 1)\n"
 "  --runtime S        seconds per job (default 5)\n"
 "  --size SIZE        working set from offset 0 (default min(volume, 1G))\n"
-"  --transport T      tcp (default), unix or verbs\n"
+"  --transport T      tcp (default), unix or verbs (also called rdma)\n"
 "  --short-circuit    allow short-circuit local reads (default: every read\n"
 "                     goes through the target)\n"
 "  --target-pid PID   a target process for CPU per I/O (repeatable)\n"
@@ -283,9 +283,11 @@ static int parse(int argc, char **argv, struct iopts *o)
 			break;
 		case O_TR:
 			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix") &&
-			    strcmp(optarg, "verbs"))
-				return fprintf(stderr, "weft-bench io: --transport tcp|unix|verbs\n"), 2;
-			o->transport = optarg;
+			    strcmp(optarg, "verbs") && strcmp(optarg, "rdma"))
+				return fprintf(stderr, "weft-bench io: --transport: '%s' "
+					       "is not tcp, unix or verbs (rdma)\n",
+					       optarg), 2;
+			o->transport = strcmp(optarg, "rdma") ? optarg : "verbs";
 			break;
 		case O_SC: o->short_circuit = true; break;
 		case O_TPID:
@@ -924,9 +926,19 @@ int bench_io(int argc, char **argv)
 		   WEFT_F_DEFER_SEND;
 	weft_env_opts(&co, "weft-bench");
 	ret = weft_cluster_open(&co, &w.cl);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "weft-bench io: no map file %s\n", o.map);
+		exit(1);
+	}
 	if (ret)
 		die(o.map, ret);
 	ret = weft_volume_open(w.cl, o.volume, &w.vol);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "weft-bench io: no volume '%s' in the map %s "
+			"(`weftctl volume list -c %s` lists them)\n", o.volume,
+			o.map, o.map);
+		exit(1);
+	}
 	if (ret)
 		die(o.volume, ret);
 	w.bs = o.bs;

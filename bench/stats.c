@@ -328,7 +328,11 @@ void wf_json_bool(struct wf_json *j, const char *key, bool v)
 int wf_json_finish(struct wf_json *j)
 {
 	fputc('\n', j->f);
-	return fflush(j->f) == 0 && !ferror(j->f) ? 0 : -EIO;
+	if (fflush(j->f) || ferror(j->f))
+		return -EIO;
+	/* An object or array left open is a bug of the caller: the document
+	 * is not JSON, say so instead of exiting 0. */
+	return j->depth ? -EINVAL : 0;
 }
 
 void wf_json_lat(struct wf_json *j, const char *prefix,

@@ -140,7 +140,8 @@ void wf_json_u64(struct wf_json *j, const char *key, uint64_t v);
 void wf_json_i64(struct wf_json *j, const char *key, int64_t v);
 void wf_json_dbl(struct wf_json *j, const char *key, double v);
 void wf_json_bool(struct wf_json *j, const char *key, bool v);
-/* Ends the document with a newline; returns 0 or -EIO on a write error. */
+/* Ends the document with a newline; returns 0, -EIO on a write error or
+ * -EINVAL when an object or array was left open. */
 int wf_json_finish(struct wf_json *j);
 
 /* Writes p50_us ... max_us keys (flat, prefix may be "" or e.g. "read_"). */

@@ -37,7 +37,7 @@ static const char usage_text[] =
 "      --cores N          reactors: threads, each with its own io_uring,\n"
 "                         connections and slots (default 1); reactor k\n"
 "                         listens on the port + k (docs/target.md, Cores)\n"
-"  -t, --transport T      tcp (default) or verbs\n"
+"  -t, --transport T      tcp (default) or verbs (also called rdma)\n"
 "      --slots N          staging slots per connection (default 32)\n"
 "      --slot-size BYTES  bytes per slot, multiple of 4096 (default 128K)\n"
 "      --max-conns N      connections served at once per reactor (default\n"
@@ -165,11 +165,11 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		case 't':
 			if (!strcmp(optarg, "tcp"))
 				cfg->backend = WF_BACKEND_TCP;
-			else if (!strcmp(optarg, "verbs"))
+			else if (!strcmp(optarg, "verbs") || !strcmp(optarg, "rdma"))
 				cfg->backend = WF_BACKEND_VERBS;
 			else
-				return bad_arg("--transport: '%s' is not tcp or verbs",
-					       optarg);
+				return bad_arg("--transport: '%s' is not tcp or verbs "
+					       "(also called rdma)", optarg);
 			break;
 		case O_CORES:
 			if (parse_u32(optarg, &v, false) || !v ||

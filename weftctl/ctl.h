@@ -21,6 +21,13 @@ struct wf_ctl_status;
  * host, else its data address (*via says which).  0 or -errno. */
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	     int ms, struct wf_ctl_status *st, const char **via);
+/* After getopt: 0 when the map was given (path) and no argument is left
+ * over, else -EINVAL with the reason on stderr (a lone argument naming a
+ * file: "the map goes after -c"). */
+int  ctl_need_map(const char *cmd, const char *path, int argc, char **argv);
+/* --timeout ARG of command cmd in ms (1 .. 600000): 0, or -EINVAL with
+ * the reason on stderr. */
+int  ctl_parse_ms(const char *cmd, const char *arg, int *ms);
 /* Load the map at path into m as an editable copy (wf_map_edit_free);
  * 0, or -1 with the reason on stderr. */
 int  ctl_map_load_copy(const char *path, struct wf_map *m);

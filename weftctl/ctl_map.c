@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "weftctl/ctl.h"
 #include "placement/map.h"
@@ -49,6 +50,25 @@ int ctl_map_check_new(const struct wf_map *m, struct wf_map_err *err)
 	return ret;
 }
 
+int ctl_need_map(const char *cmd, const char *path, int argc, char **argv)
+{
+	if (!path && optind == argc - 1 && !access(argv[optind], F_OK)) {
+		fprintf(stderr, "weftctl %s: the map goes after -c: weftctl %s "
+			"-c %s\n", cmd, cmd, argv[optind]);
+		return -EINVAL;
+	}
+	if (!path) {
+		fprintf(stderr, "weftctl %s: no map: -c MAP is required\n", cmd);
+		return -EINVAL;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "weftctl %s: unexpected argument '%s'\n", cmd,
+			argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int check_usage(FILE *f)
 {
 	fprintf(f, "usage: weftctl check -c MAP\n"
@@ -83,7 +103,7 @@ int ctl_check(int argc, char **argv)
 			return check_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("check", path, argc, argv))
 		return check_usage(stderr);
 	if (wf_map_load(path, &map, &err)) {
 		fprintf(stderr, "%s\n", err.msg);

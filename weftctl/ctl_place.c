@@ -6,6 +6,8 @@
  *   weftctl map show -c MAP
  *   weftctl balance -c MAP [-o OUT] [--prev DEPLOYED] [--max-dev F]
  */
+#define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,6 +17,7 @@
 
 #include "weftctl/ctl.h"
 #include "placement/placement.h"
+#include "proto/ctl.h"
 
 /* A loaded map with its placer and table. */
 struct ctx {
@@ -97,9 +100,14 @@ static const char *state(const struct wf_target *t)
 
 static int locate_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl locate -c MAP VOLUME OFFSET\n"
+	fprintf(f, "usage: weftctl locate -c MAP VOLUME OFFSET [--run-dir D] [--timeout MS]\n"
+		"                      [--map-only]\n"
 		"  Print the extent holding byte OFFSET (suffixes K M G T) of VOLUME\n"
-		"  (name or numeric id), its PG and acting set, primary first.\n");
+		"  (name or numeric id), its PG and acting set, primary first, and\n"
+		"  whether each member answers (asked as `weftctl status` asks;\n"
+		"  --map-only: the map alone, nothing asked).  Exit 0 when located\n"
+		"  (whatever the members answered), 1 if not (no such volume, offset\n"
+		"  past its end, bad map), 2 on bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -107,24 +115,40 @@ int ctl_locate(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "map-only", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *vname, *off;
+	const char *path = NULL, *vname, *off, *run_dir = getenv("WEFT_RUN_DIR");
+	bool ask = true;
 	struct wf_extent_loc loc;
 	struct ctx c;
 	uint64_t offset;
-	int opt, vol = -1, ret;
+	int opt, vol = -1, ret, ms = 2000;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:r:t:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'm': ask = false; break;
+		case 't':
+			if (ctl_parse_ms("locate", optarg, &ms))
+				return 2;
+			break;
 		case 'h': return locate_usage(stdout);
 		default: return locate_usage(stderr);
 		}
 	}
-	if (!path || argc - optind != 2)
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/weft";
+	if (!path) {
+		fprintf(stderr, "weftctl locate: no map: -c MAP is required\n");
+		return locate_usage(stderr);
+	}
+	if (argc - optind != 2)
 		return locate_usage(stderr);
 	vname = argv[optind];
 	off = argv[optind + 1];
@@ -164,13 +188,29 @@ int ctl_locate(int argc, char **argv)
 	       (loc.extent + 1) * c.map.extent_size - 1);
 	printf("pg      %u of %u\n", loc.pg, c.map.pools[loc.pool].pg_num);
 	printf("acting  %u of %u replicas up\n", loc.n, c.map.pools[loc.pool].replicas);
+	/* The map says who should serve; the targets say who does. */
 	for (unsigned i = 0; i < loc.n; i++) {
 		const struct wf_target *t = &c.map.targets[loc.acting[i]];
 		bool v6 = strchr(t->addr, ':') != NULL;
+		struct wf_ctl_status st;
+		const char *via;
+		char says[160];
 
-		printf("  %-8s target %-5u %s%s%s:%u  host %s  %s\n",
+		says[0] = 0;
+		ret = ask ? ctl_ask(run_dir, t, c.map.epoch, ms, &st, &via) : 0;
+		if (ask && !ret && le32toh(st.target_id) != t->id)
+			ret = -EPROTO;
+		if (ret) {
+			snprintf(says, sizeof(says), "DOWN: %s", ret == -EPROTO ?
+				 "answered as another target" : strerror(-ret));
+		} else if (ask) {
+			snprintf(says, sizeof(says), "answers (epoch %" PRIu64 "%s)",
+				 (uint64_t)le64toh(st.epoch),
+				 le64toh(st.epoch) < c.map.epoch ? ", older" : "");
+		}
+		printf("  %-8s target %-5u %s%s%s:%u  host %s  %s  %s\n",
 		       i == 0 ? "primary" : "replica", t->id, v6 ? "[" : "", t->addr,
-		       v6 ? "]" : "", t->port, t->host, t->device);
+		       v6 ? "]" : "", t->port, t->host, t->device, says);
 	}
 	ctx_free(&c);
 	return 0;
@@ -237,7 +277,7 @@ int ctl_map(int argc, char **argv)
 		default: return map_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("map show", path, argc, argv))
 		return map_usage(stderr);
 	if (ctx_load(&c, path))
 		return 1;
@@ -387,7 +427,7 @@ int ctl_balance(int argc, char **argv)
 		default: return balance_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("balance", path, argc, argv))
 		return balance_usage(stderr);
 	if (ctx_load(&c, path))
 		return 1;

@@ -139,6 +139,22 @@ out:
 	return ret;
 }
 
+int ctl_parse_ms(const char *cmd, const char *arg, int *ms)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v <= 0 || v > 600000) {
+		fprintf(stderr, "weftctl %s: --timeout: '%s' is not 1 .. 600000 ms\n",
+			cmd, arg);
+		return -EINVAL;
+	}
+	*ms = (int)v;
+	return 0;
+}
+
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	    int ms, struct wf_ctl_status *st, const char **via)
 {
@@ -167,7 +183,6 @@ int ctl_status(int argc, char **argv)
 	unsigned missing = 0, recovering = 0, degraded = 0;
 	uint64_t copied = 0;
 	int c, ms = 2000;
-	char *end;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+c:r:t:h", opts, NULL)) != -1) {
@@ -179,12 +194,8 @@ int ctl_status(int argc, char **argv)
 			run_dir = optarg;
 			break;
 		case 't':
-			ms = (int)strtol(optarg, &end, 10);
-			if (*end || ms <= 0 || ms > 600000) {
-				fprintf(stderr, "weftctl status: --timeout: '%s' is not "
-					"1 .. 600000 ms\n", optarg);
+			if (ctl_parse_ms("status", optarg, &ms))
 				return 2;
-			}
 			break;
 		case 'h':
 			return status_usage(stdout);
@@ -192,7 +203,7 @@ int ctl_status(int argc, char **argv)
 			return status_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("status", path, argc, argv))
 		return status_usage(stderr);
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/weft";

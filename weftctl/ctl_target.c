@@ -103,6 +103,8 @@ int ctl_target(int argc, char **argv)
 		default: return target_usage(stderr);
 		}
 	}
+	if (!path)
+		fprintf(stderr, "weftctl target: no map: -c MAP is required\n");
 	if (!path || optind != argc - (rw ? 2 : 1))
 		return target_usage(stderr);
 	errno = 0;
@@ -248,7 +250,7 @@ int ctl_recover(int argc, char **argv)
 		default: return recover_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("recover", path, argc, argv))
 		return recover_usage(stderr);
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/weft";

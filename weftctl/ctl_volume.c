@@ -154,8 +154,10 @@ int ctl_volume(int argc, char **argv)
 	} else {
 		return volume_usage(stderr);
 	}
-	if (!path)
+	if (!path) {
+		fprintf(stderr, "weftctl volume: no map: -c MAP is required\n");
 		return volume_usage(stderr);
+	}
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/weft";
 	if (strcmp(verb, "create") && strcmp(verb, "resize") && strcmp(verb, "delete")) {
