@@ -15,6 +15,12 @@
 #include <unistd.h>
 
 #include "initiator/weft_int.h"
+#include "weft_version.h"
+
+/* weft.h's version is the project's (CMakeLists.txt). */
+_Static_assert(WEFT_VERSION_MAJOR == WEFT_PROJECT_VERSION_MAJOR &&
+	       WEFT_VERSION_MINOR == WEFT_PROJECT_VERSION_MINOR,
+	       "weft.h WEFT_VERSION_MAJOR/MINOR differ from project(weft VERSION)");
 
 static int map_stat(const char *path, uint64_t *mtime_ns, uint64_t *size)
 {

@@ -14,10 +14,22 @@
 #ifndef WEFT_PROTO_CTL_H
 #define WEFT_PROTO_CTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
-#define WF_CTL_VERSION  2u      /* 2: recovery fields in the status */
+/*
+ * Versions: 2 added the recovery fields of the status; 3 the op
+ * VOLUME_USAGE and the request's arg (reserved and 0 before).  Every
+ * struct kept its size and layout, so a target takes requests of any
+ * version from WF_CTL_VERSION_MIN on and answers in the request's
+ * version; a client sends each op in the lowest version that has it and
+ * accepts answers in that range.  The status over a data connection
+ * (below) carries version 2, the status layout's.
+ */
+#define WF_CTL_VERSION      3u
+#define WF_CTL_VERSION_MIN  2u
+#define WF_CTL_STATUS_VERSION 2u   /* the status layout's version */
 
 enum wf_ctl_op {
 	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
@@ -28,14 +40,18 @@ enum wf_ctl_op {
 	                             * with wf_view_open) */
 	WF_CTL_RELOAD       = 3,    /* reload the map file; answer:
 	                             * struct wf_ctl_status (the new epoch) */
+	WF_CTL_VOLUME_USAGE = 4,    /* since 3; arg: a volume id; answer:
+	                             * struct wf_ctl_volume_usage */
 };
 
 struct wf_ctl_req {
 	uint32_t magic;             /* WF_CTL_MAGIC */
-	uint16_t version;           /* WF_CTL_VERSION */
+	uint16_t version;           /* WF_CTL_VERSION_MIN .. WF_CTL_VERSION */
 	uint16_t op;                /* enum wf_ctl_op */
 	uint64_t epoch;             /* sender's map epoch, 0 if none */
-	uint64_t reserved[2];       /* 0 */
+	uint64_t arg;               /* VOLUME_USAGE: the volume id; else 0
+	                             * (version 2: reserved, 0) */
+	uint64_t reserved;          /* 0 */
 };
 _Static_assert(sizeof(struct wf_ctl_req) == 32, "ctl request is 32 bytes");
 
@@ -73,6 +89,43 @@ struct wf_ctl_status {
 	uint64_t recovery_left;     /* extents left to look at, this epoch */
 };
 _Static_assert(sizeof(struct wf_ctl_status) == 144, "ctl status is 144 bytes");
+
+/* How much of one volume this target holds (a scan of its index: the
+ * count may change right after; extents of a deleted volume not yet
+ * reclaimed still count). */
+struct wf_ctl_volume_usage {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t op;                /* WF_CTL_VOLUME_USAGE */
+	int32_t  result;            /* 0 or -errno */
+	uint32_t target_id;
+	uint64_t cluster_id;
+	uint64_t epoch;             /* the map epoch the target serves */
+	uint64_t volume_id;         /* the request's arg */
+	uint64_t extents;           /* extents of the volume allocated here
+	                             * (every replica this target holds) */
+	uint32_t extent_size;
+	uint32_t reserved;          /* 0 */
+};
+_Static_assert(sizeof(struct wf_ctl_volume_usage) == 56,
+	       "ctl volume usage answer is 56 bytes");
+
+/*
+ * Decoders, for both ends.  wf_ctl_req_decode: a request packet of n
+ * bytes; 0 and *q in host byte order, or -EPROTO (wrong size, magic,
+ * version outside WF_CTL_VERSION_MIN .. WF_CTL_VERSION, reserved bits
+ * set, an arg on an op that takes none or in version 2).  The op itself
+ * is not judged (an unknown op gets an answer with -EPROTO).
+ * wf_ctl_answer_check: the first 8 bytes of any answer of n bytes to a
+ * request of op: 0 when magic, version and op fit and n == want, else
+ * -EPROTO.
+ */
+int wf_ctl_req_decode(const void *buf, size_t n, struct wf_ctl_req *q);
+int wf_ctl_answer_check(const void *buf, size_t n, size_t want, uint16_t op);
+/* A request in wire order, in the lowest version that has op (a target
+ * of an older version still takes the ops it knows). */
+void wf_ctl_req_encode(struct wf_ctl_req *q, uint16_t op, uint64_t epoch,
+		       uint64_t arg);
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;

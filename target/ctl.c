@@ -145,7 +145,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(WF_CTL_MAGIC);
-	s->version = htole16(WF_CTL_VERSION);
+	s->version = htole16(WF_CTL_STATUS_VERSION);
 	s->op = htole16(op);
 	s->result = (int32_t)htole32((uint32_t)result);
 	s->target_id = htole32(r->cfg->id);
@@ -171,7 +171,36 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 
-static int answer_sc(struct wf_tgt_reactor *r, int fd)
+/* VOLUME_USAGE: the extents of volume vid this target holds, counted by
+ * a scan of the index (lock-free looks, as the reclaimer's: O(extents) on
+ * the reactor's thread, a few ms for millions of extents; an operator's
+ * command, not the data path). */
+static int answer_usage(struct wf_tgt_reactor *r, int fd, uint16_t ver,
+			uint64_t vid)
+{
+	struct wf_ctl_volume_usage a;
+	uint64_t n = 0, vol;
+	uint32_t ext;
+	int k;
+
+	for (uint32_t phys = 0;
+	     (k = wf_store_extent_at(r->store, phys, &vol, &ext)) >= 0; phys++)
+		n += k == 1 && vol == vid;
+	memset(&a, 0, sizeof(a));
+	a.magic = htole32(WF_CTL_MAGIC);
+	a.version = htole16(ver);
+	a.op = htole16(WF_CTL_VOLUME_USAGE);
+	a.result = (int32_t)htole32((uint32_t)(vid ? 0 : -EINVAL));
+	a.target_id = htole32(r->cfg->id);
+	a.cluster_id = htole64(r->st0.cluster_id);
+	a.epoch = htole64(r->map->epoch);
+	a.volume_id = htole64(vid);
+	a.extents = htole64(n);
+	a.extent_size = htole32(r->st0.extent_size);
+	return send(fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(a) ? 0 : -1;
+}
+
+static int answer_sc(struct wf_tgt_reactor *r, int fd, uint16_t ver)
 {
 	struct wf_ctl_shortcircuit a;
 	const struct wf_view_hdr *vh;
@@ -197,7 +226,7 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 	}
 	memset(&a, 0, sizeof(a));
 	a.magic = htole32(WF_CTL_MAGIC);
-	a.version = htole16(WF_CTL_VERSION);
+	a.version = htole16(ver);
 	a.op = htole16(WF_CTL_SHORTCIRCUIT);
 	a.result = (int32_t)htole32((uint32_t)result);
 	a.target_id = htole32(r->cfg->id);
@@ -223,28 +252,35 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 static void serve(struct wf_tgt_reactor *r, unsigned i)
 {
 	int fd = r->ctl.cfd[i];
-	struct wf_ctl_req q;
+	struct wf_ctl_req raw, q;
 	struct wf_ctl_status s;
 	ssize_t n;
 	uint16_t op;
 	int result = 0;
 
-	n = recv(fd, &q, sizeof(q), MSG_DONTWAIT | MSG_TRUNC);
+	n = recv(fd, &raw, sizeof(raw), MSG_DONTWAIT | MSG_TRUNC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n != (ssize_t)sizeof(q) || le32toh(q.magic) != WF_CTL_MAGIC ||
-	    le16toh(q.version) != WF_CTL_VERSION || q.reserved[0] || q.reserved[1]) {
+	if (n <= 0 || wf_ctl_req_decode(&raw, (size_t)n, &q)) {
 		if (n > 0)
 			wf_tgt_log("control: malformed request, dropping the client");
 		drop(r, i);
 		return;
 	}
-	op = le16toh(q.op);
+	op = q.op;
 	switch (op) {
 	case WF_CTL_SHORTCIRCUIT:
-		if (answer_sc(r, fd))
+		if (answer_sc(r, fd, q.version))
 			drop(r, i);
 		return;
+	case WF_CTL_VOLUME_USAGE:
+		if (q.version < 3)
+			result = -EPROTO;       /* not an op of version 2 */
+		else if (answer_usage(r, fd, q.version, q.arg))
+			drop(r, i);
+		if (!result)
+			return;
+		break;
 	case WF_CTL_RELOAD:
 		result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
@@ -254,9 +290,10 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		result = -EPROTO;
 		break;
 	}
-	if (le64toh(q.epoch) > r->map->epoch && op == WF_CTL_STATUS)
+	if (q.epoch > r->map->epoch && op == WF_CTL_STATUS)
 		wf_tgt_reload(r, "control request with a newer epoch");
 	wf_tgt_fill_status(r, op, result, &s);
+	s.version = htole16(q.version);         /* answered in the asker's */
 	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s))
 		drop(r, i);
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "target/target.h"
+#include "weft_version.h"
 
 static const char usage_text[] =
 "usage: weft-target -c MAP --id N [options]\n"
@@ -55,7 +56,10 @@ static const char usage_text[] =
 "                         (tests: tcp:127.0.0.1:0)\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
-"  -h, --help\n";
+"  -h, --help\n"
+"  -V, --version\n"
+"Exit 0 on a clean stop (SIGTERM/SIGINT: in-flight requests drained), 1 when\n"
+"it cannot start or fails, 2 on bad arguments.\n";
 
 static int __attribute__((format(printf, 1, 2))) bad_arg(const char *fmt, ...)
 {
@@ -122,6 +126,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "format", no_argument, NULL, O_FORMAT },
 		{ "force", no_argument, NULL, O_FORCE },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_id = false;
@@ -235,6 +240,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			exit(0);
+		case 'V':
+			printf("weft-target (weft) %s\n", WEFT_PROJECT_VERSION);
 			exit(0);
 		case ':':
 			return bad_arg("option '%s' needs a value", argv[optind - 1]);
