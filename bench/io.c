@@ -41,6 +41,7 @@
 
 #include "bench/bench.h"
 #include "bench/io_floor.h"
+#include "bench/io_mark.h"
 #include "bench/pattern.h"
 #include "bench/stats.h"
 #include "fabric/fabric.h"
@@ -73,6 +74,7 @@ struct iopts {
 	bool        floor;
 	bool        short_circuit;
 	bool        verify_only;
+	bool        overwrite;
 	pid_t       pids[MAX_PIDS];
 	unsigned    npids;
 };
@@ -194,6 +196,12 @@ static int usage(FILE *f)
 {
 	fprintf(f,
 "usage: weft-bench io -c MAP --volume V [options]\n"
+"  Writes the working set (bytes 0 .. --size of V: what was there is\n"
+"  replaced) and marks the volume in its last 4 KiB; refuses a volume\n"
+"  holding data it did not write unless --overwrite.  Each job runs\n"
+"  between two device-floor runs of the same length, and the whole\n"
+"  working set is written first and read back last: the run takes\n"
+"  about 3 x runtime per job plus those passes (it says so up front).\n"
 "  --rw LIST          randread, randwrite, randrw (comma list; default randread)\n"
 "  --bs SIZE          block size (default 4k)\n"
 "  --qd LIST          queue depths (comma list, default 1)\n"
@@ -210,6 +218,9 @@ static int usage(FILE *f)
 "                     the first target's device)\n"
 "  --no-floor         skip the device and round-trip floors\n"
 "  --verify-only      prefill, read everything back, verify, exit\n"
+"  --overwrite        run on a volume holding data weft-bench did not write\n"
+"                     (without it such a volume is refused: the working set\n"
+"                     is written over)\n"
 "  --rwmixread PCT    reads in randrw (default 50)\n"
 "  --seed N           pattern and offset seed (default: from the clock)\n"
 "  --json             one JSON object on stdout\n"
@@ -218,7 +229,7 @@ static int usage(FILE *f)
 }
 
 enum { O_VOL = 256, O_RW, O_BS, O_QD, O_RT, O_SIZE, O_TR, O_SC, O_TPID, O_PIDF,
-       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT };
+       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT, O_OVER };
 
 static int parse(int argc, char **argv, struct iopts *o)
 {
@@ -237,6 +248,7 @@ static int parse(int argc, char **argv, struct iopts *o)
 		{ "floor-file", required_argument, NULL, O_FLF },
 		{ "no-floor", no_argument, NULL, O_NOFL },
 		{ "verify-only", no_argument, NULL, O_VO },
+		{ "overwrite", no_argument, NULL, O_OVER },
 		{ "rwmixread", required_argument, NULL, O_MIX },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "json", no_argument, NULL, O_JSON },
@@ -303,6 +315,7 @@ static int parse(int argc, char **argv, struct iopts *o)
 		case O_FLF: o->floor_file = optarg; break;
 		case O_NOFL: o->floor = false; break;
 		case O_VO: o->verify_only = true; break;
+		case O_OVER: o->overwrite = true; break;
 		case O_MIX:
 			o->rwmix = (uint32_t)atoi(optarg);
 			if (o->rwmix > 100)
@@ -543,7 +556,10 @@ static int pass(struct wset *w, bool write, char **bufs, double *secs)
 	uint64_t at[FILL_QD];
 	uint32_t cnt[FILL_QD];
 	bool busy[FILL_QD] = { false };
+	struct wf_prog pr;
 	int ret;
+
+	wf_prog_start(&pr, write ? "prefill" : "verify", w->size);
 
 	while (done < w->nblocks) {
 		for (unsigned s = 0; s < FILL_QD && next < w->nblocks; s++) {
@@ -584,7 +600,9 @@ static int pass(struct wset *w, bool write, char **bufs, double *secs)
 				return ret;
 			done += cnt[s];
 		}
+		wf_prog_update(&pr, done * w->bs);
 	}
+	wf_prog_end(&pr);
 	*secs = (double)(wf_now_ns() - t0) / 1e9;
 	return 0;
 }
@@ -770,6 +788,7 @@ static int run_floor(const struct iopts *o, const char *path, uint64_t size,
 	fo.rwmix_read = o->rwmix;
 	fo.verify = false;      /* the floor's own tests verify it */
 	fo.quiet = true;
+	fo.layout_progress = true;      /* the first run may lay out 1 GiB */
 	if (!j->fl[which])
 		j->fl[which] = malloc(sizeof(*j->fl[which]));
 	if (!j->fl[which])
@@ -901,7 +920,8 @@ int bench_io(int argc, char **argv)
 	char floor_path[PATH_MAX];
 	char *bufs[2 * 1024];
 	unsigned njobs, maxqd = FILL_QD;
-	double fill_s = 0, verify_s = 0;
+	double fill_s = 0, verify_s = 0, jobs_s = 0, floor_s = 0, rtt_s_wall = 0;
+	uint64_t t_start = wf_now_ns();
 	FILE *out;
 	int ret;
 
@@ -943,8 +963,11 @@ int bench_io(int argc, char **argv)
 		die(o.volume, ret);
 	w.bs = o.bs;
 	w.size = o.size ? o.size : (1ull << 30);
-	if (w.size > weft_volume_size(w.vol))
-		w.size = weft_volume_size(w.vol);
+	/* The volume's last 4 KiB hold the mark, never the working set. */
+	if (weft_volume_size(w.vol) < 2 * WF_IO_MARK_BLOCK)
+		die("volume too small for a working set and the mark", EINVAL);
+	if (w.size > weft_volume_size(w.vol) - WF_IO_MARK_BLOCK)
+		w.size = weft_volume_size(w.vol) - WF_IO_MARK_BLOCK;
 	w.size -= w.size % o.bs;
 	w.nblocks = w.size / o.bs;
 	w.seed = o.seed;
@@ -967,6 +990,26 @@ int bench_io(int argc, char **argv)
 		o.volume, o.transport, (unsigned long long)(w.size >> 20),
 		(unsigned long long)w.nblocks, o.bs, (unsigned long long)o.seed,
 		o.npids, o.short_circuit ? ", short-circuit reads allowed" : "");
+	ret = wf_io_mark_check(w.vol, o.volume, w.size, o.overwrite, bufs[0]);
+	if (ret < 0)
+		die("reading the volume's mark", ret);
+	if (ret)
+		exit(1);
+	fprintf(stderr, "weft-bench io: writes the working set: bytes 0 .. %llu "
+		"of volume %s are replaced (the mark in its last 4 KiB says "
+		"weft-bench wrote them)\n", (unsigned long long)w.size, o.volume);
+	if (!o.verify_only)
+		fprintf(stderr, "weft-bench io: plan: prefill %llu MiB, %u job(s) "
+			"of %.1f s%s, then the read-back of all of it: about %.0f s "
+			"of timed runs, plus the prefill and the read-back at the "
+			"volume's speed%s\n", (unsigned long long)(w.size >> 20),
+			njobs, o.runtime, o.floor ? " each between two device-floor "
+			"runs of the same length" : "",
+			njobs * o.runtime * (o.floor ? 3 : 1) + (o.floor ? 1 : 0),
+			o.floor ? " and the floor file's layout (once per size)" : "");
+	ret = wf_io_mark_write(w.vol, o.volume, o.seed, w.size, bufs[0]);
+	if (ret)
+		die("writing the volume's mark", ret);
 	ret = pass(&w, true, bufs, &fill_s);
 	if (ret)
 		die("prefill", ret);
@@ -994,10 +1037,13 @@ int bench_io(int argc, char **argv)
 	}
 
 	if (o.floor) {
+		uint64_t t = wf_now_ns();
+
 		rtt_h = malloc(sizeof(*rtt_h));
 		if (!rtt_h)
 			die("alloc", ENOMEM);
 		ret = rtt_floor(o.transport, o.bs, rtt_h);
+		rtt_s_wall = (double)(wf_now_ns() - t) / 1e9;
 		if (ret) {
 			fprintf(stderr, "weft-bench io: round-trip floor failed: %s\n",
 				strerror(-ret));
@@ -1018,21 +1064,28 @@ int bench_io(int argc, char **argv)
 
 	for (unsigned i = 0; i < njobs; i++) {
 		struct job *j = &jobs[i];
+		uint64_t t;
 
 		j->rw = o.rw[i / o.nqd];
 		j->qd = o.qd[i % o.nqd];
 		if (o.floor) {
+			t = wf_now_ns();
 			ret = run_floor(&o, floor_path, w.size, j, 0);
 			if (ret)
 				die("device floor", ret);
+			floor_s += (double)(wf_now_ns() - t) / 1e9;
 		}
+		t = wf_now_ns();
 		ret = run_job(&o, &w, bufs, j);
 		if (ret)
 			die(wf_rw_name(j->rw), ret);
+		jobs_s += (double)(wf_now_ns() - t) / 1e9;
 		if (o.floor) {
+			t = wf_now_ns();
 			ret = run_floor(&o, floor_path, w.size, j, 1);
 			if (ret)
 				die("device floor", ret);
+			floor_s += (double)(wf_now_ns() - t) / 1e9;
 			j->have_floor = true;
 			j->dev_iops = (j->fl[0]->iops + j->fl[1]->iops) / 2;
 			j->dev_p50_us = (wf_hist_percentile(&j->fl[0]->lat, 50) +
@@ -1054,6 +1107,10 @@ int bench_io(int argc, char **argv)
 	fprintf(out, "verify: the whole working set (%llu MiB) read back and "
 		"checked in %.2f s: OK\n", (unsigned long long)(w.size >> 20),
 		verify_s);
+	fprintf(out, "time: prefill %.1f s, jobs %.1f s, device floors %.1f s "
+		"(with the layout), round trip %.1f s, verify %.1f s; %.1f s in "
+		"all\n", fill_s, jobs_s, floor_s, rtt_s_wall, verify_s,
+		(double)(wf_now_ns() - t_start) / 1e9);
 	fprintf(out, "(latency in us; tgtCPU/cliCPU: CPU us per I/O of the "
 		"targets/this process; ratio: IOPS / raw device IOPS)\n");
 	if (o.plot)

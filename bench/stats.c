@@ -114,6 +114,45 @@ uint64_t wf_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void wf_prog_start(struct wf_prog *p, const char *what, uint64_t total)
+{
+	const char *e;
+
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->total = total;
+	p->t0 = p->last = wf_now_ns();
+	p->tty = isatty(STDERR_FILENO) == 1;
+	p->every_ns = p->tty ? 250000000ull : 5000000000ull;
+	/* WEFT_BENCH_PROGRESS_MS: another interval (tests: 0, every step). */
+	e = getenv("WEFT_BENCH_PROGRESS_MS");
+	if (e && *e)
+		p->every_ns = strtoull(e, NULL, 10) * 1000000ull;
+}
+
+void wf_prog_update(struct wf_prog *p, uint64_t done)
+{
+	uint64_t now = wf_now_ns();
+	double s = (double)(now - p->t0) / 1e9;
+
+	if (now - p->last < p->every_ns)
+		return;
+	p->last = now;
+	p->shown = true;
+	fprintf(stderr, "%s%s: %llu of %llu MiB (%.0f%%), %.0f MB/s, %.0f s%s",
+		p->tty ? "\r" : "", p->what, (unsigned long long)(done >> 20),
+		(unsigned long long)(p->total >> 20),
+		p->total ? 100.0 * (double)done / (double)p->total : 100.0,
+		s > 0 ? (double)done / s / 1e6 : 0.0, s, p->tty ? "\033[K" : "\n");
+}
+
+void wf_prog_end(struct wf_prog *p)
+{
+	if (p->tty && p->shown)
+		fputs("\r\033[K", stderr);
+	p->shown = false;
+}
+
 static uint64_t tv_ns(const struct timeval *tv)
 {
 	return (uint64_t)tv->tv_sec * 1000000000ull + (uint64_t)tv->tv_usec * 1000ull;

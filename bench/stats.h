@@ -116,6 +116,26 @@ int wf_cpu_proc(pid_t pid, struct wf_cpu *c);
 /* Monotonic clock in ns. */
 uint64_t wf_now_ns(void);
 
+/*
+ * Progress of a long pass (prefill, verify, a file's layout) on stderr:
+ * on a terminal one line rewritten every 0.25 s, else a line every 5 s
+ * (logs stay short; $WEFT_BENCH_PROGRESS_MS sets another interval); a
+ * pass shorter than that prints nothing.  what names the pass
+ * ("prefill"); total and done are bytes.
+ */
+struct wf_prog {
+	const char *what;
+	uint64_t total;
+	uint64_t t0, last;      /* ns */
+	uint64_t every_ns;
+	bool tty, shown;
+};
+
+void wf_prog_start(struct wf_prog *p, const char *what, uint64_t total);
+void wf_prog_update(struct wf_prog *p, uint64_t done);
+/* Clears the terminal line (the caller prints its own summary). */
+void wf_prog_end(struct wf_prog *p);
+
 /* Writes p50_us ... max_us keys (flat, prefix may be "" or e.g. "read_"). */
 void wf_json_lat(struct wf_json *j, const char *prefix,
 		 const struct wf_lat_summary *s);

@@ -85,18 +85,19 @@ class Weftctl(unittest.TestCase):
         d = self.j("volume", "info", "held")
         self.assertEqual(d["volume"]["extents_held"], 0)
         self.assertEqual(d["volume"]["targets_answered"], 3)
-        # 8 MiB written by weft-bench's write/verify pass: 8 extents of rep1.
+        # 8 MiB written by weft-bench's write/verify pass, and its mark in
+        # the volume's last extent: 9 extents of rep1.
         run(["weft-bench", "io", "-c", self.c.map, "--volume", "held", "--size", "8M",
-             "--verify-only"], env=self.c.env, check=0, timeout=120)
+             "--verify-only", "--overwrite"], env=self.c.env, check=0, timeout=120)
         d = self.j("volume", "info", "held")
         v = d["volume"]
-        self.assertEqual(v["extents_held"], 8, d)
-        self.assertEqual(sum(t["extents"] for t in v["targets"]), 8)
-        self.assertEqual(v["bytes_held"], 8 << 20)
+        self.assertEqual(v["extents_held"], 9, d)
+        self.assertEqual(sum(t["extents"] for t in v["targets"]), 9)
+        self.assertEqual(v["bytes_held"], 9 << 20)
         for t in v["targets"]:
             self.assertEqual(t["bytes"], t["extents"] << 20)
         p = self.c.ctl("volume", "info", "held", "-c", self.c.map, check=0)
-        self.assertIn("held: 8 extents (8.00 MiB", p.stdout)
+        self.assertIn("held: 9 extents (9.00 MiB", p.stdout)
         d = self.j("volume", "list")
         self.assertIn({"name": "held", "id": v["id"], "pool": "rep1", "replicas": 1,
                        "size": 64 << 20, "extents": 64}, d["volumes"])
