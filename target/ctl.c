@@ -64,7 +64,7 @@ int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
 		c->dev_ro = -1;
 	}
 	if (c->dev_ro < 0)
-		wf_tgt_log("short-circuit reads disabled: cannot reopen the device "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "short-circuit reads disabled: cannot reopen the device "
 			   "read-only");
 
 	c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -263,7 +263,8 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		return;
 	if (n <= 0 || wf_ctl_req_decode(&raw, (size_t)n, &q)) {
 		if (n > 0)
-			wf_tgt_log("control: malformed request, dropping the client");
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "control: malformed request, "
+				    "dropping the client");
 		drop(r, i);
 		return;
 	}

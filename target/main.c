@@ -54,6 +54,10 @@ static const char usage_text[] =
 "                         write cache (docs/store.md, durability)\n"
 "      --listen ADDR      listen here instead of the map's addr:port\n"
 "                         (tests: tcp:127.0.0.1:0)\n"
+"      --log-level L      err, warning, info (default) or debug: lines\n"
+"                         above L are dropped\n"
+"      --syslog           log to syslog (facility daemon; the journal under\n"
+"                         systemd) instead of stderr or the log file\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
 "  -h, --help\n"
@@ -102,7 +106,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -127,6 +131,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "force", no_argument, NULL, O_FORCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
+		{ "syslog", no_argument, NULL, O_SYSLOG },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_id = false;
@@ -136,6 +142,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->run_dir = WF_TGT_DEFAULT_RUN_DIR;
 	cfg->cores = 1;
+	cfg->log_level = WF_TGT_LOG_INFO;
 	cfg->backend = WF_BACKEND_TCP;
 	cfg->slots = WF_TGT_DEFAULT_SLOTS;
 	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
@@ -244,6 +251,15 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		case 'V':
 			printf("weft-target (weft) %s\n", WEFT_PROJECT_VERSION);
 			exit(0);
+		case O_LOG_LEVEL:
+			cfg->log_level = wf_tgt_log_level(optarg);
+			if (cfg->log_level < 0)
+				return bad_arg("--log-level: '%s' is not err, warning, "
+					       "info or debug", optarg);
+			break;
+		case O_SYSLOG:
+			cfg->syslog = true;
+			break;
 		case ':':
 			return bad_arg("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -459,7 +475,7 @@ static void pin(pthread_t th, unsigned k, unsigned n, const cpu_set_t *allowed)
 		CPU_ZERO(&one);
 		CPU_SET(c, &one);
 		if (pthread_setaffinity_np(th, sizeof(one), &one))
-			wf_tgt_log("reactor %u: cannot pin to CPU %u", k, c);
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: cannot pin to CPU %u", k, c);
 		return;
 	}
 }
@@ -534,7 +550,7 @@ static int run_reactors(struct wf_tgt *tg)
 	for (unsigned k = 1; k < tg->n; k++) {
 		ret = pthread_create(&tg->th[k], NULL, reactor_thread, tg->r[k]);
 		if (ret) {
-			wf_tgt_log("reactor %u: no thread: %s", k, strerror(ret));
+			wf_tgt_logl(WF_TGT_LOG_ERR, "reactor %u: no thread: %s", k, strerror(ret));
 			wf_tgt_stop_all(tg, SIGTERM);
 			break;
 		}
@@ -603,6 +619,7 @@ int main(int argc, char **argv)
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
 		return ret;
+	wf_tgt_log_setup(cfg.id, cfg.log_level, cfg.syslog);
 	memset(&tg, 0, sizeof(tg));
 	ret = wf_tgt_map_load(cfg.map_path, cfg.id, &map, err, sizeof(err));
 	if (ret) {
@@ -654,10 +671,10 @@ int main(int argc, char **argv)
 		goto fail_store;
 	}
 	if (st.torn_blocks)
-		wf_tgt_log("store: %u index block copies were torn or corrupt "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "store: %u index block copies were torn or corrupt "
 			   "(the other copies were used)", st.torn_blocks);
 	if (wf_store_index_fd(store) < 0)
-		wf_tgt_log("short-circuit reads disabled: this kernel cannot seal "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "short-circuit reads disabled: this kernel cannot seal "
 			   "the index view against writable mappings "
 			   "(F_SEAL_FUTURE_WRITE)");
 
