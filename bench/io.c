@@ -888,23 +888,38 @@ static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 	wf_json_obj_end(js);
 }
 
+/* One figure per job: weft and the raw device on the same axes; randrw's
+ * reads and writes apart. */
 static void plot_job(const struct iopts *o, const struct job *j)
 {
+	struct wf_plot_series ser[4];
 	char name[64], title[160];
+	unsigned n = 0;
+	bool rw = j->rw == WF_RW_RW;
 	int ret;
 
+	if (rw) {
+		ser[n++] = (struct wf_plot_series){ &j->rlat, "weft reads" };
+		ser[n++] = (struct wf_plot_series){ &j->wlat, "weft writes" };
+	} else {
+		ser[n++] = (struct wf_plot_series){ &j->lat, "weft" };
+	}
+	if (j->have_floor && rw) {
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->read_lat,
+						    "raw device reads (io_uring, O_DIRECT)" };
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->write_lat,
+						    "raw device writes (io_uring, O_DIRECT)" };
+	} else if (j->have_floor) {
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->lat,
+						    "raw device (io_uring, O_DIRECT)" };
+	}
 	snprintf(name, sizeof(name), "weft-%s-qd%u", wf_rw_name(j->rw), j->qd);
-	snprintf(title, sizeof(title), "weft %s %u B QD%u over %s (%s), %.0f IOPS",
-		 wf_rw_name(j->rw), o->bs, j->qd, o->transport, o->volume, j->iops);
-	ret = wf_plot_latency(&j->lat, o->plot, name, title);
+	snprintf(title, sizeof(title), "%s %u B, queue depth %u, weft over %s (%s) "
+		 "and the raw device", wf_rw_name(j->rw), o->bs, j->qd, o->transport,
+		 o->volume);
+	ret = wf_plot_series(ser, n, o->plot, name, title);
 	if (ret && ret != -ENOENT)
 		fprintf(stderr, "weft-bench io: plot %s: %s\n", name, strerror(-ret));
-	if (j->have_floor) {
-		snprintf(name, sizeof(name), "device-%s-qd%u", wf_rw_name(j->rw), j->qd);
-		snprintf(title, sizeof(title), "raw device %s %u B QD%u (io_uring O_DIRECT)",
-			 wf_rw_name(j->rw), o->bs, j->qd);
-		wf_plot_latency(&j->fl[0]->lat, o->plot, name, title);
-	}
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -1114,8 +1129,8 @@ int bench_io(int argc, char **argv)
 	fprintf(out, "(latency in us; tgtCPU/cliCPU: CPU us per I/O of the "
 		"targets/this process; ratio: IOPS / raw device IOPS)\n");
 	if (o.plot)
-		fprintf(out, "plots: %s/weft-*-cdf.svg, *-hist.svg (raw device: "
-			"device-*.svg)\n", o.plot);
+		fprintf(out, "plots: %s/weft-*-cdf.svg, *-hist.svg (weft and the "
+			"raw device on the same axes)\n", o.plot);
 
 	if (o.json) {
 		struct wf_json js;

@@ -385,50 +385,94 @@ static void gp_quote(FILE *f, const char *s)
 	fputc('\'', f);
 }
 
-static int write_gp(const struct wf_hist *h, const char *dir, const char *name,
-		    const char *title)
+static const char *const series_color[] = { "#1f5fa8", "#cc6600", "#2a9d3a",
+					    "#8e44ad", "#888888", "#b03030" };
+
+/* Data file prefix of series k: NAME for the first, NAME-sK after. */
+static void series_name(char *buf, size_t len, const char *name, unsigned k)
 {
-	struct wf_lat_summary s;
+	if (k)
+		snprintf(buf, len, "%s-s%u", name, k);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+/*
+ * The script: every series on the same axes, a legend naming each with
+ * its p50 and p99.  Text is written as given ("noenhanced": gnuplot would
+ * turn io_uring's underscore into a subscript), labels in plain words.
+ */
+static int write_gp(const struct wf_plot_series *ser, unsigned n, const char *dir,
+		    const char *name, const char *title)
+{
 	FILE *f = open_in(dir, name, ".gp");
+	char dat[256];
 
 	if (!f)
 		return -errno;
-	wf_hist_summary(h, &s);
 	fprintf(f, "# written by weft-bench; run from this folder: gnuplot %s.gp\n", name);
-	fprintf(f, "set terminal svg size 900,520 dynamic font 'sans,12' background '#ffffff'\n");
-	fprintf(f, "set grid\nset logscale x\nset xlabel 'latency (us)'\n");
+	fprintf(f, "set terminal svg size 900,520 dynamic noenhanced font 'sans,12' "
+		"background '#ffffff'\n");
+	fprintf(f, "set grid\nset logscale x\n"
+		"set xlabel 'latency in microseconds (log scale)'\n");
 	fprintf(f, "set output '%s-cdf.svg'\nset title ", name);
 	gp_quote(f, title);
-	fprintf(f, ".' - latency CDF (%" PRIu64 " I/Os)'\n", h->count);
-	fprintf(f, "set ylabel 'fraction of I/Os completed within x'\n");
+	fprintf(f, ".' - share of I/Os done within each latency'\n");
+	fprintf(f, "set ylabel 'share of I/Os that took at most this long'\n");
 	fprintf(f, "set yrange [0:1.02]\nset key bottom right\n");
-	/* Dashed markers at the percentiles the tables report. */
-	fprintf(f, "set arrow 1 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#888888'\n",
-		s.p50_us, s.p50_us);
-	fprintf(f, "set arrow 2 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc6600'\n",
-		s.p99_us, s.p99_us);
-	fprintf(f, "set arrow 3 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc0000'\n",
-		s.p999_us, s.p999_us);
-	fprintf(f, "set label 1 sprintf('p50 %%.1f', %.3f) at %.3f, graph 0.05 offset 0.5,0\n",
-		s.p50_us, s.p50_us);
-	fprintf(f, "set label 2 sprintf('p99 %%.1f', %.3f) at %.3f, graph 0.15 offset 0.5,0\n",
-		s.p99_us, s.p99_us);
-	fprintf(f, "set label 3 sprintf('p99.9 %%.1f', %.3f) at %.3f, graph 0.25 offset 0.5,0\n",
-		s.p999_us, s.p999_us);
-	fprintf(f, "plot '%s-cdf.dat' using 1:2 with steps lw 2 lc rgb '#1f5fa8' notitle\n", name);
-	fprintf(f, "unset arrow\nunset label\nset autoscale y\nset yrange [0:*]\n");
+	if (n == 1) {
+		struct wf_lat_summary s;
+
+		/* One series: dashed markers at the percentiles the tables
+		 * report. */
+		wf_hist_summary(ser[0].h, &s);
+		fprintf(f, "set arrow 1 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#888888'\n",
+			s.p50_us, s.p50_us);
+		fprintf(f, "set arrow 2 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc6600'\n",
+			s.p99_us, s.p99_us);
+		fprintf(f, "set arrow 3 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc0000'\n",
+			s.p999_us, s.p999_us);
+		fprintf(f, "set label 1 sprintf('p50 %%.1f', %.3f) at %.3f, graph 0.05 offset 0.5,0\n",
+			s.p50_us, s.p50_us);
+		fprintf(f, "set label 2 sprintf('p99 %%.1f', %.3f) at %.3f, graph 0.15 offset 0.5,0\n",
+			s.p99_us, s.p99_us);
+		fprintf(f, "set label 3 sprintf('p99.9 %%.1f', %.3f) at %.3f, graph 0.25 offset 0.5,0\n",
+			s.p999_us, s.p999_us);
+	}
+	fprintf(f, "plot ");
+	for (unsigned k = 0; k < n; k++) {
+		struct wf_lat_summary s;
+		char key[200];
+
+		wf_hist_summary(ser[k].h, &s);
+		series_name(dat, sizeof(dat), name, k);
+		snprintf(key, sizeof(key), "%s: %" PRIu64 " I/Os, p50 %.1f us, p99 %.1f us",
+			 ser[k].label, ser[k].h->count, s.p50_us, s.p99_us);
+		fprintf(f, "%s'%s-cdf.dat' using 1:2 with steps lw 2 lc rgb '%s' title ",
+			k ? ", \\\n     " : "", dat, series_color[k % 6]);
+		gp_quote(f, key);
+	}
+	fprintf(f, "\nunset arrow\nunset label\nset autoscale y\nset yrange [0:*]\n");
+	fprintf(f, "set key top right\n");
 	fprintf(f, "set output '%s-hist.svg'\nset title ", name);
 	gp_quote(f, title);
-	fprintf(f, ".' - latency histogram (%d bins per doubling)'\n", 1 << PLOT_SUB);
-	fprintf(f, "set ylabel 'I/Os per 1/%d doubling of latency'\n", 1 << PLOT_SUB);
-	fprintf(f, "set style fill solid 0.6 border\n");
+	fprintf(f, ".' - how many I/Os took each latency'\n");
+	fprintf(f, "set ylabel 'I/Os, per 1/%d of a doubling of latency'\n", 1 << PLOT_SUB);
+	fprintf(f, "set style fill transparent solid 0.45 border\n");
 	/* Bins are equal in linear width within a doubling, so they are
 	 * unequal on the log axis: scale each count to a fixed log width, or
 	 * every power of two shows a false step.  boxxyerror draws each bin
 	 * between its true edges. */
 	fprintf(f, "d(lo, hi, n) = n / (%d * log(hi / lo) / log(2))\n", 1 << PLOT_SUB);
-	fprintf(f, "plot '%s-hist.dat' using (sqrt($1*$2)):(d($1,$2,$3)/2):1:2:(0):(d($1,$2,$3)) "
-		"with boxxyerror lc rgb '#1f5fa8' notitle\n", name);
+	fprintf(f, "plot ");
+	for (unsigned k = 0; k < n; k++) {
+		series_name(dat, sizeof(dat), name, k);
+		fprintf(f, "%s'%s-hist.dat' using (sqrt($1*$2)):(d($1,$2,$3)/2):1:2:(0):"
+			"(d($1,$2,$3)) with boxxyerror lc rgb '%s' title ",
+			k ? ", \\\n     " : "", dat, series_color[k % 6]);
+		gp_quote(f, ser[k].label);
+	}
+	fprintf(f, "\n");
 	return close_checked(f);
 }
 
@@ -458,13 +502,14 @@ static int run_gnuplot(const char *dir, const char *name)
 	return 0;
 }
 
-int wf_plot_latency(const struct wf_hist *h, const char *dir,
-		    const char *name, const char *title)
+int wf_plot_series(const struct wf_plot_series *ser, unsigned n, const char *dir,
+		   const char *name, const char *title)
 {
+	char dat[256];
 	int err;
 
 	/* The name becomes file names and goes into the script unquoted. */
-	if (!*name || strlen(name) > 200)
+	if (!*name || strlen(name) > 200 || !n || n > 6)
 		return -EINVAL;
 	for (const char *p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
@@ -472,11 +517,22 @@ int wf_plot_latency(const struct wf_hist *h, const char *dir,
 	err = mkdir_p(dir);
 	if (err)
 		return err;
-	err = write_dat(h, dir, name);
-	if (err)
-		return err;
-	err = write_gp(h, dir, name, title ? title : name);
+	for (unsigned k = 0; k < n; k++) {
+		series_name(dat, sizeof(dat), name, k);
+		err = write_dat(ser[k].h, dir, dat);
+		if (err)
+			return err;
+	}
+	err = write_gp(ser, n, dir, name, title ? title : name);
 	if (err)
 		return err;
 	return run_gnuplot(dir, name);
+}
+
+int wf_plot_latency(const struct wf_hist *h, const char *dir,
+		    const char *name, const char *title)
+{
+	struct wf_plot_series s = { .h = h, .label = "all I/Os" };
+
+	return wf_plot_series(&s, 1, dir, name, title);
 }

@@ -151,4 +151,18 @@ void wf_json_lat(struct wf_json *j, const char *prefix,
 int wf_plot_latency(const struct wf_hist *h, const char *dir,
 		    const char *name, const char *title);
 
+/*
+ * Several latency distributions on the same axes (weft beside the raw
+ * device, reads beside writes): series k's data in NAME-sK-cdf.dat and
+ * NAME-sK-hist.dat (the first's as above), one NAME-cdf.svg and one
+ * NAME-hist.svg with a legend of the labels (with each one's p50 and p99
+ * on the CDF).  Titles and labels are printed as given.  1..6 series.
+ */
+struct wf_plot_series {
+	const struct wf_hist *h;
+	const char *label;
+};
+int wf_plot_series(const struct wf_plot_series *s, unsigned n, const char *dir,
+		   const char *name, const char *title);
+
 #endif
