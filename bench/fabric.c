@@ -682,10 +682,11 @@ int bench_fabric(int argc, char **argv)
 				fclose(f);
 			}
 			wf_json_dbl(&j, "loadavg_1m", la);
-		wf_json_bool(&j, "yield", yield);
 		}
+		wf_json_bool(&j, "yield", yield);
 		json_one(&j, "", &wr, &fw);
 		json_one(&j, "read_", &rd, &fr);
+		wf_json_obj_end(&j);
 		return wf_json_finish(&j) ? 1 : 0;
 	}
 	print_text(&o, "write", &wr, o.floor ? &fw : NULL);

@@ -42,6 +42,7 @@
 #include "bench/bench.h"
 #include "bench/counts.h"
 #include "bench/io_floor.h"
+#include "bench/io_mark.h"
 #include "bench/pattern.h"
 #include "bench/stats.h"
 #include "fabric/fabric.h"
@@ -74,6 +75,7 @@ struct iopts {
 	bool        floor;
 	bool        short_circuit;
 	bool        verify_only;
+	bool        overwrite;
 	bool        count;          /* --count: syscalls too (perf) */
 	pid_t       pids[MAX_PIDS];
 	unsigned    npids;
@@ -197,12 +199,18 @@ static int usage(FILE *f)
 {
 	fprintf(f,
 "usage: weft-bench io -c MAP --volume V [options]\n"
+"  Writes the working set (bytes 0 .. --size of V: what was there is\n"
+"  replaced) and marks the volume in its last 4 KiB; refuses a volume\n"
+"  holding data it did not write unless --overwrite.  Each job runs\n"
+"  between two device-floor runs of the same length, and the whole\n"
+"  working set is written first and read back last: the run takes\n"
+"  about 3 x runtime per job plus those passes (it says so up front).\n"
 "  --rw LIST          randread, randwrite, randrw (comma list; default randread)\n"
 "  --bs SIZE          block size (default 4k)\n"
 "  --qd LIST          queue depths (comma list, default 1)\n"
 "  --runtime S        seconds per job (default 5)\n"
 "  --size SIZE        working set from offset 0 (default min(volume, 1G))\n"
-"  --transport T      tcp (default), unix or verbs\n"
+"  --transport T      tcp (default), unix or verbs (also called rdma)\n"
 "  --short-circuit    allow short-circuit local reads (default: every read\n"
 "                     goes through the target)\n"
 "  --target-pid PID   a target process for CPU per I/O (repeatable)\n"
@@ -213,6 +221,9 @@ static int usage(FILE *f)
 "                     the first target's device)\n"
 "  --no-floor         skip the device and round-trip floors\n"
 "  --verify-only      prefill, read everything back, verify, exit\n"
+"  --overwrite        run on a volume holding data weft-bench did not write\n"
+"                     (without it such a volume is refused: the working set\n"
+"                     is written over)\n"
 "  --rwmixread PCT    reads in randrw (default 50)\n"
 "  --seed N           pattern and offset seed (default: from the clock)\n"
 "  --json             one JSON object on stdout\n"
@@ -224,7 +235,7 @@ static int usage(FILE *f)
 }
 
 enum { O_VOL = 256, O_RW, O_BS, O_QD, O_RT, O_SIZE, O_TR, O_SC, O_TPID, O_PIDF,
-       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT, O_COUNT };
+       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT, O_OVER, O_COUNT };
 
 static int parse(int argc, char **argv, struct iopts *o)
 {
@@ -243,6 +254,7 @@ static int parse(int argc, char **argv, struct iopts *o)
 		{ "floor-file", required_argument, NULL, O_FLF },
 		{ "no-floor", no_argument, NULL, O_NOFL },
 		{ "verify-only", no_argument, NULL, O_VO },
+		{ "overwrite", no_argument, NULL, O_OVER },
 		{ "rwmixread", required_argument, NULL, O_MIX },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "json", no_argument, NULL, O_JSON },
@@ -290,9 +302,11 @@ static int parse(int argc, char **argv, struct iopts *o)
 			break;
 		case O_TR:
 			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix") &&
-			    strcmp(optarg, "verbs"))
-				return fprintf(stderr, "weft-bench io: --transport tcp|unix|verbs\n"), 2;
-			o->transport = optarg;
+			    strcmp(optarg, "verbs") && strcmp(optarg, "rdma"))
+				return fprintf(stderr, "weft-bench io: --transport: '%s' "
+					       "is not tcp, unix or verbs (rdma)\n",
+					       optarg), 2;
+			o->transport = strcmp(optarg, "rdma") ? optarg : "verbs";
 			break;
 		case O_SC: o->short_circuit = true; break;
 		case O_TPID:
@@ -308,6 +322,7 @@ static int parse(int argc, char **argv, struct iopts *o)
 		case O_FLF: o->floor_file = optarg; break;
 		case O_NOFL: o->floor = false; break;
 		case O_VO: o->verify_only = true; break;
+		case O_OVER: o->overwrite = true; break;
 		case O_MIX:
 			o->rwmix = (uint32_t)atoi(optarg);
 			if (o->rwmix > 100)
@@ -549,7 +564,10 @@ static int pass(struct wset *w, bool write, char **bufs, double *secs)
 	uint64_t at[FILL_QD];
 	uint32_t cnt[FILL_QD];
 	bool busy[FILL_QD] = { false };
+	struct wf_prog pr;
 	int ret;
+
+	wf_prog_start(&pr, write ? "prefill" : "verify", w->size);
 
 	while (done < w->nblocks) {
 		for (unsigned s = 0; s < FILL_QD && next < w->nblocks; s++) {
@@ -590,7 +608,9 @@ static int pass(struct wset *w, bool write, char **bufs, double *secs)
 				return ret;
 			done += cnt[s];
 		}
+		wf_prog_update(&pr, done * w->bs);
 	}
+	wf_prog_end(&pr);
 	*secs = (double)(wf_now_ns() - t0) / 1e9;
 	return 0;
 }
@@ -779,6 +799,7 @@ static int run_floor(const struct iopts *o, const char *path, uint64_t size,
 	fo.rwmix_read = o->rwmix;
 	fo.verify = false;      /* the floor's own tests verify it */
 	fo.quiet = true;
+	fo.layout_progress = true;      /* the first run may lay out 1 GiB */
 	if (!j->fl[which])
 		j->fl[which] = malloc(sizeof(*j->fl[which]));
 	if (!j->fl[which])
@@ -879,23 +900,38 @@ static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 	wf_json_obj_end(js);
 }
 
+/* One figure per job: weft and the raw device on the same axes; randrw's
+ * reads and writes apart. */
 static void plot_job(const struct iopts *o, const struct job *j)
 {
+	struct wf_plot_series ser[4];
 	char name[64], title[160];
+	unsigned n = 0;
+	bool rw = j->rw == WF_RW_RW;
 	int ret;
 
+	if (rw) {
+		ser[n++] = (struct wf_plot_series){ &j->rlat, "weft reads" };
+		ser[n++] = (struct wf_plot_series){ &j->wlat, "weft writes" };
+	} else {
+		ser[n++] = (struct wf_plot_series){ &j->lat, "weft" };
+	}
+	if (j->have_floor && rw) {
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->read_lat,
+						    "raw device reads (io_uring, O_DIRECT)" };
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->write_lat,
+						    "raw device writes (io_uring, O_DIRECT)" };
+	} else if (j->have_floor) {
+		ser[n++] = (struct wf_plot_series){ &j->fl[0]->lat,
+						    "raw device (io_uring, O_DIRECT)" };
+	}
 	snprintf(name, sizeof(name), "weft-%s-qd%u", wf_rw_name(j->rw), j->qd);
-	snprintf(title, sizeof(title), "weft %s %u B QD%u over %s (%s), %.0f IOPS",
-		 wf_rw_name(j->rw), o->bs, j->qd, o->transport, o->volume, j->iops);
-	ret = wf_plot_latency(&j->lat, o->plot, name, title);
+	snprintf(title, sizeof(title), "%s %u B, queue depth %u, weft over %s (%s) "
+		 "and the raw device", wf_rw_name(j->rw), o->bs, j->qd, o->transport,
+		 o->volume);
+	ret = wf_plot_series(ser, n, o->plot, name, title);
 	if (ret && ret != -ENOENT)
 		fprintf(stderr, "weft-bench io: plot %s: %s\n", name, strerror(-ret));
-	if (j->have_floor) {
-		snprintf(name, sizeof(name), "device-%s-qd%u", wf_rw_name(j->rw), j->qd);
-		snprintf(title, sizeof(title), "raw device %s %u B QD%u (io_uring O_DIRECT)",
-			 wf_rw_name(j->rw), o->bs, j->qd);
-		wf_plot_latency(&j->fl[0]->lat, o->plot, name, title);
-	}
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -911,7 +947,8 @@ int bench_io(int argc, char **argv)
 	char floor_path[PATH_MAX];
 	char *bufs[2 * 1024];
 	unsigned njobs, maxqd = FILL_QD;
-	double fill_s = 0, verify_s = 0;
+	double fill_s = 0, verify_s = 0, jobs_s = 0, floor_s = 0, rtt_s_wall = 0;
+	uint64_t t_start = wf_now_ns();
 	FILE *out;
 	int ret;
 
@@ -936,15 +973,28 @@ int bench_io(int argc, char **argv)
 		   WEFT_F_DEFER_SEND;
 	weft_env_opts(&co, "weft-bench");
 	ret = weft_cluster_open(&co, &w.cl);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "weft-bench io: no map file %s\n", o.map);
+		exit(1);
+	}
 	if (ret)
 		die(o.map, ret);
 	ret = weft_volume_open(w.cl, o.volume, &w.vol);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "weft-bench io: no volume '%s' in the map %s "
+			"(`weftctl volume list -c %s` lists them)\n", o.volume,
+			o.map, o.map);
+		exit(1);
+	}
 	if (ret)
 		die(o.volume, ret);
 	w.bs = o.bs;
 	w.size = o.size ? o.size : (1ull << 30);
-	if (w.size > weft_volume_size(w.vol))
-		w.size = weft_volume_size(w.vol);
+	/* The volume's last 4 KiB hold the mark, never the working set. */
+	if (weft_volume_size(w.vol) < 2 * WF_IO_MARK_BLOCK)
+		die("volume too small for a working set and the mark", EINVAL);
+	if (w.size > weft_volume_size(w.vol) - WF_IO_MARK_BLOCK)
+		w.size = weft_volume_size(w.vol) - WF_IO_MARK_BLOCK;
 	w.size -= w.size % o.bs;
 	w.nblocks = w.size / o.bs;
 	w.seed = o.seed;
@@ -967,6 +1017,26 @@ int bench_io(int argc, char **argv)
 		o.volume, o.transport, (unsigned long long)(w.size >> 20),
 		(unsigned long long)w.nblocks, o.bs, (unsigned long long)o.seed,
 		o.npids, o.short_circuit ? ", short-circuit reads allowed" : "");
+	ret = wf_io_mark_check(w.vol, o.volume, w.size, o.overwrite, bufs[0]);
+	if (ret < 0)
+		die("reading the volume's mark", ret);
+	if (ret)
+		exit(1);
+	fprintf(stderr, "weft-bench io: writes the working set: bytes 0 .. %llu "
+		"of volume %s are replaced (the mark in its last 4 KiB says "
+		"weft-bench wrote them)\n", (unsigned long long)w.size, o.volume);
+	if (!o.verify_only)
+		fprintf(stderr, "weft-bench io: plan: prefill %llu MiB, %u job(s) "
+			"of %.1f s%s, then the read-back of all of it: about %.0f s "
+			"of timed runs, plus the prefill and the read-back at the "
+			"volume's speed%s\n", (unsigned long long)(w.size >> 20),
+			njobs, o.runtime, o.floor ? " each between two device-floor "
+			"runs of the same length" : "",
+			njobs * o.runtime * (o.floor ? 3 : 1) + (o.floor ? 1 : 0),
+			o.floor ? " and the floor file's layout (once per size)" : "");
+	ret = wf_io_mark_write(w.vol, o.volume, o.seed, w.size, bufs[0]);
+	if (ret)
+		die("writing the volume's mark", ret);
 	ret = pass(&w, true, bufs, &fill_s);
 	if (ret)
 		die("prefill", ret);
@@ -994,10 +1064,13 @@ int bench_io(int argc, char **argv)
 	}
 
 	if (o.floor) {
+		uint64_t t = wf_now_ns();
+
 		rtt_h = malloc(sizeof(*rtt_h));
 		if (!rtt_h)
 			die("alloc", ENOMEM);
 		ret = rtt_floor(o.transport, o.bs, rtt_h);
+		rtt_s_wall = (double)(wf_now_ns() - t) / 1e9;
 		if (ret) {
 			fprintf(stderr, "weft-bench io: round-trip floor failed: %s\n",
 				strerror(-ret));
@@ -1018,21 +1091,28 @@ int bench_io(int argc, char **argv)
 
 	for (unsigned i = 0; i < njobs; i++) {
 		struct job *j = &jobs[i];
+		uint64_t t;
 
 		j->rw = o.rw[i / o.nqd];
 		j->qd = o.qd[i % o.nqd];
 		if (o.floor) {
+			t = wf_now_ns();
 			ret = run_floor(&o, floor_path, w.size, j, 0);
 			if (ret)
 				die("device floor", ret);
+			floor_s += (double)(wf_now_ns() - t) / 1e9;
 		}
+		t = wf_now_ns();
 		ret = run_job(&o, &w, bufs, j);
 		if (ret)
 			die(wf_rw_name(j->rw), ret);
+		jobs_s += (double)(wf_now_ns() - t) / 1e9;
 		if (o.floor) {
+			t = wf_now_ns();
 			ret = run_floor(&o, floor_path, w.size, j, 1);
 			if (ret)
 				die("device floor", ret);
+			floor_s += (double)(wf_now_ns() - t) / 1e9;
 			j->have_floor = true;
 			j->dev_iops = (j->fl[0]->iops + j->fl[1]->iops) / 2;
 			j->dev_p50_us = (wf_hist_percentile(&j->fl[0]->lat, 50) +
@@ -1055,11 +1135,15 @@ int bench_io(int argc, char **argv)
 	fprintf(out, "verify: the whole working set (%llu MiB) read back and "
 		"checked in %.2f s: OK\n", (unsigned long long)(w.size >> 20),
 		verify_s);
+	fprintf(out, "time: prefill %.1f s, jobs %.1f s, device floors %.1f s "
+		"(with the layout), round trip %.1f s, verify %.1f s; %.1f s in "
+		"all\n", fill_s, jobs_s, floor_s, rtt_s_wall, verify_s,
+		(double)(wf_now_ns() - t_start) / 1e9);
 	fprintf(out, "(latency in us; tgtCPU/cliCPU: CPU us per I/O of the "
 		"targets/this process; ratio: IOPS / raw device IOPS)\n");
 	if (o.plot)
-		fprintf(out, "plots: %s/weft-*-cdf.svg, *-hist.svg (raw device: "
-			"device-*.svg)\n", o.plot);
+		fprintf(out, "plots: %s/weft-*-cdf.svg, *-hist.svg (weft and the "
+			"raw device on the same axes)\n", o.plot);
 
 	if (o.json) {
 		struct wf_json js;

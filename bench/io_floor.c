@@ -24,6 +24,7 @@
 #include "bench/bench.h"
 #include "bench/io_floor.h"
 #include "bench/pattern.h"
+#include "bench/stats.h"
 
 #define DEFAULT_SIZE	(1ull << 30)	/* a new file: 1 GiB */
 #define VERIFY_QD	32		/* the verify pass is not timed: go deep */
@@ -186,12 +187,16 @@ static int size_target(struct floor_ctx *c, const struct stat *st, bool *layout)
 static int layout_file(struct floor_ctx *c)
 {
 	uint64_t size = c->r->size, seed = wf_mix64(c->o->seed ^ 0x6c61796f7574ull);
+	bool show = !c->o->quiet || c->o->layout_progress;
+	struct wf_prog pr;
 	void *buf;
 	int err = 0;
 
-	if (!c->o->quiet)
-		fprintf(stderr, "floor: laying out %s (%.2f GiB)...\n", c->o->path,
+	if (show)
+		fprintf(stderr, "floor: laying out %s (%.2f GiB, once: a sparse "
+			"file would not measure the device)...\n", c->o->path,
 			(double)size / (1u << 30));
+	wf_prog_start(&pr, "floor layout", size);
 	if (posix_memalign(&buf, 4096, LAYOUT_CHUNK))
 		return -ENOMEM;
 	for (uint64_t off = 0; off < size; ) {
@@ -209,11 +214,14 @@ static int layout_file(struct floor_ctx *c)
 			goto out;
 		}
 		off += (uint64_t)n;
+		if (show)
+			wf_prog_update(&pr, off);
 	}
 	if (fdatasync(c->fd) < 0)
 		err = -errno;
 	c->r->laid_out = true;
 out:
+	wf_prog_end(&pr);
 	free(buf);
 	return err;
 }

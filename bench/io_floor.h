@@ -40,6 +40,8 @@ struct wf_floor_opts {
 	bool read_only;		/* open O_RDONLY, never lay out (randread only):
 				 * safe on a live store; a sparse file is then
 				 * measured as it is, with a warning */
+	bool layout_progress;	/* the layout's progress on stderr even when
+				 * quiet (it may take a while, once) */
 };
 
 /* Fills defaults: randread, 4 KiB, QD 1, 5 s, seed 1, verify on. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "weft_version.h"
 
 static const struct {
 	const char *name;
@@ -22,6 +23,9 @@ static int usage(FILE *f)
 	fprintf(f, "usage: weft-bench BENCHMARK [OPTIONS]\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %s\n", cmds[i].help);
+	fprintf(f, "  --version\n"
+		"Exit 0 when the benchmark ran (and its data verified), 1 when it\n"
+		"failed or found a fault, 2 on bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -31,6 +35,10 @@ int main(int argc, char **argv)
 		return usage(stderr);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
 		return usage(stdout);
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		printf("weft-bench (weft) %s\n", WEFT_PROJECT_VERSION);
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "bench/stats.h"
 #include "placement/placement.h"
 
 #define EXTENTS_1M (1u << 20)
@@ -519,39 +520,57 @@ out:
 	return ret;
 }
 
-static void print_fig(FILE *f, const char *name, const struct fig *x, bool comma)
+static void json_fig(struct wf_json *j, const char *name, const struct fig *x)
 {
-	fprintf(f, "\"%s\": {\"max_over_mean\": %.4f, \"cov\": %.4f}%s", name,
-		x->max_over_mean, x->cov, comma ? ", " : "");
+	wf_json_obj_begin(j, name);
+	wf_json_dbl(j, "max_over_mean", x->max_over_mean);
+	wf_json_dbl(j, "cov", x->cov);
+	wf_json_obj_end(j);
 }
 
-static void print_json(const struct result *r)
+/* A movement ratio the map cannot give (no host to add or take out in a
+ * one-host map) is NaN: written as null. */
+static void json_movement(struct wf_json *j, const double mv[4])
 {
-	printf("{\"targets\": %u, \"pg_num\": %u, \"replicas\": %u, \"mappings\": %llu, "
-	       "\"ns_per_mapping\": %.1f, \"table_build_ms\": %.2f, "
-	       "\"table_lookup_ns\": %.2f, \"table_lookup_tput_ns\": %.2f, "
-	       "\"place_extent_ns\": %.1f, ",
-	       r->targets, r->pg_num, r->replicas, (unsigned long long)r->mappings,
-	       r->ns_per_mapping, r->table_build_ms, r->table_lookup_ns,
-	       r->table_lookup_tput_ns, r->place_extent_ns);
-	printf("\"max_over_mean\": %.4f, \"cov\": %.4f, ", r->pg_bal.max_over_mean, r->pg_bal.cov);
-	printf("\"extents_1m\": {\"max_over_mean\": %.4f, \"cov\": %.4f}, ",
-	       r->ext_bal.max_over_mean, r->ext_bal.cov);
-	printf("\"pg_num_balance\": {\"max_over_mean\": %.4f, \"cov\": %.4f}, ",
-	       r->pg_bal.max_over_mean, r->pg_bal.cov);
-	print_fig(stdout, "primary_balance", &r->prim_bal, true);
-	printf("\"overrides\": %u, \"balance_moves\": %u, ", r->overrides, r->balance_moves);
-	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f, "
-	       "\"device_half\": %.4f}, ", r->mv[0], r->mv[1], r->mv[2], r->mv[3]);
-	printf("\"fd_violations\": %llu, \"heavy_domain_share\": %.4f, ",
-	       (unsigned long long)r->fd_violations, r->heavy);
-	printf("\"unbalanced\": {");
-	print_fig(stdout, "pg_num", &r->pg_base, true);
-	print_fig(stdout, "extents_1m", &r->ext_base, true);
-	printf("\"movement\": {\"add_host\": %.4f, \"device_out\": %.4f, \"host_out\": %.4f, "
-	       "\"device_half\": %.4f}, ", r->mv_base[0], r->mv_base[1], r->mv_base[2],
-	       r->mv_base[3]);
-	printf("\"heavy_domain_share\": %.4f}}\n", r->heavy_base);
+	wf_json_obj_begin(j, "movement");
+	for (int i = 0; i < 4; i++)
+		wf_json_dbl(j, mv_name[i], mv[i]);
+	wf_json_obj_end(j);
+}
+
+static int print_json(const struct result *r)
+{
+	struct wf_json j;
+
+	wf_json_init(&j, stdout, false);
+	wf_json_obj_begin(&j, NULL);
+	wf_json_u64(&j, "targets", r->targets);
+	wf_json_u64(&j, "pg_num", r->pg_num);
+	wf_json_u64(&j, "replicas", r->replicas);
+	wf_json_u64(&j, "mappings", r->mappings);
+	wf_json_dbl(&j, "ns_per_mapping", r->ns_per_mapping);
+	wf_json_dbl(&j, "table_build_ms", r->table_build_ms);
+	wf_json_dbl(&j, "table_lookup_ns", r->table_lookup_ns);
+	wf_json_dbl(&j, "table_lookup_tput_ns", r->table_lookup_tput_ns);
+	wf_json_dbl(&j, "place_extent_ns", r->place_extent_ns);
+	wf_json_dbl(&j, "max_over_mean", r->pg_bal.max_over_mean);
+	wf_json_dbl(&j, "cov", r->pg_bal.cov);
+	json_fig(&j, "extents_1m", &r->ext_bal);
+	json_fig(&j, "pg_num_balance", &r->pg_bal);
+	json_fig(&j, "primary_balance", &r->prim_bal);
+	wf_json_u64(&j, "overrides", r->overrides);
+	wf_json_u64(&j, "balance_moves", r->balance_moves);
+	json_movement(&j, r->mv);
+	wf_json_u64(&j, "fd_violations", r->fd_violations);
+	wf_json_dbl(&j, "heavy_domain_share", r->heavy);
+	wf_json_obj_begin(&j, "unbalanced");
+	json_fig(&j, "pg_num", &r->pg_base);
+	json_fig(&j, "extents_1m", &r->ext_base);
+	json_movement(&j, r->mv_base);
+	wf_json_dbl(&j, "heavy_domain_share", r->heavy_base);
+	wf_json_obj_end(&j);
+	wf_json_obj_end(&j);
+	return wf_json_finish(&j);
 }
 
 static void print_table(const struct result *r)
@@ -644,7 +663,7 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind)
 	    (ret = heavy_share(&base, pool, false, &r.heavy_base)))
 		goto out;
 	if (json)
-		print_json(&r);
+		ret = print_json(&r);
 	else
 		print_table(&r);
 out:

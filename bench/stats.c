@@ -114,6 +114,45 @@ uint64_t wf_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void wf_prog_start(struct wf_prog *p, const char *what, uint64_t total)
+{
+	const char *e;
+
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->total = total;
+	p->t0 = p->last = wf_now_ns();
+	p->tty = isatty(STDERR_FILENO) == 1;
+	p->every_ns = p->tty ? 250000000ull : 5000000000ull;
+	/* WEFT_BENCH_PROGRESS_MS: another interval (tests: 0, every step). */
+	e = getenv("WEFT_BENCH_PROGRESS_MS");
+	if (e && *e)
+		p->every_ns = strtoull(e, NULL, 10) * 1000000ull;
+}
+
+void wf_prog_update(struct wf_prog *p, uint64_t done)
+{
+	uint64_t now = wf_now_ns();
+	double s = (double)(now - p->t0) / 1e9;
+
+	if (now - p->last < p->every_ns)
+		return;
+	p->last = now;
+	p->shown = true;
+	fprintf(stderr, "%s%s: %llu of %llu MiB (%.0f%%), %.0f MB/s, %.0f s%s",
+		p->tty ? "\r" : "", p->what, (unsigned long long)(done >> 20),
+		(unsigned long long)(p->total >> 20),
+		p->total ? 100.0 * (double)done / (double)p->total : 100.0,
+		s > 0 ? (double)done / s / 1e6 : 0.0, s, p->tty ? "\033[K" : "\n");
+}
+
+void wf_prog_end(struct wf_prog *p)
+{
+	if (p->tty && p->shown)
+		fputs("\r\033[K", stderr);
+	p->shown = false;
+}
+
 static uint64_t tv_ns(const struct timeval *tv)
 {
 	return (uint64_t)tv->tv_sec * 1000000000ull + (uint64_t)tv->tv_usec * 1000ull;
@@ -206,129 +245,6 @@ int wf_cpu_proc(pid_t pid, struct wf_cpu *c)
 	if (c->total_ns < c->user_ns + c->sys_ns)
 		c->total_ns = c->user_ns + c->sys_ns;
 	return 0;
-}
-
-/* ---- JSON ---------------------------------------------------------------- */
-
-void wf_json_init(struct wf_json *j, FILE *f, bool pretty)
-{
-	memset(j, 0, sizeof(*j));
-	j->f = f;
-	j->pretty = pretty;
-}
-
-void wf_json_escape(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':  fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\b': fputs("\\b", f); break;
-		case '\f': fputs("\\f", f); break;
-		default:
-			if (*p < 0x20)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
-	}
-	fputc('"', f);
-}
-
-static void indent(struct wf_json *j)
-{
-	if (!j->pretty)
-		return;
-	fputc('\n', j->f);
-	for (int i = 0; i < j->depth; i++)
-		fputs("  ", j->f);
-}
-
-/* Comma, newline and key before every value. */
-static void member(struct wf_json *j, const char *key)
-{
-	if (j->need_comma[j->depth])
-		fputc(',', j->f);
-	j->need_comma[j->depth] = true;
-	if (j->depth > 0)
-		indent(j);
-	if (key) {
-		wf_json_escape(j->f, key);
-		fputs(j->pretty ? ": " : ":", j->f);
-	}
-}
-
-static void open_(struct wf_json *j, const char *key, char c)
-{
-	member(j, key);
-	fputc(c, j->f);
-	/* Deeper nesting than any report needs is a programming error; keep
-	 * the output well formed by sharing the last level's comma state. */
-	if (j->depth < WF_JSON_MAX_DEPTH - 1)
-		j->depth++;
-	j->need_comma[j->depth] = false;
-}
-
-static void close_(struct wf_json *j, char c)
-{
-	bool had = j->need_comma[j->depth];
-
-	if (j->depth > 0)
-		j->depth--;
-	if (had)
-		indent(j);
-	fputc(c, j->f);
-}
-
-void wf_json_obj_begin(struct wf_json *j, const char *key) { open_(j, key, '{'); }
-void wf_json_obj_end(struct wf_json *j) { close_(j, '}'); }
-void wf_json_arr_begin(struct wf_json *j, const char *key) { open_(j, key, '['); }
-void wf_json_arr_end(struct wf_json *j) { close_(j, ']'); }
-
-void wf_json_str(struct wf_json *j, const char *key, const char *v)
-{
-	member(j, key);
-	if (v)
-		wf_json_escape(j->f, v);
-	else
-		fputs("null", j->f);
-}
-
-void wf_json_u64(struct wf_json *j, const char *key, uint64_t v)
-{
-	member(j, key);
-	fprintf(j->f, "%" PRIu64, v);
-}
-
-void wf_json_i64(struct wf_json *j, const char *key, int64_t v)
-{
-	member(j, key);
-	fprintf(j->f, "%" PRId64, v);
-}
-
-void wf_json_dbl(struct wf_json *j, const char *key, double v)
-{
-	member(j, key);
-	if (isfinite(v))
-		fprintf(j->f, "%.10g", v);
-	else
-		fputs("null", j->f);
-}
-
-void wf_json_bool(struct wf_json *j, const char *key, bool v)
-{
-	member(j, key);
-	fputs(v ? "true" : "false", j->f);
-}
-
-int wf_json_finish(struct wf_json *j)
-{
-	fputc('\n', j->f);
-	return fflush(j->f) == 0 && !ferror(j->f) ? 0 : -EIO;
 }
 
 void wf_json_lat(struct wf_json *j, const char *prefix,
@@ -469,50 +385,94 @@ static void gp_quote(FILE *f, const char *s)
 	fputc('\'', f);
 }
 
-static int write_gp(const struct wf_hist *h, const char *dir, const char *name,
-		    const char *title)
+static const char *const series_color[] = { "#1f5fa8", "#cc6600", "#2a9d3a",
+					    "#8e44ad", "#888888", "#b03030" };
+
+/* Data file prefix of series k: NAME for the first, NAME-sK after. */
+static void series_name(char *buf, size_t len, const char *name, unsigned k)
 {
-	struct wf_lat_summary s;
+	if (k)
+		snprintf(buf, len, "%s-s%u", name, k);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+/*
+ * The script: every series on the same axes, a legend naming each with
+ * its p50 and p99.  Text is written as given ("noenhanced": gnuplot would
+ * turn io_uring's underscore into a subscript), labels in plain words.
+ */
+static int write_gp(const struct wf_plot_series *ser, unsigned n, const char *dir,
+		    const char *name, const char *title)
+{
 	FILE *f = open_in(dir, name, ".gp");
+	char dat[256];
 
 	if (!f)
 		return -errno;
-	wf_hist_summary(h, &s);
 	fprintf(f, "# written by weft-bench; run from this folder: gnuplot %s.gp\n", name);
-	fprintf(f, "set terminal svg size 900,520 dynamic font 'sans,12' background '#ffffff'\n");
-	fprintf(f, "set grid\nset logscale x\nset xlabel 'latency (us)'\n");
+	fprintf(f, "set terminal svg size 900,520 dynamic noenhanced font 'sans,12' "
+		"background '#ffffff'\n");
+	fprintf(f, "set grid\nset logscale x\n"
+		"set xlabel 'latency in microseconds (log scale)'\n");
 	fprintf(f, "set output '%s-cdf.svg'\nset title ", name);
 	gp_quote(f, title);
-	fprintf(f, ".' - latency CDF (%" PRIu64 " I/Os)'\n", h->count);
-	fprintf(f, "set ylabel 'fraction of I/Os completed within x'\n");
+	fprintf(f, ".' - share of I/Os done within each latency'\n");
+	fprintf(f, "set ylabel 'share of I/Os that took at most this long'\n");
 	fprintf(f, "set yrange [0:1.02]\nset key bottom right\n");
-	/* Dashed markers at the percentiles the tables report. */
-	fprintf(f, "set arrow 1 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#888888'\n",
-		s.p50_us, s.p50_us);
-	fprintf(f, "set arrow 2 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc6600'\n",
-		s.p99_us, s.p99_us);
-	fprintf(f, "set arrow 3 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc0000'\n",
-		s.p999_us, s.p999_us);
-	fprintf(f, "set label 1 sprintf('p50 %%.1f', %.3f) at %.3f, graph 0.05 offset 0.5,0\n",
-		s.p50_us, s.p50_us);
-	fprintf(f, "set label 2 sprintf('p99 %%.1f', %.3f) at %.3f, graph 0.15 offset 0.5,0\n",
-		s.p99_us, s.p99_us);
-	fprintf(f, "set label 3 sprintf('p99.9 %%.1f', %.3f) at %.3f, graph 0.25 offset 0.5,0\n",
-		s.p999_us, s.p999_us);
-	fprintf(f, "plot '%s-cdf.dat' using 1:2 with steps lw 2 lc rgb '#1f5fa8' notitle\n", name);
-	fprintf(f, "unset arrow\nunset label\nset autoscale y\nset yrange [0:*]\n");
+	if (n == 1) {
+		struct wf_lat_summary s;
+
+		/* One series: dashed markers at the percentiles the tables
+		 * report. */
+		wf_hist_summary(ser[0].h, &s);
+		fprintf(f, "set arrow 1 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#888888'\n",
+			s.p50_us, s.p50_us);
+		fprintf(f, "set arrow 2 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc6600'\n",
+			s.p99_us, s.p99_us);
+		fprintf(f, "set arrow 3 from %.3f, graph 0 to %.3f, graph 1 nohead dt 2 lc rgb '#cc0000'\n",
+			s.p999_us, s.p999_us);
+		fprintf(f, "set label 1 sprintf('p50 %%.1f', %.3f) at %.3f, graph 0.05 offset 0.5,0\n",
+			s.p50_us, s.p50_us);
+		fprintf(f, "set label 2 sprintf('p99 %%.1f', %.3f) at %.3f, graph 0.15 offset 0.5,0\n",
+			s.p99_us, s.p99_us);
+		fprintf(f, "set label 3 sprintf('p99.9 %%.1f', %.3f) at %.3f, graph 0.25 offset 0.5,0\n",
+			s.p999_us, s.p999_us);
+	}
+	fprintf(f, "plot ");
+	for (unsigned k = 0; k < n; k++) {
+		struct wf_lat_summary s;
+		char key[200];
+
+		wf_hist_summary(ser[k].h, &s);
+		series_name(dat, sizeof(dat), name, k);
+		snprintf(key, sizeof(key), "%s: %" PRIu64 " I/Os, p50 %.1f us, p99 %.1f us",
+			 ser[k].label, ser[k].h->count, s.p50_us, s.p99_us);
+		fprintf(f, "%s'%s-cdf.dat' using 1:2 with steps lw 2 lc rgb '%s' title ",
+			k ? ", \\\n     " : "", dat, series_color[k % 6]);
+		gp_quote(f, key);
+	}
+	fprintf(f, "\nunset arrow\nunset label\nset autoscale y\nset yrange [0:*]\n");
+	fprintf(f, "set key top right\n");
 	fprintf(f, "set output '%s-hist.svg'\nset title ", name);
 	gp_quote(f, title);
-	fprintf(f, ".' - latency histogram (%d bins per doubling)'\n", 1 << PLOT_SUB);
-	fprintf(f, "set ylabel 'I/Os per 1/%d doubling of latency'\n", 1 << PLOT_SUB);
-	fprintf(f, "set style fill solid 0.6 border\n");
+	fprintf(f, ".' - how many I/Os took each latency'\n");
+	fprintf(f, "set ylabel 'I/Os, per 1/%d of a doubling of latency'\n", 1 << PLOT_SUB);
+	fprintf(f, "set style fill transparent solid 0.45 border\n");
 	/* Bins are equal in linear width within a doubling, so they are
 	 * unequal on the log axis: scale each count to a fixed log width, or
 	 * every power of two shows a false step.  boxxyerror draws each bin
 	 * between its true edges. */
 	fprintf(f, "d(lo, hi, n) = n / (%d * log(hi / lo) / log(2))\n", 1 << PLOT_SUB);
-	fprintf(f, "plot '%s-hist.dat' using (sqrt($1*$2)):(d($1,$2,$3)/2):1:2:(0):(d($1,$2,$3)) "
-		"with boxxyerror lc rgb '#1f5fa8' notitle\n", name);
+	fprintf(f, "plot ");
+	for (unsigned k = 0; k < n; k++) {
+		series_name(dat, sizeof(dat), name, k);
+		fprintf(f, "%s'%s-hist.dat' using (sqrt($1*$2)):(d($1,$2,$3)/2):1:2:(0):"
+			"(d($1,$2,$3)) with boxxyerror lc rgb '%s' title ",
+			k ? ", \\\n     " : "", dat, series_color[k % 6]);
+		gp_quote(f, ser[k].label);
+	}
+	fprintf(f, "\n");
 	return close_checked(f);
 }
 
@@ -542,13 +502,14 @@ static int run_gnuplot(const char *dir, const char *name)
 	return 0;
 }
 
-int wf_plot_latency(const struct wf_hist *h, const char *dir,
-		    const char *name, const char *title)
+int wf_plot_series(const struct wf_plot_series *ser, unsigned n, const char *dir,
+		   const char *name, const char *title)
 {
+	char dat[256];
 	int err;
 
 	/* The name becomes file names and goes into the script unquoted. */
-	if (!*name || strlen(name) > 200)
+	if (!*name || strlen(name) > 200 || !n || n > 6)
 		return -EINVAL;
 	for (const char *p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
@@ -556,11 +517,22 @@ int wf_plot_latency(const struct wf_hist *h, const char *dir,
 	err = mkdir_p(dir);
 	if (err)
 		return err;
-	err = write_dat(h, dir, name);
-	if (err)
-		return err;
-	err = write_gp(h, dir, name, title ? title : name);
+	for (unsigned k = 0; k < n; k++) {
+		series_name(dat, sizeof(dat), name, k);
+		err = write_dat(ser[k].h, dir, dat);
+		if (err)
+			return err;
+	}
+	err = write_gp(ser, n, dir, name, title ? title : name);
 	if (err)
 		return err;
 	return run_gnuplot(dir, name);
+}
+
+int wf_plot_latency(const struct wf_hist *h, const char *dir,
+		    const char *name, const char *title)
+{
+	struct wf_plot_series s = { .h = h, .label = "all I/Os" };
+
+	return wf_plot_series(&s, 1, dir, name, title);
 }

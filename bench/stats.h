@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "bench/json.h"
+
 /*
  * Log-linear histogram (the HDR idea).  Values below 2^SUB are counted
  * exactly; above, every power of two [2^m, 2^(m+1)) is split into 2^SUB
@@ -115,33 +117,24 @@ int wf_cpu_proc(pid_t pid, struct wf_cpu *c);
 uint64_t wf_now_ns(void);
 
 /*
- * JSON writer: no allocation, tracks commas by nesting depth.  Keys and
- * string values are escaped (RFC 8259: quote, backslash, control chars);
- * non-finite numbers are written as null.
+ * Progress of a long pass (prefill, verify, a file's layout) on stderr:
+ * on a terminal one line rewritten every 0.25 s, else a line every 5 s
+ * (logs stay short; $WEFT_BENCH_PROGRESS_MS sets another interval); a
+ * pass shorter than that prints nothing.  what names the pass
+ * ("prefill"); total and done are bytes.
  */
-#define WF_JSON_MAX_DEPTH 16
-
-struct wf_json {
-	FILE *f;
-	int depth;
-	bool pretty;
-	bool need_comma[WF_JSON_MAX_DEPTH];
+struct wf_prog {
+	const char *what;
+	uint64_t total;
+	uint64_t t0, last;      /* ns */
+	uint64_t every_ns;
+	bool tty, shown;
 };
 
-void wf_json_init(struct wf_json *j, FILE *f, bool pretty);
-void wf_json_escape(FILE *f, const char *s);
-/* key may be NULL inside arrays and for the outermost value. */
-void wf_json_obj_begin(struct wf_json *j, const char *key);
-void wf_json_obj_end(struct wf_json *j);
-void wf_json_arr_begin(struct wf_json *j, const char *key);
-void wf_json_arr_end(struct wf_json *j);
-void wf_json_str(struct wf_json *j, const char *key, const char *v);
-void wf_json_u64(struct wf_json *j, const char *key, uint64_t v);
-void wf_json_i64(struct wf_json *j, const char *key, int64_t v);
-void wf_json_dbl(struct wf_json *j, const char *key, double v);
-void wf_json_bool(struct wf_json *j, const char *key, bool v);
-/* Ends the document with a newline; returns 0 or -EIO on a write error. */
-int wf_json_finish(struct wf_json *j);
+void wf_prog_start(struct wf_prog *p, const char *what, uint64_t total);
+void wf_prog_update(struct wf_prog *p, uint64_t done);
+/* Clears the terminal line (the caller prints its own summary). */
+void wf_prog_end(struct wf_prog *p);
 
 /* Writes p50_us ... max_us keys (flat, prefix may be "" or e.g. "read_"). */
 void wf_json_lat(struct wf_json *j, const char *prefix,
@@ -157,5 +150,19 @@ void wf_json_lat(struct wf_json *j, const char *prefix,
  */
 int wf_plot_latency(const struct wf_hist *h, const char *dir,
 		    const char *name, const char *title);
+
+/*
+ * Several latency distributions on the same axes (weft beside the raw
+ * device, reads beside writes): series k's data in NAME-sK-cdf.dat and
+ * NAME-sK-hist.dat (the first's as above), one NAME-cdf.svg and one
+ * NAME-hist.svg with a legend of the labels (with each one's p50 and p99
+ * on the CDF).  Titles and labels are printed as given.  1..6 series.
+ */
+struct wf_plot_series {
+	const struct wf_hist *h;
+	const char *label;
+};
+int wf_plot_series(const struct wf_plot_series *s, unsigned n, const char *dir,
+		   const char *name, const char *title);
 
 #endif

@@ -468,7 +468,10 @@ int bench_thrash(int argc, char **argv)
 	 * until the map routes around it, rather than failing. */
 	ret = open_vol(&o, 30000, &cl, &vol);
 	if (ret) {
-		fprintf(stderr, "weft-bench thrash: %s: %s\n", o.volume, weft_strerror(ret));
+		fprintf(stderr, "weft-bench thrash: %s: %s\n", ret == -ENOENT ?
+			o.map : o.volume, ret == -ENOENT ? "no such map file or "
+			"no volume of that name in it (the line above says which)" :
+			weft_strerror(ret));
 		return 1;
 	}
 	t0 = now_ms();

@@ -11,8 +11,8 @@
  * Each fio job (thread or process) opens its own cluster handle in init()
  * (a libweft cluster handle belongs to one thread).  The volume's size is
  * the job's file size (setup() asks libweft once).  Offsets and lengths
- * must be multiples of 4096 (the volume block size): other I/Os fail with
- * EINVAL, as libweft refuses them.  reads, writes, trims (weft_discard) and
+ * must be multiples of 4096 (the volume block size) and the range inside
+ * the volume: setup() refuses other jobs before they start.  reads, writes, trims (weft_discard) and
  * syncs (weft_flush) are supported.
  */
 #include <errno.h>
@@ -68,7 +68,7 @@ static struct fio_option wf_fio_options[] = {
 		.lname	  = "weft transport",
 		.type	  = FIO_OPT_STR_STORE,
 		.off1	  = offsetof(struct wf_fio_opts, transport),
-		.help	  = "tcp (default), unix or verbs",
+		.help	  = "tcp (default), unix or verbs (also called rdma)",
 		.category = FIO_OPT_C_ENGINE,
 		.group	  = FIO_OPT_G_INVALID,
 	},
@@ -114,19 +114,65 @@ static int wf_fio_open_cluster(struct thread_data *td, unsigned depth,
 		   WEFT_F_DEFER_SEND;   /* sent by wf_fio_commit */
 	weft_env_opts(&co, "fio");
 	ret = weft_cluster_open(&co, cl);
+	if (ret == -ENOENT) {
+		log_err("weft: no map file %s (--weft_map)\n", o->map);
+		return ret;
+	}
 	if (ret) {
 		log_err("weft: cannot open the cluster of %s: %s\n", o->map,
-			weft_strerror(ret));
+			ret == -EINVAL ? "invalid map or option (the line above "
+			"says which)" : weft_strerror(ret));
 		return ret;
 	}
 	ret = weft_volume_open(*cl, o->volume, vol);
 	if (ret) {
 		log_err("weft: cannot open volume %s: %s\n", o->volume,
+			ret == -ENOENT ? "the map has no volume of that name" :
 			weft_strerror(ret));
 		weft_cluster_close(*cl);
 		*cl = NULL;
 	}
 	return ret;
+}
+
+/*
+ * What libweft would refuse at the first I/O, refused before the job runs:
+ * block sizes, block alignment and offsets that are not multiples of the
+ * volume's block size, and a range (--offset + --size) past the volume's
+ * end (fio would silently shrink it to the volume).  0 or -EINVAL.
+ */
+static int wf_fio_check_job(struct thread_data *td, uint64_t vsize, uint32_t bsz)
+{
+	struct thread_options *o = &td->o;
+
+	for (int d = DDIR_READ; d < DDIR_RWDIR_CNT; d++) {
+		if (o->min_bs[d] % bsz || o->max_bs[d] % bsz || o->ba[d] % bsz) {
+			log_err("weft: %s: block size %llu..%llu (alignment %llu) is "
+				"not a multiple of the volume's block size %u\n",
+				td->o.name, o->min_bs[d], o->max_bs[d], o->ba[d], bsz);
+			return -EINVAL;
+		}
+	}
+	if (o->bs_unaligned) {
+		log_err("weft: %s: bs_unaligned: weft volumes take multiples of "
+			"%u bytes only\n", td->o.name, bsz);
+		return -EINVAL;
+	}
+	if (o->start_offset % bsz || o->offset_increment % bsz) {
+		log_err("weft: %s: offset %llu (increment %llu) is not a multiple "
+			"of %u\n", td->o.name, o->start_offset,
+			o->offset_increment, bsz);
+		return -EINVAL;
+	}
+	if (!o->size_percent && !o->start_offset_percent &&
+	    (o->start_offset > vsize || o->size > vsize - o->start_offset)) {
+		log_err("weft: %s: offset %llu + size %llu is past the end of "
+			"the volume (%llu bytes): lower --size or --offset\n",
+			td->o.name, o->start_offset, o->size,
+			(unsigned long long)vsize);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Runs once per job in the main fio process: the file is the volume. */
@@ -135,6 +181,7 @@ static int wf_fio_setup(struct thread_data *td)
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
 	struct fio_file *f;
+	uint32_t bsz;
 	int ret;
 
 	/* No disk files: pretend one file whose size is the volume's (as
@@ -149,8 +196,9 @@ static int wf_fio_setup(struct thread_data *td)
 		return 1;
 	f = td->files[0];
 	f->real_file_size = weft_volume_size(vol);
+	bsz = weft_volume_block_size(vol);
 	weft_cluster_close(cl);
-	return 0;
+	return wf_fio_check_job(td, f->real_file_size, bsz) ? 1 : 0;
 }
 
 static void wf_fio_cleanup(struct thread_data *td)

@@ -15,6 +15,12 @@
 #include <unistd.h>
 
 #include "initiator/weft_int.h"
+#include "weft_version.h"
+
+/* weft.h's version is the project's (CMakeLists.txt). */
+_Static_assert(WEFT_VERSION_MAJOR == WEFT_PROJECT_VERSION_MAJOR &&
+	       WEFT_VERSION_MINOR == WEFT_PROJECT_VERSION_MINOR,
+	       "weft.h WEFT_VERSION_MAJOR/MINOR differ from project(weft VERSION)");
 
 static int map_stat(const char *path, uint64_t *mtime_ns, uint64_t *size)
 {
@@ -242,11 +248,14 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 		ret = -ENOMEM;
 		goto out_free;
 	}
+	/* "rdma" is what the targets' logs call a verbs address: the same. */
 	snprintf(cl->transport, sizeof(cl->transport), "%s",
-		 opts->transport ? opts->transport : "tcp");
+		 !opts->transport ? "tcp" : !strcmp(opts->transport, "rdma") ?
+		 "verbs" : opts->transport);
 	if (strcmp(cl->transport, "tcp") && strcmp(cl->transport, "unix") &&
 	    strcmp(cl->transport, "verbs")) {
-		wf_log(cl, WEFT_LOG_ERR, "unknown transport \"%s\"", opts->transport);
+		wf_log(cl, WEFT_LOG_ERR, "unknown transport \"%s\": tcp, unix or "
+		       "verbs (also called rdma)", opts->transport);
 		ret = -EINVAL;
 		goto out_free;
 	}
@@ -282,8 +291,11 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	cl->client_id |= 1;
 
 	ret = map_stat(cl->map_path, &cl->map_mtime_ns, &cl->map_size);
-	if (ret)
+	if (ret) {
+		wf_log(cl, WEFT_LOG_ERR, "map file %s: %s", cl->map_path,
+		       strerror(-ret));
 		goto out_free;
+	}
 	ret = wf_map_load(cl->map_path, &cl->map, &err);
 	if (ret) {
 		wf_log(cl, WEFT_LOG_ERR, "%s", err.msg);
@@ -402,8 +414,12 @@ int weft_volume_open(struct weft_cluster *cl, const char *name,
 		/* Maybe created since we loaded the map. */
 		wf_map_refresh(cl, false);
 		i = wf_map_volume_by_name(&cl->map, name);
-		if (i < 0)
+		if (i < 0) {
+			wf_log(cl, WEFT_LOG_ERR, "no volume \"%s\" in the map %s "
+			       "(epoch %llu, %u volumes)", name, cl->map_path,
+			       (unsigned long long)cl->map.epoch, cl->map.nvolumes);
 			return -ENOENT;
+		}
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -466,7 +482,8 @@ const char *weft_strerror(int err)
 	case -EAGAIN:      return "queue full: reap completions first";
 	case -ERANGE:      return "range beyond the end of the volume";
 	case -EINVAL:      return "invalid argument (alignment, length, flags)";
-	case -ENOENT:      return "no such volume or map file";
+	case -ENOENT:      return "no such volume (weft_volume_open) or map "
+				  "file (weft_cluster_open)";
 	case -ESTALE:      return "cluster map epoch changed";
 	case -EXDEV:       return "target is not the primary of the placement group";
 	case -ENOSPC:      return "no space left on the target";

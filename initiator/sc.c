@@ -258,11 +258,7 @@ static int sc_ask(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 		close(fd);
 		return ret;
 	}
-	memset(&q, 0, sizeof(q));
-	q.magic = htole32(WF_CTL_MAGIC);
-	q.version = htole16(WF_CTL_VERSION);
-	q.op = htole16(WF_CTL_SHORTCIRCUIT);
-	q.epoch = htole64(cl->map.epoch);
+	wf_ctl_req_encode(&q, WF_CTL_SHORTCIRCUIT, cl->map.epoch, 0);
 	if (send(fd, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q)) {
 		close(fd);
 		return -EIO;
@@ -305,9 +301,7 @@ static int sc_answer(struct weft_cluster *cl, uint32_t t, struct wf_sc *s)
 		    cm->cmsg_len == CMSG_LEN(sizeof(fds)))
 			memcpy(fds, CMSG_DATA(cm), sizeof(fds));
 	ret = -EPROTO;
-	if (n != sizeof(a) || le32toh(a.magic) != WF_CTL_MAGIC ||
-	    le16toh(a.version) != WF_CTL_VERSION ||
-	    le16toh(a.op) != WF_CTL_SHORTCIRCUIT)
+	if (n < 0 || wf_ctl_answer_check(&a, (size_t)n, sizeof(a), WF_CTL_SHORTCIRCUIT))
 		goto out_fds;
 	ret = (int32_t)le32toh((uint32_t)a.result);
 	if (ret)

@@ -14,11 +14,27 @@
 #ifndef WEFT_PROTO_CTL_H
 #define WEFT_PROTO_CTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
-#define WF_CTL_VERSION  3u      /* 2: recovery fields in the status;
-                                 * 3: SCRUB and its fields */
+/*
+ * Versions: 2 added the recovery fields of the status; 3 the op
+ * VOLUME_USAGE and the request's arg (reserved and 0 before); 4 the op
+ * SCRUB, the request's arg2, and fields appended to the status (FUA
+ * writes and flushes, scrub, fabric counts, reclaim, etcd).  A target
+ * takes requests of any version from WF_CTL_VERSION_MIN on and answers in
+ * the request's version: a STATUS asked in version 2 or 3 gets the first
+ * WF_CTL_STATUS_V2_SIZE bytes of the status (those versions' layout,
+ * unchanged), in version 4 all of it.  A client sends each op in the
+ * lowest version that has what it needs (wf_ctl_req_encode) and accepts
+ * answers in that range.  The status over a data connection (below)
+ * carries the whole current layout.
+ */
+#define WF_CTL_VERSION      4u
+#define WF_CTL_VERSION_MIN  2u
+#define WF_CTL_STATUS_VERSION 4u   /* the status layout's version (data
+                                    * connection) */
 
 enum wf_ctl_op {
 	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
@@ -29,11 +45,13 @@ enum wf_ctl_op {
 	                             * with wf_view_open) */
 	WF_CTL_RELOAD       = 3,    /* reload the map file; answer:
 	                             * struct wf_ctl_status (the new epoch) */
-	WF_CTL_SCRUB        = 4,    /* start a scrub of the PGs this target
-	                             * leads: arg[0] the volume id (0: every
-	                             * volume), arg[1] WF_CTL_SCRUB_* flags;
-	                             * answer: struct wf_ctl_status, whose
-	                             * scrub_gen names the pass (result
+	WF_CTL_VOLUME_USAGE = 4,    /* since 3; arg: a volume id; answer:
+	                             * struct wf_ctl_volume_usage */
+	WF_CTL_SCRUB        = 5,    /* since 4: start a scrub of the PGs this
+	                             * target leads: arg the volume id (0:
+	                             * every volume), arg2 WF_CTL_SCRUB_*
+	                             * flags; answer: struct wf_ctl_status,
+	                             * whose scrub_gen names the pass (result
 	                             * -ENOENT: no such volume in its map) */
 };
 
@@ -44,10 +62,13 @@ enum {
 
 struct wf_ctl_req {
 	uint32_t magic;             /* WF_CTL_MAGIC */
-	uint16_t version;           /* WF_CTL_VERSION */
+	uint16_t version;           /* WF_CTL_VERSION_MIN .. WF_CTL_VERSION */
 	uint16_t op;                /* enum wf_ctl_op */
 	uint64_t epoch;             /* sender's map epoch, 0 if none */
-	uint64_t arg[2];            /* per op (SCRUB); 0 for the others */
+	uint64_t arg;               /* VOLUME_USAGE, SCRUB: the volume id;
+	                             * else 0 (version 2: reserved, 0) */
+	uint64_t arg2;              /* SCRUB: its flags; else 0 (versions 2
+	                             * and 3: reserved, 0) */
 };
 _Static_assert(sizeof(struct wf_ctl_req) == 32, "ctl request is 32 bytes");
 
@@ -83,6 +104,9 @@ struct wf_ctl_status {
 	uint64_t recovery_bytes;    /* copied to new members (each counted),
 	                             * this epoch */
 	uint64_t recovery_left;     /* extents left to look at, this epoch */
+	/* ---- version 4: what follows is answered to version 4 only ---- */
+	uint64_t fua_writes;        /* of writes, those with WF_REQ_FUA */
+	uint64_t flushes;           /* FLUSH requests served since start */
 	/* Scrub (docs/replication.md, "Scrub"): passes asked of this target
 	 * and the last one finished (== scrub_gen: none running); the
 	 * figures are the current or last pass's. */
@@ -116,7 +140,60 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 240, "ctl status is 240 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 256, "ctl status is 256 bytes");
+/* The status of versions 2 and 3: the fields before fua_writes. */
+#define WF_CTL_STATUS_V2_SIZE 144u
+_Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SIZE,
+	       "the version 4 fields follow the version 2 layout");
+
+/* The bytes of a status answered in version ver. */
+static inline size_t wf_ctl_status_size(uint16_t ver)
+{
+	return ver >= 4 ? sizeof(struct wf_ctl_status) : WF_CTL_STATUS_V2_SIZE;
+}
+
+/* How much of one volume this target holds (a scan of its index: the
+ * count may change right after; extents of a deleted volume not yet
+ * reclaimed still count). */
+struct wf_ctl_volume_usage {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t op;                /* WF_CTL_VOLUME_USAGE */
+	int32_t  result;            /* 0 or -errno */
+	uint32_t target_id;
+	uint64_t cluster_id;
+	uint64_t epoch;             /* the map epoch the target serves */
+	uint64_t volume_id;         /* the request's arg */
+	uint64_t extents;           /* extents of the volume allocated here
+	                             * (every replica this target holds) */
+	uint32_t extent_size;
+	uint32_t reserved;          /* 0 */
+};
+_Static_assert(sizeof(struct wf_ctl_volume_usage) == 56,
+	       "ctl volume usage answer is 56 bytes");
+
+/*
+ * Decoders, for both ends.  wf_ctl_req_decode: a request packet of n
+ * bytes; 0 and *q in host byte order, or -EPROTO (wrong size, magic,
+ * version outside WF_CTL_VERSION_MIN .. WF_CTL_VERSION, an arg on an op
+ * that takes none or in a version before the op's, an arg2 on any op but
+ * SCRUB).  The op itself
+ * is not judged (an unknown op gets an answer with -EPROTO).
+ * wf_ctl_answer_check: the first 8 bytes of any answer of n bytes to a
+ * request of op: 0 when magic, version and op fit and n == want, else
+ * -EPROTO.
+ */
+int wf_ctl_req_decode(const void *buf, size_t n, struct wf_ctl_req *q);
+int wf_ctl_answer_check(const void *buf, size_t n, size_t want, uint16_t op);
+/* A request in wire order, in the lowest version that has op (a target
+ * of an older version still takes the ops it knows); _v: in version ver
+ * (a STATUS in 4 gets the fields of version 4), with arg2. */
+void wf_ctl_req_encode(struct wf_ctl_req *q, uint16_t op, uint64_t epoch,
+		       uint64_t arg);
+void wf_ctl_req_encode_v(struct wf_ctl_req *q, uint16_t ver, uint16_t op,
+			 uint64_t epoch, uint64_t arg, uint64_t arg2);
+/* The lowest version that has op. */
+uint16_t wf_ctl_op_version(uint16_t op);
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -164,8 +241,8 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 256,
-	       "status reply is 256 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 272,
+	       "status reply is 272 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

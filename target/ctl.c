@@ -64,7 +64,7 @@ int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
 		c->dev_ro = -1;
 	}
 	if (c->dev_ro < 0)
-		wf_tgt_log("short-circuit reads disabled: cannot reopen the device "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "short-circuit reads disabled: cannot reopen the device "
 			   "read-only");
 
 	c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -172,7 +172,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	wf_store_stat(r->store, &st);
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(WF_CTL_MAGIC);
-	s->version = htole16(WF_CTL_VERSION);
+	s->version = htole16(WF_CTL_STATUS_VERSION);
 	s->op = htole16(op);
 	s->result = (int32_t)htole32((uint32_t)result);
 	s->target_id = htole32(r->cfg->id);
@@ -215,7 +215,36 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 
-static int answer_sc(struct wf_tgt_reactor *r, int fd)
+/* VOLUME_USAGE: the extents of volume vid this target holds, counted by
+ * a scan of the index (lock-free looks, as the reclaimer's: O(extents) on
+ * the reactor's thread, a few ms for millions of extents; an operator's
+ * command, not the data path). */
+static int answer_usage(struct wf_tgt_reactor *r, int fd, uint16_t ver,
+			uint64_t vid)
+{
+	struct wf_ctl_volume_usage a;
+	uint64_t n = 0, vol;
+	uint32_t ext;
+	int k;
+
+	for (uint32_t phys = 0;
+	     (k = wf_store_extent_at(r->store, phys, &vol, &ext)) >= 0; phys++)
+		n += k == 1 && vol == vid;
+	memset(&a, 0, sizeof(a));
+	a.magic = htole32(WF_CTL_MAGIC);
+	a.version = htole16(ver);
+	a.op = htole16(WF_CTL_VOLUME_USAGE);
+	a.result = (int32_t)htole32((uint32_t)(vid ? 0 : -EINVAL));
+	a.target_id = htole32(r->cfg->id);
+	a.cluster_id = htole64(r->st0.cluster_id);
+	a.epoch = htole64(r->map->epoch);
+	a.volume_id = htole64(vid);
+	a.extents = htole64(n);
+	a.extent_size = htole32(r->st0.extent_size);
+	return send(fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(a) ? 0 : -1;
+}
+
+static int answer_sc(struct wf_tgt_reactor *r, int fd, uint16_t ver)
 {
 	struct wf_ctl_shortcircuit a;
 	const struct wf_view_hdr *vh;
@@ -241,7 +270,7 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 	}
 	memset(&a, 0, sizeof(a));
 	a.magic = htole32(WF_CTL_MAGIC);
-	a.version = htole16(WF_CTL_VERSION);
+	a.version = htole16(ver);
 	a.op = htole16(WF_CTL_SHORTCIRCUIT);
 	a.result = (int32_t)htole32((uint32_t)result);
 	a.target_id = htole32(r->cfg->id);
@@ -286,45 +315,56 @@ static int scrub_ask(struct wf_tgt_reactor *r, uint64_t vol, uint64_t flags)
 static void serve(struct wf_tgt_reactor *r, unsigned i)
 {
 	int fd = r->ctl.cfd[i];
-	struct wf_ctl_req q;
+	struct wf_ctl_req raw, q;
 	struct wf_ctl_status s;
 	ssize_t n;
 	uint16_t op;
 	int result = 0;
 
-	n = recv(fd, &q, sizeof(q), MSG_DONTWAIT | MSG_TRUNC);
+	n = recv(fd, &raw, sizeof(raw), MSG_DONTWAIT | MSG_TRUNC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n != (ssize_t)sizeof(q) || le32toh(q.magic) != WF_CTL_MAGIC ||
-	    le16toh(q.version) != WF_CTL_VERSION ||
-	    (le16toh(q.op) != WF_CTL_SCRUB && (q.arg[0] || q.arg[1]))) {
+	if (n <= 0 || wf_ctl_req_decode(&raw, (size_t)n, &q)) {
 		if (n > 0)
-			wf_tgt_log("control: malformed request, dropping the client");
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "control: malformed request, "
+				    "dropping the client");
 		drop(r, i);
 		return;
 	}
-	op = le16toh(q.op);
+	op = q.op;
 	switch (op) {
 	case WF_CTL_SHORTCIRCUIT:
-		if (answer_sc(r, fd))
+		if (answer_sc(r, fd, q.version))
 			drop(r, i);
 		return;
+	case WF_CTL_VOLUME_USAGE:
+		if (q.version < 3)
+			result = -EPROTO;       /* not an op of version 2 */
+		else if (answer_usage(r, fd, q.version, q.arg))
+			drop(r, i);
+		if (!result)
+			return;
+		break;
 	case WF_CTL_RELOAD:
 		result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
 	case WF_CTL_STATUS:
 		break;
 	case WF_CTL_SCRUB:
-		result = scrub_ask(r, le64toh(q.arg[0]), le64toh(q.arg[1]));
+		result = q.version < 4 ? -EPROTO : scrub_ask(r, q.arg, q.arg2);
 		break;
 	default:
 		result = -EPROTO;
 		break;
 	}
-	if (le64toh(q.epoch) > r->map->epoch && op == WF_CTL_STATUS)
+	if (q.epoch > r->map->epoch && op == WF_CTL_STATUS)
 		wf_tgt_reload(r, "control request with a newer epoch");
 	wf_tgt_fill_status(r, op, result, &s);
-	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s))
+	/* Answered in the asker's version: versions 2 and 3 get their
+	 * layout, the first WF_CTL_STATUS_V2_SIZE bytes. */
+	s.version = htole16(q.version);
+	if (send(fd, &s, wf_ctl_status_size(q.version), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	    (ssize_t)wf_ctl_status_size(q.version))
 		drop(r, i);
 }
 

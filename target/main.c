@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "target/target.h"
+#include "weft_version.h"
 
 static const char usage_text[] =
 "usage: weft-target -c MAP --id N [options]\n"
@@ -37,7 +38,7 @@ static const char usage_text[] =
 "      --cores N          reactors: threads, each with its own io_uring,\n"
 "                         connections and slots (default 1); reactor k\n"
 "                         listens on the port + k (docs/target.md, Cores)\n"
-"  -t, --transport T      tcp (default) or verbs\n"
+"  -t, --transport T      tcp (default) or verbs (also called rdma)\n"
 "      --slots N          staging slots per connection (default 32)\n"
 "      --slot-size BYTES  bytes per slot, multiple of 4096 (default 128K)\n"
 "      --max-conns N      connections served at once per reactor (default\n"
@@ -58,9 +59,16 @@ static const char usage_text[] =
 "                         registration (docs/control-plane.md)\n"
 "      --etcd-prefix P    its keys under P (default /weft/)\n"
 "      --etcd-ttl S       lease time to live (default 5 s; 2 .. 3600)\n"
+"      --log-level L      err, warning, info (default) or debug: lines\n"
+"                         above L are dropped\n"
+"      --syslog           log to syslog (facility daemon; the journal under\n"
+"                         systemd) instead of stderr or the log file\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
-"  -h, --help\n";
+"  -h, --help\n"
+"  -V, --version\n"
+"Exit 0 on a clean stop (SIGTERM/SIGINT: in-flight requests drained), 1 when\n"
+"it cannot start or fails, 2 on bad arguments.\n";
 
 static int __attribute__((format(printf, 1, 2))) bad_arg(const char *fmt, ...)
 {
@@ -103,8 +111,8 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_ETCD, O_ETCD_PREFIX,
-	O_ETCD_TTL,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -131,6 +139,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "etcd-prefix", required_argument, NULL, O_ETCD_PREFIX },
 		{ "etcd-ttl", required_argument, NULL, O_ETCD_TTL },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
+		{ "syslog", no_argument, NULL, O_SYSLOG },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_id = false;
@@ -140,6 +151,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->run_dir = WF_TGT_DEFAULT_RUN_DIR;
 	cfg->cores = 1;
+	cfg->log_level = WF_TGT_LOG_INFO;
 	cfg->backend = WF_BACKEND_TCP;
 	cfg->slots = WF_TGT_DEFAULT_SLOTS;
 	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
@@ -176,11 +188,11 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		case 't':
 			if (!strcmp(optarg, "tcp"))
 				cfg->backend = WF_BACKEND_TCP;
-			else if (!strcmp(optarg, "verbs"))
+			else if (!strcmp(optarg, "verbs") || !strcmp(optarg, "rdma"))
 				cfg->backend = WF_BACKEND_VERBS;
 			else
-				return bad_arg("--transport: '%s' is not tcp or verbs",
-					       optarg);
+				return bad_arg("--transport: '%s' is not tcp or verbs "
+					       "(also called rdma)", optarg);
 			break;
 		case O_CORES:
 			if (parse_u32(optarg, &v, false) || !v ||
@@ -263,6 +275,18 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
+		case 'V':
+			printf("weft-target (weft) %s\n", WEFT_PROJECT_VERSION);
+			exit(0);
+		case O_LOG_LEVEL:
+			cfg->log_level = wf_tgt_log_level(optarg);
+			if (cfg->log_level < 0)
+				return bad_arg("--log-level: '%s' is not err, warning, "
+					       "info or debug", optarg);
+			break;
+		case O_SYSLOG:
+			cfg->syslog = true;
+			break;
 		case ':':
 			return bad_arg("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -478,7 +502,7 @@ static void pin(pthread_t th, unsigned k, unsigned n, const cpu_set_t *allowed)
 		CPU_ZERO(&one);
 		CPU_SET(c, &one);
 		if (pthread_setaffinity_np(th, sizeof(one), &one))
-			wf_tgt_log("reactor %u: cannot pin to CPU %u", k, c);
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: cannot pin to CPU %u", k, c);
 		return;
 	}
 }
@@ -553,7 +577,7 @@ static int run_reactors(struct wf_tgt *tg)
 	for (unsigned k = 1; k < tg->n; k++) {
 		ret = pthread_create(&tg->th[k], NULL, reactor_thread, tg->r[k]);
 		if (ret) {
-			wf_tgt_log("reactor %u: no thread: %s", k, strerror(ret));
+			wf_tgt_logl(WF_TGT_LOG_ERR, "reactor %u: no thread: %s", k, strerror(ret));
 			wf_tgt_stop_all(tg, SIGTERM);
 			break;
 		}
@@ -623,6 +647,7 @@ int main(int argc, char **argv)
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
 		return ret;
+	wf_tgt_log_setup(cfg.id, cfg.log_level, cfg.syslog);
 	memset(&tg, 0, sizeof(tg));
 	if (cfg.etcd_url && !cfg.format &&
 	    wf_tgt_etcd_fetch(&cfg, err, sizeof(err))) {
@@ -679,10 +704,10 @@ int main(int argc, char **argv)
 		goto fail_store;
 	}
 	if (st.torn_blocks)
-		wf_tgt_log("store: %u index block copies were torn or corrupt "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "store: %u index block copies were torn or corrupt "
 			   "(the other copies were used)", st.torn_blocks);
 	if (wf_store_index_fd(store) < 0)
-		wf_tgt_log("short-circuit reads disabled: this kernel cannot seal "
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "short-circuit reads disabled: this kernel cannot seal "
 			   "the index view against writable mappings "
 			   "(F_SEAL_FUTURE_WRITE)");
 

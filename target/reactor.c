@@ -48,26 +48,6 @@
 #define DRAIN_QUIET_MS 20       /* ... and peers quiet this long */
 #define CLOSE_MS      2000      /* endpoints must report DISCONNECT by then */
 
-void wf_tgt_log(const char *fmt, ...)
-{
-	char buf[512], when[32];
-	struct timespec ts;
-	struct tm tm;
-	va_list ap;
-	int n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	n = snprintf(buf, sizeof(buf), "%s.%03ldZ weft-target[%d]: ", when,
-		     ts.tv_nsec / 1000000, (int)getpid());
-	va_start(ap, fmt);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s\n", buf);
-}
-
 uint64_t wf_tgt_now_ns(void)
 {
 	struct timespec ts;
@@ -140,7 +120,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 
 	ret = wf_tgt_map_load(r->cfg->map_path, r->cfg->id, &m, err, sizeof(err));
 	if (ret) {
-		wf_tgt_log("map reload (%s) failed, keeping epoch %llu: %s", why,
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "map reload (%s) failed, keeping epoch %llu: %s", why,
 			   (unsigned long long)r->map->epoch, err);
 		return ret;
 	}
@@ -179,7 +159,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		__atomic_store_n(&r->t->epoch, m->epoch, __ATOMIC_RELAXED);
 	wf_store_view_publish_epoch(r->store, m->epoch);
 	if (wf_tgt_peers_rebuild(r))
-		wf_tgt_log("map epoch %llu: out of memory for peer links",
+		wf_tgt_logl(WF_TGT_LOG_ERR, "map epoch %llu: out of memory for peer links",
 			   (unsigned long long)m->epoch);
 	reclaim_start(r);
 	/* A pass in flight finishes its copies first (recover_step). */
@@ -741,7 +721,7 @@ static bool stop_step(struct wf_tgt_reactor *r)
 		if ((r->store_inflight || r->pend_head) && now < r->phase_deadline)
 			return false;
 		if (r->store_inflight)
-			wf_tgt_log("drain: %u store requests still in flight after "
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "drain: %u store requests still in flight after "
 				   "%u ms", r->store_inflight, DRAIN_IO_MS);
 		if (!r->io_drained) {
 			r->io_drained = true;

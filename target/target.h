@@ -45,6 +45,8 @@ struct wf_tgt_cfg {
 	const char *map_path;
 	uint32_t    id;
 	bool        foreground;
+	bool        syslog;             /* --syslog */
+	int         log_level;          /* WF_TGT_LOG_* (--log-level) */
 	const char *pid_file;           /* NULL: none */
 	const char *run_dir;
 	unsigned    cores;
@@ -665,7 +667,24 @@ void wf_tgt_stop_all(struct wf_tgt *t, int sig);
 void wf_tgt_quiesce(struct wf_tgt *t, unsigned ms);
 uint64_t wf_tgt_now_ns(void);
 
-/* Logging: one line to stderr with the target id. */
+/*
+ * Logging (target/log.c): one line per event, "target N: ...", with its
+ * level (syslog's numbers), to stderr (the log file once daemonized) or,
+ * with --syslog, to syslog (the journal under systemd).  Lines above the
+ * --log-level are dropped.  wf_tgt_log_setup runs once in main before
+ * any reactor thread: a process-wide setting, read-only afterwards.
+ */
+enum {
+	WF_TGT_LOG_ERR     = 3,     /* the target or a component fails */
+	WF_TGT_LOG_WARNING = 4,     /* degraded: a fallback taken, input refused */
+	WF_TGT_LOG_INFO    = 6,     /* start, stop, map epochs, connections */
+	WF_TGT_LOG_DEBUG   = 7,
+};
+void wf_tgt_log_setup(uint32_t target_id, int level, bool use_syslog);
+/* "err", "error", "warning", "info", "debug": the level, or -EINVAL. */
+int  wf_tgt_log_level(const char *name);
+void wf_tgt_logl(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An INFO line. */
 void wf_tgt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -1,24 +1,37 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftctl subcommands; each returns the process exit code. */
+/*
+ * weftctl subcommands; each returns the process exit code (0 done, 1
+ * failed or found a fault, 2 bad arguments).  j is NULL for text output,
+ * else the open JSON object of the command (weftctl.c wrote "command"
+ * and writes "ok" and "error" after it): the command adds its fields and
+ * prints no text on stdout.
+ */
 #ifndef WEFT_WEFTCTL_CTL_H
 #define WEFT_WEFTCTL_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-int ctl_check(int argc, char **argv);      /* ctl_map.c */
-int ctl_locate(int argc, char **argv);     /* ctl_place.c */
-int ctl_map(int argc, char **argv);        /* ctl_place.c: "map show" */
-int ctl_balance(int argc, char **argv);    /* ctl_place.c */
-int ctl_status(int argc, char **argv);     /* ctl_status.c */
-int ctl_volume(int argc, char **argv);     /* ctl_volume.c */
-int ctl_target(int argc, char **argv);     /* ctl_target.c */
-int ctl_recover(int argc, char **argv);    /* ctl_target.c */
-int ctl_scrub(int argc, char **argv);      /* ctl_scrub.c */
-int ctl_map_push(int argc, char **argv);   /* ctl_volume.c: "map push" */
-int ctl_map_etcd(int argc, char **argv);   /* ctl_etcd.c: "map import|export" */
+#include "bench/json.h"
+
+int ctl_check(int argc, char **argv, struct wf_json *j);    /* ctl_map.c */
+int ctl_locate(int argc, char **argv, struct wf_json *j);   /* ctl_place.c */
+int ctl_map(int argc, char **argv, struct wf_json *j);      /* ctl_place.c: "map show" */
+int ctl_balance(int argc, char **argv, struct wf_json *j);  /* ctl_place.c */
+int ctl_status(int argc, char **argv, struct wf_json *j);   /* ctl_status.c */
+int ctl_volume(int argc, char **argv, struct wf_json *j);   /* ctl_volume.c */
+int ctl_target(int argc, char **argv, struct wf_json *j);   /* ctl_target.c */
+int ctl_recover(int argc, char **argv, struct wf_json *j);  /* ctl_target.c */
+int ctl_scrub(int argc, char **argv, struct wf_json *j);    /* ctl_scrub.c */
+int ctl_map_push(int argc, char **argv, struct wf_json *j); /* ctl_volume.c: "map push" */
+int ctl_map_etcd(int argc, char **argv, struct wf_json *j); /* ctl_etcd.c: "map import|export" */
 /* PREFIX + what, with one '/' between. */
 void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what);
+
+/* An error message to stderr (printf format, ending in a newline), kept
+ * as the JSON document's "error" (weftctl.c). */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct wf_map;
 struct wf_target;
@@ -28,8 +41,9 @@ struct wf_ctl_status;
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	     int ms, struct wf_ctl_status *st, const char **via);
 /* Request op (proto/ctl.h, with its arguments) of the target with id
- * on this host, through its control socket in run_dir: 0 and *st filled,
- * or -errno (no socket: the target is not local). */
+ * on this host, through its control socket in run_dir, for a whole
+ * status: 0 and *st filled, or -errno (no socket: the target is not
+ * local). */
 int  ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op,
 		   uint64_t epoch, uint64_t arg0, uint64_t arg1, int ms,
 		   struct wf_ctl_status *st);
@@ -39,16 +53,47 @@ int  ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op,
 int  ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
 		   const char *text, uint32_t len, struct wf_ctl_status *st,
 		   uint16_t *wstatus);
+/* One request op (arg, arg2: its arguments) to target id's control socket
+ * in run_dir; 0 and the answer of exactly len bytes in ans (checked:
+ * magic, version, op), or -errno (-ENOENT: no socket, the target is not on
+ * this host or not running; -EPROTO: a malformed answer, or an older
+ * target that lacks op).  A whole status (len > WF_CTL_STATUS_V2_SIZE) is
+ * asked in the current version. */
+int  ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
+	      uint64_t arg, uint64_t arg2, int ms, void *ans, size_t len);
+/* After getopt: 0 when the map was given (path) and no argument is left
+ * over, else -EINVAL with the reason on stderr (a lone argument naming a
+ * file: "the map goes after -c"). */
+int  ctl_need_map(const char *cmd, const char *path, int argc, char **argv);
+/* --timeout ARG of command cmd in ms (1 .. 600000): 0, or -EINVAL with
+ * the reason on stderr. */
+int  ctl_parse_ms(const char *cmd, const char *arg, int *ms);
+/* "1.5 GiB", "512 B": bytes with a binary unit, into buf. */
+const char *ctl_bytes(char *buf, size_t len, uint64_t bytes);
+/* The run directory of the targets' control sockets: dir when set, else
+ * $WEFT_RUN_DIR, else /run/weft. */
+const char *ctl_run_dir(const char *dir);
 /* Load the map at path into m as an editable copy (wf_map_edit_free);
  * 0, or -1 with the reason on stderr. */
 int  ctl_map_load_copy(const char *path, struct wf_map *m);
 struct wf_map_err;
 /* Whether m, as it would be written, loads back: 0 or -errno (err). */
 int  ctl_map_check_new(const struct wf_map *m, struct wf_map_err *err);
-/* Tell every target of m (just written to path) of the new map, printing
- * what each answered: on this host a RELOAD of its map file (control
- * socket), elsewhere the file's text pushed over its data address
+/*
+ * Write m (epoch already bumped) to out: checked first (ctl_map_check_new);
+ * when out is the file m was loaded from (path), that file is first
+ * copied to path.bak, since the map is written anew from its parsed form
+ * (comments and layout are not kept) and the operator's copy must
+ * survive.  Says so on stdout (text) or as "backup" (JSON).  Then tells
+ * the targets of the new map (when out == path): ctl_tell_targets.  0 or 1.
+ */
+int  ctl_map_save(const struct wf_map *m, const char *path, const char *out,
+		  const char *run_dir, struct wf_json *j);
+/* Tell every target of m (just written to path) of the new map, printed
+ * or as a "reloaded" array in j: on this host a RELOAD of its map file
+ * (control socket), elsewhere the file's text pushed over its data address
  * (WF_OP_MAP_PUT), which the target saves as its map file and loads. */
-void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_dir);
+void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_dir,
+		      struct wf_json *j);
 
 #endif

@@ -24,7 +24,8 @@ static int usage(FILE *f)
 		"       weftctl map export --etcd URL [--prefix P] [-o FILE]\n"
 		"  import: put MAP's text in etcd at P/map (default P: /weft/) if its\n"
 		"  epoch is above the one there (or there is none) and it is of the\n"
-		"  same cluster; export: the map in etcd to FILE (default stdout).\n"
+		"  same cluster; export: the map in etcd to FILE (default stdout;\n"
+		"  with --json, -o FILE is needed).\n"
 		"  Exit 0 done, 1 refused or etcd unreachable, 2 bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
@@ -48,7 +49,7 @@ static char *slurp(const char *path, size_t *len)
 	    fread(buf, 1, (size_t)n, f) == (size_t)n) {
 		*len = (size_t)n;
 	} else {
-		fprintf(stderr, "weftctl map import: cannot read %s\n", path);
+		ctl_err("weftctl map import: cannot read %s\n", path);
 		free(buf);
 		buf = NULL;
 	}
@@ -57,7 +58,8 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-static int do_import(struct wf_etcd *e, const char *key, const char *path)
+static int do_import(struct wf_etcd *e, const char *key, const char *path,
+		     struct wf_json *j)
 {
 	struct wf_map_err err;
 	struct wf_map m, cur;
@@ -71,19 +73,19 @@ static int do_import(struct wf_etcd *e, const char *key, const char *path)
 	if (!text)
 		return 1;
 	if (wf_map_load_buf(text, len, path, &m, &err)) {
-		fprintf(stderr, "weftctl map import: %s\n", err.msg);
+		ctl_err("weftctl map import: %s\n", err.msg);
 		free(text);
 		return 1;
 	}
 	ret = wf_etcd_get(e, key, &kv, NULL);
 	if (ret && ret != -ENOENT) {
-		fprintf(stderr, "weftctl map import: %s\n", wf_etcd_error(e));
+		ctl_err("weftctl map import: %s\n", wf_etcd_error(e));
 		goto out;
 	}
 	if (!ret) {
 		expect = kv.mod_rev;
 		if (wf_map_load_buf(kv.value, kv.len, "the map in etcd", &cur, &err)) {
-			fprintf(stderr, "weftctl map import: the map in etcd does not "
+			ctl_err("weftctl map import: the map in etcd does not "
 				"load (%s): delete %s by hand to replace it\n", err.msg,
 				key);
 			wf_etcd_kv_free(&kv);
@@ -92,7 +94,7 @@ static int do_import(struct wf_etcd *e, const char *key, const char *path)
 		}
 		wf_etcd_kv_free(&kv);
 		if (cur.cluster_id != m.cluster_id || cur.epoch >= m.epoch) {
-			fprintf(stderr, "weftctl map import: etcd holds cluster %" PRIu64
+			ctl_err("weftctl map import: etcd holds cluster %" PRIu64
 				" epoch %" PRIu64 "; %s is cluster %" PRIu64 " epoch %"
 				PRIu64 ": %s\n", cur.cluster_id, cur.epoch, path,
 				m.cluster_id, m.epoch, cur.cluster_id != m.cluster_id ?
@@ -105,46 +107,58 @@ static int do_import(struct wf_etcd *e, const char *key, const char *path)
 	}
 	ret = wf_etcd_put(e, key, text, len, expect, 0, &rev);
 	if (ret == -ECANCELED)
-		fprintf(stderr, "weftctl map import: the map in etcd changed "
+		ctl_err("weftctl map import: the map in etcd changed "
 			"meanwhile: look again\n");
 	else if (ret)
-		fprintf(stderr, "weftctl map import: %s\n", wf_etcd_error(e));
-	else
+		ctl_err("weftctl map import: %s\n", wf_etcd_error(e));
+	else if (j) {
+		wf_json_str(j, "map", path);
+		wf_json_u64(j, "epoch", m.epoch);
+		wf_json_str(j, "key", key);
+		wf_json_i64(j, "revision", rev);
+	} else {
 		printf("%s: epoch %" PRIu64 " imported into etcd at %s (revision %"
 		       PRId64 ")\n", path, m.epoch, key, rev);
+	}
 out:
 	wf_map_free(&m);
 	free(text);
 	return ret ? 1 : 0;
 }
 
-static int do_export(struct wf_etcd *e, const char *key, const char *out)
+static int do_export(struct wf_etcd *e, const char *key, const char *out,
+		     struct wf_json *j)
 {
 	struct wf_etcd_kv kv;
 	FILE *f = stdout;
 	int ret = wf_etcd_get(e, key, &kv, NULL);
 
 	if (ret == -ENOENT) {
-		fprintf(stderr, "weftctl map export: no map at %s\n", key);
+		ctl_err("weftctl map export: no map at %s\n", key);
 		return 1;
 	}
 	if (ret) {
-		fprintf(stderr, "weftctl map export: %s\n", wf_etcd_error(e));
+		ctl_err("weftctl map export: %s\n", wf_etcd_error(e));
 		return 1;
 	}
 	if (out && !(f = fopen(out, "wb"))) {
-		fprintf(stderr, "weftctl map export: cannot write %s\n", out);
+		ctl_err("weftctl map export: cannot write %s\n", out);
 		wf_etcd_kv_free(&kv);
 		return 1;
 	}
 	ret = fwrite(kv.value, 1, kv.len, f) == kv.len ? 0 : 1;
 	if (out && fclose(f))
 		ret = 1;
+	if (j) {
+		wf_json_str(j, "key", key);
+		wf_json_str(j, "output", out);
+		wf_json_i64(j, "revision", kv.mod_rev);
+	}
 	wf_etcd_kv_free(&kv);
 	return ret;
 }
 
-int ctl_map_etcd(int argc, char **argv)
+int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -171,8 +185,9 @@ int ctl_map_etcd(int argc, char **argv)
 		default: return usage(stderr);
 		}
 	}
+	/* With --json, stdout is the document: an export needs -o. */
 	if (!url || optind != argc || (import && (!path || out)) ||
-	    (!import && path) || strlen(prefix) > 128)
+	    (!import && path) || (!import && j && !out) || strlen(prefix) > 128)
 		return usage(stderr);
 	if (wf_etcd_open(url, 3000, &e)) {
 		fprintf(stderr, "weftctl map %s: --etcd %s is not an http:// URL\n",
@@ -180,7 +195,7 @@ int ctl_map_etcd(int argc, char **argv)
 		return 2;
 	}
 	ctl_etcd_key(key, sizeof(key), prefix, "map");
-	ret = import ? do_import(e, key, path) : do_export(e, key, out);
+	ret = import ? do_import(e, key, path, j) : do_export(e, key, out, j);
 	wf_etcd_close(e);
 	return ret;
 }

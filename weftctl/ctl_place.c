@@ -6,6 +6,8 @@
  *   weftctl map show -c MAP
  *   weftctl balance -c MAP [-o OUT] [--prev DEPLOYED] [--max-dev F]
  */
+#define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,6 +17,7 @@
 
 #include "weftctl/ctl.h"
 #include "placement/placement.h"
+#include "proto/ctl.h"
 
 /* A loaded map with its placer and table. */
 struct ctx {
@@ -43,7 +46,7 @@ static int ctx_load(struct ctx *c, const char *path)
 	memset(c, 0, sizeof(*c));
 	ret = wf_map_load(path, &c->map, &err);
 	if (ret) {
-		fprintf(stderr, "%s\n", err.msg);
+		ctl_err("%s\n", err.msg);
 		return ret;
 	}
 	c->stage = 1;
@@ -53,7 +56,7 @@ static int ctx_load(struct ctx *c, const char *path)
 		ret = wf_pg_table_build(&c->t, &c->pl);
 	}
 	if (ret) {
-		fprintf(stderr, "%s: placement: %s\n", path, strerror(-ret));
+		ctl_err("%s: placement: %s\n", path, strerror(-ret));
 		ctx_free(c);
 		return ret;
 	}
@@ -97,34 +100,54 @@ static const char *state(const struct wf_target *t)
 
 static int locate_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl locate -c MAP VOLUME OFFSET\n"
+	fprintf(f, "usage: weftctl locate -c MAP VOLUME OFFSET [--run-dir D] [--timeout MS]\n"
+		"                      [--map-only] [--json]\n"
 		"  Print the extent holding byte OFFSET (suffixes K M G T) of VOLUME\n"
-		"  (name or numeric id), its PG and acting set, primary first.\n");
+		"  (name or numeric id), its PG and acting set, primary first, and\n"
+		"  whether each member answers (asked as `weftctl status` asks;\n"
+		"  --map-only: the map alone, nothing asked).  Exit 0 when located\n"
+		"  (whatever the members answered), 1 if not (no such volume, offset\n"
+		"  past its end, bad map), 2 on bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
 
-int ctl_locate(int argc, char **argv)
+int ctl_locate(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "map-only", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *vname, *off;
+	const char *path = NULL, *vname, *off, *run_dir = NULL;
+	bool ask = true;
 	struct wf_extent_loc loc;
 	struct ctx c;
 	uint64_t offset;
-	int opt, vol = -1, ret;
+	int opt, vol = -1, ret, ms = 2000;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:r:t:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'm': ask = false; break;
+		case 't':
+			if (ctl_parse_ms("locate", optarg, &ms))
+				return 2;
+			break;
 		case 'h': return locate_usage(stdout);
 		default: return locate_usage(stderr);
 		}
 	}
-	if (!path || argc - optind != 2)
+	run_dir = ctl_run_dir(run_dir);
+	if (!path) {
+		fprintf(stderr, "weftctl locate: no map: -c MAP is required\n");
+		return locate_usage(stderr);
+	}
+	if (argc - optind != 2)
 		return locate_usage(stderr);
 	vname = argv[optind];
 	off = argv[optind + 1];
@@ -145,43 +168,139 @@ int ctl_locate(int argc, char **argv)
 			vol = (int)i;
 	}
 	if (vol < 0) {
-		fprintf(stderr, "weftctl locate: %s: no volume '%s'\n", path, vname);
+		ctl_err("weftctl locate: %s: no volume '%s'\n", path, vname);
 		ctx_free(&c);
 		return 1;
 	}
 	ret = wf_place_extent(&c.t, &c.map, (uint32_t)vol, offset, &loc);
 	if (ret) {
-		fprintf(stderr, "weftctl locate: offset %" PRIu64 " is beyond volume '%s' "
+		ctl_err("weftctl locate: offset %" PRIu64 " is beyond volume '%s' "
 			"(%" PRIu64 " bytes)\n", offset, vname, c.map.volumes[vol].size);
 		ctx_free(&c);
 		return 1;
 	}
-	printf("volume  %s (id %" PRIu64 "), pool %s, epoch %" PRIu64 "\n",
-	       c.map.volumes[vol].name, c.map.volumes[vol].id,
-	       c.map.pools[loc.pool].name, c.map.epoch);
-	printf("offset  %" PRIu64 " -> extent %" PRIu64 " (bytes %" PRIu64 "..%" PRIu64 ")\n",
-	       offset, loc.extent, loc.extent * c.map.extent_size,
-	       (loc.extent + 1) * c.map.extent_size - 1);
-	printf("pg      %u of %u\n", loc.pg, c.map.pools[loc.pool].pg_num);
-	printf("acting  %u of %u replicas up\n", loc.n, c.map.pools[loc.pool].replicas);
+	if (j) {
+		wf_json_str(j, "map", path);
+		wf_json_u64(j, "epoch", c.map.epoch);
+		wf_json_str(j, "volume", c.map.volumes[vol].name);
+		wf_json_u64(j, "volume_id", c.map.volumes[vol].id);
+		wf_json_str(j, "pool", c.map.pools[loc.pool].name);
+		wf_json_u64(j, "offset", offset);
+		wf_json_u64(j, "extent", loc.extent);
+		wf_json_u64(j, "extent_first_byte", loc.extent * c.map.extent_size);
+		wf_json_u64(j, "extent_last_byte", (loc.extent + 1) * c.map.extent_size - 1);
+		wf_json_u64(j, "pg", loc.pg);
+		wf_json_u64(j, "pg_num", c.map.pools[loc.pool].pg_num);
+		wf_json_u64(j, "replicas", c.map.pools[loc.pool].replicas);
+		wf_json_bool(j, "asked", ask);
+		wf_json_arr_begin(j, "acting");
+	} else {
+		printf("volume  %s (id %" PRIu64 "), pool %s, epoch %" PRIu64 "\n",
+		       c.map.volumes[vol].name, c.map.volumes[vol].id,
+		       c.map.pools[loc.pool].name, c.map.epoch);
+		printf("offset  %" PRIu64 " -> extent %" PRIu64 " (bytes %" PRIu64 "..%"
+		       PRIu64 ")\n", offset, loc.extent, loc.extent * c.map.extent_size,
+		       (loc.extent + 1) * c.map.extent_size - 1);
+		printf("pg      %u of %u\n", loc.pg, c.map.pools[loc.pool].pg_num);
+		printf("acting  %u of %u replicas up\n", loc.n,
+		       c.map.pools[loc.pool].replicas);
+	}
+	/* The map says who should serve; the targets say who does. */
 	for (unsigned i = 0; i < loc.n; i++) {
 		const struct wf_target *t = &c.map.targets[loc.acting[i]];
 		bool v6 = strchr(t->addr, ':') != NULL;
+		struct wf_ctl_status st;
+		const char *via = NULL;
+		char says[160];
 
-		printf("  %-8s target %-5u %s%s%s:%u  host %s  %s\n",
+		says[0] = 0;
+		ret = ask ? ctl_ask(run_dir, t, c.map.epoch, ms, &st, &via) : 0;
+		if (ask && !ret && le32toh(st.target_id) != t->id)
+			ret = -EPROTO;
+		if (ret) {
+			snprintf(says, sizeof(says), "DOWN: %s", ret == -EPROTO ?
+				 "answered as another target" : strerror(-ret));
+		} else if (ask) {
+			snprintf(says, sizeof(says), "answers (epoch %" PRIu64 "%s)",
+				 (uint64_t)le64toh(st.epoch),
+				 le64toh(st.epoch) < c.map.epoch ? ", older" : "");
+		}
+		if (j) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_str(j, "role", i == 0 ? "primary" : "replica");
+			wf_json_u64(j, "id", t->id);
+			wf_json_str(j, "addr", t->addr);
+			wf_json_u64(j, "port", t->port);
+			wf_json_str(j, "host", t->host);
+			wf_json_str(j, "device", t->device);
+			wf_json_bool(j, "map_up", t->up);
+			if (!ask) {
+				wf_json_str(j, "answers", NULL);
+			} else {
+				wf_json_bool(j, "answers", !ret);
+				if (ret)
+					wf_json_str(j, "error", says + 6);
+				else
+					wf_json_u64(j, "target_epoch", le64toh(st.epoch));
+			}
+			wf_json_obj_end(j);
+			continue;
+		}
+		printf("  %-8s target %-5u %s%s%s:%u  host %s  %s  %s\n",
 		       i == 0 ? "primary" : "replica", t->id, v6 ? "[" : "", t->addr,
-		       v6 ? "]" : "", t->port, t->host, t->device);
+		       v6 ? "]" : "", t->port, t->host, t->device, says);
 	}
+	if (j)
+		wf_json_arr_end(j);
 	ctx_free(&c);
 	return 0;
 }
 
 /* ---- map show ------------------------------------------------------------ */
 
+static const char *const node_type[] = { "device", "host", "rack", "root" };
+
+static void json_node(struct wf_json *j, const struct ctx *c, uint32_t n, int depth,
+		      uint32_t **counts, uint32_t **prim, const double *const *share)
+{
+	const struct wf_node *nd = &c->map.nodes[n];
+
+	wf_json_obj_begin(j, NULL);
+	wf_json_str(j, "name", nd->name);
+	wf_json_str(j, "type", node_type[nd->type & 3]);
+	wf_json_u64(j, "depth", (uint64_t)depth);
+	wf_json_dbl(j, "weight", (double)nd->weight / WF_WEIGHT_ONE);
+	if (nd->type == WF_NODE_DEVICE && nd->target < c->map.ntargets) {
+		const struct wf_target *t = &c->map.targets[nd->target];
+
+		wf_json_u64(j, "target", t->id);
+		wf_json_bool(j, "up", t->up);
+		wf_json_bool(j, "in", t->in);
+		wf_json_arr_begin(j, "pools");
+		for (uint32_t p = 0; p < c->map.npools; p++) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_str(j, "pool", c->map.pools[p].name);
+			wf_json_u64(j, "pgs", counts[p][nd->target]);
+			wf_json_u64(j, "primaries", prim[p][nd->target]);
+			wf_json_dbl(j, "share_pgs", share[p][nd->target] *
+				    c->map.pools[p].pg_num * c->map.pools[p].replicas);
+			wf_json_obj_end(j);
+		}
+		wf_json_arr_end(j);
+	}
+	wf_json_obj_end(j);
+	for (uint32_t i = 0; i < nd->nchild; i++) {
+		uint32_t ch = nd->first_child + i;
+
+		if (ch < c->map.nchild && c->map.child[ch] < c->map.nnodes && depth < 8)
+			json_node(j, c, c->map.child[ch], depth + 1, counts, prim, share);
+	}
+}
+
 static void show_node(const struct ctx *c, uint32_t n, int depth, uint32_t **counts,
 		      uint32_t **prim, const double *const *share)
 {
-	static const char *const type[] = { "device", "host", "rack", "root" };
+	const char *const *type = node_type;
 	const struct wf_node *nd = &c->map.nodes[n];
 
 	printf("%*s%-*s %-6s %9.4f", depth * 2, "", 24 - depth * 2, nd->name,
@@ -206,13 +325,14 @@ static void show_node(const struct ctx *c, uint32_t n, int depth, uint32_t **cou
 
 static int map_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl map show -c MAP\n"
+	fprintf(f, "usage: weftctl map show -c MAP [--json]\n"
 		"  Print the hierarchy with weights, target states and, per pool,\n"
-		"  PGs held (all replicas), PGs led (primary) and the weight share.\n");
+		"  PGs held (all replicas), PGs led (primary) and the weight share;\n"
+		"  then the pools and the volumes.\n");
 	return f == stdout ? 0 : 2;
 }
 
-int ctl_map(int argc, char **argv)
+int ctl_map(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -226,9 +346,9 @@ int ctl_map(int argc, char **argv)
 	int opt, ret = 1;
 
 	if (argc >= 2 && !strcmp(argv[1], "push"))
-		return ctl_map_push(argc - 1, argv + 1);
+		return ctl_map_push(argc - 1, argv + 1, j);
 	if (argc >= 2 && (!strcmp(argv[1], "import") || !strcmp(argv[1], "export")))
-		return ctl_map_etcd(argc - 1, argv + 1);
+		return ctl_map_etcd(argc - 1, argv + 1, j);
 	if (argc < 2 || strcmp(argv[1], "show"))
 		return map_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
 	argc--;
@@ -241,7 +361,7 @@ int ctl_map(int argc, char **argv)
 		default: return map_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("map show", path, argc, argv))
 		return map_usage(stderr);
 	if (ctx_load(&c, path))
 		return 1;
@@ -260,19 +380,32 @@ int ctl_map(int argc, char **argv)
 		wf_pg_counts(&c.t, p, c.map.ntargets, counts[p], prim[p]);
 	}
 
-	printf("epoch %" PRIu64 ", cluster %" PRIu64 ", extent size %u, %u overrides "
-	       "(%u honoured)\n\n", c.map.epoch, c.map.cluster_id, c.map.extent_size,
-	       c.map.noverrides, c.t.noverrides_used);
-	printf("%-24s %-6s %9s  %-8s %-8s", "node", "type", "weight", "id", "state");
-	for (uint32_t p = 0; p < c.map.npools; p++)
-		printf("  %-22s", c.map.pools[p].name);
-	printf("\n%-59s", "");
-	for (uint32_t p = 0; p < c.map.npools; p++)
-		printf("  %6s %5s %7s", "pgs", "prim", "target");
-	printf("\n");
-	show_node(&c, 0, 0, counts, prim, (const double *const *)share);
-
-	printf("\n");
+	if (j) {
+		wf_json_str(j, "map", path);
+		wf_json_u64(j, "epoch", c.map.epoch);
+		wf_json_u64(j, "cluster_id", c.map.cluster_id);
+		wf_json_u64(j, "extent_size", c.map.extent_size);
+		wf_json_u64(j, "overrides", c.map.noverrides);
+		wf_json_u64(j, "overrides_honoured", c.t.noverrides_used);
+		wf_json_u64(j, "pgs_pinned", c.map.ntemps);
+		wf_json_arr_begin(j, "nodes");
+		json_node(j, &c, 0, 0, counts, prim, (const double *const *)share);
+		wf_json_arr_end(j);
+		wf_json_arr_begin(j, "pools");
+	} else {
+		printf("epoch %" PRIu64 ", cluster %" PRIu64 ", extent size %u, %u "
+		       "overrides (%u honoured)\n\n", c.map.epoch, c.map.cluster_id,
+		       c.map.extent_size, c.map.noverrides, c.t.noverrides_used);
+		printf("%-24s %-6s %9s  %-8s %-8s", "node", "type", "weight", "id", "state");
+		for (uint32_t p = 0; p < c.map.npools; p++)
+			printf("  %-22s", c.map.pools[p].name);
+		printf("\n%-59s", "");
+		for (uint32_t p = 0; p < c.map.npools; p++)
+			printf("  %6s %5s %7s", "pgs", "prim", "target");
+		printf("\n");
+		show_node(&c, 0, 0, counts, prim, (const double *const *)share);
+		printf("\n");
+	}
 	for (uint32_t p = 0; p < c.map.npools; p++) {
 		const struct wf_pool *pool = &c.map.pools[p];
 		double *load = calloc(c.map.ntargets + 1, sizeof(*load));
@@ -287,12 +420,50 @@ int ctl_map(int argc, char **argv)
 			load[t] = prim[p][t];
 		wf_load_stats(load, share[p], c.map.ntargets, &pmom, &pcov);
 		free(load);
+		if (j) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_str(j, "name", pool->name);
+			wf_json_u64(j, "id", pool->id);
+			wf_json_u64(j, "replicas", pool->replicas);
+			wf_json_u64(j, "min_size", pool->min_size);
+			wf_json_str(j, "failure_domain", node_type[pool->failure_domain & 3]);
+			wf_json_u64(j, "pg_num", pool->pg_num);
+			wf_json_dbl(j, "max_over_mean", mom);
+			wf_json_dbl(j, "cov", cov);
+			wf_json_dbl(j, "primary_max_over_mean", pmom);
+			wf_json_dbl(j, "primary_cov", pcov);
+			wf_json_obj_end(j);
+			continue;
+		}
 		printf("pool %s: %u replicas, failure domain %s, pg_num %u: "
 		       "max/mean %.3f cov %.3f (primaries %.3f, %.3f)\n",
-		       pool->name, pool->replicas,
-		       (const char *const[]){ "device", "host", "rack", "root" }[pool->failure_domain & 3],
+		       pool->name, pool->replicas, node_type[pool->failure_domain & 3],
 		       pool->pg_num, mom, cov, pmom, pcov);
 	}
+	if (j) {
+		wf_json_arr_end(j);
+		wf_json_arr_begin(j, "volumes");
+	} else {
+		printf("\n%-24s %-8s %-16s %12s\n", "volume", "id", "pool", "size");
+	}
+	for (uint32_t i = 0; i < c.map.nvolumes; i++) {
+		const struct wf_volume *v = &c.map.volumes[i];
+		char sb[32];
+
+		if (j) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_str(j, "name", v->name);
+			wf_json_u64(j, "id", v->id);
+			wf_json_str(j, "pool", c.map.pools[v->pool].name);
+			wf_json_u64(j, "size", v->size);
+			wf_json_obj_end(j);
+		} else {
+			printf("%-24s %-8" PRIu64 " %-16s %12s\n", v->name, v->id,
+			       c.map.pools[v->pool].name, ctl_bytes(sb, sizeof(sb), v->size));
+		}
+	}
+	if (j)
+		wf_json_arr_end(j);
 	ret = 0;
 out:
 	for (uint32_t p = 0; p < c.map.npools; p++) {
@@ -308,7 +479,7 @@ out:
 	free(share);
 	ctx_free(&c);
 	if (ret)
-		fprintf(stderr, "weftctl map show: out of memory\n");
+		ctl_err("weftctl map show: out of memory\n");
 	return ret;
 }
 
@@ -317,7 +488,7 @@ out:
 static int balance_usage(FILE *f)
 {
 	fprintf(f, "usage: weftctl balance -c MAP [-o OUT] [--prev DEPLOYED] [--max-dev F]\n"
-		"                       [--primary-dev F]\n"
+		"                       [--primary-dev F] [--json]\n"
 		"  Compute the PG overrides that bring every device within\n"
 		"  max(1, F * target) PGs of its weight share (default F 0.01), keeping\n"
 		"  the overrides of MAP that are still valid.  DEPLOYED is the map the\n"
@@ -350,7 +521,7 @@ static void pool_figs(const struct ctx *c, uint32_t p, bool primaries, double *m
 	free(share);
 }
 
-int ctl_balance(int argc, char **argv)
+int ctl_balance(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config",  required_argument, NULL, 'c' },
@@ -365,7 +536,6 @@ int ctl_balance(int argc, char **argv)
 	struct wf_balance_opts bo = { .max_dev = 0.01 };
 	struct wf_override *ov = NULL, *old_ov;
 	struct ctx c, prev, after;
-	struct wf_map_err err;
 	uint32_t nov = 0, moves = 0, old_n;
 	uint64_t old_epoch;
 	int opt, ret;
@@ -391,7 +561,7 @@ int ctl_balance(int argc, char **argv)
 		default: return balance_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("balance", path, argc, argv))
 		return balance_usage(stderr);
 	if (ctx_load(&c, path))
 		return 1;
@@ -401,7 +571,7 @@ int ctl_balance(int argc, char **argv)
 	}
 	ret = wf_balance(&c.pl, prevp ? &prev.map : NULL, &bo, &ov, &nov, &moves);
 	if (ret) {
-		fprintf(stderr, "weftctl balance: %s\n", strerror(-ret));
+		ctl_err("weftctl balance: %s\n", strerror(-ret));
 		goto out;
 	}
 
@@ -423,6 +593,10 @@ int ctl_balance(int argc, char **argv)
 	}
 	if (!ret) {
 		after.map = c.map;
+		if (j) {
+			wf_json_str(j, "map", path);
+			wf_json_arr_begin(j, "pools");
+		}
 		for (uint32_t p = 0; p < c.map.npools; p++) {
 			double m0, c0, m1, c1, pm0, pc0, pm1, pc1;
 
@@ -430,12 +604,35 @@ int ctl_balance(int argc, char **argv)
 			pool_figs(&after, p, false, &m1, &c1);
 			pool_figs(&c, p, true, &pm0, &pc0);
 			pool_figs(&after, p, true, &pm1, &pc1);
+			if (j) {
+				wf_json_obj_begin(j, NULL);
+				wf_json_str(j, "name", c.map.pools[p].name);
+				wf_json_dbl(j, "max_over_mean_before", m0);
+				wf_json_dbl(j, "max_over_mean_after", m1);
+				wf_json_dbl(j, "cov_before", c0);
+				wf_json_dbl(j, "cov_after", c1);
+				wf_json_dbl(j, "primary_max_over_mean_before", pm0);
+				wf_json_dbl(j, "primary_max_over_mean_after", pm1);
+				wf_json_dbl(j, "primary_cov_before", pc0);
+				wf_json_dbl(j, "primary_cov_after", pc1);
+				wf_json_obj_end(j);
+				continue;
+			}
 			printf("pool %s: PGs per device max/mean %.3f -> %.3f, cov %.3f -> %.3f; "
 			       "primaries max/mean %.3f -> %.3f, cov %.3f -> %.3f\n",
 			       c.map.pools[p].name, m0, m1, c0, c1, pm0, pm1, pc0, pc1);
 		}
-		printf("%u overrides (was %u), %u replica moves, epoch %" PRIu64 " -> %" PRIu64 "\n",
-		       nov, old_n, moves, old_epoch, c.map.epoch);
+		if (j) {
+			wf_json_arr_end(j);
+			wf_json_u64(j, "overrides", nov);
+			wf_json_u64(j, "overrides_before", old_n);
+			wf_json_u64(j, "replica_moves", moves);
+			wf_json_u64(j, "epoch_before", old_epoch);
+		} else {
+			printf("%u overrides (was %u), %u replica moves, epoch %" PRIu64
+			       " -> %" PRIu64 "\n", nov, old_n, moves, old_epoch,
+			       c.map.epoch);
+		}
 	}
 	if (after.stage >= 3)
 		wf_pg_table_free(&after.t);
@@ -466,16 +663,18 @@ int ctl_balance(int argc, char **argv)
 			} else {
 				ret = -ENOMEM;
 			}
-			if (!ret)
-				ret = wf_map_save(&next, outp, &err);
 			if (ret == -ENOMEM)
-				fprintf(stderr, "weftctl balance: out of memory\n");
-			else if (ret)
-				fprintf(stderr, "%s\n", err.msg);
-			else
-				printf("wrote %s (%d PGs pinned to the members that "
-				       "hold their data: run `weftctl recover` to "
-				       "move it)\n", outp, pinned);
+				ctl_err("weftctl balance: out of memory\n");
+			if (!ret && j)
+				wf_json_u64(j, "pgs_pinned", (uint64_t)pinned);
+			/* Over MAP itself: the old file stays as MAP.bak;
+			 * the targets are not told (copy it where it
+			 * belongs, as with any other OUT). */
+			if (!ret)
+				ret = ctl_map_save(&next, path, outp, NULL, j) ? -EIO : 0;
+			if (!ret && !j)
+				printf("%d PGs pinned to the members that hold their "
+				       "data: run `weftctl recover` to move it\n", pinned);
 			wf_map_edit_free(&next);
 		}
 	}

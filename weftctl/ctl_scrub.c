@@ -23,7 +23,7 @@
 
 static int scrub_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl scrub -c MAP [VOLUME] [--repair] [--no-wait]\n"
+	fprintf(f, "usage: weftctl scrub -c MAP [VOLUME] [--repair] [--no-wait] [--json]\n"
 		"                     [--timeout S] [--run-dir D]\n"
 		"  Compare every replica of VOLUME (default: every volume) with its\n"
 		"  PG's primary, chunk by chunk, by CRC32C; --repair rewrites the\n"
@@ -44,7 +44,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int ctl_scrub(int argc, char **argv)
+int ctl_scrub(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -93,7 +93,7 @@ int ctl_scrub(int argc, char **argv)
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/weft";
 	if (wf_map_load(path, &m, &err)) {
-		fprintf(stderr, "weftctl scrub: %s\n", err.msg);
+		ctl_err("weftctl scrub: %s\n", err.msg);
 		return 1;
 	}
 	if (name) {
@@ -101,8 +101,7 @@ int ctl_scrub(int argc, char **argv)
 			if (!strcmp(m.volumes[i].name, name))
 				vol = m.volumes[i].id;
 		if (!vol) {
-			fprintf(stderr, "weftctl scrub: no volume '%s' in %s\n", name,
-				path);
+			ctl_err("weftctl scrub: no volume '%s' in %s\n", name, path);
 			goto out;
 		}
 	}
@@ -138,9 +137,20 @@ int ctl_scrub(int argc, char **argv)
 		gen[i] = le32toh(st.scrub_gen);
 		started++;
 	}
-	printf("scrub of %s%s started on %u targets%s\n", name ? "volume " : "every volume",
-	       name ? name : "", started, repair ? ", repairing" : "");
+	if (j) {
+		wf_json_str(j, "volume", name);
+		wf_json_bool(j, "repair", repair);
+		wf_json_u64(j, "targets_started", started);
+	} else {
+		printf("scrub of %s%s started on %u targets%s\n", name ? "volume " :
+		       "every volume", name ? name : "", started,
+		       repair ? ", repairing" : "");
+	}
 	if (!wait) {
+		if (j)
+			wf_json_u64(j, "targets_missing", missing);
+		if (missing)
+			ctl_err("weftctl scrub: %u targets not reached\n", missing);
 		ret = missing ? 1 : 0;
 		goto out;
 	}
@@ -186,11 +196,23 @@ int ctl_scrub(int argc, char **argv)
 		}
 		nanosleep(&(struct timespec){ .tv_nsec = 200000000 }, NULL);
 	}
-	printf("%.1f MiB compared (each member counted); %" PRIu64 " chunks "
-	       "differed, %" PRIu64 " repaired; %" PRIu64 " could not be "
-	       "compared%s\n", bytes / 1048576.0, mis, rep, errs,
-	       missing ? "; not every target finished" : "");
+	if (j) {
+		wf_json_u64(j, "bytes_compared", bytes);
+		wf_json_u64(j, "chunks_differed", mis);
+		wf_json_u64(j, "chunks_repaired", rep);
+		wf_json_u64(j, "chunks_not_compared", errs);
+		wf_json_u64(j, "targets_missing", missing);
+	} else {
+		printf("%.1f MiB compared (each member counted); %" PRIu64 " chunks "
+		       "differed, %" PRIu64 " repaired; %" PRIu64 " could not be "
+		       "compared%s\n", bytes / 1048576.0, mis, rep, errs,
+		       missing ? "; not every target finished" : "");
+	}
 	ret = missing || errs || mis > rep ? 1 : 0;
+	if (ret)
+		ctl_err("weftctl scrub: %s\n", missing ? "not every target finished" :
+			errs ? "chunks could not be compared" :
+			"members differ from their primary");
 out:
 	free(gen);
 	wf_map_free(&m);

@@ -27,10 +27,11 @@
 
 static int status_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl status -c MAP [--run-dir D] [--timeout MS]\n"
+	fprintf(f, "usage: weftctl status -c MAP [--run-dir D] [--timeout MS] [--json]\n"
 		"  Ask every target of MAP whether it answers: through its control\n"
 		"  socket D/target-ID.ctl when it is on this host (D: --run-dir, else\n"
 		"  $WEFT_RUN_DIR, else /run/weft), else through its data address.\n"
+		"  USED and FREE: bytes of the device's extents (every replica).\n"
 		"  Exit 0 if every target the map says is up answered, 1 if not,\n"
 		"  2 on bad arguments.\n");
 	return f == stdout ? 0 : 2;
@@ -39,13 +40,20 @@ static int status_usage(FILE *f)
 int ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 		  uint64_t arg0, uint64_t arg1, int ms, struct wf_ctl_status *st)
 {
+	return ctl_call(run_dir, id, op, epoch, arg0, arg1, ms, st, sizeof(*st));
+}
+
+int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
+	     uint64_t arg, uint64_t arg2, int ms, void *ans, size_t len)
+{
+	/* The lowest version that has the op, and for a whole status the
+	 * version whose layout it is. */
+	uint16_t ver = wf_ctl_op_version(op);
+
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct wf_ctl_req q = {
-		.magic = htole32(WF_CTL_MAGIC), .version = htole16(WF_CTL_VERSION),
-		.op = htole16(op), .epoch = htole64(epoch),
-		.arg = { htole64(arg0), htole64(arg1) },
-	};
+	struct wf_ctl_req q;
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	ssize_t got;
 	int fd, n, ret = 0;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/target-%u.ctl", run_dir, id);
@@ -56,14 +64,18 @@ int ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (op != WF_CTL_SHORTCIRCUIT && op != WF_CTL_VOLUME_USAGE &&
+	    len > WF_CTL_STATUS_V2_SIZE)
+		ver = WF_CTL_VERSION;
+	wf_ctl_req_encode_v(&q, ver, op, epoch, arg, arg2);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		ret = -errno;
-	else if (recv(fd, st, sizeof(*st), 0) != (ssize_t)sizeof(*st))
-		ret = -EPROTO;
-	else if (le32toh(st->magic) != WF_CTL_MAGIC ||
-		 le16toh(st->version) != WF_CTL_VERSION)
-		ret = -EPROTO;
+	else if ((got = recv(fd, ans, len, MSG_TRUNC)) < 0)
+		ret = -errno;
+	else if (wf_ctl_answer_check(ans, (size_t)got, len, op))
+		ret = -EPROTO;  /* an older target answers an op it lacks
+				 * with a short status (-EPROTO too) */
 	close(fd);
 	return ret;
 }
@@ -187,6 +199,22 @@ out:
 	return ret;
 }
 
+int ctl_parse_ms(const char *cmd, const char *arg, int *ms)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v <= 0 || v > 600000) {
+		fprintf(stderr, "weftctl %s: --timeout: '%s' is not 1 .. 600000 ms\n",
+			cmd, arg);
+		return -EINVAL;
+	}
+	*ms = (int)v;
+	return 0;
+}
+
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	    int ms, struct wf_ctl_status *st, const char **via)
 {
@@ -200,7 +228,7 @@ int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	return ret;
 }
 
-int ctl_status(int argc, char **argv)
+int ctl_status(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -209,13 +237,13 @@ int ctl_status(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR");
+	const char *path = NULL, *run_dir = NULL;
 	struct wf_map_err err;
 	struct wf_map map;
 	unsigned missing = 0, recovering = 0, degraded = 0;
-	uint64_t copied = 0;
+	uint64_t copied = 0, used_b = 0, free_b = 0;
+	uint32_t pgs = 0;
 	int c, ms = 2000;
-	char *end;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+c:r:t:h", opts, NULL)) != -1) {
@@ -227,12 +255,8 @@ int ctl_status(int argc, char **argv)
 			run_dir = optarg;
 			break;
 		case 't':
-			ms = (int)strtol(optarg, &end, 10);
-			if (*end || ms <= 0 || ms > 600000) {
-				fprintf(stderr, "weftctl status: --timeout: '%s' is not "
-					"1 .. 600000 ms\n", optarg);
+			if (ctl_parse_ms("status", optarg, &ms))
 				return 2;
-			}
 			break;
 		case 'h':
 			return status_usage(stdout);
@@ -240,59 +264,127 @@ int ctl_status(int argc, char **argv)
 			return status_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("status", path, argc, argv))
 		return status_usage(stderr);
-	if (!run_dir || !*run_dir)
-		run_dir = "/run/weft";
+	run_dir = ctl_run_dir(run_dir);
 	if (wf_map_load(path, &map, &err)) {
-		fprintf(stderr, "%s\n", err.msg);
+		ctl_err("%s\n", err.msg);
 		return 1;
 	}
-	printf("map %s: epoch %" PRIu64 ", cluster %" PRIu64 ", %u targets\n", path,
-	       map.epoch, map.cluster_id, map.ntargets);
-	printf("%-6s %-24s %-6s %-8s %10s %10s %6s %6s %6s  %s\n", "TARGET", "ADDRESS",
-	       "STATE", "EPOCH", "USED", "FREE", "CONNS", "RECOV", "DEGR", "VIA");
+	if (j) {
+		wf_json_str(j, "map", path);
+		wf_json_u64(j, "epoch", map.epoch);
+		wf_json_u64(j, "cluster_id", map.cluster_id);
+		wf_json_arr_begin(j, "targets");
+	} else {
+		printf("map %s: epoch %" PRIu64 ", cluster %" PRIu64 ", %u targets\n",
+		       path, map.epoch, map.cluster_id, map.ntargets);
+		printf("%-6s %-24s %-6s %-8s %10s %10s %6s %6s %6s  %s\n", "TARGET",
+		       "ADDRESS", "STATE", "EPOCH", "USED", "FREE", "CONNS", "RECOV",
+		       "DEGR", "VIA");
+	}
 	for (uint32_t i = 0; i < map.ntargets; i++) {
 		const struct wf_target *t = &map.targets[i];
 		struct wf_ctl_status st;
-		char addr[WF_NAME_MAX + 8];
+		char addr[WF_NAME_MAX + 8], ub[32], fb[32];
+		const char *via = NULL;
+		bool up;
 		int ret;
-
-		const char *via;
 
 		snprintf(addr, sizeof(addr), "%s:%u", t->addr, t->port);
 		ret = ctl_ask(run_dir, t, map.epoch, ms, &st, &via);
-		if (!ret && le32toh(st.target_id) == t->id &&
-		    le64toh(st.cluster_id) == map.cluster_id) {
-			printf("%-6u %-24s %-6s %-8" PRIu64 " %10" PRIu64 " %10" PRIu64
-			       " %6u %6u %6u  %s%s\n", t->id, addr, "up",
-			       (uint64_t)le64toh(st.epoch), (uint64_t)le64toh(st.used),
-			       (uint64_t)le64toh(st.free), le32toh(st.connections),
-			       le32toh(st.pgs_recovering), le32toh(st.pgs_degraded), via,
-			       le64toh(st.epoch) < map.epoch ? " (older epoch)" : "");
+		up = !ret && le32toh(st.target_id) == t->id &&
+		     le64toh(st.cluster_id) == map.cluster_id;
+		if (j) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_u64(j, "id", t->id);
+			wf_json_str(j, "addr", t->addr);
+			wf_json_u64(j, "port", t->port);
+			wf_json_str(j, "host", t->host);
+			wf_json_bool(j, "map_up", t->up);
+			wf_json_bool(j, "map_in", t->in);
+			wf_json_str(j, "state", up ? "up" : "down");
+		}
+		if (up) {
+			uint64_t es = le32toh(st.extent_size);
+			uint64_t u = le64toh(st.used) * es, f = le64toh(st.free) * es;
+
+			used_b += u;
+			free_b += f;
 			recovering += le32toh(st.pgs_recovering);
 			degraded += le32toh(st.pgs_degraded);
 			copied += le64toh(st.recovery_bytes);
+			if (j) {
+				wf_json_str(j, "via", via);
+				wf_json_u64(j, "epoch", le64toh(st.epoch));
+				wf_json_u64(j, "extent_size", es);
+				wf_json_u64(j, "extents", le64toh(st.extents));
+				wf_json_u64(j, "used_extents", le64toh(st.used));
+				wf_json_u64(j, "free_extents", le64toh(st.free));
+				wf_json_u64(j, "used_bytes", u);
+				wf_json_u64(j, "free_bytes", f);
+				wf_json_u64(j, "connections", le32toh(st.connections));
+				wf_json_u64(j, "pgs_recovering", le32toh(st.pgs_recovering));
+				wf_json_u64(j, "pgs_degraded", le32toh(st.pgs_degraded));
+				wf_json_u64(j, "recovery_bytes", le64toh(st.recovery_bytes));
+				wf_json_u64(j, "reads", le64toh(st.reads));
+				wf_json_u64(j, "writes", le64toh(st.writes));
+				wf_json_u64(j, "errors", le64toh(st.errors));
+				wf_json_u64(j, "uptime_ms", le64toh(st.uptime_ms));
+				wf_json_obj_end(j);
+			} else {
+				printf("%-6u %-24s %-6s %-8" PRIu64 " %10s %10s %6u %6u %6u  "
+				       "%s%s\n", t->id, addr, "up",
+				       (uint64_t)le64toh(st.epoch), ctl_bytes(ub, sizeof(ub), u),
+				       ctl_bytes(fb, sizeof(fb), f), le32toh(st.connections),
+				       le32toh(st.pgs_recovering), le32toh(st.pgs_degraded),
+				       via, le64toh(st.epoch) < map.epoch ?
+				       " (older epoch)" : "");
+			}
+			continue;
+		}
+		if (t->up)
+			missing++;
+		if (j) {
+			wf_json_str(j, "error", !ret ? "answered as another target" :
+				    strerror(-ret));
+			wf_json_obj_end(j);
 			continue;
 		}
 		printf("%-6u %-24s %-6s %-8s %10s %10s %6s %6s %6s  %s%s\n", t->id, addr,
 		       "down", "-", "-", "-", "-", "-", "-",
 		       !ret ? "answered as another target" : strerror(-ret),
 		       t->up ? "" : " (map: down)");
-		if (t->up)
-			missing++;
 	}
-	{
-		uint32_t pgs = 0;
+	for (uint32_t p = 0; p < map.npools; p++)
+		pgs += map.pools[p].pg_num;
+	if (j) {
+		wf_json_arr_end(j);
+		wf_json_obj_begin(j, "summary");
+		wf_json_u64(j, "targets_missing", missing);
+		wf_json_u64(j, "used_bytes", used_b);
+		wf_json_u64(j, "free_bytes", free_b);
+		wf_json_u64(j, "pgs", pgs);
+		wf_json_u64(j, "pgs_recovering", recovering);
+		wf_json_u64(j, "pgs_pinned", map.ntemps);
+		wf_json_u64(j, "pgs_degraded", degraded);
+		wf_json_u64(j, "recovery_bytes", copied);
+		wf_json_obj_end(j);
+	} else {
+		char ub[32], fb[32], cb[32];
 
-		for (uint32_t p = 0; p < map.npools; p++)
-			pgs += map.pools[p].pg_num;
+		printf("space: %s used, %s free on the targets that answered (all "
+		       "replicas)\n", ctl_bytes(ub, sizeof(ub), used_b),
+		       ctl_bytes(fb, sizeof(fb), free_b));
 		printf("PGs: %u in all; led by the targets that answered: %u "
-		       "recovering (pinned: %u), %u degraded; %.1f MiB copied to "
-		       "new members this epoch%s\n", pgs, recovering, map.ntemps,
-		       degraded, copied / 1048576.0, map.ntemps ?
+		       "recovering (pinned: %u), %u degraded; %s copied to new "
+		       "members this epoch%s\n", pgs, recovering, map.ntemps,
+		       degraded, ctl_bytes(cb, sizeof(cb), copied), map.ntemps ?
 		       " (`weftctl recover --wait` ends the pins when done)" : "");
 	}
+	if (missing)
+		ctl_err("weftctl status: %u target(s) the map says are up did not "
+			"answer\n", missing);
 	wf_map_free(&map);
 	return missing ? 1 : 0;
 }

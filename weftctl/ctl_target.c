@@ -25,20 +25,22 @@
 
 static int target_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl target down|up|out|in ID -c MAP [--run-dir D]\n"
-		"       weftctl target reweight ID WEIGHT -c MAP [--run-dir D]\n"
+	fprintf(f, "usage: weftctl target down|up|out|in ID -c MAP [--run-dir D] [--json]\n"
+		"       weftctl target reweight ID WEIGHT -c MAP [--run-dir D] [--json]\n"
 		"  Write the next epoch of MAP with target ID marked down (its PGs\n"
 		"  are served by their other members; no data moves), up, out (its\n"
 		"  data moves to other targets), in, or with a new weight, and ask\n"
 		"  the targets on this host to load it.  PGs that gain members\n"
 		"  lacking their data stay on the members that hold it (pg_temp)\n"
-		"  until they are brought up to date: run `weftctl recover`.\n");
+		"  until they are brought up to date: run `weftctl recover`.  MAP is\n"
+		"  written anew (comments are not kept); the old file stays as\n"
+		"  MAP.bak.  Exit 0 on success, 1 if refused, 2 on bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
 
 static int recover_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl recover -c MAP [--wait] [--timeout S] [--run-dir D]\n"
+	fprintf(f, "usage: weftctl recover -c MAP [--wait] [--timeout S] [--run-dir D] [--json]\n"
 		"  Report how far the targets are in bringing new members of PGs\n"
 		"  up to date; when all are done for the map's epoch, write the next\n"
 		"  epoch without the pins (pg_temp), so the new members serve.\n"
@@ -48,25 +50,7 @@ static int recover_usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-/* Save m (epoch already bumped) after a round trip through the loader,
- * then tell the local targets.  0 or 1 (the exit code). */
-static int save(struct wf_map *m, const char *path, const char *run_dir)
-{
-	struct wf_map_err err;
-
-	if (ctl_map_check_new(m, &err)) {
-		fprintf(stderr, "weftctl: the new map is not valid: %s\n", err.msg);
-		return 1;
-	}
-	if (wf_map_save(m, path, &err)) {
-		fprintf(stderr, "%s\n", err.msg);
-		return 1;
-	}
-	ctl_tell_targets(m, path, run_dir);
-	return 0;
-}
-
-int ctl_target(int argc, char **argv)
+int ctl_target(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -74,7 +58,7 @@ int ctl_target(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR"), *verb;
+	const char *path = NULL, *run_dir = NULL, *verb;
 	struct wf_map prev, next;
 	struct wf_target *t;
 	double weight = 0;
@@ -103,6 +87,8 @@ int ctl_target(int argc, char **argv)
 		default: return target_usage(stderr);
 		}
 	}
+	if (!path)
+		fprintf(stderr, "weftctl target: no map: -c MAP is required\n");
 	if (!path || optind != argc - (rw ? 2 : 1))
 		return target_usage(stderr);
 	errno = 0;
@@ -119,18 +105,17 @@ int ctl_target(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!run_dir || !*run_dir)
-		run_dir = "/run/weft";
+	run_dir = ctl_run_dir(run_dir);
 	if (ctl_map_load_copy(path, &prev))
 		return 1;
 	if (wf_map_copy(&next, &prev)) {
 		wf_map_edit_free(&prev);
-		fprintf(stderr, "weftctl: out of memory\n");
+		ctl_err("weftctl: out of memory\n");
 		return 1;
 	}
 	ti = wf_map_target_by_id(&next, (uint32_t)id);
 	if (ti < 0) {
-		fprintf(stderr, "weftctl target: no target %lu in %s\n", id, path);
+		ctl_err("weftctl target: no target %lu in %s\n", id, path);
 		goto out;
 	}
 	t = &next.targets[ti];
@@ -148,11 +133,18 @@ int ctl_target(int argc, char **argv)
 	next.epoch++;
 	pinned = wf_map_pin_moves(&prev, &next);
 	if (pinned < 0) {
-		fprintf(stderr, "weftctl target: %s\n", strerror(-pinned));
+		ctl_err("weftctl target: %s\n", strerror(-pinned));
 		goto out;
 	}
-	ret = save(&next, path, run_dir);
-	if (!ret)
+	if (j) {
+		wf_json_str(j, "action", verb);
+		wf_json_u64(j, "target", id);
+		if (rw)
+			wf_json_dbl(j, "weight", weight);
+		wf_json_u64(j, "pgs_pinned", (uint64_t)pinned);
+	}
+	ret = ctl_map_save(&next, path, NULL, run_dir, j);
+	if (!ret && !j)
 		printf("%s: target %lu %s, epoch %" PRIu64 "; %d PGs pinned to the "
 		       "members that hold their data%s\n", path, id,
 		       rw ? "reweighted" : verb, next.epoch, pinned,
@@ -172,9 +164,15 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct progress {
+	uint64_t bytes, left;
+	uint32_t pgs, degraded, behind, missing;
+};
+
 /* One look at every up target: 1 when all are done with m's epoch, 0 if
- * not (progress printed), -1 when one does not answer. */
-static int look(const struct wf_map *m, const char *run_dir, bool quiet)
+ * not (progress printed unless quiet), -1 when one does not answer. */
+static int look(const struct wf_map *m, const char *run_dir, bool quiet,
+		struct progress *pr)
 {
 	uint64_t bytes = 0, left = 0;
 	uint32_t pgs = 0, degraded = 0, behind = 0;
@@ -189,9 +187,7 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet)
 			continue;
 		if (ctl_ask(run_dir, t, m->epoch, 2000, &st, &via) ||
 		    le32toh(st.target_id) != t->id) {
-			if (!quiet)
-				fprintf(stderr, "weftctl recover: target %u does not "
-					"answer\n", t->id);
+			ctl_err("weftctl recover: target %u does not answer\n", t->id);
 			missing++;
 			continue;
 		}
@@ -203,6 +199,9 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet)
 		bytes += le64toh(st.recovery_bytes);
 		left += le64toh(st.recovery_left);
 	}
+	*pr = (struct progress){ .bytes = bytes, .left = left, .pgs = pgs,
+				 .degraded = degraded, .behind = behind,
+				 .missing = (uint32_t)missing };
 	if (missing)
 		return -1;
 	if (!quiet)
@@ -213,7 +212,7 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet)
 	return behind ? 0 : 1;
 }
 
-int ctl_recover(int argc, char **argv)
+int ctl_recover(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -223,7 +222,8 @@ int ctl_recover(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL, *run_dir = getenv("WEFT_RUN_DIR");
+	const char *path = NULL, *run_dir = NULL;
+	struct progress pr = { 0 };
 	bool wait = false;
 	long timeout_s = 3600;
 	int64_t end;
@@ -248,40 +248,70 @@ int ctl_recover(int argc, char **argv)
 		default: return recover_usage(stderr);
 		}
 	}
-	if (!path || optind != argc)
+	if (ctl_need_map("recover", path, argc, argv))
 		return recover_usage(stderr);
-	if (!run_dir || !*run_dir)
-		run_dir = "/run/weft";
+	run_dir = ctl_run_dir(run_dir);
 	end = now_ms() + timeout_s * 1000;
 	for (;;) {
 		struct wf_map m;
+		uint32_t pinned;
 		int st;
 
 		if (ctl_map_load_copy(path, &m))
 			return 1;
+		pinned = m.ntemps;
 		if (!m.ntemps) {
-			printf("%s: epoch %" PRIu64 ": no PG is pinned: nothing to "
-			       "recover\n", path, m.epoch);
+			if (j) {
+				wf_json_u64(j, "pgs_pinned", 0);
+				wf_json_bool(j, "done", true);
+				wf_json_str(j, "map", path);
+				wf_json_u64(j, "epoch", m.epoch);
+			} else {
+				printf("%s: epoch %" PRIu64 ": no PG is pinned: nothing "
+				       "to recover\n", path, m.epoch);
+			}
 			wf_map_edit_free(&m);
 			return 0;
 		}
-		st = look(&m, run_dir, false);
+		st = look(&m, run_dir, j != NULL, &pr);
 		if (st == 1) {
 			/* Every primary is done: the new members serve. */
 			free(m.temps);
 			m.temps = malloc(1);
 			m.ntemps = 0;
 			m.epoch++;
-			ret = m.temps ? save(&m, path, run_dir) : 1;
-			if (!ret)
+			if (j) {
+				wf_json_u64(j, "pgs_pinned", pinned);
+				wf_json_bool(j, "done", true);
+				wf_json_u64(j, "recovery_bytes", pr.bytes);
+			}
+			ret = m.temps ? ctl_map_save(&m, path, NULL, run_dir, j) : 1;
+			if (!ret && !j)
 				printf("%s: epoch %" PRIu64 ": every PG's new members "
 				       "are up to date; pins removed\n", path, m.epoch);
 			wf_map_edit_free(&m);
 			return ret;
 		}
-		wf_map_edit_free(&m);
-		if (!wait || now_ms() >= end)
+		if (!wait || now_ms() >= end) {
+			if (j) {
+				wf_json_str(j, "map", path);
+				wf_json_u64(j, "epoch", m.epoch);
+				wf_json_u64(j, "pgs_pinned", pinned);
+				wf_json_bool(j, "done", false);
+				wf_json_u64(j, "pgs_recovering", pr.pgs);
+				wf_json_u64(j, "pgs_degraded", pr.degraded);
+				wf_json_u64(j, "recovery_bytes", pr.bytes);
+				wf_json_u64(j, "extents_left", pr.left);
+				wf_json_u64(j, "targets_not_done", pr.behind);
+				wf_json_u64(j, "targets_missing", pr.missing);
+			}
+			if (st == 0)
+				ctl_err("weftctl recover: %u target(s) not done yet%s\n",
+					pr.behind, wait ? " when --timeout ran out" : "");
+			wf_map_edit_free(&m);
 			return 1;
+		}
+		wf_map_edit_free(&m);
 		nanosleep(&(struct timespec){ .tv_nsec = 250000000 }, NULL);
 	}
 }

@@ -68,7 +68,8 @@ typedef void (*weft_log_fn)(void *arg, int level, const char *msg);
 struct weft_cluster_opts {
 	size_t      size;
 	const char *map_path;     /* cluster map (libconfig), required */
-	const char *transport;    /* "tcp" (default), "unix" or "verbs" */
+	const char *transport;    /* "tcp" (default), "unix" or "verbs" (also
+	                           * accepted as "rdma") */
 	unsigned    queue_depth;  /* most requests in flight (0: 128) */
 	unsigned    timeout_ms;   /* a request no acting replica answered in
 	                           * this long fails with -ETIMEDOUT (0: 10000) */

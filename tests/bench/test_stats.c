@@ -467,3 +467,60 @@ Test(plot, writes_dat_and_svg)
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	cr_assert_eq(system(path), 0);
 }
+
+static bool file_has(const char *path, const char *what)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+	bool yes;
+
+	if (!f)
+		return false;
+	buf = calloc(1, 1 << 22);
+	n = fread(buf, 1, (1 << 22) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	yes = strstr(buf, what) != NULL;
+	free(buf);
+	return yes;
+}
+
+/* weft and the raw device in one figure, on the same axes, each named in
+ * the legend; titles as written (io_uring keeps its underscore); axis
+ * labels in words. */
+Test(plot, series_on_the_same_axes)
+{
+	char dir[] = "/tmp/weft-plot-XXXXXX", path[256];
+	struct wf_hist *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct wf_plot_series ser[2] = { { a, "weft reads" },
+					 { b, "raw device (io_uring, O_DIRECT)" } };
+	uint64_t seed = 5;
+	int err;
+
+	cr_assert(mkdtemp(dir) && a && b);
+	for (int i = 0; i < 20000; i++) {
+		wf_hist_record(a, draw(BIMODAL, &seed));
+		wf_hist_record(b, draw(BIMODAL, &seed) / 3);
+	}
+	err = wf_plot_series(ser, 2, dir, "weft-randread-qd1",
+			     "randread 4096 B over tcp_x and io_uring");
+	cr_assert_eq(err, 0, "wf_plot_series: %s (gnuplot-nox is in scripts/deps)",
+		     strerror(-err));
+	snprintf(path, sizeof(path), "%s/weft-randread-qd1-s1-cdf.dat", dir);
+	cr_assert_gt(count_lines(path), 10, "the second series' data");
+	snprintf(path, sizeof(path), "%s/weft-randread-qd1.gp", dir);
+	cr_assert(file_has(path, "noenhanced"));
+	for (const char *svg = "cdf\0hist\0"; *svg; svg += strlen(svg) + 1) {
+		snprintf(path, sizeof(path), "%s/weft-randread-qd1-%s.svg", dir, svg);
+		cr_assert(file_has(path, "tcp_x and io_uring"), "%s: title as written", path);
+		cr_assert(file_has(path, "weft reads"), "%s: weft in the legend", path);
+		cr_assert(file_has(path, "raw device (io_uring, O_DIRECT)"),
+			  "%s: the device in the same figure", path);
+		cr_assert(file_has(path, "latency in microseconds"), "%s: x label", path);
+	}
+	free(a);
+	free(b);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	cr_assert_eq(system(path), 0);
+}

@@ -51,16 +51,42 @@ static unsigned primary_of(struct weft_cluster *cl, struct weft_volume *v,
 	return cl->map.targets[loc.acting[0]].id;
 }
 
+/* The last ERR line of the library. */
+static void last_err(void *arg, int level, const char *msg)
+{
+	if (level <= WEFT_LOG_ERR)
+		snprintf(arg, 512, "%s", msg);
+}
+
 Test(libweft, open_errors, .init = start3, .fini = stop)
 {
-	struct weft_cluster_opts o = { .size = sizeof(o), .map_path = "/nonexistent" };
+	char said[512] = "";
+	struct weft_cluster_opts o = { .size = sizeof(o), .map_path = "/nonexistent",
+				       .log = last_err, .log_arg = said };
 	struct weft_cluster *cl;
 	struct weft_volume *v;
+	int ret;
 
+	/* Each -ENOENT says which: the map file or the volume. */
 	cr_assert_eq(weft_cluster_open(&o, &cl), -ENOENT);
+	cr_assert(strstr(said, "map file /nonexistent"), "said: %s", said);
 	o.map_path = P.map_path;
 	o.transport = "carrier-pigeon";
 	cr_assert_eq(weft_cluster_open(&o, &cl), -EINVAL);
+	cr_assert(strstr(said, "tcp, unix or verbs"), "names the transports: %s", said);
+	/* rdma is verbs by its other name: not an unknown transport (it may
+	 * fail for want of an RDMA device). */
+	said[0] = 0;
+	o.transport = "rdma";
+	ret = weft_cluster_open(&o, &cl);
+	cr_assert(!strstr(said, "unknown transport"), "said: %s", said);
+	if (!ret)
+		weft_cluster_close(cl);
+	o.transport = NULL;
+	cr_assert_eq(weft_cluster_open(&o, &cl), 0);
+	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
+	cr_assert(strstr(said, "no volume \"nope\""), "said: %s", said);
+	weft_cluster_close(cl);
 	cl = open_cl(0, 0, NULL);
 	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
 	v = tu_vol(cl, "vol1");

@@ -62,7 +62,7 @@ Test(sys_volumes, delete_then_create_never_shows_old_blocks)
 	cr_assert_geq(used_all(), used0 + SPAN / SYS_EXT,
 		      "the pattern took an extent per MiB");
 
-	cr_assert_eq(sys_sh("'%s/weftctl' volume delete -c '%s' --run-dir '%s' vol1 "
+	cr_assert_eq(sys_sh("'%s/weftctl' volume delete -c '%s' --run-dir '%s' --yes vol1 "
 			    ">/dev/null", C.bin, C.map, C.run), 0);
 	cr_assert_eq(sys_sh("'%s/weftctl' volume create -c '%s' --run-dir '%s' "
 			    "--size 1G --pool rep1 fresh >/dev/null", C.bin, C.map,
@@ -91,7 +91,7 @@ Test(sys_volumes, delete_then_create_never_shows_old_blocks)
  * below next_volume_id is refused. */
 Test(sys_volumes, explicit_id_below_next_is_refused)
 {
-	cr_assert_eq(sys_sh("'%s/weftctl' volume delete -c '%s' --run-dir '%s' vol1 "
+	cr_assert_eq(sys_sh("'%s/weftctl' volume delete -c '%s' --run-dir '%s' --yes vol1 "
 			    ">/dev/null", C.bin, C.map, C.run), 0);
 	cr_assert_neq(sys_sh("'%s/weftctl' volume create -c '%s' --run-dir '%s' "
 			     "--size 1G --pool rep1 --id 2 again 2>/dev/null", C.bin,

@@ -668,10 +668,10 @@ Test(target, weftctl_status_and_volumes, .timeout = 60)
 	}
 	cr_assert_eq(tgt_io(&c, WF_OP_READ, 77, 8u << 20, 4096, r, 2),
 		     WF_WS_RANGE | WF_WS_DNR);
-	snprintf(args, sizeof(args), "volume delete -c %s nv --run-dir %s", e.map, e.run);
+	snprintf(args, sizeof(args), "volume delete -c %s nv --yes --run-dir %s", e.map, e.run);
 	cr_assert_eq(weftctl(out, sizeof(out), args), 0, "%s", out);
 	cr_assert_eq(tgt_io(&c, WF_OP_READ, 77, 0, 4096, r, 3), WF_WS_NOVOL | WF_WS_DNR);
-	snprintf(args, sizeof(args), "volume resize -c %s v --size 1000 --run-dir %s",
+	snprintf(args, sizeof(args), "volume resize -c %s v --size 1000 --yes --run-dir %s",
 		 e.map, e.run);
 	cr_assert_eq(weftctl(out, sizeof(out), args), 1, "%s", out);
 	cr_assert_eq(weftctl(out, sizeof(out), "volume create"), 2, "%s", out);

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libFuzzer target: the control socket's request decoder.  Any bytes are
+ * either rejected with -EPROTO or decoded into a request that, encoded
+ * again, decodes to the same fields.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "proto/ctl.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct wf_ctl_req a, b, w;
+	int ret = wf_ctl_req_decode(data, size, &a);
+
+	if (ret && ret != -EPROTO)
+		abort();
+	if (ret)
+		return 0;
+	if (a.version < WF_CTL_VERSION_MIN || a.version > WF_CTL_VERSION ||
+	    (a.arg && a.op != WF_CTL_VOLUME_USAGE))
+		abort();
+	wf_ctl_req_encode(&w, a.op, a.epoch, a.arg);
+	if (wf_ctl_req_decode(&w, sizeof(w), &b) || b.op != a.op ||
+	    b.epoch != a.epoch || b.arg != a.arg)
+		abort();
+	wf_ctl_answer_check(data, size, size, a.op);
+	return 0;
+}

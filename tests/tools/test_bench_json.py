@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-bench fabric and placement --json: one strict JSON document each
+(closed objects, null for a figure that cannot be computed, never NaN),
+matching docs/schemas/bench-*.json."""
+import os
+import unittest
+
+from weft_tools import SRC, run, strict_json, validate
+
+
+class BenchJson(unittest.TestCase):
+    def fabric(self, transport, *extra):
+        p = run(["weft-bench", "fabric", "--transport", transport, "--size", "4096",
+                 "--iters", "300", "--json"] + list(extra), timeout=60, check=0)
+        d = strict_json(p.stdout)
+        validate(d, "bench-fabric")
+        self.assertEqual(d["transport"], transport)
+        return d
+
+    def test_fabric_tcp(self):
+        d = self.fabric("tcp")
+        self.assertEqual(d["floor"], "socket-ping-pong")
+
+    def test_fabric_unix_no_floor(self):
+        d = self.fabric("unix", "--no-floor")
+        self.assertEqual(d["floor"], "none")
+        self.assertIsNone(d["floor_p50_us"])      # not measured: null
+
+    def test_placement_movement_it_cannot_compute_is_null(self):
+        # Three targets on one host: no host to add or take out.
+        p = run(["weft-bench", "placement", "-c",
+                 os.path.join(SRC, "conf", "local.conf"), "--json"],
+                timeout=120, check=0)
+        d = strict_json(p.stdout)
+        validate(d, "bench-placement")
+        self.assertIsNone(d["movement"]["host_out"])
+        self.assertIsNone(d["unbalanced"]["movement"]["host_out"])
+        self.assertEqual(d["targets"], 3)
+
+    def test_placement_synth(self):
+        p = run(["weft-bench", "placement", "--synth", "2x2x2", "--json"],
+                timeout=120, check=0)
+        d = strict_json(p.stdout)
+        validate(d, "bench-placement")
+        self.assertIsInstance(d["movement"]["host_out"], (int, float))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weftctl on a real cluster: every command's --json parsed with Python's
+json module and checked against docs/schemas/weftctl-*.json; the volume
+commands (list, info with what the targets hold, --yes, thin provisioning
+warnings, MAP.bak); status sizes with units; exit codes 0/1/2."""
+import os
+import re
+import shutil
+import unittest
+
+from weft_tools import SRC, Cluster, run, strict_json, validate
+
+
+class Weftctl(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def j(self, *args, check=0, schema=None):
+        """weftctl ARGS -c MAP --json: the parsed, schema-checked document."""
+        p = self.c.ctl(*(list(args) + ["-c", self.c.map, "--json"]), check=check)
+        d = strict_json(p.stdout)
+        validate(d, schema or "weftctl-" + args[0])
+        self.assertEqual(d["ok"], check == 0, p.stdout)
+        return d
+
+    def epoch(self):
+        return self.j("check")["epoch"]
+
+    def test_check_map_status_locate_json(self):
+        d = self.j("check")
+        self.assertTrue(d["valid"])
+        self.assertEqual(d["targets"], 3)
+        d = self.j("map", "show")
+        self.assertEqual(sorted(v["name"] for v in d["volumes"])[:2], ["vol1", "vol3"])
+        self.assertEqual(sum(1 for n in d["nodes"] if n["type"] == "device"), 3)
+        d = self.j("status")
+        self.assertEqual([t["state"] for t in d["targets"]], ["up"] * 3)
+        for t in d["targets"]:
+            self.assertEqual(t["used_bytes"], t["used_extents"] * t["extent_size"])
+            self.assertEqual(t["via"], "control socket")
+        d = self.j("locate", "vol3", "5M")
+        self.assertEqual(d["extent"], 5)
+        self.assertEqual(len(d["acting"]), 3)
+        self.assertTrue(all(m["answers"] is True for m in d["acting"]))
+        d = self.j("locate", "vol3", "5M", "--map-only")
+        self.assertTrue(all(m["answers"] is None for m in d["acting"]))
+        d = self.j("balance")
+        self.assertEqual(len(d["pools"]), 2)
+        d = self.j("recover")
+        self.assertTrue(d["done"])
+
+    def test_failures_are_documents_and_bad_arguments_are_not(self):
+        d = self.j("locate", "nosuch", "0", check=1)
+        self.assertIn("no volume 'nosuch'", d["error"])
+        d = self.j("volume", "info", "nosuch", check=1)
+        self.assertIn("no volume 'nosuch'", d["error"])
+        # Exit 2: nothing on stdout, the usage on stderr.
+        for args in (["status", "--bogus"], ["volume", "frobnicate", "x"],
+                     ["locate", "vol1"], ["target", "down", "x"]):
+            p = self.c.ctl(*(args + ["-c", self.c.map, "--json"]), check=2)
+            self.assertEqual(p.stdout, "", args)
+            self.assertNotEqual(p.stderr, "", args)
+        p = run(["weftctl", "check", "-c", "/nonexistent.conf", "--json"], check=1)
+        d = strict_json(p.stdout)
+        validate(d, "weftctl-check")
+        self.assertFalse(d["valid"])
+
+    def test_status_text_has_units(self):
+        p = self.c.ctl("status", "-c", self.c.map, check=0)
+        rows = [l for l in p.stdout.splitlines() if re.match(r"^\d+\s", l)]
+        self.assertEqual(len(rows), 3, p.stdout)
+        for r in rows:
+            # USED and FREE: a number and a unit each.
+            self.assertRegex(r, r"\sup\s+\d+\s+[\d.]+ (B|KiB|MiB|GiB)\s+[\d.]+ (B|KiB|MiB|GiB|TiB)\s")
+        self.assertIn("space:", p.stdout)
+
+    def test_volume_info_counts_what_the_targets_hold(self):
+        self.j("volume", "create", "held", "--size", "64M", "--pool", "rep1",
+               "--run-dir", self.c.run_dir)
+        d = self.j("volume", "info", "held")
+        self.assertEqual(d["volume"]["extents_held"], 0)
+        self.assertEqual(d["volume"]["targets_answered"], 3)
+        # 8 MiB written by weft-bench's write/verify pass, and its mark in
+        # the volume's last extent: 9 extents of rep1.
+        run(["weft-bench", "io", "-c", self.c.map, "--volume", "held", "--size", "8M",
+             "--verify-only", "--overwrite"], env=self.c.env, check=0, timeout=120)
+        d = self.j("volume", "info", "held")
+        v = d["volume"]
+        self.assertEqual(v["extents_held"], 9, d)
+        self.assertEqual(sum(t["extents"] for t in v["targets"]), 9)
+        self.assertEqual(v["bytes_held"], 9 << 20)
+        for t in v["targets"]:
+            self.assertEqual(t["bytes"], t["extents"] << 20)
+        p = self.c.ctl("volume", "info", "held", "-c", self.c.map, check=0)
+        self.assertIn("held: 9 extents (9.00 MiB", p.stdout)
+        d = self.j("volume", "list")
+        self.assertIn({"name": "held", "id": v["id"], "pool": "rep1", "replicas": 1,
+                       "size": 64 << 20, "extents": 64}, d["volumes"])
+
+    def test_resize_smaller_and_delete_need_yes(self):
+        self.j("volume", "create", "shrinkme", "--size", "128M", "--pool", "rep3",
+               "--run-dir", self.c.run_dir)
+        e = self.epoch()
+        d = self.j("volume", "resize", "shrinkme", "--size", "64M", check=1)
+        self.assertIn("add --yes", d["error"])
+        d = self.j("volume", "delete", "shrinkme", check=1)
+        self.assertIn("add --yes", d["error"])
+        self.assertEqual(self.epoch(), e, "a refused change wrote the map")
+        d = self.j("volume", "resize", "shrinkme", "--size", "256M")   # growing: no --yes
+        self.assertEqual(d["size"], 256 << 20)
+        d = self.j("volume", "resize", "shrinkme", "--size", "64M", "--yes")
+        self.assertEqual(d["size"], 64 << 20)
+        d = self.j("volume", "delete", "shrinkme", "--yes", "--run-dir", self.c.run_dir)
+        self.assertEqual(d["epoch"], e + 3)
+        self.assertEqual([r["result"] for r in d["reloaded"]], [0, 0, 0])
+        self.assertNotIn("shrinkme", [v["name"] for v in self.j("volume", "list")["volumes"]])
+
+    def test_create_warns_when_the_pool_cannot_hold_it(self):
+        # Three 512 MiB devices, 3 replicas: about 1.5 GiB / 3 for rep3.
+        p = self.c.ctl("volume", "create", "-c", self.c.map, "huge", "--size", "100G",
+                       "--pool", "rep3", check=0)
+        self.assertIn("thin provisioning", p.stderr)
+        self.assertIn("huge", self.j("volume", "list")["volumes"][-1]["name"])
+        d = self.j("volume", "create", "small", "--size", "16M", "--pool", "rep1")
+        self.assertFalse(d["space"]["overcommitted"])
+        self.assertNotIn("warnings", d)
+        d = self.j("volume", "resize", "huge", "--size", "200G")
+        self.assertTrue(d["space"]["overcommitted"])
+        self.assertIn("thin provisioning", d["warnings"][0])
+        self.j("volume", "delete", "huge", "--yes")
+
+    def test_rewrites_keep_the_old_file_as_bak(self):
+        with open(self.c.map) as f:
+            before = f.read()
+        p = self.c.ctl("volume", "create", "-c", self.c.map, "bak1", "--size", "1G",
+                       "--pool", "rep1", check=0)
+        self.assertIn("written anew", p.stdout)
+        self.assertIn("comments and layout are not kept", p.stdout)
+        self.assertIn(self.c.map + ".bak", p.stdout)
+        with open(self.c.map + ".bak") as f:
+            self.assertEqual(f.read(), before)
+        d = self.j("target", "reweight", "2", "1.0", "--run-dir", self.c.run_dir)
+        self.assertEqual(d["backup"], self.c.map + ".bak")
+        self.assertEqual(len(d["reloaded"]), 3)
+        # -o elsewhere: no backup, nothing told.
+        out = os.path.join(self.c.dir, "balanced.conf")
+        d = self.j("balance", "-o", out)
+        self.assertEqual(d["map"], out)
+        self.assertIsNone(d["backup"])
+        self.assertNotIn("reloaded", d)
+
+    def test_target_down_up_recover_json(self):
+        d = self.j("target", "down", "1", "--run-dir", self.c.run_dir)
+        self.assertEqual(d["pgs_pinned"], 0)
+        d = self.j("target", "up", "1", "--run-dir", self.c.run_dir)
+        d = self.j("recover", "--wait", "--timeout", "60", "--run-dir", self.c.run_dir)
+        self.assertTrue(d["done"])
+        st = self.j("status")
+        self.assertEqual(st["summary"]["pgs_pinned"], 0)
+
+
+class Versions(unittest.TestCase):
+    def test_every_tool_prints_the_cmake_version(self):
+        with open(os.path.join(SRC, "CMakeLists.txt")) as f:
+            want = re.search(r"project\(weft VERSION (\S+)", f.read()).group(1)
+        for tool in ("weftctl", "weft-target", "weft-bench"):
+            p = run([tool, "--version"], check=0)
+            self.assertEqual(p.stdout.strip(), "%s (weft) %s" % (tool, want))
+
+
+if __name__ == "__main__":
+    unittest.main()
