@@ -259,6 +259,17 @@ static void kick(struct wf_tgt_peer *p)
 	}
 }
 
+bool wf_tgt_peer_live(struct wf_tgt_reactor *r, uint32_t tidx)
+{
+	struct wf_tgt_peer *p = tidx < r->npeer_of ? r->peer_of[tidx] : NULL;
+
+	if (!p)
+		return false;
+	if (p->state == PEER_IDLE && wf_tgt_now_ns() >= p->retry_at)
+		peer_connect(p);
+	return p->state == PEER_LIVE;
+}
+
 void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
 		      uint32_t tidx)
 {

@@ -185,7 +185,7 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 
 bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 		      uint64_t off, uint32_t len, const uint32_t *to,
-		      unsigned nto, bool repair)
+		      unsigned nto, bool repair, uint8_t tries)
 {
 	struct wf_tgt_req *q = op_get(r);
 
@@ -193,6 +193,7 @@ bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 		return false;
 	r->rec.inflight++;
 	q->repair = repair;
+	q->tries = tries;
 	q->epoch = r->map->epoch;
 	q->op = op;
 	q->flags = 0;
@@ -210,7 +211,7 @@ bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 static bool op_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 		     uint64_t off, uint32_t len, const uint32_t *to, unsigned nto)
 {
-	return wf_tgt_rop_start(r, op, vol, off, len, to, nto, false);
+	return wf_tgt_rop_start(r, op, vol, off, len, to, nto, false, 0);
 }
 
 /* Refill the byte budget: recovery_mbps MiB per second. */

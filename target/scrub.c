@@ -58,6 +58,8 @@ void wf_tgt_scrub_poll(struct wf_tgt_reactor *r)
 	sc->chunk = 0;
 	sc->bytes = sc->mismatches = sc->repaired = sc->errors = 0;
 	sc->said = false;
+	sc->nretry = 0;
+	sc->link_wait = 0;
 	sc->active = true;
 	if (r->idx == 0)
 		wf_tgt_log("scrub %u: %s%s", gen, sc->vol_id ? "one volume" :
@@ -67,6 +69,74 @@ void wf_tgt_scrub_poll(struct wf_tgt_reactor *r)
 /* The acting secondaries of the PG of (v, ext) when this reactor scrubs
  * it (this target its primary, the extent ours, nothing pinned); their
  * number, 0 otherwise. */
+static unsigned members(struct wf_tgt_reactor *r, const struct wf_volume *v,
+			uint64_t ext, uint32_t *to);
+
+/* A chunk to ask again later; false when it cannot be (too many tries,
+ * no room): it then counts as not compared. */
+static bool retry_later(struct wf_tgt_scrub *sc, uint64_t vol, uint64_t off,
+			uint32_t len, uint8_t tries)
+{
+	if (tries + 1u >= WF_TGT_SCRUB_TRIES || sc->nretry == WF_TGT_SCRUB_RETRIES)
+		return false;
+	sc->retry[sc->nretry].vol = vol;
+	sc->retry[sc->nretry].off = off;
+	sc->retry[sc->nretry].len = len;
+	sc->retry[sc->nretry].tries = (uint8_t)(tries + 1);
+	if (!sc->nretry++)
+		sc->retry_at = wf_tgt_now_ns() + 300000000ull;  /* 300 ms */
+	return true;
+}
+
+/* Start the chunks waiting to be asked again, in the map served now. */
+static unsigned retry_step(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_scrub *sc = &r->scrub;
+	const struct wf_tgt_map *m = r->map;
+	uint32_t to[WF_MAX_REPLICAS];
+	unsigned started = 0;
+
+	if (!sc->nretry || wf_tgt_now_ns() < sc->retry_at)
+		return 0;
+	while (sc->nretry && r->rec.inflight < r->cfg->recovery_qd) {
+		unsigned k = sc->nretry - 1, nto = 0;
+		int vi = wf_tgt_map_volume(m, sc->retry[k].vol);
+
+		if (vi >= 0)
+			nto = members(r, &m->map.volumes[vi],
+				      sc->retry[k].off / m->extent_size, to);
+		sc->nretry--;
+		if (!nto)
+			continue;       /* no longer ours to scrub */
+		sc->inflight++;
+		if (!wf_tgt_rop_start(r, WF_OP_CSUM, sc->retry[k].vol, sc->retry[k].off,
+				      sc->retry[k].len, to, nto, false,
+				      sc->retry[k].tries)) {
+			sc->inflight--;
+			sc->nretry++;
+			break;
+		}
+		started++;
+	}
+	return started;
+}
+
+static bool links_live(struct wf_tgt_reactor *r, const uint32_t *to, unsigned nto)
+{
+	struct wf_tgt_scrub *sc = &r->scrub;
+	unsigned live = 0;
+
+	for (unsigned i = 0; i < nto; i++)
+		live += wf_tgt_peer_live(r, to[i]);
+	if (live == nto) {
+		sc->link_wait = 0;
+		return true;
+	}
+	if (!sc->link_wait)
+		sc->link_wait = wf_tgt_now_ns();
+	return wf_tgt_now_ns() - sc->link_wait > 10000000000ull;
+}
+
 static unsigned members(struct wf_tgt_reactor *r, const struct wf_volume *v,
 			uint64_t ext, uint32_t *to)
 {
@@ -99,6 +169,7 @@ bool wf_tgt_scrub_step(struct wf_tgt_reactor *r)
 	/* Clients first, as for recovery copies. */
 	if (r->store_inflight - r->rconn->store_inflight > 4)
 		return false;
+	started += retry_step(r);
 	while (sc->vol < m->map.nvolumes && looked < WF_TGT_RECOVER_SCAN) {
 		const struct wf_volume *v = &m->map.volumes[sc->vol];
 		uint64_t off;
@@ -118,6 +189,12 @@ bool wf_tgt_scrub_step(struct wf_tgt_reactor *r)
 		}
 		if (r->rec.inflight >= r->cfg->recovery_qd)
 			break;
+		/* The members' links first: a link that is still connecting
+		 * would fail every chunk queued on it at once.  Not forever: a
+		 * member unreachable for 10 s is asked anyway (its chunks then
+		 * count as not compared). */
+		if (!links_live(r, to, nto))
+			break;
 		/* Holes cost no device time here (they read as zeros); the
 		 * members may still hold blocks there, so they are asked
 		 * too. */
@@ -127,7 +204,7 @@ bool wf_tgt_scrub_step(struct wf_tgt_reactor *r)
 		off = sc->ext * es + (uint64_t)sc->chunk * len;
 		sc->inflight++;
 		if (!wf_tgt_rop_start(r, WF_OP_CSUM, v->id, off, len, to, nto,
-				      false)) {
+				      false, 0)) {
 			sc->inflight--;
 			break;
 		}
@@ -138,7 +215,7 @@ bool wf_tgt_scrub_step(struct wf_tgt_reactor *r)
 			looked++;
 		}
 	}
-	if (sc->vol >= m->map.nvolumes && !sc->inflight) {
+	if (sc->vol >= m->map.nvolumes && !sc->inflight && !sc->nretry) {
 		sc->active = false;
 		sc->done_gen = sc->gen;
 		if (sc->mismatches || sc->errors || r->idx == 0)
@@ -188,20 +265,26 @@ void wf_tgt_scrub_op_done(struct wf_tgt_req *q, uint16_t status)
 	uint32_t len = q->length, bad[WF_TGT_MAX_FWD];
 	unsigned nbad = 0, unanswered = 0;
 	bool forwarded = q->state == RQ_FORWARD, odd = false, repair = q->repair;
+	uint8_t tries = q->tries;
 
 	if (repair) {
 		if (forwarded && status == WF_WS_OK)
 			sc->repaired++;
-		else
-			sc->errors++;
+		else if (!retry_later(sc, vol, off, len, tries))
+			sc->errors++;   /* (a retry compares it again) */
 	} else if (!forwarded) {
 		/* Our own read failed, or it waited across a map change. */
-		sc->errors++;
+		if (!retry_later(sc, vol, off, len, tries))
+			sc->errors++;
+	} else if (differing(q, bad, &nbad, &unanswered), unanswered &&
+		   retry_later(sc, vol, off, len, tries)) {
+		/* A member did not answer: the whole chunk again, later. */
+		nbad = 0;
 	} else {
 		odd = differing(q, bad, &nbad, &unanswered) < 0;
 		sc->bytes += (uint64_t)len * (q->nfwd - unanswered);
 		if (unanswered)
-			sc->errors++;
+			sc->errors++;   /* out of tries */
 		if (nbad || odd) {
 			sc->mismatches++;
 			if (!sc->said || odd)
@@ -224,7 +307,8 @@ void wf_tgt_scrub_op_done(struct wf_tgt_req *q, uint16_t status)
 		/* The slot just freed takes the repair: it reads the chunk
 		 * again under the order list and writes it to those members
 		 * only. */
-		if (!wf_tgt_rop_start(r, WF_OP_WRITE, vol, off, len, bad, nbad, true)) {
+		if (!wf_tgt_rop_start(r, WF_OP_WRITE, vol, off, len, bad, nbad, true,
+				      tries)) {
 			sc->errors++;
 			sc->inflight--;
 		}

@@ -265,6 +265,8 @@ struct wf_tgt_req {
 	bool     fua_flush;             /* DISCARD|FUA: flush after discard */
 	bool     repair;                /* recovery ring: a scrub's repair
 	                                 * (scrub.c), not a recovery copy */
+	uint8_t  tries;                 /* recovery ring: a scrub check's
+	                                 * earlier attempts */
 	bool     pending;
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
@@ -378,7 +380,7 @@ void wf_tgt_recover_resume(struct wf_tgt_req *q);
  * of --recovery-mbps, or false. */
 bool wf_tgt_rop_start(struct wf_tgt_reactor *r, uint8_t op, uint64_t vol,
 		      uint64_t off, uint32_t len, const uint32_t *to,
-		      unsigned nto, bool repair);
+		      unsigned nto, bool repair, uint8_t tries);
 void wf_tgt_rop_put(struct wf_tgt_req *q);
 bool wf_tgt_rop_budget(struct wf_tgt_reactor *r, uint32_t want);
 
@@ -392,8 +394,23 @@ bool wf_tgt_rop_budget(struct wf_tgt_reactor *r, uint32_t want);
  * (a recovery-style copy: order list, read again, forward).  Runs on the
  * recovery ring's op slots and limits, while no recovery pass is active.
  */
+#define WF_TGT_SCRUB_RETRIES 64u        /* chunks waiting to be asked again */
+#define WF_TGT_SCRUB_TRIES   4u         /* attempts per chunk */
+
 struct wf_tgt_scrub {
 	uint32_t gen, done_gen;         /* pass asked of us, last finished */
+	/* Chunks whose members did not all answer (a link still
+	 * connecting, a member reloading its map): asked again a moment
+	 * later, up to WF_TGT_SCRUB_TRIES times, before they count as not
+	 * compared. */
+	struct {
+		uint64_t vol, off;
+		uint32_t len;
+		uint8_t  tries;
+	} retry[WF_TGT_SCRUB_RETRIES];
+	unsigned nretry;
+	uint64_t retry_at;              /* ns */
+	uint64_t link_wait;             /* ns: since when a link is awaited */
 	bool     active, repair;
 	uint64_t vol_id;                /* 0: every volume */
 	uint32_t vol;                   /* cursor: index into map.volumes */
@@ -443,6 +460,10 @@ struct wf_tgt_peer {
 	struct wf_tgt_fwd  *wait_head, *wait_tail;
 };
 
+/* Whether the link to the target at map index tidx is up (granted); an
+ * idle one starts connecting (background work that must not fail a batch
+ * of forwards at once waits for it). */
+bool wf_tgt_peer_live(struct wf_tgt_reactor *r, uint32_t tidx);
 /* Forward f (of its request f->q) to the target at map index tidx. */
 void wf_tgt_fwd_start(struct wf_tgt_reactor *r, struct wf_tgt_fwd *f,
 		      uint32_t tidx);

@@ -163,6 +163,21 @@ class Weftctl(unittest.TestCase):
         st = self.j("status")
         self.assertEqual(st["summary"]["pgs_pinned"], 0)
 
+    def test_scrub_and_map_push_json(self):
+        d = self.j("scrub", "vol3", schema="weftctl-scrub")
+        self.assertEqual(d["targets_started"], 3)
+        self.assertEqual(d["chunks_differed"], 0)
+        self.assertGreater(d["bytes_compared"], 0)
+        self.assertEqual(d["targets_missing"], 0)
+        d = self.j("scrub", "nosuch", check=1, schema="weftctl-scrub")
+        self.assertIn("no volume 'nosuch'", d["error"])
+        d = self.j("map", "push", schema="weftctl-map-push")
+        self.assertEqual(len(d["reloaded"]), 3)
+        for t in d["reloaded"]:
+            self.assertEqual(t["via"], "control socket")
+            self.assertTrue(t["answered"])
+            self.assertEqual(t["result"], 0)
+
 
 class Versions(unittest.TestCase):
     def test_every_tool_prints_the_cmake_version(self):
