@@ -165,6 +165,26 @@ int wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	return 0;
 }
 
+int wf_connect_start(struct wf_ctx *ctx, const char *addr,
+		     const struct wf_ep_opts *o, struct wf_ep **out)
+{
+	struct wf_ep_opts d;
+	int ret;
+
+	ret = ep_prepare(ctx, addr, out, o, &d);
+	if (ret)
+		return ret;
+	if (ctx->ops->connect_start)
+		ret = ctx->ops->connect_start(ctx, addr, &d, out);
+	else
+		ret = ctx->ops->connect(ctx, addr, &d, out);
+	if (ret && ret != -EINPROGRESS)
+		return ret;
+	(*out)->ctx = ctx;
+	(*out)->user = d.user;
+	return ret;
+}
+
 int wf_ep_close(struct wf_ep *ep)
 {
 	return ep->ctx->ops->ep_close(ep);
@@ -303,6 +323,7 @@ const char *wf_cqe_op_name(uint32_t op)
 		[WF_CQE_SEND] = "send", [WF_CQE_RECV_IMM] = "recv_imm",
 		[WF_CQE_RECV_MSG] = "recv_msg", [WF_CQE_ACCEPT] = "accept",
 		[WF_CQE_DISCONNECT] = "disconnect", [WF_CQE_WRITE] = "write",
+		[WF_CQE_CONNECT] = "connect",
 	};
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])
 		return names[op];

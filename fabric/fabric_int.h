@@ -26,6 +26,9 @@ struct wf_ops {
 	void  (*listener_destroy)(struct wf_listener *l);
 	int   (*connect)(struct wf_ctx *ctx, const char *addr,
 			 const struct wf_ep_opts *o, struct wf_ep **out);
+	/* NULL: wf_connect_start connects synchronously with connect */
+	int   (*connect_start)(struct wf_ctx *ctx, const char *addr,
+			       const struct wf_ep_opts *o, struct wf_ep **out);
 	int   (*ep_close)(struct wf_ep *ep);
 	void  (*ep_destroy)(struct wf_ep *ep);
 
