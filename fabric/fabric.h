@@ -73,6 +73,11 @@ struct wf_ep_opts {
 	                         * accepted socket may take to finish its hello
 	                         * (0: default 5000) */
 	void    *user;          /* returned in wf_ep_user() */
+	uint32_t keepalive_s;   /* tcp, on a listener: accepted TCP sockets
+	                         * probe an idle peer after this many seconds
+	                         * (then every keepalive_s / 3, 3 probes), so
+	                         * a vanished host's connection ends (0: off;
+	                         * AF_UNIX and verbs: ignored) */
 };
 
 /* Access rights of a region for remote peers. */
@@ -187,6 +192,13 @@ int  wf_ep_close(struct wf_ep *ep);
  * drains before destroying). */
 void wf_ep_destroy(struct wf_ep *ep);
 void *wf_ep_user(const struct wf_ep *ep);
+/*
+ * Who the peer of a connected endpoint is, for limits per peer: "tcp:HOST"
+ * or "rdma:HOST" (no port: every connection of a host says the same) or,
+ * over AF_UNIX, "unix:uid=UID" from the socket's peer credentials.  0,
+ * -ENOSPC (buf too short), -ENOTCONN or another -errno.
+ */
+int  wf_ep_peer(const struct wf_ep *ep, char *buf, size_t len);
 
 /* Memory regions: registered once, addressed by handle + offset. */
 int  wf_mr_reg(struct wf_ctx *ctx, void *addr, size_t len, unsigned access,

@@ -1081,6 +1081,7 @@ const struct wf_ops wf_tcp_ops = {
 	.connect          = tcp_connect,
 	.connect_start    = tcp_connect_start,
 	.ep_close         = tcp_ep_close,
+	.ep_peer          = tcp_ep_peer,
 	.ep_destroy       = tcp_ep_destroy,
 	.mr_reg           = tcp_mr_reg,
 	.mr_dereg         = tcp_mr_dereg,

@@ -306,6 +306,21 @@ static bool evict_oldest_hello(struct tcp_listener *l)
 	return true;
 }
 
+/* Probe an idle peer after s seconds, then every s / 3, give up after 3
+ * unanswered probes: a host that vanished (no FIN, no RST) ends its
+ * connections instead of holding them forever. */
+static void keepalive(int fd, uint32_t s)
+{
+	int on = 1, idle = (int)s, intvl = s >= 3 ? (int)s / 3 : 1, cnt = 3;
+
+	if (!s)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 void tcp_listener_rx(struct tcp_listener *l)
 {
 	int tmo = l->base.opts.timeout_ms > 0 ? l->base.opts.timeout_ms :
@@ -324,8 +339,10 @@ void tcp_listener_rx(struct tcp_listener *l)
 			close(fd);
 			continue;
 		}
-		if (!l->path[0])
+		if (!l->path[0]) {
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			keepalive(fd, l->base.opts.keepalive_s);
+		}
 		ep = ep_new(l->ctx, fd, &l->base.opts);
 		if (!ep) {
 			close(fd);
@@ -935,6 +952,29 @@ int wf_tcp_ep_adopt(struct wf_ctx *ctx, int fd, const struct wf_ep_opts *o,
 	tcp_live_add(ep);
 	*out = &ep->base;
 	return 0;
+}
+
+int tcp_ep_peer(const struct wf_ep *e, char *buf, size_t len)
+{
+	const struct tcp_ep *ep = (const struct tcp_ep *)e;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (ep->fd < 0 || ep->state == EP_CONNECTING)
+		return -ENOTCONN;
+	if (getpeername(ep->fd, (struct sockaddr *)&ss, &sl))
+		return -errno;
+	if (ss.ss_family == AF_UNIX) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		int n;
+
+		if (getsockopt(ep->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl))
+			return -errno;
+		n = snprintf(buf, len, "unix:uid=%u", (unsigned)cr.uid);
+		return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+	}
+	return wf_inet_host_str((struct sockaddr *)&ss, "tcp", buf, len);
 }
 
 void tcp_ep_destroy(struct wf_ep *e)

@@ -236,5 +236,6 @@ int  tcp_connect(struct wf_ctx *ctx, const char *addr,
 int  tcp_connect_start(struct wf_ctx *ctx, const char *addr,
 		       const struct wf_ep_opts *o, struct wf_ep **out);
 void tcp_ep_destroy(struct wf_ep *e);
+int  tcp_ep_peer(const struct wf_ep *e, char *buf, size_t len);
 
 #endif

@@ -43,6 +43,16 @@ static const char usage_text[] =
 "      --max-conns N      connections served at once per reactor (default\n"
 "                         16); slot memory = slots x slot-size x max-conns\n"
 "                         x cores\n"
+"      --max-conns-per-peer N  of those, at most N from one peer host (tcp,\n"
+"                         rdma) or local uid (unix); 0 (default): no limit\n"
+"                         of its own\n"
+"      --idle-timeout MS  close a connection with no traffic this long\n"
+"                         (default 300000; 0: never)\n"
+"      --evict-idle MS    pool (or a peer's share) full: the connection idle\n"
+"                         the longest, at least MS, makes room (default 1000)\n"
+"      --keepalive S      TCP keepalive: probe a peer idle S seconds, drop it\n"
+"                         after 3 unanswered probes S/3 apart (default 30;\n"
+"                         0: off)\n"
 "      --poll-us US       busy-poll this long before sleeping (default 0:\n"
 "                         sleep at once; spin on dedicated cores)\n"
 "      --recovery-qd N    copies to members being brought up to date in\n"
@@ -98,7 +108,8 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PER_PEER, O_IDLE,
+	O_EVICT, O_KEEPALIVE,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -114,6 +125,10 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "slots", required_argument, NULL, O_SLOTS },
 		{ "slot-size", required_argument, NULL, O_SLOT_SIZE },
 		{ "max-conns", required_argument, NULL, O_MAX_CONNS },
+		{ "max-conns-per-peer", required_argument, NULL, O_PER_PEER },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
+		{ "evict-idle", required_argument, NULL, O_EVICT },
+		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 		{ "poll-us", required_argument, NULL, O_POLL },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
@@ -135,6 +150,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->slots = WF_TGT_DEFAULT_SLOTS;
 	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
 	cfg->max_conns = WF_TGT_DEFAULT_MAX_CONNS;
+	cfg->idle_ms = WF_TGT_DEFAULT_IDLE_MS;
+	cfg->evict_ms = WF_TGT_DEFAULT_EVICT_MS;
+	cfg->keepalive_s = WF_TGT_DEFAULT_KEEPALIVE;
 	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
 	                        * peers on shared cores */
 	cfg->recovery_qd = 4;
@@ -194,6 +212,30 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--max-conns: '%s' is not 1 .. 4096",
 					       optarg);
 			cfg->max_conns = v;
+			break;
+		case O_PER_PEER:
+			if (parse_u32(optarg, &v, false) || v > WF_TGT_MAX_CONNS)
+				return bad_arg("--max-conns-per-peer: '%s' is not "
+					       "0 .. 4096", optarg);
+			cfg->max_conns_per_peer = v;
+			break;
+		case O_IDLE:
+			if (parse_u32(optarg, &v, false) || (v && v < 100))
+				return bad_arg("--idle-timeout: '%s' is not 0 or "
+					       "at least 100 (ms)", optarg);
+			cfg->idle_ms = v;
+			break;
+		case O_EVICT:
+			if (parse_u32(optarg, &v, false) || v > 86400000)
+				return bad_arg("--evict-idle: '%s' is not 0 .. "
+					       "86400000 (ms)", optarg);
+			cfg->evict_ms = v;
+			break;
+		case O_KEEPALIVE:
+			if (parse_u32(optarg, &v, false) || v > 86400)
+				return bad_arg("--keepalive: '%s' is not 0 .. 86400 "
+					       "(s)", optarg);
+			cfg->keepalive_s = v;
 			break;
 		case O_POLL:
 			if (parse_u32(optarg, &v, false) || v > 1000000)
