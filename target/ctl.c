@@ -71,14 +71,63 @@ int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
 	if (c->lfd < 0)
 		return -errno;
 	unlink(c->path);
-	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(c->lfd, 16) ||
-	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->lfd, &e)) {
+	/* Bound under the process umask (027, main.c): nobody else can
+	 * connect before the mode is set. */
+	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    (errno = -wf_tgt_sock_mode(r->cfg, c->path)) ||
+	    listen(c->lfd, 16) || epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->lfd, &e)) {
 		ret = -errno;
 		close(c->lfd);
 		c->lfd = -1;
 		return ret;
 	}
 	return 0;
+}
+
+int wf_tgt_sock_mode(const struct wf_tgt_cfg *cfg, const char *path)
+{
+	bool group = cfg->trust_gid != (gid_t)-1;
+
+	if (group && chown(path, (uid_t)-1, cfg->trust_gid))
+		return -errno;
+	if (chmod(path, group ? 0660 : 0600))
+		return -errno;
+	return 0;
+}
+
+/*
+ * Who may have the device fd (a short-circuit reader can read every
+ * volume on the device) and ask for RELOAD: root, our own uid, and with
+ * --trust-group a peer whose gid or supplementary groups include it.
+ * STATUS is answered to anyone who can connect (it tells figures, changes
+ * nothing).
+ */
+static bool peer_trusted(const struct wf_tgt_cfg *cfg, int fd, char *who,
+			 size_t len)
+{
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+	gid_t groups[64];
+	socklen_t gl = sizeof(groups);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l)) {
+		snprintf(who, len, "unknown peer");
+		return false;
+	}
+	snprintf(who, len, "pid %d uid %u gid %u", (int)cr.pid,
+		 (unsigned)cr.uid, (unsigned)cr.gid);
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return true;
+	if (cfg->trust_gid == (gid_t)-1)
+		return false;
+	if (cr.gid == cfg->trust_gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl))
+		return false;
+	for (size_t i = 0; i < gl / sizeof(gid_t); i++)
+		if (groups[i] == cfg->trust_gid)
+			return true;
+	return false;
 }
 
 static void drop(struct wf_tgt_reactor *r, unsigned i)
@@ -171,7 +220,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 
-static int answer_sc(struct wf_tgt_reactor *r, int fd)
+/* The device and index fds, or (refused) result alone. */
+static int answer_sc(struct wf_tgt_reactor *r, int fd, int refused)
 {
 	struct wf_ctl_shortcircuit a;
 	const struct wf_view_hdr *vh;
@@ -183,10 +233,10 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd)
 	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int fds[2] = { r->ctl.dev_ro, wf_store_index_fd(r->store) };
-	int result = 0;
+	int result = refused;
 	uint64_t data_off = 0;
 
-	if (fds[0] < 0 || fds[1] < 0)
+	if (!result && (fds[0] < 0 || fds[1] < 0))
 		result = -EOPNOTSUPP;
 	if (!result && !wf_view_open(fds[1], &v)) {
 		vh = v.hdr;
@@ -240,13 +290,26 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		return;
 	}
 	op = le16toh(q.op);
+	if (op != WF_CTL_STATUS && !r->ctl.trusted[i]) {
+		char who[80];
+
+		peer_trusted(r->cfg, fd, who, sizeof(who));
+		wf_tgt_log("control: %s refused to %s (trusted: root, uid %u%s)",
+			   op == WF_CTL_SHORTCIRCUIT ? "the device fd" :
+			   op == WF_CTL_RELOAD ? "RELOAD" : "an unknown request",
+			   who, (unsigned)geteuid(), r->cfg->trust_gid != (gid_t)-1 ?
+			   " and --trust-group" : "");
+		result = -EACCES;
+	}
 	switch (op) {
 	case WF_CTL_SHORTCIRCUIT:
-		if (answer_sc(r, fd))
+		/* Refused: answered, then dropped (one log line a session). */
+		if (answer_sc(r, fd, result) || result)
 			drop(r, i);
 		return;
 	case WF_CTL_RELOAD:
-		result = wf_tgt_reload_all(r, "control RELOAD");
+		if (!result)
+			result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
 	case WF_CTL_STATUS:
 		break;
@@ -257,7 +320,8 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 	if (le64toh(q.epoch) > r->map->epoch && op == WF_CTL_STATUS)
 		wf_tgt_reload(r, "control request with a newer epoch");
 	wf_tgt_fill_status(r, op, result, &s);
-	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s))
+	if (send(fd, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(s) ||
+	    result == -EACCES)
 		drop(r, i);
 }
 
@@ -291,5 +355,11 @@ void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
 			continue;
 		}
 		r->ctl.cfd[i] = fd;
+		{
+			char who[80];
+
+			r->ctl.trusted[i] = peer_trusted(r->cfg, fd, who,
+							 sizeof(who));
+		}
 	}
 }

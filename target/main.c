@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -50,6 +51,9 @@ static const char usage_text[] =
 "                         (default 300000; 0: never)\n"
 "      --evict-idle MS    pool (or a peer's share) full: the connection idle\n"
 "                         the longest, at least MS, makes room (default 1000)\n"
+"      --trust-group G    local peers of group G (name or gid) may also\n"
+"                         use the sockets, get the device fd for short-circuit\n"
+"                         reads and RELOAD (default: only root and our uid)\n"
 "      --keepalive S      TCP keepalive: probe a peer idle S seconds, drop it\n"
 "                         after 3 unanswered probes S/3 apart (default 30;\n"
 "                         0: off)\n"
@@ -109,7 +113,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PER_PEER, O_IDLE,
-	O_EVICT, O_KEEPALIVE,
+	O_EVICT, O_KEEPALIVE, O_TRUST_GROUP,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -129,6 +133,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "evict-idle", required_argument, NULL, O_EVICT },
 		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
+		{ "trust-group", required_argument, NULL, O_TRUST_GROUP },
 		{ "poll-us", required_argument, NULL, O_POLL },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
@@ -153,6 +158,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->idle_ms = WF_TGT_DEFAULT_IDLE_MS;
 	cfg->evict_ms = WF_TGT_DEFAULT_EVICT_MS;
 	cfg->keepalive_s = WF_TGT_DEFAULT_KEEPALIVE;
+	cfg->trust_gid = (gid_t)-1;
 	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
 	                        * peers on shared cores */
 	cfg->recovery_qd = 4;
@@ -237,6 +243,17 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 					       "(s)", optarg);
 			cfg->keepalive_s = v;
 			break;
+		case O_TRUST_GROUP: {
+			struct group *g = getgrnam(optarg);
+
+			if (g)
+				cfg->trust_gid = g->gr_gid;
+			else if (!parse_u32(optarg, &v, false) && v != UINT32_MAX)
+				cfg->trust_gid = (gid_t)v;
+			else
+				return bad_arg("--trust-group: no group '%s'", optarg);
+			break;
+		}
 		case O_POLL:
 			if (parse_u32(optarg, &v, false) || v > 1000000)
 				return bad_arg("--poll-us: '%s' is not 0 .. 1000000",
@@ -357,9 +374,33 @@ static int daemonize(struct wf_tgt_cfg *cfg)
 		_exit(0);
 	cfg->ready_fd = p[1];
 	/* Relative paths (map, device, run dir) keep working: the cwd
-	 * stays as the user left it. */
-	umask(022);
+	 * stays as the user left it.  The umask is main()'s. */
 	return 0;
+}
+
+/*
+ * The run dir, made if missing with an explicit mode (0750, group
+ * --trust-group if given): its sockets reach the device
+ * (docs/security.md).
+ * One that exists keeps its mode; its sockets get theirs at bind.
+ */
+static int run_dir(const struct wf_tgt_cfg *cfg)
+{
+	bool group = cfg->trust_gid != (gid_t)-1;
+	struct stat sb;
+
+	if (!stat(cfg->run_dir, &sb))
+		return 0;
+	if (mkdir(cfg->run_dir, 0700) && errno != EEXIST)
+		goto fail;
+	if ((group && chown(cfg->run_dir, (uid_t)-1, cfg->trust_gid)) ||
+	    chmod(cfg->run_dir, 0750))
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "weft-target: run dir %s: %s\n", cfg->run_dir,
+		strerror(errno));
+	return 1;
 }
 
 /* Report the startup result: '0' or '1' + message. */
@@ -631,12 +672,15 @@ int main(int argc, char **argv)
 	struct wf_store *store = NULL;
 	struct wf_store_stat st;
 	char err[1024];
-	struct stat sb;
 	int ret;
 
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
 		return ret;
+	/* Whatever the caller's umask (000 included): files and sockets we
+	 * make are never writable by others, and nobody else can connect
+	 * to a socket before it gets its mode (wf_tgt_sock_mode). */
+	umask(027);
 	memset(&tg, 0, sizeof(tg));
 	ret = wf_tgt_map_load(cfg.map_path, cfg.id, &map, err, sizeof(err));
 	if (ret) {
@@ -654,9 +698,7 @@ int main(int argc, char **argv)
 		wf_tgt_map_free(map);
 		return ret;
 	}
-	if (stat(cfg.run_dir, &sb) && mkdir(cfg.run_dir, 0755) && errno != EEXIST) {
-		fprintf(stderr, "weft-target: run dir %s: %s\n", cfg.run_dir,
-			strerror(errno));
+	if (run_dir(&cfg)) {
 		wf_tgt_map_free(map);
 		return 1;
 	}

@@ -514,12 +514,15 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		struct wf_tgt_fab *uf = &r->fab[r->nfab - 1];
 
 		ret = wf_listen(uf->ctx, r->unix_addr, &eo, &uf->lst[uf->nlst]);
+		if (!ret) {
+			uf->nlst++;
+			ret = wf_tgt_sock_mode(cfg, r->unix_addr + 5);
+		}
 		if (ret) {
 			snprintf(err, errlen, "listening on %s: %s", r->unix_addr,
 				 strerror(-ret));
 			goto fail;
 		}
-		uf->nlst++;
 	}
 	ret = idx == 0 ? wf_tgt_ctl_open(r) : 0;
 	if (ret) {

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fabric/fabric.h"
 #include "proto/wire.h"
@@ -63,6 +64,7 @@ struct wf_tgt_cfg {
 	uint32_t    idle_ms;            /* 0: never closed for idleness */
 	uint32_t    evict_ms;
 	uint32_t    keepalive_s;        /* 0: no TCP keepalive */
+	gid_t       trust_gid;          /* --trust-group; (gid_t)-1: none */
 	uint32_t    poll_us;            /* busy-poll this long before sleeping */
 	uint32_t    recovery_qd;        /* recovery copies in flight per reactor */
 	uint32_t    recovery_mbps;      /* MiB/s per reactor, 0: no limit */
@@ -403,12 +405,17 @@ struct wf_tgt_ctl {
 	int  lfd;                       /* SOCK_SEQPACKET listener */
 	bool full_logged;               /* "all sessions in use" said once */
 	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
+	bool trusted[WF_TGT_CTL_CLIENTS]; /* the peer may have the device fd
+	                                 * and RELOAD (SO_PEERCRED, ctl.c) */
 	int  dev_ro;                    /* read-only O_DIRECT device fd for
 	                                 * short-circuit readers */
 	char path[108];
 };
 
 int  wf_tgt_ctl_open(struct wf_tgt_reactor *r);
+/* Give the socket at path the mode local trust asks for (0600, or 0660
+ * and group --trust-group); 0 or -errno. */
+int  wf_tgt_sock_mode(const struct wf_tgt_cfg *cfg, const char *path);
 /* -EADDRINUSE when a live target already answers on our control socket
  * (so we do not unlink another target's sockets). */
 int  wf_tgt_ctl_probe(struct wf_tgt_reactor *r);
