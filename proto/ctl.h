@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define WF_CTL_MAGIC    0x4c544357u     /* "WCTL" on the wire */
-#define WF_CTL_VERSION  2u      /* 2: recovery fields in the status */
+#define WF_CTL_VERSION  3u      /* 2: recovery fields in the status;
+                                 * 3: fua_writes, flushes */
 
 enum wf_ctl_op {
 	WF_CTL_STATUS       = 1,    /* answer: struct wf_ctl_status */
@@ -71,8 +72,10 @@ struct wf_ctl_status {
 	uint64_t recovery_bytes;    /* copied to new members (each counted),
 	                             * this epoch */
 	uint64_t recovery_left;     /* extents left to look at, this epoch */
+	uint64_t fua_writes;        /* of writes, those with WF_REQ_FUA */
+	uint64_t flushes;           /* FLUSH requests served since start */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 144, "ctl status is 144 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 160, "ctl status is 160 bytes");
 
 struct wf_ctl_shortcircuit {
 	uint32_t magic;
@@ -120,7 +123,7 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 160,
-	       "status reply is 160 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 176,
+	       "status reply is 176 bytes");
 
 #endif

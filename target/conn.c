@@ -484,6 +484,8 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		break;
 	case WF_OP_WRITE:
 		WF_TGT_ADD(r->stats.writes, 1);
+		if (q->flags & WF_REQ_FUA)
+			WF_TGT_ADD(r->stats.fua_writes, 1);
 		r->stats.write_bytes += q->length;
 		if ((q->flags & WF_REQ_CRC) &&
 		    wf_crc32c(0, slot, q->length) != q->crc) {
@@ -497,7 +499,7 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 				     (q->flags & WF_REQ_FUA) ? WF_STORE_FUA : 0);
 		break;
 	case WF_OP_FLUSH:
-		r->stats.flushes++;
+		WF_TGT_ADD(r->stats.flushes, 1);
 		ret = wf_store_flush(r->store, &q->sreq);
 		break;
 	default:

@@ -160,6 +160,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 {
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
+	uint64_t fua = 0, flushes = 0;
 	uint64_t rdone = UINT64_MAX;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0;
 
@@ -173,6 +174,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		reads += WF_TGT_GET(o->stats.reads);
 		writes += WF_TGT_GET(o->stats.writes);
 		errors += WF_TGT_GET(o->stats.errors);
+		fua += WF_TGT_GET(o->stats.fua_writes);
+		flushes += WF_TGT_GET(o->stats.flushes);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -217,6 +220,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->pgs_degraded = htole32(rdeg);
 	s->recovery_bytes = htole64(rbytes);
 	s->recovery_left = htole64(rleft);
+	s->fua_writes = htole64(fua);
+	s->flushes = htole64(flushes);
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
 }
 

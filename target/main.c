@@ -672,6 +672,7 @@ int main(int argc, char **argv)
 	struct wf_store *store = NULL;
 	struct wf_store_stat st;
 	char err[1024];
+	bool cache_none_file;
 	int ret;
 
 	ret = parse_args(argc, argv, &cfg);
@@ -722,6 +723,16 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	wf_store_stat(store, &st);
+	{
+		struct stat sb;
+
+		/* O_DIRECT completions on a file do not persist the file
+		 * system's metadata (a write into a hole allocates blocks):
+		 * only an fdatasync does, which --cache none never sends. */
+		cache_none_file = cfg.cache == WF_STORE_CACHE_NONE &&
+				  !stat(map->map.targets[map->self].device, &sb) &&
+				  S_ISREG(sb.st_mode);
+	}
 	if (st.extent_size != map->extent_size) {
 		snprintf(err, sizeof(err), "%s has extent size %u but the map says "
 			 "%u", map->map.targets[map->self].device, st.extent_size,
@@ -779,6 +790,12 @@ int main(int argc, char **argv)
 			   (unsigned long long)st.used, r->net_addr, r->unix_addr,
 			   (unsigned long long)r->map->epoch, cfg.slots,
 			   cfg.slot_size, cfg.max_conns, more);
+		if (cache_none_file)
+			wf_tgt_log("warning: --cache none on a regular file: its "
+				   "file system metadata is never synced, so "
+				   "acknowledged writes can be lost on a power "
+				   "failure or kernel crash; --cache auto is "
+				   "durable (docs/store.md)");
 	}
 	ready(&cfg, NULL);
 

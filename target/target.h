@@ -451,6 +451,7 @@ struct wf_tgt_fab {
 
 struct wf_tgt_stats {
 	uint64_t reads, writes, flushes, discards;
+	uint64_t fua_writes;
 	uint64_t read_bytes, write_bytes;
 	uint64_t errors, invalid, closed_bad;
 	uint64_t accepted, refused, evicted, idle_closed;

@@ -860,3 +860,44 @@ Test(target, hello_reload_rate_limited, .timeout = 60)
 		      reloads, N, (unsigned long long)ms);
 	tgt_env_fini(&e);
 }
+
+/* Grep the daemon's log (RUN_DIR/target-0.log) for s. */
+static bool log_has(const struct tgt_env *e, const char *s)
+{
+	char path[256], line[1024];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/target-0.log", e->run);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, s) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* --cache none trusts completions; on a regular file that leaves the file
+ * system's metadata unsynced: the target says so at startup (and not with
+ * --cache auto). */
+Test(target, cache_none_on_a_file_warns, .timeout = 60)
+{
+	struct tgt_env e;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);     /* --cache none */
+	cr_assert(log_has(&e, "--cache none on a regular file"),
+		  "no warning for --cache none on a file");
+	tgt_kill(&e, SIGTERM, true);
+	unlink(e.pidf);
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/target-0.log", e.run);
+		unlink(path);
+	}
+	cr_assert_eq(tgt_start(&e, false, "--cache", "auto", NULL), 0);
+	cr_assert(!log_has(&e, "--cache none on a regular file"));
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
