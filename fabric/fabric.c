@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ static void ep_defaults(const struct wf_ep_opts *o, struct wf_ep_opts *out)
 	out->msg_size = OPT(o, msg_size, WF_DEFAULT_MSG_SIZE);
 	out->timeout_ms = OPT(o, timeout_ms, WF_DEFAULT_TIMEOUT_MS);
 	out->user = OPT(o, user, NULL);
+	out->keepalive_s = OPT(o, keepalive_s, 0);
 }
 
 /* An endpoint needs send_depth + recv_depth + 1 (its DISCONNECT) entries
@@ -189,6 +191,26 @@ int wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	return 0;
 }
 
+int wf_connect_start(struct wf_ctx *ctx, const char *addr,
+		     const struct wf_ep_opts *o, struct wf_ep **out)
+{
+	struct wf_ep_opts d;
+	int ret;
+
+	ret = ep_prepare(ctx, addr, out, o, &d);
+	if (ret)
+		return ret;
+	if (ctx->ops->connect_start)
+		ret = ctx->ops->connect_start(ctx, addr, &d, out);
+	else
+		ret = ctx->ops->connect(ctx, addr, &d, out);
+	if (ret && ret != -EINPROGRESS)
+		return ret;
+	(*out)->ctx = ctx;
+	(*out)->user = d.user;
+	return ret;
+}
+
 int wf_ep_close(struct wf_ep *ep)
 {
 	return ep->ctx->ops->ep_close(ep);
@@ -203,6 +225,15 @@ void wf_ep_destroy(struct wf_ep *ep)
 void *wf_ep_user(const struct wf_ep *ep)
 {
 	return ep->user;
+}
+
+int wf_ep_peer(const struct wf_ep *ep, char *buf, size_t len)
+{
+	if (!ep || !buf || !len)
+		return -EINVAL;
+	if (!ep->ctx->ops->ep_peer)
+		return -EOPNOTSUPP;
+	return ep->ctx->ops->ep_peer(ep, buf, len);
 }
 
 int wf_mr_reg(struct wf_ctx *ctx, void *addr, size_t len, unsigned access,
@@ -317,26 +348,46 @@ int wf_send(struct wf_ep *ep, const void *msg, uint32_t len, uint64_t wr_id)
 	return ret;
 }
 
-int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,
-		     size_t len)
+/* "SCHEME:HOST:PORT" or, with port false, "SCHEME:HOST" (v6 in []). */
+static int inet_str(const struct sockaddr *sa, const char *scheme, bool port,
+		    char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
+	bool v6 = sa->sa_family == AF_INET6;
+	unsigned p;
 	int n;
 
-	if (sa->sa_family == AF_INET6) {
+	if (v6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		n = snprintf(buf, len, "%s:[%s]:%u", scheme, host, ntohs(s6->sin6_port));
+		p = ntohs(s6->sin6_port);
 	} else {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
 
 		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		n = snprintf(buf, len, "%s:%s:%u", scheme, host, ntohs(s4->sin_port));
+		p = ntohs(s4->sin_port);
 	}
+	if (port)
+		n = snprintf(buf, len, v6 ? "%s:[%s]:%u" : "%s:%s:%u", scheme,
+			     host, p);
+	else
+		n = snprintf(buf, len, v6 ? "%s:[%s]" : "%s:%s", scheme, host);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return 0;
+}
+
+int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,
+		     size_t len)
+{
+	return inet_str(sa, scheme, true, buf, len);
+}
+
+int wf_inet_host_str(const struct sockaddr *sa, const char *scheme, char *buf,
+		     size_t len)
+{
+	return inet_str(sa, scheme, false, buf, len);
 }
 
 const char *wf_cqe_op_name(uint32_t op)
@@ -346,6 +397,7 @@ const char *wf_cqe_op_name(uint32_t op)
 		[WF_CQE_SEND] = "send", [WF_CQE_RECV_IMM] = "recv_imm",
 		[WF_CQE_RECV_MSG] = "recv_msg", [WF_CQE_ACCEPT] = "accept",
 		[WF_CQE_DISCONNECT] = "disconnect", [WF_CQE_WRITE] = "write",
+		[WF_CQE_CONNECT] = "connect",
 	};
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])
 		return names[op];

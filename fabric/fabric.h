@@ -73,6 +73,11 @@ struct wf_ep_opts {
 	                         * accepted socket may take to finish its hello
 	                         * (0: default 5000) */
 	void    *user;          /* returned in wf_ep_user() */
+	uint32_t keepalive_s;   /* tcp, on a listener: accepted TCP sockets
+	                         * probe an idle peer after this many seconds
+	                         * (then every keepalive_s / 3, 3 probes), so
+	                         * a vanished host's connection ends (0: off;
+	                         * AF_UNIX and verbs: ignored) */
 };
 
 /* Access rights of a region for remote peers. */
@@ -115,6 +120,9 @@ enum wf_cqe_op {
 	                         * operation has already completed with an
 	                         * error; the caller now calls wf_ep_destroy */
 	WF_CQE_WRITE,           /* our wf_write finished (wr_id set) */
+	WF_CQE_CONNECT,         /* wf_connect_start's endpoint is connected
+	                         * (status 0) or is not (status -errno: the
+	                         * caller calls wf_ep_destroy) */
 };
 
 struct wf_cqe {
@@ -181,12 +189,33 @@ void wf_listener_destroy(struct wf_listener *l);
 /* Connect; blocks up to o->timeout_ms (control path only). */
 int  wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 		struct wf_ep **out);
+/*
+ * Connect without blocking (an event loop that must keep serving its other
+ * endpoints meanwhile).  Returns -EINPROGRESS with *out connecting: one
+ * WF_CQE_CONNECT completion on it follows from wf_poll() on ctx, status 0
+ * once it is connected, or -errno (-ETIMEDOUT past o->timeout_ms, counted
+ * by wf_poll() calls: a caller that sleeps wakes for its own timers), after
+ * which the caller calls wf_ep_destroy().  Posting on a connecting endpoint
+ * gives -ENOTCONN; wf_ep_destroy() abandons the attempt at any time.
+ * Returns 0 when *out is connected already (no CONNECT completion comes):
+ * the verbs backend connects synchronously here, bounded by o->timeout_ms
+ * (docs/fabric.md).  Other -errno: nothing was made.
+ */
+int  wf_connect_start(struct wf_ctx *ctx, const char *addr,
+		      const struct wf_ep_opts *o, struct wf_ep **out);
 /* Start disconnecting; a WF_CQE_DISCONNECT follows once all is drained. */
 int  wf_ep_close(struct wf_ep *ep);
 /* Free the endpoint (after WF_CQE_DISCONNECT, or at any time on teardown:
  * drains before destroying). */
 void wf_ep_destroy(struct wf_ep *ep);
 void *wf_ep_user(const struct wf_ep *ep);
+/*
+ * Who the peer of a connected endpoint is, for limits per peer: "tcp:HOST"
+ * or "rdma:HOST" (no port: every connection of a host says the same) or,
+ * over AF_UNIX, "unix:uid=UID" from the socket's peer credentials.  0,
+ * -ENOSPC (buf too short), -ENOTCONN or another -errno.
+ */
+int  wf_ep_peer(const struct wf_ep *ep, char *buf, size_t len);
 
 /* Memory regions: registered once, addressed by handle + offset. */
 int  wf_mr_reg(struct wf_ctx *ctx, void *addr, size_t len, unsigned access,

@@ -26,7 +26,11 @@ struct wf_ops {
 	void  (*listener_destroy)(struct wf_listener *l);
 	int   (*connect)(struct wf_ctx *ctx, const char *addr,
 			 const struct wf_ep_opts *o, struct wf_ep **out);
+	/* NULL: wf_connect_start connects synchronously with connect */
+	int   (*connect_start)(struct wf_ctx *ctx, const char *addr,
+			       const struct wf_ep_opts *o, struct wf_ep **out);
 	int   (*ep_close)(struct wf_ep *ep);
+	int   (*ep_peer)(const struct wf_ep *ep, char *buf, size_t len);
 	void  (*ep_destroy)(struct wf_ep *ep);
 
 	int   (*mr_reg)(struct wf_ctx *ctx, void *addr, size_t len,
@@ -91,6 +95,9 @@ struct sockaddr;
 /* An IPv4 or IPv6 address as wf_listener_addr() gives it: "SCHEME:HOST:PORT"
  * or "SCHEME:[HOST]:PORT".  0, or -ENOSPC when buf is too short. */
 int wf_inet_addr_str(const struct sockaddr *sa, const char *scheme, char *buf,
+		     size_t len);
+/* The same without the port: "SCHEME:HOST" (wf_ep_peer). */
+int wf_inet_host_str(const struct sockaddr *sa, const char *scheme, char *buf,
 		     size_t len);
 
 /* Milliseconds of a monotonic clock: CLOCK_MONOTONIC for deadlines,

@@ -224,6 +224,8 @@ static int ep_want(const struct tcp_ep *ep)
 
 	if (ep->state == EP_HELLO)
 		ev = EPOLLIN;
+	if (ep->state == EP_CONNECTING)
+		ev = ep->conn_phase == CP_HELLO ? EPOLLIN : EPOLLOUT;
 	if (ep->state == EP_LIVE) {
 		if (ep->rx_state != RX_DISPATCH && ep->recv_used < ep->opts.recv_depth)
 			ev |= EPOLLIN;
@@ -464,7 +466,8 @@ static int op_take(struct tcp_ep *ep, uint8_t kind, uint64_t wr_id,
 	uint32_t idx;
 
 	if (ep->state != EP_LIVE)
-		return ep->state == EP_DEAD ? -ENOTCONN : -EINVAL;
+		return ep->state == EP_DEAD || ep->state == EP_CONNECTING ?
+		       -ENOTCONN : -EINVAL;
 	if (!ep->op_nfree)
 		return -EAGAIN;
 	idx = ep->op_free[--ep->op_nfree];
@@ -952,6 +955,10 @@ static void handle_event(struct tcp_ctx *c, struct epoll_event *e)
 		tcp_ep_hello_rx(ep);
 		return;
 	}
+	if (ep->state == EP_CONNECTING) {
+		tcp_ep_connect_ev(ep, e->events);
+		return;
+	}
 	if (ep->state != EP_LIVE)
 		return;
 	if (e->events & EPOLLOUT)
@@ -1072,7 +1079,9 @@ const struct wf_ops wf_tcp_ops = {
 	.accept           = tcp_accept,
 	.listener_destroy = tcp_listener_destroy,
 	.connect          = tcp_connect,
+	.connect_start    = tcp_connect_start,
 	.ep_close         = tcp_ep_close,
+	.ep_peer          = tcp_ep_peer,
 	.ep_destroy       = tcp_ep_destroy,
 	.mr_reg           = tcp_mr_reg,
 	.mr_dereg         = tcp_mr_dereg,

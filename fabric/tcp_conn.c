@@ -68,6 +68,7 @@ static void ep_free(struct tcp_ep *ep)
 	free(ep->tx);
 	free(ep->msgs);
 	free(ep->rxb);
+	free(ep->conn_to);
 	tcp_txq_unlink(ep);
 	free(ep);
 }
@@ -247,7 +248,14 @@ void tcp_reap_free(struct tcp_ctx *c)
 	}
 }
 
-/* Close every socket whose hello is overdue; note the next deadline. */
+struct tcp_addr;
+static int sock_connect(const struct tcp_addr *a, int *fdp);
+static void conn_done(struct tcp_ep *ep, int err);
+static void conn_next(struct tcp_ep *ep, int ret);
+
+/* Close every socket whose hello is overdue, fail every connect past its
+ * deadline, retry AF_UNIX connects the backlog refused; note the next
+ * deadline. */
 void tcp_hello_sweep(struct tcp_ctx *c, int64_t now)
 {
 	int64_t due = INT64_MAX;
@@ -265,6 +273,21 @@ void tcp_hello_sweep(struct tcp_ctx *c, int64_t now)
 				due = ep->hello_deadline;
 		}
 	}
+	for (struct tcp_ep *ep = c->conning, *next; ep; ep = next) {
+		next = ep->lnext;       /* conn_done unlinks ep */
+		if (ep->hello_deadline <= now) {
+			conn_done(ep, -ETIMEDOUT);
+			continue;
+		}
+		if (ep->conn_phase == CP_AGAIN) {
+			conn_next(ep, sock_connect(ep->conn_to, &ep->fd));
+			if (ep->state == EP_CONNECTING &&
+			    ep->conn_phase == CP_AGAIN)
+				due = now;
+		}
+		if (ep->state == EP_CONNECTING && ep->hello_deadline < due)
+			due = ep->hello_deadline;
+	}
 	c->hello_due = due;
 	tcp_reap_free(c);
 }
@@ -281,6 +304,21 @@ static bool evict_oldest_hello(struct tcp_listener *l)
 		return false;
 	hello_evict(oldest);
 	return true;
+}
+
+/* Probe an idle peer after s seconds, then every s / 3, give up after 3
+ * unanswered probes: a host that vanished (no FIN, no RST) ends its
+ * connections instead of holding them forever. */
+static void keepalive(int fd, uint32_t s)
+{
+	int on = 1, idle = (int)s, intvl = s >= 3 ? (int)s / 3 : 1, cnt = 3;
+
+	if (!s)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
 void tcp_listener_rx(struct tcp_listener *l)
@@ -301,8 +339,10 @@ void tcp_listener_rx(struct tcp_listener *l)
 			close(fd);
 			continue;
 		}
-		if (!l->path[0])
+		if (!l->path[0]) {
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			keepalive(fd, l->base.opts.keepalive_s);
+		}
 		ep = ep_new(l->ctx, fd, &l->base.opts);
 		if (!ep) {
 			close(fd);
@@ -327,14 +367,14 @@ void tcp_listener_rx(struct tcp_listener *l)
 
 /* ---- addresses ---- */
 
-struct addr {
+struct tcp_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int family;
 	bool is_unix;
 };
 
-static int addr_parse(const char *s, bool passive, struct addr *a)
+static int addr_parse(const char *s, bool passive, struct tcp_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (!strncmp(s, "unix:", 5)) {
@@ -396,7 +436,7 @@ int tcp_listen(struct wf_ctx *ctx, const char *addr,
 	struct tcp_ctx *c = tctx(ctx);
 	struct epoll_event e = { .events = EPOLLIN };
 	struct tcp_listener *l;
-	struct addr a;
+	struct tcp_addr a;
 	int one = 1, ret;
 
 	ret = addr_parse(addr, true, &a);
@@ -570,6 +610,78 @@ static int io_full(int fd, void *buf, size_t len, bool wr, int64_t deadline)
 	return 0;
 }
 
+/* A socket for a, connecting: 0 when connected at once, -EINPROGRESS
+ * (in progress), -EAGAIN (AF_UNIX backlog full: try connect() again later)
+ * or another -errno with the socket closed. */
+static int sock_connect(const struct tcp_addr *a, int *fdp)
+{
+	int fd = *fdp, one = 1;
+
+	if (fd < 0) {
+		fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (!a->is_unix)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		*fdp = fd;
+	}
+	for (;;) {
+		if (!connect(fd, (const struct sockaddr *)&a->ss, a->len))
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EINPROGRESS || (errno == EAGAIN && a->is_unix))
+			return -errno;
+		break;
+	}
+	close(fd);
+	*fdp = -1;
+	return -errno;
+}
+
+/* The listener's answer to our hello: 0 (ACCEPT, *h decoded) or -errno. */
+static int hello_answer(const void *raw, struct wf_tcp_hello *h)
+{
+	int ret = -hello_parse(raw, h);
+
+	if (!ret && h->kind == WF_TCP_REFUSE)
+		return h->status > 0 ? -h->status : -ECONNREFUSED;
+	if (!ret && h->kind != WF_TCP_ACCEPT)
+		return -EPROTO;
+	return ret;
+}
+
+/* An endpoint on connected socket fd after the listener's hello h: its
+ * buffers, LIVE and in epoll (the caller has reserved its budget). */
+static int ep_go_live(struct tcp_ep *ep, const struct wf_tcp_hello *h)
+{
+	int ret = ep_alloc(ep, h->send_depth, h->msg_size);
+
+	ep->reserved = true;
+	ep->state = EP_LIVE;
+	if (!ret)
+		ret = tcp_ep_epoll_add(ep);
+	if (ret)
+		return ret;
+	tcp_live_add(ep);
+	return 0;
+}
+
+/* What both connects check first; then the endpoint's budget is
+ * reserved. */
+static int connect_prepare(struct tcp_ctx *c, const char *addr,
+			   const struct wf_ep_opts *o, struct tcp_addr *a)
+{
+	int ret = addr_parse(addr, false, a);
+
+	if (ret)
+		return ret;
+	if (o->send_depth > WF_TCP_MAX_DEPTH || o->recv_depth > WF_TCP_MAX_DEPTH ||
+	    o->msg_size > WF_TCP_MAX_MSG)
+		return -EINVAL;
+	return reserve(c, ep_budget(o));
+}
+
 int tcp_connect(struct wf_ctx *ctx, const char *addr,
 		const struct wf_ep_opts *o, struct wf_ep **out)
 {
@@ -577,29 +689,15 @@ int tcp_connect(struct wf_ctx *ctx, const char *addr,
 	int64_t deadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
 	struct wf_tcp_hello h, raw;
 	struct tcp_ep *ep;
-	struct addr a;
-	int fd, ret, one = 1;
+	struct tcp_addr a;
+	int fd = -1, ret;
 
-	ret = addr_parse(addr, false, &a);
+	ret = connect_prepare(c, addr, o, &a);
 	if (ret)
 		return ret;
-	if (o->send_depth > WF_TCP_MAX_DEPTH || o->recv_depth > WF_TCP_MAX_DEPTH ||
-	    o->msg_size > WF_TCP_MAX_MSG)
-		return -EINVAL;
-	ret = reserve(c, ep_budget(o));
-	if (ret)
-		return ret;
-	fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		ret = -errno;
-		goto out_unreserve;
-	}
-	if (!a.is_unix)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (;;) {
-		if (!connect(fd, (struct sockaddr *)&a.ss, a.len))
-			break;
-		if (errno == EINPROGRESS) {
+		ret = sock_connect(&a, &fd);
+		if (ret == -EINPROGRESS) {
 			socklen_t sl = sizeof(ret);
 
 			ret = wait_fd(fd, POLLOUT, deadline);
@@ -611,27 +709,21 @@ int tcp_connect(struct wf_ctx *ctx, const char *addr,
 			}
 			break;
 		}
-		if (errno == EAGAIN && a.is_unix && wf_clock_ms(CLOCK_MONOTONIC) < deadline) {
+		if (ret == -EAGAIN && wf_clock_ms(CLOCK_MONOTONIC) < deadline) {
 			/* AF_UNIX backlog full: the listener is slow. */
 			poll(NULL, 0, 1);
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		ret = -errno;
-		goto out_close;
+		if (ret)
+			goto out_close;
+		break;
 	}
 	hello_fill(&raw, WF_TCP_HELLO, o, 0);
 	ret = io_full(fd, &raw, sizeof(raw), true, deadline);
 	if (!ret)
 		ret = io_full(fd, &raw, sizeof(raw), false, deadline);
-	if (ret)
-		goto out_close;
-	ret = -hello_parse(&raw, &h);
-	if (!ret && h.kind == WF_TCP_REFUSE)
-		ret = h.status > 0 ? -h.status : -ECONNREFUSED;
-	else if (!ret && h.kind != WF_TCP_ACCEPT)
-		ret = -EPROTO;
+	if (!ret)
+		ret = hello_answer(&raw, &h);
 	if (ret)
 		goto out_close;
 	ep = ep_new(c, fd, o);
@@ -639,21 +731,189 @@ int tcp_connect(struct wf_ctx *ctx, const char *addr,
 		ret = -ENOMEM;
 		goto out_close;
 	}
-	ep->reserved = true;
-	ep->state = EP_LIVE;
-	ret = ep_alloc(ep, h.send_depth, h.msg_size);
-	if (!ret)
-		ret = tcp_ep_epoll_add(ep);
+	ret = ep_go_live(ep, &h);
 	if (ret) {
 		ep_free(ep);    /* closes fd */
 		goto out_unreserve;
 	}
-	tcp_live_add(ep);
 	*out = &ep->base;
 	return 0;
 
 out_close:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
+out_unreserve:
+	c->cq_reserved -= ep_budget(o);
+	return ret;
+}
+
+/* ---- connect without blocking ---- */
+
+static void conning_unlink(struct tcp_ep *ep)
+{
+	struct tcp_ep **pp;
+
+	for (pp = &ep->ctx->conning; *pp; pp = &(*pp)->lnext)
+		if (*pp == ep) {
+			*pp = ep->lnext;
+			break;
+		}
+	ep->lnext = NULL;
+}
+
+/* The attempt is over: CONNECT with status err (0: LIVE). */
+static void conn_done(struct tcp_ep *ep, int err)
+{
+	conning_unlink(ep);
+	if (err) {
+		tcp_ep_epoll_del(ep);
+		if (ep->fd >= 0)
+			close(ep->fd);
+		ep->fd = -1;
+		ep->state = EP_DEAD;
+	}
+	tcp_cq_push(ep->ctx, ep, WF_CQE_CONNECT, err, 0, 0, 0, NULL, -1);
+}
+
+/* The socket is connected: send our hello, wait for the listener's. */
+static void conn_hello(struct tcp_ep *ep)
+{
+	struct wf_tcp_hello raw;
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &ep->h };
+	ssize_t n;
+
+	hello_fill(&raw, WF_TCP_HELLO, &ep->opts, 0);
+	/* A fresh socket's buffer takes 32 bytes whole. */
+	n = send(ep->fd, &raw, sizeof(raw), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(raw)) {
+		conn_done(ep, n < 0 ? -errno : -EIO);
+		return;
+	}
+	ep->conn_phase = CP_HELLO;
+	if (epoll_ctl(ep->ctx->epfd, EPOLL_CTL_MOD, ep->fd, &e)) {
+		conn_done(ep, -errno);
+		return;
+	}
+	ep->events = EPOLLIN;
+}
+
+/* After connect() said ret: wait for the socket, or say hello now. */
+static void conn_next(struct tcp_ep *ep, int ret)
+{
+	if (ret == -EAGAIN) {
+		/* Not in epoll: the sweep tries again within a tick. */
+		ep->conn_phase = CP_AGAIN;
+		ep->ctx->hello_due = wf_clock_ms(CLOCK_MONOTONIC_COARSE);
+		return;
+	}
+	if (ret && ret != -EINPROGRESS) {
+		conn_done(ep, ret);
+		return;
+	}
+	free(ep->conn_to);
+	ep->conn_to = NULL;
+	ep->conn_phase = CP_SOCKET;
+	if (!ep->in_epoll && tcp_ep_epoll_add(ep)) {
+		conn_done(ep, -errno);
+		return;
+	}
+	if (!ret)
+		conn_hello(ep);
+}
+
+void tcp_ep_connect_ev(struct tcp_ep *ep, uint32_t events)
+{
+	struct wf_tcp_hello h;
+	ssize_t n;
+	int ret;
+
+	if (ep->conn_phase == CP_SOCKET) {
+		socklen_t sl = sizeof(ret);
+
+		if (getsockopt(ep->fd, SOL_SOCKET, SO_ERROR, &ret, &sl) || ret) {
+			conn_done(ep, ret ? -ret : -errno);
+			return;
+		}
+		if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+			conn_hello(ep);
+		return;
+	}
+	if (ep->conn_phase != CP_HELLO)
+		return;
+	/* Exactly the hello: what the listener sends next is the data
+	 * path's. */
+	n = recv(ep->fd, ep->rx_hdr + ep->rx_hdr_got, HELLO_LEN - ep->rx_hdr_got,
+		 MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_done(ep, n < 0 ? -errno : -ECONNRESET);
+		return;
+	}
+	ep->rx_hdr_got += (uint32_t)n;
+	if (ep->rx_hdr_got < HELLO_LEN)
+		return;
+	ep->rx_hdr_got = 0;
+	ret = hello_answer(ep->rx_hdr, &h);
+	if (ret) {
+		conn_done(ep, ret);
+		return;
+	}
+	tcp_ep_epoll_del(ep);
+	ret = ep_go_live(ep, &h);
+	if (ret) {
+		/* Not on the live list yet (tcp_live_add comes last): a
+		 * failed attempt, destroyed by the caller after CONNECT. */
+		ep->state = EP_CONNECTING;
+		conn_done(ep, ret);
+		return;
+	}
+	conn_done(ep, 0);
+}
+
+int tcp_connect_start(struct wf_ctx *ctx, const char *addr,
+		      const struct wf_ep_opts *o, struct wf_ep **out)
+{
+	struct tcp_ctx *c = tctx(ctx);
+	struct tcp_ep *ep;
+	struct tcp_addr a;
+	int fd = -1, ret;
+
+	ret = connect_prepare(c, addr, o, &a);
+	if (ret)
+		return ret;
+	/* What fails at once (no listener on a unix path, a refused
+	 * loopback port) fails here, with nothing made. */
+	ret = sock_connect(&a, &fd);
+	if (ret && ret != -EINPROGRESS && ret != -EAGAIN)
+		goto out_unreserve;
+	ep = ep_new(c, fd, o);
+	if (ep && ret == -EAGAIN) {
+		ep->conn_to = malloc(sizeof(a));
+		if (ep->conn_to)
+			memcpy(ep->conn_to, &a, sizeof(a));
+	}
+	if (!ep || (ret == -EAGAIN && !ep->conn_to)) {
+		if (ep)
+			ep_free(ep);    /* closes fd */
+		else
+			close(fd);
+		ret = -ENOMEM;
+		goto out_unreserve;
+	}
+	/* Reserved from here: the CONNECT completion and later the data
+	 * path use the same entries. */
+	ep->reserved = true;
+	ep->state = EP_CONNECTING;
+	ep->hello_deadline = wf_clock_ms(CLOCK_MONOTONIC_COARSE) + o->timeout_ms;
+	if (ep->hello_deadline < c->hello_due)
+		c->hello_due = ep->hello_deadline;
+	ep->lnext = c->conning;
+	c->conning = ep;
+	conn_next(ep, ret);
+	*out = &ep->base;
+	return -EINPROGRESS;
+
 out_unreserve:
 	c->cq_reserved -= ep_budget(o);
 	return ret;
@@ -694,6 +954,29 @@ int wf_tcp_ep_adopt(struct wf_ctx *ctx, int fd, const struct wf_ep_opts *o,
 	return 0;
 }
 
+int tcp_ep_peer(const struct wf_ep *e, char *buf, size_t len)
+{
+	const struct tcp_ep *ep = (const struct tcp_ep *)e;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (ep->fd < 0 || ep->state == EP_CONNECTING)
+		return -ENOTCONN;
+	if (getpeername(ep->fd, (struct sockaddr *)&ss, &sl))
+		return -errno;
+	if (ss.ss_family == AF_UNIX) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		int n;
+
+		if (getsockopt(ep->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl))
+			return -errno;
+		n = snprintf(buf, len, "unix:uid=%u", (unsigned)cr.uid);
+		return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+	}
+	return wf_inet_host_str((struct sockaddr *)&ss, "tcp", buf, len);
+}
+
 void tcp_ep_destroy(struct wf_ep *e)
 {
 	struct tcp_ep *ep = tep(e);
@@ -702,6 +985,8 @@ void tcp_ep_destroy(struct wf_ep *e)
 	tcp_held_unlink(ep);
 	if (ep->state == EP_LIVE)
 		tcp_live_del(ep);
+	if (ep->state == EP_CONNECTING)
+		conning_unlink(ep);
 	tcp_cq_purge(c, ep, NULL);
 	if (ep->reserved)
 		c->cq_reserved -= ep_budget(&ep->opts);

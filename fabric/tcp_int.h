@@ -35,6 +35,7 @@ struct handle {
 
 struct tcp_ctx;
 struct tcp_ep;
+struct tcp_addr;          /* a parsed address (tcp_conn.c) */
 
 struct tcp_mr {
 	struct wf_mr base;
@@ -93,13 +94,24 @@ struct tcp_ctx {
 	                                 * deadline may pass; INT64_MAX: none */
 	struct tcp_ep  *reap;           /* evicted during an event batch: freed
 	                                 * after it (events may still name them) */
+	struct tcp_ep  *conning;        /* EP_CONNECTING endpoints (lnext) */
 };
 
 enum ep_state {
 	EP_HELLO,       /* accepted socket, waiting for the peer's hello */
 	EP_WAITING,     /* handshake done, waiting for wf_accept */
 	EP_LIVE,
-	EP_DEAD,        /* socket closed, DISCONNECT queued */
+	EP_DEAD,        /* socket closed, DISCONNECT queued (or, after
+	                 * wf_connect_start, a failed CONNECT) */
+	EP_CONNECTING,  /* wf_connect_start: on ctx->conning, see conn_phase */
+};
+
+/* Where an EP_CONNECTING endpoint is. */
+enum conn_phase {
+	CP_SOCKET,      /* connect() in progress: waiting for EPOLLOUT */
+	CP_AGAIN,       /* AF_UNIX backlog full: connect() again at the next
+	                 * sweep */
+	CP_HELLO,       /* our hello sent: waiting for the listener's */
 };
 
 enum op_state { OP_FREE, OP_POSTED, OP_DONE };
@@ -138,7 +150,10 @@ struct tcp_ep {
 	struct tcp_ctx      *ctx;
 	struct tcp_listener *lst;       /* EP_HELLO, EP_WAITING */
 	struct tcp_ep       *lnext;
-	int64_t              hello_deadline; /* EP_HELLO: coarse ms */
+	int64_t              hello_deadline; /* EP_HELLO, EP_CONNECTING: coarse
+	                                      * ms */
+	uint8_t              conn_phase;     /* EP_CONNECTING: enum conn_phase */
+	struct tcp_addr     *conn_to;        /* CP_AGAIN: where to */
 	struct tcp_ep       *held_next;
 	struct tcp_ep       *txq_next;
 	bool                 on_txq;
@@ -202,6 +217,8 @@ void tcp_ep_hello_rx(struct tcp_ep *ep);
 void tcp_reap_free(struct tcp_ctx *c);
 /* Close every socket whose hello is overdue; note the next deadline. */
 void tcp_hello_sweep(struct tcp_ctx *c, int64_t now);
+/* Client side: an event on an EP_CONNECTING endpoint. */
+void tcp_ep_connect_ev(struct tcp_ep *ep, uint32_t events);
 /* A listening socket is readable: take its new sockets. */
 void tcp_listener_rx(struct tcp_listener *l);
 
@@ -216,6 +233,9 @@ int  tcp_accept(struct wf_listener *lb, struct wf_ep **out);
 void tcp_listener_destroy(struct wf_listener *lb);
 int  tcp_connect(struct wf_ctx *ctx, const char *addr,
 		 const struct wf_ep_opts *o, struct wf_ep **out);
+int  tcp_connect_start(struct wf_ctx *ctx, const char *addr,
+		       const struct wf_ep_opts *o, struct wf_ep **out);
 void tcp_ep_destroy(struct wf_ep *e);
+int  tcp_ep_peer(const struct wf_ep *e, char *buf, size_t len);
 
 #endif

@@ -569,6 +569,19 @@ static int v_poll(struct wf_ctx *wc, struct wf_cqe *cqes, int max)
 
 /* ---- close ---------------------------------------------------------------- */
 
+static int v_ep_peer(const struct wf_ep *eb, char *buf, size_t len)
+{
+	const struct vep *ep = (const struct vep *)eb;
+	struct sockaddr *sa;
+
+	if (!ep->id || ep->state != EP_LIVE)
+		return -ENOTCONN;
+	sa = rdma_get_peer_addr(ep->id);
+	if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return -ENOTCONN;
+	return wf_inet_host_str(sa, "rdma", buf, len);
+}
+
 static int v_ep_close(struct wf_ep *eb)
 {
 	struct vep *ep = (struct vep *)eb;
@@ -947,6 +960,7 @@ const struct wf_ops wf_verbs_ops = {
 	.listener_destroy = verbs_listener_destroy,
 	.connect          = verbs_connect,
 	.ep_close         = v_ep_close,
+	.ep_peer          = v_ep_peer,
 	.ep_destroy       = v_ep_destroy,
 	.mr_reg           = v_mr_reg,
 	.mr_dereg         = v_mr_dereg,

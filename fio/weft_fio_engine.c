@@ -12,8 +12,10 @@
  * (a libweft cluster handle belongs to one thread).  The volume's size is
  * the job's file size (setup() asks libweft once).  Offsets and lengths
  * must be multiples of 4096 (the volume block size) and the range inside
- * the volume: setup() refuses other jobs before they start.  reads, writes, trims (weft_discard) and
- * syncs (weft_flush) are supported.
+ * the volume: setup() refuses other jobs before they start.  reads,
+ * writes, trims (weft_discard) and syncs (weft_flush) are supported;
+ * --sync=1 makes every write FUA (durable when it completes, as O_SYNC on
+ * a file is).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -267,8 +269,11 @@ static enum fio_q_status wf_fio_queue(struct thread_data *td, struct io_u *io_u)
 				io_u->offset, ud);
 		break;
 	case DDIR_WRITE:
+		/* --sync=1 (O_SYNC on a file): each write durable when it
+		 * completes, so FUA; without it fio's fsync/fdatasync
+		 * options (DDIR_SYNC below) say when. */
 		ret = weft_write(d->vol, io_u->xfer_buf, io_u->xfer_buflen,
-				 io_u->offset, 0, ud);
+				 io_u->offset, td->o.sync_io ? WEFT_FUA : 0, ud);
 		break;
 	case DDIR_TRIM:
 		ret = weft_discard(d->vol, io_u->offset, io_u->xfer_buflen, ud);

@@ -481,7 +481,11 @@ const char *weft_strerror(int err)
 	case -ETIMEDOUT:   return "no acting replica answered in time";
 	case -EAGAIN:      return "queue full: reap completions first";
 	case -ERANGE:      return "range beyond the end of the volume";
-	case -EINVAL:      return "invalid argument (alignment, length, flags)";
+	/* The same errno comes from different calls: name every cause it
+	 * has (the log callback says which one it was). */
+	case -EINVAL:      return "invalid argument or cluster map (an option, "
+				  "a request's alignment, length or flags, or "
+				  "the map's content)";
 	case -ENOENT:      return "no such volume (weft_volume_open) or map "
 				  "file (weft_cluster_open)";
 	case -ESTALE:      return "cluster map epoch changed";
@@ -490,7 +494,8 @@ const char *weft_strerror(int err)
 	case -EIO:         return "device I/O error on the target";
 	case -EBADMSG:     return "payload checksum mismatch";
 	case -EHOSTDOWN:   return "too few replicas up";
-	case -EACCES:      return "access refused by the target";
+	case -EACCES:      return "permission denied (the map file cannot be "
+				  "read, or the target refused the request)";
 	case -ECANCELED:   return "request cancelled";
 	case -EPROTO:      return "protocol error";
 	default:           return strerror(-err);

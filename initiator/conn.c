@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libweft: connections to targets, the machine of enum wf_conn_state.
- * Made on first use (a blocking wf_connect bounded by WF_CONNECT_MS, then
- * an asynchronous HELLO/GRANT), torn down on any error.
+ * Made on first use and never waited for: the fabric connects inside the
+ * progress turn (wf_connect_start, a WF_CQE_CONNECT completion), then the
+ * HELLO/GRANT exchange, both bounded by WF_CONNECT_MS; so a target that is
+ * stopped or unreachable delays only the pieces routed to it.  Torn down on
+ * any error.
  *
- *   IDLE --connect--> HELLO --GRANT--> LIVE
+ *   IDLE --connect--> CONNECTING --CONNECT ok--> HELLO --GRANT--> LIVE
+ *   IDLE --connect (synchronous backend: verbs)--> HELLO
+ *   CONNECTING --CONNECT failed, deadline--> DOWN
  *   HELLO, LIVE --fail--> CLOSING --DISCONNECT--> DOWN
  *   HELLO, LIVE --fail, the endpoint cannot close--> DOWN
  *   DOWN --(piece.c re-routed its pieces) wf_conn_down_done--> IDLE or freed
@@ -91,10 +96,10 @@ static void went_down(struct wf_conn *c)
 	cl->down = c;
 }
 
-int wf_conn_connect(struct wf_conn *c)
+/* The endpoint is connected: HELLO goes out, the GRANT is awaited. */
+static int send_hello(struct wf_conn *c)
 {
 	struct weft_cluster *cl = c->cl;
-	struct wf_ep_opts o = { .size = sizeof(o) };
 	struct wf_hello h = {
 		.client_id = cl->client_id,
 		.epoch = cl->map.epoch,
@@ -102,6 +107,30 @@ int wf_conn_connect(struct wf_conn *c)
 		.max_io = cl->piece_max,
 	};
 	struct wf_hello_hdr hh;
+	int ret;
+
+	wf_hello_encode(&h, &hh);
+	ret = wf_send(c->ep, &hh, sizeof(hh), WR_CONN | c->idx);
+	if (ret)
+		return ret;
+	cl->stats.reconnects++;
+	c->refused = false;
+	c->state = CONN_HELLO;
+	c->hello_deadline = cl->now + WF_CONNECT_MS;
+	return 0;
+}
+
+/* The connect failed (not: a connection broke). */
+static void connect_failed(struct wf_conn *c)
+{
+	went_down(c);
+	c->refused = true;
+}
+
+int wf_conn_connect(struct wf_conn *c)
+{
+	struct weft_cluster *cl = c->cl;
+	struct wf_ep_opts o = { .size = sizeof(o) };
 	int ret;
 
 	if (c->state != CONN_IDLE)
@@ -114,20 +143,20 @@ int wf_conn_connect(struct wf_conn *c)
 	o.msg_size = 512;
 	o.timeout_ms = WF_CONNECT_MS;
 	o.user = c;
-	ret = wf_connect(cl->ctx, c->addr, &o, &c->ep);
+	ret = wf_connect_start(cl->ctx, c->addr, &o, &c->ep);
+	if (ret == -EINPROGRESS) {
+		c->state = CONN_CONNECTING;
+		c->hello_deadline = cl->now + WF_CONNECT_MS;
+		return 0;
+	}
 	if (ret)
 		goto out_fail;
-	wf_hello_encode(&h, &hh);
-	ret = wf_send(c->ep, &hh, sizeof(hh), WR_CONN | c->idx);
+	ret = send_hello(c);
 	if (ret) {
 		wf_ep_destroy(c->ep);
 		c->ep = NULL;
 		goto out_fail;
 	}
-	cl->stats.reconnects++;
-	c->refused = false;
-	c->state = CONN_HELLO;
-	c->hello_deadline = cl->now + WF_CONNECT_MS;
 	return 0;
 
 out_fail:
@@ -138,9 +167,21 @@ out_fail:
 	return ret;
 }
 
+void wf_conn_on_connect(struct wf_conn *c, int status)
+{
+	if (c->state != CONN_CONNECTING)
+		return;
+	if (status || send_hello(c))
+		connect_failed(c);
+}
+
 void wf_conn_fail(struct wf_conn *c)
 {
 	switch (c->state) {
+	case CONN_CONNECTING:
+		/* Nothing sent: the attempt is abandoned at once. */
+		connect_failed(c);
+		break;
 	case CONN_IDLE:
 		/* Nothing on the wire; waiters (none, normally) go back. */
 		if (c->wait_q.head) {
@@ -260,14 +301,20 @@ void wf_conn_drop_subs(struct wf_conn *c)
 	c->reactors = 0;
 }
 
+static bool overdue(const struct wf_conn *c, uint64_t now)
+{
+	return (c->state == CONN_CONNECTING || c->state == CONN_HELLO) &&
+	       now >= c->hello_deadline;
+}
+
 void wf_conn_sweep(struct wf_conn *c, uint64_t now)
 {
-	if (c->state == CONN_HELLO && now >= c->hello_deadline)
+	if (overdue(c, now))
 		wf_conn_fail(c);
 	for (uint32_t k = 1; c->sub && k < c->reactors; k++) {
 		struct wf_conn *s = c->sub[k];
 
-		if (s && s->state == CONN_HELLO && now >= s->hello_deadline)
+		if (s && overdue(s, now))
 			wf_conn_fail(s);
 	}
 }

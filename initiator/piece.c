@@ -371,6 +371,7 @@ static void dispatch(struct weft_cluster *cl, struct wf_conn *c,
 		/* wait for the GRANT */
 		queue_on(c, p);
 		return;
+	case CONN_CONNECTING:
 	case CONN_HELLO:
 		queue_on(c, p);
 		return;
@@ -687,6 +688,9 @@ void wf_pieces_on_cqe(struct weft_cluster *cl, const struct wf_cqe *e)
 	case WF_CQE_DISCONNECT:
 		wf_conn_on_disconnect(c);
 		break;
+	case WF_CQE_CONNECT:
+		wf_conn_on_connect(c, e->status);
+		break;
 	default:
 		break;
 	}
@@ -748,6 +752,15 @@ static void sweep(struct weft_cluster *cl)
 	}
 }
 
+/* Past its request's deadline: finished with the error it waits on. */
+static bool expired(struct weft_cluster *cl, struct wf_piece *p)
+{
+	if (cl->now < p->io->deadline)
+		return false;
+	piece_done(cl, p, p->timeout_err ? p->timeout_err : -ETIMEDOUT);
+	return true;
+}
+
 /* RETRY pieces that are due: finished or routed again. */
 static void run_retries(struct weft_cluster *cl)
 {
@@ -756,6 +769,10 @@ static void run_retries(struct weft_cluster *cl)
 
 	cl->retry_q.head = cl->retry_q.tail = NULL;
 	while ((p = pq_pop(&q))) {
+		/* A deadline holds whatever the piece waits for (a backoff
+		 * may end later than it). */
+		if (p->why != RT_FINISH && expired(cl, p))
+			continue;
 		if (p->retry_at > cl->now) {
 			pq_push(&cl->retry_q, p);
 			continue;
@@ -775,11 +792,8 @@ static void run_retries(struct weft_cluster *cl)
 				   cl->conns[t]->fgen ? 0 : -EHOSTDOWN);
 			continue;
 		}
-		if (cl->now >= p->io->deadline) {
-			piece_done(cl, p, p->timeout_err ? p->timeout_err :
-				   -ETIMEDOUT);
+		if (expired(cl, p))
 			continue;
-		}
 		route(cl, p);
 	}
 }

@@ -420,10 +420,16 @@ refused:
 		       "asking again every %d ms", s->target_id, SC_RETRY_MS);
 		s->busy_logged = true;
 	}
+	if (ret == -EACCES)
+		wf_log(cl, WEFT_LOG_WARNING, "target %u does not trust this "
+		       "process with its device (socket mode or peer "
+		       "credentials, docs/security.md): reading its extents "
+		       "through the network", s->target_id);
 	s->state = SC_NONE;
-	/* Not on this host: never; otherwise maybe later (the target
-	 * starting, restarting). */
-	s->retry_at = ret == -EREMOTE ? UINT64_MAX : cl->now + SC_RETRY_MS;
+	/* Not on this host, or not trusted: never; otherwise maybe later
+	 * (the target starting, restarting). */
+	s->retry_at = ret == -EREMOTE || ret == -EACCES ? UINT64_MAX :
+		      cl->now + SC_RETRY_MS;
 	return NULL;
 }
 

@@ -51,7 +51,8 @@
                                             * and the HELLO's max_io */
 #define WF_DEF_QD          128u
 #define WF_DEF_TIMEOUT_MS  10000u
-#define WF_CONNECT_MS      2000            /* a blocking connect's bound */
+#define WF_CONNECT_MS      2000            /* bound of a connect, and then
+                                            * of its HELLO/GRANT */
 #define WF_BACKOFF_MIN_MS  1
 #define WF_BACKOFF_MAX_MS  200
 #define WF_SWEEP_MS        10              /* deadline scan period */
@@ -79,6 +80,9 @@ struct wf_pq {
 enum wf_conn_state {
 	CONN_IDLE,      /* no endpoint: connected on first use, not before
 	                 * retry_at after a failure */
+	CONN_CONNECTING,/* wf_connect_start: waiting for the fabric's
+	                 * CONNECT (until hello_deadline); pieces wait on
+	                 * wait_q */
 	CONN_HELLO,     /* endpoint up, HELLO sent: waiting for the GRANT;
 	                 * pieces wait on wait_q */
 	CONN_LIVE,      /* granted: pieces take slots and go out */
@@ -115,7 +119,8 @@ struct wf_conn {
 	struct wf_ep *ep;
 	uint64_t   retry_at;            /* CONN_IDLE: no connect before (ms) */
 	unsigned   fails;               /* consecutive connect failures */
-	uint64_t   hello_deadline;      /* CONN_HELLO: give up then (ms) */
+	uint64_t   hello_deadline;      /* CONN_CONNECTING, CONN_HELLO: give
+	                                 * up then (ms) */
 
 	/* Granted ring (CONN_LIVE). */
 	uint64_t   epoch;               /* target's epoch in the GRANT */
@@ -386,6 +391,8 @@ struct wf_conn *wf_conn_new(struct weft_cluster *cl, uint32_t target_id);
 void wf_conn_free(struct wf_conn *c);
 int  wf_conn_connect(struct wf_conn *c);
 void wf_conn_fail(struct wf_conn *c);
+/* The fabric's CONNECT completion of c's endpoint (status 0 or -errno). */
+void wf_conn_on_connect(struct wf_conn *c, int status);
 void wf_conn_on_disconnect(struct wf_conn *c);
 enum wf_conn_ev wf_conn_on_msg(struct wf_conn *c, const void *msg,
 			       uint32_t len, struct wf_reply *reply);
@@ -398,7 +405,7 @@ struct wf_conn *wf_conn_route(struct wf_conn *c, uint64_t volume, uint64_t off);
 /* Reactor connections of c: close and forget them (c leaves the map, or
  * the target restarted with another reactor count). */
 void wf_conn_drop_subs(struct wf_conn *c);
-/* HELLO deadlines of c and its reactor connections. */
+/* Connect and HELLO deadlines of c and its reactor connections. */
 void wf_conn_sweep(struct wf_conn *c, uint64_t now);
 static inline int wf_slot_take(struct wf_conn *c)
 {

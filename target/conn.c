@@ -73,8 +73,8 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
 		return;
 	if (why)
-		wf_tgt_log("connection %u (client %llu) closed: %s", c->idx,
-			   (unsigned long long)c->client_id, why);
+		wf_tgt_log("connection %u (client %llu, %s) closed: %s", c->idx,
+			   (unsigned long long)c->client_id, c->peer, why);
 	if (c->state == CONN_HELLO)
 		hello_leave(c);
 	c->state = CONN_CLOSING;
@@ -103,6 +103,19 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	c->next_free = r->free_conns;
 	r->free_conns = c;
 	WF_TGT_ADD(r->nconns, (uint32_t)-1);
+	if (c->evicted) {
+		c->evicted = false;
+		r->evicting--;
+	}
+	/* A newcomer waits for the room an eviction made. */
+	for (unsigned f = 0; r->free_conns && f < r->nfab; f++) {
+		struct wf_listener *l = r->fab[f].accept_wait;
+
+		if (l) {
+			r->fab[f].accept_wait = NULL;
+			wf_tgt_conn_accept(r, f, l);
+		}
+	}
 }
 
 static void pend(struct wf_tgt_req *q)
@@ -487,6 +500,8 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 		break;
 	case WF_OP_WRITE:
 		WF_TGT_ADD(r->stats.writes, 1);
+		if (q->flags & WF_REQ_FUA)
+			WF_TGT_ADD(r->stats.fua_writes, 1);
 		r->stats.write_bytes += q->length;
 		if ((q->flags & WF_REQ_CRC) &&
 		    wf_crc32c(0, slot, q->length) != q->crc) {
@@ -500,7 +515,7 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 				     (q->flags & WF_REQ_FUA) ? WF_STORE_FUA : 0);
 		break;
 	case WF_OP_FLUSH:
-		r->stats.flushes++;
+		WF_TGT_ADD(r->stats.flushes, 1);
 		ret = wf_store_flush(r->store, &q->sreq);
 		break;
 	default:
@@ -842,6 +857,78 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	wf_tgt_conn_close(c, op < 0 ? "not a weft message" : "unexpected message");
 }
 
+/* Can c make room for a newcomer (of peer, if not NULL)?  How long it
+ * has been idle in ns, or 0. */
+static uint64_t idle_for(const struct wf_tgt_conn *c, const char *peer,
+			 uint64_t now)
+{
+	if ((c->state != CONN_LIVE && (c->state != CONN_HELLO || c->held)) ||
+	    c->active || c->store_inflight || now < c->idle_since ||
+	    (peer && strcmp(c->peer, peer)))
+		return 0;
+	return now - c->idle_since;
+}
+
+/*
+ * Close the connection (of peer, if not NULL) idle the longest, if at
+ * least --evict-idle: its slots come back once it is freed.  An idle
+ * connection costs its client a reconnect on its next request; a pool
+ * held by idle connections would cost everybody else their service.
+ */
+static bool evict(struct wf_tgt_reactor *r, const char *peer, const char *what)
+{
+	uint64_t now = wf_tgt_now_ns(), best = 0;
+	struct wf_tgt_conn *v = NULL;
+	char why[160];
+
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		uint64_t t = idle_for(&r->conns[i], peer, now);
+
+		if (t > best) {
+			best = t;
+			v = &r->conns[i];
+		}
+	}
+	if (!v || best < r->cfg->evict_ms * 1000000ull)
+		return false;
+	snprintf(why, sizeof(why), "evicted (%s): idle for %llu ms", what,
+		 (unsigned long long)(best / 1000000));
+	wf_tgt_conn_close(v, why);
+	v->evicted = true;
+	r->evicting++;
+	r->stats.evicted++;
+	return true;
+}
+
+/* Take one endpoint of l and drop it: the initiator sees the refusal at
+ * once.  false when none is pending. */
+static bool refuse(struct wf_tgt_reactor *r, struct wf_listener *l)
+{
+	struct wf_ep *ep;
+
+	if (wf_accept(l, NULL, &ep))
+		return false;
+	r->stats.refused++;
+	wf_ep_destroy(ep);
+	return true;
+}
+
+/* Connections of c's peer, c included. */
+static uint32_t peer_conns(const struct wf_tgt_reactor *r,
+			   const struct wf_tgt_conn *c)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		const struct wf_tgt_conn *o = &r->conns[i];
+
+		if (o->state != CONN_FREE && o->state != CONN_CLOSING &&
+		    !strcmp(o->peer, c->peer))
+			n++;
+	}
+	return n;
+}
+
 void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 			struct wf_listener *l)
 {
@@ -849,13 +936,21 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		struct wf_tgt_conn *c = r->free_conns;
 		struct wf_ep *ep;
 
-		if (!c || r->phase != PH_RUN) {
-			/* Full (or stopping): take the endpoint and drop it,
-			 * so the initiator sees the refusal at once. */
-			if (wf_accept(l, NULL, &ep))
+		if (r->phase != PH_RUN) {
+			if (!refuse(r, l))
 				return;
-			r->stats.refused++;
-			wf_ep_destroy(ep);
+			continue;
+		}
+		if (!c) {
+			/* Full: wait for room an eviction makes, or refuse.
+			 * The newcomers wait in the listener meanwhile
+			 * (bounded there). */
+			if (r->evicting || evict(r, NULL, "the pool is full")) {
+				r->fab[fab].accept_wait = l;
+				return;
+			}
+			if (!refuse(r, l))
+				return;
 			continue;
 		}
 		if (wf_accept(l, c, &ep))
@@ -867,6 +962,9 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->fab = fab;
 		c->state = CONN_HELLO;
 		c->accepted_ns = wf_tgt_now_ns();
+		c->idle_since = c->accepted_ns;
+		c->active = false;
+		c->evicted = false;
 		r->nhello++;
 		c->gone = false;
 		c->invalid = 0;
@@ -875,6 +973,44 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->store_inflight = c->npending = c->sends_out = 0;
 		c->counted = false;
 		memset(&c->lim, 0, sizeof(c->lim));
+		if (wf_ep_peer(ep, c->peer, sizeof(c->peer)))
+			snprintf(c->peer, sizeof(c->peer), "unknown");
+		/* Over its peer's share: that peer's idlest connection goes,
+		 * else this one. */
+		if (r->cfg->max_conns_per_peer &&
+		    peer_conns(r, c) > r->cfg->max_conns_per_peer &&
+		    !evict(r, c->peer, "its peer is at --max-conns-per-peer")) {
+			r->stats.refused++;
+			wf_tgt_conn_close(c, NULL);
+		}
+	}
+}
+
+/* Once a second: connections with no traffic since the last pass are
+ * idle since then; past --idle-timeout they are closed. */
+static void idle_pass(struct wf_tgt_reactor *r, uint64_t now)
+{
+	uint64_t lim = r->cfg->idle_ms * 1000000ull;
+
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		struct wf_tgt_conn *c = &r->conns[i];
+
+		if (c->state != CONN_LIVE)
+			continue;
+		if (c->active || c->store_inflight) {
+			c->active = false;
+			c->idle_since = now;
+			continue;
+		}
+		if (lim && now - c->idle_since >= lim) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "idle for %llu ms "
+				 "(--idle-timeout)",
+				 (unsigned long long)((now - c->idle_since) / 1000000));
+			r->stats.idle_closed++;
+			wf_tgt_conn_close(c, why);
+		}
 	}
 }
 
@@ -888,6 +1024,10 @@ void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now)
 		    now - c->accepted_ns > WF_TGT_HELLO_MS * 1000000ull)
 			wf_tgt_conn_close(c, "no HELLO in time");
 	}
+	if (now >= r->next_idle_ns) {
+		r->next_idle_ns = now + 1000000000ull;
+		idle_pass(r, now);
+	}
 }
 
 void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
@@ -898,6 +1038,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		return;
 	switch (e->op) {
 	case WF_CQE_RECV_MSG:
+		c->active = true;
 		on_msg(c, e->msg, e->len);
 		break;
 	case WF_CQE_RECV_IMM:
@@ -909,6 +1050,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 	case WF_CQE_WRITE:
 	case WF_CQE_WRITE_IMM:
 	case WF_CQE_READ:
+		c->active = true;
 		if (c->sends_out)
 			c->sends_out--;
 		if (e->status && c->state == CONN_LIVE)

@@ -71,14 +71,63 @@ int wf_tgt_ctl_open(struct wf_tgt_reactor *r)
 	if (c->lfd < 0)
 		return -errno;
 	unlink(c->path);
-	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(c->lfd, 16) ||
-	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->lfd, &e)) {
+	/* Bound under the process umask (027, main.c): nobody else can
+	 * connect before the mode is set. */
+	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    (errno = -wf_tgt_sock_mode(r->cfg, c->path)) ||
+	    listen(c->lfd, 16) || epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->lfd, &e)) {
 		ret = -errno;
 		close(c->lfd);
 		c->lfd = -1;
 		return ret;
 	}
 	return 0;
+}
+
+int wf_tgt_sock_mode(const struct wf_tgt_cfg *cfg, const char *path)
+{
+	bool group = cfg->trust_gid != (gid_t)-1;
+
+	if (group && chown(path, (uid_t)-1, cfg->trust_gid))
+		return -errno;
+	if (chmod(path, group ? 0660 : 0600))
+		return -errno;
+	return 0;
+}
+
+/*
+ * Who may have the device fd (a short-circuit reader can read every
+ * volume on the device) and ask for RELOAD: root, our own uid, and with
+ * --trust-group a peer whose gid or supplementary groups include it.
+ * STATUS is answered to anyone who can connect (it tells figures, changes
+ * nothing).
+ */
+static bool peer_trusted(const struct wf_tgt_cfg *cfg, int fd, char *who,
+			 size_t len)
+{
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+	gid_t groups[64];
+	socklen_t gl = sizeof(groups);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l)) {
+		snprintf(who, len, "unknown peer");
+		return false;
+	}
+	snprintf(who, len, "pid %d uid %u gid %u", (int)cr.pid,
+		 (unsigned)cr.uid, (unsigned)cr.gid);
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return true;
+	if (cfg->trust_gid == (gid_t)-1)
+		return false;
+	if (cr.gid == cfg->trust_gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl))
+		return false;
+	for (size_t i = 0; i < gl / sizeof(gid_t); i++)
+		if (groups[i] == cfg->trust_gid)
+			return true;
+	return false;
 }
 
 static void drop(struct wf_tgt_reactor *r, unsigned i)
@@ -112,6 +161,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
+	uint64_t fua = 0, flushes = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -127,6 +177,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		reads += WF_TGT_GET(o->stats.reads);
 		writes += WF_TGT_GET(o->stats.writes);
 		errors += WF_TGT_GET(o->stats.errors);
+		fua += WF_TGT_GET(o->stats.fua_writes);
+		flushes += WF_TGT_GET(o->stats.flushes);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -195,6 +247,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->pgs_degraded = htole32(rdeg);
 	s->recovery_bytes = htole64(rbytes);
 	s->recovery_left = htole64(rleft);
+	s->fua_writes = htole64(fua);
+	s->flushes = htole64(flushes);
 	s->scrub_gen = htole32(sgen);
 	s->scrub_done = htole32(sdone);
 	s->scrub_bytes = htole64(sbytes);
@@ -244,7 +298,8 @@ static int answer_usage(struct wf_tgt_reactor *r, int fd, uint16_t ver,
 	return send(fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(a) ? 0 : -1;
 }
 
-static int answer_sc(struct wf_tgt_reactor *r, int fd, uint16_t ver)
+/* The device and index fds, or (refused) result alone. */
+static int answer_sc(struct wf_tgt_reactor *r, int fd, uint16_t ver, int refused)
 {
 	struct wf_ctl_shortcircuit a;
 	const struct wf_view_hdr *vh;
@@ -256,10 +311,10 @@ static int answer_sc(struct wf_tgt_reactor *r, int fd, uint16_t ver)
 	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int fds[2] = { r->ctl.dev_ro, wf_store_index_fd(r->store) };
-	int result = 0;
+	int result = refused;
 	uint64_t data_off = 0;
 
-	if (fds[0] < 0 || fds[1] < 0)
+	if (!result && (fds[0] < 0 || fds[1] < 0))
 		result = -EOPNOTSUPP;
 	if (!result && !wf_view_open(fds[1], &v)) {
 		vh = v.hdr;
@@ -332,9 +387,24 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		return;
 	}
 	op = q.op;
+	/* Figures for anyone who can connect; the device fd, RELOAD and
+	 * SCRUB (which rewrites members) for the trusted only. */
+	if (op != WF_CTL_STATUS && op != WF_CTL_VOLUME_USAGE && !r->ctl.trusted[i]) {
+		char who[80];
+
+		peer_trusted(r->cfg, fd, who, sizeof(who));
+		wf_tgt_log("control: %s refused to %s (trusted: root, uid %u%s)",
+			   op == WF_CTL_SHORTCIRCUIT ? "the device fd" :
+			   op == WF_CTL_RELOAD ? "RELOAD" : op == WF_CTL_SCRUB ?
+			   "SCRUB" : "an unknown request",
+			   who, (unsigned)geteuid(), r->cfg->trust_gid != (gid_t)-1 ?
+			   " and --trust-group" : "");
+		result = -EACCES;
+	}
 	switch (op) {
 	case WF_CTL_SHORTCIRCUIT:
-		if (answer_sc(r, fd, q.version))
+		/* Refused: answered, then dropped (one log line a session). */
+		if (answer_sc(r, fd, q.version, result) || result)
 			drop(r, i);
 		return;
 	case WF_CTL_VOLUME_USAGE:
@@ -346,12 +416,14 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 			return;
 		break;
 	case WF_CTL_RELOAD:
-		result = wf_tgt_reload_all(r, "control RELOAD");
+		if (!result)
+			result = wf_tgt_reload_all(r, "control RELOAD");
 		break;
 	case WF_CTL_STATUS:
 		break;
 	case WF_CTL_SCRUB:
-		result = q.version < 4 ? -EPROTO : scrub_ask(r, q.arg, q.arg2);
+		if (!result)
+			result = q.version < 4 ? -EPROTO : scrub_ask(r, q.arg, q.arg2);
 		break;
 	default:
 		result = -EPROTO;
@@ -364,7 +436,7 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 	 * layout, the first WF_CTL_STATUS_V2_SIZE bytes. */
 	s.version = htole16(q.version);
 	if (send(fd, &s, wf_ctl_status_size(q.version), MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	    (ssize_t)wf_ctl_status_size(q.version))
+	    (ssize_t)wf_ctl_status_size(q.version) || result == -EACCES)
 		drop(r, i);
 }
 
@@ -398,5 +470,11 @@ void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
 			continue;
 		}
 		r->ctl.cfd[i] = fd;
+		{
+			char who[80];
+
+			r->ctl.trusted[i] = peer_trusted(r->cfg, fd, who,
+							 sizeof(who));
+		}
 	}
 }

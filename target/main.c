@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -44,6 +45,19 @@ static const char usage_text[] =
 "      --max-conns N      connections served at once per reactor (default\n"
 "                         16); slot memory = slots x slot-size x max-conns\n"
 "                         x cores\n"
+"      --max-conns-per-peer N  of those, at most N from one peer host (tcp,\n"
+"                         rdma) or local uid (unix); 0 (default): no limit\n"
+"                         of its own\n"
+"      --idle-timeout MS  close a connection with no traffic this long\n"
+"                         (default 300000; 0: never)\n"
+"      --evict-idle MS    pool (or a peer's share) full: the connection idle\n"
+"                         the longest, at least MS, makes room (default 1000)\n"
+"      --trust-group G    local peers of group G (name or gid) may also\n"
+"                         use the sockets, get the device fd for short-circuit\n"
+"                         reads and RELOAD (default: only root and our uid)\n"
+"      --keepalive S      TCP keepalive: probe a peer idle S seconds, drop it\n"
+"                         after 3 unanswered probes S/3 apart (default 30;\n"
+"                         0: off)\n"
 "      --poll-us US       busy-poll this long before sleeping (default 0:\n"
 "                         sleep at once; spin on dedicated cores)\n"
 "      --recovery-qd N    copies to members being brought up to date in\n"
@@ -112,7 +126,8 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_TRUST_GROUP,
 };
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
@@ -128,6 +143,11 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "slots", required_argument, NULL, O_SLOTS },
 		{ "slot-size", required_argument, NULL, O_SLOT_SIZE },
 		{ "max-conns", required_argument, NULL, O_MAX_CONNS },
+		{ "max-conns-per-peer", required_argument, NULL, O_PER_PEER },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
+		{ "evict-idle", required_argument, NULL, O_EVICT },
+		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
+		{ "trust-group", required_argument, NULL, O_TRUST_GROUP },
 		{ "poll-us", required_argument, NULL, O_POLL },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
@@ -156,6 +176,10 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->slots = WF_TGT_DEFAULT_SLOTS;
 	cfg->slot_size = WF_TGT_DEFAULT_SLOT_SIZE;
 	cfg->max_conns = WF_TGT_DEFAULT_MAX_CONNS;
+	cfg->idle_ms = WF_TGT_DEFAULT_IDLE_MS;
+	cfg->evict_ms = WF_TGT_DEFAULT_EVICT_MS;
+	cfg->keepalive_s = WF_TGT_DEFAULT_KEEPALIVE;
+	cfg->trust_gid = (gid_t)-1;
 	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
 	                        * peers on shared cores */
 	cfg->recovery_qd = 4;
@@ -218,6 +242,41 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 					       optarg);
 			cfg->max_conns = v;
 			break;
+		case O_PER_PEER:
+			if (parse_u32(optarg, &v, false) || v > WF_TGT_MAX_CONNS)
+				return bad_arg("--max-conns-per-peer: '%s' is not "
+					       "0 .. 4096", optarg);
+			cfg->max_conns_per_peer = v;
+			break;
+		case O_IDLE:
+			if (parse_u32(optarg, &v, false) || (v && v < 100))
+				return bad_arg("--idle-timeout: '%s' is not 0 or "
+					       "at least 100 (ms)", optarg);
+			cfg->idle_ms = v;
+			break;
+		case O_EVICT:
+			if (parse_u32(optarg, &v, false) || v > 86400000)
+				return bad_arg("--evict-idle: '%s' is not 0 .. "
+					       "86400000 (ms)", optarg);
+			cfg->evict_ms = v;
+			break;
+		case O_KEEPALIVE:
+			if (parse_u32(optarg, &v, false) || v > 86400)
+				return bad_arg("--keepalive: '%s' is not 0 .. 86400 "
+					       "(s)", optarg);
+			cfg->keepalive_s = v;
+			break;
+		case O_TRUST_GROUP: {
+			struct group *g = getgrnam(optarg);
+
+			if (g)
+				cfg->trust_gid = g->gr_gid;
+			else if (!parse_u32(optarg, &v, false) && v != UINT32_MAX)
+				cfg->trust_gid = (gid_t)v;
+			else
+				return bad_arg("--trust-group: no group '%s'", optarg);
+			break;
+		}
 		case O_POLL:
 			if (parse_u32(optarg, &v, false) || v > 1000000)
 				return bad_arg("--poll-us: '%s' is not 0 .. 1000000",
@@ -366,9 +425,33 @@ static int daemonize(struct wf_tgt_cfg *cfg)
 		_exit(0);
 	cfg->ready_fd = p[1];
 	/* Relative paths (map, device, run dir) keep working: the cwd
-	 * stays as the user left it. */
-	umask(022);
+	 * stays as the user left it.  The umask is main()'s. */
 	return 0;
+}
+
+/*
+ * The run dir, made if missing with an explicit mode (0750, group
+ * --trust-group if given): its sockets reach the device
+ * (docs/security.md).
+ * One that exists keeps its mode; its sockets get theirs at bind.
+ */
+static int run_dir(const struct wf_tgt_cfg *cfg)
+{
+	bool group = cfg->trust_gid != (gid_t)-1;
+	struct stat sb;
+
+	if (!stat(cfg->run_dir, &sb))
+		return 0;
+	if (mkdir(cfg->run_dir, 0700) && errno != EEXIST)
+		goto fail;
+	if ((group && chown(cfg->run_dir, (uid_t)-1, cfg->trust_gid)) ||
+	    chmod(cfg->run_dir, 0750))
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "weft-target: run dir %s: %s\n", cfg->run_dir,
+		strerror(errno));
+	return 1;
 }
 
 /* Report the startup result: '0' or '1' + message. */
@@ -641,13 +724,17 @@ int main(int argc, char **argv)
 	struct wf_store_stat st;
 	struct wf_tgt_etcd *agent = NULL;
 	char err[1024];
-	struct stat sb;
+	bool cache_none_file;
 	int ret;
 
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
 		return ret;
 	wf_tgt_log_setup(cfg.id, cfg.log_level, cfg.syslog);
+	/* Whatever the caller's umask (000 included): files and sockets we
+	 * make are never writable by others, and nobody else can connect
+	 * to a socket before it gets its mode (wf_tgt_sock_mode). */
+	umask(027);
 	memset(&tg, 0, sizeof(tg));
 	if (cfg.etcd_url && !cfg.format &&
 	    wf_tgt_etcd_fetch(&cfg, err, sizeof(err))) {
@@ -670,9 +757,7 @@ int main(int argc, char **argv)
 		wf_tgt_map_free(map);
 		return ret;
 	}
-	if (stat(cfg.run_dir, &sb) && mkdir(cfg.run_dir, 0755) && errno != EEXIST) {
-		fprintf(stderr, "weft-target: run dir %s: %s\n", cfg.run_dir,
-			strerror(errno));
+	if (run_dir(&cfg)) {
 		wf_tgt_map_free(map);
 		return 1;
 	}
@@ -696,6 +781,16 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	wf_store_stat(store, &st);
+	{
+		struct stat sb;
+
+		/* O_DIRECT completions on a file do not persist the file
+		 * system's metadata (a write into a hole allocates blocks):
+		 * only an fdatasync does, which --cache none never sends. */
+		cache_none_file = cfg.cache == WF_STORE_CACHE_NONE &&
+				  !stat(map->map.targets[map->self].device, &sb) &&
+				  S_ISREG(sb.st_mode);
+	}
 	if (st.extent_size != map->extent_size) {
 		snprintf(err, sizeof(err), "%s has extent size %u but the map says "
 			 "%u", map->map.targets[map->self].device, st.extent_size,
@@ -753,6 +848,12 @@ int main(int argc, char **argv)
 			   (unsigned long long)st.used, r->net_addr, r->unix_addr,
 			   (unsigned long long)r->map->epoch, cfg.slots,
 			   cfg.slot_size, cfg.max_conns, more);
+		if (cache_none_file)
+			wf_tgt_log("warning: --cache none on a regular file: its "
+				   "file system metadata is never synced, so "
+				   "acknowledged writes can be lost on a power "
+				   "failure or kernel crash; --cache auto is "
+				   "durable (docs/store.md)");
 	}
 	tg.epoch = r->map->epoch;
 	if (cfg.etcd_url && (ret = wf_tgt_etcd_start(&tg, &cfg, &agent)) != 0) {

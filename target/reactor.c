@@ -335,6 +335,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	eo.recv_depth = cfg->slots + 2;
 	eo.send_depth = 2 * cfg->slots + WF_TGT_SPARE_SENDS;
 	eo.msg_size = 512;
+	eo.keepalive_s = cfg->keepalive_s;
 	per_ep = (uint64_t)eo.recv_depth + eo.send_depth + 1;
 	/* Clients, one spare, and the peer links (peer.c: one per other
 	 * target of the map, with room for a few added later). */
@@ -520,12 +521,15 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		struct wf_tgt_fab *uf = &r->fab[r->nfab - 1];
 
 		ret = wf_listen(uf->ctx, r->unix_addr, &eo, &uf->lst[uf->nlst]);
+		if (!ret) {
+			uf->nlst++;
+			ret = wf_tgt_sock_mode(cfg, r->unix_addr + 5);
+		}
 		if (ret) {
 			snprintf(err, errlen, "listening on %s: %s", r->unix_addr,
 				 strerror(-ret));
 			goto fail;
 		}
-		uf->nlst++;
 	}
 	ret = idx == 0 ? wf_tgt_ctl_open(r) : 0;
 	if (ret) {
@@ -820,8 +824,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			break;
 		if (++turn % CTL_EVERY == 0) {
 			events(r, 0);
-			if (r->nhello)
-				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
+			wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			if (r->peers)
 				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
 		}
@@ -874,15 +877,16 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				idle_since = 0;
 				continue;
 			}
-			/* Timed while stopping (the phases have deadlines) and
-			 * while a connection owes its HELLO. */
-			/* Timed while links owe a GRANT or replies too. */
+			/* Timed while stopping (the phases have deadlines),
+			 * while a connection owes its HELLO, while links owe
+			 * a GRANT or replies, and while connections are open
+			 * (their idleness is looked at once a second). */
 			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
 				      r->rec.active || r->scrub.active ||
 				      r->reload_wanted ? 100 :
-				      r->nhello || wf_tgt_peers_busy(r) ? 1000 : -1);
-			if (r->nhello)
-				wf_tgt_conn_sweep(r, wf_tgt_now_ns());
+				      r->nhello || wf_tgt_peers_busy(r) ||
+				      r->nconns ? 1000 : -1);
+			wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			if (r->peers)
 				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
 			idle_since = 0;

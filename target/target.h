@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fabric/fabric.h"
 #include "proto/wire.h"
@@ -35,6 +36,13 @@
 /* A connection that sends no HELLO within this long is closed, so idle
  * sockets cannot hold the connection pool. */
 #define WF_TGT_HELLO_MS          5000u
+/* Limits that keep one peer from starving the others (docs/target.md,
+ * "Limits"): a connection with no traffic this long is closed; when the
+ * pool (or a peer's share) is full, the connection idle the longest, at
+ * least this long, makes room; idle TCP peers are probed this often. */
+#define WF_TGT_DEFAULT_IDLE_MS   300000u
+#define WF_TGT_DEFAULT_EVICT_MS  1000u
+#define WF_TGT_DEFAULT_KEEPALIVE 30u
 /* A connection that sent this many invalid requests is closed. */
 #define WF_TGT_MAX_INVALID       16u
 /* Error replies that need no slot (slot index out of the ring): send
@@ -54,6 +62,11 @@ struct wf_tgt_cfg {
 	uint32_t    slots;              /* per connection */
 	uint32_t    slot_size;          /* bytes, multiple of 4096 */
 	uint32_t    max_conns;
+	uint32_t    max_conns_per_peer; /* 0: only max_conns */
+	uint32_t    idle_ms;            /* 0: never closed for idleness */
+	uint32_t    evict_ms;
+	uint32_t    keepalive_s;        /* 0: no TCP keepalive */
+	gid_t       trust_gid;          /* --trust-group; (gid_t)-1: none */
 	uint32_t    poll_us;            /* busy-poll this long before sleeping */
 	uint32_t    recovery_qd;        /* recovery copies in flight per reactor */
 	uint32_t    recovery_mbps;      /* MiB/s per reactor, 0: no limit */
@@ -309,6 +322,12 @@ struct wf_tgt_conn {
 	                                 * has store I/O in flight */
 	struct wf_tgt_req  *reqs;       /* [cfg slots] */
 	struct wf_tgt_conn *next_free;
+	/* Idleness (conn.c, Limits): traffic (a message in, a send done) sets
+	 * active; the once-a-second pass clears it and moves idle_since. */
+	bool                active;
+	bool                evicted;    /* closed to make room (r->evicting) */
+	uint64_t            idle_since; /* ns */
+	char                peer[64];   /* wf_ep_peer: "tcp:HOST", ... */
 	bool                counted;    /* in closing_io (conn.c) */
 	bool                recovery;   /* the reactor's recovery ring: its
 	                                 * requests are recover.c's copies */
@@ -345,7 +364,8 @@ int  wf_tgt_etcd_start(struct wf_tgt *t, const struct wf_tgt_cfg *cfg,
 		       struct wf_tgt_etcd **out);
 /* Stop it (its lease is revoked: the registration goes at once). */
 void wf_tgt_etcd_stop(struct wf_tgt_etcd *a);
-/* Close connections that sent no HELLO in time. */
+/* Close connections that sent no HELLO in time, and (once a second)
+ * those idle past --idle-timeout. */
 void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now);
 /* Answer held HELLOs whose client's old store I/O has drained. */
 void wf_tgt_conn_run_held(struct wf_tgt_reactor *r);
@@ -490,12 +510,17 @@ struct wf_tgt_ctl {
 	int  lfd;                       /* SOCK_SEQPACKET listener */
 	bool full_logged;               /* "all sessions in use" said once */
 	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
+	bool trusted[WF_TGT_CTL_CLIENTS]; /* the peer may have the device fd
+	                                 * and RELOAD (SO_PEERCRED, ctl.c) */
 	int  dev_ro;                    /* read-only O_DIRECT device fd for
 	                                 * short-circuit readers */
 	char path[108];
 };
 
 int  wf_tgt_ctl_open(struct wf_tgt_reactor *r);
+/* Give the socket at path the mode local trust asks for (0600, or 0660
+ * and group --trust-group); 0 or -errno. */
+int  wf_tgt_sock_mode(const struct wf_tgt_cfg *cfg, const char *path);
 /* -EADDRINUSE when a live target already answers on our control socket
  * (so we do not unlink another target's sockets). */
 int  wf_tgt_ctl_probe(struct wf_tgt_reactor *r);
@@ -525,13 +550,16 @@ struct wf_tgt_fab {
 	unsigned            nlst;
 	bool                unbound_said;   /* logged that wf_mr_bind is not
 	                                     * supported here */
+	struct wf_listener *accept_wait;    /* full: accept from it once an
+	                                     * evicted connection is freed */
 };
 
 struct wf_tgt_stats {
 	uint64_t reads, writes, flushes, discards;
+	uint64_t fua_writes;
 	uint64_t read_bytes, write_bytes;
 	uint64_t errors, invalid, closed_bad;
-	uint64_t accepted, refused;
+	uint64_t accepted, refused, evicted, idle_closed;
 	uint64_t forwards;              /* replica forwards posted */
 	uint64_t csums;                 /* scrub CSUMs answered */
 };
@@ -633,6 +661,8 @@ struct wf_tgt_reactor {
 	uint32_t            nconns;     /* not CONN_FREE */
 	uint32_t            nhello;     /* in CONN_HELLO */
 	uint32_t            nheld;      /* of those, HELLO held (conn.c) */
+	uint32_t            evicting;   /* evicted, not yet freed */
+	uint64_t            next_idle_ns; /* the next idleness pass */
 	struct wf_tgt_req  *reqs;
 	struct wf_tgt_req  *pend_head, *pend_tail;
 	int                 epfd, sigfd;

@@ -2,7 +2,9 @@
 /*
  * Fabric conformance suite, connections: connect/accept/close, a refused
  * connect, completion-queue limits on the connecting and the accepting
- * side, 64 endpoints at once.
+ * side, 64 endpoints at once; wf_connect_start: completes in wf_poll,
+ * never blocks the ctx (a silent peer times out in a CONNECT completion
+ * while live endpoints go on), refused at once.
  *
  * The same cases for every backend (see fabric_test.h for the environment
  * that picks it); the upper layers rely on exactly what is asserted here.
@@ -205,4 +207,147 @@ Test(fabric, many_endpoints)
 	ft_pair_close(&p);
 	free(sbuf);
 	free(cbuf);
+}
+
+/* ---- wf_connect_start ---- */
+
+/* Poll c until a CONNECT completion of ep arrives (bounded); its status. */
+static int connect_result(struct wf_ctx *s, struct wf_ctx *c, struct wf_ep *ep)
+{
+	int64_t end = ft_now_ms() + 2 * ft_wait_ms();
+
+	gc.n = 0;
+	while (ft_now_ms() < end) {
+		if (s)
+			ft_poll_into(s, &gs);
+		ft_poll_into(c, &gc);
+		for (int i = 0; i < gc.n; i++)
+			if (gc.c[i].op == WF_CQE_CONNECT && gc.c[i].ep == ep)
+				return gc.c[i].status;
+	}
+	cr_assert_fail("no CONNECT completion");
+	return 0;
+}
+
+Test(fabric, connect_start_completes_in_poll)
+{
+	struct wf_ctx *s = ft_ctx(0), *c = ft_ctx(0);
+	struct wf_listener *l;
+	struct wf_ep *cep, *sep;
+	struct wf_ep_opts o = ft_opts(8, 8, 128);
+	char addr[256], real[256];
+	int ret;
+
+	ft_listen_addr(addr, sizeof(addr));
+	cr_assert_eq(wf_listen(s, addr, &o, &l), 0);
+	cr_assert_eq(wf_listener_addr(l, real, sizeof(real)), 0);
+	o.user = &o;
+	ret = wf_connect_start(c, real, &o, &cep);
+	if (ft_is_verbs()) {
+		/* Synchronous there; nobody accepts in this thread. */
+		cr_assert_lt(ret, 0);
+		goto out;
+	}
+	cr_assert_eq(ret, -EINPROGRESS, "%s", strerror(-ret));
+	cr_assert_eq(wf_ep_user(cep), &o, "the user pointer is there at once");
+	cr_assert_eq(wf_send(cep, "x", 1, 1), -ENOTCONN, "not before CONNECT");
+	cr_assert_eq(connect_result(s, c, cep), 0);
+	cr_assert_str_eq(wf_cqe_op_name(WF_CQE_CONNECT), "connect");
+	ft_pump(s, &gs, 1, NULL, NULL, 0, ft_wait_ms());
+	cr_assert_eq(gs.c[gs.n - 1].op, WF_CQE_ACCEPT);
+	cr_assert_eq(wf_accept(l, NULL, &sep), 0);
+	gs.n = gc.n = 0;
+	cr_assert_eq(wf_send(cep, "hello", 5, 7), 0);
+	ft_pump(s, &gs, 1, c, &gc, 1, ft_wait_ms());
+	cr_assert_eq(gs.c[0].op, WF_CQE_RECV_MSG);
+	cr_assert_eq(memcmp(gs.msg[0], "hello", 5), 0);
+	cr_assert_eq(gc.c[0].op, WF_CQE_SEND);
+	wf_ep_destroy(sep);
+	wf_ep_destroy(cep);
+out:
+	wf_listener_destroy(l);
+	wf_ctx_destroy(s);
+	wf_ctx_destroy(c);
+}
+
+/* A listener whose process never answers (stopped, or as here: a ctx
+ * nobody polls; the kernel still completes the TCP or AF_UNIX connect).
+ * The connecting ctx keeps serving its live endpoint meanwhile, and the
+ * attempt ends with -ETIMEDOUT in a CONNECT completion. */
+Test(fabric, connect_start_to_silent_peer_blocks_nothing)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ctx *deaf = ft_ctx(0);
+	struct wf_listener *dl;
+	struct wf_ep *ep;
+	struct wf_ep_opts o = ft_opts(8, 8, 128);
+	char addr[256], real[256];
+	int rounds = 0, ret, status = 1;
+	int64_t end;
+
+	if (ft_is_verbs())
+		cr_skip_test("verbs connects synchronously (docs/fabric.md)");
+	ft_pair_open(&p, &o, &o);
+	ft_listen_addr(addr, sizeof(addr));
+	cr_assert_eq(wf_listen(deaf, addr, &o, &dl), 0);
+	cr_assert_eq(wf_listener_addr(dl, real, sizeof(real)), 0);
+	o.timeout_ms = 300;
+	ret = wf_connect_start(p.cctx, real, &o, &ep);
+	cr_assert_eq(ret, -EINPROGRESS, "%s", strerror(-ret));
+	/* Round trips on the live pair while the attempt is pending. */
+	end = ft_now_ms() + 4 * ft_wait_ms();
+	while (status > 0) {
+		cr_assert_lt(ft_now_ms(), end, "no CONNECT completion");
+		gs.n = gc.n = 0;
+		cr_assert_eq(wf_send(p.cep, "ping", 4, 1), 0);
+		while (!ft_count(&gs, WF_CQE_RECV_MSG) ||
+		       !ft_count(&gc, WF_CQE_SEND)) {
+			cr_assert_lt(ft_now_ms(), end, "the live pair stalled");
+			ft_poll_into(p.sctx, &gs);
+			ft_poll_into(p.cctx, &gc);
+		}
+		for (int i = 0; i < gc.n; i++)
+			if (gc.c[i].op == WF_CQE_CONNECT) {
+				cr_assert_eq(gc.c[i].ep, ep);
+				status = gc.c[i].status;
+			}
+		rounds++;
+	}
+	cr_assert_eq(status, -ETIMEDOUT, "%s", strerror(-status));
+	/* A blocking connect would have let none through. */
+	cr_assert_gt(rounds, 10, "%d round trips during the attempt", rounds);
+	wf_ep_destroy(ep);
+	still_works(&p);
+	/* Abandoned while connecting: destroyed at once, nothing follows. */
+	cr_assert_eq(wf_connect_start(p.cctx, real, &o, &ep), -EINPROGRESS);
+	wf_ep_destroy(ep);
+	still_works(&p);
+	wf_listener_destroy(dl);
+	wf_ctx_destroy(deaf);
+	ft_pair_close(&p);
+}
+
+Test(fabric, connect_start_refused_at_once)
+{
+	struct wf_ctx *ctx = ft_ctx(0);
+	struct wf_listener *l;
+	struct wf_ep *ep = NULL;
+	struct wf_ep_opts o = ft_opts(4, 4, 64);
+	char addr[256], real[256];
+	int ret;
+
+	if (ft_is_verbs())
+		cr_skip_test("verbs connects synchronously (docs/fabric.md)");
+	ft_listen_addr(addr, sizeof(addr));
+	cr_assert_eq(wf_listen(ctx, addr, &o, &l), 0);
+	cr_assert_eq(wf_listener_addr(l, real, sizeof(real)), 0);
+	wf_listener_destroy(l);
+	o.timeout_ms = 2000;
+	ret = wf_connect_start(ctx, real, &o, &ep);
+	if (ret == -EINPROGRESS)        /* tcp may say so later */
+		ret = connect_result(NULL, ctx, ep), wf_ep_destroy(ep);
+	cr_assert_lt(ret, 0);
+	cr_assert_neq(ret, -ETIMEDOUT, "a refusal is not a timeout");
+	cr_assert_eq(wf_connect_start(ctx, "bogus:1", &o, &ep), -EAFNOSUPPORT);
+	wf_ctx_destroy(ctx);
 }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -87,6 +89,42 @@ Test(libweft, open_errors, .init = start3, .fini = stop)
 	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
 	cr_assert(strstr(said, "no volume \"nope\""), "said: %s", said);
 	weft_cluster_close(cl);
+	o.transport = NULL;
+	/* A map that does not parse and one that cannot be read: their
+	 * texts name the map, not a request's alignment or the target. */
+	{
+		char bad[] = "/tmp/weft-badmap-XXXXXX";
+		int fd = mkstemp(bad);
+		pid_t pid;
+		int st;
+
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(write(fd, "epoch = ;\n", 10), 10);
+		close(fd);
+		o.map_path = bad;
+		ret = weft_cluster_open(&o, &cl);
+		cr_assert_eq(ret, -EINVAL);
+		cr_assert(strstr(weft_strerror(ret), "map"), "%s",
+			  weft_strerror(ret));
+		cr_assert_null(strstr(weft_strerror(ret), "target"));
+		/* Mode 0600, read as uid 65534. */
+		o.map_path = P.map_path;
+		cr_assert_eq(chmod(P.map_path, 0600), 0);
+		pid = fork();
+		cr_assert_geq(pid, 0);
+		if (!pid) {
+			if (setgid(65534) || setuid(65534))
+				_exit(2);
+			ret = weft_cluster_open(&o, &cl);
+			_exit(ret == -EACCES &&
+			      strstr(weft_strerror(ret), "map file") ? 0 : 1);
+		}
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			  "unreadable map: wrong errno or text (%d)",
+			  WEXITSTATUS(st));
+		unlink(bad);
+	}
 	cl = open_cl(0, 0, NULL);
 	cr_assert_eq(weft_volume_open(cl, "nope", &v), -ENOENT);
 	v = tu_vol(cl, "vol1");

@@ -745,6 +745,14 @@ Test(target, deferred_send, .init = up3, .fini = down, .timeout = 60)
 
 	cr_assert_eq(weft_cluster_open(&bad, &x), -EINVAL);
 	cr_assert(w && r);
+	/* Connections first: setting one up is progress of its own that
+	 * wakes weft_fd (connects run in the poll loop). */
+	tu_fill(w, QD * BS, 4141);
+	for (int i = 0; i < QD; i++)
+		cr_assert_eq(weft_pwrite(v, w + i * BS, BS, (uint64_t)i * 3 * MiB,
+					 0), BS);
+	while (weft_wait(cl, e, 1, QD, 100) > 0)
+		;
 	tu_fill(w, QD * BS, 4242);
 	/* One block per extent-sized stride: the batch spans many PGs. */
 	for (int i = 0; i < QD; i++)

@@ -10,8 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <endian.h>
+
 #include <criterion/criterion.h>
 
+#include "proto/ctl.h"
 #include "tests/integration/sys.h"
 
 SYS_SUITE(sys_tools, 180);
@@ -60,6 +63,48 @@ Test(sys_tools, fio_verify)
 			 "--offset=200m --verify=crc32c --do_verify=1 --verify_fatal=1 "
 			 "--weft_short_circuit=0", out), 0,
 		     "fio trim+verify job failed");
+#endif
+}
+
+#ifdef WEFT_FIO_ENGINE
+/* FUA writes and flushes the targets served, all of them. */
+static void fua_flushes(uint64_t *fua, uint64_t *flushes)
+{
+	*fua = *flushes = 0;
+	for (unsigned id = 0; id < SYS_TARGETS; id++) {
+		struct wf_ctl_status s = sys_ctl_status(C.run, id);
+
+		*fua += le64toh(s.fua_writes);
+		*flushes += le64toh(s.flushes);
+	}
+}
+#endif
+
+/* fio --sync=1 (O_SYNC writes) is durable per write: every write goes FUA
+ * (seen in the targets' counters); without it none does, and --fsync=N
+ * sends flushes instead.  vol1 has one replica: no forwards. */
+Test(sys_tools, fio_sync_is_fua)
+{
+#ifndef WEFT_FIO_ENGINE
+	cr_skip_test("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
+#else
+	char out[400];
+	uint64_t f0, l0, f1, l1, f2, l2;
+
+	cr_assert(sys_sh("command -v fio >/dev/null") == 0);
+	snprintf(out, sizeof(out), "%s/fio.json", C.dir);
+	fua_flushes(&f0, &l0);
+	cr_assert_eq(fio("--name=s --rw=write --bs=4k --size=256k --iodepth=4 "
+			 "--sync=1", out), 0, "fio --sync=1 job failed");
+	fua_flushes(&f1, &l1);
+	cr_assert_geq(f1 - f0, 64, "64 writes with --sync=1, %llu FUA",
+		      (unsigned long long)(f1 - f0));
+	cr_assert_eq(fio("--name=n --rw=write --bs=4k --size=256k --iodepth=4 "
+			 "--offset=1m --fsync=16", out), 0, "fio --fsync job failed");
+	fua_flushes(&f2, &l2);
+	cr_assert_eq(f2, f1, "writes without --sync=1 went FUA");
+	cr_assert_geq(l2 - l1, 4, "--fsync=16 over 64 writes: %llu flushes",
+		      (unsigned long long)(l2 - l1));
 #endif
 }
 

@@ -432,35 +432,6 @@ Test(target, sigterm_drains, .timeout = 60)
 	tgt_env_fini(&e);
 }
 
-static int ctl_call(const char *path, uint16_t op, void *ans, size_t anslen,
-		    int *fds)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct wf_ctl_req q = { .magic = htole32(WF_CTL_MAGIC),
-				.version = htole16(WF_CTL_VERSION), .op = htole16(op) };
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr a;
-	} u;
-	struct iovec iov = { .iov_base = ans, .iov_len = anslen };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
-	ssize_t n;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
-		return -errno;
-	cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	close(fd);
-	cm = CMSG_FIRSTHDR(&mh);
-	if (fds && cm && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
-	return (int)n;
-}
-
 Test(target, control_socket_and_sighup, .timeout = 60)
 {
 	struct tgt_env e;
@@ -483,7 +454,7 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	tgt_pattern(w, 4096, 9);
 	cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, off + 8192, 4096, w, 2), WF_WS_OK);
 
-	cr_assert_eq(ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(tgt_ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL), sizeof(st));
 	cr_assert_eq(le32toh(st.magic), WF_CTL_MAGIC);
 	cr_assert_eq(st.result, 0);
 	cr_assert_eq(le32toh(st.target_id), 0);
@@ -495,7 +466,7 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	cr_assert_eq(le32toh(st.extent_size), TGT_EXT);
 
 	/* Short circuit: the fds read the block we wrote. */
-	cr_assert_eq(ctl_call(path, WF_CTL_SHORTCIRCUIT, &sc, sizeof(sc), fds),
+	cr_assert_eq(tgt_ctl_call(path, WF_CTL_SHORTCIRCUIT, &sc, sizeof(sc), fds),
 		     sizeof(sc));
 	cr_assert_eq(sc.result, 0);
 	cr_assert_geq(fds[0], 0);
@@ -523,7 +494,7 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	tgt_env_write_map(&e, 4);
 	kill(e.pid, SIGHUP);
 	for (int i = 0; i < 500; i++) {
-		cr_assert_eq(ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL),
+		cr_assert_eq(tgt_ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL),
 			     sizeof(st));
 		if (le64toh(st.epoch) == 4)
 			break;
@@ -533,12 +504,12 @@ Test(target, control_socket_and_sighup, .timeout = 60)
 	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, off, 4096, 0, 0, 2), WF_WS_STALE);
 	/* RELOAD over the control socket. */
 	tgt_env_write_map(&e, 5);
-	cr_assert_eq(ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(tgt_ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
 	cr_assert_eq(st.result, 0);
 	cr_assert_eq(le64toh(st.epoch), 5);
 	/* An older file is refused and the epoch kept. */
 	tgt_env_write_map(&e, 3);
-	cr_assert_eq(ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(tgt_ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
 	cr_assert_neq(st.result, 0);
 	cr_assert_eq(le64toh(st.epoch), 5);
 	cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off + 8192, 4096, r, 5), WF_WS_OK);
@@ -777,7 +748,7 @@ Test(target, epoch_change_moves_primaries, .timeout = 60)
 	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 1), WF_WS_OK);
 	e.t0_state = "up,out";
 	tgt_env_write_map(&e, 2);
-	cr_assert_eq(ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(tgt_ctl_call(path, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
 	cr_assert_eq(st.result, 0);
 	cr_assert_eq(le64toh(st.epoch), 2);
 	cr_assert_eq(status_of(&c, WF_OP_READ, TGT_VOL, mine, 4096, 0, 0, 2), WF_WS_NOTPRIM);
@@ -790,7 +761,7 @@ Test(target, epoch_change_moves_primaries, .timeout = 60)
 	tgt_env_write_map(&e, 3);
 	kill(e.pid, SIGHUP);
 	for (int i = 0; i < 500; i++) {
-		cr_assert_eq(ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL),
+		cr_assert_eq(tgt_ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL),
 			     sizeof(st));
 		if (le64toh(st.epoch) == 3)
 			break;
@@ -887,5 +858,46 @@ Test(target, hello_reload_rate_limited, .timeout = 60)
 	cr_assert_geq(reloads, 1, "no reload attempted at all");
 	cr_assert_leq(reloads, ms / 100 + 1, "%u reloads for %d HELLOs in %llu ms",
 		      reloads, N, (unsigned long long)ms);
+	tgt_env_fini(&e);
+}
+
+/* Grep the daemon's log (RUN_DIR/target-0.log) for s. */
+static bool log_has(const struct tgt_env *e, const char *s)
+{
+	char path[256], line[1024];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/target-0.log", e->run);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, s) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* --cache none trusts completions; on a regular file that leaves the file
+ * system's metadata unsynced: the target says so at startup (and not with
+ * --cache auto). */
+Test(target, cache_none_on_a_file_warns, .timeout = 60)
+{
+	struct tgt_env e;
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);     /* --cache none */
+	cr_assert(log_has(&e, "--cache none on a regular file"),
+		  "no warning for --cache none on a file");
+	tgt_kill(&e, SIGTERM, true);
+	unlink(e.pidf);
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/target-0.log", e.run);
+		unlink(path);
+	}
+	cr_assert_eq(tgt_start(&e, false, "--cache", "auto", NULL), 0);
+	cr_assert(!log_has(&e, "--cache none on a regular file"));
+	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }

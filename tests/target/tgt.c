@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 
 #include "placement/map.h"
 #include "placement/placement.h"
+#include "proto/ctl.h"
 #include "tests/target/tgt.h"
 
 static int64_t now_ms(void)
@@ -657,4 +660,39 @@ void tgt_reconnect_round(const char *addr, const uint64_t *base, unsigned next,
 			  "connection is still open", round);
 		tgt_close(&old);
 	}
+}
+
+int tgt_ctl_call(const char *path, uint16_t op, void *ans, size_t anslen,
+		 int *fds)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wf_ctl_req q = { .magic = htole32(WF_CTL_MAGIC),
+				.version = htole16(WF_CTL_VERSION), .op = htole16(op) };
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr a;
+	} u;
+	struct iovec iov = { .iov_base = ans, .iov_len = anslen };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), ret;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    send(fd, &q, sizeof(q), 0) != (ssize_t)sizeof(q)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	ret = n < 0 ? -errno : (int)n;
+	close(fd);
+	cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (fds && cm && cm->cmsg_type == SCM_RIGHTS)
+		memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+	return ret;
 }

@@ -105,5 +105,9 @@ void tgt_reconnect_round(const char *addr, const uint64_t *base, unsigned next,
 			 unsigned round);
 
 void tgt_pattern(void *buf, uint32_t len, uint64_t seed);
+/* One request of op on the control socket at path; the answer into ans
+ * (and, SHORTCIRCUIT, the fds into fds[2]).  Bytes received or -errno. */
+int  tgt_ctl_call(const char *path, uint16_t op, void *ans, size_t anslen,
+		  int *fds);
 
 #endif
