@@ -374,6 +374,90 @@ int wf_etcd_put(struct wf_etcd *e, const char *key, const void *val, size_t len,
 	return ret;
 }
 
+int wf_etcd_put_guarded(struct wf_etcd *e, const char *key, const void *val,
+			size_t len, int64_t expect, const char *guard,
+			int64_t guard_rev, int64_t *rev)
+{
+	json_t *put = json_object(), *resp, *req;
+	int ret;
+
+	if (!put || json_object_set_new(put, "key", jb64(key, strlen(key))) ||
+	    json_object_set_new(put, "value", jb64(val, len))) {
+		json_decref(put);
+		return -ENOMEM;
+	}
+	req = json_pack("{s:[{s:o,s:s,s:s,s:o},{s:o,s:s,s:s,s:o}],s:[{s:o}]}",
+			"compare",
+			"key", jb64(key, strlen(key)), "target", "MOD",
+			"result", "EQUAL", "mod_revision", ji64(expect),
+			"key", jb64(guard, strlen(guard)), "target", "CREATE",
+			"result", "EQUAL", "create_revision", ji64(guard_rev),
+			"success", "request_put", put);
+	if (!req)
+		return -ENOMEM;
+	ret = call(e, "/v3/kv/txn", req, &resp, e->timeout_ms);
+	if (ret)
+		return ret;
+	ret = header_rev(resp, rev);
+	if (!ret && !json_is_true(json_object_get(resp, "succeeded"))) {
+		snprintf(e->err, sizeof(e->err), "%.200s changed meanwhile or %.200s "
+			 "is gone", key, guard);
+		ret = -ECANCELED;
+	}
+	json_decref(resp);
+	return ret;
+}
+
+void wf_etcd_leader_free(struct wf_etcd_leader *l)
+{
+	free(l->key);
+	memset(l, 0, sizeof(*l));
+}
+
+int wf_etcd_campaign(struct wf_etcd *e, const char *name, int64_t lease,
+		     const char *value, unsigned ms, struct wf_etcd_leader *leader)
+{
+	json_t *req, *resp, *ld, *k;
+	size_t klen;
+	int ret;
+
+	memset(leader, 0, sizeof(*leader));
+	req = json_pack("{s:o,s:o,s:o}", "name", jb64(name, strlen(name)),
+			"lease", ji64(lease), "value", jb64(value, strlen(value)));
+	if (!req)
+		return -ENOMEM;
+	ret = call(e, "/v3/election/campaign", req, &resp, ms);
+	if (ret)
+		return ret;
+	ld = json_object_get(resp, "leader");
+	k = json_object_get(ld, "key");
+	if (!json_is_object(ld) || !json_is_string(k) ||
+	    unb64(json_string_value(k), &leader->key, &klen) ||
+	    get_i64(ld, "rev", &leader->rev) || !leader->rev) {
+		wf_etcd_leader_free(leader);
+		ret = -EPROTO;
+	}
+	json_decref(resp);
+	return ret;
+}
+
+int wf_etcd_resign(struct wf_etcd *e, const char *name,
+		   const struct wf_etcd_leader *leader, int64_t lease)
+{
+	json_t *req, *resp;
+	int ret;
+
+	req = json_pack("{s:{s:o,s:o,s:o,s:o}}", "leader",
+			"name", jb64(name, strlen(name)),
+			"key", jb64(leader->key, strlen(leader->key)),
+			"rev", ji64(leader->rev), "lease", ji64(lease));
+	if (!req)
+		return -ENOMEM;
+	ret = call(e, "/v3/election/resign", req, &resp, e->timeout_ms);
+	json_decref(resp);
+	return ret;
+}
+
 int wf_etcd_delete(struct wf_etcd *e, const char *key)
 {
 	json_t *req = json_object(), *resp;

@@ -46,7 +46,31 @@ int wf_etcd_get(struct wf_etcd *e, const char *key, struct wf_etcd_kv *kv,
 int wf_etcd_put(struct wf_etcd *e, const char *key, const void *val, size_t len,
 		int64_t expect, int64_t lease, int64_t *rev);
 
+/* The same, and only while guard exists with create_revision guard_rev
+ * (a leader's key: a keeper whose lease expired lost it, so its write is
+ * refused, -ECANCELED). */
+int wf_etcd_put_guarded(struct wf_etcd *e, const char *key, const void *val,
+			size_t len, int64_t expect, const char *guard,
+			int64_t guard_rev, int64_t *rev);
+
 int wf_etcd_delete(struct wf_etcd *e, const char *key);
+
+/*
+ * Leader election (etcd's v3election service): campaign for name with a
+ * lease, blocking up to ms until this candidate leads; *leader: the
+ * leader key (malloc'd: free it) and its create revision.  0 (leading),
+ * -ETIMEDOUT (not yet: campaign again; etcd drops the candidacy with the
+ * request), or -errno.  Resign gives the leadership up at once.
+ */
+struct wf_etcd_leader {
+	char    *key;
+	int64_t  rev;
+};
+int  wf_etcd_campaign(struct wf_etcd *e, const char *name, int64_t lease,
+		      const char *value, unsigned ms, struct wf_etcd_leader *leader);
+int  wf_etcd_resign(struct wf_etcd *e, const char *name,
+		    const struct wf_etcd_leader *leader, int64_t lease);
+void wf_etcd_leader_free(struct wf_etcd_leader *l);
 
 /* Every key under prefix: cb(arg, key, kv) for each (key NUL-terminated);
  * returns how many, or -errno. */

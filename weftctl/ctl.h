@@ -26,8 +26,31 @@ int ctl_recover(int argc, char **argv, struct wf_json *j);  /* ctl_target.c */
 int ctl_scrub(int argc, char **argv, struct wf_json *j);    /* ctl_scrub.c */
 int ctl_map_push(int argc, char **argv, struct wf_json *j); /* ctl_volume.c: "map push" */
 int ctl_map_etcd(int argc, char **argv, struct wf_json *j); /* ctl_etcd.c: "map import|export" */
+int ctl_keeper(int argc, char **argv, struct wf_json *j);   /* ctl_keeper.c */
 /* PREFIX + what, with one '/' between. */
 void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what);
+
+/*
+ * weftctl --etcd URL COMMAND (ctl_etcd.c): begin fetches etcd's map into
+ * a private file (tmp) the command gets as -c; end, after the command
+ * (its exit code rc), writes that file back to etcd when the command
+ * raised its epoch, by compare-and-swap on the revision it was read at
+ * (a writer that raced us wins, and we fail saying so), and removes the
+ * file.  While it runs, ctl_tell_targets tells nobody: targets with
+ * --etcd watch the map.  Both return an exit code (0, 1, 2).
+ */
+struct wf_etcd;
+struct ctl_etcd_run {
+	struct wf_etcd *e;
+	char     key[192];
+	char     tmp[64];
+	int64_t  rev;           /* mod_revision of the map read */
+	uint64_t epoch;         /* its epoch */
+};
+extern bool ctl_etcd_mode;
+extern char ctl_etcd_where[256];        /* "etcd URL KEY", for messages */
+int  ctl_etcd_begin(struct ctl_etcd_run *x, const char *url, const char *prefix);
+int  ctl_etcd_end(struct ctl_etcd_run *x, int rc, struct wf_json *j);
 
 /* An error message to stderr (printf format, ending in a newline), kept
  * as the JSON document's "error" (weftctl.c). */

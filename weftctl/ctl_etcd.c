@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctlplane/etcd.h"
 #include "placement/map.h"
@@ -198,4 +199,101 @@ int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 	ret = import ? do_import(e, key, path, j) : do_export(e, key, out, j);
 	wf_etcd_close(e);
 	return ret;
+}
+
+/* ---- weftctl --etcd URL COMMAND -------------------------------------------- */
+
+bool ctl_etcd_mode;
+char ctl_etcd_where[256];
+
+int ctl_etcd_begin(struct ctl_etcd_run *x, const char *url, const char *prefix)
+{
+	struct wf_etcd_kv kv;
+	struct wf_map_err err;
+	struct wf_map m;
+	int fd, ret;
+
+	memset(x, 0, sizeof(*x));
+	if (strlen(prefix) > 128 || wf_etcd_open(url, 3000, &x->e)) {
+		fprintf(stderr, "weftctl: --etcd %s: not an http:// URL (or the "
+			"prefix is too long)\n", url);
+		return 2;
+	}
+	ctl_etcd_key(x->key, sizeof(x->key), prefix, "map");
+	ret = wf_etcd_get(x->e, x->key, &kv, NULL);
+	if (ret) {
+		fprintf(stderr, "weftctl: %s\n", ret == -ENOENT ?
+			"no map in etcd (put one there: weftctl map import)" :
+			wf_etcd_error(x->e));
+		wf_etcd_close(x->e);
+		return 1;
+	}
+	if (wf_map_load_buf(kv.value, kv.len, "the map in etcd", &m, &err)) {
+		fprintf(stderr, "weftctl: %s\n", err.msg);
+		wf_etcd_kv_free(&kv);
+		wf_etcd_close(x->e);
+		return 1;
+	}
+	x->epoch = m.epoch;
+	x->rev = kv.mod_rev;
+	wf_map_free(&m);
+	snprintf(x->tmp, sizeof(x->tmp), "/tmp/weftctl-etcd.XXXXXX");
+	fd = mkstemp(x->tmp);
+	if (fd < 0 || write(fd, kv.value, kv.len) != (ssize_t)kv.len) {
+		fprintf(stderr, "weftctl: cannot write a copy of the map in /tmp\n");
+		if (fd >= 0) {
+			close(fd);
+			unlink(x->tmp);
+		}
+		wf_etcd_kv_free(&kv);
+		wf_etcd_close(x->e);
+		return 1;
+	}
+	close(fd);
+	wf_etcd_kv_free(&kv);
+	snprintf(ctl_etcd_where, sizeof(ctl_etcd_where), "etcd %.120s %.120s", url,
+		 x->key);
+	ctl_etcd_mode = true;
+	return 0;
+}
+
+int ctl_etcd_end(struct ctl_etcd_run *x, int rc, struct wf_json *j)
+{
+	struct wf_map_err err;
+	struct wf_map m;
+	char bak[80], *text = NULL;
+	size_t len = 0;
+	int64_t rev = 0;
+	int ret;
+
+	if (!rc && !wf_map_load(x->tmp, &m, &err)) {
+		if (m.epoch > x->epoch) {
+			text = slurp(x->tmp, &len);
+			ret = text ? wf_etcd_put(x->e, x->key, text, len, x->rev, 0, &rev) :
+				     -EIO;
+			if (ret == -ECANCELED) {
+				ctl_err("weftctl: the map in etcd changed since it was "
+					"read (another writer): epoch %" PRIu64 " not "
+					"written; run the command again\n", m.epoch);
+				rc = 1;
+			} else if (ret) {
+				ctl_err("weftctl: epoch %" PRIu64 " not written to etcd: "
+					"%s\n", m.epoch, wf_etcd_error(x->e));
+				rc = 1;
+			} else if (j) {
+				wf_json_i64(j, "etcd_revision", rev);
+			} else {
+				printf("etcd: epoch %" PRIu64 " written at %s (revision %"
+				       PRId64 ")\n", m.epoch, x->key, rev);
+			}
+			free(text);
+		}
+		wf_map_free(&m);
+	}
+	snprintf(bak, sizeof(bak), "%s.bak", x->tmp);
+	unlink(bak);
+	unlink(x->tmp);
+	wf_etcd_close(x->e);
+	ctl_etcd_mode = false;
+	return rc;
 }

@@ -145,8 +145,9 @@ int ctl_map_save(const struct wf_map *m, const char *path, const char *out,
 		return 1;
 	}
 	/* The file is written anew from the parsed map: comments and layout
-	 * are lost, so the operator's file is kept aside first. */
-	if (same && (ret = backup(path, bak, sizeof(bak)))) {
+	 * are lost, so the operator's file is kept aside first (with --etcd
+	 * the file is weftctl's own copy of etcd's map: no backup). */
+	if (same && !ctl_etcd_mode && (ret = backup(path, bak, sizeof(bak)))) {
 		ctl_err("weftctl: %s: cannot keep a copy as %s.bak (%s): map not "
 			"changed\n", path, path, strerror(-ret));
 		return 1;
@@ -156,16 +157,18 @@ int ctl_map_save(const struct wf_map *m, const char *path, const char *out,
 		return 1;
 	}
 	if (j) {
-		wf_json_str(j, "map", same ? path : out);
+		wf_json_str(j, "map", ctl_etcd_mode ? ctl_etcd_where : same ? path : out);
 		wf_json_u64(j, "epoch", m->epoch);
-		wf_json_str(j, "backup", same ? bak : NULL);
+		wf_json_str(j, "backup", same && !ctl_etcd_mode ? bak : NULL);
+	} else if (ctl_etcd_mode) {
+		/* ctl_etcd_end says where it went */
 	} else if (same) {
 		printf("%s: written anew at epoch %" PRIu64 " (comments and layout "
 		       "are not kept); the previous file is %s\n", path, m->epoch, bak);
 	} else {
 		printf("%s: written at epoch %" PRIu64 "\n", out, m->epoch);
 	}
-	if (same && run_dir)
+	if (same && run_dir && !ctl_etcd_mode)
 		ctl_tell_targets(m, path, run_dir, j);
 	return 0;
 }

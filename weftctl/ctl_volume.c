@@ -100,6 +100,8 @@ void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_
 	char *text = NULL, what[160];
 	uint32_t len = 0;
 
+	if (ctl_etcd_mode)
+		return;         /* the targets watch etcd's map */
 	if (j)
 		wf_json_arr_begin(j, "reloaded");
 	for (uint32_t i = 0; i < m->ntargets; i++) {

@@ -33,6 +33,7 @@ static const struct {
 	{ "target",  ctl_target,  "target down|up|out|in|reweight ID -c MAP  change a target (epoch+1)" },
 	{ "recover", ctl_recover, "recover -c MAP [--wait]      bring new members up to date, end pins" },
 	{ "scrub",   ctl_scrub,   "scrub -c MAP [VOLUME] [--repair]  compare replicas by CRC32C, repair" },
+	{ "keeper",  ctl_keeper,  "keeper --etcd URL            mark targets down/up/out/in from their leases" },
 };
 
 /* The last error message of the command, for the JSON document. */
@@ -64,6 +65,10 @@ static int usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
+/* weftctl --etcd URL: the map of the command comes from etcd and a
+ * change goes back there (ctl_etcd.c); NULL: a map file. */
+static struct ctl_etcd_run *etcd_run;
+
 /* Run cmd with its output as JSON: the document is held in memory and
  * printed only when the command ran (exit 0 or 1). */
 static int run_json(int i, int argc, char **argv)
@@ -82,6 +87,8 @@ static int run_json(int i, int argc, char **argv)
 	wf_json_obj_begin(&j, NULL);
 	wf_json_str(&j, "command", cmds[i].name);
 	rc = cmds[i].fn(argc, argv, &j);
+	if (etcd_run)
+		rc = ctl_etcd_end(etcd_run, rc, &j);
 	wf_json_bool(&j, "ok", rc == 0);
 	if (rc == 1)
 		wf_json_str(&j, "error", last_err[0] ? last_err : "failed (see stderr)");
@@ -101,8 +108,10 @@ static int run_json(int i, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	bool json = false;
-	int n = 0;
+	struct ctl_etcd_run er;
+	const char *etcd = NULL, *prefix = "/weft/";
+	bool json = false, own_etcd;
+	int n = 0, rc;
 
 	if (argc < 2)
 		return usage(stderr);
@@ -122,12 +131,53 @@ int main(int argc, char **argv)
 	}
 	argc = n;
 	argv[argc] = NULL;
+	/* --etcd URL [--etcd-prefix P] anywhere: the map is etcd's (but
+	 * `map import|export` take --etcd themselves). */
+	own_etcd = (argc > 2 && !strcmp(argv[1], "map") &&
+		    (!strcmp(argv[2], "import") || !strcmp(argv[2], "export"))) ||
+		   (argc > 1 && !strcmp(argv[1], "keeper"));
+	n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (!own_etcd && i + 1 < argc && !strcmp(argv[i], "--etcd")) {
+			etcd = argv[++i];
+			continue;
+		}
+		if (!own_etcd && i + 1 < argc && !strcmp(argv[i], "--etcd-prefix")) {
+			prefix = argv[++i];
+			continue;
+		}
+		argv[n++] = argv[i];
+	}
+	argc = n;
+	argv[argc] = NULL;
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char *args[argc + 3];
+
 		if (strcmp(argv[1], cmds[i].name))
 			continue;
+		if (etcd) {
+			for (int k = 0; k < argc; k++)
+				if (!strcmp(argv[k], "-c") || !strcmp(argv[k], "--config")) {
+					fprintf(stderr, "weftctl: give -c MAP or --etcd URL, "
+						"not both\n");
+					return 2;
+				}
+			rc = ctl_etcd_begin(&er, etcd, prefix);
+			if (rc)
+				return rc;
+			etcd_run = &er;
+			/* The command works on a copy of etcd's map. */
+			memcpy(args, argv, (size_t)argc * sizeof(*args));
+			args[argc] = (char *)"-c";
+			args[argc + 1] = er.tmp;
+			args[argc + 2] = NULL;
+			argv = args;
+			argc += 2;
+		}
 		if (json)
 			return run_json((int)i, argc - 1, argv + 1);
-		return cmds[i].fn(argc - 1, argv + 1, NULL);
+		rc = cmds[i].fn(argc - 1, argv + 1, NULL);
+		return etcd_run ? ctl_etcd_end(etcd_run, rc, NULL) : rc;
 	}
 	fprintf(stderr, "weftctl: unknown command '%s'\n", argv[1]);
 	return usage(stderr);

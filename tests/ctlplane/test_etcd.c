@@ -299,3 +299,37 @@ Test(etcd, an_unreachable_etcd_is_a_clear_error)
 	cr_assert_eq(wf_etcd_open("https://x", 500, &e), -EINVAL);
 	cr_assert_eq(wf_etcd_open("ftp://x", 500, &e), -EINVAL);
 }
+
+/* Election: one leader at a time; a leader whose lease is gone has lost
+ * its key, so a write guarded by it is refused. */
+Test(etcd, a_stale_leaders_guarded_write_is_refused)
+{
+	struct wf_etcd *e = open_e(), *o = open_e();
+	struct wf_etcd_leader a, b;
+	struct wf_etcd_kv kv;
+	int64_t la, lb, rev;
+
+	cr_assert_eq(wf_etcd_lease_grant(e, 30, &la), 0);
+	cr_assert_eq(wf_etcd_lease_grant(o, 30, &lb), 0);
+	cr_assert_eq(wf_etcd_campaign(e, "/el", la, "a", 2000, &a), 0, "%s",
+		     wf_etcd_error(e));
+	/* The second waits while the first leads. */
+	cr_assert_eq(wf_etcd_campaign(o, "/el", lb, "b", 500, &b), -ETIMEDOUT);
+	cr_assert_eq(wf_etcd_put(e, "/gm", "1", 1, 0, 0, &rev), 0);
+	cr_assert_eq(wf_etcd_put_guarded(e, "/gm", "2", 1, rev, a.key, a.rev, &rev), 0);
+	/* The leader's lease goes (it froze, was cut off): its key too. */
+	cr_assert_eq(wf_etcd_lease_revoke(e, la), 0);
+	cr_assert_eq(wf_etcd_put_guarded(e, "/gm", "3", 1, rev, a.key, a.rev, NULL),
+		     -ECANCELED, "a stale leader's write went through");
+	cr_assert_eq(wf_etcd_get(e, "/gm", &kv, NULL), 0);
+	cr_assert_eq(kv.value[0], '2');
+	wf_etcd_kv_free(&kv);
+	/* The other one leads now. */
+	cr_assert_eq(wf_etcd_campaign(o, "/el", lb, "b", 2000, &b), 0);
+	cr_assert_eq(wf_etcd_put_guarded(o, "/gm", "4", 1, rev, b.key, b.rev, NULL), 0);
+	cr_assert_eq(wf_etcd_resign(o, "/el", &b, lb), 0);
+	wf_etcd_leader_free(&a);
+	wf_etcd_leader_free(&b);
+	wf_etcd_close(o);
+	wf_etcd_close(e);
+}

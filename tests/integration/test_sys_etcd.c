@@ -11,6 +11,9 @@
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +35,11 @@ static void up(void)
 	sys_start(&C);
 }
 
+static void keepers_stop(void);
+
 static void down(void)
 {
+	keepers_stop();
 	sys_stop(&C);
 	unsetenv("WEFT_SYS_ETCD");
 }
@@ -217,4 +223,202 @@ Test(sys_etcd, without_etcd_the_data_path_goes_on)
 		}
 	}
 	free(buf);
+}
+
+/* ---- weftctl --etcd, the keeper ---------------------------------------- */
+
+static pid_t keepers[4];
+
+/* weftctl keeper in the background, its lines in C.dir/keeper-N.log. */
+static pid_t keeper_start(unsigned n)
+{
+	char log[400];
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/keeper-%u.log", C.dir, n);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid) {
+		char bin[300];
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		snprintf(bin, sizeof(bin), "%s/weftctl", C.bin);
+		execl(bin, bin, "keeper", "--etcd", C.etcd, "--run-dir", C.run,
+		      "--out-after", "0", (char *)NULL);
+		_exit(127);
+	}
+	keepers[n] = pid;
+	return pid;
+}
+
+static void keepers_stop(void)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (keepers[i] > 0) {
+			kill(keepers[i], SIGTERM);
+			waitpid(keepers[i], NULL, 0);
+			keepers[i] = 0;
+		}
+}
+
+/* Lines of keeper n's log containing what. */
+static int keeper_said(unsigned n, const char *what)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "exit $(grep -c '%s' '%s/keeper-%u.log')", what,
+		 C.dir, n);
+	return sys_sh("%s", cmd);
+}
+
+/* The map in etcd, parsed (asserts). */
+static void etcd_map(struct wf_map *m)
+{
+	struct wf_etcd *e;
+	struct wf_etcd_kv kv;
+	struct wf_map_err err;
+
+	cr_assert_eq(wf_etcd_open(C.etcd, 2000, &e), 0);
+	cr_assert_eq(wf_etcd_get(e, "/weft/map", &kv, NULL), 0, "%s", wf_etcd_error(e));
+	cr_assert_eq(wf_map_load_buf(kv.value, kv.len, "etcd", m, &err), 0, "%s", err.msg);
+	wf_etcd_kv_free(&kv);
+	wf_etcd_close(e);
+}
+
+Test(sys_etcd, weftctl_changes_the_map_in_etcd_by_compare_and_swap)
+{
+	struct wf_map m;
+	uint64_t e0;
+	char out[400];
+	int ok = 0, raced = 0;
+
+	etcd_map(&m);
+	e0 = m.epoch;
+	wf_map_free(&m);
+	cr_assert_eq(sys_sh("'%s/weftctl' target down 1 --etcd %s >/dev/null", C.bin,
+			    C.etcd), 0);
+	wait_epoch(e0 + 1, 7);
+	etcd_map(&m);
+	cr_assert_eq(m.epoch, e0 + 1);
+	cr_assert(!m.targets[1].up);
+	wf_map_free(&m);
+	cr_assert_eq(sys_sh("'%s/weftctl' target up 1 --etcd %s -c '%s' 2>/dev/null",
+			    C.bin, C.etcd, C.map), 2, "-c and --etcd together");
+	/* Six writers at once: each either writes its own epoch or is told
+	 * the map changed meanwhile; never two with the same epoch. */
+	snprintf(out, sizeof(out), "%s/race", C.dir);
+	cr_assert_eq(sys_sh("for i in 1 2 3 4 5 6; do '%s/weftctl' target reweight 0 1 "
+			    "--etcd %s > '%s'.$i 2>&1 & done; wait", C.bin, C.etcd,
+			    out), 0);
+	raced = sys_sh("exit $(cat '%s'.? | grep -c 'changed since it was read')", out);
+	cr_assert_eq(sys_sh("test $(cat '%s'.? | grep '^etcd: epoch' | sort | uniq -d "
+			    "| wc -l) = 0", out), 0, "two writers wrote the same epoch");
+	ok = sys_sh("exit $(cat '%s'.? | grep -c '^etcd: epoch .* written')", out);
+	cr_assert_eq(ok + raced, 6, "%d written, %d told to run again", ok, raced);
+	cr_assert_geq(ok, 1);
+	etcd_map(&m);
+	cr_assert_eq(m.epoch, e0 + 1 + (uint64_t)ok);
+	wf_map_free(&m);
+}
+
+/*
+ * Automatic failover: a keeper marks a SIGKILLed target down once its
+ * lease expires; writes to its PGs go on with the two others; restarted,
+ * it is marked up, brought up to date, and the pins end by themselves;
+ * then every replica is the same (scrub) and every block reads back.
+ */
+Test(sys_etcd, a_keeper_fails_a_dead_target_over_and_back)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct wf_map m;
+	char *img = aligned_alloc(4096, 8u << 20);
+	int64_t t0, down_ms;
+	uint64_t e0;
+
+	cr_assert(img);
+	keeper_start(0);
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 20000, &cl, &vol, "vol3");
+	for (uint64_t off = 0; off < (8u << 20); off += SYS_BS) {
+		sys_fill(img + off, off, 1);
+		cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS);
+	}
+	etcd_map(&m);
+	e0 = m.epoch;
+	wf_map_free(&m);
+	sys_kill9(&C, 2);
+	t0 = now_ms();
+	/* Writes of every extent: those of target 2's PGs wait for the
+	 * keeper's epoch (DEGRADED, retried), then go on. */
+	for (uint64_t off = 0; off < (8u << 20); off += SYS_EXT / 4) {
+		sys_fill(img + off, off, 2);
+		cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS,
+			     "a write after the kill failed");
+	}
+	etcd_map(&m);
+	cr_assert_gt(m.epoch, e0);
+	cr_assert(!m.targets[2].up, "target 2 not marked down");
+	wf_map_free(&m);
+	down_ms = now_ms() - t0;
+	fprintf(stderr, "  target 2 killed: writes to every extent done %lld ms "
+		"later (lease 5 s)\n", (long long)down_ms);
+	cr_assert_eq(keeper_said(0, "target 2 down"), 1);
+	weft_cluster_close(cl);
+
+	sys_restart(&C, 2);
+	t0 = now_ms();
+	for (;;) {
+		etcd_map(&m);
+		if (m.targets[2].up && !m.ntemps) {
+			wf_map_free(&m);
+			break;
+		}
+		wf_map_free(&m);
+		cr_assert_lt(now_ms() - t0, 30000, "target 2 not back and clean in 30 s");
+		nap(100);
+	}
+	cr_assert_eq(keeper_said(0, "target 2 up"), 1);
+	cr_assert_eq(keeper_said(0, "pins removed"), 1);
+	etcd_map(&m);
+	wait_epoch(m.epoch, 7);
+	wf_map_free(&m);
+	cr_assert_eq(sys_sh("'%s/weftctl' scrub vol3 --etcd %s --run-dir '%s' >/dev/null",
+			    C.bin, C.etcd, C.run), 0, "replicas differ after the failover");
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 5000, &cl, &vol, "vol3");
+	for (uint64_t off = 0; off < (8u << 20); off += SYS_BS) {
+		char b[SYS_BS] __attribute__((aligned(4096)));
+
+		cr_assert_eq(weft_pread(vol, b, SYS_BS, off), SYS_BS);
+		cr_assert(!memcmp(b, img + off, SYS_BS), "block at %llu",
+			  (unsigned long long)off);
+	}
+	weft_cluster_close(cl);
+	keepers_stop();
+	free(img);
+}
+
+/* Two keepers: one leads; when it dies the other takes over. */
+Test(sys_etcd, racing_keepers_one_leads)
+{
+	int64_t t0 = now_ms();
+
+	keeper_start(0);
+	while (keeper_said(0, "leading") == 0 && now_ms() - t0 < 10000)
+		nap(50);
+	cr_assert_eq(keeper_said(0, "leading"), 1);
+	keeper_start(1);
+	nap(2000);
+	cr_assert_eq(keeper_said(1, "leading"), 0, "two keepers lead");
+	kill(keepers[0], SIGKILL);
+	waitpid(keepers[0], NULL, 0);
+	keepers[0] = 0;
+	t0 = now_ms();
+	while (keeper_said(1, "leading") == 0 && now_ms() - t0 < 15000)
+		nap(50);
+	cr_assert_eq(keeper_said(1, "leading"), 1, "nobody took over");
+	fprintf(stderr, "  the second keeper leads %lld ms after the first was "
+		"killed (lease 5 s)\n", (long long)(now_ms() - t0));
+	keepers_stop();
 }
