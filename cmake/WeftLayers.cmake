@@ -4,14 +4,17 @@
 #   placement, fabric, proto   depend on nothing of ours
 #   target, initiator          on placement, fabric, proto; never each other
 #   weftctl                    on placement, fabric, proto (not libweft)
-#   attach, bench, fio, tests, fuzz: on anything
+#   attach                     on initiator (libweft's public weft.h) only:
+#                              it uses a volume as an application does
+#   bench, fio, tests, fuzz: on anything
 set(WEFT_LAYER_placement "")
 set(WEFT_LAYER_fabric "")
 set(WEFT_LAYER_proto "")
 set(WEFT_LAYER_target placement fabric proto)
 set(WEFT_LAYER_initiator placement fabric proto)
 set(WEFT_LAYER_weftctl placement fabric proto)
-set(WEFT_LAYER_MODULES placement fabric proto target initiator weftctl)
+set(WEFT_LAYER_attach initiator)
+set(WEFT_LAYER_MODULES placement fabric proto target initiator weftctl attach)
 
 # Which module a library target belongs to ("" if none of the checked).
 function(_weft_module_of_target tgt out)
