@@ -342,10 +342,14 @@ static void issue_all(void)
 	struct wn_req *r;
 
 	while ((r = W.head)) {
+		/* Once answered, r belongs to its worker again: read on
+		 * before. */
+		struct wn_req *next = r->next;
+
 		if (issue(r) == -EAGAIN)
 			return;         /* a completion frees room */
-		W.head = r->next;
-		if (!W.head)
+		W.head = next;
+		if (!next)
 			W.tail = NULL;
 	}
 }
