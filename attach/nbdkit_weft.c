@@ -12,15 +12,14 @@
  * Threads (docs/attach.md, "Thread model").  A libweft cluster handle
  * belongs to one thread at a time and has no locks inside, while nbdkit
  * calls .pread & co from many worker threads at once
- * (NBDKIT_THREAD_MODEL_PARALLEL).  So the process has one handle, owned by
- * one reactor thread started in .after_fork: a worker puts its request (on
- * its own stack) on a lock-free stack, wakes the reactor through an eventfd
- * when the stack was empty, and sleeps on a semaphore in the request until
- * the reactor posts the result.  The reactor queues what it takes with
- * WEFT_F_DEFER_SEND, so requests that arrive together leave in one send
- * per target, and reaps completions with weft_poll().
+ * (NBDKIT_THREAD_MODEL_PARALLEL).  The process has one handle, and the
+ * workers take turns on it under a mutex: a worker queues its request and,
+ * if nobody reaps completions yet, becomes the leader that sleeps on
+ * weft_fd() and answers the others; else it sleeps until the leader
+ * answers it or hands it the lead (run()).  At QD1 the worker that asks is
+ * the one that reaps, with no thread hop; at QD32 one wake-up per request.
  *
- * Per-thread handles would need no hand-off, but a flush must cover every
+ * Per-thread handles would need no mutex, but a flush must cover every
  * write completed before it, and weft_flush() covers only the writes of its
  * own handle.  With one handle, a flush or FUA on any connection covers the
  * writes of every connection: that is what makes can_multi_conn true.
@@ -30,7 +29,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,11 +49,12 @@
 #define WN_MAX_REQ     (32u << 20)        /* largest read/write advertised */
 #define WN_REAP        64                 /* completions reaped per call */
 /*
- * While requests are in flight the reactor wakes at least this often even
- * when no fd is readable: libweft's retries and deadlines run inside its
- * calls, and weft.h offers no timer to sleep on (weft_wait has one, but it
- * cannot be woken by a new request).  Only a fault leaves requests in flight
- * without replies, so the tick costs nothing in normal operation.
+ * The leader wakes at least this often even when no fd is readable:
+ * libweft's retries and deadlines run inside its calls, and weft.h offers
+ * no timer to sleep on (weft_wait has one, but the leader must also wake
+ * when another worker answered its request).  Only a fault leaves
+ * requests in flight without replies, so the tick costs nothing in normal
+ * operation.
  */
 #define WN_TICK_MS     5
 
@@ -64,21 +63,34 @@ enum wn_op {
 	WN_WRITE,
 	WN_DISCARD,
 	WN_FLUSH,
-	WN_SIZE,        /* weft_volume_size(): the reactor owns the volume */
 };
 
-/* One NBD request, on the stack of the worker that waits for it. */
+/* Why a follower's semaphore was posted (written once, before the post). */
+enum wn_wake {
+	WAKE_DONE = 1,          /* res is set: return it */
+	WAKE_LEAD,              /* the leader left: reap for the others */
+};
+
+/*
+ * One NBD request, on the stack of the worker that waits for it.  All but
+ * woke and res are read and written under W.lock.
+ */
 struct wn_req {
-	struct wn_req *next;    /* on the submission stack, then the FIFO */
+	struct wn_req *next;    /* on the FIFO of requests refused -EAGAIN */
+	struct wn_req *wnext, **wprev;  /* on W.waiters while waiting */
 	enum wn_op op;
 	unsigned   flags;       /* WEFT_FUA */
 	void      *buf;
 	uint64_t   len, off;
-	int64_t    res;         /* bytes (size for WN_SIZE) or -errno */
-	sem_t      done;        /* posted once res is set */
+	int64_t    res;         /* bytes or -errno */
+	bool       done;        /* res is set */
+	bool       waiting;     /* a follower asleep on sem */
+	bool       leader;      /* its worker leads */
+	enum wn_wake woke;
+	sem_t      sem;
 };
 
-/* Parameters (.config), then the reactor's state. */
+/* Parameters (.config), then the shared handle. */
 static struct {
 	char       *map;                /* absolute (nbdkit may chdir /) */
 	char       *volume;
@@ -91,22 +103,24 @@ static struct {
 	int         log_level;
 	bool        short_circuit;
 
+	/* The handle, and who uses it: all under lock. */
+	pthread_mutex_t lock;
 	struct weft_cluster *cl;
 	struct weft_volume  *vol;
-	pthread_t   thread;
-	bool        running;
-	int         efd;                /* eventfd: the stack went non-empty */
-	int         epfd;               /* efd + weft_fd() */
-	_Atomic(struct wn_req *) sq;    /* submission stack (LIFO) */
-	atomic_bool stop;
-	struct wn_req *head, *tail;     /* reactor only: taken, not yet queued */
+	bool        leading;            /* a worker reaps for the others */
+	bool        reap_now;           /* a completion no fd will announce */
+	struct wn_req *waiters;         /* followers asleep on their sem */
+	struct wn_req *head, *tail;     /* refused -EAGAIN: issued in order */
+	int         efd;                /* eventfd: wakes the leader */
+	int         epfd;               /* efd + weft_fd(): the leader sleeps */
 } W = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.efd = -1, .epfd = -1, .short_circuit = true,
 };
 
 /* ---- logging ------------------------------------------------------------ */
 
-/* libweft's messages, on the reactor's thread (or .get_ready's). */
+/* libweft's messages, from inside a call on the handle (under W.lock). */
 static void wn_log(void *arg, int level, const char *msg)
 {
 	(void)arg;
@@ -256,7 +270,7 @@ static int open_volume(struct weft_cluster **cl, struct weft_volume **vol)
 /*
  * Refuse to start on a map or volume that does not open, where the user
  * still sees the message (before nbdkit forks).  The handle is closed
- * again: it is reopened after the fork with the reactor, so no fd, ring or
+ * again: it is reopened after the fork (.after_fork), so no fd, ring or
  * mapping crosses a fork.
  */
 static int wn_get_ready(void)
@@ -273,19 +287,50 @@ static int wn_get_ready(void)
 	return 0;
 }
 
-/* ---- the reactor ---------------------------------------------------------- */
+/* ---- sharing the handle ------------------------------------------------------ */
 
-static void complete(struct wn_req *r, int64_t res)
+static void wake_leader(void)
+{
+	uint64_t one = 1;
+
+	if (write(W.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		nbdkit_error("weft: eventfd: %m");
+}
+
+static void drain_wake(const struct epoll_event *ev, int n)
+{
+	uint64_t v;
+
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.fd == W.efd &&
+		    read(W.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			nbdkit_error("weft: eventfd: %m");
+}
+
+/* Answers r: its worker may return once it sees done (under the lock) or
+ * WAKE_DONE (after its semaphore), so r is not touched after that. */
+static void complete(struct wn_req *r, int64_t res, struct wn_req *self)
 {
 	r->res = res;
-	sem_post(&r->done);     /* r may be gone once posted */
+	r->done = true;
+	if (r->waiting) {
+		if (r->wnext)
+			r->wnext->wprev = r->wprev;
+		*r->wprev = r->wnext;
+		r->waiting = false;
+		r->woke = WAKE_DONE;
+		sem_post(&r->sem);
+	} else if (r->leader && r != self) {
+		wake_leader();  /* asleep in epoll_wait: its request is done */
+	}
 }
 
 /* Hands r to libweft: 0 (queued, or answered at once), -EAGAIN (full:
  * keep it for later). */
-static int issue(struct wn_req *r)
+static int issue(struct wn_req *r, struct wn_req *self)
 {
 	uint64_t ud = (uint64_t)(uintptr_t)r;
+	unsigned before = weft_inflight(W.cl);
 	int ret;
 
 	switch (r->op) {
@@ -301,129 +346,143 @@ static int issue(struct wn_req *r)
 	case WN_FLUSH:
 		ret = weft_flush(W.vol, ud);
 		break;
-	case WN_SIZE:
-		complete(r, (int64_t)weft_volume_size(W.vol));
-		return 0;
 	default:
 		ret = -EINVAL;
 	}
 	if (ret == -EAGAIN)
 		return ret;
 	if (ret)
-		complete(r, ret);       /* refused: no completion follows */
+		complete(r, ret, self);         /* refused: no completion follows */
+	else if (weft_inflight(W.cl) == before)
+		W.reap_now = true;      /* done inside the call (a flush with
+					 * nothing to flush): no fd will say so */
 	return 0;
 }
 
-/* Moves the submission stack, oldest first, behind the FIFO. */
-static void take(void)
-{
-	struct wn_req *r = atomic_exchange_explicit(&W.sq, NULL,
-						    memory_order_acquire);
-	struct wn_req *fifo = NULL, *last = r;
-
-	while (r) {
-		struct wn_req *next = r->next;
-
-		r->next = fifo;
-		fifo = r;
-		r = next;
-	}
-	if (!fifo)
-		return;
-	if (W.tail)
-		W.tail->next = fifo;
-	else
-		W.head = fifo;
-	W.tail = last;
-}
-
-static void issue_all(void)
+/* Issues what waited for room (-EAGAIN), oldest first. */
+static void issue_fifo(struct wn_req *self)
 {
 	struct wn_req *r;
 
 	while ((r = W.head)) {
-		/* Once answered, r belongs to its worker again: read on
-		 * before. */
-		struct wn_req *next = r->next;
-
-		if (issue(r) == -EAGAIN)
+		if (issue(r, self) == -EAGAIN)
 			return;         /* a completion frees room */
-		W.head = next;
-		if (!next)
+		W.head = r->next;
+		if (!W.head)
 			W.tail = NULL;
 	}
 }
 
-static void *reactor(void *arg)
+static void submit(struct wn_req *r)
+{
+	if (!W.head && issue(r, r) == 0)
+		return;
+	/* Behind the others that wait for room (FIFO). */
+	r->next = NULL;
+	if (W.tail)
+		W.tail->next = r;
+	else
+		W.head = r;
+	W.tail = r;
+}
+
+/* Reaps every completion libweft has and answers its requests. */
+static void reap(struct wn_req *self)
 {
 	struct weft_cqe cqe[WN_REAP];
-	struct epoll_event ev[2];
+	int n;
 
-	(void)arg;
-	for (;;) {
-		int n;
-
-		take();
-		issue_all();
-		/* Sends what DEFER_SEND held, reaps; a 0 arms weft_fd(). */
+	do {
+		W.reap_now = false;
 		n = weft_poll(W.cl, cqe, WN_REAP);
 		if (n < 0) {
 			nbdkit_error("weft: weft_poll: %s", weft_strerror(n));
-			n = 0;
+			break;
 		}
 		for (int i = 0; i < n; i++)
 			complete((struct wn_req *)(uintptr_t)cqe[i].user_data,
-				 cqe[i].res);
-		if (n > 0 || atomic_load_explicit(&W.sq, memory_order_relaxed))
-			continue;
-		if (atomic_load(&W.stop) && !W.head && !weft_inflight(W.cl))
-			break;
-		n = epoll_wait(W.epfd, ev, 2, weft_inflight(W.cl) || W.head ?
-			       WN_TICK_MS : -1);
-		for (int i = 0; i < n; i++) {
-			uint64_t v;
-
-			if (ev[i].data.fd == W.efd &&
-			    read(W.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				nbdkit_error("weft: eventfd: %m");
-		}
-	}
-	return NULL;
+				 cqe[i].res, self);
+		issue_fifo(self);
+	} while (n > 0 || W.reap_now);  /* a poll that returns 0 arms the fd */
 }
 
-static void wake(void)
+/* The leader leaves: a waiting worker takes over (while requests are in
+ * flight, someone must be reaping). */
+static void hand_over(void)
 {
-	uint64_t one = 1;
+	struct wn_req *w = W.waiters;
 
-	if (write(W.efd, &one, sizeof(one)) < 0)
-		nbdkit_error("weft: eventfd: %m");
+	W.leading = false;
+	if (!w)
+		return;
+	W.waiters = w->wnext;
+	if (w->wnext)
+		w->wnext->wprev = &W.waiters;
+	w->waiting = false;
+	w->leader = true;
+	W.leading = true;
+	w->woke = WAKE_LEAD;
+	sem_post(&w->sem);
 }
 
-/* A worker's request: through the reactor, and wait for it. */
+/*
+ * A worker's request, run on the process's one handle.  Under W.lock the
+ * worker queues it and reaps whatever completed (answering other workers'
+ * requests too).  If its own is not done, it either leads (no one else
+ * does): sleeps in epoll_wait on weft_fd() without the lock, then reaps
+ * again; or it follows: sleeps on its semaphore until a reaper answers it
+ * or hands it the lead.  So at QD1 the worker that asks is the one that
+ * reaps, with no thread in between, and at any depth one thread at a time
+ * uses the handle.
+ */
 static int64_t run(struct wn_req *r)
 {
-	struct wn_req *old = atomic_load_explicit(&W.sq, memory_order_relaxed);
+	struct epoll_event ev[2];
 
-	sem_init(&r->done, 0, 0);
-	do
-		r->next = old;
-	while (!atomic_compare_exchange_weak_explicit(&W.sq, &old, r,
-						      memory_order_release,
-						      memory_order_relaxed));
-	/* The reactor empties the whole stack at once: only the push onto
-	 * an empty stack needs to wake it. */
-	if (!old)
-		wake();
-	while (sem_wait(&r->done) && errno == EINTR)
-		;
-	sem_destroy(&r->done);
+	sem_init(&r->sem, 0, 0);
+	pthread_mutex_lock(&W.lock);
+	submit(r);
+	for (;;) {
+		if (W.reap_now || W.leading == false || r->leader)
+			reap(r);
+		if (r->done)
+			break;
+		if (!W.leading) {
+			W.leading = true;
+			r->leader = true;
+		}
+		if (r->leader) {
+			pthread_mutex_unlock(&W.lock);
+			drain_wake(ev, epoll_wait(W.epfd, ev, 2, WN_TICK_MS));
+			pthread_mutex_lock(&W.lock);
+			continue;
+		}
+		r->waiting = true;
+		r->wprev = &W.waiters;
+		r->wnext = W.waiters;
+		if (W.waiters)
+			W.waiters->wprev = &r->wnext;
+		W.waiters = r;
+		pthread_mutex_unlock(&W.lock);
+		while (sem_wait(&r->sem) && errno == EINTR)
+			;
+		if (r->woke == WAKE_DONE)
+			goto out;
+		pthread_mutex_lock(&W.lock);    /* WAKE_LEAD */
+	}
+	if (r->leader) {
+		r->leader = false;
+		hand_over();
+	}
+	pthread_mutex_unlock(&W.lock);
+out:
+	sem_destroy(&r->sem);
 	return r->res;
 }
 
 static int wn_after_fork(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	int ret;
 
 	if (open_volume(&W.cl, &W.vol))
 		return -1;
@@ -439,28 +498,15 @@ static int wn_after_fork(void)
 	ev.data.fd = weft_fd(W.cl);
 	if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 		goto out_epoll;
-	ret = pthread_create(&W.thread, NULL, reactor, NULL);
-	if (ret) {
-		nbdkit_error("weft: starting the reactor thread: %s", strerror(ret));
-		return -1;
-	}
-	pthread_setname_np(W.thread, "weft-reactor");
-	W.running = true;
 	return 0;
 out_epoll:
 	nbdkit_error("weft: epoll_ctl: %m");
 	return -1;
 }
 
-/* Every connection is closed: the reactor drains and stops. */
+/* Every connection is closed: nothing is in flight. */
 static void wn_cleanup(void)
 {
-	if (W.running) {
-		atomic_store(&W.stop, true);
-		wake();
-		pthread_join(W.thread, NULL);
-		W.running = false;
-	}
 	if (W.vol)
 		weft_volume_close(W.vol);
 	if (W.cl)
@@ -494,10 +540,13 @@ static void *wn_open(int readonly)
 
 static int64_t wn_get_size(void *h)
 {
-	struct wn_req r = { .op = WN_SIZE };
+	int64_t size;
 
 	(void)h;
-	return run(&r);
+	pthread_mutex_lock(&W.lock);
+	size = (int64_t)weft_volume_size(W.vol);
+	pthread_mutex_unlock(&W.lock);
+	return size;
 }
 
 static int wn_block_size(void *h, uint32_t *minimum, uint32_t *preferred,
@@ -655,7 +704,7 @@ static int wn_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
 static void wn_dump_plugin(void)
 {
 	printf("weft_version=%d.%d\n", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR);
-	printf("weft_thread_model=one libweft handle, one reactor thread\n");
+	printf("weft_thread_model=parallel, one libweft handle shared under a mutex\n");
 }
 
 static struct nbdkit_plugin plugin = {

@@ -8,7 +8,7 @@ nbdcopy, nbdinfo and qemu-img/qemu-io as the clients.
 
     test_nbdkit.py CASE        (ctest runs one case per test)
 
-CASE: io, refuse, kill3, kill1.  Env (ctest sets them): WEFT_SRC,
+CASE: io, refuse, stress, kill3, kill1.  Env (ctest sets them): WEFT_SRC,
 WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds: the runtime
 nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
 wait is bounded; only processes this test started are stopped, by pid.
@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 try:
@@ -33,6 +34,7 @@ PLUGIN = os.environ["WEFT_NBD_PLUGIN"]
 BS = 4096
 EXT = 1 << 20                    # conf/local.conf's extent size
 VOL_SIZE = 1 << 30               # vol1, vol3 in conf/local.conf
+WATCHDOG_S = 200                 # below ctest's 300 s: a hang still cleans up
 
 
 def log(msg):
@@ -136,6 +138,20 @@ class Nbdkit:
             assert time.monotonic() < deadline, "nbdkit not ready in 30 s"
             time.sleep(0.02)
         self.uri = "nbd+unix:///?socket=" + self.sock
+        # A request that never ends would block libnbd's synchronous calls
+        # for ever: past the watchdog, show where nbdkit's threads are and
+        # kill it (our child), so the test fails and still stops the cluster.
+        self.dog = threading.Timer(WATCHDOG_S, self.bite)
+        self.dog.daemon = True
+        self.dog.start()
+
+    def bite(self):
+        print("watchdog: nbdkit still busy after %d s; its threads:" % WATCHDOG_S,
+              file=sys.stderr, flush=True)
+        subprocess.run(["gdb", "-q", "-batch", "-p", str(self.p.pid), "-ex",
+                        "thread apply all bt 10"], timeout=60,
+                       stdout=sys.stderr, stderr=subprocess.DEVNULL)
+        self.p.kill()
 
     def text(self):
         self.log.flush()
@@ -149,6 +165,8 @@ class Nbdkit:
         return h
 
     def stop(self):
+        if hasattr(self, "dog"):
+            self.dog.cancel()
         # nbdkit waits for its clients on SIGTERM: hang up first.
         for h in self.handles:
             try:
@@ -325,7 +343,7 @@ class Stream:
         self.maybe = {}
         self.busy = {}           # cookie -> (block, version, buffer)
         self.ver = 0
-        self.acks = self.fails = 0
+        self.acks = self.fails = self.flushes = 0
         self.errnos = set()
         self.slowest = 0.0
         self.rng = __import__("random").Random(os.getpid())
@@ -341,12 +359,19 @@ class Stream:
             c = self.h.aio_pwrite(buf, b)
             self.busy[c] = (b, self.ver, buf, time.monotonic())
 
-    def reap(self):
-        self.h.poll(100)
+    def flush(self):
+        self.busy[self.h.aio_flush()] = (None, 0, None, time.monotonic())
+        self.flushes += 1
+
+    def reap(self, timeout_ms=100):
+        self.h.poll(timeout_ms)
         for c in list(self.busy):
             b, v, _, t0 = self.busy[c]
             try:
                 if not self.h.aio_command_completed(c):
+                    continue
+                if b is None:
+                    del self.busy[c]            # a flush
                     continue
                 self.acked[b] = v
                 self.acks += 1
@@ -381,6 +406,37 @@ class Stream:
 def blocks_over(extents):
     # Eight blocks in each of the first `extents` extents (all PGs' kinds).
     return [e * EXT + i * (EXT // 8) for e in range(extents) for i in range(8)]
+
+
+def case_stress(c, tmp):
+    """Three connections, 16 writes in flight on each, flushes among them,
+    through a plugin whose libweft queue holds 4 requests (most wait for
+    room): every write acknowledged reads back; then requests larger than
+    the queue's pieces."""
+    k = Nbdkit(c, tmp, "volume=vol1", "queue_depth=4")
+    try:
+        blocks = blocks_over(24)
+        streams = [Stream(k.connect(), blocks[i::3], 16) for i in range(3)]
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            for s in streams:
+                s.fill()
+                if s.acks // 50 > s.flushes:
+                    s.flush()
+                s.reap(0)
+        for s in streams:
+            s.drain(30)
+            assert s.fails == 0, "writes failed: %s\n%s" % (s.errnos, k.text())
+        log("%d writes acknowledged on 3 connections, %d flushes" %
+            (sum(s.acks for s in streams), sum(s.flushes for s in streams)))
+        h = k.connect()
+        for s in streams:
+            s.verify(h)
+        big = rand_bytes(6 << 20, 4)
+        h.pwrite(big, 30 * EXT - 3 * BS, nbd.CMD_FLAG_FUA)
+        assert h.pread(len(big), 30 * EXT - 3 * BS) == big
+    finally:
+        k.stop()
 
 
 def case_kill3(c, tmp):
@@ -468,8 +524,8 @@ def case_kill1(c, tmp):
         k.stop()
 
 
-CASES = {"io": case_io, "refuse": case_refuse, "kill3": case_kill3,
-         "kill1": case_kill1}
+CASES = {"io": case_io, "refuse": case_refuse, "stress": case_stress,
+         "kill3": case_kill3, "kill1": case_kill1}
 
 
 def main():
