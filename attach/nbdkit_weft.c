@@ -13,11 +13,13 @@
  * belongs to one thread at a time and has no locks inside, while nbdkit
  * calls .pread & co from many worker threads at once
  * (NBDKIT_THREAD_MODEL_PARALLEL).  The process has one handle, and the
- * workers take turns on it under a mutex: a worker queues its request and,
- * if nobody reaps completions yet, becomes the leader that sleeps on
+ * workers take turns on it under a mutex: a worker pushes its request on
+ * a lock-free stack and, if it gets the mutex, queues what was pushed and,
+ * when nobody reaps completions yet, becomes the leader that sleeps on
  * weft_fd() and answers the others; else it sleeps until the leader
  * answers it or hands it the lead (run()).  At QD1 the worker that asks is
- * the one that reaps, with no thread hop; at QD32 one wake-up per request.
+ * the one that reaps, with no thread hop; at depth one wake-up per request,
+ * and no worker ever sleeps on the mutex to submit.
  *
  * Per-thread handles would need no mutex, but a flush must cover every
  * write completed before it, and weft_flush() covers only the writes of its
@@ -29,6 +31,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,11 +75,13 @@ enum wn_wake {
 };
 
 /*
- * One NBD request, on the stack of the worker that waits for it.  All but
- * woke and res are read and written under W.lock.
+ * One NBD request, on the stack of the worker that waits for it.  Its
+ * worker fills it and pushes it (next); then all but woke and res are
+ * read and written under W.lock.
  */
 struct wn_req {
-	struct wn_req *next;    /* on the FIFO of requests refused -EAGAIN */
+	struct wn_req *next;    /* pushed (W.sq), then on the FIFO of requests
+				 * refused -EAGAIN */
 	struct wn_req *wnext, **wprev;  /* on W.waiters while waiting */
 	enum wn_op op;
 	unsigned   flags;       /* WEFT_FUA */
@@ -110,6 +115,7 @@ static struct {
 	bool        leading;            /* a worker reaps for the others */
 	bool        reap_now;           /* a completion no fd will announce */
 	struct wn_req *waiters;         /* followers asleep on their sem */
+	_Atomic(struct wn_req *) sq;    /* pushed, not yet taken (no lock) */
 	struct wn_req *head, *tail;     /* refused -EAGAIN: issued in order */
 	int         efd;                /* eventfd: wakes the leader */
 	int         epfd;               /* efd + weft_fd(): the leader sleeps */
@@ -307,6 +313,24 @@ static void drain_wake(const struct epoll_event *ev, int n)
 			nbdkit_error("weft: eventfd: %m");
 }
 
+static void unlink_waiter(struct wn_req *r)
+{
+	if (r->wnext)
+		r->wnext->wprev = r->wprev;
+	*r->wprev = r->wnext;
+	r->waiting = false;
+}
+
+static void add_waiter(struct wn_req *r)
+{
+	r->waiting = true;
+	r->wprev = &W.waiters;
+	r->wnext = W.waiters;
+	if (W.waiters)
+		W.waiters->wprev = &r->wnext;
+	W.waiters = r;
+}
+
 /* Answers r: its worker may return once it sees done (under the lock) or
  * WAKE_DONE (after its semaphore), so r is not touched after that. */
 static void complete(struct wn_req *r, int64_t res, struct wn_req *self)
@@ -314,10 +338,7 @@ static void complete(struct wn_req *r, int64_t res, struct wn_req *self)
 	r->res = res;
 	r->done = true;
 	if (r->waiting) {
-		if (r->wnext)
-			r->wnext->wprev = r->wprev;
-		*r->wprev = r->wnext;
-		r->waiting = false;
+		unlink_waiter(r);
 		r->woke = WAKE_DONE;
 		sem_post(&r->sem);
 	} else if (r->leader && r != self) {
@@ -373,9 +394,9 @@ static void issue_fifo(struct wn_req *self)
 	}
 }
 
-static void submit(struct wn_req *r)
+static void submit(struct wn_req *r, struct wn_req *self)
 {
-	if (!W.head && issue(r, r) == 0)
+	if (!W.head && issue(r, self) == 0)
 		return;
 	/* Behind the others that wait for room (FIFO). */
 	r->next = NULL;
@@ -406,44 +427,98 @@ static void reap(struct wn_req *self)
 	} while (n > 0 || W.reap_now);  /* a poll that returns 0 arms the fd */
 }
 
-/* The leader leaves: a waiting worker takes over (while requests are in
- * flight, someone must be reaping). */
-static void hand_over(void)
+/* While requests are in flight someone must reap: with no leader, a
+ * waiting worker is woken to lead. */
+static void ensure_leader(void)
 {
 	struct wn_req *w = W.waiters;
 
-	W.leading = false;
-	if (!w)
+	if (W.leading || !w)
 		return;
-	W.waiters = w->wnext;
-	if (w->wnext)
-		w->wnext->wprev = &W.waiters;
-	w->waiting = false;
+	unlink_waiter(w);
 	w->leader = true;
 	W.leading = true;
 	w->woke = WAKE_LEAD;
 	sem_post(&w->sem);
 }
 
+/* Workers put their requests here without the lock (a Treiber stack). */
+static void push(struct wn_req *r)
+{
+	struct wn_req *old = atomic_load(&W.sq);
+
+	do
+		r->next = old;
+	while (!atomic_compare_exchange_weak(&W.sq, &old, r));
+}
+
+/* Under the lock: what was pushed, oldest first, is queued to libweft;
+ * the other workers' requests wait on their semaphores. */
+static void take(struct wn_req *self)
+{
+	struct wn_req *r = atomic_exchange(&W.sq, NULL), *fifo = NULL;
+
+	while (r) {
+		struct wn_req *next = r->next;
+
+		r->next = fifo;
+		fifo = r;
+		r = next;
+	}
+	while ((r = fifo)) {
+		fifo = r->next;
+		if (r != self)
+			add_waiter(r);
+		submit(r, self);
+	}
+}
+
 /*
- * A worker's request, run on the process's one handle.  Under W.lock the
- * worker queues it and reaps whatever completed (answering other workers'
- * requests too).  If its own is not done, it either leads (no one else
- * does): sleeps in epoll_wait on weft_fd() without the lock, then reaps
- * again; or it follows: sleeps on its semaphore until a reaper answers it
- * or hands it the lead.  So at QD1 the worker that asks is the one that
- * reaps, with no thread in between, and at any depth one thread at a time
- * uses the handle.
+ * Unlocks, then makes sure no pushed request is left behind: a worker
+ * that pushed and found the lock taken sleeps at once, trusting the
+ * holder to take its request.  The fence orders our unlock before the
+ * look at the stack, as the pusher's CAS orders its push before its
+ * trylock: one of the two sees the other.
+ */
+static void unlock(struct wn_req *self)
+{
+	for (;;) {
+		pthread_mutex_unlock(&W.lock);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!atomic_load(&W.sq) || pthread_mutex_trylock(&W.lock))
+			return;         /* nothing, or the new holder takes it */
+		take(self);
+		if (W.reap_now)
+			reap(self);
+		ensure_leader();
+	}
+}
+
+/*
+ * A worker's request, run on the process's one handle.  The worker pushes
+ * it and, if it gets the lock, queues everything pushed so far and reaps
+ * whatever completed (answering other workers' requests too).  If its own
+ * is not done it either leads (no one else does): sleeps in epoll_wait on
+ * weft_fd() without the lock, then reaps again; or it follows: sleeps on
+ * its semaphore until a reaper answers it or hands it the lead.  A worker
+ * that finds the lock taken sleeps at once: the holder queues its request.
+ * So no worker ever sleeps on the lock to submit, at QD1 the worker that
+ * asks is the one that reaps, with no thread in between, and at any depth
+ * one thread at a time uses the handle.
  */
 static int64_t run(struct wn_req *r)
 {
 	struct epoll_event ev[2];
 
 	sem_init(&r->sem, 0, 0);
-	pthread_mutex_lock(&W.lock);
-	submit(r);
+	push(r);
+	if (pthread_mutex_trylock(&W.lock))
+		goto sleep;
+	if (r->waiting)
+		unlink_waiter(r);       /* taken by a holder that just left */
 	for (;;) {
-		if (W.reap_now || W.leading == false || r->leader)
+		take(r);
+		if (W.reap_now || !W.leading || r->leader)
 			reap(r);
 		if (r->done)
 			break;
@@ -452,18 +527,14 @@ static int64_t run(struct wn_req *r)
 			r->leader = true;
 		}
 		if (r->leader) {
-			pthread_mutex_unlock(&W.lock);
+			unlock(r);
 			drain_wake(ev, epoll_wait(W.epfd, ev, 2, WN_TICK_MS));
 			pthread_mutex_lock(&W.lock);
 			continue;
 		}
-		r->waiting = true;
-		r->wprev = &W.waiters;
-		r->wnext = W.waiters;
-		if (W.waiters)
-			W.waiters->wprev = &r->wnext;
-		W.waiters = r;
-		pthread_mutex_unlock(&W.lock);
+		add_waiter(r);
+		unlock(r);
+sleep:
 		while (sem_wait(&r->sem) && errno == EINTR)
 			;
 		if (r->woke == WAKE_DONE)
@@ -472,9 +543,10 @@ static int64_t run(struct wn_req *r)
 	}
 	if (r->leader) {
 		r->leader = false;
-		hand_over();
+		W.leading = false;
+		ensure_leader();
 	}
-	pthread_mutex_unlock(&W.lock);
+	unlock(r);
 out:
 	sem_destroy(&r->sem);
 	return r->res;
