@@ -457,6 +457,7 @@ static void push(struct wn_req *r)
 static void take(struct wn_req *self)
 {
 	struct wn_req *r = atomic_exchange(&W.sq, NULL), *fifo = NULL;
+	int ret;
 
 	while (r) {
 		struct wn_req *next = r->next;
@@ -465,12 +466,19 @@ static void take(struct wn_req *self)
 		fifo = r;
 		r = next;
 	}
+	if (!fifo)
+		return;
 	while ((r = fifo)) {
 		fifo = r->next;
 		if (r != self)
 			add_waiter(r);
 		submit(r, self);
 	}
+	/* WEFT_F_DEFER_SEND held them: what was taken together leaves
+	 * together, now (the leader may be asleep). */
+	ret = weft_submit(W.cl);
+	if (ret)
+		nbdkit_error("weft: weft_submit: %s", weft_strerror(ret));
 }
 
 /*
