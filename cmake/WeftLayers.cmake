@@ -7,7 +7,9 @@
 #                              each other
 #   weftctl                    on placement, fabric, proto, ctlplane (not
 #                              libweft)
-#   attach, bench, fio, tests, fuzz: on anything
+#   attach                     on initiator (libweft's public weft.h) only:
+#                              it uses a volume as an application does
+#   bench, fio, tests, fuzz: on anything
 set(WEFT_LAYER_placement "")
 set(WEFT_LAYER_fabric "")
 set(WEFT_LAYER_proto "")
@@ -15,7 +17,8 @@ set(WEFT_LAYER_ctlplane "")
 set(WEFT_LAYER_target placement fabric proto ctlplane)
 set(WEFT_LAYER_initiator placement fabric proto ctlplane)
 set(WEFT_LAYER_weftctl placement fabric proto ctlplane)
-set(WEFT_LAYER_MODULES placement fabric proto ctlplane target initiator weftctl)
+set(WEFT_LAYER_attach initiator)
+set(WEFT_LAYER_MODULES placement fabric proto ctlplane target initiator weftctl attach)
 
 # Which module a library target belongs to ("" if none of the checked).
 function(_weft_module_of_target tgt out)
