@@ -10,7 +10,9 @@
  *
  * A link (enum wf_tgt_peer_state):
  *
- *   IDLE --connect + HELLO--> HELLO --GRANT--> LIVE
+ *   IDLE --connect started--> CONNECTING --connected, HELLO--> HELLO
+ *   HELLO --GRANT--> LIVE
+ *   CONNECTING --failed, timeout--> IDLE (after a backoff)
  *   HELLO, LIVE --error, timeout--> CLOSING --DISCONNECT--> IDLE
  *
  * A forward (struct wf_tgt_fwd, embedded in the client's request, enum
@@ -39,14 +41,13 @@ enum { PWR_HELLO = 1, PWR_DATA, PWR_REQ };
 #define PWR(kind, slot) ((uint64_t)(slot) << 8 | (kind))
 
 /*
- * A connect blocks the reactor until the peer's reactor answers the
- * fabric's handshake.  Two targets that connect to each other at the same
- * moment (each is the other's secondary) would wait on each other: the
- * bound is short, and the backoff after a failure random, so one of the
- * two goes first the next time.  On a LAN a peer's reactor answers in far
- * less (docs/replication.md, "What is not built yet": async connects).
+ * Connects do not block the reactor (wf_connect_start: the handshake
+ * completes through the reactor's poll, like any other completion), so two
+ * targets that connect to each other at the same moment both go on
+ * serving and both links come up.  Over verbs the fabric still connects
+ * synchronously, bounded by this (docs/fabric.md).
  */
-#define PEER_CONNECT_MS   100u
+#define PEER_CONNECT_MS   2000u
 #define PEER_HELLO_MS     2000u     /* GRANT within this, or close */
 #define PEER_FWD_MS       4000u     /* a forward unanswered this long
                                      * closes the link (the secondary is
@@ -99,6 +100,15 @@ static void peer_close(struct wf_tgt_peer *p, const char *why)
 {
 	if (p->state == PEER_IDLE || p->state == PEER_CLOSING)
 		return;
+	if (p->state == PEER_CONNECTING) {
+		/* No connection to close: abandon the attempt. */
+		wf_ep_destroy(p->ep);
+		p->ep = NULL;
+		p->state = PEER_IDLE;
+		p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
+		fail_all(p, WF_WS_DEGRADED);
+		return;
+	}
 	if (why)
 		wf_tgt_log("reactor %u: link to target %u (%s) closed: %s",
 			   p->r->idx, p->target_id, p->addr, why);
@@ -113,10 +123,23 @@ static void peer_close(struct wf_tgt_peer *p, const char *why)
 	}
 }
 
-static int peer_connect(struct wf_tgt_peer *p)
+/* The connect failed (ret): the link waits a backoff in IDLE. */
+static void connect_failed(struct wf_tgt_peer *p, int ret)
 {
 	struct wf_tgt_reactor *r = p->r;
-	struct wf_ep_opts o = { .size = sizeof(o) };
+
+	p->ep = NULL;
+	p->state = PEER_IDLE;
+	if (!p->fails++)
+		wf_tgt_log("reactor %u: cannot reach target %u at %s: %s",
+			   r->idx, p->target_id, p->addr, strerror(-ret));
+	p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
+}
+
+/* Connected: the HELLO goes; 0 or -errno (the link is then IDLE). */
+static int send_hello(struct wf_tgt_peer *p)
+{
+	struct wf_tgt_reactor *r = p->r;
 	struct wf_hello h = {
 		/* A client id no initiator draws (libweft's are random with
 		 * the low bit set): the top bit, the target and the reactor. */
@@ -128,31 +151,41 @@ static int peer_connect(struct wf_tgt_peer *p)
 	struct wf_hello_hdr hh;
 	int ret;
 
+	wf_hello_encode(&h, &hh);
+	ret = wf_send(p->ep, &hh, sizeof(hh), PWR(PWR_HELLO, 0));
+	if (ret) {
+		wf_ep_destroy(p->ep);
+		connect_failed(p, ret);
+		return ret;
+	}
+	p->state = PEER_HELLO;
+	p->hello_deadline = wf_tgt_now_ns() + ms_ns(PEER_HELLO_MS);
+	return 0;
+}
+
+/* Start connecting: 0 (CONNECTING, or already HELLO over verbs) or -errno
+ * (IDLE, backing off). */
+static int peer_connect(struct wf_tgt_peer *p)
+{
+	struct wf_tgt_reactor *r = p->r;
+	struct wf_ep_opts o = { .size = sizeof(o) };
+	int ret;
+
 	o.send_depth = 2 * r->cfg->slots + 4;
 	o.recv_depth = r->cfg->slots + 4;
 	o.msg_size = 512;
 	o.timeout_ms = PEER_CONNECT_MS;
 	o.user = p;
-	ret = wf_connect(r->fab[0].ctx, p->addr, &o, &p->ep);
-	if (ret)
-		goto out_fail;
-	wf_hello_encode(&h, &hh);
-	ret = wf_send(p->ep, &hh, sizeof(hh), PWR(PWR_HELLO, 0));
-	if (ret) {
-		wf_ep_destroy(p->ep);
-		goto out_fail;
+	ret = wf_connect_start(r->fab[0].ctx, p->addr, &o, &p->ep);
+	if (ret == -EINPROGRESS) {
+		p->state = PEER_CONNECTING;
+		return 0;
 	}
-	p->state = PEER_HELLO;
-	p->hello_deadline = wf_tgt_now_ns() + ms_ns(PEER_HELLO_MS);
-	return 0;
-
-out_fail:
-	p->ep = NULL;
-	if (!p->fails++)
-		wf_tgt_log("reactor %u: cannot reach target %u at %s: %s",
-			   r->idx, p->target_id, p->addr, strerror(-ret));
-	p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
-	return ret;
+	if (ret) {
+		connect_failed(p, ret);
+		return ret;
+	}
+	return send_hello(p);
 }
 
 static int slot_take(struct wf_tgt_peer *p)
@@ -378,6 +411,18 @@ void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
 
 	(void)r;
 	switch (e->op) {
+	case WF_CQE_CONNECT:
+		if (p->state != PEER_CONNECTING)
+			break;
+		if (e->status) {
+			wf_ep_destroy(p->ep);
+			connect_failed(p, e->status);
+			fail_all(p, WF_WS_DEGRADED);
+			break;
+		}
+		if (send_hello(p))
+			fail_all(p, WF_WS_DEGRADED);
+		break;
 	case WF_CQE_RECV_MSG:
 		if (p->state == PEER_HELLO &&
 		    wf_wire_peek(e->msg, e->len, NULL) == WF_OP_GRANT)
@@ -546,7 +591,7 @@ unsigned wf_tgt_peers_busy(const struct wf_tgt_reactor *r)
 	unsigned n = 0;
 
 	for (const struct wf_tgt_peer *p = r->peers; p; p = p->next)
-		n += p->state == PEER_HELLO ? 1 :
+		n += p->state == PEER_HELLO || p->state == PEER_CONNECTING ? 1 :
 		     p->state == PEER_LIVE ? p->slot_count - p->nfree : 0;
 	return n;
 }

@@ -453,6 +453,8 @@ void wf_tgt_scrub_op_done(struct wf_tgt_req *q, uint16_t status);
 enum wf_tgt_peer_state {
 	PEER_IDLE = 0,  /* no endpoint: connected on first use, not before
 	                 * retry_at */
+	PEER_CONNECTING, /* wf_connect_start'ed: its CONNECT completion
+	                 * comes from the reactor's poll (forwards wait) */
 	PEER_HELLO,     /* HELLO sent, waiting for the GRANT */
 	PEER_LIVE,      /* forwards take slots of the granted ring */
 	PEER_CLOSING,   /* closing: waiting for the DISCONNECT */
