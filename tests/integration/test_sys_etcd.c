@@ -422,3 +422,33 @@ Test(sys_etcd, racing_keepers_one_leads)
 		"killed (lease 5 s)\n", (long long)(now_ms() - t0));
 	keepers_stop();
 }
+
+/* A target on "another host" (its own run directory, no map file at all)
+ * gets the map from etcd: nothing is copied by hand. */
+Test(sys_etcd, a_target_with_no_map_file_takes_etcds)
+{
+	char other[400], omap[420], orun[420];
+	struct wf_map m;
+	struct wf_map_err err;
+	uint64_t e;
+
+	snprintf(other, sizeof(other), "%s/host-b", C.dir);
+	snprintf(omap, sizeof(omap), "%s/map.conf", other);
+	snprintf(orun, sizeof(orun), "%s/run", other);
+	cr_assert_eq(sys_sh("mkdir -p '%s'", orun), 0);
+	cr_assert_neq(access(omap, F_OK), 0);
+	sys_kill9(&C, 2);
+	sys_restart_as(&C, 2, omap, orun);
+	cr_assert_eq(wf_map_load(omap, &m, &err), 0, "%s", err.msg);
+	e = m.epoch;
+	wf_map_free(&m);
+	cr_assert_eq(le64toh(sys_ctl_status(orun, 2).epoch), e);
+	/* And it follows etcd from there. */
+	e = import_next(1);
+	for (int i = 0; i < 300 && le64toh(sys_ctl_status(orun, 2).epoch) < e; i++)
+		nap(50);
+	cr_assert_eq(le64toh(sys_ctl_status(orun, 2).epoch), e);
+	cr_assert_eq(wf_map_load(omap, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.epoch, e);
+	wf_map_free(&m);
+}
