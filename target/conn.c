@@ -188,8 +188,35 @@ static bool rq_advance(struct wf_tgt_req *q)
 	return true;
 }
 
+/* Bucket of a latency in ns (metrics.c: the bounds, in us). */
+static unsigned lat_bucket(uint64_t ns)
+{
+	static const uint32_t us[WF_TGT_LAT_BUCKETS - 1] = {
+		10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+		100000, 1000000,
+	};
+	unsigned b = 0;
+
+	while (b < WF_TGT_LAT_BUCKETS - 1 && ns > (uint64_t)us[b] * 1000)
+		b++;
+	return b;
+}
+
 static void rq_finish(struct wf_tgt_req *q, uint16_t status)
 {
+	struct wf_tgt_stats *st = &q->conn->r->stats;
+	unsigned s = status & ~WF_WS_DNR;
+
+	WF_TGT_ADD(st->by_status[s < 16 ? s : 15], 1);
+	if (q->t0 && !(q->flags & WF_REQ_REPL) &&
+	    (q->op == WF_OP_READ || q->op == WF_OP_WRITE)) {
+		uint64_t ns = wf_tgt_now_ns() - q->t0;
+		unsigned w = q->op == WF_OP_WRITE;
+
+		WF_TGT_ADD(st->lat[w][lat_bucket(ns)], 1);
+		WF_TGT_ADD(st->lat_ns[w], ns);
+	}
+	q->t0 = 0;
 	q->status = status;
 	if (q->state != RQ_PUSH)
 		q->state = RQ_REPLY;
@@ -646,6 +673,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->offset = p.req.offset;
 	WF_BUF_COPY(q->buf, p.req.buf);
 	q->crc = p.req.data_crc;
+	q->t0 = wf_tgt_now_ns();
 	q->nfwd = p.nsec;
 	q->epoch = r->map->epoch;
 	memcpy(q->secondaries, p.secondaries, p.nsec * sizeof(*p.secondaries));

@@ -73,6 +73,9 @@ static const char usage_text[] =
 "                         registration (docs/control-plane.md)\n"
 "      --etcd-prefix P    its keys under P (default /weft/)\n"
 "      --etcd-ttl S       lease time to live (default 5 s; 2 .. 3600)\n"
+"      --metrics HOST:PORT  Prometheus metrics at http://HOST:PORT/metrics\n"
+"                         (off by default; port 0: any free one, written\n"
+"                         to RUN_DIR/target-ID.metrics)\n"
 "      --log-level L      err, warning, info (default) or debug: lines\n"
 "                         above L are dropped\n"
 "      --syslog           log to syslog (facility daemon; the journal under\n"
@@ -126,7 +129,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP,
 };
 
@@ -158,6 +161,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "etcd", required_argument, NULL, O_ETCD },
 		{ "etcd-prefix", required_argument, NULL, O_ETCD_PREFIX },
 		{ "etcd-ttl", required_argument, NULL, O_ETCD_TTL },
+		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
@@ -325,6 +329,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--etcd-prefix: '%s' is not 1 .. 128 "
 					       "characters", optarg);
 			cfg->etcd_prefix = optarg;
+			break;
+		case O_METRICS:
+			cfg->metrics = optarg;
 			break;
 		case O_ETCD_TTL:
 			if (parse_u32(optarg, &v, false) || v < 2 || v > 3600)
@@ -723,6 +730,7 @@ int main(int argc, char **argv)
 	struct wf_store *store = NULL;
 	struct wf_store_stat st;
 	struct wf_tgt_etcd *agent = NULL;
+	struct wf_tgt_metrics *metrics = NULL;
 	char err[1024];
 	bool cache_none_file;
 	int ret;
@@ -861,9 +869,15 @@ int main(int argc, char **argv)
 			 strerror(-ret));
 		goto fail_tg;
 	}
+	if (cfg.metrics &&
+	    (ret = wf_tgt_metrics_start(&tg, &cfg, store, &metrics, err, sizeof(err))) != 0) {
+		wf_tgt_etcd_stop(agent);
+		goto fail_tg;
+	}
 	ready(&cfg, NULL);
 
 	ret = run_reactors(&tg);
+	wf_tgt_metrics_stop(metrics);
 	wf_tgt_etcd_stop(agent);
 	stop_reactors(&tg, store);
 	if (cfg.pid_file)

@@ -77,6 +77,7 @@ struct wf_tgt_cfg {
 	                                 * the map file alone) */
 	const char *etcd_prefix;        /* --etcd-prefix, default "/weft/" */
 	uint32_t    etcd_ttl;           /* --etcd-ttl: lease seconds */
+	const char *metrics;            /* --metrics HOST:PORT, or NULL */
 	int         ready_fd;           /* daemon: write the startup result here */
 };
 
@@ -280,6 +281,7 @@ struct wf_tgt_req {
 	                                 * (scrub.c), not a recovery copy */
 	uint8_t  tries;                 /* recovery ring: a scrub check's
 	                                 * earlier attempts */
+	uint64_t t0;                    /* ns: accepted (latency, metrics) */
 	bool     pending;
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
@@ -351,6 +353,17 @@ void wf_tgt_map_put(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 /* Replace the file at path with buf[0 .. len) (written beside it, fsynced,
  * renamed over it): 0 or -errno. */
 int  wf_tgt_save_file(const char *path, const char *buf, size_t len);
+
+/* ---- metrics (metrics.c): Prometheus text over HTTP ------------------ */
+
+struct wf_tgt_metrics;
+struct wf_store;
+/* Serve GET /metrics on cfg->metrics from libmicrohttpd's thread, and
+ * write its URL to RUN_DIR/target-ID.metrics.  0, or -errno with err. */
+int  wf_tgt_metrics_start(struct wf_tgt *t, const struct wf_tgt_cfg *cfg,
+			  struct wf_store *store, struct wf_tgt_metrics **out,
+			  char *err, size_t errlen);
+void wf_tgt_metrics_stop(struct wf_tgt_metrics *m);
 
 /* ---- the etcd agent (etcd_agent.c) ------------------------------------ */
 
@@ -556,6 +569,10 @@ struct wf_tgt_fab {
 	                                     * evicted connection is freed */
 };
 
+/* Latency buckets of the metrics: upper bounds in microseconds, the last
+ * one +Inf (metrics.c names them). */
+#define WF_TGT_LAT_BUCKETS 14
+
 struct wf_tgt_stats {
 	uint64_t reads, writes, flushes, discards;
 	uint64_t fua_writes;
@@ -563,6 +580,11 @@ struct wf_tgt_stats {
 	uint64_t errors, invalid, closed_bad;
 	uint64_t accepted, refused, evicted, idle_closed;
 	uint64_t forwards;              /* replica forwards posted */
+	/* Answers by wire status (without DNR) and, for reads and writes,
+	 * the time from the request's arrival to its answer (metrics.c). */
+	uint64_t by_status[16];
+	uint64_t lat[2][WF_TGT_LAT_BUCKETS];    /* [0] reads, [1] writes */
+	uint64_t lat_ns[2];
 	uint64_t csums;                 /* scrub CSUMs answered */
 };
 
