@@ -35,6 +35,7 @@ struct wf_fio_opts {
 	char *transport;
 	unsigned int short_circuit;
 	unsigned int timeout_ms;
+	unsigned int stats;
 };
 
 struct wf_fio {
@@ -91,6 +92,16 @@ static struct fio_option wf_fio_options[] = {
 		.off1	  = offsetof(struct wf_fio_opts, timeout_ms),
 		.def	  = "0",
 		.help	  = "fail a request no replica answered in this long (0: libweft's default)",
+		.category = FIO_OPT_C_ENGINE,
+		.group	  = FIO_OPT_G_INVALID,
+	},
+	{
+		.name	  = "weft_stats",
+		.lname	  = "weft statistics",
+		.type	  = FIO_OPT_BOOL,
+		.off1	  = offsetof(struct wf_fio_opts, stats),
+		.def	  = "0",
+		.help	  = "print libweft's counters (weft_stats) when the job ends",
 		.category = FIO_OPT_C_ENGINE,
 		.group	  = FIO_OPT_G_INVALID,
 	},
@@ -209,6 +220,27 @@ static void wf_fio_cleanup(struct thread_data *td)
 
 	if (!d)
 		return;
+	if (d->cl && ((struct wf_fio_opts *)td->eo)->stats) {
+		struct weft_stats s = { .size = sizeof(s) };
+		uint64_t ios;
+
+		weft_stats(d->cl, &s);
+		ios = s.reads + s.writes + s.flushes + s.discards;
+		log_info("weft: %llu reads (%llu bytes), %llu writes (%llu bytes), "
+			 "%llu flushes, %llu discards, %llu errors, %llu retries, "
+			 "%llu reconnects, %llu short-circuit reads; per I/O: %.2f "
+			 "sends, %.2f one-sided writes, %.2f completions; map epoch "
+			 "%llu, %u connections\n",
+			 (unsigned long long)s.reads, (unsigned long long)s.read_bytes,
+			 (unsigned long long)s.writes, (unsigned long long)s.write_bytes,
+			 (unsigned long long)s.flushes, (unsigned long long)s.discards,
+			 (unsigned long long)s.errors, (unsigned long long)s.retries,
+			 (unsigned long long)s.reconnects, (unsigned long long)s.sc_reads,
+			 ios ? (double)s.fabric_sends / ios : 0.0,
+			 ios ? (double)s.fabric_writes / ios : 0.0,
+			 ios ? (double)s.fabric_cqes / ios : 0.0,
+			 (unsigned long long)s.map_epoch, s.connections);
+	}
 	if (d->cl)
 		weft_cluster_close(d->cl);   /* closes the volume too */
 	free(d->cqes);

@@ -98,7 +98,8 @@ static int submit(struct weft_volume *vol, uint8_t op, void *buf, uint64_t len,
 	io->err = 0;
 	io->done = 0;
 	io->user_data = user_data;
-	cl->now = wf_now_ms();
+	io->t0_ns = wf_clock_ns();
+	cl->now = io->t0_ns / 1000000;
 	io->deadline = cl->now + cl->opts.timeout_ms;
 	cl->inflight++;
 	switch (op) {
@@ -141,6 +142,18 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s = cl->api;
 	wf_ctx_counts(cl->ctx, &k);
 	s.size = n;
+	s.inflight = cl->inflight;
+	s.map_epoch = cl->map.epoch;
+	s.connections = 0;
+	for (uint32_t i = 0; i < cl->nconns; i++) {
+		const struct wf_conn *c = cl->conns[i];
+
+		if (!c)
+			continue;
+		s.connections += c->state == CONN_LIVE;
+		for (uint32_t rk = 1; c->sub && rk < c->reactors; rk++)
+			s.connections += c->sub[rk] && c->sub[rk]->state == CONN_LIVE;
+	}
 	s.retries = cl->stats.retries;
 	s.reconnects = cl->stats.reconnects;
 	s.sc_reads = cl->stats.sc_reads;

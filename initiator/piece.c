@@ -114,6 +114,24 @@ static void io_complete(struct weft_cluster *cl, struct wf_io *io)
 	/* Never full: submit admits a parent only while inflight plus
 	 * unreaped entries stay below qd. */
 	cl->cq_count++;
+	if (io->op == WF_OP_READ || io->op == WF_OP_WRITE) {
+		static const uint32_t us[WEFT_STATS_LAT_BUCKETS - 1] = {
+			10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+			100000, 1000000,
+		};
+		uint64_t ns = wf_clock_ns() - io->t0_ns;
+		unsigned b = 0;
+
+		while (b < WEFT_STATS_LAT_BUCKETS - 1 && ns > (uint64_t)us[b] * 1000)
+			b++;
+		if (io->op == WF_OP_READ) {
+			cl->api.read_latency[b]++;
+			cl->api.read_latency_ns += ns;
+		} else {
+			cl->api.write_latency[b]++;
+			cl->api.write_latency_ns += ns;
+		}
+	}
 	e->user_data = io->user_data;
 	e->res = io->err ? io->err :
 		 io->op == WF_OP_FLUSH ? 0 : (int64_t)io->done;

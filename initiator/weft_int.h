@@ -183,6 +183,7 @@ struct wf_io {
 	int64_t    err;                 /* first error, 0 if none */
 	uint64_t   done;                /* bytes finished */
 	uint64_t   user_data;
+	uint64_t   t0_ns;               /* submitted (weft_stats latency) */
 	uint64_t   deadline;            /* ms: no acting replica by then ->
 	                                 * -ETIMEDOUT */
 };
@@ -364,6 +365,14 @@ struct weft_cluster {
 		uint64_t sc_reads, sc_fallbacks, bounced;
 	} stats;
 };
+
+static inline uint64_t wf_clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static inline uint64_t wf_now_ms(void)
 {

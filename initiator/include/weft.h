@@ -131,6 +131,8 @@ uint32_t weft_volume_block_size(const struct weft_volume *vol);
  * writes of payloads, completions), so per I/O they are exact costs
  * (docs/performance.md, "Counts").  Call from the handle's thread.
  */
+#define WEFT_STATS_LAT_BUCKETS 14
+
 struct weft_stats {
 	size_t   size;                  /* set to sizeof(struct weft_stats) */
 	uint64_t reads, writes, flushes, discards;
@@ -142,6 +144,19 @@ struct weft_stats {
 	uint64_t sc_reads;              /* pieces read short-circuit */
 	uint64_t fabric_sends, fabric_writes, fabric_reads;
 	uint64_t fabric_recvs, fabric_cqes;
+	/* Appended in 0.2 (a caller's smaller size gets the fields above):
+	 * requests in flight, connections up, the map epoch, and the time
+	 * from submission to completion of reads and writes in
+	 * WEFT_STATS_LAT_BUCKETS buckets (not cumulative) whose upper bounds
+	 * are 10, 25, 50, 100, 250, 500 us, 1, 2.5, 5, 10, 25, 100 ms, 1 s and
+	 * +infinity, with the sum of the times in ns (the target's metrics
+	 * use the same bounds, docs/target.md). */
+	uint32_t inflight;
+	uint32_t connections;
+	uint64_t map_epoch;
+	uint64_t read_latency[WEFT_STATS_LAT_BUCKETS];
+	uint64_t write_latency[WEFT_STATS_LAT_BUCKETS];
+	uint64_t read_latency_ns, write_latency_ns;
 };
 
 /* Fill *st (st->size set by the caller; a smaller struct of an older

@@ -712,6 +712,19 @@ Test(sys_repl, a_replicated_write_costs_the_minimum_fabric_operations)
 	cr_assert_eq(ts1 - ts0, 5ull * n, "target sends %llu for %u writes",
 		     (unsigned long long)(ts1 - ts0), n);
 	cr_assert_eq(tw1 - tw0, 2ull * n);
+	{
+		uint64_t la = 0, lb = 0;
+
+		for (unsigned k = 0; k < WEFT_STATS_LAT_BUCKETS; k++) {
+			la += a.write_latency[k];
+			lb += b.write_latency[k];
+		}
+		cr_assert_eq(lb - la, n, "every write in the latency histogram");
+		cr_assert_gt(b.write_latency_ns, a.write_latency_ns);
+		cr_assert_eq(b.inflight, 0);
+		cr_assert_geq(b.connections, 3);
+		cr_assert_gt(b.map_epoch, 0);
+	}
 
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t off = (uint64_t)(i % 16) * SYS_EXT + (i / 16) * SYS_BS;

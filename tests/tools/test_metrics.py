@@ -13,7 +13,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from weft_tools import Cluster, run
+from weft_tools import FIO_ENGINE, Cluster, run
 
 
 def scrape(url):
@@ -98,6 +98,25 @@ class Metrics(unittest.TestCase):
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
         self.assertEqual(e.exception.code, 405)
+
+
+    def test_fio_prints_libwefts_counters(self):
+        if not FIO_ENGINE:
+            self.skipTest("libweft_fio.so was not built")
+        env = dict(self.c.env)
+        if os.environ.get("WEFT_SANITIZE"):
+            asan = run(["cc", "-print-file-name=libasan.so"]).stdout.strip()
+            env.update(LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0")
+        p = run(["fio", "--ioengine=external:" + FIO_ENGINE, "--weft_map=" + self.c.map,
+                 "--weft_volume=vol1", "--weft_short_circuit=0", "--weft_stats=1",
+                 "--name=w", "--rw=write", "--bs=4k", "--size=4m", "--iodepth=8"],
+                env=env, check=0, timeout=120)
+        line = [l for l in p.stdout.splitlines() if l.startswith("weft: ")]
+        self.assertEqual(len(line), 1, p.stdout)
+        # 1024 writes of 4 KiB, each one send and one one-sided write.
+        self.assertIn("1024 writes (4194304 bytes)", line[0])
+        self.assertIn("0 errors", line[0])
+        self.assertIn("per I/O: 1.00 sends, 1.00 one-sided writes", line[0])
 
 
 class Off(unittest.TestCase):
