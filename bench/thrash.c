@@ -49,6 +49,7 @@
 
 struct topts {
 	const char *map, *volume, *cluster_dir, *run_dir, *bin;
+	const char *etcd;               /* --etcd URL: a keeper decides */
 	unsigned cycles, qd, max_away, cycle_ms, blocks;
 	uint64_t seed;
 	bool json, replicas;
@@ -69,6 +70,8 @@ struct tstate {
 	unsigned cycles_done;
 	double rec_s[4096];
 	unsigned nrec;
+	double down_s[4096];            /* --etcd: death to marked down */
+	unsigned ndown;
 	char err[256];
 };
 
@@ -95,10 +98,74 @@ static uint64_t blk_off(uint32_t b)
 
 /* ---- the chaos thread -------------------------------------------------- */
 
+/* The map file's epoch (the targets keep it current with --etcd), or 0. */
+static uint64_t file_epoch(const struct topts *o, struct wf_map *keep)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+	uint64_t e;
+
+	if (wf_map_load(o->map, &m, &err))
+		return 0;
+	e = m.epoch;
+	if (keep)
+		*keep = m;
+	else
+		wf_map_free(&m);
+	return e;
+}
+
 static int weftctl(const struct topts *o, const char *args)
 {
-	return wf_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", o->bin, args,
-		   o->map, o->run_dir);
+	int ret;
+
+	if (!o->etcd)
+		return wf_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null",
+			     o->bin, args, o->map, o->run_dir);
+	/* On etcd's map; then wait (bounded) until the targets have saved
+	 * the epoch it wrote as the map file the clients read. */
+	ret = wf_sh("'%s/weftctl' %s --etcd %s --run-dir '%s' >/dev/null", o->bin,
+		    args, o->etcd, o->run_dir);
+	if (!ret) {
+		char out[700];
+		FILE *p;
+		unsigned long long want = 0;
+
+		snprintf(out, sizeof(out), "'%s/weftctl' map export --etcd %s",
+			 o->bin, o->etcd);
+		p = popen(out, "r");
+		if (p) {
+			while (fgets(out, sizeof(out), p))
+				if (sscanf(out, "epoch = %llu;", &want) == 1)
+					break;
+			pclose(p);
+		}
+		for (int i = 0; i < 200 && file_epoch(o, NULL) < want; i++)
+			wf_sleep_ms(25);
+	}
+	return ret;
+}
+
+/* --etcd: wait (bounded by ms) until the map file says target id is up
+ * (up) or down (!up) and, when clean, that no PG is pinned. */
+static bool wait_map(const struct topts *o, uint32_t id, bool up, bool clean,
+		     unsigned ms)
+{
+	for (uint64_t t0 = now_ms(); now_ms() - t0 < ms; wf_sleep_ms(25)) {
+		struct wf_map m;
+		int ti;
+		bool ok;
+
+		if (!file_epoch(o, &m))
+			continue;
+		ti = wf_map_target_by_id(&m, id);
+		ok = ti >= 0 && m.targets[ti].up == up && m.targets[ti].in &&
+		     (!clean || !m.ntemps);
+		wf_map_free(&m);
+		if (ok)
+			return true;
+	}
+	return false;
 }
 
 static pid_t pid_of(const struct topts *o, uint32_t id)
@@ -129,8 +196,26 @@ static void kill9(const struct topts *o, uint32_t id)
 static int restart(const struct topts *o, uint32_t id)
 {
 	return wf_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' --pid-file "
-		   "'%s/target-%u.pid' >/dev/null 2>&1", o->bin, o->map, id,
-		   o->run_dir, o->cluster_dir, id);
+		   "'%s/target-%u.pid'%s%s >/dev/null 2>&1", o->bin, o->map, id,
+		   o->run_dir, o->cluster_dir, id, o->etcd ? " --etcd " : "",
+		   o->etcd ? o->etcd : "");
+}
+
+/* --etcd: a keeper of our own (weftctl keeper), stopped at the end. */
+static pid_t keeper_start(const struct topts *o)
+{
+	char bin[600], log[600];
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	snprintf(bin, sizeof(bin), "%s/weftctl", o->bin);
+	snprintf(log, sizeof(log), "%s/thrash-keeper.log", o->cluster_dir);
+	if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))
+		_exit(127);
+	execl(bin, bin, "keeper", "--etcd", o->etcd, "--run-dir", o->run_dir,
+	      "--out-after", "0", (char *)NULL);
+	_exit(127);
 }
 
 enum away_kind { AWAY_KILL, AWAY_STOP, AWAY_OUT, AWAY_KINDS };
@@ -160,14 +245,24 @@ static void *chaos(void *arg)
 		uint64_t t0;
 
 		/* Away: the target fails (or is taken out), the operator
-		 * marks it. */
+		 * marks it; with --etcd the keeper marks a failed one, once
+		 * its lease expires. */
+		t0 = now_ms();
 		if (k == AWAY_KILL)
 			kill9(o, victim);
 		else if (k == AWAY_STOP)
 			kill(pid_of(o, victim), SIGSTOP);
 		snprintf(cmd, sizeof(cmd), "target %s %u", k == AWAY_OUT ? "out" : "down",
 			 victim);
-		if (weftctl(o, cmd)) {
+		if (o->etcd && k != AWAY_OUT) {
+			if (!wait_map(o, victim, false, false, 30000)) {
+				snprintf(s->err, sizeof(s->err), "cycle %u: the keeper did "
+					 "not mark target %u down in 30 s", c, victim);
+				goto out;
+			}
+			if (s->ndown < sizeof(s->down_s) / sizeof(s->down_s[0]))
+				s->down_s[s->ndown++] = (double)(now_ms() - t0) / 1000.0;
+		} else if (weftctl(o, cmd)) {
 			snprintf(s->err, sizeof(s->err), "weftctl %s failed", cmd);
 			goto out;
 		}
@@ -183,7 +278,20 @@ static void *chaos(void *arg)
 		snprintf(cmd, sizeof(cmd), "target %s %u", k == AWAY_OUT ? "in" : "up",
 			 victim);
 		t0 = now_ms();
-		if (weftctl(o, cmd) || weftctl(o, "recover --wait --timeout 120")) {
+		if (o->etcd && k != AWAY_OUT) {
+			/* The keeper marks it up, pins, ends the pins. */
+			if (!wait_map(o, victim, true, true, 120000)) {
+				snprintf(s->err, sizeof(s->err), "cycle %u: target %u not "
+					 "back and clean in 120 s", c, victim);
+				goto out;
+			}
+		} else if (o->etcd) {
+			if (weftctl(o, cmd) || !wait_map(o, victim, true, true, 120000)) {
+				snprintf(s->err, sizeof(s->err), "cycle %u: target %u not "
+					 "back in and clean in 120 s", c, victim);
+				goto out;
+			}
+		} else if (weftctl(o, cmd) || weftctl(o, "recover --wait --timeout 120")) {
 			snprintf(s->err, sizeof(s->err), "cycle %u: bringing target %u "
 				 "back (%s) failed", c, victim, cmd);
 			goto out;
@@ -377,6 +485,10 @@ static int usage(FILE *f)
 "  --run-dir D        default $WEFT_RUN_DIR\n"
 "  --bin DIR          weftctl and weft-target (default: beside weft-bench)\n"
 "  --no-replicas      skip reading every block through each target alone\n"
+"  --etcd URL         the cluster's map is in etcd (targets started with\n"
+"                     --etcd): a keeper of its own marks failed targets\n"
+"                     down and up; the JSON adds failover_seconds_p50/max\n"
+"                     (death to marked down)\n"
 "  --json             one JSON object on stdout\n"
 "  Exit 0 when nothing acknowledged was lost and nothing mismatched.\n");
 	return f == stdout ? 0 : 2;
@@ -404,6 +516,7 @@ int bench_thrash(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "bin", required_argument, NULL, 'B' },
 		{ "no-replicas", no_argument, NULL, 'N' },
+		{ "etcd", required_argument, NULL, 'E' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -419,6 +532,7 @@ int bench_thrash(int argc, char **argv)
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
 	pthread_t th;
+	pid_t keeper = 0;
 	uint64_t t0;
 	int c, ret;
 
@@ -438,6 +552,7 @@ int bench_thrash(int argc, char **argv)
 		case 'r': o.run_dir = optarg; break;
 		case 'B': o.bin = optarg; break;
 		case 'N': o.replicas = false; break;
+		case 'E': o.etcd = optarg; break;
 		case 'j': o.json = true; break;
 		case 'h': return usage(stdout);
 		default: return usage(stderr);
@@ -475,10 +590,19 @@ int bench_thrash(int argc, char **argv)
 		return 1;
 	}
 	t0 = now_ms();
+	if (o.etcd && (keeper = keeper_start(&o)) < 0) {
+		fprintf(stderr, "weft-bench thrash: cannot start a keeper\n");
+		return 1;
+	}
 	pthread_create(&th, NULL, chaos, &s);
 	ret = io_loop(&s, cl, vol);
 	pthread_join(th, NULL);
 	weft_cluster_close(cl);
+	if (keeper > 0) {
+		/* The checks below mark targets down by hand: no keeper then. */
+		kill(keeper, SIGTERM);
+		waitpid(keeper, NULL, 0);
+	}
 	if (ret) {
 		fprintf(stderr, "weft-bench thrash: I/O: %s\n", weft_strerror(ret));
 		return 1;
@@ -515,6 +639,7 @@ int bench_thrash(int argc, char **argv)
 		}
 	}
 	qsort(s.rec_s, s.nrec, sizeof(double), cmp_dbl);
+	qsort(s.down_s, s.ndown, sizeof(double), cmp_dbl);
 	if (o.json) {
 		struct wf_json js;
 
@@ -529,6 +654,13 @@ int bench_thrash(int argc, char **argv)
 		wf_json_dbl(&js, "recovery_seconds_p50", s.nrec ? s.rec_s[s.nrec / 2] : 0);
 		wf_json_dbl(&js, "recovery_seconds_max", s.nrec ? s.rec_s[s.nrec - 1] : 0);
 		wf_json_u64(&js, "client_stall_ms_max", s.stall_ms_max);
+		if (o.etcd) {
+			wf_json_u64(&js, "failovers", s.ndown);
+			wf_json_dbl(&js, "failover_seconds_p50",
+				    s.ndown ? s.down_s[s.ndown / 2] : 0);
+			wf_json_dbl(&js, "failover_seconds_max",
+				    s.ndown ? s.down_s[s.ndown - 1] : 0);
+		}
 		wf_json_dbl(&js, "runtime_s", (double)(now_ms() - t0) / 1000.0);
 		wf_json_u64(&js, "seed", o.seed);
 		wf_json_str(&js, "error", s.err);

@@ -44,7 +44,7 @@ static void down(void)
 	unsetenv("WEFT_SYS_ETCD");
 }
 
-TestSuite(sys_etcd, .init = up, .fini = down, .timeout = 240);
+TestSuite(sys_etcd, .init = up, .fini = down, .timeout = 300);
 
 static int64_t now_ms(void)
 {
@@ -451,4 +451,31 @@ Test(sys_etcd, a_target_with_no_map_file_takes_etcds)
 	cr_assert_eq(wf_map_load(omap, &m, &err), 0, "%s", err.msg);
 	cr_assert_eq(m.epoch, e);
 	wf_map_free(&m);
+}
+
+/* The fault-injection suite with a keeper: targets killed and frozen are
+ * marked down by the keeper once their leases expire, and back up and
+ * clean by themselves; nothing acknowledged is lost (docs/reliability.md). */
+Test(sys_etcd, thrash_with_a_keeper_loses_nothing)
+{
+	const char *e = getenv("WEFT_THRASH_CYCLES");
+	unsigned cycles = e ? (unsigned)atoi(e) : 5;
+	char cmd[2048], out[4096] = "";
+	size_t n;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "'%s/weft-bench' thrash -c '%s' --volume vol3 "
+		 "--cycles %u --cycle-ms 800 --cluster-dir '%s' --run-dir '%s' "
+		 "--bin '%s' --etcd %s --json", C.bin, C.map, cycles, C.dir, C.run,
+		 C.bin, C.etcd);
+	p = popen(cmd, "r");
+	cr_assert(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	st = pclose(p);
+	fprintf(stderr, "  %s", out);
+	cr_assert(strstr(out, "\"lost\":0,"), "acknowledged writes lost: %s", out);
+	cr_assert(strstr(out, "\"mismatches\":0,"), "%s", out);
+	cr_assert_eq(st, 0, "weft-bench thrash --etcd failed: %s", out);
 }
