@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +26,13 @@ static int usage(FILE *f)
 {
 	fprintf(f, "usage: weftctl map import -c MAP --etcd URL [--prefix P]\n"
 		"       weftctl map export --etcd URL [--prefix P] [-o FILE]\n"
+		"       weftctl map watch --etcd URL [--prefix P] -o FILE\n"
 		"  import: put MAP's text in etcd at P/map (default P: /weft/) if its\n"
 		"  epoch is above the one there (or there is none) and it is of the\n"
 		"  same cluster; export: the map in etcd to FILE (default stdout;\n"
-		"  with --json, -o FILE is needed).\n"
+		"  with --json, -o FILE is needed); watch: keep FILE the map in etcd\n"
+		"  (each newer epoch, atomically) until SIGTERM, for the clients of a\n"
+		"  host without targets.\n"
 		"  Exit 0 done, 1 refused or etcd unreachable, 2 bad arguments.\n");
 	return f == stdout ? 0 : 2;
 }
@@ -159,6 +165,102 @@ static int do_export(struct wf_etcd *e, const char *key, const char *out,
 	return ret;
 }
 
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop(int sig)
+{
+	watch_stop = sig;
+}
+
+/* Write text to path atomically (beside it, renamed over it). */
+static int save_atomic(const char *path, const char *text, size_t len)
+{
+	char tmp[PATH_MAX + 16];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.watch.%d", path, (int)getpid());
+	f = fopen(tmp, "wb");
+	if (!f)
+		return -errno;
+	if (fwrite(text, 1, len, f) != len || fflush(f) || fsync(fileno(f)))
+		ret = -EIO;
+	if (fclose(f) && !ret)
+		ret = -EIO;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+/*
+ * weftctl map watch --etcd URL -o FILE: keep FILE the map in etcd, for the
+ * clients of a host that runs no target (libweft reads its map file: the
+ * data path never asks etcd).  Only a newer epoch of the same cluster
+ * replaces FILE, atomically.  Runs until SIGTERM or SIGINT.
+ */
+static int do_watch(struct wf_etcd *e, const char *key, const char *out)
+{
+	struct sigaction sa = { .sa_handler = on_stop };
+	uint64_t have = 0, cluster = 0;
+	int64_t rev = 0;
+	bool said = false;
+
+	{
+		struct wf_map m;
+		struct wf_map_err err;
+
+		if (!wf_map_load(out, &m, &err)) {
+			have = m.epoch;
+			cluster = m.cluster_id;
+			wf_map_free(&m);
+		}
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (!watch_stop) {
+		struct wf_etcd_kv kv;
+		struct wf_map m;
+		struct wf_map_err err;
+		int ret = rev ? wf_etcd_watch(e, key, rev, 1000) : 1;
+
+		if (ret == 1)
+			ret = wf_etcd_get(e, key, &kv, NULL);
+		else if (!ret)
+			continue;
+		if (ret) {
+			if (!said)
+				printf("etcd unreachable (%s): %s keeps epoch %" PRIu64
+				       "\n", wf_etcd_error(e), out, have);
+			said = true;
+			nanosleep(&(struct timespec){ .tv_nsec = 500000000 }, NULL);
+			continue;
+		}
+		if (said)
+			printf("etcd back\n");
+		said = false;
+		rev = kv.mod_rev;
+		if (wf_map_load_buf(kv.value, kv.len, "the map in etcd", &m, &err)) {
+			printf("the map in etcd at revision %" PRId64 " does not load: %s\n",
+			       rev, err.msg);
+		} else {
+			if (cluster && m.cluster_id != cluster)
+				printf("the map in etcd is of cluster %" PRIu64 ", %s of %"
+				       PRIu64 ": not taken\n", m.cluster_id, out, cluster);
+			else if (m.epoch > have && !save_atomic(out, kv.value, kv.len)) {
+				printf("%s: epoch %" PRIu64 "\n", out, m.epoch);
+				have = m.epoch;
+				cluster = m.cluster_id;
+			}
+			wf_map_free(&m);
+		}
+		wf_etcd_kv_free(&kv);
+	}
+	return 0;
+}
+
 int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
@@ -170,7 +272,7 @@ int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *url = NULL, *prefix = "/weft/", *out = NULL;
-	bool import = !strcmp(argv[0], "import");
+	bool import = !strcmp(argv[0], "import"), watch = !strcmp(argv[0], "watch");
 	struct wf_etcd *e;
 	char key[192];
 	int c, ret;
@@ -188,7 +290,8 @@ int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 	}
 	/* With --json, stdout is the document: an export needs -o. */
 	if (!url || optind != argc || (import && (!path || out)) ||
-	    (!import && path) || (!import && j && !out) || strlen(prefix) > 128)
+	    (!import && path) || (!import && j && !out) || strlen(prefix) > 128 ||
+	    (watch && (!out || j)))
 		return usage(stderr);
 	if (wf_etcd_open(url, 3000, &e)) {
 		fprintf(stderr, "weftctl map %s: --etcd %s is not an http:// URL\n",
@@ -196,7 +299,8 @@ int ctl_map_etcd(int argc, char **argv, struct wf_json *j)
 		return 2;
 	}
 	ctl_etcd_key(key, sizeof(key), prefix, "map");
-	ret = import ? do_import(e, key, path, j) : do_export(e, key, out, j);
+	ret = import ? do_import(e, key, path, j) : watch ? do_watch(e, key, out) :
+	      do_export(e, key, out, j);
 	wf_etcd_close(e);
 	return ret;
 }

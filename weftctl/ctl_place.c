@@ -347,7 +347,8 @@ int ctl_map(int argc, char **argv, struct wf_json *j)
 
 	if (argc >= 2 && !strcmp(argv[1], "push"))
 		return ctl_map_push(argc - 1, argv + 1, j);
-	if (argc >= 2 && (!strcmp(argv[1], "import") || !strcmp(argv[1], "export")))
+	if (argc >= 2 && (!strcmp(argv[1], "import") || !strcmp(argv[1], "export") ||
+			  !strcmp(argv[1], "watch")))
 		return ctl_map_etcd(argc - 1, argv + 1, j);
 	if (argc < 2 || strcmp(argv[1], "show"))
 		return map_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);

@@ -27,6 +27,7 @@ static const struct {
 	{ "map",     ctl_map,     "map show -c MAP              hierarchy, weights, PGs per device, volumes" },
 	{ "map",     ctl_map,     "map push -c MAP              tell every target of MAP (other hosts: send it)" },
 	{ "map",     ctl_map,     "map import|export --etcd URL move a map between a file and etcd" },
+	{ "map",     ctl_map,     "map watch --etcd URL -o FILE keep FILE etcd's map (hosts without targets)" },
 	{ "balance", ctl_balance, "balance -c MAP [-o OUT]      compute PG overrides (epoch+1)" },
 	{ "status",  ctl_status,  "status -c MAP                which targets answer, epoch, used/free" },
 	{ "volume",  ctl_volume,  "volume list|info|create|resize|delete -c MAP [NAME ...]  see and edit volumes" },
@@ -134,7 +135,8 @@ int main(int argc, char **argv)
 	/* --etcd URL [--etcd-prefix P] anywhere: the map is etcd's (but
 	 * `map import|export` take --etcd themselves). */
 	own_etcd = (argc > 2 && !strcmp(argv[1], "map") &&
-		    (!strcmp(argv[2], "import") || !strcmp(argv[2], "export"))) ||
+		    (!strcmp(argv[2], "import") || !strcmp(argv[2], "export") ||
+		     !strcmp(argv[2], "watch"))) ||
 		   (argc > 1 && !strcmp(argv[1], "keeper"));
 	n = 0;
 	for (int i = 0; i < argc; i++) {

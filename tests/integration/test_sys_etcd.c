@@ -26,6 +26,7 @@
 #include "placement/map.h"
 #include "proto/ctl.h"
 #include "tests/integration/sys.h"
+#include "weft_env.h"
 
 static struct sys_cluster C;
 
@@ -478,4 +479,74 @@ Test(sys_etcd, thrash_with_a_keeper_loses_nothing)
 	cr_assert(strstr(out, "\"lost\":0,"), "acknowledged writes lost: %s", out);
 	cr_assert(strstr(out, "\"mismatches\":0,"), "%s", out);
 	cr_assert_eq(st, 0, "weft-bench thrash --etcd failed: %s", out);
+}
+
+/* A host with clients and no target: `weftctl map watch` keeps a map file
+ * current from etcd, and a libweft handle on that file follows the epochs
+ * (its data path reads nothing else). */
+Test(sys_etcd, a_client_only_host_follows_etcd_through_map_watch)
+{
+	char file[400], log[420];
+	struct weft_cluster_opts o = { .size = sizeof(o) };
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct weft_stats st = { .size = sizeof(st) };
+	char *buf = aligned_alloc(4096, SYS_BS);
+	pid_t w;
+	uint64_t e;
+
+	snprintf(file, sizeof(file), "%s/client-host.conf", C.dir);
+	snprintf(log, sizeof(log), "%s/map-watch.log", C.dir);
+	w = fork();
+	cr_assert_geq(w, 0);
+	if (!w) {
+		char bin[300];
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		snprintf(bin, sizeof(bin), "%s/weftctl", C.bin);
+		execl(bin, bin, "map", "watch", "--etcd", C.etcd, "-o", file, (char *)NULL);
+		_exit(127);
+	}
+	keepers[3] = w;         /* stopped by the suite's fini if we fail */
+	for (int i = 0; i < 200 && access(file, F_OK); i++)
+		nap(25);
+	cr_assert_eq(access(file, F_OK), 0, "map watch wrote no file");
+	o.map_path = file;
+	o.flags = WEFT_F_NO_SHORT_CIRCUIT;
+	o.timeout_ms = 10000;
+	weft_env_opts(&o, "test");
+	cr_assert_eq(weft_cluster_open(&o, &cl), 0);
+	cr_assert_eq(weft_volume_open(cl, "vol3", &vol), 0);
+	sys_fill(buf, 0, 3);
+	cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, 0, 0), SYS_BS);
+	e = import_next(1);
+	wait_epoch(e, 7);
+	for (int i = 0; i < 200; i++) {
+		struct wf_map m;
+		struct wf_map_err err;
+		bool done = !wf_map_load(file, &m, &err) && m.epoch == e;
+
+		if (!wf_map_load(file, &m, &err))
+			wf_map_free(&m);
+		if (done)
+			break;
+		nap(25);
+	}
+	/* Writes go on in the new epoch; the handle took it. */
+	for (uint64_t off = 0; off < 8 * SYS_EXT; off += SYS_EXT) {
+		sys_fill(buf, off, 4);
+		cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, off, 0), SYS_BS);
+		cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+		cr_assert_eq(sys_decode(buf, off), 4);
+	}
+	cr_assert_eq(weft_stats(cl, &st), 0);
+	cr_assert_eq(st.map_epoch, e, "the client's epoch is %llu, not %llu",
+		     (unsigned long long)st.map_epoch, (unsigned long long)e);
+	weft_cluster_close(cl);
+	free(buf);
+	kill(w, SIGTERM);
+	waitpid(w, NULL, 0);
+	keepers[3] = 0;
 }
