@@ -21,12 +21,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (ret)
 		return 0;
+	/* Arguments only where the op takes them, from the op's version. */
 	if (a.version < WF_CTL_VERSION_MIN || a.version > WF_CTL_VERSION ||
-	    (a.arg && a.op != WF_CTL_VOLUME_USAGE))
+	    (a.arg && a.op != WF_CTL_VOLUME_USAGE && a.op != WF_CTL_SCRUB) ||
+	    (a.arg2 && a.op != WF_CTL_SCRUB) ||
+	    ((a.arg || a.arg2) && a.version < wf_ctl_op_version(a.op)))
 		abort();
-	wf_ctl_req_encode(&w, a.op, a.epoch, a.arg);
+	wf_ctl_req_encode_v(&w, a.version, a.op, a.epoch, a.arg, a.arg2);
 	if (wf_ctl_req_decode(&w, sizeof(w), &b) || b.op != a.op ||
-	    b.epoch != a.epoch || b.arg != a.arg)
+	    b.epoch != a.epoch || b.arg != a.arg || b.arg2 != a.arg2 ||
+	    b.version != a.version)
 		abort();
 	wf_ctl_answer_check(data, size, size, a.op);
 	return 0;

@@ -293,7 +293,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	ret = map_stat(cl->map_path, &cl->map_mtime_ns, &cl->map_size);
 	if (ret) {
 		wf_log(cl, WEFT_LOG_ERR, "map file %s: %s", cl->map_path,
-		       strerror(-ret));
+		       strerrordesc_np(-ret));
 		goto out_free;
 	}
 	ret = wf_map_load(cl->map_path, &cl->map, &err);
@@ -498,6 +498,11 @@ const char *weft_strerror(int err)
 				  "read, or the target refused the request)";
 	case -ECANCELED:   return "request cancelled";
 	case -EPROTO:      return "protocol error";
-	default:           return strerror(-err);
+	default:
+		/* Not strerror(): no locale, no lock, the same English text
+		 * wherever the library is loaded (under ASan in an
+		 * uninstrumented host, strerror's locale path left a lock that
+		 * hung the process at exit). */
+		return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";
 	}
 }

@@ -128,4 +128,15 @@ int  wf_map_names_ids_unique(struct ld *ld, const char *sec, const char *noun,
 /* Target ids, addr:port and host:device unique. */
 int  wf_map_targets_unique(struct ld *ld);
 
+/* An errno's text for messages: strerrordesc_np (no locale, no lock:
+ * these messages reach libweft's callers), declared here so that no
+ * _GNU_SOURCE is needed by the includer. */
+const char *strerrordesc_np(int errnum);
+static inline const char *wf_errdesc(int err)
+{
+	const char *d = strerrordesc_np(err);
+
+	return d ? d : "unknown error";
+}
+
 #endif

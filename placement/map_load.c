@@ -1045,7 +1045,7 @@ int wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path, strerror(-r));
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path, wf_errdesc(-r));
 		return r;
 	}
 	/* read whole, growing: a pipe (weftctl check -c /dev/stdin) has no size */
@@ -1081,7 +1081,7 @@ int wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err)
 			 MAP_MAX_BYTES >> 20);
 		r = -EINVAL;
 	} else if (r) {
-		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-r));
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, wf_errdesc(-r));
 	}
 	if (!r)
 		r = wf_map_load_buf(buf, len, path, map, err);

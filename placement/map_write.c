@@ -147,7 +147,7 @@ int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *e
 	f = fopen(tmp, "we");
 	if (!f) {
 		r = -errno;
-		snprintf(err->msg, sizeof(err->msg), "%s: cannot create: %s", tmp, strerror(-r));
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot create: %s", tmp, wf_errdesc(-r));
 		return r;
 	}
 	r = wf_map_write(map, f);
@@ -160,7 +160,7 @@ int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *e
 	if (!r && rename(tmp, path))
 		r = -errno;
 	if (r) {
-		snprintf(err->msg, sizeof(err->msg), "%s: cannot write: %s", path, strerror(-r));
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot write: %s", path, wf_errdesc(-r));
 		unlink(tmp);
 	}
 	return r;
