@@ -113,11 +113,12 @@ static int send_all(struct wf_ctx *ctx, struct wf_ep *ep, const void *msg,
  * way the answer is a STATUS_REPLY: 0 with *st (and *wstatus, the wire
  * status), or -errno.
  */
-int ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
-		  const char *text, uint32_t len, struct wf_ctl_status *st,
-		  uint16_t *wstatus)
+static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t epoch,
+			int ms, const char *text, uint32_t len,
+			struct wf_ctl_status *st, uint16_t *wstatus)
 {
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = WF_BACKEND_TCP };
+	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend };
+	const char *scheme = backend == WF_BACKEND_VERBS ? "rdma" : "tcp";
 	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 32,
 				 .recv_depth = 4, .timeout_ms = ms };
 	struct wf_net_status_req q = {
@@ -133,9 +134,9 @@ int ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
 	int ret;
 
 	if (strchr(t->addr, ':'))
-		snprintf(addr, sizeof(addr), "tcp:[%s]:%u", t->addr, t->port);
+		snprintf(addr, sizeof(addr), "%s:[%s]:%u", scheme, t->addr, t->port);
 	else
-		snprintf(addr, sizeof(addr), "tcp:%s:%u", t->addr, t->port);
+		snprintf(addr, sizeof(addr), "%s:%s:%u", scheme, t->addr, t->port);
 	ret = wf_ctx_create(&co, &ctx);
 	if (ret)
 		return ret;
@@ -213,6 +214,22 @@ int ctl_parse_ms(const char *cmd, const char *arg, int *ms)
 	}
 	*ms = (int)v;
 	return 0;
+}
+
+int ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
+		  const char *text, uint32_t len, struct wf_ctl_status *st,
+		  uint16_t *wstatus)
+{
+	int ret = data_call_on(WF_BACKEND_TCP, t, epoch, ms, text, len, st, wstatus);
+
+	/* A target started with --transport verbs listens on RDMA only:
+	 * the same address over verbs, where this host has a device. */
+	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH) {
+		if (!data_call_on(WF_BACKEND_VERBS, t, epoch, ms, text, len, st,
+				  wstatus))
+			ret = 0;        /* else the tcp attempt's error says it */
+	}
+	return ret;
 }
 
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
