@@ -625,7 +625,7 @@ static int64_t wn_get_size(void *h)
 	(void)h;
 	pthread_mutex_lock(&W.lock);
 	size = (int64_t)weft_volume_size(W.vol);
-	pthread_mutex_unlock(&W.lock);
+	unlock(NULL);           /* takes what was pushed meanwhile */
 	return size;
 }
 

@@ -34,7 +34,7 @@ PLUGIN = os.environ["WEFT_NBD_PLUGIN"]
 BS = 4096
 EXT = 1 << 20                    # conf/local.conf's extent size
 VOL_SIZE = 1 << 30               # vol1, vol3 in conf/local.conf
-WATCHDOG_S = 200                 # below ctest's 300 s: a hang still cleans up
+WATCHDOG_S = int(os.environ.get("WEFT_NBD_WATCHDOG_S", 200))  # < ctest's 300 s
 
 
 def log(msg):
@@ -139,19 +139,16 @@ class Nbdkit:
             time.sleep(0.02)
         self.uri = "nbd+unix:///?socket=" + self.sock
         # A request that never ends would block libnbd's synchronous calls
-        # for ever: past the watchdog, show where nbdkit's threads are and
-        # kill it (our child), so the test fails and still stops the cluster.
-        self.dog = threading.Timer(WATCHDOG_S, self.bite)
-        self.dog.daemon = True
-        self.dog.start()
-
-    def bite(self):
-        print("watchdog: nbdkit still busy after %d s; its threads:" % WATCHDOG_S,
-              file=sys.stderr, flush=True)
-        subprocess.run(["gdb", "-q", "-batch", "-p", str(self.p.pid), "-ex",
-                        "thread apply all bt 10"], timeout=60,
-                       stdout=sys.stderr, stderr=subprocess.DEVNULL)
-        self.p.kill()
+        # (which keep Python's lock: no thread of ours would run).  A
+        # separate process watches: past WATCHDOG_S it shows where
+        # nbdkit's threads are and kills it (our child), so the test fails
+        # and still stops the cluster.
+        self.dog = subprocess.Popen(
+            ["sh", "-c", 'sleep %d; echo "watchdog: nbdkit still busy after '
+             '%d s; its threads:" >&2; timeout 60 gdb -q -batch -p %d -ex "thread apply '
+             'all bt 10" >&2 2>/dev/null; kill -9 %d' %
+             (WATCHDOG_S, WATCHDOG_S, self.p.pid, self.p.pid)],
+            start_new_session=True)     # its group: sh and its sleep
 
     def text(self):
         self.log.flush()
@@ -165,9 +162,8 @@ class Nbdkit:
         return h
 
     def stop(self):
-        if hasattr(self, "dog"):
-            self.dog.cancel()
-        # nbdkit waits for its clients on SIGTERM: hang up first.
+        # nbdkit waits for its clients on SIGTERM: hang up first (under
+        # the watchdog still: a hung request blocks a shutdown too).
         for h in self.handles:
             try:
                 h.shutdown()
@@ -181,6 +177,9 @@ class Nbdkit:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait(timeout=10)
+        if hasattr(self, "dog") and self.dog.poll() is None:
+            os.killpg(self.dog.pid, signal.SIGKILL)
+            self.dog.wait()
         assert self.p.returncode == 0, \
             "nbdkit exited with %s:\n%s" % (self.p.returncode, self.text())
 
@@ -410,28 +409,67 @@ def blocks_over(extents):
 
 def case_stress(c, tmp):
     """Three connections, 16 writes in flight on each, flushes among them,
-    through a plugin whose libweft queue holds 4 requests (most wait for
-    room): every write acknowledged reads back; then requests larger than
-    the queue's pieces."""
+    short connections opening meanwhile, through a plugin whose libweft
+    queue holds 4 requests (most wait for room): every write acknowledged
+    reads back; then requests larger than the queue's pieces."""
     k = Nbdkit(c, tmp, "volume=vol1", "queue_depth=4")
     try:
         blocks = blocks_over(24)
         streams = [Stream(k.connect(), blocks[i::3], 16) for i in range(3)]
         end = time.monotonic() + 3
+        conns = 0
         while time.monotonic() < end:
             for s in streams:
                 s.fill()
                 if s.acks // 50 > s.flushes:
                     s.flush()
                 s.reap(0)
+            # New connections meanwhile: each asks the size under the
+            # plugin's lock while requests are being pushed.
+            x = nbd.NBD()
+            x.connect_unix(k.sock)
+            assert x.get_size() == VOL_SIZE
+            x.shutdown()
+            conns += 1
         for s in streams:
             s.drain(30)
             assert s.fails == 0, "writes failed: %s\n%s" % (s.errnos, k.text())
-        log("%d writes acknowledged on 3 connections, %d flushes" %
-            (sum(s.acks for s in streams), sum(s.flushes for s in streams)))
+        log("%d writes acknowledged on 3 connections, %d flushes, %d other "
+            "connections" % (sum(s.acks for s in streams),
+                             sum(s.flushes for s in streams), conns))
         h = k.connect()
         for s in streams:
             s.verify(h)
+
+        # One request at a time on an otherwise idle export (no leader
+        # between them) while another thread keeps connecting (the size,
+        # under the plugin's lock): no request may be left behind by a
+        # lock holder that leaves (each read is given 10 s).
+        stop = threading.Event()
+
+        def connector():
+            while not stop.is_set():
+                x = nbd.NBD()
+                x.connect_unix(k.sock)
+                x.get_size()
+                x.shutdown()
+        t = threading.Thread(target=connector)
+        t.start()
+        try:
+            n, end = 0, time.monotonic() + 3
+            while time.monotonic() < end:
+                buf = nbd.Buffer(BS)
+                ck = h.aio_pread(buf, blocks[n % len(blocks)])
+                limit = time.monotonic() + 10
+                while not h.aio_command_completed(ck):
+                    assert time.monotonic() < limit, \
+                        "a read did not complete in 10 s (read %d)" % n
+                    h.poll(100)
+                n += 1
+        finally:
+            stop.set()
+            t.join(30)
+        log("%d single reads beside connections opening" % n)
         big = rand_bytes(6 << 20, 4)
         h.pwrite(big, 30 * EXT - 3 * BS, nbd.CMD_FLAG_FUA)
         assert h.pread(len(big), 30 * EXT - 3 * BS) == big
