@@ -257,7 +257,7 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 	const char *path = NULL, *run_dir = NULL;
 	struct wf_map_err err;
 	struct wf_map map;
-	unsigned missing = 0, recovering = 0, degraded = 0;
+	unsigned missing = 0, recovering = 0, degraded = 0, etcd_ok = 0, etcd_lost = 0;
 	uint64_t copied = 0, used_b = 0, free_b = 0;
 	uint32_t pgs = 0;
 	int c, ms = 2000;
@@ -328,6 +328,8 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 
 			used_b += u;
 			free_b += f;
+			etcd_ok += le32toh(st.etcd) == WF_CTL_ETCD_OK;
+			etcd_lost += le32toh(st.etcd) == WF_CTL_ETCD_UNREACHABLE;
 			recovering += le32toh(st.pgs_recovering);
 			degraded += le32toh(st.pgs_degraded);
 			copied += le64toh(st.recovery_bytes);
@@ -348,6 +350,9 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "writes", le64toh(st.writes));
 				wf_json_u64(j, "errors", le64toh(st.errors));
 				wf_json_u64(j, "uptime_ms", le64toh(st.uptime_ms));
+				wf_json_str(j, "etcd", le32toh(st.etcd) == WF_CTL_ETCD_OK ?
+					    "connected" : le32toh(st.etcd) ==
+					    WF_CTL_ETCD_UNREACHABLE ? "unreachable" : "off");
 				wf_json_obj_end(j);
 			} else {
 				printf("%-6u %-24s %-6s %-8" PRIu64 " %10s %10s %6u %6u %6u  "
@@ -386,6 +391,8 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		wf_json_u64(j, "pgs_pinned", map.ntemps);
 		wf_json_u64(j, "pgs_degraded", degraded);
 		wf_json_u64(j, "recovery_bytes", copied);
+		wf_json_u64(j, "etcd_connected", etcd_ok);
+		wf_json_u64(j, "etcd_unreachable", etcd_lost);
 		wf_json_obj_end(j);
 	} else {
 		char ub[32], fb[32], cb[32];
@@ -398,6 +405,10 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		       "members this epoch%s\n", pgs, recovering, map.ntemps,
 		       degraded, ctl_bytes(cb, sizeof(cb), copied), map.ntemps ?
 		       " (`weftctl recover --wait` ends the pins when done)" : "");
+		if (etcd_ok || etcd_lost)
+			printf("control plane: etcd connected on %u targets, "
+			       "unreachable from %u%s\n", etcd_ok, etcd_lost, etcd_lost ?
+			       " (they serve their last map; map changes wait)" : "");
 	}
 	if (missing)
 		ctl_err("weftctl status: %u target(s) the map says are up did not "
