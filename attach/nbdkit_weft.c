@@ -820,4 +820,6 @@ static struct nbdkit_plugin plugin = {
 	.errno_is_preserved = 0,
 };
 
+/* What nbdkit looks up in the .so (the macro defines it). */
+struct nbdkit_plugin *plugin_init(void);
 NBDKIT_REGISTER_PLUGIN(plugin)
