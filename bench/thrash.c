@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +210,8 @@ static pid_t keeper_start(const struct topts *o)
 
 	if (pid)
 		return pid;
+	/* Killed with us (a bounded test's timeout), never left acting. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	snprintf(bin, sizeof(bin), "%s/weftctl", o->bin);
 	snprintf(log, sizeof(log), "%s/thrash-keeper.log", o->cluster_dir);
 	if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))

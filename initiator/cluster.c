@@ -144,6 +144,27 @@ out_nomem:
 	return -ENOMEM;
 }
 
+/*
+ * Connections to targets the new epoch marks down are closed at once: a
+ * target that froze (SIGSTOP, a hung host) keeps its socket open and would
+ * hold every request already sent to it until the request's deadline.
+ * Closing fails those operations now, so their pieces are routed again by
+ * the new epoch's acting sets, which no longer name the target.
+ */
+static void conns_fail_down(struct weft_cluster *cl)
+{
+	for (uint32_t j = 0; j < cl->nconns; j++) {
+		struct wf_conn *c = cl->conns[j];
+
+		if (!c || cl->map.targets[j].up)
+			continue;
+		for (uint32_t k = 1; c->sub && k < c->reactors; k++)
+			if (c->sub[k])
+				wf_conn_fail(c->sub[k]);
+		wf_conn_fail(c);
+	}
+}
+
 static void volumes_rebind(struct weft_cluster *cl)
 {
 	struct weft_volume *v;
@@ -210,6 +231,7 @@ int wf_map_refresh(struct weft_cluster *cl, bool force)
 	cl->table = t;
 	volumes_rebind(cl);
 	wf_sc_rebuild(cl);
+	conns_fail_down(cl);
 	wf_log(cl, WEFT_LOG_INFO, "map epoch %llu", (unsigned long long)cl->map.epoch);
 	wf_pieces_new_map(cl);
 	return 1;

@@ -42,6 +42,17 @@ int wf_progress(struct weft_cluster *cl)
 	} while (n == WF_POLL_BATCH);
 	if (cl->scr)
 		total += wf_pieces_sc_reap(cl);
+	if (total || !cl->inflight) {
+		cl->last_progress = cl->now;
+	} else if (cl->now - cl->last_progress >= WF_STUCK_MS &&
+		   cl->now >= cl->next_map_look) {
+		/* Requests out and nothing back for a while: a target may
+		 * have frozen with them, and nobody left to tell us of the
+		 * epoch that marks it down.  A stat() of the map file every
+		 * 100 ms while it lasts. */
+		cl->next_map_look = cl->now + WF_STUCK_LOOK_MS;
+		cl->map_stale = true;
+	}
 	if (cl->map_stale) {
 		/* A reply or a grant told of a newer epoch, or a piece found
 		 * no replica up: one look at the map file. */

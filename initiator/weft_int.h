@@ -56,6 +56,9 @@
 #define WF_BACKOFF_MIN_MS  1
 #define WF_BACKOFF_MAX_MS  200
 #define WF_SWEEP_MS        10              /* deadline scan period */
+#define WF_STUCK_MS        500             /* no completion this long with
+                                            * requests out: look at the map */
+#define WF_STUCK_LOOK_MS   100             /* and again this often */
 #define WF_OTHER_RETRIES   3               /* tries of a failure without
                                             * DNR that is not transient by
                                             * name (IO, INVALID, ...) */
@@ -348,6 +351,8 @@ struct weft_cluster {
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the
 	                                 * map file in the next turn */
+	uint64_t   last_progress;       /* ms of the last completion seen */
+	uint64_t   next_map_look;       /* ms: earliest unprompted map look */
 	struct wf_conn *down;           /* CONN_DOWN connections (down_next) */
 
 	/* short circuit */

@@ -659,6 +659,67 @@ Test(sys_repl, scrub_never_spreads_a_differing_primary)
 	free(img);
 }
 
+/*
+ * A primary that freezes (SIGSTOP: its sockets stay open, nothing is
+ * answered) holds the requests already sent to it.  When the next epoch
+ * marks it down, the client must send them again to the PG's new primary
+ * instead of waiting for their deadline: here 30 s, so without that the
+ * write fails with -ETIMEDOUT, and the 20 s wait below sees nothing.  The
+ * client is told of the epoch by nothing but its map file (no other
+ * target has a reply for it), so this also proves it looks at the map by
+ * itself when its requests stop completing.
+ */
+Test(sys_repl, a_write_held_by_a_frozen_primary_follows_the_next_epoch)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	char *buf = aligned_alloc(4096, SYS_BS);
+	const uint64_t off = SYS_EXT + 8 * SYS_BS;
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct weft_cqe cqe;
+	struct timespec t0, t1;
+	const char *dev;
+	unsigned prim;
+	char cmd[64];
+	int n;
+
+	cr_assert(img && buf);
+	write_span(img);
+	prim = member_of(off, 0, &dev);
+	open_vol3(30000, &cl, &vol);
+	/* Connections are up before the freeze. */
+	cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+	cr_assert(!memcmp(buf, img + off, SYS_BS));
+	cr_assert_eq(kill(sys_pid(&C, prim), SIGSTOP), 0);
+	sys_fill(img + off, off, 4);
+	cr_assert_eq(weft_write(vol, img + off, SYS_BS, off, 0, 7), 0);
+	n = weft_wait(cl, &cqe, 1, 1, 300);
+	cr_assert_eq(n, 0, "a write answered by frozen primary %u", prim);
+	map_set_up(ALL_UP & ~(1u << prim));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	n = weft_wait(cl, &cqe, 1, 1, 20000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(kill(sys_pid(&C, prim), SIGCONT), 0);
+	cr_assert_eq(n, 1, "the write held by frozen primary %u did not follow "
+		     "the epoch that marks it down", prim);
+	cr_assert_eq(cqe.res, SYS_BS, "write: %s", weft_strerror((int)cqe.res));
+	cr_assert_eq(cqe.user_data, 7);
+	fprintf(stderr, "  primary %u frozen: the held write was acknowledged "
+		"%.2f s after the epoch that marks it down\n", prim,
+		(double)(t1.tv_sec - t0.tv_sec) +
+		(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	weft_cluster_close(cl);
+
+	/* Back, brought up to date, and every member alone has the write. */
+	snprintf(cmd, sizeof(cmd), "target up %u", prim);
+	cr_assert_eq(weftctl(cmd), 0);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(buf);
+	free(img);
+}
+
 /* The targets' fabric counts (their status), summed. */
 static void target_fab(uint64_t *sends, uint64_t *writes)
 {
