@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -149,6 +150,73 @@ int wf_syscount_stop(struct wf_syscount *s, uint64_t *count)
 	return ret;
 }
 
+/* The Ir of pid's newest dump in dir (callgrind.out.PID.N, largest N). */
+static int newest_dump(const char *dir, pid_t pid, uint64_t *ir)
+{
+	char pre[64], path[4096], line[256];
+	unsigned best = 0;
+	struct dirent *e;
+	size_t plen;
+	DIR *d = opendir(dir);
+	FILE *f;
+	int ret = -ENOENT;
+
+	if (!d)
+		return -errno;
+	plen = (size_t)snprintf(pre, sizeof(pre), "callgrind.out.%d.", (int)pid);
+	while ((e = readdir(d))) {
+		char *end;
+		unsigned long k;
+
+		if (strncmp(e->d_name, pre, plen))
+			continue;
+		k = strtoul(e->d_name + plen, &end, 10);
+		if (!*end && k > best)
+			best = (unsigned)k;
+	}
+	closedir(d);
+	if (!best)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/%s%u", dir, pre, best);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "summary: %" SCNu64, ir) == 1) {
+			ret = 0;
+			break;
+		}
+	fclose(f);
+	return ret;
+}
+
+int wf_instr_mark(const char *dir, const char *map, const pid_t *tpids,
+		  unsigned n, uint64_t *client, uint64_t *targets)
+{
+	struct wf_tcounts t;
+	uint64_t ir;
+	int ret;
+
+	/* callgrind dumped this process on entering here. */
+	ret = newest_dump(dir, getpid(), client);
+	if (ret)
+		return ret;
+	/* Each target dumps on entering its STATUS answer, before replying. */
+	ret = wf_tcounts_read(map, getenv("WEFT_RUN_DIR"), &t);
+	if (ret < 0)
+		return ret;
+	if ((unsigned)ret != n)
+		return -ENOENT;
+	*targets = 0;
+	for (unsigned i = 0; i < n; i++) {
+		ret = newest_dump(dir, tpids[i], &ir);
+		if (ret)
+			return ret;
+		*targets += ir;
+	}
+	return 0;
+}
+
 static int client_counts(struct weft_cluster *cl, uint64_t c[4])
 {
 	struct weft_stats st = { .size = sizeof(st) };
@@ -208,6 +276,7 @@ void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
 		p->t_cqes = per(t.cqes, k->t.cqes, ios);
 	}
 	p->c_sys = p->t_sys = -1;
+	p->c_instr = p->t_instr = p->t_idle_per_s = -1;
 	if (k->have_tsys && !wf_syscount_stop(&k->sc_targets, &n))
 		p->t_sys = per(n, 0, ios);
 	if (k->have_csys && !wf_syscount_stop(&k->sc_client, &n))
@@ -235,6 +304,11 @@ void wf_per_io_print(FILE *f, const struct wf_per_io *p)
 	print_count(f, "cqes", p->t_cqes);
 	print_count(f, "syscalls", p->t_sys);
 	fputc('\n', f);
+	if (p->c_instr >= 0)
+		fprintf(f, "          user-space instructions per I/O (callgrind): "
+			"client %.0f, targets %.0f (windows of %" PRIu64 " and %"
+			PRIu64 " I/Os; targets idle: %.0f per s)\n", p->c_instr,
+			p->t_instr, p->win_ios[0], p->win_ios[1], p->t_idle_per_s);
 }
 
 static void json_count(struct wf_json *js, const char *key, double v)
@@ -251,6 +325,7 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_reads", p->c_reads);
 	json_count(js, "fabric_completions", p->c_cqes);
 	json_count(js, "syscalls", p->c_sys);
+	json_count(js, "instructions", p->c_instr);
 	wf_json_obj_end(js);
 	wf_json_obj_begin(js, "targets");
 	json_count(js, "fabric_sends", p->t_sends);
@@ -258,6 +333,23 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_reads", p->t_reads);
 	json_count(js, "fabric_completions", p->t_cqes);
 	json_count(js, "syscalls", p->t_sys);
+	json_count(js, "instructions", p->t_instr);
+	json_count(js, "idle_instructions_per_s", p->t_idle_per_s);
 	wf_json_obj_end(js);
+	if (p->c_instr >= 0) {
+		/* The raw windows: the client's instructions per I/O are
+		 * (b - a) / (ios_b - ios_a); the targets' the same less their
+		 * idle rate times (seconds_b - seconds_a). */
+		wf_json_obj_begin(js, "instruction_windows");
+		wf_json_u64(js, "ios_a", p->win_ios[0]);
+		wf_json_u64(js, "ios_b", p->win_ios[1]);
+		wf_json_u64(js, "client_a", p->win_c[0]);
+		wf_json_u64(js, "client_b", p->win_c[1]);
+		wf_json_u64(js, "targets_a", p->win_t[0]);
+		wf_json_u64(js, "targets_b", p->win_t[1]);
+		wf_json_dbl(js, "seconds_a", p->win_s[0]);
+		wf_json_dbl(js, "seconds_b", p->win_s[1]);
+		wf_json_obj_end(js);
+	}
 	wf_json_obj_end(js);
 }

@@ -48,7 +48,28 @@ int wf_syscount_stop(struct wf_syscount *s, uint64_t *count);
 struct wf_per_io {
 	double c_sends, c_writes, c_reads, c_cqes, c_sys;
 	double t_sends, t_writes, t_reads, t_cqes, t_sys;
+	/* User-space instructions (wf_instr_mark), and the two windows they
+	 * come from: I/Os, client and targets instructions of each. */
+	double c_instr, t_instr, t_idle_per_s;
+	uint64_t win_ios[2], win_c[2], win_t[2];
+	double win_s[2];                /* each window's wall time */
 };
+
+/*
+ * User-space instructions, counted by valgrind's callgrind when this
+ * process and the targets run under it as bench/count-instructions starts
+ * them: the client with --collect-atstart=no and --toggle-collect on
+ * weft_read, weft_write and weft_wait (libweft's work only, not the
+ * benchmark's pattern checks) and --dump-before=wf_instr_mark; each target
+ * with --dump-before=wf_tgt_fill_status, which the STATUS query here makes
+ * it run.  Every dump holds the costs since the previous one.  Each call
+ * dumps both sides and reads the dumps back from dir (files
+ * callgrind.out.PID.N): the instructions since the previous call, of this
+ * process in *client and of the targets tpids[0 .. n) summed in *targets.
+ * 0, or -errno (-ENOENT: a dump is missing, e.g. not under callgrind).
+ */
+int wf_instr_mark(const char *dir, const char *map, const pid_t *tpids,
+		  unsigned n, uint64_t *client, uint64_t *targets);
 
 /* The counts at a run's start (wf_counts_begin) and end (wf_counts_end). */
 struct weft_cluster;

@@ -8,14 +8,19 @@
  *          A's region.  One round trip = post on A -> RECV_IMM on A.
  *   read:  A reads SIZE bytes of B's region (B polls: the tcp backend
  *          answers reads inside wf_poll).  One round trip = post -> READ.
- * Both sides busy-poll wf_poll (no sleeping), as a latency-bound reactor
- * would, unless --spin-us N asks them to sleep on the ctx fd after N us
- * without a completion.  Queue depth 1.
+ * Two waiting policies, each measured on both the fabric and its floor:
+ * busy-poll (wf_poll until a completion, no sleeping, as a latency-bound
+ * reactor would) and sleep (arm and sleep on the ctx fd at the first empty
+ * poll).  --spin-us N measures one policy instead: busy-poll N us, then
+ * sleep.  Queue depth 1.
  *
- * Floor: tcp/unix, a plain blocking-socket ping-pong of the same sizes on
- * the same kind of socket (write: SIZE each way; read: a 24-byte request and
- * a SIZE answer); verbs, perftest's ib_write_lat / ib_read_lat at the same
- * size (t_typical), run on the device of --device (or $WEFT_IB_DEV).
+ * Floor: tcp/unix, the fastest plain program doing the same exchange with
+ * the same policy: a socket ping-pong of the same sizes on the same kind of
+ * socket (write: SIZE each way; read: a 24-byte request and a SIZE answer)
+ * whose receives spin on non-blocking recv() (busy-poll) or block in recv()
+ * (sleep), both sides; verbs, perftest's ib_write_lat / ib_read_lat at the
+ * same size (t_typical; perftest busy-polls), run on the device of --device
+ * (or $WEFT_IB_DEV).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,12 +57,13 @@ struct fopts {
 	bool        floor;
 };
 
-/* Busy-poll this long before sleeping on the ctx fd; default: never sleep
- * (the lowest latency on an otherwise idle machine).  --spin-us 0 sleeps at
- * once, which is what a loaded machine rewards. */
+/* The policy being measured, fabric and floor alike: busy-poll this long
+ * before sleeping (on the ctx fd, or in recv() for the floor).  UINT64_MAX:
+ * never sleep (the lowest latency on an otherwise idle machine); 0: sleep
+ * at once, which is what a loaded machine rewards. */
 static uint64_t spin_ns = UINT64_MAX;
-static int pin = -1;
-static bool yield;      /* --yield: sched_yield() after an empty poll */    /* --pin C: measuring process on CPU C, peer on C+1 */
+static int pin = -1;    /* --pin C: measuring process on CPU C, peer on C+1 */
+static bool yield;      /* --yield: sched_yield() after an empty poll */
 
 static void pin_to(int cpu)
 {
@@ -369,19 +375,38 @@ static void run_fabric(const struct fopts *o, struct result *wr, struct result *
 	free(dbuf);
 }
 
-/* ---- the floor: plain blocking sockets ---- */
+/* ---- the floor: a plain socket ping-pong, same policy ---- */
 
+/*
+ * Sends block (at queue depth 1 the socket buffer never fills).  Receives
+ * follow spin_ns as poll_wait() does: non-blocking recv() until the spin
+ * time is over (for ever when busy-polling; sched_yield() between with
+ * --yield), then a blocking recv(), the cheapest way to sleep until data.
+ */
 static int io_all(int fd, void *buf, size_t len, bool wr)
 {
+	uint64_t start = 0;
 	size_t done = 0;
 
 	while (done < len) {
+		bool spin = spin_ns == UINT64_MAX ||
+			    (spin_ns && (!start || wf_now_ns() - start < spin_ns));
 		ssize_t n = wr ? send(fd, (char *)buf + done, len - done, MSG_NOSIGNAL)
-			       : recv(fd, (char *)buf + done, len - done, 0);
+			       : recv(fd, (char *)buf + done, len - done,
+				      spin ? MSG_DONTWAIT : 0);
 
-		if (n <= 0)
-			return n < 0 ? -errno : -ECONNRESET;
-		done += (size_t)n;
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		if (yield)
+			sched_yield();
+		if (!start)
+			start = wf_now_ns();
 	}
 	return 0;
 }
@@ -425,7 +450,7 @@ static void nodelay(int fd, const char *transport)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* Round trips of req bytes out and resp bytes back, blocking calls. */
+/* Round trips of req bytes out and resp bytes back, spin_ns's policy. */
 static void run_floor(const struct fopts *o, uint32_t req, uint32_t resp,
 		      struct result *res)
 {
@@ -539,11 +564,19 @@ static double perftest(const char *tool, const struct fopts *o)
 
 /* ---- output ---- */
 
-static void print_text(const struct fopts *o, const char *what,
-		       const struct result *r, const struct result *f)
+/* One waiting policy's figures: the fabric's and its floor's. */
+struct policy {
+	const char   *name;
+	uint64_t      spin_ns;
+	struct result wr, rd, fw, fr;
+};
+
+static void print_text(const struct fopts *o, const struct policy *p,
+		       const char *what, const struct result *r,
+		       const struct result *f)
 {
-	printf("%-5s %-5s %6u B  p50 %8.2f us  p99 %8.2f us  p99.9 %8.2f us  %9.0f ops/s",
-	       o->transport, what, o->size, r->lat.p50_us, r->lat.p99_us,
+	printf("%-5s %-9s %-5s %6u B  p50 %8.2f us  p99 %8.2f us  p99.9 %8.2f us  %9.0f ops/s",
+	       o->transport, p->name, what, o->size, r->lat.p50_us, r->lat.p99_us,
 	       r->lat.p999_us, r->ops_per_s);
 	if (f && f->lat.p50_us > 0)
 		printf("  | floor p50 %8.2f us  ratio %.2f", f->lat.p50_us,
@@ -605,7 +638,9 @@ int bench_fabric(int argc, char **argv)
 	struct fopts o = { .transport = "tcp", .size = 64, .iters = 20000,
 			   .warmup = 1000, .floor = true, .device = getenv("WEFT_IB_DEV"),
 			   .cdevice = getenv("WEFT_IB_DEV_CLIENT") };
-	struct result wr = { 0 }, rd = { 0 }, fw = { 0 }, fr = { 0 };
+	struct policy pol[2] = { { .name = "busy-poll", .spin_ns = UINT64_MAX },
+				 { .name = "sleep", .spin_ns = 0 } };
+	unsigned npol = 2;
 	const char *addr = NULL;
 	int c;
 
@@ -620,7 +655,12 @@ int bench_fabric(int argc, char **argv)
 		case 'd': o.device = optarg; break;
 		case 'D': o.cdevice = optarg; break;
 		case 'F': o.floor = false; break;
-		case 'S': spin_ns = strtoull(optarg, NULL, 0) * 1000; break;
+		case 'S':
+			/* One policy, this one, on both sides of the comparison. */
+			pol[0].spin_ns = strtoull(optarg, NULL, 0) * 1000;
+			pol[0].name = pol[0].spin_ns ? "spin" : "sleep";
+			npol = 1;
+			break;
 		case 'P': pin = atoi(optarg); break;
 		case 'Y': yield = true; break;
 		case 'j': o.json = true; break;
@@ -643,21 +683,31 @@ int bench_fabric(int argc, char **argv)
 		return 2;
 	}
 
+	/* perftest busy-polls: over verbs only that policy has a floor. */
+	if (!strcmp(o.transport, "verbs"))
+		npol = 1;
 	pin_to(pin);
-	run_fabric(&o, &wr, &rd);
-	if (o.floor && strcmp(o.transport, "verbs")) {
-		run_floor(&o, o.size, o.size, &fw);
-		run_floor(&o, 24, o.size, &fr);    /* a read: small ask, SIZE back */
-	} else if (o.floor) {
-		/* perftest reports one-way-ish t_typical for write_lat (half
-		 * the ping-pong); double it to compare with our round trip. */
-		double t = perftest("ib_write_lat", &o);
+	for (unsigned i = 0; i < npol; i++) {
+		struct policy *p = &pol[i];
 
-		fw.lat.p50_us = t > 0 ? 2 * t : 0;
-		t = perftest("ib_read_lat", &o);
-		fr.lat.p50_us = t > 0 ? t : 0;
-		if (fw.lat.p50_us <= 0 || fr.lat.p50_us <= 0)
-			fprintf(stderr, "weft-bench fabric: perftest floor unavailable\n");
+		spin_ns = p->spin_ns;   /* poll_wait() and io_all(), both sides */
+		run_fabric(&o, &p->wr, &p->rd);
+		if (o.floor && strcmp(o.transport, "verbs")) {
+			run_floor(&o, o.size, o.size, &p->fw);
+			/* a read: small ask, SIZE back */
+			run_floor(&o, 24, o.size, &p->fr);
+		} else if (o.floor) {
+			/* perftest reports one-way-ish t_typical for write_lat
+			 * (half the ping-pong); double it to compare with our
+			 * round trip. */
+			double t = perftest("ib_write_lat", &o);
+
+			p->fw.lat.p50_us = t > 0 ? 2 * t : 0;
+			t = perftest("ib_read_lat", &o);
+			p->fr.lat.p50_us = t > 0 ? t : 0;
+			if (p->fw.lat.p50_us <= 0 || p->fr.lat.p50_us <= 0)
+				fprintf(stderr, "weft-bench fabric: perftest floor unavailable\n");
+		}
 	}
 
 	if (o.json) {
@@ -669,7 +719,9 @@ int bench_fabric(int argc, char **argv)
 		wf_json_str(&j, "transport", o.transport);
 		wf_json_u64(&j, "size", o.size);
 		wf_json_u64(&j, "iters", o.iters);
-		wf_json_i64(&j, "spin_us", spin_ns == UINT64_MAX ? -1 : (int64_t)(spin_ns / 1000));
+		wf_json_i64(&j, "spin_us", pol[0].spin_ns == UINT64_MAX ? -1 :
+			    (int64_t)(pol[0].spin_ns / 1000));
+		wf_json_str(&j, "policy", pol[0].name);
 		wf_json_str(&j, "floor", !o.floor ? "none" :
 			    strcmp(o.transport, "verbs") ? "socket-ping-pong" : "perftest");
 		{       /* how busy the machine was: numbers mean little without it */
@@ -684,12 +736,23 @@ int bench_fabric(int argc, char **argv)
 			wf_json_dbl(&j, "loadavg_1m", la);
 		}
 		wf_json_bool(&j, "yield", yield);
-		json_one(&j, "", &wr, &fw);
-		json_one(&j, "read_", &rd, &fr);
+		/* The first policy unprefixed (what --spin-us asked, else
+		 * busy-poll); the second, when measured, prefixed "sleep_". */
+		json_one(&j, "", &pol[0].wr, &pol[0].fw);
+		json_one(&j, "read_", &pol[0].rd, &pol[0].fr);
+		if (npol > 1) {
+			json_one(&j, "sleep_", &pol[1].wr, &pol[1].fw);
+			json_one(&j, "sleep_read_", &pol[1].rd, &pol[1].fr);
+		}
 		wf_json_obj_end(&j);
 		return wf_json_finish(&j) ? 1 : 0;
 	}
-	print_text(&o, "write", &wr, o.floor ? &fw : NULL);
-	print_text(&o, "read", &rd, o.floor ? &fr : NULL);
+	for (unsigned i = 0; i < npol; i++) {
+		print_text(&o, &pol[i], "write", &pol[i].wr, o.floor ? &pol[i].fw : NULL);
+		print_text(&o, &pol[i], "read", &pol[i].rd, o.floor ? &pol[i].fr : NULL);
+	}
+	printf("(floor: %s with the same waiting policy on both sides; ratio: "
+	       "p50 / floor p50)\n", !o.floor ? "none" : strcmp(o.transport, "verbs") ?
+	       "a plain socket ping-pong" : "perftest");
 	return 0;
 }

@@ -43,7 +43,9 @@
 #include "bench/counts.h"
 #include "bench/io_floor.h"
 #include "bench/io_mark.h"
+#include "bench/io_rtt.h"
 #include "bench/pattern.h"
+#include "bench/proc.h"
 #include "bench/stats.h"
 #include "fabric/fabric.h"
 #include "proto/wire.h"
@@ -77,6 +79,9 @@ struct iopts {
 	bool        verify_only;
 	bool        overwrite;
 	bool        count;          /* --count: syscalls too (perf) */
+	const char *instr;          /* --instructions DIR: callgrind's dumps */
+	uint64_t    ios;            /* --ios N: its window (I/Os) */
+	double      idle_per_s;     /* the targets' idle instructions per s */
 	pid_t       pids[MAX_PIDS];
 	unsigned    npids;
 };
@@ -230,12 +235,20 @@ static int usage(FILE *f)
 "  --count            also count syscalls per I/O of the client and the\n"
 "                     targets (perf stat on the raw_syscalls tracepoint;\n"
 "                     fabric operations per I/O are always reported)\n"
+"  --instructions DIR user-space instructions per I/O of the client and the\n"
+"                     targets, from callgrind's dumps in DIR (run by\n"
+"                     bench/count-instructions, which starts both sides\n"
+"                     under callgrind): each job runs a warmup of N/5 I/Os,\n"
+"                     a window of N and one of 2N (per I/O: the\n"
+"                     difference over N), instead of --runtime\n"
+"  --ios N            that N (default 1000)\n"
 "  --plot DIR         latency CDF and histogram SVGs per job\n");
 	return f == stdout ? 0 : 2;
 }
 
 enum { O_VOL = 256, O_RW, O_BS, O_QD, O_RT, O_SIZE, O_TR, O_SC, O_TPID, O_PIDF,
-       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT, O_OVER, O_COUNT };
+       O_FLF, O_NOFL, O_VO, O_MIX, O_SEED, O_JSON, O_PLOT, O_OVER, O_COUNT,
+       O_INSTR, O_IOS };
 
 static int parse(int argc, char **argv, struct iopts *o)
 {
@@ -259,6 +272,8 @@ static int parse(int argc, char **argv, struct iopts *o)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "count", no_argument, NULL, O_COUNT },
+		{ "instructions", required_argument, NULL, O_INSTR },
+		{ "ios", required_argument, NULL, O_IOS },
 		{ "plot", required_argument, NULL, O_PLOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -272,6 +287,7 @@ static int parse(int argc, char **argv, struct iopts *o)
 	o->runtime = 5;
 	o->rwmix = 50;
 	o->floor = true;
+	o->ios = 1000;
 	o->seed = wf_mix64(wf_now_ns() ^ (uint64_t)getpid());
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -331,6 +347,11 @@ static int parse(int argc, char **argv, struct iopts *o)
 		case O_SEED: o->seed = strtoull(optarg, NULL, 0); break;
 		case O_JSON: o->json = true; break;
 		case O_COUNT: o->count = true; break;
+		case O_INSTR: o->instr = optarg; break;
+		case O_IOS:
+			if (parse_size(optarg, &o->ios) || o->ios < 10)
+				return fprintf(stderr, "weft-bench io: bad --ios (at least 10)\n"), 2;
+			break;
 		case O_PLOT: o->plot = optarg; break;
 		case 'h': exit(usage(stdout));
 		default: return usage(stderr);
@@ -359,166 +380,6 @@ static int parse(int argc, char **argv, struct iopts *o)
 		}
 	}
 	return 0;
-}
-
-/* ---- the transport round-trip floor ------------------------------------ */
-
-/* Polls until a completion of kind op, bounded (30 s); 0 or -errno. */
-static int rtt_wait(struct wf_ctx *ctx, uint32_t op, void *copy, size_t cap)
-{
-	uint64_t end = wf_now_ns() + 30000000000ull;
-
-	while (wf_now_ns() < end) {
-		struct wf_cqe c[8];
-		int n = wf_poll(ctx, c, 8);
-
-		if (n < 0)
-			return n;
-		for (int i = 0; i < n; i++) {
-			if (c[i].status)
-				return c[i].status;
-			if (c[i].op == WF_CQE_DISCONNECT)
-				return -ECONNRESET;
-			if (c[i].op == op) {
-				if (copy && c[i].msg)
-					memcpy(copy, c[i].msg, c[i].len < cap ? c[i].len : cap);
-				return 0;
-			}
-		}
-	}
-	return -ETIMEDOUT;
-}
-
-/* B: accepts one endpoint, sends its rkey, answers every message. */
-static int rtt_peer(const char *transport, const char *laddr, uint32_t bs, int pfd)
-{
-	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 16, .recv_depth = 16 };
-	struct wf_ctx *ctx;
-	struct wf_listener *l;
-	struct wf_ep *ep;
-	struct wf_mr *mr;
-	struct wf_rkey rk;
-	struct wf_wire_rkey w;
-	char reply[16] = { 0 };
-	const char *step;
-	void *buf;
-
-	if (wf_bench_peer_accept(transport, laddr, &eo, pfd, wf_now_ns() + 30000000000ull,
-				 &ctx, &l, &ep, &step))
-		return 1;
-	if (posix_memalign(&buf, 4096, bs))
-		return 1;
-	if (wf_mr_reg(ctx, buf, bs, WF_ACCESS_REMOTE_WRITE, &mr) ||
-	    wf_mr_rkey(mr, ep, 0, bs, &rk))
-		return 1;
-	wf_rkey_encode(&rk, &w);
-	if (wf_send(ep, &w, sizeof(w), 0))
-		return 1;
-	for (;;) {
-		struct wf_cqe c[16];
-		int n = wf_poll(ctx, c, 16);
-
-		if (n < 0)
-			return 1;
-		for (int i = 0; i < n; i++) {
-			if (c[i].op == WF_CQE_DISCONNECT || c[i].status) {
-				wf_bench_peer_end(ctx, l, ep, mr, buf);
-				return 0;
-			}
-			if (c[i].op == WF_CQE_RECV_MSG && wf_send(ep, reply, sizeof(reply), 1))
-				return 1;
-		}
-	}
-}
-
-/*
- * A: iters round trips of the shape of a weft write (bs bytes by wf_write,
- * a 64-byte request, a 16-byte reply), after a warmup.  Fills h (ns).
- */
-static int rtt_floor(const char *transport, uint32_t bs, struct wf_hist *h)
-{
-	struct wf_ctx_opts co = { .size = sizeof(co), .backend = wf_bench_backend(transport) };
-	struct wf_ep_opts eo = { .size = sizeof(eo), .send_depth = 16, .recv_depth = 16,
-				 .timeout_ms = 10000 };
-	const uint32_t warmup = 2000, iters = 20000;
-	struct wf_ctx *ctx = NULL;
-	struct wf_ep *ep = NULL;
-	struct wf_mr *mr = NULL;
-	struct wf_rkey rk;
-	struct wf_wire_rkey w;
-	char addr[WF_BENCH_ADDR_LEN], laddr[128], req[64] = { 0 };
-	void *buf = NULL;
-	int pfd[2], ret, st;
-	pid_t pid;
-
-	if (!strcmp(transport, "unix"))
-		snprintf(laddr, sizeof(laddr), "unix:/var/tmp/weft-bench-rtt-%d.sock",
-			 (int)getpid());
-	else
-		snprintf(laddr, sizeof(laddr), "%s:127.0.0.1:0",
-			 !strcmp(transport, "verbs") ? "rdma" : "tcp");
-	if (pipe(pfd))
-		return -errno;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		close(pfd[0]);
-		_exit(rtt_peer(transport, laddr, bs, pfd[1]));
-	}
-	close(pfd[1]);
-	if (read(pfd[0], addr, sizeof(addr)) != sizeof(addr) || !addr[0]) {
-		close(pfd[0]);
-		ret = -EIO;
-		goto out_child;
-	}
-	close(pfd[0]);
-	ret = wf_ctx_create(&co, &ctx);
-	if (!ret)
-		ret = wf_connect(ctx, addr, &eo, &ep);
-	if (!ret && posix_memalign(&buf, 4096, bs))
-		ret = -ENOMEM;
-	if (!ret) {
-		memset(buf, 0xa5, bs);
-		ret = wf_mr_reg(ctx, buf, bs, 0, &mr);
-	}
-	if (!ret)
-		ret = rtt_wait(ctx, WF_CQE_RECV_MSG, &w, sizeof(w));
-	if (ret)
-		goto out;
-	wf_rkey_decode(&w, &rk);
-	wf_hist_reset(h);
-	for (uint32_t i = 0; i < warmup + iters; i++) {
-		uint64_t s = wf_now_ns();
-
-		ret = wf_write(ep, mr, 0, bs, &rk, 0, 1);
-		if (!ret)
-			ret = wf_send(ep, req, sizeof(req), 2);
-		if (!ret)
-			ret = rtt_wait(ctx, WF_CQE_RECV_MSG, NULL, 0);
-		if (ret)
-			goto out;
-		if (i >= warmup)
-			wf_hist_record(h, wf_now_ns() - s);
-	}
-out:
-	if (ep)
-		wf_ep_close(ep);
-out_child:
-	kill(pid, SIGTERM);     /* the peer ends on DISCONNECT; this is the
-				 * backstop when the connect never happened */
-	waitpid(pid, &st, 0);
-	if (ep)
-		wf_ep_destroy(ep);
-	if (mr)
-		wf_mr_dereg(mr);
-	if (ctx)
-		wf_ctx_destroy(ctx);
-	free(buf);
-	if (!strcmp(transport, "unix"))
-		unlink(laddr + 5);
-	return ret;
 }
 
 /* ---- prefill and verify ------------------------------------------------ */
@@ -655,6 +516,11 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	unsigned inflight = 0;
 	bool have_tcpu;
 	int ret = 0;
+	/* --instructions: marks after a warmup, after a window of N I/Os and
+	 * after one of 2N (completions counted), with qd more I/Os armed so
+	 * the queue stays full up to the last mark. */
+	uint64_t armed = 0, limit = UINT64_MAX, at[3] = { 0 }, ci[3], ti[3], tm[3];
+	unsigned marks = 0;
 
 	if (!cq || !blk || !t || !isw)
 		die("alloc", ENOMEM);
@@ -663,6 +529,12 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	wf_hist_reset(&j->lat);
 	wf_hist_reset(&j->rlat);
 	wf_hist_reset(&j->wlat);
+	if (o->instr) {
+		at[0] = o->ios / 5;
+		at[1] = at[0] + o->ios;
+		at[2] = at[1] + 2 * o->ios;
+		limit = at[2] + j->qd;
+	}
 	wf_counts_begin(&k, w->cl, o->map, o->pids, o->npids, o->count);
 	have_tcpu = !target_cpu(o, &tcpu0);
 	wf_cpu_self(&c0);
@@ -689,6 +561,7 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 		if (ret)						\
 			goto out;					\
 		inflight++;						\
+		armed++;						\
 	} while (0)
 
 	for (uint32_t s = 0; s < j->qd; s++)
@@ -727,8 +600,21 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 				j->verified++;
 			}
 			w->busy[blk[s]] = 0;
-			if (now < tend)
+			if (o->instr ? armed < limit : now < tend)
 				ARM(s);
+		}
+		if (marks < 3 && o->instr && j->reads + j->writes >= at[marks]) {
+			ret = wf_instr_mark(o->instr, o->map, o->pids, o->npids,
+					    &ci[marks], &ti[marks]);
+			if (ret) {
+				fprintf(stderr, "weft-bench io: no instruction counts "
+					"from callgrind's dumps in %s for this process "
+					"and %u target(s) (run under bench/count-"
+					"instructions)\n", o->instr, o->npids);
+				goto out;
+			}
+			tm[marks] = wf_now_ns();
+			at[marks++] = j->reads + j->writes;
 		}
 	}
 #undef ARM
@@ -744,6 +630,30 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	j->target_cpu_us = have_tcpu ?
 		(double)(tcpu1 - tcpu0) / 1e3 / (double)j->ios : -1;
 	wf_counts_end(&k, w->cl, o->map, j->ios, &j->per_io);
+	if (marks == 3) {
+		struct wf_per_io *p = &j->per_io;
+
+		p->win_ios[0] = at[1] - at[0];
+		p->win_ios[1] = at[2] - at[1];
+		p->win_c[0] = ci[1];
+		p->win_c[1] = ci[2];
+		p->win_t[0] = ti[1];
+		p->win_t[1] = ti[2];
+		/* (B - A) / (ios B - ios A): what a window costs apart from its
+		 * I/Os (the STATUS answer that ends it, the first calls of a
+		 * path) cancels out. */
+		p->c_instr = ((double)ci[2] - (double)ci[1]) /
+			     (double)(p->win_ios[1] - p->win_ios[0]);
+		/* The targets' idle work (timers, the control thread) runs
+		 * by the second, not by the I/O: window B lasts longer than
+		 * A, so take its idle rate times the difference out. */
+		p->win_s[0] = (double)(tm[1] - tm[0]) / 1e9;
+		p->win_s[1] = (double)(tm[2] - tm[1]) / 1e9;
+		p->t_instr = ((double)ti[2] - (double)ti[1] -
+			      o->idle_per_s * (p->win_s[1] - p->win_s[0])) /
+			     (double)(p->win_ios[1] - p->win_ios[0]);
+		p->t_idle_per_s = o->idle_per_s;
+	}
 out:
 	if (ret) {
 		/* Drain what is in flight so the volume is quiet. */
@@ -1069,7 +979,7 @@ int bench_io(int argc, char **argv)
 		rtt_h = malloc(sizeof(*rtt_h));
 		if (!rtt_h)
 			die("alloc", ENOMEM);
-		ret = rtt_floor(o.transport, o.bs, rtt_h);
+		ret = wf_io_rtt_floor(o.transport, o.bs, rtt_h);
 		rtt_s_wall = (double)(wf_now_ns() - t) / 1e9;
 		if (ret) {
 			fprintf(stderr, "weft-bench io: round-trip floor failed: %s\n",
@@ -1089,6 +999,28 @@ int bench_io(int argc, char **argv)
 			floor_path, (unsigned long long)(w.size >> 20));
 	}
 
+	if (o.instr) {
+		/* The targets' instructions while idle, for scale: a window
+		 * of 2 s without I/O. */
+		uint64_t c, t0, t1, ns;
+
+		ret = wf_instr_mark(o.instr, o.map, o.pids, o.npids, &c, &t0);
+		ns = wf_now_ns();
+		if (!ret) {
+			wf_sleep_ms(2000);
+			ns = wf_now_ns() - ns;
+			ret = wf_instr_mark(o.instr, o.map, o.pids, o.npids, &c, &t1);
+		}
+		if (ret) {
+			fprintf(stderr, "weft-bench io: --instructions %s: no callgrind "
+				"dumps for this process and %u target(s): run it "
+				"through bench/count-instructions\n", o.instr, o.npids);
+			exit(1);
+		}
+		o.idle_per_s = (double)t1 / ((double)ns / 1e9);
+		fprintf(out, "targets idle under callgrind: %.0f instructions per s\n",
+			o.idle_per_s);
+	}
 	for (unsigned i = 0; i < njobs; i++) {
 		struct job *j = &jobs[i];
 		uint64_t t;

@@ -165,3 +165,56 @@ Test(sys_tools, bench_io_json)
 	cr_assert_eq(sys_sh("'%s/weft-bench' io -c '%s' --volume nosuch --no-floor "
 			    "--runtime 0.1 2>/dev/null", C.bin, C.map), 1);
 }
+
+/*
+ * bench/count-instructions: user-space instructions per I/O of client and
+ * targets under callgrind, in weft-bench io's JSON.  The machinery only:
+ * the counts exist and are positive, the windows are N and 2N I/Os, the
+ * fabric operations are the documented minimum, and three replicas cost
+ * the targets more than one.  It starts its own cluster (targets under
+ * callgrind); this suite's cluster is not used.
+ */
+static const char *instr_check =
+	"import json, sys\n"
+	"out, n = sys.argv[1], int(sys.argv[2])\n"
+	"w = {}\n"
+	"for v in ('vol1', 'vol3'):\n"
+	"    d = json.load(open(f'{out}/{v}.json'))\n"
+	"    for r in d['runs']:\n"
+	"        p = r['per_io']; c = p['client']; t = p['targets']\n"
+	"        win = p['instruction_windows']\n"
+	"        assert n <= win['ios_a'] < n + r['qd'], win\n"
+	"        assert 2 * n <= win['ios_b'] < 2 * n + r['qd'], win\n"
+	"        assert 100 < c['instructions'] < 1e6, c\n"
+	"        assert 100 < t['instructions'] < 1e6, t\n"
+	"        assert t['idle_instructions_per_s'] > 0, t\n"
+	"        wr = r['rw'] == 'randwrite'\n"
+	"        assert (c['fabric_sends'], c['fabric_writes']) == (1, 1 if wr else 0), c\n"
+	"        want = ((5, 2) if v == 'vol3' else (1, 0)) if wr else (1, 1)\n"
+	"        assert (t['fabric_sends'], t['fabric_writes']) == want, (v, t)\n"
+	"        w[v, r['rw']] = t['instructions']\n"
+	"assert w['vol3', 'randwrite'] > 2 * w['vol1', 'randwrite'], w\n";
+
+Test(sys_tools, count_instructions, .timeout = 300)
+{
+	char py[400], out[400];
+	FILE *f;
+
+#if defined(__SANITIZE_ADDRESS__)
+	cr_skip_test("an ASan build: valgrind cannot run it (bench/count-instructions "
+		     "runs on the normal build)");
+#endif
+	if (sys_sh("command -v valgrind >/dev/null"))
+		cr_skip_test("valgrind is not installed (scripts/deps)");
+	snprintf(py, sizeof(py), "%s/instr.py", C.dir);
+	snprintf(out, sizeof(out), "%s/instr", C.dir);
+	f = fopen(py, "w");
+	cr_assert(f);
+	fputs(instr_check, f);
+	fclose(f);
+	cr_assert_eq(sys_sh("WEFT_BIN='%s' '%s/bench/count-instructions' --ios 200 "
+			    "--qd 1 --out '%s' >'%s.md'", C.bin, C.src, out, out), 0,
+		     "bench/count-instructions failed");
+	cr_assert_eq(sys_sh("python3 '%s' '%s' 200", py, out), 0,
+		     "instruction counts missing, not positive or inconsistent");
+}

@@ -224,10 +224,11 @@ rig_fio_fill() {
 
 # rig_weft_jobs DIR OUT SEED: the same four jobs with weft-bench io over
 # verbs (prefill, jobs, whole working set read back and verified: exit 1 on
-# any mismatch).
+# any mismatch).  WEFT_RUN_DIR: where weft-bench finds the target's control
+# socket for its fabric counts per I/O (per_io in the JSON).
 rig_weft_jobs() {
 	local dir=$1 out=$2 seed=$3
-	"$WEFT_BIN/weft-bench" io -c "$dir/map.conf" --volume vol1 --transport verbs \
+	WEFT_RUN_DIR="$dir/run" "$WEFT_BIN/weft-bench" io -c "$dir/map.conf" --volume vol1 --transport verbs \
 		--rw randread,randwrite --qd 1,32 --bs 4k --runtime "$RIG_IO_RUNTIME" \
 		--size "${RIG_IO_SIZE_MB}M" --no-floor --seed "$seed" \
 		--pid-file "$dir/target-0.pid" --json >"$out"
@@ -341,7 +342,22 @@ def weft_jobs(doc):
             "iops": j["iops"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
             "target_cpu_us_per_io": j.get("target_cpu_us_per_io"),
             "client_cpu_us_per_io": j.get("client_cpu_us_per_io"),
-            "verified_reads": j.get("verified_reads")}
+            "verified_reads": j.get("verified_reads"),
+            "per_io": j.get("per_io")}
+    return out
+
+# weft's operations per I/O (docs/performance.md, "Counts"): exact, so the
+# same in every round unless a retry happened; the median per figure.
+def per_io_median(per):
+    out = {}
+    for side in ("client", "targets"):
+        vals = {}
+        for p in per:
+            d = ((p.get("weft") or {}).get("per_io") or {}).get(side) or {}
+            for k, v in d.items():
+                if isinstance(v, (int, float)):
+                    vals.setdefault(k, []).append(v)
+        out[side] = {k: round(statistics.median(v), 2) for k, v in vals.items()}
     return out
 
 device = fio_jobs(load("nvmf-device.json"))
@@ -374,7 +390,8 @@ for wm in wmodes:
                      "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
                      "ratios": ratios,
                      "device_iops": round(device[k]["iops"], 1) if k in device else None,
-                     "device_p50_us": round(device[k]["p50_us"], 1) if k in device else None}
+                     "device_p50_us": round(device[k]["p50_us"], 1) if k in device else None,
+                     "weft_per_io": per_io_median(per)}
                 s["goal_1_25x"] = None if s["ratio_median"] is None else \
                     s["ratio_median"] >= 1.25
                 summary.append(s)
@@ -396,5 +413,13 @@ for s in summary:
           s["weft_mode"] + "/" + s["nvmet_mode"], s["rw"], s["qd"],
           s["weft_iops"], s["weft_p50_us"], s["nvmet_iops"], s["nvmet_p50_us"],
           s["ratio_median"], s["ratios"]), file=sys.stderr)
+    c, t = s["weft_per_io"]["client"], s["weft_per_io"]["targets"]
+    if c or t:
+        print("%14s weft per I/O: client %s sends %s writes %s completions; "
+              "target %s sends %s writes %s completions (the minimum: "
+              "docs/performance.md, Counts)" % ("", c.get("fabric_sends"),
+              c.get("fabric_writes"), c.get("fabric_completions"),
+              t.get("fabric_sends"), t.get("fabric_writes"),
+              t.get("fabric_completions")), file=sys.stderr)
 EOF
 }

@@ -20,6 +20,18 @@ class BenchJson(unittest.TestCase):
     def test_fabric_tcp(self):
         d = self.fabric("tcp")
         self.assertEqual(d["floor"], "socket-ping-pong")
+        # Both waiting policies, each with its own floor of the same policy.
+        self.assertEqual(d["policy"], "busy-poll")
+        for k in ("floor_p50_us", "sleep_p50_us", "sleep_floor_p50_us",
+                  "sleep_read_p50_us", "sleep_read_floor_p50_us"):
+            self.assertGreater(d[k], 0, k)
+
+    def test_fabric_one_policy(self):
+        d = self.fabric("tcp", "--spin-us", "0")
+        self.assertEqual(d["policy"], "sleep")
+        self.assertEqual(d["spin_us"], 0)
+        self.assertNotIn("sleep_p50_us", d)
+        self.assertGreater(d["floor_p50_us"], 0)
 
     def test_fabric_unix_no_floor(self):
         d = self.fabric("unix", "--no-floor")
