@@ -244,7 +244,7 @@ rig_main() {
 		rig_summary "$failed"
 		return "$failed"
 	fi
-	local op size
+	local op size fab
 	for op in write read; do
 		for size in 64 4096; do
 			rig_step "perftest-$op-$size" 120 rig_perftest "$op" "$size" ||
@@ -279,7 +279,7 @@ rig_main() {
 	# The data path over verbs (tests/rig/guest-io.sh).
 	for t in test_sys_io test_sys_crash test_sys_repl; do
 		if [[ -x $RIG_BUILD/tests/$t ]]; then
-			rig_step "${t#test_}-verbs" 600 rig_sys_verbs "$t" || failed=1
+			rig_step "${t#test_}-verbs" 900 rig_sys_verbs "$t" || failed=1
 		else
 			echo "rig-guest: NOTICE: no build/tests/$t: data-path tests over verbs SKIPPED" >/dev/console
 			echo "{\"step\":\"${t#test_}-verbs\",\"skipped\":\"not built\"}" >>"$RIG_RES/steps.jsonl"
@@ -288,6 +288,11 @@ rig_main() {
 	if [[ -x $WEFT_BIN/weft-target && -x $WEFT_BIN/weft-bench ]]; then
 		rig_step io-verify-verbs 300 rig_io_verify_verbs || failed=1
 		rig_step nvmf-compare 900 rig_nvmf_compare || failed=1
+		# A volume as a block device: nbdkit + the kernel's NBD client
+		# (tests/rig/guest-nbd.sh).
+		for fab in tcp verbs; do
+			rig_step "nbd-fs-$fab" 600 rig_nbd_fs "$fab" || failed=1
+		done
 	else
 		echo "rig-guest: NOTICE: no weft-target/weft-bench: I/O over verbs and the NVMe-oF comparison SKIPPED" >/dev/console
 		echo '{"step":"nvmf-compare","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
@@ -315,3 +320,5 @@ rig_summary() {
 
 # The data path over verbs and the NVMe-oF/RDMA comparison.
 . /rig/guest-io.sh
+# A volume as a block device through nbdkit and the kernel's NBD client.
+. /rig/guest-nbd.sh

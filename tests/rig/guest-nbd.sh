@@ -1,0 +1,143 @@
+# shellcheck shell=bash
+# A weft volume as a Linux block device in the rig's guest (sourced by
+# guest-lib.sh): nbdkit's weft plugin serves vol3 (three replicas on the
+# three targets of conf/local.conf) and the kernel's NBD client attaches it
+# as /dev/nbd0.
+#
+#   rig_nbd_fs FABRIC   FABRIC (tcp or verbs) is libweft's link to the
+#                       targets.  mkfs.ext4, mount, a tree of files with
+#                       SHA-256 sums, umount, fsck -n clean; NBD client and
+#                       nbdkit stopped and started again (nothing left in
+#                       any cache), mount, every sum verified; then fio
+#                       through the raw device with verification.  The
+#                       fio figures go to nbd-fio-FABRIC.json and never
+#                       fail the step.
+
+RIG_NBD_DEV=/dev/nbd0
+RIG_NBD_MNT=/tmp/nbd-mnt
+
+# nbdkit (daemon) on DIR/nbd.sock serving vol3 of the running cluster.
+rig_nbdkit_up() {
+	local dir=$1 fab=$2 t
+	LD_LIBRARY_PATH=$RIG_BUILD/lib nbdkit -U "$dir/nbd.sock" \
+		-P "$dir/nbdkit.pid" -t 16 "$RIG_BUILD/lib/nbdkit-weft-plugin.so" \
+		map="$WEFT_MAP" volume=vol3 transport="$fab" \
+		run_dir="$WEFT_RUN_DIR" >>"$dir/nbdkit.log" 2>&1 || {
+		cat "$dir/nbdkit.log"
+		return 1
+	}
+	for ((t = 0; t < 100; t++)); do
+		[[ -S $dir/nbd.sock && -s $dir/nbdkit.pid ]] && break
+		sleep 0.1
+	done
+	nbd-client -unix "$dir/nbd.sock" "$RIG_NBD_DEV" -b 4096 -N vol3 \
+		-t 60 || { cat "$dir/nbdkit.log"; return 1; }
+	rig_wait_for 50 test -s "/sys/block/${RIG_NBD_DEV#/dev/}/size" || return 1
+	echo "nbd: $RIG_NBD_DEV = vol3 over $fab," \
+		"$(blockdev --getsize64 "$RIG_NBD_DEV") bytes"
+}
+
+# Disconnect the NBD client and stop nbdkit (SIGTERM, bounded wait).
+rig_nbdkit_down() {
+	local dir=$1 pid t
+	nbd-client -d "$RIG_NBD_DEV" >/dev/null 2>&1
+	pid=$(cat "$dir/nbdkit.pid" 2>/dev/null) || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((t = 0; t < 100; t++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "nbdkit $pid did not stop in 10 s: SIGKILL"
+		kill -KILL "$pid"
+		return 1
+	fi
+	rm -f "$dir/nbdkit.pid"
+}
+
+rig_nbd_cleanup() {
+	local dir=$1
+	mountpoint -q "$RIG_NBD_MNT" && umount "$RIG_NBD_MNT"
+	rig_nbdkit_down "$dir"
+	[[ -n ${WEFT_CLUSTER_DIR:-} ]] && "$WEFT_SRC/scripts/cluster" stop "$WEFT_CLUSTER_DIR"
+	rm -rf "$dir"
+}
+
+# 120 files of 4 KiB to 192 KiB of random bytes in 8 folders; their sums.
+rig_nbd_tree() {
+	local root=$1 sums=$2 d f
+	for ((d = 0; d < 8; d++)); do
+		mkdir -p "$root/tree/d$d"
+		for ((f = 0; f < 15; f++)); do
+			head -c $(((RANDOM % 48 + 1) * 4096)) /dev/urandom \
+				>"$root/tree/d$d/f$f" || return 1
+		done
+	done
+	(cd "$root" && find tree -type f -print0 | sort -z | xargs -0 sha256sum) >"$sums"
+	echo "nbd: wrote $(wc -l <"$sums") files, $(du -sk "$root/tree" | cut -f1) KiB"
+}
+
+rig_nbd_fs() {
+	local fab=$1 dir=/var/tmp/nbd-$1 map=/tmp/nbd-$1.conf t env rc=0
+	local extra=()
+	for t in nbdkit nbd-client mkfs.ext4 fsck.ext4 fio blockdev; do
+		command -v "$t" >/dev/null ||
+			{ echo "BLOCKED: $t is not in the image"; return 1; }
+	done
+	[[ -f $RIG_BUILD/lib/nbdkit-weft-plugin.so ]] ||
+		{ echo "no nbdkit-weft-plugin.so in the build"; return 1; }
+	modprobe nbd nbds_max=2 || { echo "BLOCKED: no nbd module"; return 1; }
+	if [[ $fab == verbs ]]; then
+		sed "s/\"127\\.0\\.0\\.1\"/\"$RIG_ADDR1\"/" "$WEFT_SRC/conf/local.conf" >"$map"
+		extra=(-- --transport verbs)
+	else
+		cp "$WEFT_SRC/conf/local.conf" "$map"
+	fi
+	rm -rf "$dir"
+	env=$("$WEFT_SRC/scripts/cluster" start -c "$map" --dir "$dir" --size 1G \
+		--bin "$WEFT_BIN" "${extra[@]}") || { echo "$env"; return 1; }
+	eval "export $env" || return 1
+	rig_nbd_fs_run "$dir" "$fab" || rc=1
+	if ((rc)); then
+		echo "--- nbdkit log"; tail -n 30 "$dir/nbdkit.log"
+		for t in "$WEFT_RUN_DIR"/target-*.log; do
+			echo "--- $t"; tail -n 10 "$t"
+		done
+	fi
+	rig_nbd_cleanup "$dir" || rc=1
+	return $rc
+}
+
+rig_nbd_fs_run() {
+	local dir=$1 fab=$2 dev=$RIG_NBD_DEV mnt=$RIG_NBD_MNT
+	rig_nbdkit_up "$dir" "$fab" || return 1
+	mkfs.ext4 -q -F "$dev" || return 1
+	mkdir -p "$mnt"
+	mount "$dev" "$mnt" || return 1
+	rig_nbd_tree "$mnt" "$dir/sums" || return 1
+	umount "$mnt" || return 1
+	fsck.ext4 -n -f "$dev" || { echo "fsck -n: not clean"; return 1; }
+	# A fresh client and a fresh nbdkit: what is read next comes from the
+	# targets.
+	rig_nbdkit_down "$dir" || return 1
+	rig_nbdkit_up "$dir" "$fab" || return 1
+	mount "$dev" "$mnt" || return 1
+	(cd "$mnt" && sha256sum --quiet -c "$dir/sums") ||
+		{ echo "nbd: checksums differ after remount"; return 1; }
+	echo "nbd: every checksum verified after a remount through a new client"
+	umount "$mnt" || return 1
+	# The raw device: random 4 KiB writes at QD16, each block verified.
+	fio --name="nbd-$fab" --filename="$dev" --direct=1 --ioengine=libaio \
+		--rw=randwrite --bs=4k --iodepth=16 --size=32M --verify=crc32c \
+		--do_verify=1 --verify_fatal=1 --output-format=json \
+		--output="$RIG_RES/nbd-fio-$fab.json" || {
+		cat "$RIG_RES/nbd-fio-$fab.json"; return 1
+	}
+	python3 - "$RIG_RES/nbd-fio-$fab.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+print("nbd: fio randwrite 4k QD16 %.0f IOPS, then %.0f verify reads/s, errors %d"
+      % (j["write"]["iops"], j["read"]["iops"], j["error"]))
+sys.exit(1 if j["error"] else 0)
+EOF
+}
