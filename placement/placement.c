@@ -615,30 +615,90 @@ unsigned wf_place_pg_final(const struct wf_placer *pl, uint32_t pool, uint32_t p
 
 /* ---- the per-epoch table ------------------------------------------------ */
 
-int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
+/*
+ * Per-PG indexes of one pool for building a table: the first valid
+ * override of each PG (ovi, -1 for none) and its pg_temp entry (tmi).
+ */
+static void pool_index(const struct wf_placer *pl, uint32_t p, int32_t *ovi, int32_t *tmi)
 {
 	const struct wf_map *map = pl->map;
+	uint32_t pg_num = pl->pools[p].pg_num;
+
+	for (uint32_t pg = 0; pg < pg_num; pg++)
+		ovi[pg] = tmi[pg] = -1;
+	/* First valid override of each PG wins. */
+	for (uint32_t i = 0; i < map->noverrides; i++) {
+		const struct wf_override *ov = &map->overrides[i];
+		uint32_t tmp[WF_MAX_REPLICAS];
+
+		if (ov->pool == p && ov->pg < pg_num && ovi[ov->pg] < 0 &&
+		    wf_override_resolve(pl, ov, tmp))
+			ovi[ov->pg] = (int32_t)i;
+	}
+	/* pg_temp: the pinned acting set of a PG, if any. */
+	for (uint32_t i = 0; i < map->ntemps; i++)
+		if (map->temps[i].pool == p && map->temps[i].pg < pg_num)
+			tmi[map->temps[i].pg] = (int32_t)i;
+}
+
+/* Placement, up and acting sets of one PG into the table. */
+static void fill_pg(const struct wf_placer *pl, struct wf_pg_pool_table *pt, uint32_t p,
+		    uint32_t pg, int32_t oi, int32_t ti)
+{
+	const struct wf_map *map = pl->map;
+	uint32_t set[WF_MAX_REPLICAS], *a = &pt->acting[(size_t)pg * pt->stride];
+	uint32_t *u = &pt->up[(size_t)pg * pt->stride];
+	unsigned n, up = 0, act = 0;
+
+	if (oi >= 0)
+		n = wf_override_resolve(pl, &map->overrides[oi], set) ? pt->stride : 0;
+	else
+		n = wf_place_pg(pl, p, pg, set);
+	for (unsigned i = 0; i < n; i++)
+		if (map->targets[set[i]].up)
+			u[up++] = set[i];
+	pt->placed[pg] = (uint8_t)n;
+	pt->nup[pg] = (uint8_t)up;
+	for (unsigned i = up; i < pt->stride; i++)
+		u[i] = WF_TARGET_NONE;
+	if (ti >= 0) {
+		/* Pinned: the members that hold the data and are up serve;
+		 * the up set's others are brought up to date meanwhile. */
+		const struct wf_override *tm = &map->temps[ti];
+
+		for (unsigned i = 0; i < tm->n && act < pt->stride; i++) {
+			int x = wf_placer_target(pl, tm->target[i]);
+
+			if (x >= 0 && map->targets[x].up)
+				a[act++] = (uint32_t)x;
+		}
+	} else {
+		memcpy(a, u, up * sizeof(*a));
+		act = up;
+	}
+	pt->n[pg] = (uint8_t)act;
+	for (unsigned i = act; i < pt->stride; i++)
+		a[i] = WF_TARGET_NONE;
+}
+
+/* Allocate the tables of every pool (contents undefined) and the index
+ * scratch *ovi (2 * (max pg_num + 1) entries). */
+static int table_alloc(struct wf_pg_table *t, const struct wf_placer *pl, int32_t **ovi)
+{
 	uint32_t maxpg = 0;
-	int32_t *ovi;
-	int ret = -ENOMEM;
 
 	memset(t, 0, sizeof(*t));
-	t->epoch = map->epoch;
+	t->epoch = pl->map->epoch;
 	t->npools = pl->npools;
 	t->pools = calloc(pl->npools ? pl->npools : 1, sizeof(*t->pools));
 	if (!t->pools)
 		return -ENOMEM;
-	for (uint32_t p = 0; p < pl->npools; p++)
-		if (pl->pools[p].pg_num > maxpg)
-			maxpg = pl->pools[p].pg_num;
-	ovi = malloc(((size_t)maxpg + 1) * 2 * sizeof(*ovi));
-	if (!ovi)
-		goto out_free;
-
 	for (uint32_t p = 0; p < pl->npools; p++) {
 		const struct wf_pl_pool *pp = &pl->pools[p];
 		struct wf_pg_pool_table *pt = &t->pools[p];
 
+		if (pp->pg_num > maxpg)
+			maxpg = pp->pg_num;
 		pt->pg_num = pp->pg_num;
 		pt->stride = pp->replicas;
 		pt->acting = malloc((size_t)pp->pg_num * pp->replicas * sizeof(*pt->acting));
@@ -648,77 +708,251 @@ int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
 		pt->nup = calloc(pp->pg_num, 1);
 		if (!pt->acting || !pt->n || !pt->placed || !pt->up || !pt->nup)
 			goto out_free;
+	}
+	*ovi = malloc(((size_t)maxpg + 1) * 2 * sizeof(**ovi));
+	if (*ovi)
+		return 0;
+out_free:
+	wf_pg_table_free(t);
+	return -ENOMEM;
+}
 
-		/* First valid override of each PG wins. */
-		for (uint32_t pg = 0; pg < pp->pg_num; pg++)
-			ovi[pg] = -1;
-		for (uint32_t i = 0; i < map->noverrides; i++) {
-			const struct wf_override *ov = &map->overrides[i];
-			uint32_t tmp[WF_MAX_REPLICAS];
+int wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl)
+{
+	int32_t *ovi;
+	int ret = table_alloc(t, pl, &ovi);
 
-			if (ov->pool == p && ov->pg < pp->pg_num && ovi[ov->pg] < 0 &&
-			    wf_override_resolve(pl, ov, tmp))
-				ovi[ov->pg] = (int32_t)i;
-		}
+	if (ret)
+		return ret;
+	for (uint32_t p = 0; p < pl->npools; p++) {
+		struct wf_pg_pool_table *pt = &t->pools[p];
+		int32_t *tmi = ovi + pt->pg_num;
 
-		/* pg_temp: the pinned acting set of a PG, if any. */
-		{
-			int32_t *tmi = ovi + maxpg + 1;
-
-			for (uint32_t pg = 0; pg < pp->pg_num; pg++)
-				tmi[pg] = -1;
-			for (uint32_t i = 0; i < map->ntemps; i++)
-				if (map->temps[i].pool == p &&
-				    map->temps[i].pg < pp->pg_num)
-					tmi[map->temps[i].pg] = (int32_t)i;
-		}
-
-		for (uint32_t pg = 0; pg < pp->pg_num; pg++) {
-			uint32_t set[WF_MAX_REPLICAS], *a = &pt->acting[(size_t)pg * pt->stride];
-			uint32_t *u = &pt->up[(size_t)pg * pt->stride];
-			int32_t ti = ovi[maxpg + 1 + pg];
-			unsigned n, up = 0, act = 0;
-
-			if (ovi[pg] >= 0) {
-				n = wf_override_resolve(pl, &map->overrides[ovi[pg]], set) ?
-				    pp->replicas : 0;
-				t->noverrides_used++;
-			} else {
-				n = wf_place_pg(pl, p, pg, set);
-			}
-			for (unsigned i = 0; i < n; i++)
-				if (map->targets[set[i]].up)
-					u[up++] = set[i];
-			pt->placed[pg] = (uint8_t)n;
-			pt->nup[pg] = (uint8_t)up;
-			for (unsigned i = up; i < pt->stride; i++)
-				u[i] = WF_TARGET_NONE;
-			if (ti >= 0) {
-				/* Pinned: the members that hold the data and are
-				 * up serve; the up set's others are brought up to
-				 * date meanwhile. */
-				const struct wf_override *tm = &map->temps[ti];
-
-				for (unsigned i = 0; i < tm->n && act < pt->stride; i++) {
-					int x = wf_placer_target(pl, tm->target[i]);
-
-					if (x >= 0 && map->targets[x].up)
-						a[act++] = (uint32_t)x;
-				}
-				t->ntemps_used++;
-			} else {
-				memcpy(a, u, up * sizeof(*a));
-				act = up;
-			}
-			pt->n[pg] = (uint8_t)act;
-			for (unsigned i = act; i < pt->stride; i++)
-				a[i] = WF_TARGET_NONE;
+		pool_index(pl, p, ovi, tmi);
+		for (uint32_t pg = 0; pg < pt->pg_num; pg++) {
+			fill_pg(pl, pt, p, pg, ovi[pg], tmi[pg]);
+			t->noverrides_used += ovi[pg] >= 0;
+			t->ntemps_used += tmi[pg] >= 0;
 		}
 	}
 	free(ovi);
 	return 0;
+}
+
+/* ---- the next epoch's table from the last one --------------------------- */
+
+/* Whether two maps differ at most in targets' weight, in and up (and in
+ * what placement ignores: epoch, names, addresses, volumes, node weight
+ * sums).  Fills changed[] with the target indices that differ, up to max;
+ * *nchanged = max + 1 when there are more. */
+static bool same_shape(const struct wf_map *a, const struct wf_map *b, uint32_t *changed,
+		       uint32_t max, uint32_t *nchanged)
+{
+	*nchanged = 0;
+	if (a->ntargets != b->ntargets || a->nnodes != b->nnodes || a->nchild != b->nchild ||
+	    a->npools != b->npools || a->noverrides != b->noverrides || a->ntemps != b->ntemps)
+		return false;
+	if (memcmp(a->child, b->child, a->nchild * sizeof(*a->child)))
+		return false;
+	for (uint32_t i = 0; i < a->nnodes; i++) {
+		const struct wf_node *x = &a->nodes[i], *y = &b->nodes[i];
+
+		if (x->type != y->type || x->parent != y->parent || x->hash_id != y->hash_id ||
+		    x->first_child != y->first_child || x->nchild != y->nchild ||
+		    (x->type == WF_NODE_DEVICE && x->target != y->target))
+			return false;
+	}
+	for (uint32_t i = 0; i < a->npools; i++) {
+		const struct wf_pool *x = &a->pools[i], *y = &b->pools[i];
+
+		if (x->id != y->id || x->replicas != y->replicas ||
+		    x->failure_domain != y->failure_domain || x->pg_num != y->pg_num)
+			return false;
+	}
+	for (uint32_t i = 0; i < a->noverrides + a->ntemps; i++) {
+		const struct wf_override *x = i < a->noverrides ? &a->overrides[i] :
+					      &a->temps[i - a->noverrides];
+		const struct wf_override *y = i < a->noverrides ? &b->overrides[i] :
+					      &b->temps[i - a->noverrides];
+
+		if (x->pool != y->pool || x->pg != y->pg || x->n != y->n ||
+		    memcmp(x->target, y->target, x->n * sizeof(*x->target)))
+			return false;
+	}
+	for (uint32_t t = 0; t < a->ntargets; t++) {
+		const struct wf_target *x = &a->targets[t], *y = &b->targets[t];
+
+		if (x->id != y->id || x->node != y->node)
+			return false;
+		if (x->weight == y->weight && x->in == y->in && x->up == y->up)
+			continue;
+		if (*nchanged < max)
+			changed[*nchanged] = t;
+		if (*nchanged <= max)
+			(*nchanged)++;
+	}
+	return true;
+}
+
+/* Straw of target index t for the PG with this salt, under pl's weights. */
+static struct straw straw_of(const struct wf_placer *pl, uint32_t t, uint64_t salt)
+{
+	const struct wf_map *map = pl->map;
+	uint32_t hid = map->nodes[map->targets[t].node].hash_id;
+	uint64_t a = mix64((uint64_t)hid * 0x9e3779b97f4a7c15ull + SALT_DEV);
+	uint64_t b = mix64(a ^ SALT_PG) | 1;
+	struct straw s = { 0 };
+
+	s.u = mum(salt ^ a, b);
+	s.inv_w = (1ull << 48) / map->targets[t].weight;
+	s.key = straw_key(nlog2(s.u), s.inv_w);
+	s.hash_id = hid;
+	return s;
+}
+
+/*
+ * Whether a changed target c that is not a member of the PG's placed set
+ * set[0..n) (all up, no override in force) joins it under pl: the set is
+ * the greedy basis of a partition matroid over the straws, and only c's
+ * straw changed, so c gets in exactly when it beats the member of its
+ * failure domain, or, its domain not represented, the set is short or c
+ * beats its last member.
+ */
+static bool joins(const struct wf_placer *pl, uint32_t p, uint32_t pg, uint32_t c,
+		  const uint32_t *set, unsigned n)
+{
+	const struct wf_pl_pool *pp = &pl->pools[p];
+	const uint32_t *fdn = &pl->fd_node[(size_t)p * pl->map->ntargets];
+	uint64_t salt = pg_salt(pp->pool_id, pg);
+	struct straw sc, sm;
+	unsigned i;
+
+	if (fdn[c] == WF_TARGET_NONE)
+		return false;
+	for (i = 0; i < n && fdn[set[i]] != fdn[c]; i++)
+		;
+	if (i == n && n < pp->replicas)
+		return true;
+	sc = straw_of(pl, c, salt);
+	sm = straw_of(pl, set[i == n ? n - 1 : i], salt);
+	return straw_better(&sc, &sm);
+}
+
+#define DERIVE_MAX_CHANGED 64
+
+int wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
+		       const struct wf_placer *prev_pl, const struct wf_placer *pl,
+		       struct wf_pg_derive *st)
+{
+	const struct wf_map *map = pl->map;
+	uint32_t changed[DERIVE_MAX_CHANGED], nch;
+	bool up_only[DERIVE_MAX_CHANGED], was_down = false;
+	uint8_t *flag = NULL;
+	int32_t *ovi;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	if (prev->npools != pl->npools ||
+	    !same_shape(prev_pl->map, map, changed, DERIVE_MAX_CHANGED, &nch) ||
+	    nch > DERIVE_MAX_CHANGED) {
+		st->full = true;
+		return wf_pg_table_build(t, pl);
+	}
+	for (uint32_t i = 0; i < pl->npools; i++)
+		if (prev->pools[i].pg_num != pl->pools[i].pg_num ||
+		    prev->pools[i].stride != pl->pools[i].replicas) {
+			st->full = true;
+			return wf_pg_table_build(t, pl);
+		}
+	/* A target whose straw can only have improved needs the join test;
+	 * a state change of up alone moves nothing. */
+	for (uint32_t i = 0; i < nch; i++) {
+		const struct wf_target *x = &prev_pl->map->targets[changed[i]];
+		const struct wf_target *y = &map->targets[changed[i]];
+
+		up_only[i] = x->weight == y->weight && x->in == y->in;
+		was_down |= !x->up;
+	}
+	st->changed_targets = nch;
+	ret = table_alloc(t, pl, &ovi);
+	if (ret)
+		return ret;
+	for (uint32_t p = 0; p < pl->npools; p++) {
+		const struct wf_pg_pool_table *pv = &prev->pools[p];
+		struct wf_pg_pool_table *pt = &t->pools[p];
+		const uint32_t *fd0 = &prev_pl->fd_node[(size_t)p * map->ntargets];
+		const uint32_t *fd1 = &pl->fd_node[(size_t)p * map->ntargets];
+		int32_t *tmi = ovi + pt->pg_num;
+		size_t sz = (size_t)pt->pg_num * pt->stride * sizeof(*pt->acting);
+		bool gain[DERIVE_MAX_CHANGED];
+
+		memcpy(pt->acting, pv->acting, sz);
+		memcpy(pt->up, pv->up, sz);
+		memcpy(pt->n, pv->n, pt->pg_num);
+		memcpy(pt->placed, pv->placed, pt->pg_num);
+		memcpy(pt->nup, pv->nup, pt->pg_num);
+		free(flag);
+		flag = calloc(pt->pg_num, 1);
+		if (!flag) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		pool_index(pl, p, ovi, tmi);
+		for (uint32_t i = 0; i < nch; i++) {
+			const struct wf_target *x = &prev_pl->map->targets[changed[i]];
+			uint32_t c = changed[i];
+			uint64_t w0 = fd0[c] == WF_TARGET_NONE ? 0 : x->weight;
+			uint64_t w1 = fd1[c] == WF_TARGET_NONE ? 0 : map->targets[c].weight;
+
+			gain[i] = !up_only[i] && w1 > w0;
+		}
+		/* Overrides and pins naming a changed target: their validity
+		 * (eligibility) or their up members may have changed. */
+		for (uint32_t k = 0; k < map->noverrides + map->ntemps; k++) {
+			const struct wf_override *ov = k < map->noverrides ? &map->overrides[k] :
+						       &map->temps[k - map->noverrides];
+
+			if (ov->pool != p || ov->pg >= pt->pg_num)
+				continue;
+			for (unsigned j = 0; j < ov->n; j++)
+				for (uint32_t i = 0; i < nch; i++)
+					if (map->targets[changed[i]].id == ov->target[j])
+						flag[ov->pg] = 1;
+		}
+		for (uint32_t pg = 0; pg < pt->pg_num; pg++) {
+			const uint32_t *u = &pv->up[(size_t)pg * pv->stride];
+			unsigned nu = pv->nup[pg];
+			/* A changed target that was down is not in the stored
+			 * up set: any PG with a down member may hold it. */
+			bool redo = flag[pg] || (was_down && pv->placed[pg] != nu);
+
+			for (uint32_t i = 0; i < nch && !redo; i++)
+				redo = wf_set_has(u, nu, changed[i]);
+			/* Not a member anywhere: only a straw that improved can
+			 * get in, and not into a PG an override decides. */
+			for (uint32_t i = 0; i < nch && !redo && ovi[pg] < 0; i++)
+				redo = gain[i] && joins(pl, p, pg, changed[i], u, nu);
+			t->noverrides_used += ovi[pg] >= 0;
+			t->ntemps_used += tmi[pg] >= 0;
+			if (!redo)
+				continue;
+			fill_pg(pl, pt, p, pg, ovi[pg], tmi[pg]);
+			st->recomputed++;
+			st->changed += pt->n[pg] != pv->n[pg] || pt->nup[pg] != pv->nup[pg] ||
+				       memcmp(&pt->up[(size_t)pg * pt->stride], u,
+					      pt->stride * sizeof(*u)) ||
+				       memcmp(&pt->acting[(size_t)pg * pt->stride],
+					      &pv->acting[(size_t)pg * pt->stride],
+					      pt->stride * sizeof(*u));
+		}
+		st->scanned += pt->pg_num;
+	}
+	free(flag);
+	free(ovi);
+	return 0;
 
 out_free:
+	free(flag);
 	free(ovi);
 	wf_pg_table_free(t);
 	return ret;

@@ -156,6 +156,34 @@ struct wf_pg_table {
 int  wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl);
 void wf_pg_table_free(struct wf_pg_table *t);
 
+/*
+ * The table of the next epoch from the last one's, recomputing only the PGs
+ * a change can affect, when the maps differ only in the weight, in/out or
+ * up/down state of at most 64 targets (everything else placement reads:
+ * hierarchy, pools, overrides, pg_temp, identical).  Otherwise it builds
+ * the table from scratch (st->full).  prev stays valid and untouched.
+ *
+ * Which PGs: those with a changed target in their placed set, a down
+ * member when a changed target was down (down members are not stored), or
+ * an override or pin naming one; plus, for a target whose weight went up
+ * or that came in, the PGs whose straws it now beats (the placed set is
+ * the greedy basis of a partition matroid over the straws and only that
+ * target's straw changed: one straw comparison per PG decides).  The
+ * result equals wf_pg_table_build(t, pl) (tests/placement: randomised).
+ * 0 or -ENOMEM.
+ */
+struct wf_pg_derive {
+	bool     full;                  /* built from scratch */
+	uint32_t changed_targets;
+	uint64_t scanned;               /* PGs looked at */
+	uint64_t recomputed;            /* PGs placed again */
+	uint64_t changed;               /* of those, PGs whose sets differ */
+};
+
+int  wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
+			const struct wf_placer *prev_pl, const struct wf_placer *pl,
+			struct wf_pg_derive *st);
+
 /* Up set of (pool, pg) (struct wf_pg_pool_table.up); returns its size. */
 static inline unsigned wf_pg_up(const struct wf_pg_table *t, uint32_t pool,
 				uint32_t pg, const uint32_t **set)
