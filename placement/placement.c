@@ -794,19 +794,36 @@ static bool same_shape(const struct wf_map *a, const struct wf_map *b, uint32_t 
 	return true;
 }
 
-/* Straw of target index t for the PG with this salt, under pl's weights. */
-static struct straw straw_of(const struct wf_placer *pl, uint32_t t, uint64_t salt)
+/* What a target's straw needs, as compile_pool derives it for a device. */
+struct tdraw {
+	uint64_t a, b, inv_w;
+	uint32_t hash_id;
+};
+
+/* Per target index, under pl's weights (eligible targets only are read). */
+static struct tdraw *tdraws(const struct wf_placer *pl)
 {
 	const struct wf_map *map = pl->map;
-	uint32_t hid = map->nodes[map->targets[t].node].hash_id;
-	uint64_t a = mix64((uint64_t)hid * 0x9e3779b97f4a7c15ull + SALT_DEV);
-	uint64_t b = mix64(a ^ SALT_PG) | 1;
+	struct tdraw *d = calloc(map->ntargets + 1, sizeof(*d));
+
+	for (uint32_t t = 0; d && t < map->ntargets; t++) {
+		uint32_t hid = map->nodes[map->targets[t].node].hash_id;
+
+		d[t].hash_id = hid;
+		d[t].a = mix64((uint64_t)hid * 0x9e3779b97f4a7c15ull + SALT_DEV);
+		d[t].b = mix64(d[t].a ^ SALT_PG) | 1;
+		d[t].inv_w = map->targets[t].weight ? (1ull << 48) / map->targets[t].weight : 0;
+	}
+	return d;
+}
+
+static struct straw straw_of(const struct tdraw *d, uint64_t salt)
+{
 	struct straw s = { 0 };
 
-	s.u = mum(salt ^ a, b);
-	s.inv_w = (1ull << 48) / map->targets[t].weight;
-	s.key = straw_key(nlog2(s.u), s.inv_w);
-	s.hash_id = hid;
+	s.u = mum(salt ^ d->a, d->b);
+	s.inv_w = d->inv_w;
+	s.hash_id = d->hash_id;
 	return s;
 }
 
@@ -818,8 +835,8 @@ static struct straw straw_of(const struct wf_placer *pl, uint32_t t, uint64_t sa
  * failure domain, or, its domain not represented, the set is short or c
  * beats its last member.
  */
-static bool joins(const struct wf_placer *pl, uint32_t p, uint32_t pg, uint32_t c,
-		  const uint32_t *set, unsigned n)
+static bool joins(const struct wf_placer *pl, const struct tdraw *td, uint32_t p,
+		  uint32_t pg, uint32_t c, const uint32_t *set, unsigned n)
 {
 	const struct wf_pl_pool *pp = &pl->pools[p];
 	const uint32_t *fdn = &pl->fd_node[(size_t)p * pl->map->ntargets];
@@ -833,8 +850,12 @@ static bool joins(const struct wf_placer *pl, uint32_t p, uint32_t pg, uint32_t 
 		;
 	if (i == n && n < pp->replicas)
 		return true;
-	sc = straw_of(pl, c, salt);
-	sm = straw_of(pl, set[i == n ? n - 1 : i], salt);
+	sc = straw_of(&td[c], salt);
+	sm = straw_of(&td[set[i == n ? n - 1 : i]], salt);
+	if (sc.inv_w == sm.inv_w)               /* same weight: the draw decides */
+		return sc.u > sm.u || (sc.u == sm.u && sc.hash_id < sm.hash_id);
+	sc.key = straw_key(nlog2(sc.u), sc.inv_w);
+	sm.key = straw_key(nlog2(sm.u), sm.inv_w);
 	return straw_better(&sc, &sm);
 }
 
@@ -848,6 +869,7 @@ int wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
 	uint32_t changed[DERIVE_MAX_CHANGED], nch;
 	bool up_only[DERIVE_MAX_CHANGED], was_down = false;
 	uint8_t *flag = NULL;
+	struct tdraw *td = NULL;
 	int32_t *ovi;
 	int ret;
 
@@ -874,9 +896,14 @@ int wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
 		was_down |= !x->up;
 	}
 	st->changed_targets = nch;
+	td = tdraws(pl);
+	if (!td)
+		return -ENOMEM;
 	ret = table_alloc(t, pl, &ovi);
-	if (ret)
+	if (ret) {
+		free(td);
 		return ret;
+	}
 	for (uint32_t p = 0; p < pl->npools; p++) {
 		const struct wf_pg_pool_table *pv = &prev->pools[p];
 		struct wf_pg_pool_table *pt = &t->pools[p];
@@ -931,7 +958,7 @@ int wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
 			/* Not a member anywhere: only a straw that improved can
 			 * get in, and not into a PG an override decides. */
 			for (uint32_t i = 0; i < nch && !redo && ovi[pg] < 0; i++)
-				redo = gain[i] && joins(pl, p, pg, changed[i], u, nu);
+				redo = gain[i] && joins(pl, td, p, pg, changed[i], u, nu);
 			t->noverrides_used += ovi[pg] >= 0;
 			t->ntemps_used += tmi[pg] >= 0;
 			if (!redo)
@@ -947,11 +974,13 @@ int wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
 		}
 		st->scanned += pt->pg_num;
 	}
+	free(td);
 	free(flag);
 	free(ovi);
 	return 0;
 
 out_free:
+	free(td);
 	free(flag);
 	free(ovi);
 	wf_pg_table_free(t);
