@@ -835,6 +835,7 @@ int bench_placement(int argc, char **argv)
 		{ "blind",  no_argument,       NULL, 'b' },
 		{ "pg-num", required_argument, NULL, 'g' },
 		{ "no-balance", no_argument,   NULL, 'n' },
+		{ "sparse", optional_argument, NULL, 'S' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 },
 	};
@@ -843,7 +844,7 @@ int bench_placement(int argc, char **argv)
 	struct wf_map_err err = { { 0 } };
 	bool json = false, loaded = false, mapping_only = false, blind = false;
 	bool no_balance = false;
-	uint32_t pg_num = 0;
+	uint32_t pg_num = 0, sparse_k = 0;
 	int opt, ret, pool = 0;
 
 	optind = 1;
@@ -856,6 +857,13 @@ int bench_placement(int argc, char **argv)
 		case 'm': mapping_only = true; break;
 		case 'b': blind = true; break;
 		case 'n': no_balance = true; break;
+		case 'S':
+			sparse_k = optarg ? (uint32_t)strtoul(optarg, NULL, 0) : 16;
+			if (!sparse_k) {
+				fprintf(stderr, "weft-bench placement: --sparse=K wants K > 0\n");
+				return 2;
+			}
+			break;
 		case 'g':
 			pg_num = (uint32_t)strtoul(optarg, NULL, 0);
 			if (!pg_num || (pg_num & (pg_num - 1))) {
@@ -865,7 +873,7 @@ int bench_placement(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--pg-num N]\n"
-			       "       [--json] [--mapping-only] [--blind] [--no-balance]\n");
+			       "       [--sparse[=K]] [--json] [--mapping-only] [--blind] [--no-balance]\n");
 			return 0;
 		default:
 			return 2;
@@ -899,6 +907,14 @@ int bench_placement(int argc, char **argv)
 	if (conf && pg_num)                     /* every pool of the map */
 		for (uint32_t p = 0; p < map.npools; p++)
 			map.pools[p].pg_num = pg_num;
+	/* --sparse=K: every pool sparse, sized for K high draws a PG. */
+	for (uint32_t p = 0; sparse_k && p < map.npools; p++) {
+		uint64_t ppm = (uint64_t)sparse_k * 1000000u / (map.ntargets ? map.ntargets : 1);
+
+		map.pools[p].algorithm = WF_ALGO_SPARSE;
+		map.pools[p].sparse_ppm = (uint32_t)(ppm < 1 ? 1 : ppm > WF_SPARSE_PPM_MAX ?
+						     WF_SPARSE_PPM_MAX : ppm);
+	}
 	if (pool_name) {
 		pool = -1;
 		for (uint32_t p = 0; p < map.npools; p++)

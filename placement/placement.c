@@ -38,6 +38,7 @@
 
 #define SALT_PG  0x5bd1e9955bd1e995ull
 #define SALT_DEV 0x27d4eb2f165667c5ull
+#define SALT_SPARSE 0x94d049bb133111ebull
 
 /* murmur3's 64-bit finalizer: a bijection with full avalanche. */
 static inline uint64_t mix64(uint64_t x)
@@ -258,9 +259,18 @@ static inline uint64_t nlog2(uint64_t x)
  */
 static inline uint64_t mum(uint64_t x, uint64_t y)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+	/* The same product, spelled out: GCC 12 otherwise may bounce the two
+	 * halves of the __int128 through the stack in the device loop. */
+	uint64_t lo, hi;
+
+	__asm__("mulq %3" : "=a"(lo), "=d"(hi) : "a"(x), "rm"(y) : "cc");
+	return lo ^ hi;
+#else
 	unsigned __int128 m = (unsigned __int128)x * y;
 
 	return (uint64_t)m ^ (uint64_t)(m >> 64);
+#endif
 }
 
 /*
@@ -329,10 +339,28 @@ static inline bool top_insert(struct straw *top, unsigned *n, unsigned cap,
 	return true;
 }
 
-unsigned wf_place_pg(const struct wf_placer *pl, uint32_t pool, uint32_t pg,
-		     uint32_t out[WF_MAX_REPLICAS])
+/* High 64 bits of x * y. */
+static inline uint64_t mulhi(uint64_t x, uint64_t y)
 {
-	const struct wf_pl_pool *pp = &pl->pools[pool];
+	return (uint64_t)(((unsigned __int128)x * y) >> 64);
+}
+
+/* The high draw of a candidate. */
+static inline uint64_t cand_u(const struct wf_pl_pool *pp, const struct wf_pl_cand *c)
+{
+	return pp->sparse_thr + mulhi((uint64_t)c->off << 32, pp->sparse_p64);
+}
+
+/*
+ * Every device draws; the R failure domains with the best straws win.  For
+ * a sparse pool (sparse == true, a constant where it is inlined) a device's
+ * draw is its high draw when the PG is in its list (c..ce, sorted by dev),
+ * else the hash scaled below sparse_thr.
+ */
+static inline __attribute__((always_inline)) unsigned
+place_all(const struct wf_pl_pool *pp, uint32_t pg, uint32_t out[WF_MAX_REPLICAS],
+	  bool sparse, const struct wf_pl_cand *c, const struct wf_pl_cand *ce)
+{
 	const struct wf_pl_dev *devs = pp->devs;
 	const struct wf_pl_run *run, *rend = pp->runs + pp->nruns;
 	struct straw top[WF_MAX_REPLICAS];
@@ -345,16 +373,32 @@ unsigned wf_place_pg(const struct wf_placer *pl, uint32_t pool, uint32_t pg,
 		uint64_t best = mum(salt ^ d->a, d->b);
 		struct straw s;
 
+		if (sparse)
+			best = mulhi(best, pp->sparse_thr);
 		/* Same weight: the largest draw has the best straw. */
 		for (d++; d < dend; d++) {
 			uint64_t u = mum(salt ^ d->a, d->b);
-			bool win = u > best;
+			bool win;
 
+			if (sparse)
+				u = mulhi(u, pp->sparse_thr);
+			win = u > best;
 			/* Written to become conditional moves: the outcome
 			 * is a coin flip, a branch would mispredict half the
 			 * time. */
 			best = win ? u : best;
 			bd = win ? d : bd;
+		}
+		/* A high draw of the run beats every other draw of it. */
+		for (; sparse && c < ce && c->dev < run->first + run->n; c++) {
+			if (c->dev < run->first)
+				continue;
+			uint64_t cu = cand_u(pp, c);
+
+			if (cu > best || (cu == best && devs + c->dev < bd)) {
+				best = cu;
+				bd = devs + c->dev;
+			}
 		}
 		/*
 		 * Same weight as the last of a full list and a smaller draw:
@@ -377,6 +421,58 @@ unsigned wf_place_pg(const struct wf_placer *pl, uint32_t pool, uint32_t pg,
 	for (unsigned i = 0; i < ntop; i++)
 		out[i] = pp->target[top[i].dev];
 	return ntop;
+}
+
+/*
+ * Sparse pool: the PG's high draws alone decide when the R-th best of them
+ * has a straw no draw under sparse_thr can reach (sparse_bound: the
+ * heaviest device's straw for the largest such draw); else every device
+ * draws (place_all), which is the definition.
+ */
+static __attribute__((noinline)) unsigned
+place_sparse(const struct wf_placer *pl, const struct wf_pl_pool *pp, uint32_t pg,
+	     uint32_t out[WF_MAX_REPLICAS])
+{
+	const struct wf_pl_cand *c = pp->cand + pp->cand_off[pg];
+	const struct wf_pl_cand *ce = pp->cand + pp->cand_off[pg + 1];
+	struct straw top[WF_MAX_REPLICAS];
+	unsigned ntop = 0, cap = pp->replicas;
+
+	if (pl->exhaustive)
+		return place_all(pp, pg, out, true, c, ce);
+	for (const struct wf_pl_cand *x = c; x < ce; x++) {
+		const struct wf_pl_run *run = &pp->runs[pp->run_of[x->dev]];
+		struct straw s;
+
+		s.u = cand_u(pp, x);
+		s.key = straw_key(nlog2(s.u), run->inv_w);
+		s.inv_w = run->inv_w;
+		s.dev = x->dev;
+		s.hash_id = pp->hash_id[x->dev];
+		s.fd = run->fd;
+		top_insert(top, &ntop, cap, &s);
+	}
+	if (ntop < cap || top[cap - 1].key >= pp->sparse_bound)
+		return place_all(pp, pg, out, true, c, ce);
+	for (unsigned i = 0; i < ntop; i++)
+		out[i] = pp->target[top[i].dev];
+	return ntop;
+}
+
+static inline unsigned
+place_straw2(const struct wf_pl_pool *pp, uint32_t pg, uint32_t out[WF_MAX_REPLICAS])
+{
+	return place_all(pp, pg, out, false, NULL, NULL);
+}
+
+unsigned wf_place_pg(const struct wf_placer *pl, uint32_t pool, uint32_t pg,
+		     uint32_t out[WF_MAX_REPLICAS])
+{
+	const struct wf_pl_pool *pp = &pl->pools[pool];
+
+	if (pp->algorithm == WF_ALGO_SPARSE)
+		return place_sparse(pl, pp, pg, out);
+	return place_straw2(pp, pg, out);
 }
 
 uint32_t wf_pg_of(uint64_t volume_id, uint64_t extent, uint32_t pg_num)
@@ -440,6 +536,85 @@ static int id_cmp(const void *a, const void *b, void *ctx)
 	return x < y ? -1 : x > y;
 }
 
+/* The k-th number of a device's stream (splitmix64's step). */
+static inline uint64_t stream(uint64_t seed, uint64_t k)
+{
+	return mix64(seed + k * 0x9e3779b97f4a7c15ull);
+}
+
+/*
+ * Walk device d's stops (PGs where it draws high) below pg_num; with
+ * fill, write them to their rows.  Gaps are geometric: gap = E * inv >>
+ * 64, E = -log2 of a uniform 64-bit number from the device's own stream
+ * and inv = 2^64 / -log2(1 - p), so P(gap >= g) = (1 - p)^g.
+ */
+static void sparse_walk(struct wf_pl_pool *pp, uint32_t d, uint32_t *count, uint32_t *fill)
+{
+	uint64_t seed = mix64((((uint64_t)pp->pool_id << 32) | pp->hash_id[d]) ^ SALT_SPARSE);
+	uint64_t pos = 0;
+
+	for (uint64_t k = 0;; k++) {
+		uint64_t x = stream(seed, k);
+
+		pos += mulhi(nlog2(x), pp->sparse_inv);
+		if (pos >= pp->pg_num)
+			return;
+		if (fill)               /* the draw: 32 bits of the next number */
+			pp->cand[fill[pos]++] = (struct wf_pl_cand){
+				(uint32_t)(stream(seed, k | 1ull << 63) >> 32), d };
+		else
+			count[pos + 1]++;
+		pos++;
+	}
+}
+
+/*
+ * The high draws of a sparse pool, PG by PG: each device stops at a share
+ * p = sparse_ppm / 10^6 of the PGs (sparse_walk) and draws there uniformly
+ * in [2^64 (1 - p), 2^64).  The stops depend on neither pg_num (a PG split
+ * keeps the low PGs' draws) nor any other device or weight.  Two walks:
+ * one to count each row, one to fill them in dev order.
+ */
+static int compile_sparse(struct wf_pl_pool *pp, uint32_t ppm)
+{
+	uint64_t p64 = (uint64_t)(((unsigned __int128)ppm << 64) / 1000000u);
+	uint64_t min_inv = UINT64_MAX;
+	uint32_t *fill;
+
+	pp->sparse_p64 = p64;
+	pp->sparse_thr = (uint64_t)0 - p64;
+	pp->sparse_inv = UINT64_MAX / nlog2(pp->sparse_thr);
+	pp->run_of = calloc(pp->ndevs + 1, sizeof(*pp->run_of));
+	pp->cand_off = calloc((size_t)pp->pg_num + 1, sizeof(*pp->cand_off));
+	fill = malloc(((size_t)pp->pg_num + 1) * sizeof(*fill));
+	if (!pp->run_of || !pp->cand_off || !fill)
+		goto out_nomem;
+	for (uint32_t r = 0; r < pp->nruns; r++) {
+		for (uint32_t i = 0; i < pp->runs[r].n; i++)
+			pp->run_of[pp->runs[r].first + i] = r;
+		if (pp->runs[r].inv_w < min_inv)
+			min_inv = pp->runs[r].inv_w;
+	}
+	/* The best straw any draw below thr can have: the heaviest device's. */
+	pp->sparse_bound = straw_key(nlog2(pp->sparse_thr - 1), min_inv);
+	for (uint32_t d = 0; d < pp->ndevs; d++)
+		sparse_walk(pp, d, pp->cand_off, NULL);
+	for (uint32_t pg = 0; pg < pp->pg_num; pg++)
+		pp->cand_off[pg + 1] += pp->cand_off[pg];
+	pp->cand = malloc(((size_t)pp->cand_off[pp->pg_num] + 1) * sizeof(*pp->cand));
+	if (!pp->cand)
+		goto out_nomem;
+	memcpy(fill, pp->cand_off, (size_t)pp->pg_num * sizeof(*fill));
+	for (uint32_t d = 0; d < pp->ndevs; d++)
+		sparse_walk(pp, d, NULL, fill);
+	free(fill);
+	return 0;
+
+out_nomem:
+	free(fill);
+	return -ENOMEM;
+}
+
 static int compile_pool(struct wf_placer *pl, uint32_t p, struct sort_key *keys)
 {
 	const struct wf_map *map = pl->map;
@@ -498,6 +673,14 @@ static int compile_pool(struct wf_placer *pl, uint32_t p, struct sort_key *keys)
 		}
 		pp->runs[pp->nruns - 1].n++;
 	}
+	pp->algorithm = pool->algorithm;
+	if (pool->algorithm == WF_ALGO_SPARSE) {
+		if (pool->sparse_ppm < 1 || pool->sparse_ppm > WF_SPARSE_PPM_MAX)
+			return -EINVAL;
+		return compile_sparse(pp, pool->sparse_ppm);
+	} else if (pool->algorithm != WF_ALGO_STRAW2) {
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -540,6 +723,9 @@ void wf_placer_free(struct wf_placer *pl)
 			free(pl->pools[p].target);
 			free(pl->pools[p].hash_id);
 			free(pl->pools[p].runs);
+			free(pl->pools[p].run_of);
+			free(pl->pools[p].cand_off);
+			free(pl->pools[p].cand);
 		}
 	}
 	free(pl->pools);
@@ -766,7 +952,8 @@ static bool same_shape(const struct wf_map *a, const struct wf_map *b, uint32_t 
 		const struct wf_pool *x = &a->pools[i], *y = &b->pools[i];
 
 		if (x->id != y->id || x->replicas != y->replicas ||
-		    x->failure_domain != y->failure_domain || x->pg_num != y->pg_num)
+		    x->failure_domain != y->failure_domain || x->pg_num != y->pg_num ||
+		    x->algorithm != y->algorithm || x->sparse_ppm != y->sparse_ppm)
 			return false;
 	}
 	for (uint32_t i = 0; i < a->noverrides + a->ntemps; i++) {
@@ -817,11 +1004,22 @@ static struct tdraw *tdraws(const struct wf_placer *pl)
 	return d;
 }
 
-static struct straw straw_of(const struct tdraw *d, uint64_t salt)
+/* Straw of target t (constants d) in PG pg of pool pp (salt its salt). */
+static struct straw straw_of(const struct wf_pl_pool *pp, uint32_t pg, uint32_t t,
+			     const struct tdraw *d, uint64_t salt)
 {
 	struct straw s = { 0 };
 
 	s.u = mum(salt ^ d->a, d->b);
+	if (pp->algorithm == WF_ALGO_SPARSE) {
+		const struct wf_pl_cand *c = pp->cand + pp->cand_off[pg];
+		const struct wf_pl_cand *ce = pp->cand + pp->cand_off[pg + 1];
+
+		s.u = mulhi(s.u, pp->sparse_thr);
+		for (; c < ce; c++)
+			if (pp->target[c->dev] == t)
+				s.u = cand_u(pp, c);    /* its high draw */
+	}
 	s.inv_w = d->inv_w;
 	s.hash_id = d->hash_id;
 	return s;
@@ -850,8 +1048,9 @@ static bool joins(const struct wf_placer *pl, const struct tdraw *td, uint32_t p
 		;
 	if (i == n && n < pp->replicas)
 		return true;
-	sc = straw_of(&td[c], salt);
-	sm = straw_of(&td[set[i == n ? n - 1 : i]], salt);
+	i = i == n ? n - 1 : i;
+	sc = straw_of(pp, pg, c, &td[c], salt);
+	sm = straw_of(pp, pg, set[i], &td[set[i]], salt);
 	if (sc.inv_w == sm.inv_w)               /* same weight: the draw decides */
 		return sc.u > sm.u || (sc.u == sm.u && sc.hash_id < sm.hash_id);
 	sc.key = straw_key(nlog2(sc.u), sc.inv_w);

@@ -52,16 +52,33 @@ struct wf_pl_run {
 	uint32_t fd;            /* failure domain ordinal within the pool */
 };
 
+/* WF_ALGO_SPARSE: a device's high draw in one PG (docs/placement.md). */
+struct wf_pl_cand {
+	uint32_t off;                   /* the draw is sparse_thr + (off << 32) *
+	                                 * (2^64 - sparse_thr) / 2^64 */
+	uint32_t dev;                   /* index into wf_pl_pool.devs */
+};
+
 struct wf_pl_pool {
 	uint32_t pool_id;
 	uint8_t  replicas;
 	uint8_t  failure_domain;
+	uint8_t  algorithm;             /* enum wf_pool_algorithm */
 	uint32_t pg_num;
 	uint32_t ndevs, nruns, nfds;
 	struct wf_pl_dev *devs;
 	uint32_t *target;               /* per dev: index into map->targets */
 	uint32_t *hash_id;              /* per dev: tie-break, unique (target id) */
 	struct wf_pl_run *runs;         /* sorted by fd */
+	/* WF_ALGO_SPARSE only: */
+	uint64_t sparse_thr;            /* draws at or above it are the high ones */
+	uint64_t sparse_p64;            /* 2^64 - sparse_thr */
+	uint64_t sparse_inv;            /* floor(2^64 / -log2(1 - p) in 32.32) */
+	uint64_t sparse_bound;          /* a straw key below it cannot be beaten
+	                                 * by a draw under sparse_thr */
+	uint32_t *run_of;               /* per dev: its run */
+	uint32_t *cand_off;             /* [pg_num + 1]: row of each PG in cand */
+	struct wf_pl_cand *cand;        /* per PG, by dev */
 };
 
 /*
@@ -77,6 +94,8 @@ struct wf_placer {
 	                                 * failure domain in that pool, or
 	                                 * WF_TARGET_NONE when t is not eligible */
 	uint32_t *by_id;                /* target indices sorted by target id */
+	bool exhaustive;                /* tests: sparse pools always take the
+	                                 * full evaluation, never the shortcut */
 };
 
 /* 0, or -ENOMEM / -EINVAL (a map the loader would not produce). */
@@ -304,6 +323,8 @@ struct wf_synth {
 	uint32_t weight;                /* 16.16 device weight */
 	uint8_t  replicas, failure_domain;
 	uint32_t pg_num;
+	uint8_t  algorithm;             /* enum wf_pool_algorithm */
+	uint32_t sparse_ppm;
 };
 
 int  wf_map_synth(struct wf_map *map, const struct wf_synth *s);

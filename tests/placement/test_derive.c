@@ -2,7 +2,8 @@
 /*
  * The per-epoch table at scale: whole-table digests that pin every PG's
  * set (not only the golden vectors' few), and wf_pg_table_derive() equal to
- * a full build under randomised changes of one to a few targets.
+ * a full build under randomised changes of one to a few targets.  Built
+ * twice, like test_placement: straw2, and sparse (WEFT_TEST_SPARSE).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "tests/placement/gen.h"
 #include "tests/placement/golden.h"
+#include "tests/placement/golden_sparse.h"
 
 static uint64_t rnd(uint64_t *x)
 {
@@ -66,10 +68,17 @@ Test(golden, whole_tables)
 {
 	static const struct { uint32_t r, h, d, pg_num; uint8_t fd; bool rough; uint64_t want; }
 	cases[] = {
+#ifndef WEFT_TEST_SPARSE
 		{ 4, 8, 4, 4096, WF_NODE_HOST, false, GOLDEN_TABLE_0 },
 		{ 3, 4, 3, 1024, WF_NODE_RACK, true, GOLDEN_TABLE_1 },
 		{ 8, 16, 8, 4096, WF_NODE_HOST, true, GOLDEN_TABLE_2 },
 		{ 2, 5, 7, 2048, WF_NODE_DEVICE, true, GOLDEN_TABLE_3 },
+#else
+		{ 4, 8, 4, 4096, WF_NODE_HOST, false, GOLDEN_SPARSE_TABLE_0 },
+		{ 3, 4, 3, 1024, WF_NODE_RACK, true, GOLDEN_SPARSE_TABLE_1 },
+		{ 8, 16, 8, 4096, WF_NODE_HOST, true, GOLDEN_SPARSE_TABLE_2 },
+		{ 2, 5, 7, 2048, WF_NODE_DEVICE, true, GOLDEN_SPARSE_TABLE_3 },
+#endif
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -81,7 +90,13 @@ Test(golden, whole_tables)
 			roughen(&m, 1000 + i);
 		h = digest(&m);
 		if (getenv("WEFT_PRINT_GOLDEN"))
-			printf("#define GOLDEN_TABLE_%zu 0x%016llxull\n", i, (unsigned long long)h);
+			printf("#define GOLDEN_%sTABLE_%zu 0x%016llxull\n",
+#ifdef WEFT_TEST_SPARSE
+			       "SPARSE_",
+#else
+			       "",
+#endif
+			       i, (unsigned long long)h);
 		cr_expect_eq(h, cases[i].want, "case %zu: 0x%016llx", i, (unsigned long long)h);
 		wf_map_edit_free(&m);
 	}
