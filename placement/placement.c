@@ -543,52 +543,58 @@ static inline uint64_t stream(uint64_t seed, uint64_t k)
 }
 
 /*
- * Walk device d's stops (PGs where it draws high) below pg_num; with
- * fill, write them to their rows.  Gaps are geometric: gap = E * inv >>
- * 64, E = -log2 of a uniform 64-bit number from the device's own stream
- * and inv = 2^64 / -log2(1 - p), so P(gap >= g) = (1 - p)^g.
+ * A device's walk over the PGs: its stops are where it draws high.  Gaps
+ * are geometric: gap = E * inv >> 64, E = -log2 of a uniform 64-bit number
+ * from the device's own stream (number k for the k-th gap) and inv =
+ * 2^64 / -log2(1 - p), so P(gap >= g) = (1 - p)^g.  At the k-th stop the
+ * draw's 32 bits come from stream number k | 2^63.
  */
-static void sparse_walk(struct wf_pl_pool *pp, uint32_t d, uint32_t *count, uint32_t *fill)
+struct walker {
+	uint64_t seed, pos, k;          /* pos: the k-th stop */
+};
+
+static inline void walk_start(const struct wf_pl_pool *pp, uint32_t d, struct walker *w)
 {
-	uint64_t seed = mix64((((uint64_t)pp->pool_id << 32) | pp->hash_id[d]) ^ SALT_SPARSE);
-	uint64_t pos = 0;
-
-	for (uint64_t k = 0;; k++) {
-		uint64_t x = stream(seed, k);
-
-		pos += mulhi(nlog2(x), pp->sparse_inv);
-		if (pos >= pp->pg_num)
-			return;
-		if (fill)               /* the draw: 32 bits of the next number */
-			pp->cand[fill[pos]++] = (struct wf_pl_cand){
-				(uint32_t)(stream(seed, k | 1ull << 63) >> 32), d };
-		else
-			count[pos + 1]++;
-		pos++;
-	}
+	w->seed = mix64((((uint64_t)pp->pool_id << 32) | pp->hash_id[d]) ^ SALT_SPARSE);
+	w->k = 0;
+	w->pos = mulhi(nlog2(stream(w->seed, 0)), pp->sparse_inv);
 }
+
+static inline void walk_next(const struct wf_pl_pool *pp, struct walker *w)
+{
+	w->k++;
+	w->pos += 1 + mulhi(nlog2(stream(w->seed, w->k)), pp->sparse_inv);
+}
+
+#define SPARSE_CHUNK 2048               /* PGs filled at a time */
 
 /*
  * The high draws of a sparse pool, PG by PG: each device stops at a share
- * p = sparse_ppm / 10^6 of the PGs (sparse_walk) and draws there uniformly
- * in [2^64 (1 - p), 2^64).  The stops depend on neither pg_num (a PG split
- * keeps the low PGs' draws) nor any other device or weight.  Two walks:
- * one to count each row, one to fill them in dev order.
+ * p = sparse_ppm / 10^6 of the PGs and draws there uniformly in
+ * [2^64 (1 - p), 2^64).  The stops depend on neither pg_num (a PG split
+ * keeps the low PGs' draws) nor any other device or weight.  The rows are
+ * filled a chunk of PGs at a time, every device walking through the
+ * chunk, so the writes stay in cache; rows list devices in dev order.
  */
 static int compile_sparse(struct wf_pl_pool *pp, uint32_t ppm)
 {
 	uint64_t p64 = (uint64_t)(((unsigned __int128)ppm << 64) / 1000000u);
 	uint64_t min_inv = UINT64_MAX;
-	uint32_t *fill;
+	size_t cap = 1024 + (size_t)((double)pp->pg_num * pp->ndevs * (ppm / 1e6) * 1.05);
+	size_t tcap = 1024, base = 0;
+	struct walker *w = malloc(((size_t)pp->ndevs + 1) * sizeof(*w));
+	struct { uint32_t pg, dev, off; } *tmp = malloc(tcap * sizeof(*tmp));
+	uint32_t cnt[SPARSE_CHUNK + 1];
+	int ret = -ENOMEM;
 
 	pp->sparse_p64 = p64;
 	pp->sparse_thr = (uint64_t)0 - p64;
 	pp->sparse_inv = UINT64_MAX / nlog2(pp->sparse_thr);
 	pp->run_of = calloc(pp->ndevs + 1, sizeof(*pp->run_of));
 	pp->cand_off = calloc((size_t)pp->pg_num + 1, sizeof(*pp->cand_off));
-	fill = malloc(((size_t)pp->pg_num + 1) * sizeof(*fill));
-	if (!pp->run_of || !pp->cand_off || !fill)
-		goto out_nomem;
+	pp->cand = malloc(cap * sizeof(*pp->cand));
+	if (!w || !tmp || !pp->run_of || !pp->cand_off || !pp->cand)
+		goto out;
 	for (uint32_t r = 0; r < pp->nruns; r++) {
 		for (uint32_t i = 0; i < pp->runs[r].n; i++)
 			pp->run_of[pp->runs[r].first + i] = r;
@@ -598,21 +604,53 @@ static int compile_sparse(struct wf_pl_pool *pp, uint32_t ppm)
 	/* The best straw any draw below thr can have: the heaviest device's. */
 	pp->sparse_bound = straw_key(nlog2(pp->sparse_thr - 1), min_inv);
 	for (uint32_t d = 0; d < pp->ndevs; d++)
-		sparse_walk(pp, d, pp->cand_off, NULL);
-	for (uint32_t pg = 0; pg < pp->pg_num; pg++)
-		pp->cand_off[pg + 1] += pp->cand_off[pg];
-	pp->cand = malloc(((size_t)pp->cand_off[pp->pg_num] + 1) * sizeof(*pp->cand));
-	if (!pp->cand)
-		goto out_nomem;
-	memcpy(fill, pp->cand_off, (size_t)pp->pg_num * sizeof(*fill));
-	for (uint32_t d = 0; d < pp->ndevs; d++)
-		sparse_walk(pp, d, NULL, fill);
-	free(fill);
-	return 0;
+		walk_start(pp, d, &w[d]);
+	for (uint32_t lo = 0; lo < pp->pg_num; lo += SPARSE_CHUNK) {
+		uint32_t hi = pp->pg_num - lo < SPARSE_CHUNK ? pp->pg_num : lo + SPARSE_CHUNK;
+		size_t nt = 0;
 
-out_nomem:
-	free(fill);
-	return -ENOMEM;
+		for (uint32_t d = 0; d < pp->ndevs; d++) {
+			for (; w[d].pos < hi; walk_next(pp, &w[d])) {
+				if (nt == tcap) {
+					void *nb = realloc(tmp, (tcap *= 2) * sizeof(*tmp));
+
+					if (!nb)
+						goto out;
+					tmp = nb;
+				}
+				tmp[nt].pg = (uint32_t)w[d].pos - lo;
+				tmp[nt].dev = d;
+				tmp[nt].off = (uint32_t)(stream(w[d].seed, w[d].k | 1ull << 63) >> 32);
+				nt++;
+			}
+		}
+		if (base + nt > cap) {
+			void *nc;
+
+			cap = (base + nt) * 2;
+			nc = realloc(pp->cand, cap * sizeof(*pp->cand));
+			if (!nc)
+				goto out;
+			pp->cand = nc;
+		}
+		/* Counting sort of the chunk by PG, stable: dev order kept. */
+		memset(cnt, 0, sizeof(cnt));
+		for (size_t i = 0; i < nt; i++)
+			cnt[tmp[i].pg + 1]++;
+		for (uint32_t i = 0; i < hi - lo; i++) {
+			cnt[i + 1] += cnt[i];
+			pp->cand_off[lo + i] = (uint32_t)(base + cnt[i]);
+		}
+		for (size_t i = 0; i < nt; i++)
+			pp->cand[base + cnt[tmp[i].pg]++] = (struct wf_pl_cand){ tmp[i].off, tmp[i].dev };
+		base += nt;
+	}
+	pp->cand_off[pp->pg_num] = (uint32_t)base;
+	ret = 0;
+out:
+	free(w);
+	free(tmp);
+	return ret;
 }
 
 static int compile_pool(struct wf_placer *pl, uint32_t p, struct sort_key *keys)
