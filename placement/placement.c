@@ -312,7 +312,8 @@ static inline uint64_t pg_salt(uint32_t pool_id, uint32_t pg)
  * Keep the best straw of each failure domain, the best cap domains sorted
  * best first.  Returns whether s got in.
  */
-static inline bool top_insert(struct straw *top, unsigned *n, unsigned cap,
+static inline __attribute__((always_inline)) bool
+top_insert(struct straw *top, unsigned *n, unsigned cap,
 			      const struct straw *s)
 {
 	unsigned i = *n, j;
