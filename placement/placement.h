@@ -5,6 +5,9 @@
  *   pg     = XXH3_64(le64 volume id | le64 extent index, WF_PG_SEED) & (pg_num-1)
  *   acting = weighted rendezvous (straw2 draws) over the pool's devices, one
  *            replica per failure domain; then the map's PG overrides.
+ *            A pool with algorithm "sparse" draws differently (a listed
+ *            share of high draws per device) and ranks a PG's listed
+ *            draws only when they decide; same properties otherwise.
  *
  * The algorithm is described, with its measured properties, in
  * docs/placement.md.  Everything here is integer arithmetic on fixed-width
@@ -14,7 +17,8 @@
  *
  * Use:
  *   wf_placer_init(&pl, map)          once per map epoch (allocates)
- *   wf_pg_table_build(&t, &pl)        once per map epoch (allocates)
+ *   wf_pg_table_build(&t, &pl)        once per map epoch (allocates), or
+ *   wf_pg_table_derive(&t, &prev, ..) from the last epoch's table
  *   wf_place_extent(&t, map, vol, off, &loc) / wf_pg_acting(&t, pool, pg, &set)
  *                                     data path: no allocation, no locks
  */
