@@ -446,6 +446,8 @@ static int compile_sparse(struct wf_pl_pool *pp, uint32_t ppm)
 				nt++;
 			}
 		}
+		if (base + nt > UINT32_MAX)     /* rows are indexed by uint32_t */
+			goto out;
 		if (base + nt > cap) {
 			void *nc;
 
