@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,14 @@ struct result {
 	uint32_t mv_overrides[4];
 	uint64_t fd_violations;
 	double heavy, heavy_base;
+	double placer_init_ms;
+	struct inc {
+		double ms;                      /* placer init + derive */
+		uint64_t recomputed, changed;
+	} inc[4];                               /* out, in, weight_up, down */
 };
+
+static const char *const inc_name[4] = { "device_out", "device_in", "weight_up", "device_down" };
 
 static const char *const mv_name[4] = { "add_host", "device_out", "host_out", "device_half" };
 
@@ -477,6 +485,90 @@ static void time_mapping(const struct epoch *e, uint32_t pool, struct result *r)
 	r->place_extent_ns = median(v, REPS) + sink * 0;
 }
 
+/*
+ * Incremental epoch switch: one target changes (out; back in; weight
+ * +25%; down), and the next table is derived from the last one
+ * (wf_pg_table_derive) instead of built; the time includes compiling the
+ * new map (wf_placer_init).  The derived table is checked against a full
+ * build.
+ */
+static int time_incremental(const struct epoch *base, uint32_t pool, struct result *r)
+{
+	uint32_t victim = base->map.ntargets / 3;
+	struct epoch from = { 0 };
+	double v[5];
+	int ret;
+
+	for (int rep = 0; rep < 5; rep++) {
+		struct wf_placer pl;
+		double t0 = now_ns();
+
+		if ((ret = wf_placer_init(&pl, &base->map)))
+			return ret;
+		v[rep] = (now_ns() - t0) / 1e6;
+		wf_placer_free(&pl);
+	}
+	r->placer_init_ms = median(v, 5);
+	(void)pool;
+	/* The map with the victim out: where "device_in" starts from. */
+	if ((ret = epoch_from(&from, &base->map, false)))
+		return ret;
+	from.map.targets[victim].in = false;
+	from.map.epoch++;
+	if ((ret = epoch_build(&from))) {
+		wf_map_edit_free(&from.map);
+		return ret;
+	}
+	for (int c = 0; c < 4; c++) {
+		const struct epoch *prev = c == 1 ? &from : base;
+		struct epoch next = { 0 };
+		struct wf_pg_table t;
+		struct wf_pg_derive st;
+
+		if ((ret = epoch_from(&next, &base->map, false)))
+			break;
+		switch (c) {
+		case 0: next.map.targets[victim].in = false; break;
+		case 1: break;                  /* from: the map with it out */
+		case 2: next.map.targets[victim].weight += next.map.targets[victim].weight / 4; break;
+		case 3: next.map.targets[victim].up = false; break;
+		}
+		next.map.epoch++;
+		ret = epoch_build(&next);       /* the full build, to compare */
+		for (int rep = 0; !ret && rep < 5; rep++) {
+			struct wf_placer pl;
+			double t0 = now_ns();
+
+			ret = wf_placer_init(&pl, &next.map);
+			if (ret)
+				break;
+			ret = wf_pg_table_derive(&t, &prev->t, &prev->pl, &pl, &st);
+			v[rep] = (now_ns() - t0) / 1e6;
+			if (!ret) {
+				for (uint32_t p = 0; p < t.npools && !ret; p++)
+					if (memcmp(t.pools[p].acting, next.t.pools[p].acting,
+						   (size_t)t.pools[p].pg_num * t.pools[p].stride *
+						   sizeof(uint32_t)) || st.full)
+						ret = -EPROTO;
+				wf_pg_table_free(&t);
+			}
+			wf_placer_free(&pl);
+		}
+		if (!ret) {
+			r->inc[c].ms = median(v, 5);
+			r->inc[c].recomputed = st.recomputed;
+			r->inc[c].changed = st.changed;
+		}
+		epoch_free(&next);
+		if (!next.live)
+			wf_map_edit_free(&next.map);
+		if (ret)
+			break;
+	}
+	epoch_free(&from);
+	return ret;
+}
+
 static int heavy_share(const struct epoch *dep, uint32_t pool, bool balance, double *ratio)
 {
 	struct epoch e = { 0 };
@@ -553,6 +645,16 @@ static int print_json(const struct result *r)
 	wf_json_dbl(&j, "table_lookup_ns", r->table_lookup_ns);
 	wf_json_dbl(&j, "table_lookup_tput_ns", r->table_lookup_tput_ns);
 	wf_json_dbl(&j, "place_extent_ns", r->place_extent_ns);
+	wf_json_dbl(&j, "placer_init_ms", r->placer_init_ms);
+	wf_json_obj_begin(&j, "incremental");
+	for (int i = 0; i < 4; i++) {
+		wf_json_obj_begin(&j, inc_name[i]);
+		wf_json_dbl(&j, "ms", r->inc[i].ms);
+		wf_json_u64(&j, "recomputed", r->inc[i].recomputed);
+		wf_json_u64(&j, "changed", r->inc[i].changed);
+		wf_json_obj_end(&j);
+	}
+	wf_json_obj_end(&j);
 	wf_json_dbl(&j, "max_over_mean", r->pg_bal.max_over_mean);
 	wf_json_dbl(&j, "cov", r->pg_bal.cov);
 	json_fig(&j, "extents_1m", &r->ext_bal);
@@ -583,6 +685,15 @@ static void print_table(const struct result *r)
 	printf("  %-34s %12.2f\n", "table lookup (latency), ns", r->table_lookup_ns);
 	printf("  %-34s %12.2f\n", "table lookup (throughput), ns", r->table_lookup_tput_ns);
 	printf("  %-34s %12.1f\n", "place_extent (hash + lookup), ns", r->place_extent_ns);
+	printf("  %-34s %12.2f\n", "placer init (compile map), ms", r->placer_init_ms);
+	for (int i = 0; i < 4; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "derive after %s, ms", inc_name[i]);
+		printf("  %-34s %12.2f   (%llu PGs recomputed, %llu changed)\n", name,
+		       r->inc[i].ms, (unsigned long long)r->inc[i].recomputed,
+		       (unsigned long long)r->inc[i].changed);
+	}
 	printf("\n  %-34s %12s %12s\n", "", "balanced", "rendezvous");
 	printf("  %-34s %12.4f %12.4f\n", "max/mean at pg_num", r->pg_bal.max_over_mean,
 	       r->pg_base.max_over_mean);
@@ -623,7 +734,13 @@ static int run_mapping_only(const struct wf_map *src, uint32_t pool)
 	return 0;
 }
 
-static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind)
+/*
+ * no_balance: skip the balancer (it scans every PG for every move: minutes
+ * to hours at thousands of devices), so only the cost figures and the
+ * rendezvous-alone quality figures are measured; the balanced ones are NaN.
+ */
+static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
+	       bool no_balance)
 {
 	struct epoch base = { 0 }, bal = { 0 };
 	struct result r = { 0 };
@@ -633,11 +750,11 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind)
 	ret = epoch_from(&base, src, false);
 	if (!ret)
 		ret = epoch_build(&base);
-	if (!ret)
+	if (!ret && !no_balance)
 		ret = epoch_from(&bal, src, true);
-	if (!ret)
+	if (!ret && !no_balance)
 		ret = epoch_build(&bal);
-	if (!ret)
+	if (!ret && !no_balance)
 		ret = epoch_balance(&bal, NULL, &r.balance_moves);
 	if (ret)
 		goto out;
@@ -647,21 +764,36 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind)
 	r.overrides = bal.map.noverrides;
 
 	time_mapping(&base, pool, &r);
-	if ((ret = pg_fig(&base, pool, false, &r.pg_base)) ||
-	    (ret = pg_fig(&bal, pool, false, &r.pg_bal)) ||
-	    (ret = pg_fig(&bal, pool, true, &r.prim_bal)) ||
-	    (ret = extent_fig(&base, pool, &r.ext_base, NULL, NULL)) ||
-	    (ret = extent_fig(&bal, pool, &r.ext_bal, NULL, NULL)))
+	if ((ret = time_incremental(&base, pool, &r)))
 		goto out;
-	r.fd_violations = fd_violations(&base) + fd_violations(&bal);
-	for (int c = 0; c < 4; c++) {
-		if ((ret = movement(&bal, pool, c, true, blind, &r.mv[c], &r.mv_overrides[c])) ||
-		    (ret = movement(&base, pool, c, false, false, &r.mv_base[c], &nov)))
+	if ((ret = pg_fig(&base, pool, false, &r.pg_base)) ||
+	    (ret = extent_fig(&base, pool, &r.ext_base, NULL, NULL)))
+		goto out;
+	r.fd_violations = fd_violations(&base);
+	for (int c = 0; c < 4; c++)
+		if ((ret = movement(&base, pool, c, false, false, &r.mv_base[c], &nov)))
+			goto out;
+	if ((ret = heavy_share(&base, pool, false, &r.heavy_base)))
+		goto out;
+	if (no_balance) {
+		r.pg_bal.max_over_mean = r.pg_bal.cov = NAN;
+		r.prim_bal = r.ext_bal = r.pg_bal;
+		r.heavy = NAN;
+		for (int c = 0; c < 4; c++)
+			r.mv[c] = NAN;
+	} else {
+		if ((ret = pg_fig(&bal, pool, false, &r.pg_bal)) ||
+		    (ret = pg_fig(&bal, pool, true, &r.prim_bal)) ||
+		    (ret = extent_fig(&bal, pool, &r.ext_bal, NULL, NULL)))
+			goto out;
+		r.fd_violations += fd_violations(&bal);
+		for (int c = 0; c < 4; c++)
+			if ((ret = movement(&bal, pool, c, true, blind, &r.mv[c],
+					    &r.mv_overrides[c])))
+				goto out;
+		if ((ret = heavy_share(&base, pool, true, &r.heavy)))
 			goto out;
 	}
-	if ((ret = heavy_share(&base, pool, true, &r.heavy)) ||
-	    (ret = heavy_share(&base, pool, false, &r.heavy_base)))
-		goto out;
 	if (json)
 		ret = print_json(&r);
 	else
@@ -674,6 +806,24 @@ out:
 	return ret ? 1 : 0;
 }
 
+/*
+ * pg_num of a generated map: the power of two nearest (on a log scale) to
+ * 100 replicas per device, the density the balancer's band is sized for
+ * (128 devices: 4096; 3,840: 131,072; 10,000: 262,144).
+ */
+static uint32_t synth_pg_num(uint64_t devs, unsigned replicas)
+{
+	double want = 100.0 * (double)devs / replicas;
+	uint32_t p = 1;
+
+	while (p < (1u << 30) && (double)p * 2 <= want)
+		p *= 2;
+	/* p <= want < 2p: take 2p when want is past the geometric middle. */
+	if ((double)p * 2 <= (1u << 30) && want * want > (double)p * p * 2)
+		p *= 2;
+	return p;
+}
+
 int bench_placement(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -683,6 +833,9 @@ int bench_placement(int argc, char **argv)
 		{ "json",   no_argument,       NULL, 'j' },
 		{ "mapping-only", no_argument, NULL, 'm' },
 		{ "blind",  no_argument,       NULL, 'b' },
+		{ "pg-num", required_argument, NULL, 'g' },
+		{ "no-balance", no_argument,   NULL, 'n' },
+		{ "sparse", optional_argument, NULL, 'S' },
 		{ "help",   no_argument,       NULL, 'h' },
 		{ 0 },
 	};
@@ -690,10 +843,12 @@ int bench_placement(int argc, char **argv)
 	struct wf_map map;
 	struct wf_map_err err = { { 0 } };
 	bool json = false, loaded = false, mapping_only = false, blind = false;
+	bool no_balance = false;
+	uint32_t pg_num = 0, sparse_k = 0;
 	int opt, ret, pool = 0;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:p:s:jmbh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:p:s:jmbg:nh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf = optarg; break;
 		case 'p': pool_name = optarg; break;
@@ -701,8 +856,24 @@ int bench_placement(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'm': mapping_only = true; break;
 		case 'b': blind = true; break;
+		case 'n': no_balance = true; break;
+		case 'S':
+			sparse_k = optarg ? (uint32_t)strtoul(optarg, NULL, 0) : 16;
+			if (!sparse_k) {
+				fprintf(stderr, "weft-bench placement: --sparse=K wants K > 0\n");
+				return 2;
+			}
+			break;
+		case 'g':
+			pg_num = (uint32_t)strtoul(optarg, NULL, 0);
+			if (!pg_num || (pg_num & (pg_num - 1))) {
+				fprintf(stderr, "weft-bench placement: --pg-num wants a power of two\n");
+				return 2;
+			}
+			break;
 		case 'h':
-			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--json] [--mapping-only] [--blind]\n");
+			printf("usage: weft-bench placement (-c MAP | --synth RxHxD) [--pool NAME] [--pg-num N]\n"
+			       "       [--sparse[=K]] [--json] [--mapping-only] [--blind] [--no-balance]\n");
 			return 0;
 		default:
 			return 2;
@@ -721,13 +892,28 @@ int bench_placement(int argc, char **argv)
 		loaded = true;
 	} else {
 		struct wf_synth s = { .weight = WF_WEIGHT_ONE, .replicas = 3,
-				      .failure_domain = WF_NODE_HOST, .pg_num = 4096 };
+				      .failure_domain = WF_NODE_HOST };
 
 		if (sscanf(synth, "%ux%ux%u", &s.racks, &s.hosts_per_rack,
-			   &s.devs_per_host) != 3 || wf_map_synth(&map, &s)) {
+			   &s.devs_per_host) != 3 ||
+		    (s.pg_num = pg_num ? pg_num :
+		     synth_pg_num((uint64_t)s.racks * s.hosts_per_rack * s.devs_per_host,
+				  s.replicas)) == 0 ||
+		    wf_map_synth(&map, &s)) {
 			fprintf(stderr, "weft-bench placement: bad --synth '%s'\n", synth);
 			return 2;
 		}
+	}
+	if (conf && pg_num)                     /* every pool of the map */
+		for (uint32_t p = 0; p < map.npools; p++)
+			map.pools[p].pg_num = pg_num;
+	/* --sparse=K: every pool sparse, sized for K high draws a PG. */
+	for (uint32_t p = 0; sparse_k && p < map.npools; p++) {
+		uint64_t ppm = (uint64_t)sparse_k * 1000000u / (map.ntargets ? map.ntargets : 1);
+
+		map.pools[p].algorithm = WF_ALGO_SPARSE;
+		map.pools[p].sparse_ppm = (uint32_t)(ppm < 1 ? 1 : ppm > WF_SPARSE_PPM_MAX ?
+						     WF_SPARSE_PPM_MAX : ppm);
 	}
 	if (pool_name) {
 		pool = -1;
@@ -741,7 +927,7 @@ int bench_placement(int argc, char **argv)
 	} else if (mapping_only) {
 		ret = run_mapping_only(&map, (uint32_t)pool);
 	} else {
-		ret = run(&map, (uint32_t)pool, json, blind);
+		ret = run(&map, (uint32_t)pool, json, blind, no_balance);
 	}
 	if (loaded)
 		wf_map_free(&map);

@@ -36,16 +36,20 @@ static int map_stat(const char *path, uint64_t *mtime_ns, uint64_t *size)
 
 /*
  * Build the epoch state of map m (placer and PG table), or fail leaving
- * nothing allocated.
+ * nothing allocated.  With the epoch in force (prev_pl, prev_t; its map
+ * alive) the table is derived from its table: only the PGs a change of a
+ * few targets' state or weight can affect are placed again.
  */
-static int epoch_build(struct wf_map *m, struct wf_placer *pl,
-		       struct wf_pg_table *t)
+static int epoch_build(struct wf_map *m, struct wf_placer *pl, struct wf_pg_table *t,
+		       const struct wf_placer *prev_pl, const struct wf_pg_table *prev_t)
 {
+	struct wf_pg_derive st;
 	int ret = wf_placer_init(pl, m);
 
 	if (ret)
 		return ret;
-	ret = wf_pg_table_build(t, pl);
+	ret = prev_pl ? wf_pg_table_derive(t, prev_t, prev_pl, pl, &st) :
+			wf_pg_table_build(t, pl);
 	if (ret) {
 		wf_placer_free(pl);
 		return ret;
@@ -209,7 +213,7 @@ int wf_map_refresh(struct weft_cluster *cl, bool force)
 		wf_map_free(&nm);
 		return 0;
 	}
-	ret = epoch_build(&nm, &pl, &t);
+	ret = epoch_build(&nm, &pl, &t, &cl->placer, &cl->table);
 	if (ret) {
 		wf_map_free(&nm);
 		return ret;
@@ -323,7 +327,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 		wf_log(cl, WEFT_LOG_ERR, "%s", err.msg);
 		goto out_free;
 	}
-	ret = epoch_build(&cl->map, &cl->placer, &cl->table);
+	ret = epoch_build(&cl->map, &cl->placer, &cl->table, NULL, NULL);
 	if (ret)
 		goto out_map;
 	{

@@ -65,7 +65,18 @@ struct wf_pool {
 	uint8_t  min_size;              /* 1 .. replicas */
 	uint8_t  failure_domain;        /* enum wf_node_type */
 	uint32_t pg_num;                /* power of two */
+	uint8_t  algorithm;             /* enum wf_pool_algorithm */
+	uint32_t sparse_ppm;            /* WF_ALGO_SPARSE: share of PGs, in
+	                                 * millionths, in which each device
+	                                 * draws high (docs/placement.md) */
 };
+
+/* Placement algorithm of a pool (map field "algorithm"). */
+enum wf_pool_algorithm {
+	WF_ALGO_STRAW2 = 0,             /* "straw2": coupled straw2, the default */
+	WF_ALGO_SPARSE = 1,             /* "sparse": the same with sparse draws */
+};
+#define WF_SPARSE_PPM_MAX 500000
 
 struct wf_volume {
 	char     name[WF_NAME_MAX];

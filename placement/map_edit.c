@@ -161,6 +161,8 @@ int wf_map_synth(struct wf_map *map, const struct wf_synth *s)
 	map->pools[0].min_size = s->replicas > 1 ? 2 : 1;
 	map->pools[0].failure_domain = s->failure_domain;
 	map->pools[0].pg_num = s->pg_num;
+	map->pools[0].algorithm = s->algorithm;
+	map->pools[0].sparse_ppm = s->sparse_ppm;
 
 	map->nvolumes = 1;
 	snprintf(map->volumes[0].name, sizeof(map->volumes[0].name), "vol0");

@@ -583,7 +583,8 @@ out:
 /* ---- pools, volumes, overrides ---- */
 
 static const char *const pool_keys[] = {
-	"name", "id", "replicas", "min_size", "failure_domain", "pg_num", NULL
+	"name", "id", "replicas", "min_size", "failure_domain", "pg_num", "algorithm",
+	"sparse_ppm", NULL
 };
 
 static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el,
@@ -620,6 +621,27 @@ static int parse_pool(struct ld *ld, uint32_t i, config_setting_t *el,
 				   wf_map_field(f, path, "pg_num"),
 				   "%" PRId64 " is not a power of two", v);
 	p->pg_num = (uint32_t)v;
+	/* Maps without the field keep the placement they were written for. */
+	r = wf_map_get_str(ld, el, path, "algorithm", false, "straw2", fd, sizeof(fd),
+			   STR_NAME, &s);
+	if (r)
+		return r;
+	if (!strcmp(fd, "straw2"))
+		p->algorithm = WF_ALGO_STRAW2;
+	else if (!strcmp(fd, "sparse"))
+		p->algorithm = WF_ALGO_SPARSE;
+	else
+		return wf_map_fail(ld, wf_map_line_of(s), wf_map_field(f, path, "algorithm"),
+				   "unknown algorithm \"%s\" (straw2 or sparse)", fd);
+	r = wf_map_get_int(ld, el, path, "sparse_ppm", p->algorithm == WF_ALGO_SPARSE, 0,
+			   p->algorithm == WF_ALGO_SPARSE, WF_SPARSE_PPM_MAX, &v);
+	if (r)
+		return r;
+	if (p->algorithm != WF_ALGO_SPARSE && config_setting_get_member(el, "sparse_ppm"))
+		return wf_map_fail(ld, wf_map_line_of(config_setting_get_member(el, "sparse_ppm")),
+				   wf_map_field(f, path, "sparse_ppm"),
+				   "only for algorithm \"sparse\"");
+	p->sparse_ppm = p->algorithm == WF_ALGO_SPARSE ? (uint32_t)v : 0;
 	r = wf_map_get_str(ld, el, path, "failure_domain", false, "host", fd, sizeof(fd),
 			   STR_NAME, &s);
 	if (r)

@@ -105,10 +105,15 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 		const struct wf_pool *p = &m->pools[i];
 
 		fprintf(f, "\t{ name = \"%s\"; id = %u; replicas = %u; min_size = %u;\n"
-			"\t  failure_domain = \"%s\"; pg_num = %u; }%s\n", p->name, p->id,
+			"\t  failure_domain = \"%s\"; pg_num = %u;", p->name, p->id,
 			p->replicas, p->min_size,
 			p->failure_domain < 3 ? wf_map_fd_names[p->failure_domain] : "?",
-			p->pg_num, i + 1 < m->npools ? "," : "");
+			p->pg_num);
+		/* Written only when not the default, so the text of a map
+		 * without the field does not change. */
+		if (p->algorithm == WF_ALGO_SPARSE)
+			fprintf(f, "\n\t  algorithm = \"sparse\"; sparse_ppm = %u;", p->sparse_ppm);
+		fprintf(f, " }%s\n", i + 1 < m->npools ? "," : "");
 	}
 	fprintf(f, ");\n\nvolumes = (\n");
 	for (uint32_t i = 0; i < m->nvolumes; i++) {

@@ -5,6 +5,9 @@
  *   pg     = XXH3_64(le64 volume id | le64 extent index, WF_PG_SEED) & (pg_num-1)
  *   acting = weighted rendezvous (straw2 draws) over the pool's devices, one
  *            replica per failure domain; then the map's PG overrides.
+ *            A pool with algorithm "sparse" draws differently (a listed
+ *            share of high draws per device) and ranks a PG's listed
+ *            draws only when they decide; same properties otherwise.
  *
  * The algorithm is described, with its measured properties, in
  * docs/placement.md.  Everything here is integer arithmetic on fixed-width
@@ -14,7 +17,8 @@
  *
  * Use:
  *   wf_placer_init(&pl, map)          once per map epoch (allocates)
- *   wf_pg_table_build(&t, &pl)        once per map epoch (allocates)
+ *   wf_pg_table_build(&t, &pl)        once per map epoch (allocates), or
+ *   wf_pg_table_derive(&t, &prev, ..) from the last epoch's table
  *   wf_place_extent(&t, map, vol, off, &loc) / wf_pg_acting(&t, pool, pg, &set)
  *                                     data path: no allocation, no locks
  */
@@ -52,16 +56,33 @@ struct wf_pl_run {
 	uint32_t fd;            /* failure domain ordinal within the pool */
 };
 
+/* WF_ALGO_SPARSE: a device's high draw in one PG (docs/placement.md). */
+struct wf_pl_cand {
+	uint32_t off;                   /* the draw is sparse_thr + (off << 32) *
+	                                 * (2^64 - sparse_thr) / 2^64 */
+	uint32_t dev;                   /* index into wf_pl_pool.devs */
+};
+
 struct wf_pl_pool {
 	uint32_t pool_id;
 	uint8_t  replicas;
 	uint8_t  failure_domain;
+	uint8_t  algorithm;             /* enum wf_pool_algorithm */
 	uint32_t pg_num;
 	uint32_t ndevs, nruns, nfds;
 	struct wf_pl_dev *devs;
 	uint32_t *target;               /* per dev: index into map->targets */
 	uint32_t *hash_id;              /* per dev: tie-break, unique (target id) */
 	struct wf_pl_run *runs;         /* sorted by fd */
+	/* WF_ALGO_SPARSE only: */
+	uint64_t sparse_thr;            /* draws at or above it are the high ones */
+	uint64_t sparse_p64;            /* 2^64 - sparse_thr */
+	uint64_t sparse_inv;            /* floor(2^64 / -log2(1 - p) in 32.32) */
+	uint64_t sparse_bound;          /* a straw key below it cannot be beaten
+	                                 * by a draw under sparse_thr */
+	uint32_t *run_of;               /* per dev: its run */
+	uint32_t *cand_off;             /* [pg_num + 1]: row of each PG in cand */
+	struct wf_pl_cand *cand;        /* per PG, by dev */
 };
 
 /*
@@ -77,6 +98,8 @@ struct wf_placer {
 	                                 * failure domain in that pool, or
 	                                 * WF_TARGET_NONE when t is not eligible */
 	uint32_t *by_id;                /* target indices sorted by target id */
+	bool exhaustive;                /* tests: sparse pools always take the
+	                                 * full evaluation, never the shortcut */
 };
 
 /* 0, or -ENOMEM / -EINVAL (a map the loader would not produce). */
@@ -155,6 +178,34 @@ struct wf_pg_table {
 
 int  wf_pg_table_build(struct wf_pg_table *t, const struct wf_placer *pl);
 void wf_pg_table_free(struct wf_pg_table *t);
+
+/*
+ * The table of the next epoch from the last one's, recomputing only the PGs
+ * a change can affect, when the maps differ only in the weight, in/out or
+ * up/down state of at most 64 targets (everything else placement reads:
+ * hierarchy, pools, overrides, pg_temp, identical).  Otherwise it builds
+ * the table from scratch (st->full).  prev stays valid and untouched.
+ *
+ * Which PGs: those with a changed target in their placed set, a down
+ * member when a changed target was down (down members are not stored), or
+ * an override or pin naming one; plus, for a target whose weight went up
+ * or that came in, the PGs whose straws it now beats (the placed set is
+ * the greedy basis of a partition matroid over the straws and only that
+ * target's straw changed: one straw comparison per PG decides).  The
+ * result equals wf_pg_table_build(t, pl) (tests/placement: randomised).
+ * 0 or -ENOMEM.
+ */
+struct wf_pg_derive {
+	bool     full;                  /* built from scratch */
+	uint32_t changed_targets;
+	uint64_t scanned;               /* PGs looked at */
+	uint64_t recomputed;            /* PGs placed again */
+	uint64_t changed;               /* of those, PGs whose sets differ */
+};
+
+int  wf_pg_table_derive(struct wf_pg_table *t, const struct wf_pg_table *prev,
+			const struct wf_placer *prev_pl, const struct wf_placer *pl,
+			struct wf_pg_derive *st);
 
 /* Up set of (pool, pg) (struct wf_pg_pool_table.up); returns its size. */
 static inline unsigned wf_pg_up(const struct wf_pg_table *t, uint32_t pool,
@@ -276,6 +327,8 @@ struct wf_synth {
 	uint32_t weight;                /* 16.16 device weight */
 	uint8_t  replicas, failure_domain;
 	uint32_t pg_num;
+	uint8_t  algorithm;             /* enum wf_pool_algorithm */
+	uint32_t sparse_ppm;
 };
 
 int  wf_map_synth(struct wf_map *map, const struct wf_synth *s);

@@ -118,7 +118,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	char err[512];
 	int ret;
 
-	ret = wf_tgt_map_load(r->cfg->map_path, r->cfg->id, &m, err, sizeof(err));
+	ret = wf_tgt_map_load_next(r->cfg->map_path, r->cfg->id, r->map, &m, err, sizeof(err));
 	if (ret) {
 		wf_tgt_logl(WF_TGT_LOG_WARNING, "map reload (%s) failed, keeping epoch %llu: %s", why,
 			   (unsigned long long)r->map->epoch, err);
@@ -138,10 +138,18 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		wf_tgt_log("map epoch %llu no longer lists target %u: answering "
 			   "NOTPRIM to everything", (unsigned long long)m->epoch,
 			   r->cfg->id);
-	if (m->epoch != r->map->epoch && !peer)
+	if (m->epoch != r->map->epoch && !peer) {
 		wf_tgt_log("map epoch %llu -> %llu (%s)",
 			   (unsigned long long)r->map->epoch,
 			   (unsigned long long)m->epoch, why);
+		if (r->idx == 0 && m->derived)
+			wf_tgt_log("map epoch %llu: PG table derived from epoch %llu, "
+				   "%llu of %llu PGs placed again",
+				   (unsigned long long)m->epoch,
+				   (unsigned long long)r->map->epoch,
+				   (unsigned long long)m->derive.recomputed,
+				   (unsigned long long)m->derive.scanned);
+	}
 	if (r->idx == 0) {
 		unsigned n = wf_tgt_stray_mark(r, r->map, m);
 

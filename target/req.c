@@ -19,7 +19,10 @@ static int vol_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
+/* prev, when given, is the epoch in force: the PG table is derived from
+ * its table (only the PGs a change of a few targets' state or weight can
+ * affect are placed again; anything else is a full build). */
+static int map_build(struct wf_map *map, uint32_t target_id, const struct wf_tgt_map *prev,
 		     struct wf_tgt_map **out, char *err, size_t errlen)
 {
 	struct wf_tgt_map *m;
@@ -42,7 +45,12 @@ int wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
 		snprintf(err, errlen, "placement: %s", strerror(-ret));
 		goto out_map;
 	}
-	ret = wf_pg_table_build(&m->table, &m->pl);
+	if (prev) {
+		ret = wf_pg_table_derive(&m->table, &prev->table, &prev->pl, &m->pl, &m->derive);
+		m->derived = !ret && !m->derive.full;
+	} else {
+		ret = wf_pg_table_build(&m->table, &m->pl);
+	}
 	if (ret) {
 		snprintf(err, errlen, "PG table: %s", strerror(-ret));
 		goto out_placer;
@@ -73,8 +81,14 @@ out_map:
 	return ret;
 }
 
-int wf_tgt_map_load(const char *path, uint32_t target_id,
-		    struct wf_tgt_map **out, char *err, size_t errlen)
+int wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
+		     struct wf_tgt_map **out, char *err, size_t errlen)
+{
+	return map_build(map, target_id, NULL, out, err, errlen);
+}
+
+int wf_tgt_map_load_next(const char *path, uint32_t target_id, const struct wf_tgt_map *prev,
+			 struct wf_tgt_map **out, char *err, size_t errlen)
 {
 	struct wf_map_err merr;
 	struct wf_map map;
@@ -86,7 +100,13 @@ int wf_tgt_map_load(const char *path, uint32_t target_id,
 		snprintf(err, errlen, "%s", merr.msg);
 		return ret;
 	}
-	return wf_tgt_map_build(&map, target_id, out, err, errlen);
+	return map_build(&map, target_id, prev, out, err, errlen);
+}
+
+int wf_tgt_map_load(const char *path, uint32_t target_id,
+		    struct wf_tgt_map **out, char *err, size_t errlen)
+{
+	return wf_tgt_map_load_next(path, target_id, NULL, out, err, errlen);
 }
 
 void wf_tgt_map_free(struct wf_tgt_map *m)

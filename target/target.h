@@ -102,12 +102,19 @@ struct wf_tgt_map {
 	int32_t            self;        /* our index in map.targets, -1 none */
 	uint64_t           epoch;
 	uint32_t           extent_size;
+	bool               derived;     /* table derived from the last epoch's */
+	struct wf_pg_derive derive;     /* then: what was placed again */
 };
 
 /* Load a map file and compile it for target id.  0 or -errno with a
  * message in err.  *out is freed with wf_tgt_map_free(). */
 int  wf_tgt_map_load(const char *path, uint32_t target_id,
 		     struct wf_tgt_map **out, char *err, size_t errlen);
+/* The same, deriving the PG table from prev's (the epoch in force, which
+ * must stay alive meanwhile; NULL: build it) when only a few targets'
+ * state or weight changed: wf_pg_table_derive(). */
+int  wf_tgt_map_load_next(const char *path, uint32_t target_id, const struct wf_tgt_map *prev,
+			  struct wf_tgt_map **out, char *err, size_t errlen);
 /* The same from a loaded map (takes ownership of *map's arrays). */
 int  wf_tgt_map_build(struct wf_map *map, uint32_t target_id,
 		      struct wf_tgt_map **out, char *err, size_t errlen);

@@ -14,6 +14,14 @@ void gen_map(struct wf_map *m, uint32_t racks, uint32_t hosts, uint32_t devs,
 		.pg_num = pg_num,
 	};
 
+#ifdef WEFT_TEST_SPARSE
+	/* The same tests on the sparse algorithm: about 16 high draws a PG. */
+	uint64_t ppm = 16000000ull / (racks * hosts * devs);
+
+	s.algorithm = WF_ALGO_SPARSE;
+	s.sparse_ppm = (uint32_t)(ppm > WF_SPARSE_PPM_MAX ? WF_SPARSE_PPM_MAX : ppm);
+#endif
+
 	cr_assert_eq(wf_map_synth(m, &s), 0);
 }
 

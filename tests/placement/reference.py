@@ -13,7 +13,7 @@ import sys
 
 M = (1 << 64) - 1
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = open(os.path.join(HERE, '..', '..', 'placement', 'placement.c')).read()
+SRC = open(os.path.join(HERE, '..', '..', 'placement', 'log2_tab.c')).read()
 start = SRC.index('log2_tab[1025]')
 TAB = [int(x, 16) for x in re.findall(r'0x([0-9a-f]{9})', SRC[start:SRC.index('};', start)])]
 SALT_PG, SALT_DEV = 0x5bd1e9955bd1e995, 0x27d4eb2f165667c5

@@ -3,7 +3,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -253,4 +255,54 @@ Test(target_req, replication)
 	cr_assert_eq(p.secondaries[0], sec);
 	wf_tgt_map_free(m0);
 	wf_tgt_map_free(m1);
+}
+
+/*
+ * An epoch switch that changes one target's state derives the PG table
+ * from the epoch in force (wf_tgt_map_load_next) and gets the table a full
+ * build gives; a change of anything else builds it from scratch.
+ */
+Test(map, next_epoch_derives_the_table)
+{
+	struct wf_tgt_map *m0 = load(0), *m1, *full;
+	struct wf_map next, again;
+	struct wf_map_err merr;
+	char path[] = "/tmp/weft-req-next-XXXXXX", err[256];
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(wf_map_copy(&next, &m0->map), 0);
+	next.epoch++;
+	next.targets[1].in = false;             /* target 1 out */
+	cr_assert_eq(wf_map_save(&next, path, &merr), 0, "%s", merr.msg);
+	wf_map_edit_free(&next);
+	cr_assert_eq(wf_tgt_map_load_next(path, 0, m0, &m1, err, sizeof(err)), 0, "%s", err);
+	cr_assert(m1->derived);
+	cr_assert_lt(m1->derive.recomputed, m1->derive.scanned);
+	cr_assert_eq(wf_map_load(path, &again, &merr), 0, "%s", merr.msg);
+	cr_assert_eq(wf_tgt_map_build(&again, 0, &full, err, sizeof(err)), 0, "%s", err);
+	for (uint32_t pg = 0; pg < full->table.pools[0].pg_num; pg++) {
+		const uint32_t *a, *b;
+		unsigned na = wf_pg_acting(&m1->table, 0, pg, &a);
+
+		cr_assert_eq(wf_pg_acting(&full->table, 0, pg, &b), na);
+		for (unsigned i = 0; i < na; i++)
+			cr_assert_eq(a[i], b[i]);
+	}
+	wf_tgt_map_free(full);
+
+	/* A new pool's pg_num: not a state change, so a full build. */
+	cr_assert_eq(wf_map_copy(&next, &m1->map), 0);
+	next.epoch++;
+	next.pools[0].pg_num = 16;
+	cr_assert_eq(wf_map_save(&next, path, &merr), 0, "%s", merr.msg);
+	wf_map_edit_free(&next);
+	cr_assert_eq(wf_tgt_map_load_next(path, 0, m1, &full, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not(full->derived);
+	cr_assert_eq(full->table.pools[0].pg_num, 16);
+	wf_tgt_map_free(full);
+	wf_tgt_map_free(m1);
+	wf_tgt_map_free(m0);
+	unlink(path);
 }

@@ -56,6 +56,28 @@ class BenchJson(unittest.TestCase):
         validate(d, "bench-placement")
         self.assertIsInstance(d["movement"]["host_out"], (int, float))
 
+    def test_placement_pg_num_and_no_balance(self):
+        # --synth scales pg_num to about 100 replicas a device (32 devices,
+        # 3 replicas: 1024); --pg-num overrides it; --no-balance leaves
+        # the balanced figures null and still derives epochs.
+        p = run(["weft-bench", "placement", "--synth", "2x4x4", "--no-balance",
+                 "--json"], timeout=120, check=0)
+        d = strict_json(p.stdout)
+        validate(d, "bench-placement")
+        self.assertEqual(d["pg_num"], 1024)
+        self.assertIsNone(d["max_over_mean"])
+        self.assertIsNone(d["movement"]["add_host"])
+        self.assertIsInstance(d["unbalanced"]["movement"]["add_host"], (int, float))
+        for c in ("device_out", "device_in", "weight_up", "device_down"):
+            inc = d["incremental"][c]
+            self.assertGreater(inc["recomputed"], 0, c)
+            self.assertLess(inc["recomputed"], d["pg_num"], c)
+        p = run(["weft-bench", "placement", "--synth", "2x4x4", "--pg-num", "256",
+                 "--no-balance", "--json"], timeout=120, check=0)
+        self.assertEqual(strict_json(p.stdout)["pg_num"], 256)
+        p = run(["weft-bench", "placement", "--synth", "2x4x4", "--pg-num", "100"],
+                timeout=60, check=2)
+
 
 if __name__ == "__main__":
     unittest.main()
