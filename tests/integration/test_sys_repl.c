@@ -870,3 +870,177 @@ Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 		free(buf);
 	}
 }
+
+/* ---- a primary dead between its write and its answer ------------------ */
+
+/*
+ * A primary that dies after its own write is done and before it answers
+ * (weft-target --fault-exit-after-local-write 1: SIGKILL at that point):
+ * the client has no acknowledgement, the operator marks the primary down,
+ * and the client's retry on the PG's new primary must be acknowledged and
+ * leave the same bytes on every member: each survivor alone, the dead
+ * primary alone (its own write had landed: the fault point is after it),
+ * and all of them after it is back and brought up to date.
+ */
+Test(sys_repl, a_primary_dead_between_its_write_and_its_answer)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	const uint64_t off = 3 * SYS_EXT + 5 * SYS_BS;
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct weft_cqe cqe;
+	const char *dev;
+	unsigned prim;
+	char cmd[64], what[64];
+	pid_t pid;
+	int n;
+
+	cr_assert(img);
+	write_span(img);
+	prim = member_of(off, 0, &dev);
+	sys_kill9(&C, prim);
+	sys_restart_with(&C, prim, C.map, C.run, "--fault-exit-after-local-write 1");
+	pid = sys_pid(&C, prim);
+	cr_assert_gt(pid, 0);
+	open_vol3(30000, &cl, &vol);
+	/* Connected before the write (libweft connects as it is polled). */
+	cr_assert_eq(weft_pread(vol, img + off, SYS_BS, off), SYS_BS);
+	sys_fill(img + off, off, 4);
+	cr_assert_eq(weft_write(vol, img + off, SYS_BS, off, 0, 9), 0);
+	n = 0;
+	for (int i = 0; i < 200 && !n && kill(pid, 0) == 0; i++)
+		n = weft_wait(cl, &cqe, 1, 1, 25);
+	cr_assert(n == 0 || cqe.res != SYS_BS,
+		  "a write acknowledged by a primary that died before answering");
+	for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 25000000 }, NULL);
+	cr_assert_neq(kill(pid, 0), 0, "primary %u did not die at its fault point",
+		      prim);
+	if (!n)
+		n = weft_wait(cl, &cqe, 1, 1, 0);
+	cr_assert_eq(n, 0, "the write failed before the map changed: %s",
+		     weft_strerror((int)cqe.res));
+	map_set_up(ALL_UP & ~(1u << prim));
+	n = weft_wait(cl, &cqe, 1, 1, 20000);
+	cr_assert_eq(n, 1, "the retry on the new primary was not answered");
+	cr_assert_eq(cqe.res, SYS_BS, "the retry: %s", weft_strerror((int)cqe.res));
+	cr_assert_eq(cqe.user_data, 9);
+	weft_cluster_close(cl);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		if (t == prim)
+			continue;
+		map_set_up(1u << t);
+		snprintf(what, sizeof(what), "survivor %u alone", t);
+		expect_image(what, img, SCRUB_SPAN);
+	}
+	/* Back without the fault: its own copy has the write. */
+	{
+		char pidf[400];
+
+		snprintf(pidf, sizeof(pidf), "%s/target-%u.pid", C.dir, prim);
+		unlink(pidf);
+	}
+	sys_restart(&C, prim);
+	map_set_up(1u << prim);
+	snprintf(what, sizeof(what), "dead primary %u alone", prim);
+	expect_image(what, img, SCRUB_SPAN);
+	map_set_up(ALL_UP & ~(1u << prim));
+	snprintf(cmd, sizeof(cmd), "target up %u", prim);
+	cr_assert_eq(weftctl(cmd), 0);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
+
+/* ---- a full device on one replica ------------------------------------- */
+
+/*
+ * One member's device has room for a few extents only (a 9 MiB store:
+ * eight).  Writes that need a new extent there fail with -ENOSPC at once
+ * (not retried: NOSPC|DNR from the target), both when it is a secondary
+ * (the forward's status reaches the client as it is) and when it is the
+ * primary; nothing acknowledged is lost on any member, the full one
+ * included (an acknowledgement with its copy missing would show there as
+ * zeros), and overwrites of extents it holds go on.
+ */
+Test(sys_repl, a_full_device_on_one_replica_fails_with_enospc)
+{
+	const unsigned want = 16, span_ext = 48;
+	char *img = calloc(1, (size_t)span_ext * SYS_EXT);
+	char *buf = aligned_alloc(4096, 128 * 1024);
+	unsigned small = (unsigned)(getpid() % SYS_TARGETS), k = 0, e, led = 0;
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	struct wf_map m;
+	struct wf_map_err err;
+	const char *dev;
+	ssize_t r = 0;
+
+	cr_assert(img && buf);
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.targets[small].id, small);
+	sys_kill9(&C, small);
+	/* The killed store's lock goes with its io_uring, a moment later. */
+	cr_assert_eq(sys_sh("truncate -s 9M '%s' && for i in $(seq 50); do "
+			    "'%s/weft-target' -c '%s' --id %u --format --force "
+			    ">/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1",
+			    m.targets[small].device, C.bin, C.map, small), 0,
+		     "formatting a small store");
+	wf_map_free(&m);
+	sys_restart(&C, small);
+
+	open_vol3(5000, &cl, &vol);
+	/* 128 KiB at the start of each extent it does not lead, one after
+	 * another: it is a secondary of each. */
+	for (e = 0; e < span_ext && k < want; e++) {
+		uint64_t off = (uint64_t)e * SYS_EXT;
+
+		if (member_of(off, 0, &dev) == small) {
+			led = led ? led : e;
+			continue;
+		}
+		for (uint64_t b = 0; b < 128 * 1024; b += SYS_BS)
+			sys_fill(buf + b, off + b, 1 + e);
+		r = weft_pwrite(vol, buf, 128 * 1024, off, 0);
+		if (r != 128 * 1024)
+			break;
+		memcpy(img + off, buf, 128 * 1024);
+		k++;
+	}
+	cr_assert_lt(k, want, "%u extents written on a store of eight", want);
+	cr_assert_eq(r, -ENOSPC, "extent %u (target %u its secondary): %s, not "
+		     "-ENOSPC", e, small, weft_strerror((int)r));
+	cr_assert_geq(k, 1, "not even the first extent was written");
+	fprintf(stderr, "  target %u full after %u extents: -ENOSPC\n", small, k);
+	/* The failed write may have landed on the other members (as a
+	 * failed write may, docs/replication.md): discarded, it reads as
+	 * zeros everywhere again. */
+	cr_assert_eq(weft_discard_sync(vol, (uint64_t)e * SYS_EXT, SYS_EXT), 0);
+	/* A new extent it leads: its own store's NOSPC. */
+	for (e = led; e < span_ext && member_of((uint64_t)e * SYS_EXT, 0, &dev) != small; e++)
+		;
+	for (; e < span_ext; e++) {
+		uint64_t off = (uint64_t)e * SYS_EXT;
+
+		if (member_of(off, 0, &dev) != small || sys_decode(img + off, off))
+			continue;
+		sys_fill(buf, off, 200);
+		cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, off, 0), -ENOSPC,
+			     "a new extent led by the full target %u", small);
+		cr_assert_eq(weft_discard_sync(vol, off, SYS_EXT), 0);
+		break;
+	}
+	cr_assert_lt(e, span_ext, "no extent led by target %u", small);
+	/* Extents it holds still take overwrites. */
+	for (e = 0; !sys_decode(img + (size_t)e * SYS_EXT, (uint64_t)e * SYS_EXT); e++)
+		;
+	sys_fill(buf, (uint64_t)e * SYS_EXT, 100);
+	cr_assert_eq(weft_pwrite(vol, buf, SYS_BS, (uint64_t)e * SYS_EXT, 0), SYS_BS);
+	memcpy(img + (size_t)e * SYS_EXT, buf, SYS_BS);
+	weft_cluster_close(cl);
+	/* Nothing acknowledged lost, on any member. */
+	expect_on_each_replica(img, (size_t)span_ext * SYS_EXT);
+	free(img);
+	free(buf);
+}
