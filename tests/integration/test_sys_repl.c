@@ -1044,3 +1044,48 @@ Test(sys_repl, a_full_device_on_one_replica_fails_with_enospc)
 	free(img);
 	free(buf);
 }
+
+/* ---- a target back with stale data ------------------------------------ */
+
+/*
+ * A member frozen (SIGSTOP) and marked down misses an overwrite of every
+ * extent, those it leads too; then it runs again with its old bytes.
+ * Marked up, it is pinned out of its PGs while their primaries bring it
+ * up to date: a fresh handle reads the new bytes while it is pinned and
+ * after `weftctl recover`, and then it alone holds them too.  (A client
+ * still on the epoch before the one that marked it down is another
+ * matter: docs/reliability.md, "Findings".)
+ */
+Test(sys_repl, a_target_back_with_stale_data_never_serves_it)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	const char *dev;
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS), led = 0;
+	char cmd[64];
+
+	cr_assert(img);
+	write_span(img);
+	for (uint64_t o = 0; o < SCRUB_SPAN; o += SYS_EXT)
+		led += member_of(o, 0, &dev) == away;
+	cr_assert_gt(led, 0, "target %u leads none of the extents", away);
+	cr_assert_eq(kill(sys_pid(&C, away), SIGSTOP), 0);
+	map_set_up(ALL_UP & ~(1u << away));
+	open_vol3(10000, &cl, &vol);
+	for (uint64_t o = 0; o < SCRUB_SPAN; o += SYS_EXT / 4) {
+		for (uint64_t b = 0; b < 64 * 1024; b += SYS_BS)
+			sys_fill(img + o + b, o + b, 5);
+		cr_assert_eq(weft_pwrite(vol, img + o, 64 * 1024, o, 0), 64 * 1024);
+	}
+	weft_cluster_close(cl);
+	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
+	snprintf(cmd, sizeof(cmd), "target up %u", away);
+	cr_assert_eq(weftctl(cmd), 0);
+	expect_image("while it is pinned", img, SCRUB_SPAN);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	expect_image("after recover", img, SCRUB_SPAN);
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
