@@ -344,6 +344,82 @@ Test(sys_repl, member_killed_during_writes_loses_nothing)
 	sys_stream_free(&s);
 }
 
+static int weftctl(const char *args);
+
+/* Extents of vol3 the victim is a secondary of (it leads none of them). */
+#define SEC_EXTS 64u
+static uint32_t sec_ext[SEC_EXTS];
+
+static uint64_t sec_off(uint32_t b)
+{
+	return (uint64_t)sec_ext[b / 8] * SYS_EXT + (uint64_t)(b % 8) * (SYS_EXT / 8);
+}
+
+static unsigned member_of(uint64_t off, unsigned rank, const char **dev);
+
+/*
+ * A secondary killed while forwards to it are in flight (a stream of
+ * writes at QD 16 to extents it does not lead) and marked down: every
+ * write is acknowledged (the primaries answer DEGRADED for the lost
+ * forwards and the client's retries in the next epoch go through; none
+ * waits for its deadline), both survivors alone hold every one, and the
+ * secondary, back and brought up to date, too.
+ */
+Test(sys_repl, a_secondary_killed_mid_forward_loses_nothing)
+{
+	struct sys_stream s;
+	const uint32_t nblk = SEC_EXTS * 8;
+	const char *dev;
+	char cmd[64];
+	unsigned n = 0;
+
+	victim = (unsigned)(getpid() % SYS_TARGETS);
+	for (uint32_t e = 0; n < SEC_EXTS; e++)
+		if (member_of((uint64_t)e * SYS_EXT, 0, &dev) != victim)
+			sec_ext[n++] = e;
+	sys_stream_init(&s, nblk, sec_off);
+	{
+		struct sys_stream_opts o = {
+			.open = open_stream, .qd = 16, .timeout_ms = 30000,
+			.act_ms = 300, .give_up_ms = 40000, .refused_fails = true,
+			.act = kill_and_mark_down, .verify_timeout_ms = 10000,
+			.verify_run = 1,
+		};
+
+		sys_stream_round(&s, &o, 0);
+	}
+	cr_assert_gt(s.acks, 0);
+	cr_assert_eq(s.fails, 0, "%llu writes failed with their primaries up",
+		     (unsigned long long)s.fails);
+	sys_restart(&C, victim);
+	snprintf(cmd, sizeof(cmd), "target up %u", victim);
+	cr_assert_eq(weftctl(cmd), 0);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct weft_cluster *cl;
+		struct weft_volume *vol;
+		char *buf = aligned_alloc(4096, SYS_BS);
+
+		map_set_up(1u << t);
+		open_vol3(10000, &cl, &vol);
+		for (uint32_t b = 0; b < nblk; b++) {
+			cr_assert_eq(weft_pread(vol, buf, SYS_BS, sec_off(b)), SYS_BS);
+			cr_assert_eq(sys_decode(buf, sec_off(b)), (int64_t)s.acked[b],
+				     "target %u alone: block %u holds version %lld, "
+				     "acknowledged %llu", t, b,
+				     (long long)sys_decode(buf, sec_off(b)),
+				     (unsigned long long)s.acked[b]);
+		}
+		weft_cluster_close(cl);
+		free(buf);
+	}
+	map_set_up(ALL_UP);
+	fprintf(stderr, "  secondary %u killed: %llu writes acknowledged, none "
+		"failed, found on every member\n", victim, (unsigned long long)s.acks);
+	sys_stream_free(&s);
+}
+
 /* weftctl on the suite's cluster; its exit status. */
 static int weftctl(const char *args)
 {
