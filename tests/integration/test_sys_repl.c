@@ -8,7 +8,11 @@
  * during writes and marked down loses nothing acknowledged; overlapping
  * writes in flight together leave the same bytes on every replica; scrub
  * finds a member whose device returns other bytes and repairs it from the
- * primary, and never copies a primary that is the odd one out.
+ * primary, and never copies a primary that is the odd one out; a
+ * secondary killed mid-forward, a primary killed between its write and
+ * its answer (weft-target --fault-exit-after-local-write), a member back
+ * with stale data and a full device on one member lose nothing
+ * acknowledged (docs/reliability.md, "What the tests prove").
  */
 #define _GNU_SOURCE
 #include <endian.h>
