@@ -19,6 +19,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +420,22 @@ void wf_tgt_forward(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
 
 static void store_done(struct wf_store_req *sreq, int res);
 
+/*
+ * --fault-exit-after-local-write (tests only; off unless asked for): the
+ * own write of a replicated client write just completed, its answer has
+ * not gone: at the Nth, die the way a crash does, with no reply, no
+ * drain, no clean close.
+ */
+static void fault_point(struct wf_tgt_reactor *r)
+{
+	if (__atomic_add_fetch(&r->t->fault_writes, 1, __ATOMIC_RELAXED) !=
+	    r->cfg->fault_after_writes)
+		return;
+	wf_tgt_log("fault injected: killed after the local write of replicated "
+		   "write %u, before its answer", r->cfg->fault_after_writes);
+	raise(SIGKILL);
+}
+
 void wf_tgt_store_req_init(struct wf_tgt_req *q)
 {
 	wf_store_req_init(&q->sreq, store_done, q);
@@ -442,6 +459,9 @@ static void store_done(struct wf_store_req *sreq, int res)
 	if (res)
 		WF_TGT_ADD(r->stats.errors, 1);
 	if (q->state == RQ_FORWARD) {
+		if (!res && !c->recovery && q->op == WF_OP_WRITE &&
+		    r->cfg->fault_after_writes)
+			fault_point(r);
 		part_done(q, wf_wire_status_from_errno(res), false);
 		return;
 	}

@@ -80,6 +80,10 @@ static const char usage_text[] =
 "                         above L are dropped\n"
 "      --syslog           log to syslog (facility daemon; the journal under\n"
 "                         systemd) instead of stderr or the log file\n"
+"      --fault-exit-after-local-write N  for fault tests only: die (SIGKILL)\n"
+"                         once the own write of the Nth replicated write\n"
+"                         this target leads is done, before it answers\n"
+"                         (default 0: never)\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
 "  -h, --help\n"
@@ -129,7 +133,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP,
 };
 
@@ -162,6 +166,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "etcd-prefix", required_argument, NULL, O_ETCD_PREFIX },
 		{ "etcd-ttl", required_argument, NULL, O_ETCD_TTL },
 		{ "metrics", required_argument, NULL, O_METRICS },
+		{ "fault-exit-after-local-write", required_argument, NULL,
+		  O_FAULT_WRITES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
@@ -332,6 +338,12 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 			break;
 		case O_METRICS:
 			cfg->metrics = optarg;
+			break;
+		case O_FAULT_WRITES:
+			if (parse_u32(optarg, &v, false))
+				return bad_arg("--fault-exit-after-local-write: '%s' is "
+					       "not a number", optarg);
+			cfg->fault_after_writes = v;
 			break;
 		case O_ETCD_TTL:
 			if (parse_u32(optarg, &v, false) || v < 2 || v > 3600)

@@ -78,6 +78,13 @@ struct wf_tgt_cfg {
 	const char *etcd_prefix;        /* --etcd-prefix, default "/weft/" */
 	uint32_t    etcd_ttl;           /* --etcd-ttl: lease seconds */
 	const char *metrics;            /* --metrics HOST:PORT, or NULL */
+	/* --fault-exit-after-local-write N (tests only, 0: off): the target
+	 * kills itself (SIGKILL) when its own store write of the Nth
+	 * replicated client write it leads completes, before any answer
+	 * goes out: a primary that dies between its write and its reply
+	 * (tests/integration/test_sys_repl.c).  Counted across reactors in
+	 * wf_tgt.fault_writes. */
+	uint32_t    fault_after_writes;
 	int         ready_fd;           /* daemon: write the startup result here */
 };
 
@@ -204,6 +211,7 @@ struct wf_tgt {
 	 * reload_gen changes; a reactor compares it once per loop turn. */
 	uint32_t gen;
 	uint32_t reload_gen;
+	uint32_t fault_writes;          /* cfg->fault_after_writes' count (atomic) */
 	uint64_t epoch;                 /* the epoch reactor 0 serves (atomic:
 	                                 * for the etcd agent) */
 	uint32_t etcd_state;            /* WF_CTL_ETCD_* (atomic) */

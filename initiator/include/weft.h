@@ -208,7 +208,10 @@ int weft_discard(struct weft_volume *vol, uint64_t off, uint64_t len,
  * of them once the map marks them down.  A write to a placement group with
  * fewer acting members than the pool's min_size is retried until the
  * timeout and then fails with -EHOSTDOWN; it is never acknowledged with
- * fewer copies.
+ * fewer copies.  A write that needs a new extent on a member whose device
+ * has none free fails at once with -ENOSPC (primary or secondary alike; not
+ * retried); writes to extents every member already holds go on.  A failed
+ * write may have reached some members: its blocks read back old or new.
  */
 int weft_flush(struct weft_volume *vol, uint64_t user_data);
 

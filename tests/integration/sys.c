@@ -141,10 +141,16 @@ void sys_restart(struct sys_cluster *c, unsigned id)
 void sys_restart_as(struct sys_cluster *c, unsigned id, const char *map,
 		    const char *run)
 {
+	sys_restart_with(c, id, map, run, "");
+}
+
+void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
+		      const char *run, const char *extra)
+{
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid'%s%s%s", c->bin, map, id,
+			"--pid-file '%s/target-%u.pid'%s%s%s %s", c->bin, map, id,
 			run, c->dir, id, sys_target_args(),
-			c->etcd[0] ? " --etcd " : "", c->etcd);
+			c->etcd[0] ? " --etcd " : "", c->etcd, extra);
 
 	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);
 }

@@ -64,6 +64,9 @@ void sys_restart(struct sys_cluster *c, unsigned id);
  * no control socket where the tools look). */
 void sys_restart_as(struct sys_cluster *c, unsigned id, const char *map,
 		    const char *run);
+/* The same with more weft-target options (extra: words for the shell). */
+void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
+		      const char *run, const char *extra);
 
 /* A cluster handle and vol on the test's map (flags: WEFT_F_*). */
 void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,

@@ -7,7 +7,8 @@
  * with two of the four targets marked down, each PG is served by one of
  * its members, and over the six pairs every member of every PG serves
  * alone once.  The bytes the primaries copied are compared with the ideal:
- * the allocated extents of the moved PGs, once per new member.
+ * the allocated extents of the moved PGs, once per new member.  The same
+ * checks after `weftctl balance` on 64 PGs (sys_move_balance).
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -27,7 +28,7 @@
 static struct sys_cluster C;
 static char map4[256];
 
-static void up(void)
+static void start_pgs(unsigned pg_num)
 {
 	FILE *f;
 
@@ -40,11 +41,24 @@ static void up(void)
 			"port = %d; device = \"/var/tmp/d%d\"; }%s\n", i, 7400 + 16 * i,
 			i, i < 3 ? "," : "");
 	fprintf(f, ");\npools = ( { name = \"rep3\"; id = 1; replicas = 3; "
-		"min_size = 2; failure_domain = \"device\"; pg_num = 32; } );\n"
-		"volumes = ( { name = \"vol3\"; id = 1; size = \"1G\"; pool = \"rep3\"; } );\n");
+		"min_size = 2; failure_domain = \"device\"; pg_num = %u; } );\n"
+		"volumes = ( { name = \"vol3\"; id = 1; size = \"1G\"; pool = \"rep3\"; } );\n",
+		pg_num);
 	fclose(f);
 	setenv("WEFT_SYS_MAP", map4, 1);
 	sys_start(&C);
+}
+
+static void up(void)
+{
+	start_pgs(32);
+}
+
+/* 64 PGs: where `weftctl balance` moves some replicas (with 32, only
+ * primaries). */
+static void up64(void)
+{
+	start_pgs(64);
 }
 
 static void down(void)
@@ -55,6 +69,7 @@ static void down(void)
 }
 
 TestSuite(sys_move, .init = up, .fini = down, .timeout = 300);
+TestSuite(sys_move_balance, .init = up64, .fini = down, .timeout = 300);
 
 #define SPAN (40u << 20)
 
@@ -75,6 +90,37 @@ static int weftctl(const char *args)
 {
 	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", C.bin,
 		      args, C.map, C.run);
+}
+
+/* Every member of every PG alone holds every chunk of img: chunk i, len
+ * bytes at img + i * len, is at extent i of vol3.  Each pair of the
+ * targets in mask marked down in turn (two of four down leaves each PG
+ * one member up). */
+static void every_member_alone(const char *img, unsigned mask, unsigned n,
+			       uint32_t len)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, len);
+
+	cr_assert(buf);
+	for (unsigned a = 0; a < 4; a++)
+		for (unsigned b = a + 1; b < 4; b++) {
+			if (!((mask >> a) & 1) || !((mask >> b) & 1))
+				continue;
+			set_up(mask & ~(1u << a) & ~(1u << b));
+			sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
+			for (unsigned i = 0; i < n; i++) {
+				cr_assert_eq(weft_pread(vol, buf, len, (uint64_t)i * SYS_EXT),
+					     (ssize_t)len);
+				cr_assert(!memcmp(buf, img + (size_t)i * len, len),
+					  "targets %u and %u down: extent %u differs",
+					  a, b, i);
+			}
+			weft_cluster_close(cl);
+		}
+	set_up(mask);
+	free(buf);
 }
 
 Test(sys_move, out_moves_data_before_reads)
@@ -174,22 +220,80 @@ Test(sys_move, out_moves_data_before_reads)
 	cr_assert_geq(copied, ideal, "a new member missed data");
 	cr_assert_leq(copied * 10, ideal * 11, "more than 1.1x the ideal copied");
 
-	/* Every member of every PG alone (two of four down: each PG keeps
-	 * one member up) holds every block. */
-	for (unsigned a = 0; a < 3; a++)
-		for (unsigned b = a + 1; b < 3; b++) {
-			set_up(0x7u & ~(1u << a) & ~(1u << b));
-			sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
-			for (uint64_t off = 0; off < SPAN; off += 1 << 20) {
-				cr_assert_eq(weft_pread(vol, buf, 1 << 20, off), 1 << 20);
-				cr_assert(!memcmp(buf, img + off, 1 << 20),
-					  "targets %u and %u down: extent at %llu "
-					  "differs", a, b, (unsigned long long)off);
-			}
-			weft_cluster_close(cl);
-		}
+	every_member_alone(img, 0x7u, SPAN / SYS_EXT, SYS_EXT);
 	free(img);
 	free(buf);
+}
+
+/*
+ * `weftctl balance -o MAP` on 64 PGs (PG overrides: some PGs change
+ * members; the map pins them to the members that hold their data),
+ * pushed to the targets, `weftctl recover --wait`: every written chunk
+ * (128 KiB at the start of each of 192 extents: data in every PG) reads
+ * back while pinned and after, and every member of every PG alone holds
+ * it, the new ones included.
+ */
+#define BAL_EXTS  192u
+#define BAL_CHUNK (128u * 1024)
+
+static void expect_chunks(const char *what, const char *img)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, BAL_CHUNK);
+
+	cr_assert(buf);
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
+	for (unsigned i = 0; i < BAL_EXTS; i++) {
+		cr_assert_eq(weft_pread(vol, buf, BAL_CHUNK, (uint64_t)i * SYS_EXT),
+			     BAL_CHUNK);
+		cr_assert(!memcmp(buf, img + (size_t)i * BAL_CHUNK, BAL_CHUNK),
+			  "%s: extent %u differs", what, i);
+	}
+	weft_cluster_close(cl);
+	free(buf);
+}
+
+Test(sys_move_balance, balance_then_every_block_verifies)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *img = aligned_alloc(4096, (size_t)BAL_EXTS * BAL_CHUNK);
+	struct wf_map m;
+	struct wf_map_err err;
+	unsigned moved_written = 0;
+
+	cr_assert(img);
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, &cl, &vol, "vol3");
+	for (unsigned i = 0; i < BAL_EXTS; i++) {
+		char *p = img + (size_t)i * BAL_CHUNK;
+		uint64_t off = (uint64_t)i * SYS_EXT;
+
+		for (uint64_t b = 0; b < BAL_CHUNK; b += SYS_BS)
+			sys_fill(p + b, off + b, 2);
+		cr_assert_eq(weft_pwrite(vol, p, BAL_CHUNK, off, 0), BAL_CHUNK);
+	}
+	weft_cluster_close(cl);
+	cr_assert_eq(sys_sh("'%s/weftctl' balance -c '%s' -o '%s' >/dev/null", C.bin,
+			    C.map, C.map), 0, "weftctl balance");
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	cr_assert_gt(m.ntemps, 0, "balance moved no PG");
+	for (unsigned i = 0; i < BAL_EXTS; i++)
+		for (uint32_t k = 0; k < m.ntemps; k++)
+			moved_written += m.temps[k].pg == wf_pg_of(1, i, 64);
+	wf_map_free(&m);
+	cr_assert_gt(moved_written, 0, "no written extent in a moved PG");
+	cr_assert_eq(weftctl("map push"), 0);
+	expect_chunks("while pinned", img);
+	cr_assert_eq(weftctl("recover --wait --timeout 120"), 0,
+		     "recovery did not finish");
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.ntemps, 0, "pins left after recover");
+	wf_map_free(&m);
+	expect_chunks("after recover", img);
+	every_member_alone(img, 0xfu, BAL_EXTS, BAL_CHUNK);
+	fprintf(stderr, "  balance: %u written extents in moved PGs\n", moved_written);
+	free(img);
 }
 
 /* Reclaim scans target t finished (its status). */
