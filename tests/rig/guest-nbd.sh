@@ -52,7 +52,8 @@ rig_nbdkit_down() {
 		kill -KILL "$pid"
 		return 1
 	fi
-	rm -f "$dir/nbdkit.pid"
+	# nbdkit leaves its socket behind.
+	rm -f "$dir/nbdkit.pid" "$dir/nbd.sock"
 }
 
 rig_nbd_cleanup() {
