@@ -20,6 +20,8 @@
 #define WF_PATH_MAX     256     /* device paths, incl. NUL */
 #define WF_MAX_REPLICAS 8
 #define WF_WEIGHT_ONE   0x10000u /* weights are 16.16 fixed point */
+#define WF_MAP_KEY_NAME 32      /* key names, incl. NUL (proto/auth.h) */
+#define WF_MAP_MAX_REVOKED 4096
 
 /* Node types of the hierarchy, leaf first; also the failure domain types. */
 enum wf_node_type {
@@ -114,6 +116,23 @@ struct wf_map {
 	 * date (recovery): n is 1 .. replicas, the members that hold the
 	 * data, primary first.  Sorted by (pool, pg). */
 	struct wf_override *temps;     uint32_t ntemps;
+	/* Keys (docs/security.md): whether targets require them, and the
+	 * names of revoked keys, which every target refuses from the epoch
+	 * that lists them on (names are never reused).  Sorted. */
+	uint8_t             auth;       /* enum wf_map_auth */
+	char              (*revoked)[WF_MAP_KEY_NAME]; uint32_t nrevoked;
+};
+
+/* The map's auth = "...": */
+enum wf_map_auth {
+	WF_MAP_AUTH_KEYRING = 0,        /* absent: a target with a keyring
+	                                 * requires keys, one without none */
+	WF_MAP_AUTH_REQUIRED,           /* "required": a target without a
+	                                 * keyring refuses to start (or to take
+	                                 * the map) */
+	WF_MAP_AUTH_NONE,               /* "none": no target asks for keys
+	                                 * (a client that offers one is still
+	                                 * answered) */
 };
 
 /* Error detail from the loader: names file, line and field. */

@@ -71,6 +71,15 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 	fprintf(f, "epoch = %" PRIu64 "%s;\n", m->epoch, int_sfx(m->epoch));
 	fprintf(f, "cluster_id = %" PRIu64 "%s;\n", m->cluster_id, int_sfx(m->cluster_id));
 	fprintf(f, "extent_size = %u;\n", m->extent_size);
+	if (m->auth == WF_MAP_AUTH_REQUIRED || m->auth == WF_MAP_AUTH_NONE)
+		fprintf(f, "auth = \"%s\";  # docs/security.md\n",
+			m->auth == WF_MAP_AUTH_REQUIRED ? "required" : "none");
+	if (m->nrevoked) {
+		fprintf(f, "revoked_keys = [");
+		for (uint32_t i = 0; i < m->nrevoked; i++)
+			fprintf(f, "%s\"%s\"", i ? ", " : " ", m->revoked[i]);
+		fprintf(f, " ];\n");
+	}
 	if (m->next_volume_id)
 		fprintf(f, "next_volume_id = %" PRIu64 "%s;  # ids are never reused\n",
 			m->next_volume_id, int_sfx(m->next_volume_id));

@@ -27,6 +27,10 @@ int ctl_scrub(int argc, char **argv, struct wf_json *j);    /* ctl_scrub.c */
 int ctl_map_push(int argc, char **argv, struct wf_json *j); /* ctl_volume.c: "map push" */
 int ctl_map_etcd(int argc, char **argv, struct wf_json *j); /* ctl_etcd.c: "map import|export" */
 int ctl_keeper(int argc, char **argv, struct wf_json *j);   /* ctl_keeper.c */
+int ctl_key(int argc, char **argv, struct wf_json *j);      /* ctl_key.c */
+/* The keyring: given, else $WEFT_KEYRING, else WF_CTL_KEYRING_DEFAULT. */
+#define WF_CTL_KEYRING_DEFAULT "/etc/weft/keyring"
+const char *ctl_keyring_path(const char *given);
 /* PREFIX + what, with one '/' between. */
 void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what);
 
