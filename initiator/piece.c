@@ -376,6 +376,12 @@ static void dispatch(struct weft_cluster *cl, struct wf_conn *c,
 {
 	switch (c->state) {
 	case CONN_IDLE:
+		if (cl->now < c->retry_at && c->auth_err) {
+			/* The target refused our key (or the lack of one) a
+			 * moment ago: no use waiting. */
+			piece_done(cl, p, c->auth_err);
+			return;
+		}
 		if (cl->now < c->retry_at) {
 			piece_retry(cl, p, RT_BACKOFF, c->retry_at);
 			return;
@@ -743,8 +749,12 @@ static void conns_down(struct weft_cluster *cl)
 					    cl->now + backoff_ms(p->attempts));
 			}
 		}
-		while ((p = pq_pop(&c->wait_q)))
-			piece_retry(cl, p, RT_BACKOFF, c->retry_at);
+		while ((p = pq_pop(&c->wait_q))) {
+			if (c->auth_err)
+				piece_done(cl, p, c->auth_err);
+			else
+				piece_retry(cl, p, RT_BACKOFF, c->retry_at);
+		}
 		c = wf_conn_down_done(c);
 	}
 }

@@ -179,6 +179,51 @@ int wf_auth_check(const uint8_t key[WF_KEY_LEN], const struct wf_auth_ctx *x,
 	return ok;
 }
 
+int wf_auth_offer(struct wf_auth_ctx *x, uint64_t cluster_id, const char *name,
+		  uint64_t client_id, uint32_t target_id, struct wf_auth_hdr *out)
+{
+	struct wf_auth a = { .step = WF_AUTH_OFFER, .id = client_id };
+	size_t n = strnlen(name, WF_KEY_NAME_MAX - 1);
+
+	memset(x, 0, sizeof(*x));
+	x->cluster_id = cluster_id;
+	memcpy(x->name, name, n);
+	x->client_id = client_id;
+	x->target_id = target_id;
+	if (wf_auth_random(x->nc, sizeof(x->nc)))
+		return -EIO;
+	memcpy(a.name, x->name, sizeof(a.name));
+	memcpy(a.nonce, x->nc, sizeof(a.nonce));
+	wf_auth_encode(&a, out);
+	return 0;
+}
+
+int wf_auth_answer(const uint8_t key[WF_KEY_LEN], struct wf_auth_ctx *x,
+		   const struct wf_auth *ch, struct wf_auth_hdr *out)
+{
+	struct wf_auth p = { .step = WF_AUTH_PROOF };
+	int ret = 0;
+
+	if (ch->step != WF_AUTH_CHALLENGE)
+		ret = -EPROTO;
+	else if (ch->status != WF_WS_OK)
+		ret = -EACCES;
+	else if (ch->id != x->target_id)
+		ret = -EBADMSG;
+	if (!ret) {
+		memcpy(x->nt, ch->nonce, sizeof(x->nt));
+		if (!wf_auth_check(key, x, 1, ch->mac))
+			ret = -EBADMSG;
+		else if (wf_auth_mac(key, x, 0, p.mac))
+			ret = -EIO;
+		else
+			wf_auth_encode(&p, out);
+	}
+	OPENSSL_cleanse(x, sizeof(*x));
+	OPENSSL_cleanse(&p, sizeof(p));
+	return ret;
+}
+
 /* ---- keyring files ---- */
 
 static int hexval(char c)

@@ -99,6 +99,18 @@ int  wf_auth_check(const uint8_t key[WF_KEY_LEN], const struct wf_auth_ctx *x,
 		   int side, const uint8_t mac[WF_AUTH_MAC_LEN]);
 
 /*
+ * The client's two steps, for every client (libweft, peer links, weftctl):
+ * wf_auth_offer fills x (a fresh Nc) and the OFFER to send; wf_auth_answer
+ * takes the decoded CHALLENGE: 0 and the PROOF to send, -EACCES when the
+ * target refused the key (ch->status), -EBADMSG when the target did not
+ * prove it holds the key (or is not target_id), -EIO.  x is wiped after.
+ */
+int  wf_auth_offer(struct wf_auth_ctx *x, uint64_t cluster_id, const char *name,
+		   uint64_t client_id, uint32_t target_id, struct wf_auth_hdr *out);
+int  wf_auth_answer(const uint8_t key[WF_KEY_LEN], struct wf_auth_ctx *x,
+		    const struct wf_auth *ch, struct wf_auth_hdr *out);
+
+/*
  * A keyring file: one key a line, "NAME HEX" (64 hex digits), '#'
  * comments.  Mode 0600: a file that its group or others can read is
  * refused.  Loaded whole (a few keys per host).

@@ -854,6 +854,18 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	int op;
 
+	/* Authentication first: nothing else is served on a connection that
+	 * has not proved its key where keys are required (auth.c). */
+	if (c->state == CONN_HELLO) {
+		op = wf_wire_peek(msg, len, NULL);
+		if (op == WF_OP_AUTH) {
+			wf_tgt_auth_msg(c, msg, len);
+			return;
+		}
+		if (!wf_tgt_auth_gate(c, op, msg, len))
+			return;
+	}
+
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
 	    wf_wire_peek(msg, len, NULL) == WF_OP_STATUS) {
 		on_status(c, msg, len);
@@ -997,6 +1009,8 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->gone = false;
 		c->invalid = 0;
 		c->client_id = 0;
+		c->auth = 0;
+		c->key_name[0] = 0;
 		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;
 		c->counted = false;
@@ -1086,6 +1100,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		break;
 	case WF_CQE_DISCONNECT:
 		c->gone = true;
+		wf_tgt_auth_gone(c);
 		if (c->state == CONN_HELLO)
 			hello_leave(c);
 		c->state = CONN_CLOSING;

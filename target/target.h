@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "fabric/fabric.h"
+#include "proto/auth.h"
 #include "proto/wire.h"
 #include "placement/map.h"
 #include "placement/placement.h"
@@ -78,6 +79,10 @@ struct wf_tgt_cfg {
 	const char *etcd_prefix;        /* --etcd-prefix, default "/weft/" */
 	uint32_t    etcd_ttl;           /* --etcd-ttl: lease seconds */
 	const char *metrics;            /* --metrics HOST:PORT, or NULL */
+	const char *keyring;            /* --keyring F (or $WEFT_KEYRING): keys
+	                                 * are required (docs/security.md) */
+	const char *key_name;           /* --key NAME (or $WEFT_KEY): ours, on
+	                                 * links to other targets */
 	int         ready_fd;           /* daemon: write the startup result here */
 };
 
@@ -333,6 +338,11 @@ struct wf_tgt_conn {
 	bool                counted;    /* in closing_io (conn.c) */
 	bool                recovery;   /* the reactor's recovery ring: its
 	                                 * requests are recover.c's copies */
+	/* Authentication (auth.c): 0 none yet, 1 challenged (waiting for
+	 * the PROOF), 2 done, as key_name. */
+	uint8_t             auth;
+	char                key_name[WF_KEY_NAME_MAX];
+	struct wf_auth_ctx  ax;
 	/* A map being pushed (mapput.c): its text so far. */
 	char               *put_buf;
 	uint32_t            put_total, put_got;
@@ -486,6 +496,10 @@ struct wf_tgt_peer {
 	struct wf_ep       *ep;
 	uint64_t            retry_at, hello_deadline;   /* ns */
 	unsigned            fails;
+	/* PEER_HELLO with a key (auth.c's other side): waiting for the
+	 * CHALLENGE (1), for the RESULT (2), or done (0). */
+	uint8_t             auth_step;
+	struct wf_auth_ctx  ax;
 	uint32_t            gen;        /* tags: bumped per forward */
 	/* The granted ring (PEER_LIVE). */
 	struct wf_rkey      ring;
@@ -586,6 +600,9 @@ struct wf_tgt_stats {
 	uint64_t lat[2][WF_TGT_LAT_BUCKETS];    /* [0] reads, [1] writes */
 	uint64_t lat_ns[2];
 	uint64_t csums;                 /* scrub CSUMs answered */
+	/* Authentication (auth.c): connections that proved their key, that
+	 * were refused, that a revocation closed. */
+	uint64_t auth_ok, auth_refused, auth_revoked;
 };
 
 enum wf_tgt_phase {
@@ -715,7 +732,28 @@ struct wf_tgt_reactor {
 	unsigned            peers_gone;     /* links closing, to be freed */
 	struct wf_tgt_recover rec;
 	struct wf_tgt_scrub scrub;
+	struct wf_keyring   keyring;    /* cfg->keyring, re-read with the map */
 };
+
+/* ---- authentication at connect (auth.c) ------------------------------ */
+
+#define WF_TGT_WR_AUTH 4        /* wr_id of AUTH sends (conn.c's kinds) */
+/* Whether keys are required now (the map's auth, the keyring). */
+bool wf_tgt_auth_required(const struct wf_tgt_reactor *r);
+bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name);
+/* (Re)read cfg->keyring into r->keyring (kept when it fails): 0 or
+ * -errno with err. */
+int  wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen);
+/* A WF_OP_AUTH message on c (CONN_HELLO). */
+void wf_tgt_auth_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+/* Whether message op may go on, on c in CONN_HELLO; false: refused (the
+ * peer told, one log line, c closed). */
+bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
+		      uint32_t len);
+/* c's peer left (DISCONNECT) in the middle of the exchange: logged. */
+void wf_tgt_auth_gone(struct wf_tgt_conn *c);
+/* After a reload: close connections whose key is revoked or gone. */
+void wf_tgt_auth_recheck(struct wf_tgt_reactor *r);
 
 /* Reactor idx of t (reactor 0 first: the others take its listening
  * port + idx, and only reactor 0 has the signals and the control socket).

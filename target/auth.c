@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Authentication at connect, the target's side (proto/auth.h,
+ * docs/security.md): the keyring each reactor holds (re-read with every
+ * map reload), the WF_OP_AUTH exchange on an accepted connection, the
+ * gate that refuses anything else before it succeeded, and the recheck
+ * that closes connections whose key a new epoch revoked or the keyring
+ * lost.  Nothing here runs per request: a connection is authenticated
+ * once, before its GRANT (before any staging memory is its).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/ctl.h"
+#include "target/target.h"
+
+bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name)
+{
+	for (uint32_t i = 0; i < m->map.nrevoked; i++)
+		if (!strcmp(m->map.revoked[i], name))
+			return true;
+	return false;
+}
+
+bool wf_tgt_auth_required(const struct wf_tgt_reactor *r)
+{
+	return r->map->map.auth == WF_MAP_AUTH_REQUIRED ||
+	       (r->map->map.auth == WF_MAP_AUTH_KEYRING && r->cfg->keyring);
+}
+
+int wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen)
+{
+	struct wf_keyring kr;
+	int ret;
+
+	if (!r->cfg->keyring)
+		return 0;
+	ret = wf_keyring_load(r->cfg->keyring, &kr, err, errlen);
+	if (ret)
+		return ret;
+	wf_keyring_free(&r->keyring);
+	r->keyring = kr;
+	return 0;
+}
+
+/* The refusal: the answer the peer waits for, one log line, closed. */
+static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
+		   const char *why)
+{
+	struct wf_tgt_reactor *r = c->r;
+	char line[192];
+
+	if (op == WF_OP_HELLO) {
+		struct wf_grant g = { .status = WF_WS_AUTH | WF_WS_DNR };
+		struct wf_grant_hdr h;
+
+		g.epoch = r->map->epoch;
+		g.target_id = r->cfg->id;
+		wf_grant_encode(&g, &h);
+		if (!wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH))
+			c->sends_out++;
+	} else if (op == WF_OP_STATUS || op == WF_OP_MAP_PUT) {
+		uint64_t tag = 0;
+
+		/* Both carry the tag at the same place as a STATUS. */
+		if (len >= offsetof(struct wf_net_status_req, tag) + 8) {
+			memcpy(&tag, (const char *)msg +
+			       offsetof(struct wf_net_status_req, tag), 8);
+			tag = le64toh(tag);
+		}
+		wf_tgt_conn_status_reply(c, tag, WF_WS_AUTH | WF_WS_DNR);
+	} else if (op == WF_OP_AUTH) {
+		struct wf_auth a = { .step = c->auth == 1 ? WF_AUTH_RESULT :
+				     WF_AUTH_CHALLENGE,
+				     .status = WF_WS_AUTH | WF_WS_DNR };
+		struct wf_auth_hdr h;
+
+		wf_auth_encode(&a, &h);
+		if (!wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH))
+			c->sends_out++;
+	}
+	r->stats.auth_refused++;
+	snprintf(line, sizeof(line), "authentication refused: %s", why);
+	explicit_bzero(&c->ax, sizeof(c->ax));
+	wf_tgt_conn_close(c, line);
+}
+
+/* OFFER: the key must be known and not revoked; the CHALLENGE carries
+ * our nonce and our proof. */
+static void on_offer(struct wf_tgt_conn *c, const struct wf_auth *a,
+		     const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_auth ch = { .step = WF_AUTH_CHALLENGE };
+	const struct wf_key *k = wf_keyring_find(&r->keyring, a->name);
+	struct wf_auth_hdr h;
+	char why[96];
+
+	if (!k || wf_tgt_key_revoked(r->map, a->name)) {
+		snprintf(why, sizeof(why), "key %s %s", a->name, k ?
+			 "is revoked in the map" : r->cfg->keyring ?
+			 "is not in the keyring" : "offered, and this target "
+			 "has no keyring");
+		refuse(c, WF_OP_AUTH, msg, len, why);
+		return;
+	}
+	memset(&c->ax, 0, sizeof(c->ax));
+	c->ax.cluster_id = r->map->map.cluster_id;
+	memcpy(c->ax.name, a->name, sizeof(c->ax.name));
+	c->ax.client_id = a->id;
+	c->ax.target_id = r->cfg->id;
+	memcpy(c->ax.nc, a->nonce, sizeof(c->ax.nc));
+	if (wf_auth_random(c->ax.nt, sizeof(c->ax.nt)) ||
+	    wf_auth_mac(k->secret, &c->ax, 1, ch.mac)) {
+		wf_tgt_conn_close(c, "authentication: no random bytes");
+		return;
+	}
+	ch.id = r->cfg->id;
+	memcpy(ch.nonce, c->ax.nt, sizeof(ch.nonce));
+	wf_auth_encode(&ch, &h);
+	if (wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH)) {
+		wf_tgt_conn_close(c, "no send credit for the CHALLENGE");
+		return;
+	}
+	c->sends_out++;
+	c->auth = 1;
+}
+
+/* PROOF: checked against the key as the keyring holds it now. */
+static void on_proof(struct wf_tgt_conn *c, const struct wf_auth *a,
+		     const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	const struct wf_key *k = wf_keyring_find(&r->keyring, c->ax.name);
+	struct wf_auth res = { .step = WF_AUTH_RESULT };
+	struct wf_auth_hdr h;
+	char why[128];
+
+	if (!k || !wf_auth_check(k->secret, &c->ax, 0, a->mac)) {
+		snprintf(why, sizeof(why), "key %s: wrong proof (another secret "
+			 "under that name, or a replayed transcript)", c->ax.name);
+		refuse(c, WF_OP_AUTH, msg, len, why);
+		return;
+	}
+	wf_auth_encode(&res, &h);
+	if (wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH)) {
+		wf_tgt_conn_close(c, "no send credit for the RESULT");
+		return;
+	}
+	c->sends_out++;
+	c->auth = 2;
+	memcpy(c->key_name, c->ax.name, sizeof(c->key_name));
+	if (c->ax.client_id != c->client_id && c->client_id)
+		wf_tgt_log("connection %u: client id changed at authentication",
+			   c->idx);
+	explicit_bzero(&c->ax, sizeof(c->ax));
+	r->stats.auth_ok++;
+}
+
+void wf_tgt_auth_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_auth a;
+	uint32_t reason = 0;
+
+	if (wf_auth_decode(msg, len, &a, &reason) ||
+	    a.step != (c->auth == 0 ? WF_AUTH_OFFER : WF_AUTH_PROOF) ||
+	    c->auth == 2) {
+		c->r->stats.closed_bad++;
+		wf_tgt_conn_close(c, c->auth == 2 ? "AUTH after authentication" :
+				  "bad AUTH message");
+		return;
+	}
+	if (a.step == WF_AUTH_OFFER)
+		on_offer(c, &a, msg, len);
+	else
+		on_proof(c, &a, msg, len);
+}
+
+bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
+		      uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+
+	if (c->auth == 2 || !wf_tgt_auth_required(r))
+		return true;
+	if (!r->cfg->keyring)
+		refuse(c, op, msg, len, "the map requires keys and this target "
+		       "has no keyring (--keyring)");
+	else
+		refuse(c, op, msg, len, c->auth ? "a message before the "
+		       "authentication finished" : "no key offered (this "
+		       "target requires keys)");
+	return false;
+}
+
+void wf_tgt_auth_recheck(struct wf_tgt_reactor *r)
+{
+	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
+		struct wf_tgt_conn *c = &r->conns[i];
+		char why[128];
+
+		if (c->state != CONN_LIVE && c->state != CONN_HELLO)
+			continue;
+		if (c->auth != 2) {
+			/* Keys became required while it was unauthenticated. */
+			if (c->state == CONN_LIVE && wf_tgt_auth_required(r))
+				wf_tgt_conn_close(c, "keys are required now and "
+						  "this connection has none");
+			continue;
+		}
+		if (wf_tgt_key_revoked(r->map, c->key_name))
+			snprintf(why, sizeof(why), "key %s revoked (epoch %llu)",
+				 c->key_name, (unsigned long long)r->map->epoch);
+		else if (!wf_keyring_find(&r->keyring, c->key_name))
+			snprintf(why, sizeof(why), "key %s is no longer in the "
+				 "keyring", c->key_name);
+		else
+			continue;
+		r->stats.auth_revoked++;
+		wf_tgt_conn_close(c, why);
+	}
+}
+
+void wf_tgt_auth_gone(struct wf_tgt_conn *c)
+{
+	if (c->state != CONN_HELLO || c->auth != 1)
+		return;
+	/* The client checks our proof first: a client that leaves after
+	 * the CHALLENGE holds another secret under that name (or we do). */
+	c->r->stats.auth_refused++;
+	wf_tgt_log("connection %u (client %llu, %s): authentication abandoned "
+		   "by the peer after our CHALLENGE: key %s differs between it "
+		   "and this target's keyring", c->idx,
+		   (unsigned long long)c->ax.client_id, c->peer, c->ax.name);
+	explicit_bzero(&c->ax, sizeof(c->ax));
+}
