@@ -843,7 +843,9 @@ void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t stat
 	a.opcode = WF_OP_STATUS_REPLY;
 	a.status = htole16(status);
 	a.tag = htole64(tag);
-	wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
+	/* Figures only for peers that may have them. */
+	if ((status & ~(uint32_t)WF_WS_DNR) != WF_WS_AUTH)
+		wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
 	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
 		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
 	else

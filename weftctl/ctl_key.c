@@ -45,6 +45,40 @@ const char *ctl_keyring_path(const char *given)
 	return e && *e ? e : WF_CTL_KEYRING_DEFAULT;
 }
 
+static struct wf_key ctl_own_key;
+static int ctl_own_state;       /* 0 not looked, 1 none, 2 loaded, -errno */
+
+const struct wf_key *ctl_auth_key(void)
+{
+	const char *name = getenv("WEFT_KEY");
+	const char *path = ctl_keyring_path(NULL);
+	struct wf_keyring kr;
+	const struct wf_key *k;
+	char err[512];
+	int r;
+
+	if (ctl_own_state)
+		return ctl_own_state == 2 ? &ctl_own_key : NULL;
+	ctl_own_state = 1;
+	if (!name || !*name)
+		return NULL;
+	r = wf_keyring_load(path, &kr, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "weftctl: WEFT_KEY=%s: %s\n", name, err);
+		return NULL;
+	}
+	k = wf_keyring_find(&kr, name);
+	if (k) {
+		ctl_own_key = *k;
+		ctl_own_state = 2;
+	} else {
+		fprintf(stderr, "weftctl: WEFT_KEY=%s: keyring %s has no such key\n",
+			name, path);
+	}
+	wf_keyring_free(&kr);
+	return ctl_own_state == 2 ? &ctl_own_key : NULL;
+}
+
 /* The keyring at path into kr; a missing file is an empty keyring when
  * may_be_new.  0 or 1 (said). */
 static int load(const char *path, struct wf_keyring *kr, bool may_be_new)

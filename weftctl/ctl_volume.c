@@ -123,7 +123,7 @@ void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_
 					"targets on other hosts\n", path);
 				break;
 			}
-			ret = ctl_data_call(t, m->epoch, 3000, text, len, &st, &ws);
+			ret = ctl_data_call(t, m->epoch, m->cluster_id, 3000, text, len, &st, &ws);
 		}
 		res = ret ? 0 : (int32_t)le32toh((uint32_t)st.result);
 		if (ret)
@@ -365,7 +365,7 @@ static void space_check(const struct wf_map *m, uint32_t pool, const char *run_d
 		if (!m->targets[i].in || !m->targets[i].weight)
 			continue;
 		members++;
-		if (ctl_ask(run_dir, &m->targets[i], m->epoch, 2000, &st, &via) ||
+		if (ctl_ask(run_dir, &m->targets[i], m->epoch, m->cluster_id, 2000, &st, &via) ||
 		    le32toh(st.target_id) != m->targets[i].id)
 			continue;
 		asked++;
