@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -221,6 +222,49 @@ int wf_auth_answer(const uint8_t key[WF_KEY_LEN], struct wf_auth_ctx *x,
 	}
 	OPENSSL_cleanse(x, sizeof(*x));
 	OPENSSL_cleanse(&p, sizeof(p));
+	return ret;
+}
+
+/* One AUTH message of step from fd. */
+static int recv_auth(int fd, uint8_t step, struct wf_auth *a)
+{
+	struct wf_auth_hdr h;
+	ssize_t n = recv(fd, &h, sizeof(h), MSG_TRUNC);
+
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	if (wf_auth_decode(&h, (size_t)n, a, NULL) || a->step != step)
+		return -EPROTO;
+	return 0;
+}
+
+int wf_auth_client_fd(int fd, const uint8_t key[WF_KEY_LEN], const char *name,
+		      uint64_t cluster_id, uint64_t client_id, uint32_t target_id)
+{
+	struct wf_auth_ctx x;
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	int ret;
+
+	ret = wf_auth_offer(&x, cluster_id, name, client_id, target_id, &h);
+	if (!ret && send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h))
+		ret = -errno;
+	if (!ret)
+		ret = recv_auth(fd, WF_AUTH_CHALLENGE, &a);
+	if (!ret) {
+		ret = wf_auth_answer(key, &x, &a, &h);
+		if (ret == -EBADMSG)
+			ret = -EACCES;
+	}
+	if (!ret && send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h))
+		ret = -errno;
+	if (!ret)
+		ret = recv_auth(fd, WF_AUTH_RESULT, &a);
+	if (!ret && a.status != WF_WS_OK)
+		ret = -EACCES;
+	OPENSSL_cleanse(&x, sizeof(x));
 	return ret;
 }
 

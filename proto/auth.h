@@ -110,6 +110,12 @@ int  wf_auth_offer(struct wf_auth_ctx *x, uint64_t cluster_id, const char *name,
 int  wf_auth_answer(const uint8_t key[WF_KEY_LEN], struct wf_auth_ctx *x,
 		    const struct wf_auth *ch, struct wf_auth_hdr *out);
 
+/* Both client steps over a connected message socket fd (SOCK_SEQPACKET,
+ * blocking within its timeouts): 0, -EACCES (refused, or the target did
+ * not prove it holds the key), -EPROTO, -errno. */
+int  wf_auth_client_fd(int fd, const uint8_t key[WF_KEY_LEN], const char *name,
+		       uint64_t cluster_id, uint64_t client_id, uint32_t target_id);
+
 /*
  * A keyring file: one key a line, "NAME HEX" (64 hex digits), '#'
  * comments.  Mode 0600: a file that its group or others can read is

@@ -71,15 +71,6 @@ static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
 			tag = le64toh(tag);
 		}
 		wf_tgt_conn_status_reply(c, tag, WF_WS_AUTH | WF_WS_DNR);
-	} else if (op == WF_OP_AUTH) {
-		struct wf_auth a = { .step = c->auth == 1 ? WF_AUTH_RESULT :
-				     WF_AUTH_CHALLENGE,
-				     .status = WF_WS_AUTH | WF_WS_DNR };
-		struct wf_auth_hdr h;
-
-		wf_auth_encode(&a, &h);
-		if (!wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH))
-			c->sends_out++;
 	}
 	r->stats.auth_refused++;
 	snprintf(line, sizeof(line), "authentication refused: %s", why);
@@ -87,74 +78,115 @@ static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
 	wf_tgt_conn_close(c, line);
 }
 
-/* OFFER: the key must be known and not revoked; the CHALLENGE carries
- * our nonce and our proof. */
-static void on_offer(struct wf_tgt_conn *c, const struct wf_auth *a,
-		     const void *msg, uint32_t len)
+int wf_tgt_auth_offer(struct wf_tgt_reactor *r, const struct wf_auth *a,
+		      uint64_t cluster_id, struct wf_auth_ctx *ax,
+		      struct wf_auth_hdr *out, char *why, size_t len)
 {
-	struct wf_tgt_reactor *r = c->r;
 	struct wf_auth ch = { .step = WF_AUTH_CHALLENGE };
 	const struct wf_key *k = wf_keyring_find(&r->keyring, a->name);
-	struct wf_auth_hdr h;
-	char why[96];
 
 	if (!k || wf_tgt_key_revoked(r->map, a->name)) {
-		snprintf(why, sizeof(why), "key %s %s", a->name, k ?
+		snprintf(why, len, "key %s %s", a->name, k ?
 			 "is revoked in the map" : r->cfg->keyring ?
 			 "is not in the keyring" : "offered, and this target "
 			 "has no keyring");
-		refuse(c, WF_OP_AUTH, msg, len, why);
-		return;
+		ch.status = WF_WS_AUTH | WF_WS_DNR;
+		wf_auth_encode(&ch, out);
+		return -EACCES;
 	}
-	memset(&c->ax, 0, sizeof(c->ax));
-	c->ax.cluster_id = r->map->map.cluster_id;
-	memcpy(c->ax.name, a->name, sizeof(c->ax.name));
-	c->ax.client_id = a->id;
-	c->ax.target_id = r->cfg->id;
-	memcpy(c->ax.nc, a->nonce, sizeof(c->ax.nc));
-	if (wf_auth_random(c->ax.nt, sizeof(c->ax.nt)) ||
-	    wf_auth_mac(k->secret, &c->ax, 1, ch.mac)) {
-		wf_tgt_conn_close(c, "authentication: no random bytes");
-		return;
+	memset(ax, 0, sizeof(*ax));
+	ax->cluster_id = cluster_id;
+	memcpy(ax->name, a->name, sizeof(ax->name));
+	ax->client_id = a->id;
+	ax->target_id = r->cfg->id;
+	memcpy(ax->nc, a->nonce, sizeof(ax->nc));
+	if (wf_auth_random(ax->nt, sizeof(ax->nt)) ||
+	    wf_auth_mac(k->secret, ax, 1, ch.mac)) {
+		snprintf(why, len, "no random bytes");
+		return -EIO;
 	}
 	ch.id = r->cfg->id;
-	memcpy(ch.nonce, c->ax.nt, sizeof(ch.nonce));
-	wf_auth_encode(&ch, &h);
-	if (wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH)) {
-		wf_tgt_conn_close(c, "no send credit for the CHALLENGE");
-		return;
+	memcpy(ch.nonce, ax->nt, sizeof(ch.nonce));
+	wf_auth_encode(&ch, out);
+	return 0;
+}
+
+int wf_tgt_auth_proof(struct wf_tgt_reactor *r, struct wf_auth_ctx *ax,
+		      const struct wf_auth *a, struct wf_auth_hdr *out,
+		      char *why, size_t len)
+{
+	const struct wf_key *k = wf_keyring_find(&r->keyring, ax->name);
+	struct wf_auth res = { .step = WF_AUTH_RESULT };
+	int ret = 0;
+
+	if (!k || !wf_auth_check(k->secret, ax, 0, a->mac)) {
+		snprintf(why, len, "key %s: wrong proof (another secret under "
+			 "that name, or a replayed transcript)", ax->name);
+		res.status = WF_WS_AUTH | WF_WS_DNR;
+		ret = -EACCES;
+	}
+	wf_auth_encode(&res, out);
+	return ret;
+}
+
+/* Send h on c; false (c closed) when it cannot. */
+static bool send_auth(struct wf_tgt_conn *c, const struct wf_auth_hdr *h)
+{
+	if (wf_send(c->ep, h, sizeof(*h), WF_TGT_WR_AUTH)) {
+		wf_tgt_conn_close(c, "no send credit for an AUTH answer");
+		return false;
 	}
 	c->sends_out++;
-	c->auth = 1;
+	return true;
+}
+
+/* An AUTH refusal h goes, then the same as refuse(). */
+static void refused(struct wf_tgt_conn *c, const struct wf_auth_hdr *h,
+		    const char *why)
+{
+	if (!wf_send(c->ep, h, sizeof(*h), WF_TGT_WR_AUTH))
+		c->sends_out++;
+	refuse(c, WF_OP_AUTH, NULL, 0, why);
+}
+
+/* OFFER: the key must be known and not revoked; the CHALLENGE carries
+ * our nonce and our proof. */
+static void on_offer(struct wf_tgt_conn *c, const struct wf_auth *a)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_auth_hdr h;
+	char why[128];
+	int ret;
+
+	ret = wf_tgt_auth_offer(r, a, r->map->map.cluster_id, &c->ax, &h, why,
+				sizeof(why));
+	if (ret == -EACCES) {
+		refused(c, &h, why);
+		return;
+	}
+	if (ret) {
+		wf_tgt_conn_close(c, why);
+		return;
+	}
+	if (send_auth(c, &h))
+		c->auth = 1;
 }
 
 /* PROOF: checked against the key as the keyring holds it now. */
-static void on_proof(struct wf_tgt_conn *c, const struct wf_auth *a,
-		     const void *msg, uint32_t len)
+static void on_proof(struct wf_tgt_conn *c, const struct wf_auth *a)
 {
 	struct wf_tgt_reactor *r = c->r;
-	const struct wf_key *k = wf_keyring_find(&r->keyring, c->ax.name);
-	struct wf_auth res = { .step = WF_AUTH_RESULT };
 	struct wf_auth_hdr h;
-	char why[128];
+	char why[160];
 
-	if (!k || !wf_auth_check(k->secret, &c->ax, 0, a->mac)) {
-		snprintf(why, sizeof(why), "key %s: wrong proof (another secret "
-			 "under that name, or a replayed transcript)", c->ax.name);
-		refuse(c, WF_OP_AUTH, msg, len, why);
+	if (wf_tgt_auth_proof(r, &c->ax, a, &h, why, sizeof(why))) {
+		refused(c, &h, why);
 		return;
 	}
-	wf_auth_encode(&res, &h);
-	if (wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH)) {
-		wf_tgt_conn_close(c, "no send credit for the RESULT");
+	if (!send_auth(c, &h))
 		return;
-	}
-	c->sends_out++;
 	c->auth = 2;
 	memcpy(c->key_name, c->ax.name, sizeof(c->key_name));
-	if (c->ax.client_id != c->client_id && c->client_id)
-		wf_tgt_log("connection %u: client id changed at authentication",
-			   c->idx);
 	explicit_bzero(&c->ax, sizeof(c->ax));
 	r->stats.auth_ok++;
 }
@@ -173,9 +205,9 @@ void wf_tgt_auth_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		return;
 	}
 	if (a.step == WF_AUTH_OFFER)
-		on_offer(c, &a, msg, len);
+		on_offer(c, &a);
 	else
-		on_proof(c, &a, msg, len);
+		on_proof(c, &a);
 }
 
 bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,

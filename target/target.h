@@ -541,6 +541,10 @@ struct wf_tgt_ctl {
 	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
 	bool trusted[WF_TGT_CTL_CLIENTS]; /* the peer may have the device fd
 	                                 * and RELOAD (SO_PEERCRED, ctl.c) */
+	/* A key offered on the session (auth.c's steps, the transcript over
+	 * cluster id 0): 0 none, 1 challenged, 2 proved. */
+	uint8_t auth[WF_TGT_CTL_CLIENTS];
+	struct wf_auth_ctx ax[WF_TGT_CTL_CLIENTS];
 	int  dev_ro;                    /* read-only O_DIRECT device fd for
 	                                 * short-circuit readers */
 	char path[108];
@@ -744,6 +748,16 @@ bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name);
 /* (Re)read cfg->keyring into r->keyring (kept when it fails): 0 or
  * -errno with err. */
 int  wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen);
+/* The target's steps, for any transport: the answer to OFFER a (the
+ * transcript over cluster_id into ax) and to PROOF a.  0 with the
+ * CHALLENGE (RESULT) in out; -EACCES with the refusal in out and the
+ * reason in why; -EIO. */
+int  wf_tgt_auth_offer(struct wf_tgt_reactor *r, const struct wf_auth *a,
+		       uint64_t cluster_id, struct wf_auth_ctx *ax,
+		       struct wf_auth_hdr *out, char *why, size_t len);
+int  wf_tgt_auth_proof(struct wf_tgt_reactor *r, struct wf_auth_ctx *ax,
+		       const struct wf_auth *a, struct wf_auth_hdr *out,
+		       char *why, size_t len);
 /* A WF_OP_AUTH message on c (CONN_HELLO). */
 void wf_tgt_auth_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 /* Whether message op may go on, on c in CONN_HELLO; false: refused (the

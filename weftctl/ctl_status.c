@@ -52,6 +52,7 @@ int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 	uint16_t ver = wf_ctl_op_version(op);
 
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const struct wf_key *k;
 	struct wf_ctl_req q;
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	ssize_t got;
@@ -69,12 +70,23 @@ int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 	    len > WF_CTL_STATUS_V2_SIZE)
 		ver = WF_CTL_VERSION;
 	wf_ctl_req_encode_v(&q, ver, op, epoch, arg, arg2);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		ret = -errno;
-	else if ((got = recv(fd, ans, len, MSG_TRUNC)) < 0)
+	/* With a key, proved first (the control socket's transcript is
+	 * over cluster id 0, docs/protocol.md). */
+	if (!ret && (k = ctl_auth_key()) != NULL) {
+		ret = wf_auth_client_fd(fd, k->secret, k->name, 0,
+					1ull << 62 | (uint64_t)getpid(), id);
+		if (ret == -EACCES)
+			fprintf(stderr, "weftctl: key %s failed on the control "
+				"socket of target %u (unknown or revoked there, or "
+				"another secret under that name)\n", k->name, id);
+	}
+	if (!ret && send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		ret = -errno;
-	else if (wf_ctl_answer_check(ans, (size_t)got, len, op))
+	if (!ret && (got = recv(fd, ans, len, MSG_TRUNC)) < 0)
+		ret = -errno;
+	else if (!ret && wf_ctl_answer_check(ans, (size_t)got, len, op))
 		ret = -EPROTO;  /* an older target answers an op it lacks
 				 * with a short status (-EPROTO too) */
 	close(fd);

@@ -13,13 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <endian.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 
 #include "proto/auth.h"
+#include "proto/ctl.h"
 #include "proto/wire.h"
 #include "tests/target/tgt.h"
 
@@ -398,5 +402,58 @@ Test(auth, required_by_the_map, .timeout = 60)
 			     "--run-dir", e.run, "--foreground", "--keyring",
 			     e.keyring, "--key", "target", NULL), 1);
 	cr_assert(strstr(err, "chmod 600"), "%s", err);
+	tgt_env_fini(&e);
+}
+
+/* The control socket: a key offered there is checked like on a data
+ * connection (the transcript over cluster id 0). */
+static int ctl_with_key(const struct tgt_env *e, const char *keyring,
+			const char *name, struct wf_ctl_status *st)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	struct wf_keyring kr;
+	const struct wf_key *k;
+	struct wf_ctl_req q;
+	uint8_t none[WF_KEY_LEN] = { 0 };
+	char err[256];
+	int fd, ret;
+
+	cr_assert_eq(wf_keyring_load(keyring, &kr, err, sizeof(err)), 0, "%s", err);
+	k = wf_keyring_find(&kr, name);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s/target-0.ctl", e->run);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ret = wf_auth_client_fd(fd, k ? k->secret : none, name, 0, 4242, 0);
+	wf_keyring_free(&kr);
+	if (!ret) {
+		wf_ctl_req_encode(&q, WF_CTL_STATUS, 0, 0);
+		cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
+		memset(st, 0, sizeof(*st));
+		ret = recv(fd, st, sizeof(*st), 0) >= 64 ? 0 : -EIO;
+	}
+	close(fd);
+	return ret;
+}
+
+Test(auth, control_socket_checks_an_offered_key, .timeout = 60)
+{
+	char other[256];
+	struct wf_ctl_status st;
+	struct tgt_env e;
+
+	start(&e);
+	cr_assert_eq(ctl_with_key(&e, e.keyring, "client", &st), 0);
+	cr_assert_eq(le32toh(st.target_id), 0);
+	cr_assert_eq(ctl_with_key(&e, e.keyring, "nobody", &st), -EACCES);
+	cr_assert(log_has(&e, "control: pid"));
+	cr_assert(log_has(&e, "authentication refused: key nobody is not in "
+			  "the keyring"));
+	other_keyring(&e, "client", other, sizeof(other));
+	cr_assert_eq(ctl_with_key(&e, other, "client", &st), -EACCES);
+	cr_assert(log_has(&e, "control: pid"));
+	cr_assert(log_has(&e, "key client differs between it and this target"));
 	tgt_env_fini(&e);
 }
