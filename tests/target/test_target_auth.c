@@ -74,6 +74,19 @@ static void bare(struct tgt_client *c, const char *addr)
 	cr_assert_eq(wf_connect(c->ctx, addr, &eo, &c->ep), 0);
 }
 
+/* Send h on c, then take one AUTH message into *a. */
+static void step(struct tgt_client *c, const struct wf_auth_hdr *h,
+		 struct wf_auth *a)
+{
+	char buf[256];
+	int n;
+
+	cr_assert_eq(wf_send(c->ep, h, sizeof(*h), 1), 0);
+	n = tgt_recv_msg(c->ctx, buf, sizeof(buf), 5000);
+	cr_assert_eq(n, (int)sizeof(*h), "no AUTH answer (%d)", n);
+	cr_assert_eq(wf_auth_decode(buf, (size_t)n, a, NULL), 0);
+}
+
 static void start(struct tgt_env *e)
 {
 	tgt_env_init(e, 1);
@@ -155,8 +168,6 @@ Test(auth, unknown_and_wrong_keys_refused, .timeout = 60)
 	struct wf_auth_ctx x;
 	struct wf_auth_hdr h;
 	struct wf_auth a;
-	char buf[256];
-	int n;
 
 	start(&e);
 	/* A name the keyring lacks: the CHALLENGE says AUTH. */
@@ -175,10 +186,7 @@ Test(auth, unknown_and_wrong_keys_refused, .timeout = 60)
 	 * refuses it (RESULT AUTH) and says so. */
 	bare(&c, tcp_addr);
 	cr_assert_eq(wf_auth_offer(&x, 7, "client", 78, 0, &h), 0);
-	cr_assert_eq(wf_send(c.ep, &h, sizeof(h), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(n, (int)sizeof(h));
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
+	step(&c, &h, &a);
 	cr_assert_eq(a.status, WF_WS_OK);
 	{
 		struct wf_keyring kr;
@@ -191,10 +199,7 @@ Test(auth, unknown_and_wrong_keys_refused, .timeout = 60)
 		wf_keyring_free(&kr);
 		wf_auth_encode(&p, &h);
 	}
-	cr_assert_eq(wf_send(c.ep, &h, sizeof(h), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(n, (int)sizeof(h));
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
+	step(&c, &h, &a);
 	cr_assert_eq(a.step, WF_AUTH_RESULT);
 	cr_assert_eq(a.status, WF_WS_AUTH | WF_WS_DNR);
 	cr_assert(tgt_wait_closed(&c, 5000));
@@ -213,32 +218,23 @@ Test(auth, replayed_transcript_refused, .timeout = 60)
 	struct wf_auth_hdr offer, proof;
 	struct wf_auth_ctx x;
 	struct wf_auth a;
-	char buf[256], err[256];
-	int n;
+	char err[256];
 
 	start(&e);
 	cr_assert_eq(wf_keyring_load(e.keyring, &kr, err, sizeof(err)), 0, "%s", err);
 	/* A real exchange, recorded. */
 	bare(&c, tcp_addr);
 	cr_assert_eq(wf_auth_offer(&x, 7, "client", 99, 0, &offer), 0);
-	cr_assert_eq(wf_send(c.ep, &offer, sizeof(offer), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
+	step(&c, &offer, &a);
 	cr_assert_eq(wf_auth_answer(wf_keyring_find(&kr, "client")->secret, &x,
 				    &a, &proof), 0);
-	cr_assert_eq(wf_send(c.ep, &proof, sizeof(proof), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
+	step(&c, &proof, &a);
 	cr_assert_eq(a.status, WF_WS_OK, "the recorded exchange itself works");
 	tgt_close(&c);
 	/* Played again, byte for byte. */
 	bare(&c, tcp_addr);
-	cr_assert_eq(wf_send(c.ep, &offer, sizeof(offer), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
-	cr_assert_eq(wf_send(c.ep, &proof, sizeof(proof), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(wf_auth_decode(buf, (size_t)n, &a, NULL), 0);
+	step(&c, &offer, &a);
+	step(&c, &proof, &a);
 	cr_assert_eq(a.step, WF_AUTH_RESULT);
 	cr_assert_eq(a.status, WF_WS_AUTH | WF_WS_DNR);
 	tgt_close(&c);
@@ -255,6 +251,7 @@ Test(auth, nothing_served_before_the_exchange, .timeout = 60)
 	struct tgt_client c;
 	struct wf_auth_ctx x;
 	struct wf_auth_hdr h;
+	struct wf_auth a;
 	struct wf_hello he = { .client_id = 5, .epoch = 1, .want_slots = 4,
 			       .max_io = TGT_SLOT_SZ };
 	struct wf_hello_hdr hh;
@@ -264,9 +261,7 @@ Test(auth, nothing_served_before_the_exchange, .timeout = 60)
 	start(&e);
 	bare(&c, tcp_addr);
 	cr_assert_eq(wf_auth_offer(&x, 7, "client", 5, 0, &h), 0);
-	cr_assert_eq(wf_send(c.ep, &h, sizeof(h), 1), 0);
-	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);
-	cr_assert_eq(n, (int)sizeof(h));
+	step(&c, &h, &a);
 	wf_hello_encode(&he, &hh);
 	cr_assert_eq(wf_send(c.ep, &hh, sizeof(hh), 1), 0);
 	n = tgt_recv_msg(c.ctx, buf, sizeof(buf), 5000);

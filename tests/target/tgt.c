@@ -503,6 +503,21 @@ int tgt_recv_msg(struct wf_ctx *ctx, void *buf, size_t cap, int ms)
 	return -ETIMEDOUT;
 }
 
+/* Send h (unless NULL), then one AUTH message into *a: 0 or -errno. */
+static int auth_step(struct wf_ctx *ctx, struct wf_ep *ep,
+		     const struct wf_auth_hdr *h, struct wf_auth *a)
+{
+	char buf[512];
+	int n;
+
+	if (h && (n = wf_send(ep, h, sizeof(*h), 1)))
+		return n;
+	n = tgt_recv_msg(ctx, buf, sizeof(buf), 5000);
+	if (n < 0)
+		return n;
+	return wf_auth_decode(buf, (size_t)n, a, NULL) ? -EPROTO : 0;
+}
+
 int tgt_auth(struct wf_ctx *ctx, struct wf_ep *ep, const char *keyring,
 	     const char *name, uint64_t client_id, uint64_t cluster_id,
 	     uint32_t target_id)
@@ -513,42 +528,26 @@ int tgt_auth(struct wf_ctx *ctx, struct wf_ep *ep, const char *keyring,
 	struct wf_auth_ctx x;
 	struct wf_auth_hdr h;
 	struct wf_auth a;
-	char err[256], buf[512];
-	int ret, n;
+	char err[256];
+	int ret;
 
 	ret = wf_keyring_load(keyring, &kr, err, sizeof(err));
 	cr_assert_eq(ret, 0, "%s", err);
 	k = wf_keyring_find(&kr, name);
 	ret = wf_auth_offer(&x, cluster_id, name, client_id, target_id, &h);
 	if (!ret)
-		ret = wf_send(ep, &h, sizeof(h), 1);
-	n = ret ? ret : tgt_recv_msg(ctx, buf, sizeof(buf), 5000);
-	if (n < 0) {
-		ret = n;
-		goto out;
-	}
-	if (wf_auth_decode(buf, (size_t)n, &a, NULL)) {
-		ret = -EPROTO;
-		goto out;
-	}
+		ret = auth_step(ctx, ep, &h, &a);
 	/* An unknown name: any secret (the target refuses it anyway). */
-	ret = wf_auth_answer(k ? k->secret : none, &x, &a, &h);
-	if (ret == -EBADMSG || ret == -EACCES) {
-		ret = -EACCES;
-		goto out;
-	}
 	if (!ret)
-		ret = wf_send(ep, &h, sizeof(h), 1);
-	n = ret ? ret : tgt_recv_msg(ctx, buf, sizeof(buf), 5000);
-	if (n < 0) {
-		ret = n;
-		goto out;
-	}
-	if (wf_auth_decode(buf, (size_t)n, &a, NULL) || a.step != WF_AUTH_RESULT)
+		ret = wf_auth_answer(k ? k->secret : none, &x, &a, &h);
+	if (ret == -EBADMSG)
+		ret = -EACCES;
+	if (!ret)
+		ret = auth_step(ctx, ep, &h, &a);
+	if (!ret && a.step != WF_AUTH_RESULT)
 		ret = -EPROTO;
-	else
-		ret = a.status == WF_WS_OK ? 0 : -EACCES;
-out:
+	if (!ret && a.status != WF_WS_OK)
+		ret = -EACCES;
 	wf_keyring_free(&kr);
 	return ret;
 }
