@@ -127,6 +127,24 @@ int wf_auth_decode(const void *buf, size_t len, struct wf_auth *out,
 	return 0;
 }
 
+int wf_auth_selftest(void)
+{
+	/* RFC 4231, test case 2: key "Jefe". */
+	static const char data[] = "what do ya want for nothing?";
+	static const uint8_t want[32] = {
+		0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24,
+		0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27,
+		0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43,
+	};
+	uint8_t out[32], r[16];
+	unsigned int len = 0;
+
+	if (!HMAC(EVP_sha256(), "Jefe", 4, (const uint8_t *)data, sizeof(data) - 1,
+		  out, &len) || len != 32 || CRYPTO_memcmp(out, want, 32))
+		return -EIO;
+	return wf_auth_random(r, sizeof(r));
+}
+
 int wf_auth_random(void *buf, size_t n)
 {
 	return RAND_bytes(buf, (int)n) == 1 ? 0 : -EIO;

@@ -87,6 +87,10 @@ struct wf_auth_ctx {
 	uint8_t  nc[WF_AUTH_NONCE_LEN], nt[WF_AUTH_NONCE_LEN];
 };
 
+/* libcrypto answers: HMAC-SHA256 gives RFC 4231's test case 2, and the
+ * RNG gives bytes.  0 or -EIO.  Also loads what libcrypto loads on first
+ * use, so a daemon pays it at start, not at its first connection. */
+int  wf_auth_selftest(void);
 /* Fill buf with n bytes from libcrypto's RNG: 0 or -EIO. */
 int  wf_auth_random(void *buf, size_t n);
 /* The MAC of side (0: client, 1: target) over x's transcript with key:

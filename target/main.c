@@ -146,6 +146,11 @@ static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 	char err[512];
 	bool ours;
 
+	if (wf_auth_selftest()) {
+		fprintf(stderr, "weft-target: libcrypto's HMAC-SHA256 or RNG does "
+			"not work\n");
+		return 1;
+	}
 	if (!cfg->keyring) {
 		if (m->map.auth != WF_MAP_AUTH_REQUIRED)
 			return 0;

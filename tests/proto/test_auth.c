@@ -57,6 +57,11 @@ Test(auth, codec_round_trip)
 	cr_assert_eq(wf_auth_decode(&h, sizeof(h), &b, &why), -EPROTO);
 }
 
+Test(auth, selftest)
+{
+	cr_assert_eq(wf_auth_selftest(), 0);
+}
+
 Test(auth, names)
 {
 	cr_assert(wf_key_name_ok("client.host-1_a"));
