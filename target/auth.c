@@ -10,6 +10,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,9 @@ int wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen)
 	r->keyring = kr;
 	return 0;
 }
+
+_Static_assert(offsetof(struct wf_net_status_req, tag) ==
+	       offsetof(struct wf_net_map_put, tag), "STATUS and MAP_PUT tags");
 
 /* The refusal: the answer the peer waits for, one log line, closed. */
 static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
