@@ -26,6 +26,7 @@ void wf_map_free(struct wf_map *map)
 	free(map->overrides);
 	free(map->temps);
 	free(map->revoked);
+	free(map->access);
 	memset(map, 0, sizeof(*map));
 }
 
@@ -120,5 +121,7 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 	       a->ntemps == b->ntemps &&
 	       same(a->temps, b->temps, a->ntemps * sizeof(*a->temps)) &&
 	       a->auth == b->auth && a->nrevoked == b->nrevoked &&
-	       same(a->revoked, b->revoked, a->nrevoked * sizeof(*a->revoked));
+	       same(a->revoked, b->revoked, a->nrevoked * sizeof(*a->revoked)) &&
+	       a->naccess == b->naccess &&
+	       same(a->access, b->access, a->naccess * sizeof(*a->access));
 }

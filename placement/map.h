@@ -121,6 +121,15 @@ struct wf_map {
 	 * that lists them on (names are never reused).  Sorted. */
 	uint8_t             auth;       /* enum wf_map_auth */
 	char              (*revoked)[WF_MAP_KEY_NAME]; uint32_t nrevoked;
+	/* Per-volume access (docs/security.md): a volume with entries is
+	 * open to the keys they name only.  Sorted by (volume, key). */
+	struct wf_access   *access;    uint32_t naccess;
+};
+
+struct wf_access {
+	uint64_t volume;                /* volume id */
+	char     key[WF_MAP_KEY_NAME];
+	uint8_t  ro;                    /* 1: read-only, 0: read-write */
 };
 
 /* The map's auth = "...": */

@@ -927,75 +927,8 @@ static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
 	"volumes", "overrides", "pg_temp", "next_volume_id", "auth",
-	"revoked_keys", NULL
+	"revoked_keys", "access", NULL
 };
-
-static int revoked_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-/* auth = "required" | "none"; revoked_keys = [ "NAME", ... ]. */
-static int parse_auth(struct ld *ld, const config_setting_t *root)
-{
-	struct wf_map *m = ld->map;
-	config_setting_t *s;
-	const char *mode;
-	char f[FIELD_MAX];
-	int r, n;
-
-	r = wf_map_member(ld, root, "", "auth", T_STR, false, &s, f);
-	if (r)
-		return r;
-	mode = s ? config_setting_get_string(s) : NULL;
-	if (!mode)
-		m->auth = WF_MAP_AUTH_KEYRING;
-	else if (!strcmp(mode, "required"))
-		m->auth = WF_MAP_AUTH_REQUIRED;
-	else if (!strcmp(mode, "none"))
-		m->auth = WF_MAP_AUTH_NONE;
-	else
-		return wf_map_fail(ld, wf_map_line_of(s), "auth", "\"%.40s\" is "
-				   "neither \"required\" nor \"none\"", mode);
-	r = wf_map_member(ld, root, "", "revoked_keys", T_SEQ, false, &s, f);
-	if (r || !s)
-		return r;
-	n = config_setting_length(s);
-	if (n > WF_MAP_MAX_REVOKED)
-		return wf_map_fail(ld, wf_map_line_of(s), f, "%d names, more "
-				   "than %u", n, WF_MAP_MAX_REVOKED);
-	m->revoked = calloc(n ? (size_t)n : 1, sizeof(*m->revoked));
-	if (!m->revoked)
-		return -ENOMEM;
-	for (int j = 0; j < n; j++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
-		char tf[FIELD_MAX];
-		const char *v;
-		size_t len;
-
-		snprintf(tf, sizeof(tf), "revoked_keys[%d]", j);
-		if (!wf_map_type_ok(config_setting_type(e), T_STR))
-			return wf_map_fail(ld, wf_map_line_of(e), tf, "expected a "
-					   "key name, not %s",
-					   wf_map_type_name(config_setting_type(e)));
-		v = config_setting_get_string(e);
-		len = strlen(v);
-		if (!len || len >= WF_MAP_KEY_NAME ||
-		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			   "0123456789._-") != len || v[0] == '.' || v[0] == '-')
-			return wf_map_fail(ld, wf_map_line_of(e), tf, "\"%.40s\" is "
-					   "not a key name (1..%u of [A-Za-z0-9._-])",
-					   v, WF_MAP_KEY_NAME - 1);
-		memcpy(m->revoked[j], v, len + 1);
-	}
-	m->nrevoked = (uint32_t)n;
-	qsort(m->revoked, m->nrevoked, sizeof(*m->revoked), revoked_cmp);
-	for (uint32_t j = 1; j < m->nrevoked; j++)
-		if (!strcmp(m->revoked[j - 1], m->revoked[j]))
-			return wf_map_fail(ld, wf_map_line_of(s), f, "\"%s\" "
-					   "appears twice", m->revoked[j]);
-	return 0;
-}
 
 static int parse(struct ld *ld, const char *text)
 {
@@ -1044,7 +977,7 @@ static int parse(struct ld *ld, const char *text)
 	if (!r)
 		r = parse_next_volume_id(ld, root);
 	if (!r)
-		r = parse_auth(ld, root);
+		r = wf_map_parse_keys(ld, root);
 	return r;
 }
 

@@ -80,6 +80,18 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 			fprintf(f, "%s\"%s\"", i ? ", " : " ", m->revoked[i]);
 		fprintf(f, " ];\n");
 	}
+	if (m->naccess) {
+		fprintf(f, "access = (  # docs/security.md\n");
+		for (uint32_t i = 0; i < m->naccess; i++) {
+			const struct wf_access *ac = &m->access[i];
+			int vi = wf_map_volume_by_id(m, ac->volume);
+
+			fprintf(f, "\t{ volume = \"%s\"; key = \"%s\"; mode = \"%s\"; }%s\n",
+				vi >= 0 ? m->volumes[vi].name : "?", ac->key,
+				ac->ro ? "ro" : "rw", i + 1 < m->naccess ? "," : "");
+		}
+		fprintf(f, ");\n");
+	}
 	if (m->next_volume_id)
 		fprintf(f, "next_volume_id = %" PRIu64 "%s;  # ids are never reused\n",
 			m->next_volume_id, int_sfx(m->next_volume_id));

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/ctl.h"
@@ -231,6 +232,42 @@ bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
 	return false;
 }
 
+int wf_tgt_access_build(struct wf_tgt_conn *c)
+{
+	const struct wf_map *m = &c->r->map->map;
+	/* Targets prove the key this target uses on its own links (every
+	 * target of a cluster shows the same one): replica writes, CSUMs
+	 * and recovery copies are theirs on every volume. */
+	bool peer = c->auth == 2 && c->r->cfg->key_name &&
+		    !strcmp(c->key_name, c->r->cfg->key_name);
+	uint32_t a = 0;
+
+	if (c->nperm < m->nvolumes || !c->perm) {
+		uint8_t *np = realloc(c->perm, m->nvolumes ? m->nvolumes : 1);
+
+		if (!np)
+			return -ENOMEM;
+		c->perm = np;
+	}
+	c->nperm = m->nvolumes;
+	for (uint32_t v = 0; v < m->nvolumes; v++) {
+		uint64_t id = m->volumes[v].id;
+		bool listed = false;
+		uint8_t p = WF_TGT_ACC_NONE;
+
+		/* access[] is sorted by volume id; so is nothing else here. */
+		for (a = 0; a < m->naccess; a++) {
+			if (m->access[a].volume != id)
+				continue;
+			listed = true;
+			if (c->auth == 2 && !strcmp(m->access[a].key, c->key_name))
+				p = m->access[a].ro ? WF_TGT_ACC_RO : WF_TGT_ACC_RW;
+		}
+		c->perm[v] = peer || !listed ? WF_TGT_ACC_RW : p;
+	}
+	return 0;
+}
+
 void wf_tgt_auth_recheck(struct wf_tgt_reactor *r)
 {
 	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
@@ -239,6 +276,10 @@ void wf_tgt_auth_recheck(struct wf_tgt_reactor *r)
 
 		if (c->state != CONN_LIVE && c->state != CONN_HELLO)
 			continue;
+		if (c->state == CONN_LIVE && wf_tgt_access_build(c)) {
+			wf_tgt_conn_close(c, "out of memory for its access table");
+			continue;
+		}
 		if (c->auth != 2) {
 			/* Keys became required while it was unauthenticated. */
 			if (c->state == CONN_LIVE && wf_tgt_auth_required(r))

@@ -97,6 +97,9 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	free(c->put_buf);
 	c->put_buf = NULL;
 	c->put_got = c->put_total = 0;
+	free(c->perm);
+	c->perm = NULL;
+	c->nperm = 0;
 	for (uint32_t i = 0; i < r->cfg->slots; i++)
 		c->reqs[i].state = RQ_FREE;
 	c->state = CONN_FREE;
@@ -623,6 +626,13 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		v = WF_TGT_REJECT;
 		p.status = WF_WS_BUSY;
 	}
+	/* The key's access to the volume: one load (auth.c builds the
+	 * table at the GRANT and at every map). */
+	if (v == WF_TGT_OK && !wf_tgt_access_ok(c, p.req.opcode, p.vol_idx)) {
+		v = WF_TGT_REJECT;
+		p.status = WF_WS_ACCESS | WF_WS_DNR;
+		WF_TGT_ADD(r->stats.access_denied, 1);
+	}
 	/*
 	 * The reconnect fence for requests: a client with one connection
 	 * per reactor may resend what a closed connection carried on
@@ -708,6 +718,10 @@ static void grant(struct wf_tgt_conn *c)
 		if (!wf_send(c->ep, &h, sizeof(h), WR_GRANT))
 			c->sends_out++;
 		wf_tgt_conn_close(c, NULL);
+		return;
+	}
+	if (wf_tgt_access_build(c)) {
+		wf_tgt_conn_close(c, "out of memory for its access table");
 		return;
 	}
 	n = c->want_slots < r->cfg->slots ? c->want_slots : r->cfg->slots;

@@ -343,6 +343,11 @@ struct wf_tgt_conn {
 	uint8_t             auth;
 	char                key_name[WF_KEY_NAME_MAX];
 	struct wf_auth_ctx  ax;
+	/* Per-volume access of this connection's key (auth.c), by index
+	 * into the epoch's map.volumes: WF_TGT_ACC_*.  Built at the GRANT
+	 * and again at every map load; read once per request. */
+	uint8_t            *perm;
+	uint32_t            nperm;
 	/* A map being pushed (mapput.c): its text so far. */
 	char               *put_buf;
 	uint32_t            put_total, put_got;
@@ -607,6 +612,7 @@ struct wf_tgt_stats {
 	/* Authentication (auth.c): connections that proved their key, that
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
+	uint64_t access_denied;         /* requests refused ACCESS */
 };
 
 enum wf_tgt_phase {
@@ -766,7 +772,24 @@ bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
 		      uint32_t len);
 /* c's peer left (DISCONNECT) in the middle of the exchange: logged. */
 void wf_tgt_auth_gone(struct wf_tgt_conn *c);
-/* After a reload: close connections whose key is revoked or gone. */
+/* Per-volume access (the map's access list, docs/security.md). */
+enum { WF_TGT_ACC_NONE = 0, WF_TGT_ACC_RO, WF_TGT_ACC_RW };
+/* (Re)build c->perm for r->map: 0 or -ENOMEM. */
+int  wf_tgt_access_build(struct wf_tgt_conn *c);
+/* Whether c may do op (with flags) on the volume at index vol_idx. */
+static inline bool wf_tgt_access_ok(const struct wf_tgt_conn *c, uint8_t op,
+				    int32_t vol_idx)
+{
+	uint8_t p;
+
+	if (vol_idx < 0 || (uint32_t)vol_idx >= c->nperm)
+		return op == WF_OP_FLUSH;
+	p = c->perm[vol_idx];
+	return p == WF_TGT_ACC_RW ||
+	       (p == WF_TGT_ACC_RO && op != WF_OP_WRITE && op != WF_OP_DISCARD);
+}
+/* After a reload: close connections whose key is revoked or gone, and
+ * rebuild the others' access. */
 void wf_tgt_auth_recheck(struct wf_tgt_reactor *r);
 
 /* Reactor idx of t (reactor 0 first: the others take its listening

@@ -28,6 +28,8 @@ int ctl_map_push(int argc, char **argv, struct wf_json *j); /* ctl_volume.c: "ma
 int ctl_map_etcd(int argc, char **argv, struct wf_json *j); /* ctl_etcd.c: "map import|export" */
 int ctl_keeper(int argc, char **argv, struct wf_json *j);   /* ctl_keeper.c */
 int ctl_key(int argc, char **argv, struct wf_json *j);      /* ctl_key.c */
+/* weftctl volume allow|deny (ctl_key.c): the map's access list. */
+int ctl_volume_access(int argc, char **argv, struct wf_json *j);
 /* The keyring: given, else $WEFT_KEYRING, else WF_CTL_KEYRING_DEFAULT. */
 #define WF_CTL_KEYRING_DEFAULT "/etc/weft/keyring"
 const char *ctl_keyring_path(const char *given);

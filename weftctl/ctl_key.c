@@ -373,3 +373,117 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		return key_export(kpath, name, out, j);
 	return key_revoke(kpath, name, map_path, ctl_run_dir(run_dir), j);
 }
+
+static int access_cmp(const void *pa, const void *pb)
+{
+	const struct wf_access *a = pa, *b = pb;
+
+	if (a->volume != b->volume)
+		return a->volume < b->volume ? -1 : 1;
+	return strcmp(a->key, b->key);
+}
+
+/*
+ * weftctl volume allow VOLUME KEY [--ro] | deny VOLUME KEY: the next epoch
+ * of the map with KEY's entry in VOLUME's access list set (read-write, or
+ * read-only) or removed.  A volume with no entry is open to every key; the
+ * first allow closes it to the others.
+ */
+int ctl_volume_access(int argc, char **argv, struct wf_json *j)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "ro", no_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *run_dir = NULL, *verb = argv[1], *vol, *key;
+	struct wf_map prev, next;
+	bool ro = false, allow = !strcmp(verb, "allow");
+	uint32_t i, open_before = 0;
+	int c, vi, ret = 1;
+
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "c:r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'r': run_dir = optarg; break;
+		case 'R': ro = true; break;
+		default:
+			fprintf(stderr, "usage: weftctl volume allow VOLUME KEY [--ro] "
+				"-c MAP | deny VOLUME KEY -c MAP\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (!path || optind != argc - 2 || (ro && !allow)) {
+		fprintf(stderr, "usage: weftctl volume allow VOLUME KEY [--ro] -c MAP "
+			"| deny VOLUME KEY -c MAP\n");
+		return 2;
+	}
+	vol = argv[optind];
+	key = argv[optind + 1];
+	if (!wf_key_name_ok(key)) {
+		fprintf(stderr, "weftctl volume %s: '%s' is not a key name\n", verb, key);
+		return 2;
+	}
+	if (ctl_map_load_copy(path, &prev))
+		return 1;
+	vi = wf_map_volume_by_name(&prev, vol);
+	if (vi < 0 || wf_map_copy(&next, &prev)) {
+		ctl_err("weftctl volume %s: %s\n", verb, vi < 0 ? "no such volume" :
+			"out of memory");
+		wf_map_edit_free(&prev);
+		return 1;
+	}
+	for (i = 0; i < next.naccess; i++)
+		if (next.access[i].volume == next.volumes[vi].id) {
+			open_before++;
+			if (!strcmp(next.access[i].key, key))
+				break;
+		}
+	if (allow && i == next.naccess) {
+		struct wf_access *na = realloc(next.access, (next.naccess + 1) *
+					       sizeof(*na));
+
+		if (!na) {
+			ctl_err("weftctl volume allow: out of memory\n");
+			goto out;
+		}
+		next.access = na;
+		memset(&na[next.naccess], 0, sizeof(*na));
+		na[next.naccess].volume = next.volumes[vi].id;
+		memcpy(na[next.naccess].key, key, strlen(key));
+		i = next.naccess++;
+	} else if (!allow && i == next.naccess) {
+		ctl_err("weftctl volume deny: volume %s has no entry for key %s%s\n",
+			vol, key, open_before ? "" : " (it is open to every key: "
+			"allow the keys that may use it)");
+		goto out;
+	}
+	if (allow) {
+		next.access[i].ro = ro;
+	} else {
+		memmove(&next.access[i], &next.access[i + 1],
+			(next.naccess - i - 1) * sizeof(*next.access));
+		next.naccess--;
+	}
+	qsort(next.access, next.naccess, sizeof(*next.access), access_cmp);
+	next.epoch++;
+	if (j) {
+		wf_json_str(j, "action", verb);
+		wf_json_str(j, "volume_name", vol);
+		wf_json_str(j, "key", key);
+		if (allow)
+			wf_json_str(j, "mode", ro ? "ro" : "rw");
+	}
+	ret = ctl_map_save(&next, path, NULL, ctl_run_dir(run_dir), j);
+	if (!ret && !j)
+		printf("%s: volume %s: key %s %s, epoch %" PRIu64 "\n", path, vol, key,
+		       allow ? (ro ? "may read" : "may read and write") :
+		       "removed from its access list", next.epoch);
+out:
+	wf_map_edit_free(&next);
+	wf_map_edit_free(&prev);
+	return ret;
+}

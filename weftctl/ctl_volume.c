@@ -29,7 +29,8 @@
 
 static int volume_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl volume list -c MAP\n"
+	fprintf(f, "usage: weftctl volume allow VOLUME KEY [--ro] -c MAP | deny VOLUME KEY -c MAP\n"
+		"       weftctl volume list -c MAP\n"
 		"       weftctl volume info -c MAP NAME [--run-dir D] [--timeout MS]\n"
 		"       weftctl volume create -c MAP NAME --size SIZE --pool POOL [--id ID]\n"
 		"       weftctl volume resize -c MAP NAME --size SIZE [--yes]\n"
@@ -430,6 +431,8 @@ int ctl_volume(int argc, char **argv, struct wf_json *j)
 	if (argc < 2)
 		return volume_usage(stderr);
 	verb = argv[1];
+	if (!strcmp(verb, "allow") || !strcmp(verb, "deny"))
+		return ctl_volume_access(argc, argv, j);
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "c:o:s:p:i:r:t:yh", opts, NULL)) != -1) {
 		switch (c) {

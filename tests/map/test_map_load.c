@@ -447,6 +447,11 @@ Test(map_load, auth_and_revoked_keys)
 		{ "revoked_keys = [ \"a b\" ];\n", "revoked_keys[0]" },
 		{ "revoked_keys = [ \"x\", \"x\" ];\n", "appears twice" },
 		{ "revoked_keys = [ 3 ];\n", "revoked_keys[0]" },
+		{ "access = ( { volume = \"nosuch\"; key = \"k\"; } );\n", "no volume" },
+		{ "access = ( { volume = \"vol1\"; key = \"k\"; mode = \"rx\"; } );\n",
+		  "mode" },
+		{ "access = ( { volume = \"vol1\"; key = \"k\"; }, "
+		  "{ volume = \"vol1\"; key = \"k\"; mode = \"ro\"; } );\n", "twice" },
 	};
 	char path[4096], *base, *text;
 	struct wf_map_err err;
@@ -461,10 +466,17 @@ Test(map_load, auth_and_revoked_keys)
 	n = fread(base, 1, (1 << 20) - 1, f);
 	fclose(f);
 	base[n] = 0;
-	text = malloc(n + 256);
-	snprintf(text, n + 256, "%sauth = \"required\";\nrevoked_keys = "
-		 "[ \"zed\", \"client.a\" ];\n", base);
+	text = malloc(n + 512);
+	snprintf(text, n + 512, "%sauth = \"required\";\nrevoked_keys = "
+		 "[ \"zed\", \"client.a\" ];\naccess = ( { volume = \"vol3\"; "
+		 "key = \"b\"; mode = \"ro\"; }, { volume = \"vol3\"; key = \"a\"; "
+		 "} );\n", base);
 	load_text(text, &m);
+	cr_assert_eq(m.naccess, 2);
+	cr_assert_str_eq(m.access[0].key, "a");
+	cr_assert_eq(m.access[0].ro, 0);
+	cr_assert_str_eq(m.access[1].key, "b");
+	cr_assert_eq(m.access[1].ro, 1);
 	cr_assert_eq(m.auth, WF_MAP_AUTH_REQUIRED);
 	cr_assert_eq(m.nrevoked, 2);
 	cr_assert_str_eq(m.revoked[0], "client.a");
@@ -476,7 +488,7 @@ Test(map_load, auth_and_revoked_keys)
 	cr_assert_eq(m.nrevoked, 0);
 	wf_map_free(&m);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(text, n + 256, "%s%s", base, bad[i][0]);
+		snprintf(text, n + 512, "%s%s", base, bad[i][0]);
 		cr_assert_eq(wf_map_load_buf(text, strlen(text), "t.conf", &m, &err),
 			     -EINVAL, "%s", bad[i][0]);
 		cr_assert_not_null(strstr(err.msg, bad[i][1]), "%s", err.msg);

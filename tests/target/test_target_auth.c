@@ -452,3 +452,79 @@ Test(auth, control_socket_checks_an_offered_key, .timeout = 60)
 	cr_assert(log_has(&e, "key client differs between it and this target"));
 	tgt_env_fini(&e);
 }
+
+/* Writes the next epoch of e's map with extra appended, and has the target
+ * load it (SIGHUP). */
+static void next_map(struct tgt_env *e, const char *extra)
+{
+	FILE *f;
+
+	tgt_env_write_map(e, e->epoch + 1);
+	f = fopen(e->map, "a");
+	cr_assert_not_null(f);
+	fputs(extra, f);
+	fclose(f);
+	kill(e->pid, SIGHUP);
+}
+
+/* One 4 KiB op at off as c in epoch: the reply status. */
+static int op_status(struct tgt_client *c, uint8_t op, uint64_t off, uint64_t epoch)
+{
+	static char b[4096];
+
+	tgt_pattern(b, sizeof(b), off);
+	return tgt_io(c, op, TGT_VOL, off, sizeof(b), b, epoch);
+}
+
+/* The map's access list: a volume with entries is open to the keys they
+ * name only, read-only or read-write, checked on every request; the
+ * targets' own key passes; a change of the list reaches live connections
+ * with the map. */
+Test(auth, volume_access_ro_rw_none, .timeout = 60)
+{
+	struct wf_keyring kr;
+	struct tgt_env e;
+	struct tgt_client ro, other, peer;
+	char err[256];
+	uint64_t off;
+	int st = -1;
+
+	start(&e);
+	off = tgt_extent_of(&e, 0, 0);
+	cr_assert_eq(wf_keyring_load(e.keyring, &kr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(wf_keyring_add(&kr, "reader"), 0);
+	cr_assert_eq(wf_keyring_save(e.keyring, &kr), 0);
+	wf_keyring_free(&kr);
+	next_map(&e, "access = ( { volume = \"v\"; key = \"reader\"; mode = \"ro\"; } );\n");
+	tgt_key_name = "reader";
+	for (int i = 0; i < 100 && tgt_connect(&ro, tcp_addr, 4, e.epoch); i++) {
+		tgt_close(&ro);
+		usleep(50000);
+	}
+	cr_assert_eq(op_status(&ro, WF_OP_READ, off, e.epoch), WF_WS_OK,
+		     "a read-only key reads");
+	cr_assert_eq(op_status(&ro, WF_OP_WRITE, off, e.epoch),
+		     WF_WS_ACCESS | WF_WS_DNR, "a read-only key's write is refused");
+	tgt_key_name = "client";
+	cr_assert_eq(tgt_connect(&other, tcp_addr, 4, e.epoch), 0);
+	cr_assert_eq(op_status(&other, WF_OP_READ, off, e.epoch),
+		     WF_WS_ACCESS | WF_WS_DNR, "a key the list does not name");
+	tgt_key_name = "target";
+	cr_assert_eq(tgt_connect(&peer, tcp_addr, 4, e.epoch), 0);
+	cr_assert_eq(op_status(&peer, WF_OP_WRITE, off, e.epoch), WF_WS_OK,
+		     "the targets' key passes");
+	/* reader becomes read-write: its live connection may write once the
+	 * target has the epoch (BUSY/STALE in between are retried). */
+	next_map(&e, "access = ( { volume = \"v\"; key = \"reader\"; mode = \"rw\"; } );\n");
+	for (int i = 0; i < 200; i++) {
+		st = op_status(&ro, WF_OP_WRITE, off, e.epoch);
+		if (st == WF_WS_OK)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(st, WF_WS_OK, "reader may write in the new epoch (%d)", st);
+	tgt_close(&ro);
+	tgt_close(&other);
+	tgt_close(&peer);
+	tgt_env_fini(&e);
+}

@@ -179,6 +179,28 @@ class Weftctl(unittest.TestCase):
             self.assertTrue(t["answered"])
             self.assertEqual(t["result"], 0)
 
+    def test_volume_allow_deny_json(self):
+        e0 = self.epoch()
+        d = self.j("volume", "allow", "vol1", "app1", "--ro")
+        self.assertEqual((d["action"], d["key"], d["mode"]), ("allow", "app1", "ro"))
+        self.assertEqual(d["epoch"], e0 + 1)
+        self.assertTrue(all(t["answered"] for t in d["reloaded"]), d)
+        with open(self.c.map) as f:
+            text = f.read()
+        self.assertIn('volume = "vol1"; key = "app1"; mode = "ro";', text)
+        d = self.j("volume", "allow", "vol1", "app1")
+        self.assertEqual(d["mode"], "rw")
+        d = self.j("volume", "deny", "vol1", "app1")
+        self.assertEqual(d["action"], "deny")
+        self.assertEqual(d["epoch"], e0 + 3)
+        self.assertIn("no entry for key app1", self.j("volume", "deny", "vol1", "app1",
+                                                      check=1)["error"])
+        self.assertIn("no such volume", self.j("volume", "allow", "nosuch", "k",
+                                               check=1)["error"])
+        p = self.c.ctl("volume", "deny", "vol1", "k", "--ro", "-c", self.c.map,
+                       "--json", check=2)
+        self.assertEqual(p.stdout, "")
+
     def test_key_create_list_revoke_export_json(self):
         d = tempfile.mkdtemp(prefix="weft-keys-")
         try:
