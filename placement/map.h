@@ -158,6 +158,9 @@ int  wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err);
 /* The same from a buffer; name is used in messages. */
 int  wf_map_load_buf(const char *buf, size_t len, const char *name,
 		     struct wf_map *map, struct wf_map_err *err);
+/* Sort m's revoked_keys and access list into the order the loader gives
+ * them (after an edit). */
+void wf_map_keys_sort(struct wf_map *m);
 /* Write a map back as libconfig (used by weftctl for epoch+1 maps). */
 int  wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err);
 void wf_map_free(struct wf_map *map);

@@ -156,6 +156,12 @@ static int parse_access(struct ld *ld, const config_setting_t *root)
 	return 0;
 }
 
+void wf_map_keys_sort(struct wf_map *m)
+{
+	qsort(m->revoked, m->nrevoked, sizeof(*m->revoked), revoked_cmp);
+	qsort(m->access, m->naccess, sizeof(*m->access), access_cmp);
+}
+
 int wf_map_parse_keys(struct ld *ld, const config_setting_t *root)
 {
 	int r = parse_auth(ld, root);

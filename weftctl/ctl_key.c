@@ -190,11 +190,6 @@ static int key_list(const char *kpath, const char *map_path, struct wf_json *j)
 	return 0;
 }
 
-static int revoked_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
 static int key_revoke(const char *kpath, const char *name, const char *map_path,
 		      const char *run_dir, struct wf_json *j)
 {
@@ -265,7 +260,7 @@ static int key_revoke(const char *kpath, const char *name, const char *map_path,
 		memset(next.revoked[next.nrevoked], 0, WF_MAP_KEY_NAME);
 		memcpy(next.revoked[next.nrevoked], name, strlen(name));
 		next.nrevoked++;
-		qsort(next.revoked, next.nrevoked, sizeof(*next.revoked), revoked_cmp);
+		wf_map_keys_sort(&next);
 		next.epoch++;
 		if (j)
 			wf_json_bool(j, "already_revoked", false);
@@ -374,15 +369,6 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 	return key_revoke(kpath, name, map_path, ctl_run_dir(run_dir), j);
 }
 
-static int access_cmp(const void *pa, const void *pb)
-{
-	const struct wf_access *a = pa, *b = pb;
-
-	if (a->volume != b->volume)
-		return a->volume < b->volume ? -1 : 1;
-	return strcmp(a->key, b->key);
-}
-
 /*
  * weftctl volume allow VOLUME KEY [--ro] | deny VOLUME KEY: the next epoch
  * of the map with KEY's entry in VOLUME's access list set (read-write, or
@@ -468,7 +454,7 @@ int ctl_volume_access(int argc, char **argv, struct wf_json *j)
 			(next.naccess - i - 1) * sizeof(*next.access));
 		next.naccess--;
 	}
-	qsort(next.access, next.naccess, sizeof(*next.access), access_cmp);
+	wf_map_keys_sort(&next);
 	next.epoch++;
 	if (j) {
 		wf_json_str(j, "action", verb);
