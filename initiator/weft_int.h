@@ -227,6 +227,8 @@ enum wf_retry_why {
 	RT_ROUND,       /* the next round of a piece larger than the slots */
 	RT_FINISH,      /* finished by the retry pass: its volume was deleted
 	                 * or (flush) its target left the map */
+	RT_REFUSED,     /* its target refused our key (or the lack of one):
+	                 * finished by the retry pass with -EACCES */
 };
 
 struct wf_piece {
