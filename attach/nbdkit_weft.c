@@ -5,6 +5,7 @@
  *   nbdkit weft map=/etc/weft/map.conf volume=vol1 [transport=tcp]
  *          [timeout_ms=10000] [queue_depth=128] [run_dir=/run/weft]
  *          [host=NAME] [short_circuit=true] [log_level=warning]
+ *          [key=NAME keyring=FILE]
  *
  * The plugin links libweft like any application (weft.h only) and reads
  * its settings from nbdkit's parameters, never from the environment.
@@ -102,6 +103,8 @@ static struct {
 	char       *transport;
 	char       *run_dir;            /* absolute */
 	char       *host;
+	char       *key;                /* key name, in keyring */
+	char       *keyring;            /* absolute */
 	unsigned    timeout_ms;
 	unsigned    queue_depth;
 	unsigned    spin_us;
@@ -177,6 +180,10 @@ static int wn_config(const char *key, const char *value)
 		return set_str(&W.run_dir, key, value, true);
 	if (!strcmp(key, "host"))
 		return set_str(&W.host, key, value, false);
+	if (!strcmp(key, "key"))
+		return set_str(&W.key, key, value, false);
+	if (!strcmp(key, "keyring"))
+		return set_str(&W.keyring, key, value, true);
 	if (!strcmp(key, "timeout_ms"))
 		return nbdkit_parse_unsigned(key, value, &W.timeout_ms);
 	if (!strcmp(key, "queue_depth"))
@@ -223,7 +230,9 @@ static int wn_config_complete(void)
 	"host=<NAME>         this host's name in the map (default: hostname).\n" \
 	"short_circuit=<BOOL> read local replicas from the device (true).\n" \
 	"spin_us=<US>        busy-poll before sleeping (0).\n" \
-	"log_level=err|warning|info|debug  libweft's messages (warning)."
+	"log_level=err|warning|info|debug  libweft's messages (warning).\n" \
+	"key=<NAME>          the key to connect with (docs/security.md),\n" \
+	"keyring=<FILE>      ... from this keyring (mode 0600)."
 
 /* Open the handle and the volume; 0 or -1 with the reason given to
  * nbdkit_error (both callers make it fatal). */
@@ -244,6 +253,8 @@ static int open_volume(struct weft_cluster **cl, struct weft_volume **vol)
 	o.run_dir = W.run_dir;
 	o.host = W.host;
 	o.spin_us = W.spin_us;
+	o.key_name = W.key;
+	o.keyring = W.keyring;
 	/* Worker buffers are nbdkit's, not registered: the bounce pool
 	 * carries them, the arena is never used. */
 	o.buf_arena = WN_BS;
@@ -607,6 +618,8 @@ static void wn_unload(void)
 	free(W.transport);
 	free(W.run_dir);
 	free(W.host);
+	free(W.key);
+	free(W.keyring);
 }
 
 /* ---- connections and requests -------------------------------------------- */

@@ -15,6 +15,7 @@ static const struct {
 	{ "fabric",    bench_fabric,    "fabric --transport tcp|unix|verbs --size N [--json]" },
 	{ "floor",     bench_floor,     "floor --file PATH --rw randread|randwrite|randrw --bs 4k --qd N --runtime S [--size BYTES] [--json] [--plot DIR]" },
 	{ "thrash",    bench_thrash,    "thrash -c MAP --volume V [--cycles N] [--json]: verified I/O while targets fail and return" },
+	{ "connect",   bench_connect,   "connect -c MAP --volume V [--count N] [--no-key] [--json]: a new handle's first read (connect, keys) against a warm one" },
 	{ "io",        bench_io,        "io -c MAP --volume V --rw randread|randwrite|randrw --bs 4k --qd 1|32 --runtime S [--json] [--plot DIR] [--transport tcp|unix|verbs]" },
 };
 

@@ -241,6 +241,59 @@ int wf_map_refresh(struct weft_cluster *cl, bool force)
 	return 1;
 }
 
+/* opts.key_name, with opts.key or from opts.keyring: the key every
+ * connection authenticates with (conn.c).  The options' pointers are not
+ * kept. */
+static int key_setup(struct weft_cluster *cl)
+{
+	const struct weft_cluster_opts *o = &cl->opts;
+	struct wf_keyring kr;
+	const struct wf_key *k;
+	char err[512];
+	int ret;
+
+	if (!o->key_name) {
+		if (o->key || o->keyring)
+			wf_log(cl, WEFT_LOG_WARNING, "a key or keyring but no key "
+			       "name: connecting without a key");
+		goto out;
+	}
+	if (!wf_key_name_ok(o->key_name)) {
+		wf_log(cl, WEFT_LOG_ERR, "key name '%.64s' is not 1..%u characters "
+		       "of [A-Za-z0-9._-]", o->key_name, WF_KEY_NAME_MAX - 1);
+		return -EINVAL;
+	}
+	snprintf(cl->key_name, sizeof(cl->key_name), "%s", o->key_name);
+	if (o->key) {
+		memcpy(cl->key, o->key, WF_KEY_LEN);
+	} else if (o->keyring) {
+		ret = wf_keyring_load(o->keyring, &kr, err, sizeof(err));
+		if (ret) {
+			wf_log(cl, WEFT_LOG_ERR, "%s", err);
+			return ret == -EPERM ? -EACCES : ret;
+		}
+		k = wf_keyring_find(&kr, cl->key_name);
+		if (k)
+			memcpy(cl->key, k->secret, WF_KEY_LEN);
+		wf_keyring_free(&kr);
+		if (!k) {
+			wf_log(cl, WEFT_LOG_ERR, "keyring %s has no key %s",
+			       o->keyring, cl->key_name);
+			return -ENOENT;
+		}
+	} else {
+		wf_log(cl, WEFT_LOG_ERR, "key %s: neither its secret (opts.key) "
+		       "nor a keyring (opts.keyring) given", cl->key_name);
+		return -EINVAL;
+	}
+	cl->has_key = true;
+out:
+	cl->opts.key_name = NULL;
+	cl->opts.key = NULL;
+	cl->opts.keyring = NULL;
+	return 0;
+}
+
 int weft_cluster_open(const struct weft_cluster_opts *opts,
 		      struct weft_cluster **out)
 {
@@ -315,6 +368,9 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	    sizeof(cl->client_id))
 		cl->client_id = (uint64_t)getpid() << 32 ^ wf_now_ms();
 	cl->client_id |= 1;
+	ret = key_setup(cl);
+	if (ret)
+		goto out_free;
 
 	ret = map_stat(cl->map_path, &cl->map_mtime_ns, &cl->map_size);
 	if (ret) {
@@ -393,6 +449,7 @@ out_epoch:
 out_map:
 	wf_map_free(&cl->map);
 out_free:
+	explicit_bzero(cl->key, sizeof(cl->key));
 	free(cl->map_path);
 	free(cl);
 	return ret;
@@ -424,6 +481,7 @@ void weft_cluster_close(struct weft_cluster *cl)
 	wf_placer_free(&cl->placer);
 	wf_map_free(&cl->map);
 	free(cl->map_path);
+	explicit_bzero(cl->key, sizeof(cl->key));
 	free(cl);
 }
 
@@ -520,8 +578,9 @@ const char *weft_strerror(int err)
 	case -EIO:         return "device I/O error on the target";
 	case -EBADMSG:     return "payload checksum mismatch";
 	case -EHOSTDOWN:   return "too few replicas up";
-	case -EACCES:      return "permission denied (the map file cannot be "
-				  "read, or the target refused the request)";
+	case -EACCES:      return "permission denied (the map file or keyring "
+				  "cannot be read, or a target refused our key or "
+				  "the request: the log says which)";
 	case -ECANCELED:   return "request cancelled";
 	case -EPROTO:      return "protocol error";
 	default:

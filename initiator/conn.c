@@ -96,7 +96,36 @@ static void went_down(struct wf_conn *c)
 	cl->down = c;
 }
 
-/* The endpoint is connected: HELLO goes out, the GRANT is awaited. */
+static int send_hello(struct wf_conn *c);
+
+/* The endpoint is connected: with a key, the OFFER goes out and the
+ * CHALLENGE is awaited (auth_step 1); without, the HELLO. */
+static int session_start(struct wf_conn *c)
+{
+	struct weft_cluster *cl = c->cl;
+	struct wf_auth_hdr h;
+	int ret;
+
+	c->auth_step = 0;
+	if (!cl->has_key)
+		return send_hello(c);
+	ret = wf_auth_offer(&c->ax, cl->map.cluster_id, cl->key_name,
+			    cl->client_id, c->target_id, &h);
+	if (ret)
+		return ret;
+	ret = wf_send(c->ep, &h, sizeof(h), WR_CONN | c->idx);
+	if (ret)
+		return ret;
+	cl->stats.reconnects++;
+	c->refused = false;
+	c->auth_step = 1;
+	c->state = CONN_HELLO;
+	c->hello_deadline = cl->now + WF_CONNECT_MS;
+	return 0;
+}
+
+/* The endpoint is connected (and, with a key, the target proved it holds
+ * it): HELLO goes out, the GRANT is awaited. */
 static int send_hello(struct wf_conn *c)
 {
 	struct weft_cluster *cl = c->cl;
@@ -113,7 +142,8 @@ static int send_hello(struct wf_conn *c)
 	ret = wf_send(c->ep, &hh, sizeof(hh), WR_CONN | c->idx);
 	if (ret)
 		return ret;
-	cl->stats.reconnects++;
+	if (!cl->has_key)
+		cl->stats.reconnects++;
 	c->refused = false;
 	c->state = CONN_HELLO;
 	c->hello_deadline = cl->now + WF_CONNECT_MS;
@@ -151,7 +181,7 @@ int wf_conn_connect(struct wf_conn *c)
 	}
 	if (ret)
 		goto out_fail;
-	ret = send_hello(c);
+	ret = session_start(c);
 	if (ret) {
 		wf_ep_destroy(c->ep);
 		c->ep = NULL;
@@ -171,7 +201,7 @@ void wf_conn_on_connect(struct wf_conn *c, int status)
 {
 	if (c->state != CONN_CONNECTING)
 		return;
-	if (status || send_hello(c))
+	if (status || session_start(c))
 		connect_failed(c);
 }
 
@@ -374,6 +404,13 @@ static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 	 * it moved this target, the new epoch closes this connection. */
 	if (g.epoch > cl->map.epoch)
 		cl->map_stale = true;
+	if ((g.status & ~WF_WS_DNR) == WF_WS_AUTH) {
+		wf_log(cl, WEFT_LOG_ERR, "target %u (%s) requires a key: none "
+		       "given (opts.key_name, or WEFT_KEY and WEFT_KEYRING)",
+		       c->target_id, c->addr);
+		c->auth_err = -EACCES;
+		goto out_fail;
+	}
 	if (g.status != WF_WS_OK || g.target_id != c->target_id) {
 		if (g.status == WF_WS_OK)
 			wf_log(cl, WEFT_LOG_ERR, "%s is target %u, not %u",
@@ -398,6 +435,7 @@ static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 	WF_BUF_COPY(c->ring, g.ring);
 	c->epoch = g.epoch;
 	c->fails = 0;
+	c->auth_err = 0;
 	c->state = CONN_LIVE;
 	if (!c->parent && !c->dead)
 		subs_setup(c, g.reactors);
@@ -408,12 +446,74 @@ out_fail:
 	return false;
 }
 
+/* A refusal or a failed proof: the connection fails, and the pieces
+ * waiting for it with -EACCES (piece.c). */
+static void auth_refused(struct wf_conn *c)
+{
+	c->auth_err = -EACCES;
+	c->auth_step = 0;
+	explicit_bzero(&c->ax, sizeof(c->ax));
+	wf_conn_fail(c);
+}
+
+/* An AUTH message in CONN_HELLO: the CHALLENGE (the target's proof: ours
+ * and the HELLO go out at once) or the RESULT. */
+static void on_auth(struct wf_conn *c, const void *msg, uint32_t len)
+{
+	struct weft_cluster *cl = c->cl;
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	uint32_t reason;
+	int ret;
+
+	if (wf_auth_decode(msg, len, &a, &reason) ||
+	    a.step != (c->auth_step == 1 ? WF_AUTH_CHALLENGE : WF_AUTH_RESULT)) {
+		wf_log(cl, WEFT_LOG_WARNING, "target %u: bad AUTH message (%s)",
+		       c->target_id, wf_wire_reason_name(reason));
+		wf_conn_fail(c);
+		return;
+	}
+	if (c->auth_step == 2) {
+		if (a.status == WF_WS_OK) {
+			c->auth_step = 0;       /* the GRANT follows */
+			return;
+		}
+		wf_log(cl, WEFT_LOG_ERR, "target %u (%s) refused key %s: our "
+		       "proof did not match (it holds another secret under "
+		       "that name)", c->target_id, c->addr, cl->key_name);
+		auth_refused(c);
+		return;
+	}
+	ret = wf_auth_answer(cl->key, &c->ax, &a, &h);
+	if (ret == -EACCES || ret == -EBADMSG) {
+		wf_log(cl, WEFT_LOG_ERR, "target %u (%s) %s key %s%s",
+		       c->target_id, c->addr, ret == -EACCES ? "refused" :
+		       "did not prove it holds", cl->key_name, ret == -EACCES ?
+		       ": it does not know it, or it is revoked" :
+		       ": not that target, or another secret under that name");
+		auth_refused(c);
+		return;
+	}
+	if (ret || wf_send(c->ep, &h, sizeof(h), WR_CONN | c->idx) ||
+	    send_hello(c)) {
+		wf_conn_fail(c);
+		return;
+	}
+	c->auth_step = 2;
+}
+
 enum wf_conn_ev wf_conn_on_msg(struct wf_conn *c, const void *msg,
 			       uint32_t len, struct wf_reply *reply)
 {
 	uint32_t reason;
 	int op = wf_wire_peek(msg, len, &reason);
 
+	if (c->state == CONN_HELLO && c->auth_step && op == WF_OP_AUTH) {
+		on_auth(c, msg, len);
+		return WF_CEV_NONE;
+	}
+	if (c->state == CONN_HELLO && c->auth_step == 1)
+		op = -1;        /* nothing but the CHALLENGE before our HELLO */
 	if (c->state == CONN_HELLO && op == WF_OP_GRANT)
 		return on_grant(c, msg, len) ? WF_CEV_LIVE : WF_CEV_NONE;
 	if (c->state == CONN_LIVE && op == WF_OP_REPLY &&

@@ -206,7 +206,7 @@ static void piece_done(struct weft_cluster *cl, struct wf_piece *p, int64_t res)
 static void piece_retry(struct weft_cluster *cl, struct wf_piece *p,
 			enum wf_retry_why why, uint64_t at)
 {
-	if (why != RT_ROUND && why != RT_FINISH) {
+	if (why != RT_ROUND && why != RT_FINISH && why != RT_REFUSED) {
 		p->attempts++;
 		cl->stats.retries++;
 	}
@@ -376,6 +376,13 @@ static void dispatch(struct weft_cluster *cl, struct wf_conn *c,
 {
 	switch (c->state) {
 	case CONN_IDLE:
+		if (cl->now < c->retry_at && c->auth_err) {
+			/* The target refused our key (or the lack of one) a
+			 * moment ago: no use waiting (routing completes no
+			 * piece: the retry pass does). */
+			piece_retry(cl, p, RT_REFUSED, cl->now);
+			return;
+		}
 		if (cl->now < c->retry_at) {
 			piece_retry(cl, p, RT_BACKOFF, c->retry_at);
 			return;
@@ -744,7 +751,8 @@ static void conns_down(struct weft_cluster *cl)
 			}
 		}
 		while ((p = pq_pop(&c->wait_q)))
-			piece_retry(cl, p, RT_BACKOFF, c->retry_at);
+			piece_retry(cl, p, c->auth_err ? RT_REFUSED : RT_BACKOFF,
+				    c->auth_err ? cl->now : c->retry_at);
 		c = wf_conn_down_done(c);
 	}
 }
@@ -787,6 +795,10 @@ static void run_retries(struct weft_cluster *cl)
 
 	cl->retry_q.head = cl->retry_q.tail = NULL;
 	while ((p = pq_pop(&q))) {
+		if (p->why == RT_REFUSED) {
+			piece_done(cl, p, -EACCES);
+			continue;
+		}
 		/* A deadline holds whatever the piece waits for (a backoff
 		 * may end later than it). */
 		if (p->why != RT_FINISH && expired(cl, p))

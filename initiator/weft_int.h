@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "fabric/fabric.h"
+#include "proto/auth.h"
 #include "proto/wire.h"
 #include "initiator/include/weft.h"
 #include "placement/map.h"
@@ -148,6 +149,12 @@ struct wf_conn {
 	uint32_t   reactor;             /* k */
 	bool       refused;             /* the last connect failed (not: the
 	                                 * connection broke) */
+	/* Authentication at connect (docs/protocol.md), inside CONN_HELLO:
+	 * waiting for the CHALLENGE (1), for the RESULT (2), or done (0). */
+	uint8_t    auth_step;
+	int        auth_err;            /* -EACCES after a refusal: the pieces
+	                                 * waiting here fail with it */
+	struct wf_auth_ctx ax;
 };
 
 /* ---- short circuit (sc.c) -------------------------------------------------- */
@@ -223,6 +230,8 @@ enum wf_retry_why {
 	RT_ROUND,       /* the next round of a piece larger than the slots */
 	RT_FINISH,      /* finished by the retry pass: its volume was deleted
 	                 * or (flush) its target left the map */
+	RT_REFUSED,     /* its target refused our key (or the lack of one):
+	                 * finished by the retry pass with -EACCES */
 };
 
 struct wf_piece {
@@ -311,6 +320,9 @@ struct weft_cluster {
 	void      *log_arg;
 	int        log_level;
 	uint64_t   client_id;
+	bool       has_key;             /* opts.key_name: authenticate */
+	char       key_name[WF_KEY_NAME_MAX];
+	uint8_t    key[WF_KEY_LEN];
 
 	/* Map epoch state (rebuilt on a newer map file). */
 	struct wf_map      map;

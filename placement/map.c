@@ -25,6 +25,8 @@ void wf_map_free(struct wf_map *map)
 	free(map->volumes);
 	free(map->overrides);
 	free(map->temps);
+	free(map->revoked);
+	free(map->access);
 	memset(map, 0, sizeof(*map));
 }
 
@@ -117,5 +119,9 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 	       same(a->volumes, b->volumes, a->nvolumes * sizeof(*a->volumes)) &&
 	       same(a->overrides, b->overrides, a->noverrides * sizeof(*a->overrides)) &&
 	       a->ntemps == b->ntemps &&
-	       same(a->temps, b->temps, a->ntemps * sizeof(*a->temps));
+	       same(a->temps, b->temps, a->ntemps * sizeof(*a->temps)) &&
+	       a->auth == b->auth && a->nrevoked == b->nrevoked &&
+	       same(a->revoked, b->revoked, a->nrevoked * sizeof(*a->revoked)) &&
+	       a->naccess == b->naccess &&
+	       same(a->access, b->access, a->naccess * sizeof(*a->access));
 }

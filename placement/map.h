@@ -20,6 +20,8 @@
 #define WF_PATH_MAX     256     /* device paths, incl. NUL */
 #define WF_MAX_REPLICAS 8
 #define WF_WEIGHT_ONE   0x10000u /* weights are 16.16 fixed point */
+#define WF_MAP_KEY_NAME 32      /* key names, incl. NUL (proto/auth.h) */
+#define WF_MAP_MAX_REVOKED 4096
 
 /* Node types of the hierarchy, leaf first; also the failure domain types. */
 enum wf_node_type {
@@ -125,6 +127,32 @@ struct wf_map {
 	 * date (recovery): n is 1 .. replicas, the members that hold the
 	 * data, primary first.  Sorted by (pool, pg). */
 	struct wf_override *temps;     uint32_t ntemps;
+	/* Keys (docs/security.md): whether targets require them, and the
+	 * names of revoked keys, which every target refuses from the epoch
+	 * that lists them on (names are never reused).  Sorted. */
+	uint8_t             auth;       /* enum wf_map_auth */
+	char              (*revoked)[WF_MAP_KEY_NAME]; uint32_t nrevoked;
+	/* Per-volume access (docs/security.md): a volume with entries is
+	 * open to the keys they name only.  Sorted by (volume, key). */
+	struct wf_access   *access;    uint32_t naccess;
+};
+
+struct wf_access {
+	uint64_t volume;                /* volume id */
+	char     key[WF_MAP_KEY_NAME];
+	uint8_t  ro;                    /* 1: read-only, 0: read-write */
+};
+
+/* The map's auth = "...": */
+enum wf_map_auth {
+	WF_MAP_AUTH_KEYRING = 0,        /* absent: a target with a keyring
+	                                 * requires keys, one without none */
+	WF_MAP_AUTH_REQUIRED,           /* "required": a target without a
+	                                 * keyring refuses to start (or to take
+	                                 * the map) */
+	WF_MAP_AUTH_NONE,               /* "none": no target asks for keys
+	                                 * (a client that offers one is still
+	                                 * answered) */
 };
 
 /* Error detail from the loader: names file, line and field. */
@@ -141,6 +169,9 @@ int  wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err);
 /* The same from a buffer; name is used in messages. */
 int  wf_map_load_buf(const char *buf, size_t len, const char *name,
 		     struct wf_map *map, struct wf_map_err *err);
+/* Sort m's revoked_keys and access list into the order the loader gives
+ * them (after an edit). */
+void wf_map_keys_sort(struct wf_map *m);
 /* Write a map back as libconfig (used by weftctl for epoch+1 maps). */
 int  wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err);
 void wf_map_free(struct wf_map *map);

@@ -39,8 +39,11 @@ int wf_map_copy(struct wf_map *dst, const struct wf_map *src)
 	dst->volumes = dup_array(src->volumes, src->nvolumes, sizeof(*src->volumes));
 	dst->overrides = dup_array(src->overrides, src->noverrides, sizeof(*src->overrides));
 	dst->temps = dup_array(src->temps, src->ntemps, sizeof(*src->temps));
+	dst->revoked = dup_array(src->revoked, src->nrevoked, sizeof(*src->revoked));
+	dst->access = dup_array(src->access, src->naccess, sizeof(*src->access));
 	if (!dst->targets || !dst->nodes || !dst->child || !dst->pools ||
-	    !dst->volumes || !dst->overrides || !dst->temps) {
+	    !dst->volumes || !dst->overrides || !dst->temps || !dst->revoked ||
+	    !dst->access) {
 		wf_map_edit_free(dst);
 		return -ENOMEM;
 	}

@@ -112,6 +112,10 @@ int  wf_map_get_str(struct ld *ld, const config_setting_t *g, const char *path,
 		    const char *key, bool required, const char *def, char *out,
 		    size_t cap, enum str_kind kind, config_setting_t **sp);
 
+/* ---- map_keys.c: auth, revoked_keys, access ---- */
+
+int  wf_map_parse_keys(struct ld *ld, const config_setting_t *root);
+
 /* ---- map_check.c: duplicates across the elements of a list ---- */
 
 /* qsort comparator of struct key, file index last. */

@@ -948,7 +948,8 @@ static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
 
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
-	"volumes", "overrides", "pg_temp", "next_volume_id", NULL
+	"volumes", "overrides", "pg_temp", "next_volume_id", "auth",
+	"revoked_keys", "access", NULL
 };
 
 static int parse(struct ld *ld, const char *text)
@@ -997,6 +998,8 @@ static int parse(struct ld *ld, const char *text)
 		r = parse_temps(ld, root);
 	if (!r)
 		r = parse_next_volume_id(ld, root);
+	if (!r)
+		r = wf_map_parse_keys(ld, root);
 	return r;
 }
 

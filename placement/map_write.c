@@ -71,6 +71,27 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 	fprintf(f, "epoch = %" PRIu64 "%s;\n", m->epoch, int_sfx(m->epoch));
 	fprintf(f, "cluster_id = %" PRIu64 "%s;\n", m->cluster_id, int_sfx(m->cluster_id));
 	fprintf(f, "extent_size = %u;\n", m->extent_size);
+	if (m->auth == WF_MAP_AUTH_REQUIRED || m->auth == WF_MAP_AUTH_NONE)
+		fprintf(f, "auth = \"%s\";  # docs/security.md\n",
+			m->auth == WF_MAP_AUTH_REQUIRED ? "required" : "none");
+	if (m->nrevoked) {
+		fprintf(f, "revoked_keys = [");
+		for (uint32_t i = 0; i < m->nrevoked; i++)
+			fprintf(f, "%s\"%s\"", i ? ", " : " ", m->revoked[i]);
+		fprintf(f, " ];\n");
+	}
+	if (m->naccess) {
+		fprintf(f, "access = (  # docs/security.md\n");
+		for (uint32_t i = 0; i < m->naccess; i++) {
+			const struct wf_access *ac = &m->access[i];
+			int vi = wf_map_volume_by_id(m, ac->volume);
+
+			fprintf(f, "\t{ volume = \"%s\"; key = \"%s\"; mode = \"%s\"; }%s\n",
+				vi >= 0 ? m->volumes[vi].name : "?", ac->key,
+				ac->ro ? "ro" : "rw", i + 1 < m->naccess ? "," : "");
+		}
+		fprintf(f, ");\n");
+	}
 	if (m->next_volume_id)
 		fprintf(f, "next_volume_id = %" PRIu64 "%s;  # ids are never reused\n",
 			m->next_volume_id, int_sfx(m->next_volume_id));

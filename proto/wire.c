@@ -360,6 +360,7 @@ int wf_wire_status_errno(uint16_t status)
 	case WF_WS_CRC:      return -EBADMSG;
 	case WF_WS_DEGRADED: return -EHOSTDOWN;
 	case WF_WS_ACCESS:   return -EACCES;
+	case WF_WS_AUTH:     return -EACCES;
 	default:             return -EPROTO;
 	}
 }
@@ -393,6 +394,7 @@ const char *wf_wire_status_name(uint16_t status)
 		[WF_WS_IO] = "io-error", [WF_WS_NOSPC] = "no-space",
 		[WF_WS_BUSY] = "busy", [WF_WS_CRC] = "crc-mismatch",
 		[WF_WS_DEGRADED] = "degraded", [WF_WS_ACCESS] = "access",
+		[WF_WS_AUTH] = "auth",
 	};
 	uint32_t s = status & ~(uint32_t)WF_WS_DNR;
 

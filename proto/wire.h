@@ -49,6 +49,9 @@ enum wf_wire_op {
 	                         * allowed before the HELLO (struct
 	                         * wf_net_map_put in proto/ctl.h); answered
 	                         * after the last with WF_OP_STATUS_REPLY */
+	WF_OP_AUTH    = 12,     /* either way, before anything else: the
+	                         * authentication at connect (struct
+	                         * wf_auth_hdr in proto/auth.h) */
 	WF_OP_MAX
 };
 
@@ -137,6 +140,10 @@ enum wf_wire_status {
 	WF_WS_CRC      = 9,     /* payload CRC mismatch: resend */
 	WF_WS_DEGRADED = 10,    /* fewer than min_size replicas up */
 	WF_WS_ACCESS   = 11,    /* not allowed */
+	WF_WS_AUTH     = 12,    /* authentication failed or missing: no key
+	                         * offered where one is required, a key the
+	                         * target does not know or that is revoked,
+	                         * a wrong proof (docs/security.md) */
 	WF_WS_MAX,
 	/* Do-not-retry bit: set when retrying the same request cannot succeed
 	 * (nvmet's DNR); the initiator then fails it at once. */

@@ -98,6 +98,9 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	free(c->put_buf);
 	c->put_buf = NULL;
 	c->put_got = c->put_total = 0;
+	free(c->perm);
+	c->perm = NULL;
+	c->nperm = 0;
 	for (uint32_t i = 0; i < r->cfg->slots; i++)
 		c->reqs[i].state = RQ_FREE;
 	c->state = CONN_FREE;
@@ -643,6 +646,13 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		v = WF_TGT_REJECT;
 		p.status = WF_WS_BUSY;
 	}
+	/* The key's access to the volume: one load (auth.c builds the
+	 * table at the GRANT and at every map). */
+	if (v == WF_TGT_OK && !wf_tgt_access_ok(c, p.req.opcode, p.vol_idx)) {
+		v = WF_TGT_REJECT;
+		p.status = WF_WS_ACCESS | WF_WS_DNR;
+		WF_TGT_ADD(r->stats.access_denied, 1);
+	}
 	/*
 	 * The reconnect fence for requests: a client with one connection
 	 * per reactor may resend what a closed connection carried on
@@ -728,6 +738,10 @@ static void grant(struct wf_tgt_conn *c)
 		if (!wf_send(c->ep, &h, sizeof(h), WR_GRANT))
 			c->sends_out++;
 		wf_tgt_conn_close(c, NULL);
+		return;
+	}
+	if (wf_tgt_access_build(c)) {
+		wf_tgt_conn_close(c, "out of memory for its access table");
 		return;
 	}
 	n = c->want_slots < r->cfg->slots ? c->want_slots : r->cfg->slots;
@@ -863,7 +877,9 @@ void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t stat
 	a.opcode = WF_OP_STATUS_REPLY;
 	a.status = htole16(status);
 	a.tag = htole64(tag);
-	wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
+	/* Figures only for peers that may have them. */
+	if ((status & ~(uint32_t)WF_WS_DNR) != WF_WS_AUTH)
+		wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
 	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
 		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
 	else
@@ -873,6 +889,18 @@ void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t stat
 static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	int op;
+
+	/* Authentication first: nothing else is served on a connection that
+	 * has not proved its key where keys are required (auth.c). */
+	if (c->state == CONN_HELLO) {
+		op = wf_wire_peek(msg, len, NULL);
+		if (op == WF_OP_AUTH) {
+			wf_tgt_auth_msg(c, msg, len);
+			return;
+		}
+		if (!wf_tgt_auth_gate(c, op, msg, len))
+			return;
+	}
 
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
 	    wf_wire_peek(msg, len, NULL) == WF_OP_STATUS) {
@@ -1017,6 +1045,8 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->gone = false;
 		c->invalid = 0;
 		c->client_id = 0;
+		c->auth = 0;
+		c->key_name[0] = 0;
 		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;
 		c->counted = false;
@@ -1106,6 +1136,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		break;
 	case WF_CQE_DISCONNECT:
 		c->gone = true;
+		wf_tgt_auth_gone(c);
 		if (c->state == CONN_HELLO)
 			hello_leave(c);
 		c->state = CONN_CLOSING;

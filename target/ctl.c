@@ -367,19 +367,88 @@ static int scrub_ask(struct wf_tgt_reactor *r, uint64_t vol, uint64_t flags)
 	return 0;
 }
 
+/*
+ * A key on the control socket (docs/security.md): a peer may prove one
+ * before its request, as on a data connection (the transcript's cluster
+ * id is 0 here: the socket is this host's, its path names the target).
+ * Where keys are required, a peer that is not trusted by its credentials
+ * must; a key offered is always checked.  Returns false when the session
+ * was dropped.
+ */
+static bool ctl_auth(struct wf_tgt_reactor *r, unsigned i, const void *msg,
+		     size_t len)
+{
+	struct wf_tgt_ctl *c = &r->ctl;
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	char why[160], who[80];
+	int ret;
+
+	if (wf_auth_decode(msg, len, &a, NULL) ||
+	    a.step != (c->auth[i] == 0 ? WF_AUTH_OFFER : WF_AUTH_PROOF) ||
+	    c->auth[i] == 2) {
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "control: bad AUTH message, "
+			    "dropping the client");
+		drop(r, i);
+		return false;
+	}
+	ret = a.step == WF_AUTH_OFFER ?
+	      wf_tgt_auth_offer(r, &a, 0, &c->ax[i], &h, why, sizeof(why)) :
+	      wf_tgt_auth_proof(r, &c->ax[i], &a, &h, why, sizeof(why));
+	if (ret != -EIO &&
+	    send(c->cfd[i], &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(h) &&
+	    !ret)
+		ret = -EPIPE;
+	if (ret) {
+		peer_trusted(r->cfg, c->cfd[i], who, sizeof(who));
+		wf_tgt_log("control: %s: authentication refused: %s", who,
+			   ret == -EACCES ? why : "cannot answer");
+		r->stats.auth_refused += ret == -EACCES;
+		explicit_bzero(&c->ax[i], sizeof(c->ax[i]));
+		drop(r, i);
+		return false;
+	}
+	c->auth[i] = a.step == WF_AUTH_OFFER ? 1 : 2;
+	if (c->auth[i] == 2) {
+		explicit_bzero(&c->ax[i], sizeof(c->ax[i]));
+		r->stats.auth_ok++;
+	}
+	return true;
+}
+
 static void serve(struct wf_tgt_reactor *r, unsigned i)
 {
 	int fd = r->ctl.cfd[i];
-	struct wf_ctl_req raw, q;
+	union {
+		struct wf_ctl_req req;
+		struct wf_auth_hdr auth;
+	} m;
+	struct wf_ctl_req q;
 	struct wf_ctl_status s;
 	ssize_t n;
 	uint16_t op;
 	int result = 0;
+	bool bare = false;
 
-	n = recv(fd, &raw, sizeof(raw), MSG_DONTWAIT | MSG_TRUNC);
+	n = recv(fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0 || wf_ctl_req_decode(&raw, (size_t)n, &q)) {
+	if (n > 0 && (size_t)n <= sizeof(m) && wf_wire_peek(&m, (size_t)n, NULL) ==
+	    WF_OP_AUTH) {
+		ctl_auth(r, i, &m, (size_t)n);
+		return;
+	}
+	if (n == 0 && r->ctl.auth[i] == 1) {
+		char who[80];
+
+		peer_trusted(r->cfg, fd, who, sizeof(who));
+		wf_tgt_log("control: %s: authentication abandoned by the peer "
+			   "after our CHALLENGE: key %s differs between it and "
+			   "this target's keyring", who, r->ctl.ax[i].name);
+		r->stats.auth_refused++;
+		explicit_bzero(&r->ctl.ax[i], sizeof(r->ctl.ax[i]));
+	}
+	if (n <= 0 || wf_ctl_req_decode(&m.req, (size_t)n, &q)) {
 		if (n > 0)
 			wf_tgt_logl(WF_TGT_LOG_WARNING, "control: malformed request, "
 				    "dropping the client");
@@ -387,6 +456,27 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 		return;
 	}
 	op = q.op;
+	/* Keys required: a key proved, or a peer trusted by its credentials
+	 * (who may have the device fd anyway); a half-done exchange never. */
+	if (r->ctl.auth[i] == 1 || (r->ctl.auth[i] != 2 && !r->ctl.trusted[i] &&
+				    wf_tgt_auth_required(r))) {
+		char who[80];
+
+		peer_trusted(r->cfg, fd, who, sizeof(who));
+		wf_tgt_log("control: %s: authentication refused: %s", who,
+			   r->ctl.auth[i] == 1 ? "a request before the "
+			   "authentication finished" : "no key offered and not "
+			   "a trusted local peer");
+		r->stats.auth_refused++;
+		result = -EACCES;
+		if (op == WF_CTL_SHORTCIRCUIT) {
+			answer_sc(r, fd, q.version, result);
+			drop(r, i);
+			return;
+		}
+		op = WF_CTL_STATUS;     /* answered with the refusal only */
+		bare = true;
+	}
 	/* Figures for anyone who can connect; the device fd, RELOAD and
 	 * SCRUB (which rewrites members) for the trusted only. */
 	if (op != WF_CTL_STATUS && op != WF_CTL_VOLUME_USAGE && !r->ctl.trusted[i]) {
@@ -432,6 +522,16 @@ static void serve(struct wf_tgt_reactor *r, unsigned i)
 	if (q.epoch > r->map->epoch && op == WF_CTL_STATUS)
 		wf_tgt_reload(r, "control request with a newer epoch");
 	wf_tgt_fill_status(r, op, result, &s);
+	if (bare) {
+		/* No figures for a peer that may not have them. */
+		struct wf_ctl_status z;
+
+		memset(&z, 0, sizeof(z));
+		z.magic = s.magic;
+		z.op = htole16(q.op);
+		z.result = s.result;
+		s = z;
+	}
 	/* Answered in the asker's version: versions 2 and 3 get their
 	 * layout, the first WF_CTL_STATUS_V2_SIZE bytes. */
 	s.version = htole16(q.version);
@@ -470,6 +570,7 @@ void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
 			continue;
 		}
 		r->ctl.cfd[i] = fd;
+		r->ctl.auth[i] = 0;
 		{
 			char who[80];
 

@@ -55,6 +55,11 @@ static const char usage_text[] =
 "      --trust-group G    local peers of group G (name or gid) may also\n"
 "                         use the sockets, get the device fd for short-circuit\n"
 "                         reads and RELOAD (default: only root and our uid)\n"
+"      --keyring F        keys (docs/security.md; default $WEFT_KEYRING):\n"
+"                         every connection must prove a key of F (unless\n"
+"                         the map says auth = \"none\")\n"
+"      --key NAME         our key in F, shown to other targets (default\n"
+"                         $WEFT_KEY)\n"
 "      --keepalive S      TCP keepalive: probe a peer idle S seconds, drop it\n"
 "                         after 3 unanswered probes S/3 apart (default 30;\n"
 "                         0: off)\n"
@@ -134,8 +139,47 @@ enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
 	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
-	O_TRUST_GROUP,
+	O_TRUST_GROUP, O_KEYRING, O_KEY,
 };
+
+/* Keys (docs/security.md): a keyring that loads (mode 0600) and holds
+ * our own key; none when the map requires keys is refused. */
+static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
+{
+	struct wf_keyring kr;
+	char err[512];
+	bool ours;
+
+	if (wf_auth_selftest()) {
+		fprintf(stderr, "weft-target: libcrypto's HMAC-SHA256 or RNG does "
+			"not work\n");
+		return 1;
+	}
+	if (!cfg->keyring) {
+		if (m->map.auth != WF_MAP_AUTH_REQUIRED)
+			return 0;
+		fprintf(stderr, "weft-target: the map says auth = \"required\": "
+			"give --keyring F (or $WEFT_KEYRING) and --key NAME\n");
+		return 1;
+	}
+	if (wf_keyring_load(cfg->keyring, &kr, err, sizeof(err))) {
+		fprintf(stderr, "weft-target: %s\n", err);
+		return 1;
+	}
+	ours = wf_keyring_find(&kr, cfg->key_name) != NULL;
+	wf_keyring_free(&kr);
+	if (!ours) {
+		fprintf(stderr, "weft-target: keyring %s has no key %s (--key)\n",
+			cfg->keyring, cfg->key_name);
+		return 1;
+	}
+	if (wf_tgt_key_revoked(m, cfg->key_name)) {
+		fprintf(stderr, "weft-target: key %s is revoked in the map\n",
+			cfg->key_name);
+		return 1;
+	}
+	return 0;
+}
 
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 {
@@ -155,6 +199,8 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "evict-idle", required_argument, NULL, O_EVICT },
 		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 		{ "trust-group", required_argument, NULL, O_TRUST_GROUP },
+		{ "keyring", required_argument, NULL, O_KEYRING },
+		{ "key", required_argument, NULL, O_KEY },
 		{ "poll-us", required_argument, NULL, O_POLL },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
@@ -345,6 +391,16 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 					       "not a number", optarg);
 			cfg->fault_after_writes = v;
 			break;
+		case O_KEYRING:
+			cfg->keyring = optarg;
+			break;
+		case O_KEY:
+			if (!wf_key_name_ok(optarg))
+				return bad_arg("--key: '%s' is not a key name (1 .. %u "
+					       "of [A-Za-z0-9._-])", optarg,
+					       WF_KEY_NAME_MAX - 1);
+			cfg->key_name = optarg;
+			break;
 		case O_ETCD_TTL:
 			if (parse_u32(optarg, &v, false) || v < 2 || v > 3600)
 				return bad_arg("--etcd-ttl: '%s' is not 2 .. 3600 s", optarg);
@@ -377,6 +433,17 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		return bad_arg("%s", "-c MAP is required");
 	if (!have_id)
 		return bad_arg("%s", "--id N is required");
+	/* The environment as weft's other programs read it. */
+	if (!cfg->keyring && getenv("WEFT_KEYRING") && *getenv("WEFT_KEYRING"))
+		cfg->keyring = getenv("WEFT_KEYRING");
+	if (!cfg->key_name && getenv("WEFT_KEY") && wf_key_name_ok(getenv("WEFT_KEY")))
+		cfg->key_name = getenv("WEFT_KEY");
+	if (cfg->key_name && !cfg->keyring)
+		return bad_arg("--key %s: no --keyring (nor $WEFT_KEYRING) holds it",
+			       cfg->key_name);
+	if (cfg->keyring && !cfg->key_name)
+		return bad_arg("%s", "--keyring without --key NAME (nor $WEFT_KEY): "
+			       "the key this target shows other targets");
 	if (cfg->force && !cfg->format)
 		return bad_arg("%s", "--force only goes with --format");
 	if (cfg->recovery_qd > cfg->slots)
@@ -769,6 +836,10 @@ int main(int argc, char **argv)
 	if (map->self < 0) {
 		fprintf(stderr, "weft-target: %s (epoch %llu) has no target %u\n",
 			cfg.map_path, (unsigned long long)map->epoch, cfg.id);
+		wf_tgt_map_free(map);
+		return 1;
+	}
+	if (!cfg.format && check_keys(&cfg, map)) {
 		wf_tgt_map_free(map);
 		return 1;
 	}

@@ -127,6 +127,9 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 		sum.closed_bad += WF_TGT_GET(r->stats.closed_bad);
 		sum.accepted += WF_TGT_GET(r->stats.accepted);
 		sum.refused += WF_TGT_GET(r->stats.refused);
+		sum.auth_ok += WF_TGT_GET(r->stats.auth_ok);
+		sum.auth_refused += WF_TGT_GET(r->stats.auth_refused);
+		sum.auth_revoked += WF_TGT_GET(r->stats.auth_revoked);
 		sum.forwards += WF_TGT_GET(r->stats.forwards);
 		sum.csums += WF_TGT_GET(r->stats.csums);
 		for (unsigned s = 0; s < 16; s++)
@@ -211,6 +214,10 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	put(o, "weft_connections_total{result=\"accepted\"} %llu\n", (unsigned long long)sum.accepted);
 	put(o, "weft_connections_total{result=\"refused\"} %llu\n", (unsigned long long)sum.refused);
 	put(o, "weft_connections_total{result=\"closed_bad\"} %llu\n", (unsigned long long)sum.closed_bad);
+	head(o, "weft_auth_total", "counter", "Key exchanges (data connections and the control socket): proved, refused, and connections closed by a revocation.");
+	put(o, "weft_auth_total{result=\"ok\"} %llu\n", (unsigned long long)sum.auth_ok);
+	put(o, "weft_auth_total{result=\"refused\"} %llu\n", (unsigned long long)sum.auth_refused);
+	put(o, "weft_auth_total{result=\"revoked\"} %llu\n", (unsigned long long)sum.auth_revoked);
 	head(o, "weft_inflight_requests", "gauge", "Store requests (and forwards) in flight: staging slots in use.");
 	put(o, "weft_inflight_requests %u\n", inflight);
 	head(o, "weft_slots", "gauge", "Staging slots per connection and their size in bytes.");

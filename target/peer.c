@@ -136,14 +136,19 @@ static void connect_failed(struct wf_tgt_peer *p, int ret)
 	p->retry_at = wf_tgt_now_ns() + backoff_ns(p);
 }
 
+/* A client id no initiator draws (libweft's are random with the low bit
+ * set): the top bit, the target and the reactor. */
+static uint64_t link_client_id(const struct wf_tgt_reactor *r)
+{
+	return 1ull << 63 | (uint64_t)r->cfg->id << 16 | r->idx << 1;
+}
+
 /* Connected: the HELLO goes; 0 or -errno (the link is then IDLE). */
 static int send_hello(struct wf_tgt_peer *p)
 {
 	struct wf_tgt_reactor *r = p->r;
 	struct wf_hello h = {
-		/* A client id no initiator draws (libweft's are random with
-		 * the low bit set): the top bit, the target and the reactor. */
-		.client_id = 1ull << 63 | (uint64_t)r->cfg->id << 16 | r->idx << 1,
+		.client_id = link_client_id(r),
 		.epoch = r->map->epoch,
 		.want_slots = r->cfg->slots,
 		.max_io = r->cfg->slot_size,
@@ -161,6 +166,69 @@ static int send_hello(struct wf_tgt_peer *p)
 	p->state = PEER_HELLO;
 	p->hello_deadline = wf_tgt_now_ns() + ms_ns(PEER_HELLO_MS);
 	return 0;
+}
+
+/* Connected: with a keyring, our key's OFFER goes first (the peer's
+ * CHALLENGE, then our PROOF and the HELLO: on_auth); else the HELLO. */
+static int session_start(struct wf_tgt_peer *p)
+{
+	struct wf_tgt_reactor *r = p->r;
+	struct wf_auth_hdr h;
+	int ret;
+
+	p->auth_step = 0;
+	if (!r->cfg->keyring)
+		return send_hello(p);
+	ret = wf_auth_offer(&p->ax, r->map->map.cluster_id, r->cfg->key_name,
+			    link_client_id(r), p->target_id, &h);
+	if (!ret)
+		ret = wf_send(p->ep, &h, sizeof(h), PWR(PWR_HELLO, 0));
+	if (ret) {
+		wf_ep_destroy(p->ep);
+		connect_failed(p, ret);
+		return ret;
+	}
+	p->auth_step = 1;
+	p->state = PEER_HELLO;
+	p->hello_deadline = wf_tgt_now_ns() + ms_ns(PEER_HELLO_MS);
+	return 0;
+}
+
+static void on_auth(struct wf_tgt_peer *p, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = p->r;
+	const struct wf_key *k = wf_keyring_find(&r->keyring, r->cfg->key_name);
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	char why[160];
+	int ret;
+
+	if (wf_auth_decode(msg, len, &a, NULL) ||
+	    a.step != (p->auth_step == 1 ? WF_AUTH_CHALLENGE : WF_AUTH_RESULT)) {
+		peer_close(p, "bad AUTH message");
+		return;
+	}
+	if (p->auth_step == 2) {
+		if (a.status == WF_WS_OK)
+			p->auth_step = 0;       /* the GRANT follows */
+		else
+			peer_close(p, "it refused our proof of our key (another "
+				   "secret under that name there)");
+		return;
+	}
+	ret = k ? wf_auth_answer(k->secret, &p->ax, &a, &h) : -ENOKEY;
+	if (ret) {
+		snprintf(why, sizeof(why), "key %s: %s", r->cfg->key_name,
+			 ret == -EACCES ? "refused (unknown there, or revoked)" :
+			 ret == -EBADMSG ? "it did not prove it holds it" :
+			 ret == -ENOKEY ? "no longer in our keyring" :
+			 "authentication failed");
+		peer_close(p, why);
+		return;
+	}
+	if (wf_send(p->ep, &h, sizeof(h), PWR(PWR_HELLO, 0)) || send_hello(p))
+		return;
+	p->auth_step = 2;
 }
 
 /* Start connecting: 0 (CONNECTING, or already HELLO over verbs) or -errno
@@ -185,7 +253,7 @@ static int peer_connect(struct wf_tgt_peer *p)
 		connect_failed(p, ret);
 		return ret;
 	}
-	return send_hello(p);
+	return session_start(p);
 }
 
 static int slot_take(struct wf_tgt_peer *p)
@@ -420,11 +488,16 @@ void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
 			fail_all(p, WF_WS_DEGRADED);
 			break;
 		}
-		if (send_hello(p))
+		if (session_start(p))
 			fail_all(p, WF_WS_DEGRADED);
 		break;
 	case WF_CQE_RECV_MSG:
-		if (p->state == PEER_HELLO &&
+		if (p->state == PEER_HELLO && p->auth_step &&
+		    wf_wire_peek(e->msg, e->len, NULL) == WF_OP_AUTH)
+			on_auth(p, e->msg, e->len);
+		else if (p->state == PEER_HELLO && p->auth_step == 1)
+			peer_close(p, "a message before its CHALLENGE");
+		else if (p->state == PEER_HELLO &&
 		    wf_wire_peek(e->msg, e->len, NULL) == WF_OP_GRANT)
 			on_grant(p, e->msg, e->len);
 		else if (p->state == PEER_LIVE)

@@ -163,6 +163,12 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
 	r->map = m;
+	/* The keyring is re-read with every map: a key removed from it, or
+	 * revoked in this epoch, loses its connections now. */
+	if (wf_tgt_keyring_load(r, err, sizeof(err)))
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "keyring reload (%s) failed, "
+			    "keeping the keys read before: %s", why, err);
+	wf_tgt_auth_recheck(r);
 	if (r->idx == 0 && r->t)
 		__atomic_store_n(&r->t->epoch, m->epoch, __ATOMIC_RELAXED);
 	wf_store_view_publish_epoch(r->store, m->epoch);
@@ -330,6 +336,9 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	r->store = store;
 	wf_store_view_publish_epoch(store, map->epoch);
 	r->epfd = r->sigfd = r->wake_fd = -1;
+	ret = wf_tgt_keyring_load(r, err, errlen);
+	if (ret)
+		return ret;
 	r->seen_gen = __atomic_load_n(&tg->gen, __ATOMIC_ACQUIRE);
 	r->seen_reload = __atomic_load_n(&tg->reload_gen, __ATOMIC_ACQUIRE);
 	r->ctl.lfd = r->ctl.dev_ro = -1;
@@ -572,6 +581,7 @@ static void stop_listening(struct wf_tgt_reactor *r)
 
 void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 {
+	wf_keyring_free(&r->keyring);
 	wf_tgt_stray_fini(r);
 	wf_tgt_ctl_close(r);
 	stop_listening(r);

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "fabric/fabric.h"
+#include "proto/auth.h"
 #include "proto/wire.h"
 #include "placement/map.h"
 #include "placement/placement.h"
@@ -85,6 +86,10 @@ struct wf_tgt_cfg {
 	 * (tests/integration/test_sys_repl.c).  Counted across reactors in
 	 * wf_tgt.fault_writes. */
 	uint32_t    fault_after_writes;
+	const char *keyring;            /* --keyring F (or $WEFT_KEYRING): keys
+	                                 * are required (docs/security.md) */
+	const char *key_name;           /* --key NAME (or $WEFT_KEY): ours, on
+	                                 * links to other targets */
 	int         ready_fd;           /* daemon: write the startup result here */
 };
 
@@ -348,6 +353,16 @@ struct wf_tgt_conn {
 	bool                counted;    /* in closing_io (conn.c) */
 	bool                recovery;   /* the reactor's recovery ring: its
 	                                 * requests are recover.c's copies */
+	/* Authentication (auth.c): 0 none yet, 1 challenged (waiting for
+	 * the PROOF), 2 done, as key_name. */
+	uint8_t             auth;
+	char                key_name[WF_KEY_NAME_MAX];
+	struct wf_auth_ctx  ax;
+	/* Per-volume access of this connection's key (auth.c), by index
+	 * into the epoch's map.volumes: WF_TGT_ACC_*.  Built at the GRANT
+	 * and again at every map load; read once per request. */
+	uint8_t            *perm;
+	uint32_t            nperm;
 	/* A map being pushed (mapput.c): its text so far. */
 	char               *put_buf;
 	uint32_t            put_total, put_got;
@@ -501,6 +516,10 @@ struct wf_tgt_peer {
 	struct wf_ep       *ep;
 	uint64_t            retry_at, hello_deadline;   /* ns */
 	unsigned            fails;
+	/* PEER_HELLO with a key (auth.c's other side): waiting for the
+	 * CHALLENGE (1), for the RESULT (2), or done (0). */
+	uint8_t             auth_step;
+	struct wf_auth_ctx  ax;
 	uint32_t            gen;        /* tags: bumped per forward */
 	/* The granted ring (PEER_LIVE). */
 	struct wf_rkey      ring;
@@ -542,6 +561,10 @@ struct wf_tgt_ctl {
 	int  cfd[WF_TGT_CTL_CLIENTS];   /* accepted, -1 when unused */
 	bool trusted[WF_TGT_CTL_CLIENTS]; /* the peer may have the device fd
 	                                 * and RELOAD (SO_PEERCRED, ctl.c) */
+	/* A key offered on the session (auth.c's steps, the transcript over
+	 * cluster id 0): 0 none, 1 challenged, 2 proved. */
+	uint8_t auth[WF_TGT_CTL_CLIENTS];
+	struct wf_auth_ctx ax[WF_TGT_CTL_CLIENTS];
 	int  dev_ro;                    /* read-only O_DIRECT device fd for
 	                                 * short-circuit readers */
 	char path[108];
@@ -601,6 +624,10 @@ struct wf_tgt_stats {
 	uint64_t lat[2][WF_TGT_LAT_BUCKETS];    /* [0] reads, [1] writes */
 	uint64_t lat_ns[2];
 	uint64_t csums;                 /* scrub CSUMs answered */
+	/* Authentication (auth.c): connections that proved their key, that
+	 * were refused, that a revocation closed. */
+	uint64_t auth_ok, auth_refused, auth_revoked;
+	uint64_t access_denied;         /* requests refused ACCESS */
 };
 
 enum wf_tgt_phase {
@@ -730,7 +757,55 @@ struct wf_tgt_reactor {
 	unsigned            peers_gone;     /* links closing, to be freed */
 	struct wf_tgt_recover rec;
 	struct wf_tgt_scrub scrub;
+	struct wf_keyring   keyring;    /* cfg->keyring, re-read with the map */
 };
+
+/* ---- authentication at connect (auth.c) ------------------------------ */
+
+#define WF_TGT_WR_AUTH 4        /* wr_id of AUTH sends (conn.c's kinds) */
+/* Whether keys are required now (the map's auth, the keyring). */
+bool wf_tgt_auth_required(const struct wf_tgt_reactor *r);
+bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name);
+/* (Re)read cfg->keyring into r->keyring (kept when it fails): 0 or
+ * -errno with err. */
+int  wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen);
+/* The target's steps, for any transport: the answer to OFFER a (the
+ * transcript over cluster_id into ax) and to PROOF a.  0 with the
+ * CHALLENGE (RESULT) in out; -EACCES with the refusal in out and the
+ * reason in why; -EIO. */
+int  wf_tgt_auth_offer(struct wf_tgt_reactor *r, const struct wf_auth *a,
+		       uint64_t cluster_id, struct wf_auth_ctx *ax,
+		       struct wf_auth_hdr *out, char *why, size_t len);
+int  wf_tgt_auth_proof(struct wf_tgt_reactor *r, struct wf_auth_ctx *ax,
+		       const struct wf_auth *a, struct wf_auth_hdr *out,
+		       char *why, size_t len);
+/* A WF_OP_AUTH message on c (CONN_HELLO). */
+void wf_tgt_auth_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+/* Whether message op may go on, on c in CONN_HELLO; false: refused (the
+ * peer told, one log line, c closed). */
+bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
+		      uint32_t len);
+/* c's peer left (DISCONNECT) in the middle of the exchange: logged. */
+void wf_tgt_auth_gone(struct wf_tgt_conn *c);
+/* Per-volume access (the map's access list, docs/security.md). */
+enum { WF_TGT_ACC_NONE = 0, WF_TGT_ACC_RO, WF_TGT_ACC_RW };
+/* (Re)build c->perm for r->map: 0 or -ENOMEM. */
+int  wf_tgt_access_build(struct wf_tgt_conn *c);
+/* Whether c may do op (with flags) on the volume at index vol_idx. */
+static inline bool wf_tgt_access_ok(const struct wf_tgt_conn *c, uint8_t op,
+				    int32_t vol_idx)
+{
+	uint8_t p;
+
+	if (vol_idx < 0 || (uint32_t)vol_idx >= c->nperm)
+		return op == WF_OP_FLUSH;
+	p = c->perm[vol_idx];
+	return p == WF_TGT_ACC_RW ||
+	       (p == WF_TGT_ACC_RO && op != WF_OP_WRITE && op != WF_OP_DISCARD);
+}
+/* After a reload: close connections whose key is revoked or gone, and
+ * rebuild the others' access. */
+void wf_tgt_auth_recheck(struct wf_tgt_reactor *r);
 
 /* Reactor idx of t (reactor 0 first: the others take its listening
  * port + idx, and only reactor 0 has the signals and the control socket).

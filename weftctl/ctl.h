@@ -27,6 +27,16 @@ int ctl_scrub(int argc, char **argv, struct wf_json *j);    /* ctl_scrub.c */
 int ctl_map_push(int argc, char **argv, struct wf_json *j); /* ctl_volume.c: "map push" */
 int ctl_map_etcd(int argc, char **argv, struct wf_json *j); /* ctl_etcd.c: "map import|export" */
 int ctl_keeper(int argc, char **argv, struct wf_json *j);   /* ctl_keeper.c */
+int ctl_key(int argc, char **argv, struct wf_json *j);      /* ctl_key.c */
+/* weftctl volume allow|deny (ctl_key.c): the map's access list. */
+int ctl_volume_access(int argc, char **argv, struct wf_json *j);
+/* The keyring: given, else $WEFT_KEYRING, else WF_CTL_KEYRING_DEFAULT. */
+#define WF_CTL_KEYRING_DEFAULT "/etc/weft/keyring"
+const char *ctl_keyring_path(const char *given);
+/* The key weftctl proves to targets: $WEFT_KEY in the keyring (loaded
+ * once; NULL when unset, or said on stderr why not). */
+struct wf_key;
+const struct wf_key *ctl_auth_key(void);
 /* PREFIX + what, with one '/' between. */
 void ctl_etcd_key(char *buf, size_t len, const char *prefix, const char *what);
 
@@ -62,7 +72,8 @@ struct wf_ctl_status;
 /* STATUS of target t: its control socket in run_dir when it is on this
  * host, else its data address (*via says which).  0 or -errno. */
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
-	     int ms, struct wf_ctl_status *st, const char **via);
+	     uint64_t cluster_id, int ms, struct wf_ctl_status *st,
+	     const char **via);
 /* Request op (proto/ctl.h, with its arguments) of the target with id
  * on this host, through its control socket in run_dir, for a whole
  * status: 0 and *st filled, or -errno (no socket: the target is not
@@ -70,10 +81,12 @@ int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 int  ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op,
 		   uint64_t epoch, uint64_t arg0, uint64_t arg1, int ms,
 		   struct wf_ctl_status *st);
-/* Over t's data address: text NULL, a STATUS; else push the map text
- * (len bytes, of epoch) in MAP_PUT chunks.  0 with *st and *wstatus (the
+/* Over t's data address (with ctl_auth_key's key first, where there is
+ * one: the exchange of docs/protocol.md over cluster_id): text NULL, a
+ * STATUS; else push the map text (len bytes, of epoch) in MAP_PUT chunks.  0 with *st and *wstatus (the
  * wire status of the answer; may be NULL), or -errno. */
-int  ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
+int  ctl_data_call(const struct wf_target *t, uint64_t epoch,
+		   uint64_t cluster_id, int ms,
 		   const char *text, uint32_t len, struct wf_ctl_status *st,
 		   uint16_t *wstatus);
 /* One request op (arg, arg2: its arguments) to target id's control socket

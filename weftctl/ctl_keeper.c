@@ -162,7 +162,7 @@ static bool recovered(const struct keeper *k, const struct wf_map *m)
 
 		if (!t->up)
 			continue;
-		if (ctl_ask(k->run_dir, t, m->epoch, 1000, &st, &via) ||
+		if (ctl_ask(k->run_dir, t, m->epoch, m->cluster_id, 1000, &st, &via) ||
 		    le32toh(st.target_id) != t->id || le64toh(st.epoch) < m->epoch ||
 		    le64toh(st.recovered_epoch) < m->epoch)
 			return false;

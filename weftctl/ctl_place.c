@@ -214,7 +214,7 @@ int ctl_locate(int argc, char **argv, struct wf_json *j)
 		char says[160];
 
 		says[0] = 0;
-		ret = ask ? ctl_ask(run_dir, t, c.map.epoch, ms, &st, &via) : 0;
+		ret = ask ? ctl_ask(run_dir, t, c.map.epoch, c.map.cluster_id, ms, &st, &via) : 0;
 		if (ask && !ret && le32toh(st.target_id) != t->id)
 			ret = -EPROTO;
 		if (ret) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fabric/fabric.h"
+#include "proto/auth.h"
 #include "proto/wire.h"
 #include "weftctl/ctl.h"
 #include "placement/map.h"
@@ -51,6 +52,7 @@ int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 	uint16_t ver = wf_ctl_op_version(op);
 
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const struct wf_key *k;
 	struct wf_ctl_req q;
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	ssize_t got;
@@ -68,12 +70,23 @@ int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 	    len > WF_CTL_STATUS_V2_SIZE)
 		ver = WF_CTL_VERSION;
 	wf_ctl_req_encode_v(&q, ver, op, epoch, arg, arg2);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		ret = -errno;
-	else if ((got = recv(fd, ans, len, MSG_TRUNC)) < 0)
+	/* With a key, proved first (the control socket's transcript is
+	 * over cluster id 0, docs/protocol.md). */
+	if (!ret && (k = ctl_auth_key()) != NULL) {
+		ret = wf_auth_client_fd(fd, k->secret, k->name, 0,
+					1ull << 62 | (uint64_t)getpid(), id);
+		if (ret == -EACCES)
+			fprintf(stderr, "weftctl: key %s failed on the control "
+				"socket of target %u (unknown or revoked there, or "
+				"another secret under that name)\n", k->name, id);
+	}
+	if (!ret && send(fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		ret = -errno;
-	else if (wf_ctl_answer_check(ans, (size_t)got, len, op))
+	if (!ret && (got = recv(fd, ans, len, MSG_TRUNC)) < 0)
+		ret = -errno;
+	else if (!ret && wf_ctl_answer_check(ans, (size_t)got, len, op))
 		ret = -EPROTO;  /* an older target answers an op it lacks
 				 * with a short status (-EPROTO too) */
 	close(fd);
@@ -113,8 +126,86 @@ static int send_all(struct wf_ctx *ctx, struct wf_ep *ep, const void *msg,
  * way the answer is a STATUS_REPLY: 0 with *st (and *wstatus, the wire
  * status), or -errno.
  */
+/* One message of the peer before end (ms): 0 with it in buf (its length
+ * in *got), or -errno. */
+static int recv_one(struct wf_ctx *ctx, int64_t end, void *buf, size_t cap,
+		    uint32_t *got)
+{
+	struct wf_cqe cq[8];
+
+	while (now_ms() < end) {
+		struct pollfd pfd = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
+		int n = wf_poll(ctx, cq, 8), ret = -ETIMEDOUT;
+
+		for (int i = 0; i < n; i++) {
+			if (cq[i].op == WF_CQE_DISCONNECT && ret == -ETIMEDOUT)
+				ret = -ECONNRESET;
+			else if (cq[i].op == WF_CQE_RECV_MSG && ret == -ETIMEDOUT) {
+				if (cq[i].len > cap)
+					return -EPROTO;
+				memcpy(buf, cq[i].msg, cq[i].len);
+				*got = cq[i].len;
+				ret = 0;
+			}
+		}
+		if (ret != -ETIMEDOUT)
+			return ret;
+		if (!n && !wf_ctx_arm(ctx))
+			poll(&pfd, 1, 10);
+	}
+	return -ETIMEDOUT;
+}
+
+/* The exchange of docs/protocol.md ("Authentication") on ep, as a client
+ * with ctl_auth_key's key: 0 (or no key: nothing done), -EACCES (refused,
+ * or the target did not prove it holds the key; said on stderr), -errno. */
+static int authenticate(struct wf_ctx *ctx, struct wf_ep *ep,
+			const struct wf_target *t, uint64_t cluster_id, int64_t end)
+{
+	const struct wf_key *k = ctl_auth_key();
+	struct wf_net_status_reply buf;
+	struct wf_auth_ctx x;
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	uint32_t got;
+	int ret;
+
+	if (!k)
+		return 0;
+	ret = wf_auth_offer(&x, cluster_id, k->name, 1ull << 62 | (uint64_t)getpid(),
+			    t->id, &h);
+	if (!ret)
+		ret = send_all(ctx, ep, &h, sizeof(h), end);
+	if (!ret)
+		ret = recv_one(ctx, end, &buf, sizeof(buf), &got);
+	if (!ret && wf_auth_decode(&buf, got, &a, NULL))
+		ret = -EPROTO;
+	if (!ret) {
+		ret = wf_auth_answer(k->secret, &x, &a, &h);
+		if (ret == -EACCES || ret == -EBADMSG) {
+			fprintf(stderr, "weftctl: target %u %s key %s\n", t->id,
+				ret == -EACCES ? "refused" : "did not prove it holds",
+				k->name);
+			return -EACCES;
+		}
+	}
+	if (!ret)
+		ret = send_all(ctx, ep, &h, sizeof(h), end);
+	if (!ret)
+		ret = recv_one(ctx, end, &buf, sizeof(buf), &got);
+	if (!ret && (wf_auth_decode(&buf, got, &a, NULL) || a.step != WF_AUTH_RESULT))
+		ret = -EPROTO;
+	if (!ret && a.status != WF_WS_OK) {
+		fprintf(stderr, "weftctl: target %u refused our proof of key %s "
+			"(it holds another secret under that name)\n", t->id, k->name);
+		ret = -EACCES;
+	}
+	explicit_bzero(&x, sizeof(x));
+	return ret;
+}
+
 static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t epoch,
-			int ms, const char *text, uint32_t len,
+			uint64_t cluster_id, int ms, const char *text, uint32_t len,
 			struct wf_ctl_status *st, uint16_t *wstatus)
 {
 	struct wf_ctx_opts co = { .size = sizeof(co), .backend = backend };
@@ -141,6 +232,8 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 	if (ret)
 		return ret;
 	ret = wf_connect(ctx, addr, &eo, &ep);
+	if (!ret)
+		ret = authenticate(ctx, ep, t, cluster_id, end);
 	if (ret)
 		goto out;
 	if (!text) {
@@ -188,6 +281,12 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 				if (wstatus)
 					*wstatus = le16toh(a.status);
 				ret = 0;
+				if ((le16toh(a.status) & ~WF_WS_DNR) == WF_WS_AUTH) {
+					fprintf(stderr, "weftctl: target %u requires a "
+						"key: set WEFT_KEY (and WEFT_KEYRING)\n",
+						t->id);
+					ret = -EACCES;
+				}
 			}
 		}
 		if (!n && ret == -ETIMEDOUT && !wf_ctx_arm(ctx))
@@ -216,31 +315,32 @@ int ctl_parse_ms(const char *cmd, const char *arg, int *ms)
 	return 0;
 }
 
-int ctl_data_call(const struct wf_target *t, uint64_t epoch, int ms,
-		  const char *text, uint32_t len, struct wf_ctl_status *st,
+int ctl_data_call(const struct wf_target *t, uint64_t epoch, uint64_t cluster_id,
+		  int ms, const char *text, uint32_t len, struct wf_ctl_status *st,
 		  uint16_t *wstatus)
 {
-	int ret = data_call_on(WF_BACKEND_TCP, t, epoch, ms, text, len, st, wstatus);
+	int ret = data_call_on(WF_BACKEND_TCP, t, epoch, cluster_id, ms, text,
+			       len, st, wstatus);
 
 	/* A target started with --transport verbs listens on RDMA only:
 	 * the same address over verbs, where this host has a device. */
 	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH) {
-		if (!data_call_on(WF_BACKEND_VERBS, t, epoch, ms, text, len, st,
-				  wstatus))
+		if (!data_call_on(WF_BACKEND_VERBS, t, epoch, cluster_id, ms, text,
+				  len, st, wstatus))
 			ret = 0;        /* else the tcp attempt's error says it */
 	}
 	return ret;
 }
 
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
-	    int ms, struct wf_ctl_status *st, const char **via)
+	    uint64_t cluster_id, int ms, struct wf_ctl_status *st, const char **via)
 {
 	int ret = ctl_ask_local(run_dir, t->id, WF_CTL_STATUS, epoch, 0, 0, ms, st);
 
 	*via = "control socket";
 	if (ret) {
 		*via = "data address";
-		ret = ctl_data_call(t, epoch, ms, NULL, 0, st, NULL);
+		ret = ctl_data_call(t, epoch, cluster_id, ms, NULL, 0, st, NULL);
 	}
 	return ret;
 }
@@ -309,7 +409,7 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		int ret;
 
 		snprintf(addr, sizeof(addr), "%s:%u", t->addr, t->port);
-		ret = ctl_ask(run_dir, t, map.epoch, ms, &st, &via);
+		ret = ctl_ask(run_dir, t, map.epoch, map.cluster_id, ms, &st, &via);
 		up = !ret && le32toh(st.target_id) == t->id &&
 		     le64toh(st.cluster_id) == map.cluster_id;
 		if (j) {

@@ -185,7 +185,7 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 
 		if (!t->up)
 			continue;
-		if (ctl_ask(run_dir, t, m->epoch, 2000, &st, &via) ||
+		if (ctl_ask(run_dir, t, m->epoch, m->cluster_id, 2000, &st, &via) ||
 		    le32toh(st.target_id) != t->id) {
 			ctl_err("weftctl recover: target %u does not answer\n", t->id);
 			missing++;

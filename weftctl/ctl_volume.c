@@ -29,7 +29,8 @@
 
 static int volume_usage(FILE *f)
 {
-	fprintf(f, "usage: weftctl volume list -c MAP\n"
+	fprintf(f, "usage: weftctl volume allow VOLUME KEY [--ro] -c MAP | deny VOLUME KEY -c MAP\n"
+		"       weftctl volume list -c MAP\n"
 		"       weftctl volume info -c MAP NAME [--run-dir D] [--timeout MS]\n"
 		"       weftctl volume create -c MAP NAME --size SIZE --pool POOL [--id ID]\n"
 		"       weftctl volume resize -c MAP NAME --size SIZE [--yes]\n"
@@ -123,7 +124,7 @@ void ctl_tell_targets(const struct wf_map *m, const char *path, const char *run_
 					"targets on other hosts\n", path);
 				break;
 			}
-			ret = ctl_data_call(t, m->epoch, 3000, text, len, &st, &ws);
+			ret = ctl_data_call(t, m->epoch, m->cluster_id, 3000, text, len, &st, &ws);
 		}
 		res = ret ? 0 : (int32_t)le32toh((uint32_t)st.result);
 		if (ret)
@@ -365,7 +366,7 @@ static void space_check(const struct wf_map *m, uint32_t pool, const char *run_d
 		if (!m->targets[i].in || !m->targets[i].weight)
 			continue;
 		members++;
-		if (ctl_ask(run_dir, &m->targets[i], m->epoch, 2000, &st, &via) ||
+		if (ctl_ask(run_dir, &m->targets[i], m->epoch, m->cluster_id, 2000, &st, &via) ||
 		    le32toh(st.target_id) != m->targets[i].id)
 			continue;
 		asked++;
@@ -430,6 +431,8 @@ int ctl_volume(int argc, char **argv, struct wf_json *j)
 	if (argc < 2)
 		return volume_usage(stderr);
 	verb = argv[1];
+	if (!strcmp(verb, "allow") || !strcmp(verb, "deny"))
+		return ctl_volume_access(argc, argv, j);
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "c:o:s:p:i:r:t:yh", opts, NULL)) != -1) {
 		switch (c) {

@@ -88,6 +88,15 @@ struct weft_cluster_opts {
 	                           * sleeps (0: sleeps at once) */
 	size_t      buf_arena;    /* bytes weft_buf_alloc can hand out (0:
 	                           * 64 MiB), registered once at open */
+	/* Appended after 0.2: the key the handle proves it holds at every
+	 * connect, and checks each target holds (docs/security.md).  key_name
+	 * NULL: no key (a target that requires keys refuses the connection
+	 * and requests to it fail with -EACCES, the log says why).  key: the
+	 * 32-byte secret; NULL: read from the keyring file named (mode
+	 * 0600, "NAME HEX" lines: weftctl key create|export). */
+	const char *key_name;
+	const unsigned char *key;
+	const char *keyring;
 };
 
 enum {

@@ -10,6 +10,8 @@
  *   WEFT_SPIN_US       -> opts.spin_us    (busy-poll before sleeping)
  *   WEFT_BUF_ARENA_MB  -> opts.buf_arena  (weft_buf_alloc's arena)
  *   WEFT_LOG_LEVEL     -> opts.log_level  (err, warning, info, debug)
+ *   WEFT_KEY           -> opts.key_name   (the key to connect with)
+ *   WEFT_KEYRING       -> opts.keyring    (the keyring file holding it)
  *
  * Fields already set are kept.  The strings stay owned by the environment.
  */
@@ -59,6 +61,10 @@ static inline void weft_env_opts(struct weft_cluster_opts *o, const char *prog)
 		else if (!strcmp(e, "debug"))
 			o->log_level = WEFT_LOG_DEBUG;
 	}
+	if (!o->key_name && (e = getenv("WEFT_KEY")) && *e)
+		o->key_name = e;
+	if (!o->keyring && (e = getenv("WEFT_KEYRING")) && *e)
+		o->keyring = e;
 	if (!o->log && prog) {
 		o->log = weft_env_log_stderr;
 		o->log_arg = (void *)(uintptr_t)prog;

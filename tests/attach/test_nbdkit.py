@@ -63,6 +63,10 @@ class Cluster:
         self.dir = kv["WEFT_CLUSTER_DIR"]
         self.map = kv["WEFT_MAP"]
         self.run = kv["WEFT_RUN_DIR"]
+        self.keyring = kv["WEFT_KEYRING"]
+        # weftctl (and anything else started here) use the client key.
+        os.environ["WEFT_KEYRING"] = self.keyring
+        os.environ["WEFT_KEY"] = kv["WEFT_KEY"]
 
     def stop(self):
         subprocess.run([SRC + "/scripts/cluster", "stop", self.dir], timeout=60)
@@ -91,7 +95,8 @@ class Cluster:
     def restart(self, tid):
         subprocess.run([BIN + "/weft-target", "-c", self.map, "--id", str(tid),
                         "--run-dir", self.run, "--pid-file",
-                        "%s/target-%d.pid" % (self.dir, tid)],
+                        "%s/target-%d.pid" % (self.dir, tid),
+                        "--keyring", self.keyring, "--key", "target"],
                        check=True, timeout=60)
 
     def weftctl(self, *args):
@@ -124,7 +129,8 @@ class Nbdkit:
         args = ["nbdkit", "-f", "-U", self.sock, "-P", pidfile, "-t", "32",
                 "--exit-with-parent", PLUGIN]
         if cluster:
-            args += ["map=" + cluster.map, "run_dir=" + cluster.run]
+            args += ["map=" + cluster.map, "run_dir=" + cluster.run,
+                     "key=client", "keyring=" + cluster.keyring]
         args += list(params)
         self.handles = []
         self.log = open(self.logpath, "w+")

@@ -17,6 +17,7 @@
 
 #include <criterion/criterion.h>
 
+#include "proto/auth.h"
 #include "tests/initiator/cluster.h"
 
 static int64_t now_ms(void)
@@ -117,6 +118,8 @@ void lc_start(struct lcluster *c, unsigned t)
 	argv[n++] = "--pid-file"; argv[n++] = pidf;
 	argv[n++] = "--max-conns"; argv[n++] = "8";
 	argv[n++] = "--cache"; argv[n++] = "none";
+	argv[n++] = "--keyring"; argv[n++] = c->keyring;
+	argv[n++] = "--key"; argv[n++] = "target";
 	argv[n++] = "--foreground";
 	argv[n] = NULL;
 	pid = fork();
@@ -193,7 +196,18 @@ void lc_init(struct lcluster *c, unsigned n)
 		close(fd);
 		cr_assert_eq(run(argv), 0, "format dev%u", t);
 	}
+	snprintf(c->keyring, sizeof(c->keyring), "%s/keyring", c->dir);
+	{
+		struct wf_keyring kr = { 0 };
+
+		cr_assert_eq(wf_keyring_add(&kr, "target"), 0);
+		cr_assert_eq(wf_keyring_add(&kr, "client"), 0);
+		cr_assert_eq(wf_keyring_save(c->keyring, &kr), 0);
+		wf_keyring_free(&kr);
+	}
 	setenv("WEFT_RUN_DIR", c->run, 1);
+	setenv("WEFT_KEYRING", c->keyring, 1);
+	setenv("WEFT_KEY", "client", 1);
 	for (unsigned t = 0; t < n; t++)
 		lc_start(c, t);
 }

@@ -25,10 +25,14 @@ struct lcluster {
 	pid_t    pid[CL_MAXT];
 	uint64_t epoch;
 	const char *host;               /* host name written in the map */
+	char     keyring[192];          /* keys "target" (the targets'
+	                                 * --key) and "client" (WEFT_KEY) */
 };
 
 /* Make the dir, map (epoch 1; pool rep1 with volume vol1, and with n >= 3
- * pool rep3 with vol3), format the devices, start every target. */
+ * pool rep3 with vol3), a keyring (WEFT_KEYRING and WEFT_KEY=client are
+ * set: the tests' handles authenticate), format the devices, start every
+ * target. */
 void lc_init(struct lcluster *c, unsigned n);
 void lc_fini(struct lcluster *c);
 void lc_write_map(struct lcluster *c, uint64_t epoch);

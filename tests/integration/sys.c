@@ -85,11 +85,16 @@ void sys_start(struct sys_cluster *c)
 	cr_assert(pclose(p) == 0 && line[0], "scripts/cluster start failed");
 	cr_assert(sscanf(line, "WEFT_CLUSTER_DIR=%255s WEFT_MAP=%299s WEFT_RUN_DIR=%299s",
 			 c->dir, c->map, c->run) == 3, "unexpected output: %s", line);
+	cr_assert(strstr(line, "WEFT_KEYRING=") &&
+		  sscanf(strstr(line, "WEFT_KEYRING="), "WEFT_KEYRING=%299s",
+			 c->keyring) == 1, "no keyring: %s", line);
 	if (strstr(line, "WEFT_ETCD="))
 		sscanf(strstr(line, "WEFT_ETCD="), "WEFT_ETCD=%127s", c->etcd);
 	cr_assert(!getenv("WEFT_SYS_ETCD") || c->etcd[0], "no etcd: %s", line);
 	setenv("WEFT_RUN_DIR", c->run, 1);
 	setenv("WEFT_CLUSTER_DIR", c->dir, 1);
+	setenv("WEFT_KEYRING", c->keyring, 1);
+	setenv("WEFT_KEY", "client", 1);
 	c->up = true;
 }
 
@@ -148,8 +153,9 @@ void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
 		      const char *run, const char *extra)
 {
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid'%s%s%s %s", c->bin, map, id,
-			run, c->dir, id, sys_target_args(),
+			"--pid-file '%s/target-%u.pid' --keyring '%s' --key target"
+			"%s%s%s %s", c->bin, map, id, run, c->dir, id, c->keyring,
+			sys_target_args(),
 			c->etcd[0] ? " --etcd " : "", c->etcd, extra);
 
 	cr_assert(st == 0, "restarting target %u failed (%d)", id, st);

@@ -28,13 +28,15 @@ struct sys_cluster {
 	char bin[256];
 	char src[256];
 	char etcd[128];         /* WEFT_SYS_ETCD=1: the cluster's etcd URL */
+	char keyring[300];      /* scripts/cluster's: keys "target", "client" */
 	bool up;
 };
 
 /* scripts/cluster start on conf/local.conf with ports from the pid
  * (extra: NULL or one more word for weft-target, e.g. "--poll-us=0");
  * sets WEFT_RUN_DIR, which the tests' libweft handles take as run_dir
- * (weft_env_opts).  Asserts on failure. */
+ * (weft_env_opts), and WEFT_KEYRING and WEFT_KEY (the key "client"), with
+ * which they and the programs the tests run authenticate.  Asserts on failure. */
 void sys_start(struct sys_cluster *c);
 void sys_stop(struct sys_cluster *c);
 pid_t sys_pid(const struct sys_cluster *c, unsigned id);

@@ -437,3 +437,62 @@ Test(map_load, pg_temp_round_trips_and_pins)
 	wf_placer_free(&pl);
 	wf_map_free(&m);
 }
+
+/* auth and revoked_keys (docs/security.md): loaded sorted, written back,
+ * bad values refused with the field named. */
+Test(map_load, auth_and_revoked_keys)
+{
+	static const char *const bad[][2] = {
+		{ "auth = \"maybe\";\n", "auth" },
+		{ "revoked_keys = [ \"a b\" ];\n", "revoked_keys[0]" },
+		{ "revoked_keys = [ \"x\", \"x\" ];\n", "appears twice" },
+		{ "revoked_keys = [ 3 ];\n", "revoked_keys[0]" },
+		{ "access = ( { volume = \"nosuch\"; key = \"k\"; } );\n", "no volume" },
+		{ "access = ( { volume = \"vol1\"; key = \"k\"; mode = \"rx\"; } );\n",
+		  "mode" },
+		{ "access = ( { volume = \"vol1\"; key = \"k\"; }, "
+		  "{ volume = \"vol1\"; key = \"k\"; mode = \"ro\"; } );\n", "twice" },
+	};
+	char path[4096], *base, *text;
+	struct wf_map_err err;
+	struct wf_map m;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/conf/local.conf", src_dir());
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	base = calloc(1, 1 << 20);
+	n = fread(base, 1, (1 << 20) - 1, f);
+	fclose(f);
+	base[n] = 0;
+	text = malloc(n + 512);
+	snprintf(text, n + 512, "%sauth = \"required\";\nrevoked_keys = "
+		 "[ \"zed\", \"client.a\" ];\naccess = ( { volume = \"vol3\"; "
+		 "key = \"b\"; mode = \"ro\"; }, { volume = \"vol3\"; key = \"a\"; "
+		 "} );\n", base);
+	load_text(text, &m);
+	cr_assert_eq(m.naccess, 2);
+	cr_assert_str_eq(m.access[0].key, "a");
+	cr_assert_eq(m.access[0].ro, 0);
+	cr_assert_str_eq(m.access[1].key, "b");
+	cr_assert_eq(m.access[1].ro, 1);
+	cr_assert_eq(m.auth, WF_MAP_AUTH_REQUIRED);
+	cr_assert_eq(m.nrevoked, 2);
+	cr_assert_str_eq(m.revoked[0], "client.a");
+	cr_assert_str_eq(m.revoked[1], "zed");
+	check_roundtrip(&m);
+	wf_map_free(&m);
+	load_text(base, &m);
+	cr_assert_eq(m.auth, WF_MAP_AUTH_KEYRING);
+	cr_assert_eq(m.nrevoked, 0);
+	wf_map_free(&m);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, n + 512, "%s%s", base, bad[i][0]);
+		cr_assert_eq(wf_map_load_buf(text, strlen(text), "t.conf", &m, &err),
+			     -EINVAL, "%s", bad[i][0]);
+		cr_assert_not_null(strstr(err.msg, bad[i][1]), "%s", err.msg);
+	}
+	free(text);
+	free(base);
+}

@@ -111,7 +111,25 @@ Test(trust, sockets_private_whatever_the_umask, .timeout = 60)
 }
 
 /* A socket opened up by mistake (here: chmod 666) still hands nothing to
- * an untrusted peer but STATUS. */
+ * an untrusted peer but STATUS, and where keys are required (the target
+ * has a keyring) not even that without a key. */
+Test(trust, control_socket_checks_peer_credentials_without_keys, .timeout = 60)
+{
+	struct tgt_env e;
+	char path[300];
+
+	tgt_env_init(&e, 1);
+	e.no_keys = true;
+	start_umask0(&e, NULL);
+	open_path(&e);
+	snprintf(path, sizeof(path), "%s/target-0.ctl", e.run);
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(as_nobody(path), 1 | 4 | 8,
+		     "untrusted: STATUS only, no device fd, no RELOAD");
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
+
 Test(trust, control_socket_checks_peer_credentials, .timeout = 60)
 {
 	struct tgt_env e;
@@ -122,8 +140,8 @@ Test(trust, control_socket_checks_peer_credentials, .timeout = 60)
 	open_path(&e);
 	snprintf(path, sizeof(path), "%s/target-0.ctl", e.run);
 	cr_assert_eq(chmod(path, 0666), 0);
-	cr_assert_eq(as_nobody(path), 1 | 4 | 8,
-		     "untrusted: STATUS only, no device fd, no RELOAD");
+	cr_assert_eq(as_nobody(path), 4 | 8, "untrusted, no key, keys required: "
+		     "not even STATUS, no device fd, no RELOAD");
 	/* We (root) are trusted. */
 	{
 		struct wf_ctl_shortcircuit sc;

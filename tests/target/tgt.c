@@ -21,8 +21,12 @@
 
 #include "placement/map.h"
 #include "placement/placement.h"
+#include "proto/auth.h"
 #include "proto/ctl.h"
 #include "tests/target/tgt.h"
+
+const char *tgt_key_name = "client";
+static char tgt_keyring_path[192];       /* of the last tgt_env_init */
 
 static int64_t now_ms(void)
 {
@@ -148,6 +152,20 @@ void tgt_env_init(struct tgt_env *e, uint64_t epoch)
 	snprintf(e->run, sizeof(e->run), "%s/run", e->dir);
 	snprintf(e->pidf, sizeof(e->pidf), "%s/target.pid", e->dir);
 	snprintf(e->dev, sizeof(e->dev), "%s/dev0", e->dir);
+	snprintf(e->keyring, sizeof(e->keyring), "%s/keyring", e->dir);
+	{
+		struct wf_keyring kr = { 0 };
+
+		cr_assert_eq(wf_keyring_add(&kr, "target"), 0);
+		cr_assert_eq(wf_keyring_add(&kr, "client"), 0);
+		cr_assert_eq(wf_keyring_save(e->keyring, &kr), 0);
+		wf_keyring_free(&kr);
+	}
+	snprintf(tgt_keyring_path, sizeof(tgt_keyring_path), "%s", e->keyring);
+	tgt_key_name = "client";
+	/* weftctl and the other programs a test runs use the client key. */
+	setenv("WEFT_KEYRING", e->keyring, 1);
+	setenv("WEFT_KEY", "client", 1);
 	e->port = free_port();
 	tgt_env_write_map(e, epoch);
 	fd = open(e->dev, O_CREAT | O_WRONLY, 0644);
@@ -252,6 +270,10 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 	argv[n++] = "--slot-size"; argv[n++] = "64K";
 	argv[n++] = "--max-conns"; argv[n++] = "8";
 	argv[n++] = "--cache"; argv[n++] = "none";
+	if (!e->no_keys) {
+		argv[n++] = "--keyring"; argv[n++] = e->keyring;
+		argv[n++] = "--key"; argv[n++] = "target";
+	}
 	if (foreground)
 		argv[n++] = "--foreground";
 	va_start(ap, foreground);
@@ -259,10 +281,19 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 		argv[n++] = a;
 	va_end(ap);
 	argv[n] = NULL;
+	if (e->no_keys) {
+		/* Not even through the environment. */
+		unsetenv("WEFT_KEYRING");
+		unsetenv("WEFT_KEY");
+	}
 	if (foreground) {
 		int64_t end = now_ms() + 10000;
 
 		vrun(err, sizeof(err), argv, false, &e->pid);
+		if (e->no_keys) {
+			setenv("WEFT_KEYRING", e->keyring, 1);
+			setenv("WEFT_KEY", "client", 1);
+		}
 		live.pid = e->pid;
 		e->child = true;
 		while (access(e->pidf, F_OK) && now_ms() < end) {
@@ -278,6 +309,10 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 		return 0;
 	}
 	ret = vrun(err, sizeof(err), argv, true, NULL);
+	if (e->no_keys) {
+		setenv("WEFT_KEYRING", e->keyring, 1);
+		setenv("WEFT_KEY", "client", 1);
+	}
 	if (ret)
 		return ret;
 	f = fopen(e->pidf, "r");
@@ -412,6 +447,14 @@ int tgt_connect_as(struct tgt_client *c, const char *addr, uint32_t want_slots,
 	ret = wf_connect(c->ctx, addr, &eo, &c->ep);
 	if (ret)
 		return ret;
+	if (tgt_key_name) {
+		ret = tgt_auth(c->ctx, c->ep, tgt_keyring_path, tgt_key_name,
+			       client_id, 7, 0);
+		if (ret == -ECONNRESET)
+			c->gone = true;
+		if (ret)
+			return ret;
+	}
 	wf_hello_encode(&he, &hh);
 	ret = wf_send(c->ep, &hh, sizeof(hh), 1);
 	if (ret)
@@ -434,6 +477,79 @@ int tgt_connect_as(struct tgt_client *c, const char *addr, uint32_t want_slots,
 		}
 	}
 	return -ETIMEDOUT;
+}
+
+int tgt_recv_msg(struct wf_ctx *ctx, void *buf, size_t cap, int ms)
+{
+	int64_t end = now_ms() + ms;
+	struct wf_cqe cq[16];
+
+	while (now_ms() < end) {
+		int n = wf_poll(ctx, cq, 16);
+
+		for (int i = 0; i < n; i++) {
+			if (cq[i].op == WF_CQE_DISCONNECT)
+				return -ECONNRESET;
+			if (cq[i].op != WF_CQE_RECV_MSG)
+				continue;
+			if (cq[i].len > cap)
+				return -EMSGSIZE;
+			memcpy(buf, cq[i].msg, cq[i].len);
+			return (int)cq[i].len;
+		}
+		if (!n)
+			usleep(200);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Send h (unless NULL), then one AUTH message into *a: 0 or -errno. */
+static int auth_step(struct wf_ctx *ctx, struct wf_ep *ep,
+		     const struct wf_auth_hdr *h, struct wf_auth *a)
+{
+	char buf[512];
+	int n;
+
+	if (h && (n = wf_send(ep, h, sizeof(*h), 1)))
+		return n;
+	n = tgt_recv_msg(ctx, buf, sizeof(buf), 5000);
+	if (n < 0)
+		return n;
+	return wf_auth_decode(buf, (size_t)n, a, NULL) ? -EPROTO : 0;
+}
+
+int tgt_auth(struct wf_ctx *ctx, struct wf_ep *ep, const char *keyring,
+	     const char *name, uint64_t client_id, uint64_t cluster_id,
+	     uint32_t target_id)
+{
+	static const uint8_t none[WF_KEY_LEN];
+	struct wf_keyring kr;
+	const struct wf_key *k;
+	struct wf_auth_ctx x;
+	struct wf_auth_hdr h;
+	struct wf_auth a;
+	char err[256];
+	int ret;
+
+	ret = wf_keyring_load(keyring, &kr, err, sizeof(err));
+	cr_assert_eq(ret, 0, "%s", err);
+	k = wf_keyring_find(&kr, name);
+	ret = wf_auth_offer(&x, cluster_id, name, client_id, target_id, &h);
+	if (!ret)
+		ret = auth_step(ctx, ep, &h, &a);
+	/* An unknown name: any secret (the target refuses it anyway). */
+	if (!ret)
+		ret = wf_auth_answer(k ? k->secret : none, &x, &a, &h);
+	if (ret == -EBADMSG)
+		ret = -EACCES;
+	if (!ret)
+		ret = auth_step(ctx, ep, &h, &a);
+	if (!ret && a.step != WF_AUTH_RESULT)
+		ret = -EPROTO;
+	if (!ret && a.status != WF_WS_OK)
+		ret = -EACCES;
+	wf_keyring_free(&kr);
+	return ret;
 }
 
 void tgt_close(struct tgt_client *c)

@@ -33,7 +33,24 @@ struct tgt_env {
 	bool     child;                 /* --foreground child of ours */
 	const char *t0_state;           /* target 0's state in the map
 	                                 * (NULL: "up,in") */
+	char     keyring[192];          /* keys "target" and "client" (mode
+	                                 * 0600): tgt_start gives the target
+	                                 * --keyring and --key target */
+	bool     no_keys;               /* tgt_start without a keyring */
 };
+
+/* Keys of the test clients (docs/security.md): tgt_connect* authenticate
+ * with tgt_key_name ("client"; NULL: offer none) from the keyring of the
+ * last tgt_env_init, over cluster 7 and target 0. */
+extern const char *tgt_key_name;
+/* The client side of the exchange on ep with key name from keyring: 0,
+ * -EACCES (refused, or the target's proof was wrong), -errno. */
+int  tgt_auth(struct wf_ctx *ctx, struct wf_ep *ep, const char *keyring,
+	      const char *name, uint64_t client_id, uint64_t cluster_id,
+	      uint32_t target_id);
+/* One message on ctx within ms: its length (copied to buf), or -errno
+ * (-ECONNRESET: the peer closed). */
+int  tgt_recv_msg(struct wf_ctx *ctx, void *buf, size_t cap, int ms);
 
 /* Make the directory, write a map (two targets: 0 is ours, 1 never runs,
  * so some extents have another primary) with this epoch, format dev0. */

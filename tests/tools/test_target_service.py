@@ -40,11 +40,19 @@ class TargetService(unittest.TestCase):
                 timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
         run([os.path.join(SRC, "scripts", "cluster"), "stop", self.d], check=0)
+        # The cluster requires keys: the targets started here take the
+        # keyring (and their key) from the environment, as weft-target
+        # does by default; weftctl proves the same key.
+        kv = dict(w.split("=", 1) for w in p.stdout.split())
+        os.environ["WEFT_KEYRING"] = kv["WEFT_KEYRING"]
+        os.environ["WEFT_KEY"] = "target"
         self.map = os.path.join(self.d, "cluster.conf")
         self.run_dir = os.path.join(self.d, "run")
         self.pids = []
 
     def tearDown(self):
+        os.environ.pop("WEFT_KEYRING", None)
+        os.environ.pop("WEFT_KEY", None)
         for pid in self.pids:       # only what this test started
             try:
                 os.kill(pid, signal.SIGKILL)

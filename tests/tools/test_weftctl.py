@@ -6,6 +6,7 @@ warnings, MAP.bak); status sizes with units; exit codes 0/1/2."""
 import os
 import re
 import shutil
+import tempfile
 import unittest
 
 from weft_tools import SRC, Cluster, run, strict_json, validate
@@ -177,6 +178,74 @@ class Weftctl(unittest.TestCase):
             self.assertEqual(t["via"], "control socket")
             self.assertTrue(t["answered"])
             self.assertEqual(t["result"], 0)
+
+    def test_volume_allow_deny_json(self):
+        e0 = self.epoch()
+        d = self.j("volume", "allow", "vol1", "app1", "--ro")
+        self.assertEqual((d["action"], d["key"], d["mode"]), ("allow", "app1", "ro"))
+        self.assertEqual(d["epoch"], e0 + 1)
+        self.assertTrue(all(t["answered"] for t in d["reloaded"]), d)
+        with open(self.c.map) as f:
+            text = f.read()
+        self.assertIn('volume = "vol1"; key = "app1"; mode = "ro";', text)
+        d = self.j("volume", "allow", "vol1", "app1")
+        self.assertEqual(d["mode"], "rw")
+        d = self.j("volume", "deny", "vol1", "app1")
+        self.assertEqual(d["action"], "deny")
+        self.assertEqual(d["epoch"], e0 + 3)
+        self.assertIn("no entry for key app1", self.j("volume", "deny", "vol1", "app1",
+                                                      check=1)["error"])
+        self.assertIn("no such volume", self.j("volume", "allow", "nosuch", "k",
+                                               check=1)["error"])
+        p = self.c.ctl("volume", "deny", "vol1", "k", "--ro", "-c", self.c.map,
+                       "--json", check=2)
+        self.assertEqual(p.stdout, "")
+
+    def test_key_create_list_revoke_export_json(self):
+        d = tempfile.mkdtemp(prefix="weft-keys-")
+        try:
+            kr = os.path.join(d, "keyring")
+            c = self.j("key", "create", "client.a", "--keyring", kr)
+            self.assertEqual((c["action"], c["name"]), ("create", "client.a"))
+            self.assertEqual(os.stat(kr).st_mode & 0o777, 0o600)
+            self.j("key", "create", "client.b", "--keyring", kr)
+            self.assertIn("already has", self.j("key", "create", "client.a",
+                                                "--keyring", kr, check=1)["error"])
+            l = self.j("key", "list", "--keyring", kr)
+            self.assertEqual([k["name"] for k in l["keys"]], ["client.a", "client.b"])
+            # No secret anywhere in any output.
+            with open(kr) as f:
+                secrets = [ln.split()[1] for ln in f if not ln.startswith("#")]
+            e0 = self.epoch()
+            r = self.j("key", "revoke", "client.a", "--keyring", kr)
+            self.assertTrue(r["removed"])
+            self.assertEqual(r["epoch"], e0 + 1)
+            self.assertTrue(all(t["answered"] for t in r["reloaded"]), r)
+            l = self.j("key", "list", "--keyring", kr)
+            self.assertEqual([k["name"] for k in l["keys"]], ["client.b"])
+            self.assertIn("client.a", l["revoked"])
+            # Revoked names are not reused.
+            self.assertIn("revoked", self.j("key", "create", "client.a",
+                                            "--keyring", kr, check=1)["error"])
+            out = os.path.join(d, "one")
+            x = self.c.ctl("key", "export", "client.b", "--keyring", kr, "-o", out,
+                           "--json", check=0)
+            validate(strict_json(x.stdout), "weftctl-key")
+            with open(out) as f:
+                body = f.read()
+            self.assertIn("client.b", body)
+            self.assertEqual(os.stat(out).st_mode & 0o777, 0o600)
+            for p in (r, l, c):
+                for s in secrets:
+                    self.assertNotIn(s, str(p))
+            # A keyring others can read is refused, saying how to fix it.
+            os.chmod(kr, 0o644)
+            self.assertIn("chmod 600", self.j("key", "list", "--keyring", kr,
+                                              check=1)["error"])
+            p = self.c.ctl("key", "create", "bad name", "--keyring", kr, check=2)
+            self.assertEqual(p.stdout, "")
+        finally:
+            shutil.rmtree(d)
 
 
 class Versions(unittest.TestCase):

@@ -64,7 +64,9 @@ class Cluster:
         self.dir = kv["WEFT_CLUSTER_DIR"]
         self.map = kv["WEFT_MAP"]
         self.run_dir = kv["WEFT_RUN_DIR"]
-        self.env = {"WEFT_RUN_DIR": self.run_dir, "WEFT_CLUSTER_DIR": self.dir}
+        self.keyring = kv["WEFT_KEYRING"]
+        self.env = {"WEFT_RUN_DIR": self.run_dir, "WEFT_CLUSTER_DIR": self.dir,
+                    "WEFT_KEYRING": self.keyring, "WEFT_KEY": kv["WEFT_KEY"]}
 
     def pid(self, tid):
         try:
