@@ -22,7 +22,8 @@ rig_nbdkit_up() {
 	LD_LIBRARY_PATH=$RIG_BUILD/lib nbdkit -U "$dir/nbd.sock" \
 		-P "$dir/nbdkit.pid" -t 16 "$RIG_BUILD/lib/nbdkit-weft-plugin.so" \
 		map="$WEFT_MAP" volume=vol3 transport="$fab" \
-		run_dir="$WEFT_RUN_DIR" >>"$dir/nbdkit.log" 2>&1 || {
+		run_dir="$WEFT_RUN_DIR" key="$WEFT_KEY" keyring="$WEFT_KEYRING" \
+		>>"$dir/nbdkit.log" 2>&1 || {
 		cat "$dir/nbdkit.log"
 		return 1
 	}
