@@ -29,11 +29,13 @@
  * unchanged), in version 4 all of it.  A client sends each op in the
  * lowest version that has what it needs (wf_ctl_req_encode) and accepts
  * answers in that range.  The status over a data connection (below)
- * carries the whole current layout.
+ * carries the whole current layout.  Version 5 appended the recovery
+ * figures of the log of recent writes to the status (a STATUS asked in
+ * version 4 gets the first WF_CTL_STATUS_V4_SIZE bytes).
  */
-#define WF_CTL_VERSION      4u
+#define WF_CTL_VERSION      5u
 #define WF_CTL_VERSION_MIN  2u
-#define WF_CTL_STATUS_VERSION 4u   /* the status layout's version (data
+#define WF_CTL_STATUS_VERSION 5u   /* the status layout's version (data
                                     * connection) */
 
 enum wf_ctl_op {
@@ -132,6 +134,19 @@ struct wf_ctl_status {
 	uint32_t etcd;              /* WF_CTL_ETCD_*: the control plane as
 	                             * this target sees it */
 	uint64_t reclaimed;
+	/* ---- version 5 ---- */
+	/* Recovery by the log of recent writes (docs/replication.md): of
+	 * this epoch's PGs being brought up to date, those sent only the
+	 * ranges written while their members were away, and those copied
+	 * whole (backfill); since start, such recoveries finished each way
+	 * and the bytes each way copied (each member counted).  With
+	 * --cores N each reactor counts the PGs of its own extents. */
+	uint32_t recovery_log_pgs;
+	uint32_t recovery_full_pgs;
+	uint64_t recovery_log_total;
+	uint64_t recovery_full_total;
+	uint64_t recovery_log_bytes;
+	uint64_t recovery_full_bytes;
 };
 
 enum {
@@ -140,16 +155,22 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 256, "ctl status is 256 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 296, "ctl status is 296 bytes");
 /* The status of versions 2 and 3: the fields before fua_writes. */
 #define WF_CTL_STATUS_V2_SIZE 144u
 _Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SIZE,
 	       "the version 4 fields follow the version 2 layout");
 
+/* The status of version 4: the fields before recovery_log_pgs. */
+#define WF_CTL_STATUS_V4_SIZE 256u
+_Static_assert(offsetof(struct wf_ctl_status, recovery_log_pgs) == WF_CTL_STATUS_V4_SIZE,
+	       "the version 5 fields follow the version 4 layout");
+
 /* The bytes of a status answered in version ver. */
 static inline size_t wf_ctl_status_size(uint16_t ver)
 {
-	return ver >= 4 ? sizeof(struct wf_ctl_status) : WF_CTL_STATUS_V2_SIZE;
+	return ver >= 5 ? sizeof(struct wf_ctl_status) :
+	       ver == 4 ? WF_CTL_STATUS_V4_SIZE : WF_CTL_STATUS_V2_SIZE;
 }
 
 /* How much of one volume this target holds (a scan of its index: the
@@ -241,8 +262,8 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 272,
-	       "status reply is 272 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 312,
+	       "status reply is 312 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

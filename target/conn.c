@@ -717,6 +717,11 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		finish_now(q, WF_WS_BUSY);
 		return;
 	}
+	/* A client's write or discard, at its PG's primary (a forward of
+	 * one carries WF_REQ_REPL): logged for members that come back. */
+	if ((q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD) &&
+	    !(q->flags & WF_REQ_REPL))
+		wf_tgt_pglog_add(r, p.vol_idx, q);
 	start_io(c, q);
 }
 

@@ -160,6 +160,8 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 {
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
+	uint64_t rlogt = 0, rfullt = 0, rlogb = 0, rfullb = 0;
+	uint32_t rlogp = 0, rfullp = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
 	uint64_t fua = 0, flushes = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
@@ -196,6 +198,14 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		}
 		rdeg = __atomic_load_n(&o->rec.degraded, __ATOMIC_RELAXED);
 		rbytes += __atomic_load_n(&o->rec.bytes, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&o->rec.active, __ATOMIC_RELAXED)) {
+			rlogp += __atomic_load_n(&o->rec.log_pgs, __ATOMIC_RELAXED);
+			rfullp += __atomic_load_n(&o->rec.full_pgs, __ATOMIC_RELAXED);
+		}
+		rlogt += WF_TGT_GET(o->rec.log_total);
+		rfullt += WF_TGT_GET(o->rec.full_total);
+		rlogb += WF_TGT_GET(o->rec.log_bytes);
+		rfullb += WF_TGT_GET(o->rec.full_bytes);
 		/* The scrub is done when every reactor finished the pass
 		 * asked last (a reactor that has not seen it yet is not). */
 		if (__atomic_load_n(&o->scrub.done_gen, __ATOMIC_RELAXED) != sgen)
@@ -247,6 +257,12 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->pgs_degraded = htole32(rdeg);
 	s->recovery_bytes = htole64(rbytes);
 	s->recovery_left = htole64(rleft);
+	s->recovery_log_pgs = htole32(rlogp);
+	s->recovery_full_pgs = htole32(rfullp);
+	s->recovery_log_total = htole64(rlogt);
+	s->recovery_full_total = htole64(rfullt);
+	s->recovery_log_bytes = htole64(rlogb);
+	s->recovery_full_bytes = htole64(rfullb);
 	s->fua_writes = htole64(fua);
 	s->flushes = htole64(flushes);
 	s->scrub_gen = htole32(sgen);

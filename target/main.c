@@ -69,6 +69,9 @@ static const char usage_text[] =
 "                         flight per reactor (default 4; 1 .. slots)\n"
 "      --recovery-mbps N  their bandwidth per reactor in MiB/s (default\n"
 "                         256; 0: no limit)\n"
+"      --pg-log N         entries of each PG's log of recent writes, per\n"
+"                         reactor (default 256, 32 bytes each; 0: no log,\n"
+"                         members coming back get the whole PG)\n"
 "      --cache MODE       auto (default), volatile or none: the device's\n"
 "                         write cache (docs/store.md, durability)\n"
 "      --listen ADDR      listen here instead of the map's addr:port\n"
@@ -137,7 +140,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
-	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_LOG_LEVEL, O_SYSLOG,
+	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PG_LOG, O_LOG_LEVEL, O_SYSLOG,
 	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP, O_KEYRING, O_KEY,
 };
@@ -204,6 +207,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "poll-us", required_argument, NULL, O_POLL },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
+		{ "pg-log", required_argument, NULL, O_PG_LOG },
 		{ "cache", required_argument, NULL, O_CACHE },
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "format", no_argument, NULL, O_FORMAT },
@@ -240,6 +244,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	                        * peers on shared cores */
 	cfg->recovery_qd = 4;
 	cfg->recovery_mbps = 256;
+	cfg->pg_log = WF_TGT_DEFAULT_PG_LOG;
 	cfg->ready_fd = -1;
 	cfg->etcd_prefix = "/weft/";
 	cfg->etcd_ttl = 5;
@@ -350,6 +355,12 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--recovery-mbps: '%s' is not 0 .. 1000000",
 					       optarg);
 			cfg->recovery_mbps = v;
+			break;
+		case O_PG_LOG:
+			if (parse_u32(optarg, &v, false) || v > WF_TGT_MAX_PG_LOG)
+				return bad_arg("--pg-log: '%s' is not 0 .. %u", optarg,
+					       WF_TGT_MAX_PG_LOG);
+			cfg->pg_log = v;
 			break;
 		case O_CACHE:
 			if (!strcmp(optarg, "auto"))

@@ -159,6 +159,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 				   "their copies here are dropped",
 				   (unsigned long long)m->epoch, n);
 	}
+	wf_tgt_pglog_map(r, r->map, m);
 	/* Nothing keeps pointers into the old map: requests copied what
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
@@ -562,6 +563,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		goto fail;
 	}
 	reclaim_start(r);
+	wf_tgt_pglog_map(r, NULL, map);
 	wf_tgt_recover_start(r);
 	return 0;
 
@@ -583,6 +585,7 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 {
 	wf_keyring_free(&r->keyring);
 	wf_tgt_stray_fini(r);
+	wf_tgt_pglog_fini(r);
 	wf_tgt_ctl_close(r);
 	stop_listening(r);
 	if (r->conns)

@@ -65,6 +65,8 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 	rc->in_extent = false;
 	rc->failed = false;
 	rc->left = 0;
+	rc->log_pgs = rc->full_pgs = 0;
+	rc->lpg = 0;
 	for (uint32_t p = 0; p < m->map.npools; p++) {
 		const struct wf_pool *pool = &m->map.pools[p];
 
@@ -74,9 +76,15 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 
 			if (m->self < 0 || !nact || act[0] != (uint32_t)m->self)
 				continue;
-			if (targets_of(m, p, pg, tmp))
+			unsigned nto = targets_of(m, p, pg, tmp);
+
+			if (nto) {
 				rc->pgs++;
-			else if (nact < pool->replicas)
+				if (wf_tgt_pglog_plan(r, p, pg, tmp, nto) == WF_TGT_PGL_LOG)
+					rc->log_pgs++;
+				else
+					rc->full_pgs++;
+			} else if (nact < pool->replicas)
 				rc->degraded++;
 		}
 	}
@@ -89,7 +97,8 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 		rc->left += m->map.volumes[v].size / m->extent_size;
 	rc->active = true;
 	wf_tgt_log("reactor %u: epoch %llu: bringing new members of %u PGs up "
-		   "to date", r->idx, (unsigned long long)m->epoch, rc->pgs);
+		   "to date (%u from the log of recent writes, %u whole)", r->idx,
+		   (unsigned long long)m->epoch, rc->pgs, rc->log_pgs, rc->full_pgs);
 }
 
 /* A slot of the recovery ring for a copy, or NULL. */
@@ -174,7 +183,18 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 				   wf_wire_status_name(status));
 		rc->failed = true;
 	} else if (q->op == WF_OP_WRITE) {
-		rc->bytes += (uint64_t)q->length * q->nfwd;    /* per member */
+		const struct wf_tgt_map *m = r->map;
+		int32_t vi = wf_tgt_map_volume(m, q->volume);
+		uint64_t n = (uint64_t)q->length * q->nfwd;    /* per member */
+
+		rc->bytes += n;
+		if (vi >= 0 && wf_tgt_pglog_mode(r, m->map.volumes[vi].pool,
+				wf_pg_of(q->volume, q->offset / m->extent_size,
+					 m->map.pools[m->map.volumes[vi].pool].pg_num)) ==
+		    WF_TGT_PGL_LOG)
+			WF_TGT_ADD(rc->log_bytes, n);
+		else
+			WF_TGT_ADD(rc->full_bytes, n);
 	}
 	/* After forwards part_done took it off the order list; after a
 	 * failed read (or a read that could not start) it is still on. */
@@ -234,6 +254,61 @@ bool wf_tgt_rop_budget(struct wf_tgt_reactor *r, uint32_t want)
 	return true;
 }
 
+/*
+ * After the extent scan: the PGs brought up to date from the log, entry
+ * by entry in the order they were written (a DISCARD forwarded as one, a
+ * WRITE's range copied from what the primary holds now, in slot_size
+ * chunks; every op through the order list like the extent copies).  True
+ * when every entry is started.  An entry overwritten before it was
+ * started turns its PG into a backfill and makes the pass run again.
+ */
+static bool log_step(struct wf_tgt_reactor *r, unsigned *started)
+{
+	struct wf_tgt_recover *rc = &r->rec;
+	struct wf_tgt_pglog *l = &r->pglog;
+	uint32_t chunk = r->cfg->slot_size, to[WF_MAX_REPLICAS];
+
+	for (; rc->lpg < l->npg; rc->lpg++) {
+		struct wf_tgt_pglog_pg *g = &l->pg[rc->lpg];
+		const struct wf_tgt_pglog_ent *e;
+		unsigned nto;
+		bool lost;
+
+		if (g->mode != WF_TGT_PGL_LOG)
+			continue;
+		nto = targets_of(r->map, g->pool, g->pgno, to);
+		while ((e = wf_tgt_pglog_next(r, rc->lpg, &lost)) != NULL) {
+			uint32_t len = e->length - g->sub;
+
+			if (!nto)
+				break;
+			if (len > chunk)
+				len = chunk;
+			if (rc->inflight >= r->cfg->recovery_qd ||
+			    (e->op == WF_OP_WRITE && !wf_tgt_rop_budget(r, len)))
+				return false;
+			if (e->op == WF_OP_DISCARD)
+				len = e->length - g->sub;
+			if (!op_start(r, e->op, e->volume, e->offset + g->sub, len,
+				      to, nto))
+				return false;
+			(*started)++;
+			g->sub += len;
+		}
+		if (lost) {
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: epoch %llu: the "
+				    "log of PG %u.%u wrapped before its copy: the "
+				    "whole PG is copied", r->idx,
+				    (unsigned long long)rc->epoch, g->pool, g->pgno);
+			g->mode = WF_TGT_PGL_FULL;
+			rc->log_pgs--;
+			rc->full_pgs++;
+			rc->failed = true;
+		}
+	}
+	return true;
+}
+
 bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 {
 	struct wf_tgt_recover *rc = &r->rec;
@@ -273,6 +348,8 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 		}
 		pg = wf_pg_of(v->id, rc->ext, m->map.pools[v->pool].pg_num);
 		nto = targets_of(m, v->pool, pg, to);
+		if (nto && wf_tgt_pglog_mode(r, v->pool, pg) == WF_TGT_PGL_LOG)
+			nto = 0;        /* its logged ranges: log_step() */
 		if (!nto || wf_extent_reactor(v->id, (uint32_t)rc->ext, r->t->n) != r->idx) {
 			rc->ext++;
 			looked++;
@@ -317,10 +394,12 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 				rc->left--;
 		}
 	}
-	if (rc->vol >= m->map.nvolumes && !rc->inflight) {
+	if (rc->vol >= m->map.nvolumes && log_step(r, &started) && !rc->inflight) {
 		if (rc->failed) {
 			rc->vol = 0;
 			rc->ext = 0;
+			rc->lpg = 0;
+			wf_tgt_pglog_rewind(r);
 			rc->failed = false;
 			rc->again_at = wf_tgt_now_ns() + AGAIN_MS * 1000000ull;
 			return started || looked;
@@ -331,6 +410,8 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 			   (unsigned long long)rc->copied,
 			   (unsigned long long)rc->erased,
 			   (unsigned long long)(rc->bytes >> 20));
+		WF_TGT_ADD(rc->log_total, rc->log_pgs);
+		WF_TGT_ADD(rc->full_total, rc->full_pgs);
 		rc->active = false;
 		rc->done_epoch = rc->epoch;
 		rc->left = 0;

@@ -71,6 +71,8 @@ struct wf_tgt_cfg {
 	uint32_t    poll_us;            /* busy-poll this long before sleeping */
 	uint32_t    recovery_qd;        /* recovery copies in flight per reactor */
 	uint32_t    recovery_mbps;      /* MiB/s per reactor, 0: no limit */
+	uint32_t    pg_log;             /* entries of each PG's log of recent
+	                                 * writes, per reactor (0: no log) */
 	uint32_t    cache;              /* enum wf_store_cache */
 	bool        format, force;
 	const char *listen_override;    /* --listen ADDR: instead of the map's */
@@ -706,7 +708,84 @@ struct wf_tgt_recover {
 	uint64_t bytes, left;           /* copied; extents left (estimate) */
 	uint64_t tokens, tok_ns;        /* bandwidth limit (bytes, refill) */
 	uint64_t copied, erased;        /* extents, this pass */
+	/* The log of recent writes (pglog.c): this pass's PGs by how they
+	 * are brought up to date, the next log PG to copy from, and since
+	 * start: passes finished each way (PGs) and bytes copied each way
+	 * (each member counted). */
+	uint32_t log_pgs, full_pgs;
+	uint32_t lpg;
+	uint64_t log_total, full_total;
+	uint64_t log_bytes, full_bytes;
 };
+
+/*
+ * The per-PG log of recent writes (pglog.c): per reactor, a ring of
+ * cfg->pg_log entries for every PG of the map, so that a member back from
+ * a short absence is sent only the ranges written since it left.
+ */
+#define WF_TGT_DEFAULT_PG_LOG 256u
+#define WF_TGT_MAX_PG_LOG     65536u
+
+struct wf_tgt_pglog_ent {
+	uint64_t volume, offset;
+	uint64_t epoch;                 /* the write was validated in */
+	uint32_t length;
+	uint8_t  op;                    /* WF_OP_WRITE or WF_OP_DISCARD */
+};
+
+enum {
+	WF_TGT_PGL_NONE = 0,            /* no recovery of the PG this epoch */
+	WF_TGT_PGL_LOG,                 /* the pass copies the logged ranges */
+	WF_TGT_PGL_FULL,                /* the pass copies the whole PG */
+};
+
+struct wf_tgt_pglog_pg {
+	uint64_t head;                  /* entries appended (ring: head % cap) */
+	uint64_t from_epoch;            /* every write of the PG taken here in
+	                                 * this epoch or later is logged (0:
+	                                 * none, the log does not count) */
+	uint64_t lost_epoch;            /* newest epoch of an overwritten entry */
+	uint32_t left_id[WF_MAX_REPLICAS];      /* members (target ids) that
+	                                         * left the acting set while
+	                                         * this target led the PG ... */
+	uint64_t left_epoch[WF_MAX_REPLICAS];   /* ... and the last epoch each
+	                                         * was acting in */
+	uint8_t  nleft;
+	uint8_t  mode;                  /* WF_TGT_PGL_*: this epoch's pass */
+	uint32_t pool, pgno;
+	uint64_t need;                  /* the pass copies entries of this epoch on */
+	uint64_t start, end, cur;       /* the pass: entries [start, end), next */
+	uint32_t sub;                   /* bytes of entry cur already started */
+};
+
+struct wf_tgt_pglog {
+	struct wf_tgt_pglog_pg  *pg;    /* [npg]: pool p's PG g at base[p] + g */
+	struct wf_tgt_pglog_ent *ent;   /* [npg * cap] */
+	uint32_t *base;                 /* [map.npools] */
+	uint32_t  npg, cap;             /* npg 0: no log (every recovery is a
+	                                 * backfill) */
+};
+
+/* A map is in place (old: the one before, NULL at start): rings for its
+ * pools, and per PG whether the log still counts and which members left. */
+void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
+		      const struct wf_tgt_map *nw);
+/* Data path: q, a client WRITE or DISCARD of the volume at vol_idx that
+ * this target takes as primary.  No allocation, no lock. */
+void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
+		      const struct wf_tgt_req *q);
+/* Recovery of (pool, pg) to its newcomers to[0 .. nto): WF_TGT_PGL_LOG
+ * when the log holds every write they may lack, else WF_TGT_PGL_FULL. */
+int  wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
+		       const uint32_t *to, unsigned nto);
+int  wf_tgt_pglog_mode(const struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg);
+/* The next entry of PG index i the pass copies (NULL: none left; *lost:
+ * an entry it needs was overwritten). */
+const struct wf_tgt_pglog_ent *wf_tgt_pglog_next(struct wf_tgt_reactor *r,
+						 uint32_t i, bool *lost);
+/* The pass runs again: every log PG from its first entry. */
+void wf_tgt_pglog_rewind(struct wf_tgt_reactor *r);
+void wf_tgt_pglog_fini(struct wf_tgt_reactor *r);
 
 struct wf_tgt_reactor {
 	const struct wf_tgt_cfg *cfg;
@@ -756,6 +835,7 @@ struct wf_tgt_reactor {
 	                                     * after this turn's completions */
 	unsigned            peers_gone;     /* links closing, to be freed */
 	struct wf_tgt_recover rec;
+	struct wf_tgt_pglog pglog;
 	struct wf_tgt_scrub scrub;
 	struct wf_keyring   keyring;    /* cfg->keyring, re-read with the map */
 };

@@ -359,6 +359,7 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 	struct wf_map map;
 	unsigned missing = 0, recovering = 0, degraded = 0, etcd_ok = 0, etcd_lost = 0;
 	uint64_t copied = 0, used_b = 0, free_b = 0;
+	uint64_t log_n = 0, full_n = 0, log_b = 0, full_b = 0;
 	uint32_t pgs = 0;
 	int c, ms = 2000;
 
@@ -433,6 +434,10 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 			recovering += le32toh(st.pgs_recovering);
 			degraded += le32toh(st.pgs_degraded);
 			copied += le64toh(st.recovery_bytes);
+			log_n += le64toh(st.recovery_log_total);
+			full_n += le64toh(st.recovery_full_total);
+			log_b += le64toh(st.recovery_log_bytes);
+			full_b += le64toh(st.recovery_full_bytes);
 			if (j) {
 				wf_json_str(j, "via", via);
 				wf_json_u64(j, "epoch", le64toh(st.epoch));
@@ -446,6 +451,12 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "pgs_recovering", le32toh(st.pgs_recovering));
 				wf_json_u64(j, "pgs_degraded", le32toh(st.pgs_degraded));
 				wf_json_u64(j, "recovery_bytes", le64toh(st.recovery_bytes));
+				wf_json_u64(j, "recovery_log_pgs", le32toh(st.recovery_log_pgs));
+				wf_json_u64(j, "recovery_full_pgs", le32toh(st.recovery_full_pgs));
+				wf_json_u64(j, "recoveries_log", le64toh(st.recovery_log_total));
+				wf_json_u64(j, "recoveries_full", le64toh(st.recovery_full_total));
+				wf_json_u64(j, "recovery_log_bytes", le64toh(st.recovery_log_bytes));
+				wf_json_u64(j, "recovery_full_bytes", le64toh(st.recovery_full_bytes));
 				wf_json_u64(j, "reads", le64toh(st.reads));
 				wf_json_u64(j, "writes", le64toh(st.writes));
 				wf_json_u64(j, "errors", le64toh(st.errors));
@@ -491,6 +502,10 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		wf_json_u64(j, "pgs_pinned", map.ntemps);
 		wf_json_u64(j, "pgs_degraded", degraded);
 		wf_json_u64(j, "recovery_bytes", copied);
+		wf_json_u64(j, "recoveries_log", log_n);
+		wf_json_u64(j, "recoveries_full", full_n);
+		wf_json_u64(j, "recovery_log_bytes", log_b);
+		wf_json_u64(j, "recovery_full_bytes", full_b);
 		wf_json_u64(j, "etcd_connected", etcd_ok);
 		wf_json_u64(j, "etcd_unreachable", etcd_lost);
 		wf_json_obj_end(j);
@@ -505,6 +520,12 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		       "members this epoch%s\n", pgs, recovering, map.ntemps,
 		       degraded, ctl_bytes(cb, sizeof(cb), copied), map.ntemps ?
 		       " (`weftctl recover --wait` ends the pins when done)" : "");
+		if (log_n || full_n)
+			printf("recoveries since the targets started: %" PRIu64
+			       " PGs from the log of recent writes (%s copied), %"
+			       PRIu64 " whole (%s copied)\n", log_n,
+			       ctl_bytes(ub, sizeof(ub), log_b), full_n,
+			       ctl_bytes(fb, sizeof(fb), full_b));
 		if (etcd_ok || etcd_lost)
 			printf("control plane: etcd connected on %u targets, "
 			       "unreachable from %u%s\n", etcd_ok, etcd_lost, etcd_lost ?

@@ -167,6 +167,7 @@ static int64_t now_ms(void)
 struct progress {
 	uint64_t bytes, left;
 	uint32_t pgs, degraded, behind, missing;
+	uint32_t log_pgs, full_pgs;     /* of pgs: from the log, whole */
 };
 
 /* One look at every up target: 1 when all are done with m's epoch, 0 if
@@ -175,7 +176,7 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 		struct progress *pr)
 {
 	uint64_t bytes = 0, left = 0;
-	uint32_t pgs = 0, degraded = 0, behind = 0;
+	uint32_t pgs = 0, degraded = 0, behind = 0, log_pgs = 0, full_pgs = 0;
 	int missing = 0;
 
 	for (uint32_t i = 0; i < m->ntargets; i++) {
@@ -198,17 +199,21 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 		degraded += le32toh(st.pgs_degraded);
 		bytes += le64toh(st.recovery_bytes);
 		left += le64toh(st.recovery_left);
+		log_pgs += le32toh(st.recovery_log_pgs);
+		full_pgs += le32toh(st.recovery_full_pgs);
 	}
 	*pr = (struct progress){ .bytes = bytes, .left = left, .pgs = pgs,
 				 .degraded = degraded, .behind = behind,
-				 .missing = (uint32_t)missing };
+				 .missing = (uint32_t)missing,
+				 .log_pgs = log_pgs, .full_pgs = full_pgs };
 	if (missing)
 		return -1;
 	if (!quiet)
-		printf("epoch %" PRIu64 ": %u PGs pinned, %u recovering, %u degraded; "
+		printf("epoch %" PRIu64 ": %u PGs pinned, %u recovering (%u from "
+		       "the log of recent writes, %u whole), %u degraded; "
 		       "%.1f MiB copied; %" PRIu64 " extents left to look at; %u "
-		       "targets not done\n", m->epoch, m->ntemps, pgs, degraded,
-		       bytes / 1048576.0, left, behind);
+		       "targets not done\n", m->epoch, m->ntemps, pgs, log_pgs,
+		       full_pgs, degraded, bytes / 1048576.0, left, behind);
 	return behind ? 0 : 1;
 }
 
@@ -300,6 +305,8 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 				wf_json_bool(j, "done", false);
 				wf_json_u64(j, "pgs_recovering", pr.pgs);
 				wf_json_u64(j, "pgs_degraded", pr.degraded);
+				wf_json_u64(j, "recovery_log_pgs", pr.log_pgs);
+				wf_json_u64(j, "recovery_full_pgs", pr.full_pgs);
 				wf_json_u64(j, "recovery_bytes", pr.bytes);
 				wf_json_u64(j, "extents_left", pr.left);
 				wf_json_u64(j, "targets_not_done", pr.behind);

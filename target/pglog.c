@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The per-PG log of recent writes (docs/replication.md, "The log of
+ * recent writes").  Each reactor keeps, for every PG of the map, a ring
+ * of --pg-log entries: the volume range of each client WRITE and DISCARD
+ * it took as the PG's primary, with the epoch it was validated in.  The
+ * rings are allocated when a map of a new pool layout loads (never on the
+ * data path); an append is a few stores into the reactor's own memory.
+ *
+ * What makes the log usable for a returning member M of a PG:
+ *
+ *   from_epoch  every write of the PG this reactor took in from_epoch and
+ *               later is (or was) in the ring: this target led the PG in
+ *               every epoch since, each map followed the one before
+ *               (epoch + 1, same pools), with at least two acting members
+ *               (with one, a write may land on any reactor, conn.c);
+ *   left        M was acting in epoch L and not in L + 1, and this target
+ *               led the PG through both (it saw M go);
+ *   lost_epoch  the newest epoch of an entry the ring overwrote.
+ *
+ * M has every write validated before L (it was acting, so current: a
+ * member is acting only once brought up to date); it may lack any write
+ * of L and later.  Those are all in the ring when from_epoch <= L and
+ * lost_epoch < L.  Then recovery copies, for the entries of epoch L and
+ * later, the primary's current bytes of their ranges (a DISCARD is
+ * forwarded as one); otherwise the whole PG (backfill).  A restart of the
+ * target empties the log (from_epoch starts at the first map again), so a
+ * PG whose member left before it is backfilled.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "target/target.h"
+
+static bool layout_same(const struct wf_tgt_map *a, const struct wf_tgt_map *b)
+{
+	if (a->map.npools != b->map.npools)
+		return false;
+	for (uint32_t p = 0; p < a->map.npools; p++)
+		if (a->map.pools[p].id != b->map.pools[p].id ||
+		    a->map.pools[p].pg_num != b->map.pools[p].pg_num)
+			return false;
+	return true;
+}
+
+void wf_tgt_pglog_fini(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+
+	free(l->pg);
+	free(l->ent);
+	free(l->base);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Rings for the pools of m, all empty; on failure none (every recovery
+ * is then a backfill). */
+static void rebuild(struct wf_tgt_reactor *r, const struct wf_tgt_map *m)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+	uint32_t cap = r->cfg->pg_log, n = 0;
+
+	wf_tgt_pglog_fini(r);
+	if (!cap || !m->map.npools)
+		return;
+	l->base = calloc(m->map.npools, sizeof(*l->base));
+	if (!l->base)
+		goto fail;
+	for (uint32_t p = 0; p < m->map.npools; p++) {
+		l->base[p] = n;
+		n += m->map.pools[p].pg_num;
+	}
+	l->pg = calloc(n, sizeof(*l->pg));
+	l->ent = calloc((size_t)n * cap, sizeof(*l->ent));
+	if (!l->pg || !l->ent)
+		goto fail;
+	for (uint32_t p = 0; p < m->map.npools; p++)
+		for (uint32_t g = 0; g < m->map.pools[p].pg_num; g++) {
+			l->pg[l->base[p] + g].pool = p;
+			l->pg[l->base[p] + g].pgno = g;
+		}
+	l->npg = n;
+	l->cap = cap;
+	return;
+fail:
+	wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: no memory for the PG logs "
+		    "(%u PGs x %u entries): members coming back are backfilled",
+		    r->idx, n, cap);
+	wf_tgt_pglog_fini(r);
+}
+
+static int left_find(const struct wf_tgt_pglog_pg *g, uint32_t id)
+{
+	for (unsigned i = 0; i < g->nleft; i++)
+		if (g->left_id[i] == id)
+			return (int)i;
+	return -1;
+}
+
+static void left_drop(struct wf_tgt_pglog_pg *g, int i)
+{
+	g->nleft--;
+	g->left_id[i] = g->left_id[g->nleft];
+	g->left_epoch[i] = g->left_epoch[g->nleft];
+}
+
+/* PG g (pool p, pg) from old (NULL: none) to nw. */
+static void pg_next(struct wf_tgt_pglog_pg *g, const struct wf_tgt_map *old,
+		    const struct wf_tgt_map *nw, bool cont)
+{
+	uint32_t p = g->pool, tmp[WF_MAX_REPLICAS];
+	const uint32_t *act, *oact;
+	unsigned nact = wf_pg_acting(&nw->table, p, g->pgno, &act), onact;
+
+	if (nw->self < 0 || !nact || act[0] != (uint32_t)nw->self ||
+	    (nact == 1 && !wf_pg_newcomers(&nw->table, p, g->pgno, tmp))) {
+		g->from_epoch = 0;      /* not led here, or writes may land on
+		                         * any reactor: the log does not count */
+		g->nleft = 0;
+		return;
+	}
+	if (!cont || !g->from_epoch) {
+		g->from_epoch = nw->epoch;
+		g->nleft = 0;
+		return;
+	}
+	/* Led in old and in nw: who left, who is acting (current) again. */
+	onact = wf_pg_acting(&old->table, p, g->pgno, &oact);
+	for (unsigned i = 0; i < onact; i++) {
+		uint32_t id = old->map.targets[oact[i]].id;
+		bool stays = false;
+		int k;
+
+		for (unsigned j = 0; j < nact; j++)
+			stays |= nw->map.targets[act[j]].id == id;
+		if (stays || oact[i] == (uint32_t)old->self)
+			continue;
+		k = left_find(g, id);
+		if (k < 0) {
+			if (g->nleft >= WF_MAX_REPLICAS)
+				continue;       /* cannot happen: members are
+				                 * fewer than WF_MAX_REPLICAS */
+			k = g->nleft++;
+			g->left_id[k] = id;
+		}
+		g->left_epoch[k] = old->epoch;
+	}
+	for (unsigned j = 0; j < nact; j++) {
+		int k = left_find(g, nw->map.targets[act[j]].id);
+
+		if (k >= 0)
+			left_drop(g, k);
+	}
+}
+
+void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
+		      const struct wf_tgt_map *nw)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+	bool cont = old && l->pg && layout_same(old, nw);
+
+	if (!cont)
+		rebuild(r, nw);
+	/* Epochs skipped (a map loaded after missing one, etcd's watch
+	 * jumping): the PGs may have been led elsewhere meanwhile. */
+	cont = cont && nw->epoch <= old->epoch + 1;
+	for (uint32_t i = 0; i < l->npg; i++) {
+		l->pg[i].mode = WF_TGT_PGL_NONE;
+		pg_next(&l->pg[i], old, nw, cont);
+	}
+}
+
+void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
+		      const struct wf_tgt_req *q)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+	const struct wf_tgt_map *m = r->map;
+	const struct wf_volume *v = &m->map.volumes[vol_idx];
+	struct wf_tgt_pglog_pg *g;
+	struct wf_tgt_pglog_ent *e;
+	uint32_t i;
+
+	if (!l->npg)
+		return;
+	i = l->base[v->pool] + wf_pg_of(v->id, q->offset / m->extent_size,
+					 m->map.pools[v->pool].pg_num);
+	g = &l->pg[i];
+	if (!g->from_epoch)
+		return;
+	e = &l->ent[(size_t)i * l->cap + g->head % l->cap];
+	if (g->head >= l->cap && e->epoch > g->lost_epoch)
+		g->lost_epoch = e->epoch;
+	e->volume = q->volume;
+	e->offset = q->offset;
+	e->length = q->length;
+	e->epoch = q->epoch;
+	e->op = q->op;
+	g->head++;
+}
+
+int wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
+		      const uint32_t *to, unsigned nto)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+	const struct wf_tgt_map *m = r->map;
+	struct wf_tgt_pglog_pg *g;
+	uint64_t need = UINT64_MAX;
+
+	if (!l->npg)
+		return WF_TGT_PGL_FULL;
+	g = &l->pg[l->base[pool] + pg];
+	g->mode = WF_TGT_PGL_FULL;
+	if (!g->from_epoch)
+		return g->mode;
+	for (unsigned i = 0; i < nto; i++) {
+		int k = left_find(g, m->map.targets[to[i]].id);
+		uint64_t left;
+
+		if (k < 0)
+			return g->mode;         /* never had it, or we did
+			                         * not see it go */
+		left = g->left_epoch[k];
+		if (left < g->from_epoch || g->lost_epoch >= left)
+			return g->mode;         /* the log does not reach back */
+		need = left < need ? left : need;
+	}
+	g->mode = WF_TGT_PGL_LOG;
+	g->need = need;
+	g->start = g->head > l->cap ? g->head - l->cap : 0;
+	g->end = g->head;
+	g->cur = g->start;
+	g->sub = 0;
+	return g->mode;
+}
+
+int wf_tgt_pglog_mode(const struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg)
+{
+	const struct wf_tgt_pglog *l = &r->pglog;
+
+	return l->npg ? l->pg[l->base[pool] + pg].mode : WF_TGT_PGL_FULL;
+}
+
+void wf_tgt_pglog_rewind(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+
+	for (uint32_t i = 0; i < l->npg; i++)
+		if (l->pg[i].mode == WF_TGT_PGL_LOG) {
+			l->pg[i].cur = l->pg[i].start;
+			l->pg[i].sub = 0;
+		}
+}
+
+const struct wf_tgt_pglog_ent *wf_tgt_pglog_next(struct wf_tgt_reactor *r,
+						 uint32_t i, bool *lost)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+	struct wf_tgt_pglog_pg *g = &l->pg[i];
+
+	*lost = false;
+	for (; g->cur < g->end; g->cur++, g->sub = 0) {
+		const struct wf_tgt_pglog_ent *e;
+
+		if (g->head > l->cap && g->cur < g->head - l->cap) {
+			/* Overwritten before it was copied: the log no longer
+			 * holds what the member lacks. */
+			*lost = true;
+			return NULL;
+		}
+		e = &l->ent[(size_t)i * l->cap + g->cur % l->cap];
+		if (e->epoch >= g->need && g->sub < e->length)
+			return e;
+	}
+	return NULL;
+}
