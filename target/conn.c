@@ -690,6 +690,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	q->tag = p.req.tag;
 	q->slot = p.req.slot;
 	q->nfwd = 0;
+	q->log_seq = 0;
 	q->op = p.req.opcode;
 	q->flags = p.req.flags;
 	q->length = p.req.length;
@@ -717,10 +718,9 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		finish_now(q, WF_WS_BUSY);
 		return;
 	}
-	/* A client's write or discard, at its PG's primary (a forward of
-	 * one carries WF_REQ_REPL): logged for members that come back. */
-	if ((q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD) &&
-	    !(q->flags & WF_REQ_REPL))
+	/* A write or discard at its PG's primary, or forwarded to a member
+	 * (WF_REQ_REPL): logged for members that come back (pglog.c). */
+	if (q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD)
 		wf_tgt_pglog_add(r, p.vol_idx, q);
 	start_io(c, q);
 }

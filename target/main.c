@@ -70,7 +70,7 @@ static const char usage_text[] =
 "      --recovery-mbps N  their bandwidth per reactor in MiB/s (default\n"
 "                         256; 0: no limit)\n"
 "      --pg-log N         entries of each PG's log of recent writes, per\n"
-"                         reactor (default 256, 32 bytes each; 0: no log,\n"
+"                         reactor (default 256, 24 bytes each; 0: no log,\n"
 "                         members coming back get the whole PG)\n"
 "      --cache MODE       auto (default), volatile or none: the device's\n"
 "                         write cache (docs/store.md, durability)\n"

@@ -2,30 +2,32 @@
 /*
  * The per-PG log of recent writes (docs/replication.md, "The log of
  * recent writes").  Each reactor keeps, for every PG of the map, a ring
- * of --pg-log entries: the volume range of each client WRITE and DISCARD
- * it took as the PG's primary, with the epoch it was validated in.  The
- * rings are allocated when a map of a new pool layout loads (never on the
- * data path); an append is a few stores into the reactor's own memory.
+ * of --pg-log entries (24 bytes each): the volume range of each WRITE
+ * and DISCARD it took as the PG's primary or applied as an acting
+ * secondary (a forward).  The rings are allocated when a map of a new
+ * pool layout loads (never on the data path); an append is a few stores
+ * into the reactor's own memory.
  *
  * What makes the log usable for a returning member M of a PG:
  *
- *   from_epoch  every write of the PG this reactor took in from_epoch and
- *               later is (or was) in the ring: this target led the PG in
- *               every epoch since, each map followed the one before
- *               (epoch + 1, same pools), with at least two acting members
- *               (with one, a write may land on any reactor, conn.c);
- *   left        M was acting in epoch L and not in L + 1, and this target
- *               led the PG through both (it saw M go);
- *   lost_epoch  the newest epoch of an entry the ring overwrote.
+ *   logging     every write of the PG this reactor applied since the
+ *               record below is (or was) in the ring: this target was an
+ *               acting member of the PG in every epoch since (with
+ *               --cores above 1: its primary), each map followed the one
+ *               before (epoch + 1, same pools); anything else starts the
+ *               log again and forgets every record;
+ *   left        M was acting in the map before and is not in this one:
+ *               recorded with S, the ring's head then, lowered to the
+ *               entry of the oldest write of the PG still in flight here
+ *               (M may not have it);
+ *   S >= head - cap  no entry from S on was overwritten.
  *
- * M has every write validated before L (it was acting, so current: a
- * member is acting only once brought up to date); it may lack any write
- * of L and later.  Those are all in the ring when from_epoch <= L and
- * lost_epoch < L.  Then recovery copies, for the entries of epoch L and
- * later, the primary's current bytes of their ranges (a DISCARD is
- * forwarded as one); otherwise the whole PG (backfill).  A restart of the
- * target empties the log (from_epoch starts at the first map again), so a
- * PG whose member left before it is backfilled.
+ * M has every write logged before S: each was acknowledged, and an
+ * acknowledgement needs every acting member, M too.  Recovery then copies
+ * the primary's current bytes of the ranges of entries S .. head (a
+ * DISCARD is forwarded as one); otherwise the whole PG (backfill).  A
+ * restart of the target empties the log, so the PGs whose members left
+ * before it are backfilled.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -102,30 +104,40 @@ static void left_drop(struct wf_tgt_pglog_pg *g, int i)
 {
 	g->nleft--;
 	g->left_id[i] = g->left_id[g->nleft];
-	g->left_epoch[i] = g->left_epoch[g->nleft];
+	g->left_seq[i] = g->left_seq[g->nleft];
 }
 
-/* PG g (pool p, pg) from old (NULL: none) to nw. */
-static void pg_next(struct wf_tgt_pglog_pg *g, const struct wf_tgt_map *old,
-		    const struct wf_tgt_map *nw, bool cont)
+/* PG g from old (NULL: none) to nw; one: this is the target's only
+ * reactor.  True when a member left (recorded at the head). */
+static bool pg_next(struct wf_tgt_pglog_pg *g, const struct wf_tgt_map *old,
+		    const struct wf_tgt_map *nw, bool cont, bool one)
 {
 	uint32_t p = g->pool, tmp[WF_MAX_REPLICAS];
 	const uint32_t *act, *oact;
 	unsigned nact = wf_pg_acting(&nw->table, p, g->pgno, &act), onact;
+	bool member = nw->self >= 0 && wf_set_has(act, nact, (uint32_t)nw->self);
+	bool went = false;
 
-	if (nw->self < 0 || !nact || act[0] != (uint32_t)nw->self ||
-	    (nact == 1 && !wf_pg_newcomers(&nw->table, p, g->pgno, tmp))) {
-		g->from_epoch = 0;      /* not led here, or writes may land on
-		                         * any reactor: the log does not count */
+	/*
+	 * Which writes reach this reactor's log: with one reactor, all of
+	 * an acting member's (a secondary logs the forwards it applies, so
+	 * it has the log when it becomes the primary); with several, the
+	 * primary's only (forwards arrive on reactor 0, not on the extent's
+	 * owner), and not when it is the only member (then a write may be
+	 * taken on any reactor, conn.c).
+	 */
+	if (!member || (!one && (act[0] != (uint32_t)nw->self ||
+	    (nact == 1 && !wf_pg_newcomers(&nw->table, p, g->pgno, tmp))))) {
+		g->logging = false;
 		g->nleft = 0;
-		return;
+		return false;
 	}
-	if (!cont || !g->from_epoch) {
-		g->from_epoch = nw->epoch;
+	if (!cont || !g->logging) {
+		g->logging = true;
 		g->nleft = 0;
-		return;
+		return false;
 	}
-	/* Led in old and in nw: who left, who is acting (current) again. */
+	/* Logged in old and in nw: who left, who is acting (current) again. */
 	onact = wf_pg_acting(&old->table, p, g->pgno, &oact);
 	for (unsigned i = 0; i < onact; i++) {
 		uint32_t id = old->map.targets[oact[i]].id;
@@ -144,7 +156,9 @@ static void pg_next(struct wf_tgt_pglog_pg *g, const struct wf_tgt_map *old,
 			k = g->nleft++;
 			g->left_id[k] = id;
 		}
-		g->left_epoch[k] = old->epoch;
+		g->left_seq[k] = g->head;
+		g->went = true;
+		went = true;
 	}
 	for (unsigned j = 0; j < nact; j++) {
 		int k = left_find(g, nw->map.targets[act[j]].id);
@@ -152,13 +166,46 @@ static void pg_next(struct wf_tgt_pglog_pg *g, const struct wf_tgt_map *old,
 		if (k >= 0)
 			left_drop(g, k);
 	}
+	return went;
+}
+
+/* Members that left now may lack the writes still in flight here: their
+ * records go back to the oldest such entry of the PG. */
+static void inflight_back(struct wf_tgt_reactor *r, const struct wf_tgt_map *old)
+{
+	struct wf_tgt_pglog *l = &r->pglog;
+
+	for (uint32_t c = 0; r->conns && c < r->cfg->max_conns; c++) {
+		const struct wf_tgt_conn *cn = &r->conns[c];
+
+		for (uint32_t s = 0; cn->state != CONN_FREE && cn->reqs &&
+		     s < r->cfg->slots; s++) {
+			const struct wf_tgt_req *q = &cn->reqs[s];
+			const struct wf_volume *v;
+			struct wf_tgt_pglog_pg *g;
+			int vi;
+
+			if (q->state == RQ_FREE || !q->log_seq)
+				continue;
+			vi = wf_tgt_map_volume(old, q->volume);
+			if (vi < 0)
+				continue;
+			v = &old->map.volumes[vi];
+			g = &l->pg[l->base[v->pool] +
+				   wf_pg_of(v->id, q->offset / old->extent_size,
+					    old->map.pools[v->pool].pg_num)];
+			for (unsigned k = 0; g->went && k < g->nleft; k++)
+				if (g->left_seq[k] > q->log_seq - 1)
+					g->left_seq[k] = q->log_seq - 1;
+		}
+	}
 }
 
 void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
 		      const struct wf_tgt_map *nw)
 {
 	struct wf_tgt_pglog *l = &r->pglog;
-	bool cont = old && l->pg && layout_same(old, nw);
+	bool cont = old && l->pg && layout_same(old, nw), went = false;
 
 	if (!cont)
 		rebuild(r, nw);
@@ -167,12 +214,15 @@ void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
 	cont = cont && nw->epoch <= old->epoch + 1;
 	for (uint32_t i = 0; i < l->npg; i++) {
 		l->pg[i].mode = WF_TGT_PGL_NONE;
-		pg_next(&l->pg[i], old, nw, cont);
+		l->pg[i].went = false;
+		went |= pg_next(&l->pg[i], old, nw, cont, !r->t || r->t->n == 1);
 	}
+	if (went)
+		inflight_back(r, old);
 }
 
 void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
-		      const struct wf_tgt_req *q)
+		      struct wf_tgt_req *q)
 {
 	struct wf_tgt_pglog *l = &r->pglog;
 	const struct wf_tgt_map *m = r->map;
@@ -186,17 +236,14 @@ void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
 	i = l->base[v->pool] + wf_pg_of(v->id, q->offset / m->extent_size,
 					 m->map.pools[v->pool].pg_num);
 	g = &l->pg[i];
-	if (!g->from_epoch)
+	if (!g->logging)
 		return;
 	e = &l->ent[(size_t)i * l->cap + g->head % l->cap];
-	if (g->head >= l->cap && e->epoch > g->lost_epoch)
-		g->lost_epoch = e->epoch;
 	e->volume = q->volume;
 	e->offset = q->offset;
 	e->length = q->length;
-	e->epoch = q->epoch;
 	e->op = q->op;
-	g->head++;
+	q->log_seq = ++g->head;         /* its entry's index + 1 */
 }
 
 int wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
@@ -205,31 +252,28 @@ int wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
 	struct wf_tgt_pglog *l = &r->pglog;
 	const struct wf_tgt_map *m = r->map;
 	struct wf_tgt_pglog_pg *g;
-	uint64_t need = UINT64_MAX;
+	uint64_t from = UINT64_MAX;
 
 	if (!l->npg)
 		return WF_TGT_PGL_FULL;
 	g = &l->pg[l->base[pool] + pg];
 	g->mode = WF_TGT_PGL_FULL;
-	if (!g->from_epoch)
+	if (!g->logging)
 		return g->mode;
 	for (unsigned i = 0; i < nto; i++) {
 		int k = left_find(g, m->map.targets[to[i]].id);
-		uint64_t left;
 
 		if (k < 0)
-			return g->mode;         /* never had it, or we did
-			                         * not see it go */
-		left = g->left_epoch[k];
-		if (left < g->from_epoch || g->lost_epoch >= left)
-			return g->mode;         /* the log does not reach back */
-		need = left < need ? left : need;
+			return g->mode;         /* never had it, or this log
+			                         * did not see it go */
+		if (g->head - g->left_seq[k] > l->cap)
+			return g->mode;         /* the ring no longer reaches
+			                         * back to it */
+		from = g->left_seq[k] < from ? g->left_seq[k] : from;
 	}
 	g->mode = WF_TGT_PGL_LOG;
-	g->need = need;
-	g->start = g->head > l->cap ? g->head - l->cap : 0;
+	g->start = g->cur = from;
 	g->end = g->head;
-	g->cur = g->start;
 	g->sub = 0;
 	return g->mode;
 }
@@ -269,7 +313,7 @@ const struct wf_tgt_pglog_ent *wf_tgt_pglog_next(struct wf_tgt_reactor *r,
 			return NULL;
 		}
 		e = &l->ent[(size_t)i * l->cap + g->cur % l->cap];
-		if (e->epoch >= g->need && g->sub < e->length)
+		if (g->sub < e->length)
 			return e;
 	}
 	return NULL;

@@ -308,6 +308,8 @@ struct wf_tgt_req {
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
 	uint64_t epoch;                 /* the map epoch it was validated in */
+	uint64_t log_seq;               /* its PG log entry's index + 1, 0:
+	                                 * not logged (pglog.c) */
 	uint8_t  parts;                 /* store I/O + forwards not done */
 	uint16_t worst;                 /* first failing part's status */
 	struct wf_tgt_req *ord_prev, *ord_next;   /* r->order */
@@ -728,7 +730,6 @@ struct wf_tgt_recover {
 
 struct wf_tgt_pglog_ent {
 	uint64_t volume, offset;
-	uint64_t epoch;                 /* the write was validated in */
 	uint32_t length;
 	uint8_t  op;                    /* WF_OP_WRITE or WF_OP_DISCARD */
 };
@@ -741,19 +742,17 @@ enum {
 
 struct wf_tgt_pglog_pg {
 	uint64_t head;                  /* entries appended (ring: head % cap) */
-	uint64_t from_epoch;            /* every write of the PG taken here in
-	                                 * this epoch or later is logged (0:
-	                                 * none, the log does not count) */
-	uint64_t lost_epoch;            /* newest epoch of an overwritten entry */
-	uint32_t left_id[WF_MAX_REPLICAS];      /* members (target ids) that
-	                                         * left the acting set while
-	                                         * this target led the PG ... */
-	uint64_t left_epoch[WF_MAX_REPLICAS];   /* ... and the last epoch each
-	                                         * was acting in */
+	bool     logging;               /* every write of the PG applied here
+	                                 * is logged (false: the log does not
+	                                 * count, no records) */
+	bool     went;                  /* a member left at this map load */
 	uint8_t  nleft;
 	uint8_t  mode;                  /* WF_TGT_PGL_*: this epoch's pass */
+	uint32_t left_id[WF_MAX_REPLICAS];      /* members (target ids) that
+	                                         * left the acting set while
+	                                         * this target logged the PG */
+	uint64_t left_seq[WF_MAX_REPLICAS];     /* the first entry each may lack */
 	uint32_t pool, pgno;
-	uint64_t need;                  /* the pass copies entries of this epoch on */
 	uint64_t start, end, cur;       /* the pass: entries [start, end), next */
 	uint32_t sub;                   /* bytes of entry cur already started */
 };
@@ -770,10 +769,11 @@ struct wf_tgt_pglog {
  * pools, and per PG whether the log still counts and which members left. */
 void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
 		      const struct wf_tgt_map *nw);
-/* Data path: q, a client WRITE or DISCARD of the volume at vol_idx that
- * this target takes as primary.  No allocation, no lock. */
+/* Data path: q, a WRITE or DISCARD of the volume at vol_idx that this
+ * target takes as primary or applies as a member.  No allocation, no
+ * lock. */
 void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
-		      const struct wf_tgt_req *q);
+		      struct wf_tgt_req *q);
 /* Recovery of (pool, pg) to its newcomers to[0 .. nto): WF_TGT_PGL_LOG
  * when the log holds every write they may lack, else WF_TGT_PGL_FULL. */
 int  wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The per-PG log of recent writes on real targets (conf/local.conf: vol3,
+ * three replicas, 64 PGs, every target a member of every PG): a member
+ * back from a short absence (killed, or frozen) is sent only the ranges
+ * written meanwhile (the targets' status counts the bytes and the PGs
+ * recovered each way); a PG whose log wrapped while the member was away,
+ * and the PGs of a primary restarted meanwhile (its log is in memory),
+ * are copied whole.  After each, every member alone reads back every
+ * block of the written span.  docs/replication.md, "The log of recent
+ * writes".
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "placement/map.h"
+#include "placement/placement.h"
+#include "proto/ctl.h"
+#include "tests/integration/sys.h"
+
+SYS_SUITE(sys_pglog, 400);
+
+#define FILLED  (96u << 20)     /* written before the absence: 96 extents,
+                                 * 1.5 MiB per PG on average */
+#define CHUNK   (128u * 1024)
+
+static char *img;               /* what vol3 holds over [0, FILLED) */
+
+/* `weftctl WHAT N ...` on the suite's cluster (output dropped); its exit
+ * status. */
+static int ctl(const char *what, unsigned n, const char *more)
+{
+	return sys_sh("'%s/weftctl' %s %u %s -c '%s' --run-dir '%s' >/dev/null",
+		      C.bin, what, n, more, C.map, C.run);
+}
+
+/* A handle on vol3 without short-circuit reads (each read goes to the
+ * primary the map names). */
+static void vol3(struct weft_cluster **cl, struct weft_volume **v)
+{
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 8000, cl, v, "vol3");
+}
+
+/* Write len bytes at off, version ver, and keep them in img. */
+static void put(struct weft_volume *v, uint64_t off, uint32_t len, uint64_t ver)
+{
+	for (uint32_t b = 0; b < len; b += SYS_BS)
+		sys_fill(img + off + b, off + b, ver);
+	cr_assert_eq(weft_pwrite(v, img + off, len, off, 0), (ssize_t)len,
+		     "write of %u bytes at %llu", len, (unsigned long long)off);
+}
+
+static void fill(void)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+
+	img = aligned_alloc(4096, FILLED);
+	cr_assert(img);
+	vol3(&cl, &v);
+	for (uint64_t off = 0; off < FILLED; off += CHUNK)
+		put(v, off, CHUNK, 1);
+	weft_cluster_close(cl);
+}
+
+/* A new epoch of the map with only the targets of mask up (nothing is
+ * pinned: every target keeps its place; reads go to the one left). */
+static void only_up(unsigned mask)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	for (uint32_t i = 0; i < m.ntargets; i++)
+		m.targets[i].up = (mask >> m.targets[i].id) & 1;
+	m.epoch++;
+	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+}
+
+/* Every target alone holds img over [0, FILLED), byte for byte. */
+static void each_member_alone_holds_img(void)
+{
+	char *buf = aligned_alloc(4096, SYS_EXT);
+
+	cr_assert(buf);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct weft_cluster *cl;
+		struct weft_volume *v;
+
+		only_up(1u << t);
+		vol3(&cl, &v);
+		for (uint64_t off = 0; off < FILLED; off += SYS_EXT) {
+			cr_assert_eq(weft_pread(v, buf, SYS_EXT, off), SYS_EXT);
+			if (!memcmp(buf, img + off, SYS_EXT))
+				continue;
+			for (uint32_t b = 0; b < SYS_EXT; b += SYS_BS)
+				cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
+					  "target %u alone: block at %llu holds "
+					  "version %lld, not %lld", t,
+					  (unsigned long long)(off + b),
+					  (long long)sys_decode(buf + b, off + b),
+					  (long long)sys_decode(img + off + b, off + b));
+		}
+		weft_cluster_close(cl);
+	}
+	only_up((1u << SYS_TARGETS) - 1);
+	free(buf);
+}
+
+/* The targets' recovery figures, summed (or of target id alone). */
+struct rec_sum {
+	uint64_t log_pgs, full_pgs, log_bytes, full_bytes;
+};
+
+static struct rec_sum rec_of(int id)
+{
+	struct rec_sum s = { 0 };
+
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		struct wf_ctl_status st;
+
+		if (id >= 0 && t != (unsigned)id)
+			continue;
+		st = sys_ctl_status(C.run, t);
+		s.log_pgs += le64toh(st.recovery_log_total);
+		s.full_pgs += le64toh(st.recovery_full_total);
+		s.log_bytes += le64toh(st.recovery_log_bytes);
+		s.full_bytes += le64toh(st.recovery_full_bytes);
+	}
+	return s;
+}
+
+static struct rec_sum rec_since(struct rec_sum a, int id)
+{
+	struct rec_sum b = rec_of(id);
+
+	return (struct rec_sum){ b.log_pgs - a.log_pgs, b.full_pgs - a.full_pgs,
+				 b.log_bytes - a.log_bytes,
+				 b.full_bytes - a.full_bytes };
+}
+
+/* Mark `away` up (pinned out while its PGs' primaries bring it up to
+ * date) and wait for `weftctl recover` to end the pins. */
+static void back_and_recovered(unsigned away)
+{
+	cr_assert_eq(ctl("target up", away, ""), 0);
+	cr_assert_eq(sys_sh("'%s/weftctl' recover --wait --timeout 120 -c '%s' "
+			    "--run-dir '%s' >/dev/null", C.bin, C.map, C.run), 0,
+		     "recovery did not finish in 120 s");
+}
+
+/* While the member is away: 128 KiB into every 8th extent (12 chunks, in
+ * PGs led by every target), 4 KiB overwrites and a discard.  Returns the
+ * bytes written (the discard not counted). */
+static uint64_t write_while_away(void)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	uint64_t n = 0;
+
+	vol3(&cl, &v);
+	for (uint64_t e = 3; e < FILLED / SYS_EXT; e += 8) {
+		put(v, e * SYS_EXT + 256 * 1024, CHUNK, 2);
+		n += CHUNK;
+	}
+	for (uint64_t k = 0; k < 16; k++) {
+		put(v, (k * 5 + 1) * SYS_EXT + k * SYS_BS, SYS_BS, 3 + k);
+		n += SYS_BS;
+	}
+	cr_assert_eq(weft_discard_sync(v, 40 * SYS_EXT + 512 * 1024, 256 * 1024), 0);
+	memset(img + 40 * SYS_EXT + 512 * 1024, 0, 256 * 1024);
+	weft_cluster_close(cl);
+	return n;
+}
+
+/*
+ * A member killed, marked down, missing 1.6 MiB of writes (and a discard)
+ * to a volume holding 96 MiB, restarted and marked up: every PG is
+ * brought up to date from its primary's log, the bytes copied are those
+ * written (each range once), nothing is copied whole, and every member
+ * alone holds every block.  Without the log (weft-target --pg-log 0, or
+ * wf_tgt_pglog_plan answering FULL) the whole 96 MiB is copied and the
+ * byte and PG counts fail.
+ */
+Test(sys_pglog, a_member_back_from_a_short_absence_gets_only_what_it_missed)
+{
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	struct rec_sum d, before;
+	uint64_t written;
+
+	fill();
+	before = rec_of(-1);
+	sys_kill9(&C, away);
+	cr_assert_eq(ctl("target down", away, ""), 0);
+	written = write_while_away();
+	sys_restart(&C, away);
+	back_and_recovered(away);
+	d = rec_since(before, -1);
+	fprintf(stderr, "  member %u back: %llu PGs from the log (%llu bytes), "
+		"%llu whole (%llu bytes); %llu bytes written meanwhile, %u held\n",
+		away, (unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
+		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes,
+		(unsigned long long)written, FILLED);
+	cr_assert_eq(d.full_pgs, 0, "%llu PGs copied whole",
+		     (unsigned long long)d.full_pgs);
+	cr_assert_eq(d.full_bytes, 0);
+	cr_assert_eq(d.log_pgs, 64, "every PG of vol3's pool from the log");
+	/* Each range written once and every write acknowledged at once: the
+	 * log holds each once, and each is copied once. */
+	cr_assert_eq(d.log_bytes, written, "copied %llu bytes, written %llu",
+		     (unsigned long long)d.log_bytes, (unsigned long long)written);
+	each_member_alone_holds_img();
+	free(img);
+}
+
+/* Extent index e-th (from 0) of vol3 (id 1) in PG pg of its 64. */
+static uint64_t extent_in_pg(uint32_t pg, unsigned nth)
+{
+	for (uint64_t e = 0; e < (1ull << 30) / SYS_EXT; e++)
+		if (wf_pg_of(1, e, 64) == pg && e < FILLED / SYS_EXT && !nth--)
+			return e;
+	cr_assert_fail("PG %u: too few extents in the written span", pg);
+	return 0;
+}
+
+/*
+ * A member frozen (SIGSTOP) and marked down while one PG takes 400
+ * single-block writes (more than the 256 entries of its log) and others a
+ * few: the wrapped PG is copied whole, the others from the log, and every
+ * member alone holds every block.  Without the wrap check (lost_epoch
+ * ignored in wf_tgt_pglog_plan) the member misses the first writes and
+ * the read-back fails.
+ */
+Test(sys_pglog, a_log_that_wrapped_falls_back_to_the_whole_pg)
+{
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	pid_t pid;
+	struct weft_cluster *cl;
+	struct weft_volume *v;
+	uint64_t e0, e1;
+	struct rec_sum d, before;
+
+	fill();
+	e0 = extent_in_pg(wf_pg_of(1, 7, 64), 0);
+	e1 = extent_in_pg(wf_pg_of(1, 7, 64), 1);
+	cr_assert_neq(e0, e1);
+	before = rec_of(-1);
+	pid = sys_pid(&C, away);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	/* The map file alone (weftctl would wait on the frozen target's
+	 * control socket): the targets load it when a request names it. */
+	only_up(((1u << SYS_TARGETS) - 1) & ~(1u << away));
+	vol3(&cl, &v);
+	for (unsigned k = 0; k < 400; k++)
+		put(v, (k < 200 ? e0 : e1) * SYS_EXT + (uint64_t)(k % 200) * SYS_BS,
+		    SYS_BS, 10 + k);
+	put(v, 60 * SYS_EXT, CHUNK, 5);
+	put(v, 61 * SYS_EXT + CHUNK, CHUNK, 5);
+	weft_cluster_close(cl);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	back_and_recovered(away);
+	d = rec_since(before, -1);
+	fprintf(stderr, "  member %u back after 400 writes to one PG: %llu PGs from "
+		"the log (%llu bytes), %llu whole (%llu bytes)\n", away,
+		(unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
+		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes);
+	cr_assert_eq(d.full_pgs, 1, "the wrapped PG alone is copied whole");
+	cr_assert_eq(d.log_pgs, 63);
+	cr_assert_geq(d.full_bytes, 2 * SYS_EXT, "its extents whole");
+	each_member_alone_holds_img();
+	free(img);
+}
+
+/*
+ * A member marked down misses writes to every target's PGs; meanwhile
+ * another target (a primary of some of them) is killed and restarted,
+ * losing its log.  When the member comes back, the PGs that target leads
+ * are copied whole, the others from their primaries' logs, and every
+ * member alone holds every block.  Without the restart check (a log that
+ * starts at the target's start taken as complete: wf_tgt_pglog_plan not
+ * requiring a left record) the member misses those PGs' writes and the
+ * read-back fails.
+ */
+Test(sys_pglog, a_primary_restarted_meanwhile_copies_its_pgs_whole)
+{
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	unsigned other = (away + 1) % SYS_TARGETS, third = (away + 2) % SYS_TARGETS;
+	struct rec_sum d_other, d_third, b_other, b_third;
+
+	fill();
+	b_other = rec_of((int)other);
+	b_third = rec_of((int)third);
+	cr_assert_eq(ctl("target down", away, ""), 0);
+	write_while_away();
+	sys_kill9(&C, other);
+	sys_restart(&C, other);
+	/* Its status counts from its start again. */
+	b_other = (struct rec_sum){ 0 };
+	write_while_away();
+	back_and_recovered(away);
+	d_other = rec_since(b_other, (int)other);
+	d_third = rec_since(b_third, (int)third);
+	fprintf(stderr, "  member %u back, target %u restarted meanwhile: it copied "
+		"%llu PGs whole (%llu bytes), %llu from its log; target %u: %llu "
+		"from its log (%llu bytes), %llu whole\n", away, other,
+		(unsigned long long)d_other.full_pgs,
+		(unsigned long long)d_other.full_bytes,
+		(unsigned long long)d_other.log_pgs, third,
+		(unsigned long long)d_third.log_pgs,
+		(unsigned long long)d_third.log_bytes,
+		(unsigned long long)d_third.full_pgs);
+	cr_assert_gt(d_other.full_pgs, 0, "the restarted target's PGs copied whole");
+	cr_assert_eq(d_other.log_pgs, 0, "a log lost at the restart is never used");
+	cr_assert_gt(d_third.log_pgs, 0);
+	each_member_alone_holds_img();
+	free(img);
+}
