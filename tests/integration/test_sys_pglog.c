@@ -273,10 +273,10 @@ Test(sys_pglog, a_log_that_wrapped_falls_back_to_the_whole_pg)
 		"the log (%llu bytes), %llu whole (%llu bytes)\n", away,
 		(unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
 		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes);
+	each_member_alone_holds_img();
 	cr_assert_eq(d.full_pgs, 1, "the wrapped PG alone is copied whole");
 	cr_assert_eq(d.log_pgs, 63);
 	cr_assert_geq(d.full_bytes, 2 * SYS_EXT, "its extents whole");
-	each_member_alone_holds_img();
 	free(img);
 }
 
@@ -318,9 +318,9 @@ Test(sys_pglog, a_primary_restarted_meanwhile_copies_its_pgs_whole)
 		(unsigned long long)d_third.log_pgs,
 		(unsigned long long)d_third.log_bytes,
 		(unsigned long long)d_third.full_pgs);
+	each_member_alone_holds_img();
 	cr_assert_gt(d_other.full_pgs, 0, "the restarted target's PGs copied whole");
 	cr_assert_eq(d_other.log_pgs, 0, "a log lost at the restart is never used");
 	cr_assert_gt(d_third.log_pgs, 0);
-	each_member_alone_holds_img();
 	free(img);
 }
