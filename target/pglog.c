@@ -213,7 +213,10 @@ void wf_tgt_pglog_map(struct wf_tgt_reactor *r, const struct wf_tgt_map *old,
 	 * jumping): the PGs may have been led elsewhere meanwhile. */
 	cont = cont && nw->epoch <= old->epoch + 1;
 	for (uint32_t i = 0; i < l->npg; i++) {
-		l->pg[i].mode = WF_TGT_PGL_NONE;
+		/* A pass of this epoch keeps its plan through a reload of the
+		 * same epoch (SIGHUP); a new epoch plans again. */
+		if (!cont || nw->epoch != old->epoch)
+			l->pg[i].mode = WF_TGT_PGL_NONE;
 		l->pg[i].went = false;
 		went |= pg_next(&l->pg[i], old, nw, cont, !r->t || r->t->n == 1);
 	}
