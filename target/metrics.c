@@ -107,6 +107,7 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	struct wf_fab_counts fc = { 0 };
 	uint64_t lat[2][WF_TGT_LAT_BUCKETS] = { { 0 } }, lat_ns[2] = { 0 };
 	uint64_t by_status[16] = { 0 }, rbytes = 0, scrub_mis = 0, scrub_rep = 0;
+	uint64_t rlog[2] = { 0 }, rfull[2] = { 0 };   /* PGs, bytes */
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0;
 
 	memset(&sum, 0, sizeof(sum));
@@ -142,6 +143,10 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 		conns += WF_TGT_GET(r->nconns);
 		inflight += WF_TGT_GET(r->store_inflight);
 		rbytes += __atomic_load_n(&r->rec.bytes, __ATOMIC_RELAXED);
+		rlog[0] += WF_TGT_GET(r->rec.log_total);
+		rlog[1] += WF_TGT_GET(r->rec.log_bytes);
+		rfull[0] += WF_TGT_GET(r->rec.full_total);
+		rfull[1] += WF_TGT_GET(r->rec.full_bytes);
 		if (__atomic_load_n(&r->rec.active, __ATOMIC_RELAXED)) {
 			uint32_t p = __atomic_load_n(&r->rec.pgs, __ATOMIC_RELAXED);
 
@@ -235,6 +240,14 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	put(o, "weft_pgs{state=\"degraded\"} %u\n", rdeg);
 	head(o, "weft_recovery_bytes_total", "counter", "Bytes copied to new members this epoch.");
 	put(o, "weft_recovery_bytes_total %llu\n", (unsigned long long)rbytes);
+	head(o, "weft_recovered_pgs_total", "counter", "PG recoveries finished since start, "
+	     "from the log of recent writes or whole.");
+	put(o, "weft_recovered_pgs_total{how=\"log\"} %llu\n", (unsigned long long)rlog[0]);
+	put(o, "weft_recovered_pgs_total{how=\"whole\"} %llu\n", (unsigned long long)rfull[0]);
+	head(o, "weft_recovered_bytes_total", "counter", "Bytes copied by those recoveries "
+	     "(each member counted).");
+	put(o, "weft_recovered_bytes_total{how=\"log\"} %llu\n", (unsigned long long)rlog[1]);
+	put(o, "weft_recovered_bytes_total{how=\"whole\"} %llu\n", (unsigned long long)rfull[1]);
 	head(o, "weft_scrub_chunks_total", "counter", "Chunks of the current or last scrub, by outcome.");
 	put(o, "weft_scrub_chunks_total{result=\"differed\"} %llu\n", (unsigned long long)scrub_mis);
 	put(o, "weft_scrub_chunks_total{result=\"repaired\"} %llu\n", (unsigned long long)scrub_rep);

@@ -56,8 +56,11 @@ class Metrics(unittest.TestCase):
         for name in ("weft_requests", "weft_bytes", "weft_request_latency_seconds",
                      "weft_map_epoch", "weft_connections", "weft_store_extents",
                      "weft_answers", "weft_fabric_operations", "weft_etcd_state",
-                     "weft_inflight_requests", "weft_pgs"):
+                     "weft_inflight_requests", "weft_pgs", "weft_recovered_pgs",
+                     "weft_recovered_bytes"):
             self.assertIn(name, fams, name)
+        for how in ("log", "whole"):
+            self.assertEqual(value(fams, "weft_recovered_pgs_total", how=how), 0)
         self.assertEqual(fams["weft_request_latency_seconds"].type, "histogram")
         self.assertEqual(value(fams, "weft_target_info", target="0"), 1)
         w0 = self.total("weft_requests_total", op="write")
