@@ -148,6 +148,14 @@ static struct rec_sum rec_since(struct rec_sum a, int id)
 				 b.full_bytes - a.full_bytes };
 }
 
+static void say(const char *what, unsigned away, struct rec_sum d)
+{
+	fprintf(stderr, "  %s (target %u): %llu PGs from the log (%llu bytes), "
+		"%llu whole (%llu bytes)\n", what, away,
+		(unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
+		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes);
+}
+
 /* Mark `away` up (pinned out while its PGs' primaries bring it up to
  * date) and wait for `weftctl recover` to end the pins. */
 static void back_and_recovered(unsigned away)
@@ -270,10 +278,7 @@ Test(sys_pglog, a_log_that_wrapped_falls_back_to_the_whole_pg)
 	cr_assert_eq(kill(pid, SIGCONT), 0);
 	back_and_recovered(away);
 	d = rec_since(before, -1);
-	fprintf(stderr, "  member %u back after 400 writes to one PG: %llu PGs from "
-		"the log (%llu bytes), %llu whole (%llu bytes)\n", away,
-		(unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
-		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes);
+	say("member back after 400 writes to one PG", away, d);
 	each_member_alone_holds_img();
 	cr_assert_eq(d.full_pgs, 1, "the wrapped PG alone is copied whole");
 	cr_assert_eq(d.log_pgs, 63);
@@ -349,10 +354,7 @@ Test(sys_pglog, two_reactors_log_at_the_primary_only)
 	write_while_away();
 	back_and_recovered(away);
 	d = rec_since((struct rec_sum){ 0 }, -1);
-	fprintf(stderr, "  two reactors, member %u back: %llu PG passes from the "
-		"log (%llu bytes), %llu whole (%llu bytes)\n", away,
-		(unsigned long long)d.log_pgs, (unsigned long long)d.log_bytes,
-		(unsigned long long)d.full_pgs, (unsigned long long)d.full_bytes);
+	say("two reactors, member back (PG passes per reactor)", away, d);
 	each_member_alone_holds_img();
 	cr_assert_gt(d.log_pgs, 0, "the PGs whose primary stayed, from the log");
 	cr_assert_gt(d.full_pgs, 0, "the PGs the member led, whole");
