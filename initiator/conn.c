@@ -411,6 +411,14 @@ static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 		c->auth_err = -EACCES;
 		goto out_fail;
 	}
+	if ((g.status & ~WF_WS_DNR) == WF_WS_QUOTA) {
+		wf_log(cl, WEFT_LOG_ERR, "target %u (%s) refused a connection of "
+		       "key %s: the key holds all the connections or staging "
+		       "slots the target gives one key (its log names them)",
+		       c->target_id, c->addr, cl->has_key ? cl->key_name : "(none)");
+		c->auth_err = -EDQUOT;
+		goto out_fail;
+	}
 	if (g.status != WF_WS_OK || g.target_id != c->target_id) {
 		if (g.status == WF_WS_OK)
 			wf_log(cl, WEFT_LOG_ERR, "%s is target %u, not %u",
