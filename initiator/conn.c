@@ -8,7 +8,7 @@
  * any error.
  *
  *   IDLE --connect--> CONNECTING --CONNECT ok--> HELLO --GRANT--> LIVE
- *   IDLE --connect (synchronous backend: verbs)--> HELLO
+ *   IDLE --connect (a backend without a background connect)--> HELLO
  *   CONNECTING --CONNECT failed, deadline--> DOWN
  *   HELLO, LIVE --fail--> CLOSING --DISCONNECT--> DOWN
  *   HELLO, LIVE --fail, the endpoint cannot close--> DOWN
