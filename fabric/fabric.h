@@ -197,9 +197,9 @@ int  wf_connect(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o
  * by wf_poll() calls: a caller that sleeps wakes for its own timers), after
  * which the caller calls wf_ep_destroy().  Posting on a connecting endpoint
  * gives -ENOTCONN; wf_ep_destroy() abandons the attempt at any time.
- * Returns 0 when *out is connected already (no CONNECT completion comes):
- * the verbs backend connects synchronously here, bounded by o->timeout_ms
- * (docs/fabric.md).  Other -errno: nothing was made.
+ * Returns 0 when *out is connected already (no CONNECT completion comes:
+ * a backend without a way to connect in the background; tcp, unix and
+ * verbs all have one).  Other -errno: nothing was made.
  */
 int  wf_connect_start(struct wf_ctx *ctx, const char *addr,
 		      const struct wf_ep_opts *o, struct wf_ep **out);

@@ -266,9 +266,11 @@ static void wc_handle(struct vctx *c, const struct ibv_wc *wc)
 	 * the endpoint on the DISCONNECT in the same batch. */
 	if (ep->state == EP_CLOSING || ep->state == EP_CLOSED)
 		return;
-	if (ep->state == EP_ACCEPTING || ep->state == EP_WAITING) {
+	if (ep->state == EP_ACCEPTING || ep->state == EP_WAITING ||
+	    ep->state == EP_CONNECTING) {
 		/* The peer may send as soon as its side is up, before the
-		 * caller has taken this endpoint: hold it until then (at
+		 * caller has taken this endpoint (or, connecting, before
+		 * our ESTABLISHED event was read): hold it until then (at
 		 * most recv_depth, as each holds a receive buffer). */
 		v = &ep->early[ep->nearly++];
 		memset(v, 0, sizeof(*v));
@@ -356,18 +358,40 @@ void verbs_ep_teardown(struct vep *ep)
 	bool drained;
 
 	verbs_ep_unlisten(ep);
-	if (ep->state != EP_CLOSED)
+	verbs_connect_forget(ep);
+	if (ep->state != EP_CLOSED && !ep->never_up)
 		qp_error(ep);
 	ep->state = EP_DESTROYING;
 	verbs_ring_purge(c, ep, NULL);
+	if (ep->never_up && ep->qp) {
+		/*
+		 * A connect abandoned or failed (a stopped peer, say): nothing
+		 * was posted but its receives, and nothing of it is owed to
+		 * the caller.  Flushing them (which older rxe may never do)
+		 * would hold the caller's loop in ep_drain; instead the QP
+		 * goes with them, then the CQs are read once, so that any
+		 * completion it left there is dropped here (DESTROYING)
+		 * before its slots are freed.
+		 */
+		rdma_destroy_qp(ep->id);
+		ep->qp = NULL;
+		ep->recv_posted = 0;
+		for (int i = 0; i < c->ndev; i++)
+			cq_reap(c, &c->devs[i]);
+	}
 	drained = ep_drain(ep);
 	/* Before the QP: a bound window holds a reference to it. */
 	ep_unbind_all(ep);
-	rdma_destroy_qp(ep->id);
+	/* A connect abandoned before its route was resolved has no QP (nor
+	 * registered buffers) yet. */
+	if (ep->qp)
+		rdma_destroy_qp(ep->id);
 	ep->qp = NULL;
-	rdma_destroy_id(ep->id);
+	if (ep->id)
+		rdma_destroy_id(ep->id);
 	ep->id = NULL;
-	ibv_dereg_mr(ep->buf_mr);
+	if (ep->buf_mr)
+		ibv_dereg_mr(ep->buf_mr);
 	ep->buf_mr = NULL;
 	if (ep->reserved)
 		c->cq_reserved -= ep_budget(ep->send_depth, ep->recv_depth);
@@ -400,6 +424,7 @@ static int v_ctx_create(const struct wf_ctx_opts *o, struct wf_ctx **out)
 	c->epfd = -1;
 	c->evfd = -1;
 	vlist_init(&c->eps);
+	vlist_init(&c->conning);
 	vlist_init(&c->mrs);
 	vlist_init(&c->listeners);
 	c->cq_cap = o->cq_depth;
@@ -959,6 +984,7 @@ const struct wf_ops wf_verbs_ops = {
 	.accept           = verbs_accept,
 	.listener_destroy = verbs_listener_destroy,
 	.connect          = verbs_connect,
+	.connect_start    = verbs_connect_start,
 	.ep_close         = v_ep_close,
 	.ep_peer          = v_ep_peer,
 	.ep_destroy       = v_ep_destroy,

@@ -164,26 +164,16 @@ out_clear:
 
 /* ---- endpoints ------------------------------------------------------------ */
 
-/*
- * A new endpoint on cm id `id` (address and route resolved): its QP on the
- * ctx's CQ for the id's device, its buffers registered, every receive
- * posted.  Reserves its completion credits.
- */
-static int ep_create(struct vctx *c, struct rdma_cm_id *id,
-		     const struct wf_ep_opts *o, struct vep **out)
+/* An endpoint's struct, nothing on a device yet. */
+static struct vep *ep_alloc(struct vctx *c, const struct wf_ep_opts *o)
 {
-	struct ibv_qp_init_attr qa = { 0 };
-	struct vep *ep;
-	size_t nbuf;
-	int ret;
+	struct vep *ep = calloc(1, sizeof(*ep));
 
-	ep = calloc(1, sizeof(*ep));
 	if (!ep)
-		return -ENOMEM;
+		return NULL;
 	ep->ctx = c;
 	ep->base.ctx = &c->base;
 	ep->base.user = o->user;
-	ep->id = id;
 	ep->send_depth = o->send_depth;
 	ep->recv_depth = o->recv_depth;
 	ep->msg_size = o->msg_size;
@@ -191,14 +181,31 @@ static int ep_create(struct vctx *c, struct rdma_cm_id *id,
 	vlist_init(&ep->link);
 	vlist_init(&ep->plink);
 	vlist_init(&ep->bound);
+	vlist_init(&ep->clink);
 	ep->bind.kind = SLOT_BIND;
+	return ep;
+}
 
+/*
+ * Set ep up on cm id `id` (address and route resolved): its QP on the
+ * ctx's CQ for the id's device, its buffers registered, every receive
+ * posted.  Reserves its completion credits.  On failure what it made is
+ * undone; ep itself (and the arrays verbs_ep_free_mem frees) stays the
+ * caller's.
+ */
+static int ep_setup(struct vctx *c, struct rdma_cm_id *id, struct vep *ep)
+{
+	struct ibv_qp_init_attr qa = { 0 };
+	size_t nbuf;
+	int ret;
+
+	ep->id = id;
 	ret = ctx_dev(c, id->verbs, &ep->dev);
 	if (ret)
-		goto out_free;
+		return ret;
 	ret = reserve(c, ep_budget(ep->send_depth, ep->recv_depth));
 	if (ret)
-		goto out_free;
+		return ret;
 	ep->reserved = true;
 
 	ep->sends = calloc(ep->send_depth, sizeof(*ep->sends));
@@ -256,21 +263,40 @@ static int ep_create(struct vctx *c, struct rdma_cm_id *id,
 			goto out_destroy_qp;
 	}
 	id->context = ep;
-	vlist_add_tail(&c->eps, &ep->link);
-	*out = ep;
+	if (vlist_empty(&ep->link))
+		vlist_add_tail(&c->eps, &ep->link);
 	return 0;
 
 out_destroy_qp:
 	/* Nothing completed yet: the receives die with the QP. */
 	rdma_destroy_qp(id);
 	ep->qp = NULL;
+	ep->recv_posted = 0;
 out_dereg:
 	ibv_dereg_mr(ep->buf_mr);
+	ep->buf_mr = NULL;
 out_unreserve:
 	c->cq_reserved -= ep_budget(ep->send_depth, ep->recv_depth);
-out_free:
-	verbs_ep_free_mem(ep);
+	ep->reserved = false;
 	return ret;
+}
+
+/* A new endpoint on cm id `id` (address and route resolved). */
+static int ep_create(struct vctx *c, struct rdma_cm_id *id,
+		     const struct wf_ep_opts *o, struct vep **out)
+{
+	struct vep *ep = ep_alloc(c, o);
+	int ret;
+
+	if (!ep)
+		return -ENOMEM;
+	ret = ep_setup(c, id, ep);
+	if (ret) {
+		verbs_ep_free_mem(ep);
+		return ret;
+	}
+	*out = ep;
+	return 0;
 }
 
 /*
@@ -362,11 +388,172 @@ out_reject:
 	*doomed = ep;
 }
 
+/* What the endpoint received before the caller had it, in order. */
+static void early_flush(struct vctx *c, struct vep *ep)
+{
+	for (uint32_t i = 0; i < ep->nearly; i++) {
+		struct vcqe *v = verbs_ring_push(c, ep->early[i].cqe.op, ep);
+
+		if (v)
+			*v = ep->early[i];
+	}
+	ep->nearly = 0;
+}
+
+/* Why a connect failed, from the event that says so. */
+static int cm_err(const struct rdma_cm_event *e)
+{
+	switch (e->event) {
+	case RDMA_CM_EVENT_REJECTED:       return -ECONNREFUSED;
+	case RDMA_CM_EVENT_ADDR_ERROR:
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:    return -EHOSTUNREACH;
+	case RDMA_CM_EVENT_CONNECT_ERROR:  return -ECONNABORTED;
+	default:
+		return e->status < 0 ? e->status : -EIO;
+	}
+}
+
+/* ---- connect without blocking (wf_connect_start) --------------------------- */
+/*
+ * The id is made on the ctx's channel, so its events come through
+ * verbs_cm_drain like every other: ADDR_RESOLVED -> resolve the route,
+ * ROUTE_RESOLVED -> the QP (ep_setup) and rdma_connect, ESTABLISHED ->
+ * EP_LIVE; any other event, or the deadline (looked at in the same drain,
+ * once per coarse clock tick), fails it.  Either way one WF_CQE_CONNECT
+ * completion tells the caller, who destroys a failed endpoint.  Nothing
+ * here blocks: a peer that never answers costs the caller a list entry.
+ */
+
+/* The CONNECT completion of ep: 0 (connected) or -errno. */
+static void conn_done(struct vep *ep, int status)
+{
+	struct vctx *c = ep->ctx;
+	struct vcqe *v;
+
+	vlist_del(&ep->clink);
+	/* A failed one keeps its QP as it is until wf_ep_destroy, which
+	 * drops it without waiting for flushes (verbs_ep_teardown). */
+	ep->state = status ? EP_CLOSED : EP_LIVE;
+	ep->never_up = status != 0;
+	if (!status)
+		qp_short_rnr(ep);
+	v = verbs_ring_push(c, WF_CQE_CONNECT, ep);
+	if (v)
+		v->cqe.status = status;
+	if (!status)
+		early_flush(c, ep);
+	verbs_ring_kick(c);
+}
+
+/* The QP is made: ask the peer, telling it our depths. */
+static int conn_request(struct vep *ep)
+{
+	struct rdma_conn_param p = { 0 };
+	struct vpriv priv;
+
+	priv_fill(&priv, ep);
+	p.private_data = &priv;
+	p.private_data_len = sizeof(priv);
+	p.responder_resources = (uint8_t)ep->dev->rd_atom;
+	p.initiator_depth = (uint8_t)ep->dev->init_rd_atom;
+	p.retry_count = 7;
+	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
+	return verr(rdma_connect(ep->id, &p));
+}
+
+/* An event for a connecting endpoint: the next step, or its failure.  The
+ * steps come in order (enum vcphase); any other event, or one out of
+ * order or with a status, fails the attempt. */
+static void conn_event(struct vctx *c, struct vep *ep, struct rdma_cm_event *e)
+{
+	int ret;
+
+	if (e->status)
+		goto out_fail;
+	switch (e->event) {
+	case RDMA_CM_EVENT_ADDR_RESOLVED:
+		if (ep->cphase != CP_ADDR)
+			goto out_fail;
+		ret = verr(rdma_resolve_route(ep->id, (int)ep->ctimeout_ms));
+		break;
+	case RDMA_CM_EVENT_ROUTE_RESOLVED:
+		if (ep->cphase != CP_ROUTE)
+			goto out_fail;
+		ret = ep_setup(c, ep->id, ep);
+		if (!ret)
+			ret = conn_request(ep);
+		break;
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (ep->cphase != CP_CONNECT)
+			goto out_fail;
+		conn_done(ep, priv_parse(e->param.conn.private_data,
+					 e->param.conn.private_data_len, ep));
+		return;
+	default:
+		goto out_fail;
+	}
+	if (ret)
+		conn_done(ep, ret);
+	else
+		ep->cphase++;
+	return;
+
+out_fail:
+	conn_done(ep, cm_err(e));
+}
+
+/* The connecting endpoint of id, if it is one. */
+static struct vep *connecting_of(struct vctx *c, const struct rdma_cm_id *id)
+{
+	for (struct vlink *p = c->conning.next; id && p != &c->conning; p = p->next) {
+		struct vep *ep = container_of(p, struct vep, clink);
+
+		if (ep->id == id)
+			return ep;
+	}
+	return NULL;
+}
+
+/* Attempts past their deadline fail with -ETIMEDOUT. */
+static void conn_sweep(struct vctx *c)
+{
+	int64_t now;
+
+	if (vlist_empty(&c->conning))
+		return;
+	now = wf_clock_ms(CLOCK_MONOTONIC);
+	for (struct vlink *p = c->conning.next, *n; p != &c->conning; p = n) {
+		struct vep *ep = container_of(p, struct vep, clink);
+
+		n = p->next;
+		if (now >= ep->cdeadline)
+			conn_done(ep, -ETIMEDOUT);
+	}
+}
+
+void verbs_connect_forget(struct vep *ep)
+{
+	if (!vlist_empty(&ep->clink))
+		vlist_del(&ep->clink);
+	if (ep->creserved) {
+		ep->ctx->cq_reserved--;
+		ep->creserved = false;
+	}
+}
+
 /* Handle one event; returns an endpoint to destroy once it is acked. */
 static struct vep *cm_event(struct vctx *c, struct rdma_cm_event *e,
 			    struct rdma_cm_id **reject)
 {
 	struct vep *ep = e->id ? e->id->context : NULL;
+	struct vep *conn = e->event == RDMA_CM_EVENT_CONNECT_REQUEST ? NULL :
+			   connecting_of(c, e->id);
+
+	if (conn) {
+		conn_event(c, conn, e);
+		return NULL;
+	}
 
 	switch (e->event) {
 	case RDMA_CM_EVENT_CONNECT_REQUEST: {
@@ -414,8 +601,10 @@ int verbs_cm_drain(struct vctx *c)
 
 	for (;;) {
 		if (rdma_get_cm_event(c->cm, &e)) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				conn_sweep(c);
 				return 0;
+			}
 			return verr(-1);
 		}
 		reject = NULL;
@@ -440,7 +629,7 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss)
 	size_t hl;
 
 	if (strncmp(addr, "rdma:", 5))
-		return -EPROTONOSUPPORT;
+		return -EAFNOSUPPORT;   /* another backend's address, as tcp says */
 	h = addr + 5;
 	colon = strrchr(h, ':');
 	if (!colon || !colon[1])
@@ -461,6 +650,15 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* addr parsed into *ss, and one entry of the ring reserved (a listener's
+ * ACCEPT, an attempt's CONNECT): 0 or -errno, nothing kept. */
+static int addr_reserve(struct vctx *c, const char *addr, struct sockaddr_storage *ss)
+{
+	int ret = parse_addr(addr, ss);
+
+	return ret ? ret : reserve(c, 1);
+}
+
 /* ---- listeners ------------------------------------------------------------------ */
 
 int verbs_listen(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
@@ -472,10 +670,7 @@ int verbs_listen(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o
 	int ret;
 
 	(void)o;
-	ret = parse_addr(addr, &ss);
-	if (ret)
-		return ret;
-	ret = reserve(c, 1);
+	ret = addr_reserve(c, addr, &ss);
 	if (ret)
 		return ret;
 	l = calloc(1, sizeof(*l));
@@ -527,14 +722,7 @@ int verbs_accept(struct wf_listener *lb, struct wf_ep **out)
 			continue;
 		verbs_ep_unlisten(ep);
 		ep->state = EP_LIVE;
-		/* What came before the caller took it, in order. */
-		for (uint32_t i = 0; i < ep->nearly; i++) {
-			struct vcqe *v = verbs_ring_push(c, ep->early[i].cqe.op, ep);
-
-			if (v)
-				*v = ep->early[i];
-		}
-		ep->nearly = 0;
+		early_flush(c, ep);
 		/* One ACCEPT stands for every waiting endpoint: if more
 		 * wait and the caller does not loop, tell it again. */
 		for (p = l->pending.next; p != &l->pending; p = p->next) {
@@ -596,16 +784,7 @@ static int wait_event(struct rdma_event_channel *ch, int64_t deadline,
 		*out = e;
 		return 0;
 	}
-	switch (e->event) {
-	case RDMA_CM_EVENT_REJECTED:       ret = -ECONNREFUSED; break;
-	case RDMA_CM_EVENT_ADDR_ERROR:
-	case RDMA_CM_EVENT_ROUTE_ERROR:
-	case RDMA_CM_EVENT_UNREACHABLE:    ret = -EHOSTUNREACH; break;
-	case RDMA_CM_EVENT_CONNECT_ERROR:  ret = -ECONNABORTED; break;
-	default:
-		ret = e->status < 0 ? e->status : -EIO;
-		break;
-	}
+	ret = cm_err(e);
 	rdma_ack_cm_event(e);
 	return ret;
 }
@@ -616,11 +795,9 @@ int verbs_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *
 	struct vctx *c = (struct vctx *)wc;
 	int64_t deadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
 	struct rdma_event_channel *ch;
-	struct rdma_conn_param p = { 0 };
 	struct sockaddr_storage ss;
 	struct rdma_cm_event *e;
 	struct rdma_cm_id *id;
-	struct vpriv priv;
 	struct vep *ep;
 	int ret;
 
@@ -653,14 +830,7 @@ int verbs_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *
 	ret = ep_create(c, id, o, &ep);
 	if (ret)
 		goto out_id;
-	priv_fill(&priv, ep);
-	p.private_data = &priv;
-	p.private_data_len = sizeof(priv);
-	p.responder_resources = (uint8_t)ep->dev->rd_atom;
-	p.initiator_depth = (uint8_t)ep->dev->init_rd_atom;
-	p.retry_count = 7;
-	p.rnr_retry_count = 7;      /* infinite: receive credits backpressure */
-	ret = verr(rdma_connect(id, &p));
+	ret = conn_request(ep);
 	if (ret)
 		goto out_ep;
 	ret = wait_event(ch, deadline, RDMA_CM_EVENT_ESTABLISHED, &e);
@@ -689,5 +859,50 @@ out_id:
 	rdma_destroy_id(id);
 out_channel:
 	rdma_destroy_event_channel(ch);
+	return ret;
+}
+
+int verbs_connect_start(struct wf_ctx *wc, const char *addr,
+			const struct wf_ep_opts *o, struct wf_ep **out)
+{
+	struct vctx *c = (struct vctx *)wc;
+	struct sockaddr_storage ss;
+	struct vep *ep;
+	int ret;
+
+	/* The CONNECT completion's place in the ring, before the QP (and
+	 * its credits) exist. */
+	ret = addr_reserve(c, addr, &ss);
+	if (ret)
+		return ret;
+	ep = ep_alloc(c, o);
+	if (!ep) {
+		ret = -ENOMEM;
+		goto out_unreserve;
+	}
+	ep->creserved = true;
+	ep->never_up = true;
+	ep->state = EP_CONNECTING;
+	ep->cphase = CP_ADDR;
+	ep->ctimeout_ms = o->timeout_ms;
+	ep->cdeadline = wf_clock_ms(CLOCK_MONOTONIC) + o->timeout_ms;
+	ret = verr(rdma_create_id(c->cm, &ep->id, ep, RDMA_PS_TCP));
+	if (ret)
+		goto out_free;
+	ret = verr(rdma_resolve_addr(ep->id, NULL, (struct sockaddr *)&ss,
+				     (int)o->timeout_ms));
+	if (ret)
+		goto out_id;
+	vlist_add_tail(&c->eps, &ep->link);
+	vlist_add_tail(&c->conning, &ep->clink);
+	*out = &ep->base;
+	return -EINPROGRESS;
+
+out_id:
+	rdma_destroy_id(ep->id);
+out_free:
+	verbs_ep_free_mem(ep);
+out_unreserve:
+	c->cq_reserved--;
 	return ret;
 }

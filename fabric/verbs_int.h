@@ -85,6 +85,7 @@ struct vctx {
 	bool                        kicked;      /* evfd written, not read */
 	bool                        armed;       /* CQ notifications asked */
 	int64_t                     cm_checked;  /* ms, coarse clock */
+	struct vlink                conning;     /* eps in EP_CONNECTING */
 };
 
 struct vmr {
@@ -144,6 +145,10 @@ enum vep_state {
 	EP_CLOSED,      /* DISCONNECT raised; waiting for wf_ep_destroy */
 	EP_DESTROYING,  /* wf_ep_destroy draining: completions are dropped */
 	EP_ZOMBIE,      /* destroyed, QP gone; kept as late CQEs may name it */
+	EP_CONNECTING,  /* active, wf_connect_start: resolving, then connecting
+	                 * (cphase); on ctx->conning until ESTABLISHED, a
+	                 * failure or its deadline (verbs_cm.c); then EP_LIVE,
+	                 * or EP_CLOSED after its failed CONNECT completion */
 };
 
 struct vep {
@@ -174,6 +179,24 @@ struct vep {
 	struct vbind       bind;        /* the send queue entry beyond
 	                                 * send_depth, for wf_mr_bind */
 	struct vlink       bound;       /* regions bound to us (vmr.blink) */
+	/* wf_connect_start (EP_CONNECTING): the step it is at, its deadline
+	 * (ms, CLOCK_MONOTONIC), its link on ctx->conning, and the one ring
+	 * entry its CONNECT completion needs (reserved at the start, before
+	 * the QP's own credits exist). */
+	uint8_t            cphase;      /* enum vcphase */
+	int64_t            cdeadline;
+	uint32_t           ctimeout_ms;
+	struct vlink       clink;
+	bool               creserved;
+	bool               never_up;    /* wf_connect_start, not (yet)
+	                                 * connected: nothing is owed to the
+	                                 * caller at teardown */
+};
+
+enum vcphase {
+	CP_ADDR = 0,    /* rdma_resolve_addr sent */
+	CP_ROUTE,       /* rdma_resolve_route sent */
+	CP_CONNECT,     /* QP made, rdma_connect sent */
 };
 
 /*
@@ -230,5 +253,10 @@ int  verbs_accept(struct wf_listener *lb, struct wf_ep **out);
 void verbs_listener_destroy(struct wf_listener *lb);
 int  verbs_connect(struct wf_ctx *wc, const char *addr, const struct wf_ep_opts *o,
 		   struct wf_ep **out);
+int  verbs_connect_start(struct wf_ctx *wc, const char *addr,
+			 const struct wf_ep_opts *o, struct wf_ep **out);
+/* A connecting endpoint goes (wf_ep_destroy): off ctx->conning, its CONNECT
+ * credit back. */
+void verbs_connect_forget(struct vep *ep);
 
 #endif

@@ -581,6 +581,9 @@ const char *weft_strerror(int err)
 	case -EACCES:      return "permission denied (the map file or keyring "
 				  "cannot be read, or a target refused our key or "
 				  "the request: the log says which)";
+	case -EDQUOT:      return "a target refused a connection: our key holds "
+				  "all the connections or staging slots it "
+				  "gives one key (the log says which target)";
 	case -ECANCELED:   return "request cancelled";
 	case -EPROTO:      return "protocol error";
 	default:

@@ -8,7 +8,7 @@
  * any error.
  *
  *   IDLE --connect--> CONNECTING --CONNECT ok--> HELLO --GRANT--> LIVE
- *   IDLE --connect (synchronous backend: verbs)--> HELLO
+ *   IDLE --connect (a backend without a background connect)--> HELLO
  *   CONNECTING --CONNECT failed, deadline--> DOWN
  *   HELLO, LIVE --fail--> CLOSING --DISCONNECT--> DOWN
  *   HELLO, LIVE --fail, the endpoint cannot close--> DOWN
@@ -409,6 +409,14 @@ static bool on_grant(struct wf_conn *c, const void *msg, uint32_t len)
 		       "given (opts.key_name, or WEFT_KEY and WEFT_KEYRING)",
 		       c->target_id, c->addr);
 		c->auth_err = -EACCES;
+		goto out_fail;
+	}
+	if ((g.status & ~WF_WS_DNR) == WF_WS_QUOTA) {
+		wf_log(cl, WEFT_LOG_ERR, "target %u (%s) refused a connection of "
+		       "key %s: the key holds all the connections or staging "
+		       "slots the target gives one key (its log names them)",
+		       c->target_id, c->addr, cl->has_key ? cl->key_name : "(none)");
+		c->auth_err = -EDQUOT;
 		goto out_fail;
 	}
 	if (g.status != WF_WS_OK || g.target_id != c->target_id) {

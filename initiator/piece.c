@@ -380,6 +380,7 @@ static void dispatch(struct weft_cluster *cl, struct wf_conn *c,
 			/* The target refused our key (or the lack of one) a
 			 * moment ago: no use waiting (routing completes no
 			 * piece: the retry pass does). */
+			p->timeout_err = c->auth_err;
 			piece_retry(cl, p, RT_REFUSED, cl->now);
 			return;
 		}
@@ -750,9 +751,12 @@ static void conns_down(struct weft_cluster *cl)
 					    cl->now + backoff_ms(p->attempts));
 			}
 		}
-		while ((p = pq_pop(&c->wait_q)))
+		while ((p = pq_pop(&c->wait_q))) {
+			if (c->auth_err)
+				p->timeout_err = c->auth_err;
 			piece_retry(cl, p, c->auth_err ? RT_REFUSED : RT_BACKOFF,
 				    c->auth_err ? cl->now : c->retry_at);
+		}
 		c = wf_conn_down_done(c);
 	}
 }
@@ -796,7 +800,9 @@ static void run_retries(struct weft_cluster *cl)
 	cl->retry_q.head = cl->retry_q.tail = NULL;
 	while ((p = pq_pop(&q))) {
 		if (p->why == RT_REFUSED) {
-			piece_done(cl, p, -EACCES);
+			/* The refusal's error: -EACCES (key), -EDQUOT (the
+			 * key's limits on that target). */
+			piece_done(cl, p, p->timeout_err ? p->timeout_err : -EACCES);
 			continue;
 		}
 		/* A deadline holds whatever the piece waits for (a backoff

@@ -152,8 +152,11 @@ struct wf_conn {
 	/* Authentication at connect (docs/protocol.md), inside CONN_HELLO:
 	 * waiting for the CHALLENGE (1), for the RESULT (2), or done (0). */
 	uint8_t    auth_step;
-	int        auth_err;            /* -EACCES after a refusal: the pieces
-	                                 * waiting here fail with it */
+	int        auth_err;            /* after a refusal, until retry_at:
+	                                 * -EACCES (our key, or none) or
+	                                 * -EDQUOT (the key is over its limits
+	                                 * there); the pieces waiting here
+	                                 * fail with it */
 	struct wf_auth_ctx ax;
 };
 
@@ -230,8 +233,9 @@ enum wf_retry_why {
 	RT_ROUND,       /* the next round of a piece larger than the slots */
 	RT_FINISH,      /* finished by the retry pass: its volume was deleted
 	                 * or (flush) its target left the map */
-	RT_REFUSED,     /* its target refused our key (or the lack of one):
-	                 * finished by the retry pass with -EACCES */
+	RT_REFUSED,     /* its target refused our key (or the lack of one),
+	                 * or the key is over its limits there: finished by
+	                 * the retry pass with -EACCES or -EDQUOT */
 };
 
 struct wf_piece {

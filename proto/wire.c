@@ -361,6 +361,7 @@ int wf_wire_status_errno(uint16_t status)
 	case WF_WS_DEGRADED: return -EHOSTDOWN;
 	case WF_WS_ACCESS:   return -EACCES;
 	case WF_WS_AUTH:     return -EACCES;
+	case WF_WS_QUOTA:    return -EDQUOT;
 	default:             return -EPROTO;
 	}
 }
@@ -379,6 +380,7 @@ uint16_t wf_wire_status_from_errno(int err)
 	case -EAGAIN:     return WF_WS_BUSY;
 	case -EBADMSG:    return WF_WS_CRC;
 	case -EHOSTDOWN:  return WF_WS_DEGRADED;
+	case -EDQUOT:     return WF_WS_QUOTA | WF_WS_DNR;
 	case -EACCES:
 	case -EPERM:      return WF_WS_ACCESS | WF_WS_DNR;
 	default:          return WF_WS_IO;
@@ -394,7 +396,7 @@ const char *wf_wire_status_name(uint16_t status)
 		[WF_WS_IO] = "io-error", [WF_WS_NOSPC] = "no-space",
 		[WF_WS_BUSY] = "busy", [WF_WS_CRC] = "crc-mismatch",
 		[WF_WS_DEGRADED] = "degraded", [WF_WS_ACCESS] = "access",
-		[WF_WS_AUTH] = "auth",
+		[WF_WS_AUTH] = "auth", [WF_WS_QUOTA] = "quota",
 	};
 	uint32_t s = status & ~(uint32_t)WF_WS_DNR;
 

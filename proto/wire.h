@@ -144,6 +144,9 @@ enum wf_wire_status {
 	                         * offered where one is required, a key the
 	                         * target does not know or that is revoked,
 	                         * a wrong proof (docs/security.md) */
+	WF_WS_QUOTA    = 13,    /* in a GRANT: the connection's key holds
+	                         * all the connections or staging slots its
+	                         * limits give it on that target */
 	WF_WS_MAX,
 	/* Do-not-retry bit: set when retrying the same request cannot succeed
 	 * (nvmet's DNR); the initiator then fails it at once. */

@@ -58,14 +58,7 @@ static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
 	char line[192];
 
 	if (op == WF_OP_HELLO) {
-		struct wf_grant g = { .status = WF_WS_AUTH | WF_WS_DNR };
-		struct wf_grant_hdr h;
-
-		g.epoch = r->map->epoch;
-		g.target_id = r->cfg->id;
-		wf_grant_encode(&g, &h);
-		if (!wf_send(c->ep, &h, sizeof(h), WF_TGT_WR_AUTH))
-			c->sends_out++;
+		wf_tgt_grant_refuse(c, WF_WS_AUTH | WF_WS_DNR);
 	} else if (op == WF_OP_STATUS || op == WF_OP_MAP_PUT) {
 		uint64_t tag = 0;
 

@@ -35,6 +35,8 @@ enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 static void conn_release_check(struct wf_tgt_conn *c);
+static void key_detach(struct wf_tgt_conn *c);
+static void key_release(struct wf_tgt_req *q);
 
 static uint32_t *closing_io_of(struct wf_tgt_conn *c)
 {
@@ -78,6 +80,7 @@ void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why)
 			   (unsigned long long)c->client_id, c->peer, why);
 	if (c->state == CONN_HELLO)
 		hello_leave(c);
+	key_detach(c);
 	c->state = CONN_CLOSING;
 	closing_io_get(c);
 	if (c->ep && !c->gone)
@@ -101,8 +104,14 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	free(c->perm);
 	c->perm = NULL;
 	c->nperm = 0;
-	for (uint32_t i = 0; i < r->cfg->slots; i++)
+	for (uint32_t i = 0; i < r->cfg->slots; i++) {
+		key_release(&c->reqs[i]);
 		c->reqs[i].state = RQ_FREE;
+	}
+	if (c->ku) {
+		c->ku->refs--;
+		c->ku = NULL;
+	}
 	c->state = CONN_FREE;
 	c->next_free = r->free_conns;
 	r->free_conns = c;
@@ -211,6 +220,7 @@ static void rq_finish(struct wf_tgt_req *q, uint16_t status)
 	struct wf_tgt_stats *st = &q->conn->r->stats;
 	unsigned s = status & ~WF_WS_DNR;
 
+	key_release(q);
 	WF_TGT_ADD(st->by_status[s < 16 ? s : 15], 1);
 	if (q->t0 && !(q->flags & WF_REQ_REPL) &&
 	    (q->op == WF_OP_READ || q->op == WF_OP_WRITE)) {
@@ -474,6 +484,7 @@ static void store_done(struct wf_store_req *sreq, int res)
 		return;
 	}
 	if (c->state != CONN_LIVE) {
+		key_release(q);
 		q->state = RQ_FREE;
 		conn_release_check(c);
 		return;
@@ -600,6 +611,111 @@ static void start_io(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	}
 }
 
+/* ---- limits per key: requests in flight --------------------------- */
+/*
+ * --max-inflight-per-key (limits.c admits a key's connections): a key's
+ * requests in service at once are counted; the others wait in arrival
+ * order, holding the slot the client already filled, so the client is
+ * slowed down by its own credits, never failed.  A request costs two
+ * counter updates and no search.
+ */
+
+/* c closes: its connection and slots leave the key's count, and its
+ * requests still waiting for the key go (their slots with it). */
+static void key_detach(struct wf_tgt_conn *c)
+{
+	struct wf_tgt_keyuse *k = c->ku;
+	struct wf_tgt_req **pp, *q;
+
+	if (!k || !c->ku_slots)
+		return;
+	k->conns--;
+	k->slots -= c->ku_slots;
+	c->ku_slots = 0;
+	k->wait_tail = NULL;
+	for (pp = &k->wait_head; (q = *pp);) {
+		if (q->conn != c) {
+			k->wait_tail = q;
+			pp = &q->key_next;
+			continue;
+		}
+		*pp = q->key_next;
+		q->key_next = NULL;
+		q->state = RQ_FREE;
+		io_put(c);
+	}
+}
+
+/* Room for q in its key's requests in service: counted, true; else q
+ * waits on the key's list (false). */
+static bool key_take(struct wf_tgt_conn *c, struct wf_tgt_req *q)
+{
+	struct wf_tgt_keyuse *k = c->ku;
+
+	if (!k->wait_head && k->inflight < c->r->cfg->max_inflight_per_key) {
+		k->inflight++;
+		q->key_held = true;
+		return true;
+	}
+	q->state = RQ_KEYWAIT;
+	q->key_next = NULL;
+	if (k->wait_tail)
+		k->wait_tail->key_next = q;
+	else
+		k->wait_head = q;
+	k->wait_tail = q;
+	/* Held like store I/O: the slot holds its payload, and the drain
+	 * and the reconnect fence wait for it. */
+	io_hold(c);
+	WF_TGT_ADD(c->r->stats.key_waits, 1);
+	return false;
+}
+
+/* Start the key's waiting requests while it has room, oldest first.  A
+ * start may finish a request at once (and release it): the loop, not a
+ * nested call, picks up the room that makes. */
+static void key_kick(struct wf_tgt_reactor *r, struct wf_tgt_keyuse *k)
+{
+	struct wf_tgt_req *q;
+
+	if (k->kicking)
+		return;
+	k->kicking = true;
+	while ((q = k->wait_head) && k->inflight < r->cfg->max_inflight_per_key) {
+		struct wf_tgt_conn *c = q->conn;
+
+		k->wait_head = q->key_next;
+		if (!k->wait_head)
+			k->wait_tail = NULL;
+		q->key_next = NULL;
+		io_put(c);
+		k->inflight++;
+		q->key_held = true;
+		q->state = RQ_STORE;
+		if (q->epoch != r->map->epoch || r->phase != PH_RUN) {
+			/* Validated in another epoch (its primary and members
+			 * may have changed), or stopping: the client retries. */
+			finish_now(q, WF_WS_BUSY);
+			continue;
+		}
+		start_io(c, q);
+	}
+	k->kicking = false;
+}
+
+/* q is answered or dropped: its place in the key's count goes to the
+ * next waiting request. */
+static void key_release(struct wf_tgt_req *q)
+{
+	struct wf_tgt_keyuse *k = q->conn->ku;
+
+	if (!q->key_held)
+		return;
+	q->key_held = false;
+	k->inflight--;
+	key_kick(q->conn->r, k);
+}
+
 /*
  * Store requests of an earlier connection of the same client still in
  * flight?  The client resends unreplied requests on its new connection
@@ -719,10 +835,26 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		return;
 	}
 	/* A write or discard at its PG's primary, or forwarded to a member
-	 * (WF_REQ_REPL): logged for members that come back (pglog.c). */
+	 * (WF_REQ_REPL): logged for members that come back (pglog.c).
+	 * Logged before any wait for its key: key_kick() starts it without
+	 * coming back here, and a waiting request counts as in flight. */
 	if (q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD)
 		wf_tgt_pglog_add(r, p.vol_idx, q);
+	if (c->ku && r->cfg->max_inflight_per_key && !key_take(c, q))
+		return;         /* waits for one of its key's requests */
 	start_io(c, q);
+}
+
+void wf_tgt_grant_refuse(struct wf_tgt_conn *c, uint16_t status)
+{
+	struct wf_grant g = { .status = status };
+	struct wf_grant_hdr h;
+
+	g.epoch = c->r->map->epoch;
+	g.target_id = c->r->cfg->id;
+	wf_grant_encode(&g, &h);
+	if (!wf_send(c->ep, &h, sizeof(h), WR_GRANT))
+		c->sends_out++;
 }
 
 static void grant(struct wf_tgt_conn *c)
@@ -738,10 +870,7 @@ static void grant(struct wf_tgt_conn *c)
 	g.epoch = r->map->epoch;
 	g.target_id = r->cfg->id;
 	if (r->phase != PH_RUN) {
-		g.status = WF_WS_BUSY;
-		wf_grant_encode(&g, &h);
-		if (!wf_send(c->ep, &h, sizeof(h), WR_GRANT))
-			c->sends_out++;
+		wf_tgt_grant_refuse(c, WF_WS_BUSY);
 		wf_tgt_conn_close(c, NULL);
 		return;
 	}
@@ -750,6 +879,8 @@ static void grant(struct wf_tgt_conn *c)
 		return;
 	}
 	n = c->want_slots < r->cfg->slots ? c->want_slots : r->cfg->slots;
+	if (!wf_tgt_key_admit(c, &n))
+		return;
 	c->lim.slot_count = n;
 	c->lim.slot_size = r->cfg->slot_size;
 	g.slot_count = n;
@@ -938,181 +1069,6 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	wf_tgt_conn_close(c, op < 0 ? "not a weft message" : "unexpected message");
 }
 
-/* Can c make room for a newcomer (of peer, if not NULL)?  How long it
- * has been idle in ns, or 0. */
-static uint64_t idle_for(const struct wf_tgt_conn *c, const char *peer,
-			 uint64_t now)
-{
-	if ((c->state != CONN_LIVE && (c->state != CONN_HELLO || c->held)) ||
-	    c->active || c->store_inflight || now < c->idle_since ||
-	    (peer && strcmp(c->peer, peer)))
-		return 0;
-	return now - c->idle_since;
-}
-
-/*
- * Close the connection (of peer, if not NULL) idle the longest, if at
- * least --evict-idle: its slots come back once it is freed.  An idle
- * connection costs its client a reconnect on its next request; a pool
- * held by idle connections would cost everybody else their service.
- */
-static bool evict(struct wf_tgt_reactor *r, const char *peer, const char *what)
-{
-	uint64_t now = wf_tgt_now_ns(), best = 0;
-	struct wf_tgt_conn *v = NULL;
-	char why[160];
-
-	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
-		uint64_t t = idle_for(&r->conns[i], peer, now);
-
-		if (t > best) {
-			best = t;
-			v = &r->conns[i];
-		}
-	}
-	if (!v || best < r->cfg->evict_ms * 1000000ull)
-		return false;
-	snprintf(why, sizeof(why), "evicted (%s): idle for %llu ms", what,
-		 (unsigned long long)(best / 1000000));
-	wf_tgt_conn_close(v, why);
-	v->evicted = true;
-	r->evicting++;
-	r->stats.evicted++;
-	return true;
-}
-
-/* Take one endpoint of l and drop it: the initiator sees the refusal at
- * once.  false when none is pending. */
-static bool refuse(struct wf_tgt_reactor *r, struct wf_listener *l)
-{
-	struct wf_ep *ep;
-
-	if (wf_accept(l, NULL, &ep))
-		return false;
-	r->stats.refused++;
-	wf_ep_destroy(ep);
-	return true;
-}
-
-/* Connections of c's peer, c included. */
-static uint32_t peer_conns(const struct wf_tgt_reactor *r,
-			   const struct wf_tgt_conn *c)
-{
-	uint32_t n = 0;
-
-	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
-		const struct wf_tgt_conn *o = &r->conns[i];
-
-		if (o->state != CONN_FREE && o->state != CONN_CLOSING &&
-		    !strcmp(o->peer, c->peer))
-			n++;
-	}
-	return n;
-}
-
-void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
-			struct wf_listener *l)
-{
-	for (;;) {
-		struct wf_tgt_conn *c = r->free_conns;
-		struct wf_ep *ep;
-
-		if (r->phase != PH_RUN) {
-			if (!refuse(r, l))
-				return;
-			continue;
-		}
-		if (!c) {
-			/* Full: wait for room an eviction makes, or refuse.
-			 * The newcomers wait in the listener meanwhile
-			 * (bounded there). */
-			if (r->evicting || evict(r, NULL, "the pool is full")) {
-				r->fab[fab].accept_wait = l;
-				return;
-			}
-			if (!refuse(r, l))
-				return;
-			continue;
-		}
-		if (wf_accept(l, c, &ep))
-			return;
-		r->free_conns = c->next_free;
-		WF_TGT_ADD(r->nconns, 1);
-		r->stats.accepted++;
-		c->ep = ep;
-		c->fab = fab;
-		c->state = CONN_HELLO;
-		c->accepted_ns = wf_tgt_now_ns();
-		c->idle_since = c->accepted_ns;
-		c->active = false;
-		c->evicted = false;
-		r->nhello++;
-		c->gone = false;
-		c->invalid = 0;
-		c->client_id = 0;
-		c->auth = 0;
-		c->key_name[0] = 0;
-		c->held = false;
-		c->store_inflight = c->npending = c->sends_out = 0;
-		c->counted = false;
-		memset(&c->lim, 0, sizeof(c->lim));
-		if (wf_ep_peer(ep, c->peer, sizeof(c->peer)))
-			snprintf(c->peer, sizeof(c->peer), "unknown");
-		/* Over its peer's share: that peer's idlest connection goes,
-		 * else this one. */
-		if (r->cfg->max_conns_per_peer &&
-		    peer_conns(r, c) > r->cfg->max_conns_per_peer &&
-		    !evict(r, c->peer, "its peer is at --max-conns-per-peer")) {
-			r->stats.refused++;
-			wf_tgt_conn_close(c, NULL);
-		}
-	}
-}
-
-/* Once a second: connections with no traffic since the last pass are
- * idle since then; past --idle-timeout they are closed. */
-static void idle_pass(struct wf_tgt_reactor *r, uint64_t now)
-{
-	uint64_t lim = r->cfg->idle_ms * 1000000ull;
-
-	for (uint32_t i = 0; i < r->cfg->max_conns; i++) {
-		struct wf_tgt_conn *c = &r->conns[i];
-
-		if (c->state != CONN_LIVE)
-			continue;
-		if (c->active || c->store_inflight) {
-			c->active = false;
-			c->idle_since = now;
-			continue;
-		}
-		if (lim && now - c->idle_since >= lim) {
-			char why[96];
-
-			snprintf(why, sizeof(why), "idle for %llu ms "
-				 "(--idle-timeout)",
-				 (unsigned long long)((now - c->idle_since) / 1000000));
-			r->stats.idle_closed++;
-			wf_tgt_conn_close(c, why);
-		}
-	}
-}
-
-void wf_tgt_conn_sweep(struct wf_tgt_reactor *r, uint64_t now)
-{
-	for (uint32_t i = 0; r->nhello && i < r->cfg->max_conns; i++) {
-		struct wf_tgt_conn *c = &r->conns[i];
-
-		/* A held HELLO came in time: its wait is ours. */
-		if (c->state == CONN_HELLO && !c->held &&
-		    now - c->accepted_ns > WF_TGT_HELLO_MS * 1000000ull)
-			wf_tgt_conn_close(c, "no HELLO in time");
-	}
-	if (now >= r->next_idle_ns) {
-		r->next_idle_ns = now + 1000000000ull;
-		idle_pass(r, now);
-	}
-}
-
 void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 {
 	struct wf_tgt_conn *c = e->ep ? wf_ep_user(e->ep) : NULL;
@@ -1144,6 +1100,7 @@ void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *e)
 		wf_tgt_auth_gone(c);
 		if (c->state == CONN_HELLO)
 			hello_leave(c);
+		key_detach(c);
 		c->state = CONN_CLOSING;
 		closing_io_get(c);
 		conn_release_check(c);

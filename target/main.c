@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,13 @@ static const char usage_text[] =
 "      --max-conns-per-peer N  of those, at most N from one peer host (tcp,\n"
 "                         rdma) or local uid (unix); 0 (default): no limit\n"
 "                         of its own\n"
+"      --max-conns-per-key N  of those, at most N of one key (the targets'\n"
+"                         own key excepted); 0 (default): no limit\n"
+"      --max-slots-per-key N  staging slots granted to one key's\n"
+"                         connections together: a GRANT gets what is left,\n"
+"                         none left is refused; 0 (default): no limit\n"
+"      --max-inflight-per-key N  requests of one key in service at once;\n"
+"                         more wait their turn; 0 (default): no limit\n"
 "      --idle-timeout MS  close a connection with no traffic this long\n"
 "                         (default 300000; 0: never)\n"
 "      --evict-idle MS    pool (or a peer's share) full: the connection idle\n"
@@ -141,7 +149,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PG_LOG, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP, O_KEYRING, O_KEY,
 };
 
@@ -184,6 +192,42 @@ static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 	return 0;
 }
 
+/* A limit of the pool's (0: none of its own): connections per peer or
+ * per key (0 .. --max-conns' cap), slots or requests per key (0 .. what
+ * a reactor can hold).  0, or the exit code of bad arguments. */
+static int parse_limit(int o, const char *arg, struct wf_tgt_cfg *cfg)
+{
+	static const struct {
+		int o;
+		const char *name;
+		uint32_t max;
+		size_t off;
+	} lim[] = {
+		{ O_PER_PEER, "max-conns-per-peer", WF_TGT_MAX_CONNS,
+		  offsetof(struct wf_tgt_cfg, max_conns_per_peer) },
+		{ O_PER_KEY, "max-conns-per-key", WF_TGT_MAX_CONNS,
+		  offsetof(struct wf_tgt_cfg, max_conns_per_key) },
+		{ O_SLOTS_PER_KEY, "max-slots-per-key",
+		  WF_TGT_MAX_CONNS * WF_TGT_MAX_SLOTS,
+		  offsetof(struct wf_tgt_cfg, max_slots_per_key) },
+		{ O_INFLIGHT_PER_KEY, "max-inflight-per-key",
+		  WF_TGT_MAX_CONNS * WF_TGT_MAX_SLOTS,
+		  offsetof(struct wf_tgt_cfg, max_inflight_per_key) },
+	};
+	uint32_t v;
+
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
+		if (lim[i].o != o)
+			continue;
+		if (parse_u32(arg, &v, false) || v > lim[i].max)
+			return bad_arg("--%s: '%s' is not 0 .. %u", lim[i].name,
+				       arg, lim[i].max);
+		memcpy((char *)cfg + lim[i].off, &v, sizeof(v));
+		return 0;
+	}
+	return 2;
+}
+
 static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 {
 	static const struct option opts[] = {
@@ -198,6 +242,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "slot-size", required_argument, NULL, O_SLOT_SIZE },
 		{ "max-conns", required_argument, NULL, O_MAX_CONNS },
 		{ "max-conns-per-peer", required_argument, NULL, O_PER_PEER },
+		{ "max-conns-per-key", required_argument, NULL, O_PER_KEY },
+		{ "max-slots-per-key", required_argument, NULL, O_SLOTS_PER_KEY },
+		{ "max-inflight-per-key", required_argument, NULL, O_INFLIGHT_PER_KEY },
 		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "evict-idle", required_argument, NULL, O_EVICT },
 		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
@@ -304,10 +351,11 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 			cfg->max_conns = v;
 			break;
 		case O_PER_PEER:
-			if (parse_u32(optarg, &v, false) || v > WF_TGT_MAX_CONNS)
-				return bad_arg("--max-conns-per-peer: '%s' is not "
-					       "0 .. 4096", optarg);
-			cfg->max_conns_per_peer = v;
+		case O_PER_KEY:
+		case O_SLOTS_PER_KEY:
+		case O_INFLIGHT_PER_KEY:
+			if (parse_limit(o, optarg, cfg))
+				return 2;
 			break;
 		case O_IDLE:
 			if (parse_u32(optarg, &v, false) || (v && v < 100))

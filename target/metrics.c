@@ -131,6 +131,8 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 		sum.auth_ok += WF_TGT_GET(r->stats.auth_ok);
 		sum.auth_refused += WF_TGT_GET(r->stats.auth_refused);
 		sum.auth_revoked += WF_TGT_GET(r->stats.auth_revoked);
+		sum.key_refused += WF_TGT_GET(r->stats.key_refused);
+		sum.key_waits += WF_TGT_GET(r->stats.key_waits);
 		sum.forwards += WF_TGT_GET(r->stats.forwards);
 		sum.csums += WF_TGT_GET(r->stats.csums);
 		for (unsigned s = 0; s < 16; s++)
@@ -223,6 +225,9 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	put(o, "weft_auth_total{result=\"ok\"} %llu\n", (unsigned long long)sum.auth_ok);
 	put(o, "weft_auth_total{result=\"refused\"} %llu\n", (unsigned long long)sum.auth_refused);
 	put(o, "weft_auth_total{result=\"revoked\"} %llu\n", (unsigned long long)sum.auth_revoked);
+	head(o, "weft_key_limits_total", "counter", "Limits per key (docs/security.md): connections refused QUOTA (a key over --max-conns-per-key or --max-slots-per-key), requests that waited for --max-inflight-per-key.");
+	put(o, "weft_key_limits_total{result=\"refused\"} %llu\n", (unsigned long long)sum.key_refused);
+	put(o, "weft_key_limits_total{result=\"waited\"} %llu\n", (unsigned long long)sum.key_waits);
 	head(o, "weft_inflight_requests", "gauge", "Store requests (and forwards) in flight: staging slots in use.");
 	put(o, "weft_inflight_requests %u\n", inflight);
 	head(o, "weft_slots", "gauge", "Staging slots per connection and their size in bytes.");

@@ -418,7 +418,8 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	iov = calloc(nrings, sizeof(*iov));
 	r->conns = calloc(nrings, sizeof(*r->conns));
 	r->reqs = calloc((size_t)nrings * cfg->slots, sizeof(*r->reqs));
-	if (!iov || !r->conns || !r->reqs) {
+	r->keyuse = calloc(cfg->max_conns, sizeof(*r->keyuse));
+	if (!iov || !r->conns || !r->reqs || !r->keyuse) {
 		free(iov);
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
@@ -620,8 +621,10 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 	r->slab = NULL;
 	free(r->conns);
 	free(r->reqs);
+	free(r->keyuse);
 	r->conns = NULL;
 	r->reqs = NULL;
+	r->keyuse = NULL;
 	if (r->epfd >= 0)
 		close(r->epfd);
 	if (r->sigfd >= 0)

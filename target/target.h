@@ -64,6 +64,12 @@ struct wf_tgt_cfg {
 	uint32_t    slot_size;          /* bytes, multiple of 4096 */
 	uint32_t    max_conns;
 	uint32_t    max_conns_per_peer; /* 0: only max_conns */
+	/* Limits per authenticated key, per reactor (conn.c, "Limits per
+	 * key"; 0: none of its own): connections, staging slots granted to
+	 * them together, requests of theirs in service at once. */
+	uint32_t    max_conns_per_key;
+	uint32_t    max_slots_per_key;
+	uint32_t    max_inflight_per_key;
 	uint32_t    idle_ms;            /* 0: never closed for idleness */
 	uint32_t    evict_ms;
 	uint32_t    keepalive_s;        /* 0: no TCP keepalive */
@@ -287,6 +293,9 @@ enum wf_tgt_rq_state {
 	                 * endpoint has no send credit) */
 	RQ_REPLY,       /* post the REPLY (waits here on the pending list
 	                 * while there is no send credit); then RQ_FREE */
+	RQ_KEYWAIT,     /* accepted, its key at --max-inflight-per-key: waits
+	                 * on the key's list (struct wf_tgt_keyuse), then
+	                 * goes on as a newly accepted request would */
 };
 
 struct wf_tgt_req {
@@ -305,6 +314,8 @@ struct wf_tgt_req {
 	                                 * earlier attempts */
 	uint64_t t0;                    /* ns: accepted (latency, metrics) */
 	bool     pending;
+	bool     key_held;              /* counted in its key's inflight */
+	struct wf_tgt_req *key_next;    /* RQ_KEYWAIT: the key's wait list */
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
 	uint64_t epoch;                 /* the map epoch it was validated in */
@@ -323,6 +334,24 @@ enum wf_tgt_conn_state {
 	CONN_LIVE,      /* granted: serving requests */
 	CONN_CLOSING,   /* closing: waiting for the fabric's DISCONNECT and
 	                 * for the store to finish with the slots */
+};
+
+/*
+ * What one key holds on a reactor (conn.c, "Limits per key"): its live
+ * connections, the slots granted to them, its requests in service and
+ * those waiting for one of them to finish.  One entry per key in use,
+ * from a table of --max-conns entries made at startup (a key in use has
+ * a connection in the pool, so the table cannot run out).
+ */
+struct wf_tgt_keyuse {
+	char     name[WF_KEY_NAME_MAX];
+	uint32_t conns;                 /* granted and not closed */
+	uint32_t slots;                 /* granted to those */
+	uint32_t inflight;              /* requests in service */
+	uint32_t refs;                  /* connections pointing here (until
+	                                 * freed): the entry is free at 0 */
+	bool     kicking;               /* key_kick runs: no nesting */
+	struct wf_tgt_req *wait_head, *wait_tail;       /* RQ_KEYWAIT */
 };
 
 struct wf_tgt_conn {
@@ -367,14 +396,27 @@ struct wf_tgt_conn {
 	 * and again at every map load; read once per request. */
 	uint8_t            *perm;
 	uint32_t            nperm;
+	/* Its key's usage (conn.c) from the GRANT until it is freed: NULL
+	 * for connections without a key and those of the targets' key. */
+	struct wf_tgt_keyuse *ku;
+	uint32_t            ku_slots;   /* slots it counts there, 0 once
+	                                 * closed */
 	/* A map being pushed (mapput.c): its text so far. */
 	char               *put_buf;
 	uint32_t            put_total, put_got;
 	uint64_t            put_epoch;
 };
 
+/* Accept what l has pending into the pool, within its limits
+ * (limits.c). */
 void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 			struct wf_listener *l);
+/* At the GRANT of c: within its key's limits (limits.c): true with *n,
+ * the slots to grant, shrunk to what the key has left; false when c was
+ * refused QUOTA (and closed). */
+bool wf_tgt_key_admit(struct wf_tgt_conn *c, uint32_t *n);
+/* Send c a GRANT that refuses it with status (the caller closes c). */
+void wf_tgt_grant_refuse(struct wf_tgt_conn *c, uint16_t status);
 void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *c);
 /* Retry requests waiting for send credits; returns how many advanced. */
 unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
@@ -632,6 +674,10 @@ struct wf_tgt_stats {
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
 	uint64_t access_denied;         /* requests refused ACCESS */
+	/* Limits per key (conn.c): connections refused QUOTA (over the
+	 * key's connections or slots), requests that waited for the key's
+	 * in-flight limit. */
+	uint64_t key_refused, key_waits;
 };
 
 enum wf_tgt_phase {
@@ -803,6 +849,7 @@ struct wf_tgt_reactor {
 	size_t              slab_len;
 	struct wf_tgt_conn *conns;
 	struct wf_tgt_conn *free_conns;
+	struct wf_tgt_keyuse *keyuse;   /* [max_conns] (conn.c) */
 	uint32_t            nconns;     /* not CONN_FREE */
 	uint32_t            nhello;     /* in CONN_HELLO */
 	uint32_t            nheld;      /* of those, HELLO held (conn.c) */

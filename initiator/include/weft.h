@@ -91,7 +91,9 @@ struct weft_cluster_opts {
 	/* Appended after 0.2: the key the handle proves it holds at every
 	 * connect, and checks each target holds (docs/security.md).  key_name
 	 * NULL: no key (a target that requires keys refuses the connection
-	 * and requests to it fail with -EACCES, the log says why).  key: the
+	 * and requests to it fail with -EACCES, the log says why; one whose
+	 * limits per key the key has used up refuses it too, and requests
+	 * to it fail with -EDQUOT until a later connect gets in).  key: the
 	 * 32-byte secret; NULL: read from the keyring file named (mode
 	 * 0600, "NAME HEX" lines: weftctl key create|export). */
 	const char *key_name;

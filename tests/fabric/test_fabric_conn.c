@@ -243,11 +243,6 @@ Test(fabric, connect_start_completes_in_poll)
 	cr_assert_eq(wf_listener_addr(l, real, sizeof(real)), 0);
 	o.user = &o;
 	ret = wf_connect_start(c, real, &o, &cep);
-	if (ft_is_verbs()) {
-		/* Synchronous there; nobody accepts in this thread. */
-		cr_assert_lt(ret, 0);
-		goto out;
-	}
 	cr_assert_eq(ret, -EINPROGRESS, "%s", strerror(-ret));
 	cr_assert_eq(wf_ep_user(cep), &o, "the user pointer is there at once");
 	cr_assert_eq(wf_send(cep, "x", 1, 1), -ENOTCONN, "not before CONNECT");
@@ -264,7 +259,6 @@ Test(fabric, connect_start_completes_in_poll)
 	cr_assert_eq(gc.c[0].op, WF_CQE_SEND);
 	wf_ep_destroy(sep);
 	wf_ep_destroy(cep);
-out:
 	wf_listener_destroy(l);
 	wf_ctx_destroy(s);
 	wf_ctx_destroy(c);
@@ -285,8 +279,6 @@ Test(fabric, connect_start_to_silent_peer_blocks_nothing)
 	int rounds = 0, ret, status = 1;
 	int64_t end;
 
-	if (ft_is_verbs())
-		cr_skip_test("verbs connects synchronously (docs/fabric.md)");
 	ft_pair_open(&p, &o, &o);
 	ft_listen_addr(addr, sizeof(addr));
 	cr_assert_eq(wf_listen(deaf, addr, &o, &dl), 0);
@@ -336,8 +328,6 @@ Test(fabric, connect_start_refused_at_once)
 	char addr[256], real[256];
 	int ret;
 
-	if (ft_is_verbs())
-		cr_skip_test("verbs connects synchronously (docs/fabric.md)");
 	ft_listen_addr(addr, sizeof(addr));
 	cr_assert_eq(wf_listen(ctx, addr, &o, &l), 0);
 	cr_assert_eq(wf_listener_addr(l, real, sizeof(real)), 0);

@@ -7,7 +7,9 @@
  * waits for its ack: -EHOSTDOWN at the deadline, until the map marks it
  * down), and clients that hold the cluster's key get -EACCES from target
  * 2 (which does not know their secret) while the other targets keep
- * serving them (vol1, one replica).
+ * serving them (vol1, one replica).  And limits per key: a handle whose
+ * key holds all its connections gets -EDQUOT while another key's handle
+ * does verified I/O.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -121,4 +123,115 @@ Test(sys_auth, peer_links_refuse_a_wrong_key, .timeout = 200)
 	/* Back with the cluster's keyring, for the suites after us. */
 	sys_kill9(&C, 2);
 	sys_restart(&C, 2);
+}
+
+/* One block of vol at extent i: write version v, read it back (0), or
+ * the error of the write or the read. */
+static ssize_t block_io(struct weft_volume *vol, void *buf, unsigned i,
+			uint64_t v)
+{
+	uint64_t off = (uint64_t)i * SYS_EXT;
+	ssize_t r;
+
+	sys_fill(buf, off, v);
+	r = weft_pwrite(vol, buf, SYS_BS, off, 0);
+	if (r != (ssize_t)SYS_BS)
+		return r < 0 ? r : -EIO;
+	memset(buf, 0, SYS_BS);
+	r = weft_pread(vol, buf, SYS_BS, off);
+	if (r != (ssize_t)SYS_BS)
+		return r < 0 ? r : -EIO;
+	cr_assert_eq(sys_decode(buf, off), (int64_t)v, "extent %u reads back "
+		     "version %lld, not %llu", i, (long long)sys_decode(buf, off),
+		     (unsigned long long)v);
+	return 0;
+}
+
+/* A handle of key k (WEFT_KEY) on vol1. */
+static void open_as(const char *k, struct weft_cluster **cl,
+		    struct weft_volume **vol, void **buf)
+{
+	setenv("WEFT_KEY", k, 1);
+	sys_open(&C, WEFT_F_NO_SHORT_CIRCUIT, 2000, cl, vol, "vol1");
+	setenv("WEFT_KEY", "client", 1);
+	*buf = weft_buf_alloc(*cl, SYS_BS);
+	cr_assert_not_null(*buf);
+}
+
+/*
+ * Limits per key through libweft: every target with
+ * --max-conns-per-key 1.  Handle A of key client holds its connection to
+ * each target; handle B of the same key gets -EDQUOT for every request
+ * (its connects are refused QUOTA, each target logs the key and the
+ * peer) while handle C of key client2 does verified I/O on the same
+ * extents and A goes on; once A is closed, B gets in (after its backoff)
+ * and its writes read back.
+ */
+Test(sys_auth, a_key_over_its_connections_gets_edquot, .timeout = 200)
+{
+	struct weft_cluster *ca, *cb, *cc;
+	struct weft_volume *va, *vb, *vc;
+	struct wf_keyring kr;
+	void *ba, *bb, *bc;
+	char err[256];
+	ssize_t r = 0;
+
+	cr_assert_eq(wf_keyring_load(C.keyring, &kr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(wf_keyring_add(&kr, "client2"), 0);
+	cr_assert_eq(wf_keyring_save(C.keyring, &kr), 0);
+	wf_keyring_free(&kr);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		sys_kill9(&C, t);
+		sys_restart_with(&C, t, C.map, C.run,
+				 "--max-conns-per-key 1 --evict-idle 3600000");
+	}
+	open_as("client", &ca, &va, &ba);
+	open_as("client", &cb, &vb, &bb);
+	open_as("client2", &cc, &vc, &bc);
+	/* vol1's first 12 extents: every target leads some (the log
+	 * checks below need each to have refused B). */
+	for (unsigned i = 0; i < 12; i++)
+		cr_assert_eq(block_io(va, ba, i, 1), 0, "A, extent %u", i);
+	for (unsigned i = 0; i < 12; i++) {
+		r = block_io(vb, bb, i, 2);
+		cr_assert_eq(r, -EDQUOT, "B (key client, over its limit), extent "
+			     "%u: %zd (%s)", i, r, weft_strerror((int)r));
+		cr_assert_eq(block_io(vc, bc, i, 3), 0, "C (key client2), extent %u", i);
+		cr_assert_eq(block_io(va, ba, i, 4), 0, "A, extent %u", i);
+	}
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		cr_assert(log_has(t, "refused: key client holds 1 connections "
+				  "(--max-conns-per-key 1)"), "target %u", t);
+	weft_buf_free(ca, ba);
+	weft_volume_close(va);
+	weft_cluster_close(ca);
+	/* A's connections are gone: B gets in once its backoff ends. */
+	for (unsigned tries = 0; tries < 200; tries++) {
+		r = block_io(vb, bb, 0, 5);
+		if (r != -EDQUOT)
+			break;
+		usleep(50000);
+	}
+	cr_assert_eq(r, 0, "B after A closed: %zd (%s)", r, weft_strerror((int)r));
+	for (unsigned i = 0; i < 12; i++) {
+		for (unsigned tries = 0; tries < 200; tries++) {
+			r = block_io(vb, bb, i, 6);
+			if (r != -EDQUOT)
+				break;
+			usleep(50000);
+		}
+		cr_assert_eq(r, 0, "B, extent %u: %zd (%s)", i, r,
+			     weft_strerror((int)r));
+	}
+	weft_buf_free(cb, bb);
+	weft_volume_close(vb);
+	weft_cluster_close(cb);
+	weft_buf_free(cc, bc);
+	weft_volume_close(vc);
+	weft_cluster_close(cc);
+	/* Back without the limit, for the suites after us. */
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		sys_kill9(&C, t);
+		sys_restart(&C, t);
+	}
 }

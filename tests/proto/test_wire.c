@@ -251,6 +251,10 @@ Test(wire, status_mapping)
 	for (int e = 1; e < 140; e++)
 		cr_assert_eq(wf_wire_status_errno(wf_wire_status_from_errno(-e)) != 0, 1);
 	cr_assert_str_eq(wf_wire_status_name(WF_WS_CRC | WF_WS_DNR), "crc-mismatch");
+	/* A key over its limits on a target (docs/security.md). */
+	cr_assert_eq(wf_wire_status_errno(WF_WS_QUOTA | WF_WS_DNR), -EDQUOT);
+	cr_assert_eq(wf_wire_status_from_errno(-EDQUOT), WF_WS_QUOTA | WF_WS_DNR);
+	cr_assert_str_eq(wf_wire_status_name(WF_WS_QUOTA), "quota");
 	cr_assert_str_eq(wf_wire_reason_name(WF_WR_SLOT_SIZE), "slot-size");
 	cr_assert_str_eq(wf_wire_reason_name(1000), "unknown");
 

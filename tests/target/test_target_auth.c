@@ -35,27 +35,11 @@ static void addrs(const struct tgt_env *e)
 	snprintf(unix_addr, sizeof(unix_addr), "unix:%s/target-0.sock", e->run);
 }
 
-/* Lines of the target's log that contain s. */
-static unsigned log_count(const struct tgt_env *e, const char *s)
-{
-	char path[256], line[1024];
-	unsigned n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/target-0.log", e->run);
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		n += strstr(line, s) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 /* The log gains a line with s within 5 s. */
 static bool log_has(const struct tgt_env *e, const char *s)
 {
 	for (int i = 0; i < 500; i++) {
-		if (log_count(e, s))
+		if (tgt_log_count(e, s))
 			return true;
 		usleep(10000);
 	}

@@ -3,8 +3,9 @@
  * No peer can starve the others (docs/target.md, "Limits"): a flood of
  * connections that say HELLO and then stay idle, peers that stop half way
  * through the handshake, a client that never reads and one peer host over
- * its share.  Each time an honest client's I/O goes on, and the target's
- * fds and memory stay bounded (counted in /proc/PID).
+ * its share; one key over its limits per key (connections, staging slots,
+ * requests in flight).  Each time an honest client's I/O goes on, and the
+ * target's fds and memory stay bounded (counted in /proc/PID).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,8 @@
 
 #include <criterion/criterion.h>
 
+#include "proto/auth.h"
+#include "proto/ctl.h"
 #include "tests/target/tgt.h"
 
 #define MAXC 8u                 /* tgt_start's --max-conns */
@@ -283,4 +287,258 @@ Test(limits, per_peer_share, .timeout = 120)
 	tgt_close(&c[0]);
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
+}
+
+/* ---- limits per key ---------------------------------------------------- */
+
+/* Add key name to e's keyring (before the target starts). */
+static void add_key(struct tgt_env *e, const char *name)
+{
+	struct wf_keyring kr;
+	char err[256];
+
+	cr_assert_eq(wf_keyring_load(e->keyring, &kr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(wf_keyring_add(&kr, name), 0);
+	cr_assert_eq(wf_keyring_save(e->keyring, &kr), 0);
+	wf_keyring_free(&kr);
+}
+
+/* The log's lines with s once there are n of them (at most 5 s). */
+static unsigned wait_log(const struct tgt_env *e, const char *s, unsigned n)
+{
+	unsigned got = 0;
+
+	for (int i = 0; i < 500 && (got = tgt_log_count(e, s)) < n; i++)
+		usleep(10000);
+	return got;
+}
+
+/* A target with keys client and client2 and the limit opt = val (and
+ * more arguments, NULL-terminated): its address into addr. */
+#define key_target(e, addr, ...) do {                                        \
+		tgt_env_init(e, 1);                                          \
+		add_key(e, "client2");                                       \
+		cr_assert_eq(tgt_start(e, false, __VA_ARGS__, NULL), 0);     \
+		snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u", (e)->port); \
+		base = tgt_extent_of(e, 0, 0);                               \
+	} while (0)
+
+/* Close the clients (NULL-terminated), stop the target, clean up. */
+static void key_target_end(struct tgt_env *e, ...)
+{
+	struct tgt_client *c;
+	va_list ap;
+
+	va_start(ap, e);
+	while ((c = va_arg(ap, struct tgt_client *)))
+		tgt_close(c);
+	va_end(ap);
+	tgt_kill(e, SIGTERM, true);
+	tgt_env_fini(e);
+}
+
+/* The target's open data connections (STATUS on the control socket). */
+static uint32_t status_conns(const struct tgt_env *e)
+{
+	struct wf_ctl_status st;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/target-0.ctl", e->run);
+	cr_assert_gt(tgt_ctl_call(path, WF_CTL_STATUS, &st, sizeof(st), NULL), 0);
+	return le32toh(st.connections);
+}
+
+/* One figure of the target's metrics (--metrics 127.0.0.1:0): the value
+ * of the line that starts with name. */
+static unsigned long long metric(const struct tgt_env *e, const char *name)
+{
+	static char buf[65536];
+	char path[256], url[128];
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	unsigned port = 0;
+	size_t got = 0;
+	ssize_t n;
+	char *l;
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/target-0.metrics", e->run);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_not_null(fgets(url, sizeof(url), f));
+	fclose(f);
+	cr_assert_eq(sscanf(url, "http://127.0.0.1:%u/", &port), 1, "%s", url);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	dprintf(fd, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+	while (got < sizeof(buf) - 1 &&
+	       (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = 0;
+	for (l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (!strncmp(l, name, strlen(name)) && l[strlen(name)] == ' ')
+			return strtoull(l + strlen(name) + 1, NULL, 10);
+	cr_assert_fail("no %s in the metrics", name);
+	return 0;
+}
+
+/* --max-conns-per-key: key client may hold two connections, its third is
+ * refused QUOTA (with a log line naming the key and the peer) while the
+ * pool has room, and again and again while key client2's I/O goes on;
+ * the refused sockets do not stay (fds, the STATUS connection count).
+ * Room again once one of its own closed.  Fails without the limit (the
+ * third connection is granted). */
+Test(limits, per_key_connections, .timeout = 120)
+{
+	struct tgt_env e;
+	struct tgt_client c[3], other, d;
+	char addr[256];
+	unsigned fds0, fds;
+
+	key_target(&e, addr, "--max-conns-per-key", "2", "--evict-idle",
+		   "3600000");
+
+	tgt_key_name = "client2";
+	cr_assert_eq(tgt_connect(&other, addr, 4, 1), 0);
+	honest_io(&other, 1);
+	tgt_key_name = "client";
+	cr_assert_eq(tgt_connect(&c[0], addr, 4, 1), 0);
+	cr_assert_eq(tgt_connect(&c[1], addr, 4, 1), 0);
+	fds0 = fds_of(e.pid);
+	for (unsigned i = 0; i < 20; i++) {
+		int ret = tgt_connect(&c[2], addr, 4, 1);
+
+		cr_assert_eq(ret, EDQUOT, "third connection of key client: %d", ret);
+		cr_assert_eq(c[2].g.status, WF_WS_QUOTA | WF_WS_DNR);
+		tgt_close(&c[2]);
+		honest_io(&other, 2 + i);
+	}
+	/* One line each, naming the key and the peer (written after the
+	 * GRANT went: waited for, bounded). */
+	cr_assert_eq(wait_log(&e, "tcp:127.0.0.1) closed: refused: key client "
+			      "holds 2 connections (--max-conns-per-key 2)", 20), 20);
+	honest_io(&c[0], 40);
+	honest_io(&c[1], 41);
+	/* Nothing of the refused ones stays: the closes are asynchronous,
+	 * so wait (bounded) for the count to come back. */
+	for (int i = 0; i < 500 && status_conns(&e) != 3; i++)
+		usleep(10000);
+	cr_assert_eq(status_conns(&e), 3);
+	/* The control sessions of those STATUS calls close asynchronously
+	 * too: their fds are waited for the same way. */
+	for (int i = 0; i < 500 && (fds = fds_of(e.pid)) > fds0; i++)
+		usleep(10000);
+	cr_assert_leq(fds, fds0, "%u fds, %u before the refusals", fds, fds0);
+	tgt_close(&c[1]);
+	cr_assert_neq(connect_retry(&d, addr, 10000, &other), 0,
+		      "key client locked out after closing one of its own");
+	honest_io(&d, 50);
+	key_target_end(&e, &d, &c[0], &other, NULL);
+}
+
+/* --max-slots-per-key: key client's first connection gets the 4 slots it
+ * asks for, the second the 2 left, a third is refused QUOTA; the
+ * other key gets its 4; I/O through the smaller grant is verified. */
+Test(limits, per_key_slots, .timeout = 120)
+{
+	struct tgt_env e;
+	struct tgt_client a, b, c, other;
+	char addr[256];
+
+	key_target(&e, addr, "--max-slots-per-key", "6", "--evict-idle",
+		   "3600000");
+
+	cr_assert_eq(tgt_connect(&a, addr, 4, 1), 0);
+	cr_assert_eq(a.g.slot_count, 4);
+	cr_assert_eq(tgt_connect(&b, addr, 4, 1), 0);
+	cr_assert_eq(b.g.slot_count, 2, "granted %u slots", b.g.slot_count);
+	cr_assert_eq(tgt_connect(&c, addr, 4, 1), EDQUOT);
+	cr_assert_eq(c.g.status, WF_WS_QUOTA | WF_WS_DNR);
+	tgt_close(&c);
+	cr_assert_eq(wait_log(&e, "refused: key client holds 6 slots "
+			      "(--max-slots-per-key 6)", 1), 1);
+	tgt_key_name = "client2";
+	cr_assert_eq(tgt_connect(&other, addr, 4, 1), 0);
+	cr_assert_eq(other.g.slot_count, 4);
+	tgt_key_name = "client";
+	honest_io(&b, 3);
+	honest_io(&other, 4);
+	honest_io(&a, 5);
+	/* a's slots come back when it closes. */
+	tgt_close(&a);
+	cr_assert_neq(connect_retry(&c, addr, 10000, &other), 0);
+	honest_io(&c, 6);
+	key_target_end(&e, &c, &b, &other, NULL);
+}
+
+/* Every slot of a at once: op on block s (len bytes each from base) through
+ * slot s; every one answered OK, each slot once. */
+static void burst(struct tgt_client *a, uint8_t op, uint32_t len)
+{
+	bool seen[TGT_SLOTS] = { false };
+	struct wf_reply rep;
+
+	for (uint32_t s = 0; s < TGT_SLOTS; s++)
+		cr_assert_eq(tgt_post(a, op, TGT_VOL, base + (uint64_t)s * len,
+				      len, s, 0, 1), 0);
+	for (uint32_t i = 0; i < TGT_SLOTS; i++) {
+		cr_assert_eq(tgt_reply(a, &rep, 10000), 0, "reply %u", i);
+		cr_assert_eq(rep.status, WF_WS_OK, "op %u: status %u", op, rep.status);
+		cr_assert_lt(rep.slot, TGT_SLOTS);
+		cr_assert_not(seen[rep.slot], "slot %u answered twice", rep.slot);
+		seen[rep.slot] = true;
+	}
+}
+
+/* --max-inflight-per-key 1: bursts of 16 writes (every slot at once) and
+ * 16 reads of key client all complete and read back byte for byte, the
+ * excess waiting at the target (its "waited" counter moves: bursts are
+ * sent until it does, at most 50), while key client2's I/O goes on. */
+Test(limits, per_key_inflight, .timeout = 180)
+{
+	static char w[TGT_SLOTS][16384];
+	struct tgt_env e;
+	struct tgt_client a, other;
+	char addr[256];
+	unsigned long long waited = 0;
+	unsigned round;
+
+	key_target(&e, addr, "--max-inflight-per-key", "1", "--metrics",
+		   "127.0.0.1:0");
+
+	tgt_key_name = "client2";
+	cr_assert_eq(tgt_connect(&other, addr, 4, 1), 0);
+	tgt_key_name = "client";
+	cr_assert_eq(tgt_connect(&a, addr, TGT_SLOTS, 1), 0);
+	cr_assert_eq(a.g.slot_count, TGT_SLOTS);
+	for (round = 0; round < 50 && !waited; round++) {
+		for (uint32_t s = 0; s < TGT_SLOTS; s++) {
+			tgt_pattern(w[s], sizeof(w[s]), round * 100 + s);
+			memcpy(a.buf + (size_t)s * a.g.slot_size, w[s], sizeof(w[s]));
+		}
+		burst(&a, WF_OP_WRITE, sizeof(w[0]));
+		honest_io(&other, round);
+		/* Read them back, all at once too (each into its own place
+		 * of the client's buffer: tgt_post uses slot s's). */
+		memset(a.buf, 0, (size_t)TGT_SLOTS * a.g.slot_size);
+		burst(&a, WF_OP_READ, sizeof(w[0]));
+		for (uint32_t s = 0; s < TGT_SLOTS; s++)
+			cr_assert_eq(memcmp(a.buf + (size_t)s * a.g.slot_size, w[s],
+					    sizeof(w[s])), 0, "round %u: block %u "
+				     "differs", round, s);
+		waited = metric(&e, "weft_key_limits_total{result=\"waited\"}");
+	}
+	cr_assert_gt(waited, 0, "no request waited for the key's limit in %u "
+		     "bursts of %u", round, TGT_SLOTS);
+	cr_log_info("per_key_inflight: %llu requests waited in %u bursts",
+		    waited, round);
+	/* Nothing of them is left in flight at the target. */
+	cr_assert_eq(metric(&e, "weft_inflight_requests"), 0);
+	cr_assert_eq(metric(&e, "weft_key_limits_total{result=\"refused\"}"), 0);
+	honest_io(&other, 999);
+	key_target_end(&e, &a, &other, NULL);
 }

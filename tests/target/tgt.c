@@ -326,6 +326,21 @@ int tgt_start(struct tgt_env *e, bool foreground, ...)
 
 /* A daemon is not our child: once dead it stays a zombie until init reaps
  * it (seconds in some containers), so a zombie counts as gone. */
+unsigned tgt_log_count(const struct tgt_env *e, const char *s)
+{
+	char path[256], line[1024];
+	unsigned n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/target-0.log", e->run);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
 bool tgt_alive(pid_t pid)
 {
 	char path[64], buf[512], *p;

@@ -68,6 +68,8 @@ int  tgt_run(char *err, size_t errlen, const char *arg0, ...);
  * return its exit status (child) or 0. */
 int  tgt_kill(struct tgt_env *e, int sig, bool wait);
 bool tgt_alive(pid_t pid);
+/* Lines of the target's log (RUN_DIR/target-0.log) that contain s. */
+unsigned tgt_log_count(const struct tgt_env *e, const char *s);
 /* Offsets of extents whose primary is target 0 / target 1. */
 uint64_t tgt_extent_of(const struct tgt_env *e, uint32_t primary, unsigned nth);
 
