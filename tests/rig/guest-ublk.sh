@@ -10,7 +10,8 @@
 #                        files with SHA-256 sums, umount, fsck -n clean,
 #                        weft-ublk del (the device goes), add again, mount,
 #                        every sum verified; fio through the raw device
-#                        with verification; add of a volume that does not
+#                        with verification (and the same job on a
+#                        null_blk device, the floor); add of a volume that does not
 #                        exist refused; SIGTERM to the server removes the
 #                        device; the targets stopped: reads fail with EIO
 #                        after the timeout and del still removes the device.
@@ -77,6 +78,10 @@ rig_ublk_fs_run() {
 	echo "ublk: every checksum verified after del and add"
 	umount "$mnt" || return 1
 	rig_fio_verify "$dev" "ublk-$fab" "$RIG_RES/ublk-fio-$fab.json" || return 1
+	# The floor in the same boot: the same job on a memory-backed null_blk
+	# device (the guest's block layer and fio alone, no server).
+	out=$(rig_nullb ublkfloor) || { echo "no null_blk device"; return 1; }
+	rig_fio_verify "$out" "floor-$fab" "$RIG_RES/ublk-fio-floor-$fab.json" || return 1
 
 	# A volume that does not exist: refused, with a message that says so.
 	out=$("$WEFT_BIN/weft-ublk" add -c "$WEFT_MAP" --volume nosuch \
