@@ -34,15 +34,14 @@
  * char device is closed and DEL_DEV frees the number.
  *
  * The program reads weft's usual variables (weft_env.h) and prints; the
- * library does neither.
+ * library does neither.  The control commands, del and list are in
+ * ublk_ctrl.c; the server and its queues here.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -54,50 +53,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <liburing.h>
-#include <linux/ublk_cmd.h>
-
 #include "weft.h"
 #include "weft_env.h"
 
-#define PROG "weft-ublk"
+#include "ublk_ctrl.h"
 
-/*
- * Older UAPI headers (Debian 12's are 6.1) have only the plain opcodes;
- * kernels since 6.4 also take them ioctl-encoded, and may be built to take
- * nothing else (CONFIG_BLKDEV_UBLK_LEGACY_OPCODES unset).  Both kinds
- * carry the opcode in _IOC_NR, which is all the driver reads.
- */
-#ifndef UBLK_U_CMD_ADD_DEV
-#define UBLK_U_CMD_GET_DEV_INFO  _IOR('u', UBLK_CMD_GET_DEV_INFO, struct ublksrv_ctrl_cmd)
-#define UBLK_U_CMD_ADD_DEV       _IOWR('u', UBLK_CMD_ADD_DEV, struct ublksrv_ctrl_cmd)
-#define UBLK_U_CMD_DEL_DEV       _IOWR('u', UBLK_CMD_DEL_DEV, struct ublksrv_ctrl_cmd)
-#define UBLK_U_CMD_START_DEV     _IOWR('u', UBLK_CMD_START_DEV, struct ublksrv_ctrl_cmd)
-#define UBLK_U_CMD_STOP_DEV      _IOWR('u', UBLK_CMD_STOP_DEV, struct ublksrv_ctrl_cmd)
-#define UBLK_U_CMD_SET_PARAMS    _IOWR('u', UBLK_CMD_SET_PARAMS, struct ublksrv_ctrl_cmd)
-#define UBLK_U_IO_FETCH_REQ      _IOWR('u', UBLK_IO_FETCH_REQ, struct ublksrv_io_cmd)
-#define UBLK_U_IO_COMMIT_AND_FETCH_REQ \
-	_IOWR('u', UBLK_IO_COMMIT_AND_FETCH_REQ, struct ublksrv_io_cmd)
-#endif
-
-#define WU_CONTROL     "/dev/ublk-control"
-#define WU_SYS_CHAR    "/sys/class/ublk-char"
-#define WU_STATE_DIR   "/run/weft-ublk"
 #define WU_BS_SHIFT    12                 /* weft_volume_block_size() */
 #define WU_MAX_IO      (256u << 10)       /* per tag: the largest request */
 #define WU_MAX_QUEUES  16
 #define WU_MAX_DEPTH   1024
 #define WU_REAP        64
-#define WU_CTRL_MS     30000              /* a control command's bound */
 /*
  * While libweft has requests in flight a queue thread wakes at least this
  * often: libweft's retries and deadlines run inside its calls (weft.h has
@@ -169,8 +140,8 @@ struct wu_dev {
 	int          log_level;
 	bool         foreground;
 	/* State. */
-	int          ctrl_fd, cdev_fd;
-	struct io_uring ctrl;
+	struct wu_ctrl ctrl;
+	int          cdev_fd;
 	uint64_t     size;
 	struct wu_queue q[WU_MAX_QUEUES];
 	atomic_uint  fetched;                   /* queues whose fetches are posted */
@@ -227,86 +198,6 @@ static unsigned parse_uint(const char *opt, const char *v, unsigned lo, unsigned
 	if (errno || end == v || *end || *v == '-' || n < lo || n > hi)
 		die_usage("%s %s: not a number from %u to %u", opt, v, lo, hi);
 	return (unsigned)n;
-}
-
-/* ---- control commands ------------------------------------------------------ */
-
-/* Opens /dev/ublk-control and its ring; 0 or -errno with the reason said. */
-static int ctrl_open(struct wu_dev *d)
-{
-	int ret;
-
-	d->ctrl_fd = open(WU_CONTROL, O_RDWR | O_CLOEXEC);
-	if (d->ctrl_fd < 0) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			fprintf(stderr, PROG ": the kernel's ublk driver is not loaded: "
-				WU_CONTROL " does not exist (modprobe ublk_drv; it needs "
-				"Linux 6.0 or later built with CONFIG_BLK_DEV_UBLK)\n");
-		else
-			fprintf(stderr, PROG ": " WU_CONTROL ": %s\n", strerror(-ret));
-		return ret;
-	}
-	/* A control command is 32 bytes: it needs 128-byte SQEs. */
-	ret = io_uring_queue_init(4, &d->ctrl, IORING_SETUP_SQE128);
-	if (ret) {
-		fprintf(stderr, PROG ": io_uring for " WU_CONTROL ": %s\n", strerror(-ret));
-		close(d->ctrl_fd);
-		d->ctrl_fd = -1;
-	}
-	return ret;
-}
-
-static void ctrl_close(struct wu_dev *d)
-{
-	if (d->ctrl_fd < 0)
-		return;
-	io_uring_queue_exit(&d->ctrl);
-	close(d->ctrl_fd);
-	d->ctrl_fd = -1;
-}
-
-/* One control command, waited for at most WU_CTRL_MS: its result, or
- * -ETIMEDOUT (the command is still with the driver). */
-static int ctrl_cmd(struct wu_dev *d, unsigned op, uint32_t dev_id, void *buf,
-		    uint16_t len, uint64_t data0)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ctrl);
-	struct ublksrv_ctrl_cmd *c;
-	struct __kernel_timespec ts = { .tv_sec = WU_CTRL_MS / 1000 };
-	struct io_uring_cqe *cqe;
-	int ret;
-
-	if (!sqe)
-		return -EBUSY;
-	memset(sqe, 0, 2 * sizeof(*sqe));       /* 128-byte SQE */
-	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = d->ctrl_fd;
-	sqe->cmd_op = op;
-	c = (struct ublksrv_ctrl_cmd *)sqe->cmd;
-	c->dev_id = dev_id;
-	c->queue_id = (uint16_t)-1;
-	c->addr = (uint64_t)(uintptr_t)buf;
-	c->len = len;
-	c->data[0] = data0;
-	ret = io_uring_submit(&d->ctrl);
-	if (ret < 0)
-		return ret;
-	ret = io_uring_wait_cqe_timeout(&d->ctrl, &cqe, &ts);
-	if (ret == -ETIME)
-		return -ETIMEDOUT;
-	if (ret)
-		return ret;
-	ret = cqe->res;
-	io_uring_cqe_seen(&d->ctrl, cqe);
-	return ret;
-}
-
-static int dev_info(struct wu_dev *d, uint32_t id, struct ublksrv_ctrl_dev_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->dev_id = id;
-	return ctrl_cmd(d, UBLK_U_CMD_GET_DEV_INFO, id, info, sizeof(*info), 0);
 }
 
 /* ---- the libweft side -------------------------------------------------------- */
@@ -768,7 +659,7 @@ static int set_params(struct wu_dev *d, uint32_t id)
 	p.discard.max_discard_sectors = UINT32_MAX >> 9 & ~7u;
 	p.discard.max_write_zeroes_sectors = UINT32_MAX >> 9 & ~7u;
 	p.discard.max_discard_segments = 1;
-	return ctrl_cmd(d, UBLK_U_CMD_SET_PARAMS, id, &p, sizeof(p), 0);
+	return wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_SET_PARAMS, id, &p, sizeof(p), 0);
 }
 
 /* /dev/ublkcN appears when devtmpfs (or udev) makes it: a bounded wait. */
@@ -789,35 +680,13 @@ static int open_cdev(uint32_t id)
 	return fd < 0 ? -errno : fd;
 }
 
-static void state_write(const struct wu_dev *d, uint32_t id)
-{
-	char path[96];
-	FILE *f;
-
-	mkdir(WU_STATE_DIR, 0755);
-	snprintf(path, sizeof(path), WU_STATE_DIR "/ublkb%u", id);
-	f = fopen(path, "w");
-	if (!f)
-		return;         /* list shows less, nothing else needs it */
-	fprintf(f, "volume=%s\nmap=%s\npid=%d\n", d->volume, d->map, (int)getpid());
-	fclose(f);
-}
-
-static void state_remove(uint32_t id)
-{
-	char path[96];
-
-	snprintf(path, sizeof(path), WU_STATE_DIR "/ublkb%u", id);
-	unlink(path);
-}
-
 static void stop_threads(struct wu_dev *d, uint32_t id)
 {
 	int ret;
 
 	/* STOP_DEV completes the fetches with ABORT once the disk is gone;
 	 * a device never started has its fetches ended by it too. */
-	ret = ctrl_cmd(d, UBLK_U_CMD_STOP_DEV, id, NULL, 0, 0);
+	ret = wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_STOP_DEV, id, NULL, 0, 0);
 	if (ret && ret != -ENODEV)
 		fprintf(stderr, PROG ": STOP_DEV of ublkb%u: %s\n", id, strerror(-ret));
 	for (unsigned i = 0; i < d->queues; i++)
@@ -869,14 +738,14 @@ static int serve(struct wu_dev *d, int report)
 	}
 	d->size = weft_volume_size(d->q[0].vol);
 
-	if (ctrl_open(d))
+	if (wu_ctrl_open(&d->ctrl))
 		return 1;
 	info.nr_hw_queues = (uint16_t)d->queues;
 	info.queue_depth = (uint16_t)d->depth;
 	info.max_io_buf_bytes = WU_MAX_IO;
 	info.dev_id = d->dev_id < 0 ? UINT32_MAX : (uint32_t)d->dev_id;
 	info.ublksrv_pid = getpid();
-	ret = ctrl_cmd(d, UBLK_U_CMD_ADD_DEV, info.dev_id, &info, sizeof(info), 0);
+	ret = wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_ADD_DEV, info.dev_id, &info, sizeof(info), 0);
 	if (ret) {
 		fprintf(stderr, PROG ": ADD_DEV: %s%s\n", strerror(-ret),
 			ret == -EEXIST ? " (that device number is taken)" : "");
@@ -904,12 +773,12 @@ static int serve(struct wu_dev *d, int report)
 	 * for the threads to have posted them first. */
 	while (atomic_load(&d->fetched) < d->queues && !atomic_load(&d->exited))
 		sigwait(&set, &sig);
-	ret = ctrl_cmd(d, UBLK_U_CMD_START_DEV, id, NULL, 0, (uint64_t)getpid());
+	ret = wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_START_DEV, id, NULL, 0, (uint64_t)getpid());
 	if (ret) {
 		fprintf(stderr, PROG ": START_DEV of ublkb%u: %s\n", id, strerror(-ret));
 		goto out_stop;
 	}
-	state_write(d, id);
+	wu_state_write(id, d->volume, d->map);
 	snprintf(msg, sizeof(msg), "/dev/ublkb%u\n", id);
 	if (report >= 0) {
 		if (write(report, msg, strlen(msg)) < 0)
@@ -945,15 +814,15 @@ out_del:
 		close(d->cdev_fd);
 	d->cdev_fd = -1;
 	if (!stopped)
-		ctrl_cmd(d, UBLK_U_CMD_STOP_DEV, id, NULL, 0, 0);
+		wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_STOP_DEV, id, NULL, 0, 0);
 	/* After the char device is closed and unmapped: DEL_DEV waits for it. */
-	ret = ctrl_cmd(d, UBLK_U_CMD_DEL_DEV, id, NULL, 0, 0);
+	ret = wu_ctrl_cmd(&d->ctrl, UBLK_U_CMD_DEL_DEV, id, NULL, 0, 0);
 	if (ret && ret != -ENODEV) {
 		fprintf(stderr, PROG ": DEL_DEV of ublkb%u: %s\n", id, strerror(-ret));
 		code = 1;
 	}
-	state_remove(id);
-	ctrl_close(d);
+	wu_state_remove(id);
+	wu_ctrl_close(&d->ctrl);
 	if (code == 0)
 		fprintf(stderr, PROG ": ublkb%u removed\n", id);
 	return code;
@@ -975,9 +844,9 @@ static int cmd_add(struct wu_dev *d)
 		return 1;
 	weft_volume_close(vol);
 	weft_cluster_close(cl);
-	if (ctrl_open(d))
+	if (wu_ctrl_open(&d->ctrl))
 		return 1;
-	ctrl_close(d);
+	wu_ctrl_close(&d->ctrl);
 	if (d->foreground)
 		return serve(d, -1);
 
@@ -1025,125 +894,6 @@ static int cmd_add(struct wu_dev *d)
 	return 1;
 }
 
-/* ---- del, list ---------------------------------------------------------------------- */
-
-static int parse_dev(const char *v, uint32_t *id)
-{
-	const char *s = v;
-	char *end;
-	unsigned long n;
-
-	if (!strncmp(s, "/dev/ublkb", 10))
-		s += 10;
-	else if (!strncmp(s, "ublkb", 5))
-		s += 5;
-	errno = 0;
-	n = strtoul(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || n >= INT_MAX)
-		return -EINVAL;
-	*id = (uint32_t)n;
-	return 0;
-}
-
-/* Waits up to ms for pid to end; true when it did. */
-static bool wait_pid(pid_t pid, int ms)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	struct pollfd p = { .events = POLLIN };
-	bool gone;
-
-	if (fd < 0)
-		return errno == ESRCH;
-	p.fd = fd;
-	gone = poll(&p, 1, ms) == 1;
-	close(fd);
-	return gone;
-}
-
-static int cmd_del(struct wu_dev *d, uint32_t id, unsigned wait_s)
-{
-	struct ublksrv_ctrl_dev_info info;
-	int ret;
-
-	if (ctrl_open(d))
-		return 1;
-	ret = dev_info(d, id, &info);
-	if (ret) {
-		fprintf(stderr, PROG ": ublkb%u: %s\n", id,
-			ret == -ENODEV ? "no such device" : strerror(-ret));
-		ctrl_close(d);
-		return 1;
-	}
-	/* A live server tears down itself (STOP_DEV, DEL_DEV). */
-	if (info.ublksrv_pid > 0 && kill(info.ublksrv_pid, SIGTERM) == 0 &&
-	    !wait_pid(info.ublksrv_pid, (int)wait_s * 1000))
-		fprintf(stderr, PROG ": ublkb%u: server %d did not end in %u s: "
-			"stopping the device\n", id, (int)info.ublksrv_pid, wait_s);
-	/* Its server died, or never answered: the device goes all the same
-	 * (its requests fail). */
-	ret = dev_info(d, id, &info);
-	if (ret == 0) {
-		ctrl_cmd(d, UBLK_U_CMD_STOP_DEV, id, NULL, 0, 0);
-		ret = ctrl_cmd(d, UBLK_U_CMD_DEL_DEV, id, NULL, 0, 0);
-		if (ret && ret != -ENODEV) {
-			fprintf(stderr, PROG ": DEL_DEV of ublkb%u: %s\n", id, strerror(-ret));
-			ctrl_close(d);
-			return 1;
-		}
-		state_remove(id);
-	}
-	ctrl_close(d);
-	return 0;
-}
-
-static void state_read(uint32_t id, char *volume, size_t vlen)
-{
-	char path[96], line[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), WU_STATE_DIR "/ublkb%u", id);
-	snprintf(volume, vlen, "-");
-	f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "volume=", 7)) {
-			line[strcspn(line, "\n")] = 0;
-			snprintf(volume, vlen, "%.*s", (int)(vlen - 1), line + 7);
-		}
-	fclose(f);
-}
-
-static int cmd_list(struct wu_dev *d)
-{
-	static const char *const states[] = { "dead", "live", "quiesced" };
-	struct ublksrv_ctrl_dev_info info;
-	struct dirent *e;
-	DIR *dir;
-	uint32_t id;
-	char volume[256], name[32];
-
-	if (ctrl_open(d))
-		return 1;
-	dir = opendir(WU_SYS_CHAR);
-	printf("%-12s %-8s %8s %6s %6s %s\n", "DEVICE", "STATE", "PID", "QUEUES",
-	       "DEPTH", "VOLUME");
-	while (dir && (e = readdir(dir))) {
-		if (strncmp(e->d_name, "ublkc", 5) ||
-		    parse_dev(e->d_name + 5, &id) || dev_info(d, id, &info))
-			continue;
-		state_read(id, volume, sizeof(volume));
-		snprintf(name, sizeof(name), "ublkb%u", id);
-		printf("%-12s %-8s %8d %6u %6u %s\n", name,
-		       info.state < 3 ? states[info.state] : "?", (int)info.ublksrv_pid,
-		       info.nr_hw_queues, info.queue_depth, volume);
-	}
-	if (dir)
-		closedir(dir);
-	ctrl_close(d);
-	return 0;
-}
-
 /* ---- main --------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1168,7 +918,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct wu_dev d = { .queues = 1, .depth = 64, .dev_id = -1,
-			    .ctrl_fd = -1, .cdev_fd = -1 };
+			    .ctrl.fd = -1, .cdev_fd = -1 };
 	const char *cmd;
 	unsigned wait_s = 30;
 	uint32_t id;
@@ -1220,12 +970,12 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "del")) {
 		if (optind == argc && d.dev_id >= 0) {
 			id = (uint32_t)d.dev_id;
-		} else if (optind + 1 != argc || parse_dev(argv[optind], &id)) {
+		} else if (optind + 1 != argc || wu_parse_dev(argv[optind], &id)) {
 			die_usage("del: one device is required: N, ublkbN or /dev/ublkbN");
 		}
-		return cmd_del(&d, id, wait_s);
+		return wu_cmd_del(&d.ctrl, id, wait_s);
 	}
 	if (optind != argc)
 		die_usage("list: unexpected argument '%s'", argv[optind]);
-	return cmd_list(&d);
+	return wu_cmd_list(&d.ctrl);
 }
