@@ -53,6 +53,8 @@ rig_ublk_cleanup() {
 		[[ -e $d ]] && timeout 60 "$WEFT_BIN/weft-ublk" del "${d##*ublkc}"
 	done
 	[[ -n ${WEFT_CLUSTER_DIR:-} ]] && "$WEFT_SRC/scripts/cluster" stop "$WEFT_CLUSTER_DIR"
+	# The servers' messages (a sanitizer's report too) outlive the step.
+	cp "$dir/ublk.log" "$RIG_RES/logs/ublk-server-${dir##*-}.log" 2>/dev/null
 	rm -rf "$dir"
 }
 
