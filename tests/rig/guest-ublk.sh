@@ -13,7 +13,8 @@
 #                        with verification (and the same job on a
 #                        null_blk device, the floor); add of a volume that does not
 #                        exist refused; SIGTERM to the server removes the
-#                        device; the targets stopped: reads fail with EIO
+#                        device; SIGKILL to it: the disk goes, del frees
+#                        the number; the targets stopped: reads fail with EIO
 #                        after the timeout and del still removes the device.
 
 RIG_UBLK_MNT=/tmp/ublk-mnt
@@ -98,6 +99,14 @@ rig_ublk_fs_run() {
 	rig_wait_for 150 eval "! kill -0 $pid 2>/dev/null" ||
 		{ echo "ublk: server $pid still running 30 s after SIGTERM"; return 1; }
 	rig_ublk_gone "$dev" || return 1
+
+	# SIGKILL to the server: the driver stops the device, del frees it.
+	dev=$(rig_ublk_add "$dir" "$fab") || return 1
+	pid=$(sed -n 's/^pid=//p' "/run/weft-ublk/${dev#/dev/}")
+	kill -KILL "$pid"
+	rig_wait_for 150 eval "[[ ! -e /sys/block/${dev#/dev/} ]]" ||
+		{ echo "ublk: $dev still there 30 s after its server was killed"; return 1; }
+	rig_ublk_del "$dev" || return 1
 
 	# Every target stopped: a read fails (EIO) once libweft's timeout
 	# (3 s here) passed, it never hangs; del still removes the device.
