@@ -65,14 +65,17 @@ rig_nbd_cleanup() {
 	rm -rf "$dir"
 }
 
-# rig_cluster_up FABRIC DIR MAP: the three targets of conf/local.conf
-# (on rxe1's address for verbs) with their files in DIR, 1 GiB each; the
-# cluster's variables (WEFT_MAP, WEFT_RUN_DIR, WEFT_KEY, ...) exported.
+# rig_cluster_up FABRIC DIR MAP [TARGET_ARGS...]: the three targets of
+# conf/local.conf (on rxe1's address for verbs) with their files in DIR,
+# 1 GiB each; the cluster's variables (WEFT_MAP, WEFT_RUN_DIR, WEFT_KEY,
+# ...) exported.
 rig_cluster_up() {
-	local fab=$1 dir=$2 map=$3 env extra=()
+	local fab=$1 dir=$2 map=$3 env extra=(--)
+	shift 3
+	extra+=("$@")
 	if [[ $fab == verbs ]]; then
 		sed "s/\"127\\.0\\.0\\.1\"/\"$RIG_ADDR1\"/" "$WEFT_SRC/conf/local.conf" >"$map"
-		extra=(-- --transport verbs)
+		extra+=(--transport verbs)
 	else
 		cp "$WEFT_SRC/conf/local.conf" "$map"
 	fi
@@ -100,14 +103,16 @@ rig_fail_logs() {
 	done
 }
 
-# rig_attach_run FABRIC NAME LOG: the cluster up with its files in
-# /var/tmp/NAME-FABRIC, rig_NAME_fs_run DIR FABRIC, the server's LOG (in
-# DIR) and the targets' logs shown when it failed, rig_NAME_cleanup DIR.
+# rig_attach_run FABRIC NAME LOG [TARGET_ARGS...]: the cluster up with its
+# files in /var/tmp/NAME-FABRIC, rig_NAME_fs_run DIR FABRIC, the server's
+# LOG (in DIR) and the targets' logs shown when it failed,
+# rig_NAME_cleanup DIR.
 rig_attach_run() {
-	local fab=$1 name=$2 dir=/var/tmp/$2-$1 rc=0
-	rig_cluster_up "$fab" "$dir" "/tmp/$name-$fab.conf" || return 1
+	local fab=$1 name=$2 dir=/var/tmp/$2-$1 log=$3 rc=0
+	shift 3
+	rig_cluster_up "$fab" "$dir" "/tmp/$name-$fab.conf" "$@" || return 1
 	"rig_${name}_fs_run" "$dir" "$fab" || rc=1
-	((rc)) && rig_fail_logs "$dir/$3"
+	((rc)) && rig_fail_logs "$dir/$log"
 	"rig_${name}_cleanup" "$dir" || rc=1
 	return $rc
 }

@@ -11,7 +11,9 @@
 #                        weft-ublk del (the device goes), add again, mount,
 #                        every sum verified; fio through the raw device
 #                        with verification (and the same job on a
-#                        null_blk device, the floor); add of a volume that does not
+#                        null_blk device, the floor); a flush on one queue
+#                        reaches the targets the other queue wrote to;
+#                        add of a volume that does not
 #                        exist refused; SIGTERM to the server removes the
 #                        device; SIGKILL to it: the disk goes, del frees
 #                        the number; the targets stopped: reads fail with EIO
@@ -63,7 +65,40 @@ rig_ublk_fs() {
 	rig_need_tools mkfs.ext4 fsck.ext4 fio blockdev dd || return 1
 	[[ -x $WEFT_BIN/weft-ublk ]] || { echo "no weft-ublk in the build"; return 1; }
 	modprobe ublk_drv || { echo "BLOCKED: no ublk_drv module (kernel $(uname -r))"; return 1; }
-	rig_attach_run "$1" ublk ublk.log
+	# The targets' metrics count the flushes they served.
+	rig_attach_run "$1" ublk ublk.log --metrics 127.0.0.1:0
+}
+
+# Flushes every target served (weft_requests_total{op="flush"}, summed).
+rig_target_flushes() {
+	python3 - "$WEFT_RUN_DIR" <<'EOF'
+import glob, re, sys, urllib.request
+n = 0
+for f in glob.glob(sys.argv[1] + "/target-*.metrics"):
+    url = open(f).read().strip()
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    m = re.search(r'^weft_requests_total\{op="flush"\} (\d+)$', text, re.M)
+    n += int(m.group(1))
+print(n)
+EOF
+}
+
+# A flush that reaches queue 0 covers the writes queue 1 completed: each
+# queue has its own libweft handle, and weft_flush() flushes only the
+# targets its own handle wrote to, so queue 0 must have queue 1 flush too.
+# With 2 queues on the guest's 2 CPUs, blk-mq sends CPU 0's requests to
+# queue 0 and CPU 1's to queue 1; fsync of the block device sends a flush.
+rig_ublk_flush_across() {
+	local dev=$1 before after
+	rig_need_tools taskset || return 1
+	fsync0() { taskset -c 0 python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$dev"; }
+	fsync0 || return 1      # nothing either queue wrote is left unflushed
+	before=$(rig_target_flushes) || return 1
+	taskset -c 1 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=4096 oflag=direct status=none || return 1
+	fsync0 || return 1
+	after=$(rig_target_flushes) || return 1
+	echo "ublk: targets served $((after - before)) flushes for a flush on queue 0 after writes on queue 1"
+	((after > before)) || { echo "ublk: the flush did not cover the other queue's writes"; return 1; }
 }
 
 rig_ublk_fs_run() {
@@ -81,6 +116,7 @@ rig_ublk_fs_run() {
 	echo "ublk: every checksum verified after del and add"
 	umount "$mnt" || return 1
 	rig_fio_verify "$dev" "ublk-$fab" "$RIG_RES/ublk-fio-$fab.json" || return 1
+	rig_ublk_flush_across "$dev" || return 1
 	# The floor in the same boot: the same job on a memory-backed null_blk
 	# device (the guest's block layer and fio alone, no server).
 	out=$(rig_nullb ublkfloor) || { echo "no null_blk device"; return 1; }
