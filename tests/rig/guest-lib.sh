@@ -244,6 +244,10 @@ rig_main() {
 		rig_summary "$failed"
 		return "$failed"
 	fi
+	if [[ $(cat /rig/suite 2>/dev/null) == ublk ]]; then
+		rig_ublk_suite
+		return
+	fi
 	local op size fab
 	for op in write read; do
 		for size in 64 4096; do
@@ -297,9 +301,34 @@ rig_main() {
 		echo "rig-guest: NOTICE: no weft-target/weft-bench: I/O over verbs and the NVMe-oF comparison SKIPPED" >/dev/console
 		echo '{"step":"nvmf-compare","skipped":"not built"}' >>"$RIG_RES/steps.jsonl"
 	fi
+	rig_finish "$failed"
+}
+
+# The ublk suite (tests/rig/guest-ublk.sh), on the backports kernel: a
+# volume as /dev/ublkbN through weft-ublk, libweft over tcp then verbs.
+rig_ublk_suite() {
+	local failed=0 fab
+	if [[ -x $WEFT_BIN/weft-target && -x $WEFT_BIN/weft-ublk ]]; then
+		for fab in tcp verbs; do
+			rig_step "ublk-fs-$fab" 600 rig_ublk_fs "$fab" || failed=1
+		done
+	else
+		rig_skip ublk-fs "no weft-target/weft-ublk: ublk steps"
+	fi
+	rig_finish "$failed"
+}
+
+# The last step, the summary; returns failed.
+rig_finish() {
 	rig_step rxe-state 30 rig_counters || true
-	rig_summary "$failed"
-	return "$failed"
+	rig_summary "$1"
+	return "$1"
+}
+
+# rig_skip STEP WHAT: WHAT is not built: said on the console and recorded.
+rig_skip() {
+	echo "rig-guest: NOTICE: $2 SKIPPED" >/dev/console
+	echo "{\"step\":\"$1\",\"skipped\":\"not built\"}" >>"$RIG_RES/steps.jsonl"
 }
 
 rig_summary() {
@@ -322,3 +351,5 @@ rig_summary() {
 . /rig/guest-io.sh
 # A volume as a block device through nbdkit and the kernel's NBD client.
 . /rig/guest-nbd.sh
+# ... and through the kernel's ublk driver (the ublk suite).
+. /rig/guest-ublk.sh

@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# A weft volume as a Linux block device through the kernel's ublk driver
+# (sourced by guest-lib.sh; the ublk suite, booted on the backports kernel:
+# the stock 6.1 kernel has no ublk_drv).  weft-ublk serves vol3 (three
+# replicas on the three targets of conf/local.conf) as /dev/ublkbN.
+#
+#   rig_ublk_fs FABRIC   FABRIC (tcp or verbs) is libweft's link to the
+#                        targets.  weft-ublk add (2 queues, so flushes fan
+#                        out to both handles), mkfs.ext4, mount, a tree of
+#                        files with SHA-256 sums, umount, fsck -n clean,
+#                        weft-ublk del (the device goes), add again, mount,
+#                        every sum verified; fio through the raw device
+#                        with verification (and the same job on a
+#                        null_blk device, the floor); a flush on one queue
+#                        reaches the targets the other queue wrote to;
+#                        add of a volume that does not
+#                        exist refused; SIGTERM to the server removes the
+#                        device; SIGKILL to it: the disk goes, del frees
+#                        the number; the targets stopped: reads fail with EIO
+#                        after the timeout and del still removes the device.
+
+RIG_UBLK_MNT=/tmp/ublk-mnt
+
+# weft-ublk add on vol3 of the running cluster; prints /dev/ublkbN.
+rig_ublk_add() {
+	local dir=$1 fab=$2 dev
+	shift 2
+	dev=$("$WEFT_BIN/weft-ublk" add -c "$WEFT_MAP" --volume vol3 \
+		--transport "$fab" --run-dir "$WEFT_RUN_DIR" --key "$WEFT_KEY" \
+		--keyring "$WEFT_KEYRING" --queues 2 --depth 32 \
+		--log "$dir/ublk.log" "$@") || { tail -n 20 "$dir/ublk.log" >&2; return 1; }
+	[[ $dev == /dev/ublkb* ]] || { echo "weft-ublk add printed '$dev'" >&2; return 1; }
+	rig_wait_for 50 test -b "$dev" || { echo "$dev: no device node" >&2; return 1; }
+	echo "ublk: $dev = vol3 over $fab, $(blockdev --getsize64 "$dev") bytes" >&2
+	echo "$dev"
+}
+
+# The device and its char device are gone (bounded wait).
+rig_ublk_gone() {
+	local n=${1#/dev/ublkb}
+	rig_wait_for 100 eval "[[ ! -e /sys/block/ublkb$n && ! -e /sys/class/ublk-char/ublkc$n ]]" ||
+		{ echo "ublk: ublkb$n still there"; "$WEFT_BIN/weft-ublk" list; return 1; }
+	echo "ublk: ublkb$n removed"
+}
+
+rig_ublk_del() {
+	local dev=$1
+	timeout 120 "$WEFT_BIN/weft-ublk" del "$dev" || { echo "ublk: del $dev failed"; return 1; }
+	rig_ublk_gone "$dev"
+}
+
+rig_ublk_cleanup() {
+	local dir=$1 d
+	mountpoint -q "$RIG_UBLK_MNT" && umount "$RIG_UBLK_MNT"
+	for d in /sys/class/ublk-char/ublkc*; do
+		[[ -e $d ]] && timeout 60 "$WEFT_BIN/weft-ublk" del "${d##*ublkc}"
+	done
+	[[ -n ${WEFT_CLUSTER_DIR:-} ]] && "$WEFT_SRC/scripts/cluster" stop "$WEFT_CLUSTER_DIR"
+	# The servers' messages (a sanitizer's report too) outlive the step.
+	cp "$dir/ublk.log" "$RIG_RES/logs/ublk-server-${dir##*-}.log" 2>/dev/null
+	rm -rf "$dir"
+}
+
+rig_ublk_fs() {
+	rig_need_tools mkfs.ext4 fsck.ext4 fio blockdev dd || return 1
+	[[ -x $WEFT_BIN/weft-ublk ]] || { echo "no weft-ublk in the build"; return 1; }
+	modprobe ublk_drv || { echo "BLOCKED: no ublk_drv module (kernel $(uname -r))"; return 1; }
+	# The targets' metrics count the flushes they served.
+	rig_attach_run "$1" ublk ublk.log --metrics 127.0.0.1:0
+}
+
+# Flushes every target served (weft_requests_total{op="flush"}, summed).
+rig_target_flushes() {
+	python3 - "$WEFT_RUN_DIR" <<'EOF'
+import glob, re, sys, urllib.request
+n = 0
+for f in glob.glob(sys.argv[1] + "/target-*.metrics"):
+    url = open(f).read().strip()
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    m = re.search(r'^weft_requests_total\{op="flush"\} (\d+)$', text, re.M)
+    n += int(m.group(1))
+print(n)
+EOF
+}
+
+# A flush that reaches queue 0 covers the writes queue 1 completed: each
+# queue has its own libweft handle, and weft_flush() flushes only the
+# targets its own handle wrote to, so queue 0 must have queue 1 flush too.
+# With 2 queues on the guest's 2 CPUs, blk-mq sends CPU 0's requests to
+# queue 0 and CPU 1's to queue 1; fsync of the block device sends a flush.
+rig_ublk_flush_across() {
+	local dev=$1 before after
+	rig_need_tools taskset || return 1
+	fsync0() { taskset -c 0 python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$dev"; }
+	fsync0 || return 1      # nothing either queue wrote is left unflushed
+	before=$(rig_target_flushes) || return 1
+	taskset -c 1 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=4096 oflag=direct status=none || return 1
+	fsync0 || return 1
+	after=$(rig_target_flushes) || return 1
+	echo "ublk: targets served $((after - before)) flushes for a flush on queue 0 after writes on queue 1"
+	((after > before)) || { echo "ublk: the flush did not cover the other queue's writes"; return 1; }
+}
+
+rig_ublk_fs_run() {
+	local dir=$1 fab=$2 mnt=$RIG_UBLK_MNT dev pid out rc
+	dev=$(rig_ublk_add "$dir" "$fab") || return 1
+	"$WEFT_BIN/weft-ublk" list
+	rig_fs_make "$dev" "$mnt" "$dir/sums" || return 1
+	# A fresh server and a fresh device: what is read next comes from the
+	# targets.
+	rig_ublk_del "$dev" || return 1
+	dev=$(rig_ublk_add "$dir" "$fab") || return 1
+	mount "$dev" "$mnt" || return 1
+	(cd "$mnt" && sha256sum --quiet -c "$dir/sums") ||
+		{ echo "ublk: checksums differ after del and add"; return 1; }
+	echo "ublk: every checksum verified after del and add"
+	umount "$mnt" || return 1
+	rig_fio_verify "$dev" "ublk-$fab" "$RIG_RES/ublk-fio-$fab.json" || return 1
+	rig_ublk_flush_across "$dev" || return 1
+	# The floor in the same boot: the same job on a memory-backed null_blk
+	# device (the guest's block layer and fio alone, no server).
+	out=$(rig_nullb ublkfloor) || { echo "no null_blk device"; return 1; }
+	rig_fio_verify "$out" "floor-$fab" "$RIG_RES/ublk-fio-floor-$fab.json" || return 1
+
+	# A volume that does not exist: refused, with a message that says so.
+	out=$("$WEFT_BIN/weft-ublk" add -c "$WEFT_MAP" --volume nosuch \
+		--run-dir "$WEFT_RUN_DIR" 2>&1) && { echo "add of nosuch succeeded"; return 1; }
+	echo "$out"
+	grep -q "volume 'nosuch' does not exist" <<<"$out" || return 1
+
+	# SIGTERM to the server: the device goes.
+	pid=$(sed -n 's/^pid=//p' "/run/weft-ublk/${dev#/dev/}")
+	[[ -n $pid ]] || { echo "no pid in /run/weft-ublk/${dev#/dev/}"; return 1; }
+	kill -TERM "$pid"
+	rig_wait_for 150 eval "! kill -0 $pid 2>/dev/null" ||
+		{ echo "ublk: server $pid still running 30 s after SIGTERM"; return 1; }
+	rig_ublk_gone "$dev" || return 1
+
+	# SIGKILL to the server: the driver stops the device, del frees it.
+	dev=$(rig_ublk_add "$dir" "$fab") || return 1
+	pid=$(sed -n 's/^pid=//p' "/run/weft-ublk/${dev#/dev/}")
+	kill -KILL "$pid"
+	rig_wait_for 150 eval "[[ ! -e /sys/block/${dev#/dev/} ]]" ||
+		{ echo "ublk: $dev still there 30 s after its server was killed"; return 1; }
+	rig_ublk_del "$dev" || return 1
+
+	# Every target stopped: a read fails (EIO) once libweft's timeout
+	# (3 s here) passed, it never hangs; del still removes the device.
+	dev=$(rig_ublk_add "$dir" "$fab" --timeout-ms 3000) || return 1
+	"$WEFT_SRC/scripts/cluster" stop "$WEFT_CLUSTER_DIR" || return 1
+	timeout 120 dd if="$dev" of=/dev/null bs=4k count=1 skip=12345 iflag=direct
+	rc=$?
+	((rc == 124)) && { echo "ublk: a read hung with the targets down"; return 1; }
+	((rc != 0)) || { echo "ublk: a read succeeded with every target down"; return 1; }
+	echo "ublk: with every target down a read failed (dd exit $rc)"
+	rig_ublk_del "$dev"
+}
