@@ -98,6 +98,9 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	free(c->put_buf);
 	c->put_buf = NULL;
 	c->put_got = c->put_total = 0;
+	free(c->get_buf);
+	c->get_buf = NULL;
+	c->get_total = 0;
 	free(c->perm);
 	c->perm = NULL;
 	c->nperm = 0;
@@ -122,6 +125,30 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	}
 }
 
+/* A list of requests through their next (the pending list, the held
+ * writes): append q, or put the list kept..kept_tail before the rest. */
+static void list_add(struct wf_tgt_req **head, struct wf_tgt_req **tail,
+		     struct wf_tgt_req *q)
+{
+	q->next = NULL;
+	if (*tail)
+		(*tail)->next = q;
+	else
+		*head = q;
+	*tail = q;
+}
+
+static void list_front(struct wf_tgt_req **head, struct wf_tgt_req **tail,
+		       struct wf_tgt_req *kept, struct wf_tgt_req *kept_tail)
+{
+	if (!kept)
+		return;
+	kept_tail->next = *head;
+	if (!*head)
+		*tail = kept_tail;
+	*head = kept;
+}
+
 static void pend(struct wf_tgt_req *q)
 {
 	struct wf_tgt_reactor *r = q->conn->r;
@@ -129,12 +156,7 @@ static void pend(struct wf_tgt_req *q)
 	if (q->pending)
 		return;
 	q->pending = true;
-	q->next = NULL;
-	if (r->pend_tail)
-		r->pend_tail->next = q;
-	else
-		r->pend_head = q;
-	r->pend_tail = q;
+	list_add(&r->pend_head, &r->pend_tail, q);
 	q->conn->npending++;
 }
 
@@ -247,22 +269,12 @@ unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r)
 			/* Still no credit: keep the order. */
 			q->pending = true;
 			c->npending++;
-			q->next = NULL;
-			if (keep_tail)
-				keep_tail->next = q;
-			else
-				keep = q;
-			keep_tail = q;
+			list_add(&keep, &keep_tail, q);
 		}
 		q = next;
 	}
 	/* Requests pended while we ran go behind the kept ones. */
-	if (keep) {
-		keep_tail->next = r->pend_head;
-		if (!r->pend_head)
-			r->pend_tail = keep_tail;
-		r->pend_head = keep;
-	}
+	list_front(&r->pend_head, &r->pend_tail, keep, keep_tail);
 	return n;
 }
 
@@ -615,6 +627,64 @@ static bool old_io(struct wf_tgt_conn *c)
 	return __atomic_load_n(closing_io_of(c), __ATOMIC_ACQUIRE) != 0;
 }
 
+/* ---- writes held for read leases (lease.c) -------------------------- */
+
+/* Until when writes to q's PG wait (ns; 0: they do not). */
+static uint64_t hold_until(const struct wf_tgt_reactor *r, const struct wf_tgt_req *q)
+{
+	const struct wf_tgt_hold *h;
+
+	if (q->pool >= r->nholds)
+		return 0;
+	h = &r->holds[q->pool];
+	if (!h->pg_num)
+		return r->hold_max;     /* no table for the pool: all of it */
+	return h->until[q->pg & (h->pg_num - 1)];
+}
+
+/* q waits on r->hold_head (no allocation: the list runs through the
+ * request's own next, free while it is not pending). */
+static void hold_add(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	q->state = RQ_HELD;
+	list_add(&r->hold_head, &r->hold_tail, q);
+	io_hold(q->conn);       /* its slot holds the payload */
+	WF_TGT_ADD(r->stats.writes_held, 1);
+}
+
+unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_req *q = r->hold_head, *keep = NULL, *keep_tail = NULL;
+	uint64_t now = wf_tgt_now_ns();
+	unsigned n = 0;
+
+	r->hold_head = r->hold_tail = NULL;
+	while (q) {
+		struct wf_tgt_req *next = q->next;
+		struct wf_tgt_conn *c = q->conn;
+
+		if (c->state == CONN_LIVE && q->epoch == r->map->epoch &&
+		    hold_until(r, q) > now) {
+			list_add(&keep, &keep_tail, q);
+			q = next;
+			continue;
+		}
+		n++;
+		io_put(c);
+		q->state = RQ_STORE;
+		if (c->state != CONN_LIVE || q->epoch != r->map->epoch)
+			/* Validated in an epoch now gone: the client
+			 * retries in the new one. */
+			finish_now(q, WF_WS_DEGRADED);
+		else
+			start_io(c, q);
+		q = next;
+	}
+	/* Held while we ran (none: start_io holds nothing) go behind. */
+	list_front(&r->hold_head, &r->hold_tail, keep, keep_tail);
+	return n;
+}
+
 static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	struct wf_tgt_reactor *r = c->r;
@@ -715,6 +785,26 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		 * client sends it to the owner (it falls back to reactor 0
 		 * only for a short while after the owner refused it). */
 		finish_now(q, WF_WS_BUSY);
+		return;
+	}
+	q->pool = p.pool;
+	q->pg = p.pg;
+	/* Read leases (lease.c): a primary reads only while every other
+	 * acting member confirms our epoch.  Without: DEGRADED (the client
+	 * looks at its map and retries), and reactor 0 asks at once. */
+	if (q->op == WF_OP_READ && p.nothers && r->cfg->read_lease_ms &&
+	    !wf_tgt_lease_ok(r, p.others, p.nothers, q->t0)) {
+		WF_TGT_ADD(r->stats.reads_unleased, 1);
+		wf_tgt_lease_urge(r);
+		finish_now(q, WF_WS_DEGRADED);
+		return;
+	}
+	/* A write to a PG whose former primary may still hold a lease we
+	 * granted: held until it lapsed.  One compare unless a map load
+	 * made holds. */
+	if ((q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD) &&
+	    r->hold_max > q->t0 && hold_until(r, q) > q->t0) {
+		hold_add(r, q);
 		return;
 	}
 	start_io(c, q);
@@ -927,6 +1017,15 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	op = wf_wire_peek(msg, len, NULL);
 	if (wf_wire_op_is_req(op)) {
 		on_request(c, msg, len);
+		return;
+	}
+	/* Another target's link: read leases, pulling our map (lease.c). */
+	if (op == WF_OP_LEASE) {
+		wf_tgt_lease_ask(c, msg, len);
+		return;
+	}
+	if (op == WF_OP_MAP_GET) {
+		wf_tgt_map_get(c, msg, len);
 		return;
 	}
 	c->r->stats.closed_bad++;

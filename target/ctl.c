@@ -161,7 +161,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
-	uint64_t fua = 0, flushes = 0;
+	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -179,6 +179,10 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		errors += WF_TGT_GET(o->stats.errors);
 		fua += WF_TGT_GET(o->stats.fua_writes);
 		flushes += WF_TGT_GET(o->stats.flushes);
+		lg += WF_TGT_GET(o->stats.lease_granted);
+		lr += WF_TGT_GET(o->stats.lease_refused);
+		ru += WF_TGT_GET(o->stats.reads_unleased);
+		wh += WF_TGT_GET(o->stats.writes_held);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -267,6 +271,10 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 					       __ATOMIC_RELAXED));
 	s->etcd = htole32(__atomic_load_n(&r->t->etcd_state, __ATOMIC_RELAXED));
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
+	s->leases_granted = htole64(lg);
+	s->leases_refused = htole64(lr);
+	s->reads_unleased = htole64(ru);
+	s->writes_held = htole64(wh);
 }
 
 /* VOLUME_USAGE: the extents of volume vid this target holds, counted by

@@ -1171,14 +1171,15 @@ Test(sys_repl, a_target_back_with_stale_data_never_serves_it)
 }
 
 /*
- * Disabled: it fails today (docs/reliability.md, "Findings").  A reader
- * that connected to a member before the epoch that marks it down, and
- * talks to nobody else, is still served that member's old bytes after it
- * runs again: neither knows of the newer epoch.  Enable it with the fix
- * (read leases or an epoch check with another member).
+ * A reader that connected to a member before the epoch that marks it down
+ * (frozen meanwhile, told nothing), and talks to nobody else, is not
+ * served that member's old bytes after it runs again: the member's read
+ * leases lapsed while it was frozen (the new primary held the overwrite
+ * until they had), the other members refuse to renew them in the older
+ * epoch, so it answers DEGRADED and the client finds the newer map
+ * (docs/replication.md, "Read leases").
  */
-Test(sys_repl, a_client_on_the_older_epoch_never_reads_stale_bytes,
-     .disabled = true)
+Test(sys_repl, a_client_on_the_older_epoch_never_reads_stale_bytes)
 {
 	char *img = aligned_alloc(4096, SCRUB_SPAN);
 	char *buf = aligned_alloc(4096, SYS_BS);
