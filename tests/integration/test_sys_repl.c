@@ -1212,3 +1212,66 @@ Test(sys_repl, a_client_on_the_older_epoch_never_reads_stale_bytes)
 	free(buf);
 	free(img);
 }
+
+/* Writes every target held for a read lease so far (status version 5). */
+static uint64_t writes_held(unsigned id)
+{
+	return le64toh(sys_ctl_status(C.run, id).writes_held);
+}
+
+/*
+ * The other side of read leases: the member that leads a PG in the epoch
+ * after its primary is marked down had granted that primary a lease, so
+ * it holds the first write to the PG until the lease has lapsed (its
+ * writes_held counter says so), then applies and acknowledges it; every
+ * member ends up with every acknowledged byte, the frozen one too once it
+ * is back and brought up to date.
+ */
+Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	char *buf = aligned_alloc(4096, SYS_BS);
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	const char *dev;
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS), next;
+	uint64_t off, held[SYS_TARGETS], sum = 0;
+	char cmd[64];
+
+	cr_assert(img && buf);
+	write_span(img);
+	for (off = 0; off < SCRUB_SPAN && member_of(off, 0, &dev) != away;
+	     off += SYS_EXT)
+		;
+	cr_assert_lt(off, SCRUB_SPAN, "target %u leads none of the extents", away);
+	/* Served by the primary: it holds leases from both other members. */
+	open_vol3(10000, &cl, &vol);
+	cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
+	cr_assert(!memcmp(buf, img + off, SYS_BS));
+	weft_cluster_close(cl);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		held[t] = writes_held(t);
+	cr_assert_eq(kill(sys_pid(&C, away), SIGSTOP), 0);
+	map_set_up(ALL_UP & ~(1u << away));
+	next = member_of(off, 0, &dev);
+	cr_assert_neq(next, away);
+	open_vol3(10000, &cl, &vol);
+	sys_fill(img + off, off, 6);
+	cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS);
+	weft_cluster_close(cl);
+	cr_assert_gt(writes_held(next), held[next], "the new primary %u took the "
+		     "write at once, with the old primary's read lease valid", next);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		if (t != away)
+			sum += writes_held(t) - held[t];
+	cr_assert_gt(sum, 0);
+	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
+	snprintf(cmd, sizeof(cmd), "target up %u", away);
+	cr_assert_eq(weftctl(cmd), 0);
+	cr_assert_eq(weftctl("recover --wait --timeout 60"), 0,
+		     "recovery did not finish");
+	expect_image("after recover", img, SCRUB_SPAN);
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(buf);
+	free(img);
+}
