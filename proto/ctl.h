@@ -142,6 +142,9 @@ struct wf_ctl_status {
 	                             * lease was missing or had lapsed */
 	uint64_t writes_held;       /* writes held until a lease granted to
 	                             * a former primary lapsed */
+	uint64_t lease_sends;       /* messages sent for leases and map
+	                             * pulls (asks, answers, chunks): of
+	                             * fab_sends, those not of requests */
 };
 
 enum {
@@ -150,7 +153,7 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 288, "ctl status is 288 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 296, "ctl status is 296 bytes");
 /* The status of version 4: the fields before leases_granted. */
 #define WF_CTL_STATUS_V4_SIZE 256u
 _Static_assert(offsetof(struct wf_ctl_status, leases_granted) == WF_CTL_STATUS_V4_SIZE,
@@ -256,8 +259,8 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 304,
-	       "status reply is 304 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 312,
+	       "status reply is 312 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

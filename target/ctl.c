@@ -161,7 +161,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	struct wf_store_stat st;
 	uint64_t reads = 0, writes = 0, errors = 0, rbytes = 0, rleft = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
-	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0;
+	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0, ls = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -183,6 +183,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		lr += WF_TGT_GET(o->stats.lease_refused);
 		ru += WF_TGT_GET(o->stats.reads_unleased);
 		wh += WF_TGT_GET(o->stats.writes_held);
+		ls += WF_TGT_GET(o->stats.lease_sends);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -275,6 +276,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->leases_refused = htole64(lr);
 	s->reads_unleased = htole64(ru);
 	s->writes_held = htole64(wh);
+	s->lease_sends = htole64(ls);
 }
 
 /* VOLUME_USAGE: the extents of volume vid this target holds, counted by

@@ -65,6 +65,40 @@ static uint32_t lease_slot(struct wf_tgt *t, uint32_t id)
 	return UINT32_MAX;
 }
 
+/*
+ * Reactor 0: tell short-circuit readers (the store's view) until when the
+ * leases of every member we ask hold for our epoch: the earliest of them
+ * (one lapsed, none: 0); UINT64_MAX when we need none.  Coarser than the
+ * per-PG check of network reads: a member out of reach sends every local
+ * reader through the network.
+ */
+static void lease_publish(struct wf_tgt_reactor *r)
+{
+	uint64_t until = UINT64_MAX;
+
+	if (r->idx != 0 || !r->t || !r->store)
+		return;
+	for (struct wf_tgt_peer *p = r->peers; p && r->cfg->read_lease_ms; p = p->next) {
+		uint32_t k;
+		const struct wf_tgt_lease *e;
+		uint64_t u;
+
+		if (!p->lease_need || p->gone)
+			continue;
+		k = lease_slot(r->t, p->target_id);
+		if (k == UINT32_MAX) {
+			until = 0;
+			break;
+		}
+		e = &r->t->leases[k];
+		u = __atomic_load_n(&e->epoch, __ATOMIC_ACQUIRE) == r->map->epoch ?
+		    __atomic_load_n(&e->until, __ATOMIC_RELAXED) : 0;
+		if (u < until)
+			until = u;
+	}
+	wf_store_view_publish_lease(r->store, r->map->epoch, until);
+}
+
 int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 {
 	const struct wf_tgt_map *m = r->map;
@@ -114,6 +148,7 @@ int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 	free(need);
 	/* A new epoch needs new confirmations: ask now. */
 	r->lease_next = 0;
+	lease_publish(r);
 	return 0;
 }
 
@@ -283,10 +318,12 @@ static void lease_send(struct wf_tgt_conn *c, const struct wf_lease *l)
 	wf_lease_encode(l, &w);
 	/* A send credit of the spares (WF_TGT_SPARE_SENDS): a link has one
 	 * ask in flight at a time. */
-	if (wf_send(c->ep, &w, sizeof(w), 4 /* conn.c's WR_ERRREPLY */))
+	if (wf_send(c->ep, &w, sizeof(w), 4 /* conn.c's WR_ERRREPLY */)) {
 		wf_tgt_conn_close(c, "no send credit for a LEASE answer");
-	else
-		c->sends_out++;
+		return;
+	}
+	c->sends_out++;
+	WF_TGT_ADD(c->r->stats.lease_sends, 1);
 }
 
 void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len)
@@ -401,10 +438,12 @@ void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		memcpy(out + sizeof(struct wf_net_map_put), c->get_buf + g.offset, n);
 	}
 	wf_map_chunk_encode(&ch, (struct wf_net_map_put *)(void *)out);
-	if (wf_send(c->ep, out, (uint32_t)sizeof(struct wf_net_map_put) + n, 4))
+	if (wf_send(c->ep, out, (uint32_t)sizeof(struct wf_net_map_put) + n, 4)) {
 		wf_tgt_conn_close(c, "no send credit for a map chunk");
-	else
+	} else {
 		c->sends_out++;
+		WF_TGT_ADD(r->stats.lease_sends, 1);
+	}
 	if (c->get_buf && (!n || g.offset + n >= c->get_total)) {
 		free(c->get_buf);
 		c->get_buf = NULL;
@@ -519,6 +558,7 @@ void wf_tgt_lease_answer(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 		return;
 	}
 	__atomic_store_n(&e->until, until, __ATOMIC_RELEASE);
+	lease_publish(r);
 }
 
 /* The pulled text is whole: save it as our map file and load it. */

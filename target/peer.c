@@ -434,8 +434,11 @@ static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	WF_BUF_COPY(p->ring, g.ring);
 	p->fails = 0;
 	p->state = PEER_LIVE;
-	/* Asks of an earlier session went with it. */
+	/* Asks of an earlier session went with it; a member whose lease we
+	 * need is asked as soon as its link is up. */
 	p->lease_out = p->get_out = false;
+	if (p->lease_need)
+		wf_tgt_lease_tick(p->r, wf_tgt_now_ns(), true);
 	/* Not from here: a reload rebuilds the links (this one too). */
 	if (g.epoch > p->r->map->epoch)
 		p->r->reload_wanted = true;
@@ -571,6 +574,8 @@ int wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	ret = wf_send(p->ep, msg, len, PWR(PWR_HELLO, 0));
 	if (ret)
 		peer_close(p, "cannot post a lease or map ask");
+	else
+		WF_TGT_ADD(p->r->stats.lease_sends, 1);
 	return ret;
 }
 

@@ -728,7 +728,7 @@ struct wf_tgt_stats {
 	 * lease, writes held for a lease granted to a former primary, maps
 	 * pulled from a peer. */
 	uint64_t lease_granted, lease_refused, reads_unleased, writes_held;
-	uint64_t maps_pulled;
+	uint64_t maps_pulled, lease_sends;
 	/* Authentication (auth.c): connections that proved their key, that
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
