@@ -792,7 +792,7 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	/* Read leases (lease.c): a primary reads only while every other
 	 * acting member confirms our epoch.  Without: DEGRADED (the client
 	 * looks at its map and retries), and reactor 0 asks at once. */
-	if (q->op == WF_OP_READ && p.nothers && r->cfg->read_lease_ms &&
+	if (q->op == WF_OP_READ && p.nothers && r->lease_ms &&
 	    !wf_tgt_lease_ok(r, p.others, p.nothers, q->t0)) {
 		WF_TGT_ADD(r->stats.reads_unleased, 1);
 		wf_tgt_lease_urge(r);

@@ -40,7 +40,7 @@
 
 static uint64_t lease_ns(const struct wf_tgt_reactor *r)
 {
-	return (uint64_t)r->cfg->read_lease_ms * 1000000ull;
+	return (uint64_t)r->lease_ms * 1000000ull;
 }
 
 /* The lease slot of target id in t->leases, claimed if new (a CAS: any
@@ -78,7 +78,7 @@ static void lease_publish(struct wf_tgt_reactor *r)
 
 	if (r->idx != 0 || !r->t || !r->store)
 		return;
-	for (struct wf_tgt_peer *p = r->peers; p && r->cfg->read_lease_ms; p = p->next) {
+	for (struct wf_tgt_peer *p = r->peers; p && r->lease_ms; p = p->next) {
 		uint32_t k;
 		const struct wf_tgt_lease *e;
 		uint64_t u;
@@ -99,6 +99,19 @@ static void lease_publish(struct wf_tgt_reactor *r)
 	wf_store_view_publish_lease(r->store, r->map->epoch, until);
 }
 
+/* The lease length for r->map: --read-lease-ms, else the map's, else the
+ * default; with etcd at most half the registration's TTL (main.c). */
+static uint32_t lease_len(const struct wf_tgt_reactor *r)
+{
+	const struct wf_tgt_cfg *cfg = r->cfg;
+	uint32_t ms = cfg->read_lease_set || !r->map->map.read_lease_set ?
+		      cfg->read_lease_ms : r->map->map.read_lease_ms;
+
+	if (cfg->etcd_url && ms > cfg->etcd_ttl * 500u)
+		ms = cfg->etcd_ttl * 500u;
+	return ms > WF_TGT_MAX_LEASE_MS ? WF_TGT_MAX_LEASE_MS : ms;
+}
+
 int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 {
 	const struct wf_tgt_map *m = r->map;
@@ -108,6 +121,7 @@ int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 
 	if (!of)
 		return -ENOMEM;
+	r->lease_ms = lease_len(r);
 	for (uint32_t i = 0; i < n; i++)
 		of[i] = r->t && (int32_t)i != m->self ?
 			lease_slot(r->t, m->map.targets[i].id) : UINT32_MAX;
@@ -140,14 +154,17 @@ int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 	for (uint32_t i = 0; i < n && i < r->npeer_of; i++) {
 		struct wf_tgt_peer *p = r->peer_of[i];
 
-		if (!p || !need[i] || !r->cfg->read_lease_ms)
+		if (!p || !need[i] || !r->lease_ms)
 			continue;
 		p->lease_need = true;
 		r->lease_need++;
 	}
 	free(need);
-	/* A new epoch needs new confirmations: ask now. */
+	/* A new epoch (or a start) needs new confirmations: asked on the
+	 * loop's next turn (reactor.c), not from under a map load. */
 	r->lease_next = 0;
+	if (r->lease_need)
+		__atomic_store_n(&r->t->lease_urgent, 1, __ATOMIC_RELAXED);
 	lease_publish(r);
 	return 0;
 }
@@ -302,7 +319,7 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	r->holds = h;
 	r->nholds = np;
 	r->hold_max = max;
-	if (max > now && r->cfg->read_lease_ms)
+	if (max > now && r->lease_ms)
 		wf_tgt_logl(WF_TGT_LOG_DEBUG, "reactor %u: map epoch %llu: writes to "
 			    "PGs a former primary may still read held for up to %llu ms",
 			    r->idx, (unsigned long long)nw->epoch,
@@ -354,7 +371,7 @@ void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	a.target_id = r->cfg->id;
 	if (l.epoch < r->map->epoch) {
 		a.status = WF_WS_STALE;
-	} else if (l.epoch > r->map->epoch || r->phase != PH_RUN ||
+	} else if (l.epoch > r->map->epoch || r->phase != PH_RUN || !r->t ||
 		   (k = lease_slot(r->t, l.target_id)) == UINT32_MAX) {
 		a.status = WF_WS_BUSY;
 	} else {
@@ -457,7 +474,7 @@ void wf_tgt_lease_urge(struct wf_tgt_reactor *r)
 {
 	uint32_t was;
 
-	if (!r->t || !r->cfg->read_lease_ms)
+	if (!r->t || !r->lease_ms)
 		return;
 	was = __atomic_exchange_n(&r->t->lease_urgent, 1, __ATOMIC_ACQ_REL);
 	if (!was && r->idx != 0)
@@ -471,7 +488,7 @@ static void ask(struct wf_tgt_peer *p, uint64_t now)
 		.tag = ++p->lease_tag,
 		.epoch = r->map->epoch,
 		.target_id = r->cfg->id,
-		.lease_ms = r->cfg->read_lease_ms,
+		.lease_ms = r->lease_ms,
 	};
 	struct wf_net_lease w;
 

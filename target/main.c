@@ -417,7 +417,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--read-lease-ms: '%s' is not 0 .. %u",
 					       optarg, WF_TGT_MAX_LEASE_MS);
 			cfg->read_lease_ms = v;
-			lease_set = true;
+			cfg->read_lease_set = lease_set = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);

@@ -931,7 +931,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 					 r->reload_wanted ? 100 :
 					 r->nhello || wf_tgt_peers_busy(r) ||
 					 r->nconns ? 1000 : -1;
-				int lm = (int)(r->cfg->read_lease_ms / 4);
+				int lm = (int)(r->lease_ms / 4);
 
 				if (r->lease_need && lm > 0 && (ms < 0 || lm < ms))
 					ms = lm;

@@ -94,6 +94,8 @@ struct wf_tgt_cfg {
 	uint32_t    read_lease_ms;      /* --read-lease-ms: read leases this
 	                                 * long (0: off, reads unfenced;
 	                                 * docs/replication.md, "Read leases") */
+	bool        read_lease_set;     /* given: wins over the map's
+	                                 * read_lease_ms */
 };
 
 /* Read leases (lease.c, docs/replication.md "Read leases"). */
@@ -867,6 +869,9 @@ struct wf_tgt_reactor {
 	uint32_t           *lease_of;   /* [map target index]: index into
 	                                 * t->leases, UINT32_MAX none */
 	uint32_t            nlease_of;
+	uint32_t            lease_ms;   /* this epoch's lease length (0: off):
+	                                 * --read-lease-ms, else the map's,
+	                                 * else the default */
 	uint64_t            lease_next; /* reactor 0: next ask pass (ns) */
 	unsigned            lease_need; /* reactor 0: members to ask */
 	struct wf_tgt_hold *holds;      /* per pool of r->map */

@@ -1221,6 +1221,36 @@ Test(sys_repl, a_target_back_with_stale_data_never_serves_it)
 	free(img);
 }
 
+/* write_span, then the first extent of it that target id leads. */
+static uint64_t span_led_by(char *img, unsigned id)
+{
+	const char *dev;
+	uint64_t off;
+
+	write_span(img);
+	for (off = 0; off < SCRUB_SPAN && member_of(off, 0, &dev) != id;
+	     off += SYS_EXT)
+		;
+	cr_assert_lt(off, SCRUB_SPAN, "target %u leads none of the extents", id);
+	return off;
+}
+
+/* Freeze target id (the primary of off), mark it down in a new epoch (the
+ * map file only: it is told nothing) and overwrite the block at off with
+ * version 5 through the new primary (img too). */
+static void freeze_and_overwrite(char *img, unsigned id, uint64_t off)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+
+	cr_assert_eq(kill(sys_pid(&C, id), SIGSTOP), 0);
+	map_set_up(ALL_UP & ~(1u << id));
+	open_vol3(10000, &cl, &vol);
+	sys_fill(img + off, off, 5);
+	cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS);
+	weft_cluster_close(cl);
+}
+
 /*
  * A reader that connected to a member before the epoch that marks it down
  * (frozen meanwhile, told nothing), and talks to nobody else, is not
@@ -1234,32 +1264,72 @@ Test(sys_repl, a_client_on_the_older_epoch_never_reads_stale_bytes)
 {
 	char *img = aligned_alloc(4096, SCRUB_SPAN);
 	char *buf = aligned_alloc(4096, SYS_BS);
-	struct weft_cluster *cl, *rcl;
-	struct weft_volume *vol, *rvol;
-	const char *dev;
+	struct weft_cluster *rcl;
+	struct weft_volume *rvol;
 	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
 	uint64_t off;
 
 	cr_assert(img && buf);
-	write_span(img);
-	for (off = 0; off < SCRUB_SPAN && member_of(off, 0, &dev) != away;
-	     off += SYS_EXT)
-		;
-	cr_assert_lt(off, SCRUB_SPAN);
+	off = span_led_by(img, away);
 	open_vol3(10000, &rcl, &rvol);
 	cr_assert_eq(weft_pread(rvol, buf, SYS_BS, off), SYS_BS);
-	cr_assert_eq(kill(sys_pid(&C, away), SIGSTOP), 0);
-	map_set_up(ALL_UP & ~(1u << away));
-	open_vol3(10000, &cl, &vol);
-	sys_fill(img + off, off, 5);
-	cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS);
-	weft_cluster_close(cl);
+	freeze_and_overwrite(img, away, off);
 	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
 	cr_assert_eq(weft_pread(rvol, buf, SYS_BS, off), SYS_BS);
 	cr_assert_eq(sys_decode(buf, off), 5, "the older epoch's reader was "
 		     "served version %lld by target %u", (long long)sys_decode(buf, off),
 		     away);
 	weft_cluster_close(rcl);
+	free(buf);
+	free(img);
+}
+
+/*
+ * The same through a short-circuit reader (the primary's device is on this
+ * host): its local reads go straight to the device, past the target, so
+ * they must check the target's read leases too (the view's lease_epoch and
+ * lease_until, proto/view.h).  The reader keeps its own copy of the older
+ * map (a client on another host, say), so nothing but the targets can
+ * tell it of the newer epoch.  It reads while the primary is still frozen
+ * (the target publishes nothing then): the primary's leases lapsed, so
+ * the read goes through the network, where the frozen primary answers
+ * nothing; the read fails at its deadline, it never returns the old bytes.
+ */
+Test(sys_repl, a_short_circuit_reader_on_the_older_epoch_never_reads_stale_bytes)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	char *buf = aligned_alloc(4096, SYS_BS);
+	struct sys_cluster rc = C;
+	struct weft_cluster *rcl;
+	struct weft_volume *rvol;
+	struct weft_stats st = { .size = sizeof(st) };
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	uint64_t off;
+	ssize_t n;
+
+	cr_assert(img && buf);
+	off = span_led_by(img, away);
+	snprintf(rc.map, sizeof(rc.map), "%s/reader.conf", C.dir);
+	cr_assert_eq(sys_sh("cp '%s' '%s'", C.map, rc.map), 0);
+	sys_open(&rc, 0, 2000, &rcl, &rvol, "vol3");
+	/* Sessions open without waiting: read until one went local. */
+	for (int round = 0; round < 500; round++) {
+		cr_assert_eq(weft_pread(rvol, buf, SYS_BS, off), SYS_BS);
+		cr_assert_eq(sys_decode(buf, off), 3);
+		cr_assert_eq(weft_stats(rcl, &st), 0);
+		if (st.sc_reads)
+			break;
+		usleep(10 * 1000);
+	}
+	cr_assert_gt(st.sc_reads, 0, "no read of target %u's extent went local", away);
+	freeze_and_overwrite(img, away, off);
+	n = weft_pread(rvol, buf, SYS_BS, off);
+	cr_assert(n < 0 || sys_decode(buf, off) == 5, "the older epoch's "
+		  "short-circuit reader read version %lld from target %u's device",
+		  (long long)sys_decode(buf, off), away);
+	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
+	weft_cluster_close(rcl);
+	expect_image("after", img, SCRUB_SPAN);
 	free(buf);
 	free(img);
 }
@@ -1290,11 +1360,7 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	char cmd[64];
 
 	cr_assert(img && buf);
-	write_span(img);
-	for (off = 0; off < SCRUB_SPAN && member_of(off, 0, &dev) != away;
-	     off += SYS_EXT)
-		;
-	cr_assert_lt(off, SCRUB_SPAN, "target %u leads none of the extents", away);
+	off = span_led_by(img, away);
 	/* Served by the primary: it holds leases from both other members. */
 	open_vol3(10000, &cl, &vol);
 	cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
@@ -1306,6 +1372,8 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	map_set_up(ALL_UP & ~(1u << away));
 	next = member_of(off, 0, &dev);
 	cr_assert_neq(next, away);
+	cr_log_info("extent at %llu: primary %u frozen, %u leads it next",
+		    (unsigned long long)off, away, next);
 	open_vol3(10000, &cl, &vol);
 	sys_fill(img + off, off, 6);
 	cr_assert_eq(weft_pwrite(vol, img + off, SYS_BS, off, 0), SYS_BS);
