@@ -663,8 +663,8 @@ unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
 		struct wf_tgt_req *next = q->next;
 		struct wf_tgt_conn *c = q->conn;
 
-		if (c->state == CONN_LIVE && q->epoch == r->map->epoch &&
-		    hold_until(r, q) > now) {
+		if (r->phase == PH_RUN && c->state == CONN_LIVE &&
+		    q->epoch == r->map->epoch && hold_until(r, q) > now) {
 			list_add(&keep, &keep_tail, q);
 			q = next;
 			continue;
@@ -672,7 +672,10 @@ unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
 		n++;
 		io_put(c);
 		q->state = RQ_STORE;
-		if (c->state != CONN_LIVE || q->epoch != r->map->epoch)
+		if (r->phase != PH_RUN)
+			/* Stopping: the client tries again elsewhere. */
+			finish_now(q, WF_WS_BUSY);
+		else if (c->state != CONN_LIVE || q->epoch != r->map->epoch)
 			/* Validated in an epoch now gone: the client
 			 * retries in the new one. */
 			finish_now(q, WF_WS_DEGRADED);

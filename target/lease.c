@@ -219,7 +219,7 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	struct wf_tgt_hold *h = calloc(np ? np : 1, sizeof(*h));
 	uint64_t *gu = calloc(nt ? nt : 1, sizeof(*gu));
 	uint64_t now, max = 0;
-	bool any = false;
+	bool any = false, short_mem = false;
 
 	if (r->t) {
 		/* Published before the grants are read: a grant made after
@@ -265,8 +265,10 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 		h[p].pg_num = npt->pg_num;
 		h[p].until = calloc(npt->pg_num, sizeof(uint64_t));
 		if (!h[p].until) {
-			/* As above, for this pool: a pg_num of 0 holds all. */
+			/* As above, for this pool: a pg_num of 0 holds all of
+			 * it until hold_max (conn.c). */
 			h[p].pg_num = 0;
+			short_mem = true;
 			continue;
 		}
 		if (oh && oh->pg_num == npt->pg_num)
@@ -300,9 +302,8 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 					continue;       /* it still leads the PG */
 				h[p].until[pg] = u > h[p].until[pg] ? u : h[p].until[pg];
 			}
-		} else if (any && op < 0) {
-			/* A pool new in this epoch: nobody led its PGs. */
 		}
+		/* A pool new in this epoch (op < 0): nobody led its PGs. */
 		if (omax < gmax)
 			omax = gmax;
 		for (uint32_t pg = 0; pg < npt->pg_num; pg++) {
@@ -311,6 +312,12 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 			if (h[p].until[pg] > max)
 				max = h[p].until[pg];
 		}
+	}
+	if (short_mem) {
+		uint64_t len = WF_TGT_MAX_LEASE_MS * 1000000ull;
+
+		if (now + len + WF_TGT_LEASE_MARGIN(len) > max)
+			max = now + len + WF_TGT_LEASE_MARGIN(len);
 	}
 	for (uint32_t i = 0; i < r->nholds; i++)
 		free(r->holds[i].until);
@@ -579,7 +586,7 @@ void wf_tgt_lease_answer(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 }
 
 /* The pulled text is whole: save it as our map file and load it. */
-static void pull_apply(struct wf_tgt_peer *p, uint64_t epoch)
+static void pull_apply(struct wf_tgt_peer *p)
 {
 	struct wf_tgt_reactor *r = p->r;
 	struct wf_map_err err;
@@ -599,7 +606,6 @@ static void pull_apply(struct wf_tgt_peer *p, uint64_t epoch)
 		wf_map_free(&m);
 		return;
 	}
-	(void)epoch;
 	wf_map_free(&m);
 	ret = wf_tgt_save_file(r->cfg->map_path, p->get_buf, p->get_total);
 	if (ret) {
@@ -642,7 +648,7 @@ void wf_tgt_map_chunk(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	memcpy(p->get_buf + ch.offset, ch.data, ch.len);
 	p->get_got += ch.len;
 	if (p->get_got == p->get_total) {
-		pull_apply(p, ch.epoch);
+		pull_apply(p);
 		goto out_drop;
 	}
 	g.tag = ++p->get_tag;
