@@ -436,7 +436,7 @@ refused:
 
 bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 		uint32_t extent, uint64_t in_ext, void *dst, uint32_t len,
-		uint64_t tag, struct wf_sc_read *rd)
+		uint64_t tag, bool leased, struct wf_sc_read *rd)
 {
 	struct wf_sc *s;
 	struct io_uring_sqe *sqe;
@@ -455,7 +455,7 @@ bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 	/* Its read leases lapsed (a target that missed an epoch, or cannot
 	 * reach a member): through the network too, which says DEGRADED
 	 * until they hold again. */
-	if (!wf_view_leased(&s->view, cl->map.epoch, cl->now_us * 1000))
+	if (leased && !wf_view_leased(&s->view, cl->map.epoch, cl->now_us * 1000))
 		return false;
 	if (wf_view_lookup(&s->view, volume, extent, &phys, &seq) != 1)
 		return false;   /* changing, or unmapped: the target answers */
@@ -469,6 +469,7 @@ bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 	rd->phys = phys;
 	rd->seq = seq;
 	rd->epoch = cl->map.epoch;
+	rd->leased = leased;
 	s->reads++;
 	cl->scr->queued++;
 	cl->scr->inflight++;
@@ -551,13 +552,16 @@ bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
 	 * the completion: the same host's CLOCK_MONOTONIC the target's
 	 * leases are in): not ok, the target answers instead (never stale
 	 * data). */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ok = res == (int32_t)len && s->state == SC_READY &&
 	     s->checked == cl->scr->batch &&
 	     wf_view_check(&s->view, rd->phys, rd->seq) &&
-	     wf_view_epoch(&s->view) <= rd->epoch &&
-	     wf_view_leased(&s->view, rd->epoch,
-			    (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	     wf_view_epoch(&s->view) <= rd->epoch;
+	if (ok && rd->leased) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ok = wf_view_leased(&s->view, rd->epoch,
+				    (uint64_t)ts.tv_sec * 1000000000ull +
+				    (uint64_t)ts.tv_nsec);
+	}
 	s->reads--;
 	rd->s = NULL;
 	if (ok)
