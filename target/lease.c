@@ -585,9 +585,23 @@ void wf_tgt_lease_answer(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	lease_publish(r);
 }
 
-/* The pulled text is whole: save it as our map file and load it. */
+int wf_tgt_pulled_path(const struct wf_tgt_cfg *cfg, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/target-%u.pulled.conf", cfg->run_dir, cfg->id);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * The pulled text is whole: keep it in RUN_DIR/target-ID.pulled.conf and
+ * load it (reactor.c's reload takes the newer of that and the map file).
+ * Not over the map file: other targets of the host, weftctl or the etcd
+ * agent may write that one meanwhile, and an older text must never
+ * replace a newer one there.
+ */
 static void pull_apply(struct wf_tgt_peer *p)
 {
+	char path[WF_PATH_MAX + 64];
 	struct wf_tgt_reactor *r = p->r;
 	struct wf_map_err err;
 	struct wf_map m;
@@ -607,10 +621,12 @@ static void pull_apply(struct wf_tgt_peer *p)
 		return;
 	}
 	wf_map_free(&m);
-	ret = wf_tgt_save_file(r->cfg->map_path, p->get_buf, p->get_total);
+	ret = wf_tgt_pulled_path(r->cfg, path, sizeof(path));
+	if (!ret)
+		ret = wf_tgt_save_file(path, p->get_buf, p->get_total);
 	if (ret) {
 		wf_tgt_log("map pulled from target %u: cannot write %s: %s",
-			   p->target_id, r->cfg->map_path, strerror(-ret));
+			   p->target_id, path, strerror(-ret));
 		return;
 	}
 	WF_TGT_ADD(r->stats.maps_pulled, 1);

@@ -125,6 +125,24 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	int ret;
 
 	ret = wf_tgt_map_load_next(r->cfg->map_path, r->cfg->id, r->map, &m, err, sizeof(err));
+	{
+		/* A map pulled from a peer (lease.c), when newer. */
+		char pp[WF_PATH_MAX + 64], perr[64];
+		struct wf_tgt_map *pm;
+
+		if (!wf_tgt_pulled_path(r->cfg, pp, sizeof(pp)) && !access(pp, F_OK) &&
+		    !wf_tgt_map_load_next(pp, r->cfg->id, r->map, &pm, perr, sizeof(perr))) {
+			if (pm->map.cluster_id == r->map->map.cluster_id &&
+			    (ret || pm->epoch > m->epoch)) {
+				if (!ret)
+					wf_tgt_map_free(m);
+				m = pm;
+				ret = 0;
+			} else {
+				wf_tgt_map_free(pm);
+			}
+		}
+	}
 	if (ret) {
 		wf_tgt_logl(WF_TGT_LOG_WARNING, "map reload (%s) failed, keeping epoch %llu: %s", why,
 			   (unsigned long long)r->map->epoch, err);

@@ -619,6 +619,9 @@ void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 /* Release the held writes whose hold lapsed (conn.c); how many. */
 unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r);
+/* Where a map pulled from a peer is kept: RUN_DIR/target-ID.pulled.conf
+ * (a reload loads the newer of it and the map file).  0 or -ENAMETOOLONG. */
+int  wf_tgt_pulled_path(const struct wf_tgt_cfg *cfg, char *buf, size_t len);
 /* Send msg on the live link p (lease.c's asks): 0 or -errno. */
 int  wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len);
 /* Start connecting p if it is idle and its backoff is over. */
