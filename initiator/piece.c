@@ -427,7 +427,7 @@ static bool route_sc(struct weft_cluster *cl, struct wf_piece *p,
 		dst = bounce_of(cl, p);
 	if (!wf_sc_read(cl, loc->acting[0], io->vol->id, (uint32_t)loc->extent,
 			p->off & (es - 1), dst, p->len,
-			(uint64_t)gen << 32 | p->idx, &p->sc))
+			(uint64_t)gen << 32 | p->idx, loc->n > 1, &p->sc))
 		return false;
 	p->gen = gen;
 	p->state = PC_SC;

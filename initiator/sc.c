@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -435,7 +436,7 @@ refused:
 
 bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 		uint32_t extent, uint64_t in_ext, void *dst, uint32_t len,
-		uint64_t tag, struct wf_sc_read *rd)
+		uint64_t tag, bool leased, struct wf_sc_read *rd)
 {
 	struct wf_sc *s;
 	struct io_uring_sqe *sqe;
@@ -451,6 +452,11 @@ bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 	 * libweft moves to the new map. */
 	if (wf_view_epoch(&s->view) > cl->map.epoch)
 		return false;
+	/* Its read leases lapsed (a target that missed an epoch, or cannot
+	 * reach a member): through the network too, which says DEGRADED
+	 * until they hold again. */
+	if (leased && !wf_view_leased(&s->view, cl->map.epoch, cl->now_us * 1000))
+		return false;
 	if (wf_view_lookup(&s->view, volume, extent, &phys, &seq) != 1)
 		return false;   /* changing, or unmapped: the target answers */
 	sqe = io_uring_get_sqe(&cl->scr->ring);
@@ -463,6 +469,7 @@ bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 	rd->phys = phys;
 	rd->seq = seq;
 	rd->epoch = cl->map.epoch;
+	rd->leased = leased;
 	s->reads++;
 	cl->scr->queued++;
 	cl->scr->inflight++;
@@ -536,15 +543,25 @@ bool wf_sc_read_ok(struct weft_cluster *cl, struct wf_sc_read *rd, int32_t res,
 		   uint32_t len)
 {
 	struct wf_sc *s = rd->s;
+	struct timespec ts;
 	bool ok;
 
-	/* Short read, device error, the extent changed under the read, or
-	 * the target moved to a newer map meanwhile: not ok, the target
-	 * answers instead (never stale data). */
+	/* Short read, device error, the extent changed under the read, the
+	 * target moved to a newer map meanwhile, or its read leases had
+	 * lapsed by the time the read completed (the clock read now, after
+	 * the completion: the same host's CLOCK_MONOTONIC the target's
+	 * leases are in): not ok, the target answers instead (never stale
+	 * data). */
 	ok = res == (int32_t)len && s->state == SC_READY &&
 	     s->checked == cl->scr->batch &&
 	     wf_view_check(&s->view, rd->phys, rd->seq) &&
 	     wf_view_epoch(&s->view) <= rd->epoch;
+	if (ok && rd->leased) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ok = wf_view_leased(&s->view, rd->epoch,
+				    (uint64_t)ts.tv_sec * 1000000000ull +
+				    (uint64_t)ts.tv_nsec);
+	}
 	s->reads--;
 	rd->s = NULL;
 	if (ok)

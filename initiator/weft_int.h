@@ -170,6 +170,8 @@ struct wf_sc_read {
 	struct wf_sc *s;
 	uint32_t   phys, seq;
 	uint64_t   epoch;               /* our map epoch when it was routed */
+	bool       leased;              /* the PG has other acting members:
+	                                 * the target's read leases must hold */
 };
 
 /* ---- requests --------------------------------------------------------------- */
@@ -465,10 +467,12 @@ void wf_sc_fini(struct weft_cluster *cl);
 void wf_sc_rebuild(struct weft_cluster *cl);
 /* Queue a read of len bytes at byte in_ext of (volume, extent) from local
  * target tidx into dst; true when queued (wf_sc_reap reports tag later),
- * false when it must go through the target. */
+ * false when it must go through the target.  leased: the extent's PG has
+ * other acting members, so the target's read leases must hold (as the
+ * target checks for a read it serves; docs/replication.md). */
 bool wf_sc_read(struct weft_cluster *cl, uint32_t tidx, uint64_t volume,
 		uint32_t extent, uint64_t in_ext, void *dst, uint32_t len,
-		uint64_t tag, struct wf_sc_read *rd);
+		uint64_t tag, bool leased, struct wf_sc_read *rd);
 struct wf_sc_cqe {
 	uint64_t tag;
 	int32_t  res;

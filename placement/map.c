@@ -109,6 +109,8 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 	return a->epoch == b->epoch && a->cluster_id == b->cluster_id &&
 	       a->extent_size == b->extent_size &&
 	       a->next_volume_id == b->next_volume_id &&
+	       a->read_lease_set == b->read_lease_set &&
+	       a->read_lease_ms == b->read_lease_ms &&
 	       a->ntargets == b->ntargets && a->nnodes == b->nnodes &&
 	       a->nchild == b->nchild && a->npools == b->npools &&
 	       a->nvolumes == b->nvolumes && a->noverrides == b->noverrides &&

@@ -19,6 +19,9 @@
 #define WF_NAME_MAX     64      /* names, hosts, addresses, incl. NUL */
 #define WF_PATH_MAX     256     /* device paths, incl. NUL */
 #define WF_MAX_REPLICAS 8
+/* Longest read lease a map may set (read_lease_ms; weft-target caps its
+ * --read-lease-ms the same, docs/replication.md). */
+#define WF_MAP_LEASE_MAX_MS 3000u
 #define WF_WEIGHT_ONE   0x10000u /* weights are 16.16 fixed point */
 #define WF_MAP_KEY_NAME 32      /* key names, incl. NUL (proto/auth.h) */
 #define WF_MAP_MAX_REVOKED 4096
@@ -116,6 +119,11 @@ struct wf_map {
 	 * not reclaimed them yet.  Above every volume's id (loader: default
 	 * the largest + 1). */
 	uint64_t next_volume_id;
+	/* The targets' read lease length in ms (docs/replication.md, "Read
+	 * leases"), 0 .. WF_MAP_LEASE_MAX_MS, when read_lease_set; a target's
+	 * --read-lease-ms wins over it. */
+	uint32_t read_lease_ms;
+	bool     read_lease_set;
 
 	struct wf_target   *targets;   uint32_t ntargets;
 	struct wf_node     *nodes;     uint32_t nnodes;

@@ -948,7 +948,7 @@ static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
 
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
-	"volumes", "overrides", "pg_temp", "next_volume_id", "auth",
+	"volumes", "overrides", "pg_temp", "next_volume_id", "auth", "read_lease_ms",
 	"revoked_keys", "access", NULL
 };
 
@@ -983,6 +983,12 @@ static int parse(struct ld *ld, const char *text)
 										"extent_size")),
 				   "extent_size", "%" PRId64 " is not a power of two", v);
 	m->extent_size = (uint32_t)v;
+	m->read_lease_set = config_setting_get_member(root, "read_lease_ms") != NULL;
+	r = wf_map_get_int(ld, root, "", "read_lease_ms", false, 0, 0,
+			   WF_MAP_LEASE_MAX_MS, &v);
+	if (r)
+		return r;
+	m->read_lease_ms = (uint32_t)v;
 	r = parse_targets(ld, root);
 	if (!r)
 		r = parse_hosts(ld, root);

@@ -92,6 +92,9 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 		}
 		fprintf(f, ");\n");
 	}
+	if (m->read_lease_set)
+		fprintf(f, "read_lease_ms = %u;  # docs/replication.md\n",
+			m->read_lease_ms);
 	if (m->next_volume_id)
 		fprintf(f, "next_volume_id = %" PRIu64 "%s;  # ids are never reused\n",
 			m->next_volume_id, int_sfx(m->next_volume_id));

@@ -22,16 +22,17 @@
  * Versions: 2 added the recovery fields of the status; 3 the op
  * VOLUME_USAGE and the request's arg (reserved and 0 before); 4 the op
  * SCRUB, the request's arg2, and fields appended to the status (FUA
- * writes and flushes, scrub, fabric counts, reclaim, etcd).  A target
+ * writes and flushes, scrub, fabric counts, reclaim, etcd); 5 the
+ * recovery figures of the log of recent writes and the read lease
+ * counters appended to the status.  A target
  * takes requests of any version from WF_CTL_VERSION_MIN on and answers in
  * the request's version: a STATUS asked in version 2 or 3 gets the first
  * WF_CTL_STATUS_V2_SIZE bytes of the status (those versions' layout,
- * unchanged), in version 4 all of it.  A client sends each op in the
+ * unchanged), in version 4 the first WF_CTL_STATUS_V4_SIZE, in version 5
+ * all of it.  A client sends each op in the
  * lowest version that has what it needs (wf_ctl_req_encode) and accepts
  * answers in that range.  The status over a data connection (below)
- * carries the whole current layout.  Version 5 appended the recovery
- * figures of the log of recent writes to the status (a STATUS asked in
- * version 4 gets the first WF_CTL_STATUS_V4_SIZE bytes).
+ * carries the whole current layout.
  */
 #define WF_CTL_VERSION      5u
 #define WF_CTL_VERSION_MIN  2u
@@ -147,6 +148,16 @@ struct wf_ctl_status {
 	uint64_t recovery_full_total;
 	uint64_t recovery_log_bytes;
 	uint64_t recovery_full_bytes;
+	/* Read leases (docs/replication.md, "Read leases"), since start. */
+	uint64_t leases_granted;    /* other targets' asks we granted */
+	uint64_t leases_refused;    /* ... we refused (another epoch) */
+	uint64_t reads_unleased;    /* reads answered DEGRADED: a member's
+	                             * lease was missing or had lapsed */
+	uint64_t writes_held;       /* writes held until a lease granted to
+	                             * a former primary lapsed */
+	uint64_t lease_sends;       /* messages sent for leases and map
+	                             * pulls (asks, answers, chunks): of
+	                             * fab_sends, those not of requests */
 };
 
 enum {
@@ -155,7 +166,7 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 296, "ctl status is 296 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 336, "ctl status is 336 bytes");
 /* The status of versions 2 and 3: the fields before fua_writes. */
 #define WF_CTL_STATUS_V2_SIZE 144u
 _Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SIZE,
@@ -262,8 +273,8 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 312,
-	       "status reply is 312 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 352,
+	       "status reply is 352 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot
@@ -292,5 +303,89 @@ struct wf_net_map_put {
 	uint32_t offset;            /* of this chunk: the bytes before it */
 };
 _Static_assert(sizeof(struct wf_net_map_put) == 32, "map put header is 32 bytes");
+
+/*
+ * Read leases between targets (docs/replication.md, "Read leases"): a
+ * primary asks each member of the PGs it leads to confirm its epoch with a
+ * WF_OP_LEASE on its link to that member; the member answers with a
+ * WF_OP_LEASE that has WF_LEASE_ANSWER set, on the same connection:
+ *
+ *   OK      granted: same epoch; it records when, and for that long it will
+ *           not take writes to a PG the asker leaves in a newer epoch
+ *   STALE   its epoch (the answer's epoch) is newer: the asker pulls that
+ *           map from it (WF_OP_MAP_GET)
+ *   BUSY    its epoch is older (it could not load the asker's), or it is
+ *           stopping: nothing granted, asked again later
+ */
+#define WF_LEASE_ANSWER  1u             /* flags: this is the answer */
+#define WF_LEASE_MAX_MS  60000u         /* longest lease a target asks for */
+
+struct wf_net_lease {
+	uint16_t magic;             /* WF_WIRE_MAGIC */
+	uint8_t  version;           /* WF_WIRE_VERSION */
+	uint8_t  opcode;            /* WF_OP_LEASE */
+	uint16_t flags;             /* 0 (ask) or WF_LEASE_ANSWER */
+	uint16_t status;            /* ask: 0; answer: OK, STALE or BUSY */
+	uint64_t tag;               /* the asker's, echoed in the answer */
+	uint64_t epoch;             /* the sender's map epoch (nonzero) */
+	uint32_t target_id;         /* the sender's target id */
+	uint32_t lease_ms;          /* ask: the lease asked for, 1 ..
+	                             * WF_LEASE_MAX_MS; answer: as asked (OK)
+	                             * or 0 */
+};
+_Static_assert(sizeof(struct wf_net_lease) == 32, "lease message is 32 bytes");
+
+/* A target pulling the map of a peer that has a newer one: one chunk per
+ * WF_OP_MAP_GET, answered by a WF_OP_MAP_PUT chunk (struct wf_net_map_put
+ * and up to WF_MAP_PUT_CHUNK bytes: tag echoed, epoch of the text, total,
+ * offset as asked).  total 0 and no bytes: nothing to give (no map file,
+ * offset beyond it).  A chunk at offset 0 takes a fresh copy of the
+ * text; the later ones come from that copy, so they belong together. */
+struct wf_net_map_get {
+	uint16_t magic;             /* WF_WIRE_MAGIC */
+	uint8_t  version;           /* WF_WIRE_VERSION */
+	uint8_t  opcode;            /* WF_OP_MAP_GET */
+	uint16_t flags;             /* 0 */
+	uint16_t reserved0;         /* 0 */
+	uint64_t tag;               /* echoed in the chunk */
+	uint64_t epoch;             /* the asker's map epoch (nonzero) */
+	uint32_t offset;            /* of the chunk wanted */
+	uint32_t reserved1;         /* 0 */
+};
+_Static_assert(sizeof(struct wf_net_map_get) == 32, "map get is 32 bytes");
+
+/* Host-order views. */
+struct wf_lease {
+	uint16_t flags, status;
+	uint64_t tag, epoch;
+	uint32_t target_id, lease_ms;
+};
+
+struct wf_map_get {
+	uint64_t tag, epoch;
+	uint32_t offset;
+};
+
+struct wf_map_chunk {
+	uint64_t tag, epoch;
+	uint32_t total, offset, len;    /* len bytes at data */
+	const void *data;               /* into the decoded buffer */
+};
+
+/*
+ * Encoders fill the wire image; decoders check every field of len
+ * received bytes and return 0 or -EPROTO (a broken peer: close the link).
+ * A lease ask has status 0, a nonzero epoch and 1 .. WF_LEASE_MAX_MS; an
+ * answer OK, STALE or BUSY, and lease_ms 0 unless OK.  A chunk has at
+ * most WF_MAP_PUT_CHUNK bytes, total <= WF_MAP_PUT_MAX, and its bytes
+ * inside total (total 0: none).
+ */
+void wf_lease_encode(const struct wf_lease *l, struct wf_net_lease *w);
+int  wf_lease_decode(const void *buf, size_t len, struct wf_lease *out);
+void wf_map_get_encode(const struct wf_map_get *g, struct wf_net_map_get *w);
+int  wf_map_get_decode(const void *buf, size_t len, struct wf_map_get *out);
+/* The header of a chunk; its bytes follow in the same message. */
+void wf_map_chunk_encode(const struct wf_map_chunk *c, struct wf_net_map_put *w);
+int  wf_map_chunk_decode(const void *buf, size_t len, struct wf_map_chunk *out);
 
 #endif

@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #define WF_VIEW_MAGIC           0x56494657u     /* "WFIV" */
-#define WF_VIEW_VERSION         2u
+#define WF_VIEW_VERSION         3u
 #define WF_VIEW_EXTENT_NONE     UINT32_MAX      /* a free physical extent */
 
 struct wf_view_hdr {
@@ -55,8 +55,16 @@ struct wf_view_hdr {
 	uint32_t pad;
 	uint64_t epoch;         /* map epoch the target serves (only grows;
 	                         * version 2) */
+	/* Version 3 (docs/replication.md, "Read leases"): the target's read
+	 * leases hold for map epoch lease_epoch before lease_until
+	 * (CLOCK_MONOTONIC ns; UINT64_MAX: it needs none, one replica or
+	 * leases off).  A short-circuit read routed in epoch E is good only
+	 * if lease_epoch == E and it completed before lease_until.  Written
+	 * lease_until = 0, lease_epoch, lease_until, with release order. */
+	uint64_t lease_epoch;
+	uint64_t lease_until;
 };
-_Static_assert(sizeof(struct wf_view_hdr) == 80, "view header is 80 bytes");
+_Static_assert(sizeof(struct wf_view_hdr) == 96, "view header is 96 bytes");
 
 /* One physical extent: which (volume, extent) it holds. */
 struct wf_view_pe {
@@ -92,6 +100,15 @@ bool wf_view_check(const struct wf_view *v, uint32_t phys, uint32_t seq);
 static inline uint64_t wf_view_epoch(const struct wf_view *v)
 {
 	return __atomic_load_n(&v->hdr->epoch, __ATOMIC_ACQUIRE);
+}
+
+/* Whether the target's read leases hold for epoch at now (CLOCK_MONOTONIC
+ * ns, this host's clock, which the target reads too). */
+static inline bool wf_view_leased(const struct wf_view *v, uint64_t epoch,
+				  uint64_t now)
+{
+	return __atomic_load_n(&v->hdr->lease_epoch, __ATOMIC_ACQUIRE) == epoch &&
+	       now < __atomic_load_n(&v->hdr->lease_until, __ATOMIC_ACQUIRE);
 }
 
 static inline uint64_t wf_view_dev_offset(const struct wf_view *v,

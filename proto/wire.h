@@ -52,6 +52,13 @@ enum wf_wire_op {
 	WF_OP_AUTH    = 12,     /* either way, before anything else: the
 	                         * authentication at connect (struct
 	                         * wf_auth_hdr in proto/auth.h) */
+	WF_OP_LEASE   = 13,     /* target -> target on a live link: confirm
+	                         * my epoch (a read lease), and its answer
+	                         * (struct wf_net_lease in proto/ctl.h) */
+	WF_OP_MAP_GET = 14,     /* target -> target on a live link: send me
+	                         * a chunk of your map's text (struct
+	                         * wf_net_map_get in proto/ctl.h); answered
+	                         * with one WF_OP_MAP_PUT chunk */
 	WF_OP_MAX
 };
 

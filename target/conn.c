@@ -28,8 +28,6 @@
 #include "proto/ctl.h"
 #include "target/target.h"
 
-/* wr_ids of our posts: only the kind matters (the conn comes from ep). */
-enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -101,6 +99,9 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	free(c->put_buf);
 	c->put_buf = NULL;
 	c->put_got = c->put_total = 0;
+	free(c->get_buf);
+	c->get_buf = NULL;
+	c->get_total = 0;
 	free(c->perm);
 	c->perm = NULL;
 	c->nperm = 0;
@@ -131,6 +132,30 @@ static void conn_release_check(struct wf_tgt_conn *c)
 	}
 }
 
+/* A list of requests through their next (the pending list, the held
+ * writes): append q, or put the list kept..kept_tail before the rest. */
+static void list_add(struct wf_tgt_req **head, struct wf_tgt_req **tail,
+		     struct wf_tgt_req *q)
+{
+	q->next = NULL;
+	if (*tail)
+		(*tail)->next = q;
+	else
+		*head = q;
+	*tail = q;
+}
+
+static void list_front(struct wf_tgt_req **head, struct wf_tgt_req **tail,
+		       struct wf_tgt_req *kept, struct wf_tgt_req *kept_tail)
+{
+	if (!kept)
+		return;
+	kept_tail->next = *head;
+	if (!*head)
+		*tail = kept_tail;
+	*head = kept;
+}
+
 static void pend(struct wf_tgt_req *q)
 {
 	struct wf_tgt_reactor *r = q->conn->r;
@@ -138,12 +163,7 @@ static void pend(struct wf_tgt_req *q)
 	if (q->pending)
 		return;
 	q->pending = true;
-	q->next = NULL;
-	if (r->pend_tail)
-		r->pend_tail->next = q;
-	else
-		r->pend_head = q;
-	r->pend_tail = q;
+	list_add(&r->pend_head, &r->pend_tail, q);
 	q->conn->npending++;
 }
 
@@ -257,22 +277,12 @@ unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r)
 			/* Still no credit: keep the order. */
 			q->pending = true;
 			c->npending++;
-			q->next = NULL;
-			if (keep_tail)
-				keep_tail->next = q;
-			else
-				keep = q;
-			keep_tail = q;
+			list_add(&keep, &keep_tail, q);
 		}
 		q = next;
 	}
 	/* Requests pended while we ran go behind the kept ones. */
-	if (keep) {
-		keep_tail->next = r->pend_head;
-		if (!r->pend_head)
-			r->pend_tail = keep_tail;
-		r->pend_head = keep;
-	}
+	list_front(&r->pend_head, &r->pend_tail, keep, keep_tail);
 	return n;
 }
 
@@ -646,6 +656,8 @@ static void key_detach(struct wf_tgt_conn *c)
 	}
 }
 
+static void start_or_hold(struct wf_tgt_conn *c, struct wf_tgt_req *q);
+
 /* Room for q in its key's requests in service: counted, true; else q
  * waits on the key's list (false). */
 static bool key_take(struct wf_tgt_conn *c, struct wf_tgt_req *q)
@@ -698,7 +710,7 @@ static void key_kick(struct wf_tgt_reactor *r, struct wf_tgt_keyuse *k)
 			finish_now(q, WF_WS_BUSY);
 			continue;
 		}
-		start_io(c, q);
+		start_or_hold(c, q);
 	}
 	k->kicking = false;
 }
@@ -729,6 +741,82 @@ static bool old_io(struct wf_tgt_conn *c)
 	/* Counted per hash of the client id across all reactors (a client
 	 * reaches several); a collision only delays a GRANT a little. */
 	return __atomic_load_n(closing_io_of(c), __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- writes held for read leases (lease.c) -------------------------- */
+
+/* Until when writes to q's PG wait (ns; 0: they do not). */
+static uint64_t hold_until(const struct wf_tgt_reactor *r, const struct wf_tgt_req *q)
+{
+	const struct wf_tgt_hold *h;
+
+	if (q->pool >= r->nholds)
+		return 0;
+	h = &r->holds[q->pool];
+	if (!h->pg_num)
+		return r->hold_max;     /* no table for the pool: all of it */
+	return h->until[q->pg & (h->pg_num - 1)];
+}
+
+/* q waits on r->hold_head (no allocation: the list runs through the
+ * request's own next, free while it is not pending). */
+static void hold_add(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
+{
+	q->state = RQ_HELD;
+	list_add(&r->hold_head, &r->hold_tail, q);
+	io_hold(q->conn);       /* its slot holds the payload */
+	WF_TGT_ADD(r->stats.writes_held, 1);
+}
+
+/* A write to a PG whose former primary may still hold a lease we
+ * granted waits until it lapsed (one compare unless a map load made
+ * holds); anything else starts. */
+static void start_or_hold(struct wf_tgt_conn *c, struct wf_tgt_req *q)
+{
+	struct wf_tgt_reactor *r = c->r;
+
+	if ((q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD) &&
+	    r->hold_max > q->t0 && hold_until(r, q) > q->t0) {
+		hold_add(r, q);
+		return;
+	}
+	start_io(c, q);
+}
+
+unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
+{
+	struct wf_tgt_req *q = r->hold_head, *keep = NULL, *keep_tail = NULL;
+	uint64_t now = wf_tgt_now_ns();
+	unsigned n = 0;
+
+	r->hold_head = r->hold_tail = NULL;
+	while (q) {
+		struct wf_tgt_req *next = q->next;
+		struct wf_tgt_conn *c = q->conn;
+
+		if (r->phase == PH_RUN && c->state == CONN_LIVE &&
+		    q->epoch == r->map->epoch && hold_until(r, q) > now) {
+			list_add(&keep, &keep_tail, q);
+			q = next;
+			continue;
+		}
+		n++;
+		io_put(c);
+		q->state = RQ_STORE;
+		if (r->phase != PH_RUN)
+			/* Stopping: the client tries again elsewhere. */
+			finish_now(q, WF_WS_BUSY);
+		else if (c->state != CONN_LIVE || q->epoch != r->map->epoch)
+			/* Validated in an epoch now gone: the client
+			 * retries in the new one. */
+			finish_now(q, WF_WS_DEGRADED);
+		else
+			start_io(c, q);
+		q = next;
+	}
+	/* Held while we ran (none: start_io holds nothing) go behind. */
+	list_front(&r->hold_head, &r->hold_tail, keep, keep_tail);
+	return n;
 }
 
 static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
@@ -834,15 +922,28 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		finish_now(q, WF_WS_BUSY);
 		return;
 	}
+	q->pool = p.pool;
+	q->pg = p.pg;
+	/* Read leases (lease.c): a primary reads only while every other
+	 * acting member confirms our epoch.  Without: DEGRADED (the client
+	 * looks at its map and retries), and reactor 0 asks at once. */
+	if (q->op == WF_OP_READ && p.nothers && r->lease_ms &&
+	    !wf_tgt_lease_ok(r, p.others, p.nothers, q->t0)) {
+		WF_TGT_ADD(r->stats.reads_unleased, 1);
+		wf_tgt_lease_urge(r);
+		finish_now(q, WF_WS_DEGRADED);
+		return;
+	}
 	/* A write or discard at its PG's primary, or forwarded to a member
 	 * (WF_REQ_REPL): logged for members that come back (pglog.c).
-	 * Logged before any wait for its key: key_kick() starts it without
-	 * coming back here, and a waiting request counts as in flight. */
+	 * Logged before any wait (its key's, a lease's): those start it
+	 * without coming back here, and a waiting request counts as in
+	 * flight. */
 	if (q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD)
 		wf_tgt_pglog_add(r, p.vol_idx, q);
 	if (c->ku && r->cfg->max_inflight_per_key && !key_take(c, q))
 		return;         /* waits for one of its key's requests */
-	start_io(c, q);
+	start_or_hold(c, q);
 }
 
 void wf_tgt_grant_refuse(struct wf_tgt_conn *c, uint16_t status)
@@ -977,51 +1078,6 @@ void wf_tgt_conn_run_held(struct wf_tgt_reactor *r)
 	}
 }
 
-/* STATUS over the data connection: answered directly, holds no slot. */
-static void on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
-{
-	struct wf_tgt_reactor *r = c->r;
-	struct wf_net_status_req q;
-
-	if (len != sizeof(q)) {
-		wf_tgt_conn_close(c, "bad STATUS");
-		return;
-	}
-	memcpy(&q, msg, sizeof(q));
-	if (q.flags || q.reserved0 || q.reserved1) {
-		wf_tgt_conn_close(c, "bad STATUS");
-		return;
-	}
-	if (le64toh(q.epoch) > r->map->epoch) {
-		uint64_t now = wf_tgt_now_ns();
-
-		if (now - r->last_reload > 100000000ull) {
-			r->last_reload = now;
-			wf_tgt_reload(r, "STATUS with a newer epoch");
-		}
-	}
-	wf_tgt_conn_status_reply(c, le64toh(q.tag), WF_WS_OK);
-}
-
-void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status)
-{
-	struct wf_net_status_reply a;
-
-	memset(&a, 0, sizeof(a));
-	a.magic = htole16(WF_WIRE_MAGIC);
-	a.version = WF_WIRE_VERSION;
-	a.opcode = WF_OP_STATUS_REPLY;
-	a.status = htole16(status);
-	a.tag = htole64(tag);
-	/* Figures only for peers that may have them. */
-	if ((status & ~(uint32_t)WF_WS_DNR) != WF_WS_AUTH)
-		wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
-	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
-		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
-	else
-		c->sends_out++;
-}
-
 static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 {
 	int op;
@@ -1040,7 +1096,7 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
 	    wf_wire_peek(msg, len, NULL) == WF_OP_STATUS) {
-		on_status(c, msg, len);
+		wf_tgt_conn_on_status(c, msg, len);
 		return;
 	}
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
@@ -1063,6 +1119,15 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	op = wf_wire_peek(msg, len, NULL);
 	if (wf_wire_op_is_req(op)) {
 		on_request(c, msg, len);
+		return;
+	}
+	/* Another target's link: read leases, pulling our map (lease.c). */
+	if (op == WF_OP_LEASE) {
+		wf_tgt_lease_ask(c, msg, len);
+		return;
+	}
+	if (op == WF_OP_MAP_GET) {
+		wf_tgt_map_get(c, msg, len);
 		return;
 	}
 	c->r->stats.closed_bad++;

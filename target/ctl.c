@@ -163,7 +163,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	uint64_t rlogt = 0, rfullt = 0, rlogb = 0, rfullb = 0;
 	uint32_t rlogp = 0, rfullp = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
-	uint64_t fua = 0, flushes = 0;
+	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0, ls = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -181,6 +181,11 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		errors += WF_TGT_GET(o->stats.errors);
 		fua += WF_TGT_GET(o->stats.fua_writes);
 		flushes += WF_TGT_GET(o->stats.flushes);
+		lg += WF_TGT_GET(o->stats.lease_granted);
+		lr += WF_TGT_GET(o->stats.lease_refused);
+		ru += WF_TGT_GET(o->stats.reads_unleased);
+		wh += WF_TGT_GET(o->stats.writes_held);
+		ls += WF_TGT_GET(o->stats.lease_sends);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -283,6 +288,11 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 					       __ATOMIC_RELAXED));
 	s->etcd = htole32(__atomic_load_n(&r->t->etcd_state, __ATOMIC_RELAXED));
 	s->uptime_ms = htole64((wf_tgt_now_ns() - r->started_ns) / 1000000);
+	s->leases_granted = htole64(lg);
+	s->leases_refused = htole64(lr);
+	s->reads_unleased = htole64(ru);
+	s->writes_held = htole64(wh);
+	s->lease_sends = htole64(ls);
 }
 
 /* VOLUME_USAGE: the extents of volume vid this target holds, counted by
@@ -594,4 +604,51 @@ void wf_tgt_ctl_event(struct wf_tgt_reactor *r, uint64_t ev)
 							 sizeof(who));
 		}
 	}
+}
+
+/* ---- STATUS over a data connection ------------------------------- */
+
+/* STATUS over the data connection: answered directly, holds no slot. */
+void wf_tgt_conn_on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_net_status_req q;
+
+	if (len != sizeof(q)) {
+		wf_tgt_conn_close(c, "bad STATUS");
+		return;
+	}
+	memcpy(&q, msg, sizeof(q));
+	if (q.flags || q.reserved0 || q.reserved1) {
+		wf_tgt_conn_close(c, "bad STATUS");
+		return;
+	}
+	if (le64toh(q.epoch) > r->map->epoch) {
+		uint64_t now = wf_tgt_now_ns();
+
+		if (now - r->last_reload > 100000000ull) {
+			r->last_reload = now;
+			wf_tgt_reload(r, "STATUS with a newer epoch");
+		}
+	}
+	wf_tgt_conn_status_reply(c, le64toh(q.tag), WF_WS_OK);
+}
+
+void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status)
+{
+	struct wf_net_status_reply a;
+
+	memset(&a, 0, sizeof(a));
+	a.magic = htole16(WF_WIRE_MAGIC);
+	a.version = WF_WIRE_VERSION;
+	a.opcode = WF_OP_STATUS_REPLY;
+	a.status = htole16(status);
+	a.tag = htole64(tag);
+	/* Figures only for peers that may have them. */
+	if ((status & ~(uint32_t)WF_WS_DNR) != WF_WS_AUTH)
+		wf_tgt_fill_status(c->r, WF_CTL_STATUS, 0, &a.body);
+	if (wf_send(c->ep, &a, sizeof(a), WR_ERRREPLY))
+		wf_tgt_conn_close(c, "no send credit for a STATUS reply");
+	else
+		c->sends_out++;
 }

@@ -89,6 +89,10 @@ static const char usage_text[] =
 "                         registration (docs/control-plane.md)\n"
 "      --etcd-prefix P    its keys under P (default /weft/)\n"
 "      --etcd-ttl S       lease time to live (default 5 s; 2 .. 3600)\n"
+"      --read-lease-ms MS  read leases this long (default 2000; 0: off, a\n"
+"                         primary that missed an epoch may serve stale\n"
+"                         reads; at most 3000, and with --etcd under half\n"
+"                         the --etcd-ttl; docs/replication.md)\n"
 "      --metrics HOST:PORT  Prometheus metrics at http://HOST:PORT/metrics\n"
 "                         (off by default; port 0: any free one, written\n"
 "                         to RUN_DIR/target-ID.metrics)\n"
@@ -149,7 +153,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PG_LOG, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_READ_LEASE, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP, O_KEYRING, O_KEY,
 };
 
@@ -262,6 +266,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "etcd", required_argument, NULL, O_ETCD },
 		{ "etcd-prefix", required_argument, NULL, O_ETCD_PREFIX },
 		{ "etcd-ttl", required_argument, NULL, O_ETCD_TTL },
+		{ "read-lease-ms", required_argument, NULL, O_READ_LEASE },
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "fault-exit-after-local-write", required_argument, NULL,
 		  O_FAULT_WRITES },
@@ -271,7 +276,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "syslog", no_argument, NULL, O_SYSLOG },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool have_id = false;
+	bool have_id = false, lease_set = false;
 	uint32_t v;
 	int o;
 
@@ -295,6 +300,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->ready_fd = -1;
 	cfg->etcd_prefix = "/weft/";
 	cfg->etcd_ttl = 5;
+	cfg->read_lease_ms = WF_TGT_DEFAULT_LEASE_MS;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":c:i:fp:r:t:h", opts, NULL)) != -1) {
 		switch (o) {
@@ -465,6 +471,13 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--etcd-ttl: '%s' is not 2 .. 3600 s", optarg);
 			cfg->etcd_ttl = v;
 			break;
+		case O_READ_LEASE:
+			if (parse_u32(optarg, &v, false) || v > WF_TGT_MAX_LEASE_MS)
+				return bad_arg("--read-lease-ms: '%s' is not 0 .. %u",
+					       optarg, WF_TGT_MAX_LEASE_MS);
+			cfg->read_lease_ms = v;
+			cfg->read_lease_set = lease_set = true;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -503,6 +516,16 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	if (cfg->keyring && !cfg->key_name)
 		return bad_arg("%s", "--keyring without --key NAME (nor $WEFT_KEY): "
 			       "the key this target shows other targets");
+	/* In etcd mode a dead target's leases must lapse before the keeper
+	 * marks it down (its etcd lease, --etcd-ttl), so that failing over
+	 * never waits for them: half the TTL at most. */
+	if (cfg->etcd_url && cfg->read_lease_ms > cfg->etcd_ttl * 500u) {
+		if (lease_set)
+			return bad_arg("--read-lease-ms %u: with --etcd at most half "
+				       "the --etcd-ttl (%u ms)", cfg->read_lease_ms,
+				       cfg->etcd_ttl * 500u);
+		cfg->read_lease_ms = cfg->etcd_ttl * 500u;
+	}
 	if (cfg->force && !cfg->format)
 		return bad_arg("%s", "--force only goes with --format");
 	if (cfg->recovery_qd > cfg->slots)

@@ -133,6 +133,11 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 		sum.auth_revoked += WF_TGT_GET(r->stats.auth_revoked);
 		sum.key_refused += WF_TGT_GET(r->stats.key_refused);
 		sum.key_waits += WF_TGT_GET(r->stats.key_waits);
+		sum.lease_granted += WF_TGT_GET(r->stats.lease_granted);
+		sum.lease_refused += WF_TGT_GET(r->stats.lease_refused);
+		sum.reads_unleased += WF_TGT_GET(r->stats.reads_unleased);
+		sum.writes_held += WF_TGT_GET(r->stats.writes_held);
+		sum.maps_pulled += WF_TGT_GET(r->stats.maps_pulled);
 		sum.forwards += WF_TGT_GET(r->stats.forwards);
 		sum.csums += WF_TGT_GET(r->stats.csums);
 		for (unsigned s = 0; s < 16; s++)
@@ -228,6 +233,21 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	head(o, "weft_key_limits_total", "counter", "Limits per key (docs/security.md): connections refused QUOTA (a key over --max-conns-per-key or --max-slots-per-key), requests that waited for --max-inflight-per-key.");
 	put(o, "weft_key_limits_total{result=\"refused\"} %llu\n", (unsigned long long)sum.key_refused);
 	put(o, "weft_key_limits_total{result=\"waited\"} %llu\n", (unsigned long long)sum.key_waits);
+	head(o, "weft_read_leases_total", "counter",
+	     "Read lease asks of other targets, granted or refused (docs/replication.md).");
+	put(o, "weft_read_leases_total{result=\"granted\"} %llu\n",
+	    (unsigned long long)sum.lease_granted);
+	put(o, "weft_read_leases_total{result=\"refused\"} %llu\n",
+	    (unsigned long long)sum.lease_refused);
+	head(o, "weft_reads_unleased_total", "counter",
+	     "Reads answered DEGRADED because a member's read lease was missing or had lapsed.");
+	put(o, "weft_reads_unleased_total %llu\n", (unsigned long long)sum.reads_unleased);
+	head(o, "weft_writes_held_total", "counter",
+	     "Writes held until a read lease granted to a former primary lapsed.");
+	put(o, "weft_writes_held_total %llu\n", (unsigned long long)sum.writes_held);
+	head(o, "weft_maps_pulled_total", "counter",
+	     "Newer maps pulled from another target that refused a lease.");
+	put(o, "weft_maps_pulled_total %llu\n", (unsigned long long)sum.maps_pulled);
 	head(o, "weft_inflight_requests", "gauge", "Store requests (and forwards) in flight: staging slots in use.");
 	put(o, "weft_inflight_requests %u\n", inflight);
 	head(o, "weft_slots", "gauge", "Staging slots per connection and their size in bytes.");

@@ -434,6 +434,11 @@ static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	WF_BUF_COPY(p->ring, g.ring);
 	p->fails = 0;
 	p->state = PEER_LIVE;
+	/* Asks of an earlier session went with it; a member whose lease we
+	 * need is asked as soon as its link is up. */
+	p->lease_out = p->get_out = false;
+	if (p->lease_need)
+		wf_tgt_lease_tick(p->r, wf_tgt_now_ns(), true);
 	/* Not from here: a reload rebuilds the links (this one too). */
 	if (g.epoch > p->r->map->epoch)
 		p->r->reload_wanted = true;
@@ -500,6 +505,12 @@ void wf_tgt_peer_cqe(struct wf_tgt_reactor *r, struct wf_tgt_peer *p,
 		else if (p->state == PEER_HELLO &&
 		    wf_wire_peek(e->msg, e->len, NULL) == WF_OP_GRANT)
 			on_grant(p, e->msg, e->len);
+		else if (p->state == PEER_LIVE &&
+			 wf_wire_peek(e->msg, e->len, NULL) == WF_OP_LEASE)
+			wf_tgt_lease_answer(p, e->msg, e->len);
+		else if (p->state == PEER_LIVE &&
+			 wf_wire_peek(e->msg, e->len, NULL) == WF_OP_MAP_PUT)
+			wf_tgt_map_chunk(p, e->msg, e->len);
 		else if (p->state == PEER_LIVE)
 			on_reply(p, e->msg, e->len);
 		break;
@@ -552,6 +563,28 @@ void wf_tgt_peer_sweep(struct wf_tgt_reactor *r, uint64_t now)
 	}
 }
 
+int wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len)
+{
+	int ret;
+
+	if (p->state != PEER_LIVE)
+		return -ENOTCONN;
+	/* A credit of the 4 beyond the forwards' (peer_connect): one lease
+	 * ask and one map ask at a time. */
+	ret = wf_send(p->ep, msg, len, PWR(PWR_HELLO, 0));
+	if (ret)
+		peer_close(p, "cannot post a lease or map ask");
+	else
+		WF_TGT_ADD(p->r->stats.lease_sends, 1);
+	return ret;
+}
+
+void wf_tgt_peer_wake(struct wf_tgt_peer *p)
+{
+	if (p->state == PEER_IDLE && !p->gone && wf_tgt_now_ns() >= p->retry_at)
+		peer_connect(p);
+}
+
 static void peer_free(struct wf_tgt_peer *p)
 {
 	if (p->ep)
@@ -562,6 +595,7 @@ static void peer_free(struct wf_tgt_peer *p)
 	 * p is in no peer_of any more, so none comes here. */
 	p->retry_at = UINT64_MAX;
 	fail_all(p, WF_WS_DEGRADED);
+	free(p->get_buf);
 	free(p);
 }
 
@@ -637,6 +671,7 @@ void wf_tgt_peers_reap(struct wf_tgt_reactor *r)
 	while ((p = *pp)) {
 		if (p->gone && p->state == PEER_IDLE && !p->wait_head) {
 			*pp = p->next;
+			free(p->get_buf);
 			free(p);
 			r->peers_gone--;
 			continue;

@@ -65,6 +65,12 @@ static void wake(struct wf_tgt_reactor *r)
 	}
 }
 
+void wf_tgt_wake_one(struct wf_tgt *t, unsigned idx)
+{
+	if (idx < t->n && t->r[idx])
+		wake(t->r[idx]);
+}
+
 /* Tell every reactor but `self` (NULL: all) that t->gen moved. */
 void wf_tgt_wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self)
 {
@@ -119,6 +125,24 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	int ret;
 
 	ret = wf_tgt_map_load_next(r->cfg->map_path, r->cfg->id, r->map, &m, err, sizeof(err));
+	{
+		/* A map pulled from a peer (lease.c), when newer. */
+		char pp[WF_PATH_MAX + 64], perr[64];
+		struct wf_tgt_map *pm;
+
+		if (!wf_tgt_pulled_path(r->cfg, pp, sizeof(pp)) && !access(pp, F_OK) &&
+		    !wf_tgt_map_load_next(pp, r->cfg->id, r->map, &pm, perr, sizeof(perr))) {
+			if (pm->map.cluster_id == r->map->map.cluster_id &&
+			    (ret || pm->epoch > m->epoch)) {
+				if (!ret)
+					wf_tgt_map_free(m);
+				m = pm;
+				ret = 0;
+			} else {
+				wf_tgt_map_free(pm);
+			}
+		}
+	}
 	if (ret) {
 		wf_tgt_logl(WF_TGT_LOG_WARNING, "map reload (%s) failed, keeping epoch %llu: %s", why,
 			   (unsigned long long)r->map->epoch, err);
@@ -160,6 +184,10 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 				   (unsigned long long)m->epoch, n);
 	}
 	wf_tgt_pglog_map(r, r->map, m);
+	/* Writes to PGs whose former primary may still read under a lease
+	 * we granted wait (lease.c): from the old map and the new. */
+	if (m->epoch != r->map->epoch)
+		wf_tgt_hold_compute(r, m);
 	/* Nothing keeps pointers into the old map: requests copied what
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
@@ -173,7 +201,7 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	if (r->idx == 0 && r->t)
 		__atomic_store_n(&r->t->epoch, m->epoch, __ATOMIC_RELAXED);
 	wf_store_view_publish_epoch(r->store, m->epoch);
-	if (wf_tgt_peers_rebuild(r))
+	if (wf_tgt_peers_rebuild(r) || wf_tgt_lease_map(r))
 		wf_tgt_logl(WF_TGT_LOG_ERR, "map epoch %llu: out of memory for peer links",
 			   (unsigned long long)m->epoch);
 	reclaim_start(r);
@@ -559,6 +587,8 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	/* The real port, when the map (or --listen) said 0. */
 	wf_listener_addr(r->fab[0].lst[0], r->net_addr, sizeof(r->net_addr));
 	ret = wf_tgt_peers_rebuild(r);
+	if (!ret)
+		ret = wf_tgt_lease_map(r);
 	if (ret) {
 		snprintf(err, errlen, "peer links: %s", strerror(-ret));
 		goto fail;
@@ -596,6 +626,7 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 				r->conns[i].ep = NULL;
 			}
 	wf_tgt_peers_fini(r);
+	wf_tgt_lease_fini(r);
 	/* The store may still hold fixed-buffer I/O on the rings. */
 	if (r->store && r->slab) {
 		while (wf_store_inflight(r->store))
@@ -834,6 +865,15 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		 * old connection a held HELLO waits for. */
 		if (r->nheld)
 			wf_tgt_conn_run_held(r);
+		/* Writes held for a lease granted to a former primary. */
+		if (r->hold_head)
+			work += wf_tgt_hold_run(r);
+		/* A read found no lease: ask the members now (reactor 0). */
+		if (r->lease_need &&
+		    __atomic_load_n(&r->t->lease_urgent, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&r->t->lease_urgent, 0, __ATOMIC_RELAXED);
+			wf_tgt_lease_tick(r, wf_tgt_now_ns(), true);
+		}
 		if (r->reclaim.active && reclaim_step(r))
 			work++;
 		if (r->rec.active && wf_tgt_recover_step(r))
@@ -851,6 +891,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			if (r->peers)
 				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
+			if (r->lease_need)
+				wf_tgt_lease_tick(r, wf_tgt_now_ns(), false);
 		}
 		if (work) {
 			idle_since = 0;
@@ -905,14 +947,25 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			 * while a connection owes its HELLO, while links owe
 			 * a GRANT or replies, and while connections are open
 			 * (their idleness is looked at once a second). */
-			wf_store_wait(r->store, r->phase != PH_RUN ? 50 :
-				      r->rec.active || r->scrub.active ||
-				      r->reload_wanted ? 100 :
-				      r->nhello || wf_tgt_peers_busy(r) ||
-				      r->nconns ? 1000 : -1);
+			/* Held writes are looked at every few ms, and
+			 * reactor 0 asks for leases every quarter lease. */
+			{
+				int ms = r->phase != PH_RUN ? 50 : r->hold_head ? 5 :
+					 r->rec.active || r->scrub.active ||
+					 r->reload_wanted ? 100 :
+					 r->nhello || wf_tgt_peers_busy(r) ||
+					 r->nconns ? 1000 : -1;
+				int lm = (int)(r->lease_ms / 4);
+
+				if (r->lease_need && lm > 0 && (ms < 0 || lm < ms))
+					ms = lm;
+				wf_store_wait(r->store, ms);
+			}
 			wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			if (r->peers)
 				wf_tgt_peer_sweep(r, wf_tgt_now_ns());
+			if (r->lease_need)
+				wf_tgt_lease_tick(r, wf_tgt_now_ns(), false);
 			idle_since = 0;
 		}
 	}

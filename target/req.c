@@ -213,6 +213,8 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	    wf_place_extent(&m->table, &m->map, (uint32_t)vi, q->offset, &loc) ||
 	    !loc.n)
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	out->pool = loc.pool;
+	out->pg = loc.pg;
 	nnew = wf_pg_newcomers(&m->table, loc.pool, loc.pg, newc);
 	if (q->flags & WF_REQ_REPL) {
 		/* A forward from the primary (the decoder allows the flag on
@@ -229,6 +231,9 @@ int wf_tgt_req_parse(const void *msg, size_t len,
 	}
 	if (loc.acting[0] != (uint32_t)m->self)
 		return reject(out, WF_WS_NOTPRIM, WF_TGT_R_NOTPRIM);
+	/* Whose read leases a read needs (conn.c). */
+	for (unsigned i = 1; i < loc.n; i++)
+		out->others[out->nothers++] = loc.acting[i];
 	if (q->opcode == WF_OP_WRITE || q->opcode == WF_OP_DISCARD) {
 		/* Writes need min_size acting members (reads do not: the
 		 * primary has every acknowledged write). */

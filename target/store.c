@@ -472,6 +472,18 @@ void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch)
 		;
 }
 
+void wf_store_view_publish_lease(struct wf_store *s, uint64_t epoch,
+				 uint64_t until)
+{
+	/* One writer (reactor 0).  A reader that sees the new epoch sees no
+	 * older until than the 0 stored before it. */
+	if (__atomic_load_n(&s->hdr->lease_epoch, __ATOMIC_RELAXED) != epoch) {
+		__atomic_store_n(&s->hdr->lease_until, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->hdr->lease_epoch, epoch, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&s->hdr->lease_until, until, __ATOMIC_RELEASE);
+}
+
 int wf_store_index_fd(const struct wf_store *s)
 {
 	return s->view_shareable ? s->memfd : -EPERM;

@@ -331,5 +331,9 @@ int  wf_store_dev_fd_ro(const struct wf_store *s);
  * use the view: the extent may have a new primary that took writes.
  */
 void wf_store_view_publish_epoch(struct wf_store *s, uint64_t epoch);
+/* Until when (CLOCK_MONOTONIC ns) the target's read leases for epoch
+ * hold, for short-circuit readers (struct wf_view_hdr.lease_*). */
+void wf_store_view_publish_lease(struct wf_store *s, uint64_t epoch,
+				 uint64_t until);
 
 #endif

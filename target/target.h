@@ -99,7 +99,25 @@ struct wf_tgt_cfg {
 	const char *key_name;           /* --key NAME (or $WEFT_KEY): ours, on
 	                                 * links to other targets */
 	int         ready_fd;           /* daemon: write the startup result here */
+	uint32_t    read_lease_ms;      /* --read-lease-ms: read leases this
+	                                 * long (0: off, reads unfenced;
+	                                 * docs/replication.md, "Read leases") */
+	bool        read_lease_set;     /* given: wins over the map's
+	                                 * read_lease_ms */
 };
+
+/* Read leases (lease.c, docs/replication.md "Read leases"). */
+#define WF_TGT_DEFAULT_LEASE_MS  2000u
+/* At most: a write held for a lease must be answered well before a
+ * primary gives up on its forward (4 s, peer.c), and a lease must lapse
+ * before the keeper's etcd lease (5 s by default) marks its holder down. */
+#define WF_TGT_MAX_LEASE_MS      3000u
+/* Lease state kept for this many other targets (by id). */
+#define WF_TGT_LEASES            1024u
+/* A member that granted a lease of len ns at g holds writes to the PGs its
+ * asker leaves until g + len + this: the clocks of two hosts may run at
+ * rates a little apart (ppm; 1/16 is far beyond that), plus scheduling. */
+#define WF_TGT_LEASE_MARGIN(len) ((len) / 16 + 10000000ull)
 
 /* ---- the map epoch (req.c) -------------------------------------------- */
 
@@ -189,6 +207,11 @@ struct wf_tgt_parsed {
 	 * (target indices), to forward it to. */
 	uint32_t secondaries[WF_TGT_MAX_FWD];
 	uint8_t  nsec;
+	/* OK READ, WRITE, DISCARD (not FLUSH): the PG, and for a client's
+	 * request at the primary the other acting members (read leases). */
+	uint32_t pool, pg;
+	uint32_t others[WF_MAX_REPLICAS];
+	uint8_t  nothers;
 };
 
 /*
@@ -213,6 +236,23 @@ struct wf_tgt_reactor;
 #define WF_TGT_ADD(field, n) \
 	__atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
 #define WF_TGT_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/*
+ * What this target knows of the leases between it and one other target
+ * (struct wf_tgt.leases, by target id; claimed once, never moved).  Reactor
+ * 0 writes, every reactor reads, no lock:
+ *   held:    that target confirmed our epoch `epoch`, valid before `until`
+ *            (ns, measured from when we sent the ask).  Written until = 0,
+ *            epoch, until, with release order, so a reader that sees the
+ *            epoch sees no older until.
+ *   granted: the last two leases we granted it (its epoch, when, length),
+ *            newest in [0]; a map load holds writes for what they cover.
+ */
+struct wf_tgt_lease {
+	uint32_t id1;                   /* target id + 1; 0: free */
+	uint64_t epoch, until;
+	uint64_t g_epoch[2], g_ns[2], g_len[2];
+};
 
 struct wf_tgt {
 	const struct wf_tgt_cfg *cfg;
@@ -240,6 +280,10 @@ struct wf_tgt {
 	/* Closing connections with store I/O still in flight, by a hash of
 	 * their client_id: a HELLO of that client waits (conn.c). */
 	uint32_t closing_io[WF_TGT_CLIENT_HASH];
+	/* Read leases (lease.c): with every other target, by id. */
+	struct wf_tgt_lease leases[WF_TGT_LEASES];
+	uint32_t lease_urgent;          /* a read found none: reactor 0 asks */
+	uint64_t newest_epoch;          /* the newest any reactor loaded */
 };
 
 /* ---- connections and requests (conn.c) -------------------------------- */
@@ -296,6 +340,10 @@ enum wf_tgt_rq_state {
 	RQ_KEYWAIT,     /* accepted, its key at --max-inflight-per-key: waits
 	                 * on the key's list (struct wf_tgt_keyuse), then
 	                 * goes on as a newly accepted request would */
+	RQ_HELD,        /* a write or discard to a PG whose former primary
+	                 * may still hold a read lease we granted: waits on
+	                 * r->hold_head until it lapsed (lease.c), then
+	                 * starts like a new one */
 };
 
 struct wf_tgt_req {
@@ -318,6 +366,7 @@ struct wf_tgt_req {
 	struct wf_tgt_req *key_next;    /* RQ_KEYWAIT: the key's wait list */
 	/* Replication (RQ_ORDER, RQ_FORWARD) */
 	uint8_t  nfwd;                  /* forwards of this request */
+	uint32_t pool, pg;              /* its PG (reads, writes, discards) */
 	uint64_t epoch;                 /* the map epoch it was validated in */
 	uint64_t log_seq;               /* its PG log entry's index + 1, 0:
 	                                 * not logged (pglog.c) */
@@ -405,6 +454,10 @@ struct wf_tgt_conn {
 	char               *put_buf;
 	uint32_t            put_total, put_got;
 	uint64_t            put_epoch;
+	/* A peer pulling our map (lease.c, WF_OP_MAP_GET): the text read
+	 * at its offset-0 ask. */
+	char               *get_buf;
+	uint32_t            get_total;
 };
 
 /* Accept what l has pending into the pool, within its limits
@@ -419,8 +472,15 @@ bool wf_tgt_key_admit(struct wf_tgt_conn *c, uint32_t *n);
 void wf_tgt_grant_refuse(struct wf_tgt_conn *c, uint16_t status);
 void wf_tgt_conn_cqe(struct wf_tgt_reactor *r, const struct wf_cqe *c);
 /* Retry requests waiting for send credits; returns how many advanced. */
+/* wr_ids of a data connection's posts: only the kind matters (the conn
+ * comes from ep); conn.c reads them in its completions. */
+enum { WR_GRANT = 1, WR_REPLY, WR_DATA, WR_ERRREPLY };
+
 unsigned wf_tgt_conn_run_pending(struct wf_tgt_reactor *r);
 void wf_tgt_conn_close(struct wf_tgt_conn *c, const char *why);
+/* A STATUS request on a data connection (ctl.c): answered directly,
+ * holds no slot. */
+void wf_tgt_conn_on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 /* Answer a STATUS (or a pushed map) on c with wire status and the
  * target's status; closes c when it cannot be sent. */
 void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status);
@@ -573,7 +633,58 @@ struct wf_tgt_peer {
 	uint64_t            slot_free[WF_TGT_MAX_SLOTS / 64];  /* 1 = free */
 	struct wf_tgt_fwd  *slot_fwd[WF_TGT_MAX_SLOTS];
 	struct wf_tgt_fwd  *wait_head, *wait_tail;
+	/* Read leases (lease.c), reactor 0's links: this target is another
+	 * acting member of a PG we lead (need), our ask in flight. */
+	bool                lease_need, lease_out;
+	uint64_t            lease_tag, lease_sent, lease_epoch, lease_next;
+	/* Pulling its newer map (WF_OP_MAP_GET, lease.c). */
+	char               *get_buf;
+	uint32_t            get_total, get_got;
+	uint64_t            get_tag;
+	bool                get_out;
 };
+
+/* ---- read leases (lease.c) ------------------------------------------- */
+
+
+/* Per reactor: writes to the PGs of one pool held until (ns). */
+struct wf_tgt_hold {
+	uint32_t  pool_id, pg_num;
+	uint64_t *until;                /* [pg_num] */
+};
+
+/* After a map load (every reactor), the map r->map: lease slots of its
+ * targets, the members to ask (reactor 0).  0 or -ENOMEM. */
+int  wf_tgt_lease_map(struct wf_tgt_reactor *r);
+/* Before r->map becomes nw: the writes to hold, for the leases granted in
+ * r->map's epoch to targets that lead a PG there and not in nw. */
+void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw);
+void wf_tgt_lease_fini(struct wf_tgt_reactor *r);
+/* Reactor 0: ask the members whose lease is due (all of them if force). */
+void wf_tgt_lease_tick(struct wf_tgt_reactor *r, uint64_t now, bool force);
+/* A read found no lease: reactor 0 asks at once. */
+void wf_tgt_lease_urge(struct wf_tgt_reactor *r);
+/* On a link (peer.c): a WF_OP_LEASE answer, a WF_OP_MAP_PUT chunk. */
+void wf_tgt_lease_answer(struct wf_tgt_peer *p, const void *msg, uint32_t len);
+void wf_tgt_map_chunk(struct wf_tgt_peer *p, const void *msg, uint32_t len);
+/* On an accepted connection (conn.c): a WF_OP_LEASE ask, a WF_OP_MAP_GET. */
+void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+/* Release the held writes whose hold lapsed (conn.c); how many. */
+unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r);
+/* Where a map pulled from a peer is kept: RUN_DIR/target-ID.pulled.conf
+ * (a reload loads the newer of it and the map file).  0 or -ENAMETOOLONG. */
+int  wf_tgt_pulled_path(const struct wf_tgt_cfg *cfg, char *buf, size_t len);
+/* Send msg on the live link p (lease.c's asks): 0 or -errno. */
+int  wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len);
+/* Start connecting p if it is idle and its backoff is over. */
+void wf_tgt_peer_wake(struct wf_tgt_peer *p);
+
+/* Data path: may the primary serve a read of the PG whose other acting
+ * members (map indices) are others[0 .. n)?  Each must hold a lease for
+ * r->map's epoch valid at now: two loads and two compares per member. */
+static inline bool wf_tgt_lease_ok(const struct wf_tgt_reactor *r,
+				   const uint32_t *others, unsigned n, uint64_t now);
 
 /* Whether the link to the target at map index tidx is up (granted); an
  * idle one starts connecting (background work that must not fail a batch
@@ -670,6 +781,12 @@ struct wf_tgt_stats {
 	uint64_t lat[2][WF_TGT_LAT_BUCKETS];    /* [0] reads, [1] writes */
 	uint64_t lat_ns[2];
 	uint64_t csums;                 /* scrub CSUMs answered */
+	/* Read leases (lease.c): granted to and refused other targets (an
+	 * older or newer epoch), reads answered DEGRADED for want of a
+	 * lease, writes held for a lease granted to a former primary, maps
+	 * pulled from a peer. */
+	uint64_t lease_granted, lease_refused, reads_unleased, writes_held;
+	uint64_t maps_pulled, lease_sends;
 	/* Authentication (auth.c): connections that proved their key, that
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
@@ -885,7 +1002,38 @@ struct wf_tgt_reactor {
 	struct wf_tgt_pglog pglog;
 	struct wf_tgt_scrub scrub;
 	struct wf_keyring   keyring;    /* cfg->keyring, re-read with the map */
+	/* Read leases (lease.c) */
+	uint32_t           *lease_of;   /* [map target index]: index into
+	                                 * t->leases, UINT32_MAX none */
+	uint32_t            nlease_of;
+	uint32_t            lease_ms;   /* this epoch's lease length (0: off):
+	                                 * --read-lease-ms, else the map's,
+	                                 * else the default */
+	uint64_t            lease_next; /* reactor 0: next ask pass (ns) */
+	unsigned            lease_need; /* reactor 0: members to ask */
+	struct wf_tgt_hold *holds;      /* per pool of r->map */
+	uint32_t            nholds;
+	uint64_t            hold_max;   /* the latest of holds' (ns) */
+	struct wf_tgt_req  *hold_head, *hold_tail;  /* writes held (RQ_HELD) */
 };
+
+static inline bool wf_tgt_lease_ok(const struct wf_tgt_reactor *r,
+				   const uint32_t *others, unsigned n, uint64_t now)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const struct wf_tgt_lease *e;
+		uint32_t k = others[i] < r->nlease_of ? r->lease_of[others[i]] :
+			     UINT32_MAX;
+
+		if (k >= WF_TGT_LEASES)
+			return false;
+		e = &r->t->leases[k];
+		if (__atomic_load_n(&e->epoch, __ATOMIC_ACQUIRE) != r->map->epoch ||
+		    __atomic_load_n(&e->until, __ATOMIC_RELAXED) <= now)
+			return false;
+	}
+	return true;
+}
 
 /* ---- authentication at connect (auth.c) ------------------------------ */
 
@@ -952,6 +1100,8 @@ int  wf_tgt_reload_all(struct wf_tgt_reactor *r, const char *why);
 /* Bump t->gen and wake every reactor but self (they look at t's
  * requests: stop, reload, scrub). */
 void wf_tgt_wake_all(struct wf_tgt *t, struct wf_tgt_reactor *self);
+/* Wake reactor idx of t (its loop looks at t's flags). */
+void wf_tgt_wake_one(struct wf_tgt *t, unsigned idx);
 /* Ask every reactor to stop (drain, then leave its loop). */
 void wf_tgt_stop_all(struct wf_tgt *t, int sig);
 /* Run the store queues of all reactors until none has I/O in flight

@@ -48,6 +48,11 @@ static const struct bad bad[] = {
 	  "does not fit in 64 bits" },
 	{ "epoch = 1;\ncluster_id = 0x80000000;\n", 0, 2, "cluster_id", "does not fit" },
 
+	/* read_lease_ms: 0 .. 3000 */
+	{ BASE "read_lease_ms = 3001;\n", 0, 9, "read_lease_ms", "out of range" },
+	{ BASE "read_lease_ms = -1;\n", 0, 9, "read_lease_ms", "out of range" },
+	{ BASE "read_lease_ms = \"2s\";\n", 0, 9, "read_lease_ms", "" },
+
 	/* next_volume_id: never at or below a volume's id */
 	{ BASE VOL(" size = \"1G\";") "next_volume_id = 1;\n", 0, 10, "next_volume_id",
 	  "not above every volume id" },

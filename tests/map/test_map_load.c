@@ -496,3 +496,33 @@ Test(map_load, auth_and_revoked_keys)
 	free(text);
 	free(base);
 }
+
+/* read_lease_ms: absent is not set (each target's own length); present it
+ * is kept, written back and compared. */
+Test(map_load, read_lease_ms)
+{
+	static const char *base =
+		"epoch = 1;\ncluster_id = 7;\n"
+		"targets = ( { id = 0; host = \"h0\"; addr = \"127.0.0.1\"; port = 7400; "
+		"device = \"/dev/null\"; weight = 1.0; } );\n"
+		"pools = ( { name = \"p\"; id = 1; replicas = 1; pg_num = 8; } );\n";
+	char text[1024];
+	struct wf_map m, z;
+
+	load_text(base, &m);
+	cr_assert(!m.read_lease_set);
+	snprintf(text, sizeof(text), "%sread_lease_ms = 1500;\n", base);
+	load_text(text, &z);
+	cr_assert(z.read_lease_set);
+	cr_assert_eq(z.read_lease_ms, 1500);
+	cr_assert(!wf_map_equal(&m, &z));
+	check_roundtrip(&z);
+	wf_map_free(&z);
+	snprintf(text, sizeof(text), "%sread_lease_ms = 0;\n", base);
+	load_text(text, &z);
+	cr_assert(z.read_lease_set);
+	cr_assert_eq(z.read_lease_ms, 0);
+	check_roundtrip(&z);
+	wf_map_free(&z);
+	wf_map_free(&m);
+}
