@@ -217,6 +217,17 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 	return behind ? 0 : 1;
 }
 
+/* Seconds until no extent is left to look at, at the rate seen since
+ * the first look of this pass (first_left extents then, left now,
+ * elapsed_ms between); -1 without progress to go by. */
+static double ctl_recover_eta_s(uint64_t first_left, uint64_t left, int64_t elapsed_ms)
+{
+	if (first_left <= left || elapsed_ms <= 0)
+		return -1;
+	return (double)left * ((double)elapsed_ms / 1000.0) /
+	       (double)(first_left - left);
+}
+
 int ctl_recover(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
@@ -229,6 +240,9 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 	};
 	const char *path = NULL, *run_dir = NULL;
 	struct progress pr = { 0 };
+	int64_t first_ms = 0;           /* this pass's first look */
+	uint64_t first_left = 0;
+	double eta_s = -1;
 	bool wait = false;
 	long timeout_s = 3600;
 	int64_t end;
@@ -279,6 +293,23 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 			return 0;
 		}
 		st = look(&m, run_dir, j != NULL, &pr);
+		if (st == 0) {
+			int64_t t = now_ms();
+
+			/* A new pass (more left than at the first look)
+			 * starts the estimate over. */
+			if (!first_ms || pr.left > first_left) {
+				first_ms = t;
+				first_left = pr.left;
+				eta_s = -1;
+			} else {
+				eta_s = ctl_recover_eta_s(first_left, pr.left,
+							 t - first_ms);
+			}
+			if (eta_s >= 0 && !j)
+				printf("  at the rate so far: about %.0f s left\n",
+				       eta_s);
+		}
 		if (st == 1) {
 			/* Every primary is done: the new members serve. */
 			free(m.temps);
@@ -309,6 +340,8 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "recovery_full_pgs", pr.full_pgs);
 				wf_json_u64(j, "recovery_bytes", pr.bytes);
 				wf_json_u64(j, "extents_left", pr.left);
+				if (eta_s >= 0)
+					wf_json_dbl(j, "seconds_left_estimate", eta_s);
 				wf_json_u64(j, "targets_not_done", pr.behind);
 				wf_json_u64(j, "targets_missing", pr.missing);
 			}

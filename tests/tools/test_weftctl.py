@@ -248,6 +248,45 @@ class Weftctl(unittest.TestCase):
             shutil.rmtree(d)
 
 
+class RecoverEstimate(unittest.TestCase):
+    """`weftctl recover --wait` says how long is left at the rate seen so
+    far: a whole copy (--pg-log 0) held to 4 MiB/s per reactor
+    (--recovery-mbps) lasts long enough for several looks."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(extra=("--recovery-mbps", "4", "--pg-log", "0"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def ctl(self, *args, check=None):
+        return self.c.ctl(*(list(args) + ["-c", self.c.map, "--run-dir",
+                                          self.c.run_dir]), check=check)
+
+    def bench_verify(self):
+        run(["weft-bench", "io", "-c", self.c.map, "--volume", "vol3",
+             "--size", "48M", "--verify-only"], env=dict(self.c.env),
+            check=0, timeout=240)
+
+    def test_recover_wait_estimates_the_time_left(self):
+        self.bench_verify()
+        self.ctl("target", "down", "1", check=0)
+        self.ctl("target", "up", "1", check=0)
+        p = self.ctl("recover", "--wait", "--timeout", "2", check=1)
+        self.assertRegex(p.stdout, r"at the rate so far: about \d+ s left",
+                         p.stdout)
+        p = self.ctl("recover", "--wait", "--timeout", "2", "--json", check=1)
+        d = strict_json(p.stdout)
+        validate(d, "weftctl-recover")
+        self.assertFalse(d["done"])
+        self.assertGreaterEqual(d["seconds_left_estimate"], 0)
+        self.ctl("recover", "--wait", "--timeout", "240", check=0)
+        # Every block as written, the returned member among the readers.
+        self.bench_verify()
+
+
 class Versions(unittest.TestCase):
     def test_every_tool_prints_the_cmake_version(self):
         with open(os.path.join(SRC, "CMakeLists.txt")) as f:
