@@ -32,10 +32,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "placement/map.h"
 #include "proto/ctl.h"
+#include "target/leasefile.h"
 #include "target/target.h"
 
 static uint64_t lease_ns(const struct wf_tgt_reactor *r)
@@ -333,6 +335,132 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 			    (unsigned long long)((max - now) / 1000000));
 }
 
+/* ---- the member's side: leases remembered across a restart ---------- */
+
+/*
+ * A restarted process forgets t->leases, yet a former primary may still
+ * read under a lease granted before the kill.  So the grant path keeps
+ * RUN_DIR/target-ID.leases at or past every expiry granted (CLOCK_BOOTTIME:
+ * one system-wide clock across processes of one boot), and a start within
+ * it holds writes until then.  No fsync: a host crash is a reboot, and a
+ * new boot id voids the file.
+ */
+static uint64_t boot_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void wf_tgt_leases_open(struct wf_tgt *t)
+{
+	const struct wf_tgt_cfg *cfg = t->cfg;
+	char path[WF_PATH_MAX + 64], buf[WF_TGT_LEASEFILE_LEN + 1];
+	uint64_t until, cap = WF_TGT_MAX_LEASE_MS * 1000000ull, now;
+	ssize_t n;
+	int fd;
+
+	cap += WF_TGT_LEASE_MARGIN(cap);
+	t->lease_file = false;
+	t->restart_until = 0;
+	t->lease_saved = 0;
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n != WF_TGT_BOOT_ID_LEN + 1 || buf[WF_TGT_BOOT_ID_LEN] != '\n' ||
+	    wf_tgt_boot_id_check(buf, WF_TGT_BOOT_ID_LEN)) {
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "no boot id in /proc/sys/kernel/"
+			    "random/boot_id: read leases are not granted");
+		return;
+	}
+	memcpy(t->boot_id, buf, WF_TGT_BOOT_ID_LEN);
+	snprintf(path, sizeof(path), "%s/target-%u.leases", cfg->run_dir, cfg->id);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "%s: %s: read leases are not "
+			    "granted", path, strerror(errno));
+		return;
+	}
+	/* One byte more than the line: a longer file is refused. */
+	n = pread(fd, buf, sizeof(buf), 0);
+	now = boot_ns();
+	if (n > 0 && !wf_tgt_leasefile_parse(buf, (size_t)n, t->boot_id, &until) &&
+	    until > now) {
+		/* Kept: a grant after this start never writes an earlier
+		 * time over one a former primary may still count on. */
+		t->lease_saved = until;
+		if (until - now > cap)
+			until = now + cap;
+		t->restart_until = wf_tgt_now_ns() + (until - now);
+		wf_tgt_log("leases granted before this start may run until %llu ms "
+			   "from now: writes to replicated PGs held until then",
+			   (unsigned long long)((until - now + 999999) / 1000000));
+	}
+	t->lease_fd = fd;
+	t->lease_file = true;
+}
+
+/* Before a grant of len ns is answered OK: the file covers it.  Written
+ * half a lease ahead, so about once per half lease under steady asks. */
+static int leases_note(struct wf_tgt *t, uint64_t len)
+{
+	char line[WF_TGT_LEASEFILE_LEN];
+	uint64_t need, saved, to;
+
+	if (!t->lease_file)
+		return -ENOENT;
+	need = boot_ns() + len + WF_TGT_LEASE_MARGIN(len);
+	saved = __atomic_load_n(&t->lease_saved, __ATOMIC_ACQUIRE);
+	if (need <= saved)
+		return 0;
+	to = need + len / 2;
+	wf_tgt_leasefile_format(line, t->boot_id, to);
+	if (pwrite(t->lease_fd, line, sizeof(line), 0) != (ssize_t)sizeof(line))
+		return -EIO;
+	/* Grants come on reactor 0 (peers' links reach its port); should
+	 * two reactors race, the later store wins here and a grant made
+	 * by the other may later be covered by the file only up to its
+	 * own time minus half a lease. */
+	while (saved < to &&
+	       !__atomic_compare_exchange_n(&t->lease_saved, &saved, to, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	return 0;
+}
+
+void wf_tgt_hold_restart(struct wf_tgt_reactor *r)
+{
+	const struct wf_tgt_map *m = r->map;
+	uint64_t until = r->t ? r->t->restart_until : 0;
+	uint32_t np = m->table.npools;
+
+	if (until <= wf_tgt_now_ns() || r->holds)
+		return;
+	r->holds = calloc(np ? np : 1, sizeof(*r->holds));
+	r->hold_max = until;
+	if (!r->holds)
+		return;         /* out of memory: nothing held (as a map load) */
+	r->nholds = np;
+	for (uint32_t p = 0; p < np; p++) {
+		const struct wf_pg_pool_table *pt = &m->table.pools[p];
+		struct wf_tgt_hold *h = &r->holds[p];
+
+		h->pool_id = m->map.pools[p].id;
+		h->until = calloc(pt->pg_num ? pt->pg_num : 1, sizeof(uint64_t));
+		if (!h->until)
+			continue;       /* pg_num 0: the pool held whole */
+		h->pg_num = pt->pg_num;
+		for (uint32_t pg = 0; pg < pt->pg_num; pg++) {
+			const uint32_t *act;
+
+			if (wf_pg_acting(&m->table, p, pg, &act) > 1)
+				h->until[pg] = until;
+		}
+	}
+}
+
 /* ---- the member's side: answering asks ------------------------------- */
 
 static void lease_send(struct wf_tgt_conn *c, const struct wf_lease *l)
@@ -399,6 +527,9 @@ void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		if (__atomic_load_n(&r->t->newest_epoch, __ATOMIC_SEQ_CST) > l.epoch) {
 			/* Another reactor already loaded a newer epoch:
 			 * its holds may not have seen this grant. */
+			a.status = WF_WS_BUSY;
+		} else if (leases_note(r->t, (uint64_t)l.lease_ms * 1000000ull)) {
+			/* Not remembered across a restart: not granted. */
 			a.status = WF_WS_BUSY;
 		} else {
 			a.status = WF_WS_OK;

@@ -773,6 +773,8 @@ static int start_reactors(struct wf_tgt *tg, const struct wf_tgt_cfg *cfg,
 	tg->cfg = cfg;
 	tg->n = cfg->cores;
 	tg->draining = cfg->cores;
+	/* Before any reactor: their first map holds writes by it. */
+	wf_tgt_leases_open(tg);
 	tg->r = calloc(tg->n, sizeof(*tg->r));
 	tg->th = calloc(tg->n, sizeof(*tg->th));
 	if (!tg->r || !tg->th) {

@@ -593,6 +593,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 		snprintf(err, errlen, "peer links: %s", strerror(-ret));
 		goto fail;
 	}
+	wf_tgt_hold_restart(r);
 	reclaim_start(r);
 	wf_tgt_pglog_map(r, NULL, map);
 	wf_tgt_recover_start(r);

@@ -284,6 +284,13 @@ struct wf_tgt {
 	struct wf_tgt_lease leases[WF_TGT_LEASES];
 	uint32_t lease_urgent;          /* a read found none: reactor 0 asks */
 	uint64_t newest_epoch;          /* the newest any reactor loaded */
+	/* RUN_DIR/target-ID.leases (lease.c): the latest expiry of a lease
+	 * granted, kept across a restart of the process. */
+	bool     lease_file;            /* lease_fd is open */
+	int      lease_fd;
+	char     boot_id[36];           /* this boot's (leasefile.h) */
+	uint64_t lease_saved;           /* CLOCK_BOOTTIME ns in the file (atomic) */
+	uint64_t restart_until;         /* at start: hold writes until (ns) */
 };
 
 /* ---- connections and requests (conn.c) -------------------------------- */
@@ -659,6 +666,17 @@ int  wf_tgt_lease_map(struct wf_tgt_reactor *r);
 /* Before r->map becomes nw: the writes to hold, for the leases granted in
  * r->map's epoch to targets that lead a PG there and not in nw. */
 void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw);
+
+/* At start, before the reactors: read RUN_DIR/target-ID.leases; when it
+ * names this boot and a time still ahead, t->restart_until is then (at
+ * most the longest lease and its margin from now) and one line says so.
+ * Then keeps the file open for wf_tgt_lease_ask.  Never fails: without
+ * the file no lease is granted (answered BUSY). */
+void wf_tgt_leases_open(struct wf_tgt *t);
+
+/* Reactor init, after wf_tgt_lease_map: hold writes to PGs with more
+ * than one acting member until t->restart_until. */
+void wf_tgt_hold_restart(struct wf_tgt_reactor *r);
 void wf_tgt_lease_fini(struct wf_tgt_reactor *r);
 /* Reactor 0: ask the members whose lease is due (all of them if force). */
 void wf_tgt_lease_tick(struct wf_tgt_reactor *r, uint64_t now, bool force);

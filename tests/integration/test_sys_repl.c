@@ -1397,3 +1397,207 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	free(buf);
 	free(img);
 }
+
+/* ---- leases across a restart (docs/replication.md, "Read leases") ------ */
+
+/* The next epoch with leases of ms (the map's read_lease_ms), loaded by
+ * every target (SIGHUP; bounded wait for their status to show it). */
+static void map_set_lease(uint32_t ms)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+	uint64_t epoch;
+	unsigned t = 0;
+
+	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
+	epoch = ++m.epoch;
+	m.read_lease_ms = ms;
+	m.read_lease_set = true;
+	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+	for (unsigned i = 0; i < SYS_TARGETS; i++)
+		cr_assert_eq(kill(sys_pid(&C, i), SIGHUP), 0);
+	for (int i = 0; i < 1000 && t < SYS_TARGETS; i++) {
+		if (le64toh(sys_ctl_status(C.run, t).epoch) == epoch)
+			t++;
+		else
+			nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	}
+	cr_assert_eq(t, SYS_TARGETS, "target %u never loaded epoch %llu", t,
+		     (unsigned long long)epoch);
+}
+
+/* Bounded wait until target id granted two more leases (in the epoch
+ * every target serves now: of the length that epoch says). */
+static void await_grants(unsigned id)
+{
+	uint64_t g0 = le64toh(sys_ctl_status(C.run, id).leases_granted), g = g0;
+
+	for (int i = 0; i < 1000 && g < g0 + 2; i++) {
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+		g = le64toh(sys_ctl_status(C.run, id).leases_granted);
+	}
+	cr_assert_geq(g, g0 + 2, "target %u granted no lease in 10 s", id);
+}
+
+/* Overwrite the first 64 KiB of each quarter extent of the span with
+ * version v (img too), through a fresh handle. */
+static void overwrite_quarters(char *img, uint64_t v)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+
+	open_vol3(10000, &cl, &vol);
+	for (uint64_t o = 0; o < SCRUB_SPAN; o += SYS_EXT / 4) {
+		for (uint64_t b = 0; b < 64 * 1024; b += SYS_BS)
+			sys_fill(img + o + b, o + b, v);
+		cr_assert_eq(weft_pwrite(vol, img + o, 64 * 1024, o, 0), 64 * 1024);
+	}
+	weft_cluster_close(cl);
+}
+
+/* RUN_DIR/target-ID.leases's expiry (CLOCK_BOOTTIME ns) and boot id. */
+static uint64_t lease_file(unsigned id, char boot[37])
+{
+	char path[400], line[128];
+	unsigned long long until = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/target-%u.leases", C.run, id);
+	f = fopen(path, "r");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	cr_assert(fgets(line, sizeof(line), f), "%s is empty", path);
+	fclose(f);
+	cr_assert_eq(strlen(line), 72, "%s: %s", path, line);
+	cr_assert_eq(sscanf(line, "weft-leases 1 %36s %llu", boot, &until), 2,
+		     "%s: %s", path, line);
+	return until;
+}
+
+static uint64_t boottime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Start target id again (as sys_restart); the hold its start announced
+ * (ms; its messages before it detached), or -1 when it announced none. */
+static long restart_hold(unsigned id)
+{
+	static const char said[] = "leases granted before this start may run until ";
+	char path[400], redir[420], line[1024];
+	long ms = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/restart-%u.err", C.dir, id);
+	snprintf(redir, sizeof(redir), "2>'%s'", path);
+	sys_restart_with(&C, id, C.map, C.run, redir);
+	f = fopen(path, "r");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, said);
+
+		if (p)
+			ms = strtol(p + sizeof(said) - 1, NULL, 10);
+	}
+	fclose(f);
+	return ms;
+}
+
+/*
+ * A member SIGKILLed right after granting read leases and started again
+ * at once forgot them, but its lease file did not: it holds the writes to
+ * its replicated PGs (its writes_held counter says so) until the leases it
+ * granted have lapsed, then applies them; every member alone reads back
+ * every acknowledged block.
+ */
+Test(sys_repl, a_member_restarted_within_its_leases_holds_writes)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	char boot[37];
+	long ms;
+
+	cr_assert(img);
+	map_set_lease(3000);
+	(void)span_led_by(img, away);
+	await_grants(away);
+	cr_assert_gt(lease_file(away, boot), boottime_ns(),
+		     "target %u's lease file ends before its last grant", away);
+	sys_kill9(&C, away);
+	ms = restart_hold(away);
+	cr_assert(ms > 0 && ms <= 3198, "target %u logged a hold of %ld ms", away, ms);
+	overwrite_quarters(img, 5);
+	cr_assert_gt(writes_held(away), 0, "target %u took writes at once, with "
+		     "leases it granted before its restart still valid", away);
+	expect_image("after", img, SCRUB_SPAN);
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
+
+/*
+ * A lease file that cannot bind this start holds nothing: one of another
+ * boot (with a time far ahead), one whose time has passed, one malformed.
+ * And one of this boot with a time far ahead holds at most the longest
+ * lease and its margin (the start's log line says how long).
+ */
+Test(sys_repl, a_stale_lease_file_holds_nothing)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	char boot[37], path[400];
+	uint64_t until;
+	long ms;
+
+	cr_assert(img);
+	map_set_lease(3000);
+	(void)span_led_by(img, away);
+	await_grants(away);
+	snprintf(path, sizeof(path), "%s/target-%u.leases", C.run, away);
+
+	/* Its time passed: killed, then started after it. */
+	sys_kill9(&C, away);
+	until = lease_file(away, boot);
+	while (boottime_ns() <= until + 100000000ull)
+		nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+	cr_assert_eq(restart_hold(away), -1);
+	overwrite_quarters(img, 5);
+	cr_assert_eq(writes_held(away), 0, "target %u held writes for leases "
+		     "that had lapsed", away);
+
+	/* Another boot's, ahead by a minute. */
+	sys_kill9(&C, away);
+	cr_assert_eq(sys_sh("printf 'weft-leases 1 %s %020llu\\n' > '%s'",
+			    "00000000-0000-4000-8000-000000000000",
+			    (unsigned long long)(boottime_ns() + 60000000000ull),
+			    path), 0);
+	cr_assert_eq(restart_hold(away), -1);
+	overwrite_quarters(img, 6);
+	cr_assert_eq(writes_held(away), 0, "target %u held writes for another "
+		     "boot's leases", away);
+
+	/* Malformed: a digit short. */
+	sys_kill9(&C, away);
+	cr_assert_eq(sys_sh("printf 'weft-leases 1 %s %019llu\\n' > '%s'", boot,
+			    (unsigned long long)(boottime_ns() + 60000000000ull),
+			    path), 0);
+	cr_assert_eq(restart_hold(away), -1);
+	overwrite_quarters(img, 7);
+	cr_assert_eq(writes_held(away), 0);
+
+	/* This boot's, ahead by a minute: held, but no longer than the
+	 * longest lease (3,000 ms) and its margin (197 ms). */
+	sys_kill9(&C, away);
+	cr_assert_eq(sys_sh("printf 'weft-leases 1 %s %020llu\\n' > '%s'", boot,
+			    (unsigned long long)(boottime_ns() + 60000000000ull),
+			    path), 0);
+	ms = restart_hold(away);
+	cr_assert(ms > 0 && ms <= 3198, "target %u logged a hold of %ld ms", away, ms);
+	overwrite_quarters(img, 8);
+	cr_assert_gt(writes_held(away), 0);
+	expect_image("after", img, SCRUB_SPAN);
+	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
