@@ -440,8 +440,11 @@ void wf_tgt_hold_restart(struct wf_tgt_reactor *r)
 		return;
 	r->holds = calloc(np ? np : 1, sizeof(*r->holds));
 	r->hold_max = until;
-	if (!r->holds)
-		return;         /* out of memory: nothing held (as a map load) */
+	if (!r->holds) {
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: no memory for the "
+			    "hold at start: writes not held", r->idx);
+		return;
+	}
 	r->nholds = np;
 	for (uint32_t p = 0; p < np; p++) {
 		const struct wf_pg_pool_table *pt = &m->table.pools[p];
