@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "proto/auth.h"
+#include "proto/file.h"
 #include "proto/wire.h"
 
 int wf_key_name_ok(const char *name)
@@ -409,28 +410,13 @@ int wf_keyring_load(const char *path, struct wf_keyring *kr, char *err,
 
 int wf_keyring_save(const char *path, const struct wf_keyring *kr)
 {
-	char tmp[4096];
-	FILE *f;
-	int fd, ret = 0;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	int ret;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	/* Whatever the umask or an old file's mode: 0600. */
-	if (fchmod(fd, 0600)) {
-		ret = -errno;
-		close(fd);
-		unlink(tmp);
-		return ret;
-	}
-	f = fdopen(fd, "w");
-	if (!f) {
-		close(fd);
-		unlink(tmp);
+	if (!f)
 		return -ENOMEM;
-	}
 	fprintf(f, "# weft keyring (docs/security.md): NAME SECRET, mode 0600\n");
 	for (uint32_t i = 0; i < kr->n; i++) {
 		fprintf(f, "%s ", kr->keys[i].name);
@@ -438,14 +424,14 @@ int wf_keyring_save(const char *path, const struct wf_keyring *kr)
 			fprintf(f, "%02x", kr->keys[i].secret[b]);
 		fputc('\n', f);
 	}
-	if (fflush(f) || fsync(fileno(f)))
-		ret = -errno;
+	ret = ferror(f) ? -ENOMEM : 0;
 	if (fclose(f) && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
+		ret = -ENOMEM;
+	if (!ret)
+		ret = wf_file_replace(path, text, len, 0600);
+	if (text)
+		explicit_bzero(text, len);      /* the secrets, in text */
+	free(text);
 	return ret;
 }
 

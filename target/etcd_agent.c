@@ -31,6 +31,7 @@
 #include "ctlplane/etcd.h"
 #include "placement/map.h"
 #include "proto/ctl.h"
+#include "proto/file.h"
 #include "target/target.h"
 
 struct wf_tgt_etcd {
@@ -134,7 +135,7 @@ int wf_tgt_etcd_fetch(const struct wf_tgt_cfg *cfg, char *err, size_t errlen)
 			   "the file", cfg->etcd_url, (unsigned long long)epoch,
 			   cfg->map_path, (unsigned long long)cur.epoch);
 	} else if (!ret && (!have_file || cur.epoch < epoch)) {
-		ret = wf_tgt_save_file(cfg->map_path, kv.value, kv.len);
+		ret = wf_file_replace(cfg->map_path, kv.value, kv.len, 0644);
 		if (ret)
 			snprintf(err, errlen, "cannot write %s: %s", cfg->map_path,
 				 strerror(-ret));
@@ -182,7 +183,7 @@ static int take_map(struct wf_tgt_etcd *a, struct wf_etcd *e)
 		wf_tgt_log("etcd: map at revision %lld refused: %s",
 			   (long long)kv.mod_rev, err);
 	} else if (epoch > served) {
-		ret = wf_tgt_save_file(a->cfg->map_path, kv.value, kv.len);
+		ret = wf_file_replace(a->cfg->map_path, kv.value, kv.len, 0644);
 		if (ret) {
 			wf_tgt_log("etcd: cannot write %s: %s", a->cfg->map_path,
 				   strerror(-ret));

@@ -37,6 +37,7 @@
 
 #include "placement/map.h"
 #include "proto/ctl.h"
+#include "proto/file.h"
 #include "target/leasefile.h"
 #include "target/target.h"
 
@@ -757,7 +758,7 @@ static void pull_apply(struct wf_tgt_peer *p)
 	wf_map_free(&m);
 	ret = wf_tgt_pulled_path(r->cfg, path, sizeof(path));
 	if (!ret)
-		ret = wf_tgt_save_file(path, p->get_buf, p->get_total);
+		ret = wf_file_replace(path, p->get_buf, p->get_total, 0644);
 	if (ret) {
 		wf_tgt_log("map pulled from target %u: cannot write %s: %s",
 			   p->target_id, path, strerror(-ret));

@@ -20,38 +20,8 @@
 
 #include "placement/map.h"
 #include "proto/ctl.h"
+#include "proto/file.h"
 #include "target/target.h"
-
-int wf_tgt_save_file(const char *path, const char *buf, size_t len)
-{
-	char tmp[WF_PATH_MAX + 32];
-	size_t off = 0;
-	int fd, ret = 0;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.push.%d", path, (int)getpid()) >=
-	    sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (off < len && !ret) {
-		ssize_t n = write(fd, buf + off, len - off);
-
-		if (n < 0 && errno != EINTR)
-			ret = -errno;
-		else if (n > 0)
-			off += (size_t)n;
-	}
-	if (!ret && fsync(fd))
-		ret = -errno;
-	if (close(fd) && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
-}
 
 static void put_reset(struct wf_tgt_conn *c)
 {
@@ -86,7 +56,7 @@ static uint16_t put_apply(struct wf_tgt_conn *c)
 	}
 	if (epoch <= r->map->epoch)
 		return WF_WS_STALE;
-	ret = wf_tgt_save_file(r->cfg->map_path, c->put_buf, c->put_total);
+	ret = wf_file_replace(r->cfg->map_path, c->put_buf, c->put_total, 0644);
 	if (ret) {
 		wf_tgt_log("map epoch %llu pushed: cannot write %s: %s",
 			   (unsigned long long)epoch, r->cfg->map_path, strerror(-ret));

@@ -493,9 +493,6 @@ void wf_tgt_conn_on_status(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 void wf_tgt_conn_status_reply(struct wf_tgt_conn *c, uint64_t tag, uint16_t status);
 /* A WF_OP_MAP_PUT chunk on c (mapput.c). */
 void wf_tgt_map_put(struct wf_tgt_conn *c, const void *msg, uint32_t len);
-/* Replace the file at path with buf[0 .. len) (written beside it, fsynced,
- * renamed over it): 0 or -errno. */
-int  wf_tgt_save_file(const char *path, const char *buf, size_t len);
 
 /* ---- metrics (metrics.c): Prometheus text over HTTP ------------------ */
 

@@ -20,6 +20,7 @@
 
 #include "ctlplane/etcd.h"
 #include "placement/map.h"
+#include "proto/file.h"
 #include "weftctl/ctl.h"
 
 static int usage(FILE *f)
@@ -172,28 +173,6 @@ static void on_stop(int sig)
 	watch_stop = sig;
 }
 
-/* Write text to path atomically (beside it, renamed over it). */
-static int save_atomic(const char *path, const char *text, size_t len)
-{
-	char tmp[PATH_MAX + 16];
-	FILE *f;
-	int ret = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s.watch.%d", path, (int)getpid());
-	f = fopen(tmp, "wb");
-	if (!f)
-		return -errno;
-	if (fwrite(text, 1, len, f) != len || fflush(f) || fsync(fileno(f)))
-		ret = -EIO;
-	if (fclose(f) && !ret)
-		ret = -EIO;
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
-}
-
 /*
  * weftctl map watch --etcd URL -o FILE: keep FILE the map in etcd, for the
  * clients of a host that runs no target (libweft reads its map file: the
@@ -249,7 +228,7 @@ static int do_watch(struct wf_etcd *e, const char *key, const char *out)
 			if (cluster && m.cluster_id != cluster)
 				printf("the map in etcd is of cluster %" PRIu64 ", %s of %"
 				       PRIu64 ": not taken\n", m.cluster_id, out, cluster);
-			else if (m.epoch > have && !save_atomic(out, kv.value, kv.len)) {
+			else if (m.epoch > have && !wf_file_replace(out, kv.value, kv.len, 0644)) {
 				printf("%s: epoch %" PRIu64 "\n", out, m.epoch);
 				have = m.epoch;
 				cluster = m.cluster_id;

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef WEFT_PROTO_FILE_H
+#define WEFT_PROTO_FILE_H
+
+#include <stddef.h>
+
+/*
+ * Replace the file at path with len bytes of buf, whole or not at all: they
+ * are written beside it (path.tmp.PID, so writers in several processes do
+ * not meet), made durable with fsync and renamed over it, so a reader sees
+ * the old file or the new one, never part of either.  The new file has
+ * exactly mode, whatever the umask.  0, or -errno of the step that failed
+ * (the file beside is removed then).
+ */
+int wf_file_replace(const char *path, const void *buf, size_t len, unsigned mode);
+
+#endif
