@@ -9,6 +9,7 @@
  * The reference for the format is docs/configuration.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -161,6 +162,29 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 	return ferror(f) ? -EIO : 0;
 }
 
+/* fsync the directory path is in, which makes the rename durable.  Its own
+ * copy of proto's wf_file_sync_dir: placement depends on nothing of ours. */
+static int sync_dir(const char *path)
+{
+	char dir[WF_PATH_MAX + 16];
+	const char *slash = strrchr(path, '/');
+	int fd, r = 0;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *err)
 {
 	char tmp[WF_PATH_MAX + 16];
@@ -191,6 +215,12 @@ int wf_map_save(const struct wf_map *map, const char *path, struct wf_map_err *e
 	if (r) {
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot write: %s", path, wf_errdesc(-r));
 		unlink(tmp);
+		return r;
 	}
+	/* The new name is durable only once its directory is. */
+	r = sync_dir(path);
+	if (r)
+		snprintf(err->msg, sizeof(err->msg), "%s: written, but its directory "
+			 "could not be synced: %s", path, wf_errdesc(-r));
 	return r;
 }

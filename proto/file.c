@@ -5,8 +5,34 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+int wf_file_sync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	int fd, ret = 0;
+
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (!slash)
+		dir[n++] = '.';
+	else if (!n)
+		dir[n++] = '/';         /* a file in the root */
+	else
+		memcpy(dir, path, n);
+	dir[n] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
 
 int wf_file_replace(const char *path, const void *buf, size_t len, unsigned mode)
 {
@@ -40,5 +66,7 @@ int wf_file_replace(const char *path, const void *buf, size_t len, unsigned mode
 		ret = -errno;
 	if (ret)
 		unlink(tmp);
+	else
+		ret = wf_file_sync_dir(path);
 	return ret;
 }
