@@ -188,7 +188,8 @@ EOF
 # the timings move 2x between runs); ublk-vs-engine-FABRIC.json holds it
 # all.  Fails only when a job fails (an I/O error ends fio non-zero).
 rig_ublk_vs_engine() {
-	local dev=$1 fab=$2 res=$RIG_RES/ublk-cmp-$fab r rw qd path a b
+	local dev=$1 fab=$2 r rw qd path a b
+	local res=$RIG_RES/ublk-cmp-$fab
 	local engine=$RIG_BUILD/lib/libweft_fio.so
 	[[ -f $engine ]] || { echo "BLOCKED: no libweft_fio.so in the build"; return 1; }
 	mkdir -p "$res"
