@@ -8,7 +8,7 @@ nbdcopy, nbdinfo and qemu-img/qemu-io as the clients.
 
     test_nbdkit.py CASE        (ctest runs one case per test)
 
-CASE: io, refuse, stress, kill3, kill1.  Env (ctest sets them): WEFT_SRC,
+CASE: io, refuse, stress, kill3, kill1, enospc.  Env (ctest sets them): WEFT_SRC,
 WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds: the runtime
 nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
 wait is bounded; only processes this test started are stopped, by pid.
@@ -52,11 +52,11 @@ def need(*tools):
 class Cluster:
     """scripts/cluster start/stop: three targets on loopback."""
 
-    def __init__(self):
+    def __init__(self, size="512M"):
         env = dict(os.environ, WEFT_BIN=BIN)
         out = subprocess.run(
             [SRC + "/scripts/cluster", "start", "-c", SRC + "/conf/local.conf",
-             "--size", "512M", "--port-base", "auto"],
+             "--size", size, "--port-base", "auto"],
             env=env, stdout=subprocess.PIPE, check=True, timeout=120,
             text=True).stdout
         kv = dict(w.split("=", 1) for w in out.split())
@@ -568,15 +568,45 @@ def case_kill1(c, tmp):
         k.stop()
 
 
+def case_enospc(c, tmp):
+    """Devices of 64 MiB under vol1 (1 GiB, one replica): a write to a new
+    extent once its target has none free fails with ENOSPC and says so;
+    what was written before reads back, and so do overwrites in place."""
+    k = Nbdkit(c, tmp, "volume=vol1")
+    try:
+        h = k.connect()
+        acked, fails = [], []
+        for e in range(VOL_SIZE // EXT):
+            off = e * EXT
+            try:
+                h.pwrite(block(off, 1), off)
+                acked.append(off)
+            except nbd.Error as err:
+                fails.append((off, err.errnum))
+            if len(fails) >= 8:
+                break
+        log("%d extents written, then %s" % (len(acked), fails[:3]))
+        assert acked and fails, "the devices never filled"
+        assert {e for _, e in fails} == {28}, "expected ENOSPC: %s" % fails
+        assert "on volume vol1: no space left on the target" in k.text(), \
+            k.text()[-2000:]
+        for off in acked:
+            assert h.pread(BS, off) == block(off, 1), "extent at %d" % off
+            h.pwrite(block(off, 2), off)        # allocated: still writable
+            assert h.pread(BS, off) == block(off, 2)
+    finally:
+        k.stop()
+
+
 CASES = {"io": case_io, "refuse": case_refuse, "stress": case_stress,
-         "kill3": case_kill3, "kill1": case_kill1}
+         "kill3": case_kill3, "kill1": case_kill1, "enospc": case_enospc}
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
         sys.exit("usage: test_nbdkit.py " + "|".join(CASES))
     need("nbdkit")
-    c = Cluster()
+    c = Cluster("64M" if sys.argv[1] == "enospc" else "512M")
     try:
         with tempfile.TemporaryDirectory(prefix="weft-nbd.", dir="/var/tmp") as tmp:
             CASES[sys.argv[1]](c, tmp)

@@ -310,7 +310,7 @@ rig_ublk_suite() {
 	local failed=0 fab
 	if [[ -x $WEFT_BIN/weft-target && -x $WEFT_BIN/weft-ublk ]]; then
 		for fab in tcp verbs; do
-			rig_step "ublk-fs-$fab" 600 rig_ublk_fs "$fab" || failed=1
+			rig_step "ublk-fs-$fab" 900 rig_ublk_fs "$fab" || failed=1
 		done
 	else
 		rig_skip ublk-fs "no weft-target/weft-ublk: ublk steps"

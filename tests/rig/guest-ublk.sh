@@ -18,6 +18,10 @@
 #                        device; SIGKILL to it: the disk goes, del frees
 #                        the number; the targets stopped: reads fail with EIO
 #                        after the timeout and del still removes the device.
+#                        Between the flush and the refusal, the same 4 KiB
+#                        jobs through /dev/ublkbN and through weft's fio
+#                        engine on the same volume (rig_ublk_vs_engine: a
+#                        benchmark; it fails only when an I/O fails).
 
 RIG_UBLK_MNT=/tmp/ublk-mnt
 
@@ -117,6 +121,7 @@ rig_ublk_fs_run() {
 	umount "$mnt" || return 1
 	rig_fio_verify "$dev" "ublk-$fab" "$RIG_RES/ublk-fio-$fab.json" || return 1
 	rig_ublk_flush_across "$dev" || return 1
+	rig_ublk_vs_engine "$dev" "$fab" || return 1
 	# The floor in the same boot: the same job on a memory-backed null_blk
 	# device (the guest's block layer and fio alone, no server).
 	out=$(rig_nullb ublkfloor) || { echo "no null_blk device"; return 1; }
@@ -154,4 +159,93 @@ rig_ublk_fs_run() {
 	((rc != 0)) || { echo "ublk: a read succeeded with every target down"; return 1; }
 	echo "ublk: with every target down a read failed (dd exit $rc)"
 	rig_ublk_del "$dev"
+}
+
+RIG_UBLK_ROUNDS=${RIG_UBLK_ROUNDS:-2}
+
+# Fabric operations the targets made so far (weft_fabric_operations_total
+# of every target's metrics, summed per op), as "send=N write=N ...".
+rig_target_fabops() {
+	python3 - "$WEFT_RUN_DIR" <<'EOF'
+import glob, re, sys, urllib.request
+n = {}
+for f in glob.glob(sys.argv[1] + "/target-*.metrics"):
+    url = open(f).read().strip()
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for op, v in re.findall(r'^weft_fabric_operations_total\{op="(\w+)"\} (\d+)$', text, re.M):
+        n[op] = n.get(op, 0) + int(v)
+print(" ".join("%s=%d" % kv for kv in sorted(n.items())))
+EOF
+}
+
+# rig_ublk_vs_engine DEV FABRIC: a benchmark, not a check.  The same 4 KiB
+# randread/randwrite jobs at QD1 and QD32 (RIG_IO_RUNTIME s each, over the
+# first RIG_IO_SIZE_MB of vol3) through DEV (fio io_uring, direct=1) and
+# through weft's fio engine on vol3 over FABRIC, in the same boot, the two
+# paths alternating job by job for RIG_UBLK_ROUNDS rounds.  Prints per job
+# and round each path's IOPS, their ratio and the targets' fabric
+# operations per I/O (under emulation the counts are what is comparable;
+# the timings move 2x between runs); ublk-vs-engine-FABRIC.json holds it
+# all.  Fails only when a job fails (an I/O error ends fio non-zero).
+rig_ublk_vs_engine() {
+	local dev=$1 fab=$2 r rw qd path a b
+	local res=$RIG_RES/ublk-cmp-$fab
+	local engine=$RIG_BUILD/lib/libweft_fio.so
+	[[ -f $engine ]] || { echo "BLOCKED: no libweft_fio.so in the build"; return 1; }
+	mkdir -p "$res"
+	rig_fio_fill "$dev" || { echo "ublk: fill failed"; return 1; }
+	for ((r = 1; r <= RIG_UBLK_ROUNDS; r++)); do
+		for rw in randread randwrite; do
+			for qd in 1 32; do
+				for path in ublk engine; do
+					local args=(--ioengine=io_uring --direct=1 --filename="$dev")
+					[[ $path == engine ]] && args=(--ioengine=external:"$engine"
+						--weft_map="$WEFT_MAP" --weft_volume=vol3
+						--weft_transport="$fab")
+					a=$(rig_target_fabops) || return 1
+					LD_LIBRARY_PATH=$RIG_BUILD/lib fio "${args[@]}" --name="$path" \
+						--rw="$rw" --bs=4k --iodepth="$qd" \
+						--size="${RIG_IO_SIZE_MB}M" --runtime="$RIG_IO_RUNTIME" \
+						--time_based --randrepeat=0 --lat_percentiles=1 \
+						--output-format=json --output="$res/$path-$rw-$qd-$r.json" ||
+						{ echo "ublk: fio $path $rw QD$qd failed"; cat "$res/$path-$rw-$qd-$r.json"; return 1; }
+					b=$(rig_target_fabops) || return 1
+					printf '%s\n%s\n' "$a" "$b" >"$res/$path-$rw-$qd-$r.ops"
+				done
+			done
+		done
+	done
+	python3 - "$res" "$RIG_UBLK_ROUNDS" "$fab" >"$RIG_RES/ublk-vs-engine-$fab.json" <<'EOF'
+import json, sys
+res, rounds, fab = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def job(path, rw, qd, r):
+    base = "%s/%s-%s-%d-%d" % (res, path, rw, qd, r)
+    j = json.load(open(base + ".json"))["jobs"][0]
+    if j["error"]:
+        sys.exit("fio %s: error %d" % (base, j["error"]))
+    d = j["read" if rw == "randread" else "write"]
+    a, b = (dict(w.split("=") for w in l.split()) for l in open(base + ".ops"))
+    n = d["total_ios"] or 1
+    ops = {k: round((int(b[k]) - int(a.get(k, 0))) / n, 2) for k in b}
+    return {"iops": round(d["iops"], 1),
+            "p50_us": d["clat_ns"]["percentile"]["50.000000"] / 1e3,
+            "ios": d["total_ios"], "target_fabric_ops_per_io": ops}
+fmt = lambda o: " ".join("%s %.2f" % kv for kv in sorted(o.items()))
+rows = []
+print("ublk vs fio engine over %s (emulated: compare within a round)" % fab,
+      file=sys.stderr)
+for rw in ("randread", "randwrite"):
+    for qd in (1, 32):
+        for r in range(1, rounds + 1):
+            u, e = job("ublk", rw, qd, r), job("engine", rw, qd, r)
+            row = {"rw": rw, "qd": qd, "round": r, "ublk": u, "engine": e,
+                   "ublk_over_engine": round(u["iops"] / e["iops"], 3) if e["iops"] else None}
+            rows.append(row)
+            print("%-9s QD%-2d round %d: ublk %8.1f IOPS, engine %8.1f IOPS, "
+                  "ratio %s; targets' fabric ops per I/O: ublk %s | engine %s" %
+                  (rw, qd, r, u["iops"], e["iops"], row["ublk_over_engine"],
+                   fmt(u["target_fabric_ops_per_io"]),
+                   fmt(e["target_fabric_ops_per_io"])), file=sys.stderr)
+json.dump({"fabric": fab, "bs": 4096, "rounds": rounds, "rows": rows}, sys.stdout, indent=1)
+EOF
 }
