@@ -16,161 +16,114 @@
  * replicas that must move anyway, and the overall movement stays near the
  * ideal minimum (docs/placement.md has the figures).
  *
- * Not on the data path: plain doubles and O(pg_num * replicas) scans per
- * move are fine here.  Deterministic: ties go to the lower index.
+ * Cost.  A move changes two devices' counts, so nothing is rescanned per
+ * move: every device keeps the list of slots it holds, the devices are
+ * kept in segment trees ordered by their deviation (the neediest device
+ * outside a few failure domains is a handful of range queries, with the
+ * domains laid out as contiguous leaf ranges), the PGs whose set differs
+ * from the deployed one are kept in a list (only they can offer free
+ * moves), and the device furthest out of its band is a tree lookup
+ * refreshed for the devices whose count changed.  A paid move weighs only
+ * the slots of one device; a free move only the PGs already changed.
+ * The choice of every move is the one a full scan would make (lowest
+ * cost, then largest gain, ties to the lowest PG, slot and device), so the
+ * result does not depend on these indexes.  Deterministic.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "placement/placement.h"
 
-struct bal {
-	const struct wf_placer *pl;
-	const struct wf_placer *prev_pl;        /* deployed epoch, or NULL */
-	uint32_t pool, R, P, N;
-	const uint32_t *fd;             /* fd node per target, NONE if ineligible */
-	uint32_t *cur;                  /* [pg * R + i] */
-	uint32_t *base;
-	uint32_t *prev;                 /* deployed members, NONE padded */
-	double *dev;                    /* count - target per target */
-	double *tgt;                    /* target PG count per target */
-	double *band;                   /* |dev| a fixed device is brought within */
-	bool *active;                   /* being fixed: went beyond band + 1 */
-	uint32_t moves, max_moves;
-	uint32_t swaps;                 /* primary reorders */
-};
-
-/* May slot k of pg hold target y? */
-static bool fits(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
-{
-	const uint32_t *set = &b->cur[(size_t)pg * b->R];
-
-	if (b->fd[y] == WF_TARGET_NONE)
-		return false;
-	for (uint32_t i = 0; i < b->R; i++) {
-		if (set[i] == y)
-			return false;
-		if (i != k && set[i] != WF_TARGET_NONE && b->fd[set[i]] == b->fd[y])
-			return false;
-	}
-	return true;
-}
-
-/* Extra replicas copied if slot k of pg changes to y. */
-static int cost(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
-{
-	const uint32_t *pv = &b->prev[(size_t)pg * b->R];
-	uint32_t x = b->cur[(size_t)pg * b->R + k];
-	int c = wf_set_has(pv, b->R, y) ? 0 : 1;
-
-	if (x != WF_TARGET_NONE && !wf_set_has(pv, b->R, x))
-		c--;
-	return c;
-}
-
-static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
-{
-	uint32_t *slot = &b->cur[(size_t)pg * b->R + k];
-
-	if (*slot != WF_TARGET_NONE)
-		b->dev[*slot] -= 1;
-	b->dev[y] += 1;
-	*slot = y;
-	b->moves++;
-}
-
-struct move {
-	uint32_t pg, k, y;
-	int cost;
-	double gain;                    /* dev[x] - dev[y] */
-	bool ok;
-};
-
-/* Is m better than best?  Lower cost, then larger gain, then lower ids. */
-static bool move_better(const struct move *m, const struct move *best)
-{
-	if (!best->ok)
-		return true;
-	if (m->cost != best->cost)
-		return m->cost < best->cost;
-	if (m->gain != best->gain)
-		return m->gain > best->gain + 1e-9;
-	return false;
-}
-
-/* Fill the empty slots left by repaired overrides: the neediest device. */
-static void fill_holes(struct bal *b)
-{
-	for (uint32_t pg = 0; pg < b->P; pg++) {
-		for (uint32_t k = 0; k < b->R; k++) {
-			struct move best = { .ok = false };
-
-			if (b->cur[(size_t)pg * b->R + k] != WF_TARGET_NONE)
-				continue;
-			for (uint32_t y = 0; y < b->N; y++) {
-				struct move m = { pg, k, y, 0, -b->dev[y], true };
-
-				if (!fits(b, pg, k, y))
-					continue;
-				m.cost = cost(b, pg, k, y);
-				if (move_better(&m, &best))
-					best = m;
-			}
-			if (best.ok)
-				apply(b, pg, k, best.y);
-		}
-	}
-}
+#define NONE WF_TARGET_NONE
+#define EPS  1e-9               /* deviations closer than this are a tie */
 
 /*
- * Best improving move out of (pg, slot k) holding x: to the device that
- * costs least, then is neediest.  Only moves with gain > 1 lower the sum of
- * squared deviations, which is what guarantees termination.
+ * A segment tree over leaf positions: every node holds the best device of
+ * its range (NONE if none) under one order of key[], ties to the lower
+ * device index.  Masked devices are left out.
  */
-static void best_from(const struct bal *b, uint32_t pg, uint32_t k, int max_cost,
-		      struct move *best)
+struct stree {
+	uint32_t size;                  /* leaves, a power of two */
+	uint32_t n;                     /* leaves in use */
+	uint32_t *node;                 /* [2 * size], root at 1 */
+	const uint32_t *leaf;           /* device at each position, NULL: itself */
+	const double *key;
+	int dir;                        /* +1: smallest key first, -1: largest */
+	const bool *mask;               /* or NULL */
+};
+
+static bool st_better(const struct stree *s, uint32_t a, uint32_t b)
 {
-	uint32_t x = b->cur[(size_t)pg * b->R + k];
+	double d;
 
-	if (x == WF_TARGET_NONE)
-		return;
-	for (uint32_t y = 0; y < b->N; y++) {
-		struct move m = { pg, k, y, 0, b->dev[x] - b->dev[y], true };
-
-		if (m.gain <= 1 + 1e-9 || !fits(b, pg, k, y))
-			continue;
-		m.cost = cost(b, pg, k, y);
-		if (m.cost <= max_cost && move_better(&m, best))
-			*best = m;
-	}
+	if (a == NONE)
+		return false;
+	if (b == NONE)
+		return true;
+	d = (s->key[b] - s->key[a]) * s->dir;
+	if (d > EPS)
+		return true;
+	if (d < -EPS)
+		return false;
+	return a < b;
 }
 
-/* One free move (cost <= 0) that improves balance, anywhere. */
-static bool free_move(struct bal *b)
+static uint32_t st_pick(const struct stree *s, uint32_t a, uint32_t b)
 {
-	struct move best = { .ok = false };
+	return st_better(s, b, a) ? b : a;
+}
 
-	for (uint32_t pg = 0; pg < b->P; pg++) {
-		const uint32_t *set = &b->cur[(size_t)pg * b->R];
-		const uint32_t *pv = &b->prev[(size_t)pg * b->R];
+static uint32_t st_leaf(const struct stree *s, uint32_t pos)
+{
+	uint32_t d;
 
-		for (uint32_t k = 0; k < b->R; k++) {
-			/* Only a member not yet copied, or a PG that lost a
-			 * deployed member, can move for free. */
-			if (set[k] == WF_TARGET_NONE ||
-			    (wf_set_has(pv, b->R, set[k]) && memcmp(set, pv, b->R * sizeof(*set)) == 0))
-				continue;
-			if (b->dev[set[k]] <= 0)
-				continue;
-			best_from(b, pg, k, 0, &best);
-		}
+	if (pos >= s->n)
+		return NONE;
+	d = s->leaf ? s->leaf[pos] : pos;
+	return s->mask && s->mask[d] ? NONE : d;
+}
+
+/* Position pos changed (its key or mask): fix the path to the root. */
+static void st_fix(struct stree *s, uint32_t pos)
+{
+	uint32_t i = s->size + pos;
+
+	s->node[i] = st_leaf(s, pos);
+	for (i >>= 1; i; i >>= 1)
+		s->node[i] = st_pick(s, s->node[2 * i], s->node[2 * i + 1]);
+}
+
+static int st_init(struct stree *s, uint32_t n, const uint32_t *leaf, const double *key,
+		   int dir, const bool *mask)
+{
+	*s = (struct stree){ .size = 1, .n = n, .leaf = leaf, .key = key, .dir = dir, .mask = mask };
+	while (s->size < n)
+		s->size <<= 1;
+	s->node = malloc(2 * (size_t)s->size * sizeof(*s->node));
+	if (!s->node)
+		return -ENOMEM;
+	for (uint32_t p = 0; p < s->size; p++)
+		s->node[s->size + p] = st_leaf(s, p);
+	for (uint32_t i = s->size - 1; i; i--)
+		s->node[i] = st_pick(s, s->node[2 * i], s->node[2 * i + 1]);
+	return 0;
+}
+
+/* Best device at positions [lo, hi). */
+static uint32_t st_query(const struct stree *s, uint32_t lo, uint32_t hi)
+{
+	uint32_t best = NONE;
+
+	for (lo += s->size, hi += s->size; lo < hi; lo >>= 1, hi >>= 1) {
+		if (lo & 1)
+			best = st_pick(s, best, s->node[lo++]);
+		if (hi & 1)
+			best = st_pick(s, best, s->node[--hi]);
 	}
-	if (!best.ok)
-		return false;
-	apply(b, best.pg, best.k, best.y);
-	return true;
+	return best;
 }
 
 /*
@@ -187,60 +140,581 @@ static double outside(double dev, double tgt, double band)
 }
 
 /*
- * One paid move for the device furthest out of its band.  Hysteresis: a
- * device is only taken up once it is two PGs beyond its band, and then
- * brought back within the band.  Without it every device left at the
- * edge of the band by the last run would cost a move as soon as a map
- * change nudges it.
+ * The device furthest out of its band, with hysteresis: a device is only
+ * taken up once it is two PGs beyond its band, and then brought back
+ * within the band.  Without it every device left at the edge of the band
+ * by the last run would cost a move as soon as a map change nudges it.
+ * Devices found stuck (no move helps them) are left alone.  Only the
+ * devices whose count changed since the last pick are looked at again.
  */
-static bool paid_move(struct bal *b, bool *stuck)
+struct worst {
+	struct stree t;                 /* largest eff first */
+	double *eff;                    /* outside() if being fixed, else 0 */
+	bool *active, *stuck, *isdirty;
+	uint32_t *dirty, ndirty;
+	const double *dev, *tgt, *band;
+	const uint32_t *fd;
+};
+
+static int worst_init(struct worst *w, uint32_t n, const uint32_t *fd, const double *dev,
+		      const double *tgt, const double *band)
 {
-	double worst = 0;
-	uint32_t w = UINT32_MAX;
-	struct move best = { .ok = false };
+	*w = (struct worst){ .dev = dev, .tgt = tgt, .band = band, .fd = fd };
+	w->eff = calloc(n + 1, sizeof(*w->eff));
+	w->active = calloc(n + 1, sizeof(*w->active));
+	w->stuck = calloc(n + 1, sizeof(*w->stuck));
+	w->isdirty = calloc(n + 1, sizeof(*w->isdirty));
+	w->dirty = calloc(n + 1, sizeof(*w->dirty));
+	if (!w->eff || !w->active || !w->stuck || !w->isdirty || !w->dirty)
+		return -ENOMEM;
+	for (uint32_t t = 0; t < n; t++) {
+		w->dirty[t] = t;
+		w->isdirty[t] = true;
+	}
+	w->ndirty = n;
+	return st_init(&w->t, n, NULL, w->eff, -1, NULL);
+}
 
-	for (uint32_t t = 0; t < b->N; t++) {
-		double v = outside(b->dev[t], b->tgt[t], b->band[t]);
+static void worst_free(struct worst *w)
+{
+	free(w->eff);
+	free(w->active);
+	free(w->stuck);
+	free(w->isdirty);
+	free(w->dirty);
+	free(w->t.node);
+}
 
-		if (b->fd[t] == WF_TARGET_NONE || stuck[t])
+static void worst_touch(struct worst *w, uint32_t t)
+{
+	if (!w->isdirty[t]) {
+		w->isdirty[t] = true;
+		w->dirty[w->ndirty++] = t;
+	}
+}
+
+static void worst_stuck(struct worst *w, uint32_t t)
+{
+	w->stuck[t] = true;
+	worst_touch(w, t);
+}
+
+/* The device to fix next, or NONE when every device is in its band. */
+static uint32_t worst_pick(struct worst *w)
+{
+	uint32_t t;
+
+	for (uint32_t i = 0; i < w->ndirty; i++) {
+		double v = 0;
+
+		t = w->dirty[i];
+		w->isdirty[t] = false;
+		if (w->fd[t] != NONE && !w->stuck[t]) {
+			v = outside(w->dev[t], w->tgt[t], w->band[t]);
+			if (v > 1.5)
+				w->active[t] = true;
+			if (v < 0.5)
+				w->active[t] = false;
+			if (!w->active[t])
+				v = 0;
+		}
+		w->eff[t] = v;
+		st_fix(&w->t, t);
+	}
+	w->ndirty = 0;
+	t = w->t.node[1];
+	return t != NONE && w->eff[t] > 0 ? t : NONE;
+}
+
+struct bal {
+	const struct wf_placer *pl;
+	const struct wf_placer *prev_pl;        /* deployed epoch, or NULL */
+	uint32_t pool, R, P, N;
+	const uint32_t *fd;             /* fd node per target, NONE if ineligible */
+	uint32_t *cur;                  /* [pg * R + i] */
+	uint32_t *base;
+	uint32_t *prev;                 /* deployed members, NONE padded */
+	double *dev;                    /* count - target per target */
+	double *tgt;                    /* target PG count per target */
+	double *band;                   /* |dev| a fixed device is brought within */
+	uint32_t moves, max_moves;
+	uint32_t swaps;                 /* primary reorders */
+	struct wf_balance_stats *st;
+
+	/* The slots (pg * R + i) each device holds: a doubly linked list. */
+	uint32_t *head, *next, *prevc;
+	/* PGs whose deployed set holds each device: [poff[t], poff[t + 1]). */
+	uint32_t *poff, *plist;
+	/* PGs whose current set differs from the deployed one. */
+	uint32_t *dlist, *dpos, nd;
+	/* Eligible devices ordered by failure domain; each device's
+	 * position and its domain's range of positions [lo, hi). */
+	uint32_t E, *perm, *pos, *lo, *hi;
+	struct stree need;              /* smallest dev first */
+	struct stree full;              /* largest dev first, masked while walked */
+	bool *mask;
+	uint32_t *walked;
+	struct worst w;
+};
+
+static void link_cell(struct bal *b, uint32_t t, uint32_t cell)
+{
+	b->prevc[cell] = NONE;
+	b->next[cell] = b->head[t];
+	if (b->head[t] != NONE)
+		b->prevc[b->head[t]] = cell;
+	b->head[t] = cell;
+}
+
+static void unlink_cell(struct bal *b, uint32_t t, uint32_t cell)
+{
+	if (b->prevc[cell] != NONE)
+		b->next[b->prevc[cell]] = b->next[cell];
+	else
+		b->head[t] = b->next[cell];
+	if (b->next[cell] != NONE)
+		b->prevc[b->next[cell]] = b->prevc[cell];
+}
+
+/* Keep pg in the list of changed PGs exactly when it differs from prev. */
+static void track_pg(struct bal *b, uint32_t pg)
+{
+	bool differs = memcmp(&b->cur[(size_t)pg * b->R], &b->prev[(size_t)pg * b->R],
+			      b->R * sizeof(*b->cur)) != 0;
+
+	if (differs && b->dpos[pg] == NONE) {
+		b->dpos[pg] = b->nd;
+		b->dlist[b->nd++] = pg;
+		if (b->nd > b->st->dirty_pgs)
+			b->st->dirty_pgs = b->nd;
+	} else if (!differs && b->dpos[pg] != NONE) {
+		uint32_t last = b->dlist[--b->nd];
+
+		b->dlist[b->dpos[pg]] = last;
+		b->dpos[last] = b->dpos[pg];
+		b->dpos[pg] = NONE;
+	}
+}
+
+static void dev_changed(struct bal *b, uint32_t t)
+{
+	if (b->pos[t] != NONE) {
+		st_fix(&b->need, b->pos[t]);
+		st_fix(&b->full, b->pos[t]);
+	}
+	worst_touch(&b->w, t);
+}
+
+/* May slot k of pg hold target y? */
+static bool fits(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
+{
+	const uint32_t *set = &b->cur[(size_t)pg * b->R];
+
+	if (b->fd[y] == NONE)
+		return false;
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (set[i] == y)
+			return false;
+		if (i != k && set[i] != NONE && b->fd[set[i]] == b->fd[y])
+			return false;
+	}
+	return true;
+}
+
+static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
+{
+	uint32_t cell = pg * b->R + k, x = b->cur[cell];
+
+	if (x != NONE) {
+		b->dev[x] -= 1;
+		unlink_cell(b, x, cell);
+		dev_changed(b, x);
+	}
+	b->dev[y] += 1;
+	link_cell(b, y, cell);
+	b->cur[cell] = y;
+	dev_changed(b, y);
+	b->moves++;
+	track_pg(b, pg);
+}
+
+struct move {
+	uint32_t pg, k, y;
+	int cost;                       /* extra replicas copied */
+	double gain;                    /* dev[x] - dev[y] */
+	bool ok;
+};
+
+/*
+ * Is m better than best?  Lower cost, then larger gain, then lower pg,
+ * slot and device: the first a scan in that order would keep.
+ */
+static bool move_better(const struct move *m, const struct move *best)
+{
+	if (!best->ok)
+		return true;
+	if (m->cost != best->cost)
+		return m->cost < best->cost;
+	if (m->gain > best->gain + EPS)
+		return true;
+	if (m->gain < best->gain - EPS)
+		return false;
+	if (m->pg != best->pg)
+		return m->pg < best->pg;
+	if (m->k != best->k)
+		return m->k < best->k;
+	return m->y < best->y;
+}
+
+static void sort_ranges(uint32_t (*r)[2], unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j > 0 && r[j][0] < r[j - 1][0]; j--) {
+			uint32_t t0 = r[j][0], t1 = r[j][1];
+
+			r[j][0] = r[j - 1][0];
+			r[j][1] = r[j - 1][1];
+			r[j - 1][0] = t0;
+			r[j - 1][1] = t1;
+		}
+}
+
+/*
+ * The neediest device that may take slot k of pg and was not deployed
+ * there: outside the failure domains of the other members, not the
+ * member being replaced, not a deployed member (those are weighed apart,
+ * at a lower cost).  The excluded domains are ranges of positions, so
+ * this is a few range queries around them.
+ */
+static uint32_t neediest(const struct bal *b, uint32_t pg, uint32_t k)
+{
+	const uint32_t *set = &b->cur[(size_t)pg * b->R], *pv = &b->prev[(size_t)pg * b->R];
+	uint32_t ex[2 * WF_MAX_REPLICAS][2], best = NONE, at = 0;
+	unsigned n = 0;
+
+	b->st->searches++;
+	for (uint32_t i = 0; i < b->R; i++) {
+		uint32_t t = set[i];
+
+		if (t == NONE || b->pos[t] == NONE)
 			continue;
-		if (v > 1.5)
-			b->active[t] = true;
-		if (v < 0.5)
-			b->active[t] = false;
-		if (!b->active[t])
+		ex[n][0] = i == k ? b->pos[t] : b->lo[t];
+		ex[n][1] = i == k ? b->pos[t] + 1 : b->hi[t];
+		n++;
+	}
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (pv[i] == NONE || b->pos[pv[i]] == NONE)
 			continue;
-		if (v > worst) {
-			worst = v;
-			w = t;
+		ex[n][0] = b->pos[pv[i]];
+		ex[n][1] = b->pos[pv[i]] + 1;
+		n++;
+	}
+	sort_ranges(ex, n);
+	for (unsigned i = 0; i < n; i++) {
+		if (ex[i][0] > at)
+			best = st_pick(&b->need, best, st_query(&b->need, at, ex[i][0]));
+		if (ex[i][1] > at)
+			at = ex[i][1];
+	}
+	if (at < b->E)
+		best = st_pick(&b->need, best, st_query(&b->need, at, b->E));
+	return best;
+}
+
+/*
+ * Best move of slot k of pg (holding x) costing at most max_cost into
+ * *best: to the device that costs least, then is neediest.  Only moves
+ * with gain > 1 lower the sum of squared deviations, which is what
+ * guarantees termination.  An empty slot (x == NONE) takes the neediest
+ * device that fits, whatever the gain.
+ */
+static void slot_best(const struct bal *b, uint32_t pg, uint32_t k, int max_cost,
+		      struct move *best)
+{
+	const uint32_t *pv = &b->prev[(size_t)pg * b->R];
+	uint32_t x = b->cur[(size_t)pg * b->R + k], m0 = b->need.node[1], y;
+	bool hole = x == NONE;
+	int c0 = !hole && !wf_set_has(pv, b->R, x) ? -1 : 0;
+	double top = hole ? 0 : b->dev[x];
+
+	b->st->slots++;
+	if (m0 == NONE || (!hole && top - b->dev[m0] <= 1 + EPS))
+		return;
+	/* Back to a deployed member: one copy less than elsewhere. */
+	for (uint32_t i = 0; i < b->R && c0 <= max_cost; i++) {
+		struct move m = { pg, k, pv[i], c0, 0, true };
+
+		if (pv[i] == NONE)
+			continue;
+		m.gain = top - b->dev[pv[i]];
+		if ((hole || m.gain > 1 + EPS) && fits(b, pg, k, pv[i]) && move_better(&m, best))
+			*best = m;
+	}
+	if (c0 + 1 > max_cost)
+		return;
+	/* No device elsewhere can beat or tie the best found already. */
+	if (best->ok && (best->cost < c0 + 1 ||
+			 (best->cost == c0 + 1 && top - b->dev[m0] < best->gain - 2 * EPS)))
+		return;
+	y = neediest(b, pg, k);
+	if (y != NONE) {
+		struct move m = { pg, k, y, c0 + 1, top - b->dev[y], true };
+
+		if ((hole || m.gain > 1 + EPS) && move_better(&m, best))
+			*best = m;
+	}
+}
+
+/* Fill the empty slots left by repaired overrides: the neediest device. */
+static void fill_holes(struct bal *b)
+{
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		for (uint32_t k = 0; k < b->R; k++) {
+			struct move best = { .ok = false };
+
+			if (b->cur[(size_t)pg * b->R + k] != NONE)
+				continue;
+			slot_best(b, pg, k, INT_MAX, &best);
+			if (best.ok)
+				apply(b, pg, k, best.y);
 		}
 	}
-	if (w == UINT32_MAX)
+}
+
+/*
+ * One free move (cost <= 0) that improves balance.  Only a member not yet
+ * copied, or a PG that lost a deployed member, can move for free: both
+ * are in PGs whose set differs from the deployed one.
+ */
+static bool free_move(struct bal *b)
+{
+	struct move best = { .ok = false };
+	uint32_t m0 = b->need.node[1];
+
+	if (m0 == NONE)
 		return false;
-	for (uint32_t pg = 0; pg < b->P; pg++) {
+	for (uint32_t i = 0; i < b->nd; i++) {
+		uint32_t pg = b->dlist[i];
 		const uint32_t *set = &b->cur[(size_t)pg * b->R];
 
+		b->st->scanned += b->R;
 		for (uint32_t k = 0; k < b->R; k++) {
-			if (b->dev[w] > 0) {
-				if (set[k] == w)
-					best_from(b, pg, k, 1, &best);
+			if (set[k] == NONE || b->dev[set[k]] <= 0 ||
+			    b->dev[set[k]] - b->dev[m0] <= 1 + EPS)
 				continue;
-			}
-			/* Under-full: pull the most over-full member that w may replace. */
-			if (set[k] == WF_TARGET_NONE || !fits(b, pg, k, w))
-				continue;
-			struct move m = { pg, k, w, cost(b, pg, k, w),
-					  b->dev[set[k]] - b->dev[w], true };
-			if (m.gain > 1 + 1e-9 && move_better(&m, &best))
-				best = m;
+			slot_best(b, pg, k, 0, &best);
 		}
 	}
+	if (!best.ok)
+		return false;
+	apply(b, best.pg, best.k, best.y);
+	return true;
+}
+
+/* Under-full w replacing member x in slot k of pg, at that cost. */
+static void pull_one(const struct bal *b, uint32_t w, uint32_t pg, uint32_t k, int cost,
+		     struct move *best)
+{
+	uint32_t x = b->cur[(size_t)pg * b->R + k];
+	struct move m = { pg, k, w, cost, 0, true };
+
+	b->st->slots++;
+	if (x == NONE)
+		return;
+	m.gain = b->dev[x] - b->dev[w];
+	if (m.gain > 1 + EPS && fits(b, pg, k, w) && move_better(&m, best))
+		*best = m;
+}
+
+/*
+ * The best member for under-full w to replace: the most over-full one,
+ * cheapest first.  Deployed on w (cost -1 or 0) are w's deployed PGs;
+ * not deployed on w but not on the member either (cost 0) are in changed
+ * PGs; the rest (cost 1) come from the most over-full devices down,
+ * walking the tree until no device could beat the best found.
+ */
+static void pull(struct bal *b, uint32_t w, struct move *best)
+{
+	uint32_t R = b->R, nw = 0;
+
+	for (uint32_t j = b->poff[w]; j < b->poff[w + 1]; j++) {
+		uint32_t pg = b->plist[j];
+		const uint32_t *pv = &b->prev[(size_t)pg * R];
+
+		for (uint32_t k = 0; k < R; k++) {
+			uint32_t x = b->cur[(size_t)pg * R + k];
+
+			if (x != NONE)
+				pull_one(b, w, pg, k, wf_set_has(pv, R, x) ? 0 : -1, best);
+		}
+	}
+	for (uint32_t i = 0; i < b->nd; i++) {
+		uint32_t pg = b->dlist[i];
+		const uint32_t *pv = &b->prev[(size_t)pg * R];
+
+		b->st->scanned += R;
+		if (wf_set_has(pv, R, w))
+			continue;
+		for (uint32_t k = 0; k < R; k++) {
+			uint32_t x = b->cur[(size_t)pg * R + k];
+
+			if (x != NONE && !wf_set_has(pv, R, x))
+				pull_one(b, w, pg, k, 0, best);
+		}
+	}
+	if (best->ok)
+		return;
+	for (;;) {
+		uint32_t x = b->full.node[1];
+		double gain = x == NONE ? 0 : b->dev[x] - b->dev[w];
+
+		if (x == NONE || gain <= 1 + EPS || (best->ok && gain < best->gain - 2 * EPS))
+			break;
+		b->mask[x] = true;
+		st_fix(&b->full, b->pos[x]);
+		b->walked[nw++] = x;
+		for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
+			uint32_t pg = c / R;
+			const uint32_t *pv = &b->prev[(size_t)pg * R];
+
+			b->st->scanned++;
+			if (!wf_set_has(pv, R, w) && wf_set_has(pv, R, x))
+				pull_one(b, w, pg, c % R, 1, best);
+		}
+	}
+	while (nw--) {
+		b->mask[b->walked[nw]] = false;
+		st_fix(&b->full, b->pos[b->walked[nw]]);
+	}
+}
+
+/* One paid move for the device furthest out of its band. */
+static bool paid_move(struct bal *b)
+{
+	uint32_t w = worst_pick(&b->w);
+	struct move best = { .ok = false };
+
+	if (w == NONE)
+		return false;
+	if (b->dev[w] > 0) {
+		for (uint32_t c = b->head[w]; c != NONE; c = b->next[c]) {
+			b->st->scanned++;
+			slot_best(b, c / b->R, c % b->R, 1, &best);
+		}
+	} else {
+		pull(b, w, &best);
+	}
 	if (!best.ok) {
-		stuck[w] = true;
+		worst_stuck(&b->w, w);
 		return true;
 	}
 	apply(b, best.pg, best.k, best.y);
 	return true;
+}
+
+static int fd_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Build the indexes over b->cur, b->prev and b->dev. */
+static int index_build(struct bal *b)
+{
+	uint32_t N = b->N, R = b->R;
+	size_t cells = (size_t)b->P * R;
+	uint64_t *key = malloc((N + 1) * sizeof(*key));
+	int ret = -ENOMEM;
+
+	b->head = malloc((N + 1) * sizeof(*b->head));
+	b->next = malloc((cells + 1) * sizeof(*b->next));
+	b->prevc = malloc((cells + 1) * sizeof(*b->prevc));
+	b->poff = calloc(N + 2, sizeof(*b->poff));
+	b->plist = malloc((cells + 1) * sizeof(*b->plist));
+	b->dlist = malloc(((size_t)b->P + 1) * sizeof(*b->dlist));
+	b->dpos = malloc(((size_t)b->P + 1) * sizeof(*b->dpos));
+	b->perm = malloc((N + 1) * sizeof(*b->perm));
+	b->pos = malloc((N + 1) * sizeof(*b->pos));
+	b->lo = malloc((N + 1) * sizeof(*b->lo));
+	b->hi = malloc((N + 1) * sizeof(*b->hi));
+	b->mask = calloc(N + 1, sizeof(*b->mask));
+	b->walked = malloc((N + 1) * sizeof(*b->walked));
+	if (!key || !b->head || !b->next || !b->prevc || !b->poff || !b->plist ||
+	    !b->dlist || !b->dpos || !b->perm || !b->pos || !b->lo || !b->hi ||
+	    !b->mask || !b->walked)
+		goto out;
+
+	for (uint32_t t = 0; t < N; t++)
+		b->head[t] = NONE;
+	for (size_t c = cells; c-- > 0;)
+		if (b->cur[c] != NONE)
+			link_cell(b, b->cur[c], (uint32_t)c);
+
+	for (size_t c = 0; c < cells; c++)
+		if (b->prev[c] != NONE)
+			b->poff[b->prev[c] + 1]++;
+	for (uint32_t t = 0; t < N; t++)
+		b->poff[t + 1] += b->poff[t];
+	for (size_t c = 0; c < cells; c++)      /* poff[t] walks up to poff[t + 1] */
+		if (b->prev[c] != NONE)
+			b->plist[b->poff[b->prev[c]]++] = (uint32_t)(c / R);
+	for (uint32_t t = N; t > 0; t--)        /* and back */
+		b->poff[t] = b->poff[t - 1];
+	b->poff[0] = 0;
+
+	b->nd = 0;
+	for (uint32_t pg = 0; pg < b->P; pg++) {
+		b->dpos[pg] = NONE;
+		track_pg(b, pg);
+	}
+
+	b->E = 0;
+	for (uint32_t t = 0; t < N; t++) {
+		b->pos[t] = NONE;
+		if (b->fd[t] != NONE)
+			key[b->E++] = (uint64_t)b->fd[t] << 32 | t;
+	}
+	qsort(key, b->E, sizeof(*key), fd_cmp);
+	for (uint32_t i = 0, start = 0; i < b->E; i++) {
+		b->perm[i] = (uint32_t)key[i];
+		b->pos[b->perm[i]] = i;
+		if (i + 1 == b->E || key[i + 1] >> 32 != key[i] >> 32) {
+			for (uint32_t j = start; j <= i; j++) {
+				b->lo[b->perm[j]] = start;
+				b->hi[b->perm[j]] = i + 1;
+			}
+			start = i + 1;
+		}
+	}
+	ret = st_init(&b->need, b->E, b->perm, b->dev, 1, NULL);
+	if (!ret)
+		ret = st_init(&b->full, b->E, b->perm, b->dev, -1, b->mask);
+	if (!ret)
+		ret = worst_init(&b->w, N, b->fd, b->dev, b->tgt, b->band);
+out:
+	free(key);
+	return ret;
+}
+
+static void index_free(struct bal *b)
+{
+	free(b->head);
+	free(b->next);
+	free(b->prevc);
+	free(b->poff);
+	free(b->plist);
+	free(b->dlist);
+	free(b->dpos);
+	free(b->perm);
+	free(b->pos);
+	free(b->lo);
+	free(b->hi);
+	free(b->mask);
+	free(b->walked);
+	free(b->need.node);
+	free(b->full.node);
+	worst_free(&b->w);
 }
 
 /*
@@ -354,6 +828,7 @@ static void load_cur(struct bal *b)
 	}
 }
 
+
 /*
  * Primaries: the first member of an acting set leads the PG's writes, so
  * its count matters as much as the replica count.  Reordering a set moves
@@ -361,16 +836,60 @@ static void load_cur(struct bal *b)
  * members: from devices leading too many PGs to devices leading too few,
  * with the same band and hysteresis as the replica moves, preferring PGs
  * that already carry an override (the list grows less) and swaps that
- * restore the rendezvous order (an override disappears).
+ * restore the rendezvous order (an override disappears).  A device's
+ * candidates are the slots it holds: as primary when it leads too many,
+ * as another member when it leads too few.
  */
+struct swap {
+	uint32_t pg, k;
+	int pref;                       /* 2: back to the rendezvous order,
+	                                 * 1: already overridden, 0: new */
+	double gain;
+};
+
+static bool swap_better(const struct swap *s, const struct swap *best)
+{
+	if (s->pref != best->pref)
+		return s->pref > best->pref;
+	if (s->gain > best->gain + EPS)
+		return true;
+	if (s->gain < best->gain - EPS)
+		return false;
+	return s->pg != best->pg ? s->pg < best->pg : s->k < best->k;
+}
+
+static void swap_weigh(const struct bal *b, const double *pd, uint32_t pg, uint32_t k,
+		       struct swap *best)
+{
+	uint32_t R = b->R;
+	const uint32_t *set = &b->cur[(size_t)pg * R], *base = &b->base[(size_t)pg * R];
+	uint32_t x = set[0], y = set[k];
+	struct swap s = { pg, k, 0, 0 };
+
+	b->st->slots++;
+	if (x == NONE || y == NONE)
+		return;
+	s.gain = pd[x] - pd[y];
+	if (s.gain <= 1 + EPS)
+		return;
+	if (base[0] == y && base[k] == x &&
+	    !memcmp(set + 1, base + 1, (k - 1) * sizeof(*set)) &&
+	    !memcmp(set + k + 1, base + k + 1, (R - k - 1) * sizeof(*set)))
+		s.pref = 2;
+	else
+		s.pref = memcmp(set, base, R * sizeof(*set)) ? 1 : 0;
+	if (swap_better(&s, best))
+		*best = s;
+}
+
 static uint32_t balance_primaries(struct bal *b, const double *share, double dev)
 {
 	uint32_t N = b->N, R = b->R, swaps = 0;
 	double *pd = calloc(N + 1, sizeof(*pd)), *band = calloc(N + 1, sizeof(*band));
 	double *tgt = calloc(N + 1, sizeof(*tgt));
-	bool *active = calloc(N + 1, sizeof(*active)), *stuck = calloc(N + 1, sizeof(*stuck));
+	struct worst w = { 0 };
 
-	if (!pd || !band || !tgt || !active || !stuck || R < 2)
+	if (!pd || !band || !tgt || R < 2)
 		goto out;
 	for (uint32_t t = 0; t < N; t++) {
 		tgt[t] = share[t] * b->P;
@@ -378,80 +897,52 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 		band[t] = fmax(1.0, dev * tgt[t]);
 	}
 	for (uint32_t pg = 0; pg < b->P; pg++)
-		if (b->cur[(size_t)pg * R] != WF_TARGET_NONE)
+		if (b->cur[(size_t)pg * R] != NONE)
 			pd[b->cur[(size_t)pg * R]] += 1;
+	if (worst_init(&w, N, b->fd, pd, tgt, band))
+		goto out;
 
 	while (swaps < b->P) {
-		double worst = 0, best_gain = 0;
-		uint32_t w = UINT32_MAX, bpg = 0, bk = 0;
-		int best_pref = -1;
+		uint32_t t = worst_pick(&w);
+		struct swap best = { .pref = -1 };
 
-		for (uint32_t t = 0; t < N; t++) {
-			double v = outside(pd[t], tgt[t], band[t]);
-
-			if (b->fd[t] == WF_TARGET_NONE || stuck[t])
-				continue;
-			if (v > 1.5)
-				active[t] = true;
-			if (v < 0.5)
-				active[t] = false;
-			if (active[t] && v > worst) {
-				worst = v;
-				w = t;
-			}
-		}
-		if (w == UINT32_MAX)
+		if (t == NONE)
 			break;
-		for (uint32_t pg = 0; pg < b->P; pg++) {
-			uint32_t *set = &b->cur[(size_t)pg * R];
-			const uint32_t *base = &b->base[(size_t)pg * R];
+		for (uint32_t c = b->head[t]; c != NONE; c = b->next[c]) {
+			uint32_t pg = c / R, k = c % R;
 
-			for (uint32_t k = 1; k < R; k++) {
-				uint32_t x = set[0], y = set[k];
-				double gain;
-				int pref;
-
-				if (x == WF_TARGET_NONE || y == WF_TARGET_NONE)
-					continue;
-				if (pd[w] > 0 ? x != w : y != w)
-					continue;
-				gain = pd[x] - pd[y];
-				if (gain <= 1 + 1e-9)
-					continue;
-				/* 2: back to the rendezvous order, 1: already
-				 * overridden, 0: a new override. */
-				if (base[0] == y && base[k] == x &&
-				    !memcmp(set + 1, base + 1, (k - 1) * sizeof(*set)) &&
-				    !memcmp(set + k + 1, base + k + 1, (R - k - 1) * sizeof(*set)))
-					pref = 2;
-				else
-					pref = memcmp(set, base, R * sizeof(*set)) ? 1 : 0;
-				if (pref > best_pref || (pref == best_pref && gain > best_gain + 1e-9)) {
-					best_pref = pref;
-					best_gain = gain;
-					bpg = pg;
-					bk = k;
-				}
+			b->st->scanned++;
+			if (pd[t] > 0 && k == 0) {
+				for (uint32_t j = 1; j < R; j++)
+					swap_weigh(b, pd, pg, j, &best);
+			} else if (pd[t] <= 0 && k != 0) {
+				swap_weigh(b, pd, pg, k, &best);
 			}
 		}
-		if (best_pref < 0) {
-			stuck[w] = true;
+		if (best.pref < 0) {
+			worst_stuck(&w, t);
 			continue;
 		}
-		uint32_t *set = &b->cur[(size_t)bpg * R], x = set[0];
+		uint32_t c0 = best.pg * R, ck = c0 + best.k, x = b->cur[c0], y = b->cur[ck];
 
-		set[0] = set[bk];
-		set[bk] = x;
+		unlink_cell(b, x, c0);
+		unlink_cell(b, y, ck);
+		link_cell(b, y, c0);
+		link_cell(b, x, ck);
+		b->cur[c0] = y;
+		b->cur[ck] = x;
+		track_pg(b, best.pg);
 		pd[x] -= 1;
-		pd[set[0]] += 1;
+		pd[y] += 1;
+		worst_touch(&w, x);
+		worst_touch(&w, y);
 		swaps++;
 	}
 out:
+	worst_free(&w);
 	free(pd);
 	free(band);
 	free(tgt);
-	free(active);
-	free(stuck);
 	return swaps;
 }
 
@@ -459,11 +950,10 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 {
 	uint32_t N = b->N, R = b->R;
 	double *share = calloc(N ? N : 1, sizeof(*share));
-	bool *stuck = calloc(N ? N : 1, sizeof(*stuck));
 	double total = 0;
 	int ret = -ENOMEM;
 
-	if (!share || !stuck)
+	if (!share)
 		goto out;
 	ret = wf_pool_shares(b->pl, b->pool, share);
 	if (ret)
@@ -474,9 +964,9 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 	for (uint32_t t = 0; t < N; t++)
 		b->dev[t] = 0;
 	for (size_t i = 0; i < (size_t)b->P * R; i++) {
-		if (b->cur[i] != WF_TARGET_NONE)
+		if (b->cur[i] != NONE)
 			b->dev[b->cur[i]] += 1;
-		if (b->base[i] != WF_TARGET_NONE)
+		if (b->base[i] != NONE)
 			total += 1;     /* what a full placement holds */
 	}
 	for (uint32_t t = 0; t < N; t++) {
@@ -484,20 +974,22 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 		b->dev[t] -= b->tgt[t];
 		b->band[t] = fmax(1.0, max_dev * b->tgt[t]);
 	}
+	ret = index_build(b);
+	if (ret)
+		goto out;
 
 	fill_holes(b);
 	while (b->moves < b->max_moves) {
 		if (free_move(b))
 			continue;
-		if (!paid_move(b, stuck))
+		if (!paid_move(b))
 			break;
 	}
 	if (primary_dev > 0)
 		b->swaps = balance_primaries(b, share, primary_dev);
-	ret = 0;
 out:
+	index_free(b);
 	free(share);
-	free(stuck);
 	return ret;
 }
 
@@ -520,9 +1012,11 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 	double max_dev = opts && opts->max_dev > 0 ? opts->max_dev : 0.01;
 	double primary_dev = opts && opts->primary_dev ? opts->primary_dev : 0.01;
 	struct wf_placer ppl;
+	struct wf_balance_stats scratch, *st = opts && opts->stats ? opts->stats : &scratch;
 	bool have_ppl = false;
 	int ret = 0;
 
+	memset(st, 0, sizeof(*st));
 	*out = NULL;
 	*nout = 0;
 	if (prev) {
@@ -539,6 +1033,7 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 			.N = map->ntargets,
 			.fd = &pl->fd_node[(size_t)p * map->ntargets],
 			.max_moves = opts && opts->max_moves ? opts->max_moves : (uint32_t)cells,
+			.st = st,
 		};
 
 		/* Follow rendezvous changes only within the same pool layout. */
@@ -552,9 +1047,8 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 		b.dev = calloc(b.N + 1, sizeof(*b.dev));
 		b.band = calloc(b.N + 1, sizeof(*b.band));
 		b.tgt = calloc(b.N + 1, sizeof(*b.tgt));
-		b.active = calloc(b.N + 1, sizeof(*b.active));
 		ret = -ENOMEM;
-		if (b.cur && b.base && b.prev && b.dev && b.band && b.tgt && b.active)
+		if (b.cur && b.base && b.prev && b.dev && b.band && b.tgt)
 			ret = balance_pool(&b, max_dev, primary_dev);
 		for (uint32_t pg = 0; !ret && pg < b.P; pg++) {
 			const uint32_t *cur = &b.cur[(size_t)pg * b.R];
@@ -583,13 +1077,14 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 				ov->target[i] = map->targets[cur[i]].id;
 		}
 		total_moves += b.moves;
+		st->moves += b.moves;
+		st->swaps += b.swaps;
 		free(b.cur);
 		free(b.base);
 		free(b.prev);
 		free(b.dev);
 		free(b.band);
 		free(b.tgt);
-		free(b.active);
 		if (ret)
 			break;
 	}
