@@ -251,9 +251,15 @@ struct bal {
 	 * position and its domain's range of positions [lo, hi). */
 	uint32_t E, *perm, *pos, *lo, *hi;
 	struct stree need;              /* smallest dev first */
-	struct stree full;              /* largest dev first, masked while walked */
-	bool *mask;
-	uint32_t *walked;
+	struct stree full;              /* largest dev first */
+	struct stree held;              /* largest dev first, holders of slots
+	                                 * not deployed there (moved[] > 0) */
+	struct stree lost;              /* smallest dev first, devices deployed
+	                                 * in PGs that no longer hold them */
+	uint32_t *moved, *nlost;        /* such slots / PGs per device */
+	bool *fmask, *hmask, *lmask;    /* devices each tree leaves out */
+	uint8_t *walk;                  /* WALK_*: taken out while walked */
+	uint32_t *walked, nw;
 	struct worst w;
 };
 
@@ -296,13 +302,57 @@ static void track_pg(struct bal *b, uint32_t pg)
 	}
 }
 
-static void dev_changed(struct bal *b, uint32_t t)
+enum { WALK_FULL = 1, WALK_HELD = 2, WALK_LOST = 4 };
+
+/* t's deviation, slots or walk state changed: fix its leaves. */
+static void refresh(struct bal *b, uint32_t t)
 {
-	if (b->pos[t] != NONE) {
-		st_fix(&b->need, b->pos[t]);
-		st_fix(&b->full, b->pos[t]);
+	uint32_t p = b->pos[t];
+
+	if (p == NONE)
+		return;
+	b->fmask[t] = b->walk[t] & WALK_FULL;
+	b->hmask[t] = b->moved[t] == 0 || (b->walk[t] & WALK_HELD);
+	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
+	st_fix(&b->need, p);
+	st_fix(&b->full, p);
+	st_fix(&b->held, p);
+	st_fix(&b->lost, p);
+}
+
+/*
+ * Count pg's members not deployed there (moved[]) and its deployed
+ * members it no longer holds (nlost[]): the only places a free move can
+ * start from or go back to.
+ */
+static void account(struct bal *b, uint32_t pg, int sign)
+{
+	const uint32_t *set = &b->cur[(size_t)pg * b->R], *pv = &b->prev[(size_t)pg * b->R];
+
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (set[i] != NONE && !wf_set_has(pv, b->R, set[i]))
+			b->moved[set[i]] += sign;
+		if (pv[i] != NONE && !wf_set_has(set, b->R, pv[i]))
+			b->nlost[pv[i]] += sign;
 	}
-	worst_touch(&b->w, t);
+}
+
+/* Walk a tree in its order: take its top device out until walk_end(). */
+static void walk_hide(struct bal *b, uint32_t t, uint8_t bit)
+{
+	b->walk[t] |= bit;
+	b->walked[b->nw++] = t;
+	refresh(b, t);
+}
+
+static void walk_end(struct bal *b)
+{
+	while (b->nw) {
+		uint32_t t = b->walked[--b->nw];
+
+		b->walk[t] = 0;
+		refresh(b, t);
+	}
 }
 
 /* May slot k of pg hold target y? */
@@ -324,16 +374,26 @@ static bool fits(const struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 {
 	uint32_t cell = pg * b->R + k, x = b->cur[cell];
+	const uint32_t *set = &b->cur[(size_t)pg * b->R], *pv = &b->prev[(size_t)pg * b->R];
 
+	account(b, pg, -1);
 	if (x != NONE) {
 		b->dev[x] -= 1;
 		unlink_cell(b, x, cell);
-		dev_changed(b, x);
+		worst_touch(&b->w, x);
+		refresh(b, x);
 	}
 	b->dev[y] += 1;
 	link_cell(b, y, cell);
 	b->cur[cell] = y;
-	dev_changed(b, y);
+	worst_touch(&b->w, y);
+	account(b, pg, 1);
+	for (uint32_t i = 0; i < b->R; i++) {
+		if (set[i] != NONE)
+			refresh(b, set[i]);
+		if (pv[i] != NONE)
+			refresh(b, pv[i]);
+	}
 	b->moves++;
 	track_pg(b, pg);
 }
@@ -482,9 +542,51 @@ static void fill_holes(struct bal *b)
 }
 
 /*
+ * Free moves back to deployed device z of a PG that lost it, from the
+ * members costing at most cost there (-1: not deployed in the PG, 0:
+ * deployed), walking the lost devices from the neediest up while the
+ * most over-full possible member (top) could still beat the best.
+ */
+static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
+{
+	uint32_t R = b->R;
+
+	for (uint32_t z; top != NONE && (z = b->lost.node[1]) != NONE;) {
+		double bound = b->dev[top] - b->dev[z];
+
+		if (bound <= 1 + EPS || (best->ok && best->cost <= cost && bound < best->gain - 2 * EPS))
+			break;
+		walk_hide(b, z, WALK_LOST);
+		for (uint32_t j = b->poff[z]; j < b->poff[z + 1]; j++) {
+			uint32_t pg = b->plist[j];
+			const uint32_t *set = &b->cur[(size_t)pg * R], *pv = &b->prev[(size_t)pg * R];
+
+			b->st->scanned++;
+			if (wf_set_has(set, R, z))
+				continue;
+			for (uint32_t k = 0; k < R; k++) {
+				struct move m = { pg, k, z, cost, 0, true };
+
+				if (set[k] == NONE || b->dev[set[k]] <= 0 ||
+				    wf_set_has(pv, R, set[k]) != (cost == 0))
+					continue;
+				b->st->slots++;
+				m.gain = b->dev[set[k]] - b->dev[z];
+				if (m.gain > 1 + EPS && fits(b, pg, k, z) && move_better(&m, best))
+					*best = m;
+			}
+		}
+	}
+	walk_end(b);
+}
+
+/*
  * One free move (cost <= 0) that improves balance.  Only a member not yet
- * copied, or a PG that lost a deployed member, can move for free: both
- * are in PGs whose set differs from the deployed one.
+ * copied (moved[]), or a PG that lost a deployed member (nlost[]), can
+ * move for free: cost -1 is such a member going back to a lost device,
+ * cost 0 such a member going anywhere else not deployed, or a deployed
+ * member going to a lost device.  Each is found by walking the devices in
+ * order of deviation, stopping when none left could beat the best.
  */
 static bool free_move(struct bal *b)
 {
@@ -493,17 +595,23 @@ static bool free_move(struct bal *b)
 
 	if (m0 == NONE)
 		return false;
-	for (uint32_t i = 0; i < b->nd; i++) {
-		uint32_t pg = b->dlist[i];
-		const uint32_t *set = &b->cur[(size_t)pg * b->R];
+	back_moves(b, -1, b->held.node[1], &best);
+	if (!best.ok) {
+		for (uint32_t x; (x = b->held.node[1]) != NONE;) {
+			double bound = b->dev[x] - b->dev[m0];
 
-		b->st->scanned += b->R;
-		for (uint32_t k = 0; k < b->R; k++) {
-			if (set[k] == NONE || b->dev[set[k]] <= 0 ||
-			    b->dev[set[k]] - b->dev[m0] <= 1 + EPS)
-				continue;
-			slot_best(b, pg, k, 0, &best);
+			if (b->dev[x] <= 0 || bound <= 1 + EPS ||
+			    (best.ok && bound < best.gain - 2 * EPS))
+				break;
+			walk_hide(b, x, WALK_HELD);
+			for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
+				b->st->scanned++;
+				if (!wf_set_has(&b->prev[(size_t)(c / b->R) * b->R], b->R, x))
+					slot_best(b, c / b->R, c % b->R, 0, &best);
+			}
 		}
+		walk_end(b);
+		back_moves(b, 0, b->full.node[1], &best);
 	}
 	if (!best.ok)
 		return false;
@@ -529,13 +637,13 @@ static void pull_one(const struct bal *b, uint32_t w, uint32_t pg, uint32_t k, i
 /*
  * The best member for under-full w to replace: the most over-full one,
  * cheapest first.  Deployed on w (cost -1 or 0) are w's deployed PGs;
- * not deployed on w but not on the member either (cost 0) are in changed
- * PGs; the rest (cost 1) come from the most over-full devices down,
- * walking the tree until no device could beat the best found.
+ * not deployed on w but not on the member either (cost 0) are the slots
+ * of held devices; the rest (cost 1) come from the most over-full devices
+ * down.  Both walks stop when no device left could beat the best.
  */
 static void pull(struct bal *b, uint32_t w, struct move *best)
 {
-	uint32_t R = b->R, nw = 0;
+	uint32_t R = b->R;
 
 	for (uint32_t j = b->poff[w]; j < b->poff[w + 1]; j++) {
 		uint32_t pg = b->plist[j];
@@ -548,43 +656,24 @@ static void pull(struct bal *b, uint32_t w, struct move *best)
 				pull_one(b, w, pg, k, wf_set_has(pv, R, x) ? 0 : -1, best);
 		}
 	}
-	for (uint32_t i = 0; i < b->nd; i++) {
-		uint32_t pg = b->dlist[i];
-		const uint32_t *pv = &b->prev[(size_t)pg * R];
+	for (int cost = 0; cost <= 1 && !(best->ok && best->cost < cost); cost++) {
+		struct stree *s = cost ? &b->full : &b->held;
 
-		b->st->scanned += R;
-		if (wf_set_has(pv, R, w))
-			continue;
-		for (uint32_t k = 0; k < R; k++) {
-			uint32_t x = b->cur[(size_t)pg * R + k];
+		for (uint32_t x; (x = s->node[1]) != NONE;) {
+			double gain = b->dev[x] - b->dev[w];
 
-			if (x != NONE && !wf_set_has(pv, R, x))
-				pull_one(b, w, pg, k, 0, best);
+			if (gain <= 1 + EPS || (best->ok && gain < best->gain - 2 * EPS))
+				break;
+			walk_hide(b, x, cost ? WALK_FULL : WALK_HELD);
+			for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
+				const uint32_t *pv = &b->prev[(size_t)(c / R) * R];
+
+				b->st->scanned++;
+				if (!wf_set_has(pv, R, w) && wf_set_has(pv, R, x) == (cost == 1))
+					pull_one(b, w, c / R, c % R, cost, best);
+			}
 		}
-	}
-	if (best->ok)
-		return;
-	for (;;) {
-		uint32_t x = b->full.node[1];
-		double gain = x == NONE ? 0 : b->dev[x] - b->dev[w];
-
-		if (x == NONE || gain <= 1 + EPS || (best->ok && gain < best->gain - 2 * EPS))
-			break;
-		b->mask[x] = true;
-		st_fix(&b->full, b->pos[x]);
-		b->walked[nw++] = x;
-		for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
-			uint32_t pg = c / R;
-			const uint32_t *pv = &b->prev[(size_t)pg * R];
-
-			b->st->scanned++;
-			if (!wf_set_has(pv, R, w) && wf_set_has(pv, R, x))
-				pull_one(b, w, pg, c % R, 1, best);
-		}
-	}
-	while (nw--) {
-		b->mask[b->walked[nw]] = false;
-		st_fix(&b->full, b->pos[b->walked[nw]]);
+		walk_end(b);
 	}
 }
 
@@ -638,11 +727,17 @@ static int index_build(struct bal *b)
 	b->pos = malloc((N + 1) * sizeof(*b->pos));
 	b->lo = malloc((N + 1) * sizeof(*b->lo));
 	b->hi = malloc((N + 1) * sizeof(*b->hi));
-	b->mask = calloc(N + 1, sizeof(*b->mask));
+	b->moved = calloc(N + 1, sizeof(*b->moved));
+	b->nlost = calloc(N + 1, sizeof(*b->nlost));
+	b->fmask = calloc(N + 1, sizeof(*b->fmask));
+	b->hmask = calloc(N + 1, sizeof(*b->hmask));
+	b->lmask = calloc(N + 1, sizeof(*b->lmask));
+	b->walk = calloc(N + 1, sizeof(*b->walk));
 	b->walked = malloc((N + 1) * sizeof(*b->walked));
 	if (!key || !b->head || !b->next || !b->prevc || !b->poff || !b->plist ||
 	    !b->dlist || !b->dpos || !b->perm || !b->pos || !b->lo || !b->hi ||
-	    !b->mask || !b->walked)
+	    !b->moved || !b->nlost || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
+	    !b->walked)
 		goto out;
 
 	for (uint32_t t = 0; t < N; t++)
@@ -689,7 +784,17 @@ static int index_build(struct bal *b)
 	}
 	ret = st_init(&b->need, b->E, b->perm, b->dev, 1, NULL);
 	if (!ret)
-		ret = st_init(&b->full, b->E, b->perm, b->dev, -1, b->mask);
+		ret = st_init(&b->full, b->E, b->perm, b->dev, -1, b->fmask);
+	for (uint32_t pg = 0; pg < b->P; pg++)
+		account(b, pg, 1);
+	for (uint32_t t = 0; t < N; t++) {
+		b->hmask[t] = b->moved[t] == 0;
+		b->lmask[t] = b->nlost[t] == 0;
+	}
+	if (!ret)
+		ret = st_init(&b->held, b->E, b->perm, b->dev, -1, b->hmask);
+	if (!ret)
+		ret = st_init(&b->lost, b->E, b->perm, b->dev, 1, b->lmask);
 	if (!ret)
 		ret = worst_init(&b->w, N, b->fd, b->dev, b->tgt, b->band);
 out:
@@ -710,8 +815,15 @@ static void index_free(struct bal *b)
 	free(b->pos);
 	free(b->lo);
 	free(b->hi);
-	free(b->mask);
+	free(b->moved);
+	free(b->nlost);
+	free(b->fmask);
+	free(b->hmask);
+	free(b->lmask);
+	free(b->walk);
 	free(b->walked);
+	free(b->held.node);
+	free(b->lost.node);
 	free(b->need.node);
 	free(b->full.node);
 	worst_free(&b->w);
