@@ -241,8 +241,10 @@ struct bal {
 	uint32_t swaps;                 /* primary reorders */
 	struct wf_balance_stats *st;
 
-	/* The slots (pg * R + i) each device holds: a doubly linked list. */
-	uint32_t *head, *next, *prevc;
+	/* The slots (pg * R + i) each device holds, ascending, so that a walk
+	 * looking for the lowest PG can stop early: cl[t][0 .. cn[t]). */
+	uint32_t **cl, *cn, *ccap;
+	int err;                        /* -ENOMEM growing a list */
 	/* PGs whose deployed set holds each device: [poff[t], poff[t + 1]). */
 	uint32_t *poff, *plist;
 	/* PGs whose current set differs from the deployed one. */
@@ -263,23 +265,51 @@ struct bal {
 	struct worst w;
 };
 
+static uint32_t cell_at(const uint32_t *a, uint32_t n, uint32_t cell)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (a[mid] < cell)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static void link_cell(struct bal *b, uint32_t t, uint32_t cell)
 {
-	b->prevc[cell] = NONE;
-	b->next[cell] = b->head[t];
-	if (b->head[t] != NONE)
-		b->prevc[b->head[t]] = cell;
-	b->head[t] = cell;
+	uint32_t i, *a;
+
+	if (b->cn[t] == b->ccap[t]) {
+		uint32_t cap = b->ccap[t] ? 2 * b->ccap[t] : 16;
+
+		a = realloc(b->cl[t], cap * sizeof(*a));
+		if (!a) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->cl[t] = a;
+		b->ccap[t] = cap;
+	}
+	a = b->cl[t];
+	i = cell_at(a, b->cn[t], cell);
+	memmove(&a[i + 1], &a[i], (b->cn[t] - i) * sizeof(*a));
+	a[i] = cell;
+	b->cn[t]++;
 }
 
 static void unlink_cell(struct bal *b, uint32_t t, uint32_t cell)
 {
-	if (b->prevc[cell] != NONE)
-		b->next[b->prevc[cell]] = b->next[cell];
-	else
-		b->head[t] = b->next[cell];
-	if (b->next[cell] != NONE)
-		b->prevc[b->next[cell]] = b->prevc[cell];
+	uint32_t *a = b->cl[t], i = cell_at(a, b->cn[t], cell);
+
+	if (i < b->cn[t] && a[i] == cell) {
+		memmove(&a[i], &a[i + 1], (b->cn[t] - i - 1) * sizeof(*a));
+		b->cn[t]--;
+	}
 }
 
 /* Keep pg in the list of changed PGs exactly when it differs from prev. */
@@ -337,21 +367,30 @@ static void account(struct bal *b, uint32_t pg, int sign)
 	}
 }
 
-/* Walk a tree in its order: take its top device out until walk_end(). */
-static void walk_hide(struct bal *b, uint32_t t, uint8_t bit)
+/*
+ * Walk tree s in its order: take its top device out until walk_end().
+ * Only s changes: the walk bit is in no other tree's mask.
+ */
+static void walk_hide(struct bal *b, struct stree *s, uint32_t t, uint8_t bit)
 {
 	b->walk[t] |= bit;
 	b->walked[b->nw++] = t;
-	refresh(b, t);
+	b->fmask[t] = b->walk[t] & WALK_FULL;
+	b->hmask[t] = b->moved[t] == 0 || (b->walk[t] & WALK_HELD);
+	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
+	st_fix(s, b->pos[t]);
 }
 
-static void walk_end(struct bal *b)
+static void walk_end(struct bal *b, struct stree *s)
 {
 	while (b->nw) {
 		uint32_t t = b->walked[--b->nw];
 
 		b->walk[t] = 0;
-		refresh(b, t);
+		b->fmask[t] = false;
+		b->hmask[t] = b->moved[t] == 0;
+		b->lmask[t] = b->nlost[t] == 0;
+		st_fix(s, b->pos[t]);
 	}
 }
 
@@ -556,11 +595,14 @@ static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
 
 		if (bound <= 1 + EPS || (best->ok && best->cost <= cost && bound < best->gain - 2 * EPS))
 			break;
-		walk_hide(b, z, WALK_LOST);
+		walk_hide(b, &b->lost, z, WALK_LOST);
 		for (uint32_t j = b->poff[z]; j < b->poff[z + 1]; j++) {
 			uint32_t pg = b->plist[j];
 			const uint32_t *set = &b->cur[(size_t)pg * R], *pv = &b->prev[(size_t)pg * R];
 
+			/* plist is in PG order: past the best PG only a larger gain wins. */
+			if (best->ok && best->cost == cost && bound <= best->gain + EPS && pg > best->pg)
+				break;
 			b->st->scanned++;
 			if (wf_set_has(set, R, z))
 				continue;
@@ -577,7 +619,7 @@ static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
 			}
 		}
 	}
-	walk_end(b);
+	walk_end(b, &b->lost);
 }
 
 /*
@@ -603,14 +645,18 @@ static bool free_move(struct bal *b)
 			if (b->dev[x] <= 0 || bound <= 1 + EPS ||
 			    (best.ok && bound < best.gain - 2 * EPS))
 				break;
-			walk_hide(b, x, WALK_HELD);
-			for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
+			walk_hide(b, &b->held, x, WALK_HELD);
+			for (uint32_t i = 0; i < b->cn[x]; i++) {
+				uint32_t c = b->cl[x][i];
+
+				if (best.ok && bound <= best.gain + EPS && c / b->R > best.pg)
+					break;
 				b->st->scanned++;
 				if (!wf_set_has(&b->prev[(size_t)(c / b->R) * b->R], b->R, x))
 					slot_best(b, c / b->R, c % b->R, 0, &best);
 			}
 		}
-		walk_end(b);
+		walk_end(b, &b->held);
 		back_moves(b, 0, b->full.node[1], &best);
 	}
 	if (!best.ok)
@@ -664,16 +710,21 @@ static void pull(struct bal *b, uint32_t w, struct move *best)
 
 			if (gain <= 1 + EPS || (best->ok && gain < best->gain - 2 * EPS))
 				break;
-			walk_hide(b, x, cost ? WALK_FULL : WALK_HELD);
-			for (uint32_t c = b->head[x]; c != NONE; c = b->next[c]) {
+			walk_hide(b, s, x, cost ? WALK_FULL : WALK_HELD);
+			for (uint32_t i = 0; i < b->cn[x]; i++) {
+				uint32_t c = b->cl[x][i];
 				const uint32_t *pv = &b->prev[(size_t)(c / R) * R];
 
+				/* Cells in PG order: past the best PG only a larger gain wins. */
+				if (best->ok && best->cost == cost && gain <= best->gain + EPS &&
+				    c / R > best->pg)
+					break;
 				b->st->scanned++;
 				if (!wf_set_has(pv, R, w) && wf_set_has(pv, R, x) == (cost == 1))
 					pull_one(b, w, c / R, c % R, cost, best);
 			}
 		}
-		walk_end(b);
+		walk_end(b, s);
 	}
 }
 
@@ -686,7 +737,9 @@ static bool paid_move(struct bal *b)
 	if (w == NONE)
 		return false;
 	if (b->dev[w] > 0) {
-		for (uint32_t c = b->head[w]; c != NONE; c = b->next[c]) {
+		for (uint32_t i = 0; i < b->cn[w]; i++) {
+			uint32_t c = b->cl[w][i];
+
 			b->st->scanned++;
 			slot_best(b, c / b->R, c % b->R, 1, &best);
 		}
@@ -716,9 +769,9 @@ static int index_build(struct bal *b)
 	uint64_t *key = malloc((N + 1) * sizeof(*key));
 	int ret = -ENOMEM;
 
-	b->head = malloc((N + 1) * sizeof(*b->head));
-	b->next = malloc((cells + 1) * sizeof(*b->next));
-	b->prevc = malloc((cells + 1) * sizeof(*b->prevc));
+	b->cl = calloc(N + 1, sizeof(*b->cl));
+	b->cn = calloc(N + 1, sizeof(*b->cn));
+	b->ccap = calloc(N + 1, sizeof(*b->ccap));
 	b->poff = calloc(N + 2, sizeof(*b->poff));
 	b->plist = malloc((cells + 1) * sizeof(*b->plist));
 	b->dlist = malloc(((size_t)b->P + 1) * sizeof(*b->dlist));
@@ -734,17 +787,17 @@ static int index_build(struct bal *b)
 	b->lmask = calloc(N + 1, sizeof(*b->lmask));
 	b->walk = calloc(N + 1, sizeof(*b->walk));
 	b->walked = malloc((N + 1) * sizeof(*b->walked));
-	if (!key || !b->head || !b->next || !b->prevc || !b->poff || !b->plist ||
+	if (!key || !b->cl || !b->cn || !b->ccap || !b->poff || !b->plist ||
 	    !b->dlist || !b->dpos || !b->perm || !b->pos || !b->lo || !b->hi ||
 	    !b->moved || !b->nlost || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
 	    !b->walked)
 		goto out;
 
-	for (uint32_t t = 0; t < N; t++)
-		b->head[t] = NONE;
-	for (size_t c = cells; c-- > 0;)
+	for (size_t c = 0; c < cells && !b->err; c++)
 		if (b->cur[c] != NONE)
 			link_cell(b, b->cur[c], (uint32_t)c);
+	if (b->err)
+		goto out;
 
 	for (size_t c = 0; c < cells; c++)
 		if (b->prev[c] != NONE)
@@ -804,9 +857,11 @@ out:
 
 static void index_free(struct bal *b)
 {
-	free(b->head);
-	free(b->next);
-	free(b->prevc);
+	for (uint32_t t = 0; b->cl && t < b->N; t++)
+		free(b->cl[t]);
+	free(b->cl);
+	free(b->cn);
+	free(b->ccap);
 	free(b->poff);
 	free(b->plist);
 	free(b->dlist);
@@ -1014,14 +1069,14 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 	if (worst_init(&w, N, b->fd, pd, tgt, band))
 		goto out;
 
-	while (swaps < b->P) {
+	while (swaps < b->P && !b->err) {
 		uint32_t t = worst_pick(&w);
 		struct swap best = { .pref = -1 };
 
 		if (t == NONE)
 			break;
-		for (uint32_t c = b->head[t]; c != NONE; c = b->next[c]) {
-			uint32_t pg = c / R, k = c % R;
+		for (uint32_t i = 0; i < b->cn[t]; i++) {
+			uint32_t pg = b->cl[t][i] / R, k = b->cl[t][i] % R;
 
 			b->st->scanned++;
 			if (pd[t] > 0 && k == 0) {
@@ -1091,14 +1146,15 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 		goto out;
 
 	fill_holes(b);
-	while (b->moves < b->max_moves) {
+	while (b->moves < b->max_moves && !b->err) {
 		if (free_move(b))
 			continue;
 		if (!paid_move(b))
 			break;
 	}
-	if (primary_dev > 0)
+	if (primary_dev > 0 && !b->err)
 		b->swaps = balance_primaries(b, share, primary_dev);
+	ret = b->err;
 out:
 	index_free(b);
 	free(share);
