@@ -226,6 +226,10 @@ static uint32_t worst_pick(struct worst *w)
 	return t != NONE && w->eff[t] > 0 ? t : NONE;
 }
 
+struct clist {
+	uint32_t *a, n, cap;
+};
+
 struct bal {
 	const struct wf_placer *pl;
 	const struct wf_placer *prev_pl;        /* deployed epoch, or NULL */
@@ -241,9 +245,10 @@ struct bal {
 	uint32_t swaps;                 /* primary reorders */
 	struct wf_balance_stats *st;
 
-	/* The slots (pg * R + i) each device holds, ascending, so that a walk
-	 * looking for the lowest PG can stop early: cl[t][0 .. cn[t]). */
-	uint32_t **cl, *cn, *ccap;
+	/* The slots (pg * R + i) each device holds, and those of them not
+	 * deployed there, ascending so that a walk looking for the lowest PG
+	 * can stop early. */
+	struct clist *cells, *mcells;
 	int err;                        /* -ENOMEM growing a list */
 	/* PGs whose deployed set holds each device: [poff[t], poff[t + 1]). */
 	uint32_t *poff, *plist;
@@ -255,10 +260,10 @@ struct bal {
 	struct stree need;              /* smallest dev first */
 	struct stree full;              /* largest dev first */
 	struct stree held;              /* largest dev first, holders of slots
-	                                 * not deployed there (moved[] > 0) */
+	                                 * not deployed there (mcells) */
 	struct stree lost;              /* smallest dev first, devices deployed
 	                                 * in PGs that no longer hold them */
-	uint32_t *moved, *nlost;        /* such slots / PGs per device */
+	uint32_t *nlost;                /* such PGs per device */
 	bool *fmask, *hmask, *lmask;    /* devices each tree leaves out */
 	uint8_t *walk;                  /* WALK_*: taken out while walked */
 	uint32_t *walked, nw;
@@ -280,35 +285,33 @@ static uint32_t cell_at(const uint32_t *a, uint32_t n, uint32_t cell)
 	return lo;
 }
 
-static void link_cell(struct bal *b, uint32_t t, uint32_t cell)
+static void link_cell(struct bal *b, struct clist *l, uint32_t cell)
 {
-	uint32_t i, *a;
+	uint32_t i;
 
-	if (b->cn[t] == b->ccap[t]) {
-		uint32_t cap = b->ccap[t] ? 2 * b->ccap[t] : 16;
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? 2 * l->cap : 16, *a = realloc(l->a, cap * sizeof(*a));
 
-		a = realloc(b->cl[t], cap * sizeof(*a));
 		if (!a) {
 			b->err = -ENOMEM;
 			return;
 		}
-		b->cl[t] = a;
-		b->ccap[t] = cap;
+		l->a = a;
+		l->cap = cap;
 	}
-	a = b->cl[t];
-	i = cell_at(a, b->cn[t], cell);
-	memmove(&a[i + 1], &a[i], (b->cn[t] - i) * sizeof(*a));
-	a[i] = cell;
-	b->cn[t]++;
+	i = cell_at(l->a, l->n, cell);
+	memmove(&l->a[i + 1], &l->a[i], (l->n - i) * sizeof(*l->a));
+	l->a[i] = cell;
+	l->n++;
 }
 
-static void unlink_cell(struct bal *b, uint32_t t, uint32_t cell)
+static void unlink_cell(struct clist *l, uint32_t cell)
 {
-	uint32_t *a = b->cl[t], i = cell_at(a, b->cn[t], cell);
+	uint32_t i = cell_at(l->a, l->n, cell);
 
-	if (i < b->cn[t] && a[i] == cell) {
-		memmove(&a[i], &a[i + 1], (b->cn[t] - i - 1) * sizeof(*a));
-		b->cn[t]--;
+	if (i < l->n && l->a[i] == cell) {
+		memmove(&l->a[i], &l->a[i + 1], (l->n - i - 1) * sizeof(*l->a));
+		l->n--;
 	}
 }
 
@@ -342,7 +345,7 @@ static void refresh(struct bal *b, uint32_t t)
 	if (p == NONE)
 		return;
 	b->fmask[t] = b->walk[t] & WALK_FULL;
-	b->hmask[t] = b->moved[t] == 0 || (b->walk[t] & WALK_HELD);
+	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
 	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
 	st_fix(&b->need, p);
 	st_fix(&b->full, p);
@@ -351,7 +354,7 @@ static void refresh(struct bal *b, uint32_t t)
 }
 
 /*
- * Count pg's members not deployed there (moved[]) and its deployed
+ * Count pg's members not deployed there (mcells) and its deployed
  * members it no longer holds (nlost[]): the only places a free move can
  * start from or go back to.
  */
@@ -360,8 +363,12 @@ static void account(struct bal *b, uint32_t pg, int sign)
 	const uint32_t *set = &b->cur[(size_t)pg * b->R], *pv = &b->prev[(size_t)pg * b->R];
 
 	for (uint32_t i = 0; i < b->R; i++) {
-		if (set[i] != NONE && !wf_set_has(pv, b->R, set[i]))
-			b->moved[set[i]] += sign;
+		if (set[i] != NONE && !wf_set_has(pv, b->R, set[i])) {
+			if (sign > 0)
+				link_cell(b, &b->mcells[set[i]], pg * b->R + i);
+			else
+				unlink_cell(&b->mcells[set[i]], pg * b->R + i);
+		}
 		if (pv[i] != NONE && !wf_set_has(set, b->R, pv[i]))
 			b->nlost[pv[i]] += sign;
 	}
@@ -376,7 +383,7 @@ static void walk_hide(struct bal *b, struct stree *s, uint32_t t, uint8_t bit)
 	b->walk[t] |= bit;
 	b->walked[b->nw++] = t;
 	b->fmask[t] = b->walk[t] & WALK_FULL;
-	b->hmask[t] = b->moved[t] == 0 || (b->walk[t] & WALK_HELD);
+	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
 	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
 	st_fix(s, b->pos[t]);
 }
@@ -388,7 +395,7 @@ static void walk_end(struct bal *b, struct stree *s)
 
 		b->walk[t] = 0;
 		b->fmask[t] = false;
-		b->hmask[t] = b->moved[t] == 0;
+		b->hmask[t] = b->mcells[t].n == 0;
 		b->lmask[t] = b->nlost[t] == 0;
 		st_fix(s, b->pos[t]);
 	}
@@ -418,12 +425,12 @@ static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 	account(b, pg, -1);
 	if (x != NONE) {
 		b->dev[x] -= 1;
-		unlink_cell(b, x, cell);
+		unlink_cell(&b->cells[x], cell);
 		worst_touch(&b->w, x);
 		refresh(b, x);
 	}
 	b->dev[y] += 1;
-	link_cell(b, y, cell);
+	link_cell(b, &b->cells[y], cell);
 	b->cur[cell] = y;
 	worst_touch(&b->w, y);
 	account(b, pg, 1);
@@ -624,7 +631,7 @@ static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
 
 /*
  * One free move (cost <= 0) that improves balance.  Only a member not yet
- * copied (moved[]), or a PG that lost a deployed member (nlost[]), can
+ * copied (mcells), or a PG that lost a deployed member (nlost[]), can
  * move for free: cost -1 is such a member going back to a lost device,
  * cost 0 such a member going anywhere else not deployed, or a deployed
  * member going to a lost device.  Each is found by walking the devices in
@@ -646,14 +653,13 @@ static bool free_move(struct bal *b)
 			    (best.ok && bound < best.gain - 2 * EPS))
 				break;
 			walk_hide(b, &b->held, x, WALK_HELD);
-			for (uint32_t i = 0; i < b->cn[x]; i++) {
-				uint32_t c = b->cl[x][i];
+			for (uint32_t i = 0; i < b->mcells[x].n; i++) {
+				uint32_t c = b->mcells[x].a[i];
 
 				if (best.ok && bound <= best.gain + EPS && c / b->R > best.pg)
 					break;
 				b->st->scanned++;
-				if (!wf_set_has(&b->prev[(size_t)(c / b->R) * b->R], b->R, x))
-					slot_best(b, c / b->R, c % b->R, 0, &best);
+				slot_best(b, c / b->R, c % b->R, 0, &best);
 			}
 		}
 		walk_end(b, &b->held);
@@ -711,8 +717,10 @@ static void pull(struct bal *b, uint32_t w, struct move *best)
 			if (gain <= 1 + EPS || (best->ok && gain < best->gain - 2 * EPS))
 				break;
 			walk_hide(b, s, x, cost ? WALK_FULL : WALK_HELD);
-			for (uint32_t i = 0; i < b->cn[x]; i++) {
-				uint32_t c = b->cl[x][i];
+			const struct clist *l = cost ? &b->cells[x] : &b->mcells[x];
+
+			for (uint32_t i = 0; i < l->n; i++) {
+				uint32_t c = l->a[i];
 				const uint32_t *pv = &b->prev[(size_t)(c / R) * R];
 
 				/* Cells in PG order: past the best PG only a larger gain wins. */
@@ -737,8 +745,8 @@ static bool paid_move(struct bal *b)
 	if (w == NONE)
 		return false;
 	if (b->dev[w] > 0) {
-		for (uint32_t i = 0; i < b->cn[w]; i++) {
-			uint32_t c = b->cl[w][i];
+		for (uint32_t i = 0; i < b->cells[w].n; i++) {
+			uint32_t c = b->cells[w].a[i];
 
 			b->st->scanned++;
 			slot_best(b, c / b->R, c % b->R, 1, &best);
@@ -769,9 +777,8 @@ static int index_build(struct bal *b)
 	uint64_t *key = malloc((N + 1) * sizeof(*key));
 	int ret = -ENOMEM;
 
-	b->cl = calloc(N + 1, sizeof(*b->cl));
-	b->cn = calloc(N + 1, sizeof(*b->cn));
-	b->ccap = calloc(N + 1, sizeof(*b->ccap));
+	b->cells = calloc(N + 1, sizeof(*b->cells));
+	b->mcells = calloc(N + 1, sizeof(*b->mcells));
 	b->poff = calloc(N + 2, sizeof(*b->poff));
 	b->plist = malloc((cells + 1) * sizeof(*b->plist));
 	b->dlist = malloc(((size_t)b->P + 1) * sizeof(*b->dlist));
@@ -780,22 +787,21 @@ static int index_build(struct bal *b)
 	b->pos = malloc((N + 1) * sizeof(*b->pos));
 	b->lo = malloc((N + 1) * sizeof(*b->lo));
 	b->hi = malloc((N + 1) * sizeof(*b->hi));
-	b->moved = calloc(N + 1, sizeof(*b->moved));
 	b->nlost = calloc(N + 1, sizeof(*b->nlost));
 	b->fmask = calloc(N + 1, sizeof(*b->fmask));
 	b->hmask = calloc(N + 1, sizeof(*b->hmask));
 	b->lmask = calloc(N + 1, sizeof(*b->lmask));
 	b->walk = calloc(N + 1, sizeof(*b->walk));
 	b->walked = malloc((N + 1) * sizeof(*b->walked));
-	if (!key || !b->cl || !b->cn || !b->ccap || !b->poff || !b->plist ||
+	if (!key || !b->cells || !b->mcells || !b->poff || !b->plist ||
 	    !b->dlist || !b->dpos || !b->perm || !b->pos || !b->lo || !b->hi ||
-	    !b->moved || !b->nlost || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
+	    !b->nlost || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
 	    !b->walked)
 		goto out;
 
 	for (size_t c = 0; c < cells && !b->err; c++)
 		if (b->cur[c] != NONE)
-			link_cell(b, b->cur[c], (uint32_t)c);
+			link_cell(b, &b->cells[b->cur[c]], (uint32_t)c);
 	if (b->err)
 		goto out;
 
@@ -841,7 +847,7 @@ static int index_build(struct bal *b)
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		account(b, pg, 1);
 	for (uint32_t t = 0; t < N; t++) {
-		b->hmask[t] = b->moved[t] == 0;
+		b->hmask[t] = b->mcells[t].n == 0;
 		b->lmask[t] = b->nlost[t] == 0;
 	}
 	if (!ret)
@@ -857,11 +863,12 @@ out:
 
 static void index_free(struct bal *b)
 {
-	for (uint32_t t = 0; b->cl && t < b->N; t++)
-		free(b->cl[t]);
-	free(b->cl);
-	free(b->cn);
-	free(b->ccap);
+	for (uint32_t t = 0; b->cells && t < b->N; t++)
+		free(b->cells[t].a);
+	for (uint32_t t = 0; b->mcells && t < b->N; t++)
+		free(b->mcells[t].a);
+	free(b->cells);
+	free(b->mcells);
 	free(b->poff);
 	free(b->plist);
 	free(b->dlist);
@@ -870,7 +877,6 @@ static void index_free(struct bal *b)
 	free(b->pos);
 	free(b->lo);
 	free(b->hi);
-	free(b->moved);
 	free(b->nlost);
 	free(b->fmask);
 	free(b->hmask);
@@ -1075,8 +1081,8 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 
 		if (t == NONE)
 			break;
-		for (uint32_t i = 0; i < b->cn[t]; i++) {
-			uint32_t pg = b->cl[t][i] / R, k = b->cl[t][i] % R;
+		for (uint32_t i = 0; i < b->cells[t].n; i++) {
+			uint32_t pg = b->cells[t].a[i] / R, k = b->cells[t].a[i] % R;
 
 			b->st->scanned++;
 			if (pd[t] > 0 && k == 0) {
@@ -1092,12 +1098,14 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 		}
 		uint32_t c0 = best.pg * R, ck = c0 + best.k, x = b->cur[c0], y = b->cur[ck];
 
-		unlink_cell(b, x, c0);
-		unlink_cell(b, y, ck);
-		link_cell(b, y, c0);
-		link_cell(b, x, ck);
+		account(b, best.pg, -1);
+		unlink_cell(&b->cells[x], c0);
+		unlink_cell(&b->cells[y], ck);
+		link_cell(b, &b->cells[y], c0);
+		link_cell(b, &b->cells[x], ck);
 		b->cur[c0] = y;
 		b->cur[ck] = x;
+		account(b, best.pg, 1);
 		track_pg(b, best.pg);
 		pd[x] -= 1;
 		pd[y] += 1;
