@@ -895,23 +895,47 @@ static void index_free(struct bal *b)
  * is still there), as target indices of the new map; without a deployed
  * epoch, the sets the map gives now.
  */
-static void load_prev(struct bal *b)
+static int load_prev(struct bal *b)
 {
+	const struct wf_map *pm;
+	uint32_t R = b->R, *raw;
+	uint8_t *n;
+
 	if (!b->prev_pl) {
-		memcpy(b->prev, b->cur, (size_t)b->P * b->R * sizeof(*b->prev));
-		return;
+		memcpy(b->prev, b->cur, (size_t)b->P * R * sizeof(*b->prev));
+		return 0;
+	}
+	pm = b->prev_pl->map;
+	raw = malloc(((size_t)b->P * R + 1) * sizeof(*raw));
+	n = calloc((size_t)b->P + 1, sizeof(*n));
+	if (!raw || !n) {
+		free(raw);
+		free(n);
+		return -ENOMEM;
+	}
+	/* The first valid override of a PG wins, as in wf_place_pg_final(),
+	 * which would scan the whole list for every PG. */
+	for (uint32_t i = 0; i < pm->noverrides; i++) {
+		const struct wf_override *ov = &pm->overrides[i];
+
+		if (ov->pool == b->pool && ov->pg < b->P && !n[ov->pg] &&
+		    wf_override_resolve(b->prev_pl, ov, &raw[(size_t)ov->pg * R]))
+			n[ov->pg] = ov->n;
 	}
 	for (uint32_t pg = 0; pg < b->P; pg++) {
-		uint32_t raw[WF_MAX_REPLICAS], *pv = &b->prev[(size_t)pg * b->R];
-		bool ov;
-		unsigned n = wf_place_pg_final(b->prev_pl, b->pool, pg, raw, &ov);
+		uint32_t *pv = &b->prev[(size_t)pg * R], *rp = &raw[(size_t)pg * R];
 
-		for (uint32_t i = 0; i < b->R; i++) {
-			int t = i < n ? wf_placer_target(b->pl, b->prev_pl->map->targets[raw[i]].id) : -1;
+		if (!n[pg])
+			n[pg] = (uint8_t)wf_place_pg(b->prev_pl, b->pool, pg, rp);
+		for (uint32_t i = 0; i < R; i++) {
+			int t = i < n[pg] ? wf_placer_target(b->pl, pm->targets[rp[i]].id) : -1;
 
 			pv[i] = t < 0 ? WF_TARGET_NONE : (uint32_t)t;
 		}
 	}
+	free(raw);
+	free(n);
+	return 0;
 }
 
 /*
@@ -1134,7 +1158,9 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 	if (ret)
 		goto out;
 	load_cur(b);
-	load_prev(b);
+	ret = load_prev(b);
+	if (ret)
+		goto out;
 
 	for (uint32_t t = 0; t < N; t++)
 		b->dev[t] = 0;
