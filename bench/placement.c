@@ -788,9 +788,10 @@ static int run_mapping_only(const struct wf_map *src, uint32_t pool)
 }
 
 /*
- * no_balance: skip the balancer (it scans every PG for every move: minutes
- * to hours at thousands of devices), so only the cost figures and the
- * rendezvous-alone quality figures are measured; the balanced ones are NaN.
+ * no_balance: skip the balancer (it runs five times: from the rendezvous,
+ * after each change, and for the heavy domain; seconds to minutes at
+ * 10,000 devices), so only the cost figures and the rendezvous-alone
+ * quality figures are measured; the balanced ones are NaN.
  */
 static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
 	       bool no_balance)
