@@ -263,7 +263,7 @@ struct bal {
 	                                 * not deployed there (mcells) */
 	struct stree lost;              /* smallest dev first, devices deployed
 	                                 * in PGs that no longer hold them */
-	uint32_t *nlost;                /* such PGs per device */
+	struct clist *lpgs;             /* such PGs per device, ascending */
 	bool *fmask, *hmask, *lmask;    /* devices each tree leaves out */
 	uint8_t *walk;                  /* WALK_*: taken out while walked */
 	uint32_t *walked, nw;
@@ -346,7 +346,7 @@ static void refresh(struct bal *b, uint32_t t)
 		return;
 	b->fmask[t] = b->walk[t] & WALK_FULL;
 	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
-	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
+	b->lmask[t] = b->lpgs[t].n == 0 || (b->walk[t] & WALK_LOST);
 	st_fix(&b->need, p);
 	st_fix(&b->full, p);
 	st_fix(&b->held, p);
@@ -355,7 +355,7 @@ static void refresh(struct bal *b, uint32_t t)
 
 /*
  * Count pg's members not deployed there (mcells) and its deployed
- * members it no longer holds (nlost[]): the only places a free move can
+ * members it no longer holds (lpgs): the only places a free move can
  * start from or go back to.
  */
 static void account(struct bal *b, uint32_t pg, int sign)
@@ -369,8 +369,12 @@ static void account(struct bal *b, uint32_t pg, int sign)
 			else
 				unlink_cell(&b->mcells[set[i]], pg * b->R + i);
 		}
-		if (pv[i] != NONE && !wf_set_has(set, b->R, pv[i]))
-			b->nlost[pv[i]] += sign;
+		if (pv[i] != NONE && !wf_set_has(set, b->R, pv[i])) {
+			if (sign > 0)
+				link_cell(b, &b->lpgs[pv[i]], pg);
+			else
+				unlink_cell(&b->lpgs[pv[i]], pg);
+		}
 	}
 }
 
@@ -384,7 +388,7 @@ static void walk_hide(struct bal *b, struct stree *s, uint32_t t, uint8_t bit)
 	b->walked[b->nw++] = t;
 	b->fmask[t] = b->walk[t] & WALK_FULL;
 	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
-	b->lmask[t] = b->nlost[t] == 0 || (b->walk[t] & WALK_LOST);
+	b->lmask[t] = b->lpgs[t].n == 0 || (b->walk[t] & WALK_LOST);
 	st_fix(s, b->pos[t]);
 }
 
@@ -396,7 +400,7 @@ static void walk_end(struct bal *b, struct stree *s)
 		b->walk[t] = 0;
 		b->fmask[t] = false;
 		b->hmask[t] = b->mcells[t].n == 0;
-		b->lmask[t] = b->nlost[t] == 0;
+		b->lmask[t] = b->lpgs[t].n == 0;
 		st_fix(s, b->pos[t]);
 	}
 }
@@ -603,16 +607,14 @@ static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
 		if (bound <= 1 + EPS || (best->ok && best->cost <= cost && bound < best->gain - 2 * EPS))
 			break;
 		walk_hide(b, &b->lost, z, WALK_LOST);
-		for (uint32_t j = b->poff[z]; j < b->poff[z + 1]; j++) {
-			uint32_t pg = b->plist[j];
+		for (uint32_t j = 0; j < b->lpgs[z].n; j++) {
+			uint32_t pg = b->lpgs[z].a[j];
 			const uint32_t *set = &b->cur[(size_t)pg * R], *pv = &b->prev[(size_t)pg * R];
 
-			/* plist is in PG order: past the best PG only a larger gain wins. */
+			/* In PG order: past the best PG only a larger gain wins. */
 			if (best->ok && best->cost == cost && bound <= best->gain + EPS && pg > best->pg)
 				break;
 			b->st->scanned++;
-			if (wf_set_has(set, R, z))
-				continue;
 			for (uint32_t k = 0; k < R; k++) {
 				struct move m = { pg, k, z, cost, 0, true };
 
@@ -631,7 +633,7 @@ static void back_moves(struct bal *b, int cost, uint32_t top, struct move *best)
 
 /*
  * One free move (cost <= 0) that improves balance.  Only a member not yet
- * copied (mcells), or a PG that lost a deployed member (nlost[]), can
+ * copied (mcells), or a PG that lost a deployed member (lpgs), can
  * move for free: cost -1 is such a member going back to a lost device,
  * cost 0 such a member going anywhere else not deployed, or a deployed
  * member going to a lost device.  Each is found by walking the devices in
@@ -787,7 +789,7 @@ static int index_build(struct bal *b)
 	b->pos = malloc((N + 1) * sizeof(*b->pos));
 	b->lo = malloc((N + 1) * sizeof(*b->lo));
 	b->hi = malloc((N + 1) * sizeof(*b->hi));
-	b->nlost = calloc(N + 1, sizeof(*b->nlost));
+	b->lpgs = calloc(N + 1, sizeof(*b->lpgs));
 	b->fmask = calloc(N + 1, sizeof(*b->fmask));
 	b->hmask = calloc(N + 1, sizeof(*b->hmask));
 	b->lmask = calloc(N + 1, sizeof(*b->lmask));
@@ -795,7 +797,7 @@ static int index_build(struct bal *b)
 	b->walked = malloc((N + 1) * sizeof(*b->walked));
 	if (!key || !b->cells || !b->mcells || !b->poff || !b->plist ||
 	    !b->dlist || !b->dpos || !b->perm || !b->pos || !b->lo || !b->hi ||
-	    !b->nlost || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
+	    !b->lpgs || !b->fmask || !b->hmask || !b->lmask || !b->walk ||
 	    !b->walked)
 		goto out;
 
@@ -846,9 +848,11 @@ static int index_build(struct bal *b)
 		ret = st_init(&b->full, b->E, b->perm, b->dev, -1, b->fmask);
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		account(b, pg, 1);
+	if (!ret && b->err)
+		ret = b->err;
 	for (uint32_t t = 0; t < N; t++) {
 		b->hmask[t] = b->mcells[t].n == 0;
-		b->lmask[t] = b->nlost[t] == 0;
+		b->lmask[t] = b->lpgs[t].n == 0;
 	}
 	if (!ret)
 		ret = st_init(&b->held, b->E, b->perm, b->dev, -1, b->hmask);
@@ -877,7 +881,9 @@ static void index_free(struct bal *b)
 	free(b->pos);
 	free(b->lo);
 	free(b->hi);
-	free(b->nlost);
+	for (uint32_t t = 0; b->lpgs && t < b->N; t++)
+		free(b->lpgs[t].a);
+	free(b->lpgs);
 	free(b->fmask);
 	free(b->hmask);
 	free(b->lmask);
