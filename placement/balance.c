@@ -36,195 +36,10 @@
 #include <string.h>
 
 #include "placement/placement.h"
+#include "placement/rank.h"
 
 #define NONE WF_TARGET_NONE
-#define EPS  1e-9               /* deviations closer than this are a tie */
-
-/*
- * A segment tree over leaf positions: every node holds the best device of
- * its range (NONE if none) under one order of key[], ties to the lower
- * device index.  Masked devices are left out.
- */
-struct stree {
-	uint32_t size;                  /* leaves, a power of two */
-	uint32_t n;                     /* leaves in use */
-	uint32_t *node;                 /* [2 * size], root at 1 */
-	const uint32_t *leaf;           /* device at each position, NULL: itself */
-	const double *key;
-	int dir;                        /* +1: smallest key first, -1: largest */
-	const bool *mask;               /* or NULL */
-};
-
-static bool st_better(const struct stree *s, uint32_t a, uint32_t b)
-{
-	double d;
-
-	if (a == NONE)
-		return false;
-	if (b == NONE)
-		return true;
-	d = (s->key[b] - s->key[a]) * s->dir;
-	if (d > EPS)
-		return true;
-	if (d < -EPS)
-		return false;
-	return a < b;
-}
-
-static uint32_t st_pick(const struct stree *s, uint32_t a, uint32_t b)
-{
-	return st_better(s, b, a) ? b : a;
-}
-
-static uint32_t st_leaf(const struct stree *s, uint32_t pos)
-{
-	uint32_t d;
-
-	if (pos >= s->n)
-		return NONE;
-	d = s->leaf ? s->leaf[pos] : pos;
-	return s->mask && s->mask[d] ? NONE : d;
-}
-
-/* Position pos changed (its key or mask): fix the path to the root. */
-static void st_fix(struct stree *s, uint32_t pos)
-{
-	uint32_t i = s->size + pos;
-
-	s->node[i] = st_leaf(s, pos);
-	for (i >>= 1; i; i >>= 1)
-		s->node[i] = st_pick(s, s->node[2 * i], s->node[2 * i + 1]);
-}
-
-static int st_init(struct stree *s, uint32_t n, const uint32_t *leaf, const double *key,
-		   int dir, const bool *mask)
-{
-	*s = (struct stree){ .size = 1, .n = n, .leaf = leaf, .key = key, .dir = dir, .mask = mask };
-	while (s->size < n)
-		s->size <<= 1;
-	s->node = malloc(2 * (size_t)s->size * sizeof(*s->node));
-	if (!s->node)
-		return -ENOMEM;
-	for (uint32_t p = 0; p < s->size; p++)
-		s->node[s->size + p] = st_leaf(s, p);
-	for (uint32_t i = s->size - 1; i; i--)
-		s->node[i] = st_pick(s, s->node[2 * i], s->node[2 * i + 1]);
-	return 0;
-}
-
-/* Best device at positions [lo, hi). */
-static uint32_t st_query(const struct stree *s, uint32_t lo, uint32_t hi)
-{
-	uint32_t best = NONE;
-
-	for (lo += s->size, hi += s->size; lo < hi; lo >>= 1, hi >>= 1) {
-		if (lo & 1)
-			best = st_pick(s, best, s->node[lo++]);
-		if (hi & 1)
-			best = st_pick(s, best, s->node[--hi]);
-	}
-	return best;
-}
-
-/*
- * Whole PGs by which a device holding tgt + dev is outside its band
- * [floor(tgt - band), ceil(tgt + band)].  Integer bounds: a map change
- * that shifts every target by a fraction of a PG must not push the
- * devices sitting at the edge of the band out of it.
- */
-static double outside(double dev, double tgt, double band)
-{
-	double c = round(dev + tgt), lo = floor(tgt - band), hi = ceil(tgt + band);
-
-	return c > hi ? c - hi : (c < lo ? lo - c : 0);
-}
-
-/*
- * The device furthest out of its band, with hysteresis: a device is only
- * taken up once it is two PGs beyond its band, and then brought back
- * within the band.  Without it every device left at the edge of the band
- * by the last run would cost a move as soon as a map change nudges it.
- * Devices found stuck (no move helps them) are left alone.  Only the
- * devices whose count changed since the last pick are looked at again.
- */
-struct worst {
-	struct stree t;                 /* largest eff first */
-	double *eff;                    /* outside() if being fixed, else 0 */
-	bool *active, *stuck, *isdirty;
-	uint32_t *dirty, ndirty;
-	const double *dev, *tgt, *band;
-	const uint32_t *fd;
-};
-
-static int worst_init(struct worst *w, uint32_t n, const uint32_t *fd, const double *dev,
-		      const double *tgt, const double *band)
-{
-	*w = (struct worst){ .dev = dev, .tgt = tgt, .band = band, .fd = fd };
-	w->eff = calloc(n + 1, sizeof(*w->eff));
-	w->active = calloc(n + 1, sizeof(*w->active));
-	w->stuck = calloc(n + 1, sizeof(*w->stuck));
-	w->isdirty = calloc(n + 1, sizeof(*w->isdirty));
-	w->dirty = calloc(n + 1, sizeof(*w->dirty));
-	if (!w->eff || !w->active || !w->stuck || !w->isdirty || !w->dirty)
-		return -ENOMEM;
-	for (uint32_t t = 0; t < n; t++) {
-		w->dirty[t] = t;
-		w->isdirty[t] = true;
-	}
-	w->ndirty = n;
-	return st_init(&w->t, n, NULL, w->eff, -1, NULL);
-}
-
-static void worst_free(struct worst *w)
-{
-	free(w->eff);
-	free(w->active);
-	free(w->stuck);
-	free(w->isdirty);
-	free(w->dirty);
-	free(w->t.node);
-}
-
-static void worst_touch(struct worst *w, uint32_t t)
-{
-	if (!w->isdirty[t]) {
-		w->isdirty[t] = true;
-		w->dirty[w->ndirty++] = t;
-	}
-}
-
-static void worst_stuck(struct worst *w, uint32_t t)
-{
-	w->stuck[t] = true;
-	worst_touch(w, t);
-}
-
-/* The device to fix next, or NONE when every device is in its band. */
-static uint32_t worst_pick(struct worst *w)
-{
-	uint32_t t;
-
-	for (uint32_t i = 0; i < w->ndirty; i++) {
-		double v = 0;
-
-		t = w->dirty[i];
-		w->isdirty[t] = false;
-		if (w->fd[t] != NONE && !w->stuck[t]) {
-			v = outside(w->dev[t], w->tgt[t], w->band[t]);
-			if (v > 1.5)
-				w->active[t] = true;
-			if (v < 0.5)
-				w->active[t] = false;
-			if (!w->active[t])
-				v = 0;
-		}
-		w->eff[t] = v;
-		st_fix(&w->t, t);
-	}
-	w->ndirty = 0;
-	t = w->t.node[1];
-	return t != NONE && w->eff[t] > 0 ? t : NONE;
-}
+#define EPS  WF_RANK_EPS
 
 struct clist {
 	uint32_t *a, n, cap;
@@ -257,17 +72,17 @@ struct bal {
 	/* Eligible devices ordered by failure domain; each device's
 	 * position and its domain's range of positions [lo, hi). */
 	uint32_t E, *perm, *pos, *lo, *hi;
-	struct stree need;              /* smallest dev first */
-	struct stree full;              /* largest dev first */
-	struct stree held;              /* largest dev first, holders of slots
+	struct wf_rank need;              /* smallest dev first */
+	struct wf_rank full;              /* largest dev first */
+	struct wf_rank held;              /* largest dev first, holders of slots
 	                                 * not deployed there (mcells) */
-	struct stree lost;              /* smallest dev first, devices deployed
+	struct wf_rank lost;              /* smallest dev first, devices deployed
 	                                 * in PGs that no longer hold them */
 	struct clist *lpgs;             /* such PGs per device, ascending */
 	bool *fmask, *hmask, *lmask;    /* devices each tree leaves out */
 	uint8_t *walk;                  /* WALK_*: taken out while walked */
 	uint32_t *walked, nw;
-	struct worst w;
+	struct wf_worst w;
 };
 
 static uint32_t cell_at(const uint32_t *a, uint32_t n, uint32_t cell)
@@ -347,10 +162,10 @@ static void refresh(struct bal *b, uint32_t t)
 	b->fmask[t] = b->walk[t] & WALK_FULL;
 	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
 	b->lmask[t] = b->lpgs[t].n == 0 || (b->walk[t] & WALK_LOST);
-	st_fix(&b->need, p);
-	st_fix(&b->full, p);
-	st_fix(&b->held, p);
-	st_fix(&b->lost, p);
+	wf_rank_fix(&b->need, p);
+	wf_rank_fix(&b->full, p);
+	wf_rank_fix(&b->held, p);
+	wf_rank_fix(&b->lost, p);
 }
 
 /*
@@ -382,17 +197,17 @@ static void account(struct bal *b, uint32_t pg, int sign)
  * Walk tree s in its order: take its top device out until walk_end().
  * Only s changes: the walk bit is in no other tree's mask.
  */
-static void walk_hide(struct bal *b, struct stree *s, uint32_t t, uint8_t bit)
+static void walk_hide(struct bal *b, struct wf_rank *s, uint32_t t, uint8_t bit)
 {
 	b->walk[t] |= bit;
 	b->walked[b->nw++] = t;
 	b->fmask[t] = b->walk[t] & WALK_FULL;
 	b->hmask[t] = b->mcells[t].n == 0 || (b->walk[t] & WALK_HELD);
 	b->lmask[t] = b->lpgs[t].n == 0 || (b->walk[t] & WALK_LOST);
-	st_fix(s, b->pos[t]);
+	wf_rank_fix(s, b->pos[t]);
 }
 
-static void walk_end(struct bal *b, struct stree *s)
+static void walk_end(struct bal *b, struct wf_rank *s)
 {
 	while (b->nw) {
 		uint32_t t = b->walked[--b->nw];
@@ -401,7 +216,7 @@ static void walk_end(struct bal *b, struct stree *s)
 		b->fmask[t] = false;
 		b->hmask[t] = b->mcells[t].n == 0;
 		b->lmask[t] = b->lpgs[t].n == 0;
-		st_fix(s, b->pos[t]);
+		wf_rank_fix(s, b->pos[t]);
 	}
 }
 
@@ -430,13 +245,13 @@ static void apply(struct bal *b, uint32_t pg, uint32_t k, uint32_t y)
 	if (x != NONE) {
 		b->dev[x] -= 1;
 		unlink_cell(&b->cells[x], cell);
-		worst_touch(&b->w, x);
+		wf_worst_touch(&b->w, x);
 		refresh(b, x);
 	}
 	b->dev[y] += 1;
 	link_cell(b, &b->cells[y], cell);
 	b->cur[cell] = y;
-	worst_touch(&b->w, y);
+	wf_worst_touch(&b->w, y);
 	account(b, pg, 1);
 	for (uint32_t i = 0; i < b->R; i++) {
 		if (set[i] != NONE)
@@ -522,12 +337,12 @@ static uint32_t neediest(const struct bal *b, uint32_t pg, uint32_t k)
 	sort_ranges(ex, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (ex[i][0] > at)
-			best = st_pick(&b->need, best, st_query(&b->need, at, ex[i][0]));
+			best = wf_rank_pick(&b->need, best, wf_rank_query(&b->need, at, ex[i][0]));
 		if (ex[i][1] > at)
 			at = ex[i][1];
 	}
 	if (at < b->E)
-		best = st_pick(&b->need, best, st_query(&b->need, at, b->E));
+		best = wf_rank_pick(&b->need, best, wf_rank_query(&b->need, at, b->E));
 	return best;
 }
 
@@ -711,7 +526,7 @@ static void pull(struct bal *b, uint32_t w, struct move *best)
 		}
 	}
 	for (int cost = 0; cost <= 1 && !(best->ok && best->cost < cost); cost++) {
-		struct stree *s = cost ? &b->full : &b->held;
+		struct wf_rank *s = cost ? &b->full : &b->held;
 
 		for (uint32_t x; (x = s->node[1]) != NONE;) {
 			double gain = b->dev[x] - b->dev[w];
@@ -741,7 +556,7 @@ static void pull(struct bal *b, uint32_t w, struct move *best)
 /* One paid move for the device furthest out of its band. */
 static bool paid_move(struct bal *b)
 {
-	uint32_t w = worst_pick(&b->w);
+	uint32_t w = wf_worst_pick(&b->w);
 	struct move best = { .ok = false };
 
 	if (w == NONE)
@@ -757,7 +572,7 @@ static bool paid_move(struct bal *b)
 		pull(b, w, &best);
 	}
 	if (!best.ok) {
-		worst_stuck(&b->w, w);
+		wf_worst_stuck(&b->w, w);
 		return true;
 	}
 	apply(b, best.pg, best.k, best.y);
@@ -843,9 +658,9 @@ static int index_build(struct bal *b)
 			start = i + 1;
 		}
 	}
-	ret = st_init(&b->need, b->E, b->perm, b->dev, 1, NULL);
+	ret = wf_rank_init(&b->need, b->E, b->perm, b->dev, 1, NULL);
 	if (!ret)
-		ret = st_init(&b->full, b->E, b->perm, b->dev, -1, b->fmask);
+		ret = wf_rank_init(&b->full, b->E, b->perm, b->dev, -1, b->fmask);
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		account(b, pg, 1);
 	if (!ret && b->err)
@@ -855,11 +670,11 @@ static int index_build(struct bal *b)
 		b->lmask[t] = b->lpgs[t].n == 0;
 	}
 	if (!ret)
-		ret = st_init(&b->held, b->E, b->perm, b->dev, -1, b->hmask);
+		ret = wf_rank_init(&b->held, b->E, b->perm, b->dev, -1, b->hmask);
 	if (!ret)
-		ret = st_init(&b->lost, b->E, b->perm, b->dev, 1, b->lmask);
+		ret = wf_rank_init(&b->lost, b->E, b->perm, b->dev, 1, b->lmask);
 	if (!ret)
-		ret = worst_init(&b->w, N, b->fd, b->dev, b->tgt, b->band);
+		ret = wf_worst_init(&b->w, N, b->fd, b->dev, b->tgt, b->band);
 out:
 	free(key);
 	return ret;
@@ -893,7 +708,7 @@ static void index_free(struct bal *b)
 	free(b->lost.node);
 	free(b->need.node);
 	free(b->full.node);
-	worst_free(&b->w);
+	wf_worst_free(&b->w);
 }
 
 /*
@@ -1090,7 +905,7 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 	uint32_t N = b->N, R = b->R, swaps = 0;
 	double *pd = calloc(N + 1, sizeof(*pd)), *band = calloc(N + 1, sizeof(*band));
 	double *tgt = calloc(N + 1, sizeof(*tgt));
-	struct worst w = { 0 };
+	struct wf_worst w = { 0 };
 
 	if (!pd || !band || !tgt || R < 2)
 		goto out;
@@ -1102,11 +917,11 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		if (b->cur[(size_t)pg * R] != NONE)
 			pd[b->cur[(size_t)pg * R]] += 1;
-	if (worst_init(&w, N, b->fd, pd, tgt, band))
+	if (wf_worst_init(&w, N, b->fd, pd, tgt, band))
 		goto out;
 
 	while (swaps < b->P && !b->err) {
-		uint32_t t = worst_pick(&w);
+		uint32_t t = wf_worst_pick(&w);
 		struct swap best = { .pref = -1 };
 
 		if (t == NONE)
@@ -1123,7 +938,7 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 			}
 		}
 		if (best.pref < 0) {
-			worst_stuck(&w, t);
+			wf_worst_stuck(&w, t);
 			continue;
 		}
 		uint32_t c0 = best.pg * R, ck = c0 + best.k, x = b->cur[c0], y = b->cur[ck];
@@ -1139,12 +954,12 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 		track_pg(b, best.pg);
 		pd[x] -= 1;
 		pd[y] += 1;
-		worst_touch(&w, x);
-		worst_touch(&w, y);
+		wf_worst_touch(&w, x);
+		wf_worst_touch(&w, y);
 		swaps++;
 	}
 out:
-	worst_free(&w);
+	wf_worst_free(&w);
 	free(pd);
 	free(band);
 	free(tgt);
@@ -1309,132 +1124,4 @@ int wf_balance(const struct wf_placer *pl, const struct wf_map *prev,
 	if (moves)
 		*moves = total_moves;
 	return 0;
-}
-
-/* ---- balance figures ---------------------------------------------------- */
-
-int wf_pool_shares(const struct wf_placer *pl, uint32_t pool, double *share)
-{
-	const struct wf_map *map = pl->map;
-	const struct wf_pl_pool *pp;
-	double *fdw, *fds, total = 0;
-	bool *capped;
-	uint32_t nf;
-
-	if (pool >= pl->npools)
-		return -EINVAL;
-	pp = &pl->pools[pool];
-	nf = pp->nfds;
-	for (uint32_t t = 0; t < map->ntargets; t++)
-		share[t] = 0;
-	if (nf == 0)
-		return 0;
-	fdw = calloc(nf, sizeof(*fdw));
-	fds = calloc(nf, sizeof(*fds));
-	capped = calloc(nf, sizeof(*capped));
-	if (!fdw || !fds || !capped) {
-		free(fdw);
-		free(fds);
-		free(capped);
-		return -ENOMEM;
-	}
-	for (uint32_t r = 0; r < pp->nruns; r++) {
-		fdw[pp->runs[r].fd] += (double)pp->runs[r].weight * pp->runs[r].n;
-		total += (double)pp->runs[r].weight * pp->runs[r].n;
-	}
-	/*
-	 * Water-fill: a failure domain holds at most one replica of each PG,
-	 * i.e. at most 1/R of the pool's replicas; what a capped domain cannot
-	 * take goes to the others in proportion to weight.
-	 */
-	if (nf <= pp->replicas) {
-		for (uint32_t f = 0; f < nf; f++)
-			fds[f] = 1.0 / nf;
-	} else {
-		double cap = 1.0 / pp->replicas, left = 1.0, wleft = total;
-		bool again = true;
-
-		while (again) {
-			again = false;
-			for (uint32_t f = 0; f < nf; f++) {
-				if (capped[f])
-					continue;
-				fds[f] = left * fdw[f] / wleft;
-				if (fds[f] > cap) {
-					capped[f] = true;
-					fds[f] = cap;
-					left -= cap;
-					wleft -= fdw[f];
-					again = true;
-					break;
-				}
-			}
-		}
-	}
-	for (uint32_t r = 0; r < pp->nruns; r++) {
-		const struct wf_pl_run *run = &pp->runs[r];
-
-		for (uint32_t i = 0; i < run->n; i++)
-			share[pp->target[run->first + i]] =
-				fds[run->fd] * run->weight / fdw[run->fd];
-	}
-	free(fdw);
-	free(fds);
-	free(capped);
-	return 0;
-}
-
-void wf_pg_counts(const struct wf_pg_table *t, uint32_t pool, uint32_t ntargets,
-		  uint32_t *replicas, uint32_t *primaries)
-{
-	const struct wf_pg_pool_table *pt = &t->pools[pool];
-
-	for (uint32_t i = 0; i < ntargets; i++) {
-		if (replicas)
-			replicas[i] = 0;
-		if (primaries)
-			primaries[i] = 0;
-	}
-	for (uint32_t pg = 0; pg < pt->pg_num; pg++) {
-		const uint32_t *a = &pt->acting[(size_t)pg * pt->stride];
-
-		for (unsigned i = 0; i < pt->n[pg]; i++) {
-			if (a[i] >= ntargets)
-				continue;
-			if (replicas)
-				replicas[a[i]]++;
-			if (primaries && i == 0)
-				primaries[a[i]]++;
-		}
-	}
-}
-
-void wf_load_stats(const double *load, const double *share, uint32_t n,
-		   double *max_over_mean, double *cov)
-{
-	double total = 0, sum = 0, sq = 0, mx = 0;
-	uint32_t k = 0;
-
-	for (uint32_t i = 0; i < n; i++)
-		total += load[i];
-	for (uint32_t i = 0; i < n; i++) {
-		double r;
-
-		if (share[i] <= 0)
-			continue;
-		r = total > 0 ? load[i] / (share[i] * total) : 0;
-		sum += r;
-		sq += r * r;
-		if (r > mx)
-			mx = r;
-		k++;
-	}
-	if (k == 0) {
-		*max_over_mean = 0;
-		*cov = 0;
-		return;
-	}
-	*max_over_mean = mx;
-	sum /= k;
-	*cov = sum > 0 ? sqrt(fmax(sq / k - sum * sum, 0)) / sum : 0;
 }
