@@ -667,6 +667,7 @@ static void json_bal(struct wf_json *j, const char *name, const struct bal_run *
 	wf_json_dbl(j, "slots_scanned_per_step", (double)b->st.scanned / per);
 	wf_json_dbl(j, "searches_per_step", (double)b->st.searches / per);
 	wf_json_u64(j, "changed_pgs_max", b->st.dirty_pgs);
+	wf_json_u64(j, "bytes", b->st.bytes);
 	wf_json_obj_end(j);
 }
 
@@ -674,8 +675,9 @@ static void print_bal(const char *name, const struct bal_run *b)
 {
 	double per = b->st.moves + b->st.swaps ? (double)(b->st.moves + b->st.swaps) : 1;
 
-	printf("  %-34s %12.1f   (CPU %.1f; %llu moves + %llu swaps; per step %.0f slots "
-	       "weighed, %.0f scanned, %.1f searches)\n", name, b->ms, b->cpu_ms,
+	printf("  %-34s %12.1f   (CPU %.1f; %.1f MB; %llu moves + %llu swaps; per step %.0f "
+	       "slots weighed, %.0f scanned, %.1f searches)\n", name, b->ms, b->cpu_ms,
+	       b->st.bytes / 1e6,
 	       (unsigned long long)b->st.moves, (unsigned long long)b->st.swaps,
 	       (double)b->st.slots / per, (double)b->st.scanned / per,
 	       (double)b->st.searches / per);

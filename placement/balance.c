@@ -680,6 +680,27 @@ out:
 	return ret;
 }
 
+/* What the run holds: per slot, per PG and per device arrays, the lists
+ * at their capacity, the trees. */
+static uint64_t bal_bytes(const struct bal *b)
+{
+	uint64_t cells = (uint64_t)b->P * b->R, n = b->N + 1, lists = 0;
+	const struct wf_rank *trees[] = { &b->need, &b->full, &b->held, &b->lost, &b->w.t };
+
+	for (uint32_t t = 0; t < b->N; t++)
+		lists += (uint64_t)(b->cells[t].cap + b->mcells[t].cap + b->lpgs[t].cap) * 4 +
+			 3 * sizeof(struct clist);
+	for (unsigned i = 0; i < sizeof(trees) / sizeof(trees[0]); i++)
+		lists += 2ull * trees[i]->size * 4;
+	return cells * 4 * 4 +                  /* cur, base, prev, plist */
+	       (uint64_t)(b->P + 1) * 4 * 2 +   /* dlist, dpos */
+	       n * 8 * 4 +                      /* dev, tgt, band, worst's eff */
+	       n * 4 * 8 +                      /* poff, perm, pos, lo, hi, walked, dirty */
+	       n * 7 +                          /* masks, walk, active, stuck, isdirty */
+	       (b->prev_pl ? cells * 4 + b->P : 0) +    /* load_prev's pass */
+	       lists;
+}
+
 static void index_free(struct bal *b)
 {
 	for (uint32_t t = 0; b->cells && t < b->N; t++)
@@ -1010,6 +1031,8 @@ static int balance_pool(struct bal *b, double max_dev, double primary_dev)
 	if (primary_dev > 0 && !b->err)
 		b->swaps = balance_primaries(b, share, primary_dev);
 	ret = b->err;
+	if (bal_bytes(b) > b->st->bytes)
+		b->st->bytes = bal_bytes(b);
 out:
 	index_free(b);
 	free(share);

@@ -313,7 +313,10 @@ struct wf_balance_stats {
 	uint64_t searches;      /* neediest-device searches (a few segment-tree
 	                         * range queries each) */
 	uint64_t dirty_pgs;     /* most PGs differing from the deployed epoch at
-	                         * once (the free-move candidates) */
+	                         * once */
+	uint64_t bytes;         /* working memory of the largest pool's run, at
+	                         * its end (not counting the deployed map's
+	                         * compiled placer, wf_placer_init) */
 };
 
 /*
