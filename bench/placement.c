@@ -48,6 +48,10 @@ struct result {
 	struct fig pg_base, pg_bal, prim_bal, ext_base, ext_bal;
 	double mv[4], mv_base[4];               /* add_host, device_out, host_out, device_half */
 	uint32_t mv_overrides[4];
+	struct bal_run {
+		double ms, cpu_ms;              /* wf_balance() alone: wall, CPU */
+		struct wf_balance_stats st;
+	} bal, mv_bal[4];                       /* from rendezvous; after each change */
 	uint64_t fd_violations;
 	double heavy, heavy_base;
 	double placer_init_ms;
@@ -66,6 +70,16 @@ static double now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* This thread's CPU time: on a shared machine the wall clock of a long
+ * run is mostly other processes' turns. */
+static double cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -112,13 +126,22 @@ static int epoch_build(struct epoch *e)
  * Run the balancer on e (against prev when given) and rebuild e with the
  * overrides it computed, as `weftctl balance` would write them.
  */
-static int epoch_balance(struct epoch *e, const struct epoch *prev, uint32_t *moves)
+static int epoch_balance(struct epoch *e, const struct epoch *prev, uint32_t *moves,
+			 struct bal_run *br)
 {
+	struct wf_balance_stats st;
+	struct wf_balance_opts o = { .stats = &st };
 	struct wf_override *ov;
 	uint32_t nov;
+	double t0 = now_ns(), c0 = cpu_ns();
 	int ret;
 
-	ret = wf_balance(&e->pl, prev ? &prev->map : NULL, NULL, &ov, &nov, moves);
+	ret = wf_balance(&e->pl, prev ? &prev->map : NULL, &o, &ov, &nov, moves);
+	if (br) {
+		br->ms = (now_ns() - t0) / 1e6;
+		br->cpu_ms = (cpu_ns() - c0) / 1e6;
+		br->st = st;
+	}
 	if (ret)
 		return ret;
 	wf_pg_table_free(&e->t);
@@ -358,7 +381,7 @@ static int apply_change(struct wf_map *m, enum change c, uint32_t *lo, uint32_t 
  */
 /* blind: balance without telling the balancer the deployed epoch. */
 static int movement(const struct epoch *dep, uint32_t pool, enum change c,
-		    bool balance, bool blind, double *ratio, uint32_t *nov)
+		    bool balance, bool blind, double *ratio, uint32_t *nov, struct bal_run *br)
 {
 	struct epoch e = { 0 };
 	uint32_t lo = 0, hi = 0;
@@ -372,7 +395,7 @@ static int movement(const struct epoch *dep, uint32_t pool, enum change c,
 	if (!ret)
 		ret = epoch_build(&e);
 	if (!ret && balance)
-		ret = epoch_balance(&e, blind ? NULL : dep, NULL);
+		ret = epoch_balance(&e, blind ? NULL : dep, NULL, br);
 	if (!ret) {
 		if (c == ADD_HOST)
 			ideal = id_share(&e, pool, lo, hi, false);
@@ -601,7 +624,7 @@ static int heavy_share(const struct epoch *dep, uint32_t pool, bool balance, dou
 	wf_map_reweigh(&e.map);
 	ret = epoch_build(&e);
 	if (!ret && balance)
-		ret = epoch_balance(&e, NULL, NULL);
+		ret = epoch_balance(&e, NULL, NULL, NULL);
 	if (!ret)
 		ret = extent_fig(&e, pool, &f, heavy, ratio);
 out:
@@ -628,6 +651,36 @@ static void json_movement(struct wf_json *j, const double mv[4])
 	for (int i = 0; i < 4; i++)
 		wf_json_dbl(j, mv_name[i], mv[i]);
 	wf_json_obj_end(j);
+}
+
+/* What a balancer run cost: time, and what it looked at per move. */
+static void json_bal(struct wf_json *j, const char *name, const struct bal_run *b)
+{
+	double per = b->st.moves + b->st.swaps ? (double)(b->st.moves + b->st.swaps) : 1;
+
+	wf_json_obj_begin(j, name);
+	wf_json_dbl(j, "ms", b->ms);
+	wf_json_dbl(j, "cpu_ms", b->cpu_ms);
+	wf_json_u64(j, "moves", b->st.moves);
+	wf_json_u64(j, "swaps", b->st.swaps);
+	wf_json_dbl(j, "slots_weighed_per_step", (double)b->st.slots / per);
+	wf_json_dbl(j, "slots_scanned_per_step", (double)b->st.scanned / per);
+	wf_json_dbl(j, "searches_per_step", (double)b->st.searches / per);
+	wf_json_u64(j, "changed_pgs_max", b->st.dirty_pgs);
+	wf_json_u64(j, "bytes", b->st.bytes);
+	wf_json_obj_end(j);
+}
+
+static void print_bal(const char *name, const struct bal_run *b)
+{
+	double per = b->st.moves + b->st.swaps ? (double)(b->st.moves + b->st.swaps) : 1;
+
+	printf("  %-34s %12.1f   (CPU %.1f; %.1f MB; %llu moves + %llu swaps; per step %.0f "
+	       "slots weighed, %.0f scanned, %.1f searches)\n", name, b->ms, b->cpu_ms,
+	       b->st.bytes / 1e6,
+	       (unsigned long long)b->st.moves, (unsigned long long)b->st.swaps,
+	       (double)b->st.slots / per, (double)b->st.scanned / per,
+	       (double)b->st.searches / per);
 }
 
 static int print_json(const struct result *r)
@@ -663,6 +716,13 @@ static int print_json(const struct result *r)
 	wf_json_u64(&j, "overrides", r->overrides);
 	wf_json_u64(&j, "balance_moves", r->balance_moves);
 	json_movement(&j, r->mv);
+	json_bal(&j, "balance", &r->bal);
+	for (int i = 0; i < 4; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "balance_%s", mv_name[i]);
+		json_bal(&j, name, &r->mv_bal[i]);
+	}
 	wf_json_u64(&j, "fd_violations", r->fd_violations);
 	wf_json_dbl(&j, "heavy_domain_share", r->heavy);
 	wf_json_obj_begin(&j, "unbalanced");
@@ -714,6 +774,13 @@ static void print_table(const struct result *r)
 	printf("  %-34s %12llu\n", "fd_violations", (unsigned long long)r->fd_violations);
 	printf("  %-34s %12u   (%u replica moves)\n", "overrides", r->overrides,
 	       r->balance_moves);
+	print_bal("balance, ms", &r->bal);
+	for (int i = 0; i < 4; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "balance after %s, ms", mv_name[i]);
+		print_bal(name, &r->mv_bal[i]);
+	}
 }
 
 /* Only the from-scratch mappings: what callgrind should look at. */
@@ -735,9 +802,10 @@ static int run_mapping_only(const struct wf_map *src, uint32_t pool)
 }
 
 /*
- * no_balance: skip the balancer (it scans every PG for every move: minutes
- * to hours at thousands of devices), so only the cost figures and the
- * rendezvous-alone quality figures are measured; the balanced ones are NaN.
+ * no_balance: skip the balancer (it runs five times: from the rendezvous,
+ * after each change, and for the heavy domain; seconds to minutes at
+ * 10,000 devices), so only the cost figures and the rendezvous-alone
+ * quality figures are measured; the balanced ones are NaN.
  */
 static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
 	       bool no_balance)
@@ -755,7 +823,7 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
 	if (!ret && !no_balance)
 		ret = epoch_build(&bal);
 	if (!ret && !no_balance)
-		ret = epoch_balance(&bal, NULL, &r.balance_moves);
+		ret = epoch_balance(&bal, NULL, &r.balance_moves, &r.bal);
 	if (ret)
 		goto out;
 	r.targets = src->ntargets;
@@ -771,7 +839,7 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
 		goto out;
 	r.fd_violations = fd_violations(&base);
 	for (int c = 0; c < 4; c++)
-		if ((ret = movement(&base, pool, c, false, false, &r.mv_base[c], &nov)))
+		if ((ret = movement(&base, pool, c, false, false, &r.mv_base[c], &nov, NULL)))
 			goto out;
 	if ((ret = heavy_share(&base, pool, false, &r.heavy_base)))
 		goto out;
@@ -789,7 +857,7 @@ static int run(const struct wf_map *src, uint32_t pool, bool json, bool blind,
 		r.fd_violations += fd_violations(&bal);
 		for (int c = 0; c < 4; c++)
 			if ((ret = movement(&bal, pool, c, true, blind, &r.mv[c],
-					    &r.mv_overrides[c])))
+					    &r.mv_overrides[c], &r.mv_bal[c])))
 				goto out;
 		if ((ret = heavy_share(&base, pool, true, &r.heavy)))
 			goto out;

@@ -300,6 +300,23 @@ struct wf_balance_opts {
 	                         * balanced by reordering acting sets (no data
 	                         * moves); default 0.01, < 0 leaves primaries
 	                         * to the rendezvous order */
+	struct wf_balance_stats *stats; /* out, or NULL: what the run did */
+};
+
+/* What a wf_balance() run did and looked at (summed over pools). */
+struct wf_balance_stats {
+	uint64_t moves;         /* replica moves (as *moves) */
+	uint64_t swaps;         /* primary reorders */
+	uint64_t slots;         /* acting-set slots whose candidate moves were
+	                         * weighed */
+	uint64_t scanned;       /* slots looked at to find them */
+	uint64_t searches;      /* neediest-device searches (a few segment-tree
+	                         * range queries each) */
+	uint64_t dirty_pgs;     /* most PGs differing from the deployed epoch at
+	                         * once */
+	uint64_t bytes;         /* working memory of the largest pool's run, at
+	                         * its end (not counting the deployed map's
+	                         * compiled placer, wf_placer_init) */
 };
 
 /*
