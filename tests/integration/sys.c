@@ -153,8 +153,8 @@ void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
 		      const char *run, const char *extra)
 {
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid' --keyring '%s' --key target"
-			"%s%s%s %s", c->bin, map, id, run, c->dir, id, c->keyring,
+			"--pid-file '%s/target-%u.pid' --keyring '%s' --key target-%u"
+			"%s%s%s %s", c->bin, map, id, run, c->dir, id, c->keyring, id,
 			sys_target_args(),
 			c->etcd[0] ? " --etcd " : "", c->etcd, extra);
 

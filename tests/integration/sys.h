@@ -28,7 +28,8 @@ struct sys_cluster {
 	char bin[256];
 	char src[256];
 	char etcd[128];         /* WEFT_SYS_ETCD=1: the cluster's etcd URL */
-	char keyring[300];      /* scripts/cluster's: keys "target", "client" */
+	char keyring[300];      /* scripts/cluster's: keys "target-ID" (one
+	                         * per target, the map's peer_keys), "client" */
 	bool up;
 };
 

@@ -512,3 +512,77 @@ Test(auth, volume_access_ro_rw_none, .timeout = 60)
 	tgt_close(&peer);
 	tgt_env_fini(&e);
 }
+
+/* A peer op (only targets send them) of op as c: the header of a
+ * LEASE, MAP_GET or MAP_PUT, which share magic, version, opcode, tag and
+ * epoch. */
+static void send_peer_op(struct tgt_client *c, uint8_t op, uint64_t epoch)
+{
+	struct wf_net_map_put m;
+
+	memset(&m, 0, sizeof(m));
+	m.magic = htole16(WF_WIRE_MAGIC);
+	m.version = WF_WIRE_VERSION;
+	m.opcode = op;
+	m.tag = htole64(7);
+	m.epoch = htole64(epoch);
+	m.total = htole32(16);
+	cr_assert_eq(tgt_send_raw(c, &m, sizeof(m)), 0);
+}
+
+/* What only targets send each other (forwarded writes, LEASE, MAP_GET,
+ * MAP_PUT) is refused from a client's key: ACCESS where it has an answer,
+ * one log line naming the key and the peer, the connection closed; the
+ * targets' key (here the shared --key of a map without peer_keys) may. */
+Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
+{
+	static const struct { uint8_t op; const char *what; } ops[] = {
+		{ WF_OP_LEASE, "a LEASE" }, { WF_OP_MAP_GET, "a MAP_GET" },
+		{ WF_OP_MAP_PUT, "a MAP_PUT" },
+	};
+	struct tgt_env e;
+	struct tgt_client c, peer;
+	struct wf_reply rep;
+	char line[160];
+	uint64_t off;
+
+	start(&e);
+	off = tgt_extent_of(&e, 0, 0);
+	tgt_key_name = "client";
+	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
+	tgt_pattern(c.buf, 4096, off);
+	cr_assert_eq(tgt_post(&c, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
+			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
+	cr_assert_eq(tgt_reply(&c, &rep, 5000), 0);
+	cr_assert_eq(rep.status, WF_WS_ACCESS | WF_WS_DNR,
+		     "a client's forwarded write: status %u", rep.status);
+	cr_assert(tgt_wait_closed(&c, 5000), "the connection stays open");
+	cr_assert(log_has(&e, "refused: key client is not a target's key (the "
+			  "map's peer_keys) and sent a forwarded replica request"));
+	cr_assert(log_has(&e, "tcp:127.0.0.1"), "the line names no peer");
+	tgt_close(&c);
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
+		send_peer_op(&c, ops[i].op, e.epoch);
+		cr_assert(tgt_wait_closed(&c, 5000), "%s left the connection "
+			  "open", ops[i].what);
+		snprintf(line, sizeof(line), "key client is not a target's key "
+			 "(the map's peer_keys) and sent %s", ops[i].what);
+		cr_assert(log_has(&e, line), "no line: %s", line);
+		tgt_close(&c);
+	}
+	/* The target's key: the forward is taken up (this target is not a
+	 * secondary of the extent: NOTPRIM, not ACCESS) and the link stays. */
+	tgt_key_name = "target";
+	cr_assert_eq(tgt_connect(&peer, tcp_addr, 4, e.epoch), 0);
+	tgt_pattern(peer.buf, 4096, off);
+	cr_assert_eq(tgt_post(&peer, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
+			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
+	cr_assert_eq(tgt_reply(&peer, &rep, 5000), 0);
+	cr_assert_neq(rep.status & ~WF_WS_DNR, WF_WS_ACCESS,
+		      "the targets' key was refused a forward");
+	cr_assert_eq(op_status(&peer, WF_OP_READ, off, e.epoch), WF_WS_OK);
+	tgt_close(&peer);
+	tgt_key_name = "client";
+	tgt_env_fini(&e);
+}
