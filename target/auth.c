@@ -323,7 +323,13 @@ void wf_tgt_peer_refuse(struct wf_tgt_conn *c, int op, const void *msg,
 		 op == WF_OP_MAP_PUT ? "a MAP_PUT" : op == WF_OP_LEASE ?
 		 "a LEASE" : op == WF_OP_MAP_GET ? "a MAP_GET" :
 		 op == WF_OP_CSUM ? "a CSUM" : "a forwarded replica request");
-	wf_tgt_conn_close(c, why);
+	if (op != WF_OP_MAP_PUT) {
+		wf_tgt_conn_close(c, why);
+	} else if (!c->peer_refused) {
+		c->peer_refused = true;
+		wf_tgt_log("connection %u (client %llu, %s): %s (answered ACCESS)",
+			   c->idx, (unsigned long long)c->client_id, c->peer, why);
+	}
 }
 
 void wf_tgt_auth_gone(struct wf_tgt_conn *c)

@@ -225,6 +225,8 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->client_id = 0;
 		c->auth = 0;
 		c->key_name[0] = 0;
+		c->peer_key = false;
+		c->peer_refused = false;
 		c->ku_slots = 0;
 		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;

@@ -450,6 +450,7 @@ struct wf_tgt_conn {
 	 * and at every map load.  Only such a connection may send what
 	 * targets send each other (wf_tgt_peer_op_ok). */
 	bool                peer_key;
+	bool                peer_refused;       /* its MAP_PUT refusal logged */
 	struct wf_auth_ctx  ax;
 	/* Per-volume access of this connection's key (auth.c), by index
 	 * into the epoch's map.volumes: WF_TGT_ACC_*.  Built at the GRANT
@@ -1079,8 +1080,10 @@ static inline bool wf_tgt_peer_op_ok(const struct wf_tgt_conn *c, int op,
 		return false;
 	return !(flags & WF_REQ_REPL);
 }
-/* The refusal of such an op: ACCESS to a MAP_PUT (a request's answer is
- * its caller's), one line naming the key and the peer, c closed. */
+/* The refusal of such an op, with one line naming the key and the peer:
+ * a MAP_PUT's chunks are answered ACCESS (one line a connection: a tool
+ * pushing a map with a client's key learns why, and closes), the others
+ * close c (a request's ACCESS answer is its caller's). */
 void wf_tgt_peer_refuse(struct wf_tgt_conn *c, int op, const void *msg,
 			uint32_t len);
 /* (Re)read cfg->keyring into r->keyring (kept when it fails): 0 or

@@ -19,6 +19,7 @@
 #include "bench/proc.h"
 #include "bench/stats.h"
 #include "initiator/include/weft_env.h"
+#include "placement/map.h"
 #include "proto/ctl.h"
 #include "tests/integration/sys.h"
 
@@ -397,4 +398,47 @@ struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id)
 	close(fd);
 	cr_assert_eq(le32toh((uint32_t)s.result), 0);
 	return s;
+}
+
+void sys_map_set_up(const struct sys_cluster *c, unsigned up_mask)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+
+	cr_assert_eq(wf_map_load(c->map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	for (uint32_t i = 0; i < m.ntargets; i++)
+		m.targets[i].up = (up_mask >> m.targets[i].id) & 1;
+	cr_assert_eq(wf_map_save(&m, c->map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+}
+
+void sys_expect_image(const struct sys_cluster *c, const char *volume,
+		      const char *what, const char *img, size_t len)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, 128 * 1024);
+
+	cr_assert(buf);
+	sys_open(c, WEFT_F_NO_SHORT_CIRCUIT, 5000, &cl, &vol, volume);
+	for (size_t off = 0; off < len; off += 128 * 1024) {
+		ssize_t n = weft_pread(vol, buf, 128 * 1024, off);
+
+		cr_assert_eq(n, 128 * 1024, "%s: read at %zu: %s", what, off,
+			     weft_strerror((int)n));
+		for (size_t b = 0; b < 128 * 1024; b += SYS_BS)
+			cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
+				  "%s: block at %zu differs (holds version %lld)",
+				  what, off + b,
+				  (long long)sys_decode(buf + b, off + b));
+	}
+	weft_cluster_close(cl);
+	free(buf);
+}
+
+int sys_weftctl(const struct sys_cluster *c, const char *args)
+{
+	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", c->bin,
+		      args, c->map, c->run);
 }

@@ -75,6 +75,18 @@ void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
 void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 	      struct weft_cluster **cl, struct weft_volume **vol, const char *name);
 
+/* The next epoch of c's map file with the targets of up_mask up and the
+ * others down (they keep their place in their PGs: no data moves); the
+ * targets take it with the next request of a newer epoch. */
+void sys_map_set_up(const struct sys_cluster *c, unsigned up_mask);
+/* Read [0, len) of volume through a fresh handle (no short-circuit) and
+ * compare block by block with img (asserts, naming what). */
+void sys_expect_image(const struct sys_cluster *c, const char *volume,
+		      const char *what, const char *img, size_t len);
+/* weftctl ARGS (words for the shell) on c's map and run dir, output
+ * dropped: its exit status. */
+int sys_weftctl(const struct sys_cluster *c, const char *args);
+
 /* Versioned block contents: 8-byte version header + seeded pattern, so a
  * block read back says which write it came from.  Version 0 = zeros. */
 void sys_fill(void *buf, uint64_t off, uint64_t version);

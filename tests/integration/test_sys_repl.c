@@ -39,20 +39,9 @@ SYS_SUITE(sys_repl, 300);
 
 #define ALL_UP ((1u << SYS_TARGETS) - 1)
 
-/* The next epoch of the cluster's map with the targets of up_mask up and
- * the others down (as `weftctl` will write it; they keep their place in
- * their PGs, so no data moves). */
 static void map_set_up(unsigned up_mask)
 {
-	struct wf_map m;
-	struct wf_map_err err;
-
-	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
-	m.epoch++;
-	for (uint32_t i = 0; i < m.ntargets; i++)
-		m.targets[i].up = (up_mask >> m.targets[i].id) & 1;
-	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
-	wf_map_free(&m);
+	sys_map_set_up(&C, up_mask);
 }
 
 static void open_vol3(unsigned timeout_ms, struct weft_cluster **cl,
@@ -64,25 +53,7 @@ static void open_vol3(unsigned timeout_ms, struct weft_cluster **cl,
 /* Read [0, len) of vol3 through a fresh handle and compare with img. */
 static void expect_image(const char *what, const char *img, size_t len)
 {
-	struct weft_cluster *cl;
-	struct weft_volume *vol;
-	char *buf = aligned_alloc(4096, 128 * 1024);
-
-	cr_assert(buf);
-	open_vol3(5000, &cl, &vol);
-	for (size_t off = 0; off < len; off += 128 * 1024) {
-		ssize_t n = weft_pread(vol, buf, 128 * 1024, off);
-
-		cr_assert_eq(n, 128 * 1024, "%s: read at %zu: %s", what, off,
-			     weft_strerror((int)n));
-		for (size_t b = 0; b < 128 * 1024; b += SYS_BS)
-			cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
-				  "%s: block at %zu differs (holds version %lld)",
-				  what, off + b,
-				  (long long)sys_decode(buf + b, off + b));
-	}
-	weft_cluster_close(cl);
-	free(buf);
+	sys_expect_image(&C, "vol3", what, img, len);
 }
 
 /* Under a map where only target t is up, vol3 reads back as img. */
@@ -427,8 +398,7 @@ Test(sys_repl, a_secondary_killed_mid_forward_loses_nothing)
 /* weftctl on the suite's cluster; its exit status. */
 static int weftctl(const char *args)
 {
-	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", C.bin,
-		      args, C.map, C.run);
+	return sys_weftctl(&C, args);
 }
 
 /*

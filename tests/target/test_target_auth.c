@@ -532,14 +532,15 @@ static void send_peer_op(struct tgt_client *c, uint8_t op, uint64_t epoch)
 
 /* What only targets send each other (forwarded writes, LEASE, MAP_GET,
  * MAP_PUT) is refused from a client's key: ACCESS where it has an answer,
- * one log line naming the key and the peer, the connection closed; the
+ * one log line naming the key and the peer, the connection closed (a
+ * MAP_PUT's stays: the pusher reads ACCESS and leaves); the
  * targets' key (here the shared --key of a map without peer_keys) may. */
 Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
 {
 	static const struct { uint8_t op; const char *what; } ops[] = {
 		{ WF_OP_LEASE, "a LEASE" }, { WF_OP_MAP_GET, "a MAP_GET" },
-		{ WF_OP_MAP_PUT, "a MAP_PUT" },
 	};
+	struct wf_net_status_reply st;
 	struct tgt_env e;
 	struct tgt_client c, peer;
 	struct wf_reply rep;
@@ -571,6 +572,18 @@ Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
 		cr_assert(log_has(&e, line), "no line: %s", line);
 		tgt_close(&c);
 	}
+	/* A MAP_PUT's chunks are answered ACCESS, the pusher told why. */
+	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
+	for (int i = 0; i < 3; i++) {
+		send_peer_op(&c, WF_OP_MAP_PUT, e.epoch + 1);
+		cr_assert_eq(tgt_recv_msg(c.ctx, &st, sizeof(st), 5000),
+			     (int)sizeof(st), "no answer to a MAP_PUT");
+		cr_assert_eq(le16toh(st.status), WF_WS_ACCESS | WF_WS_DNR,
+			     "MAP_PUT of a client's key: status %u", le16toh(st.status));
+	}
+	cr_assert_eq(tgt_log_count(&e, "and sent a MAP_PUT (answered ACCESS)"), 1,
+		     "not one line for the pushes of one connection");
+	tgt_close(&c);
 	/* The target's key: the forward is taken up (this target is not a
 	 * secondary of the extent: NOTPRIM, not ACCESS) and the link stays. */
 	tgt_key_name = "target";
