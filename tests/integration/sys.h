@@ -87,6 +87,16 @@ void sys_expect_image(const struct sys_cluster *c, const char *volume,
  * dropped: its exit status. */
 int sys_weftctl(const struct sys_cluster *c, const char *args);
 
+/*
+ * `weftctl key issue` as an operator runs it for a new client host, on
+ * c's map file or (c->etcd) on etcd's map: a key app7 granted vol1 only
+ * (vol3 first closed to every key but "client"), written to a keyring
+ * file of its own that must be mode 0600 and hold that key alone; a
+ * handle with that file and key then writes and reads back vol1 and gets
+ * -EACCES on vol3.  Asserts.
+ */
+void sys_key_issue_check(struct sys_cluster *c);
+
 /* Versioned block contents: 8-byte version header + seeded pattern, so a
  * block read back says which write it came from.  Version 0 = zeros. */
 void sys_fill(void *buf, uint64_t off, uint64_t version);
