@@ -599,3 +599,43 @@ Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
 	tgt_key_name = "client";
 	tgt_env_fini(&e);
 }
+
+/* A map whose peer_keys leaves out the target's own key: refused at
+ * start, saying what to run; listed, it starts and its key is a
+ * target's (the forward passes). */
+Test(auth, peer_keys_must_list_our_key, .timeout = 60)
+{
+	struct tgt_env e;
+	struct tgt_client peer;
+	struct wf_reply rep;
+	char err[2048];
+	uint64_t off;
+	FILE *f;
+
+	tgt_env_init(&e, 1);
+	f = fopen(e.map, "a");
+	fputs("peer_keys = [ \"target-9\" ];\n", f);
+	fclose(f);
+	cr_assert_eq(tgt_run(err, sizeof(err), "-c", e.map, "--id", "0",
+			     "--run-dir", e.run, "--foreground", "--keyring",
+			     e.keyring, "--key", "target", NULL), 1);
+	cr_assert(strstr(err, "peer_keys does not list our key target") &&
+		  strstr(err, "weftctl key peer target -c MAP"), "%s", err);
+	tgt_env_write_map(&e, e.epoch);
+	f = fopen(e.map, "a");
+	fputs("peer_keys = [ \"target\", \"target-9\" ];\n", f);
+	fclose(f);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addrs(&e);
+	off = tgt_extent_of(&e, 0, 0);
+	tgt_key_name = "target";
+	cr_assert_eq(tgt_connect(&peer, tcp_addr, 4, e.epoch), 0);
+	tgt_pattern(peer.buf, 4096, off);
+	cr_assert_eq(tgt_post(&peer, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
+			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
+	cr_assert_eq(tgt_reply(&peer, &rep, 5000), 0);
+	cr_assert_neq(rep.status & ~WF_WS_DNR, WF_WS_ACCESS);
+	tgt_close(&peer);
+	tgt_key_name = "client";
+	tgt_env_fini(&e);
+}
