@@ -530,6 +530,22 @@ static void send_peer_op(struct tgt_client *c, uint8_t op, uint64_t epoch)
 	cr_assert_eq(tgt_send_raw(c, &m, sizeof(m)), 0);
 }
 
+/* A forwarded (REPL) 4 KiB write at off as key (a new connection to
+ * e's target, left in *c): its reply status. */
+static uint16_t forward_as(const struct tgt_env *e, struct tgt_client *c,
+			   const char *key, uint64_t off)
+{
+	struct wf_reply rep;
+
+	tgt_key_name = key;
+	cr_assert_eq(tgt_connect(c, tcp_addr, 4, e->epoch), 0);
+	tgt_pattern(c->buf, 4096, off);
+	cr_assert_eq(tgt_post(c, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
+			      WF_REQ_REPL | WF_REQ_FUA, e->epoch), 0);
+	cr_assert_eq(tgt_reply(c, &rep, 5000), 0);
+	return rep.status;
+}
+
 /* What only targets send each other (forwarded writes, LEASE, MAP_GET,
  * MAP_PUT) is refused from a client's key: ACCESS where it has an answer,
  * one log line naming the key and the peer, the connection closed (a
@@ -543,20 +559,15 @@ Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
 	struct wf_net_status_reply st;
 	struct tgt_env e;
 	struct tgt_client c, peer;
-	struct wf_reply rep;
 	char line[160];
+	uint16_t st16;
 	uint64_t off;
 
 	start(&e);
 	off = tgt_extent_of(&e, 0, 0);
-	tgt_key_name = "client";
-	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
-	tgt_pattern(c.buf, 4096, off);
-	cr_assert_eq(tgt_post(&c, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
-			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
-	cr_assert_eq(tgt_reply(&c, &rep, 5000), 0);
-	cr_assert_eq(rep.status, WF_WS_ACCESS | WF_WS_DNR,
-		     "a client's forwarded write: status %u", rep.status);
+	st16 = forward_as(&e, &c, "client", off);
+	cr_assert_eq(st16, WF_WS_ACCESS | WF_WS_DNR,
+		     "a client's forwarded write: status %u", st16);
 	cr_assert(tgt_wait_closed(&c, 5000), "the connection stays open");
 	cr_assert(log_has(&e, "refused: key client is not a target's key (the "
 			  "map's peer_keys) and sent a forwarded replica request"));
@@ -586,14 +597,8 @@ Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
 	tgt_close(&c);
 	/* The target's key: the forward is taken up (this target is not a
 	 * secondary of the extent: NOTPRIM, not ACCESS) and the link stays. */
-	tgt_key_name = "target";
-	cr_assert_eq(tgt_connect(&peer, tcp_addr, 4, e.epoch), 0);
-	tgt_pattern(peer.buf, 4096, off);
-	cr_assert_eq(tgt_post(&peer, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
-			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
-	cr_assert_eq(tgt_reply(&peer, &rep, 5000), 0);
-	cr_assert_neq(rep.status & ~WF_WS_DNR, WF_WS_ACCESS,
-		      "the targets' key was refused a forward");
+	cr_assert_neq(forward_as(&e, &peer, "target", off) & ~WF_WS_DNR,
+		      WF_WS_ACCESS, "the targets' key was refused a forward");
 	cr_assert_eq(op_status(&peer, WF_OP_READ, off, e.epoch), WF_WS_OK);
 	tgt_close(&peer);
 	tgt_key_name = "client";
@@ -607,7 +612,6 @@ Test(auth, peer_keys_must_list_our_key, .timeout = 60)
 {
 	struct tgt_env e;
 	struct tgt_client peer;
-	struct wf_reply rep;
 	char err[2048];
 	uint64_t off;
 	FILE *f;
@@ -628,13 +632,8 @@ Test(auth, peer_keys_must_list_our_key, .timeout = 60)
 	cr_assert_eq(tgt_start(&e, false, NULL), 0);
 	addrs(&e);
 	off = tgt_extent_of(&e, 0, 0);
-	tgt_key_name = "target";
-	cr_assert_eq(tgt_connect(&peer, tcp_addr, 4, e.epoch), 0);
-	tgt_pattern(peer.buf, 4096, off);
-	cr_assert_eq(tgt_post(&peer, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
-			      WF_REQ_REPL | WF_REQ_FUA, e.epoch), 0);
-	cr_assert_eq(tgt_reply(&peer, &rep, 5000), 0);
-	cr_assert_neq(rep.status & ~WF_WS_DNR, WF_WS_ACCESS);
+	cr_assert_neq(forward_as(&e, &peer, "target", off) & ~WF_WS_DNR,
+		      WF_WS_ACCESS, "a key of peer_keys was refused a forward");
 	tgt_close(&peer);
 	tgt_key_name = "client";
 	tgt_env_fini(&e);
