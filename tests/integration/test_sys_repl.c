@@ -901,7 +901,8 @@ static void write_read_8(int v)
  * socket elsewhere): weftctl cannot reach it through a control socket, so
  * it pushes the new map over the target's data address; the target saves
  * it as its own map file and serves the new epoch.  An older map pushed
- * later changes nothing.
+ * later changes nothing.  Pushing takes a target's key: the client's is
+ * refused.
  */
 Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 {
@@ -925,9 +926,17 @@ Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 	e0 = m.epoch;
 	wf_map_free(&m);
 
+	/* Only a target's key may push a map (docs/security.md, "Keys of
+	 * targets"): the client's is refused, and says so. */
 	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target down 1 -c '%s' --run-dir '%s' "
-		 "| grep -q 'target 2: map pushed over the network: loaded, serving "
-		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
+		 "2>&1 | grep -q 'target 2 refused the map: key client is not a "
+		 "target.s key'", C.bin, C.map, C.run);
+	cr_assert_eq(sys_sh("%s", cmd), 0, "a client key's push was not refused");
+	cr_assert_eq(le64toh(sys_ctl_status(orun, 2).epoch), e0);
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' map push -c '%s' "
+		 "--run-dir '%s' | grep -q 'target 2: map pushed over the network: "
+		 "loaded, serving epoch %llu'", C.bin, C.map, C.run,
+		 (unsigned long long)e0 + 1);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "no push to target 2");
 	s = sys_ctl_status(orun, 2);
 	cr_assert_eq(le64toh(s.epoch), e0 + 1);
@@ -938,12 +947,12 @@ Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 
 	/* The same epoch pushed again: refused as not newer, nothing
 	 * changes. */
-	snprintf(cmd, sizeof(cmd), "'%s/weftctl' map push -c '%s' --run-dir '%s' "
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' map push -c '%s' --run-dir '%s' "
 		 "| grep -q 'target 2: map pushed over the network: kept its own (not older), serving "
 		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "a push of the same epoch was not refused");
-	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target up 1 -c '%s' --run-dir '%s' "
-		 "| grep -q 'target 2: map pushed over the network: loaded'",
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' target up 1 -c '%s' "
+		 "--run-dir '%s' | grep -q 'target 2: map pushed over the network: loaded'",
 		 C.bin, C.map, C.run);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "no second push");
 	s = sys_ctl_status(orun, 2);
