@@ -185,21 +185,56 @@ static pid_t pid_of(const struct topts *o, uint32_t id)
 	return (pid_t)pid;
 }
 
-/* SIGKILL and wait until the process is gone (bounded). */
-static void kill9(const struct topts *o, uint32_t id)
+/* The key pid was started with (--key NAME, or --key=NAME) into key
+ * (empty: none, it took $WEFT_KEY). */
+static void key_of(pid_t pid, char *key, size_t n)
+{
+	char path[64], args[4096];
+	size_t len;
+	FILE *f;
+
+	key[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	len = fread(args, 1, sizeof(args) - 1, f);
+	fclose(f);
+	args[len] = 0;
+	for (size_t i = 0; i < len; i += strlen(args + i) + 1) {
+		const char *a = args + i, *v = NULL;
+
+		if (!strncmp(a, "--key=", 6))
+			v = a + 6;
+		else if (!strcmp(a, "--key") && i + 6 < len)
+			v = a + 6;
+		if (v && strlen(v) < n &&
+		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789._-") == strlen(v))
+			memcpy(key, v, strlen(v) + 1);
+	}
+}
+
+/* SIGKILL and wait until the process is gone (bounded); the key it was
+ * started with into key (its restart proves the same one: each target of
+ * a cluster may have its own). */
+static void kill9(const struct topts *o, uint32_t id, char *key, size_t n)
 {
 	pid_t pid = pid_of(o, id);
 
-	if (pid > 0)
+	key[0] = 0;
+	if (pid > 0) {
+		key_of(pid, key, n);
 		wf_kill9_wait(pid, 5000);
+	}
 }
 
-static int restart(const struct topts *o, uint32_t id)
+static int restart(const struct topts *o, uint32_t id, const char *key)
 {
 	return wf_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' --pid-file "
-		   "'%s/target-%u.pid'%s%s >/dev/null 2>&1", o->bin, o->map, id,
+		   "'%s/target-%u.pid'%s%s%s%s >/dev/null 2>&1", o->bin, o->map, id,
 		   o->run_dir, o->cluster_dir, id, o->etcd ? " --etcd " : "",
-		   o->etcd ? o->etcd : "");
+		   o->etcd ? o->etcd : "", *key ? " --key " : "", key);
 }
 
 /* --etcd: a keeper of our own (weftctl keeper), stopped at the end. */
@@ -230,7 +265,7 @@ static void *chaos(void *arg)
 	struct wf_map m;
 	struct wf_map_err err;
 	uint32_t ids[MAX_TARGETS], n;
-	char cmd[128];
+	char cmd[128], key[64] = "";
 	uint64_t rng = o->seed ^ 0xc4a05;
 
 	if (wf_map_load(o->map, &m, &err)) {
@@ -252,7 +287,7 @@ static void *chaos(void *arg)
 		 * its lease expires. */
 		t0 = now_ms();
 		if (k == AWAY_KILL)
-			kill9(o, victim);
+			kill9(o, victim, key, sizeof(key));
 		else if (k == AWAY_STOP)
 			kill(pid_of(o, victim), SIGSTOP);
 		snprintf(cmd, sizeof(cmd), "target %s %u", k == AWAY_OUT ? "out" : "down",
@@ -271,7 +306,7 @@ static void *chaos(void *arg)
 		}
 		wf_sleep_ms(o->cycle_ms / 2 + (unsigned)(rnd(&rng) % (o->cycle_ms / 2 + 1)));
 		/* Back, then brought up to date while I/O goes on. */
-		if (k == AWAY_KILL && restart(o, victim)) {
+		if (k == AWAY_KILL && restart(o, victim, key)) {
 			snprintf(s->err, sizeof(s->err), "restarting target %u failed",
 				 victim);
 			goto out;

@@ -27,6 +27,7 @@ void wf_map_free(struct wf_map *map)
 	free(map->temps);
 	free(map->revoked);
 	free(map->access);
+	free(map->peers);
 	memset(map, 0, sizeof(*map));
 }
 
@@ -125,5 +126,7 @@ bool wf_map_equal(const struct wf_map *a, const struct wf_map *b)
 	       a->auth == b->auth && a->nrevoked == b->nrevoked &&
 	       same(a->revoked, b->revoked, a->nrevoked * sizeof(*a->revoked)) &&
 	       a->naccess == b->naccess &&
-	       same(a->access, b->access, a->naccess * sizeof(*a->access));
+	       same(a->access, b->access, a->naccess * sizeof(*a->access)) &&
+	       a->npeers == b->npeers &&
+	       same(a->peers, b->peers, a->npeers * sizeof(*a->peers));
 }

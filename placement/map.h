@@ -25,6 +25,7 @@
 #define WF_WEIGHT_ONE   0x10000u /* weights are 16.16 fixed point */
 #define WF_MAP_KEY_NAME 32      /* key names, incl. NUL (proto/auth.h) */
 #define WF_MAP_MAX_REVOKED 4096
+#define WF_MAP_MAX_PEER_KEYS 4096
 
 /* Node types of the hierarchy, leaf first; also the failure domain types. */
 enum wf_node_type {
@@ -143,6 +144,13 @@ struct wf_map {
 	/* Per-volume access (docs/security.md): a volume with entries is
 	 * open to the keys they name only.  Sorted by (volume, key). */
 	struct wf_access   *access;    uint32_t naccess;
+	/* The keys of targets (docs/security.md, "Keys of targets"): a
+	 * connection that proved one of them may send what only targets
+	 * send (forwarded writes, CSUMs, MAP_PUT, LEASE, MAP_GET), passes
+	 * every volume and is exempt from the limits per key.  Empty: the
+	 * clusters of before, where a target recognises the others by its
+	 * own --key.  Sorted. */
+	char              (*peers)[WF_MAP_KEY_NAME]; uint32_t npeers;
 };
 
 struct wf_access {
@@ -177,7 +185,9 @@ int  wf_map_load(const char *path, struct wf_map *map, struct wf_map_err *err);
 /* The same from a buffer; name is used in messages. */
 int  wf_map_load_buf(const char *buf, size_t len, const char *name,
 		     struct wf_map *map, struct wf_map_err *err);
-/* Sort m's revoked_keys and access list into the order the loader gives
+/* Whether m's peer_keys lists name (bisecting). */
+bool wf_map_peer_key(const struct wf_map *m, const char *name);
+/* Sort m's revoked_keys, peer_keys and access list into the order the loader gives
  * them (after an edit). */
 void wf_map_keys_sort(struct wf_map *m);
 /* Write a map back as libconfig (used by weftctl for epoch+1 maps). */

@@ -41,9 +41,10 @@ int wf_map_copy(struct wf_map *dst, const struct wf_map *src)
 	dst->temps = dup_array(src->temps, src->ntemps, sizeof(*src->temps));
 	dst->revoked = dup_array(src->revoked, src->nrevoked, sizeof(*src->revoked));
 	dst->access = dup_array(src->access, src->naccess, sizeof(*src->access));
+	dst->peers = dup_array(src->peers, src->npeers, sizeof(*src->peers));
 	if (!dst->targets || !dst->nodes || !dst->child || !dst->pools ||
 	    !dst->volumes || !dst->overrides || !dst->temps || !dst->revoked ||
-	    !dst->access) {
+	    !dst->access || !dst->peers) {
 		wf_map_edit_free(dst);
 		return -ENOMEM;
 	}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The map's keys section (docs/security.md): auth, revoked_keys and the
+ * The map's keys section (docs/security.md): auth, revoked_keys, peer_keys
+ * and the
  * per-volume access list.  Part of the loader (map_load.c).
  */
 #include <errno.h>
@@ -25,14 +26,62 @@ static int revoked_cmp(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* auth = "required" | "none"; revoked_keys = [ "NAME", ... ]. */
+/* NAME = [ "KEY", ... ] into *out (sorted, no name twice). */
+static int parse_names(struct ld *ld, const config_setting_t *root,
+		       const char *name, uint32_t max,
+		       char (**out)[WF_MAP_KEY_NAME], uint32_t *nout)
+{
+	config_setting_t *s;
+	char f[FIELD_MAX];
+	char (*v)[WF_MAP_KEY_NAME];
+	int r, n;
+
+	r = wf_map_member(ld, root, "", name, T_SEQ, false, &s, f);
+	if (r || !s)
+		return r;
+	n = config_setting_length(s);
+	if (n > (int)max)
+		return wf_map_fail(ld, wf_map_line_of(s), f, "%d names, more "
+				   "than %u", n, max);
+	v = calloc(n ? (size_t)n : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	for (int j = 0; j < n; j++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
+		char tf[FIELD_MAX];
+		const char *t;
+
+		snprintf(tf, sizeof(tf), "%s[%d]", name, j);
+		if (!wf_map_type_ok(config_setting_type(e), T_STR))
+			return wf_map_fail(ld, wf_map_line_of(e), tf, "expected a "
+					   "key name, not %s",
+					   wf_map_type_name(config_setting_type(e)));
+		t = config_setting_get_string(e);
+		if (!key_name_ok(t))
+			return wf_map_fail(ld, wf_map_line_of(e), tf, "\"%.40s\" is "
+					   "not a key name (1..%u of [A-Za-z0-9._-])",
+					   t, WF_MAP_KEY_NAME - 1);
+		memcpy(v[j], t, strlen(t) + 1);
+	}
+	*nout = (uint32_t)n;
+	qsort(v, *nout, sizeof(*v), revoked_cmp);
+	for (uint32_t j = 1; j < *nout; j++)
+		if (!strcmp(v[j - 1], v[j]))
+			return wf_map_fail(ld, wf_map_line_of(s), f, "\"%s\" "
+					   "appears twice", v[j]);
+	return 0;
+}
+
+/* auth = "required" | "none"; revoked_keys = [ "NAME", ... ];
+ * peer_keys = [ "NAME", ... ]. */
 static int parse_auth(struct ld *ld, const config_setting_t *root)
 {
 	struct wf_map *m = ld->map;
 	config_setting_t *s;
 	const char *mode;
 	char f[FIELD_MAX];
-	int r, n;
+	int r;
 
 	r = wf_map_member(ld, root, "", "auth", T_STR, false, &s, f);
 	if (r)
@@ -47,42 +96,18 @@ static int parse_auth(struct ld *ld, const config_setting_t *root)
 	else
 		return wf_map_fail(ld, wf_map_line_of(s), "auth", "\"%.40s\" is "
 				   "neither \"required\" nor \"none\"", mode);
-	r = wf_map_member(ld, root, "", "revoked_keys", T_SEQ, false, &s, f);
-	if (r || !s)
-		return r;
-	n = config_setting_length(s);
-	if (n > WF_MAP_MAX_REVOKED)
-		return wf_map_fail(ld, wf_map_line_of(s), f, "%d names, more "
-				   "than %u", n, WF_MAP_MAX_REVOKED);
-	m->revoked = calloc(n ? (size_t)n : 1, sizeof(*m->revoked));
-	if (!m->revoked)
-		return -ENOMEM;
-	for (int j = 0; j < n; j++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
-		char tf[FIELD_MAX];
-		const char *v;
-		size_t len;
+	r = parse_names(ld, root, "revoked_keys", WF_MAP_MAX_REVOKED,
+			&m->revoked, &m->nrevoked);
+	if (!r)
+		r = parse_names(ld, root, "peer_keys", WF_MAP_MAX_PEER_KEYS,
+				&m->peers, &m->npeers);
+	return r;
+}
 
-		snprintf(tf, sizeof(tf), "revoked_keys[%d]", j);
-		if (!wf_map_type_ok(config_setting_type(e), T_STR))
-			return wf_map_fail(ld, wf_map_line_of(e), tf, "expected a "
-					   "key name, not %s",
-					   wf_map_type_name(config_setting_type(e)));
-		v = config_setting_get_string(e);
-		len = strlen(v);
-		if (!key_name_ok(v))
-			return wf_map_fail(ld, wf_map_line_of(e), tf, "\"%.40s\" is "
-					   "not a key name (1..%u of [A-Za-z0-9._-])",
-					   v, WF_MAP_KEY_NAME - 1);
-		memcpy(m->revoked[j], v, len + 1);
-	}
-	m->nrevoked = (uint32_t)n;
-	qsort(m->revoked, m->nrevoked, sizeof(*m->revoked), revoked_cmp);
-	for (uint32_t j = 1; j < m->nrevoked; j++)
-		if (!strcmp(m->revoked[j - 1], m->revoked[j]))
-			return wf_map_fail(ld, wf_map_line_of(s), f, "\"%s\" "
-					   "appears twice", m->revoked[j]);
-	return 0;
+bool wf_map_peer_key(const struct wf_map *m, const char *name)
+{
+	return m->npeers && bsearch(name, m->peers, m->npeers, sizeof(*m->peers),
+				    revoked_cmp) != NULL;
 }
 
 static int access_cmp(const void *pa, const void *pb)
@@ -159,6 +184,7 @@ static int parse_access(struct ld *ld, const config_setting_t *root)
 void wf_map_keys_sort(struct wf_map *m)
 {
 	qsort(m->revoked, m->nrevoked, sizeof(*m->revoked), revoked_cmp);
+	qsort(m->peers, m->npeers, sizeof(*m->peers), revoked_cmp);
 	qsort(m->access, m->naccess, sizeof(*m->access), access_cmp);
 }
 

@@ -949,7 +949,7 @@ static int parse_next_volume_id(struct ld *ld, const config_setting_t *root)
 static const char *const top_keys[] = {
 	"epoch", "cluster_id", "extent_size", "targets", "hierarchy", "pools",
 	"volumes", "overrides", "pg_temp", "next_volume_id", "auth", "read_lease_ms",
-	"revoked_keys", "access", NULL
+	"revoked_keys", "access", "peer_keys", NULL
 };
 
 static int parse(struct ld *ld, const char *text)

@@ -81,6 +81,12 @@ int wf_map_write(const struct wf_map *m, FILE *f)
 			fprintf(f, "%s\"%s\"", i ? ", " : " ", m->revoked[i]);
 		fprintf(f, " ];\n");
 	}
+	if (m->npeers) {
+		fprintf(f, "peer_keys = [");
+		for (uint32_t i = 0; i < m->npeers; i++)
+			fprintf(f, "%s\"%s\"", i ? ", " : " ", m->peers[i]);
+		fprintf(f, " ];  # the targets' keys\n");
+	}
 	if (m->naccess) {
 		fprintf(f, "access = (  # docs/security.md\n");
 		for (uint32_t i = 0; i < m->naccess; i++) {

@@ -26,6 +26,15 @@ bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name)
 	return false;
 }
 
+bool wf_tgt_key_is_peer(const struct wf_tgt_reactor *r, const char *name)
+{
+	const struct wf_map *m = &r->map->map;
+
+	if (m->npeers)
+		return wf_map_peer_key(m, name);
+	return r->cfg->key_name && !strcmp(name, r->cfg->key_name);
+}
+
 bool wf_tgt_auth_required(const struct wf_tgt_reactor *r)
 {
 	return r->map->map.auth == WF_MAP_AUTH_REQUIRED ||
@@ -50,15 +59,12 @@ int wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen)
 _Static_assert(offsetof(struct wf_net_status_req, tag) ==
 	       offsetof(struct wf_net_map_put, tag), "STATUS and MAP_PUT tags");
 
-/* The refusal: the answer the peer waits for, one log line, closed. */
-static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
-		   const char *why)
+/* The answer of status to op (msg, len) where it has one. */
+static void answer(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
+		   uint16_t status)
 {
-	struct wf_tgt_reactor *r = c->r;
-	char line[192];
-
 	if (op == WF_OP_HELLO) {
-		wf_tgt_grant_refuse(c, WF_WS_AUTH | WF_WS_DNR);
+		wf_tgt_grant_refuse(c, status);
 	} else if (op == WF_OP_STATUS || op == WF_OP_MAP_PUT) {
 		uint64_t tag = 0;
 
@@ -68,8 +74,18 @@ static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
 			       offsetof(struct wf_net_status_req, tag), 8);
 			tag = le64toh(tag);
 		}
-		wf_tgt_conn_status_reply(c, tag, WF_WS_AUTH | WF_WS_DNR);
+		wf_tgt_conn_status_reply(c, tag, status);
 	}
+}
+
+/* The refusal: the answer the peer waits for, one log line, closed. */
+static void refuse(struct wf_tgt_conn *c, int op, const void *msg, uint32_t len,
+		   const char *why)
+{
+	struct wf_tgt_reactor *r = c->r;
+	char line[192];
+
+	answer(c, op, msg, len, WF_WS_AUTH | WF_WS_DNR);
 	r->stats.auth_refused++;
 	snprintf(line, sizeof(line), "authentication refused: %s", why);
 	explicit_bzero(&c->ax, sizeof(c->ax));
@@ -185,6 +201,7 @@ static void on_proof(struct wf_tgt_conn *c, const struct wf_auth *a)
 		return;
 	c->auth = 2;
 	memcpy(c->key_name, c->ax.name, sizeof(c->key_name));
+	c->peer_key = wf_tgt_key_is_peer(r, c->key_name);
 	explicit_bzero(&c->ax, sizeof(c->ax));
 	r->stats.auth_ok++;
 }
@@ -228,11 +245,10 @@ bool wf_tgt_auth_gate(struct wf_tgt_conn *c, int op, const void *msg,
 int wf_tgt_access_build(struct wf_tgt_conn *c)
 {
 	const struct wf_map *m = &c->r->map->map;
-	/* Targets prove the key this target uses on its own links (every
-	 * target of a cluster shows the same one): replica writes, CSUMs
-	 * and recovery copies are theirs on every volume. */
-	bool peer = c->auth == 2 && c->r->cfg->key_name &&
-		    !strcmp(c->key_name, c->r->cfg->key_name);
+	/* Targets prove a target's key (the map's peer_keys, or our own
+	 * where targets share one): replica writes, CSUMs and recovery
+	 * copies are theirs on every volume. */
+	bool peer = c->auth == 2 && c->peer_key;
 	uint32_t a = 0;
 
 	if (c->nperm < m->nvolumes || !c->perm) {
@@ -269,6 +285,8 @@ void wf_tgt_auth_recheck(struct wf_tgt_reactor *r)
 
 		if (c->state != CONN_LIVE && c->state != CONN_HELLO)
 			continue;
+		if (c->auth == 2)
+			c->peer_key = wf_tgt_key_is_peer(r, c->key_name);
 		if (c->state == CONN_LIVE && wf_tgt_access_build(c)) {
 			wf_tgt_conn_close(c, "out of memory for its access table");
 			continue;
@@ -290,6 +308,27 @@ void wf_tgt_auth_recheck(struct wf_tgt_reactor *r)
 			continue;
 		r->stats.auth_revoked++;
 		wf_tgt_conn_close(c, why);
+	}
+}
+
+void wf_tgt_peer_refuse(struct wf_tgt_conn *c, int op, const void *msg,
+			uint32_t len)
+{
+	char why[192];
+
+	answer(c, op, msg, len, WF_WS_ACCESS | WF_WS_DNR);
+	WF_TGT_ADD(c->r->stats.access_denied, 1);
+	snprintf(why, sizeof(why), "refused: key %s is not a target's key "
+		 "(the map's peer_keys) and sent %s", c->key_name,
+		 op == WF_OP_MAP_PUT ? "a MAP_PUT" : op == WF_OP_LEASE ?
+		 "a LEASE" : op == WF_OP_MAP_GET ? "a MAP_GET" :
+		 op == WF_OP_CSUM ? "a CSUM" : "a forwarded replica request");
+	if (op != WF_OP_MAP_PUT) {
+		wf_tgt_conn_close(c, why);
+	} else if (!c->peer_refused) {
+		c->peer_refused = true;
+		wf_tgt_log("connection %u (client %llu, %s): %s (answered ACCESS)",
+			   c->idx, (unsigned long long)c->client_id, c->peer, why);
 	}
 }
 

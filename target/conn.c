@@ -850,6 +850,15 @@ static void on_request(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		v = WF_TGT_REJECT;
 		p.status = WF_WS_BUSY;
 	}
+	/* What only targets send (forwards, CSUMs) from a key that is not
+	 * a target's: answered ACCESS, then the connection goes. */
+	if (v != WF_TGT_MALFORMED && !wf_tgt_peer_op_ok(c, p.req.opcode,
+							 p.req.flags)) {
+		if (p.slot_ok)
+			send_error(c, &p.req, WF_WS_ACCESS | WF_WS_DNR);
+		wf_tgt_peer_refuse(c, p.req.opcode, NULL, 0);
+		return;
+	}
 	/* The key's access to the volume: one load (auth.c builds the
 	 * table at the GRANT and at every map). */
 	if (v == WF_TGT_OK && !wf_tgt_access_ok(c, p.req.opcode, p.vol_idx)) {
@@ -1101,6 +1110,10 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 	if ((c->state == CONN_HELLO || c->state == CONN_LIVE) &&
 	    wf_wire_peek(msg, len, NULL) == WF_OP_MAP_PUT) {
+		if (!wf_tgt_peer_op_ok(c, WF_OP_MAP_PUT, 0)) {
+			wf_tgt_peer_refuse(c, WF_OP_MAP_PUT, msg, len);
+			return;
+		}
 		wf_tgt_map_put(c, msg, len);
 		return;
 	}
@@ -1122,6 +1135,11 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		return;
 	}
 	/* Another target's link: read leases, pulling our map (lease.c). */
+	if ((op == WF_OP_LEASE || op == WF_OP_MAP_GET) &&
+	    !wf_tgt_peer_op_ok(c, op, 0)) {
+		wf_tgt_peer_refuse(c, op, msg, len);
+		return;
+	}
 	if (op == WF_OP_LEASE) {
 		wf_tgt_lease_ask(c, msg, len);
 		return;

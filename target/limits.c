@@ -53,7 +53,7 @@ static bool key_limited(const struct wf_tgt_conn *c)
 	if (!cfg->max_conns_per_key && !cfg->max_slots_per_key &&
 	    !cfg->max_inflight_per_key)
 		return false;
-	return c->auth == 2 && !(cfg->key_name && !strcmp(c->key_name, cfg->key_name));
+	return c->auth == 2 && !c->peer_key;
 }
 
 /* Refuse c's HELLO: its key is over a limit (why names it). */
@@ -225,6 +225,8 @@ void wf_tgt_conn_accept(struct wf_tgt_reactor *r, unsigned fab,
 		c->client_id = 0;
 		c->auth = 0;
 		c->key_name[0] = 0;
+		c->peer_key = false;
+		c->peer_refused = false;
 		c->ku_slots = 0;
 		c->held = false;
 		c->store_inflight = c->npending = c->sends_out = 0;

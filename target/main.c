@@ -67,7 +67,7 @@ static const char usage_text[] =
 "                         every connection must prove a key of F (unless\n"
 "                         the map says auth = \"none\")\n"
 "      --key NAME         our key in F, shown to other targets (default\n"
-"                         $WEFT_KEY)\n"
+"                         $WEFT_KEY): one of the map's peer_keys\n"
 "      --keepalive S      TCP keepalive: probe a peer idle S seconds, drop it\n"
 "                         after 3 unanswered probes S/3 apart (default 30;\n"
 "                         0: off)\n"
@@ -158,7 +158,9 @@ enum {
 };
 
 /* Keys (docs/security.md): a keyring that loads (mode 0600) and holds
- * our own key; none when the map requires keys is refused. */
+ * our own key, which the map neither revokes nor leaves out of its
+ * peer_keys (when it has them); none when the map requires keys is
+ * refused. */
 static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 {
 	struct wf_keyring kr;
@@ -191,6 +193,16 @@ static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 	if (wf_tgt_key_revoked(m, cfg->key_name)) {
 		fprintf(stderr, "weft-target: key %s is revoked in the map\n",
 			cfg->key_name);
+		return 1;
+	}
+	/* A map that names the targets' keys must name ours, or every
+	 * other target would refuse what we send it as a client's. */
+	if (m->map.npeers && !wf_map_peer_key(&m->map, cfg->key_name)) {
+		fprintf(stderr, "weft-target: the map's peer_keys does not list "
+			"our key %s (--key), so the other targets would refuse "
+			"our forwards, leases and map pulls: run `weftctl key peer "
+			"%s -c MAP` (or give --key one of the peer_keys)\n",
+			cfg->key_name, cfg->key_name);
 		return 1;
 	}
 	return 0;

@@ -446,6 +446,11 @@ struct wf_tgt_conn {
 	 * the PROOF), 2 done, as key_name. */
 	uint8_t             auth;
 	char                key_name[WF_KEY_NAME_MAX];
+	/* key_name is a target's (wf_tgt_key_is_peer): set at the PROOF
+	 * and at every map load.  Only such a connection may send what
+	 * targets send each other (wf_tgt_peer_op_ok). */
+	bool                peer_key;
+	bool                peer_refused;       /* its MAP_PUT refusal logged */
 	struct wf_auth_ctx  ax;
 	/* Per-volume access of this connection's key (auth.c), by index
 	 * into the epoch's map.volumes: WF_TGT_ACC_*.  Built at the GRANT
@@ -1056,6 +1061,31 @@ static inline bool wf_tgt_lease_ok(const struct wf_tgt_reactor *r,
 /* Whether keys are required now (the map's auth, the keyring). */
 bool wf_tgt_auth_required(const struct wf_tgt_reactor *r);
 bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name);
+/* Whether name is a target's key in r's map: listed in its peer_keys,
+ * or (a map without peer_keys: targets that share one key) our own
+ * --key. */
+bool wf_tgt_key_is_peer(const struct wf_tgt_reactor *r, const char *name);
+/* Whether c may send op (with flags, for requests), which only targets
+ * send one another when it is a forwarded write or CSUM (WF_REQ_REPL),
+ * MAP_PUT, LEASE or MAP_GET.  A connection without a key (where the map
+ * does not require them) may: nothing tells a target from a client
+ * there.  One test per message, no search. */
+static inline bool wf_tgt_peer_op_ok(const struct wf_tgt_conn *c, int op,
+				     uint32_t flags)
+{
+	if (c->auth != 2 || c->peer_key)
+		return true;
+	if (op == WF_OP_MAP_PUT || op == WF_OP_LEASE || op == WF_OP_MAP_GET ||
+	    op == WF_OP_CSUM)
+		return false;
+	return !(flags & WF_REQ_REPL);
+}
+/* The refusal of such an op, with one line naming the key and the peer:
+ * a MAP_PUT's chunks are answered ACCESS (one line a connection: a tool
+ * pushing a map with a client's key learns why, and closes), the others
+ * close c (a request's ACCESS answer is its caller's). */
+void wf_tgt_peer_refuse(struct wf_tgt_conn *c, int op, const void *msg,
+			uint32_t len);
 /* (Re)read cfg->keyring into r->keyring (kept when it fails): 0 or
  * -errno with err. */
 int  wf_tgt_keyring_load(struct wf_tgt_reactor *r, char *err, size_t errlen);

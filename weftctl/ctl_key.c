@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * weftctl key create|list|revoke|export: the keyring of this host
- * (proto/auth.h, docs/security.md).  Secrets are never printed: they
- * move between hosts as keyring files (key export).  A revocation also
- * goes into the map (-c MAP or --etcd): its revoked_keys list, which every
- * target refuses from that epoch on.
+ * weftctl key create|list|revoke|export|issue|peer: the keyring of this
+ * host (proto/auth.h, docs/security.md).  Secrets are never printed: they
+ * move between hosts as keyring files (key export, key issue).  A
+ * revocation also goes into the map (-c MAP or --etcd): its revoked_keys
+ * list, which every target refuses from that epoch on; key issue writes
+ * the new key's access entries (and peer_keys with --peer) there, key peer
+ * the map's peer_keys (the keys of targets).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +26,9 @@ static int key_usage(FILE *f)
 		"       weftctl key list [--keyring F] [-c MAP] [--json]\n"
 		"       weftctl key revoke NAME [--keyring F] [-c MAP] [--run-dir D] [--json]\n"
 		"       weftctl key export NAME -o FILE [--keyring F] [--json]\n"
+		"       weftctl key issue NAME --host HOST [--volume V [--ro|--rw]]...\n"
+		"                         [--peer] -o FILE [--keyring F] -c MAP [--run-dir D] [--json]\n"
+		"       weftctl key peer NAME [--remove] [--keyring F] -c MAP [--run-dir D] [--json]\n"
 		"  The keyring (default $WEFT_KEYRING, else %s) holds one\n"
 		"  32-byte random secret per key name, mode 0600.  create adds a key\n"
 		"  (refused when MAP lists NAME as revoked: names are not reused);\n"
@@ -31,8 +36,15 @@ static int key_usage(FILE *f)
 		"  revoke removes the key and, with -c MAP (or --etcd), writes the\n"
 		"  next epoch of MAP listing NAME in revoked_keys and tells the\n"
 		"  targets, which refuse it from then on; export writes a keyring\n"
-		"  FILE holding only NAME, to copy to the host that uses it.\n",
-		WF_CTL_KEYRING_DEFAULT);
+		"  FILE holding only NAME, to copy to the host that uses it.\n"
+		"  issue creates NAME for HOST: adds it to the keyring, writes the\n"
+		"  next epoch of MAP giving it each --volume (read-write, or\n"
+		"  read-only with --ro after it; --peer: a target's key, listed in\n"
+		"  peer_keys), tells the targets, and writes FILE holding NAME only\n"
+		"  (mode 0600) to copy to HOST:%s.\n"
+		"  peer lists NAME in MAP's peer_keys (the keys targets prove to\n"
+		"  each other), or --remove takes it out.\n",
+		WF_CTL_KEYRING_DEFAULT, WF_CTL_KEYRING_DEFAULT);
 	return f == stdout ? 0 : 2;
 }
 
@@ -101,6 +113,21 @@ static bool revoked_in(const struct wf_map *m, const char *name)
 		if (!strcmp(m->revoked[i], name))
 			return true;
 	return false;
+}
+
+/* Append name to a map's list of names (revoked_keys, peer_keys): 0 or
+ * -ENOMEM.  The caller sorts (wf_map_keys_sort). */
+static int names_add(char (**v)[WF_MAP_KEY_NAME], uint32_t *n, const char *name)
+{
+	char (*nv)[WF_MAP_KEY_NAME] = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	memset(nv[*n], 0, WF_MAP_KEY_NAME);
+	memcpy(nv[*n], name, strlen(name));
+	(*n)++;
+	return 0;
 }
 
 static int key_create(const char *kpath, const char *name, const char *map_path,
@@ -246,20 +273,11 @@ static int key_revoke(const char *kpath, const char *name, const char *map_path,
 			return 1;
 		}
 		wf_map_edit_free(&prev);
-		{
-			char (*nr)[WF_MAP_KEY_NAME] = realloc(next.revoked,
-				(next.nrevoked + 1) * sizeof(*nr));
-
-			if (!nr) {
-				ctl_err("weftctl key revoke: out of memory\n");
-				wf_map_edit_free(&next);
-				return 1;
-			}
-			next.revoked = nr;
+		if (names_add(&next.revoked, &next.nrevoked, name)) {
+			ctl_err("weftctl key revoke: out of memory\n");
+			wf_map_edit_free(&next);
+			return 1;
 		}
-		memset(next.revoked[next.nrevoked], 0, WF_MAP_KEY_NAME);
-		memcpy(next.revoked[next.nrevoked], name, strlen(name));
-		next.nrevoked++;
 		wf_map_keys_sort(&next);
 		next.epoch++;
 		if (j)
@@ -307,6 +325,220 @@ static int key_export(const char *kpath, const char *name, const char *out,
 	return 0;
 }
 
+/* What key issue grants: volumes (with their mode) and the peer role. */
+struct issue {
+	const char *host;
+	const char *vol[64];
+	bool        ro[64];
+	unsigned    nvol;
+	bool        peer;
+};
+
+/* m's access entry of key on volume index vi set to ro: 0 or -ENOMEM. */
+static int access_set(struct wf_map *m, int vi, const char *key, bool ro)
+{
+	struct wf_access *na;
+
+	for (uint32_t i = 0; i < m->naccess; i++)
+		if (m->access[i].volume == m->volumes[vi].id &&
+		    !strcmp(m->access[i].key, key)) {
+			m->access[i].ro = ro;
+			return 0;
+		}
+	na = realloc(m->access, (m->naccess + 1) * sizeof(*na));
+	if (!na)
+		return -ENOMEM;
+	m->access = na;
+	memset(&na[m->naccess], 0, sizeof(*na));
+	na[m->naccess].volume = m->volumes[vi].id;
+	memcpy(na[m->naccess].key, key, strlen(key));
+	na[m->naccess].ro = ro;
+	m->naccess++;
+	return 0;
+}
+
+/*
+ * key issue: the key in the keyring first (targets re-read their keyring
+ * with the map, so on this host they know it when the epoch that grants
+ * it arrives), then the epoch, then FILE.  A failure after the keyring
+ * was written takes the key out again.
+ */
+static int key_issue(const char *kpath, const char *name, const struct issue *is,
+		     const char *map_path, const char *out, const char *run_dir,
+		     struct wf_json *j)
+{
+	struct wf_keyring kr, one = { 0 };
+	struct wf_map prev, next;
+	int r, ret = 1;
+
+	if (ctl_map_load_copy(map_path, &prev))
+		return 1;
+	if (revoked_in(&prev, name)) {
+		ctl_err("weftctl key issue: %s lists key %s as revoked: pick "
+			"another name\n", map_path, name);
+		wf_map_edit_free(&prev);
+		return 1;
+	}
+	for (unsigned i = 0; i < is->nvol; i++)
+		if (wf_map_volume_by_name(&prev, is->vol[i]) < 0) {
+			ctl_err("weftctl key issue: %s has no volume %s\n",
+				map_path, is->vol[i]);
+			wf_map_edit_free(&prev);
+			return 1;
+		}
+	r = wf_map_copy(&next, &prev);
+	wf_map_edit_free(&prev);
+	if (r) {
+		ctl_err("weftctl key issue: out of memory\n");
+		return 1;
+	}
+	for (unsigned i = 0; i < is->nvol && !r; i++)
+		r = access_set(&next, wf_map_volume_by_name(&next, is->vol[i]),
+			       name, is->ro[i]);
+	if (!r && is->peer && !wf_map_peer_key(&next, name))
+		r = names_add(&next.peers, &next.npeers, name);
+	if (r) {
+		ctl_err("weftctl key issue: out of memory\n");
+		wf_map_edit_free(&next);
+		return 1;
+	}
+	wf_map_keys_sort(&next);
+	next.epoch++;
+	if (load(kpath, &kr, true)) {
+		wf_map_edit_free(&next);
+		return 1;
+	}
+	r = wf_keyring_add(&kr, name);
+	if (r == -EEXIST) {
+		ctl_err("weftctl key issue: %s already has a key %s (give the "
+			"host a new name, or `key export` that one)\n", kpath, name);
+		goto out;
+	}
+	if (r || (r = wf_keyring_save(kpath, &kr))) {
+		ctl_err("weftctl key issue: cannot write %s: %s\n", kpath,
+			strerror(-r));
+		goto out;
+	}
+	if (j) {
+		wf_json_str(j, "action", "issue");
+		wf_json_str(j, "name", name);
+		wf_json_str(j, "keyring", kpath);
+		wf_json_str(j, "host", is->host);
+		wf_json_bool(j, "peer", is->peer);
+		wf_json_arr_begin(j, "volumes");
+		for (unsigned i = 0; i < is->nvol; i++) {
+			wf_json_obj_begin(j, NULL);
+			wf_json_str(j, "volume", is->vol[i]);
+			wf_json_str(j, "mode", is->ro[i] ? "ro" : "rw");
+			wf_json_obj_end(j);
+		}
+		wf_json_arr_end(j);
+	}
+	if (ctl_map_save(&next, map_path, NULL, run_dir, j)) {
+		/* No epoch grants it: the keyring goes back. */
+		if (!wf_keyring_del(&kr, name))
+			wf_keyring_save(kpath, &kr);
+		goto out;
+	}
+	one.keys = (struct wf_key *)wf_keyring_find(&kr, name);
+	one.n = 1;
+	r = wf_keyring_save(out, &one);
+	if (r) {
+		ctl_err("weftctl key issue: cannot write %s: %s (the key is in "
+			"%s and granted from epoch %" PRIu64 ": `weftctl key export "
+			"%s -o FILE` writes it again)\n", out, strerror(-r), kpath,
+			next.epoch, name);
+		goto out;
+	}
+	ret = 0;
+	if (j) {
+		char step[512];
+
+		snprintf(step, sizeof(step), "copy %s to %s:%s (mode 0600) and "
+			 "use key %s there (WEFT_KEY=%s)", out, is->host,
+			 WF_CTL_KEYRING_DEFAULT, name, name);
+		wf_json_str(j, "output", out);
+		wf_json_str(j, "next_step", step);
+	} else {
+		printf("%s: key %s for host %s (mode 0600)%s%s, epoch %" PRIu64 "\n",
+		       out, name, is->host, is->nvol ? ", granted volumes" :
+		       ", no volume granted", is->peer ? ", a target's key" : "",
+		       next.epoch);
+		for (unsigned i = 0; i < is->nvol; i++)
+			printf("  %s %s\n", is->vol[i], is->ro[i] ? "ro" : "rw");
+		printf("next: copy %s to %s:%s (mode 0600) and use key %s there "
+		       "(WEFT_KEY=%s)\n", out, is->host, WF_CTL_KEYRING_DEFAULT,
+		       name, name);
+	}
+out:
+	wf_keyring_free(&kr);
+	wf_map_edit_free(&next);
+	return ret;
+}
+
+/* key peer NAME [--remove]: NAME in (or out of) the map's peer_keys. */
+static int key_peer(const char *kpath, const char *name, bool remove,
+		    const char *map_path, const char *run_dir, struct wf_json *j)
+{
+	struct wf_map prev, next;
+	bool listed;
+	int ret = 1;
+
+	if (ctl_map_load_copy(map_path, &prev))
+		return 1;
+	listed = wf_map_peer_key(&prev, name);
+	if (!remove && revoked_in(&prev, name)) {
+		ctl_err("weftctl key peer: %s lists key %s as revoked\n",
+			map_path, name);
+		wf_map_edit_free(&prev);
+		return 1;
+	}
+	if (j) {
+		wf_json_str(j, "action", remove ? "unpeer" : "peer");
+		wf_json_str(j, "name", name);
+		wf_json_str(j, "keyring", kpath);
+	}
+	if (listed != remove) {
+		if (!j)
+			printf("%s: key %s is %s peer_keys already (epoch %" PRIu64
+			       ")\n", map_path, name, listed ? "in" : "not in",
+			       prev.epoch);
+		wf_map_edit_free(&prev);
+		return 0;
+	}
+	if (wf_map_copy(&next, &prev)) {
+		ctl_err("weftctl key peer: out of memory\n");
+		wf_map_edit_free(&prev);
+		return 1;
+	}
+	wf_map_edit_free(&prev);
+	if (!remove) {
+		if (names_add(&next.peers, &next.npeers, name)) {
+			ctl_err("weftctl key peer: out of memory\n");
+			goto out;
+		}
+	} else {
+		uint32_t i = 0;
+
+		while (strcmp(next.peers[i], name))
+			i++;
+		memmove(next.peers[i], next.peers[i + 1],
+			(next.npeers - i - 1) * sizeof(*next.peers));
+		next.npeers--;
+	}
+	wf_map_keys_sort(&next);
+	next.epoch++;
+	ret = ctl_map_save(&next, map_path, NULL, run_dir, j);
+	if (!ret && !j)
+		printf("%s: key %s %s peer_keys from epoch %" PRIu64 "%s\n",
+		       map_path, name, remove ? "taken out of" : "listed in",
+		       next.epoch, remove && !next.npeers ? " (now empty: targets "
+		       "again take the key they share, their own --key, as a target's)" : "");
+out:
+	wf_map_edit_free(&next);
+	return ret;
+}
+
 int ctl_key(int argc, char **argv, struct wf_json *j)
 {
 	static const struct option opts[] = {
@@ -314,12 +546,19 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		{ "config", required_argument, NULL, 'c' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "volume", required_argument, NULL, 'V' },
+		{ "ro", no_argument, NULL, 'R' },
+		{ "rw", no_argument, NULL, 'W' },
+		{ "peer", no_argument, NULL, 'P' },
+		{ "remove", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *kpath = NULL, *map_path = NULL, *run_dir = NULL, *out = NULL;
 	const char *verb, *name = NULL;
-	bool named;
+	struct issue is = { 0 };
+	bool named, issue, remove = false, grants = false;
 	int c;
 
 	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
@@ -328,7 +567,8 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		return key_usage(stderr);
 	verb = argv[1];
 	if (strcmp(verb, "create") && strcmp(verb, "list") &&
-	    strcmp(verb, "revoke") && strcmp(verb, "export")) {
+	    strcmp(verb, "revoke") && strcmp(verb, "export") &&
+	    strcmp(verb, "issue") && strcmp(verb, "peer")) {
 		fprintf(stderr, "weftctl key: unknown action '%s'\n", verb);
 		return key_usage(stderr);
 	}
@@ -340,6 +580,27 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		case 'c': map_path = optarg; break;
 		case 'r': run_dir = optarg; break;
 		case 'o': out = optarg; break;
+		case 'H': is.host = optarg; grants = true; break;
+		case 'V':
+			if (is.nvol == sizeof(is.vol) / sizeof(is.vol[0])) {
+				fprintf(stderr, "weftctl key issue: at most %zu "
+					"--volume\n", sizeof(is.vol) / sizeof(is.vol[0]));
+				return 2;
+			}
+			is.vol[is.nvol++] = optarg;
+			grants = true;
+			break;
+		case 'R':
+		case 'W':
+			if (!is.nvol) {
+				fprintf(stderr, "weftctl key issue: --%s goes after "
+					"the --volume it is for\n", c == 'R' ? "ro" : "rw");
+				return 2;
+			}
+			is.ro[is.nvol - 1] = c == 'R';
+			break;
+		case 'P': is.peer = true; grants = true; break;
+		case 'D': remove = true; break;
 		case 'h': return key_usage(stdout);
 		default: return key_usage(stderr);
 		}
@@ -355,11 +616,38 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 			return 2;
 		}
 	}
-	if (!strcmp(verb, "export") != !!out) {
-		fprintf(stderr, "weftctl key: -o FILE goes with export only\n");
+	issue = !strcmp(verb, "issue");
+	if ((!strcmp(verb, "export") || issue) != !!out) {
+		fprintf(stderr, "weftctl key: -o FILE goes with export and issue "
+			"(and they need it)\n");
+		return 2;
+	}
+	if (grants && !issue) {
+		fprintf(stderr, "weftctl key: --host, --volume and --peer go with "
+			"issue only\n");
+		return 2;
+	}
+	if (issue && (!is.host || !*is.host || is.host[strcspn(is.host, " \t\n/")])) {
+		fprintf(stderr, "weftctl key issue: --host HOST (the host the key "
+			"is for: a name or an address) is required\n");
+		return 2;
+	}
+	if (remove && strcmp(verb, "peer")) {
+		fprintf(stderr, "weftctl key: --remove goes with peer only\n");
+		return 2;
+	}
+	if ((issue || !strcmp(verb, "peer")) && !map_path) {
+		fprintf(stderr, "weftctl key %s: -c MAP (or --etcd URL) is "
+			"required: the map says what the key may do\n", verb);
 		return 2;
 	}
 	kpath = ctl_keyring_path(kpath);
+	if (issue)
+		return key_issue(kpath, name, &is, map_path, out,
+				 ctl_run_dir(run_dir), j);
+	if (!strcmp(verb, "peer"))
+		return key_peer(kpath, name, remove, map_path,
+				ctl_run_dir(run_dir), j);
 	if (!strcmp(verb, "create"))
 		return key_create(kpath, name, map_path, j);
 	if (!strcmp(verb, "list"))

@@ -267,9 +267,11 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 		struct pollfd pfd = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
 
 		for (int i = 0; i < n; i++) {
-			if (cq[i].op == WF_CQE_DISCONNECT) {
+			if (cq[i].op == WF_CQE_DISCONNECT && ret == -ETIMEDOUT) {
 				ret = -ECONNRESET;
-			} else if (cq[i].op == WF_CQE_RECV_MSG) {
+			} else if (cq[i].op == WF_CQE_RECV_MSG && ret == -ETIMEDOUT) {
+				/* The first answer (a refused push has one
+				 * per chunk). */
 				if (cq[i].len != sizeof(a) ||
 				    wf_wire_peek(cq[i].msg, cq[i].len, NULL) !=
 				    WF_OP_STATUS_REPLY) {
@@ -285,6 +287,16 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 					fprintf(stderr, "weftctl: target %u requires a "
 						"key: set WEFT_KEY (and WEFT_KEYRING)\n",
 						t->id);
+					ret = -EACCES;
+				}
+				if (text && (le16toh(a.status) & ~WF_WS_DNR) ==
+				    WF_WS_ACCESS) {
+					fprintf(stderr, "weftctl: target %u refused "
+						"the map: key %s is not a target's "
+						"key (the map's peer_keys), and only "
+						"those may push a map over the "
+						"network\n", t->id, ctl_auth_key() ?
+						ctl_auth_key()->name : "(none)");
 					ret = -EACCES;
 				}
 			}

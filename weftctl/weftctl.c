@@ -34,7 +34,7 @@ static const struct {
 	{ "target",  ctl_target,  "target down|up|out|in|reweight ID -c MAP  change a target (epoch+1)" },
 	{ "recover", ctl_recover, "recover -c MAP [--wait]      bring new members up to date, end pins" },
 	{ "scrub",   ctl_scrub,   "scrub -c MAP [VOLUME] [--repair]  compare replicas by CRC32C, repair" },
-	{ "key",     ctl_key,     "key create|list|revoke|export [NAME] [--keyring F] [-c MAP]  this host's keys" },
+	{ "key",     ctl_key,     "key create|list|revoke|export|issue|peer [NAME] [--keyring F] [-c MAP]  keys of hosts and targets" },
 	{ "keeper",  ctl_keeper,  "keeper --etcd URL            mark targets down/up/out/in from their leases" },
 };
 

@@ -96,7 +96,7 @@ class Cluster:
         subprocess.run([BIN + "/weft-target", "-c", self.map, "--id", str(tid),
                         "--run-dir", self.run, "--pid-file",
                         "%s/target-%d.pid" % (self.dir, tid),
-                        "--keyring", self.keyring, "--key", "target"],
+                        "--keyring", self.keyring, "--key", "target-%d" % tid],
                        check=True, timeout=60)
 
     def weftctl(self, *args):

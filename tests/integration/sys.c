@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,6 +20,8 @@
 #include "bench/proc.h"
 #include "bench/stats.h"
 #include "initiator/include/weft_env.h"
+#include "placement/map.h"
+#include "proto/auth.h"
 #include "proto/ctl.h"
 #include "tests/integration/sys.h"
 
@@ -153,8 +156,8 @@ void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
 		      const char *run, const char *extra)
 {
 	int st = sys_sh("'%s/weft-target' -c '%s' --id %u --run-dir '%s' "
-			"--pid-file '%s/target-%u.pid' --keyring '%s' --key target"
-			"%s%s%s %s", c->bin, map, id, run, c->dir, id, c->keyring,
+			"--pid-file '%s/target-%u.pid' --keyring '%s' --key target-%u"
+			"%s%s%s %s", c->bin, map, id, run, c->dir, id, c->keyring, id,
 			sys_target_args(),
 			c->etcd[0] ? " --etcd " : "", c->etcd, extra);
 
@@ -397,4 +400,121 @@ struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id)
 	close(fd);
 	cr_assert_eq(le32toh((uint32_t)s.result), 0);
 	return s;
+}
+
+void sys_map_set_up(const struct sys_cluster *c, unsigned up_mask)
+{
+	struct wf_map m;
+	struct wf_map_err err;
+
+	cr_assert_eq(wf_map_load(c->map, &m, &err), 0, "%s", err.msg);
+	m.epoch++;
+	for (uint32_t i = 0; i < m.ntargets; i++)
+		m.targets[i].up = (up_mask >> m.targets[i].id) & 1;
+	cr_assert_eq(wf_map_save(&m, c->map, &err), 0, "%s", err.msg);
+	wf_map_free(&m);
+}
+
+void sys_expect_image(const struct sys_cluster *c, const char *volume,
+		      const char *what, const char *img, size_t len)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, 128 * 1024);
+
+	cr_assert(buf);
+	sys_open(c, WEFT_F_NO_SHORT_CIRCUIT, 5000, &cl, &vol, volume);
+	for (size_t off = 0; off < len; off += 128 * 1024) {
+		ssize_t n = weft_pread(vol, buf, 128 * 1024, off);
+
+		cr_assert_eq(n, 128 * 1024, "%s: read at %zu: %s", what, off,
+			     weft_strerror((int)n));
+		for (size_t b = 0; b < 128 * 1024; b += SYS_BS)
+			cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
+				  "%s: block at %zu differs (holds version %lld)",
+				  what, off + b,
+				  (long long)sys_decode(buf + b, off + b));
+	}
+	weft_cluster_close(cl);
+	free(buf);
+}
+
+int sys_weftctl(const struct sys_cluster *c, const char *args)
+{
+	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", c->bin,
+		      args, c->map, c->run);
+}
+
+/* weftctl ARGS on c's map: its file, or etcd's with c->etcd. */
+static int ctl_on_map(const struct sys_cluster *c, const char *args)
+{
+	if (!c->etcd[0])
+		return sys_weftctl(c, args);
+	return sys_sh("'%s/weftctl' %s --etcd %s --run-dir '%s' >/dev/null",
+		      c->bin, args, c->etcd, c->run);
+}
+
+/* One 4 KiB write of version ver at off and its read back, as the key
+ * in the environment: 0, or the first error. */
+static int key_io(const struct sys_cluster *c, const char *volume, uint64_t off,
+		  uint64_t ver)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	void *buf;
+	ssize_t r;
+
+	sys_open(c, WEFT_F_NO_SHORT_CIRCUIT, 2000, &cl, &vol, volume);
+	buf = weft_buf_alloc(cl, SYS_BS);
+	cr_assert_not_null(buf);
+	sys_fill(buf, off, ver);
+	r = weft_pwrite(vol, buf, SYS_BS, off, 0);
+	if (r == (ssize_t)SYS_BS) {
+		memset(buf, 0, SYS_BS);
+		r = weft_pread(vol, buf, SYS_BS, off);
+		if (r == (ssize_t)SYS_BS)
+			r = sys_decode(buf, off) == (int64_t)ver ? 0 : -EIO;
+	}
+	weft_buf_free(cl, buf);
+	weft_cluster_close(cl);
+	return r < 0 ? (int)r : 0;
+}
+
+void sys_key_issue_check(struct sys_cluster *c)
+{
+	char out[400], args[1024], err[256];
+	struct wf_keyring kr;
+	struct stat st;
+	int r1 = -1, r3 = 0;
+
+	snprintf(out, sizeof(out), "%s/app7.keyring", c->dir);
+	cr_assert_eq(ctl_on_map(c, "volume allow vol3 client"), 0);
+	snprintf(args, sizeof(args), "key issue app7 --host app7.example "
+		 "--volume vol1 -o '%s' --keyring '%s'", out, c->keyring);
+	cr_assert_eq(ctl_on_map(c, args), 0, "key issue failed");
+	cr_assert_eq(stat(out, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", st.st_mode & 07777);
+	cr_assert_eq(wf_keyring_load(out, &kr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kr.n, 1, "%u keys in the host's file", kr.n);
+	cr_assert_str_eq(kr.keys[0].name, "app7");
+	wf_keyring_free(&kr);
+	setenv("WEFT_KEYRING", out, 1);
+	setenv("WEFT_KEY", "app7", 1);
+	/* The targets take the epoch at once (RELOAD) or from etcd's watch:
+	 * until then they do not know app7 (-EACCES), bounded. */
+	for (int i = 0; i < 100 && r1; i++) {
+		r1 = key_io(c, "vol1", (uint64_t)i * SYS_EXT % (64u << 20), 3);
+		if (r1)
+			usleep(100000);
+	}
+	cr_assert_eq(r1, 0, "app7 on vol1: %d (%s)", r1, weft_strerror(r1));
+	for (unsigned i = 0; i < 6; i++) {
+		r3 = key_io(c, "vol3", (uint64_t)i * SYS_EXT, 4);
+		cr_assert_eq(r3, -EACCES, "app7 on vol3, extent %u: %d (%s)", i,
+			     r3, weft_strerror(r3));
+	}
+	setenv("WEFT_KEYRING", c->keyring, 1);
+	setenv("WEFT_KEY", "client", 1);
+	/* The cluster's own key still has vol3. */
+	cr_assert_eq(key_io(c, "vol3", 0, 5), 0);
 }

@@ -28,7 +28,8 @@ struct sys_cluster {
 	char bin[256];
 	char src[256];
 	char etcd[128];         /* WEFT_SYS_ETCD=1: the cluster's etcd URL */
-	char keyring[300];      /* scripts/cluster's: keys "target", "client" */
+	char keyring[300];      /* scripts/cluster's: keys "target-ID" (one
+	                         * per target, the map's peer_keys), "client" */
 	bool up;
 };
 
@@ -73,6 +74,28 @@ void sys_restart_with(struct sys_cluster *c, unsigned id, const char *map,
 /* A cluster handle and vol on the test's map (flags: WEFT_F_*). */
 void sys_open(const struct sys_cluster *c, unsigned flags, unsigned timeout_ms,
 	      struct weft_cluster **cl, struct weft_volume **vol, const char *name);
+
+/* The next epoch of c's map file with the targets of up_mask up and the
+ * others down (they keep their place in their PGs: no data moves); the
+ * targets take it with the next request of a newer epoch. */
+void sys_map_set_up(const struct sys_cluster *c, unsigned up_mask);
+/* Read [0, len) of volume through a fresh handle (no short-circuit) and
+ * compare block by block with img (asserts, naming what). */
+void sys_expect_image(const struct sys_cluster *c, const char *volume,
+		      const char *what, const char *img, size_t len);
+/* weftctl ARGS (words for the shell) on c's map and run dir, output
+ * dropped: its exit status. */
+int sys_weftctl(const struct sys_cluster *c, const char *args);
+
+/*
+ * `weftctl key issue` as an operator runs it for a new client host, on
+ * c's map file or (c->etcd) on etcd's map: a key app7 granted vol1 only
+ * (vol3 first closed to every key but "client"), written to a keyring
+ * file of its own that must be mode 0600 and hold that key alone; a
+ * handle with that file and key then writes and reads back vol1 and gets
+ * -EACCES on vol3.  Asserts.
+ */
+void sys_key_issue_check(struct sys_cluster *c);
 
 /* Versioned block contents: 8-byte version header + seeded pattern, so a
  * block read back says which write it came from.  Version 0 = zeros. */

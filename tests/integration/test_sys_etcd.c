@@ -554,3 +554,10 @@ Test(sys_etcd, a_client_only_host_follows_etcd_through_map_watch)
 	waitpid(w, NULL, 0);
 	keepers[3] = 0;
 }
+
+/* key issue with --etcd: the grant goes into etcd's map, which the
+ * targets follow (test_sys_auth runs it on the map file). */
+Test(sys_etcd, key_issue_through_etcd, .timeout = 120)
+{
+	sys_key_issue_check(&C);
+}

@@ -39,20 +39,9 @@ SYS_SUITE(sys_repl, 300);
 
 #define ALL_UP ((1u << SYS_TARGETS) - 1)
 
-/* The next epoch of the cluster's map with the targets of up_mask up and
- * the others down (as `weftctl` will write it; they keep their place in
- * their PGs, so no data moves). */
 static void map_set_up(unsigned up_mask)
 {
-	struct wf_map m;
-	struct wf_map_err err;
-
-	cr_assert_eq(wf_map_load(C.map, &m, &err), 0, "%s", err.msg);
-	m.epoch++;
-	for (uint32_t i = 0; i < m.ntargets; i++)
-		m.targets[i].up = (up_mask >> m.targets[i].id) & 1;
-	cr_assert_eq(wf_map_save(&m, C.map, &err), 0, "%s", err.msg);
-	wf_map_free(&m);
+	sys_map_set_up(&C, up_mask);
 }
 
 static void open_vol3(unsigned timeout_ms, struct weft_cluster **cl,
@@ -64,25 +53,7 @@ static void open_vol3(unsigned timeout_ms, struct weft_cluster **cl,
 /* Read [0, len) of vol3 through a fresh handle and compare with img. */
 static void expect_image(const char *what, const char *img, size_t len)
 {
-	struct weft_cluster *cl;
-	struct weft_volume *vol;
-	char *buf = aligned_alloc(4096, 128 * 1024);
-
-	cr_assert(buf);
-	open_vol3(5000, &cl, &vol);
-	for (size_t off = 0; off < len; off += 128 * 1024) {
-		ssize_t n = weft_pread(vol, buf, 128 * 1024, off);
-
-		cr_assert_eq(n, 128 * 1024, "%s: read at %zu: %s", what, off,
-			     weft_strerror((int)n));
-		for (size_t b = 0; b < 128 * 1024; b += SYS_BS)
-			cr_assert(!memcmp(buf + b, img + off + b, SYS_BS),
-				  "%s: block at %zu differs (holds version %lld)",
-				  what, off + b,
-				  (long long)sys_decode(buf + b, off + b));
-	}
-	weft_cluster_close(cl);
-	free(buf);
+	sys_expect_image(&C, "vol3", what, img, len);
 }
 
 /* Under a map where only target t is up, vol3 reads back as img. */
@@ -427,8 +398,7 @@ Test(sys_repl, a_secondary_killed_mid_forward_loses_nothing)
 /* weftctl on the suite's cluster; its exit status. */
 static int weftctl(const char *args)
 {
-	return sys_sh("'%s/weftctl' %s -c '%s' --run-dir '%s' >/dev/null", C.bin,
-		      args, C.map, C.run);
+	return sys_weftctl(&C, args);
 }
 
 /*
@@ -931,7 +901,8 @@ static void write_read_8(int v)
  * socket elsewhere): weftctl cannot reach it through a control socket, so
  * it pushes the new map over the target's data address; the target saves
  * it as its own map file and serves the new epoch.  An older map pushed
- * later changes nothing.
+ * later changes nothing.  Pushing takes a target's key: the client's is
+ * refused.
  */
 Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 {
@@ -955,9 +926,17 @@ Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 	e0 = m.epoch;
 	wf_map_free(&m);
 
+	/* Only a target's key may push a map (docs/security.md, "Keys of
+	 * targets"): the client's is refused, and says so. */
 	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target down 1 -c '%s' --run-dir '%s' "
-		 "| grep -q 'target 2: map pushed over the network: loaded, serving "
-		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
+		 "2>&1 | grep -q 'target 2 refused the map: key client is not a "
+		 "target.s key'", C.bin, C.map, C.run);
+	cr_assert_eq(sys_sh("%s", cmd), 0, "a client key's push was not refused");
+	cr_assert_eq(le64toh(sys_ctl_status(orun, 2).epoch), e0);
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' map push -c '%s' "
+		 "--run-dir '%s' | grep -q 'target 2: map pushed over the network: "
+		 "loaded, serving epoch %llu'", C.bin, C.map, C.run,
+		 (unsigned long long)e0 + 1);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "no push to target 2");
 	s = sys_ctl_status(orun, 2);
 	cr_assert_eq(le64toh(s.epoch), e0 + 1);
@@ -968,12 +947,12 @@ Test(sys_repl, a_map_change_reaches_targets_on_other_hosts)
 
 	/* The same epoch pushed again: refused as not newer, nothing
 	 * changes. */
-	snprintf(cmd, sizeof(cmd), "'%s/weftctl' map push -c '%s' --run-dir '%s' "
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' map push -c '%s' --run-dir '%s' "
 		 "| grep -q 'target 2: map pushed over the network: kept its own (not older), serving "
 		 "epoch %llu'", C.bin, C.map, C.run, (unsigned long long)e0 + 1);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "a push of the same epoch was not refused");
-	snprintf(cmd, sizeof(cmd), "'%s/weftctl' target up 1 -c '%s' --run-dir '%s' "
-		 "| grep -q 'target 2: map pushed over the network: loaded'",
+	snprintf(cmd, sizeof(cmd), "WEFT_KEY=target-0 '%s/weftctl' target up 1 -c '%s' "
+		 "--run-dir '%s' | grep -q 'target 2: map pushed over the network: loaded'",
 		 C.bin, C.map, C.run);
 	cr_assert_eq(sys_sh("%s", cmd), 0, "no second push");
 	s = sys_ctl_status(orun, 2);

@@ -438,8 +438,8 @@ Test(map_load, pg_temp_round_trips_and_pins)
 	wf_map_free(&m);
 }
 
-/* auth and revoked_keys (docs/security.md): loaded sorted, written back,
- * bad values refused with the field named. */
+/* auth, revoked_keys and peer_keys (docs/security.md): loaded sorted,
+ * written back, bad values refused with the field named. */
 Test(map_load, auth_and_revoked_keys)
 {
 	static const char *const bad[][2] = {
@@ -447,6 +447,9 @@ Test(map_load, auth_and_revoked_keys)
 		{ "revoked_keys = [ \"a b\" ];\n", "revoked_keys[0]" },
 		{ "revoked_keys = [ \"x\", \"x\" ];\n", "appears twice" },
 		{ "revoked_keys = [ 3 ];\n", "revoked_keys[0]" },
+		{ "peer_keys = [ \"t1\", \"-t\" ];\n", "peer_keys[1]" },
+		{ "peer_keys = [ \"t1\", \"t1\" ];\n", "appears twice" },
+		{ "peer_keys = \"t1\";\n", "peer_keys" },
 		{ "access = ( { volume = \"nosuch\"; key = \"k\"; } );\n", "no volume" },
 		{ "access = ( { volume = \"vol1\"; key = \"k\"; mode = \"rx\"; } );\n",
 		  "mode" },
@@ -470,8 +473,16 @@ Test(map_load, auth_and_revoked_keys)
 	snprintf(text, n + 512, "%sauth = \"required\";\nrevoked_keys = "
 		 "[ \"zed\", \"client.a\" ];\naccess = ( { volume = \"vol3\"; "
 		 "key = \"b\"; mode = \"ro\"; }, { volume = \"vol3\"; key = \"a\"; "
-		 "} );\n", base);
+		 "} );\npeer_keys = [ \"target-2\", \"target-10\", \"target-1\" ];\n",
+		 base);
 	load_text(text, &m);
+	cr_assert_eq(m.npeers, 3);
+	cr_assert_str_eq(m.peers[0], "target-1");
+	cr_assert_str_eq(m.peers[1], "target-10");
+	cr_assert_str_eq(m.peers[2], "target-2");
+	cr_assert(wf_map_peer_key(&m, "target-10"));
+	cr_assert(!wf_map_peer_key(&m, "target-3"));
+	cr_assert(!wf_map_peer_key(&m, "client.a"));
 	cr_assert_eq(m.naccess, 2);
 	cr_assert_str_eq(m.access[0].key, "a");
 	cr_assert_eq(m.access[0].ro, 0);
@@ -486,6 +497,8 @@ Test(map_load, auth_and_revoked_keys)
 	load_text(base, &m);
 	cr_assert_eq(m.auth, WF_MAP_AUTH_KEYRING);
 	cr_assert_eq(m.nrevoked, 0);
+	cr_assert_eq(m.npeers, 0);
+	cr_assert(!wf_map_peer_key(&m, "target"));
 	wf_map_free(&m);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(text, n + 512, "%s%s", base, bad[i][0]);

@@ -512,3 +512,129 @@ Test(auth, volume_access_ro_rw_none, .timeout = 60)
 	tgt_close(&peer);
 	tgt_env_fini(&e);
 }
+
+/* A peer op (only targets send them) of op as c: the header of a
+ * LEASE, MAP_GET or MAP_PUT, which share magic, version, opcode, tag and
+ * epoch. */
+static void send_peer_op(struct tgt_client *c, uint8_t op, uint64_t epoch)
+{
+	struct wf_net_map_put m;
+
+	memset(&m, 0, sizeof(m));
+	m.magic = htole16(WF_WIRE_MAGIC);
+	m.version = WF_WIRE_VERSION;
+	m.opcode = op;
+	m.tag = htole64(7);
+	m.epoch = htole64(epoch);
+	m.total = htole32(16);
+	cr_assert_eq(tgt_send_raw(c, &m, sizeof(m)), 0);
+}
+
+/* A forwarded (REPL) 4 KiB write at off as key (a new connection to
+ * e's target, left in *c): its reply status. */
+static uint16_t forward_as(const struct tgt_env *e, struct tgt_client *c,
+			   const char *key, uint64_t off)
+{
+	struct wf_reply rep;
+
+	tgt_key_name = key;
+	cr_assert_eq(tgt_connect(c, tcp_addr, 4, e->epoch), 0);
+	tgt_pattern(c->buf, 4096, off);
+	cr_assert_eq(tgt_post(c, WF_OP_WRITE, TGT_VOL, off, 4096, 0,
+			      WF_REQ_REPL | WF_REQ_FUA, e->epoch), 0);
+	cr_assert_eq(tgt_reply(c, &rep, 5000), 0);
+	return rep.status;
+}
+
+/* What only targets send each other (forwarded writes, LEASE, MAP_GET,
+ * MAP_PUT) is refused from a client's key: ACCESS where it has an answer,
+ * one log line naming the key and the peer, the connection closed (a
+ * MAP_PUT's stays: the pusher reads ACCESS and leaves); the
+ * targets' key (here the shared --key of a map without peer_keys) may. */
+Test(auth, peer_ops_need_a_targets_key, .timeout = 60)
+{
+	static const struct { uint8_t op; const char *what; } ops[] = {
+		{ WF_OP_LEASE, "a LEASE" }, { WF_OP_MAP_GET, "a MAP_GET" },
+	};
+	struct wf_net_status_reply st;
+	struct tgt_env e;
+	struct tgt_client c, peer;
+	char line[160];
+	uint16_t st16;
+	uint64_t off;
+
+	start(&e);
+	off = tgt_extent_of(&e, 0, 0);
+	st16 = forward_as(&e, &c, "client", off);
+	cr_assert_eq(st16, WF_WS_ACCESS | WF_WS_DNR,
+		     "a client's forwarded write: status %u", st16);
+	cr_assert(tgt_wait_closed(&c, 5000), "the connection stays open");
+	cr_assert(log_has(&e, "refused: key client is not a target's key (the "
+			  "map's peer_keys) and sent a forwarded replica request"));
+	cr_assert(log_has(&e, "tcp:127.0.0.1"), "the line names no peer");
+	tgt_close(&c);
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
+		send_peer_op(&c, ops[i].op, e.epoch);
+		cr_assert(tgt_wait_closed(&c, 5000), "%s left the connection "
+			  "open", ops[i].what);
+		snprintf(line, sizeof(line), "key client is not a target's key "
+			 "(the map's peer_keys) and sent %s", ops[i].what);
+		cr_assert(log_has(&e, line), "no line: %s", line);
+		tgt_close(&c);
+	}
+	/* A MAP_PUT's chunks are answered ACCESS, the pusher told why. */
+	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, e.epoch), 0);
+	for (int i = 0; i < 3; i++) {
+		send_peer_op(&c, WF_OP_MAP_PUT, e.epoch + 1);
+		cr_assert_eq(tgt_recv_msg(c.ctx, &st, sizeof(st), 5000),
+			     (int)sizeof(st), "no answer to a MAP_PUT");
+		cr_assert_eq(le16toh(st.status), WF_WS_ACCESS | WF_WS_DNR,
+			     "MAP_PUT of a client's key: status %u", le16toh(st.status));
+	}
+	cr_assert_eq(tgt_log_count(&e, "and sent a MAP_PUT (answered ACCESS)"), 1,
+		     "not one line for the pushes of one connection");
+	tgt_close(&c);
+	/* The target's key: the forward is taken up (this target is not a
+	 * secondary of the extent: NOTPRIM, not ACCESS) and the link stays. */
+	cr_assert_neq(forward_as(&e, &peer, "target", off) & ~WF_WS_DNR,
+		      WF_WS_ACCESS, "the targets' key was refused a forward");
+	cr_assert_eq(op_status(&peer, WF_OP_READ, off, e.epoch), WF_WS_OK);
+	tgt_close(&peer);
+	tgt_key_name = "client";
+	tgt_env_fini(&e);
+}
+
+/* A map whose peer_keys leaves out the target's own key: refused at
+ * start, saying what to run; listed, it starts and its key is a
+ * target's (the forward passes). */
+Test(auth, peer_keys_must_list_our_key, .timeout = 60)
+{
+	struct tgt_env e;
+	struct tgt_client peer;
+	char err[2048];
+	uint64_t off;
+	FILE *f;
+
+	tgt_env_init(&e, 1);
+	f = fopen(e.map, "a");
+	fputs("peer_keys = [ \"target-9\" ];\n", f);
+	fclose(f);
+	cr_assert_eq(tgt_run(err, sizeof(err), "-c", e.map, "--id", "0",
+			     "--run-dir", e.run, "--foreground", "--keyring",
+			     e.keyring, "--key", "target", NULL), 1);
+	cr_assert(strstr(err, "peer_keys does not list our key target") &&
+		  strstr(err, "weftctl key peer target -c MAP"), "%s", err);
+	tgt_env_write_map(&e, e.epoch);
+	f = fopen(e.map, "a");
+	fputs("peer_keys = [ \"target\", \"target-9\" ];\n", f);
+	fclose(f);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addrs(&e);
+	off = tgt_extent_of(&e, 0, 0);
+	cr_assert_neq(forward_as(&e, &peer, "target", off) & ~WF_WS_DNR,
+		      WF_WS_ACCESS, "a key of peer_keys was refused a forward");
+	tgt_close(&peer);
+	tgt_key_name = "client";
+	tgt_env_fini(&e);
+}

@@ -45,7 +45,7 @@ class TargetService(unittest.TestCase):
         # does by default; weftctl proves the same key.
         kv = dict(w.split("=", 1) for w in p.stdout.split())
         os.environ["WEFT_KEYRING"] = kv["WEFT_KEYRING"]
-        os.environ["WEFT_KEY"] = "target"
+        os.environ["WEFT_KEY"] = "target-0"     # the key of target 0
         self.map = os.path.join(self.d, "cluster.conf")
         self.run_dir = os.path.join(self.d, "run")
         self.pids = []

@@ -3,6 +3,7 @@
 json module and checked against docs/schemas/weftctl-*.json; the volume
 commands (list, info with what the targets hold, --yes, thin provisioning
 warnings, MAP.bak); status sizes with units; exit codes 0/1/2."""
+import json
 import os
 import re
 import shutil
@@ -200,6 +201,60 @@ class Weftctl(unittest.TestCase):
         p = self.c.ctl("volume", "deny", "vol1", "k", "--ro", "-c", self.c.map,
                        "--json", check=2)
         self.assertEqual(p.stdout, "")
+
+    def test_key_issue_and_peer_json(self):
+        d = tempfile.mkdtemp(prefix="weft-keys-")
+        try:
+            kr = os.path.join(d, "keyring")
+            out = os.path.join(d, "host.keyring")
+            e0 = self.epoch()
+            i = self.j("key", "issue", "app9", "--host", "node9", "--volume",
+                       "vol1", "--ro", "--volume", "vol3", "-o", out,
+                       "--keyring", kr)
+            self.assertEqual((i["action"], i["name"], i["host"], i["peer"]),
+                             ("issue", "app9", "node9", False))
+            self.assertEqual(i["volumes"], [{"volume": "vol1", "mode": "ro"},
+                                            {"volume": "vol3", "mode": "rw"}])
+            self.assertEqual(i["epoch"], e0 + 1)
+            self.assertIn("node9:/etc/weft/keyring", i["next_step"])
+            self.assertTrue(all(t["answered"] for t in i["reloaded"]), i)
+            self.assertEqual(os.stat(out).st_mode & 0o777, 0o600)
+            with open(out) as f:
+                lines = [ln.split() for ln in f if not ln.startswith("#")]
+            self.assertEqual([ln[0] for ln in lines], ["app9"])
+            with open(kr) as f:
+                self.assertIn(lines[0][1], f.read())
+            self.assertNotIn(lines[0][1], json.dumps(i))
+            with open(self.c.map) as f:
+                text = f.read()
+            self.assertIn('volume = "vol1"; key = "app9"; mode = "ro";', text)
+            self.assertIn('volume = "vol3"; key = "app9"; mode = "rw";', text)
+            # The same name again, an unknown volume, a missing --host or -o.
+            self.assertIn("already has", self.j(
+                "key", "issue", "app9", "--host", "n", "-o", out, "--keyring",
+                kr, check=1)["error"])
+            self.assertIn("no volume", self.j(
+                "key", "issue", "app10", "--host", "n", "--volume", "nosuch",
+                "-o", out, "--keyring", kr, check=1)["error"])
+            for bad in (["--volume", "vol1"], ["--host", "n"], ["--ro", "--host", "n"]):
+                p = self.c.ctl("key", "issue", "app10", "--keyring", kr, *bad,
+                               "-c", self.c.map, check=2)
+                self.assertEqual(p.stdout, "")
+            # A target's key: --peer, and key peer --remove takes it out.
+            t = self.j("key", "issue", "tgt9", "--host", "node9", "--peer",
+                       "-o", out, "--keyring", kr)
+            self.assertTrue(t["peer"])
+            with open(self.c.map) as f:
+                self.assertIn('"tgt9"', [ln for ln in f if "peer_keys" in ln][0])
+            r = self.j("key", "peer", "tgt9", "--remove", "--keyring", kr)
+            self.assertEqual((r["action"], r["epoch"]), ("unpeer", t["epoch"] + 1))
+            r = self.j("key", "peer", "tgt9", "--keyring", kr)
+            self.assertEqual(r["action"], "peer")
+            self.j("key", "peer", "tgt9", "--remove", "--keyring", kr)
+            for vol in ("vol1", "vol3"):
+                self.j("volume", "deny", vol, "app9")
+        finally:
+            shutil.rmtree(d)
 
     def test_key_create_list_revoke_export_json(self):
         d = tempfile.mkdtemp(prefix="weft-keys-")
