@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "initiator/spin.h"
 #include "initiator/weft_int.h"
 
 int wf_progress(struct weft_cluster *cl)
@@ -173,6 +174,10 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s.fabric_reads = k.reads;
 	s.fabric_recvs = k.recvs;
 	s.fabric_cqes = k.cqes;
+	s.spins = cl->spins;
+	s.spin_hits = cl->spin_hits;
+	s.spin_ns = cl->spin_ns;
+	s.spin_est_us = cl->spin_est_us;
 	memcpy(st, &s, n);
 	return 0;
 }
@@ -248,14 +253,14 @@ int weft_poll(struct weft_cluster *cl, struct weft_cqe *cqes, int max)
 int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	      int timeout_ms)
 {
-	uint64_t start, end, spin_end;
+	uint64_t start, end, spin_start = 0, spin_end = 0;
+	bool spinning = false;
 	int got = 0, ret;
 
 	if (!cl || min < 0 || max < min || (max && !cqes))
 		return -EINVAL;
 	start = wf_now_ms();
 	end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
-	spin_end = 0;
 	for (;;) {
 		if (cl->cq_count < (uint32_t)(max - got)) {
 			ret = wf_progress(cl);
@@ -263,19 +268,35 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 				return got ? got : ret;
 		}
 		got += reap(cl, cqes + got, max - got);
-		if (got >= min || got == max)
+		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
+			/* Done, nothing could ever arrive, or timed out. */
+			if (spinning) {
+				cl->spin_hits += got > 0;
+				cl->spin_ns += (cl->now_us - spin_start) * 1000;
+			}
 			return got;
-		if (!cl->inflight)
-			return got;     /* nothing could ever arrive */
-		if (cl->now >= end)
-			return got;
-		/* Busy-poll a little: the reply of a fast target is usually
-		 * closer than a sleep and wake-up. */
-		if (cl->spin_us) {
-			if (!spin_end)
-				spin_end = cl->now_us + (uint64_t)cl->spin_us;
-			if (cl->now_us < spin_end)
-				continue;
+		}
+		/* Busy-poll a little when the reply is expected sooner than
+		 * a sleep and wake-up would cost (spin.h): decided once per
+		 * sleep, from the requests in flight and the latency
+		 * estimate the completions keep (no system call: now_us is
+		 * wf_progress's clock read). */
+		if (!spin_end) {
+			uint32_t b = wf_spin_budget_us(cl->inflight,
+						       cl->spin_est_us,
+						       cl->spin_us,
+						       cl->spin_never);
+
+			spin_start = cl->now_us;
+			spin_end = cl->now_us + b;
+			spinning = b != 0;
+			cl->spins += spinning;
+		}
+		if (cl->now_us < spin_end)
+			continue;
+		if (spinning) {
+			cl->spin_ns += (cl->now_us - spin_start) * 1000;
+			spinning = false;
 		}
 		{
 			struct epoll_event ev[4];

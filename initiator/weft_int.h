@@ -365,7 +365,10 @@ struct weft_cluster {
 	uint64_t   next_sweep;
 
 	int        epfd;                /* weft_fd: fabric fd + sc ring fd */
-	unsigned   spin_us;             /* opts.spin_us */
+	unsigned   spin_us;             /* opts.spin_us (0: adaptive) */
+	bool       spin_never;          /* WEFT_F_NO_SPIN */
+	uint32_t   spin_est_us;         /* latency estimate (spin.h) */
+	uint64_t   spins, spin_hits, spin_ns;   /* weft_stats */
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the
 	                                 * map file in the next turn */
