@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "initiator/spin.h"
 #include "initiator/weft_int.h"
 
 int wf_progress(struct weft_cluster *cl)
@@ -177,7 +176,7 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s.spins = cl->spins;
 	s.spin_hits = cl->spin_hits;
 	s.spin_ns = cl->spin_ns;
-	s.spin_est_us = cl->spin_est_us;
+	s.spin_est_us = cl->spin.est_us;
 	memcpy(st, &s, n);
 	return 0;
 }
@@ -250,10 +249,20 @@ int weft_poll(struct weft_cluster *cl, struct weft_cqe *cqes, int max)
 	return n;
 }
 
+/* A spin of weft_wait ended (spin.h): account it. */
+static void spin_end_at(struct weft_cluster *cl, uint64_t spin_start, bool hit,
+			bool preempted)
+{
+	if (hit)
+		cl->spin_hits++;
+	cl->spin_ns += (cl->now_us - spin_start) * 1000;
+	wf_spin_on_end(&cl->spin, hit, preempted);
+}
+
 int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	      int timeout_ms)
 {
-	uint64_t start, end, spin_start = 0, spin_end = 0;
+	uint64_t start, end, spin_start = 0, spin_end = 0, last_us = 0;
 	bool spinning = false;
 	int got = 0, ret;
 
@@ -270,10 +279,8 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		got += reap(cl, cqes + got, max - got);
 		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
 			/* Done, nothing could ever arrive, or timed out. */
-			if (spinning) {
-				cl->spin_hits += got > 0;
-				cl->spin_ns += (cl->now_us - spin_start) * 1000;
-			}
+			if (spinning)
+				spin_end_at(cl, spin_start, got > 0, false);
 			return got;
 		}
 		/* Busy-poll a little when the reply is expected sooner than
@@ -282,20 +289,27 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		 * estimate the completions keep (no system call: now_us is
 		 * wf_progress's clock read). */
 		if (!spin_end) {
-			uint32_t b = wf_spin_budget_us(cl->inflight,
-						       cl->spin_est_us,
+			uint32_t b = wf_spin_budget_us(&cl->spin, cl->inflight,
 						       cl->spin_us,
 						       cl->spin_never);
 
-			spin_start = cl->now_us;
+			spin_start = last_us = cl->now_us;
 			spin_end = cl->now_us + b;
 			spinning = b != 0;
 			cl->spins += spinning;
 		}
-		if (cl->now_us < spin_end)
-			continue;
 		if (spinning) {
-			cl->spin_ns += (cl->now_us - spin_start) * 1000;
+			/* Off the CPU between two turns: the CPU is wanted
+			 * elsewhere (the target that must answer, maybe), so
+			 * stop and sleep.  Not for a fixed spin_us: that one
+			 * spins as told. */
+			bool gap = !cl->spin_us &&
+				   cl->now_us - last_us >= WF_SPIN_GAP_US;
+
+			last_us = cl->now_us;
+			if (!gap && cl->now_us < spin_end)
+				continue;
+			spin_end_at(cl, spin_start, false, gap);
 			spinning = false;
 		}
 		{

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "initiator/spin.h"
 #include "initiator/weft_int.h"
 
 #define WR_CONN   (1ull << 63)
@@ -125,7 +124,7 @@ static void io_complete(struct weft_cluster *cl, struct wf_io *io)
 
 		while (b < WEFT_STATS_LAT_BUCKETS - 1 && ns > (uint64_t)us[b] * 1000)
 			b++;
-		cl->spin_est_us = wf_spin_est_update(cl->spin_est_us, ns);
+		wf_spin_on_complete(&cl->spin, ns);
 		if (io->op == WF_OP_READ) {
 			cl->api.read_latency[b]++;
 			cl->api.read_latency_ns += ns;

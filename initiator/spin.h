@@ -2,15 +2,19 @@
 /*
  * libweft: how long weft_wait busy-polls before it sleeps on the handle's
  * fd (adaptive polling, docs/performance.md "Adaptive polling").  Pure
- * integer code, no state of its own: the handle keeps the estimate and
- * weft_wait asks wf_spin_budget_us() once per sleep it is about to take.
+ * integer code on a small per-handle state; weft_wait asks
+ * wf_spin_budget_us() once per sleep it is about to take, the completions
+ * feed wf_spin_on_complete(), the end of each spin wf_spin_on_end().
  *
  * Why: at queue depth 1 a sleeping client pays a wake-up (tens of us on a
  * VM) on top of the device and the round trip; spinning for the short
  * time until the reply is cheaper in latency, and costs one core only
  * while few requests are out.  At high depth every wake-up reaps many
  * completions, and a spinning client takes the CPU the targets need
- * (QD32 on two vCPUs), so it never spins there.
+ * (QD32 on two vCPUs), so it never spins there.  When the CPU is
+ * oversubscribed even at QD1 (the spinning thread gets descheduled: the
+ * targets or other work wanted its CPU), spinning delays the very reply
+ * it waits for, so it backs off.
  */
 #ifndef WF_SPIN_H
 #define WF_SPIN_H
@@ -19,12 +23,13 @@
 #include <stdint.h>
 
 /*
- * The rule (constants explained where they are used):
+ * The rule:
  * - an explicit fixed budget (weft_cluster_opts.spin_us > 0) wins;
  * - WEFT_F_NO_SPIN: never;
  * - otherwise spin only with 1..WF_SPIN_MAX_INFLIGHT requests in flight,
- *   an estimate (from at least one completion), and that estimate at most
- *   WF_SPIN_EST_MAX_US; the budget is WF_SPIN_FACTOR times the estimate.
+ *   an estimate (from at least one completion) of at most
+ *   WF_SPIN_EST_MAX_US, and no back-off pending; the budget is
+ *   WF_SPIN_FACTOR times the estimate.
  */
 #define WF_SPIN_MAX_INFLIGHT 4     /* "few": beyond this a wake-up reaps
 				    * several completions and the spinning
@@ -40,38 +45,73 @@
 				    * this, so spinning resumes after a few
 				    * ordinary completions */
 #define WF_SPIN_EWMA_SHIFT   3     /* estimate += (sample - estimate) / 8 */
+#define WF_SPIN_GAP_US       30    /* one polling turn (a non-blocking recv
+				    * per connection) takes 1-10 us; a gap
+				    * this long between two clock reads
+				    * while spinning means the thread was
+				    * off its CPU: somebody needed it */
+#define WF_SPIN_BACKOFF_MAX  256   /* waits without spinning after repeated
+				    * preemptions (doubling from 1); halved
+				    * by each spin a completion ends */
+
+struct wf_spin {
+	uint32_t est_us;        /* latency estimate (0: no completion yet) */
+	uint32_t penalty;       /* next back-off length, in waits */
+	uint32_t skip;          /* waits left that must not spin */
+};
 
 /* Spin budget in us for one wait (0: sleep at once).  inflight: requests
- * queued and not completed; est_us: the handle's estimate of a request's
- * latency (0: none yet); fixed_us: opts.spin_us; never: WEFT_F_NO_SPIN. */
-static inline uint32_t wf_spin_budget_us(uint32_t inflight, uint32_t est_us,
+ * queued and not completed; fixed_us: opts.spin_us; never:
+ * WEFT_F_NO_SPIN.  Consumes one wait of a pending back-off. */
+static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
 					 uint32_t fixed_us, bool never)
 {
 	if (fixed_us)
 		return fixed_us;
 	if (never || !inflight || inflight > WF_SPIN_MAX_INFLIGHT)
 		return 0;
-	if (!est_us || est_us > WF_SPIN_EST_MAX_US)
+	if (!s->est_us || s->est_us > WF_SPIN_EST_MAX_US)
 		return 0;
-	return est_us * WF_SPIN_FACTOR;
+	if (s->skip) {
+		s->skip--;
+		return 0;
+	}
+	return s->est_us * WF_SPIN_FACTOR;
 }
 
-/* Fold one completed request's latency (ns) into the estimate (us; 0: no
- * sample yet).  Returns the new estimate, at least 1 once a sample is in. */
-static inline uint32_t wf_spin_est_update(uint32_t est_us, uint64_t lat_ns)
+/* Fold one completed request's latency (ns) into the estimate (us, at
+ * least 1 once a sample is in). */
+static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns)
 {
-	uint64_t s = lat_ns / 1000;
+	uint64_t v = lat_ns / 1000;
 	int64_t d;
 
-	if (s > WF_SPIN_SAMPLE_MAX_US)
-		s = WF_SPIN_SAMPLE_MAX_US;
-	if (!s)
-		s = 1;
-	if (!est_us)
-		return (uint32_t)s;
-	d = (int64_t)s - (int64_t)est_us;
-	est_us = (uint32_t)((int64_t)est_us + d / (1 << WF_SPIN_EWMA_SHIFT));
-	return est_us ? est_us : 1;
+	if (v > WF_SPIN_SAMPLE_MAX_US)
+		v = WF_SPIN_SAMPLE_MAX_US;
+	if (!v)
+		v = 1;
+	if (!s->est_us) {
+		s->est_us = (uint32_t)v;
+		return;
+	}
+	d = (int64_t)v - (int64_t)s->est_us;
+	s->est_us = (uint32_t)((int64_t)s->est_us + d / (1 << WF_SPIN_EWMA_SHIFT));
+	if (!s->est_us)
+		s->est_us = 1;
+}
+
+/* A spin ended: hit (a completion came while spinning) or not, and whether
+ * the thread was seen off its CPU during it (a gap >= WF_SPIN_GAP_US). */
+static inline void wf_spin_on_end(struct wf_spin *s, bool hit, bool preempted)
+{
+	if (preempted) {
+		s->penalty = s->penalty ? s->penalty * 2 : 1;
+		if (s->penalty > WF_SPIN_BACKOFF_MAX)
+			s->penalty = WF_SPIN_BACKOFF_MAX;
+		s->skip = s->penalty;
+	} else if (hit) {
+		s->penalty /= 2;
+	}
 }
 
 #endif

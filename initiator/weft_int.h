@@ -44,6 +44,7 @@
 #include "proto/auth.h"
 #include "proto/wire.h"
 #include "initiator/include/weft.h"
+#include "initiator/spin.h"
 #include "placement/map.h"
 #include "placement/placement.h"
 
@@ -367,7 +368,7 @@ struct weft_cluster {
 	int        epfd;                /* weft_fd: fabric fd + sc ring fd */
 	unsigned   spin_us;             /* opts.spin_us (0: adaptive) */
 	bool       spin_never;          /* WEFT_F_NO_SPIN */
-	uint32_t   spin_est_us;         /* latency estimate (spin.h) */
+	struct wf_spin spin;            /* adaptive polling state (spin.h) */
 	uint64_t   spins, spin_hits, spin_ns;   /* weft_stats */
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the

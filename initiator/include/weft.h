@@ -121,7 +121,10 @@ enum {
 	 * estimate of a request's latency (an average of the recent
 	 * completions, reads and writes, each counted at most 1 ms) is at
 	 * most 200 us, and then for at most twice that estimate; at higher
-	 * depth, or with slow replies, it sleeps at once.  At queue depth 1
+	 * depth, or with slow replies, it sleeps at once; and when a spin
+	 * finds its thread was off the CPU (30 us between two polls: the
+	 * CPU is wanted elsewhere), it stops and skips spinning for the
+	 * next 1, 2, 4 ... 256 waits that would spin.  At queue depth 1
 	 * this takes about one core of the caller's thread while a request
 	 * is out and saves the wake-up (tens of us).  spin_us > 0 overrides
 	 * both: spin that long at every wait.  Setting this flag with

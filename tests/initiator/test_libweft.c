@@ -18,7 +18,6 @@
 #include <criterion/criterion.h>
 
 #include "initiator/include/weft.h"
-#include "initiator/spin.h"
 #include "initiator/weft_int.h"
 #include "tests/initiator/peer.h"
 #include "tests/initiator/util.h"
@@ -706,21 +705,31 @@ static void spin_ios(struct weft_cluster *cl, unsigned *predicted,
 		bool spin;
 
 		cr_assert_eq(weft_stats(cl, &s0), 0);
-		spin = wf_spin_budget_us(1, s0.spin_est_us, cl->spin_us,
-					 cl->spin_never) != 0;
+		{
+			/* The rule without the back-off after a preemption:
+			 * estimate, depth and settings do not change until
+			 * the completion, so where this says no, no wait may
+			 * spin. */
+			struct wf_spin st = cl->spin;
+
+			st.skip = 0;
+			cr_assert_eq(st.est_us, s0.spin_est_us);
+			spin = wf_spin_budget_us(&st, 1, cl->spin_us,
+						 cl->spin_never) != 0;
+		}
 		*predicted += spin;
 		memset(b, i, 4096);
 		cr_assert_eq(i & 1 ? weft_pread(v, b, 4096, off) :
 			     weft_pwrite(v, b, 4096, off, 0), 4096);
 		cr_assert_eq(weft_stats(cl, &s1), 0);
 		cr_assert_gt(s1.spin_est_us, 0, "a completion gives an estimate");
-		cr_assert_leq(s1.spins - s0.spins, 1, "one decision per sleep");
 		cr_assert_leq(s1.spin_hits, s1.spins);
 		if (!spin)
 			cr_assert_eq(s1.spins, s0.spins, "spun against the rule "
 				     "(estimate %u us)", s0.spin_est_us);
 		else
-			*wrong += s1.spins == s0.spins;
+			*wrong += s1.spins == s0.spins;     /* backed off, or the
+							     * reply was in at once */
 	}
 	weft_buf_free(cl, b);
 	weft_volume_close(v);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * weft_wait's adaptive polling rule (initiator/spin.h): which waits spin,
- * for how long, and how the latency estimate moves.  Pure functions: no
- * clock, no peer.
+ * for how long, how the latency estimate moves, and the back-off after the
+ * spinning thread was seen off its CPU.  Pure functions: no clock, no peer.
  */
 #include <stdint.h>
 
@@ -10,76 +10,142 @@
 
 #include "initiator/spin.h"
 
+static uint32_t budget(uint32_t inflight, uint32_t est, uint32_t fixed,
+		       bool never)
+{
+	struct wf_spin s = { .est_us = est };
+
+	return wf_spin_budget_us(&s, inflight, fixed, never);
+}
+
 Test(spin, spins_at_low_depth_for_twice_the_estimate)
 {
-	cr_assert_eq(wf_spin_budget_us(1, 60, 0, false), 120);
-	cr_assert_eq(wf_spin_budget_us(1, 1, 0, false), 2);
-	cr_assert_eq(wf_spin_budget_us(WF_SPIN_MAX_INFLIGHT, 100, 0, false), 200);
-	cr_assert_eq(wf_spin_budget_us(2, WF_SPIN_EST_MAX_US, 0, false),
+	cr_assert_eq(budget(1, 60, 0, false), 120);
+	cr_assert_eq(budget(1, 1, 0, false), 2);
+	cr_assert_eq(budget(WF_SPIN_MAX_INFLIGHT, 100, 0, false), 200);
+	cr_assert_eq(budget(2, WF_SPIN_EST_MAX_US, 0, false),
 		     WF_SPIN_EST_MAX_US * WF_SPIN_FACTOR);
 }
 
 Test(spin, never_spins_at_high_depth)
 {
-	cr_assert_eq(wf_spin_budget_us(WF_SPIN_MAX_INFLIGHT + 1, 60, 0, false), 0);
-	cr_assert_eq(wf_spin_budget_us(32, 60, 0, false), 0);
-	cr_assert_eq(wf_spin_budget_us(UINT32_MAX, 1, 0, false), 0);
+	cr_assert_eq(budget(WF_SPIN_MAX_INFLIGHT + 1, 60, 0, false), 0);
+	cr_assert_eq(budget(32, 60, 0, false), 0);
+	cr_assert_eq(budget(UINT32_MAX, 1, 0, false), 0);
 }
 
 Test(spin, never_spins_with_nothing_in_flight_or_no_estimate)
 {
-	cr_assert_eq(wf_spin_budget_us(0, 60, 0, false), 0);
-	cr_assert_eq(wf_spin_budget_us(1, 0, 0, false), 0);
+	cr_assert_eq(budget(0, 60, 0, false), 0);
+	cr_assert_eq(budget(1, 0, 0, false), 0);
 }
 
 Test(spin, never_spins_when_replies_are_slow)
 {
-	cr_assert_eq(wf_spin_budget_us(1, WF_SPIN_EST_MAX_US + 1, 0, false), 0);
-	cr_assert_eq(wf_spin_budget_us(1, 5000, 0, false), 0);
+	cr_assert_eq(budget(1, WF_SPIN_EST_MAX_US + 1, 0, false), 0);
+	cr_assert_eq(budget(1, 5000, 0, false), 0);
 }
 
 Test(spin, explicit_settings_override_the_rule)
 {
-	/* spin_us > 0: that budget at any depth, estimate or none. */
-	cr_assert_eq(wf_spin_budget_us(32, 0, 1000000, false), 1000000);
-	cr_assert_eq(wf_spin_budget_us(1, 5000, 20, false), 20);
+	struct wf_spin s = { .est_us = 60, .skip = 5, .penalty = 8 };
+
+	/* spin_us > 0: that budget at any depth, estimate or none, even
+	 * during a back-off (which it leaves alone). */
+	cr_assert_eq(budget(32, 0, 1000000, false), 1000000);
+	cr_assert_eq(budget(1, 5000, 20, false), 20);
+	cr_assert_eq(wf_spin_budget_us(&s, 1, 20, false), 20);
+	cr_assert_eq(s.skip, 5);
 	/* WEFT_F_NO_SPIN: never, where the rule would spin. */
-	cr_assert_eq(wf_spin_budget_us(1, 60, 0, true), 0);
+	cr_assert_eq(budget(1, 60, 0, true), 0);
 }
 
 Test(spin, the_first_sample_is_the_estimate)
 {
-	cr_assert_eq(wf_spin_est_update(0, 57000), 57);
-	cr_assert_eq(wf_spin_est_update(0, 10), 1, "a sample below 1 us counts 1");
+	struct wf_spin s = { 0 };
+
+	wf_spin_on_complete(&s, 57000);
+	cr_assert_eq(s.est_us, 57);
+	s.est_us = 0;
+	wf_spin_on_complete(&s, 10);
+	cr_assert_eq(s.est_us, 1, "a sample below 1 us counts 1");
 }
 
 Test(spin, the_estimate_follows_the_recent_latency)
 {
-	uint32_t e = wf_spin_est_update(0, 300000);    /* 300 us: no spin */
+	struct wf_spin s = { 0 };
 
-	cr_assert_eq(wf_spin_budget_us(1, e, 0, false), 0);
+	wf_spin_on_complete(&s, 300000);        /* 300 us: no spin */
+	cr_assert_eq(wf_spin_budget_us(&s, 1, 0, false), 0);
 	for (int i = 0; i < 64; i++)
-		e = wf_spin_est_update(e, 60000);
-	cr_assert(e >= 60 && e < 60 + (1 << WF_SPIN_EWMA_SHIFT),
-		  "estimate %u after 64 samples of 60 us", e);
-	cr_assert_neq(wf_spin_budget_us(1, e, 0, false), 0);
+		wf_spin_on_complete(&s, 60000);
+	cr_assert(s.est_us >= 60 && s.est_us < 60 + (1 << WF_SPIN_EWMA_SHIFT),
+		  "estimate %u after 64 samples of 60 us", s.est_us);
+	cr_assert_neq(wf_spin_budget_us(&s, 1, 0, false), 0);
 	for (int i = 0; i < 64; i++)
-		e = wf_spin_est_update(e, 400000);
-	cr_assert_gt(e, WF_SPIN_EST_MAX_US, "estimate %u", e);
-	cr_assert_eq(wf_spin_budget_us(1, e, 0, false), 0);
+		wf_spin_on_complete(&s, 400000);
+	cr_assert_gt(s.est_us, WF_SPIN_EST_MAX_US, "estimate %u", s.est_us);
+	cr_assert_eq(wf_spin_budget_us(&s, 1, 0, false), 0);
 }
 
 Test(spin, one_outlier_does_not_stop_the_spinning_for_long)
 {
-	uint32_t e = 60;
+	struct wf_spin s = { .est_us = 60 };
 	int n = 0;
 
-	e = wf_spin_est_update(e, 50ull * 1000 * 1000);        /* 50 ms */
-	cr_assert_leq(e, 60 + WF_SPIN_SAMPLE_MAX_US / (1 << WF_SPIN_EWMA_SHIFT),
-		      "estimate %u after one 50 ms completion", e);
-	while (!wf_spin_budget_us(1, e, 0, false) && n < 100) {
-		e = wf_spin_est_update(e, 60000);
+	wf_spin_on_complete(&s, 50ull * 1000 * 1000);        /* 50 ms */
+	cr_assert_leq(s.est_us, 60 + WF_SPIN_SAMPLE_MAX_US / (1 << WF_SPIN_EWMA_SHIFT),
+		      "estimate %u after one 50 ms completion", s.est_us);
+	while (!wf_spin_budget_us(&s, 1, 0, false) && n < 100) {
+		wf_spin_on_complete(&s, 60000);
 		n++;
 	}
 	cr_assert_lt(n, 8, "%d ordinary completions before spinning again", n);
+}
+
+Test(spin, a_preempted_spin_backs_off_doubling)
+{
+	struct wf_spin s = { .est_us = 60 };
+	int quiet;
+
+	for (uint32_t want = 1; want <= 8; want *= 2) {
+		wf_spin_on_end(&s, false, true);
+		for (quiet = 0; !wf_spin_budget_us(&s, 1, 0, false) && quiet < 1000;)
+			quiet++;
+		cr_assert_eq((uint32_t)quiet, want, "back-off of %d waits, want %u",
+			     quiet, want);
+	}
+	/* Bounded. */
+	for (int i = 0; i < 20; i++)
+		wf_spin_on_end(&s, false, true);
+	cr_assert_eq(s.skip, WF_SPIN_BACKOFF_MAX);
+}
+
+Test(spin, the_back_off_counts_only_waits_that_would_spin)
+{
+	struct wf_spin s = { .est_us = 60 };
+
+	wf_spin_on_end(&s, false, true);
+	wf_spin_on_end(&s, false, true);                /* skip 2 */
+	cr_assert_eq(wf_spin_budget_us(&s, 32, 0, false), 0);
+	cr_assert_eq(wf_spin_budget_us(&s, 0, 0, false), 0);
+	cr_assert_eq(s.skip, 2, "waits at depth do not use up the back-off");
+}
+
+Test(spin, clean_hits_forgive_and_misses_do_not_punish)
+{
+	struct wf_spin s = { .est_us = 60 };
+
+	for (int i = 0; i < 4; i++)
+		wf_spin_on_end(&s, false, true);
+	cr_assert_eq(s.penalty, 8);
+	s.skip = 0;
+	wf_spin_on_end(&s, false, false);               /* budget ran out */
+	cr_assert_eq(s.penalty, 8);
+	cr_assert_eq(s.skip, 0, "a late reply is no reason to stop spinning");
+	wf_spin_on_end(&s, true, false);
+	wf_spin_on_end(&s, true, false);
+	cr_assert_eq(s.penalty, 2);
+	wf_spin_on_end(&s, false, true);
+	cr_assert_eq(s.skip, 4, "the next preemption doubles what is left");
 }
