@@ -274,13 +274,14 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		if (cl->cq_count < (uint32_t)(max - got)) {
 			ret = wf_progress(cl);
 			if (ret < 0)
-				return got ? got : ret;
+				break;
 		}
 		got += reap(cl, cqes + got, max - got);
 		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
 			/* Done, nothing could ever arrive, or timed out. */
 			if (spinning)
 				spin_end_at(cl, spin_start, got > 0, false);
+			cl->wait_how = WF_SPIN_NONE;
 			return got;
 		}
 		/* Busy-poll a little when the reply is expected sooner than
@@ -291,7 +292,8 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		if (!spin_end) {
 			uint32_t b = wf_spin_budget_us(&cl->spin, cl->inflight,
 						       cl->spin_us,
-						       cl->spin_never);
+						       cl->spin_never,
+						       &cl->wait_how);
 
 			spin_start = last_us = cl->now_us;
 			spin_end = cl->now_us + b;
@@ -319,7 +321,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			wf_ctx_arm(cl->ctx);
 			ret = wf_progress(cl);
 			if (ret < 0)
-				return got ? got : ret;
+				break;
 			if (cl->cq_count || ret > 0) {
 				spin_end = 0;
 				continue;
@@ -332,6 +334,11 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			spin_end = 0;
 		}
 	}
+	/* A progress turn failed. */
+	if (spinning)
+		spin_end_at(cl, spin_start, false, false);
+	cl->wait_how = WF_SPIN_NONE;
+	return got ? got : ret;
 }
 
 int weft_fd(struct weft_cluster *cl)

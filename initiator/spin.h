@@ -14,7 +14,13 @@
  * (QD32 on two vCPUs), so it never spins there.  When the CPU is
  * oversubscribed even at QD1 (the spinning thread gets descheduled: the
  * targets or other work wanted its CPU), spinning delays the very reply
- * it waits for, so it backs off.
+ * it waits for, so it backs off.  And it keeps score: the latency of the
+ * requests reaped by waits that chose to spin and by waits that chose to
+ * sleep, each a running average; it spins only while spinning is the
+ * faster of the two (every WF_SPIN_PROBE-th eligible wait tries the other
+ * choice, so both averages stay current).  On a CPU shared with the
+ * targets and other work, spinning can make the replies slower on
+ * average (measured: docs/performance.md), and then it stops.
  */
 #ifndef WF_SPIN_H
 #define WF_SPIN_H
@@ -28,8 +34,9 @@
  * - WEFT_F_NO_SPIN: never;
  * - otherwise spin only with 1..WF_SPIN_MAX_INFLIGHT requests in flight,
  *   an estimate (from at least one completion) of at most
- *   WF_SPIN_EST_MAX_US, and no back-off pending; the budget is
- *   WF_SPIN_FACTOR times the estimate.
+ *   WF_SPIN_EST_MAX_US, no back-off pending, and spinning not measured
+ *   slower than sleeping (but the other way every WF_SPIN_PROBE-th such
+ *   wait); the budget is WF_SPIN_FACTOR times the estimate.
  */
 #define WF_SPIN_MAX_INFLIGHT 4     /* "few": beyond this a wake-up reaps
 				    * several completions and the spinning
@@ -50,54 +57,94 @@
 				    * this long between two clock reads
 				    * while spinning means the thread was
 				    * off its CPU: somebody needed it */
+#define WF_SPIN_PROBE        16    /* 1 in 16 eligible waits takes the
+				    * choice the score does not favour: a
+				    * sixteenth of the gain, for averages
+				    * that follow the machine's load */
 #define WF_SPIN_BACKOFF_MAX  256   /* waits without spinning after repeated
 				    * preemptions (doubling from 1); halved
 				    * by each spin a completion ends */
 
+/* What the wait that reaps a completion chose (wf_spin_on_complete). */
+enum wf_spin_how {
+	WF_SPIN_NONE,           /* no choice: reaped before any, by
+				 * weft_poll, or at depth */
+	WF_SPIN_SPUN,           /* the wait chose to spin */
+	WF_SPIN_SLEPT,          /* the wait could have spun and slept */
+};
+
 struct wf_spin {
 	uint32_t est_us;        /* latency estimate (0: no completion yet) */
+	uint32_t spun_us;       /* the same, of requests reaped by waits
+				 * that chose to spin (0: none yet) */
+	uint32_t slept_us;      /* ... that chose to sleep (0: none yet) */
+	uint32_t eligible;      /* waits the rule let choose (probe count) */
 	uint32_t penalty;       /* next back-off length, in waits */
 	uint32_t skip;          /* waits left that must not spin */
 };
 
+/* est += (sample - est) / 2^WF_SPIN_EWMA_SHIFT; the first sample is the
+ * estimate; at least 1 once a sample is in. */
+static inline uint32_t wf_spin_ewma(uint32_t est, uint32_t v)
+{
+	int64_t d;
+
+	if (!est)
+		return v;
+	d = (int64_t)v - (int64_t)est;
+	est = (uint32_t)((int64_t)est + d / (1 << WF_SPIN_EWMA_SHIFT));
+	return est ? est : 1;
+}
+
 /* Spin budget in us for one wait (0: sleep at once).  inflight: requests
  * queued and not completed; fixed_us: opts.spin_us; never:
- * WEFT_F_NO_SPIN.  Consumes one wait of a pending back-off. */
+ * WEFT_F_NO_SPIN.  *how: what the completions this wait reaps count for.
+ * Consumes one wait of a pending back-off. */
 static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
-					 uint32_t fixed_us, bool never)
+					 uint32_t fixed_us, bool never,
+					 enum wf_spin_how *how)
 {
+	bool spin;
+
+	*how = WF_SPIN_NONE;
 	if (fixed_us)
 		return fixed_us;
 	if (never || !inflight || inflight > WF_SPIN_MAX_INFLIGHT)
 		return 0;
 	if (!s->est_us || s->est_us > WF_SPIN_EST_MAX_US)
 		return 0;
+	*how = WF_SPIN_SLEPT;
 	if (s->skip) {
 		s->skip--;
 		return 0;
 	}
+	/* Spin unless measured slower than sleeping; an average not taken
+	 * yet counts as the better one, so both get tried. */
+	spin = !s->slept_us || (s->spun_us && s->spun_us <= s->slept_us);
+	if (++s->eligible % WF_SPIN_PROBE == 0)
+		spin = !spin;
+	if (!spin)
+		return 0;
+	*how = WF_SPIN_SPUN;
 	return s->est_us * WF_SPIN_FACTOR;
 }
 
-/* Fold one completed request's latency (ns) into the estimate (us, at
- * least 1 once a sample is in). */
-static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns)
+/* Fold one completed request's latency (ns) into the estimate and into
+ * the score of how its wait chose (enum wf_spin_how). */
+static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns,
+				       enum wf_spin_how how)
 {
 	uint64_t v = lat_ns / 1000;
-	int64_t d;
 
 	if (v > WF_SPIN_SAMPLE_MAX_US)
 		v = WF_SPIN_SAMPLE_MAX_US;
 	if (!v)
 		v = 1;
-	if (!s->est_us) {
-		s->est_us = (uint32_t)v;
-		return;
-	}
-	d = (int64_t)v - (int64_t)s->est_us;
-	s->est_us = (uint32_t)((int64_t)s->est_us + d / (1 << WF_SPIN_EWMA_SHIFT));
-	if (!s->est_us)
-		s->est_us = 1;
+	s->est_us = wf_spin_ewma(s->est_us, (uint32_t)v);
+	if (how == WF_SPIN_SPUN)
+		s->spun_us = wf_spin_ewma(s->spun_us, (uint32_t)v);
+	else if (how == WF_SPIN_SLEPT)
+		s->slept_us = wf_spin_ewma(s->slept_us, (uint32_t)v);
 }
 
 /* A spin ended: hit (a completion came while spinning) or not, and whether

@@ -369,6 +369,8 @@ struct weft_cluster {
 	unsigned   spin_us;             /* opts.spin_us (0: adaptive) */
 	bool       spin_never;          /* WEFT_F_NO_SPIN */
 	struct wf_spin spin;            /* adaptive polling state (spin.h) */
+	enum wf_spin_how wait_how;      /* what weft_wait chose, for the
+	                                 * completions it reaps meanwhile */
 	uint64_t   spins, spin_hits, spin_ns;   /* weft_stats */
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the

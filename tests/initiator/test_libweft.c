@@ -706,16 +706,16 @@ static void spin_ios(struct weft_cluster *cl, unsigned *predicted,
 
 		cr_assert_eq(weft_stats(cl, &s0), 0);
 		{
-			/* The rule without the back-off after a preemption:
-			 * estimate, depth and settings do not change until
-			 * the completion, so where this says no, no wait may
-			 * spin. */
-			struct wf_spin st = cl->spin;
+			/* Whether the rule lets a wait choose at all (its
+			 * score and back-off aside): estimate, depth and
+			 * settings do not change until the completion, so
+			 * where this says no, no wait may spin. */
+			struct wf_spin st = { .est_us = cl->spin.est_us };
+			enum wf_spin_how how;
 
-			st.skip = 0;
 			cr_assert_eq(st.est_us, s0.spin_est_us);
 			spin = wf_spin_budget_us(&st, 1, cl->spin_us,
-						 cl->spin_never) != 0;
+						 cl->spin_never, &how) != 0;
 		}
 		*predicted += spin;
 		memset(b, i, 4096);
@@ -728,7 +728,8 @@ static void spin_ios(struct weft_cluster *cl, unsigned *predicted,
 			cr_assert_eq(s1.spins, s0.spins, "spun against the rule "
 				     "(estimate %u us)", s0.spin_est_us);
 		else
-			*wrong += s1.spins == s0.spins;     /* backed off, or the
+			*wrong += s1.spins == s0.spins;     /* chose to sleep,
+							     * backed off, or the
 							     * reply was in at once */
 	}
 	weft_buf_free(cl, b);
