@@ -124,7 +124,11 @@ enum {
 	 * depth, or with slow replies, it sleeps at once; and when a spin
 	 * finds its thread was off the CPU (30 us between two polls: the
 	 * CPU is wanted elsewhere), it stops and skips spinning for the
-	 * next 1, 2, 4 ... 256 waits that would spin.  At queue depth 1
+	 * next 1, 2, 4 ... 256 waits that would spin.  It also keeps the
+	 * average latency of the requests reaped by waits that chose to
+	 * spin and by waits that chose to sleep, and spins only while
+	 * spinning is not the slower (1 in 16 of those waits tries the
+	 * other choice, to follow the machine's load).  At queue depth 1
 	 * this takes about one core of the caller's thread while a request
 	 * is out and saves the wake-up (tens of us).  spin_us > 0 overrides
 	 * both: spin that long at every wait.  Setting this flag with
