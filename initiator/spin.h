@@ -34,7 +34,8 @@
  * - WEFT_F_NO_SPIN: never;
  * - otherwise spin only with 1..WF_SPIN_MAX_INFLIGHT requests in flight,
  *   an estimate (from at least one completion) of at most
- *   WF_SPIN_EST_MAX_US, no back-off pending, and spinning not measured
+ *   WF_SPIN_EST_MAX_US, none of the last WF_SPIN_CALM completions slower
+ *   than WF_SPIN_SAMPLE_MAX_US, no back-off pending, and spinning not measured
  *   slower than sleeping (but the other way every WF_SPIN_PROBE-th such
  *   wait); the budget is WF_SPIN_FACTOR times the estimate.
  */
@@ -61,6 +62,16 @@
 				    * choice the score does not favour: a
 				    * sixteenth of the gain, for averages
 				    * that follow the machine's load */
+#define WF_SPIN_CALM         128   /* spin only after this many
+				    * completions in a row under
+				    * WF_SPIN_SAMPLE_MAX_US: a QD1 reply
+				    * taking a millisecond means the CPU is
+				    * oversubscribed (or the device stalls),
+				    * and there a spinning thread pays in
+				    * the tail of its later wake-ups
+				    * (docs/performance.md, "Adaptive
+				    * polling"); on a quiet machine fewer
+				    * than 1 in 1000 replies take that long */
 #define WF_SPIN_BACKOFF_MAX  256   /* waits without spinning after repeated
 				    * preemptions (doubling from 1); halved
 				    * by each spin a completion ends */
@@ -79,6 +90,8 @@ struct wf_spin {
 				 * that chose to spin (0: none yet) */
 	uint32_t slept_us;      /* ... that chose to sleep (0: none yet) */
 	uint32_t eligible;      /* waits the rule let choose (probe count) */
+	uint32_t calm;          /* completions since the last slow one
+				 * (saturates at WF_SPIN_CALM) */
 	uint32_t penalty;       /* next back-off length, in waits */
 	uint32_t skip;          /* waits left that must not spin */
 };
@@ -111,7 +124,8 @@ static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
 		return fixed_us;
 	if (never || !inflight || inflight > WF_SPIN_MAX_INFLIGHT)
 		return 0;
-	if (!s->est_us || s->est_us > WF_SPIN_EST_MAX_US)
+	if (!s->est_us || s->est_us > WF_SPIN_EST_MAX_US ||
+	    s->calm < WF_SPIN_CALM)
 		return 0;
 	*how = WF_SPIN_SLEPT;
 	if (s->skip) {
@@ -136,8 +150,12 @@ static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns,
 {
 	uint64_t v = lat_ns / 1000;
 
-	if (v > WF_SPIN_SAMPLE_MAX_US)
+	if (v >= WF_SPIN_SAMPLE_MAX_US) {
 		v = WF_SPIN_SAMPLE_MAX_US;
+		s->calm = 0;
+	} else if (s->calm < WF_SPIN_CALM) {
+		s->calm++;
+	}
 	if (!v)
 		v = 1;
 	s->est_us = wf_spin_ewma(s->est_us, (uint32_t)v);

@@ -22,7 +22,7 @@ static uint32_t b(struct wf_spin *s, uint32_t inflight, uint32_t fixed,
 static uint32_t budget(uint32_t inflight, uint32_t est, uint32_t fixed,
 		       bool never)
 {
-	struct wf_spin s = { .est_us = est };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = est };
 
 	return b(&s, inflight, fixed, never, NULL);
 }
@@ -45,8 +45,16 @@ Test(spin, never_spins_at_high_depth)
 
 Test(spin, never_spins_with_nothing_in_flight_or_no_estimate)
 {
+	struct wf_spin s = { 0 };
+
 	cr_assert_eq(budget(0, 60, 0, false), 0);
 	cr_assert_eq(budget(1, 0, 0, false), 0);
+	/* A new handle: not before WF_SPIN_CALM completions. */
+	for (int i = 0; i < WF_SPIN_CALM - 1; i++)
+		wf_spin_on_complete(&s, 60000, WF_SPIN_NONE);
+	cr_assert_eq(b(&s, 1, 0, false, NULL), 0);
+	wf_spin_on_complete(&s, 60000, WF_SPIN_NONE);
+	cr_assert_eq(b(&s, 1, 0, false, NULL), 120);
 }
 
 Test(spin, never_spins_when_replies_are_slow)
@@ -57,7 +65,7 @@ Test(spin, never_spins_when_replies_are_slow)
 
 Test(spin, explicit_settings_override_the_rule)
 {
-	struct wf_spin s = { .est_us = 60, .skip = 5, .penalty = 8 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60, .skip = 5, .penalty = 8 };
 
 	/* spin_us > 0: that budget at any depth, estimate or none, even
 	 * during a back-off (which it leaves alone). */
@@ -82,7 +90,7 @@ Test(spin, the_first_sample_is_the_estimate)
 
 Test(spin, the_estimate_follows_the_recent_latency)
 {
-	struct wf_spin s = { 0 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM };
 
 	wf_spin_on_complete(&s, 300000, WF_SPIN_NONE);        /* 300 us: no spin */
 	cr_assert_eq(b(&s, 1, 0, false, NULL), 0);
@@ -97,24 +105,33 @@ Test(spin, the_estimate_follows_the_recent_latency)
 	cr_assert_eq(b(&s, 1, 0, false, NULL), 0);
 }
 
-Test(spin, one_outlier_does_not_stop_the_spinning_for_long)
+Test(spin, one_slow_reply_stops_the_spinning_for_a_while)
 {
-	struct wf_spin s = { .est_us = 60 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60 };
 	int n = 0;
 
+	/* A millisecond at QD1 is the CPU oversubscribed: no spinning for
+	 * the next WF_SPIN_CALM completions, and the estimate moved by at
+	 * most an eighth of the cap, so it spins right after them. */
 	wf_spin_on_complete(&s, 50ull * 1000 * 1000, WF_SPIN_NONE);        /* 50 ms */
 	cr_assert_leq(s.est_us, 60 + WF_SPIN_SAMPLE_MAX_US / (1 << WF_SPIN_EWMA_SHIFT),
 		      "estimate %u after one 50 ms completion", s.est_us);
-	while (!b(&s, 1, 0, false, NULL) && n < 100) {
+	while (!b(&s, 1, 0, false, NULL) && n < 1000) {
 		wf_spin_on_complete(&s, 60000, WF_SPIN_NONE);
 		n++;
 	}
-	cr_assert_lt(n, 8, "%d ordinary completions before spinning again", n);
+	cr_assert_eq(n, WF_SPIN_CALM, "%d ordinary completions before spinning "
+		     "again", n);
+	/* 999 us is not slow. */
+	wf_spin_on_complete(&s, 999000, WF_SPIN_NONE);
+	cr_assert_eq(s.calm, WF_SPIN_CALM);
+	wf_spin_on_complete(&s, 1000000, WF_SPIN_NONE);
+	cr_assert_eq(s.calm, 0);
 }
 
 Test(spin, a_preempted_spin_backs_off_doubling)
 {
-	struct wf_spin s = { .est_us = 60 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60 };
 	int quiet;
 
 	for (uint32_t want = 1; want <= 8; want *= 2) {
@@ -132,7 +149,7 @@ Test(spin, a_preempted_spin_backs_off_doubling)
 
 Test(spin, the_back_off_counts_only_waits_that_would_spin)
 {
-	struct wf_spin s = { .est_us = 60 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60 };
 
 	wf_spin_on_end(&s, false, true);
 	wf_spin_on_end(&s, false, true);                /* skip 2 */
@@ -143,7 +160,7 @@ Test(spin, the_back_off_counts_only_waits_that_would_spin)
 
 Test(spin, clean_hits_forgive_and_misses_do_not_punish)
 {
-	struct wf_spin s = { .est_us = 60 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60 };
 
 	for (int i = 0; i < 4; i++)
 		wf_spin_on_end(&s, false, true);
@@ -179,7 +196,7 @@ static int run(struct wf_spin *s, int n, uint32_t spun_lat, uint32_t slept_lat)
 
 Test(spin, spins_while_spinning_is_faster)
 {
-	struct wf_spin s = { 0 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM };
 	int spun;
 
 	wf_spin_on_complete(&s, 70000, WF_SPIN_NONE);   /* first reply */
@@ -192,7 +209,7 @@ Test(spin, spins_while_spinning_is_faster)
 
 Test(spin, stops_when_spinning_is_slower)
 {
-	struct wf_spin s = { 0 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM };
 	int spun;
 
 	/* An oversubscribed CPU: waits that spin see their replies later
@@ -213,7 +230,7 @@ Test(spin, stops_when_spinning_is_slower)
 
 Test(spin, what_a_wait_counts_for)
 {
-	struct wf_spin s = { .est_us = 60, .skip = 1 };
+	struct wf_spin s = { .calm = WF_SPIN_CALM, .est_us = 60, .skip = 1 };
 	enum wf_spin_how how;
 
 	b(&s, 32, 0, false, &how);
