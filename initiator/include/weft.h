@@ -120,8 +120,10 @@ enum {
 	 * only while 1 to 4 requests are in flight and the handle's running
 	 * estimate of a request's latency (an average of the recent
 	 * completions, reads and writes, each counted at most 1 ms) is at
-	 * most 200 us, and then for at most twice that estimate; at higher
-	 * depth, or with slow replies, it sleeps at once; and when a spin
+	 * most 200 us and none of the last 128 completions took 1 ms or
+	 * more (a sign of an oversubscribed CPU), and then for at most
+	 * twice that estimate; at higher depth, or with slow replies, it
+	 * sleeps at once; and when a spin
 	 * finds its thread was off the CPU (30 us between two polls: the
 	 * CPU is wanted elsewhere), it stops and skips spinning for the
 	 * next 1, 2, 4 ... 256 waits that would spin.  It also keeps the
