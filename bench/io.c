@@ -93,6 +93,7 @@ struct job {
 	uint64_t   ios, reads, writes, verified;
 	double     elapsed_s, iops, mbps;
 	double     client_cpu_us, target_cpu_us;  /* per I/O; <0: unknown */
+	struct weft_stats spin0, spin1; /* weft_wait's polling: before, after */
 	struct wf_hist lat, rlat, wlat;
 	bool       have_floor;
 	struct wf_floor_result *fl[2];            /* before, after */
@@ -536,6 +537,8 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 		limit = at[2] + j->qd;
 	}
 	wf_counts_begin(&k, w->cl, o->map, o->pids, o->npids, o->count);
+	j->spin0.size = j->spin1.size = sizeof(j->spin0);
+	weft_stats(w->cl, &j->spin0);
 	have_tcpu = !target_cpu(o, &tcpu0);
 	wf_cpu_self(&c0);
 	start = wf_now_ns();
@@ -630,6 +633,7 @@ static int run_job(const struct iopts *o, struct wset *w, char **bufs, struct jo
 	j->target_cpu_us = have_tcpu ?
 		(double)(tcpu1 - tcpu0) / 1e3 / (double)j->ios : -1;
 	wf_counts_end(&k, w->cl, o->map, j->ios, &j->per_io);
+	weft_stats(w->cl, &j->spin1);
 	if (marks == 3) {
 		struct wf_per_io *p = &j->per_io;
 
@@ -789,6 +793,23 @@ static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 	wf_json_u64(js, "target_pids", o->npids);
 	wf_per_io_json(js, "per_io", &j->per_io);
 	wf_json_dbl(js, "client_cpu_us_per_io", j->client_cpu_us);
+	{
+		/* weft_wait's polling over the job (docs/performance.md,
+		 * "Adaptive polling"): waits that spun per I/O, the share of
+		 * them a completion ended, polling time per I/O, and the
+		 * latency estimate at the end. */
+		uint64_t sp = j->spin1.spins - j->spin0.spins;
+		uint64_t ios = j->ios ? j->ios : 1;
+
+		wf_json_obj_begin(js, "spin");
+		wf_json_dbl(js, "spins_per_io", (double)sp / (double)ios);
+		wf_json_dbl(js, "hit_ratio", sp ? (double)(j->spin1.spin_hits -
+				j->spin0.spin_hits) / (double)sp : 0.0);
+		wf_json_dbl(js, "us_per_io", (double)(j->spin1.spin_ns -
+				j->spin0.spin_ns) / 1e3 / (double)ios);
+		wf_json_u64(js, "estimate_us", j->spin1.spin_est_us);
+		wf_json_obj_end(js);
+	}
 	wf_json_obj_begin(js, "floor");
 	if (j->have_floor) {
 		wf_json_dbl(js, "device_iops", j->dev_iops);

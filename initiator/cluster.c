@@ -307,8 +307,13 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 
 	if (!opts || !out || opts->size < offsetof(struct weft_cluster_opts, flags) +
 	    sizeof(opts->flags) || !opts->map_path ||
-	    (opts->flags & ~(unsigned)(WEFT_F_NO_SHORT_CIRCUIT | WEFT_F_DEFER_SEND)))
+	    (opts->flags & ~(unsigned)(WEFT_F_NO_SHORT_CIRCUIT | WEFT_F_DEFER_SEND |
+				       WEFT_F_NO_SPIN)))
 		return -EINVAL;
+	if ((opts->flags & WEFT_F_NO_SPIN) &&
+	    opts->size > offsetof(struct weft_cluster_opts, spin_us) &&
+	    opts->spin_us)
+		return -EINVAL;         /* never spin, and spin: which? */
 	cl = calloc(1, sizeof(*cl));
 	if (!cl)
 		return -ENOMEM;
@@ -355,6 +360,7 @@ int weft_cluster_open(const struct weft_cluster_opts *opts,
 	cl->host[sizeof(cl->host) - 1] = 0;
 	arena = cl->opts.buf_arena ? cl->opts.buf_arena : WF_ARENA_DEFAULT;
 	cl->spin_us = cl->opts.spin_us;
+	cl->spin_never = cl->opts.flags & WEFT_F_NO_SPIN;
 	cl->qd = opts->queue_depth ? opts->queue_depth : WF_DEF_QD;
 	if (cl->qd > 65536) {
 		ret = -EINVAL;

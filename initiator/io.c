@@ -173,6 +173,10 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s.fabric_reads = k.reads;
 	s.fabric_recvs = k.recvs;
 	s.fabric_cqes = k.cqes;
+	s.spins = cl->spins;
+	s.spin_hits = cl->spin_hits;
+	s.spin_ns = cl->spin_ns;
+	s.spin_est_us = cl->spin.est_us;
 	memcpy(st, &s, n);
 	return 0;
 }
@@ -245,37 +249,70 @@ int weft_poll(struct weft_cluster *cl, struct weft_cqe *cqes, int max)
 	return n;
 }
 
+/* A spin of weft_wait ended (spin.h): account it. */
+static void spin_end_at(struct weft_cluster *cl, uint64_t spin_start, bool hit,
+			bool preempted)
+{
+	if (hit)
+		cl->spin_hits++;
+	cl->spin_ns += (cl->now_us - spin_start) * 1000;
+	wf_spin_on_end(&cl->spin, hit, preempted);
+}
+
 int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	      int timeout_ms)
 {
-	uint64_t start, end, spin_end;
+	uint64_t start, end, spin_start = 0, spin_end = 0, last_us = 0;
+	bool spinning = false;
 	int got = 0, ret;
 
 	if (!cl || min < 0 || max < min || (max && !cqes))
 		return -EINVAL;
 	start = wf_now_ms();
 	end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
-	spin_end = 0;
 	for (;;) {
 		if (cl->cq_count < (uint32_t)(max - got)) {
 			ret = wf_progress(cl);
 			if (ret < 0)
-				return got ? got : ret;
+				break;
 		}
 		got += reap(cl, cqes + got, max - got);
-		if (got >= min || got == max)
+		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
+			/* Done, nothing could ever arrive, or timed out. */
+			if (spinning)
+				spin_end_at(cl, spin_start, got > 0, false);
+			cl->wait_how = WF_SPIN_NONE;
 			return got;
-		if (!cl->inflight)
-			return got;     /* nothing could ever arrive */
-		if (cl->now >= end)
-			return got;
-		/* Busy-poll a little: the reply of a fast target is usually
-		 * closer than a sleep and wake-up. */
-		if (cl->spin_us) {
-			if (!spin_end)
-				spin_end = cl->now_us + (uint64_t)cl->spin_us;
-			if (cl->now_us < spin_end)
+		}
+		/* Busy-poll a little when the reply is expected sooner than
+		 * a sleep and wake-up would cost (spin.h): decided once per
+		 * sleep, from the requests in flight and the latency
+		 * estimate the completions keep (no system call: now_us is
+		 * wf_progress's clock read). */
+		if (!spin_end) {
+			uint32_t b = wf_spin_budget_us(&cl->spin, cl->inflight,
+						       cl->spin_us,
+						       cl->spin_never,
+						       &cl->wait_how);
+
+			spin_start = last_us = cl->now_us;
+			spin_end = cl->now_us + b;
+			spinning = b != 0;
+			cl->spins += spinning;
+		}
+		if (spinning) {
+			/* Off the CPU between two turns: the CPU is wanted
+			 * elsewhere (the target that must answer, maybe), so
+			 * stop and sleep.  Not for a fixed spin_us: that one
+			 * spins as told. */
+			bool gap = !cl->spin_us &&
+				   cl->now_us - last_us >= WF_SPIN_GAP_US;
+
+			last_us = cl->now_us;
+			if (!gap && cl->now_us < spin_end)
 				continue;
+			spin_end_at(cl, spin_start, false, gap);
+			spinning = false;
 		}
 		{
 			struct epoll_event ev[4];
@@ -284,7 +321,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			wf_ctx_arm(cl->ctx);
 			ret = wf_progress(cl);
 			if (ret < 0)
-				return got ? got : ret;
+				break;
 			if (cl->cq_count || ret > 0) {
 				spin_end = 0;
 				continue;
@@ -297,6 +334,11 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			spin_end = 0;
 		}
 	}
+	/* A progress turn failed. */
+	if (spinning)
+		spin_end_at(cl, spin_start, false, false);
+	cl->wait_how = WF_SPIN_NONE;
+	return got ? got : ret;
 }
 
 int weft_fd(struct weft_cluster *cl)

@@ -124,6 +124,7 @@ static void io_complete(struct weft_cluster *cl, struct wf_io *io)
 
 		while (b < WEFT_STATS_LAT_BUCKETS - 1 && ns > (uint64_t)us[b] * 1000)
 			b++;
+		wf_spin_on_complete(&cl->spin, ns, cl->wait_how);
 		if (io->op == WF_OP_READ) {
 			cl->api.read_latency[b]++;
 			cl->api.read_latency_ns += ns;

@@ -44,6 +44,7 @@
 #include "proto/auth.h"
 #include "proto/wire.h"
 #include "initiator/include/weft.h"
+#include "initiator/spin.h"
 #include "placement/map.h"
 #include "placement/placement.h"
 
@@ -365,7 +366,12 @@ struct weft_cluster {
 	uint64_t   next_sweep;
 
 	int        epfd;                /* weft_fd: fabric fd + sc ring fd */
-	unsigned   spin_us;             /* opts.spin_us */
+	unsigned   spin_us;             /* opts.spin_us (0: adaptive) */
+	bool       spin_never;          /* WEFT_F_NO_SPIN */
+	struct wf_spin spin;            /* adaptive polling state (spin.h) */
+	enum wf_spin_how wait_how;      /* what weft_wait chose, for the
+	                                 * completions it reaps meanwhile */
+	uint64_t   spins, spin_hits, spin_ns;   /* weft_stats */
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the
 	                                 * map file in the next turn */

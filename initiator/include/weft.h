@@ -85,7 +85,8 @@ struct weft_cluster_opts {
 	const char *host;         /* this host's name in the map (NULL: the
 	                           * kernel's host name) */
 	unsigned    spin_us;      /* weft_wait busy-polls this long before it
-	                           * sleeps (0: sleeps at once) */
+	                           * sleeps, at any depth (0, the default:
+	                           * adaptive, see WEFT_F_NO_SPIN) */
 	size_t      buf_arena;    /* bytes weft_buf_alloc can hand out (0:
 	                           * 64 MiB), registered once at open */
 	/* Appended after 0.2: the key the handle proves it holds at every
@@ -111,6 +112,31 @@ enum {
 	 * With it, call weft_submit() before sleeping on weft_fd().
 	 */
 	WEFT_F_DEFER_SEND       = 1u << 1,
+	/*
+	 * Added after 0.2.  weft_wait never busy-polls: it sleeps on the fd at
+	 * once (what spin_us = 0 meant in 0.2).  Without it and with
+	 * spin_us = 0 (a zeroed field means "not set", as for every
+	 * option), weft_wait polls adaptively: it spins before sleeping
+	 * only while 1 to 4 requests are in flight and the handle's running
+	 * estimate of a request's latency (an average of the recent
+	 * completions, reads and writes, each counted at most 1 ms) is at
+	 * most 200 us and none of the last 128 completions took 1 ms or
+	 * more (a sign of an oversubscribed CPU), and then for at most
+	 * twice that estimate; at higher depth, or with slow replies, it
+	 * sleeps at once; and when a spin
+	 * finds its thread was off the CPU (30 us between two polls: the
+	 * CPU is wanted elsewhere), it stops and skips spinning for the
+	 * next 1, 2, 4 ... 256 waits that would spin.  It also keeps the
+	 * average latency of the requests reaped by waits that chose to
+	 * spin and by waits that chose to sleep, and spins only while
+	 * spinning is not the slower (1 in 16 of those waits tries the
+	 * other choice, to follow the machine's load).  At queue depth 1
+	 * this takes about one core of the caller's thread while a request
+	 * is out and saves the wake-up (tens of us).  spin_us > 0 overrides
+	 * both: spin that long at every wait.  Setting this flag with
+	 * spin_us > 0 is -EINVAL.  docs/performance.md, "Adaptive polling".
+	 */
+	WEFT_F_NO_SPIN          = 1u << 2,
 };
 
 /*
@@ -168,6 +194,13 @@ struct weft_stats {
 	uint64_t read_latency[WEFT_STATS_LAT_BUCKETS];
 	uint64_t write_latency[WEFT_STATS_LAT_BUCKETS];
 	uint64_t read_latency_ns, write_latency_ns;
+	/* Appended after 0.2: weft_wait's polling (WEFT_F_NO_SPIN).  spins:
+	 * waits that busy-polled before sleeping; spin_hits: those of them
+	 * whose polling found a completion (the others slept after the
+	 * budget); spin_ns: time spent polling; spin_est_us: the current
+	 * latency estimate the adaptive rule uses (0: no completion yet). */
+	uint64_t spins, spin_hits, spin_ns;
+	uint32_t spin_est_us;
 };
 
 /* Fill *st (st->size set by the caller; a smaller struct of an older

@@ -7,7 +7,9 @@
  *
  *   WEFT_RUN_DIR       -> opts.run_dir    (the local targets' sockets)
  *   WEFT_HOST          -> opts.host       (this host's name in the map)
- *   WEFT_SPIN_US       -> opts.spin_us    (busy-poll before sleeping)
+ *   WEFT_SPIN_US       -> opts.spin_us    (N > 0: busy-poll N us before
+ *                                         sleeping; 0: never, the flag
+ *                                         WEFT_F_NO_SPIN; unset: adaptive)
  *   WEFT_BUF_ARENA_MB  -> opts.buf_arena  (weft_buf_alloc's arena)
  *   WEFT_LOG_LEVEL     -> opts.log_level  (err, warning, info, debug)
  *   WEFT_KEY           -> opts.key_name   (the key to connect with)
@@ -47,8 +49,13 @@ static inline void weft_env_opts(struct weft_cluster_opts *o, const char *prog)
 		o->run_dir = e;
 	if (!o->host && (e = getenv("WEFT_HOST")) && *e)
 		o->host = e;
-	if (!o->spin_us && (e = getenv("WEFT_SPIN_US")) && atoi(e) > 0)
-		o->spin_us = (unsigned)atoi(e);
+	if (!o->spin_us && !(o->flags & WEFT_F_NO_SPIN) &&
+	    (e = getenv("WEFT_SPIN_US")) && *e) {
+		if (atoi(e) > 0)
+			o->spin_us = (unsigned)atoi(e);
+		else if (!strcmp(e, "0"))
+			o->flags |= WEFT_F_NO_SPIN;
+	}
 	if (!o->buf_arena && (e = getenv("WEFT_BUF_ARENA_MB")) && atoi(e) > 0)
 		o->buf_arena = (size_t)atoi(e) << 20;
 	if (!o->log_level && (e = getenv("WEFT_LOG_LEVEL"))) {

@@ -686,3 +686,103 @@ Test(libweft, dirty_survives_map_change, .init = start3, .fini = stop)
 	cr_assert_eq(P.c[t].flushes, 1, "the moved target %u was flushed", t);
 	weft_cluster_close(cl);
 }
+
+/* weft_wait's polling, by the handle's counters (never by time): the
+ * default handle spins exactly when the rule of spin.h says so for the
+ * requests in flight and its estimate; WEFT_F_NO_SPIN never spins; a
+ * fixed spin_us spins at every wait; and "never" with a budget is refused. */
+#define SPIN_IOS (WF_SPIN_CALM + 100)  /* the rule needs WF_SPIN_CALM first */
+
+static void spin_ios(struct weft_cluster *cl, unsigned *predicted,
+		     unsigned *wrong)
+{
+	struct weft_volume *v = tu_vol(cl, "vol1");
+	char *b = weft_buf_alloc(cl, 4096);
+
+	cr_assert(b);
+	*predicted = *wrong = 0;
+	for (int i = 0; i < SPIN_IOS; i++) {
+		struct weft_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
+		uint64_t off = (uint64_t)(i % 16) * MiB;
+		bool spin;
+
+		cr_assert_eq(weft_stats(cl, &s0), 0);
+		{
+			/* Whether the rule lets a wait choose at all (its
+			 * score and back-off aside): estimate, depth and
+			 * settings do not change until the completion, so
+			 * where this says no, no wait may spin. */
+			struct wf_spin st = { .est_us = cl->spin.est_us,
+					      .calm = cl->spin.calm };
+			enum wf_spin_how how;
+
+			cr_assert_eq(st.est_us, s0.spin_est_us);
+			spin = wf_spin_budget_us(&st, 1, cl->spin_us,
+						 cl->spin_never, &how) != 0;
+		}
+		*predicted += spin;
+		memset(b, i, 4096);
+		cr_assert_eq(i & 1 ? weft_pread(v, b, 4096, off) :
+			     weft_pwrite(v, b, 4096, off, 0), 4096);
+		cr_assert_eq(weft_stats(cl, &s1), 0);
+		cr_assert_gt(s1.spin_est_us, 0, "a completion gives an estimate");
+		cr_assert_leq(s1.spin_hits, s1.spins);
+		if (!spin)
+			cr_assert_eq(s1.spins, s0.spins, "spun against the rule "
+				     "(estimate %u us)", s0.spin_est_us);
+		else
+			*wrong += s1.spins == s0.spins;     /* chose to sleep,
+							     * backed off, or the
+							     * reply was in at once */
+	}
+	weft_buf_free(cl, b);
+	weft_volume_close(v);
+}
+
+Test(libweft, adaptive_polling, .init = start3, .fini = stop)
+{
+	struct weft_cluster_opts o = { .size = sizeof(o), .map_path = P.map_path,
+				       .spin_us = 5, .flags = WEFT_F_NO_SPIN };
+	struct weft_stats s = { .size = sizeof(s) };
+	struct weft_cluster *cl;
+	unsigned predicted, missed;
+
+	cr_assert_eq(weft_cluster_open(&o, &cl), -EINVAL, "never, and spin 5 us");
+
+	/* The default (spin_us 0, no flag): adaptive. */
+	o.spin_us = 0;
+	o.flags = 0;
+	cr_assert_eq(weft_cluster_open(&o, &cl), 0);
+	spin_ios(cl, &predicted, &missed);
+	cr_assert_eq(weft_stats(cl, &s), 0);
+	/* The estimate is of this loaded machine: when it stayed above the
+	 * rule's bound no wait may spin (checked above), else they did. */
+	if (predicted >= 10)
+		cr_assert_lt(missed, predicted, "the rule said spin %u times, "
+			     "no wait spun", predicted);
+	cr_assert_leq(s.spin_hits, s.spins);
+	weft_cluster_close(cl);
+
+	o.flags = WEFT_F_NO_SPIN;
+	cr_assert_eq(weft_cluster_open(&o, &cl), 0);
+	spin_ios(cl, &predicted, &missed);
+	cr_assert_eq(predicted, 0);
+	cr_assert_eq(weft_stats(cl, &s), 0);
+	cr_assert_eq(s.spins, 0, "WEFT_F_NO_SPIN spun");
+	cr_assert_eq(s.spin_ns, 0);
+	weft_cluster_close(cl);
+
+	/* A fixed budget: every wait spins, and a second is longer than any
+	 * reply here, so they are hits. */
+	o.flags = 0;
+	o.spin_us = 1000000;
+	cr_assert_eq(weft_cluster_open(&o, &cl), 0);
+	spin_ios(cl, &predicted, &missed);
+	cr_assert_eq(predicted, SPIN_IOS);
+	cr_assert_eq(weft_stats(cl, &s), 0);
+	cr_assert_geq(s.spins, SPIN_IOS - 5, "fixed spin_us: %llu of %d waits "
+		      "spun", (unsigned long long)s.spins, SPIN_IOS);
+	cr_assert_geq(s.spin_hits, SPIN_IOS - 5);
+	cr_assert_gt(s.spin_ns, 0);
+	weft_cluster_close(cl);
+}
