@@ -94,6 +94,11 @@ struct wf_tgt_cfg {
 	 * (tests/integration/test_sys_repl.c).  Counted across reactors in
 	 * wf_tgt.fault_writes. */
 	uint32_t    fault_after_writes;
+	/* --fault-no-lease (tests only): a target of a build before read
+	 * leases, for the rolling upgrade's tests: its links announce no
+	 * features (WF_LINK_FEATURES), its GRANTs none, it asks and grants
+	 * no lease and closes a connection that sends LEASE or MAP_GET. */
+	bool        fault_no_lease;
 	const char *keyring;            /* --keyring F (or $WEFT_KEYRING): keys
 	                                 * are required (docs/security.md) */
 	const char *key_name;           /* --key NAME (or $WEFT_KEY): ours, on
@@ -247,11 +252,18 @@ struct wf_tgt_reactor;
  *            epoch sees no older until.
  *   granted: the last two leases we granted it (its epoch, when, length),
  *            newest in [0]; a map load holds writes for what they cover.
+ *   released: it gave back every lease we granted it in an epoch below
+ *            rel_epoch (a release, "Early release"): those hold nothing.
+ *            Only grows; any reactor may raise it (CAS).
+ * A member of an older build (no WF_FEAT_LEASE on reactor 0's link) is
+ * held as confirming every epoch: until UINT64_MAX (reads are served as
+ * before leases, docs/replication.md "Mixed builds").
  */
 struct wf_tgt_lease {
 	uint32_t id1;                   /* target id + 1; 0: free */
 	uint64_t epoch, until;
 	uint64_t g_epoch[2], g_ns[2], g_len[2];
+	uint64_t rel_epoch;
 };
 
 struct wf_tgt {
@@ -283,6 +295,8 @@ struct wf_tgt {
 	/* Read leases (lease.c): with every other target, by id. */
 	struct wf_tgt_lease leases[WF_TGT_LEASES];
 	uint32_t lease_urgent;          /* a read found none: reactor 0 asks */
+	uint32_t release_gen;           /* bumped after a rel_epoch grew: each
+	                                 * reactor ends the holds released */
 	uint64_t newest_epoch;          /* the newest any reactor loaded */
 	/* RUN_DIR/target-ID.leases (lease.c): the latest expiry of a lease
 	 * granted, kept across a restart of the process. */
@@ -641,6 +655,12 @@ struct wf_tgt_peer {
 	 * acting member of a PG we lead (need), our ask in flight. */
 	bool                lease_need, lease_out;
 	uint64_t            lease_tag, lease_sent, lease_epoch, lease_next;
+	/* What its GRANT said it understands (WF_FEAT_*; 0: an older
+	 * build, or not granted yet). */
+	uint16_t            features;
+	/* Reactor 0: the leases it granted us in epochs below rel_epoch
+	 * are to be given back (0: none), until rel_until (ns). */
+	uint64_t            rel_epoch, rel_until;
 	/* Pulling its newer map (WF_OP_MAP_GET, lease.c). */
 	char               *get_buf;
 	uint32_t            get_total, get_got;
@@ -651,10 +671,20 @@ struct wf_tgt_peer {
 /* ---- read leases (lease.c) ------------------------------------------- */
 
 
+/* Which grant a PG's hold is for: the asker's id + 1 and the epoch the
+ * lease was granted in; id1 0: none, WF_TGT_HOLD_ANY: several or unknown
+ * (a start's hold, PGs split or merged): no release ends it. */
+struct wf_tgt_hold_by {
+	uint32_t id1;
+	uint64_t epoch;
+};
+#define WF_TGT_HOLD_ANY UINT32_MAX
+
 /* Per reactor: writes to the PGs of one pool held until (ns). */
 struct wf_tgt_hold {
 	uint32_t  pool_id, pg_num;
 	uint64_t *until;                /* [pg_num] */
+	struct wf_tgt_hold_by *by;      /* [pg_num], or NULL: not releasable */
 };
 
 /* After a map load (every reactor), the map r->map: lease slots of its
@@ -685,6 +715,14 @@ void wf_tgt_map_chunk(struct wf_tgt_peer *p, const void *msg, uint32_t len);
 /* On an accepted connection (conn.c): a WF_OP_LEASE ask, a WF_OP_MAP_GET. */
 void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len);
 void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len);
+/* Every reactor, once per loop turn and before holding a write: end the
+ * holds of grants released since we last looked (cheap when none). */
+void wf_tgt_hold_released(struct wf_tgt_reactor *r);
+/* Reactor 0: give back the leases of older epochs once every reactor
+ * serves ours; nonzero while some are still to go. */
+unsigned wf_tgt_release_tick(struct wf_tgt_reactor *r, uint64_t now);
+/* Reactor 0, a link's GRANT (peer.c): what it said it understands. */
+void wf_tgt_lease_link_up(struct wf_tgt_peer *p);
 /* Release the held writes whose hold lapsed (conn.c); how many. */
 unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r);
 /* Where a map pulled from a peer is kept: RUN_DIR/target-ID.pulled.conf
@@ -802,6 +840,9 @@ struct wf_tgt_stats {
 	 * pulled from a peer. */
 	uint64_t lease_granted, lease_refused, reads_unleased, writes_held;
 	uint64_t maps_pulled, lease_sends;
+	/* Early release (lease.c): releases sent and received, PG holds a
+	 * release ended, held writes a release started. */
+	uint64_t releases_sent, releases_received, holds_released, writes_released;
 	/* Authentication (auth.c): connections that proved their key, that
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
@@ -970,7 +1011,9 @@ struct wf_tgt_reactor {
 	struct wf_tgt      *t;
 	unsigned            idx;        /* reactor k: listens on port + k */
 	int                 wake_fd;    /* eventfd: another reactor wants us */
-	uint32_t            seen_gen, seen_reload;
+	uint32_t            seen_gen, seen_reload, seen_release;
+	uint64_t            serving;    /* epoch of r->map (atomic: reactor
+	                                 * 0 reads it before a release) */
 	bool                io_drained; /* counted out of t->draining */
 	struct wf_tgt_map  *map;
 	struct wf_store    *store;
@@ -1026,6 +1069,7 @@ struct wf_tgt_reactor {
 	                                 * else the default */
 	uint64_t            lease_next; /* reactor 0: next ask pass (ns) */
 	unsigned            lease_need; /* reactor 0: members to ask */
+	unsigned            rel_need;   /* reactor 0: releases to send */
 	struct wf_tgt_hold *holds;      /* per pool of r->map */
 	uint32_t            nholds;
 	uint64_t            hold_max;   /* the latest of holds' (ns) */
