@@ -236,16 +236,19 @@ static const struct wf_tgt_hold *hold_find(const struct wf_tgt_hold *h, uint32_t
 	return NULL;
 }
 
-/* Until when the leases we granted target id in epoch `epoch` bind us
- * (none once it gave them back: a release of a later epoch). */
-static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch)
+/* Until when the leases we granted target id in epoch `epoch` bind us;
+ * *rel: it gave them back already (a release of a later epoch), so they
+ * bind us no more. */
+static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch,
+			      bool *rel)
 {
 	uint32_t k = lease_slot(t, id);
 	uint64_t u = 0;
 
-	if (k == UINT32_MAX ||
-	    __atomic_load_n(&t->leases[k].rel_epoch, __ATOMIC_ACQUIRE) > epoch)
+	*rel = false;
+	if (k == UINT32_MAX)
 		return 0;
+	*rel = __atomic_load_n(&t->leases[k].rel_epoch, __ATOMIC_ACQUIRE) > epoch;
 	for (int i = 0; i < 2; i++) {
 		const struct wf_tgt_lease *e = &t->leases[k];
 		uint64_t ge = __atomic_load_n(&e->g_epoch[i], __ATOMIC_ACQUIRE);
@@ -280,6 +283,8 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	uint32_t np = nw->table.npools, nt = old->map.ntargets;
 	struct wf_tgt_hold *h = calloc(np ? np : 1, sizeof(*h));
 	uint64_t *gu = calloc(nt ? nt : 1, sizeof(*gu));
+	bool *rel = calloc(nt ? nt : 1, sizeof(*rel));
+	uint64_t spared = 0;
 	uint64_t now, max = 0;
 	bool any = false, short_mem = false;
 
@@ -300,13 +305,14 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 			;
 	}
 	now = wf_tgt_now_ns();
-	if (!h || !gu) {
+	if (!h || !gu || !rel) {
 		/* No memory for the table: hold every write for the longest
 		 * lease any target may hold (WF_TGT_MAX_LEASE_MS). */
 		uint64_t len = WF_TGT_MAX_LEASE_MS * 1000000ull;
 
 		free(h);
 		free(gu);
+		free(rel);
 		for (uint32_t i = 0; i < r->nholds; i++)
 			for (uint32_t pg = 0; pg < r->holds[i].pg_num; pg++)
 				r->holds[i].until[pg] = now + len + WF_TGT_LEASE_MARGIN(len);
@@ -316,7 +322,7 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	for (uint32_t i = 0; r->t && i < nt; i++) {
 		if ((int32_t)i == old->self)
 			continue;
-		gu[i] = granted_until(r->t, old->map.targets[i].id, old->epoch);
+		gu[i] = granted_until(r->t, old->map.targets[i].id, old->epoch, &rel[i]);
 		any |= gu[i] > now;
 	}
 	for (uint32_t p = 0; p < np; p++) {
@@ -367,13 +373,21 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 					continue;
 				if (!same) {
 					/* PGs split or merged: the pool. */
-					gmax = u > gmax ? u : gmax;
+					if (rel[oa[0]])
+						spared++;
+					else
+						gmax = u > gmax ? u : gmax;
 					continue;
 				}
 				nn = wf_pg_acting(&nw->table, p, pg, &na);
 				if (nn && na[0] < nw->map.ntargets &&
 				    nw->map.targets[na[0]].id == old->map.targets[oa[0]].id)
 					continue;       /* it still leads the PG */
+				if (rel[oa[0]]) {
+					/* Given back before we got here. */
+					spared++;
+					continue;
+				}
 				hold_note(&h[p], pg, u, now,
 					  old->map.targets[oa[0]].id, old->epoch);
 			}
@@ -403,6 +417,9 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	}
 	free(r->holds);
 	free(gu);
+	free(rel);
+	if (spared)
+		WF_TGT_ADD(r->stats.holds_released, spared);
 	r->holds = h;
 	r->nholds = np;
 	r->hold_max = max;
