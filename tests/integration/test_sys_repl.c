@@ -1367,6 +1367,12 @@ static uint64_t writes_held(unsigned id)
 	return le64toh(sys_ctl_status(C.run, id).writes_held);
 }
 
+/* PG holds a release ended on target id so far (status version 6). */
+static uint64_t holds_released(unsigned id)
+{
+	return le64toh(sys_ctl_status(C.run, id).holds_released);
+}
+
 /*
  * The other side of read leases: the member that leads a PG in the epoch
  * after its primary is marked down had granted that primary a lease, so
@@ -1383,7 +1389,7 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	struct weft_volume *vol;
 	const char *dev;
 	unsigned away = (unsigned)(getpid() % SYS_TARGETS), next;
-	uint64_t off, held[SYS_TARGETS], sum = 0;
+	uint64_t off, held[SYS_TARGETS], sum = 0, rel[SYS_TARGETS];
 	char cmd[64];
 
 	cr_assert(img && buf);
@@ -1393,8 +1399,10 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
 	cr_assert(!memcmp(buf, img + off, SYS_BS));
 	weft_cluster_close(cl);
-	for (unsigned t = 0; t < SYS_TARGETS; t++)
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
 		held[t] = writes_held(t);
+		rel[t] = holds_released(t);
+	}
 	cr_assert_eq(kill(sys_pid(&C, away), SIGSTOP), 0);
 	map_set_up(ALL_UP & ~(1u << away));
 	next = member_of(off, 0, &dev);
@@ -1411,6 +1419,10 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 		if (t != away)
 			sum += writes_held(t) - held[t];
 	cr_assert_gt(sum, 0);
+	/* A frozen target gives nothing back: the hold ran its course. */
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		cr_assert_eq(holds_released(t), rel[t], "target %u ended a hold "
+			     "early while the old primary %u was frozen", t, away);
 	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
 	snprintf(cmd, sizeof(cmd), "target up %u", away);
 	cr_assert_eq(weftctl(cmd), 0);
@@ -1817,5 +1829,38 @@ Test(sys_repl, a_planned_change_ends_the_holds_by_release)
 		expect_blocks(what, img);
 	}
 	map_set_up(ALL_UP);
+	free(img);
+}
+
+/* ---- a rolling upgrade (docs/replication.md, "Mixed builds") ---------- */
+
+/*
+ * A member of a build before read leases (weft-target --fault-no-lease
+ * stands in for it: its links announce nothing, its GRANTs say nothing,
+ * and it closes a connection that sends LEASE or MAP_GET, as that build
+ * does) beside two of this build.  They never send it a LEASE (its link
+ * stays up) and serve the reads of the PGs it shares as before leases:
+ * every extent, whoever leads it, reads back and takes writes.  Started
+ * again without the option (upgraded), it is asked and grants again.
+ */
+Test(sys_repl, a_member_of_an_older_build_is_never_sent_a_lease)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	unsigned old = (unsigned)(getpid() % SYS_TARGETS);
+
+	cr_assert(img);
+	write_span(img);
+	sys_kill9(&C, old);
+	sys_restart_with(&C, old, C.map, C.run, "--fault-no-lease");
+	expect_image("beside an older build", img, SCRUB_SPAN);
+	overwrite_quarters(img, 5);
+	expect_image("written beside an older build", img, SCRUB_SPAN);
+	cr_assert_eq(le64toh(sys_ctl_status(C.run, old).leases_granted), 0);
+	/* The upgrade. */
+	sys_kill9(&C, old);
+	sys_restart(&C, old);
+	await_grants(old);
+	overwrite_quarters(img, 6);
+	expect_image("upgraded", img, SCRUB_SPAN);
 	free(img);
 }
