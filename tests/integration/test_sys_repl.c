@@ -1682,11 +1682,12 @@ static uint64_t stream_through(char *img, uint64_t version0, void (*act)(void *)
 	struct weft_cluster *cl;
 	struct weft_volume *vol;
 	uint8_t busy[REL_BLKS] = { 0 };
-	uint64_t rng = (uint64_t)getpid(), start = mono_ns(), acted = 0;
-	uint64_t last = 0, gap = 0, v = version0;
+	uint64_t rng = (uint64_t)getpid(), start, acted = 0;
+	uint64_t last = 0, gap = 0, v = version0, after = 0;
 	unsigned out = 0;
 
 	open_vol3(8000, &cl, &vol);
+	start = mono_ns();
 	for (;;) {
 		uint64_t now = mono_ns();
 		struct weft_cqe cqe[8];
@@ -1694,7 +1695,7 @@ static uint64_t stream_through(char *img, uint64_t version0, void (*act)(void *)
 
 		if (!acted && now - start > 300000000ull) {
 			act(arg);
-			acted = last = mono_ns();
+			acted = last = now = mono_ns();
 		}
 		while (out < 8 && (!acted || now - acted < after_ms * 1000000ull)) {
 			uint32_t b;
@@ -1720,12 +1721,16 @@ static uint64_t stream_through(char *img, uint64_t version0, void (*act)(void *)
 				     weft_strerror((int)cqe[k].res));
 			busy[cqe[k].user_data] = 0;
 			out--;
+			after += acted != 0;
 		}
 		if (acted && now - last > gap)
 			gap = now - last;
 		last = now;
 	}
 	weft_cluster_close(cl);
+	/* The stream went on through the change. */
+	cr_assert(!after_ms || after > 8, "%llu writes acknowledged after the act",
+		  (unsigned long long)after);
 	return gap;
 }
 
