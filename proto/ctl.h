@@ -30,9 +30,9 @@
  * the request's version: a STATUS asked in version 2 or 3 gets the first
  * WF_CTL_STATUS_V2_SIZE bytes of the status (those versions' layout,
  * unchanged), in version 4 the first WF_CTL_STATUS_V4_SIZE, in version 5
- * the first WF_CTL_STATUS_V5_SIZE, in version 6 all of it.  A client sends each op in the
- * lowest version that has what it needs (wf_ctl_req_encode) and accepts
- * answers in that range.  The status over a data connection (below)
+ * the first WF_CTL_STATUS_V5_SIZE, in version 6 all of it.  A client
+ * sends each op in the lowest version that has what it needs
+ * (wf_ctl_req_encode) and accepts answers in that range.  The status over a data connection (below)
  * carries the whole current layout.
  */
 #define WF_CTL_VERSION      6u

@@ -261,6 +261,17 @@ static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch,
 	return u;
 }
 
+/* Whether the grant a PG's hold is for was given back (a release of a
+ * later epoch from its asker). */
+static bool hold_given_back(struct wf_tgt *t, const struct wf_tgt_hold_by *b)
+{
+	uint32_t k;
+
+	return b->id1 && b->id1 != WF_TGT_HOLD_ANY &&
+	       (k = lease_slot(t, b->id1 - 1)) != UINT32_MAX &&
+	       __atomic_load_n(&t->leases[k].rel_epoch, __ATOMIC_ACQUIRE) > b->epoch;
+}
+
 /* PG pg of h held until u for the lease granted target id in epoch ep:
  * the later of that and what it held; a hold for two askers, or two
  * grants, is ended by no release. */
@@ -348,11 +359,19 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 		}
 		if (oh && oh->pg_num == npt->pg_num) {
 			memcpy(h[p].until, oh->until, npt->pg_num * sizeof(uint64_t));
-			for (uint32_t pg = 0; h[p].by && pg < npt->pg_num; pg++)
+			for (uint32_t pg = 0; h[p].by && pg < npt->pg_num; pg++) {
 				h[p].by[pg] = !oh->by ? (struct wf_tgt_hold_by){
 					.id1 = oh->until[pg] > now ? WF_TGT_HOLD_ANY : 0 } :
 					oh->until[pg] > now ? oh->by[pg] :
 					(struct wf_tgt_hold_by){ 0 };
+				/* A release this reactor had not applied yet
+				 * (seen_release moved on above). */
+				if (hold_given_back(r->t, &h[p].by[pg])) {
+					h[p].until[pg] = 0;
+					h[p].by[pg].id1 = 0;
+					spared++;
+				}
+			}
 		} else if (oh)
 			for (uint32_t pg = 0; pg < oh->pg_num; pg++)
 				omax = oh->until[pg] > omax ? oh->until[pg] : omax;
@@ -770,17 +789,11 @@ void wf_tgt_hold_released(struct wf_tgt_reactor *r)
 			continue;
 		}
 		for (uint32_t pg = 0; pg < h->pg_num; pg++) {
-			const struct wf_tgt_hold_by *b = h->by ? &h->by[pg] : NULL;
-			uint32_t k;
-
 			if (h->until[pg] <= now)
 				continue;
 			/* The release ends a hold for a grant of an epoch
 			 * below its own, never one of a newer grant. */
-			if (b && b->id1 && b->id1 != WF_TGT_HOLD_ANY &&
-			    (k = lease_slot(r->t, b->id1 - 1)) != UINT32_MAX &&
-			    __atomic_load_n(&r->t->leases[k].rel_epoch,
-					    __ATOMIC_ACQUIRE) > b->epoch) {
+			if (h->by && hold_given_back(r->t, &h->by[pg])) {
 				h->until[pg] = 0;
 				ended++;
 				continue;
