@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: the target-to-target lease and map-pull decoders
- * (proto/lease.c).  Any bytes are rejected with -EPROTO or decode into
+ * (proto/lease.c: asks, answers, releases).  Any bytes are rejected with -EPROTO or decode into
  * fields that keep the documented bounds and, encoded again, decode to the
  * same fields.
  */
@@ -30,7 +30,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (!ret) {
 		if (!l.epoch || l.lease_ms > WF_LEASE_MAX_MS ||
-		    (l.flags & ~WF_LEASE_ANSWER))
+		    (l.flags != 0 && l.flags != WF_LEASE_ANSWER &&
+		     l.flags != WF_LEASE_RELEASE))
+			abort();
+		/* A release carries nothing but who and which epoch. */
+		if (l.flags == WF_LEASE_RELEASE && (l.status || l.lease_ms))
 			abort();
 		wf_lease_encode(&l, &wl);
 		if (wf_lease_decode(&wl, sizeof(wl), &l2) || l2.flags != l.flags ||

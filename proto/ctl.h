@@ -24,19 +24,20 @@
  * SCRUB, the request's arg2, and fields appended to the status (FUA
  * writes and flushes, scrub, fabric counts, reclaim, etcd); 5 the
  * recovery figures of the log of recent writes and the read lease
- * counters appended to the status.  A target
+ * counters appended to the status; 6 the counters of leases released
+ * early appended to the status.  A target
  * takes requests of any version from WF_CTL_VERSION_MIN on and answers in
  * the request's version: a STATUS asked in version 2 or 3 gets the first
  * WF_CTL_STATUS_V2_SIZE bytes of the status (those versions' layout,
  * unchanged), in version 4 the first WF_CTL_STATUS_V4_SIZE, in version 5
- * all of it.  A client sends each op in the
- * lowest version that has what it needs (wf_ctl_req_encode) and accepts
- * answers in that range.  The status over a data connection (below)
+ * the first WF_CTL_STATUS_V5_SIZE, in version 6 all of it.  A client
+ * sends each op in the lowest version that has what it needs
+ * (wf_ctl_req_encode) and accepts answers in that range.  The status over a data connection (below)
  * carries the whole current layout.
  */
-#define WF_CTL_VERSION      5u
+#define WF_CTL_VERSION      6u
 #define WF_CTL_VERSION_MIN  2u
-#define WF_CTL_STATUS_VERSION 5u   /* the status layout's version (data
+#define WF_CTL_STATUS_VERSION 6u   /* the status layout's version (data
                                     * connection) */
 
 enum wf_ctl_op {
@@ -158,6 +159,16 @@ struct wf_ctl_status {
 	uint64_t lease_sends;       /* messages sent for leases and map
 	                             * pulls (asks, answers, chunks): of
 	                             * fab_sends, those not of requests */
+	/* ---- version 6 ---- */
+	/* Leases given back early (docs/replication.md, "Early release"),
+	 * since start. */
+	uint64_t releases_sent;     /* to members, after an epoch in which
+	                             * we lead fewer PGs (or none) */
+	uint64_t releases_received; /* from former primaries */
+	uint64_t holds_released;    /* PG holds a release ended before they
+	                             * lapsed (each reactor counts its own) */
+	uint64_t writes_released;   /* held writes started by a release,
+	                             * before their hold would have lapsed */
 };
 
 enum {
@@ -166,7 +177,7 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 336, "ctl status is 336 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 368, "ctl status is 368 bytes");
 /* The status of versions 2 and 3: the fields before fua_writes. */
 #define WF_CTL_STATUS_V2_SIZE 144u
 _Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SIZE,
@@ -177,10 +188,16 @@ _Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SI
 _Static_assert(offsetof(struct wf_ctl_status, recovery_log_pgs) == WF_CTL_STATUS_V4_SIZE,
 	       "the version 5 fields follow the version 4 layout");
 
+/* The status of version 5: the fields before releases_sent. */
+#define WF_CTL_STATUS_V5_SIZE 336u
+_Static_assert(offsetof(struct wf_ctl_status, releases_sent) == WF_CTL_STATUS_V5_SIZE,
+	       "the version 6 fields follow the version 5 layout");
+
 /* The bytes of a status answered in version ver. */
 static inline size_t wf_ctl_status_size(uint16_t ver)
 {
-	return ver >= 5 ? sizeof(struct wf_ctl_status) :
+	return ver >= 6 ? sizeof(struct wf_ctl_status) :
+	       ver == 5 ? WF_CTL_STATUS_V5_SIZE :
 	       ver == 4 ? WF_CTL_STATUS_V4_SIZE : WF_CTL_STATUS_V2_SIZE;
 }
 
@@ -273,7 +290,7 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 352,
+_Static_assert(sizeof(struct wf_net_status_reply) == 384,
 	       "status reply is 352 bytes");
 
 /*
@@ -316,22 +333,32 @@ _Static_assert(sizeof(struct wf_net_map_put) == 32, "map put header is 32 bytes"
  *           map from it (WF_OP_MAP_GET)
  *   BUSY    its epoch is older (it could not load the asker's), or it is
  *           stopping: nothing granted, asked again later
+ *
+ * A release (flags WF_LEASE_RELEASE, status 0, lease_ms 0, no answer): the
+ * asker, whose every reactor now serves `epoch` and whose short-circuit
+ * view no longer shows an older epoch's lease, gives up every lease the
+ * member granted it in an epoch older than `epoch`; the member ends the
+ * holds those leases caused (never one of a grant in `epoch` or later).
+ * Sent only to a member whose GRANT has WF_FEAT_RELEASE (proto/wire.h).
  */
 #define WF_LEASE_ANSWER  1u             /* flags: this is the answer */
+#define WF_LEASE_RELEASE 2u             /* flags: a release (see above) */
 #define WF_LEASE_MAX_MS  60000u         /* longest lease a target asks for */
 
 struct wf_net_lease {
 	uint16_t magic;             /* WF_WIRE_MAGIC */
 	uint8_t  version;           /* WF_WIRE_VERSION */
 	uint8_t  opcode;            /* WF_OP_LEASE */
-	uint16_t flags;             /* 0 (ask) or WF_LEASE_ANSWER */
-	uint16_t status;            /* ask: 0; answer: OK, STALE or BUSY */
+	uint16_t flags;             /* 0 (ask), WF_LEASE_ANSWER or
+	                             * WF_LEASE_RELEASE */
+	uint16_t status;            /* ask, release: 0; answer: OK, STALE or
+	                             * BUSY */
 	uint64_t tag;               /* the asker's, echoed in the answer */
 	uint64_t epoch;             /* the sender's map epoch (nonzero) */
 	uint32_t target_id;         /* the sender's target id */
 	uint32_t lease_ms;          /* ask: the lease asked for, 1 ..
 	                             * WF_LEASE_MAX_MS; answer: as asked (OK)
-	                             * or 0 */
+	                             * or 0; release: 0 */
 };
 _Static_assert(sizeof(struct wf_net_lease) == 32, "lease message is 32 bytes");
 
@@ -376,7 +403,8 @@ struct wf_map_chunk {
  * Encoders fill the wire image; decoders check every field of len
  * received bytes and return 0 or -EPROTO (a broken peer: close the link).
  * A lease ask has status 0, a nonzero epoch and 1 .. WF_LEASE_MAX_MS; an
- * answer OK, STALE or BUSY, and lease_ms 0 unless OK.  A chunk has at
+ * answer OK, STALE or BUSY, and lease_ms 0 unless OK; a release status 0
+ * and lease_ms 0 (never with WF_LEASE_ANSWER).  A chunk has at
  * most WF_MAP_PUT_CHUNK bytes, total <= WF_MAP_PUT_MAX, and its bytes
  * inside total (total 0: none).
  */

@@ -49,8 +49,11 @@ int wf_lease_decode(const void *buf, size_t len, struct wf_lease *out)
 	out->epoch = le64toh(w.epoch);
 	out->target_id = le32toh(w.target_id);
 	out->lease_ms = le32toh(w.lease_ms);
-	if ((out->flags & ~WF_LEASE_ANSWER) || !out->epoch)
+	if ((out->flags & ~(WF_LEASE_ANSWER | WF_LEASE_RELEASE)) || !out->epoch)
 		return -EPROTO;
+	if (out->flags & WF_LEASE_RELEASE)
+		return out->flags != WF_LEASE_RELEASE || out->status ||
+		       out->lease_ms ? -EPROTO : 0;
 	if (!(out->flags & WF_LEASE_ANSWER))
 		return out->status || !out->lease_ms ||
 		       out->lease_ms > WF_LEASE_MAX_MS ? -EPROTO : 0;

@@ -87,6 +87,7 @@ void wf_grant_encode(const struct wf_grant *r, struct wf_grant_hdr *h)
 	memset(h, 0, sizeof(*h));
 	head_encode(&h->magic, &h->version, &h->opcode, WF_OP_GRANT);
 	h->status = htole16(r->status);
+	h->features = htole16(r->features);
 	h->epoch = htole64(r->epoch);
 	h->target_id = htole32(r->target_id);
 	h->slot_count = htole32(r->slot_count);
@@ -312,8 +313,9 @@ int wf_grant_decode(const void *buf, size_t len, struct wf_grant *out,
 	if (op != WF_OP_GRANT)
 		return fail(reason, WF_WR_OPCODE, -EPROTO);
 	memcpy(&h, buf, sizeof(h));
-	if (h.reserved0)
-		return fail(reason, WF_WR_RESERVED, -EPROTO);
+	/* Bits of a later build are not ours to refuse: what we know of
+	 * them is what we use. */
+	r.features = le16toh(h.features);
 	r.reactors = le32toh(h.reactors);
 	if (r.reactors == 1 || r.reactors > WF_WIRE_MAX_REACTORS)
 		return fail(reason, WF_WR_FIELD, -EPROTO);

@@ -199,7 +199,10 @@ struct wf_grant_hdr {
 	uint8_t  version;
 	uint8_t  opcode;        /* WF_OP_GRANT */
 	uint16_t status;        /* WF_WS_OK, or why the connection is refused */
-	uint16_t reserved0;     /* 0 */
+	uint16_t features;      /* WF_FEAT_*: only to a link whose HELLO's
+	                         * client id has WF_LINK_FEATURES (older
+	                         * receivers take only 0 here: it was
+	                         * reserved) */
 	uint64_t epoch;         /* target's map epoch */
 	uint32_t target_id;
 	uint32_t slot_count;    /* credits: slots 0..slot_count-1 */
@@ -216,6 +219,22 @@ struct wf_grant_hdr {
 };
 _Static_assert(sizeof(struct wf_grant_hdr) == 48, "grant header is 48 bytes");
 #define WF_WIRE_MAX_REACTORS 256u
+
+/*
+ * What a target understands of the messages between targets, told in the
+ * GRANT of another target's link (docs/protocol.md, "Builds on a link").
+ * A link's client id has the top bit (WF_LINK_ID); with WF_LINK_FEATURES
+ * too, the asker reads the GRANT's features word, so a target of a build
+ * without it (which refuses a GRANT whose word is not 0) is never sent
+ * one, and one that never sets it is a target of an older build: features
+ * 0, so no LEASE, MAP_GET or release is sent to it.
+ */
+#define WF_LINK_ID          (1ull << 63)
+#define WF_LINK_FEATURES    1ull
+enum {
+	WF_FEAT_LEASE   = 1u << 0,      /* WF_OP_LEASE asks, WF_OP_MAP_GET */
+	WF_FEAT_RELEASE = 1u << 1,      /* WF_OP_LEASE with WF_LEASE_RELEASE */
+};
 
 /* Why a decode failed (for logs and tests). */
 enum wf_wire_reason {
@@ -270,6 +289,7 @@ struct wf_hello {
 
 struct wf_grant {
 	uint16_t status;
+	uint16_t features;      /* WF_FEAT_* (0 from an older build) */
 	uint64_t epoch;
 	uint32_t target_id, slot_count, slot_size;
 	uint32_t reactors;      /* 0 or 1: one */

@@ -745,19 +745,6 @@ static bool old_io(struct wf_tgt_conn *c)
 
 /* ---- writes held for read leases (lease.c) -------------------------- */
 
-/* Until when writes to q's PG wait (ns; 0: they do not). */
-static uint64_t hold_until(const struct wf_tgt_reactor *r, const struct wf_tgt_req *q)
-{
-	const struct wf_tgt_hold *h;
-
-	if (q->pool >= r->nholds)
-		return 0;
-	h = &r->holds[q->pool];
-	if (!h->pg_num)
-		return r->hold_max;     /* no table for the pool: all of it */
-	return h->until[q->pg & (h->pg_num - 1)];
-}
-
 /* q waits on r->hold_head (no allocation: the list runs through the
  * request's own next, free while it is not pending). */
 static void hold_add(struct wf_tgt_reactor *r, struct wf_tgt_req *q)
@@ -776,9 +763,14 @@ static void start_or_hold(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	struct wf_tgt_reactor *r = c->r;
 
 	if ((q->op == WF_OP_WRITE || q->op == WF_OP_DISCARD) &&
-	    r->hold_max > q->t0 && hold_until(r, q) > q->t0) {
-		hold_add(r, q);
-		return;
+	    r->hold_max > q->t0 && wf_tgt_hold_until(r, q->pool, q->pg) > q->t0) {
+		/* A release this reactor has not looked at yet may have
+		 * ended the hold. */
+		wf_tgt_hold_released(r);
+		if (wf_tgt_hold_until(r, q->pool, q->pg) > q->t0) {
+			hold_add(r, q);
+			return;
+		}
 	}
 	start_io(c, q);
 }
@@ -795,7 +787,8 @@ unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
 		struct wf_tgt_conn *c = q->conn;
 
 		if (r->phase == PH_RUN && c->state == CONN_LIVE &&
-		    q->epoch == r->map->epoch && hold_until(r, q) > now) {
+		    q->epoch == r->map->epoch &&
+		    wf_tgt_hold_until(r, q->pool, q->pg) > now) {
 			list_add(&keep, &keep_tail, q);
 			q = next;
 			continue;
@@ -996,6 +989,10 @@ static void grant(struct wf_tgt_conn *c)
 	g.slot_count = n;
 	g.slot_size = r->cfg->slot_size;
 	g.reactors = r->t->n;
+	/* Another target's link that reads the word: what we understand. */
+	if ((c->client_id & (WF_LINK_ID | WF_LINK_FEATURES)) ==
+	    (WF_LINK_ID | WF_LINK_FEATURES) && !r->cfg->fault_no_lease)
+		g.features = WF_FEAT_LEASE | WF_FEAT_RELEASE;
 	/* Only this connection's peer may address its ring, whatever keys
 	 * others learn.  Before the rkey: over verbs binding changes it (a
 	 * memory window's key; docs/fabric.md). */
@@ -1134,7 +1131,10 @@ static void on_msg(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		on_request(c, msg, len);
 		return;
 	}
-	/* Another target's link: read leases, pulling our map (lease.c). */
+	/* Another target's link: read leases, pulling our map (lease.c).
+	 * Standing in for a build before them: unknown, as there. */
+	if ((op == WF_OP_LEASE || op == WF_OP_MAP_GET) && c->r->cfg->fault_no_lease)
+		op = 0;
 	if ((op == WF_OP_LEASE || op == WF_OP_MAP_GET) &&
 	    !wf_tgt_peer_op_ok(c, op, 0)) {
 		wf_tgt_peer_refuse(c, op, msg, len);

@@ -164,6 +164,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	uint32_t rlogp = 0, rfullp = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
 	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0, ls = 0;
+	uint64_t rs = 0, rr = 0, hr = 0, wr = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -186,6 +187,10 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 		ru += WF_TGT_GET(o->stats.reads_unleased);
 		wh += WF_TGT_GET(o->stats.writes_held);
 		ls += WF_TGT_GET(o->stats.lease_sends);
+		rs += WF_TGT_GET(o->stats.releases_sent);
+		rr += WF_TGT_GET(o->stats.releases_received);
+		hr += WF_TGT_GET(o->stats.holds_released);
+		wr += WF_TGT_GET(o->stats.writes_released);
 		conns += WF_TGT_GET(o->nconns);
 		inflight += WF_TGT_GET(o->store_inflight);
 		/* Another reactor's: plain loads of counters it writes (a
@@ -293,6 +298,10 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->reads_unleased = htole64(ru);
 	s->writes_held = htole64(wh);
 	s->lease_sends = htole64(ls);
+	s->releases_sent = htole64(rs);
+	s->releases_received = htole64(rr);
+	s->holds_released = htole64(hr);
+	s->writes_released = htole64(wr);
 }
 
 /* VOLUME_USAGE: the extents of volume vid this target holds, counted by

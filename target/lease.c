@@ -110,9 +110,47 @@ static uint32_t lease_len(const struct wf_tgt_reactor *r)
 	uint32_t ms = cfg->read_lease_set || !r->map->map.read_lease_set ?
 		      cfg->read_lease_ms : r->map->map.read_lease_ms;
 
+	if (cfg->fault_no_lease)
+		return 0;       /* a build before leases */
+
 	if (cfg->etcd_url && ms > cfg->etcd_ttl * 500u)
 		ms = cfg->etcd_ttl * 500u;
 	return ms > WF_TGT_MAX_LEASE_MS ? WF_TGT_MAX_LEASE_MS : ms;
+}
+
+/*
+ * Reactor 0, at a map load: the members that granted us a lease for an
+ * older epoch still running are told we give it back (wf_tgt_release_tick)
+ * once no read can use it any more, so that the writes they hold for it
+ * (we lead a PG no longer) start at once instead of when it lapses.  Told
+ * after any epoch change: a member that holds nothing for it ignores it.
+ * Worth trying only while its hold may run: L + margin from now.
+ */
+static void release_plan(struct wf_tgt_reactor *r)
+{
+	uint64_t now = wf_tgt_now_ns(), len = WF_TGT_MAX_LEASE_MS * 1000000ull;
+
+	r->rel_need = 0;
+	for (struct wf_tgt_peer *p = r->peers; p; p = p->next) {
+		const struct wf_tgt_lease *e;
+		uint32_t k;
+		uint64_t ep, until;
+
+		if (p->gone || (k = lease_slot(r->t, p->target_id)) == UINT32_MAX) {
+			p->rel_epoch = 0;
+			continue;
+		}
+		e = &r->t->leases[k];
+		ep = __atomic_load_n(&e->epoch, __ATOMIC_ACQUIRE);
+		until = __atomic_load_n(&e->until, __ATOMIC_RELAXED);
+		if (ep && ep < r->map->epoch && until != UINT64_MAX &&
+		    until + len / 16 + 10000000ull > now) {
+			p->rel_epoch = r->map->epoch;
+			p->rel_until = until + len + WF_TGT_LEASE_MARGIN(len);
+		}
+		if (p->rel_epoch)
+			r->rel_need++;
+	}
 }
 
 int wf_tgt_lease_map(struct wf_tgt_reactor *r)
@@ -154,6 +192,7 @@ int wf_tgt_lease_map(struct wf_tgt_reactor *r)
 	r->lease_need = 0;
 	for (struct wf_tgt_peer *p = r->peers; p; p = p->next)
 		p->lease_need = false;
+	release_plan(r);
 	for (uint32_t i = 0; i < n && i < r->npeer_of; i++) {
 		struct wf_tgt_peer *p = r->peer_of[i];
 
@@ -177,8 +216,10 @@ void wf_tgt_lease_fini(struct wf_tgt_reactor *r)
 	free(r->lease_of);
 	r->lease_of = NULL;
 	r->nlease_of = 0;
-	for (uint32_t i = 0; i < r->nholds; i++)
+	for (uint32_t i = 0; i < r->nholds; i++) {
 		free(r->holds[i].until);
+		free(r->holds[i].by);
+	}
 	free(r->holds);
 	r->holds = NULL;
 	r->nholds = 0;
@@ -195,14 +236,19 @@ static const struct wf_tgt_hold *hold_find(const struct wf_tgt_hold *h, uint32_t
 	return NULL;
 }
 
-/* Until when the leases we granted target id in epoch `epoch` bind us. */
-static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch)
+/* Until when the leases we granted target id in epoch `epoch` bind us;
+ * *rel: it gave them back already (a release of a later epoch), so they
+ * bind us no more. */
+static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch,
+			      bool *rel)
 {
 	uint32_t k = lease_slot(t, id);
 	uint64_t u = 0;
 
+	*rel = false;
 	if (k == UINT32_MAX)
 		return 0;
+	*rel = __atomic_load_n(&t->leases[k].rel_epoch, __ATOMIC_ACQUIRE) > epoch;
 	for (int i = 0; i < 2; i++) {
 		const struct wf_tgt_lease *e = &t->leases[k];
 		uint64_t ge = __atomic_load_n(&e->g_epoch[i], __ATOMIC_ACQUIRE);
@@ -215,16 +261,48 @@ static uint64_t granted_until(struct wf_tgt *t, uint32_t id, uint64_t epoch)
 	return u;
 }
 
+/* Whether the grant a PG's hold is for was given back (a release of a
+ * later epoch from its asker). */
+static bool hold_given_back(struct wf_tgt *t, const struct wf_tgt_hold_by *b)
+{
+	uint32_t k;
+
+	return b->id1 && b->id1 != WF_TGT_HOLD_ANY &&
+	       (k = lease_slot(t, b->id1 - 1)) != UINT32_MAX &&
+	       __atomic_load_n(&t->leases[k].rel_epoch, __ATOMIC_ACQUIRE) > b->epoch;
+}
+
+/* PG pg of h held until u for the lease granted target id in epoch ep:
+ * the later of that and what it held; a hold for two askers, or two
+ * grants, is ended by no release. */
+static void hold_note(struct wf_tgt_hold *h, uint32_t pg, uint64_t u, uint64_t now,
+		      uint32_t id, uint64_t ep)
+{
+	struct wf_tgt_hold_by *b = h->by ? &h->by[pg] : NULL;
+
+	if (b && (h->until[pg] <= now || !b->id1))
+		*b = (struct wf_tgt_hold_by){ .id1 = id + 1, .epoch = ep };
+	else if (b && (b->id1 != id + 1 || b->epoch != ep))
+		b->id1 = WF_TGT_HOLD_ANY;
+	if (u > h->until[pg])
+		h->until[pg] = u;
+}
+
 void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 {
 	const struct wf_tgt_map *old = r->map;
 	uint32_t np = nw->table.npools, nt = old->map.ntargets;
 	struct wf_tgt_hold *h = calloc(np ? np : 1, sizeof(*h));
 	uint64_t *gu = calloc(nt ? nt : 1, sizeof(*gu));
+	bool *rel = calloc(nt ? nt : 1, sizeof(*rel));
+	uint64_t spared = 0;
 	uint64_t now, max = 0;
 	bool any = false, short_mem = false;
 
 	if (r->t) {
+		/* Before any rel_epoch is read (granted_until): a release
+		 * that comes after is seen by wf_tgt_hold_released. */
+		r->seen_release = __atomic_load_n(&r->t->release_gen, __ATOMIC_ACQUIRE);
 		/* Published before the grants are read: a grant made after
 		 * this (reactor 0 still on the old epoch) sees it and is
 		 * answered BUSY instead (wf_tgt_lease_ask), so no lease of
@@ -238,13 +316,14 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 			;
 	}
 	now = wf_tgt_now_ns();
-	if (!h || !gu) {
+	if (!h || !gu || !rel) {
 		/* No memory for the table: hold every write for the longest
 		 * lease any target may hold (WF_TGT_MAX_LEASE_MS). */
 		uint64_t len = WF_TGT_MAX_LEASE_MS * 1000000ull;
 
 		free(h);
 		free(gu);
+		free(rel);
 		for (uint32_t i = 0; i < r->nholds; i++)
 			for (uint32_t pg = 0; pg < r->holds[i].pg_num; pg++)
 				r->holds[i].until[pg] = now + len + WF_TGT_LEASE_MARGIN(len);
@@ -254,7 +333,7 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 	for (uint32_t i = 0; r->t && i < nt; i++) {
 		if ((int32_t)i == old->self)
 			continue;
-		gu[i] = granted_until(r->t, old->map.targets[i].id, old->epoch);
+		gu[i] = granted_until(r->t, old->map.targets[i].id, old->epoch, &rel[i]);
 		any |= gu[i] > now;
 	}
 	for (uint32_t p = 0; p < np; p++) {
@@ -267,16 +346,33 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 		h[p].pool_id = pid;
 		h[p].pg_num = npt->pg_num;
 		h[p].until = calloc(npt->pg_num, sizeof(uint64_t));
+		/* Without it the pool's holds simply run their course. */
+		h[p].by = calloc(npt->pg_num, sizeof(*h[p].by));
 		if (!h[p].until) {
 			/* As above, for this pool: a pg_num of 0 holds all of
 			 * it until hold_max (conn.c). */
 			h[p].pg_num = 0;
+			free(h[p].by);
+			h[p].by = NULL;
 			short_mem = true;
 			continue;
 		}
-		if (oh && oh->pg_num == npt->pg_num)
+		if (oh && oh->pg_num == npt->pg_num) {
 			memcpy(h[p].until, oh->until, npt->pg_num * sizeof(uint64_t));
-		else if (oh)
+			for (uint32_t pg = 0; h[p].by && pg < npt->pg_num; pg++) {
+				h[p].by[pg] = !oh->by ? (struct wf_tgt_hold_by){
+					.id1 = oh->until[pg] > now ? WF_TGT_HOLD_ANY : 0 } :
+					oh->until[pg] > now ? oh->by[pg] :
+					(struct wf_tgt_hold_by){ 0 };
+				/* A release this reactor had not applied yet
+				 * (seen_release moved on above). */
+				if (hold_given_back(r->t, &h[p].by[pg])) {
+					h[p].until[pg] = 0;
+					h[p].by[pg].id1 = 0;
+					spared++;
+				}
+			}
+		} else if (oh)
 			for (uint32_t pg = 0; pg < oh->pg_num; pg++)
 				omax = oh->until[pg] > omax ? oh->until[pg] : omax;
 		for (uint32_t q = 0; q < old->table.npools; q++)
@@ -296,22 +392,34 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 					continue;
 				if (!same) {
 					/* PGs split or merged: the pool. */
-					gmax = u > gmax ? u : gmax;
+					if (rel[oa[0]])
+						spared++;
+					else
+						gmax = u > gmax ? u : gmax;
 					continue;
 				}
 				nn = wf_pg_acting(&nw->table, p, pg, &na);
 				if (nn && na[0] < nw->map.ntargets &&
 				    nw->map.targets[na[0]].id == old->map.targets[oa[0]].id)
 					continue;       /* it still leads the PG */
-				h[p].until[pg] = u > h[p].until[pg] ? u : h[p].until[pg];
+				if (rel[oa[0]]) {
+					/* Given back before we got here. */
+					spared++;
+					continue;
+				}
+				hold_note(&h[p], pg, u, now,
+					  old->map.targets[oa[0]].id, old->epoch);
 			}
 		}
 		/* A pool new in this epoch (op < 0): nobody led its PGs. */
 		if (omax < gmax)
 			omax = gmax;
 		for (uint32_t pg = 0; pg < npt->pg_num; pg++) {
-			if (h[p].until[pg] < omax)
+			if (h[p].until[pg] < omax) {
 				h[p].until[pg] = omax;
+				if (h[p].by)
+					h[p].by[pg].id1 = WF_TGT_HOLD_ANY;
+			}
 			if (h[p].until[pg] > max)
 				max = h[p].until[pg];
 		}
@@ -322,10 +430,15 @@ void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw)
 		if (now + len + WF_TGT_LEASE_MARGIN(len) > max)
 			max = now + len + WF_TGT_LEASE_MARGIN(len);
 	}
-	for (uint32_t i = 0; i < r->nholds; i++)
+	for (uint32_t i = 0; i < r->nholds; i++) {
 		free(r->holds[i].until);
+		free(r->holds[i].by);
+	}
 	free(r->holds);
 	free(gu);
+	free(rel);
+	if (spared)
+		WF_TGT_ADD(r->stats.holds_released, spared);
 	r->holds = h;
 	r->nholds = np;
 	r->hold_max = max;
@@ -366,6 +479,8 @@ void wf_tgt_leases_open(struct wf_tgt *t)
 	t->lease_file = false;
 	t->restart_until = 0;
 	t->lease_saved = 0;
+	if (cfg->fault_no_lease)
+		return;         /* a build before leases: no file */
 	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
 	n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
 	if (fd >= 0)
@@ -467,6 +582,8 @@ void wf_tgt_hold_restart(struct wf_tgt_reactor *r)
 
 /* ---- the member's side: answering asks ------------------------------- */
 
+static void lease_release(struct wf_tgt_conn *c, const struct wf_lease *l);
+
 static void lease_send(struct wf_tgt_conn *c, const struct wf_lease *l)
 {
 	struct wf_net_lease w;
@@ -496,6 +613,10 @@ void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 		 * ids have the top bit, peer.c). */
 		r->stats.closed_bad++;
 		wf_tgt_conn_close(c, "bad LEASE");
+		return;
+	}
+	if (l.flags & WF_LEASE_RELEASE) {
+		lease_release(c, &l);
 		return;
 	}
 	if (l.epoch > r->map->epoch) {
@@ -610,7 +731,181 @@ void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len)
 	}
 }
 
+/* ---- early release: the member's side -------------------------------- */
+
+/* A former primary gives back the leases we granted it in epochs below
+ * l->epoch (WF_LEASE_RELEASE): their holds end on every reactor. */
+static void lease_release(struct wf_tgt_conn *c, const struct wf_lease *l)
+{
+	struct wf_tgt_reactor *r = c->r;
+	struct wf_tgt_lease *e;
+	uint64_t cur;
+	uint32_t k;
+
+	/* A link gives back its own target's leases only (its client id
+	 * names it, peer.c; with keys the link proved its key first). */
+	if ((uint32_t)(c->client_id >> 16) != l->target_id) {
+		r->stats.closed_bad++;
+		wf_tgt_conn_close(c, "a release for another target's leases");
+		return;
+	}
+	WF_TGT_ADD(r->stats.releases_received, 1);
+	if (!r->t || (k = lease_slot(r->t, l->target_id)) == UINT32_MAX)
+		return;         /* we granted it nothing we could record */
+	e = &r->t->leases[k];
+	cur = __atomic_load_n(&e->rel_epoch, __ATOMIC_ACQUIRE);
+	while (cur < l->epoch &&
+	       !__atomic_compare_exchange_n(&e->rel_epoch, &cur, l->epoch, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	if (cur >= l->epoch)
+		return;         /* an older or repeated release: nothing new */
+	/* After rel_epoch: a reactor that sees the new gen sees it. */
+	__atomic_add_fetch(&r->t->release_gen, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < r->t->n; i++)
+		if (i != r->idx)
+			wf_tgt_wake_one(r->t, i);
+	wf_tgt_hold_released(r);
+}
+
+void wf_tgt_hold_released(struct wf_tgt_reactor *r)
+{
+	uint32_t gen;
+	uint64_t now, max = 0;
+	unsigned ended = 0;
+
+	if (!r->t || !r->nholds)
+		return;
+	gen = __atomic_load_n(&r->t->release_gen, __ATOMIC_ACQUIRE);
+	if (gen == r->seen_release)
+		return;
+	r->seen_release = gen;
+	now = wf_tgt_now_ns();
+	for (uint32_t i = 0; i < r->nholds; i++) {
+		struct wf_tgt_hold *h = &r->holds[i];
+
+		if (!h->pg_num) {
+			max = r->hold_max;      /* a pool held whole stays so */
+			continue;
+		}
+		for (uint32_t pg = 0; pg < h->pg_num; pg++) {
+			if (h->until[pg] <= now)
+				continue;
+			/* The release ends a hold for a grant of an epoch
+			 * below its own, never one of a newer grant. */
+			if (h->by && hold_given_back(r->t, &h->by[pg])) {
+				h->until[pg] = 0;
+				ended++;
+				continue;
+			}
+			if (h->until[pg] > max)
+				max = h->until[pg];
+		}
+	}
+	if (!ended)
+		return;
+	WF_TGT_ADD(r->stats.holds_released, ended);
+	r->hold_max = max;
+	if (r->hold_head)
+		WF_TGT_ADD(r->stats.writes_released, wf_tgt_hold_run(r));
+	wf_tgt_logl(WF_TGT_LOG_DEBUG, "reactor %u: a release ended the holds of "
+		    "%u PGs", r->idx, ended);
+}
+
+/* ---- early release: the asker's side --------------------------------- */
+
+unsigned wf_tgt_release_tick(struct wf_tgt_reactor *r, uint64_t now)
+{
+	uint64_t ep = r->map->epoch;
+
+	if (r->idx != 0 || !r->rel_need || !r->t)
+		return 0;
+	/*
+	 * No read may use a lease of an older epoch once every reactor
+	 * serves ours: each checks a read against its own map's epoch, and
+	 * our short-circuit view shows this epoch's leases since reactor 0
+	 * loaded it (lease_publish), so a local reader's after-the-read
+	 * check fails for an older one.  A read that passed its check
+	 * before may still be in flight: it arrived before this release
+	 * leaves, so before any write it held can be acknowledged, and
+	 * either bytes are an answer it may get (docs/replication.md).
+	 */
+	for (unsigned i = 0; i < r->t->n; i++) {
+		const struct wf_tgt_reactor *o = r->t->r[i];
+
+		if (o && __atomic_load_n(&o->serving, __ATOMIC_ACQUIRE) < ep)
+			return r->rel_need;
+	}
+	r->rel_need = 0;
+	for (struct wf_tgt_peer *p = r->peers; p; p = p->next) {
+		struct wf_lease l = {
+			.flags = WF_LEASE_RELEASE, .epoch = p->rel_epoch,
+			.target_id = r->cfg->id,
+		};
+		struct wf_net_lease w;
+
+		if (!p->rel_epoch)
+			continue;
+		if (p->gone || now > p->rel_until ||
+		    (p->state == PEER_LIVE && !(p->features & WF_FEAT_RELEASE))) {
+			/* Its holds lapse by themselves (or it holds none:
+			 * a build without releases holds as before). */
+			p->rel_epoch = 0;
+			continue;
+		}
+		if (p->state != PEER_LIVE) {
+			wf_tgt_peer_wake(p);
+			r->rel_need++;
+			continue;
+		}
+		wf_lease_encode(&l, &w);
+		if (wf_tgt_peer_send(p, &w, sizeof(w))) {
+			r->rel_need++;
+			continue;
+		}
+		WF_TGT_ADD(r->stats.releases_sent, 1);
+		p->rel_epoch = 0;
+	}
+	return r->rel_need;
+}
+
 /* ---- the asker's side ------------------------------------------------- */
+
+/*
+ * Reactor 0's link to p is up: a member of an older build (no LEASE in
+ * its GRANT) is never asked, and is taken as confirming every epoch, so
+ * reads of the PGs it shares are served as before leases; one that says
+ * it understands them (again, say after its upgrade) is asked anew.
+ */
+static void lease_unfenced(struct wf_tgt_reactor *r, struct wf_tgt_peer *p)
+{
+	uint32_t k = lease_slot(r->t, p->target_id);
+	struct wf_tgt_lease *e;
+
+	if (k == UINT32_MAX)
+		return;
+	e = &r->t->leases[k];
+	if (!(p->features & WF_FEAT_LEASE)) {
+		if (__atomic_load_n(&e->epoch, __ATOMIC_RELAXED) == r->map->epoch &&
+		    __atomic_load_n(&e->until, __ATOMIC_RELAXED) == UINT64_MAX)
+			return;
+		__atomic_store_n(&e->until, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&e->epoch, r->map->epoch, __ATOMIC_RELEASE);
+		__atomic_store_n(&e->until, UINT64_MAX, __ATOMIC_RELEASE);
+	} else if (__atomic_load_n(&e->until, __ATOMIC_RELAXED) == UINT64_MAX) {
+		__atomic_store_n(&e->until, 0, __ATOMIC_RELEASE);
+	}
+	lease_publish(r);
+}
+
+void wf_tgt_lease_link_up(struct wf_tgt_peer *p)
+{
+	struct wf_tgt_reactor *r = p->r;
+
+	if (r->idx != 0 || !r->t || !r->lease_ms)
+		return;
+	lease_unfenced(r, p);
+}
 
 void wf_tgt_lease_urge(struct wf_tgt_reactor *r)
 {
@@ -662,6 +957,11 @@ void wf_tgt_lease_tick(struct wf_tgt_reactor *r, uint64_t now, bool force)
 		p->lease_out = false;
 		if (p->state != PEER_LIVE) {
 			wf_tgt_peer_wake(p);
+			continue;
+		}
+		if (!(p->features & WF_FEAT_LEASE)) {
+			/* An older build: it would close the link. */
+			lease_unfenced(r, p);
 			continue;
 		}
 		ask(p, now);

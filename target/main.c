@@ -104,6 +104,9 @@ static const char usage_text[] =
 "                         once the own write of the Nth replicated write\n"
 "                         this target leads is done, before it answers\n"
 "                         (default 0: never)\n"
+"      --fault-no-lease   for upgrade tests only: behave as a build before\n"
+"                         read leases (no leases asked, granted or told;\n"
+"                         a link that sends LEASE or MAP_GET is closed)\n"
 "      --format           initialise the device and exit\n"
 "      --force            with --format: overwrite an existing store\n"
 "  -h, --help\n"
@@ -153,7 +156,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 enum {
 	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PG_LOG, O_LOG_LEVEL, O_SYSLOG,
-	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_READ_LEASE, O_METRICS, O_FAULT_WRITES, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
+	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_READ_LEASE, O_METRICS, O_FAULT_WRITES, O_FAULT_NO_LEASE, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP, O_KEYRING, O_KEY,
 };
 
@@ -282,6 +285,7 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "fault-exit-after-local-write", required_argument, NULL,
 		  O_FAULT_WRITES },
+		{ "fault-no-lease", no_argument, NULL, O_FAULT_NO_LEASE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
@@ -467,6 +471,9 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--fault-exit-after-local-write: '%s' is "
 					       "not a number", optarg);
 			cfg->fault_after_writes = v;
+			break;
+		case O_FAULT_NO_LEASE:
+			cfg->fault_no_lease = true;
 			break;
 		case O_KEYRING:
 			cfg->keyring = optarg;

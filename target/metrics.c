@@ -138,6 +138,10 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 		sum.reads_unleased += WF_TGT_GET(r->stats.reads_unleased);
 		sum.writes_held += WF_TGT_GET(r->stats.writes_held);
 		sum.maps_pulled += WF_TGT_GET(r->stats.maps_pulled);
+		sum.releases_sent += WF_TGT_GET(r->stats.releases_sent);
+		sum.releases_received += WF_TGT_GET(r->stats.releases_received);
+		sum.holds_released += WF_TGT_GET(r->stats.holds_released);
+		sum.writes_released += WF_TGT_GET(r->stats.writes_released);
 		sum.forwards += WF_TGT_GET(r->stats.forwards);
 		sum.csums += WF_TGT_GET(r->stats.csums);
 		for (unsigned s = 0; s < 16; s++)
@@ -245,6 +249,18 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	head(o, "weft_writes_held_total", "counter",
 	     "Writes held until a read lease granted to a former primary lapsed.");
 	put(o, "weft_writes_held_total %llu\n", (unsigned long long)sum.writes_held);
+	head(o, "weft_lease_releases_total", "counter",
+	     "Read leases of older epochs given back early: sent to members, received from former primaries.");
+	put(o, "weft_lease_releases_total{dir=\"sent\"} %llu\n",
+	    (unsigned long long)sum.releases_sent);
+	put(o, "weft_lease_releases_total{dir=\"received\"} %llu\n",
+	    (unsigned long long)sum.releases_received);
+	head(o, "weft_holds_released_total", "counter",
+	     "PG write holds a release ended before they lapsed (each reactor counts its own).");
+	put(o, "weft_holds_released_total %llu\n", (unsigned long long)sum.holds_released);
+	head(o, "weft_writes_released_total", "counter",
+	     "Held writes started by a release, before their hold would have lapsed.");
+	put(o, "weft_writes_released_total %llu\n", (unsigned long long)sum.writes_released);
 	head(o, "weft_maps_pulled_total", "counter",
 	     "Newer maps pulled from another target that refused a lease.");
 	put(o, "weft_maps_pulled_total %llu\n", (unsigned long long)sum.maps_pulled);

@@ -140,7 +140,10 @@ static void connect_failed(struct wf_tgt_peer *p, int ret)
  * set): the top bit, the target and the reactor. */
 static uint64_t link_client_id(const struct wf_tgt_reactor *r)
 {
-	return 1ull << 63 | (uint64_t)r->cfg->id << 16 | r->idx << 1;
+	/* WF_LINK_FEATURES: we read the GRANT's features (a build before
+	 * them never set it, and so is never sent the word). */
+	return WF_LINK_ID | (uint64_t)r->cfg->id << 16 | r->idx << 1 |
+	       (r->cfg->fault_no_lease ? 0 : WF_LINK_FEATURES);
 }
 
 /* Connected: the HELLO goes; 0 or -errno (the link is then IDLE). */
@@ -434,6 +437,8 @@ static void on_grant(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	WF_BUF_COPY(p->ring, g.ring);
 	p->fails = 0;
 	p->state = PEER_LIVE;
+	p->features = g.features;
+	wf_tgt_lease_link_up(p);
 	/* Asks of an earlier session went with it; a member whose lease we
 	 * need is asked as soon as its link is up. */
 	p->lease_out = p->get_out = false;

@@ -192,6 +192,9 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	 * they need while being validated. */
 	wf_tgt_map_free(r->map);
 	r->map = m;
+	/* From here no read of ours is checked in an older epoch
+	 * (wf_tgt_release_tick). */
+	__atomic_store_n(&r->serving, m->epoch, __ATOMIC_RELEASE);
 	/* The keyring is re-read with every map: a key removed from it, or
 	 * revoked in this epoch, loses its connections now. */
 	if (wf_tgt_keyring_load(r, err, sizeof(err)))
@@ -362,6 +365,7 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	r->t = tg;
 	r->idx = idx;
 	r->map = map;
+	r->serving = map->epoch;
 	r->store = store;
 	wf_store_view_publish_epoch(store, map->epoch);
 	r->epfd = r->sigfd = r->wake_fd = -1;
@@ -869,6 +873,13 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		/* Writes held for a lease granted to a former primary. */
 		if (r->hold_head)
 			work += wf_tgt_hold_run(r);
+		/* A former primary gave back leases we hold writes for. */
+		if (r->nholds && __atomic_load_n(&r->t->release_gen, __ATOMIC_RELAXED) !=
+		    r->seen_release)
+			wf_tgt_hold_released(r);
+		/* Reactor 0: leases of older epochs to give back. */
+		if (r->rel_need)
+			wf_tgt_release_tick(r, wf_tgt_now_ns());
 		/* A read found no lease: ask the members now (reactor 0). */
 		if (r->lease_need &&
 		    __atomic_load_n(&r->t->lease_urgent, __ATOMIC_RELAXED)) {
@@ -951,7 +962,8 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			/* Held writes are looked at every few ms, and
 			 * reactor 0 asks for leases every quarter lease. */
 			{
-				int ms = r->phase != PH_RUN ? 50 : r->hold_head ? 5 :
+				int ms = r->phase != PH_RUN ? 50 :
+					 r->hold_head || r->rel_need ? 5 :
 					 r->rec.active || r->scrub.active ||
 					 r->reload_wanted ? 100 :
 					 r->nhello || wf_tgt_peers_busy(r) ||

@@ -94,6 +94,11 @@ struct wf_tgt_cfg {
 	 * (tests/integration/test_sys_repl.c).  Counted across reactors in
 	 * wf_tgt.fault_writes. */
 	uint32_t    fault_after_writes;
+	/* --fault-no-lease (tests only): a target of a build before read
+	 * leases, for the rolling upgrade's tests: its links announce no
+	 * features (WF_LINK_FEATURES), its GRANTs none, it asks and grants
+	 * no lease and closes a connection that sends LEASE or MAP_GET. */
+	bool        fault_no_lease;
 	const char *keyring;            /* --keyring F (or $WEFT_KEYRING): keys
 	                                 * are required (docs/security.md) */
 	const char *key_name;           /* --key NAME (or $WEFT_KEY): ours, on
@@ -247,11 +252,18 @@ struct wf_tgt_reactor;
  *            epoch sees no older until.
  *   granted: the last two leases we granted it (its epoch, when, length),
  *            newest in [0]; a map load holds writes for what they cover.
+ *   released: it gave back every lease we granted it in an epoch below
+ *            rel_epoch (a release, "Early release"): those hold nothing.
+ *            Only grows; any reactor may raise it (CAS).
+ * A member of an older build (no WF_FEAT_LEASE on reactor 0's link) is
+ * held as confirming every epoch: until UINT64_MAX (reads are served as
+ * before leases, docs/replication.md "Mixed builds").
  */
 struct wf_tgt_lease {
 	uint32_t id1;                   /* target id + 1; 0: free */
 	uint64_t epoch, until;
 	uint64_t g_epoch[2], g_ns[2], g_len[2];
+	uint64_t rel_epoch;
 };
 
 struct wf_tgt {
@@ -283,6 +295,8 @@ struct wf_tgt {
 	/* Read leases (lease.c): with every other target, by id. */
 	struct wf_tgt_lease leases[WF_TGT_LEASES];
 	uint32_t lease_urgent;          /* a read found none: reactor 0 asks */
+	uint32_t release_gen;           /* bumped after a rel_epoch grew: each
+	                                 * reactor ends the holds released */
 	uint64_t newest_epoch;          /* the newest any reactor loaded */
 	/* RUN_DIR/target-ID.leases (lease.c): the latest expiry of a lease
 	 * granted, kept across a restart of the process. */
@@ -646,6 +660,12 @@ struct wf_tgt_peer {
 	 * acting member of a PG we lead (need), our ask in flight. */
 	bool                lease_need, lease_out;
 	uint64_t            lease_tag, lease_sent, lease_epoch, lease_next;
+	/* What its GRANT said it understands (WF_FEAT_*; 0: an older
+	 * build, or not granted yet). */
+	uint16_t            features;
+	/* Reactor 0: the leases it granted us in epochs below rel_epoch
+	 * are to be given back (0: none), until rel_until (ns). */
+	uint64_t            rel_epoch, rel_until;
 	/* Pulling its newer map (WF_OP_MAP_GET, lease.c). */
 	char               *get_buf;
 	uint32_t            get_total, get_got;
@@ -654,57 +674,7 @@ struct wf_tgt_peer {
 };
 
 /* ---- read leases (lease.c) ------------------------------------------- */
-
-
-/* Per reactor: writes to the PGs of one pool held until (ns). */
-struct wf_tgt_hold {
-	uint32_t  pool_id, pg_num;
-	uint64_t *until;                /* [pg_num] */
-};
-
-/* After a map load (every reactor), the map r->map: lease slots of its
- * targets, the members to ask (reactor 0).  0 or -ENOMEM. */
-int  wf_tgt_lease_map(struct wf_tgt_reactor *r);
-/* Before r->map becomes nw: the writes to hold, for the leases granted in
- * r->map's epoch to targets that lead a PG there and not in nw. */
-void wf_tgt_hold_compute(struct wf_tgt_reactor *r, const struct wf_tgt_map *nw);
-
-/* At start, before the reactors: read RUN_DIR/target-ID.leases; when it
- * names this boot and a time still ahead, t->restart_until is then (at
- * most the longest lease and its margin from now) and one line says so.
- * Then keeps the file open for wf_tgt_lease_ask.  Never fails: without
- * the file no lease is granted (answered BUSY). */
-void wf_tgt_leases_open(struct wf_tgt *t);
-
-/* Reactor init, after wf_tgt_lease_map: hold writes to PGs with more
- * than one acting member until t->restart_until. */
-void wf_tgt_hold_restart(struct wf_tgt_reactor *r);
-void wf_tgt_lease_fini(struct wf_tgt_reactor *r);
-/* Reactor 0: ask the members whose lease is due (all of them if force). */
-void wf_tgt_lease_tick(struct wf_tgt_reactor *r, uint64_t now, bool force);
-/* A read found no lease: reactor 0 asks at once. */
-void wf_tgt_lease_urge(struct wf_tgt_reactor *r);
-/* On a link (peer.c): a WF_OP_LEASE answer, a WF_OP_MAP_PUT chunk. */
-void wf_tgt_lease_answer(struct wf_tgt_peer *p, const void *msg, uint32_t len);
-void wf_tgt_map_chunk(struct wf_tgt_peer *p, const void *msg, uint32_t len);
-/* On an accepted connection (conn.c): a WF_OP_LEASE ask, a WF_OP_MAP_GET. */
-void wf_tgt_lease_ask(struct wf_tgt_conn *c, const void *msg, uint32_t len);
-void wf_tgt_map_get(struct wf_tgt_conn *c, const void *msg, uint32_t len);
-/* Release the held writes whose hold lapsed (conn.c); how many. */
-unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r);
-/* Where a map pulled from a peer is kept: RUN_DIR/target-ID.pulled.conf
- * (a reload loads the newer of it and the map file).  0 or -ENAMETOOLONG. */
-int  wf_tgt_pulled_path(const struct wf_tgt_cfg *cfg, char *buf, size_t len);
-/* Send msg on the live link p (lease.c's asks): 0 or -errno. */
-int  wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len);
-/* Start connecting p if it is idle and its backoff is over. */
-void wf_tgt_peer_wake(struct wf_tgt_peer *p);
-
-/* Data path: may the primary serve a read of the PG whose other acting
- * members (map indices) are others[0 .. n)?  Each must hold a lease for
- * r->map's epoch valid at now: two loads and two compares per member. */
-static inline bool wf_tgt_lease_ok(const struct wf_tgt_reactor *r,
-				   const uint32_t *others, unsigned n, uint64_t now);
+#include "target/lease.h"
 
 /* Whether the link to the target at map index tidx is up (granted); an
  * idle one starts connecting (background work that must not fail a batch
@@ -807,6 +777,9 @@ struct wf_tgt_stats {
 	 * pulled from a peer. */
 	uint64_t lease_granted, lease_refused, reads_unleased, writes_held;
 	uint64_t maps_pulled, lease_sends;
+	/* Early release (lease.c): releases sent and received, PG holds a
+	 * release ended, held writes a release started. */
+	uint64_t releases_sent, releases_received, holds_released, writes_released;
 	/* Authentication (auth.c): connections that proved their key, that
 	 * were refused, that a revocation closed. */
 	uint64_t auth_ok, auth_refused, auth_revoked;
@@ -975,7 +948,9 @@ struct wf_tgt_reactor {
 	struct wf_tgt      *t;
 	unsigned            idx;        /* reactor k: listens on port + k */
 	int                 wake_fd;    /* eventfd: another reactor wants us */
-	uint32_t            seen_gen, seen_reload;
+	uint32_t            seen_gen, seen_reload, seen_release;
+	uint64_t            serving;    /* epoch of r->map (atomic: reactor
+	                                 * 0 reads it before a release) */
 	bool                io_drained; /* counted out of t->draining */
 	struct wf_tgt_map  *map;
 	struct wf_store    *store;
@@ -1031,6 +1006,7 @@ struct wf_tgt_reactor {
 	                                 * else the default */
 	uint64_t            lease_next; /* reactor 0: next ask pass (ns) */
 	unsigned            lease_need; /* reactor 0: members to ask */
+	unsigned            rel_need;   /* reactor 0: releases to send */
 	struct wf_tgt_hold *holds;      /* per pool of r->map */
 	uint32_t            nholds;
 	uint64_t            hold_max;   /* the latest of holds' (ns) */
@@ -1053,6 +1029,19 @@ static inline bool wf_tgt_lease_ok(const struct wf_tgt_reactor *r,
 			return false;
 	}
 	return true;
+}
+
+static inline uint64_t wf_tgt_hold_until(const struct wf_tgt_reactor *r,
+					 uint32_t pool, uint32_t pg)
+{
+	const struct wf_tgt_hold *h;
+
+	if (pool >= r->nholds)
+		return 0;
+	h = &r->holds[pool];
+	if (!h->pg_num)
+		return r->hold_max;     /* no table for the pool: all of it */
+	return h->until[pg & (h->pg_num - 1)];
 }
 
 /* ---- authentication at connect (auth.c) ------------------------------ */

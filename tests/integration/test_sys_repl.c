@@ -1346,6 +1346,12 @@ static uint64_t writes_held(unsigned id)
 	return le64toh(sys_ctl_status(C.run, id).writes_held);
 }
 
+/* PG holds a release ended on target id so far (status version 6). */
+static uint64_t holds_released(unsigned id)
+{
+	return le64toh(sys_ctl_status(C.run, id).holds_released);
+}
+
 /*
  * The other side of read leases: the member that leads a PG in the epoch
  * after its primary is marked down had granted that primary a lease, so
@@ -1362,7 +1368,7 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	struct weft_volume *vol;
 	const char *dev;
 	unsigned away = (unsigned)(getpid() % SYS_TARGETS), next;
-	uint64_t off, held[SYS_TARGETS], sum = 0;
+	uint64_t off, held[SYS_TARGETS], sum = 0, rel[SYS_TARGETS];
 	char cmd[64];
 
 	cr_assert(img && buf);
@@ -1372,8 +1378,10 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 	cr_assert_eq(weft_pread(vol, buf, SYS_BS, off), SYS_BS);
 	cr_assert(!memcmp(buf, img + off, SYS_BS));
 	weft_cluster_close(cl);
-	for (unsigned t = 0; t < SYS_TARGETS; t++)
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
 		held[t] = writes_held(t);
+		rel[t] = holds_released(t);
+	}
 	cr_assert_eq(kill(sys_pid(&C, away), SIGSTOP), 0);
 	map_set_up(ALL_UP & ~(1u << away));
 	next = member_of(off, 0, &dev);
@@ -1390,6 +1398,11 @@ Test(sys_repl, a_new_primary_holds_writes_until_the_old_primarys_lease_lapsed)
 		if (t != away)
 			sum += writes_held(t) - held[t];
 	cr_assert_gt(sum, 0);
+	/* A frozen target gives nothing back: the hold ran its course. */
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		cr_assert(t == away || holds_released(t) == rel[t], "target %u "
+			  "ended a hold early while the old primary %u was frozen",
+			  t, away);
 	cr_assert_eq(kill(sys_pid(&C, away), SIGCONT), 0);
 	snprintf(cmd, sizeof(cmd), "target up %u", away);
 	cr_assert_eq(weftctl(cmd), 0);
@@ -1602,5 +1615,237 @@ Test(sys_repl, a_stale_lease_file_holds_nothing)
 	cr_assert_gt(writes_held(away), 0);
 	expect_image("after", img, SCRUB_SPAN);
 	expect_on_each_replica(img, SCRUB_SPAN);
+	free(img);
+}
+
+/* ---- leases given back early (docs/replication.md, "Early release") --- */
+
+/* The release counters of target id (status version 6), and writes_held. */
+struct rel_counts {
+	uint64_t sent, received, holds, writes, held;
+};
+
+static struct rel_counts rel_counts(unsigned id)
+{
+	struct wf_ctl_status st = sys_ctl_status(C.run, id);
+
+	return (struct rel_counts){
+		.sent = le64toh(st.releases_sent),
+		.received = le64toh(st.releases_received),
+		.holds = le64toh(st.holds_released),
+		.writes = le64toh(st.writes_released),
+		.held = le64toh(st.writes_held),
+	};
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define REL_BLKS 512u           /* blk_off's layout: 64 extents of vol3 */
+
+/*
+ * Single-block writes at QD 8 to random blocks of REL_BLKS (img holds
+ * what each was last written with: every write must be acknowledged in
+ * full), for after_ms after act(arg) ran, which runs once the stream has
+ * gone for 300 ms.  Returns the longest gap between two acknowledgements
+ * from the act on (ns).
+ */
+static uint64_t stream_through(char *img, uint64_t version0, void (*act)(void *),
+			       void *arg, unsigned after_ms)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	uint8_t busy[REL_BLKS] = { 0 };
+	uint64_t rng = (uint64_t)getpid(), start, acted = 0;
+	uint64_t last = 0, gap = 0, v = version0, after = 0;
+	unsigned out = 0;
+
+	open_vol3(8000, &cl, &vol);
+	start = mono_ns();
+	for (;;) {
+		uint64_t now = mono_ns();
+		struct weft_cqe cqe[8];
+		int n;
+
+		if (!acted && now - start > 300000000ull) {
+			act(arg);
+			acted = last = now = mono_ns();
+		}
+		while (out < 8 && (!acted || now - acted < after_ms * 1000000ull)) {
+			uint32_t b;
+
+			do {
+				rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+				b = (uint32_t)((rng >> 20) % REL_BLKS);
+			} while (busy[b]);
+			sys_fill(img + (size_t)b * SYS_BS, blk_off(b), ++v);
+			cr_assert_eq(weft_write(vol, img + (size_t)b * SYS_BS, SYS_BS,
+						blk_off(b), 0, b), 0);
+			busy[b] = 1;
+			out++;
+		}
+		if (!out)
+			break;
+		n = weft_wait(cl, cqe, 1, 8, 10000);
+		cr_assert_gt(n, 0, "no write acknowledged in 10 s");
+		now = mono_ns();
+		for (int k = 0; k < n; k++) {
+			cr_assert_eq(cqe[k].res, SYS_BS, "write of block %llu: %s",
+				     (unsigned long long)cqe[k].user_data,
+				     weft_strerror((int)cqe[k].res));
+			busy[cqe[k].user_data] = 0;
+			out--;
+			after += acted != 0;
+		}
+		if (acted && now - last > gap)
+			gap = now - last;
+		last = now;
+	}
+	weft_cluster_close(cl);
+	/* The stream went on through the change. */
+	cr_assert(!after_ms || after > 8, "%llu writes acknowledged after the act",
+		  (unsigned long long)after);
+	return gap;
+}
+
+/* Every block of REL_BLKS reads back as img, through the map as it is. */
+static void expect_blocks(const char *what, const char *img)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+	char *buf = aligned_alloc(4096, SYS_BS);
+
+	cr_assert(buf);
+	open_vol3(10000, &cl, &vol);
+	for (uint32_t b = 0; b < REL_BLKS; b++) {
+		cr_assert_eq(weft_pread(vol, buf, SYS_BS, blk_off(b)), SYS_BS,
+			     "%s: block %u", what, b);
+		cr_assert(!memcmp(buf, img + (size_t)b * SYS_BS, SYS_BS),
+			  "%s: block %u holds version %lld", what, b,
+			  (long long)sys_decode(buf, blk_off(b)));
+	}
+	weft_cluster_close(cl);
+	free(buf);
+}
+
+/* Every block of REL_BLKS written with version 1 (img too). */
+static void fill_blocks(char *img)
+{
+	struct weft_cluster *cl;
+	struct weft_volume *vol;
+
+	open_vol3(8000, &cl, &vol);
+	for (uint32_t b = 0; b < REL_BLKS; b++) {
+		sys_fill(img + (size_t)b * SYS_BS, blk_off(b), 1);
+		cr_assert_eq(weft_pwrite(vol, img + (size_t)b * SYS_BS, SYS_BS,
+					 blk_off(b), 0), SYS_BS);
+	}
+	weft_cluster_close(cl);
+}
+
+static void mark_out(void *arg)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "target out %u", *(const unsigned *)arg);
+	cr_assert_eq(weftctl(cmd), 0);
+}
+
+/*
+ * A planned change: `weftctl target out` of a live primary under a stream
+ * of writes.  The members that granted it read leases must hold the first
+ * writes to the PGs it led until those leases end; it is alive and told
+ * the new epoch too, so once it serves that epoch it gives them back and
+ * the holds end early: its releases_sent and the members' holds_released
+ * move (a hold that only lapsed moves neither).  Every block reads back
+ * as acknowledged, from each remaining member alone too.  The stream's
+ * longest gap between acknowledgements is logged (docs/replication.md).
+ */
+Test(sys_repl, a_planned_change_ends_the_holds_by_release)
+{
+	char *img = aligned_alloc(4096, (size_t)REL_BLKS * SYS_BS);
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+	struct rel_counts c0[SYS_TARGETS], c1[SYS_TARGETS];
+	uint64_t holds = 0, received = 0, gap;
+
+	cr_assert(img);
+	memset(img, 0, (size_t)REL_BLKS * SYS_BS);
+	/* Every block written once, and read: the primaries hold leases. */
+	fill_blocks(img);
+	expect_blocks("before", img);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		c0[t] = rel_counts(t);
+	gap = stream_through(img, 1000000, mark_out, &away, 2500);
+	for (unsigned t = 0; t < SYS_TARGETS; t++)
+		c1[t] = rel_counts(t);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		cr_log_info("target %u: releases sent %llu received %llu, holds "
+			    "released %llu, writes held %llu released %llu", t,
+			    (unsigned long long)(c1[t].sent - c0[t].sent),
+			    (unsigned long long)(c1[t].received - c0[t].received),
+			    (unsigned long long)(c1[t].holds - c0[t].holds),
+			    (unsigned long long)(c1[t].held - c0[t].held),
+			    (unsigned long long)(c1[t].writes - c0[t].writes));
+		if (t == away)
+			continue;
+		holds += c1[t].holds - c0[t].holds;
+		received += c1[t].received - c0[t].received;
+	}
+	fprintf(stderr, "  target %u out under QD 8 writes: longest gap between "
+		"acknowledgements %.1f ms\n", away, gap / 1e6);
+	cr_assert_gt(c1[away].sent, c0[away].sent, "target %u, out, gave back "
+		     "no lease", away);
+	cr_assert_gt(received, 0, "no member got target %u's release", away);
+	cr_assert_gt(holds, 0, "no hold for target %u's leases ended by its "
+		     "release", away);
+	expect_blocks("after", img);
+	for (unsigned t = 0; t < SYS_TARGETS; t++) {
+		char what[64];
+
+		if (t == away)
+			continue;
+		map_set_up(ALL_UP & ~(1u << (SYS_TARGETS - t - away)));
+		snprintf(what, sizeof(what), "target %u alone", t);
+		expect_blocks(what, img);
+	}
+	map_set_up(ALL_UP);
+	free(img);
+}
+
+/* ---- a rolling upgrade (docs/replication.md, "Mixed builds") ---------- */
+
+/*
+ * A member of a build before read leases (weft-target --fault-no-lease
+ * stands in for it: its links announce nothing, its GRANTs say nothing,
+ * and it closes a connection that sends LEASE or MAP_GET, as that build
+ * does) beside two of this build.  They never send it a LEASE (its link
+ * stays up) and serve the reads of the PGs it shares as before leases:
+ * every extent, whoever leads it, reads back and takes writes.  Started
+ * again without the option (upgraded), it is asked and grants again.
+ */
+Test(sys_repl, a_member_of_an_older_build_is_never_sent_a_lease)
+{
+	char *img = aligned_alloc(4096, SCRUB_SPAN);
+	unsigned old = (unsigned)(getpid() % SYS_TARGETS);
+
+	cr_assert(img);
+	write_span(img);
+	sys_kill9(&C, old);
+	sys_restart_with(&C, old, C.map, C.run, "--fault-no-lease");
+	expect_image("beside an older build", img, SCRUB_SPAN);
+	overwrite_quarters(img, 5);
+	expect_image("written beside an older build", img, SCRUB_SPAN);
+	cr_assert_eq(le64toh(sys_ctl_status(C.run, old).leases_granted), 0);
+	/* The upgrade. */
+	sys_kill9(&C, old);
+	sys_restart(&C, old);
+	await_grants(old);
+	overwrite_quarters(img, 6);
+	expect_image("upgraded", img, SCRUB_SPAN);
 	free(img);
 }

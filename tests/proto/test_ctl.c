@@ -78,7 +78,8 @@ Test(ctl, request_rejections)
 	cr_assert_eq(wf_ctl_status_size(2), 144);
 	cr_assert_eq(wf_ctl_status_size(3), 144);
 	cr_assert_eq(wf_ctl_status_size(4), 256);
-	cr_assert_eq(wf_ctl_status_size(5), sizeof(struct wf_ctl_status));
+	cr_assert_eq(wf_ctl_status_size(5), 336);
+	cr_assert_eq(wf_ctl_status_size(6), sizeof(struct wf_ctl_status));
 	/* An argument only where the op takes one, and only from version 3
 	 * (version 2 had the field reserved). */
 	bad = q;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Wire headers: exact images, round trips, and every validation rule. */
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
+#include "proto/ctl.h"
 #include "proto/wire.h"
 
 static const struct wf_req_limits lim = {
@@ -237,6 +239,44 @@ Test(wire, reply_hello_grant)
 	g = (struct wf_grant){ .status = WF_WS_NOSPC | WF_WS_DNR, .epoch = 2 };
 	wf_grant_encode(&g, &gh);
 	cr_assert_eq(wf_grant_decode(&gh, sizeof(gh), &go, &why), 0);
+	cr_assert_eq(go.features, 0, "a GRANT of an older build has no features");
+	/* The features word (once reserved0): what it says comes through,
+	 * bits of a later build too. */
+	g.features = WF_FEAT_LEASE | WF_FEAT_RELEASE | 0x8000;
+	wf_grant_encode(&g, &gh);
+	cr_assert_eq(le16toh(gh.features), 0x8003);
+	cr_assert_eq(wf_grant_decode(&gh, sizeof(gh), &go, &why), 0);
+	cr_assert_eq(go.features, 0x8003);
+}
+
+/* A lease release: flags WF_LEASE_RELEASE alone, status and length 0. */
+Test(wire, lease_release)
+{
+	struct wf_lease l = { .flags = WF_LEASE_RELEASE, .epoch = 7, .target_id = 2 }, o;
+	struct wf_net_lease w;
+
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), 0);
+	cr_assert_eq(o.flags, WF_LEASE_RELEASE);
+	cr_assert_eq(o.epoch, 7);
+	cr_assert_eq(o.target_id, 2);
+	l.lease_ms = 1;
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), -EPROTO);
+	l.lease_ms = 0;
+	l.status = WF_WS_BUSY;
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), -EPROTO);
+	l.status = 0;
+	l.flags = WF_LEASE_RELEASE | WF_LEASE_ANSWER;
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), -EPROTO);
+	l.flags = 4;
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), -EPROTO);
+	l = (struct wf_lease){ .flags = WF_LEASE_RELEASE };
+	wf_lease_encode(&l, &w);
+	cr_assert_eq(wf_lease_decode(&w, sizeof(w), &o), -EPROTO, "epoch 0");
 }
 
 Test(wire, status_mapping)
