@@ -292,10 +292,12 @@ Test(sys_repl, member_killed_during_writes_loses_nothing)
 	for (unsigned t = 0; t < SYS_TARGETS; t++) {
 		struct weft_cluster *cl;
 		struct weft_volume *vol;
-		char *buf = aligned_alloc(4096, SYS_BS);
+		char *buf;
 
 		if (t == victim)
 			continue;
+		buf = aligned_alloc(4096, SYS_BS);
+		cr_assert_not_null(buf);
 		map_set_up(1u << t);
 		open_vol3(10000, &cl, &vol);
 		for (uint32_t b = 0; b < nblk; b++) {
