@@ -283,7 +283,7 @@ rig_main() {
 	# The data path over verbs (tests/rig/guest-io.sh).
 	for t in test_sys_io test_sys_crash test_sys_repl; do
 		if [[ -x $RIG_BUILD/tests/$t ]]; then
-			rig_step "${t#test_}-verbs" 900 rig_sys_verbs "$t" || failed=1
+			rig_step "${t#test_}-verbs" 1500 rig_sys_verbs "$t" || failed=1
 		else
 			echo "rig-guest: NOTICE: no build/tests/$t: data-path tests over verbs SKIPPED" >/dev/console
 			echo "{\"step\":\"${t#test_}-verbs\",\"skipped\":\"not built\"}" >>"$RIG_RES/steps.jsonl"
