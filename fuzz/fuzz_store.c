@@ -73,6 +73,21 @@ static void exercise(struct wf_store *s)
 	free(buf);
 }
 
+/* Where the image goes: /dev/shm when it is there (tmpfs takes O_DIRECT
+ * since Linux 6.6, and an input then costs memory, not the disk: about
+ * 10x the executions a second), else /var/tmp.  WEFT_FUZZ_DIR chooses. */
+static const char *img_dir(void)
+{
+	static const char *dir;
+
+	if (!dir) {
+		dir = getenv("WEFT_FUZZ_DIR");
+		if (!dir || !*dir)
+			dir = access("/dev/shm", W_OK) ? "/var/tmp" : "/dev/shm";
+	}
+	return dir;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wf_store_opts o = { .size = sizeof(o), .ring_entries = 8,
@@ -83,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t dev = 0, nonce;
 	size_t head, n;
 	uint8_t flags, *img;
-	char path[64];
+	char path[4200];
 	int fd;
 
 	if (size < 1)
@@ -129,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (dev < head || dev > DEV_MAX)
 		dev = head;
 
-	snprintf(path, sizeof(path), "/var/tmp/weft-fuzz-store-%d.img", (int)getpid());
+	snprintf(path, sizeof(path), "%s/weft-fuzz-store-%d.img", img_dir(), (int)getpid());
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto out;
