@@ -224,13 +224,20 @@ _Static_assert(sizeof(struct wf_grant_hdr) == 48, "grant header is 48 bytes");
  * What a target understands of the messages between targets, told in the
  * GRANT of another target's link (docs/protocol.md, "Builds on a link").
  * A link's client id has the top bit (WF_LINK_ID); with WF_LINK_FEATURES
- * too, the asker reads the GRANT's features word, so a target of a build
- * without it (which refuses a GRANT whose word is not 0) is never sent
- * one, and one that never sets it is a target of an older build: features
- * 0, so no LEASE, MAP_GET or release is sent to it.
+ * too (and bit 0 clear), the asker reads the GRANT's features word, so a
+ * target of a build without it (which refuses a GRANT whose word is not
+ * 0) is never sent one, and one that never sets it is a target of an
+ * older build: features 0, so no LEASE, MAP_GET or release is sent to it.
+ * Bit 62, not bit 0: libweft's client ids are random with bit 0 set, so
+ * half of them have the top bit too, and an older libweft refuses a
+ * nonzero word; a link id always had bits 48 to 62 and bit 0 clear.
  */
 #define WF_LINK_ID          (1ull << 63)
-#define WF_LINK_FEATURES    1ull
+#define WF_LINK_FEATURES    (1ull << 62)
+/* Whether a HELLO's client id is a link of a build that reads features. */
+#define WF_LINK_READS_FEATURES(id) \
+	(((id) & (WF_LINK_ID | WF_LINK_FEATURES | 1ull)) == \
+	 (WF_LINK_ID | WF_LINK_FEATURES))
 enum {
 	WF_FEAT_LEASE   = 1u << 0,      /* WF_OP_LEASE asks, WF_OP_MAP_GET */
 	WF_FEAT_RELEASE = 1u << 1,      /* WF_OP_LEASE with WF_LEASE_RELEASE */

@@ -990,8 +990,7 @@ static void grant(struct wf_tgt_conn *c)
 	g.slot_size = r->cfg->slot_size;
 	g.reactors = r->t->n;
 	/* Another target's link that reads the word: what we understand. */
-	if ((c->client_id & (WF_LINK_ID | WF_LINK_FEATURES)) ==
-	    (WF_LINK_ID | WF_LINK_FEATURES) && !r->cfg->fault_no_lease)
+	if (WF_LINK_READS_FEATURES(c->client_id) && !r->cfg->fault_no_lease)
 		g.features = WF_FEAT_LEASE | WF_FEAT_RELEASE;
 	/* Only this connection's peer may address its ring, whatever keys
 	 * others learn.  Before the rkey: over verbs binding changes it (a

@@ -901,3 +901,35 @@ Test(target, cache_none_on_a_file_warns, .timeout = 60)
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
 }
+
+/* The GRANT's features word (once reserved0) goes only to another target's
+ * link that says it reads it (docs/protocol.md, "Builds on a link"): an
+ * older libweft, nbdkit plugin or fio engine refuses a GRANT whose word is
+ * not 0, and libweft's client ids are random with bit 0 set, so half of
+ * them have the top bit too.  Such an id, and a link of an older build,
+ * get 0; a link with WF_LINK_FEATURES gets the features. */
+Test(target, grant_features_only_to_links_that_read_them, .timeout = 60)
+{
+	const uint64_t ids[] = {
+		WF_LINK_ID | 0x5a5a5a5a5a5a5a5bull,     /* libweft-like: bit 0 */
+		WF_LINK_ID | WF_LINK_FEATURES | 0x2345ull << 16 | 1,
+		WF_LINK_ID | 7ull << 16 | 1u << 1,      /* an older link */
+		WF_LINK_ID | WF_LINK_FEATURES | 7ull << 16 | 1u << 1,
+	};
+	const uint16_t want[] = { 0, 0, 0, WF_FEAT_LEASE | WF_FEAT_RELEASE };
+	struct tgt_env e;
+	struct tgt_client c;
+	char addr[256];
+
+	tgt_env_init(&e, 1);
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addr_tcp(&e, addr, sizeof(addr));
+	for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		cr_assert_eq(tgt_connect_as(&c, addr, 4, 1, ids[i]), 0, "id %u", i);
+		cr_assert_eq(c.g.features, want[i], "id %u (%#llx): features %#x",
+			     i, (unsigned long long)ids[i], c.g.features);
+		tgt_close(&c);
+	}
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
