@@ -64,9 +64,14 @@ int wf_file_replace(const char *path, const void *buf, size_t len, unsigned mode
 		ret = -errno;
 	if (!ret && rename(tmp, path))
 		ret = -errno;
-	if (ret)
+	if (ret) {
 		unlink(tmp);
-	else
-		ret = wf_file_sync_dir(path);
-	return ret;
+		return ret;
+	}
+	/* The new file is in place and every reader sees it: the caller must
+	 * go on as after a success (load it, tell the targets), so a failed
+	 * sync of the directory is not an error here (the file system that
+	 * failed it fails the next write that needs it). */
+	(void)wf_file_sync_dir(path);
+	return 0;
 }

@@ -11,8 +11,9 @@
  * the old file or the new one, never part of either.  The new file has
  * exactly mode, whatever the umask.  The directory is synced after the
  * rename, so the new name survives a crash once this returns 0.  0, or
- * -errno of the step that failed (the file beside is removed then; a
- * failed directory sync leaves the new file in place).
+ * -errno of the step that failed (the file beside is removed then).  Once
+ * renamed the file is in place and 0 is returned whatever the directory's
+ * sync said: the caller must then act as after a success.
  */
 int wf_file_replace(const char *path, const void *buf, size_t len, unsigned mode);
 

@@ -739,7 +739,7 @@ static void lease_release(struct wf_tgt_conn *c, const struct wf_lease *l)
 {
 	struct wf_tgt_reactor *r = c->r;
 	struct wf_tgt_lease *e;
-	uint64_t cur;
+	uint64_t cur, rel;
 	uint32_t k;
 
 	/* A link gives back its own target's leases only (its client id
@@ -753,12 +753,15 @@ static void lease_release(struct wf_tgt_conn *c, const struct wf_lease *l)
 	if (!r->t || (k = lease_slot(r->t, l->target_id)) == UINT32_MAX)
 		return;         /* we granted it nothing we could record */
 	e = &r->t->leases[k];
+	/* No grant of ours is newer than our epoch: a release beyond it (a
+	 * bug, a bogus map) must not give back leases we grant later. */
+	rel = l->epoch < r->map->epoch + 1 ? l->epoch : r->map->epoch + 1;
 	cur = __atomic_load_n(&e->rel_epoch, __ATOMIC_ACQUIRE);
-	while (cur < l->epoch &&
-	       !__atomic_compare_exchange_n(&e->rel_epoch, &cur, l->epoch, false,
+	while (cur < rel &&
+	       !__atomic_compare_exchange_n(&e->rel_epoch, &cur, rel, false,
 					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		;
-	if (cur >= l->epoch)
+	if (cur >= rel)
 		return;         /* an older or repeated release: nothing new */
 	/* After rel_epoch: a reactor that sees the new gen sees it. */
 	__atomic_add_fetch(&r->t->release_gen, 1, __ATOMIC_RELEASE);
