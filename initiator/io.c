@@ -264,7 +264,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 {
 	uint64_t start, end, spin_start = 0, spin_end = 0, last_us = 0;
 	bool spinning = false;
-	int got = 0, ret;
+	int got = 0, got_at_spin = 0, ret;
 
 	if (!cl || min < 0 || max < min || (max && !cqes))
 		return -EINVAL;
@@ -279,8 +279,9 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 		got += reap(cl, cqes + got, max - got);
 		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
 			/* Done, nothing could ever arrive, or timed out. */
-			if (spinning)
-				spin_end_at(cl, spin_start, got > 0, false);
+			if (spinning)       /* a hit: one came while spinning */
+				spin_end_at(cl, spin_start, got > got_at_spin,
+					    false);
 			cl->wait_how = WF_SPIN_NONE;
 			return got;
 		}
@@ -297,6 +298,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 
 			spin_start = last_us = cl->now_us;
 			spin_end = cl->now_us + b;
+			got_at_spin = got;
 			spinning = b != 0;
 			cl->spins += spinning;
 		}

@@ -50,8 +50,9 @@
 				    * sleep rather than burn the core */
 #define WF_SPIN_SAMPLE_MAX_US 1000 /* one slow request (a 10 ms p99.99)
 				    * moves the estimate by at most 1/8 of
-				    * this, so spinning resumes after a few
-				    * ordinary completions */
+				    * this; it also ends the calm (below),
+				    * so spinning resumes only after
+				    * WF_SPIN_CALM fast completions */
 #define WF_SPIN_EWMA_SHIFT   3     /* estimate += (sample - estimate) / 8 */
 #define WF_SPIN_GAP_US       30    /* one polling turn (a non-blocking recv
 				    * per connection) takes 1-10 us; a gap

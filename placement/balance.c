@@ -928,8 +928,12 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 	double *tgt = calloc(N + 1, sizeof(*tgt));
 	struct wf_worst w = { 0 };
 
-	if (!pd || !band || !tgt || R < 2)
+	if (R < 2)
 		goto out;
+	if (!pd || !band || !tgt) {
+		b->err = -ENOMEM;       /* not "balanced" without the swaps */
+		goto out;
+	}
 	for (uint32_t t = 0; t < N; t++) {
 		tgt[t] = share[t] * b->P;
 		pd[t] = -tgt[t];
@@ -938,8 +942,10 @@ static uint32_t balance_primaries(struct bal *b, const double *share, double dev
 	for (uint32_t pg = 0; pg < b->P; pg++)
 		if (b->cur[(size_t)pg * R] != NONE)
 			pd[b->cur[(size_t)pg * R]] += 1;
-	if (wf_worst_init(&w, N, b->fd, pd, tgt, band))
+	if (wf_worst_init(&w, N, b->fd, pd, tgt, band)) {
+		b->err = -ENOMEM;
 		goto out;
+	}
 
 	while (swaps < b->P && !b->err) {
 		uint32_t t = wf_worst_pick(&w);

@@ -291,7 +291,7 @@ struct wf_net_status_reply {
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
 _Static_assert(sizeof(struct wf_net_status_reply) == 384,
-	       "status reply is 352 bytes");
+	       "status reply is 384 bytes");
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

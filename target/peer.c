@@ -575,7 +575,7 @@ int wf_tgt_peer_send(struct wf_tgt_peer *p, const void *msg, uint32_t len)
 	if (p->state != PEER_LIVE)
 		return -ENOTCONN;
 	/* A credit of the 4 beyond the forwards' (peer_connect): one lease
-	 * ask and one map ask at a time. */
+	 * ask, one map ask and one release at a time. */
 	ret = wf_send(p->ep, msg, len, PWR(PWR_HELLO, 0));
 	if (ret)
 		peer_close(p, "cannot post a lease or map ask");

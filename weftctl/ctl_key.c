@@ -28,7 +28,7 @@ static int key_usage(FILE *f)
 		"       weftctl key export NAME -o FILE [--keyring F] [--json]\n"
 		"       weftctl key issue NAME --host HOST [--volume V [--ro|--rw]]...\n"
 		"                         [--peer] -o FILE [--keyring F] -c MAP [--run-dir D] [--json]\n"
-		"       weftctl key peer NAME [--remove] [--keyring F] -c MAP [--run-dir D] [--json]\n"
+		"       weftctl key peer NAME [--remove [--yes]] [--keyring F] -c MAP [--run-dir D] [--json]\n"
 		"  The keyring (default $WEFT_KEYRING, else %s) holds one\n"
 		"  32-byte random secret per key name, mode 0600.  create adds a key\n"
 		"  (refused when MAP lists NAME as revoked: names are not reused);\n"
@@ -476,8 +476,9 @@ out:
 	return ret;
 }
 
-/* key peer NAME [--remove]: NAME in (or out of) the map's peer_keys. */
-static int key_peer(const char *kpath, const char *name, bool remove,
+/* key peer NAME [--remove [--yes]]: NAME in (or out of) the map's
+ * peer_keys; the last name goes only with --yes. */
+static int key_peer(const char *kpath, const char *name, bool remove, bool yes,
 		    const char *map_path, const char *run_dir, struct wf_json *j)
 {
 	struct wf_map prev, next;
@@ -505,6 +506,18 @@ static int key_peer(const char *kpath, const char *name, bool remove,
 			       prev.epoch);
 		wf_map_edit_free(&prev);
 		return 0;
+	}
+	/* Without peer_keys every target takes its own --key as the one
+	 * targets prove: targets with keys of their own would then refuse
+	 * each other's forwards, and every replicated write would fail. */
+	if (remove && prev.npeers == 1 && !yes) {
+		ctl_err("weftctl key peer: %s is the last key of peer_keys in %s: "
+			"without it each target takes its own --key as the "
+			"targets' key, and targets with keys of their own refuse "
+			"each other's forwards (every replicated write fails).  "
+			"Give --yes if the targets share one --key\n", name, map_path);
+		wf_map_edit_free(&prev);
+		return 1;
 	}
 	if (wf_map_copy(&next, &prev)) {
 		ctl_err("weftctl key peer: out of memory\n");
@@ -552,13 +565,14 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		{ "rw", no_argument, NULL, 'W' },
 		{ "peer", no_argument, NULL, 'P' },
 		{ "remove", no_argument, NULL, 'D' },
+		{ "yes", no_argument, NULL, 'y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *kpath = NULL, *map_path = NULL, *run_dir = NULL, *out = NULL;
 	const char *verb, *name = NULL;
 	struct issue is = { 0 };
-	bool named, issue, remove = false, grants = false;
+	bool named, issue, remove = false, yes = false, grants = false;
 	int c;
 
 	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
@@ -601,6 +615,7 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 			break;
 		case 'P': is.peer = true; grants = true; break;
 		case 'D': remove = true; break;
+		case 'y': yes = true; break;
 		case 'h': return key_usage(stdout);
 		default: return key_usage(stderr);
 		}
@@ -636,6 +651,10 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		fprintf(stderr, "weftctl key: --remove goes with peer only\n");
 		return 2;
 	}
+	if (yes && !remove) {
+		fprintf(stderr, "weftctl key: --yes goes with peer --remove only\n");
+		return 2;
+	}
 	if ((issue || !strcmp(verb, "peer")) && !map_path) {
 		fprintf(stderr, "weftctl key %s: -c MAP (or --etcd URL) is "
 			"required: the map says what the key may do\n", verb);
@@ -646,7 +665,7 @@ int ctl_key(int argc, char **argv, struct wf_json *j)
 		return key_issue(kpath, name, &is, map_path, out,
 				 ctl_run_dir(run_dir), j);
 	if (!strcmp(verb, "peer"))
-		return key_peer(kpath, name, remove, map_path,
+		return key_peer(kpath, name, remove, yes, map_path,
 				ctl_run_dir(run_dir), j);
 	if (!strcmp(verb, "create"))
 		return key_create(kpath, name, map_path, j);

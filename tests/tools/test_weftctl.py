@@ -256,6 +256,31 @@ class Weftctl(unittest.TestCase):
         finally:
             shutil.rmtree(d)
 
+    def test_key_peer_keeps_the_last_peer_key_without_yes(self):
+        d = tempfile.mkdtemp(prefix="weft-peer-")
+        try:
+            m = os.path.join(d, "map.conf")
+            with open(self.c.map) as f:
+                text = f.read()
+            text = re.sub(r"(?m)^\s*peer_keys\s*=.*$", "", text)
+            with open(m, "w") as f:
+                f.write(text + '\npeer_keys = [ "only" ];\n')
+            kr = os.path.join(d, "keyring")
+            run_dir = os.path.join(d, "run")
+            p = self.c.ctl("key", "peer", "only", "--remove", "--keyring", kr,
+                           "-c", m, "--run-dir", run_dir, check=1)
+            self.assertIn("last key of peer_keys", p.stderr)
+            with open(m) as f:
+                self.assertIn('"only"', f.read())
+            self.c.ctl("key", "peer", "only", "--yes", "--keyring", kr, "-c", m,
+                       check=2)
+            self.c.ctl("key", "peer", "only", "--remove", "--yes", "--keyring", kr,
+                       "-c", m, "--run-dir", run_dir, check=0)
+            with open(m) as f:
+                self.assertNotIn('"only"', f.read())
+        finally:
+            shutil.rmtree(d)
+
     def test_key_create_list_revoke_export_json(self):
         d = tempfile.mkdtemp(prefix="weft-keys-")
         try:
