@@ -168,7 +168,24 @@ static int do_register(struct wf_tgt_etcd *a, struct wf_etcd *e)
 	return ret;
 }
 
-/* The map changed in etcd: take it if it is newer. */
+/* The epoch of the map file (0: none, or it does not load). */
+static uint64_t file_epoch(const char *path)
+{
+	struct wf_map_err merr;
+	struct wf_map m;
+	uint64_t epoch;
+
+	if (wf_map_load(path, &m, &merr))
+		return 0;
+	epoch = m.epoch;
+	wf_map_free(&m);
+	return epoch;
+}
+
+/* The map changed in etcd: take it if it is newer than what we serve;
+ * write it over the map file too when only the file is older (we may
+ * serve the epoch already, pulled from a peer and kept beside the file:
+ * the host's clients read the file). */
 static int take_map(struct wf_tgt_etcd *a, struct wf_etcd *e)
 {
 	struct wf_etcd_kv kv;
@@ -194,6 +211,14 @@ static int take_map(struct wf_tgt_etcd *a, struct wf_etcd *e)
 			__atomic_add_fetch(&a->t->reload_gen, 1, __ATOMIC_RELEASE);
 			wf_tgt_wake_all(a->t, NULL);
 		}
+	} else if (epoch > file_epoch(a->cfg->map_path)) {
+		ret = wf_file_replace(a->cfg->map_path, kv.value, kv.len, 0644);
+		if (ret)
+			wf_tgt_log("etcd: cannot write %s: %s", a->cfg->map_path,
+				   strerror(-ret));
+		else
+			wf_tgt_log("etcd: %s brought to epoch %llu (served already)",
+				   a->cfg->map_path, (unsigned long long)epoch);
 	}
 	wf_etcd_kv_free(&kv);
 	return 0;
