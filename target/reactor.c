@@ -208,8 +208,11 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		wf_tgt_logl(WF_TGT_LOG_ERR, "map epoch %llu: out of memory for peer links",
 			   (unsigned long long)m->epoch);
 	reclaim_start(r);
-	/* A pass in flight finishes its copies first (recover_step). */
-	if (!r->rec.active)
+	/* A pass in flight finishes its copies first (recover_step).  The
+	 * epoch whose pass is done, loaded again (a RELOAD of the epoch a
+	 * peer's LEASE brought first), has nothing left to copy: a second
+	 * pass would resend the logged ranges and count every PG twice. */
+	if (!r->rec.active && r->rec.done_epoch != m->epoch)
 		wf_tgt_recover_start(r);
 	return 0;
 }

@@ -381,6 +381,11 @@ void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
 
 struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id)
 {
+	return sys_ctl_op(run_dir, id, WF_CTL_STATUS);
+}
+
+struct wf_ctl_status sys_ctl_op(const char *run_dir, unsigned id, uint16_t op)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct wf_ctl_req q = { 0 };
 	struct wf_ctl_status s;
@@ -394,11 +399,12 @@ struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id)
 		     "control socket of target %u: %s", id, strerror(errno));
 	q.magic = htole32(WF_CTL_MAGIC);
 	q.version = htole16(WF_CTL_VERSION);
-	q.op = htole16(WF_CTL_STATUS);
+	q.op = htole16(op);
 	cr_assert_eq(send(fd, &q, sizeof(q), 0), (ssize_t)sizeof(q));
 	cr_assert_eq(recv(fd, &s, sizeof(s), 0), (ssize_t)sizeof(s));
 	close(fd);
-	cr_assert_eq(le32toh((uint32_t)s.result), 0);
+	cr_assert_eq(le32toh((uint32_t)s.result), 0, "control op %u of target %u "
+		     "answered %d", op, id, (int)le32toh((uint32_t)s.result));
 	return s;
 }
 

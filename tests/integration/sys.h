@@ -154,6 +154,9 @@ void sys_stream_round(struct sys_stream *s, const struct sys_stream_opts *o,
 struct wf_ctl_status;
 /* STATUS of target id from its control socket in run_dir (asserts). */
 struct wf_ctl_status sys_ctl_status(const char *run_dir, unsigned id);
+/* Control op `op` (WF_CTL_RELOAD, ...) to target id; its status answer
+ * (asserts it succeeded). */
+struct wf_ctl_status sys_ctl_op(const char *run_dir, unsigned id, uint16_t op);
 
 /* Runs a shell command, returns its exit status (-1 on failure to run). */
 int sys_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
