@@ -312,6 +312,7 @@ rig_ublk_suite() {
 		for fab in tcp verbs; do
 			rig_step "ublk-fs-$fab" 900 rig_ublk_fs "$fab" || failed=1
 		done
+		rig_step ublk-enospc-tcp 600 rig_ublk_enospc tcp || failed=1
 	else
 		rig_skip ublk-fs "no weft-target/weft-ublk: ublk steps"
 	fi

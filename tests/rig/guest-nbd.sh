@@ -80,7 +80,8 @@ rig_cluster_up() {
 		cp "$WEFT_SRC/conf/local.conf" "$map"
 	fi
 	rm -rf "$dir"
-	env=$("$WEFT_SRC/scripts/cluster" start -c "$map" --dir "$dir" --size 1G \
+	env=$("$WEFT_SRC/scripts/cluster" start -c "$map" --dir "$dir" \
+		--size "${RIG_CLUSTER_SIZE:-1G}" \
 		--bin "$WEFT_BIN" "${extra[@]}") || { echo "$env"; return 1; }
 	eval "export $env"
 }

@@ -29,13 +29,13 @@ RIG_UBLK_MNT=/tmp/ublk-mnt
 rig_ublk_add() {
 	local dir=$1 fab=$2 dev
 	shift 2
-	dev=$("$WEFT_BIN/weft-ublk" add -c "$WEFT_MAP" --volume vol3 \
+	dev=$("$WEFT_BIN/weft-ublk" add -c "$WEFT_MAP" --volume "${RIG_UBLK_VOL:-vol3}" \
 		--transport "$fab" --run-dir "$WEFT_RUN_DIR" --key "$WEFT_KEY" \
 		--keyring "$WEFT_KEYRING" --queues 2 --depth 32 \
 		--log "$dir/ublk.log" "$@") || { tail -n 20 "$dir/ublk.log" >&2; return 1; }
 	[[ $dev == /dev/ublkb* ]] || { echo "weft-ublk add printed '$dev'" >&2; return 1; }
 	rig_wait_for 50 test -b "$dev" || { echo "$dev: no device node" >&2; return 1; }
-	echo "ublk: $dev = vol3 over $fab, $(blockdev --getsize64 "$dev") bytes" >&2
+	echo "ublk: $dev = ${RIG_UBLK_VOL:-vol3} over $fab, $(blockdev --getsize64 "$dev") bytes" >&2
 	echo "$dev"
 }
 
@@ -71,6 +71,58 @@ rig_ublk_fs() {
 	modprobe ublk_drv || { echo "BLOCKED: no ublk_drv module (kernel $(uname -r))"; return 1; }
 	# The targets' metrics count the flushes they served.
 	rig_attach_run "$1" ublk ublk.log --metrics 127.0.0.1:0
+}
+
+# rig_ublk_enospc FABRIC: the targets' devices of 64 MiB under vol1 (1 GiB,
+# one replica) as /dev/ublkbN: 4 KiB written with O_DIRECT at the start of
+# each 1 MiB extent until four writes failed; each failure is ENOSPC ("No
+# space left on device", BLK_STS_NOSPC from weft-ublk), never EIO; every
+# extent written before reads back and takes an overwrite in place.
+rig_ublk_enospc() {
+	rig_need_tools dd cmp || return 1
+	[[ -x $WEFT_BIN/weft-ublk ]] || { echo "no weft-ublk in the build"; return 1; }
+	modprobe ublk_drv || { echo "BLOCKED: no ublk_drv module (kernel $(uname -r))"; return 1; }
+	RIG_CLUSTER_SIZE=64M RIG_UBLK_VOL=vol1 rig_attach_run "$1" ublkfull ublk.log
+}
+
+# The 4 KiB block of extent $1, version $2.
+rig_ublk_block() {
+	{ printf 'weft rig: vol1 extent %08d version %d\n' "$1" "$2"; head -c 4096 /dev/zero; } |
+		head -c 4096
+}
+
+rig_ublkfull_fs_run() {
+	local dir=$1 fab=$2 dev e err fails=0 bad=0 acked=()
+	dev=$(rig_ublk_add "$dir" "$fab") || return 1
+	for ((e = 0; e < 1024 && fails < 4; e++)); do
+		rig_ublk_block "$e" 1 >"$dir/blk"
+		if err=$(dd if="$dir/blk" of="$dev" bs=4096 seek=$((e * 256)) count=1 \
+			oflag=direct conv=notrunc status=none 2>&1); then
+			acked+=("$e")
+			continue
+		fi
+		fails=$((fails + 1))
+		echo "ublk: extent $e: $err"
+		[[ $err == *"No space left on device"* ]] || bad=1
+	done
+	echo "ublk: ${#acked[@]} extents written, then $fails failed writes"
+	((${#acked[@]} && fails)) || { echo "ublk: the devices never filled"; return 1; }
+	((!bad)) || { echo "ublk: a write to a full target failed with another error than ENOSPC"; return 1; }
+	for e in "${acked[@]}"; do
+		rig_ublk_block "$e" 1 >"$dir/blk"
+		dd if="$dev" bs=4096 skip=$((e * 256)) count=1 iflag=direct status=none |
+			cmp -s - "$dir/blk" || { echo "ublk: extent $e does not read back"; return 1; }
+		rig_ublk_block "$e" 2 >"$dir/blk"
+		dd if="$dir/blk" of="$dev" bs=4096 seek=$((e * 256)) count=1 oflag=direct \
+			conv=notrunc status=none || { echo "ublk: overwrite of extent $e failed"; return 1; }
+		dd if="$dev" bs=4096 skip=$((e * 256)) count=1 iflag=direct status=none |
+			cmp -s - "$dir/blk" || { echo "ublk: extent $e: overwrite does not read back"; return 1; }
+	done
+	echo "ublk: every extent written before the devices filled reads back, and takes an overwrite"
+}
+
+rig_ublkfull_cleanup() {
+	rig_ublk_cleanup "$@"
 }
 
 # Flushes every target served (weft_requests_total{op="flush"}, summed).

@@ -4,7 +4,7 @@ without one.  Its command line (usage errors exit 2 with the reason), a
 map or volume that does not exist refused with a clear message, and a
 missing driver (no /dev/ublk-control) reported at once, never a hang.  The
 block device itself is tested in the rig's guest on a kernel with ublk_drv
-(tests/rig/guest-ublk.sh: steps ublk-fs-tcp, ublk-fs-verbs)."""
+(tests/rig/guest-ublk.sh: steps ublk-fs-tcp, ublk-fs-verbs, ublk-enospc-tcp)."""
 import os
 import unittest
 
