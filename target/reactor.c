@@ -875,7 +875,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			wf_tgt_conn_run_held(r);
 		/* Writes held for a lease granted to a former primary. */
 		if (r->hold_head)
-			work += wf_tgt_hold_run(r);
+			work += wf_tgt_hold_run(r, wf_tgt_now_ns(), NULL);
 		/* A former primary gave back leases we hold writes for. */
 		if (r->nholds && __atomic_load_n(&r->t->release_gen, __ATOMIC_RELAXED) !=
 		    r->seen_release)
