@@ -180,3 +180,44 @@ Test(target_lease, a_write_an_epoch_change_answers_is_not_counted_released, .tim
 	cr_assert_eq(memcmp(w, rd, sizeof(w)), 0);
 	lt_stop(&t);
 }
+
+/*
+ * A release is clamped to the member's epoch + 1: one naming a far-future
+ * epoch, received at epoch 1, gives back the grants of epoch 1 and no
+ * later one.  The grant of epoch 2 still holds the writes of epoch 3 to
+ * the PGs target 1 led, until a release of epoch 3 ends it.
+ */
+Test(target_lease, a_release_beyond_the_next_epoch_gives_back_no_later_grant, .timeout = 60)
+{
+	struct wf_ctl_status a, b;
+	struct wf_reply rep;
+	struct lt t;
+	uint64_t off;
+
+	lt_start(&t);
+	off = tgt_extent_of(&t.e, 1, 0);
+	lt_send(&t, 0, 1);
+	cr_assert_eq(lt_answer(&t), WF_WS_OK);
+	a = lt_status(&t);
+	lt_send(&t, WF_LEASE_RELEASE, 1000000);
+	for (int i = 0; i < 200; i++) {
+		b = lt_status(&t);
+		if (le64toh(b.releases_received) > le64toh(a.releases_received))
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(le64toh(b.releases_received), le64toh(a.releases_received) + 1);
+	lt_reload(&t, 2, "up,in");
+	lt_send(&t, 0, 2);
+	cr_assert_eq(lt_answer(&t), WF_WS_OK);
+	lt_reload(&t, 3, "up,out");
+	cr_assert(lt_write_held(&t, off, 3, 3), "the write of epoch 3 was not "
+		  "held: the release of epoch 1000000 gave back the grant of epoch 2");
+	a = lt_status(&t);
+	lt_send(&t, WF_LEASE_RELEASE, 3);
+	cr_assert_eq(tgt_reply(&t.cl, &rep, 5000), 0);
+	cr_assert_eq(rep.status, WF_WS_OK, "status %u", rep.status);
+	b = lt_status(&t);
+	cr_assert_eq(le64toh(b.writes_released), le64toh(a.writes_released) + 1);
+	lt_stop(&t);
+}
