@@ -28,24 +28,6 @@ struct lt {
 	uint64_t          tag;
 };
 
-/* Target 0 at epoch 1; the link (target 1's key where targets share
- * one, a link's client id naming target 1) and a client connected. */
-static void lt_start(struct lt *t)
-{
-	const char *key = tgt_key_name;
-
-	memset(t, 0, sizeof(*t));
-	tgt_env_init(&t->e, 1);
-	cr_assert_eq(tgt_start(&t->e, false, NULL), 0);
-	snprintf(t->addr, sizeof(t->addr), "tcp:127.0.0.1:%u", t->e.port);
-	snprintf(t->ctl, sizeof(t->ctl), "%s/target-0.ctl", t->e.run);
-	tgt_key_name = "target";
-	cr_assert_eq(tgt_connect_as(&t->link, t->addr, 4, 1, WF_LINK_ID |
-				    WF_LINK_FEATURES | 1ull << 16 | 1u << 1), 0);
-	tgt_key_name = key;
-	cr_assert_eq(tgt_connect(&t->cl, t->addr, 4, 1), 0);
-}
-
 static void lt_stop(struct lt *t)
 {
 	tgt_close(&t->cl);
@@ -119,6 +101,46 @@ static bool lt_write_held(struct lt *t, uint64_t off, uint64_t epoch, uint64_t s
 	return false;
 }
 
+/* Target 0 at epoch 1; the link (target 1's key where targets share
+ * one, a link's client id naming target 1) and a client connected; target
+ * 1 asked and was granted a lease of epoch 1.  The offset of the first
+ * extent target 1 leads in epoch 1. */
+static uint64_t lt_start(struct lt *t)
+{
+	const char *key = tgt_key_name;
+	uint64_t off;
+
+	memset(t, 0, sizeof(*t));
+	tgt_env_init(&t->e, 1);
+	cr_assert_eq(tgt_start(&t->e, false, NULL), 0);
+	snprintf(t->addr, sizeof(t->addr), "tcp:127.0.0.1:%u", t->e.port);
+	snprintf(t->ctl, sizeof(t->ctl), "%s/target-0.ctl", t->e.run);
+	tgt_key_name = "target";
+	cr_assert_eq(tgt_connect_as(&t->link, t->addr, 4, 1, WF_LINK_ID |
+				    WF_LINK_FEATURES | 1ull << 16 | 1u << 1), 0);
+	tgt_key_name = key;
+	cr_assert_eq(tgt_connect(&t->cl, t->addr, 4, 1), 0);
+	off = tgt_extent_of(&t->e, 1, 0);
+	lt_send(t, 0, 1);
+	cr_assert_eq(lt_answer(t), WF_WS_OK);
+	return off;
+}
+
+/* A release of epoch starts the write held on the client: answered OK,
+ * counted in writes_released, its PGs' holds in holds_released. */
+static void lt_release_starts(struct lt *t, uint64_t epoch)
+{
+	struct wf_ctl_status a = lt_status(t), b;
+	struct wf_reply rep;
+
+	lt_send(t, WF_LEASE_RELEASE, epoch);
+	cr_assert_eq(tgt_reply(&t->cl, &rep, 5000), 0);
+	cr_assert_eq(rep.status, WF_WS_OK, "status %u", rep.status);
+	b = lt_status(t);
+	cr_assert_eq(le64toh(b.writes_released), le64toh(a.writes_released) + 1);
+	cr_assert_gt(le64toh(b.holds_released), le64toh(a.holds_released));
+}
+
 /*
  * writes_released counts the held writes a release started before their
  * hold lapsed, nothing else.  A write held in epoch 2 for target 1's lease
@@ -136,10 +158,7 @@ Test(target_lease, a_write_an_epoch_change_answers_is_not_counted_released, .tim
 	struct lt t;
 	uint64_t off;
 
-	lt_start(&t);
-	off = tgt_extent_of(&t.e, 1, 0);
-	lt_send(&t, 0, 1);
-	cr_assert_eq(lt_answer(&t), WF_WS_OK);
+	off = lt_start(&t);
 	lt_reload(&t, 2, "up,out");
 	cr_assert(lt_write_held(&t, off, 2, 1), "the write of epoch 2 was not held");
 	a = lt_status(&t);
@@ -169,13 +188,7 @@ Test(target_lease, a_write_an_epoch_change_answers_is_not_counted_released, .tim
 	lt_reload(&t, 4, "up,out");
 	cr_assert(lt_write_held(&t, off, 4, 2), "the write of epoch 4 was not held");
 	memcpy(w, t.cl.buf, sizeof(w));
-	a = lt_status(&t);
-	lt_send(&t, WF_LEASE_RELEASE, 4);
-	cr_assert_eq(tgt_reply(&t.cl, &rep, 5000), 0);
-	cr_assert_eq(rep.status, WF_WS_OK, "status %u", rep.status);
-	b = lt_status(&t);
-	cr_assert_eq(le64toh(b.writes_released), le64toh(a.writes_released) + 1);
-	cr_assert_gt(le64toh(b.holds_released), le64toh(a.holds_released));
+	lt_release_starts(&t, 4);
 	cr_assert_eq(tgt_io(&t.cl, WF_OP_READ, TGT_VOL, off, 4096, rd, 4), WF_WS_OK);
 	cr_assert_eq(memcmp(w, rd, sizeof(w)), 0);
 	lt_stop(&t);
@@ -190,14 +203,10 @@ Test(target_lease, a_write_an_epoch_change_answers_is_not_counted_released, .tim
 Test(target_lease, a_release_beyond_the_next_epoch_gives_back_no_later_grant, .timeout = 60)
 {
 	struct wf_ctl_status a, b;
-	struct wf_reply rep;
 	struct lt t;
 	uint64_t off;
 
-	lt_start(&t);
-	off = tgt_extent_of(&t.e, 1, 0);
-	lt_send(&t, 0, 1);
-	cr_assert_eq(lt_answer(&t), WF_WS_OK);
+	off = lt_start(&t);
 	a = lt_status(&t);
 	lt_send(&t, WF_LEASE_RELEASE, 1000000);
 	for (int i = 0; i < 200; i++) {
@@ -213,11 +222,6 @@ Test(target_lease, a_release_beyond_the_next_epoch_gives_back_no_later_grant, .t
 	lt_reload(&t, 3, "up,out");
 	cr_assert(lt_write_held(&t, off, 3, 3), "the write of epoch 3 was not "
 		  "held: the release of epoch 1000000 gave back the grant of epoch 2");
-	a = lt_status(&t);
-	lt_send(&t, WF_LEASE_RELEASE, 3);
-	cr_assert_eq(tgt_reply(&t.cl, &rep, 5000), 0);
-	cr_assert_eq(rep.status, WF_WS_OK, "status %u", rep.status);
-	b = lt_status(&t);
-	cr_assert_eq(le64toh(b.writes_released), le64toh(a.writes_released) + 1);
+	lt_release_starts(&t, 3);
 	lt_stop(&t);
 }
