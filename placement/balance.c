@@ -697,7 +697,7 @@ static uint64_t bal_bytes(const struct bal *b)
 	       n * 8 * 4 +                      /* dev, tgt, band, worst's eff */
 	       n * 4 * 8 +                      /* poff, perm, pos, lo, hi, walked, dirty */
 	       n * 7 +                          /* masks, walk, active, stuck, isdirty */
-	       (b->prev_pl ? cells * 4 + b->P : 0) +    /* load_prev's pass */
+	       (b->prev_pl ? cells * 4 + (uint64_t)b->P * 4 : 0) + /* load_prev: raw, ovi */
 	       lists;
 }
 
@@ -741,42 +741,36 @@ static int load_prev(struct bal *b)
 {
 	const struct wf_map *pm;
 	uint32_t R = b->R, *raw;
-	uint8_t *n;
+	int32_t *ovi;
 
 	if (!b->prev_pl) {
 		memcpy(b->prev, b->cur, (size_t)b->P * R * sizeof(*b->prev));
 		return 0;
 	}
+	/* The deployed pool has our pg_num and replicas (wf_balance). */
 	pm = b->prev_pl->map;
 	raw = malloc(((size_t)b->P * R + 1) * sizeof(*raw));
-	n = calloc((size_t)b->P + 1, sizeof(*n));
-	if (!raw || !n) {
+	ovi = malloc(((size_t)b->P + 1) * sizeof(*ovi));
+	if (!raw || !ovi) {
 		free(raw);
-		free(n);
+		free(ovi);
 		return -ENOMEM;
 	}
-	/* The first valid override of a PG wins, as in wf_place_pg_final(),
-	 * which would scan the whole list for every PG. */
-	for (uint32_t i = 0; i < pm->noverrides; i++) {
-		const struct wf_override *ov = &pm->overrides[i];
-
-		if (ov->pool == b->pool && ov->pg < b->P && !n[ov->pg] &&
-		    wf_override_resolve(b->prev_pl, ov, &raw[(size_t)ov->pg * R]))
-			n[ov->pg] = ov->n;
-	}
+	/* One pass over the overrides, not wf_place_pg_final()'s per PG. */
+	wf_override_first(b->prev_pl, b->pool, ovi, raw, R);
 	for (uint32_t pg = 0; pg < b->P; pg++) {
 		uint32_t *pv = &b->prev[(size_t)pg * R], *rp = &raw[(size_t)pg * R];
+		unsigned n = ovi[pg] >= 0 ? pm->overrides[ovi[pg]].n :
+			     wf_place_pg(b->prev_pl, b->pool, pg, rp);
 
-		if (!n[pg])
-			n[pg] = (uint8_t)wf_place_pg(b->prev_pl, b->pool, pg, rp);
 		for (uint32_t i = 0; i < R; i++) {
-			int t = i < n[pg] ? wf_placer_target(b->pl, pm->targets[rp[i]].id) : -1;
+			int t = i < n ? wf_placer_target(b->pl, pm->targets[rp[i]].id) : -1;
 
 			pv[i] = t < 0 ? WF_TARGET_NONE : (uint32_t)t;
 		}
 	}
 	free(raw);
-	free(n);
+	free(ovi);
 	return 0;
 }
 

@@ -661,6 +661,25 @@ unsigned wf_place_pg_final(const struct wf_placer *pl, uint32_t pool, uint32_t p
 	return wf_place_pg(pl, pool, pg, out);
 }
 
+void wf_override_first(const struct wf_placer *pl, uint32_t p, int32_t *ovi,
+		       uint32_t *sets, uint32_t stride)
+{
+	const struct wf_map *map = pl->map;
+	uint32_t pg_num = pl->pools[p].pg_num;
+
+	for (uint32_t pg = 0; pg < pg_num; pg++)
+		ovi[pg] = -1;
+	/* First valid override of each PG wins. */
+	for (uint32_t i = 0; i < map->noverrides; i++) {
+		const struct wf_override *ov = &map->overrides[i];
+		uint32_t tmp[WF_MAX_REPLICAS];
+
+		if (ov->pool == p && ov->pg < pg_num && ovi[ov->pg] < 0 &&
+		    wf_override_resolve(pl, ov, sets ? &sets[(size_t)ov->pg * stride] : tmp))
+			ovi[ov->pg] = (int32_t)i;
+	}
+}
+
 /* ---- the per-epoch table ------------------------------------------------ */
 
 /*
@@ -672,17 +691,9 @@ static void pool_index(const struct wf_placer *pl, uint32_t p, int32_t *ovi, int
 	const struct wf_map *map = pl->map;
 	uint32_t pg_num = pl->pools[p].pg_num;
 
+	wf_override_first(pl, p, ovi, NULL, 0);
 	for (uint32_t pg = 0; pg < pg_num; pg++)
-		ovi[pg] = tmi[pg] = -1;
-	/* First valid override of each PG wins. */
-	for (uint32_t i = 0; i < map->noverrides; i++) {
-		const struct wf_override *ov = &map->overrides[i];
-		uint32_t tmp[WF_MAX_REPLICAS];
-
-		if (ov->pool == p && ov->pg < pg_num && ovi[ov->pg] < 0 &&
-		    wf_override_resolve(pl, ov, tmp))
-			ovi[ov->pg] = (int32_t)i;
-	}
+		tmi[pg] = -1;
 	/* pg_temp: the pinned acting set of a PG, if any. */
 	for (uint32_t i = 0; i < map->ntemps; i++)
 		if (map->temps[i].pool == p && map->temps[i].pg < pg_num)

@@ -134,6 +134,16 @@ bool wf_override_resolve(const struct wf_placer *pl, const struct wf_override *o
 			 uint32_t out[WF_MAX_REPLICAS]);
 
 /*
+ * The first valid override of each PG of pool p (pool index), as
+ * wf_place_pg_final() takes it, in one pass over the map's overrides:
+ * ovi[pg] (pg < the pool's pg_num) its index in map->overrides, or -1;
+ * with sets, its resolved set into sets[pg * stride ..] (stride at least
+ * the pool's replicas).  No allocation.
+ */
+void wf_override_first(const struct wf_placer *pl, uint32_t p, int32_t *ovi,
+		       uint32_t *sets, uint32_t stride);
+
+/*
  * Placement set of one PG as the table holds it, before filtering down
  * targets: the first valid override for (pool, pg), else wf_place_pg().
  * Sets *overridden.  O(noverrides); table building uses an index instead.

@@ -26,6 +26,19 @@ bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name)
 	return false;
 }
 
+int wf_tgt_peer_keys_check(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m,
+			   char *buf, size_t len)
+{
+	if (!cfg->keyring || !cfg->key_name || !m->map.npeers ||
+	    wf_map_peer_key(&m->map, cfg->key_name))
+		return 0;
+	snprintf(buf, len, "the map's peer_keys does not list our key %s (--key), "
+		 "so the other targets would refuse our forwards, leases and map "
+		 "pulls: run `weftctl key peer %s -c MAP` (or give --key one of "
+		 "the peer_keys)", cfg->key_name, cfg->key_name);
+	return -EACCES;
+}
+
 bool wf_tgt_key_is_peer(const struct wf_tgt_reactor *r, const char *name)
 {
 	const struct wf_map *m = &r->map->map;

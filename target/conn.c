@@ -775,10 +775,9 @@ static void start_or_hold(struct wf_tgt_conn *c, struct wf_tgt_req *q)
 	start_io(c, q);
 }
 
-unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
+unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r, uint64_t now, unsigned *started)
 {
 	struct wf_tgt_req *q = r->hold_head, *keep = NULL, *keep_tail = NULL;
-	uint64_t now = wf_tgt_now_ns();
 	unsigned n = 0;
 
 	r->hold_head = r->hold_tail = NULL;
@@ -803,8 +802,11 @@ unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r)
 			/* Validated in an epoch now gone: the client
 			 * retries in the new one. */
 			finish_now(q, WF_WS_DEGRADED);
-		else
+		else {
 			start_io(c, q);
+			if (started)
+				(*started)++;
+		}
 		q = next;
 	}
 	/* Held while we ran (none: start_io holds nothing) go behind. */

@@ -784,6 +784,11 @@ void wf_tgt_hold_released(struct wf_tgt_reactor *r)
 		return;
 	r->seen_release = gen;
 	now = wf_tgt_now_ns();
+	/* What goes anyway at now (holds lapsed, requests of an epoch or a
+	 * connection gone) goes first and is not counted: writes_released
+	 * counts the writes a release started before their hold lapsed. */
+	if (r->hold_head)
+		wf_tgt_hold_run(r, now, NULL);
 	for (uint32_t i = 0; i < r->nholds; i++) {
 		struct wf_tgt_hold *h = &r->holds[i];
 
@@ -809,8 +814,14 @@ void wf_tgt_hold_released(struct wf_tgt_reactor *r)
 		return;
 	WF_TGT_ADD(r->stats.holds_released, ended);
 	r->hold_max = max;
-	if (r->hold_head)
-		WF_TGT_ADD(r->stats.writes_released, wf_tgt_hold_run(r));
+	if (r->hold_head) {
+		/* The same now: left on the list were writes of this epoch
+		 * on live connections whose hold ran past it. */
+		unsigned started = 0;
+
+		wf_tgt_hold_run(r, now, &started);
+		WF_TGT_ADD(r->stats.writes_released, started);
+	}
 	wf_tgt_logl(WF_TGT_LOG_DEBUG, "reactor %u: a release ended the holds of "
 		    "%u PGs", r->idx, ended);
 }

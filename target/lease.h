@@ -63,8 +63,10 @@ void wf_tgt_hold_released(struct wf_tgt_reactor *r);
 unsigned wf_tgt_release_tick(struct wf_tgt_reactor *r, uint64_t now);
 /* Reactor 0, a link's GRANT (peer.c): what it said it understands. */
 void wf_tgt_lease_link_up(struct wf_tgt_peer *p);
-/* Release the held writes whose hold lapsed (conn.c); how many. */
-unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r);
+/* Release the held writes whose hold lapsed at now, or whose epoch or
+ * connection is gone (conn.c); how many.  *started (unless NULL) grows by
+ * those that started (the others were answered). */
+unsigned wf_tgt_hold_run(struct wf_tgt_reactor *r, uint64_t now, unsigned *started);
 /* Where a map pulled from a peer is kept: RUN_DIR/target-ID.pulled.conf
  * (a reload loads the newer of it and the map file).  0 or -ENAMETOOLONG. */
 int  wf_tgt_pulled_path(const struct wf_tgt_cfg *cfg, char *buf, size_t len);

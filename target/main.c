@@ -200,12 +200,8 @@ static int check_keys(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m)
 	}
 	/* A map that names the targets' keys must name ours, or every
 	 * other target would refuse what we send it as a client's. */
-	if (m->map.npeers && !wf_map_peer_key(&m->map, cfg->key_name)) {
-		fprintf(stderr, "weft-target: the map's peer_keys does not list "
-			"our key %s (--key), so the other targets would refuse "
-			"our forwards, leases and map pulls: run `weftctl key peer "
-			"%s -c MAP` (or give --key one of the peer_keys)\n",
-			cfg->key_name, cfg->key_name);
+	if (wf_tgt_peer_keys_check(cfg, m, err, sizeof(err))) {
+		fprintf(stderr, "weft-target: %s\n", err);
 		return 1;
 	}
 	return 0;

@@ -158,6 +158,21 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 		wf_tgt_map_free(m);
 		return -ESTALE;
 	}
+	/* Refused at start too (main.c): serving it, we could not reach
+	 * the other targets.  Said once per epoch, whichever reactor (or
+	 * reload, every 100 ms a newer epoch asks) finds it first. */
+	if (wf_tgt_peer_keys_check(r->cfg, m, err, sizeof(err))) {
+		uint64_t seen = r->t ? __atomic_exchange_n(&r->t->peer_keys_warned,
+							   m->epoch, __ATOMIC_RELAXED) : 0;
+
+		if (seen != m->epoch)
+			wf_tgt_logl(WF_TGT_LOG_WARNING, "map reload (%s) refused, "
+				    "keeping epoch %llu: epoch %llu: %s", why,
+				    (unsigned long long)r->map->epoch,
+				    (unsigned long long)m->epoch, err);
+		wf_tgt_map_free(m);
+		return -EACCES;
+	}
 	if (m->self < 0 && !peer)
 		wf_tgt_log("map epoch %llu no longer lists target %u: answering "
 			   "NOTPRIM to everything", (unsigned long long)m->epoch,
@@ -875,7 +890,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 			wf_tgt_conn_run_held(r);
 		/* Writes held for a lease granted to a former primary. */
 		if (r->hold_head)
-			work += wf_tgt_hold_run(r);
+			work += wf_tgt_hold_run(r, wf_tgt_now_ns(), NULL);
 		/* A former primary gave back leases we hold writes for. */
 		if (r->nholds && __atomic_load_n(&r->t->release_gen, __ATOMIC_RELAXED) !=
 		    r->seen_release)

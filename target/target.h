@@ -298,6 +298,8 @@ struct wf_tgt {
 	uint32_t release_gen;           /* bumped after a rel_epoch grew: each
 	                                 * reactor ends the holds released */
 	uint64_t newest_epoch;          /* the newest any reactor loaded */
+	uint64_t peer_keys_warned;      /* the last epoch a reload refused for
+	                                 * its peer_keys, said once (atomic) */
 	/* RUN_DIR/target-ID.leases (lease.c): the latest expiry of a lease
 	 * granted, kept across a restart of the process. */
 	bool     lease_file;            /* lease_fd is open */
@@ -1050,6 +1052,13 @@ static inline uint64_t wf_tgt_hold_until(const struct wf_tgt_reactor *r,
 /* Whether keys are required now (the map's auth, the keyring). */
 bool wf_tgt_auth_required(const struct wf_tgt_reactor *r);
 bool wf_tgt_key_revoked(const struct wf_tgt_map *m, const char *name);
+/* A map whose peer_keys leaves out our own key (--key; with a keyring):
+ * every other target would refuse what we send it as a client's.  0 when
+ * it lists it (or has no peer_keys, or we have no keyring), else -EACCES
+ * and why (what to run) in buf.  At start main.c refuses such a map; a
+ * reload keeps the epoch it serves (reactor.c). */
+int  wf_tgt_peer_keys_check(const struct wf_tgt_cfg *cfg, const struct wf_tgt_map *m,
+			    char *buf, size_t len);
 /* Whether name is a target's key in r's map: listed in its peer_keys,
  * or (a map without peer_keys: targets that share one key) our own
  * --key. */

@@ -1758,20 +1758,32 @@ static void mark_out(void *arg)
 	cr_assert_eq(weftctl(cmd), 0);
 }
 
+/* Weight 0.25 beside the others' 1.0: it leads fewer PGs, still a member
+ * of every PG of vol3 (three replicas on three targets), so nothing to
+ * copy and no pins, only primaries move. */
+static void reweight_low(void *arg)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "target reweight %u 0.25", *(const unsigned *)arg);
+	cr_assert_eq(weftctl(cmd), 0);
+}
+
 /*
- * A planned change: `weftctl target out` of a live primary under a stream
- * of writes.  The members that granted it read leases must hold the first
- * writes to the PGs it led until those leases end; it is alive and told
- * the new epoch too, so once it serves that epoch it gives them back and
- * the holds end early: its releases_sent and the members' holds_released
- * move (a hold that only lapsed moves neither).  Every block reads back
- * as acknowledged, from each remaining member alone too.  The stream's
+ * A planned change (act(&away): an edit of target `away`, a live primary)
+ * under a stream of writes.  The members that granted it read leases must
+ * hold the first writes to the PGs it led until those leases end; it is
+ * alive and told the new epoch too, so once it serves that epoch it gives
+ * them back and the holds end early: its releases_sent and the members'
+ * holds_released move (a hold that only lapsed moves neither).  Every
+ * block reads back as acknowledged, from each target of `members` (those
+ * that hold every block after the change) alone too.  The stream's
  * longest gap between acknowledgements is logged (docs/replication.md).
  */
-Test(sys_repl, a_planned_change_ends_the_holds_by_release)
+static void planned_change(const char *what, void (*act)(void *), unsigned away,
+			   unsigned members)
 {
 	char *img = aligned_alloc(4096, (size_t)REL_BLKS * SYS_BS);
-	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
 	struct rel_counts c0[SYS_TARGETS], c1[SYS_TARGETS];
 	uint64_t holds = 0, received = 0, gap;
 
@@ -1782,7 +1794,7 @@ Test(sys_repl, a_planned_change_ends_the_holds_by_release)
 	expect_blocks("before", img);
 	for (unsigned t = 0; t < SYS_TARGETS; t++)
 		c0[t] = rel_counts(t);
-	gap = stream_through(img, 1000000, mark_out, &away, 2500);
+	gap = stream_through(img, 1000000, act, &away, 2500);
 	for (unsigned t = 0; t < SYS_TARGETS; t++)
 		c1[t] = rel_counts(t);
 	for (unsigned t = 0; t < SYS_TARGETS; t++) {
@@ -1798,25 +1810,42 @@ Test(sys_repl, a_planned_change_ends_the_holds_by_release)
 		holds += c1[t].holds - c0[t].holds;
 		received += c1[t].received - c0[t].received;
 	}
-	fprintf(stderr, "  target %u out under QD 8 writes: longest gap between "
-		"acknowledgements %.1f ms\n", away, gap / 1e6);
-	cr_assert_gt(c1[away].sent, c0[away].sent, "target %u, out, gave back "
-		     "no lease", away);
+	fprintf(stderr, "  target %u %s under QD 8 writes: longest gap between "
+		"acknowledgements %.1f ms\n", away, what, gap / 1e6);
+	cr_assert_gt(c1[away].sent, c0[away].sent, "target %u, %s, gave back "
+		     "no lease", away, what);
 	cr_assert_gt(received, 0, "no member got target %u's release", away);
 	cr_assert_gt(holds, 0, "no hold for target %u's leases ended by its "
 		     "release", away);
 	expect_blocks("after", img);
 	for (unsigned t = 0; t < SYS_TARGETS; t++) {
-		char what[64];
+		char alone[64];
 
-		if (t == away)
+		if (!(members >> t & 1))
 			continue;
-		map_set_up(ALL_UP & ~(1u << (SYS_TARGETS - t - away)));
-		snprintf(what, sizeof(what), "target %u alone", t);
-		expect_blocks(what, img);
+		map_set_up(1u << t);
+		snprintf(alone, sizeof(alone), "target %u alone", t);
+		expect_blocks(alone, img);
 	}
 	map_set_up(ALL_UP);
 	free(img);
+}
+
+/* `weftctl target out` of a live primary: the other two hold every block. */
+Test(sys_repl, a_planned_change_ends_the_holds_by_release)
+{
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+
+	planned_change("out", mark_out, away, ALL_UP & ~(1u << away));
+}
+
+/* `weftctl target reweight` of a live primary: the PGs whose primary
+ * moves off it are held until its release; all three hold every block. */
+Test(sys_repl, a_reweight_ends_the_holds_by_release)
+{
+	unsigned away = (unsigned)(getpid() % SYS_TARGETS);
+
+	planned_change("reweighted to 0.25", reweight_low, away, ALL_UP);
 }
 
 /* ---- a rolling upgrade (docs/replication.md, "Mixed builds") ---------- */

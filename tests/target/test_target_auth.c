@@ -638,3 +638,69 @@ Test(auth, peer_keys_must_list_our_key, .timeout = 60)
 	tgt_key_name = "client";
 	tgt_env_fini(&e);
 }
+
+/* The map at epoch with this peer_keys line appended. */
+static void map_with_peers(struct tgt_env *e, uint64_t epoch, const char *peers)
+{
+	FILE *f;
+
+	tgt_env_write_map(e, epoch);
+	f = fopen(e->map, "a");
+	cr_assert_not_null(f);
+	fprintf(f, "peer_keys = [ %s ];\n", peers);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* A reload (RELOAD, SIGHUP, a request of the newer epoch) of a map whose
+ * peer_keys leaves out our own key is refused as at start: the target
+ * keeps serving the epoch it has and says once what to run; a map that
+ * lists the key again loads. */
+Test(auth, a_reload_whose_peer_keys_leaves_out_our_key_keeps_the_epoch, .timeout = 60)
+{
+	const char *warn = "peer_keys does not list our key target";
+	struct wf_ctl_status st;
+	struct tgt_client c;
+	struct tgt_env e;
+	static char w[4096], rd[4096];
+	char ctl[256];
+	uint64_t off;
+
+	tgt_env_init(&e, 1);
+	map_with_peers(&e, 1, "\"target\", \"target-9\"");
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addrs(&e);
+	snprintf(ctl, sizeof(ctl), "%s/target-0.ctl", e.run);
+	off = tgt_extent_of(&e, 0, 0);
+	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, 1), 0);
+	tgt_pattern(w, sizeof(w), 11);
+	cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, off, 4096, w, 1), WF_WS_OK);
+
+	map_with_peers(&e, 2, "\"target-9\"");
+	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_neq(st.result, 0, "RELOAD took a map whose peer_keys leaves out our key");
+	cr_assert_eq(le64toh(st.epoch), 1);
+	cr_assert(log_has(&e, warn));
+	cr_assert_eq(tgt_log_count(&e, "weftctl key peer target -c MAP"), 1);
+	cr_assert_eq(tgt_log_count(&e, "keeping epoch 1"), 1);
+	/* Again by SIGHUP and by a request of epoch 2: refused, not said
+	 * again. */
+	cr_assert_eq(kill(e.pid, SIGHUP), 0);
+	usleep(200000);
+	cr_assert_neq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, rd, 2), WF_WS_OK);
+	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_STATUS, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(le64toh(st.epoch), 1);
+	cr_assert_eq(tgt_log_count(&e, warn), 1);
+	/* Epoch 1 is still served. */
+	cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, rd, 1), WF_WS_OK);
+	cr_assert_eq(memcmp(w, rd, sizeof(w)), 0);
+
+	map_with_peers(&e, 3, "\"target\"");
+	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(st.result, 0);
+	cr_assert_eq(le64toh(st.epoch), 3);
+	cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, rd, 3), WF_WS_OK);
+	cr_assert_eq(memcmp(w, rd, sizeof(w)), 0);
+	tgt_close(&c);
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}

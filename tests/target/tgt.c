@@ -95,13 +95,14 @@ void tgt_env_write_map(struct tgt_env *e, uint64_t epoch)
 		"  { id = 0; host = \"h0\"; addr = \"127.0.0.1\"; port = %u;"
 		" device = \"%s\"; state = \"%s\"; },\n"
 		"  { id = 1; host = \"h1\"; addr = \"127.0.0.1\"; port = %u;"
-		" device = \"%s/dev1\"; }\n);\n"
+		" device = \"%s/dev1\"; state = \"%s\"; }\n);\n"
 		"pools = ( { name = \"p\"; id = 1; replicas = 1; min_size = 1;"
 		" failure_domain = \"device\"; pg_num = 16; } );\n"
 		"volumes = ( { name = \"v\"; id = %u; size = %llu; pool = \"p\"; } );\n",
 		(unsigned long long)epoch, TGT_EXT, e->port, e->dev,
 		e->t0_state ? e->t0_state : "up,in",
-		e->port == 65535 ? 65534 : e->port + 1, e->dir, TGT_VOL,
+		e->port == 65535 ? 65534 : e->port + 1, e->dir,
+		e->t1_state ? e->t1_state : "up,in", TGT_VOL,
 		(unsigned long long)TGT_VOL_SIZE);
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(rename(tmp, e->map), 0);

@@ -33,6 +33,7 @@ struct tgt_env {
 	bool     child;                 /* --foreground child of ours */
 	const char *t0_state;           /* target 0's state in the map
 	                                 * (NULL: "up,in") */
+	const char *t1_state;           /* target 1's (NULL: "up,in") */
 	char     keyring[192];          /* keys "target" and "client" (mode
 	                                 * 0600): tgt_start gives the target
 	                                 * --keyring and --key target */
