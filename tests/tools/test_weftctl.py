@@ -45,6 +45,16 @@ class Weftctl(unittest.TestCase):
         for t in d["targets"]:
             self.assertEqual(t["used_bytes"], t["used_extents"] * t["extent_size"])
             self.assertEqual(t["via"], "control socket")
+            # Status version 7: bytes left to copy (none: nothing
+            # recovers); version 6's early-release counters.
+            self.assertEqual(t["recovery_bytes_left"], 0)
+            for k in ("releases_sent", "releases_received", "holds_released",
+                      "writes_released"):
+                self.assertGreaterEqual(t[k], 0, k)
+        for k in ("recovery_bytes_left", "releases_sent", "releases_received",
+                  "holds_released", "writes_released"):
+            self.assertEqual(d["summary"][k], sum(t[k] for t in d["targets"]), k)
+        self.assertEqual(d["summary"]["recovery_bytes_left_unknown"], 0)
         d = self.j("locate", "vol3", "5M")
         self.assertEqual(d["extent"], 5)
         self.assertEqual(len(d["acting"]), 3)
@@ -80,6 +90,10 @@ class Weftctl(unittest.TestCase):
             # USED and FREE: a number and a unit each.
             self.assertRegex(r, r"\sup\s+\d+\s+[\d.]+ (B|KiB|MiB|GiB)\s+[\d.]+ (B|KiB|MiB|GiB|TiB)\s")
         self.assertIn("space:", p.stdout)
+        self.assertRegex(p.stdout, r"copied to new members this epoch, 0\.0 MiB "
+                         r"left to copy")
+        self.assertRegex(p.stdout, r"read leases released early: \d+ sent, \d+ "
+                         r"received; \d+ holds ended, \d+ held writes started")
 
     def test_volume_info_counts_what_the_targets_hold(self):
         self.j("volume", "create", "held", "--size", "64M", "--pool", "rep1",
@@ -357,11 +371,21 @@ class RecoverEstimate(unittest.TestCase):
         p = self.ctl("recover", "--wait", "--timeout", "2", check=1)
         self.assertRegex(p.stdout, r"at the rate so far: about \d+ s left",
                          p.stdout)
+        # Bytes left to copy (status version 7), not extents.
+        self.assertRegex(p.stdout, r"MiB copied, [\d.]+ MiB left to copy;",
+                         p.stdout)
+        self.assertNotIn("extents left", p.stdout)
+        st = self.c.ctl("status", "-c", self.c.map, "--json", check=0)
+        st = strict_json(st.stdout)
+        validate(st, "weftctl-status")
+        self.assertGreater(st["summary"]["recovery_bytes_left"], 0)
         p = self.ctl("recover", "--wait", "--timeout", "2", "--json", check=1)
         d = strict_json(p.stdout)
         validate(d, "weftctl-recover")
         self.assertFalse(d["done"])
         self.assertGreaterEqual(d["seconds_left_estimate"], 0)
+        self.assertEqual(d["estimate_from"], "bytes")
+        self.assertGreater(d["bytes_left"], 0)
         self.ctl("recover", "--wait", "--timeout", "240", check=0)
         # The volume after the pins are gone: written again and read back
         # byte for byte (weft-bench prefills before it verifies; that the
