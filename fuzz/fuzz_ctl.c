@@ -32,6 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    b.epoch != a.epoch || b.arg != a.arg || b.arg2 != a.arg2 ||
 	    b.version != a.version)
 		abort();
+	/* A STATUS answered in the request's version: one of the layouts,
+	 * never beyond the struct, the whole of it in the current one. */
+	if (wf_ctl_status_size(a.version) < WF_CTL_STATUS_V2_SIZE ||
+	    wf_ctl_status_size(a.version) > sizeof(struct wf_ctl_status) ||
+	    (a.version == WF_CTL_VERSION &&
+	     wf_ctl_status_size(a.version) != sizeof(struct wf_ctl_status)))
+		abort();
 	wf_ctl_answer_check(data, size, size, a.op);
 	return 0;
 }

@@ -25,19 +25,21 @@
  * writes and flushes, scrub, fabric counts, reclaim, etcd); 5 the
  * recovery figures of the log of recent writes and the read lease
  * counters appended to the status; 6 the counters of leases released
- * early appended to the status.  A target
+ * early appended to the status; 7 the recovery's bytes left to copy
+ * appended to the status.  A target
  * takes requests of any version from WF_CTL_VERSION_MIN on and answers in
  * the request's version: a STATUS asked in version 2 or 3 gets the first
  * WF_CTL_STATUS_V2_SIZE bytes of the status (those versions' layout,
  * unchanged), in version 4 the first WF_CTL_STATUS_V4_SIZE, in version 5
- * the first WF_CTL_STATUS_V5_SIZE, in version 6 all of it.  A client
+ * the first WF_CTL_STATUS_V5_SIZE, in version 6 the first
+ * WF_CTL_STATUS_V6_SIZE, in version 7 all of it.  A client
  * sends each op in the lowest version that has what it needs
  * (wf_ctl_req_encode) and accepts answers in that range.  The status over a data connection (below)
  * carries the whole current layout.
  */
-#define WF_CTL_VERSION      6u
+#define WF_CTL_VERSION      7u
 #define WF_CTL_VERSION_MIN  2u
-#define WF_CTL_STATUS_VERSION 6u   /* the status layout's version (data
+#define WF_CTL_STATUS_VERSION 7u   /* the status layout's version (data
                                     * connection) */
 
 enum wf_ctl_op {
@@ -169,6 +171,12 @@ struct wf_ctl_status {
 	                             * lapsed (each reactor counts its own) */
 	uint64_t writes_released;   /* held writes started by a release,
 	                             * before their hold would have lapsed */
+	/* ---- version 7 ---- */
+	uint64_t recovery_bytes_left;   /* of this epoch's pass, the bytes
+	                             * still to copy (each member counted,
+	                             * as recovery_bytes): planned when the
+	                             * pass starts, less each copy done
+	                             * (docs/replication.md, "Progress") */
 };
 
 enum {
@@ -177,7 +185,7 @@ enum {
 	WF_CTL_ETCD_UNREACHABLE = 2,    /* serving the last map; map changes
 	                                 * wait */
 };
-_Static_assert(sizeof(struct wf_ctl_status) == 368, "ctl status is 368 bytes");
+_Static_assert(sizeof(struct wf_ctl_status) == 376, "ctl status is 376 bytes");
 /* The status of versions 2 and 3: the fields before fua_writes. */
 #define WF_CTL_STATUS_V2_SIZE 144u
 _Static_assert(offsetof(struct wf_ctl_status, fua_writes) == WF_CTL_STATUS_V2_SIZE,
@@ -193,10 +201,16 @@ _Static_assert(offsetof(struct wf_ctl_status, recovery_log_pgs) == WF_CTL_STATUS
 _Static_assert(offsetof(struct wf_ctl_status, releases_sent) == WF_CTL_STATUS_V5_SIZE,
 	       "the version 6 fields follow the version 5 layout");
 
+/* The status of version 6: the fields before recovery_bytes_left. */
+#define WF_CTL_STATUS_V6_SIZE 368u
+_Static_assert(offsetof(struct wf_ctl_status, recovery_bytes_left) == WF_CTL_STATUS_V6_SIZE,
+	       "the version 7 fields follow the version 6 layout");
+
 /* The bytes of a status answered in version ver. */
 static inline size_t wf_ctl_status_size(uint16_t ver)
 {
-	return ver >= 6 ? sizeof(struct wf_ctl_status) :
+	return ver >= 7 ? sizeof(struct wf_ctl_status) :
+	       ver == 6 ? WF_CTL_STATUS_V6_SIZE :
 	       ver == 5 ? WF_CTL_STATUS_V5_SIZE :
 	       ver == 4 ? WF_CTL_STATUS_V4_SIZE : WF_CTL_STATUS_V2_SIZE;
 }
@@ -290,8 +304,10 @@ struct wf_net_status_reply {
 	uint64_t tag;
 	struct wf_ctl_status body;  /* as on the control socket (op STATUS) */
 };
-_Static_assert(sizeof(struct wf_net_status_reply) == 384,
-	       "status reply is 384 bytes");
+_Static_assert(sizeof(struct wf_net_status_reply) == 392,
+	       "status reply is 392 bytes");
+/* The reply of a target of version 6 (its body WF_CTL_STATUS_V6_SIZE). */
+#define WF_NET_STATUS_REPLY_V6_SIZE 384u
 
 /*
  * A map pushed over a data connection (weftctl, to the targets it cannot

@@ -164,7 +164,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	uint32_t rlogp = 0, rfullp = 0;
 	uint64_t rdone = UINT64_MAX, sbytes = 0, smis = 0, srep = 0, serr = 0;
 	uint64_t fua = 0, flushes = 0, lg = 0, lr = 0, ru = 0, wh = 0, ls = 0;
-	uint64_t rs = 0, rr = 0, hr = 0, wr = 0;
+	uint64_t rs = 0, rr = 0, hr = 0, wr = 0, rbleft = 0;
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0, sdone = 0;
 	uint32_t sgen = r->t ? __atomic_load_n(&r->t->scrub_gen, __ATOMIC_ACQUIRE) : 0;
 	bool sall = true;
@@ -205,6 +205,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 
 			rpgs = p > rpgs ? p : rpgs;
 			rleft += __atomic_load_n(&o->rec.left, __ATOMIC_RELAXED);
+			rbleft += __atomic_load_n(&o->rec.bytes_left, __ATOMIC_RELAXED);
 		}
 		rdeg = __atomic_load_n(&o->rec.degraded, __ATOMIC_RELAXED);
 		rbytes += __atomic_load_n(&o->rec.bytes, __ATOMIC_RELAXED);
@@ -302,6 +303,7 @@ void wf_tgt_fill_status(struct wf_tgt_reactor *r, uint16_t op, int result,
 	s->releases_received = htole64(rr);
 	s->holds_released = htole64(hr);
 	s->writes_released = htole64(wr);
+	s->recovery_bytes_left = htole64(rbleft);
 }
 
 /* VOLUME_USAGE: the extents of volume vid this target holds, counted by

@@ -106,7 +106,7 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	struct wf_store_stat st;
 	struct wf_fab_counts fc = { 0 };
 	uint64_t lat[2][WF_TGT_LAT_BUCKETS] = { { 0 } }, lat_ns[2] = { 0 };
-	uint64_t by_status[16] = { 0 }, rbytes = 0, scrub_mis = 0, scrub_rep = 0;
+	uint64_t by_status[16] = { 0 }, rbytes = 0, rleft = 0, scrub_mis = 0, scrub_rep = 0;
 	uint64_t rlog[2] = { 0 }, rfull[2] = { 0 };   /* PGs, bytes */
 	uint32_t conns = 0, inflight = 0, rpgs = 0, rdeg = 0;
 
@@ -162,6 +162,7 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 			uint32_t p = __atomic_load_n(&r->rec.pgs, __ATOMIC_RELAXED);
 
 			rpgs = p > rpgs ? p : rpgs;
+			rleft += __atomic_load_n(&r->rec.bytes_left, __ATOMIC_RELAXED);
 		}
 		rdeg = __atomic_load_n(&r->rec.degraded, __ATOMIC_RELAXED);
 		scrub_mis += __atomic_load_n(&r->scrub.mismatches, __ATOMIC_RELAXED);
@@ -281,6 +282,9 @@ static void render(struct wf_tgt_metrics *m, struct out *o)
 	put(o, "weft_pgs{state=\"degraded\"} %u\n", rdeg);
 	head(o, "weft_recovery_bytes_total", "counter", "Bytes copied to new members this epoch.");
 	put(o, "weft_recovery_bytes_total %llu\n", (unsigned long long)rbytes);
+	head(o, "weft_recovery_bytes_left", "gauge", "Bytes this epoch's recovery pass "
+	     "has still to copy (each member counted; 0 when none runs).");
+	put(o, "weft_recovery_bytes_left %llu\n", (unsigned long long)rleft);
 	head(o, "weft_recovered_pgs_total", "counter", "PG recoveries finished since start, "
 	     "from the log of recent writes or whole.");
 	put(o, "weft_recovered_pgs_total{how=\"log\"} %llu\n", (unsigned long long)rlog[0]);

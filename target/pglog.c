@@ -249,6 +249,25 @@ void wf_tgt_pglog_add(struct wf_tgt_reactor *r, int32_t vol_idx,
 	q->log_seq = ++g->head;         /* its entry's index + 1 */
 }
 
+/* The bytes of the WRITE entries of PG index i the pass has still to
+ * start, from cur on (entries already overwritten count nothing: the
+ * pass finds them lost). */
+static uint64_t unsent_of(const struct wf_tgt_pglog *l, uint32_t i)
+{
+	const struct wf_tgt_pglog_pg *g = &l->pg[i];
+	uint64_t n = 0, from = g->cur;
+
+	if (g->head > l->cap && from < g->head - l->cap)
+		from = g->head - l->cap;
+	for (uint64_t k = from; k < g->end; k++) {
+		const struct wf_tgt_pglog_ent *e = &l->ent[(size_t)i * l->cap + k % l->cap];
+
+		if (e->op == WF_OP_WRITE)
+			n += e->length;
+	}
+	return n;
+}
+
 int wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
 		      const uint32_t *to, unsigned nto)
 {
@@ -278,6 +297,7 @@ int wf_tgt_pglog_plan(struct wf_tgt_reactor *r, uint32_t pool, uint32_t pg,
 	g->start = g->cur = from;
 	g->end = g->head;
 	g->sub = 0;
+	g->unsent = unsent_of(l, l->base[pool] + pg);
 	return g->mode;
 }
 
@@ -296,6 +316,7 @@ void wf_tgt_pglog_rewind(struct wf_tgt_reactor *r)
 		if (l->pg[i].mode == WF_TGT_PGL_LOG) {
 			l->pg[i].cur = l->pg[i].start;
 			l->pg[i].sub = 0;
+			l->pg[i].unsent = unsent_of(l, i);
 		}
 }
 

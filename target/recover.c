@@ -50,6 +50,67 @@ static unsigned targets_of(const struct wf_tgt_map *m, uint32_t pool,
 	return wf_pg_newcomers(&m->table, pool, pg, out);
 }
 
+/*
+ * The bytes this reactor's pass copies of the extents it holds in PGs
+ * copied whole (every member counted): one extent_size per held extent
+ * and member being brought up to date.  Only PG index `only` of the log
+ * (pool base + pg) when it is not UINT32_MAX.  A walk of the store's
+ * index (its physical extents, not the volumes' sizes): at a pass's
+ * start, and when a PG's log wrapped mid-pass, never on the data path.
+ * An estimate: a client write that allocates an extent before the scan
+ * reaches it adds a copy, a discard takes one away.
+ */
+static uint64_t held_bytes(struct wf_tgt_reactor *r, uint32_t only)
+{
+	const struct wf_tgt_map *m = r->map;
+	uint32_t to[WF_MAX_REPLICAS], ext;
+	uint64_t vol, n = 0;
+	int k;
+
+	for (uint32_t phys = 0;
+	     (k = wf_store_extent_at(r->store, phys, &vol, &ext)) >= 0; phys++) {
+		const struct wf_volume *v;
+		uint32_t pg;
+		unsigned nto;
+		int vi;
+
+		if (!k || (vi = wf_tgt_map_volume(m, vol)) < 0)
+			continue;
+		v = &m->map.volumes[vi];
+		if (ext >= v->size / m->extent_size ||
+		    wf_extent_reactor(vol, ext, r->t->n) != r->idx)
+			continue;
+		pg = wf_pg_of(vol, ext, m->map.pools[v->pool].pg_num);
+		if (only != UINT32_MAX &&
+		    (!r->pglog.npg || r->pglog.base[v->pool] + pg != only))
+			continue;
+		nto = targets_of(m, v->pool, pg, to);
+		if (nto && wf_tgt_pglog_mode(r, v->pool, pg) != WF_TGT_PGL_LOG)
+			n += (uint64_t)m->extent_size * nto;
+	}
+	return n;
+}
+
+/* What the pass copies from here on: the held extents of the PGs copied
+ * whole, and the logged ranges of the others (each member counted). */
+static uint64_t plan_bytes(struct wf_tgt_reactor *r)
+{
+	const struct wf_tgt_pglog *l = &r->pglog;
+	uint32_t to[WF_MAX_REPLICAS];
+	uint64_t n = held_bytes(r, UINT32_MAX);
+
+	for (uint32_t i = 0; i < l->npg; i++)
+		if (l->pg[i].mode == WF_TGT_PGL_LOG)
+			n += l->pg[i].unsent * targets_of(r->map, l->pg[i].pool,
+							  l->pg[i].pgno, to);
+	return n;
+}
+
+static void bytes_done(struct wf_tgt_recover *rc, uint64_t n)
+{
+	rc->bytes_left -= n < rc->bytes_left ? n : rc->bytes_left;
+}
+
 void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 {
 	struct wf_tgt_recover *rc = &r->rec;
@@ -65,6 +126,7 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 	rc->in_extent = false;
 	rc->failed = false;
 	rc->left = 0;
+	rc->bytes_left = 0;
 	rc->log_pgs = rc->full_pgs = 0;
 	rc->lpg = 0;
 	for (uint32_t p = 0; p < m->map.npools; p++) {
@@ -95,6 +157,7 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 	}
 	for (uint32_t v = 0; v < m->map.nvolumes; v++)
 		rc->left += m->map.volumes[v].size / m->extent_size;
+	rc->bytes_left = plan_bytes(r);
 	rc->active = true;
 	wf_tgt_log("reactor %u: epoch %llu: bringing new members of %u PGs up "
 		   "to date (%u from the log of recent writes, %u whole)", r->idx,
@@ -188,6 +251,7 @@ void wf_tgt_recover_op_done(struct wf_tgt_req *q, uint16_t status)
 		uint64_t n = (uint64_t)q->length * q->nfwd;    /* per member */
 
 		rc->bytes += n;
+		bytes_done(rc, n);
 		if (vi >= 0 && wf_tgt_pglog_mode(r, m->map.volumes[vi].pool,
 				wf_pg_of(q->volume, q->offset / m->extent_size,
 					 m->map.pools[m->map.volumes[vi].pool].pg_num)) ==
@@ -294,13 +358,20 @@ static bool log_step(struct wf_tgt_reactor *r, unsigned *started)
 				return false;
 			(*started)++;
 			g->sub += len;
+			if (e->op == WF_OP_WRITE)
+				g->unsent -= len < g->unsent ? len : g->unsent;
 		}
 		if (lost) {
 			wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: epoch %llu: the "
 				    "log of PG %u.%u wrapped before its copy: the "
 				    "whole PG is copied", r->idx,
 				    (unsigned long long)rc->epoch, g->pool, g->pgno);
+			/* Its ranges not started go; its held extents come
+			 * (copied when the pass runs again). */
+			bytes_done(rc, g->unsent * nto);
+			g->unsent = 0;
 			g->mode = WF_TGT_PGL_FULL;
+			rc->bytes_left += held_bytes(r, rc->lpg);
 			rc->log_pgs--;
 			rc->full_pgs++;
 			rc->failed = true;
@@ -400,6 +471,8 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 			rc->ext = 0;
 			rc->lpg = 0;
 			wf_tgt_pglog_rewind(r);
+			/* Everything is copied again: planned again. */
+			rc->bytes_left = plan_bytes(r);
 			rc->failed = false;
 			rc->again_at = wf_tgt_now_ns() + AGAIN_MS * 1000000ull;
 			return started || looked;
@@ -415,6 +488,7 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 		rc->active = false;
 		rc->done_epoch = rc->epoch;
 		rc->left = 0;
+		rc->bytes_left = 0;
 	}
 	return started || looked;
 }

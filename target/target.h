@@ -866,6 +866,10 @@ struct wf_tgt_recover {
 	unsigned inflight;
 	uint32_t pgs, degraded;         /* PGs led: recovering, degraded */
 	uint64_t bytes, left;           /* copied; extents left (estimate) */
+	uint64_t bytes_left;            /* still to copy (each member
+	                                 * counted): planned at the pass's
+	                                 * start (plan_bytes), less each copy
+	                                 * done; never below 0 */
 	uint64_t tokens, tok_ns;        /* bandwidth limit (bytes, refill) */
 	uint64_t copied, erased;        /* extents, this pass */
 	/* The log of recent writes (pglog.c): this pass's PGs by how they
@@ -913,6 +917,8 @@ struct wf_tgt_pglog_pg {
 	uint32_t pool, pgno;
 	uint64_t start, end, cur;       /* the pass: entries [start, end), next */
 	uint32_t sub;                   /* bytes of entry cur already started */
+	uint64_t unsent;                /* bytes of the pass's WRITE entries
+	                                 * not yet started (once per member) */
 };
 
 struct wf_tgt_pglog {

@@ -69,6 +69,9 @@ void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct wf_map;
 struct wf_target;
 struct wf_ctl_status;
+/* Add st's bytes left to copy (status version 7 on) to *sum; false when
+ * st is of an older version and its pass runs (bytes left not known). */
+bool ctl_add_bytes_left(const struct wf_ctl_status *st, uint64_t *sum);
 /* STATUS of target t: its control socket in run_dir when it is on this
  * host, else its data address (*via says which).  0 or -errno. */
 int  ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,

@@ -41,7 +41,17 @@ static int status_usage(FILE *f)
 int ctl_ask_local(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 		  uint64_t arg0, uint64_t arg1, int ms, struct wf_ctl_status *st)
 {
-	return ctl_call(run_dir, id, op, epoch, arg0, arg1, ms, st, sizeof(*st));
+	int ret = ctl_call(run_dir, id, op, epoch, arg0, arg1, ms, st, sizeof(*st));
+
+	/* A target of version 6 closes on a request of 7: a STATUS (which
+	 * changes nothing) asked again in 6, the rest of *st zero
+	 * (st->version says which layout came). */
+	if (ret == -EPROTO && op == WF_CTL_STATUS) {
+		memset(st, 0, sizeof(*st));
+		ret = ctl_call(run_dir, id, op, epoch, arg0, arg1, ms, st,
+			       WF_CTL_STATUS_V6_SIZE);
+	}
+	return ret;
 }
 
 int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
@@ -68,7 +78,7 @@ int ctl_call(const char *run_dir, uint32_t id, uint16_t op, uint64_t epoch,
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (op != WF_CTL_SHORTCIRCUIT && op != WF_CTL_VOLUME_USAGE &&
 	    len > WF_CTL_STATUS_V2_SIZE)
-		ver = WF_CTL_VERSION;
+		ver = len == WF_CTL_STATUS_V6_SIZE ? 6 : WF_CTL_VERSION;
 	wf_ctl_req_encode_v(&q, ver, op, epoch, arg, arg2);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		ret = -errno;
@@ -271,14 +281,17 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 				ret = -ECONNRESET;
 			} else if (cq[i].op == WF_CQE_RECV_MSG && ret == -ETIMEDOUT) {
 				/* The first answer (a refused push has one
-				 * per chunk). */
-				if (cq[i].len != sizeof(a) ||
+				 * per chunk); a target of version 6 answers
+				 * the shorter layout (the rest zero). */
+				if ((cq[i].len != sizeof(a) &&
+				     cq[i].len != WF_NET_STATUS_REPLY_V6_SIZE) ||
 				    wf_wire_peek(cq[i].msg, cq[i].len, NULL) !=
 				    WF_OP_STATUS_REPLY) {
 					ret = -EPROTO;
 					continue;
 				}
-				memcpy(&a, cq[i].msg, sizeof(a));
+				memset(&a, 0, sizeof(a));
+				memcpy(&a, cq[i].msg, cq[i].len);
 				*st = a.body;
 				if (wstatus)
 					*wstatus = le16toh(a.status);
@@ -344,6 +357,15 @@ int ctl_data_call(const struct wf_target *t, uint64_t epoch, uint64_t cluster_id
 	return ret;
 }
 
+bool ctl_add_bytes_left(const struct wf_ctl_status *st, uint64_t *sum)
+{
+	/* Version 6 and older: the pass counts extents only. */
+	if (le16toh(st->version) < 7)
+		return !st->pgs_recovering;
+	*sum += le64toh(st->recovery_bytes_left);
+	return true;
+}
+
 int ctl_ask(const char *run_dir, const struct wf_target *t, uint64_t epoch,
 	    uint64_t cluster_id, int ms, struct wf_ctl_status *st, const char **via)
 {
@@ -372,6 +394,8 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 	unsigned missing = 0, recovering = 0, degraded = 0, etcd_ok = 0, etcd_lost = 0;
 	uint64_t copied = 0, used_b = 0, free_b = 0;
 	uint64_t log_n = 0, full_n = 0, log_b = 0, full_b = 0;
+	uint64_t left_b = 0, rel_s = 0, rel_r = 0, holds_r = 0, writes_r = 0;
+	unsigned left_unknown = 0;      /* recovering targets of version 6 */
 	uint32_t pgs = 0;
 	int c, ms = 2000;
 
@@ -450,6 +474,11 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 			full_n += le64toh(st.recovery_full_total);
 			log_b += le64toh(st.recovery_log_bytes);
 			full_b += le64toh(st.recovery_full_bytes);
+			rel_s += le64toh(st.releases_sent);
+			rel_r += le64toh(st.releases_received);
+			holds_r += le64toh(st.holds_released);
+			writes_r += le64toh(st.writes_released);
+			left_unknown += !ctl_add_bytes_left(&st, &left_b);
 			if (j) {
 				wf_json_str(j, "via", via);
 				wf_json_u64(j, "epoch", le64toh(st.epoch));
@@ -463,6 +492,11 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "pgs_recovering", le32toh(st.pgs_recovering));
 				wf_json_u64(j, "pgs_degraded", le32toh(st.pgs_degraded));
 				wf_json_u64(j, "recovery_bytes", le64toh(st.recovery_bytes));
+				if (le16toh(st.version) >= 7)
+					wf_json_u64(j, "recovery_bytes_left",
+						    le64toh(st.recovery_bytes_left));
+				wf_json_u64(j, "recovery_extents_left",
+					    le64toh(st.recovery_left));
 				wf_json_u64(j, "recovery_log_pgs", le32toh(st.recovery_log_pgs));
 				wf_json_u64(j, "recovery_full_pgs", le32toh(st.recovery_full_pgs));
 				wf_json_u64(j, "recoveries_log", le64toh(st.recovery_log_total));
@@ -472,6 +506,11 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "reads", le64toh(st.reads));
 				wf_json_u64(j, "writes", le64toh(st.writes));
 				wf_json_u64(j, "errors", le64toh(st.errors));
+				wf_json_u64(j, "releases_sent", le64toh(st.releases_sent));
+				wf_json_u64(j, "releases_received",
+					    le64toh(st.releases_received));
+				wf_json_u64(j, "holds_released", le64toh(st.holds_released));
+				wf_json_u64(j, "writes_released", le64toh(st.writes_released));
 				wf_json_u64(j, "uptime_ms", le64toh(st.uptime_ms));
 				wf_json_str(j, "etcd", le32toh(st.etcd) == WF_CTL_ETCD_OK ?
 					    "connected" : le32toh(st.etcd) ==
@@ -514,10 +553,16 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		wf_json_u64(j, "pgs_pinned", map.ntemps);
 		wf_json_u64(j, "pgs_degraded", degraded);
 		wf_json_u64(j, "recovery_bytes", copied);
+		wf_json_u64(j, "recovery_bytes_left", left_b);
+		wf_json_u64(j, "recovery_bytes_left_unknown", left_unknown);
 		wf_json_u64(j, "recoveries_log", log_n);
 		wf_json_u64(j, "recoveries_full", full_n);
 		wf_json_u64(j, "recovery_log_bytes", log_b);
 		wf_json_u64(j, "recovery_full_bytes", full_b);
+		wf_json_u64(j, "releases_sent", rel_s);
+		wf_json_u64(j, "releases_received", rel_r);
+		wf_json_u64(j, "holds_released", holds_r);
+		wf_json_u64(j, "writes_released", writes_r);
 		wf_json_u64(j, "etcd_connected", etcd_ok);
 		wf_json_u64(j, "etcd_unreachable", etcd_lost);
 		wf_json_obj_end(j);
@@ -529,9 +574,16 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 		       ctl_bytes(fb, sizeof(fb), free_b));
 		printf("PGs: %u in all; led by the targets that answered: %u "
 		       "recovering (pinned: %u), %u degraded; %s copied to new "
-		       "members this epoch%s\n", pgs, recovering, map.ntemps,
-		       degraded, ctl_bytes(cb, sizeof(cb), copied), map.ntemps ?
+		       "members this epoch, %.1f MiB left to copy%s%s\n", pgs,
+		       recovering, map.ntemps, degraded,
+		       ctl_bytes(cb, sizeof(cb), copied), left_b / 1048576.0,
+		       left_unknown ? " (and what targets of an older version "
+		       "have left)" : "", map.ntemps ?
 		       " (`weftctl recover --wait` ends the pins when done)" : "");
+		printf("read leases released early: %" PRIu64 " sent, %" PRIu64
+		       " received; %" PRIu64 " holds ended, %" PRIu64 " held "
+		       "writes started before their hold lapsed\n", rel_s, rel_r,
+		       holds_r, writes_r);
 		if (log_n || full_n)
 			printf("recoveries since the targets started: %" PRIu64
 			       " PGs from the log of recent writes (%s copied), %"

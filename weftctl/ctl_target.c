@@ -166,6 +166,9 @@ static int64_t now_ms(void)
 
 struct progress {
 	uint64_t bytes, left;
+	uint64_t bytes_left;            /* to copy, when every target that
+	                                 * recovers reports it (version 7) */
+	bool     bytes_known;
 	uint32_t pgs, degraded, behind, missing;
 	uint32_t log_pgs, full_pgs;     /* of pgs: from the log, whole */
 };
@@ -175,8 +178,9 @@ struct progress {
 static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 		struct progress *pr)
 {
-	uint64_t bytes = 0, left = 0;
+	uint64_t bytes = 0, left = 0, bleft = 0;
 	uint32_t pgs = 0, degraded = 0, behind = 0, log_pgs = 0, full_pgs = 0;
+	bool known = true;
 	int missing = 0;
 
 	for (uint32_t i = 0; i < m->ntargets; i++) {
@@ -199,16 +203,26 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 		degraded += le32toh(st.pgs_degraded);
 		bytes += le64toh(st.recovery_bytes);
 		left += le64toh(st.recovery_left);
+		if (!ctl_add_bytes_left(&st, &bleft))
+			known = false;
 		log_pgs += le32toh(st.recovery_log_pgs);
 		full_pgs += le32toh(st.recovery_full_pgs);
 	}
-	*pr = (struct progress){ .bytes = bytes, .left = left, .pgs = pgs,
+	*pr = (struct progress){ .bytes = bytes, .left = left,
+				 .bytes_left = bleft, .bytes_known = known,
+				 .pgs = pgs,
 				 .degraded = degraded, .behind = behind,
 				 .missing = (uint32_t)missing,
 				 .log_pgs = log_pgs, .full_pgs = full_pgs };
 	if (missing)
 		return -1;
-	if (!quiet)
+	if (!quiet && known)
+		printf("epoch %" PRIu64 ": %u PGs pinned, %u recovering (%u from "
+		       "the log of recent writes, %u whole), %u degraded; "
+		       "%.1f MiB copied, %.1f MiB left to copy; %u targets not "
+		       "done\n", m->epoch, m->ntemps, pgs, log_pgs, full_pgs,
+		       degraded, bytes / 1048576.0, bleft / 1048576.0, behind);
+	else if (!quiet)
 		printf("epoch %" PRIu64 ": %u PGs pinned, %u recovering (%u from "
 		       "the log of recent writes, %u whole), %u degraded; "
 		       "%.1f MiB copied; %" PRIu64 " extents left to look at; %u "
@@ -217,15 +231,15 @@ static int look(const struct wf_map *m, const char *run_dir, bool quiet,
 	return behind ? 0 : 1;
 }
 
-/* Seconds until no extent is left to look at, at the rate seen since
- * the first look of this pass (first_left extents then, left now,
- * elapsed_ms between); -1 without progress to go by. */
-static double ctl_recover_eta_s(uint64_t first_left, uint64_t left, int64_t elapsed_ms)
+/* Seconds until `left` is done at the rate seen since the first look of
+ * this pass (`done` of the same unit since then, over elapsed_ms); -1
+ * without progress to go by.  The unit: bytes copied and bytes left to
+ * copy (targets of version 7), else extents looked at and left. */
+static double ctl_recover_eta_s(uint64_t done, uint64_t left, int64_t elapsed_ms)
 {
-	if (first_left <= left || elapsed_ms <= 0)
+	if (!done || elapsed_ms <= 0)
 		return -1;
-	return (double)left * ((double)elapsed_ms / 1000.0) /
-	       (double)(first_left - left);
+	return (double)left * ((double)elapsed_ms / 1000.0) / (double)done;
 }
 
 int ctl_recover(int argc, char **argv, struct wf_json *j)
@@ -241,7 +255,8 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 	const char *path = NULL, *run_dir = NULL;
 	struct progress pr = { 0 };
 	int64_t first_ms = 0;           /* this pass's first look */
-	uint64_t first_left = 0;
+	uint64_t first_left = 0, first_bytes = 0;
+	bool first_known = false;
 	double eta_s = -1;
 	bool wait = false;
 	long timeout_s = 3600;
@@ -296,15 +311,22 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 		if (st == 0) {
 			int64_t t = now_ms();
 
-			/* A new pass (more left than at the first look)
-			 * starts the estimate over. */
-			if (!first_ms || pr.left > first_left) {
+			/* A new pass (more extents left than at the first
+			 * look, fewer bytes copied: a pass starts at 0), or
+			 * a change of unit, starts the estimate over. */
+			if (!first_ms || pr.left > first_left ||
+			    pr.bytes < first_bytes || pr.bytes_known != first_known) {
 				first_ms = t;
 				first_left = pr.left;
+				first_bytes = pr.bytes;
+				first_known = pr.bytes_known;
 				eta_s = -1;
+			} else if (pr.bytes_known) {
+				eta_s = ctl_recover_eta_s(pr.bytes - first_bytes,
+							 pr.bytes_left, t - first_ms);
 			} else {
-				eta_s = ctl_recover_eta_s(first_left, pr.left,
-							 t - first_ms);
+				eta_s = ctl_recover_eta_s(first_left - pr.left,
+							 pr.left, t - first_ms);
 			}
 			if (eta_s >= 0 && !j)
 				printf("  at the rate so far: about %.0f s left\n",
@@ -340,6 +362,10 @@ int ctl_recover(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "recovery_full_pgs", pr.full_pgs);
 				wf_json_u64(j, "recovery_bytes", pr.bytes);
 				wf_json_u64(j, "extents_left", pr.left);
+				if (pr.bytes_known)
+					wf_json_u64(j, "bytes_left", pr.bytes_left);
+				wf_json_str(j, "estimate_from", pr.bytes_known ?
+					    "bytes" : "extents");
 				if (eta_s >= 0)
 					wf_json_dbl(j, "seconds_left_estimate", eta_s);
 				wf_json_u64(j, "targets_not_done", pr.behind);

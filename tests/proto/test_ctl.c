@@ -79,7 +79,13 @@ Test(ctl, request_rejections)
 	cr_assert_eq(wf_ctl_status_size(3), 144);
 	cr_assert_eq(wf_ctl_status_size(4), 256);
 	cr_assert_eq(wf_ctl_status_size(5), 336);
-	cr_assert_eq(wf_ctl_status_size(6), sizeof(struct wf_ctl_status));
+	cr_assert_eq(wf_ctl_status_size(6), 368);
+	cr_assert_eq(wf_ctl_status_size(7), sizeof(struct wf_ctl_status));
+	cr_assert_eq(sizeof(struct wf_ctl_status), 376);
+	cr_assert_eq(offsetof(struct wf_ctl_status, recovery_bytes_left), 368);
+	cr_assert_eq(sizeof(struct wf_net_status_reply), 392);
+	cr_assert_eq(WF_NET_STATUS_REPLY_V6_SIZE,
+		     offsetof(struct wf_net_status_reply, body) + WF_CTL_STATUS_V6_SIZE);
 	/* An argument only where the op takes one, and only from version 3
 	 * (version 2 had the field reserved). */
 	bad = q;

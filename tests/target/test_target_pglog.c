@@ -141,6 +141,28 @@ Test(target_pglog, a_member_back_gets_the_writes_since_it_left)
 	cr_assert_eq(plan_for(2), WF_TGT_PGL_FULL);
 }
 
+/* The bytes a log pass sends (recovery_bytes_left's part from the log):
+ * its WRITE entries' lengths, not its DISCARDs', counted again from its
+ * first entry when the pass runs again. */
+Test(target_pglog, the_plan_counts_the_bytes_of_the_writes_it_sends)
+{
+	struct wf_tgt_req d = { .volume = 3, .offset = 32768, .length = 16384,
+				.op = WF_OP_DISCARD };
+
+	serve(map(1, true, true));
+	write_at(0);
+	serve(map(2, false, true));
+	write_at(4096);
+	wf_tgt_pglog_add(&R, 0, &d);
+	write_at(8192);
+	cr_assert_eq(plan_for(1), WF_TGT_PGL_LOG);
+	cr_assert_eq(R.pglog.pg[0].unsent, 2 * 4096);
+	R.pglog.pg[0].unsent = 0;               /* as the pass starts them */
+	R.pglog.pg[0].cur = R.pglog.pg[0].end;
+	wf_tgt_pglog_rewind(&R);
+	cr_assert_eq(R.pglog.pg[0].unsent, 2 * 4096, "planned again");
+}
+
 Test(target_pglog, more_writes_than_entries_copy_the_whole_pg)
 {
 	serve(map(1, true, true));

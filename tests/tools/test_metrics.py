@@ -57,8 +57,10 @@ class Metrics(unittest.TestCase):
                      "weft_map_epoch", "weft_connections", "weft_store_extents",
                      "weft_answers", "weft_fabric_operations", "weft_etcd_state",
                      "weft_inflight_requests", "weft_pgs", "weft_recovered_pgs",
-                     "weft_recovered_bytes"):
+                     "weft_recovered_bytes", "weft_recovery_bytes_left"):
             self.assertIn(name, fams, name)
+        self.assertEqual(fams["weft_recovery_bytes_left"].type, "gauge")
+        self.assertEqual(value(fams, "weft_recovery_bytes_left"), 0)
         for how in ("log", "whole"):
             self.assertEqual(value(fams, "weft_recovered_pgs_total", how=how), 0)
         self.assertEqual(fams["weft_request_latency_seconds"].type, "histogram")
