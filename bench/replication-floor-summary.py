@@ -68,6 +68,8 @@ def main(d):
     line("weft vol3 randwrite QD1 p99", [x["p99_us"] for x in wq1], "us")
     line("weft vol3 randwrite QD1 IOPS", [x["iops"] for x in wq1], "")
     line("weft targets' CPU per write", [x["target_cpu_us_per_io"] for x in wq1], "us")
+    line("weft client's CPU per write", [x["client_cpu_us_per_io"] for x in wq1], "us")
+    line("device floor's CPU per write", [x["cpu_us_per_io"] for x in dev], "us")
     D, P, C, W = med(dev_p50), med(pair), med(chain), med(wp50)
     R = med([x["floor"]["rtt_p50_us"] for x in wq1])
     print()
@@ -81,6 +83,10 @@ def main(d):
     print("  floor of the topology D + C = %.1f; %s the goal; W / (D + C) = %.2f,"
           " W - (D + C) = %.1f" % (D + C, "above" if D + C > g else "within",
                                    W / (D + C), W - (D + C)))
+    cw = med([x["target_cpu_us_per_io"] + x["client_cpu_us_per_io"] for x in wq1])
+    cf = med([x["chain"]["cpu_us_per_rt"] for x in ch]) + 3 * med([x["cpu_us_per_io"] for x in dev])
+    print("  CPU per write, all processes: weft %.1f us against the chain's + 3 device"
+          " writes' %.1f us (%.2fx)" % (cw, cf, cw / cf))
     print("  chain / pair = %.2f (2 round trips would be 2.00 if hops cost a round trip each)"
           % (C / P))
 
