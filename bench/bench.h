@@ -11,6 +11,7 @@ int bench_floor(int argc, char **argv);      /* io_floor.c */
 int bench_io(int argc, char **argv);         /* io.c */
 int bench_thrash(int argc, char **argv);     /* thrash.c */
 int bench_connect(int argc, char **argv);    /* connect.c */
+int bench_chain(int argc, char **argv);      /* chain.c */
 
 /* ---- shared by the two-process runs of fabric.c and io.c (fabric.c) ---- */
 

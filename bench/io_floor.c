@@ -300,9 +300,11 @@ static void prep_io(struct floor_ctx *c, uint32_t i, uint32_t op, uint64_t off)
 
 	s->op = op;
 	s->off = off;
-	if (op == OP_WRITE)
+	if (op == OP_WRITE) {
 		io_uring_prep_write_fixed(sqe, 0, slot_buf(c, i), c->o->bs, off, (int)i);
-	else
+		if (c->o->dsync)
+			sqe->rw_flags = RWF_DSYNC;
+	} else
 		io_uring_prep_read_fixed(sqe, 0, slot_buf(c, i), c->o->bs, off, (int)i);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, s);
@@ -574,10 +576,10 @@ void wf_floor_print(FILE *f, const struct wf_floor_opts *o,
 {
 	struct wf_lat_summary s;
 
-	fprintf(f, "floor: %s bs=%u qd=%u file=%s size=%.2f GiB runtime=%.2f s%s\n",
+	fprintf(f, "floor: %s bs=%u qd=%u file=%s size=%.2f GiB runtime=%.2f s%s%s\n",
 		wf_rw_name(o->rw), o->bs, o->qd, o->path,
 		(double)r->size / (1u << 30), r->elapsed_s,
-		r->laid_out ? " (laid out first)" : "");
+		r->laid_out ? " (laid out first)" : "", o->dsync ? " dsync" : "");
 	fprintf(f, "  %-6s %10s %10s %9s %9s %9s %9s %9s %9s %9s %10s\n",
 		"op", "ios", "iops", "MB/s", "min_us", "p50_us", "p99_us",
 		"p99.9_us", "p99.99_us", "max_us", "cpu_us/io");
@@ -624,6 +626,7 @@ void wf_floor_json(struct wf_json *j, const char *key,
 	wf_json_u64(j, "qd", o->qd);
 	wf_json_u64(j, "size", r->size);
 	wf_json_u64(j, "seed", o->seed);
+	wf_json_bool(j, "dsync", o->dsync);
 	if (o->rw == WF_RW_RW)
 		wf_json_u64(j, "rwmix_read", o->rwmix_read);
 	wf_json_dbl(j, "runtime_s", r->elapsed_s);
@@ -694,12 +697,13 @@ static int floor_usage(FILE *f)
 		"usage: weft-bench floor --file PATH [--rw randread|randwrite|randrw]\n"
 		"         [--bs 4k] [--qd N] [--runtime S] [--size BYTES] [--seed N]\n"
 		"         [--rwmixread PCT] [--no-verify] [--read-only] [--json]\n"
-		"         [--plot DIR] [--quiet]\n"
+		"         [--plot DIR] [--quiet] [--dsync]\n"
 		"  Raw device floor: io_uring, O_DIRECT, registered file and buffers,\n"
 		"  seeded random aligned offsets, QD kept full.  A missing, short or\n"
 		"  sparse file is laid out (written) first.  randwrite/randrw write\n"
 		"  seeded patterns and re-read every written block afterwards.\n"
-		"  It WRITES the file; --read-only (randread) never does.\n");
+		"  It WRITES the file; --read-only (randread) never does.  --dsync:\n"
+		"  every write RWF_DSYNC (a target's writes with --cache auto).\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -719,6 +723,7 @@ int bench_floor(int argc, char **argv)
 		{ "plot",      required_argument, NULL, 'p' },
 		{ "quiet",     no_argument,       NULL, 'Q' },
 		{ "read-only", no_argument,       NULL, 'R' },
+		{ "dsync",     no_argument,       NULL, 'D' },
 		{ "help",      no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -772,6 +777,7 @@ int bench_floor(int argc, char **argv)
 		case 'p': plot = optarg; break;
 		case 'Q': o.quiet = true; break;
 		case 'R': o.read_only = true; break;
+		case 'D': o.dsync = true; break;
 		case 'h': return floor_usage(stdout);
 		default:  return floor_usage(stderr);
 		}

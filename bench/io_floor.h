@@ -40,6 +40,9 @@ struct wf_floor_opts {
 	bool read_only;		/* open O_RDONLY, never lay out (randread only):
 				 * safe on a live store; a sparse file is then
 				 * measured as it is, with a warning */
+	bool dsync;		/* every write RWF_DSYNC: what a weft target does
+				 * with --cache auto on a device with a volatile
+				 * cache (a file) */
 	bool layout_progress;	/* the layout's progress on stderr even when
 				 * quiet (it may take a while, once) */
 };

@@ -13,6 +13,7 @@ static const struct {
 } cmds[] = {
 	{ "placement", bench_placement, "placement -c MAP [--json]" },
 	{ "fabric",    bench_fabric,    "fabric --transport tcp|unix|verbs --size N [--json]" },
+	{ "chain",     bench_chain,     "chain [--topology pair,chain] [--wait sleep|spin] [--iters N] [--rounds R] [--json]: a replicated write's message topology over tcp loopback, nothing else" },
 	{ "floor",     bench_floor,     "floor --file PATH --rw randread|randwrite|randrw --bs 4k --qd N --runtime S [--size BYTES] [--json] [--plot DIR]" },
 	{ "thrash",    bench_thrash,    "thrash -c MAP --volume V [--cycles N] [--json]: verified I/O while targets fail and return" },
 	{ "connect",   bench_connect,   "connect -c MAP --volume V [--count N] [--no-key] [--json]: a new handle's first read (connect, keys) against a warm one" },

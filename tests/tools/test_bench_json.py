@@ -81,3 +81,59 @@ class BenchJson(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ChainFloor(unittest.TestCase):
+    """weft-bench chain: the replicated write's message topology with no
+    device and no weft code (docs/performance.md, "The floor of a
+    replicated write"): runs, answers checked, sane strict JSON."""
+
+    def chain(self, *extra):
+        p = run(["weft-bench", "chain", "--iters", "300", "--warmup", "50",
+                 "--rounds", "2", "--json"] + list(extra), timeout=120, check=0)
+        d = strict_json(p.stdout)
+        validate(d, "bench-chain")
+        return d
+
+    def test_both_topologies_sleeping(self):
+        d = self.chain()
+        self.assertEqual(d["wait"], "sleep")
+        for t, procs in (("pair", 2), ("chain", 4)):
+            r = d[t]
+            self.assertEqual(r["processes"], procs)
+            self.assertEqual(len(r["per_round"]), 2)
+            for x in r["per_round"]:
+                self.assertEqual(x["round_trips"], 300)
+            self.assertLessEqual(r["p50_us"], r["p99_us"])
+            self.assertEqual(r["all_rounds"]["count"], 600)
+            # Sleeping processes sleep: at least the client's one wait per
+            # round trip (no timing threshold, a count).
+            self.assertGreaterEqual(r["voluntary_switches_per_rt"], 0.5, t)
+            self.assertGreater(r["cpu_us_per_rt"], 0)
+
+    def test_one_topology_spinning(self):
+        d = self.chain("--topology", "chain", "--wait", "spin", "--rounds", "1")
+        self.assertEqual(d["wait"], "spin")
+        self.assertNotIn("pair", d)
+        self.assertEqual(d["chain"]["all_rounds"]["count"], 300)
+
+    def test_bad_arguments(self):
+        for bad in (["--topology", "ring"], ["--wait", "maybe"], ["--rounds", "0"],
+                    ["--iters", "x"], ["extra"]):
+            run(["weft-bench", "chain"] + bad, timeout=30, check=2)
+
+    def test_floor_dsync(self):
+        # The device floor with every write RWF_DSYNC (--cache auto's
+        # writes): said in the JSON, data still verified.
+        path = "/var/tmp/weft-test-floor-dsync-%d" % os.getpid()
+        try:
+            p = run(["weft-bench", "floor", "--file", path, "--rw", "randwrite",
+                     "--size", "4M", "--qd", "4", "--runtime", "0.2", "--dsync",
+                     "--quiet", "--json"], timeout=60, check=0)
+            d = strict_json(p.stdout)
+            self.assertTrue(d["dsync"])
+            self.assertTrue(d["verify"]["ok"])
+            self.assertGreater(d["writes"], 0)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
