@@ -294,6 +294,10 @@ int  wf_store_ring_fd(const struct wf_store *s);
  */
 #define WF_STORE_WATCH_MAX 4
 int  wf_store_watch(struct wf_store *s, int fd);
+/* Watch i's poll is in the ring and no completion of it has been reaped:
+ * its fd has not been readable since the last wf_store_wait armed it, or
+ * the completion is in the ring for the next wf_store_poll. */
+bool wf_store_watch_pending(const struct wf_store *s, int i);
 int  wf_store_wait(struct wf_store *s, int timeout_ms);
 unsigned wf_store_woken(struct wf_store *s);
 /* Requests accepted on this queue and not yet completed, plus work this
