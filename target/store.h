@@ -268,7 +268,9 @@ struct wf_store *wf_store_queue_of(const struct wf_store *s, unsigned i);
 
 /* Reactor hooks */
 
-/* Submit every queued SQE (one io_uring_enter).  Returns the count. */
+/* Submit every queued SQE (one io_uring_enter).  Returns the count.
+ * When there is something to submit, the watches (wf_store_watch) that
+ * fired since they were last armed go back into the ring with it. */
 int  wf_store_submit(struct wf_store *s);
 /* Submit, then block until at least one completion is ready (tests, drain;
  * never on a busy reactor). */
