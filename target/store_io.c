@@ -1002,8 +1002,9 @@ unsigned wf_store_woken(struct wf_store *s)
 
 /* A watch is a one-shot poll, armed again after it fired by the next
  * wf_store_wait (or wf_store_submit that enters the kernel): arming looks
- * at the fd's current state, so readiness left over (an epoll set with more ready entries than one pass takes) wakes
- * the loop again, as a level-triggered epoll_wait would.  A multishot
+ * at the fd's current state, so readiness left over (an epoll set with
+ * more ready entries than one pass takes) wakes the loop again, as a
+ * level-triggered epoll_wait would.  A multishot
  * poll only fires on new wakeups and would sleep through that. */
 static void watch_cqe(struct wf_store *s, unsigned i, int res, unsigned flags)
 {
