@@ -135,6 +135,12 @@ int wf_flush(struct wf_ctx *ctx)
 	return ctx->ops->flush ? ctx->ops->flush(ctx) : 0;
 }
 
+void wf_ctx_quiet(struct wf_ctx *ctx)
+{
+	if (ctx->ops->quiet)
+		ctx->ops->quiet(ctx);
+}
+
 int wf_listen(struct wf_ctx *ctx, const char *addr, const struct wf_ep_opts *o,
 	      struct wf_listener **out)
 {

@@ -160,6 +160,20 @@ int  wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
  * no-op without it).  wf_poll() and wf_ctx_arm() do the same first.
  */
 int  wf_flush(struct wf_ctx *ctx);
+/*
+ * A hint for the next wf_poll() on ctx only: the kernel has nothing new
+ * for ctx's sockets that the caller would not learn from its own poll of
+ * ctx's fd.  Give it when such a poll, one that reports the fd's level
+ * (readable whenever it is, as poll(2) and io_uring's poll do), is pending
+ * and has not reported the fd readable, or will be armed before the
+ * caller next sleeps; poll without it once that poll reports the fd
+ * readable.  The hinted poll skips asking the kernel about the sockets
+ * (tcp: no epoll_wait, no recv); it still flushes batched posts, returns
+ * receive credits and hands out the completions already queued.  What it
+ * skips keeps the fd readable, so a wrong hint only defers work to the
+ * next poll without it.  Verbs: ignored (its poll makes no system call).
+ */
+void wf_ctx_quiet(struct wf_ctx *ctx);
 
 /*
  * What a ctx has done since it was created, counted by the generic layer

@@ -18,6 +18,7 @@ struct wf_ops {
 	int   (*ctx_arm)(struct wf_ctx *ctx);
 	int   (*poll)(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
 	int   (*flush)(struct wf_ctx *ctx);        /* NULL: posts never wait */
+	void  (*quiet)(struct wf_ctx *ctx);        /* NULL: the hint is ignored */
 
 	int   (*listen)(struct wf_ctx *ctx, const char *addr,
 			const struct wf_ep_opts *o, struct wf_listener **out);

@@ -984,12 +984,18 @@ static int tcp_flush(struct wf_ctx *ctx)
 	return 0;
 }
 
+static void tcp_quiet(struct wf_ctx *ctx)
+{
+	tctx(ctx)->quiet = true;
+}
+
 static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 {
 	struct tcp_ctx *c = tctx(ctx);
-	bool direct;
+	bool direct, quiet = c->quiet;
 	int n = 0;
 
+	c->quiet = false;       /* the hint lasts one poll */
 	txq_flush(c);
 	release_held(c);
 	c->turn++;
@@ -1009,6 +1015,13 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		if (now >= c->hello_due)
 			tcp_hello_sweep(c, now);
 	}
+	/* The caller's poll of our fd has not fired since it armed it: no
+	 * socket is readable, no listener or handshake has news, no EPOLLOUT
+	 * is due (each of them would have made the epoll fd readable), so
+	 * asking epoll or reading the sockets would find nothing.  Anything
+	 * that races in keeps the fd readable for the caller's next wait. */
+	if (quiet)
+		goto deliver;
 	/* Busy-polling with few endpoints: read their sockets directly.  A
 	 * sleeper that was just woken asks epoll, which names what woke it. */
 	direct = !c->armed && c->nlive && c->nlive <= DIRECT_MAX;
@@ -1074,6 +1087,7 @@ const struct wf_ops wf_tcp_ops = {
 	.ctx_arm          = tcp_ctx_arm,
 	.poll             = tcp_poll,
 	.flush            = tcp_flush,
+	.quiet            = tcp_quiet,
 	.listen           = tcp_listen,
 	.listener_addr    = tcp_listener_addr,
 	.accept           = tcp_accept,

@@ -87,6 +87,8 @@ struct tcp_ctx {
 	uint64_t        next_uid;       /* endpoint ids for wf_mr_bind (never
 	                                 * reused, unlike addresses) */
 	bool            io_skipped;     /* the last wf_poll did no socket I/O */
+	bool            quiet;          /* wf_ctx_quiet: the next wf_poll
+	                                 * does no socket I/O of its own */
 	bool            armed;          /* the user sleeps on the fd: every poll
 	                                 * asks epoll, until one returns work */
 	struct tcp_listener *lsts;      /* every listener of the ctx */

@@ -559,7 +559,8 @@ int wf_tgt_reactor_init(struct wf_tgt_reactor *r, struct wf_tgt *tg,
 	 * completions wake it directly, the fabric fds and the epoll set of
 	 * everything else through polls in that ring. */
 	for (unsigned f = 0; f < r->nfab; f++) {
-		ret = wf_store_watch(store, wf_ctx_fd(r->fab[f].ctx));
+		ret = r->fab[f].watch = wf_store_watch(store,
+						       wf_ctx_fd(r->fab[f].ctx));
 		if (ret < 0)
 			break;
 	}
@@ -769,6 +770,25 @@ static void handle_cqes(struct wf_tgt_reactor *r, unsigned f,
 	}
 }
 
+/*
+ * wf_poll on fabric f.  The store ring holds a poll of each fabric fd (a
+ * watch, armed at each sleep and at each submit that enters the kernel):
+ * while it is pending nothing on that fabric's sockets is new, and the
+ * poll need not ask the kernel (with the tcp backend, an epoll_wait or a
+ * recv per connection saved on every turn that a device completion alone
+ * started).  The turn that reaps the watch's completion polls in full.
+ * Before a sleep (before_sleep) the poll is quiet either way: the sleep
+ * arms the watch, which looks at the fd's state, so anything that raced in
+ * ends the sleep at once.
+ */
+static int fab_poll(struct wf_tgt_reactor *r, unsigned f, struct wf_cqe *cq,
+		    bool before_sleep)
+{
+	if (before_sleep || wf_store_watch_pending(r->store, r->fab[f].watch))
+		wf_ctx_quiet(r->fab[f].ctx);
+	return wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
+}
+
 /* One pass over the epoll set: signals, control socket, wakeups.
  * timeout_ms 0 while busy. */
 static void events(struct wf_tgt_reactor *r, int timeout_ms)
@@ -859,7 +879,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 		if (n > 0)
 			work += (unsigned)n;
 		for (unsigned f = 0; f < r->nfab; f++) {
-			n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
+			n = fab_poll(r, f, cq, false);
 			if (n > 0) {
 				handle_cqes(r, f, cq, n);
 				work += (unsigned)n;
@@ -953,7 +973,7 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 				if (wf_ctx_arm(r->fab[f].ctx))
 					armed = false;
 			for (unsigned f = 0; armed && f < r->nfab; f++) {
-				n = wf_poll(r->fab[f].ctx, cq, CQE_BATCH);
+				n = fab_poll(r, f, cq, true);
 				if (n > 0) {
 					handle_cqes(r, f, cq, n);
 					armed = false;

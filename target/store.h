@@ -268,7 +268,9 @@ struct wf_store *wf_store_queue_of(const struct wf_store *s, unsigned i);
 
 /* Reactor hooks */
 
-/* Submit every queued SQE (one io_uring_enter).  Returns the count. */
+/* Submit every queued SQE (one io_uring_enter).  Returns the count.
+ * When there is something to submit, the watches (wf_store_watch) that
+ * fired since they were last armed go back into the ring with it. */
 int  wf_store_submit(struct wf_store *s);
 /* Submit, then block until at least one completion is ready (tests, drain;
  * never on a busy reactor). */
@@ -294,6 +296,10 @@ int  wf_store_ring_fd(const struct wf_store *s);
  */
 #define WF_STORE_WATCH_MAX 4
 int  wf_store_watch(struct wf_store *s, int fd);
+/* Watch i's poll is in the ring and no completion of it has been reaped:
+ * its fd has not been readable since the last wf_store_wait armed it, or
+ * the completion is in the ring for the next wf_store_poll. */
+bool wf_store_watch_pending(const struct wf_store *s, int i);
 int  wf_store_wait(struct wf_store *s, int timeout_ms);
 unsigned wf_store_woken(struct wf_store *s);
 /* Requests accepted on this queue and not yet completed, plus work this

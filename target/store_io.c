@@ -938,8 +938,33 @@ static void req_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	}
 }
 
+/* Put the poll of every watch that is not in the ring into it.  With
+ * force, take a slot even from a full SQ (submitting it first); without,
+ * a watch that finds none waits for the next call. */
+static int watch_arm(struct wf_store *s, bool force)
+{
+	for (unsigned i = 0; i < s->nwatch; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (s->watch[i].armed)
+			continue;
+		sqe = force ? sio_sqe_get(s) : io_uring_get_sqe(&s->ring);
+		if (!sqe)
+			return -EBUSY;
+		io_uring_prep_poll_add(sqe, s->watch[i].fd, POLLIN);
+		io_uring_sqe_set_data64(sqe, ((uint64_t)i << TAG_SHIFT) | TAG_WATCH);
+		s->watch[i].armed = true;
+	}
+	return 0;
+}
+
 int wf_store_submit(struct wf_store *s)
 {
+	/* Entering the kernel anyway: the watches that fired since the last
+	 * sleep go back into the ring with this turn's I/O, so the reactor
+	 * learns from them (not from a poll of each fd) when one has news. */
+	if (io_uring_sq_ready(&s->ring))
+		(void)watch_arm(s, false);
 	return io_uring_submit(&s->ring);
 }
 
@@ -962,6 +987,11 @@ int wf_store_watch(struct wf_store *s, int fd)
 	return (int)s->nwatch++;
 }
 
+bool wf_store_watch_pending(const struct wf_store *s, int i)
+{
+	return i >= 0 && (unsigned)i < s->nwatch && s->watch[i].armed;
+}
+
 unsigned wf_store_woken(struct wf_store *s)
 {
 	unsigned m = s->woken;
@@ -970,10 +1000,11 @@ unsigned wf_store_woken(struct wf_store *s)
 	return m;
 }
 
-/* A watch is a one-shot poll, armed again by the next wf_store_wait after
- * it fired: arming looks at the fd's current state, so readiness left
- * over (an epoll set with more ready entries than one pass takes) wakes
- * the loop again, as a level-triggered epoll_wait would.  A multishot
+/* A watch is a one-shot poll, armed again after it fired by the next
+ * wf_store_wait (or wf_store_submit that enters the kernel): arming looks
+ * at the fd's current state, so readiness left over (an epoll set with
+ * more ready entries than one pass takes) wakes the loop again, as a
+ * level-triggered epoll_wait would.  A multishot
  * poll only fires on new wakeups and would sleep through that. */
 static void watch_cqe(struct wf_store *s, unsigned i, int res, unsigned flags)
 {
@@ -991,18 +1022,9 @@ int wf_store_wait(struct wf_store *s, int timeout_ms)
 	struct io_uring_cqe *cqe;
 	int ret;
 
-	for (unsigned i = 0; i < s->nwatch; i++) {
-		struct io_uring_sqe *sqe;
-
-		if (s->watch[i].armed)
-			continue;
-		sqe = sio_sqe_get(s);
-		if (!sqe)
-			return -EBUSY;
-		io_uring_prep_poll_add(sqe, s->watch[i].fd, POLLIN);
-		io_uring_sqe_set_data64(sqe, ((uint64_t)i << TAG_SHIFT) | TAG_WATCH);
-		s->watch[i].armed = true;
-	}
+	ret = watch_arm(s, true);
+	if (ret)
+		return ret;
 	/* Answers already waiting in the ready list: do not sleep. */
 	if (s->ready_head || s->outbox) {
 		ret = io_uring_submit(&s->ring);

@@ -747,6 +747,8 @@ enum {
  * the unix socket.  Each registers every ring. */
 struct wf_tgt_fab {
 	struct wf_ctx      *ctx;
+	int                 watch;      /* index of its fd's poll in the store
+	                                 * ring (wf_store_watch) */
 	struct wf_mr      **mrs;        /* [max_conns], ring i */
 	struct wf_listener *lst[2];
 	unsigned            nlst;

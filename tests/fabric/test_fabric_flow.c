@@ -215,6 +215,65 @@ Test(fabric, backpressure_without_loss)
 	free(cbuf);
 }
 
+/*
+ * wf_ctx_quiet: the caller's own poll of the fd covers the sockets, so the
+ * hinted poll leaves them alone (tcp, unix) and the fd stays readable for
+ * that poll; it still flushes batched posts and hands out what is queued.
+ * The next poll without the hint does the work.  Verbs ignores the hint.
+ */
+Test(fabric, a_quiet_poll_leaves_the_sockets_to_the_next_poll)
+{
+	struct ft_pair p = { 0 };
+	struct wf_ep_opts o = ft_opts(8, 8, 128);
+	struct pollfd pf;
+	struct wf_cqe c[4];
+	int n;
+
+	ft_pair_open(&p, &o, &o);
+	while (wf_poll(p.sctx, c, 4) > 0)
+		;
+	pf = (struct pollfd){ .fd = wf_ctx_fd(p.sctx), .events = POLLIN };
+	cr_assert_eq(wf_send(p.cep, "q1", 2, 1), 0);
+	cr_assert_eq(wf_flush(p.cctx), 0);
+	cr_assert_eq(poll(&pf, 1, ft_wait_ms()), 1, "the message never arrived");
+	wf_ctx_quiet(p.sctx);
+	n = wf_poll(p.sctx, c, 4);
+	cr_assert_geq(n, 0);
+	if (!ft_is_verbs()) {
+		cr_assert_eq(n, 0, "a quiet poll read the socket");
+		cr_assert_eq(poll(&pf, 1, 0), 1, "the fd must stay readable");
+	} else {
+		gs.n = 0;
+		for (int i = 0; i < n; i++)
+			gs.c[gs.n++] = c[i];
+	}
+	/* The hint lasted one poll: the next ones read the message. */
+	if (!ft_count(&gs, WF_CQE_RECV_MSG))
+		ft_pump(p.sctx, &gs, 1, NULL, NULL, 0, ft_wait_ms());
+	cr_assert_eq(ft_count(&gs, WF_CQE_RECV_MSG), 1);
+
+	/* Our own send: posted (or batched), a quiet poll sends it and
+	 * returns its completion, with no socket read. */
+	cr_assert_eq(wf_send(p.sep, "r", 1, 7), 0);
+	if (!ft_is_verbs()) {
+		wf_ctx_quiet(p.sctx);
+		n = wf_poll(p.sctx, c, 4);
+		cr_assert_eq(n, 1, "a quiet poll kept a queued completion");
+		cr_assert_eq(c[0].op, WF_CQE_SEND);
+		cr_assert_eq(c[0].wr_id, 7);
+	} else {
+		gs.n = 0;
+		ft_pump(p.sctx, &gs, 1, NULL, NULL, 0, ft_wait_ms());
+		cr_assert_eq(gs.c[0].op, WF_CQE_SEND);
+	}
+	/* The client: its own send's completion, then our message. */
+	ft_pump(NULL, NULL, 0, p.cctx, &gc, 2, ft_wait_ms());
+	cr_assert_not_null(ft_find(&gc, WF_CQE_SEND, 0));
+	cr_assert_not_null(ft_find(&gc, WF_CQE_RECV_MSG, 0));
+	cr_assert_eq(memcmp(ft_find(&gc, WF_CQE_RECV_MSG, 0)->msg, "r", 1), 0);
+	ft_pair_close(&p);
+}
+
 Test(fabric, sleep_on_fd_and_wake)
 {
 	struct ft_pair p = { 0 };

@@ -609,6 +609,64 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A watch that fired goes back into the ring with the next submit that
+ * enters the kernel anyway (the reactor then polls its fabric quietly
+ * while the watch is pending), not with a submit that has nothing to
+ * enter for; a pending watch says the fd has not been readable since. */
+Test(store_io, a_submit_with_io_rearms_the_watches_that_fired)
+{
+	struct wf_store *s = fresh("rearm", 16 * MiB, WF_STORE_CACHE_AUTO);
+	uint8_t *w = abuf(4096);
+	struct sreq r = { .done = false };
+	int e = eventfd(0, EFD_NONBLOCK);
+	uint64_t v = 1;
+	int i;
+
+	cr_assert_geq(e, 0);
+	i = wf_store_watch(s, e);
+	cr_assert_geq(i, 0);
+	cr_assert_not(wf_store_watch_pending(s, i), "pending before any wait");
+	cr_assert_not(wf_store_watch_pending(s, i + 1));
+	cr_assert_eq(wf_store_wait(s, 0), 0);
+	cr_assert(wf_store_watch_pending(s, i), "the wait arms it");
+
+	/* it fires: no longer pending once its completion is reaped */
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	cr_assert_eq(wf_store_poll(s, 8), 0);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_not(wf_store_watch_pending(s, i));
+	cr_assert_eq(read(e, &v, sizeof(v)), sizeof(v));
+
+	/* a submit with nothing queued leaves it out (no system call) */
+	cr_assert_eq(wf_store_submit(s), 0);
+	cr_assert_not(wf_store_watch_pending(s, i));
+
+	/* a submit with I/O puts it back in the same io_uring_enter */
+	pattern(w, 4096, 3, 0, 1);
+	wf_store_req_init(&r.req, sreq_done, NULL);
+	cr_assert_eq(wf_store_write(s, &r.req, 1, 0, 4096, w, -1, 0), 0);
+	cr_assert_geq(wf_store_submit(s), 1);
+	cr_assert(wf_store_watch_pending(s, i), "the submit left the watch out");
+	while (!r.done) {
+		cr_assert_eq(wf_store_wait(s, 5000), 0);
+		wf_store_poll(s, 8);
+	}
+	cr_assert_eq(r.res, 0);
+	cr_assert(wf_store_watch_pending(s, i), "quiet fd, yet the watch fired");
+	cr_assert_eq(wf_store_woken(s), 0);
+
+	/* and it fires as before */
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	wf_store_poll(s, 8);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_not(wf_store_watch_pending(s, i));
+	wf_store_close(s);
+	close(e);
+	free(w);
+}
+
 /* wf_store_wait sleeps for device completions and watched fds alike, and
  * a watch is level-triggered: readiness left unconsumed wakes it again. */
 Test(store_io, wait_wakes_for_io_and_watched_fds)
