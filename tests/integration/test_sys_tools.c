@@ -39,7 +39,7 @@ static int fio(const char *args, const char *out)
 Test(sys_tools, fio_verify)
 {
 #ifndef WEFT_FIO_ENGINE
-	cr_skip_test("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
+	SYS_SKIP("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
 #else
 	char out[400];
 
@@ -86,7 +86,7 @@ static void fua_flushes(uint64_t *fua, uint64_t *flushes)
 Test(sys_tools, fio_sync_is_fua)
 {
 #ifndef WEFT_FIO_ENGINE
-	cr_skip_test("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
+	SYS_SKIP("libweft_fio.so was not built (no fio source; see fio/CMakeLists.txt)");
 #else
 	char out[400];
 	uint64_t f0, l0, f1, l1, f2, l2;
@@ -201,11 +201,11 @@ Test(sys_tools, count_instructions, .timeout = 300)
 	FILE *f;
 
 #if defined(__SANITIZE_ADDRESS__)
-	cr_skip_test("an ASan build: valgrind cannot run it (bench/count-instructions "
+	SYS_SKIP("an ASan build: valgrind cannot run it (bench/count-instructions "
 		     "runs on the normal build)");
 #endif
 	if (sys_sh("command -v valgrind >/dev/null"))
-		cr_skip_test("valgrind is not installed (scripts/deps)");
+		SYS_SKIP("valgrind is not installed (scripts/deps)");
 	snprintf(py, sizeof(py), "%s/instr.py", C.dir);
 	snprintf(out, sizeof(out), "%s/instr", C.dir);
 	f = fopen(py, "w");
