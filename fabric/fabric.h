@@ -171,7 +171,12 @@ int  wf_flush(struct wf_ctx *ctx);
  * (tcp: no epoll_wait, no recv); it still flushes batched posts, returns
  * receive credits and hands out the completions already queued.  What it
  * skips keeps the fd readable, so a wrong hint only defers work to the
- * next poll without it.  Verbs: ignored (its poll makes no system call).
+ * next poll without it.  A caller that counts its poll as pending until it
+ * has looked at the report (weft-target: wf_store_watch_pending stays true
+ * while the watch's completion sits unreaped in the ring) gives the hint
+ * in the turn the fd became readable too: that work waits one turn, for
+ * the poll after the report is reaped.  Verbs: ignored (its poll makes no
+ * system call).
  */
 void wf_ctx_quiet(struct wf_ctx *ctx);
 

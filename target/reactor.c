@@ -160,8 +160,10 @@ static int reload_local(struct wf_tgt_reactor *r, const char *why, bool peer)
 	}
 	/* Refused at start too (main.c): serving it, we could not reach
 	 * the other targets.  Said once per epoch, whichever reactor (or
-	 * reload, every 100 ms a newer epoch asks) finds it first. */
-	if (wf_tgt_peer_keys_check(r->cfg, m, err, sizeof(err))) {
+	 * reload, every 100 ms a newer epoch asks) finds it first.  A map
+	 * that no longer lists us loads whatever its peer_keys: we answer
+	 * NOTPRIM to everything then. */
+	if (m->self >= 0 && wf_tgt_peer_keys_check(r->cfg, m, err, sizeof(err))) {
 		uint64_t seen = r->t ? __atomic_exchange_n(&r->t->peer_keys_warned,
 							   m->epoch, __ATOMIC_RELAXED) : 0;
 

@@ -296,9 +296,11 @@ int  wf_store_ring_fd(const struct wf_store *s);
  */
 #define WF_STORE_WATCH_MAX 4
 int  wf_store_watch(struct wf_store *s, int fd);
-/* Watch i's poll is in the ring and no completion of it has been reaped:
- * its fd has not been readable since the last wf_store_wait armed it, or
- * the completion is in the ring for the next wf_store_poll. */
+/* Watch i's poll is in the kernel and no completion of it has been
+ * reaped: its fd has not been readable since the last wf_store_wait (or
+ * submit) armed it, or the completion is in the ring for the next
+ * wf_store_poll.  False while an io_uring_enter that failed left the
+ * poll in the SQ: the next one that succeeds puts it in. */
 bool wf_store_watch_pending(const struct wf_store *s, int i);
 int  wf_store_wait(struct wf_store *s, int timeout_ms);
 unsigned wf_store_woken(struct wf_store *s);

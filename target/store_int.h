@@ -121,6 +121,9 @@ struct wf_store {
 	struct { int fd; bool armed; } watch[WF_STORE_WATCH_MAX];
 	unsigned nwatch;
 	unsigned woken;                 /* watches fired, see wf_store_woken */
+	bool     sq_left;               /* the last io_uring_enter failed (or
+	                                 * took part of the SQ): polls armed
+	                                 * may wait in the SQ, not the kernel */
 	bool     volatile_cache;
 	bool     is_blkdev;
 	int      zero_mode;             /* fallocate mode that zeroes a range */

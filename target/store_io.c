@@ -938,6 +938,17 @@ static void req_cqe(struct wf_store *s, struct wf_store_req *req, int res)
 	}
 }
 
+/* After a submit: a failed io_uring_enter (or one that took only part
+ * of the SQ) leaves the SQEs it did not take in the SQ, where the next
+ * enter takes them.  Their watches stay armed (arming them again would
+ * put a second poll in), but are not pending until then: the reactor
+ * polls its fabric in full meanwhile.  A memory read, no system call. */
+static int sq_note(struct wf_store *s, int ret)
+{
+	s->sq_left = io_uring_sq_ready(&s->ring) != 0;
+	return ret;
+}
+
 /* Put the poll of every watch that is not in the ring into it.  With
  * force, take a slot even from a full SQ (submitting it first); without,
  * a watch that finds none waits for the next call. */
@@ -963,17 +974,18 @@ int wf_store_submit(struct wf_store *s)
 	/* Entering the kernel anyway: the watches that fired since the last
 	 * sleep go back into the ring with this turn's I/O, so the reactor
 	 * learns from them (not from a poll of each fd) when one has news. */
-	if (io_uring_sq_ready(&s->ring))
-		(void)watch_arm(s, false);
-	return io_uring_submit(&s->ring);
+	if (!io_uring_sq_ready(&s->ring))
+		return io_uring_submit(&s->ring);
+	(void)watch_arm(s, false);
+	return sq_note(s, io_uring_submit(&s->ring));
 }
 
 int wf_store_submit_and_wait(struct wf_store *s)
 {
 	/* Answers already waiting in the ready list: do not sleep. */
 	if (s->ready_head || s->outbox)
-		return io_uring_submit(&s->ring);
-	return io_uring_submit_and_wait(&s->ring, 1);
+		return sq_note(s, io_uring_submit(&s->ring));
+	return sq_note(s, io_uring_submit_and_wait(&s->ring, 1));
 }
 
 int wf_store_watch(struct wf_store *s, int fd)
@@ -989,7 +1001,7 @@ int wf_store_watch(struct wf_store *s, int fd)
 
 bool wf_store_watch_pending(const struct wf_store *s, int i)
 {
-	return i >= 0 && (unsigned)i < s->nwatch && s->watch[i].armed;
+	return i >= 0 && (unsigned)i < s->nwatch && s->watch[i].armed && !s->sq_left;
 }
 
 unsigned wf_store_woken(struct wf_store *s)
@@ -1027,7 +1039,7 @@ int wf_store_wait(struct wf_store *s, int timeout_ms)
 		return ret;
 	/* Answers already waiting in the ready list: do not sleep. */
 	if (s->ready_head || s->outbox) {
-		ret = io_uring_submit(&s->ring);
+		ret = sq_note(s, io_uring_submit(&s->ring));
 		return ret < 0 ? ret : 0;
 	}
 	if (timeout_ms >= 0) {
@@ -1035,7 +1047,7 @@ int wf_store_wait(struct wf_store *s, int timeout_ms)
 		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
 		tp = &ts;
 	}
-	ret = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tp, NULL);
+	ret = sq_note(s, io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tp, NULL));
 	return ret < 0 && ret != -ETIME && ret != -EINTR ? ret : 0;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tests/store/helpers.h"
+#include "target/store_int.h"
 
 static char img[128];
 
@@ -657,6 +658,63 @@ Test(store_io, a_submit_with_io_rearms_the_watches_that_fired)
 	cr_assert_eq(wf_store_woken(s), 0);
 
 	/* and it fires as before */
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	wf_store_poll(s, 8);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_not(wf_store_watch_pending(s, i));
+	wf_store_close(s);
+	close(e);
+	free(w);
+}
+
+/* A submit whose io_uring_enter fails leaves its SQEs (the watch armed
+ * with them too) in the SQ: the watch is not pending until an enter that
+ * succeeds puts it in the kernel (the reactor would poll its fabric
+ * quietly meanwhile), and it is not armed twice. */
+Test(store_io, a_failed_submit_leaves_the_watch_not_pending)
+{
+	struct wf_store *s = fresh("failsub", 16 * MiB, WF_STORE_CACHE_AUTO);
+	uint8_t *w = abuf(4096);
+	struct sreq r = { .done = false };
+	int e = eventfd(0, EFD_NONBLOCK);
+	uint64_t v = 1;
+	int i, fd;
+
+	cr_assert_geq(e, 0);
+	i = wf_store_watch(s, e);
+	cr_assert_geq(i, 0);
+	cr_assert_eq(wf_store_wait(s, 0), 0);
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	wf_store_poll(s, 8);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_not(wf_store_watch_pending(s, i));
+	cr_assert_eq(read(e, &v, sizeof(v)), sizeof(v));
+
+	/* The enter fails (no such ring fd): the write and the watch wait
+	 * in the SQ. */
+	pattern(w, 4096, 5, 0, 1);
+	wf_store_req_init(&r.req, sreq_done, NULL);
+	cr_assert_eq(wf_store_write(s, &r.req, 1, 0, 4096, w, -1, 0), 0);
+	fd = s->ring.enter_ring_fd;
+	s->ring.enter_ring_fd = -1;
+	cr_assert_lt(wf_store_submit(s), 0);
+	s->ring.enter_ring_fd = fd;
+	cr_assert_not(wf_store_watch_pending(s, i),
+		      "pending, yet its poll never entered the kernel");
+	cr_assert_eq(io_uring_sq_ready(&s->ring), 2, "the write and the poll wait");
+
+	/* The next enter takes both: one poll, pending, quiet. */
+	cr_assert_eq(wf_store_submit(s), 2, "a second poll of the watch went in");
+	cr_assert(wf_store_watch_pending(s, i));
+	while (!r.done) {
+		cr_assert_eq(wf_store_wait(s, 5000), 0);
+		wf_store_poll(s, 8);
+	}
+	cr_assert_eq(r.res, 0);
+	cr_assert(wf_store_watch_pending(s, i));
+	cr_assert_eq(wf_store_woken(s), 0);
 	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
 	cr_assert_eq(wf_store_wait(s, 5000), 0);
 	wf_store_poll(s, 8);

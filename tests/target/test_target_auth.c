@@ -651,6 +651,57 @@ static void map_with_peers(struct tgt_env *e, uint64_t epoch, const char *peers)
 	cr_assert_eq(fclose(f), 0);
 }
 
+/* The map at epoch without target 0 (this target), the same peer_keys
+ * line appended. */
+static void map_without_us(struct tgt_env *e, uint64_t epoch, const char *peers)
+{
+	static char text[8192];
+	char *p;
+	size_t n;
+	FILE *f;
+
+	map_with_peers(e, epoch, peers);
+	f = fopen(e->map, "r");
+	cr_assert_not_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = 0;
+	p = strstr(text, "  { id = 0;");
+	cr_assert_not_null(p);
+	memmove(p, strchr(p, '\n') + 1, strlen(strchr(p, '\n') + 1) + 1);
+	f = fopen(e->map, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fputs(text, f) >= 0, true);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* Wait (5 s at most) until the target has read sig off its signalfd
+ * (the process no longer has it pending) and then answered a STATUS:
+ * reactor 0 reads both, the signal's handling (a SIGHUP's reload) runs
+ * where it reads it, so it has finished.  False when it has not. */
+static bool signal_handled(const struct tgt_env *e, const char *ctl, int sig)
+{
+	struct wf_ctl_status st;
+	char path[64], line[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)e->pid);
+	for (int i = 0; i < 500; i++) {
+		FILE *f = fopen(path, "r");
+		unsigned long long pnd = ~0ull;
+
+		cr_assert_not_null(f);
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "ShdPnd: %llx", &pnd) == 1)
+				break;
+		fclose(f);
+		if (!(pnd & 1ull << (sig - 1)))
+			return tgt_ctl_call(ctl, WF_CTL_STATUS, &st, sizeof(st),
+					    NULL) == sizeof(st);
+		usleep(10000);
+	}
+	return false;
+}
+
 /* A reload (RELOAD, SIGHUP, a request of the newer epoch) of a map whose
  * peer_keys leaves out our own key is refused as at start: the target
  * keeps serving the epoch it has and says once what to run; a map that
@@ -685,7 +736,7 @@ Test(auth, a_reload_whose_peer_keys_leaves_out_our_key_keeps_the_epoch, .timeout
 	/* Again by SIGHUP and by a request of epoch 2: refused, not said
 	 * again. */
 	cr_assert_eq(kill(e.pid, SIGHUP), 0);
-	usleep(200000);
+	cr_assert(signal_handled(&e, ctl, SIGHUP), "SIGHUP not handled in 5 s");
 	cr_assert_neq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, rd, 2), WF_WS_OK);
 	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_STATUS, &st, sizeof(st), NULL), sizeof(st));
 	cr_assert_eq(le64toh(st.epoch), 1);
@@ -700,6 +751,42 @@ Test(auth, a_reload_whose_peer_keys_leaves_out_our_key_keeps_the_epoch, .timeout
 	cr_assert_eq(le64toh(st.epoch), 3);
 	cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, rd, 3), WF_WS_OK);
 	cr_assert_eq(memcmp(w, rd, sizeof(w)), 0);
+	tgt_close(&c);
+	tgt_kill(&e, SIGTERM, true);
+	tgt_env_fini(&e);
+}
+
+/* A map that no longer lists this target, nor its key in peer_keys (the
+ * target and its key removed in one epoch), loads: the target answers
+ * NOTPRIM to everything instead of keeping the old epoch (and warns of
+ * no peer_keys). */
+Test(auth, a_map_without_the_target_and_its_key_loads, .timeout = 60)
+{
+	struct wf_ctl_status st;
+	struct tgt_client c;
+	struct tgt_env e;
+	static char w[4096];
+	char ctl[256];
+	uint64_t off;
+
+	tgt_env_init(&e, 1);
+	map_with_peers(&e, 1, "\"target\", \"target-9\"");
+	cr_assert_eq(tgt_start(&e, false, NULL), 0);
+	addrs(&e);
+	snprintf(ctl, sizeof(ctl), "%s/target-0.ctl", e.run);
+	off = tgt_extent_of(&e, 0, 0);
+	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, 1), 0);
+	tgt_pattern(w, sizeof(w), 12);
+	cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, off, 4096, w, 1), WF_WS_OK);
+
+	map_without_us(&e, 2, "\"target-9\"");
+	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
+	cr_assert_eq(st.result, 0, "RELOAD refused a map that no longer lists us");
+	cr_assert_eq(le64toh(st.epoch), 2);
+	cr_assert(log_has(&e, "map epoch 2 no longer lists target 0"));
+	cr_assert_eq(tgt_log_count(&e, "peer_keys does not list our key"), 0);
+	cr_assert_eq(tgt_io(&c, WF_OP_READ, TGT_VOL, off, 4096, w, 2) & ~WF_WS_DNR,
+		     WF_WS_NOTPRIM);
 	tgt_close(&c);
 	tgt_kill(&e, SIGTERM, true);
 	tgt_env_fini(&e);
