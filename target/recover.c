@@ -57,8 +57,8 @@ void wf_tgt_recover_fini(struct wf_tgt_reactor *r)
 	r->rec.held = r->rec.held_base = NULL;
 }
 
-/* The pass's table of held extents per PG (struct wf_tgt_recover), zero:
- * 0, or -ENOMEM (then the plan counts the logged ranges only). */
+/* The pass's table of held extents per PG (struct wf_tgt_recover), all
+ * zero: 0, or -ENOMEM (then the plan counts the logged ranges only). */
 static int held_alloc(struct wf_tgt_reactor *r)
 {
 	const struct wf_tgt_map *m = r->map;
@@ -101,7 +101,6 @@ static void held_walk(struct wf_tgt_reactor *r)
 	for (uint32_t p = 0; p < m->map.npools; p++)
 		memset(rc->held + rc->held_base[p], 0,
 		       m->map.pools[p].pg_num * sizeof(*rc->held));
-	rc->held_walks++;
 	for (uint32_t phys = 0;
 	     (k = wf_store_extent_at(r->store, phys, &vol, &ext)) >= 0; phys++) {
 		const struct wf_volume *v;

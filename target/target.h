@@ -888,9 +888,8 @@ struct wf_tgt_recover {
 	 * at held[held_base[p] + g]): filled by one walk of the store's index
 	 * when a pass starts or runs again, read when a PG's log wraps.
 	 * Allocated at the pass's start (the pools' pg_num), freed when it
-	 * ends; NULL when none runs.  held_walks counts the walks. */
+	 * ends; NULL when none runs. */
 	uint32_t *held, *held_base;
-	uint64_t held_walks;
 };
 
 /*
