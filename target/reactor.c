@@ -643,6 +643,7 @@ void wf_tgt_reactor_fini(struct wf_tgt_reactor *r)
 	wf_keyring_free(&r->keyring);
 	wf_tgt_stray_fini(r);
 	wf_tgt_pglog_fini(r);
+	wf_tgt_recover_fini(r);
 	wf_tgt_ctl_close(r);
 	stop_listening(r);
 	if (r->conns)

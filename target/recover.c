@@ -30,6 +30,7 @@
  * where client store I/O is in flight beyond the copies' own share.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "target/target.h"
@@ -50,28 +51,60 @@ static unsigned targets_of(const struct wf_tgt_map *m, uint32_t pool,
 	return wf_pg_newcomers(&m->table, pool, pg, out);
 }
 
-/*
- * The bytes this reactor's pass copies of the extents it holds in PGs
- * copied whole (every member counted): one extent_size per held extent
- * and member being brought up to date.  Only PG index `only` of the log
- * (pool base + pg) when it is not UINT32_MAX.  A walk of the store's
- * index (its physical extents, not the volumes' sizes): at a pass's
- * start, and when a PG's log wrapped mid-pass, never on the data path.
- * An estimate: a client write that allocates an extent before the scan
- * reaches it adds a copy, a discard takes one away.
- */
-static uint64_t held_bytes(struct wf_tgt_reactor *r, uint32_t only)
+void wf_tgt_recover_fini(struct wf_tgt_reactor *r)
+{
+	free(r->rec.held);
+	r->rec.held = r->rec.held_base = NULL;
+}
+
+/* The pass's table of held extents per PG (struct wf_tgt_recover), all
+ * zero: 0, or -ENOMEM (then the plan counts the logged ranges only). */
+static int held_alloc(struct wf_tgt_reactor *r)
 {
 	const struct wf_tgt_map *m = r->map;
+	struct wf_tgt_recover *rc = &r->rec;
+	size_t n = m->map.npools;
+
+	wf_tgt_recover_fini(r);
+	for (uint32_t p = 0; p < m->map.npools; p++)
+		n += m->map.pools[p].pg_num;
+	rc->held = calloc(n ? n : 1, sizeof(*rc->held));
+	if (!rc->held)
+		return -ENOMEM;
+	rc->held_base = rc->held;
+	n = m->map.npools;
+	for (uint32_t p = 0; p < m->map.npools; p++) {
+		rc->held_base[p] = (uint32_t)n;
+		n += m->map.pools[p].pg_num;
+	}
+	return 0;
+}
+
+/*
+ * Fill the table: for every PG this reactor brings up to date, the
+ * extents of it held here and owned by this reactor.  One walk of the
+ * store's index (its physical extents, not the volumes' sizes) when a
+ * pass starts or runs again, never on the data path.  An estimate: a
+ * client write that allocates an extent before the scan reaches it adds
+ * a copy, a discard takes one away.
+ */
+static void held_walk(struct wf_tgt_reactor *r)
+{
+	const struct wf_tgt_map *m = r->map;
+	struct wf_tgt_recover *rc = &r->rec;
 	uint32_t to[WF_MAX_REPLICAS], ext;
-	uint64_t vol, n = 0;
+	uint64_t vol;
 	int k;
 
+	if (!rc->held)
+		return;
+	for (uint32_t p = 0; p < m->map.npools; p++)
+		memset(rc->held + rc->held_base[p], 0,
+		       m->map.pools[p].pg_num * sizeof(*rc->held));
 	for (uint32_t phys = 0;
 	     (k = wf_store_extent_at(r->store, phys, &vol, &ext)) >= 0; phys++) {
 		const struct wf_volume *v;
 		uint32_t pg;
-		unsigned nto;
 		int vi;
 
 		if (!k || (vi = wf_tgt_map_volume(m, vol)) < 0)
@@ -81,27 +114,45 @@ static uint64_t held_bytes(struct wf_tgt_reactor *r, uint32_t only)
 		    wf_extent_reactor(vol, ext, r->t->n) != r->idx)
 			continue;
 		pg = wf_pg_of(vol, ext, m->map.pools[v->pool].pg_num);
-		if (only != UINT32_MAX &&
-		    (!r->pglog.npg || r->pglog.base[v->pool] + pg != only))
-			continue;
-		nto = targets_of(m, v->pool, pg, to);
-		if (nto && wf_tgt_pglog_mode(r, v->pool, pg) != WF_TGT_PGL_LOG)
-			n += (uint64_t)m->extent_size * nto;
+		if (targets_of(m, v->pool, pg, to))
+			rc->held[rc->held_base[v->pool] + pg]++;
 	}
-	return n;
 }
 
-/* What the pass copies from here on: the held extents of the PGs copied
- * whole, and the logged ranges of the others (each member counted). */
+/* The bytes the pass copies of (pool, pg)'s held extents, each of its
+ * nto newcomers counted (from the table). */
+static uint64_t held_bytes(const struct wf_tgt_reactor *r, uint32_t pool,
+			   uint32_t pg, unsigned nto)
+{
+	const struct wf_tgt_recover *rc = &r->rec;
+
+	if (!rc->held)
+		return 0;
+	return (uint64_t)rc->held[rc->held_base[pool] + pg] *
+	       r->map->extent_size * nto;
+}
+
+/* What the pass copies from here on (after a walk): the held extents of
+ * the PGs copied whole, and the logged ranges of the others (each member
+ * counted). */
 static uint64_t plan_bytes(struct wf_tgt_reactor *r)
 {
+	const struct wf_tgt_map *m = r->map;
 	const struct wf_tgt_pglog *l = &r->pglog;
 	uint32_t to[WF_MAX_REPLICAS];
-	uint64_t n = held_bytes(r, UINT32_MAX);
+	uint64_t n = 0;
 
+	held_walk(r);
+	for (uint32_t p = 0; p < m->map.npools; p++)
+		for (uint32_t pg = 0; pg < m->map.pools[p].pg_num; pg++) {
+			unsigned nto = targets_of(m, p, pg, to);
+
+			if (nto && wf_tgt_pglog_mode(r, p, pg) != WF_TGT_PGL_LOG)
+				n += held_bytes(r, p, pg, nto);
+		}
 	for (uint32_t i = 0; i < l->npg; i++)
 		if (l->pg[i].mode == WF_TGT_PGL_LOG)
-			n += l->pg[i].unsent * targets_of(r->map, l->pg[i].pool,
+			n += l->pg[i].unsent * targets_of(m, l->pg[i].pool,
 							  l->pg[i].pgno, to);
 	return n;
 }
@@ -151,12 +202,18 @@ void wf_tgt_recover_start(struct wf_tgt_reactor *r)
 		}
 	}
 	if (!rc->pgs) {
+		wf_tgt_recover_fini(r);
 		rc->active = false;
 		rc->done_epoch = m->epoch;
 		return;
 	}
 	for (uint32_t v = 0; v < m->map.nvolumes; v++)
 		rc->left += m->map.volumes[v].size / m->extent_size;
+	if (held_alloc(r))
+		wf_tgt_logl(WF_TGT_LOG_WARNING, "reactor %u: epoch %llu: no "
+			    "memory for the table of held extents: bytes left "
+			    "count the logged ranges only", r->idx,
+			    (unsigned long long)m->epoch);
 	rc->bytes_left = plan_bytes(r);
 	rc->active = true;
 	wf_tgt_log("reactor %u: epoch %llu: bringing new members of %u PGs up "
@@ -371,7 +428,7 @@ static bool log_step(struct wf_tgt_reactor *r, unsigned *started)
 			bytes_done(rc, g->unsent * nto);
 			g->unsent = 0;
 			g->mode = WF_TGT_PGL_FULL;
-			rc->bytes_left += held_bytes(r, rc->lpg);
+			rc->bytes_left += held_bytes(r, g->pool, g->pgno, nto);
 			rc->log_pgs--;
 			rc->full_pgs++;
 			rc->failed = true;
@@ -489,6 +546,7 @@ bool wf_tgt_recover_step(struct wf_tgt_reactor *r)
 		rc->done_epoch = rc->epoch;
 		rc->left = 0;
 		rc->bytes_left = 0;
+		wf_tgt_recover_fini(r);
 	}
 	return started || looked;
 }

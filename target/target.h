@@ -559,6 +559,8 @@ void wf_tgt_store_req_init(struct wf_tgt_req *q);
 
 /* A map epoch is in place: plan this reactor's pass. */
 void wf_tgt_recover_start(struct wf_tgt_reactor *r);
+/* Frees what a pass holds (reactor teardown). */
+void wf_tgt_recover_fini(struct wf_tgt_reactor *r);
 /* One turn: start copies within the limits; true when it did something. */
 bool wf_tgt_recover_step(struct wf_tgt_reactor *r);
 /* A copy's forwards (or its read) ended. */
@@ -882,6 +884,12 @@ struct wf_tgt_recover {
 	uint32_t lpg;
 	uint64_t log_total, full_total;
 	uint64_t log_bytes, full_bytes;
+	/* Per PG this reactor copies, its extents held here (pool p's PG g
+	 * at held[held_base[p] + g]): filled by one walk of the store's index
+	 * when a pass starts or runs again, read when a PG's log wraps.
+	 * Allocated at the pass's start (the pools' pg_num), freed when it
+	 * ends; NULL when none runs. */
+	uint32_t *held, *held_base;
 };
 
 /*

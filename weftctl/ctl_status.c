@@ -281,17 +281,20 @@ static int data_call_on(uint32_t backend, const struct wf_target *t, uint64_t ep
 				ret = -ECONNRESET;
 			} else if (cq[i].op == WF_CQE_RECV_MSG && ret == -ETIMEDOUT) {
 				/* The first answer (a refused push has one
-				 * per chunk); a target of version 6 answers
-				 * the shorter layout (the rest zero). */
-				if ((cq[i].len != sizeof(a) &&
-				     cq[i].len != WF_NET_STATUS_REPLY_V6_SIZE) ||
+				 * per chunk).  The request has no version, so
+				 * a target answers its own layout: an older
+				 * one (version 6) a shorter reply, the rest
+				 * read as 0; a newer one a longer reply, of
+				 * which the fields this build knows. */
+				if (cq[i].len < WF_NET_STATUS_REPLY_V6_SIZE ||
 				    wf_wire_peek(cq[i].msg, cq[i].len, NULL) !=
 				    WF_OP_STATUS_REPLY) {
 					ret = -EPROTO;
 					continue;
 				}
 				memset(&a, 0, sizeof(a));
-				memcpy(&a, cq[i].msg, cq[i].len);
+				memcpy(&a, cq[i].msg, cq[i].len < sizeof(a) ?
+				       cq[i].len : sizeof(a));
 				*st = a.body;
 				if (wstatus)
 					*wstatus = le16toh(a.status);

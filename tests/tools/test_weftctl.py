@@ -149,6 +149,82 @@ class Weftctl(unittest.TestCase):
         self.assertEqual(t0["releases_sent"], 7)
         self.assertEqual(doc["summary"]["recovery_bytes_left_unknown"], 1)
 
+    def test_status_reads_a_newer_remote_target(self):
+        """Over a data connection the status request has no version, so a
+        target answers its own layout: here a stand-in for a target of a
+        later version (a 400-byte reply, 8 bytes more than this build's).
+        weftctl reads the fields it knows instead of calling the target
+        silent (a build that wanted its own size exactly did)."""
+        cid = self.j("status", "--run-dir", self.c.run_dir)["cluster_id"]
+        epoch = self.epoch()
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(10)
+        d = tempfile.mkdtemp(prefix="weftctl-v8-")
+        with open(self.c.map) as f:
+            text = f.read()
+        text, n = re.subn(r"(\{\s*id = 0;[^}]*?port = )\d+",
+                          lambda m: m.group(1) + str(srv.getsockname()[1]), text)
+        self.assertEqual(n, 1, text)
+        conf = os.path.join(d, "map.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        lens = []
+
+        def recv_n(c, n):
+            b = b""
+            while len(b) < n:
+                m = c.recv(n - len(b))
+                if not m:
+                    raise EOFError
+                b += m
+            return b
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+                c.settimeout(10)
+                recv_n(c, 32)                                # HELLO
+                c.sendall(struct.pack("<IHHIIIiQ", 0x48544657, 1, 2, 32, 32,
+                                      4096, 0, 0))           # ACCEPT
+                h = recv_n(c, 24)
+                ln = struct.unpack_from("<I", h, 4)[0]
+                q = recv_n(c, ln)
+                lens.append(ln)
+                tag = struct.unpack_from("<Q", q, 8)[0]
+                a = bytearray(400)
+                struct.pack_into("<HBBHHQ", a, 0, 0x5746, q[2], 9, 0, 0, tag)
+                struct.pack_into("<IHHiIQQ", a, 16, 0, 8, 1, 0, 0, cid, epoch)
+                struct.pack_into("<I", a, 16 + 56, 1 << 20)  # extent_size
+                struct.pack_into("<Q", a, 16 + 336, 7)       # releases_sent
+                struct.pack_into("<QQ", a, 16 + 368, 3 << 20, 99)
+                c.sendall(struct.pack("<BBHIIIQ", 0xf7, 4, 0, len(a), 0, 0, 0)
+                          + bytes(a))
+                c.recv(64)                                   # its close
+                c.close()
+            except (OSError, EOFError):
+                pass
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            # No control sockets in d: every target over its data address.
+            p = run(["weftctl", "status", "-c", conf, "--run-dir", d, "--json",
+                     "--timeout", "2000"], env=dict(self.c.env, WEFT_KEY=""))
+            t.join(10)
+        finally:
+            srv.close()
+            shutil.rmtree(d)
+        self.assertEqual(lens, [32])
+        doc = strict_json(p.stdout)
+        validate(doc, "weftctl-status")
+        t0 = doc["targets"][0]
+        self.assertEqual(t0["state"], "up", (t0, p.stderr))
+        self.assertEqual(t0["via"], "data address")
+        self.assertEqual(t0["releases_sent"], 7)
+        self.assertEqual(t0["recovery_bytes_left"], 3 << 20)
+
     def test_volume_info_counts_what_the_targets_hold(self):
         self.j("volume", "create", "held", "--size", "64M", "--pool", "rep1",
                "--run-dir", self.c.run_dir)
