@@ -38,15 +38,20 @@ def load(d, name):
         return "?"
 
 
+def header(d, n, what):
+    """A session's title line, its load before and after, a table head."""
+    print("Session %d (%s): load %s -> %s"
+          % (n, what, load(d, "s%d-start" % n), load(d, "s%d-end" % n)))
+    print()
+    print("| figure | rounds | median |")
+    print("|---|---|---|")
+
+
 def main(d):
     dev = rounds(d, "s1-device")
     ch = rounds(d, "s1-chain")
     wq1 = rounds(d, "s1-weft")
-    print("Session 1 (cache none, QD1 randwrite 4 KiB): load %s -> %s"
-          % (load(d, "s1-start"), load(d, "s1-end")))
-    print()
-    print("| figure | rounds | median |")
-    print("|---|---|---|")
+    header(d, 1, "cache none, QD1 randwrite 4 KiB")
     dev_p50 = [x["p50_us"] for x in dev]
     line("device write p50 (weft-bench floor)", dev_p50, "us")
     line("device write p50 (weft-bench io's floor, before+after)",
@@ -94,11 +99,7 @@ def main(d):
     fio = rounds(d, "s2-fio")
     wq32 = rounds(d, "s2-weft")
     print()
-    print("Session 2 (cache auto, QD32 randwrite 4 KiB): load %s -> %s"
-          % (load(d, "s2-start"), load(d, "s2-end")))
-    print()
-    print("| figure | rounds | median |")
-    print("|---|---|---|")
+    header(d, 2, "cache auto, QD32 randwrite 4 KiB")
     dsi = [x["iops"] for x in ds]
     line("device write IOPS, RWF_DSYNC (weft-bench floor --dsync)", dsi, "")
     if fio:

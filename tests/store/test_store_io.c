@@ -610,6 +610,31 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Eventfd e, watched as i, is written: the wait returns, the watch fired
+ * and is no longer pending once its completion is reaped. */
+static void watch_fires(struct wf_store *s, int e, int i)
+{
+	uint64_t v = 1;
+
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	cr_assert_eq(wf_store_wait(s, 5000), 0);
+	cr_assert_eq(wf_store_poll(s, 8), 0);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_not(wf_store_watch_pending(s, i));
+}
+
+/* r completes while watch i's fd stays quiet: the watch stays pending. */
+static void done_while_quiet(struct wf_store *s, struct sreq *r, int i)
+{
+	while (!r->done) {
+		cr_assert_eq(wf_store_wait(s, 5000), 0);
+		wf_store_poll(s, 8);
+	}
+	cr_assert_eq(r->res, 0);
+	cr_assert(wf_store_watch_pending(s, i), "quiet fd, yet the watch fired");
+	cr_assert_eq(wf_store_woken(s), 0);
+}
+
 /* A watch that fired goes back into the ring with the next submit that
  * enters the kernel anyway (the reactor then polls its fabric quietly
  * while the watch is pending), not with a submit that has nothing to
@@ -632,11 +657,7 @@ Test(store_io, a_submit_with_io_rearms_the_watches_that_fired)
 	cr_assert(wf_store_watch_pending(s, i), "the wait arms it");
 
 	/* it fires: no longer pending once its completion is reaped */
-	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
-	cr_assert_eq(wf_store_wait(s, 5000), 0);
-	cr_assert_eq(wf_store_poll(s, 8), 0);
-	cr_assert_eq(wf_store_woken(s), 1u << i);
-	cr_assert_not(wf_store_watch_pending(s, i));
+	watch_fires(s, e, i);
 	cr_assert_eq(read(e, &v, sizeof(v)), sizeof(v));
 
 	/* a submit with nothing queued leaves it out (no system call) */
@@ -649,20 +670,10 @@ Test(store_io, a_submit_with_io_rearms_the_watches_that_fired)
 	cr_assert_eq(wf_store_write(s, &r.req, 1, 0, 4096, w, -1, 0), 0);
 	cr_assert_geq(wf_store_submit(s), 1);
 	cr_assert(wf_store_watch_pending(s, i), "the submit left the watch out");
-	while (!r.done) {
-		cr_assert_eq(wf_store_wait(s, 5000), 0);
-		wf_store_poll(s, 8);
-	}
-	cr_assert_eq(r.res, 0);
-	cr_assert(wf_store_watch_pending(s, i), "quiet fd, yet the watch fired");
-	cr_assert_eq(wf_store_woken(s), 0);
+	done_while_quiet(s, &r, i);
 
 	/* and it fires as before */
-	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
-	cr_assert_eq(wf_store_wait(s, 5000), 0);
-	wf_store_poll(s, 8);
-	cr_assert_eq(wf_store_woken(s), 1u << i);
-	cr_assert_not(wf_store_watch_pending(s, i));
+	watch_fires(s, e, i);
 	wf_store_close(s);
 	close(e);
 	free(w);
@@ -685,11 +696,7 @@ Test(store_io, a_failed_submit_leaves_the_watch_not_pending)
 	i = wf_store_watch(s, e);
 	cr_assert_geq(i, 0);
 	cr_assert_eq(wf_store_wait(s, 0), 0);
-	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
-	cr_assert_eq(wf_store_wait(s, 5000), 0);
-	wf_store_poll(s, 8);
-	cr_assert_eq(wf_store_woken(s), 1u << i);
-	cr_assert_not(wf_store_watch_pending(s, i));
+	watch_fires(s, e, i);
 	cr_assert_eq(read(e, &v, sizeof(v)), sizeof(v));
 
 	/* The enter fails (no such ring fd): the write and the watch wait
@@ -708,18 +715,8 @@ Test(store_io, a_failed_submit_leaves_the_watch_not_pending)
 	/* The next enter takes both: one poll, pending, quiet. */
 	cr_assert_eq(wf_store_submit(s), 2, "a second poll of the watch went in");
 	cr_assert(wf_store_watch_pending(s, i));
-	while (!r.done) {
-		cr_assert_eq(wf_store_wait(s, 5000), 0);
-		wf_store_poll(s, 8);
-	}
-	cr_assert_eq(r.res, 0);
-	cr_assert(wf_store_watch_pending(s, i));
-	cr_assert_eq(wf_store_woken(s), 0);
-	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
-	cr_assert_eq(wf_store_wait(s, 5000), 0);
-	wf_store_poll(s, 8);
-	cr_assert_eq(wf_store_woken(s), 1u << i);
-	cr_assert_not(wf_store_watch_pending(s, i));
+	done_while_quiet(s, &r, i);
+	watch_fires(s, e, i);
 	wf_store_close(s);
 	close(e);
 	free(w);

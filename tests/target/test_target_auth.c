@@ -702,6 +702,24 @@ static bool signal_handled(const struct tgt_env *e, const char *ctl, int sig)
 	return false;
 }
 
+/* A target of map epoch 1 with peer_keys "target" and "target-9", c
+ * connected to it, its control socket's path in ctl, and block 0 of its
+ * first extent (at *off) written with pattern seed; the block in w. */
+static void started_with_a_block(struct tgt_env *e, struct tgt_client *c,
+				 char *ctl, size_t ctl_len, uint64_t *off,
+				 char *w, unsigned seed)
+{
+	tgt_env_init(e, 1);
+	map_with_peers(e, 1, "\"target\", \"target-9\"");
+	cr_assert_eq(tgt_start(e, false, NULL), 0);
+	addrs(e);
+	snprintf(ctl, ctl_len, "%s/target-0.ctl", e->run);
+	*off = tgt_extent_of(e, 0, 0);
+	cr_assert_eq(tgt_connect(c, tcp_addr, 4, 1), 0);
+	tgt_pattern(w, 4096, seed);
+	cr_assert_eq(tgt_io(c, WF_OP_WRITE, TGT_VOL, *off, 4096, w, 1), WF_WS_OK);
+}
+
 /* A reload (RELOAD, SIGHUP, a request of the newer epoch) of a map whose
  * peer_keys leaves out our own key is refused as at start: the target
  * keeps serving the epoch it has and says once what to run; a map that
@@ -716,15 +734,7 @@ Test(auth, a_reload_whose_peer_keys_leaves_out_our_key_keeps_the_epoch, .timeout
 	char ctl[256];
 	uint64_t off;
 
-	tgt_env_init(&e, 1);
-	map_with_peers(&e, 1, "\"target\", \"target-9\"");
-	cr_assert_eq(tgt_start(&e, false, NULL), 0);
-	addrs(&e);
-	snprintf(ctl, sizeof(ctl), "%s/target-0.ctl", e.run);
-	off = tgt_extent_of(&e, 0, 0);
-	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, 1), 0);
-	tgt_pattern(w, sizeof(w), 11);
-	cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, off, 4096, w, 1), WF_WS_OK);
+	started_with_a_block(&e, &c, ctl, sizeof(ctl), &off, w, 11);
 
 	map_with_peers(&e, 2, "\"target-9\"");
 	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
@@ -769,15 +779,7 @@ Test(auth, a_map_without_the_target_and_its_key_loads, .timeout = 60)
 	char ctl[256];
 	uint64_t off;
 
-	tgt_env_init(&e, 1);
-	map_with_peers(&e, 1, "\"target\", \"target-9\"");
-	cr_assert_eq(tgt_start(&e, false, NULL), 0);
-	addrs(&e);
-	snprintf(ctl, sizeof(ctl), "%s/target-0.ctl", e.run);
-	off = tgt_extent_of(&e, 0, 0);
-	cr_assert_eq(tgt_connect(&c, tcp_addr, 4, 1), 0);
-	tgt_pattern(w, sizeof(w), 12);
-	cr_assert_eq(tgt_io(&c, WF_OP_WRITE, TGT_VOL, off, 4096, w, 1), WF_WS_OK);
+	started_with_a_block(&e, &c, ctl, sizeof(ctl), &off, w, 12);
 
 	map_without_us(&e, 2, "\"target-9\"");
 	cr_assert_eq(tgt_ctl_call(ctl, WF_CTL_RELOAD, &st, sizeof(st), NULL), sizeof(st));
