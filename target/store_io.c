@@ -1103,7 +1103,7 @@ int wf_store_wait_batch(struct wf_store *s, int timeout_ms, unsigned want,
 		};
 		unsigned n = sq_publish(&s->ring);
 
-		ret = (int)syscall(__NR_io_uring_enter, s->ring.ring_fd, n, want,
+		ret = (int)syscall(__NR_io_uring_enter, s->ring.enter_ring_fd, n, want,
 				   IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
 				   &arg, sizeof(arg));
 		ret = sq_note(s, ret < 0 ? -errno : ret);
