@@ -6,13 +6,15 @@ started by scripts/cluster on conf/local.conf (free ports), nbdkit serving
 a volume on a unix socket, and libnbd (the Python module behind nbdsh),
 nbdcopy, nbdinfo and qemu-img/qemu-io as the clients.
 
-    test_nbdkit.py CASE        (ctest runs one case per test)
+    test_nbdkit.py CASE [shared|thread]   (ctest runs one case per test)
 
-CASE: io, refuse, stress, kill3, kill1, enospc.  Env (ctest sets them): WEFT_SRC,
-WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds: the runtime
-nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
+CASE: io, refuse, stress, kill3, kill1, enospc, flushall; the second
+argument is the plugin's handles= (default: the plugin's own).  Env
+(ctest sets them): WEFT_SRC, WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD
+(ASan builds: the runtime nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
 wait is bounded; only processes this test started are stopped, by pid.
 """
+import json
 import os
 import signal
 import struct
@@ -34,6 +36,7 @@ PLUGIN = os.environ["WEFT_NBD_PLUGIN"]
 BS = 4096
 EXT = 1 << 20                    # conf/local.conf's extent size
 VOL_SIZE = 1 << 30               # vol1, vol3 in conf/local.conf
+HANDLES = None                   # handles= given to every nbdkit (argv[2])
 WATCHDOG_S = int(os.environ.get("WEFT_NBD_WATCHDOG_S", 200))  # < ctest's 300 s
 
 
@@ -104,6 +107,14 @@ class Cluster:
                        ["-c", self.map, "--run-dir", self.run], check=True,
                        stdout=subprocess.DEVNULL, timeout=60)
 
+    def flushes(self):
+        """FLUSH requests each target served since it started."""
+        out = subprocess.run([BIN + "/weftctl", "status", "--json", "-c",
+                              self.map, "--run-dir", self.run],
+                             stdout=subprocess.PIPE, text=True, check=True,
+                             timeout=60).stdout
+        return {t["id"]: t["flushes"] for t in json.loads(out)["targets"]}
+
     def primary(self, vol, off):
         out = subprocess.run([BIN + "/weftctl", "locate", "-c", self.map, vol,
                               str(off)], stdout=subprocess.PIPE, text=True,
@@ -131,6 +142,8 @@ class Nbdkit:
         if cluster:
             args += ["map=" + cluster.map, "run_dir=" + cluster.run,
                      "key=client", "keyring=" + cluster.keyring]
+        if HANDLES:
+            args.append("handles=" + HANDLES)
         args += list(params)
         self.handles = []
         self.log = open(self.logpath, "w+")
@@ -598,13 +611,58 @@ def case_enospc(c, tmp):
         k.stop()
 
 
+def case_flushall(c, tmp):
+    """A flush covers the writes completed before it on every connection:
+    writes on one connection (each to a block whose only replica is on
+    target T), a flush on another; T must have served a flush since.  With
+    handles=thread the connections' requests run on different handles, and
+    weft_flush covers its own handle's writes only."""
+    k = Nbdkit(c, tmp, "volume=vol1")
+    try:
+        a, b = k.connect(), k.connect()
+        for t in range(3):
+            blocks = [off for off in blocks_over(24)
+                      if c.primary("vol1", off) == t][:4]
+            assert blocks, "no block of vol1 on target %d" % t
+            # Settle first: no flush of an earlier step may still count.
+            b.flush()
+            before = c.flushes()
+            # Several writes in flight: on handles=thread they spread
+            # over several of the connection's worker threads.
+            bufs = [nbd.Buffer.from_bytearray(bytearray(block(off, t + 1)))
+                    for off in blocks]
+            busy = {a.aio_pwrite(buf, off) for buf, off in zip(bufs, blocks)}
+            end = time.monotonic() + 30
+            while busy:
+                assert time.monotonic() < end, "writes not done in 30 s"
+                a.poll(100)
+                busy = {ck for ck in busy if not a.aio_command_completed(ck)}
+            assert c.flushes() == before, "a flush before the flush: %s" % before
+            b.flush()
+            after = c.flushes()
+            log("writes on target %d, flush on another connection: "
+                "flushes %s -> %s" % (t, before, after))
+            assert after[t] > before[t], \
+                "the flush on connection b did not reach target %d, which " \
+                "holds connection a's writes (%s -> %s)" % (t, before, after)
+            for off in blocks:
+                assert b.pread(BS, off) == block(off, t + 1)
+    finally:
+        k.stop()
+
+
 CASES = {"io": case_io, "refuse": case_refuse, "stress": case_stress,
-         "kill3": case_kill3, "kill1": case_kill1, "enospc": case_enospc}
+         "kill3": case_kill3, "kill1": case_kill1, "enospc": case_enospc,
+         "flushall": case_flushall}
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        sys.exit("usage: test_nbdkit.py " + "|".join(CASES))
+    global HANDLES
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in CASES or \
+            sys.argv[2:] not in ([], ["shared"], ["thread"]):
+        sys.exit("usage: test_nbdkit.py " + "|".join(CASES) +
+                 " [shared|thread]")
+    HANDLES = (sys.argv[2:] or [None])[0]
     need("nbdkit")
     c = Cluster("64M" if sys.argv[1] == "enospc" else "512M")
     try:
