@@ -286,6 +286,12 @@ static int open_volume(struct weft_cluster **cl, struct weft_volume **vol)
 	/* Requests taken together leave together (one send per target). */
 	o.flags = WEFT_F_DEFER_SEND |
 		  (W.short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT);
+	/* Per thread, each handle waits in weft_wait with one request out:
+	 * its adaptive polling would spin every busy worker at once, dozens
+	 * of threads on a few cores.  They sleep on the fd (spin_us=N still
+	 * asks for spinning). */
+	if (W.per_thread && !W.spin_us)
+		o.flags |= WEFT_F_NO_SPIN;
 	o.log = wn_log;
 	o.log_level = W.log_level;
 	o.run_dir = W.run_dir;

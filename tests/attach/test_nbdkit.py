@@ -37,6 +37,12 @@ BS = 4096
 EXT = 1 << 20                    # conf/local.conf's extent size
 VOL_SIZE = 1 << 30               # vol1, vol3 in conf/local.conf
 HANDLES = None                   # handles= given to every nbdkit (argv[2])
+# handles=thread opens a connection to each target per nbdkit worker thread
+# that served a request: nbdkit -t 8 (nbdcopy's four connections and the
+# three of case io: 56 at most), and targets that serve 64 connections of
+# 8 slots (docs/attach.md, "Thread model"; the default is 16 of 32).
+PT_THREADS = "8"
+PT_TARGET_ARGS = ["--", "--max-conns", "64", "--slots", "8"]
 WATCHDOG_S = int(os.environ.get("WEFT_NBD_WATCHDOG_S", 200))  # < ctest's 300 s
 
 
@@ -59,7 +65,8 @@ class Cluster:
         env = dict(os.environ, WEFT_BIN=BIN)
         out = subprocess.run(
             [SRC + "/scripts/cluster", "start", "-c", SRC + "/conf/local.conf",
-             "--size", size, "--port-base", "auto"],
+             "--size", size, "--port-base", "auto"] +
+            (PT_TARGET_ARGS if HANDLES == "thread" else []),
             env=env, stdout=subprocess.PIPE, check=True, timeout=120,
             text=True).stdout
         kv = dict(w.split("=", 1) for w in out.split())
@@ -99,7 +106,8 @@ class Cluster:
         subprocess.run([BIN + "/weft-target", "-c", self.map, "--id", str(tid),
                         "--run-dir", self.run, "--pid-file",
                         "%s/target-%d.pid" % (self.dir, tid),
-                        "--keyring", self.keyring, "--key", "target-%d" % tid],
+                        "--keyring", self.keyring, "--key", "target-%d" % tid] +
+                       (PT_TARGET_ARGS[1:] if HANDLES == "thread" else []),
                        check=True, timeout=60)
 
     def weftctl(self, *args):
@@ -137,7 +145,8 @@ class Nbdkit:
         if os.environ.get("WEFT_NBD_PRELOAD"):
             env["LD_PRELOAD"] = os.environ["WEFT_NBD_PRELOAD"]
             env["ASAN_OPTIONS"] = "detect_leaks=0"
-        args = ["nbdkit", "-f", "-U", self.sock, "-P", pidfile, "-t", "32",
+        threads = PT_THREADS if HANDLES == "thread" else "32"
+        args = ["nbdkit", "-f", "-U", self.sock, "-P", pidfile, "-t", threads,
                 "--exit-with-parent", PLUGIN]
         if cluster:
             args += ["map=" + cluster.map, "run_dir=" + cluster.run,
