@@ -5,7 +5,7 @@
  *   nbdkit weft map=/etc/weft/map.conf volume=vol1 [transport=tcp]
  *          [timeout_ms=10000] [queue_depth=128] [run_dir=/run/weft]
  *          [host=NAME] [short_circuit=true] [log_level=warning]
- *          [key=NAME keyring=FILE] [handles=shared|thread]
+ *          [key=NAME keyring=FILE]
  *
  * The plugin links libweft like any application (weft.h only) and reads
  * its settings from nbdkit's parameters, never from the environment.
@@ -13,25 +13,20 @@
  * Threads (docs/attach.md, "Thread model").  A libweft cluster handle
  * belongs to one thread at a time and has no locks inside, while nbdkit
  * calls .pread & co from many worker threads at once
- * (NBDKIT_THREAD_MODEL_PARALLEL).  Two ways to share libweft, chosen by
- * handles=:
+ * (NBDKIT_THREAD_MODEL_PARALLEL).  The process has one handle, and the
+ * workers take turns on it under a mutex: a worker pushes its request on
+ * a lock-free stack and, if it gets the mutex, queues what was pushed and,
+ * when nobody reaps completions yet, becomes the leader that sleeps on
+ * weft_fd() and answers the others; else it sleeps until the leader
+ * answers it or hands it the lead (run()).  At QD1 the worker that asks is
+ * the one that reaps, with no thread hop; at depth one wake-up per request,
+ * and no worker ever sleeps on the mutex to submit.
  *
- * shared (the default): the process has one handle, and the workers take
- * turns on it under a mutex: a worker pushes its request on a lock-free
- * stack and, if it gets the mutex, queues what was pushed and, when nobody
- * reaps completions yet, becomes the leader that sleeps on weft_fd() and
- * answers the others; else it sleeps until the leader answers it or hands
- * it the lead (run()).  At QD1 the worker that asks is the one that reaps,
- * with no thread hop; at depth one wake-up per request, and no worker ever
- * sleeps on the mutex to submit.  A flush or FUA on any connection covers
- * the writes of every connection: that is what makes can_multi_conn true.
- *
- * thread: each worker thread opens a handle of its own on its first
- * request and runs each request synchronously on it (weft_pread & co: one
- * sleep in weft_wait, no hand-off).  weft_flush() covers only the writes
- * of its own handle, so the handles are registered and a flush goes
- * through every one that wrote since its last flush (th_flush_all()); each
- * handle has a mutex that only its thread and a flusher take.
+ * With one handle, a flush or FUA on any connection covers the writes of
+ * every connection: that is what makes can_multi_conn true.  A handle per
+ * worker thread (each request synchronous on it, a flush going through
+ * every handle that wrote) was built and measured, and lost at QD1 and
+ * QD32: docs/attach.md, "Thread model".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -102,20 +97,6 @@ struct wn_req {
 	sem_t      sem;
 };
 
-/*
- * handles=thread: one worker thread's handle.  lock is taken by its thread
- * around each request and by a flusher (th_flush_all) or the thread's exit
- * (th_exit); the other fields are set once, before it is registered.
- */
-struct wn_th {
-	pthread_mutex_t lock;
-	struct weft_cluster *cl;
-	struct weft_volume  *vol;
-	bool        dirty;              /* written since its last flush (lock) */
-	bool        queued;             /* th_flush_all's flush in flight */
-	struct wn_th *next, **prev;     /* on W.threads (W.th_lock) */
-};
-
 /* Parameters (.config), then the shared handle. */
 static struct {
 	char       *map;                /* absolute (nbdkit may chdir /) */
@@ -130,15 +111,8 @@ static struct {
 	unsigned    spin_us;
 	int         log_level;
 	bool        short_circuit;
-	bool        per_thread;         /* handles=thread */
 
-	/* handles=thread: every thread's handle, and the thread's own. */
-	pthread_mutex_t th_lock;        /* the list; held through a flush */
-	struct wn_th *threads;
-	pthread_key_t th_key;           /* runs th_exit when a worker ends */
-	bool        th_key_made;
-
-	/* handles=shared: the handle, and who uses it: all under lock. */
+	/* The handle, and who uses it: all under lock. */
 	pthread_mutex_t lock;
 	struct weft_cluster *cl;
 	struct weft_volume  *vol;
@@ -151,7 +125,6 @@ static struct {
 	int         epfd;               /* efd + weft_fd(): the leader sleeps */
 } W = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.th_lock = PTHREAD_MUTEX_INITIALIZER,
 	.efd = -1, .epfd = -1, .short_circuit = true,
 };
 
@@ -226,14 +199,6 @@ static int wn_config(const char *key, const char *value)
 		W.short_circuit = b;
 		return 0;
 	}
-	if (!strcmp(key, "handles")) {
-		if (strcmp(value, "shared") && strcmp(value, "thread")) {
-			nbdkit_error("weft: handles=%s: not shared or thread", value);
-			return -1;
-		}
-		W.per_thread = !strcmp(value, "thread");
-		return 0;
-	}
 	if (!strcmp(key, "log_level")) {
 		W.log_level = parse_level(value);
 		if (W.log_level < 0) {
@@ -266,8 +231,6 @@ static int wn_config_complete(void)
 	"host=<NAME>         this host's name in the map (default: hostname).\n" \
 	"short_circuit=<BOOL> read local replicas from the device (true).\n" \
 	"spin_us=<US>        busy-poll before sleeping (0).\n" \
-	"handles=shared|thread  one libweft handle for the process (shared,\n" \
-	"                    the default) or one per nbdkit worker thread.\n" \
 	"log_level=err|warning|info|debug  libweft's messages (warning).\n" \
 	"key=<NAME>          the key to connect with (docs/security.md),\n" \
 	"keyring=<FILE>      ... from this keyring (mode 0600)."
@@ -286,12 +249,6 @@ static int open_volume(struct weft_cluster **cl, struct weft_volume **vol)
 	/* Requests taken together leave together (one send per target). */
 	o.flags = WEFT_F_DEFER_SEND |
 		  (W.short_circuit ? 0 : WEFT_F_NO_SHORT_CIRCUIT);
-	/* Per thread, each handle waits in weft_wait with one request out:
-	 * its adaptive polling would spin every busy worker at once, dozens
-	 * of threads on a few cores.  They sleep on the fd (spin_us=N still
-	 * asks for spinning). */
-	if (W.per_thread && !W.spin_us)
-		o.flags |= WEFT_F_NO_SPIN;
 	o.log = wn_log;
 	o.log_level = W.log_level;
 	o.run_dir = W.run_dir;
@@ -615,173 +572,10 @@ out:
 	return r->res;
 }
 
-/* ---- a handle per thread (handles=thread) ----------------------------------- */
-
-static __thread struct wn_th *th_self;  /* this thread's, once opened */
-
-/* Flushes th if it wrote since its last flush; under th->lock. */
-static int th_flush(struct wn_th *th)
-{
-	int ret;
-
-	if (!th->dirty)
-		return 0;
-	ret = weft_fsync(th->vol);
-	if (!ret)
-		th->dirty = false;
-	return ret;
-}
-
-/* Closes a handle no request uses any more; under W.th_lock.  Its writes
- * are flushed first: a later flush on another thread cannot reach them
- * once the handle is gone. */
-static void th_close(struct wn_th *th)
-{
-	int ret;
-
-	pthread_mutex_lock(&th->lock);
-	ret = th_flush(th);
-	if (ret)
-		nbdkit_error("weft: flush of a closing handle of volume %s: %s",
-			     W.volume, weft_strerror(ret));
-	pthread_mutex_unlock(&th->lock);
-	if (th->next)
-		th->next->prev = th->prev;
-	*th->prev = th->next;
-	weft_volume_close(th->vol);
-	weft_cluster_close(th->cl);
-	pthread_mutex_destroy(&th->lock);
-	free(th);
-}
-
-/* A worker thread ends (its connection closed): its handle goes. */
-static void th_exit(void *arg)
-{
-	pthread_mutex_lock(&W.th_lock);
-	th_close(arg);
-	pthread_mutex_unlock(&W.th_lock);
-}
-
-/*
- * This thread's handle, opened on its first call; NULL when it cannot be
- * (nbdkit_error says why).  The volume was found at load (wn_get_ready);
- * a handle opened later reads the map as it is then.
- */
-static struct wn_th *th_get(void)
-{
-	struct wn_th *th = th_self;
-
-	if (th)
-		return th;
-	th = calloc(1, sizeof(*th));
-	if (!th) {
-		nbdkit_error("weft: out of memory");
-		return NULL;
-	}
-	if (open_volume(&th->cl, &th->vol)) {
-		free(th);
-		return NULL;
-	}
-	pthread_mutex_init(&th->lock, NULL);
-	pthread_mutex_lock(&W.th_lock);
-	th->prev = &W.threads;
-	th->next = W.threads;
-	if (W.threads)
-		W.threads->prev = &th->next;
-	W.threads = th;
-	pthread_mutex_unlock(&W.th_lock);
-	pthread_setspecific(W.th_key, th);
-	th_self = th;
-	return th;
-}
-
-/*
- * A flush: every write completed before it, on any thread, durable.  Each
- * handle that wrote since its last flush is locked (a request running on
- * it finishes first) and its flush queued; then each is waited for and
- * unlocked, so the handles flush in parallel.  W.th_lock keeps the list
- * still and flushes one at a time.  0 or the first -errno.
- */
-static int th_flush_all(void)
-{
-	struct weft_cqe cqe;
-	struct wn_th *th;
-	int ret = 0, r;
-
-	pthread_mutex_lock(&W.th_lock);
-	for (th = W.threads; th; th = th->next) {
-		pthread_mutex_lock(&th->lock);
-		if (!th->dirty)
-			continue;
-		r = weft_flush(th->vol, 0);
-		th->queued = r == 0;    /* a completion follows */
-		if (!r)
-			r = weft_submit(th->cl);
-		if (r && !ret)
-			ret = r;
-	}
-	for (th = W.threads; th; th = th->next) {
-		if (th->queued) {
-			/* The one request in flight on this handle. */
-			do
-				r = weft_wait(th->cl, &cqe, 1, 1, -1);
-			while (r == 0 && weft_inflight(th->cl));
-			r = r < 0 ? r : r == 0 ? -EIO : (int)cqe.res;
-			th->queued = false;
-			if (!r)
-				th->dirty = false;
-			else if (!ret)
-				ret = r;
-		}
-		pthread_mutex_unlock(&th->lock);
-	}
-	pthread_mutex_unlock(&W.th_lock);
-	return ret;
-}
-
-/* One request on this thread's handle, synchronously: bytes or -errno. */
-static int64_t th_run(const struct wn_req *r)
-{
-	struct wn_th *th = th_get();
-	int64_t res;
-
-	if (!th)
-		return -EIO;
-	pthread_mutex_lock(&th->lock);
-	switch (r->op) {
-	case WN_READ:
-		res = weft_pread(th->vol, r->buf, r->len, r->off);
-		break;
-	case WN_WRITE:
-		th->dirty |= !(r->flags & WEFT_FUA);
-		res = weft_pwrite(th->vol, r->buf, r->len, r->off, r->flags);
-		break;
-	case WN_DISCARD:
-		th->dirty = true;
-		res = weft_discard_sync(th->vol, r->off, r->len);
-		break;
-	default:                /* WN_FLUSH: this handle's own (a FUA) */
-		res = th_flush(th);
-	}
-	pthread_mutex_unlock(&th->lock);
-	return res;
-}
-
 static int wn_after_fork(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	int ret;
 
-	if (W.per_thread) {
-		/* The handles open on the workers' first requests. */
-		ret = pthread_key_create(&W.th_key, th_exit);
-		if (ret) {
-			nbdkit_error("weft: pthread_key_create: %s", strerror(ret));
-			return -1;
-		}
-		W.th_key_made = true;
-		return 0;
-	}
 	if (open_volume(&W.cl, &W.vol))
 		return -1;
 	W.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -805,19 +599,6 @@ out_epoll:
 /* Every connection is closed: nothing is in flight. */
 static void wn_cleanup(void)
 {
-	pthread_mutex_lock(&W.th_lock);
-	while (W.threads) {
-		struct wn_th *th = W.threads;
-
-		/* A thread still alive (not a worker) drops it here. */
-		if (th == th_self)
-			th_self = NULL;
-		th_close(th);
-	}
-	pthread_mutex_unlock(&W.th_lock);
-	if (W.th_key_made)
-		pthread_key_delete(W.th_key);
-	W.th_key_made = false;
 	if (W.vol)
 		weft_volume_close(W.vol);
 	if (W.cl)
@@ -856,21 +637,6 @@ static int64_t wn_get_size(void *h)
 	int64_t size;
 
 	(void)h;
-	if (W.per_thread) {
-		/* The connection's own thread asks (not a worker): its handle
-		 * stays idle, with no connection to a target, until the
-		 * connection closes. */
-		struct wn_th *th = th_get();
-
-		if (!th) {
-			nbdkit_set_error(EIO);
-			return -1;
-		}
-		pthread_mutex_lock(&th->lock);
-		size = (int64_t)weft_volume_size(th->vol);
-		pthread_mutex_unlock(&th->lock);
-		return size;
-	}
 	pthread_mutex_lock(&W.lock);
 	size = (int64_t)weft_volume_size(W.vol);
 	unlock(NULL);           /* takes what was pushed meanwhile */
@@ -959,7 +725,7 @@ static int do_io(enum wn_op op, const char *what, void *buf, uint64_t len,
 
 	if (!aligned(what, off, len))
 		return -1;
-	res = W.per_thread ? th_run(&r) : run(&r);
+	res = run(&r);
 	return res < 0 ? fail(what, off, len, res) : 0;
 }
 
@@ -986,7 +752,7 @@ static int wn_flush(void *h, uint32_t flags)
 
 	(void)h;
 	(void)flags;
-	res = W.per_thread ? th_flush_all() : run(&r);
+	res = run(&r);
 	return res < 0 ? fail("flush", 0, 0, res) : 0;
 }
 
@@ -998,11 +764,7 @@ static int discard(const char *what, uint64_t off, uint64_t len, uint32_t flags)
 		return 0;
 	if (do_io(WN_DISCARD, what, NULL, len, off, 0))
 		return -1;
-	if (!(flags & NBDKIT_FLAG_FUA))
-		return 0;
-	/* Per thread, the discard's own handle is the one to flush. */
-	return W.per_thread ? do_io(WN_FLUSH, "flush", NULL, 0, 0, 0) :
-			      wn_flush(NULL, 0);
+	return flags & NBDKIT_FLAG_FUA ? wn_flush(NULL, 0) : 0;
 }
 
 /* Trim is advisory: the whole blocks inside the range are discarded. */
@@ -1036,8 +798,7 @@ static int wn_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
 static void wn_dump_plugin(void)
 {
 	printf("weft_version=%d.%d\n", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR);
-	printf("weft_thread_model=parallel, handles=shared: one libweft handle "
-	       "shared under a mutex; handles=thread: one per worker thread\n");
+	printf("weft_thread_model=parallel, one libweft handle shared under a mutex\n");
 }
 
 static struct nbdkit_plugin plugin = {

@@ -6,12 +6,11 @@ started by scripts/cluster on conf/local.conf (free ports), nbdkit serving
 a volume on a unix socket, and libnbd (the Python module behind nbdsh),
 nbdcopy, nbdinfo and qemu-img/qemu-io as the clients.
 
-    test_nbdkit.py CASE [shared|thread]   (ctest runs one case per test)
+    test_nbdkit.py CASE        (ctest runs one case per test)
 
-CASE: io, refuse, stress, kill3, kill1, enospc, flushall; the second
-argument is the plugin's handles= (default: the plugin's own).  Env
-(ctest sets them): WEFT_SRC, WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD
-(ASan builds: the runtime nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
+CASE: io, refuse, stress, kill3, kill1, enospc, flushall.  Env (ctest sets
+them): WEFT_SRC, WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds:
+the runtime nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
 wait is bounded; only processes this test started are stopped, by pid.
 """
 import json
@@ -36,13 +35,6 @@ PLUGIN = os.environ["WEFT_NBD_PLUGIN"]
 BS = 4096
 EXT = 1 << 20                    # conf/local.conf's extent size
 VOL_SIZE = 1 << 30               # vol1, vol3 in conf/local.conf
-HANDLES = None                   # handles= given to every nbdkit (argv[2])
-# handles=thread opens a connection to each target per nbdkit worker thread
-# that served a request: nbdkit -t 8 (nbdcopy's four connections and the
-# three of case io: 56 at most), and targets that serve 64 connections of
-# 8 slots (docs/attach.md, "Thread model"; the default is 16 of 32).
-PT_THREADS = "8"
-PT_TARGET_ARGS = ["--", "--max-conns", "64", "--slots", "8"]
 WATCHDOG_S = int(os.environ.get("WEFT_NBD_WATCHDOG_S", 200))  # < ctest's 300 s
 
 
@@ -65,8 +57,7 @@ class Cluster:
         env = dict(os.environ, WEFT_BIN=BIN)
         out = subprocess.run(
             [SRC + "/scripts/cluster", "start", "-c", SRC + "/conf/local.conf",
-             "--size", size, "--port-base", "auto"] +
-            (PT_TARGET_ARGS if HANDLES == "thread" else []),
+             "--size", size, "--port-base", "auto"],
             env=env, stdout=subprocess.PIPE, check=True, timeout=120,
             text=True).stdout
         kv = dict(w.split("=", 1) for w in out.split())
@@ -106,8 +97,7 @@ class Cluster:
         subprocess.run([BIN + "/weft-target", "-c", self.map, "--id", str(tid),
                         "--run-dir", self.run, "--pid-file",
                         "%s/target-%d.pid" % (self.dir, tid),
-                        "--keyring", self.keyring, "--key", "target-%d" % tid] +
-                       (PT_TARGET_ARGS[1:] if HANDLES == "thread" else []),
+                        "--keyring", self.keyring, "--key", "target-%d" % tid],
                        check=True, timeout=60)
 
     def weftctl(self, *args):
@@ -145,14 +135,11 @@ class Nbdkit:
         if os.environ.get("WEFT_NBD_PRELOAD"):
             env["LD_PRELOAD"] = os.environ["WEFT_NBD_PRELOAD"]
             env["ASAN_OPTIONS"] = "detect_leaks=0"
-        threads = PT_THREADS if HANDLES == "thread" else "32"
-        args = ["nbdkit", "-f", "-U", self.sock, "-P", pidfile, "-t", threads,
+        args = ["nbdkit", "-f", "-U", self.sock, "-P", pidfile, "-t", "32",
                 "--exit-with-parent", PLUGIN]
         if cluster:
             args += ["map=" + cluster.map, "run_dir=" + cluster.run,
                      "key=client", "keyring=" + cluster.keyring]
-        if HANDLES:
-            args.append("handles=" + HANDLES)
         args += list(params)
         self.handles = []
         self.log = open(self.logpath, "w+")
@@ -621,11 +608,12 @@ def case_enospc(c, tmp):
 
 
 def case_flushall(c, tmp):
-    """A flush covers the writes completed before it on every connection:
-    writes on one connection (each to a block whose only replica is on
-    target T), a flush on another; T must have served a flush since.  With
-    handles=thread the connections' requests run on different handles, and
-    weft_flush covers its own handle's writes only."""
+    """A flush covers the writes completed before it on every connection
+    (what can_multi_conn promises): writes on one connection (each to a
+    block whose only replica is on target T), a flush on another; T must
+    have served a flush since.  weft_flush covers its own handle's writes
+    only: a plugin whose connections or threads had handles of their own
+    would fail here unless its flush went through all of them."""
     k = Nbdkit(c, tmp, "volume=vol1")
     try:
         a, b = k.connect(), k.connect()
@@ -636,8 +624,8 @@ def case_flushall(c, tmp):
             # Settle first: no flush of an earlier step may still count.
             b.flush()
             before = c.flushes()
-            # Several writes in flight: on handles=thread they spread
-            # over several of the connection's worker threads.
+            # Several writes in flight: they spread over several of the
+            # connection's worker threads.
             bufs = [nbd.Buffer.from_bytearray(bytearray(block(off, t + 1)))
                     for off in blocks]
             busy = {a.aio_pwrite(buf, off) for buf, off in zip(bufs, blocks)}
@@ -666,12 +654,8 @@ CASES = {"io": case_io, "refuse": case_refuse, "stress": case_stress,
 
 
 def main():
-    global HANDLES
-    if len(sys.argv) not in (2, 3) or sys.argv[1] not in CASES or \
-            sys.argv[2:] not in ([], ["shared"], ["thread"]):
-        sys.exit("usage: test_nbdkit.py " + "|".join(CASES) +
-                 " [shared|thread]")
-    HANDLES = (sys.argv[2:] or [None])[0]
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        sys.exit("usage: test_nbdkit.py " + "|".join(CASES))
     need("nbdkit")
     c = Cluster("64M" if sys.argv[1] == "enospc" else "512M")
     try:
