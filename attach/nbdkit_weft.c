@@ -22,10 +22,11 @@
  * the one that reaps, with no thread hop; at depth one wake-up per request,
  * and no worker ever sleeps on the mutex to submit.
  *
- * Per-thread handles would need no mutex, but a flush must cover every
- * write completed before it, and weft_flush() covers only the writes of its
- * own handle.  With one handle, a flush or FUA on any connection covers the
- * writes of every connection: that is what makes can_multi_conn true.
+ * With one handle, a flush or FUA on any connection covers the writes of
+ * every connection: that is what makes can_multi_conn true.  A handle per
+ * worker thread (each request synchronous on it, a flush going through
+ * every handle that wrote) was built and measured, and lost at QD1 and
+ * QD32: docs/attach.md, "Thread model".
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -508,6 +508,8 @@ int ctl_status(int argc, char **argv, struct wf_json *j)
 				wf_json_u64(j, "recovery_full_bytes", le64toh(st.recovery_full_bytes));
 				wf_json_u64(j, "reads", le64toh(st.reads));
 				wf_json_u64(j, "writes", le64toh(st.writes));
+				wf_json_u64(j, "fua_writes", le64toh(st.fua_writes));
+				wf_json_u64(j, "flushes", le64toh(st.flushes));
 				wf_json_u64(j, "errors", le64toh(st.errors));
 				wf_json_u64(j, "releases_sent", le64toh(st.releases_sent));
 				wf_json_u64(j, "releases_received",

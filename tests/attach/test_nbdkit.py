@@ -8,11 +8,12 @@ nbdcopy, nbdinfo and qemu-img/qemu-io as the clients.
 
     test_nbdkit.py CASE        (ctest runs one case per test)
 
-CASE: io, refuse, stress, kill3, kill1, enospc.  Env (ctest sets them): WEFT_SRC,
-WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds: the runtime
-nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
+CASE: io, refuse, stress, kill3, kill1, enospc, flushall.  Env (ctest sets
+them): WEFT_SRC, WEFT_BIN, WEFT_NBD_PLUGIN; WEFT_NBD_PRELOAD (ASan builds:
+the runtime nbdkit must load first).  Exit 77: a tool is missing (skipped).  Every
 wait is bounded; only processes this test started are stopped, by pid.
 """
+import json
 import os
 import signal
 import struct
@@ -103,6 +104,14 @@ class Cluster:
         subprocess.run([BIN + "/weftctl"] + list(args) +
                        ["-c", self.map, "--run-dir", self.run], check=True,
                        stdout=subprocess.DEVNULL, timeout=60)
+
+    def flushes(self):
+        """FLUSH requests each target served since it started."""
+        out = subprocess.run([BIN + "/weftctl", "status", "--json", "-c",
+                              self.map, "--run-dir", self.run],
+                             stdout=subprocess.PIPE, text=True, check=True,
+                             timeout=60).stdout
+        return {t["id"]: t["flushes"] for t in json.loads(out)["targets"]}
 
     def primary(self, vol, off):
         out = subprocess.run([BIN + "/weftctl", "locate", "-c", self.map, vol,
@@ -598,8 +607,50 @@ def case_enospc(c, tmp):
         k.stop()
 
 
+def case_flushall(c, tmp):
+    """A flush covers the writes completed before it on every connection
+    (what can_multi_conn promises): writes on one connection (each to a
+    block whose only replica is on target T), a flush on another; T must
+    have served a flush since.  weft_flush covers its own handle's writes
+    only: a plugin whose connections or threads had handles of their own
+    would fail here unless its flush went through all of them."""
+    k = Nbdkit(c, tmp, "volume=vol1")
+    try:
+        a, b = k.connect(), k.connect()
+        for t in range(3):
+            blocks = [off for off in blocks_over(24)
+                      if c.primary("vol1", off) == t][:4]
+            assert blocks, "no block of vol1 on target %d" % t
+            # Settle first: no flush of an earlier step may still count.
+            b.flush()
+            before = c.flushes()
+            # Several writes in flight: they spread over several of the
+            # connection's worker threads.
+            bufs = [nbd.Buffer.from_bytearray(bytearray(block(off, t + 1)))
+                    for off in blocks]
+            busy = {a.aio_pwrite(buf, off) for buf, off in zip(bufs, blocks)}
+            end = time.monotonic() + 30
+            while busy:
+                assert time.monotonic() < end, "writes not done in 30 s"
+                a.poll(100)
+                busy = {ck for ck in busy if not a.aio_command_completed(ck)}
+            assert c.flushes() == before, "a flush before the flush: %s" % before
+            b.flush()
+            after = c.flushes()
+            log("writes on target %d, flush on another connection: "
+                "flushes %s -> %s" % (t, before, after))
+            assert after[t] > before[t], \
+                "the flush on connection b did not reach target %d, which " \
+                "holds connection a's writes (%s -> %s)" % (t, before, after)
+            for off in blocks:
+                assert b.pread(BS, off) == block(off, t + 1)
+    finally:
+        k.stop()
+
+
 CASES = {"io": case_io, "refuse": case_refuse, "stress": case_stress,
-         "kill3": case_kill3, "kill1": case_kill1, "enospc": case_enospc}
+         "kill3": case_kill3, "kill1": case_kill1, "enospc": case_enospc,
+         "flushall": case_flushall}
 
 
 def main():
