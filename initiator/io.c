@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -177,6 +178,9 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s.spin_hits = cl->spin_hits;
 	s.spin_ns = cl->spin_ns;
 	s.spin_est_us = cl->spin.est_us;
+	s.spin_gaps = cl->spin_gaps;
+	s.spin_skips = cl->spin.skipped;
+	s.spin_declined = cl->spin.declined;
 	memcpy(st, &s, n);
 	return 0;
 }
@@ -303,16 +307,21 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			cl->spins += spinning;
 		}
 		if (spinning) {
-			/* Off the CPU between two turns: the CPU is wanted
-			 * elsewhere (the target that must answer, maybe), so
-			 * stop and sleep.  Not for a fixed spin_us: that one
-			 * spins as told. */
-			bool gap = !cl->spin_us &&
-				   cl->now_us - last_us >= WF_SPIN_GAP_US;
+			/* Off the CPU between two turns for longer than a
+			 * hand-off to the target (spin.h): other work wants
+			 * the CPU, so stop and sleep.  Not for a fixed
+			 * spin_us: that one spins as told. */
+			bool gap = wf_spin_gap(last_us, cl->now_us);
 
+			/* Counted for a fixed spin too (weft_stats), acted
+			 * on only by the adaptive rule. */
+			cl->spin_gaps += gap;
+			gap = gap && !cl->spin_us;
 			last_us = cl->now_us;
-			if (!gap && cl->now_us < spin_end)
+			if (!gap && cl->now_us < spin_end) {
+				sched_yield();
 				continue;
+			}
 			spin_end_at(cl, spin_start, false, gap);
 			spinning = false;
 		}
