@@ -330,6 +330,15 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			int t = wf_pieces_timer_ms(cl), left;
 
 			wf_ctx_arm(cl->ctx);
+			/* The look after arming is for what the fabric holds
+			 * (queued completions, credits: no system call) and
+			 * for our own timers and retries.  The sockets need
+			 * no look now: the fabric's fd is in epfd, and
+			 * whatever reached them since the last poll keeps it
+			 * readable (level-triggered), so the sleep below
+			 * returns at once.  (tcp: one epoll_wait(0) per sleep
+			 * less.) */
+			wf_ctx_quiet(cl->ctx);
 			ret = wf_progress(cl);
 			if (ret < 0)
 				break;
