@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -318,10 +317,8 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			cl->spin_gaps += gap;
 			gap = gap && !cl->spin_us;
 			last_us = cl->now_us;
-			if (!gap && cl->now_us < spin_end) {
-				sched_yield();
+			if (!gap && cl->now_us < spin_end)
 				continue;
-			}
 			spin_end_at(cl, spin_start, false, gap);
 			spinning = false;
 		}
