@@ -202,10 +202,12 @@ struct weft_stats {
 	uint64_t spins, spin_hits, spin_ns;
 	uint32_t spin_est_us;
 	/* Appended after 0.2, why waits did not spin or stopped: spin_gaps:
-	 * spins ended because the thread was seen off its CPU; spin_skips:
-	 * waits the rule let choose that a back-off kept from spinning;
-	 * spin_declined: ... that slept because spinning scored slower (or
-	 * as the probe of the other choice). */
+	 * spinning turns that found the thread had been off its CPU for
+	 * longer than a hand-off (150 us; the adaptive rule then stops, a
+	 * fixed spin_us goes on); spin_skips: waits the rule let choose that
+	 * a back-off kept from spinning; spin_declined: ... that slept
+	 * because spinning scored slower (or as the probe of the other
+	 * choice). */
 	uint64_t spin_gaps, spin_skips, spin_declined;
 };
 
