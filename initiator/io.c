@@ -17,23 +17,31 @@
 
 #include "initiator/weft_int.h"
 
-int wf_progress(struct weft_cluster *cl)
+/* A progress turn; wait_ms != 0: its first fabric poll may sleep that
+ * long (wf_poll_wait), for a caller with nothing else to sleep on. */
+static int progress(struct weft_cluster *cl, int wait_ms)
 {
 	struct wf_cqe cqes[WF_POLL_BATCH];
 	int n, i, total = 0;
+	bool first = true;
 
-	{
-		struct timespec ts;
-
-		/* One clock read per turn (vDSO): ms for timers, us for the
-		 * busy-poll budget of weft_wait. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
-			     (uint64_t)ts.tv_nsec / 1000;
-		cl->now = cl->now_us / 1000;
-	}
 	do {
-		n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
+		if (first && wait_ms)
+			n = wf_poll_wait(cl->ctx, cqes, WF_POLL_BATCH, wait_ms);
+		if (first) {
+			struct timespec ts;
+
+			/* One clock read per turn (vDSO), after the sleep:
+			 * ms for timers, us for the busy-poll budget of
+			 * weft_wait. */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
+				     (uint64_t)ts.tv_nsec / 1000;
+			cl->now = cl->now_us / 1000;
+		}
+		if (!first || !wait_ms)
+			n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
+		first = false;
 		if (n < 0)
 			return n;
 		for (i = 0; i < n; i++)
@@ -65,6 +73,11 @@ int wf_progress(struct weft_cluster *cl)
 	wf_sc_flush(cl);
 	wf_flush(cl->ctx);
 	return total;
+}
+
+int wf_progress(struct weft_cluster *cl)
+{
+	return progress(cl, 0);
 }
 
 /* ---- the public request calls ------------------------------------------ */
@@ -266,7 +279,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	      int timeout_ms)
 {
 	uint64_t start, end, spin_start = 0, spin_end = 0, last_us = 0;
-	bool spinning = false;
+	bool spinning = false, fresh = false;
 	int got = 0, got_at_spin = 0, ret;
 
 	if (!cl || min < 0 || max < min || (max && !cqes))
@@ -274,11 +287,13 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	start = wf_now_ms();
 	end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
 	for (;;) {
-		if (cl->cq_count < (uint32_t)(max - got)) {
+		/* After a sleep in the fabric the turn has just run. */
+		if (!fresh && cl->cq_count < (uint32_t)(max - got)) {
 			ret = wf_progress(cl);
 			if (ret < 0)
 				break;
 		}
+		fresh = false;
 		got += reap(cl, cqes + got, max - got);
 		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
 			/* Done, nothing could ever arrive, or timed out. */
@@ -326,6 +341,24 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			struct epoll_event ev[4];
 			int t = wf_pieces_timer_ms(cl), left;
 
+			left = end == UINT64_MAX ? -1 :
+			       (int)(end > cl->now ? end - cl->now : 0);
+			if (t >= 0 && (left < 0 || t < left))
+				left = t;
+			if (!cl->scr) {
+				/* weft_fd() holds the fabric's fd alone: sleep
+				 * in the fabric, which reaps what woke it in
+				 * the same call (tcp: the epoll_wait that
+				 * names the socket is the sleep; a sleeping
+				 * QD1 wait is then a send, that epoll_wait
+				 * and the recv of the reply). */
+				ret = progress(cl, left);
+				if (ret < 0)
+					break;
+				spin_end = 0;
+				fresh = true;
+				continue;
+			}
 			wf_ctx_arm(cl->ctx);
 			/* The look after arming is for what the fabric holds
 			 * (queued completions, credits: no system call) and
@@ -343,10 +376,6 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 				spin_end = 0;
 				continue;
 			}
-			left = end == UINT64_MAX ? -1 :
-			       (int)(end > cl->now ? end - cl->now : 0);
-			if (t >= 0 && (left < 0 || t < left))
-				left = t;
 			epoll_wait(cl->epfd, ev, 4, left);
 			spin_end = 0;
 		}
