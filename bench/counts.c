@@ -79,10 +79,34 @@ int wf_tcounts_read(const char *map_path, const char *run_dir,
 	return n;
 }
 
+/*
+ * What `perf stat` counts (enum wf_sc order): every syscall, and what
+ * makes up the CPU per I/O in the kernel at depth (docs/performance.md,
+ * "CPU per I/O at depth"): io_uring_enter calls that submit, SQEs
+ * submitted, waits for completions that found too few (each then sleeps
+ * unless one lands meanwhile), context switches (sleeps, and preemptions),
+ * requests issued to a block device and plug flushes (each ends in one
+ * doorbell of a virtio queue at most: the device notifications).  The
+ * block events count what the counted threads do themselves.
+ */
+static const struct {
+	const char *event, *filter;
+} sc_events[WF_SC_N] = {
+	[WF_SC_SYS]     = { "raw_syscalls:sys_enter", NULL },
+	[WF_SC_SUBMITS] = { "syscalls:sys_enter_io_uring_enter", "to_submit > 0" },
+	[WF_SC_SQES]    = { "io_uring:io_uring_submit_req", NULL },
+	[WF_SC_WAITS]   = { "io_uring:io_uring_cqring_wait", NULL },
+	[WF_SC_CS]      = { "context-switches", NULL },
+	[WF_SC_ISSUES]  = { "block:block_rq_issue", NULL },
+	[WF_SC_UNPLUGS] = { "block:block_unplug", NULL },
+};
+
 int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		      char *why, size_t whylen)
 {
 	char list[512] = "";
+	const char *argv[8 + 4 * WF_SC_N];
+	unsigned na = 0;
 	size_t off = 0;
 	int fd;
 
@@ -101,11 +125,28 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		snprintf(why, whylen, "perf is not installed (linux-perf)");
 		return -ENOENT;
 	}
+	argv[na++] = "perf";
+	argv[na++] = "stat";
+	argv[na++] = "-x";
+	argv[na++] = ",";
 	for (unsigned i = 0; i < n && off < sizeof(list) - 16; i++)
 		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d",
 					i ? "," : "", (int)pids[i]);
 	snprintf(s->out, sizeof(s->out), "/tmp/weft-syscount.%d.%d", (int)getpid(),
 		 (int)pids[0]);
+	for (unsigned e = 0; e < WF_SC_N; e++) {
+		argv[na++] = "-e";
+		argv[na++] = sc_events[e].event;
+		if (sc_events[e].filter) {
+			argv[na++] = "--filter";
+			argv[na++] = sc_events[e].filter;
+		}
+	}
+	argv[na++] = "-o";
+	argv[na++] = s->out;
+	argv[na++] = "-p";
+	argv[na++] = list;
+	argv[na] = NULL;
 	s->perf = fork();
 	if (s->perf < 0) {
 		s->perf = 0;
@@ -119,8 +160,7 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execlp("perf", "perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
-		       "-o", s->out, "-p", list, (char *)NULL);
+		execvp("perf", (char **)argv);
 		_exit(127);
 	}
 	/* perf attaches before it counts: give it a moment. */
@@ -128,11 +168,15 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 	return 0;
 }
 
-int wf_syscount_stop(struct wf_syscount *s, uint64_t *count)
+int wf_syscount_stop(struct wf_syscount *s, int64_t count[WF_SC_N])
 {
 	char line[256];
+	unsigned e = 0;
 	FILE *f;
 	int st, ret = -EPROTO;
+
+	for (unsigned i = 0; i < WF_SC_N; i++)
+		count[i] = -1;
 
 	if (!s->perf)
 		return -ENOENT;
@@ -143,10 +187,19 @@ int wf_syscount_stop(struct wf_syscount *s, uint64_t *count)
 	f = fopen(s->out, "r");
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "raw_syscalls:sys_enter") &&
-		    sscanf(line, "%" SCNu64 ",", count) == 1)
-			ret = 0;
+	/* One line per event, in the order given ("<not counted>" or
+	 * "<not supported>" leave -1). */
+	while (e < WF_SC_N && fgets(line, sizeof(line), f)) {
+		uint64_t v;
+
+		if (!strstr(line, sc_events[e].event))
+			continue;
+		if (sscanf(line, "%" SCNu64 ",", &v) == 1)
+			count[e] = (int64_t)v;
+		e++;
+	}
+	if (count[WF_SC_SYS] >= 0)
+		ret = 0;
 	fclose(f);
 	unlink(s->out);
 	return ret;
@@ -262,7 +315,8 @@ void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
 		   const char *map, uint64_t ios, struct wf_per_io *p)
 {
 	struct wf_tcounts t;
-	uint64_t c[4], n;
+	uint64_t c[4];
+	int64_t n[WF_SC_N];
 
 	client_counts(cl, c);
 	p->c_sends = per(c[0], k->c[0], ios);
@@ -279,10 +333,35 @@ void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
 	}
 	p->c_sys = p->t_sys = -1;
 	p->c_instr = p->t_instr = p->t_idle_per_s = -1;
-	if (k->have_tsys && !wf_syscount_stop(&k->sc_targets, &n))
-		p->t_sys = per(n, 0, ios);
-	if (k->have_csys && !wf_syscount_stop(&k->sc_client, &n))
-		p->c_sys = per(n, 0, ios);
+	for (unsigned e = 0; e < WF_SC_N; e++)
+		p->c_sc[e] = p->t_sc[e] = -1;
+	if (k->have_tsys && !wf_syscount_stop(&k->sc_targets, n))
+		for (unsigned e = 0; e < WF_SC_N; e++)
+			p->t_sc[e] = n[e] >= 0 ? per((uint64_t)n[e], 0, ios) : -1;
+	if (k->have_csys && !wf_syscount_stop(&k->sc_client, n))
+		for (unsigned e = 0; e < WF_SC_N; e++)
+			p->c_sc[e] = n[e] >= 0 ? per((uint64_t)n[e], 0, ios) : -1;
+	p->t_sys = p->t_sc[WF_SC_SYS];
+	p->c_sys = p->c_sc[WF_SC_SYS];
+}
+
+/* Names of the enum wf_sc counts past the syscalls: the table's words,
+ * the JSON's keys. */
+static const char *const sc_names[WF_SC_N] = {
+	[WF_SC_SUBMITS] = "submits",
+	[WF_SC_SQES]    = "sqes",
+	[WF_SC_WAITS]   = "waits",
+	[WF_SC_CS]      = "switches",
+	[WF_SC_ISSUES]  = "blk_issues",
+	[WF_SC_UNPLUGS] = "blk_unplugs",
+};
+
+static void print_sc(FILE *f, const char *who, const double *v)
+{
+	fprintf(f, "; %s:", who);
+	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
+		if (v[e] >= 0)
+			fprintf(f, " %.2f %s", v[e], sc_names[e]);
 }
 
 static void print_count(FILE *f, const char *what, double v)
@@ -306,6 +385,12 @@ void wf_per_io_print(FILE *f, const struct wf_per_io *p)
 	print_count(f, "cqes", p->t_cqes);
 	print_count(f, "syscalls", p->t_sys);
 	fputc('\n', f);
+	if (p->t_sys >= 0 || p->c_sys >= 0) {
+		fprintf(f, "          per I/O, kernel");
+		print_sc(f, "client", p->c_sc);
+		print_sc(f, "targets", p->t_sc);
+		fputc('\n', f);
+	}
 	if (p->c_instr >= 0)
 		fprintf(f, "          user-space instructions per I/O (callgrind): "
 			"client %.0f, targets %.0f (windows of %" PRIu64 " and %"
@@ -327,6 +412,8 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_reads", p->c_reads);
 	json_count(js, "fabric_completions", p->c_cqes);
 	json_count(js, "syscalls", p->c_sys);
+	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
+		json_count(js, sc_names[e], p->c_sc[e]);
 	json_count(js, "instructions", p->c_instr);
 	wf_json_obj_end(js);
 	wf_json_obj_begin(js, "targets");
@@ -335,6 +422,8 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_reads", p->t_reads);
 	json_count(js, "fabric_completions", p->t_cqes);
 	json_count(js, "syscalls", p->t_sys);
+	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
+		json_count(js, sc_names[e], p->t_sc[e]);
 	json_count(js, "instructions", p->t_instr);
 	json_count(js, "idle_instructions_per_s", p->t_idle_per_s);
 	wf_json_obj_end(js);

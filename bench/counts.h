@@ -30,7 +30,19 @@ int wf_tcounts_read(const char *map_path, const char *run_dir,
 
 /* Syscalls of pids[0 .. n) between start and stop, counted by a `perf
  * stat` child on the raw_syscalls:sys_enter tracepoint (needs perf and a
- * mounted tracefs). */
+ * mounted tracefs), and beside them (counts.c, sc_events) the parts of
+ * the kernel's work per I/O at depth: */
+enum wf_sc {
+	WF_SC_SYS,              /* every syscall */
+	WF_SC_SUBMITS,          /* io_uring_enter calls that submit */
+	WF_SC_SQES,             /* SQEs submitted */
+	WF_SC_WAITS,            /* io_uring waits that found too few CQEs */
+	WF_SC_CS,               /* context switches (sleeps, preemptions) */
+	WF_SC_ISSUES,           /* block requests issued to a device */
+	WF_SC_UNPLUGS,          /* block plug flushes */
+	WF_SC_N
+};
+
 struct wf_syscount {
 	pid_t perf;
 	char  out[64];
@@ -39,8 +51,9 @@ struct wf_syscount {
 /* 0, or -errno (-ENOENT: no perf or no tracepoint; why in the text). */
 int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		      char *why, size_t whylen);
-/* Stop and read: 0 and *count, or -errno. */
-int wf_syscount_stop(struct wf_syscount *s, uint64_t *count);
+/* Stop and read: 0 and count[] (-1: that event unknown), or -errno
+ * (then the syscalls are unknown). */
+int wf_syscount_stop(struct wf_syscount *s, int64_t count[WF_SC_N]);
 
 /* Per I/O of a run: the client's fabric operations (weft_stats) and the
  * targets' (their status), and with syscall counting those of each side;
@@ -48,6 +61,8 @@ int wf_syscount_stop(struct wf_syscount *s, uint64_t *count);
 struct wf_per_io {
 	double c_sends, c_writes, c_reads, c_cqes, c_sys;
 	double t_sends, t_writes, t_reads, t_cqes, t_sys;
+	/* With syscalls: the rest of enum wf_sc per I/O, each side. */
+	double c_sc[WF_SC_N], t_sc[WF_SC_N];
 	/* User-space instructions (wf_instr_mark), and the two windows they
 	 * come from: I/Os, client and targets instructions of each. */
 	double c_instr, t_instr, t_idle_per_s;

@@ -23,7 +23,7 @@
  * with at least RX_DIRECT bytes still to come is received straight into its
  * destination (with the buffer as a second iovec for what follows).
  */
-#define RXB_SIZE      (16u * 1024)
+#define RXB_SIZE      (64u * 1024)
 #define RX_DIRECT     2048u
 
 enum h_kind { H_EVENT = 1, H_LISTENER, H_EP };

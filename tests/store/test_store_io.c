@@ -786,3 +786,91 @@ Test(store_io, wait_wakes_for_io_and_watched_fds)
 	close(e2);
 	free(w);
 }
+
+/* The batching policy of a sleep (--batch-us): one completion below
+ * WF_STORE_BATCH_FROM in flight or with no window (QD1 wakes at its
+ * completion), else half of those in flight, at most WF_STORE_BATCH_MAX. */
+Test(store_io, batch_want_policy)
+{
+	unsigned us = 99;
+
+	for (unsigned n = 0; n < WF_STORE_BATCH_FROM; n++) {
+		cr_assert_eq(wf_store_batch_want(n, 50, &us), 1);
+		cr_assert_eq(us, 0);
+	}
+	cr_assert_eq(wf_store_batch_want(32, 0, &us), 1, "window 0: never batch");
+	cr_assert_eq(us, 0);
+	cr_assert_eq(wf_store_batch_want(WF_STORE_BATCH_FROM, 50, &us),
+		     (WF_STORE_BATCH_FROM + 1) / 2);
+	cr_assert_eq(us, 50);
+	cr_assert_eq(wf_store_batch_want(10, 80, &us), 5);
+	cr_assert_eq(us, 80);
+	cr_assert_eq(wf_store_batch_want(11, 80, &us), 6);
+	cr_assert_eq(wf_store_batch_want(1000, 80, &us), WF_STORE_BATCH_MAX);
+}
+
+/* A batched sleep: `want` completions end it at once; fewer (a watched fd
+ * that becomes readable) end it when the window has passed, not at the
+ * timeout.  On a kernel without min_wait_usec it is a plain wait. */
+Test(store_io, batched_wait_ends_at_want_or_after_the_window)
+{
+	struct wf_store *s = fresh("batch", 16 * MiB, WF_STORE_CACHE_AUTO);
+	uint8_t *w = abuf(2 * 4096);
+	struct sreq r[2] = { { .done = false }, { .done = false } };
+	int e = eventfd(0, EFD_NONBLOCK);
+	uint64_t v = 1, t0, dt;
+	int i;
+
+	cr_assert_geq(e, 0);
+	i = wf_store_watch(s, e);
+	cr_assert_geq(i, 0);
+	cr_assert_eq(wf_store_wait(s, 0), 0);
+
+	/* One readable fd, a window of 300 ms for 8 completions: it waits
+	 * out the window (with the kernel's support), then returns with
+	 * the one it has, long before the 10 s timeout. */
+	cr_assert_eq(write(e, &v, sizeof(v)), sizeof(v));
+	t0 = now_ms();
+	cr_assert_eq(wf_store_wait_batch(s, 10000, 8, 300000), 0);
+	dt = now_ms() - t0;
+	cr_assert_lt(dt, 8000, "waited %llu ms: the window did not end it",
+		     (unsigned long long)dt);
+	if (s->min_timeout)
+		cr_assert_geq(dt, 250, "returned after %llu ms, inside the window",
+			      (unsigned long long)dt);
+	cr_assert_eq(wf_store_poll(s, 8), 0);
+	cr_assert_eq(wf_store_woken(s), 1u << i);
+	cr_assert_eq(read(e, &v, sizeof(v)), sizeof(v));
+
+	/* Two overwrites (the extent is mapped first: no index write in
+	 * between), want 2, a window of 8 s: both completions end it; what
+	 * they wrote reads back. */
+	memset(w, 0, 2 * 4096);
+	cr_assert_eq(s_write(s, 1, 0, 2 * 4096, w, 0), 0);
+	for (int k = 0; k < 2; k++) {
+		pattern(w + k * 4096, 4096, 7, (uint64_t)k * 4096, 1);
+		wf_store_req_init(&r[k].req, sreq_done, NULL);
+		cr_assert_eq(wf_store_write(s, &r[k].req, 1, (uint64_t)k * 4096, 4096,
+					    w + k * 4096, -1, 0), 0);
+	}
+	t0 = now_ms();
+	while (!r[0].done || !r[1].done) {
+		cr_assert_eq(wf_store_wait_batch(s, 20000, 2, 8000000), 0);
+		wf_store_poll(s, 8);
+	}
+	dt = now_ms() - t0;
+	cr_assert_lt(dt, 7000, "two completions did not end an 8 s window "
+		     "(%llu ms)", (unsigned long long)dt);
+	cr_assert_eq(r[0].res, 0);
+	cr_assert_eq(r[1].res, 0);
+	{
+		uint8_t *b = abuf(2 * 4096);
+
+		cr_assert_eq(s_read(s, 1, 0, 2 * 4096, b), 0);
+		cr_assert_eq(memcmp(b, w, 2 * 4096), 0);
+		free(b);
+	}
+	wf_store_close(s);
+	close(e);
+	free(w);
+}
