@@ -810,6 +810,12 @@ static void json_job(struct wf_json *js, const char *key, const struct iopts *o,
 		wf_json_dbl(js, "us_per_io", (double)(j->spin1.spin_ns -
 				j->spin0.spin_ns) / 1e3 / (double)ios);
 		wf_json_u64(js, "estimate_us", j->spin1.spin_est_us);
+		wf_json_dbl(js, "gaps_per_io", (double)(j->spin1.spin_gaps -
+				j->spin0.spin_gaps) / (double)ios);
+		wf_json_dbl(js, "skips_per_io", (double)(j->spin1.spin_skips -
+				j->spin0.spin_skips) / (double)ios);
+		wf_json_dbl(js, "declined_per_io", (double)(j->spin1.spin_declined -
+				j->spin0.spin_declined) / (double)ios);
 		wf_json_obj_end(js);
 	}
 	wf_json_obj_begin(js, "floor");

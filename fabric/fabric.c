@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -114,13 +115,11 @@ void wf_ctx_counts(const struct wf_ctx *ctx, struct wf_fab_counts *out)
 	out->recvs = __atomic_load_n(&ctx->counts.recvs, __ATOMIC_RELAXED);
 }
 
-int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
+/* Count what a poll returned (n > 0). */
+static int counted(struct wf_ctx *ctx, const struct wf_cqe *cqes, int n)
 {
-	int n, recvs = 0;
+	int recvs = 0;
 
-	if (max <= 0)
-		return -EINVAL;
-	n = ctx->ops->poll(ctx, cqes, max);
 	if (n <= 0)
 		return n;
 	for (int i = 0; i < n; i++)
@@ -128,6 +127,38 @@ int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	COUNT(ctx, cqes, (uint64_t)n);
 	COUNT(ctx, recvs, (uint64_t)recvs);
 	return n;
+}
+
+int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
+{
+	if (max <= 0)
+		return -EINVAL;
+	return counted(ctx, cqes, ctx->ops->poll(ctx, cqes, max));
+}
+
+int wf_poll_wait(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
+		 int timeout_ms)
+{
+	struct pollfd p = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
+	int n;
+
+	if (max <= 0)
+		return -EINVAL;
+	if (ctx->ops->poll_wait)
+		return counted(ctx, cqes,
+			       ctx->ops->poll_wait(ctx, cqes, max, timeout_ms));
+	n = wf_poll(ctx, cqes, max);
+	if (n || !timeout_ms)
+		return n;
+	n = wf_ctx_arm(ctx);
+	if (n < 0)
+		return n;
+	n = wf_poll(ctx, cqes, max);    /* what raced in before the arm */
+	if (n)
+		return n;
+	if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	return wf_poll(ctx, cqes, max);
 }
 
 int wf_flush(struct wf_ctx *ctx)

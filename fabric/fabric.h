@@ -156,6 +156,18 @@ int  wf_ctx_arm(struct wf_ctx *ctx);
  */
 int  wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
 /*
+ * wf_poll() for a caller that has nothing to sleep on but ctx: when
+ * nothing is ready, sleep up to timeout_ms (-1: no bound, 0: not at all)
+ * until something is, and reap it in the same call.  Returns as wf_poll()
+ * (0: the time ran out, or what woke it gave no completion: poll again).
+ * tcp sleeps in its own epoll and handles what woke it (one epoll_wait
+ * instead of wf_ctx_arm, a poll, a sleep on the fd and the poll that asks
+ * which socket woke it); other backends arm, poll, sleep on the fd and
+ * poll.
+ */
+int  wf_poll_wait(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
+		  int timeout_ms);
+/*
  * Start everything posted on the ctx's endpoints (see WF_CTX_BATCH; a
  * no-op without it).  wf_poll() and wf_ctx_arm() do the same first.
  */

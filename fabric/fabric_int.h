@@ -17,6 +17,8 @@ struct wf_ops {
 	int   (*ctx_fd)(const struct wf_ctx *ctx);
 	int   (*ctx_arm)(struct wf_ctx *ctx);
 	int   (*poll)(struct wf_ctx *ctx, struct wf_cqe *cqes, int max);
+	int   (*poll_wait)(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
+			   int timeout_ms);   /* NULL: arm, poll, sleep, poll */
 	int   (*flush)(struct wf_ctx *ctx);        /* NULL: posts never wait */
 	void  (*quiet)(struct wf_ctx *ctx);        /* NULL: the hint is ignored */
 

@@ -989,10 +989,12 @@ static void tcp_quiet(struct wf_ctx *ctx)
 	tctx(ctx)->quiet = true;
 }
 
-static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
+/* A poll; timeout_ms != 0 (tcp_poll_wait): when nothing is queued, sleep
+ * that long in our epoll for the first event and handle it. */
+static int poll_turn(struct tcp_ctx *c, struct wf_cqe *cqes, int max,
+		     int timeout_ms)
 {
-	struct tcp_ctx *c = tctx(ctx);
-	bool direct, quiet = c->quiet;
+	bool direct, quiet = c->quiet && !timeout_ms;
 	int n = 0;
 
 	c->quiet = false;       /* the hint lasts one poll */
@@ -1002,7 +1004,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	/* Completions already waiting (typically our own writes, done when
 	 * posted) are handed out without a system call; the next poll does
 	 * the I/O, so the sockets are never starved. */
-	if (c->cq_count && !c->io_skipped) {
+	if (c->cq_count && (!c->io_skipped || timeout_ms)) {
 		c->io_skipped = true;
 		goto deliver;
 	}
@@ -1024,7 +1026,7 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 		goto deliver;
 	/* Busy-polling with few endpoints: read their sockets directly.  A
 	 * sleeper that was just woken asks epoll, which names what woke it. */
-	direct = !c->armed && c->nlive && c->nlive <= DIRECT_MAX;
+	direct = !c->armed && !timeout_ms && c->nlive && c->nlive <= DIRECT_MAX;
 	if (c->cq_count < (uint32_t)max && direct) {
 		struct tcp_ep *ep, *next;
 
@@ -1036,7 +1038,11 @@ static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 	}
 	if (c->cq_count < (uint32_t)max && (!direct || c->turn % EPOLL_EVERY == 0)) {
 		struct epoll_event ev[EVENTS];
-		int i, ne = epoll_wait(c->epfd, ev, EVENTS, 0);
+		/* Sleeping here is safe: nothing is queued (cq_count is 0,
+		 * the credits went back above, the posts left), and every
+		 * socket, listener and the event fd are in epfd. */
+		int i, ne = epoll_wait(c->epfd, ev, EVENTS,
+				       c->cq_count ? 0 : timeout_ms);
 
 		for (i = 0; i < ne; i++)
 			handle_event(c, &ev[i]);
@@ -1079,6 +1085,17 @@ deliver:
 	return n;
 }
 
+static int tcp_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
+{
+	return poll_turn(tctx(ctx), cqes, max, 0);
+}
+
+static int tcp_poll_wait(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
+			 int timeout_ms)
+{
+	return poll_turn(tctx(ctx), cqes, max, timeout_ms);
+}
+
 const struct wf_ops wf_tcp_ops = {
 	.name             = "tcp",
 	.ctx_create       = tcp_ctx_create,
@@ -1086,6 +1103,7 @@ const struct wf_ops wf_tcp_ops = {
 	.ctx_fd           = tcp_ctx_fd,
 	.ctx_arm          = tcp_ctx_arm,
 	.poll             = tcp_poll,
+	.poll_wait        = tcp_poll_wait,
 	.flush            = tcp_flush,
 	.quiet            = tcp_quiet,
 	.listen           = tcp_listen,

@@ -17,23 +17,31 @@
 
 #include "initiator/weft_int.h"
 
-int wf_progress(struct weft_cluster *cl)
+/* A progress turn; wait_ms != 0: its first fabric poll may sleep that
+ * long (wf_poll_wait), for a caller with nothing else to sleep on. */
+static int progress(struct weft_cluster *cl, int wait_ms)
 {
 	struct wf_cqe cqes[WF_POLL_BATCH];
 	int n, i, total = 0;
+	bool first = true;
 
-	{
-		struct timespec ts;
-
-		/* One clock read per turn (vDSO): ms for timers, us for the
-		 * busy-poll budget of weft_wait. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
-			     (uint64_t)ts.tv_nsec / 1000;
-		cl->now = cl->now_us / 1000;
-	}
 	do {
-		n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
+		if (first && wait_ms)
+			n = wf_poll_wait(cl->ctx, cqes, WF_POLL_BATCH, wait_ms);
+		if (first) {
+			struct timespec ts;
+
+			/* One clock read per turn (vDSO), after the sleep:
+			 * ms for timers, us for the busy-poll budget of
+			 * weft_wait. */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
+				     (uint64_t)ts.tv_nsec / 1000;
+			cl->now = cl->now_us / 1000;
+		}
+		if (!first || !wait_ms)
+			n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
+		first = false;
 		if (n < 0)
 			return n;
 		for (i = 0; i < n; i++)
@@ -65,6 +73,11 @@ int wf_progress(struct weft_cluster *cl)
 	wf_sc_flush(cl);
 	wf_flush(cl->ctx);
 	return total;
+}
+
+int wf_progress(struct weft_cluster *cl)
+{
+	return progress(cl, 0);
 }
 
 /* ---- the public request calls ------------------------------------------ */
@@ -177,6 +190,9 @@ int weft_stats(struct weft_cluster *cl, struct weft_stats *st)
 	s.spin_hits = cl->spin_hits;
 	s.spin_ns = cl->spin_ns;
 	s.spin_est_us = cl->spin.est_us;
+	s.spin_gaps = cl->spin_gaps;
+	s.spin_skips = cl->spin.skipped;
+	s.spin_declined = cl->spin.declined;
 	memcpy(st, &s, n);
 	return 0;
 }
@@ -263,7 +279,7 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	      int timeout_ms)
 {
 	uint64_t start, end, spin_start = 0, spin_end = 0, last_us = 0;
-	bool spinning = false;
+	bool spinning = false, fresh = false;
 	int got = 0, got_at_spin = 0, ret;
 
 	if (!cl || min < 0 || max < min || (max && !cqes))
@@ -271,11 +287,13 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 	start = wf_now_ms();
 	end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
 	for (;;) {
-		if (cl->cq_count < (uint32_t)(max - got)) {
+		/* After a sleep in the fabric the turn has just run. */
+		if (!fresh && cl->cq_count < (uint32_t)(max - got)) {
 			ret = wf_progress(cl);
 			if (ret < 0)
 				break;
 		}
+		fresh = false;
 		got += reap(cl, cqes + got, max - got);
 		if (got >= min || got == max || !cl->inflight || cl->now >= end) {
 			/* Done, nothing could ever arrive, or timed out. */
@@ -303,13 +321,16 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			cl->spins += spinning;
 		}
 		if (spinning) {
-			/* Off the CPU between two turns: the CPU is wanted
-			 * elsewhere (the target that must answer, maybe), so
-			 * stop and sleep.  Not for a fixed spin_us: that one
-			 * spins as told. */
-			bool gap = !cl->spin_us &&
-				   cl->now_us - last_us >= WF_SPIN_GAP_US;
+			/* Off the CPU between two turns for longer than a
+			 * hand-off to the target (spin.h): other work wants
+			 * the CPU, so stop and sleep.  Not for a fixed
+			 * spin_us: that one spins as told. */
+			bool gap = wf_spin_gap(last_us, cl->now_us);
 
+			/* Counted for a fixed spin too (weft_stats), acted
+			 * on only by the adaptive rule. */
+			cl->spin_gaps += gap;
+			gap = gap && !cl->spin_us;
 			last_us = cl->now_us;
 			if (!gap && cl->now_us < spin_end)
 				continue;
@@ -320,7 +341,34 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			struct epoll_event ev[4];
 			int t = wf_pieces_timer_ms(cl), left;
 
+			left = end == UINT64_MAX ? -1 :
+			       (int)(end > cl->now ? end - cl->now : 0);
+			if (t >= 0 && (left < 0 || t < left))
+				left = t;
+			if (!cl->scr) {
+				/* weft_fd() holds the fabric's fd alone: sleep
+				 * in the fabric, which reaps what woke it in
+				 * the same call (tcp: the epoll_wait that
+				 * names the socket is the sleep; a sleeping
+				 * QD1 wait is then a send, that epoll_wait
+				 * and the recv of the reply). */
+				ret = progress(cl, left);
+				if (ret < 0)
+					break;
+				spin_end = 0;
+				fresh = true;
+				continue;
+			}
 			wf_ctx_arm(cl->ctx);
+			/* The look after arming is for what the fabric holds
+			 * (queued completions, credits: no system call) and
+			 * for our own timers and retries.  The sockets need
+			 * no look now: the fabric's fd is in epfd, and
+			 * whatever reached them since the last poll keeps it
+			 * readable (level-triggered), so the sleep below
+			 * returns at once.  (tcp: one epoll_wait(0) per sleep
+			 * less.) */
+			wf_ctx_quiet(cl->ctx);
 			ret = wf_progress(cl);
 			if (ret < 0)
 				break;
@@ -328,10 +376,6 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 				spin_end = 0;
 				continue;
 			}
-			left = end == UINT64_MAX ? -1 :
-			       (int)(end > cl->now ? end - cl->now : 0);
-			if (t >= 0 && (left < 0 || t < left))
-				left = t;
 			epoll_wait(cl->epfd, ev, 4, left);
 			spin_end = 0;
 		}

@@ -54,11 +54,19 @@
 				    * so spinning resumes only after
 				    * WF_SPIN_CALM fast completions */
 #define WF_SPIN_EWMA_SHIFT   3     /* estimate += (sample - estimate) / 8 */
-#define WF_SPIN_GAP_US       30    /* one polling turn (a non-blocking recv
-				    * per connection) takes 1-10 us; a gap
-				    * this long between two clock reads
-				    * while spinning means the thread was
-				    * off its CPU: somebody needed it */
+#define WF_SPIN_GAP_US       150   /* off the CPU this long between two
+				    * polling turns (1-10 us each): other
+				    * work took the CPU for a time slice
+				    * (1.5 ms on two CPUs).  Shorter gaps
+				    * are hand-offs, not preemptions: the
+				    * target that serves the request runs
+				    * on the spinner's CPU (woken there by
+				    * the loopback softirq of our send and
+				    * of its device completion) for 10-60
+				    * us, twice per I/O, and the spinner
+				    * gets the CPU back with its reply
+				    * (docs/performance.md, "Adaptive
+				    * polling", 2026-12-07 evening) */
 #define WF_SPIN_PROBE        16    /* 1 in 16 eligible waits takes the
 				    * choice the score does not favour: a
 				    * sixteenth of the gain, for averages
@@ -95,6 +103,8 @@ struct wf_spin {
 				 * (saturates at WF_SPIN_CALM) */
 	uint32_t penalty;       /* next back-off length, in waits */
 	uint32_t skip;          /* waits left that must not spin */
+	uint64_t skipped;       /* waits a back-off kept from spinning */
+	uint64_t declined;      /* waits that slept on the score (or probe) */
 };
 
 /* est += (sample - est) / 2^WF_SPIN_EWMA_SHIFT; the first sample is the
@@ -131,6 +141,7 @@ static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
 	*how = WF_SPIN_SLEPT;
 	if (s->skip) {
 		s->skip--;
+		s->skipped++;
 		return 0;
 	}
 	/* Spin unless measured slower than sleeping; an average not taken
@@ -138,8 +149,10 @@ static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
 	spin = !s->slept_us || (s->spun_us && s->spun_us <= s->slept_us);
 	if (++s->eligible % WF_SPIN_PROBE == 0)
 		spin = !spin;
-	if (!spin)
+	if (!spin) {
+		s->declined++;
 		return 0;
+	}
 	*how = WF_SPIN_SPUN;
 	return s->est_us * WF_SPIN_FACTOR;
 }
@@ -149,7 +162,7 @@ static inline uint32_t wf_spin_budget_us(struct wf_spin *s, uint32_t inflight,
 static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns,
 				       enum wf_spin_how how)
 {
-	uint64_t v = lat_ns / 1000;
+	uint64_t v = lat_ns / 1000, sv;
 
 	if (v >= WF_SPIN_SAMPLE_MAX_US) {
 		v = WF_SPIN_SAMPLE_MAX_US;
@@ -159,11 +172,27 @@ static inline void wf_spin_on_complete(struct wf_spin *s, uint64_t lat_ns,
 	}
 	if (!v)
 		v = 1;
+	/* The score compares the bulk of the replies, each sample at most
+	 * the budget a spin would have had (WF_SPIN_FACTOR x the estimate):
+	 * the tail is the calm condition's.  Unclamped, one slow reply of a
+	 * spin (up to 1 ms: +115 us on the average) made spinning score
+	 * slower, and while sleeping is favoured only the probes (1 in 16)
+	 * can bring that average back: hundreds of waits without spinning
+	 * for one outlier (measured: docs/performance.md). */
+	sv = s->est_us ? (uint64_t)s->est_us * WF_SPIN_FACTOR : v;
+	sv = v < sv ? v : sv;
 	s->est_us = wf_spin_ewma(s->est_us, (uint32_t)v);
 	if (how == WF_SPIN_SPUN)
-		s->spun_us = wf_spin_ewma(s->spun_us, (uint32_t)v);
+		s->spun_us = wf_spin_ewma(s->spun_us, (uint32_t)sv);
 	else if (how == WF_SPIN_SLEPT)
-		s->slept_us = wf_spin_ewma(s->slept_us, (uint32_t)v);
+		s->slept_us = wf_spin_ewma(s->slept_us, (uint32_t)sv);
+}
+
+/* Two clock reads of a spin, last_us then now_us: was the thread off its
+ * CPU in between for longer than a hand-off (WF_SPIN_GAP_US)? */
+static inline bool wf_spin_gap(uint64_t last_us, uint64_t now_us)
+{
+	return now_us - last_us >= WF_SPIN_GAP_US;
 }
 
 /* A spin ended: hit (a completion came while spinning) or not, and whether

@@ -372,6 +372,7 @@ struct weft_cluster {
 	enum wf_spin_how wait_how;      /* what weft_wait chose, for the
 	                                 * completions it reaps meanwhile */
 	uint64_t   spins, spin_hits, spin_ns;   /* weft_stats */
+	uint64_t   spin_gaps;                   /* weft_stats */
 	bool       map_stale;           /* a peer has a newer epoch, or a
 	                                 * piece found no replica: look at the
 	                                 * map file in the next turn */

@@ -201,6 +201,14 @@ struct weft_stats {
 	 * latency estimate the adaptive rule uses (0: no completion yet). */
 	uint64_t spins, spin_hits, spin_ns;
 	uint32_t spin_est_us;
+	/* Appended after 0.2, why waits did not spin or stopped: spin_gaps:
+	 * spinning turns that found the thread had been off its CPU for
+	 * longer than a hand-off (150 us; the adaptive rule then stops, a
+	 * fixed spin_us goes on); spin_skips: waits the rule let choose that
+	 * a back-off kept from spinning; spin_declined: ... that slept
+	 * because spinning scored slower (or as the probe of the other
+	 * choice). */
+	uint64_t spin_gaps, spin_skips, spin_declined;
 };
 
 /* Fill *st (st->size set by the caller; a smaller struct of an older

@@ -250,3 +250,36 @@ Test(spin, what_a_wait_counts_for)
 	cr_assert_eq(s.spun_us, 40);
 	cr_assert_eq(s.slept_us, 0);
 }
+
+Test(spin, a_hand_off_to_the_target_is_no_preemption)
+{
+	/* The target that serves the request runs on the spinner's CPU for
+	 * 10-60 us, twice per I/O (perf sched, docs/performance.md): the
+	 * spinner must go on spinning through such gaps.  Off the CPU for a
+	 * time slice of other work (1.5 ms), it stops. */
+	cr_assert(!wf_spin_gap(1000, 1005), "one polling turn");
+	cr_assert(!wf_spin_gap(1000, 1040), "the target's turn on our CPU");
+	cr_assert(!wf_spin_gap(1000, 1000 + 100), "a slow hand-off");
+	cr_assert(wf_spin_gap(1000, 1000 + WF_SPIN_GAP_US));
+	cr_assert(wf_spin_gap(1000, 2500), "another process's time slice");
+}
+
+Test(spin, one_slow_spun_reply_does_not_stop_the_spinning)
+{
+	struct wf_spin s = { .calm = WF_SPIN_CALM };
+	int spun;
+
+	/* A quiet machine: spinning 80 us, sleeping 105 us. */
+	wf_spin_on_complete(&s, 90000, WF_SPIN_NONE);
+	run(&s, 64, 80, 105);
+	cr_assert_lt(s.spun_us, s.slept_us);
+	/* One spun reply of 900 us (under the calm limit): it counts for the
+	 * score as the budget's length at most, so spinning stays ahead
+	 * within a few replies instead of losing for hundreds of waits
+	 * (only the probes would have brought its average back). */
+	wf_spin_on_complete(&s, 900000, WF_SPIN_SPUN);
+	cr_assert_leq(s.spun_us, s.slept_us + s.est_us * WF_SPIN_FACTOR / 8 + 1);
+	run(&s, 8, 80, 105);
+	spun = run(&s, 64, 80, 105);
+	cr_assert_geq(spun, 64 - 64 / WF_SPIN_PROBE - 1, "spun %d of 64", spun);
+}
