@@ -73,10 +73,6 @@ static const char usage_text[] =
 "                         0: off)\n"
 "      --poll-us US       busy-poll this long before sleeping (default 0:\n"
 "                         sleep at once; spin on dedicated cores)\n"
-"      --batch-us US      at depth (4 or more requests in flight), sleep\n"
-"                         until half of them complete or US microseconds\n"
-"                         passed, then wake at the first (default 0:\n"
-"                         wake at the first completion always)\n"
 "      --recovery-qd N    copies to members being brought up to date in\n"
 "                         flight per reactor (default 4; 1 .. slots)\n"
 "      --recovery-mbps N  their bandwidth per reactor in MiB/s (default\n"
@@ -158,7 +154,7 @@ static int parse_u32(const char *s, uint32_t *out, bool suffix)
 }
 
 enum {
-	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_BATCH, O_CACHE,
+	O_CORES = 256, O_SLOTS, O_SLOT_SIZE, O_MAX_CONNS, O_POLL, O_CACHE,
 	O_LISTEN, O_FORMAT, O_FORCE, O_REC_QD, O_REC_MBPS, O_PG_LOG, O_LOG_LEVEL, O_SYSLOG,
 	O_ETCD, O_ETCD_PREFIX, O_ETCD_TTL, O_READ_LEASE, O_METRICS, O_FAULT_WRITES, O_FAULT_NO_LEASE, O_PER_PEER, O_PER_KEY, O_SLOTS_PER_KEY, O_INFLIGHT_PER_KEY, O_IDLE, O_EVICT, O_KEEPALIVE,
 	O_TRUST_GROUP, O_KEYRING, O_KEY,
@@ -271,7 +267,6 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 		{ "keyring", required_argument, NULL, O_KEYRING },
 		{ "key", required_argument, NULL, O_KEY },
 		{ "poll-us", required_argument, NULL, O_POLL },
-		{ "batch-us", required_argument, NULL, O_BATCH },
 		{ "recovery-qd", required_argument, NULL, O_REC_QD },
 		{ "recovery-mbps", required_argument, NULL, O_REC_MBPS },
 		{ "pg-log", required_argument, NULL, O_PG_LOG },
@@ -311,7 +306,6 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 	cfg->trust_gid = (gid_t)-1;
 	cfg->poll_us = 0;      /* see docs/target.md: spinning starves
 	                        * peers on shared cores */
-	cfg->batch_us = WF_TGT_DEFAULT_BATCH_US;
 	cfg->recovery_qd = 4;
 	cfg->recovery_mbps = 256;
 	cfg->pg_log = WF_TGT_DEFAULT_PG_LOG;
@@ -415,12 +409,6 @@ static int parse_args(int argc, char **argv, struct wf_tgt_cfg *cfg)
 				return bad_arg("--poll-us: '%s' is not 0 .. 1000000",
 					       optarg);
 			cfg->poll_us = v;
-			break;
-		case O_BATCH:
-			if (parse_u32(optarg, &v, false) || v > 1000)
-				return bad_arg("--batch-us: '%s' is not 0 .. 1000",
-					       optarg);
-			cfg->batch_us = v;
 			break;
 		case O_REC_QD:
 			if (parse_u32(optarg, &v, false) || !v || v > WF_TGT_MAX_SLOTS)

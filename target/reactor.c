@@ -1011,16 +1011,9 @@ int wf_tgt_reactor_run(struct wf_tgt_reactor *r)
 					 r->nconns ? 1000 : -1;
 				int lm = (int)(r->lease_ms / 4);
 
-				unsigned mw, want;
-
 				if (r->lease_need && lm > 0 && (ms < 0 || lm < ms))
 					ms = lm;
-				/* At depth, wake once for several device
-				 * completions (a wake-up of a sleeping vCPU
-				 * costs more than the I/O's own work). */
-				want = wf_store_batch_want(wf_store_inflight(r->store),
-							   r->cfg->batch_us, &mw);
-				wf_store_wait_batch(r->store, ms, want, mw);
+				wf_store_wait(r->store, ms);
 			}
 			wf_tgt_conn_sweep(r, wf_tgt_now_ns());
 			if (r->peers)

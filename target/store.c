@@ -178,7 +178,6 @@ static int ring_setup(struct wf_store *s, unsigned entries)
 	ret = io_uring_queue_init_params(entries, &s->ring, &p);
 	if (ret)
 		return ret;
-	s->min_timeout = p.features & WF_FEAT_MIN_TIMEOUT;
 	ret = io_uring_register_files(&s->ring, &s->fd, 1);
 	if (ret) {
 		io_uring_queue_exit(&s->ring);

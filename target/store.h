@@ -303,28 +303,6 @@ int  wf_store_watch(struct wf_store *s, int fd);
  * poll in the SQ: the next one that succeeds puts it in. */
 bool wf_store_watch_pending(const struct wf_store *s, int i);
 int  wf_store_wait(struct wf_store *s, int timeout_ms);
-/*
- * The same sleep, woken by `want` completions rather than the first: up
- * to min_wait_us for them, then by the first (or the one already there),
- * and never later than timeout_ms.  Any completion counts, a watch's too,
- * so a watched fd that becomes readable meanwhile ends the sleep at most
- * min_wait_us later.  A kernel without min_wait_usec (before 6.12), want
- * <= 1 or min_wait_us 0: wf_store_wait.
- */
-int  wf_store_wait_batch(struct wf_store *s, int timeout_ms, unsigned want,
-			 unsigned min_wait_us);
-/*
- * The batching policy (a pure function; docs/target.md, "The reactor"):
- * with `inflight` requests out (wf_store_inflight) and a batch window of
- * batch_us (0: never batch), how many completions a sleep waits for, and
- * *min_wait_us how long at most.  Fewer than WF_STORE_BATCH_FROM in
- * flight: 1 and 0 (a QD1 sleep wakes at its completion); else half of
- * them, at most WF_STORE_BATCH_MAX, and batch_us.
- */
-#define WF_STORE_BATCH_FROM 4
-#define WF_STORE_BATCH_MAX  16
-unsigned wf_store_batch_want(unsigned inflight, unsigned batch_us,
-			     unsigned *min_wait_us);
 unsigned wf_store_woken(struct wf_store *s);
 /* Requests accepted on this queue and not yet completed, plus work this
  * queue's ring does for other queues. */

@@ -14,10 +14,6 @@
 
 #include "target/store.h"
 
-/* io_uring_params.features: min_wait_usec in io_uring_getevents_arg
- * (kernel 6.12; IORING_FEAT_MIN_TIMEOUT, which liburing 2.3 lacks). */
-#define WF_FEAT_MIN_TIMEOUT     (1u << 15)
-
 #define WF_SB_MAGIC             "WEFTSTOR"      /* 8 bytes, no NUL */
 #define WF_SB_VERSION           1u
 #define WF_IX_MAGIC             0x58494657u     /* "WFIX" little-endian */
@@ -128,8 +124,6 @@ struct wf_store {
 	bool     sq_left;               /* the last io_uring_enter failed (or
 	                                 * took part of the SQ): polls armed
 	                                 * may wait in the SQ, not the kernel */
-	bool     min_timeout;           /* the kernel takes min_wait_usec
-	                                 * (IORING_FEAT_MIN_TIMEOUT, 6.12) */
 	bool     volatile_cache;
 	bool     is_blkdev;
 	int      zero_mode;             /* fallocate mode that zeroes a range */

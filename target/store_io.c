@@ -37,10 +37,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "target/store_int.h"
 
@@ -1031,49 +1028,7 @@ static void watch_cqe(struct wf_store *s, unsigned i, int res, unsigned flags)
 		s->watch[i].armed = false;
 }
 
-unsigned wf_store_batch_want(unsigned inflight, unsigned batch_us,
-			     unsigned *min_wait_us)
-{
-	unsigned want = (inflight + 1) / 2;
-
-	*min_wait_us = 0;
-	if (!batch_us || inflight < WF_STORE_BATCH_FROM)
-		return 1;
-	if (want > WF_STORE_BATCH_MAX)
-		want = WF_STORE_BATCH_MAX;
-	*min_wait_us = batch_us;
-	return want;
-}
-
-/* io_uring_getevents_arg as kernels since 6.12 read it: the word that was
- * padding is min_wait_usec (liburing 2.3's header still says pad). */
-struct wait_arg {
-	uint64_t sigmask;
-	uint32_t sigmask_sz;
-	uint32_t min_wait_usec;
-	uint64_t ts;
-};
-
-/* What io_uring_submit does before it enters: publish the SQEs queued
- * since the last call at the kernel's SQ tail.  Returns how many the
- * kernel has not consumed.  liburing 2.3 has no call that sets
- * min_wait_usec, so the batched wait enters by itself. */
-static unsigned sq_publish(struct io_uring *ring)
-{
-	struct io_uring_sq *sq = &ring->sq;
-	unsigned tail = *sq->ktail;
-
-	while (sq->sqe_head != sq->sqe_tail) {
-		sq->array[tail & sq->ring_mask] = sq->sqe_head & sq->ring_mask;
-		tail++;
-		sq->sqe_head++;
-	}
-	__atomic_store_n(sq->ktail, tail, __ATOMIC_RELEASE);
-	return tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
-}
-
-int wf_store_wait_batch(struct wf_store *s, int timeout_ms, unsigned want,
-			unsigned min_wait_us)
+int wf_store_wait(struct wf_store *s, int timeout_ms)
 {
 	struct __kernel_timespec ts, *tp = NULL;
 	struct io_uring_cqe *cqe;
@@ -1092,31 +1047,8 @@ int wf_store_wait_batch(struct wf_store *s, int timeout_ms, unsigned want,
 		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
 		tp = &ts;
 	}
-	if (want > 1 && min_wait_us && s->min_timeout) {
-		/* Up to min_wait_us for `want` completions, then the first
-		 * one: a watch's completion counts like any other, so a
-		 * request that arrives meanwhile waits at most that long. */
-		struct wait_arg arg = {
-			.sigmask_sz = _NSIG / 8,
-			.min_wait_usec = min_wait_us,
-			.ts = (uintptr_t)tp,
-		};
-		unsigned n = sq_publish(&s->ring);
-
-		ret = (int)syscall(__NR_io_uring_enter, s->ring.enter_ring_fd, n, want,
-				   IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-				   &arg, sizeof(arg));
-		ret = sq_note(s, ret < 0 ? -errno : ret);
-	} else {
-		ret = sq_note(s, io_uring_submit_and_wait_timeout(&s->ring, &cqe,
-								  1, tp, NULL));
-	}
+	ret = sq_note(s, io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tp, NULL));
 	return ret < 0 && ret != -ETIME && ret != -EINTR ? ret : 0;
-}
-
-int wf_store_wait(struct wf_store *s, int timeout_ms)
-{
-	return wf_store_wait_batch(s, timeout_ms, 1, 0);
 }
 
 int wf_store_poll(struct wf_store *s, unsigned max)

@@ -44,7 +44,6 @@
 #define WF_TGT_DEFAULT_IDLE_MS   300000u
 #define WF_TGT_DEFAULT_EVICT_MS  1000u
 #define WF_TGT_DEFAULT_KEEPALIVE 30u
-#define WF_TGT_DEFAULT_BATCH_US 0u      /* --batch-us; docs/target.md */
 /* A connection that sent this many invalid requests is closed. */
 #define WF_TGT_MAX_INVALID       16u
 /* Error replies that need no slot (slot index out of the ring): send
@@ -76,9 +75,6 @@ struct wf_tgt_cfg {
 	uint32_t    keepalive_s;        /* 0: no TCP keepalive */
 	gid_t       trust_gid;          /* --trust-group; (gid_t)-1: none */
 	uint32_t    poll_us;            /* busy-poll this long before sleeping */
-	uint32_t    batch_us;           /* at depth, a sleep waits this long
-	                                 * for more than one completion
-	                                 * (wf_store_batch_want) */
 	uint32_t    recovery_qd;        /* recovery copies in flight per reactor */
 	uint32_t    recovery_mbps;      /* MiB/s per reactor, 0: no limit */
 	uint32_t    pg_log;             /* entries of each PG's log of recent
