@@ -345,6 +345,11 @@ int weft_wait(struct weft_cluster *cl, struct weft_cqe *cqes, int min, int max,
 			       (int)(end > cl->now ? end - cl->now : 0);
 			if (t >= 0 && (left < 0 || t < left))
 				left = t;
+			/* A map look asked for after the last turn's own
+			 * (wf_pieces_turn can ask one) is due now, not after
+			 * the sleep. */
+			if (cl->map_stale)
+				left = 0;
 			if (!cl->scr) {
 				/* weft_fd() holds the fabric's fd alone: sleep
 				 * in the fabric, which reaps what woke it in
