@@ -101,6 +101,82 @@ static const struct {
 	[WF_SC_UNPLUGS] = { "block:block_unplug", NULL },
 };
 
+/* A tracepoint "sys:name" is present when tracefs lists its directory. */
+static bool tracepoint_present(const char *event, void *arg)
+{
+	static const char *const roots[] = { "/sys/kernel/tracing/events",
+					     "/sys/kernel/debug/tracing/events" };
+	char path[256];
+
+	(void)arg;
+	for (unsigned r = 0; r < 2; r++) {
+		int n = snprintf(path, sizeof(path), "%s/%s", roots[r], event);
+		char *colon = n > 0 && (size_t)n < sizeof(path) ?
+			      strchr(path + strlen(roots[r]), ':') : NULL;
+
+		if (!colon)
+			return false;
+		*colon = '/';
+		if (!access(path, F_OK))
+			return true;
+	}
+	return false;
+}
+
+unsigned wf_sc_select(bool (*present)(const char *event, void *arg), void *arg)
+{
+	unsigned mask = 0;
+
+	for (unsigned e = 0; e < WF_SC_N; e++)
+		/* No colon: a perf software event (context-switches), always
+		 * there. */
+		if (!strchr(sc_events[e].event, ':') || present(sc_events[e].event, arg))
+			mask |= 1u << e;
+	return mask;
+}
+
+unsigned wf_sc_args(unsigned mask, const char **argv)
+{
+	unsigned na = 0;
+
+	for (unsigned e = 0; e < WF_SC_N; e++) {
+		if (!(mask & (1u << e)))
+			continue;
+		argv[na++] = "-e";
+		argv[na++] = sc_events[e].event;
+		if (sc_events[e].filter) {
+			argv[na++] = "--filter";
+			argv[na++] = sc_events[e].filter;
+		}
+	}
+	return na;
+}
+
+int wf_sc_parse(FILE *f, unsigned mask, int64_t count[WF_SC_N])
+{
+	char line[256];
+	unsigned e = 0;
+
+	for (unsigned i = 0; i < WF_SC_N; i++)
+		count[i] = -1;
+	/* One line per event given, in order ("<not counted>" or "<not
+	 * supported>" leave -1); those not given stay -1. */
+	for (;;) {
+		uint64_t v;
+
+		while (e < WF_SC_N && !(mask & (1u << e)))
+			e++;
+		if (e == WF_SC_N || !fgets(line, sizeof(line), f))
+			break;
+		if (!strstr(line, sc_events[e].event))
+			continue;
+		if (sscanf(line, "%" SCNu64 ",", &v) == 1)
+			count[e] = (int64_t)v;
+		e++;
+	}
+	return count[WF_SC_SYS] >= 0 ? 0 : -EPROTO;
+}
+
 int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		      char *why, size_t whylen)
 {
@@ -115,8 +191,10 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		snprintf(why, whylen, "no process to count");
 		return -ENOENT;
 	}
-	if (access("/sys/kernel/tracing/events/raw_syscalls", F_OK) &&
-	    access("/sys/kernel/debug/tracing/events/raw_syscalls", F_OK)) {
+	/* Each tracepoint missing on this kernel (perf would refuse the
+	 * whole list) is left out; the syscalls are required. */
+	s->events = wf_sc_select(tracepoint_present, NULL);
+	if (!(s->events & (1u << WF_SC_SYS))) {
 		snprintf(why, whylen, "no raw_syscalls tracepoint (mount -t tracefs "
 			 "nodev /sys/kernel/tracing)");
 		return -ENOENT;
@@ -134,14 +212,7 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 					i ? "," : "", (int)pids[i]);
 	snprintf(s->out, sizeof(s->out), "/tmp/weft-syscount.%d.%d", (int)getpid(),
 		 (int)pids[0]);
-	for (unsigned e = 0; e < WF_SC_N; e++) {
-		argv[na++] = "-e";
-		argv[na++] = sc_events[e].event;
-		if (sc_events[e].filter) {
-			argv[na++] = "--filter";
-			argv[na++] = sc_events[e].filter;
-		}
-	}
+	na += wf_sc_args(s->events, argv + na);
 	argv[na++] = "-o";
 	argv[na++] = s->out;
 	argv[na++] = "-p";
@@ -170,10 +241,8 @@ int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 
 int wf_syscount_stop(struct wf_syscount *s, int64_t count[WF_SC_N])
 {
-	char line[256];
-	unsigned e = 0;
 	FILE *f;
-	int st, ret = -EPROTO;
+	int st, ret;
 
 	for (unsigned i = 0; i < WF_SC_N; i++)
 		count[i] = -1;
@@ -187,19 +256,7 @@ int wf_syscount_stop(struct wf_syscount *s, int64_t count[WF_SC_N])
 	f = fopen(s->out, "r");
 	if (!f)
 		return -errno;
-	/* One line per event, in the order given ("<not counted>" or
-	 * "<not supported>" leave -1). */
-	while (e < WF_SC_N && fgets(line, sizeof(line), f)) {
-		uint64_t v;
-
-		if (!strstr(line, sc_events[e].event))
-			continue;
-		if (sscanf(line, "%" SCNu64 ",", &v) == 1)
-			count[e] = (int64_t)v;
-		e++;
-	}
-	if (count[WF_SC_SYS] >= 0)
-		ret = 0;
+	ret = wf_sc_parse(f, s->events, count);
 	fclose(f);
 	unlink(s->out);
 	return ret;

@@ -44,11 +44,26 @@ enum wf_sc {
 };
 
 struct wf_syscount {
-	pid_t perf;
-	char  out[64];
+	pid_t    perf;
+	unsigned events;                /* bit e: enum wf_sc e is counted */
+	char     out[64];
 };
 
-/* 0, or -errno (-ENOENT: no perf or no tracepoint; why in the text). */
+/* The events this kernel can count, as a mask of bits 1 << enum wf_sc: a
+ * tracepoint ("sys:name") when present(name, arg) says it exists, perf's
+ * software events always.  perf refuses the whole list for one unknown
+ * tracepoint, so the missing ones are left out. */
+unsigned wf_sc_select(bool (*present)(const char *event, void *arg), void *arg);
+/* The perf arguments of the events in mask ("-e EVENT" and "--filter F")
+ * into argv (room for 4 * WF_SC_N); returns how many. */
+unsigned wf_sc_args(unsigned mask, const char **argv);
+/* Reads `perf stat -x ,` output of the events in mask into count[] (-1:
+ * not given or not counted); 0, or -EPROTO without the syscalls. */
+int wf_sc_parse(FILE *f, unsigned mask, int64_t count[WF_SC_N]);
+
+/* 0, or -errno (-ENOENT: no perf or no raw_syscalls tracepoint; why in
+ * the text).  The other events' tracepoints missing here are not counted
+ * (their counts -1), the rest still are. */
 int wf_syscount_start(struct wf_syscount *s, const pid_t *pids, unsigned n,
 		      char *why, size_t whylen);
 /* Stop and read: 0 and count[] (-1: that event unknown), or -errno
