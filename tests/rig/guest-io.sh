@@ -397,7 +397,7 @@ for wm in wmodes:
                 summary.append(s)
 doc = {"bs": 4096, "runtime_s": runtime, "working_set_mib": size_mb,
        "rounds": rounds, "backing": "null_blk memory_backed, 4 KiB blocks (both)",
-       "modes": {"weft default": "weft-target default --poll-us (0; 50 before 2026-11-29), client sleeps at once",
+       "modes": {"weft default": "weft-target default --poll-us (0; 50 before 2026-11-29), client waits by libweft's default rule (adaptive polling since 2026-12-07: spins only for replies expected within 200 us, so under emulation it sleeps)",
                  "weft spin": "weft-target --poll-us 0, WEFT_SPIN_US=1000000",
                  "weft poll": "weft-target --poll-us 1000000, WEFT_SPIN_US=1000000",
                  "nvmet irq": "fio io_uring on the nvme-rdma host, interrupts",
