@@ -91,14 +91,17 @@ int wf_tcounts_read(const char *map_path, const char *run_dir,
  */
 static const struct {
 	const char *event, *filter;
+	const char *name;       /* past the syscalls: the table's word and
+				 * the JSON's key */
 } sc_events[WF_SC_N] = {
-	[WF_SC_SYS]     = { "raw_syscalls:sys_enter", NULL },
-	[WF_SC_SUBMITS] = { "syscalls:sys_enter_io_uring_enter", "to_submit > 0" },
-	[WF_SC_SQES]    = { "io_uring:io_uring_submit_req", NULL },
-	[WF_SC_WAITS]   = { "io_uring:io_uring_cqring_wait", NULL },
-	[WF_SC_CS]      = { "context-switches", NULL },
-	[WF_SC_ISSUES]  = { "block:block_rq_issue", NULL },
-	[WF_SC_UNPLUGS] = { "block:block_unplug", NULL },
+	[WF_SC_SYS]     = { "raw_syscalls:sys_enter", NULL, NULL },
+	[WF_SC_SUBMITS] = { "syscalls:sys_enter_io_uring_enter", "to_submit > 0",
+			    "submits" },
+	[WF_SC_SQES]    = { "io_uring:io_uring_submit_req", NULL, "sqes" },
+	[WF_SC_WAITS]   = { "io_uring:io_uring_cqring_wait", NULL, "waits" },
+	[WF_SC_CS]      = { "context-switches", NULL, "switches" },
+	[WF_SC_ISSUES]  = { "block:block_rq_issue", NULL, "blk_issues" },
+	[WF_SC_UNPLUGS] = { "block:block_unplug", NULL, "blk_unplugs" },
 };
 
 /* A tracepoint "sys:name" is present when tracefs lists its directory. */
@@ -402,23 +405,12 @@ void wf_counts_end(struct wf_run_counts *k, struct weft_cluster *cl,
 	p->c_sys = p->c_sc[WF_SC_SYS];
 }
 
-/* Names of the enum wf_sc counts past the syscalls: the table's words,
- * the JSON's keys. */
-static const char *const sc_names[WF_SC_N] = {
-	[WF_SC_SUBMITS] = "submits",
-	[WF_SC_SQES]    = "sqes",
-	[WF_SC_WAITS]   = "waits",
-	[WF_SC_CS]      = "switches",
-	[WF_SC_ISSUES]  = "blk_issues",
-	[WF_SC_UNPLUGS] = "blk_unplugs",
-};
-
 static void print_sc(FILE *f, const char *who, const double *v)
 {
 	fprintf(f, "; %s:", who);
 	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
 		if (v[e] >= 0)
-			fprintf(f, " %.2f %s", v[e], sc_names[e]);
+			fprintf(f, " %.2f %s", v[e], sc_events[e].name);
 }
 
 static void print_count(FILE *f, const char *what, double v)
@@ -470,7 +462,7 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_completions", p->c_cqes);
 	json_count(js, "syscalls", p->c_sys);
 	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
-		json_count(js, sc_names[e], p->c_sc[e]);
+		json_count(js, sc_events[e].name, p->c_sc[e]);
 	json_count(js, "instructions", p->c_instr);
 	wf_json_obj_end(js);
 	wf_json_obj_begin(js, "targets");
@@ -480,7 +472,7 @@ void wf_per_io_json(struct wf_json *js, const char *key, const struct wf_per_io 
 	json_count(js, "fabric_completions", p->t_cqes);
 	json_count(js, "syscalls", p->t_sys);
 	for (unsigned e = WF_SC_SYS + 1; e < WF_SC_N; e++)
-		json_count(js, sc_names[e], p->t_sc[e]);
+		json_count(js, sc_events[e].name, p->t_sc[e]);
 	json_count(js, "instructions", p->t_instr);
 	json_count(js, "idle_instructions_per_s", p->t_idle_per_s);
 	wf_json_obj_end(js);

@@ -139,7 +139,7 @@ int wf_poll(struct wf_ctx *ctx, struct wf_cqe *cqes, int max)
 int wf_poll_wait(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
 		 int timeout_ms)
 {
-	struct pollfd p = { .fd = wf_ctx_fd(ctx), .events = POLLIN };
+	struct pollfd p;
 	int n;
 
 	if (max <= 0)
@@ -156,6 +156,7 @@ int wf_poll_wait(struct wf_ctx *ctx, struct wf_cqe *cqes, int max,
 	n = wf_poll(ctx, cqes, max);    /* what raced in before the arm */
 	if (n)
 		return n;
+	p = (struct pollfd){ .fd = wf_ctx_fd(ctx), .events = POLLIN };
 	if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
 		return -errno;
 	return wf_poll(ctx, cqes, max);

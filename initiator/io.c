@@ -26,22 +26,21 @@ static int progress(struct weft_cluster *cl, int wait_ms)
 	bool first = true;
 
 	do {
-		if (first && wait_ms)
-			n = wf_poll_wait(cl->ctx, cqes, WF_POLL_BATCH, wait_ms);
+		n = first && wait_ms ?
+		    wf_poll_wait(cl->ctx, cqes, WF_POLL_BATCH, wait_ms) :
+		    wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
 		if (first) {
 			struct timespec ts;
 
-			/* One clock read per turn (vDSO), after the sleep:
-			 * ms for timers, us for the busy-poll budget of
-			 * weft_wait. */
+			/* One clock read per turn (vDSO), after its first
+			 * poll (and sleep): ms for timers, us for the
+			 * busy-poll budget of weft_wait. */
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			cl->now_us = (uint64_t)ts.tv_sec * 1000000 +
 				     (uint64_t)ts.tv_nsec / 1000;
 			cl->now = cl->now_us / 1000;
+			first = false;
 		}
-		if (!first || !wait_ms)
-			n = wf_poll(cl->ctx, cqes, WF_POLL_BATCH);
-		first = false;
 		if (n < 0)
 			return n;
 		for (i = 0; i < n; i++)

@@ -322,6 +322,23 @@ Test(fabric, sleep_on_fd_and_wake)
 	ft_pair_close(&p);
 }
 
+/* Into gs, with wf_poll_wait on ctx (at most 4 sleeps), until a completion
+ * of the type came. */
+static void poll_wait_for(struct wf_ctx *ctx, uint32_t type, const char *what)
+{
+	struct wf_cqe c[4];
+	int n, tries = 0;
+
+	gs.n = 0;
+	while (!ft_count(&gs, type)) {
+		cr_assert_lt(tries++, 4, "%s was not reaped", what);
+		n = wf_poll_wait(ctx, c, 4, ft_wait_ms());
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++)
+			gs.c[gs.n++] = c[i];
+	}
+}
+
 /*
  * wf_poll_wait: with nothing ready it sleeps (here: until its bound, and
  * returns 0), wakes for a message and reaps it in the same call or the
@@ -333,7 +350,6 @@ Test(fabric, poll_wait_sleeps_until_a_message_and_reaps_it)
 	struct ft_pair p = { 0 };
 	struct wf_ep_opts o = ft_opts(8, 8, 128);
 	struct wf_cqe c[4];
-	int n, tries = 0;
 
 	ft_pair_open(&p, &o, &o);
 	while (wf_poll(p.sctx, c, 4) > 0)
@@ -344,27 +360,12 @@ Test(fabric, poll_wait_sleeps_until_a_message_and_reaps_it)
 
 	cr_assert_eq(wf_send(p.cep, "q1", 2, 1), 0);
 	cr_assert_eq(wf_flush(p.cctx), 0);
-	gs.n = 0;
-	while (!ft_count(&gs, WF_CQE_RECV_MSG)) {
-		cr_assert_lt(tries++, 4, "the message was not reaped");
-		n = wf_poll_wait(p.sctx, c, 4, ft_wait_ms());
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			gs.c[gs.n++] = c[i];
-	}
+	poll_wait_for(p.sctx, WF_CQE_RECV_MSG, "the message");
 	cr_assert_eq(ft_find(&gs, WF_CQE_RECV_MSG, 0)->len, 2);
 	cr_assert_eq(memcmp(ft_find(&gs, WF_CQE_RECV_MSG, 0)->msg, "q1", 2), 0);
 
 	cr_assert_eq(wf_send(p.sep, "r", 1, 7), 0);
-	gs.n = 0;
-	tries = 0;
-	while (!ft_count(&gs, WF_CQE_SEND)) {
-		cr_assert_lt(tries++, 4, "our send's completion was not reaped");
-		n = wf_poll_wait(p.sctx, c, 4, ft_wait_ms());
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			gs.c[gs.n++] = c[i];
-	}
+	poll_wait_for(p.sctx, WF_CQE_SEND, "our send's completion");
 	cr_assert_eq(ft_find(&gs, WF_CQE_SEND, 0)->wr_id, 7);
 	ft_pump(NULL, NULL, 0, p.cctx, &gc, 2, ft_wait_ms());
 	ft_pair_close(&p);
